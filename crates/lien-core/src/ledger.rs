@@ -1,0 +1,398 @@
+//! Payments, reversals and how they settle a plan.
+//!
+//! Payments are applied to the oldest installment first. Only the total that is in effect at
+//! an instant matters, so the standing of a plan does not depend on the order in which
+//! payments were reported: two servers that learn of the same payments in different orders
+//! reach the same decision.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use crate::money::{Currency, Money};
+use crate::plan::InstallmentPlan;
+
+/// Why a payment log is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// A payment reference must name the payment.
+    #[error("payment reference is empty")]
+    EmptyReference,
+    /// A payment reference is longer than any payment system's.
+    #[error("payment reference has {found} characters; at most {max} are allowed")]
+    ReferenceTooLong {
+        /// How many characters were given.
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A payment's currency differs from the plan's.
+    #[error("payment {reference} is in {found}, but the plan is in {expected}")]
+    CurrencyMismatch {
+        /// The payment's reference.
+        reference: PaymentRef,
+        /// The plan's currency.
+        expected: Currency,
+        /// The payment's currency.
+        found: Currency,
+    },
+    /// A payment of zero or less is not a payment; refunds are reversals.
+    #[error("payment {reference} amount must be positive, got {amount}")]
+    NonPositiveAmount {
+        /// The payment's reference.
+        reference: PaymentRef,
+        /// The amount given.
+        amount: Money,
+    },
+    /// The same payment reference twice.
+    #[error("payment {0} is recorded twice")]
+    DuplicatePayment(PaymentRef),
+    /// A reversal of a payment that was never recorded.
+    #[error("reversal refers to payment {0}, which is not recorded")]
+    UnknownPayment(PaymentRef),
+    /// A payment reversed twice.
+    #[error("payment {0} is reversed twice")]
+    DuplicateReversal(PaymentRef),
+    /// A reversal dated before the payment it reverses.
+    #[error(
+        "payment {reference} is reversed at {reversed_at}, before it was received at {received_at}"
+    )]
+    ReversalBeforePayment {
+        /// The payment's reference.
+        reference: PaymentRef,
+        /// When it was received.
+        received_at: Timestamp,
+        /// When the reversal is dated.
+        reversed_at: Timestamp,
+    },
+}
+
+/// The financier's reference for a payment (a receipt number, a mobile-money transaction id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PaymentRef(String);
+
+impl PaymentRef {
+    /// The longest reference accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// Parses a reference: not empty, at most [`PaymentRef::MAX_LEN`] characters, trimmed.
+    pub fn parse(input: &str) -> Result<PaymentRef, PaymentError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(PaymentError::EmptyReference);
+        }
+        let count = trimmed.chars().count();
+        if count > Self::MAX_LEN {
+            return Err(PaymentError::ReferenceTooLong {
+                found: count,
+                max: Self::MAX_LEN,
+            });
+        }
+        Ok(PaymentRef(trimmed.to_owned()))
+    }
+
+    /// The reference as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PaymentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Money received from the borrower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// The financier's reference, unique within a plan.
+    pub reference: PaymentRef,
+    /// The amount received.
+    pub amount: Money,
+    /// When it was received; a payment counts from this instant on.
+    pub received_at: Timestamp,
+}
+
+/// A payment taken back (a chargeback, a bounced transfer): from `at` on it no longer counts,
+/// and arrears it had cured come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reversal {
+    /// The payment reversed.
+    pub reference: PaymentRef,
+    /// When the reversal takes effect.
+    pub at: Timestamp,
+}
+
+/// The payments and reversals of one plan, checked for consistency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLog {
+    currency: Currency,
+    /// Sorted by reference so that equal logs compare equal whatever order they were built in.
+    payments: Vec<(Payment, Option<Timestamp>)>,
+}
+
+impl PaymentLog {
+    /// An empty log for a plan in `currency`.
+    pub fn empty(currency: Currency) -> PaymentLog {
+        PaymentLog {
+            currency,
+            payments: Vec::new(),
+        }
+    }
+
+    /// Checks payments and reversals, in any order, against each other and the plan's currency.
+    pub fn new(
+        currency: Currency,
+        payments: impl IntoIterator<Item = Payment>,
+        reversals: impl IntoIterator<Item = Reversal>,
+    ) -> Result<PaymentLog, PaymentError> {
+        let mut entries: Vec<(Payment, Option<Timestamp>)> = Vec::new();
+        for payment in payments {
+            if payment.amount.currency() != currency {
+                return Err(PaymentError::CurrencyMismatch {
+                    reference: payment.reference,
+                    expected: currency,
+                    found: payment.amount.currency(),
+                });
+            }
+            if !payment.amount.is_positive() {
+                return Err(PaymentError::NonPositiveAmount {
+                    reference: payment.reference,
+                    amount: payment.amount,
+                });
+            }
+            entries.push((payment, None));
+        }
+        entries.sort_by(|a, b| a.0.reference.cmp(&b.0.reference));
+        if let Some(pair) = entries
+            .windows(2)
+            .find(|w| w[0].0.reference == w[1].0.reference)
+        {
+            return Err(PaymentError::DuplicatePayment(pair[0].0.reference.clone()));
+        }
+        for reversal in reversals {
+            let index = entries
+                .binary_search_by(|e| e.0.reference.cmp(&reversal.reference))
+                .map_err(|_| PaymentError::UnknownPayment(reversal.reference.clone()))?;
+            let (payment, reversed_at) = &mut entries[index];
+            if reversed_at.is_some() {
+                return Err(PaymentError::DuplicateReversal(reversal.reference));
+            }
+            if reversal.at < payment.received_at {
+                return Err(PaymentError::ReversalBeforePayment {
+                    reference: reversal.reference,
+                    received_at: payment.received_at,
+                    reversed_at: reversal.at,
+                });
+            }
+            *reversed_at = Some(reversal.at);
+        }
+        Ok(PaymentLog {
+            currency,
+            payments: entries,
+        })
+    }
+
+    /// The log's currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The total in effect at `now`: received by then and not reversed by then.
+    /// Summed in 128 bits so that no sequence of valid payments can overflow.
+    pub fn paid_at(&self, now: Timestamp) -> i128 {
+        self.payments
+            .iter()
+            .filter(|(p, reversed)| p.received_at <= now && reversed.is_none_or(|r| r > now))
+            .map(|(p, _)| i128::from(p.amount.minor()))
+            .sum()
+    }
+
+    /// Every instant at which a payment or a reversal takes effect.
+    pub fn effective_instants(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        self.payments
+            .iter()
+            .flat_map(|(p, reversed)| std::iter::once(p.received_at).chain(*reversed))
+    }
+}
+
+/// Where a plan stands on a local date, given the total paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// Unpaid amounts of installments due before `today`.
+    pub(crate) arrears: i128,
+    /// Unpaid amounts of all installments.
+    pub(crate) outstanding: i128,
+    /// Payments beyond the plan's total, carried as credit.
+    pub(crate) credit: i128,
+    /// The due date of the oldest installment that is late and not fully paid.
+    pub(crate) oldest_late: Option<Date>,
+    /// The due date of the first installment not fully paid that is not late yet.
+    pub(crate) next_unpaid: Option<Date>,
+}
+
+impl Standing {
+    /// Applies `paid` to the installments oldest first, on the local date `today`.
+    pub(crate) fn settle(plan: &InstallmentPlan, paid: i128, today: Date) -> Standing {
+        let mut remaining = paid.max(0);
+        let mut standing = Standing {
+            arrears: 0,
+            outstanding: 0,
+            credit: 0,
+            oldest_late: None,
+            next_unpaid: None,
+        };
+        for installment in plan.installments() {
+            let amount = i128::from(installment.amount.minor());
+            let covered = remaining.min(amount);
+            remaining -= covered;
+            let unpaid = amount - covered;
+            if unpaid == 0 {
+                continue;
+            }
+            standing.outstanding += unpaid;
+            if installment.due < today {
+                standing.arrears += unpaid;
+                standing.oldest_late.get_or_insert(installment.due);
+            } else {
+                standing.next_unpaid.get_or_insert(installment.due);
+            }
+        }
+        standing.credit = remaining;
+        standing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Installment;
+    use jiff::civil::date;
+    use jiff::tz::TimeZone;
+
+    fn kes(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("KES").unwrap())
+    }
+
+    fn pay(reference: &str, minor: i64, at: &str) -> Payment {
+        Payment {
+            reference: PaymentRef::parse(reference).unwrap(),
+            amount: kes(minor),
+            received_at: at.parse().unwrap(),
+        }
+    }
+
+    fn reverse(reference: &str, at: &str) -> Reversal {
+        Reversal {
+            reference: PaymentRef::parse(reference).unwrap(),
+            at: at.parse().unwrap(),
+        }
+    }
+
+    fn plan() -> InstallmentPlan {
+        InstallmentPlan::new(
+            TimeZone::UTC,
+            kes(0),
+            vec![
+                Installment {
+                    due: date(2026, 1, 1),
+                    amount: kes(100),
+                },
+                Installment {
+                    due: date(2026, 2, 1),
+                    amount: kes(100),
+                },
+                Installment {
+                    due: date(2026, 3, 1),
+                    amount: kes(100),
+                },
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn partial_payment_leaves_the_oldest_installment_late() {
+        let s = Standing::settle(&plan(), 150, date(2026, 2, 15));
+        assert_eq!(s.arrears, 50);
+        assert_eq!(s.outstanding, 150);
+        assert_eq!(s.oldest_late, Some(date(2026, 2, 1)));
+        assert_eq!(s.next_unpaid, Some(date(2026, 3, 1)));
+        assert_eq!(s.credit, 0);
+    }
+
+    #[test]
+    fn overpayment_is_carried_as_credit() {
+        let s = Standing::settle(&plan(), 350, date(2026, 2, 15));
+        assert_eq!((s.arrears, s.outstanding, s.credit), (0, 0, 50));
+        assert_eq!(s.oldest_late, None);
+    }
+
+    #[test]
+    fn a_reversal_brings_arrears_back_from_its_instant() {
+        let log = PaymentLog::new(
+            kes(0).currency(),
+            [pay("MP-1", 100, "2026-01-01T10:00:00Z")],
+            [reverse("MP-1", "2026-01-20T00:00:00Z")],
+        )
+        .unwrap();
+        assert_eq!(log.paid_at("2026-01-19T00:00:00Z".parse().unwrap()), 100);
+        assert_eq!(log.paid_at("2026-01-20T00:00:00Z".parse().unwrap()), 0);
+        assert_eq!(log.paid_at("2025-12-31T00:00:00Z".parse().unwrap()), 0);
+    }
+
+    #[test]
+    fn inconsistent_logs_are_refused() {
+        let currency = kes(0).currency();
+        assert_eq!(
+            PaymentLog::new(
+                currency,
+                [
+                    pay("A", 1, "2026-01-01T00:00:00Z"),
+                    pay("A", 2, "2026-01-02T00:00:00Z")
+                ],
+                []
+            ),
+            Err(PaymentError::DuplicatePayment(
+                PaymentRef::parse("A").unwrap()
+            ))
+        );
+        assert_eq!(
+            PaymentLog::new(currency, [], [reverse("B", "2026-01-01T00:00:00Z")]),
+            Err(PaymentError::UnknownPayment(
+                PaymentRef::parse("B").unwrap()
+            ))
+        );
+        assert!(matches!(
+            PaymentLog::new(
+                currency,
+                [pay("A", 1, "2026-01-02T00:00:00Z")],
+                [reverse("A", "2026-01-01T00:00:00Z")]
+            ),
+            Err(PaymentError::ReversalBeforePayment { .. })
+        ));
+        assert!(matches!(
+            PaymentLog::new(
+                currency,
+                [pay("A", 1, "2026-01-02T00:00:00Z")],
+                [
+                    reverse("A", "2026-01-03T00:00:00Z"),
+                    reverse("A", "2026-01-04T00:00:00Z")
+                ]
+            ),
+            Err(PaymentError::DuplicateReversal(_))
+        ));
+        assert!(matches!(
+            PaymentLog::new(currency, [pay("A", 0, "2026-01-02T00:00:00Z")], []),
+            Err(PaymentError::NonPositiveAmount { .. })
+        ));
+        let inr = Money::new(5, Currency::parse("INR").unwrap());
+        let mut foreign = pay("A", 5, "2026-01-02T00:00:00Z");
+        foreign.amount = inr;
+        assert!(matches!(
+            PaymentLog::new(currency, [foreign], []),
+            Err(PaymentError::CurrencyMismatch { .. })
+        ));
+        assert_eq!(PaymentRef::parse("  "), Err(PaymentError::EmptyReference));
+    }
+}

@@ -1,0 +1,412 @@
+//! Lock policies: when a late borrower is reminded, restricted or locked, and what protects them.
+//!
+//! A policy is checked once, when it is built, so that the decision function never meets a
+//! policy that would restrict before its own notices are served.
+
+use jiff::civil::Time;
+
+/// How far a device is restricted. Ordered from least to most restrictive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Restriction {
+    /// Some functions are limited (new app installs, factory reset, developer options);
+    /// calls, messages and the payment app work.
+    Restricted,
+    /// The lock screen covers the phone; emergency calls and the payment app still work.
+    Locked,
+}
+
+/// A formal reminder, served on a day past due, after which the borrower has `cure_days`
+/// to pay before any restriction may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notice {
+    /// The day past due (1 = the day after the due date) on which the notice is served.
+    pub at_days_past_due: u32,
+    /// Full days the borrower has to pay after the notice before a restriction may start.
+    pub cure_days: u32,
+}
+
+/// One step of graduated enforcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escalation {
+    /// The earliest day past due on which this step may start.
+    pub at_days_past_due: u32,
+    /// What the step does to the phone.
+    pub restriction: Restriction,
+}
+
+/// A daily window of local time in which no new restriction starts, so nobody loses their
+/// phone at night. It may wrap midnight (`21:00` to `07:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    /// Local time the window opens.
+    pub start: Time,
+    /// Local time the window closes; a restriction due in the window starts then.
+    pub end: Time,
+}
+
+impl QuietHours {
+    /// Whether local time `t` falls in the window.
+    pub fn contains(&self, t: Time) -> bool {
+        if self.start < self.end {
+            self.start <= t && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
+/// The settings of a policy, as a financier writes them. Turned into a [`LockPolicy`] by
+/// [`LockPolicy::new`], which checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// Days after a due date during which a late installment has no effect at all.
+    pub grace_days: u32,
+    /// No restriction before this many days past due, whatever the escalations say.
+    pub min_days_past_due: u32,
+    /// No restriction while arrears are below this percentage of the plan's largest installment.
+    /// It is measured against a fixed yardstick so that paying more can never tip a device
+    /// over the threshold, and as a percentage so that one preset works in any currency.
+    pub min_arrears_percent: u8,
+    /// Formal reminders; every one must be served and its cure period over before any restriction.
+    pub notices: Vec<Notice>,
+    /// Graduated steps, by increasing day and severity. Empty means remind only, never restrict.
+    pub escalations: Vec<Escalation>,
+    /// How long a phone that cannot reach the server stays usable before it locks itself.
+    pub lease_days: u32,
+    /// How many days before the lease ends the phone warns that it must go online.
+    pub lease_warning_days: u32,
+    /// When no new restriction starts.
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// Why policy settings are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Notices must be listed by strictly increasing day.
+    #[error("notices must be in increasing order of days past due (notice {index})")]
+    NoticesOutOfOrder {
+        /// 1-based position of the offending notice.
+        index: usize,
+    },
+    /// Escalations must be listed by strictly increasing day.
+    #[error("escalations must be in increasing order of days past due (escalation {index})")]
+    EscalationsOutOfOrder {
+        /// 1-based position of the offending escalation.
+        index: usize,
+    },
+    /// A later escalation may not be milder than an earlier one.
+    #[error("escalation {index} is milder than the one before it")]
+    EscalationsDeescalate {
+        /// 1-based position of the offending escalation.
+        index: usize,
+    },
+    /// A notice or escalation inside the grace period would defeat the grace period.
+    #[error("{what} is at day {day}, inside the {grace_days}-day grace period")]
+    InsideGrace {
+        /// Which setting.
+        what: String,
+        /// Its day.
+        day: u32,
+        /// The grace period.
+        grace_days: u32,
+    },
+    /// A percentage above 100.
+    #[error("min_arrears_percent is {0}; it must be between 0 and 100")]
+    ArrearsPercentOutOfRange(u8),
+    /// A lease must last at least a day.
+    #[error("lease_days must be at least 1")]
+    LeaseTooShort,
+    /// The warning must start after the lease does.
+    #[error("lease_warning_days ({warning}) must be less than lease_days ({lease})")]
+    WarningNotShorterThanLease {
+        /// The warning days.
+        warning: u32,
+        /// The lease days.
+        lease: u32,
+    },
+    /// A window from a time to the same time is meaningless.
+    #[error("quiet hours start and end at the same time")]
+    EmptyQuietHours,
+}
+
+/// A checked lock policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockPolicy {
+    settings: PolicySettings,
+}
+
+impl LockPolicy {
+    /// Checks the settings: notices and escalations in order and outside grace, escalations
+    /// never milder than the step before, a lease longer than its warning.
+    pub fn new(settings: PolicySettings) -> Result<LockPolicy, PolicyError> {
+        let grace_days = settings.grace_days;
+        for (i, pair) in settings.notices.windows(2).enumerate() {
+            if pair[1].at_days_past_due <= pair[0].at_days_past_due {
+                return Err(PolicyError::NoticesOutOfOrder { index: i + 2 });
+            }
+        }
+        for (i, pair) in settings.escalations.windows(2).enumerate() {
+            if pair[1].at_days_past_due <= pair[0].at_days_past_due {
+                return Err(PolicyError::EscalationsOutOfOrder { index: i + 2 });
+            }
+            if pair[1].restriction < pair[0].restriction {
+                return Err(PolicyError::EscalationsDeescalate { index: i + 2 });
+            }
+        }
+        let days = settings
+            .notices
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("notice {}", i + 1), n.at_days_past_due))
+            .chain(
+                settings
+                    .escalations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (format!("escalation {}", i + 1), e.at_days_past_due)),
+            );
+        for (what, day) in days {
+            if day <= grace_days {
+                return Err(PolicyError::InsideGrace {
+                    what,
+                    day,
+                    grace_days,
+                });
+            }
+        }
+        if settings.min_arrears_percent > 100 {
+            return Err(PolicyError::ArrearsPercentOutOfRange(
+                settings.min_arrears_percent,
+            ));
+        }
+        if settings.lease_days == 0 {
+            return Err(PolicyError::LeaseTooShort);
+        }
+        if settings.lease_warning_days >= settings.lease_days {
+            return Err(PolicyError::WarningNotShorterThanLease {
+                warning: settings.lease_warning_days,
+                lease: settings.lease_days,
+            });
+        }
+        if settings.quiet_hours.is_some_and(|q| q.start == q.end) {
+            return Err(PolicyError::EmptyQuietHours);
+        }
+        Ok(LockPolicy { settings })
+    }
+
+    /// The checked settings.
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
+    }
+
+    /// A named preset.
+    pub fn preset(preset: Preset) -> LockPolicy {
+        // The presets are constants checked by the tests below.
+        LockPolicy::new(preset.settings()).expect("presets are valid")
+    }
+}
+
+/// Ready-made policies for common markets. Each one's settings say where they come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// A dealer that locks quickly: reminder the day after, restrict on day 2, lock on day 3.
+    StrictDealer,
+    /// Kenya-style pay-as-you-go financing: lock at 4 days past due.
+    Kenya,
+    /// The Indian draft rules: nothing before 90 days past due, two notices first.
+    IndiaDraft,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 3] = [Preset::StrictDealer, Preset::Kenya, Preset::IndiaDraft];
+
+    /// The name used in configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::StrictDealer => "strict-dealer",
+            Preset::Kenya => "kenya",
+            Preset::IndiaDraft => "india-draft",
+        }
+    }
+
+    /// Finds a preset by name.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// One line on what the preset does.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Preset::StrictDealer => {
+                "reminder on day 1, restricted on day 2, locked on day 3; no locks 21:00-07:00"
+            }
+            Preset::Kenya => "reminder on day 1, locked on day 4; no locks 20:00-07:00",
+            Preset::IndiaDraft => {
+                "notice on day 60 (21 days to cure), second notice on day 81 (7 days), locked from day 90; no locks 19:00-08:00"
+            }
+        }
+    }
+
+    /// The settings of the preset.
+    pub fn settings(self) -> PolicySettings {
+        let hours = |start: i8, end: i8| {
+            Some(QuietHours {
+                start: Time::constant(start, 0, 0, 0),
+                end: Time::constant(end, 0, 0, 0),
+            })
+        };
+        match self {
+            // A small dealer financing its own stock, as Lien's brief describes the strictest
+            // real-world practice: the phone is the only collateral and the dealer cannot chase
+            // debts, so it escalates within days. The quiet hours are our own floor of decency.
+            Preset::StrictDealer => PolicySettings {
+                grace_days: 0,
+                min_days_past_due: 2,
+                min_arrears_percent: 1,
+                notices: vec![Notice {
+                    at_days_past_due: 1,
+                    cure_days: 1,
+                }],
+                escalations: vec![
+                    Escalation {
+                        at_days_past_due: 2,
+                        restriction: Restriction::Restricted,
+                    },
+                    Escalation {
+                        at_days_past_due: 3,
+                        restriction: Restriction::Locked,
+                    },
+                ],
+                lease_days: 7,
+                lease_warning_days: 2,
+                quiet_hours: hours(21, 7),
+            },
+            // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
+            // payment and unlocks it when the borrower pays by mobile money; Lien's brief
+            // (issue 2) fixes the lock at 4 days past due. Leases are short because these
+            // plans are paid daily or weekly and phones are online most of the time.
+            Preset::Kenya => PolicySettings {
+                grace_days: 0,
+                min_days_past_due: 4,
+                min_arrears_percent: 10,
+                notices: vec![Notice {
+                    at_days_past_due: 1,
+                    cure_days: 3,
+                }],
+                escalations: vec![Escalation {
+                    at_days_past_due: 4,
+                    restriction: Restriction::Locked,
+                }],
+                lease_days: 10,
+                lease_warning_days: 3,
+                quiet_hours: hours(20, 7),
+            },
+            // The Reserve Bank of India's draft on the use of device locks in consumer loans,
+            // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
+            // a notice at 60 days with 21 days to cure, and a second notice with 7 days to cure
+            // (served here on day 81, when the first cure period ends). The quiet hours follow
+            // the RBI's fair practices for recovery, which forbid contacting borrowers before
+            // 08:00 or after 19:00. Check the final text of the rules before relying on this.
+            Preset::IndiaDraft => PolicySettings {
+                grace_days: 0,
+                min_days_past_due: 90,
+                min_arrears_percent: 100,
+                notices: vec![
+                    Notice {
+                        at_days_past_due: 60,
+                        cure_days: 21,
+                    },
+                    Notice {
+                        at_days_past_due: 81,
+                        cure_days: 7,
+                    },
+                ],
+                escalations: vec![Escalation {
+                    at_days_past_due: 90,
+                    restriction: Restriction::Locked,
+                }],
+                lease_days: 30,
+                lease_warning_days: 7,
+                quiet_hours: hours(19, 8),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid_and_named() {
+        for preset in Preset::ALL {
+            assert!(LockPolicy::new(preset.settings()).is_ok(), "{preset:?}");
+            assert_eq!(Preset::from_name(preset.name()), Some(preset));
+        }
+        assert_eq!(Preset::from_name("lenient"), None);
+    }
+
+    #[test]
+    fn india_draft_never_restricts_before_day_90() {
+        let s = Preset::IndiaDraft.settings();
+        assert_eq!(s.min_days_past_due, 90);
+        assert!(s.escalations.iter().all(|e| e.at_days_past_due >= 90));
+        assert_eq!(s.notices[0].at_days_past_due + s.notices[0].cure_days, 81);
+    }
+
+    #[test]
+    fn refuses_settings_that_contradict_themselves() {
+        let base = Preset::StrictDealer.settings();
+        let with = |f: &dyn Fn(&mut PolicySettings)| {
+            let mut s = base.clone();
+            f(&mut s);
+            LockPolicy::new(s)
+        };
+        assert_eq!(
+            with(&|s| s.escalations.reverse()),
+            Err(PolicyError::EscalationsOutOfOrder { index: 2 })
+        );
+        // Two restricted steps in a row are fine; a lock followed by a milder step is not.
+        assert!(with(&|s| s.escalations[1].restriction = Restriction::Restricted).is_ok());
+        assert_eq!(
+            with(&|s| {
+                s.escalations[0].restriction = Restriction::Locked;
+                s.escalations[1].restriction = Restriction::Restricted;
+            }),
+            Err(PolicyError::EscalationsDeescalate { index: 2 })
+        );
+        let err = with(&|s| s.grace_days = 2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "notice 1 is at day 1, inside the 2-day grace period"
+        );
+        assert_eq!(
+            with(&|s| s.min_arrears_percent = 101),
+            Err(PolicyError::ArrearsPercentOutOfRange(101))
+        );
+        assert_eq!(with(&|s| s.lease_days = 0), Err(PolicyError::LeaseTooShort));
+        assert!(matches!(
+            with(&|s| s.lease_warning_days = 7),
+            Err(PolicyError::WarningNotShorterThanLease { .. })
+        ));
+    }
+
+    #[test]
+    fn quiet_hours_may_wrap_midnight() {
+        let night = QuietHours {
+            start: Time::constant(21, 0, 0, 0),
+            end: Time::constant(7, 0, 0, 0),
+        };
+        assert!(night.contains(Time::constant(23, 0, 0, 0)));
+        assert!(night.contains(Time::constant(6, 59, 0, 0)));
+        assert!(!night.contains(Time::constant(7, 0, 0, 0)));
+        assert!(!night.contains(Time::constant(12, 0, 0, 0)));
+        let lunch = QuietHours {
+            start: Time::constant(12, 0, 0, 0),
+            end: Time::constant(14, 0, 0, 0),
+        };
+        assert!(lunch.contains(Time::constant(13, 0, 0, 0)));
+        assert!(!lunch.contains(Time::constant(14, 0, 0, 0)));
+    }
+}

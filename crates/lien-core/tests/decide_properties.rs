@@ -1,0 +1,361 @@
+//! Properties of `decide` over generated plans, payments, overrides, policies and instants.
+
+use jiff::civil::{Date, Time, date};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Span, Timestamp};
+use lien_core::*;
+use proptest::prelude::*;
+
+const ZONES: [&str; 6] = [
+    "UTC",
+    "Africa/Nairobi",
+    "Asia/Kolkata",
+    "America/New_York",
+    "America/Santiago",
+    "Europe/London",
+];
+
+fn currency() -> Currency {
+    Currency::parse("KES").unwrap()
+}
+
+fn base() -> Timestamp {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn seconds_after_base(s: i64) -> Timestamp {
+    base() + SignedDuration::from_secs(s)
+}
+
+const DAY: i64 = 86_400;
+
+#[derive(Debug, Clone)]
+struct Case {
+    plan: InstallmentPlan,
+    policy: LockPolicy,
+    payments: Vec<Payment>,
+    reversals: Vec<Reversal>,
+    overrides: Vec<Override>,
+    now: Timestamp,
+}
+
+impl Case {
+    fn log(&self) -> PaymentLog {
+        PaymentLog::new(currency(), self.payments.clone(), self.reversals.clone()).unwrap()
+    }
+
+    fn decide_at(&self, now: Timestamp) -> Decision {
+        decide(&self.plan, &self.log(), &self.overrides, &self.policy, now)
+    }
+
+    fn decide(&self) -> Decision {
+        self.decide_at(self.now)
+    }
+}
+
+fn plan() -> impl Strategy<Value = InstallmentPlan> {
+    (
+        0..ZONES.len(),
+        0i64..60,
+        prop::collection::vec((1i64..40, 1i64..100_000), 1..8),
+    )
+        .prop_map(|(zone, start, steps)| {
+            let mut due = date(2026, 1, 1)
+                .checked_add(Span::new().days(start))
+                .unwrap();
+            let installments = steps
+                .into_iter()
+                .map(|(gap, amount)| {
+                    due = due.checked_add(Span::new().days(gap)).unwrap();
+                    Installment {
+                        due,
+                        amount: Money::new(amount, currency()),
+                    }
+                })
+                .collect();
+            InstallmentPlan::new(
+                TimeZone::get(ZONES[zone]).unwrap(),
+                Money::zero(currency()),
+                installments,
+            )
+            .unwrap()
+        })
+}
+
+fn policy() -> impl Strategy<Value = LockPolicy> {
+    let custom = (
+        0u32..4,
+        0u32..20,
+        0u8..=100,
+        prop::collection::vec((1u32..10, 0u32..10), 0..3),
+        prop::collection::vec((1u32..15, any::<bool>()), 0..3),
+        prop::option::of((0i8..24, 0i8..24)),
+    )
+        .prop_filter_map(
+            "valid policy",
+            |(grace, min_dpd, percent, notices, escalations, quiet)| {
+                let mut day = grace;
+                let notices = notices
+                    .into_iter()
+                    .map(|(step, cure)| {
+                        day += step;
+                        Notice {
+                            at_days_past_due: day,
+                            cure_days: cure,
+                        }
+                    })
+                    .collect();
+                let mut day = grace;
+                let mut locked = false;
+                let escalations = escalations
+                    .into_iter()
+                    .map(|(step, lock)| {
+                        day += step;
+                        locked |= lock;
+                        Escalation {
+                            at_days_past_due: day,
+                            restriction: if locked {
+                                Restriction::Locked
+                            } else {
+                                Restriction::Restricted
+                            },
+                        }
+                    })
+                    .collect();
+                LockPolicy::new(PolicySettings {
+                    grace_days: grace,
+                    min_days_past_due: min_dpd,
+                    min_arrears_percent: percent,
+                    notices,
+                    escalations,
+                    lease_days: 7,
+                    lease_warning_days: 2,
+                    quiet_hours: quiet.map(|(s, e)| QuietHours {
+                        start: Time::constant(s, 0, 0, 0),
+                        end: Time::constant(e, 30, 0, 0),
+                    }),
+                })
+                .ok()
+            },
+        );
+    prop_oneof![
+        prop::sample::select(Preset::ALL.to_vec()).prop_map(LockPolicy::preset),
+        custom,
+    ]
+}
+
+fn payments() -> impl Strategy<Value = (Vec<Payment>, Vec<Reversal>)> {
+    prop::collection::vec(
+        (
+            1i64..150_000,
+            0i64..200 * DAY,
+            prop::option::of(0i64..30 * DAY),
+        ),
+        0..6,
+    )
+    .prop_map(|entries| {
+        let mut payments = Vec::new();
+        let mut reversals = Vec::new();
+        for (i, (amount, at, reversed_after)) in entries.into_iter().enumerate() {
+            let reference = PaymentRef::parse(&format!("P{i}")).unwrap();
+            let received_at = seconds_after_base(at);
+            if let Some(after) = reversed_after {
+                reversals.push(Reversal {
+                    reference: reference.clone(),
+                    at: received_at + SignedDuration::from_secs(after),
+                });
+            }
+            payments.push(Payment {
+                reference,
+                amount: Money::new(amount, currency()),
+                received_at,
+            });
+        }
+        (payments, reversals)
+    })
+}
+
+fn overrides() -> impl Strategy<Value = Vec<Override>> {
+    prop::collection::vec(
+        (0u8..5, 0i64..200 * DAY, prop::option::of(1i64..40 * DAY)),
+        0..3,
+    )
+    .prop_map(|entries| {
+        entries
+            .into_iter()
+            .map(|(kind, from, length)| {
+                let from = seconds_after_base(from);
+                let end = from + SignedDuration::from_secs(length.unwrap_or(7 * DAY));
+                let (kind, until) = match kind {
+                    0 => (
+                        OverrideKind::ManualLock {
+                            reason: "manual".into(),
+                        },
+                        length.map(|_| end),
+                    ),
+                    1 => (OverrideKind::ProvisionalUnlock, Some(end)),
+                    2 => (OverrideKind::HardshipPause, Some(end)),
+                    3 => (OverrideKind::DisputeFreeze, length.map(|_| end)),
+                    _ => (OverrideKind::Release, None),
+                };
+                Override::new(kind, from, until).unwrap()
+            })
+            .collect()
+    })
+}
+
+prop_compose! {
+    fn case(with_overrides: bool)(
+        plan in plan(),
+        policy in policy(),
+        (payments, reversals) in payments(),
+        overrides in overrides(),
+        now in 0i64..260 * DAY,
+    ) -> Case {
+        Case {
+            plan,
+            policy,
+            payments,
+            reversals,
+            overrides: if with_overrides { overrides } else { vec![] },
+            now: seconds_after_base(now),
+        }
+    }
+}
+
+/// The first instant of the `n`-th day past due of an installment due on `since`.
+fn day_past_due(tz: &TimeZone, since: Date, n: u32) -> Timestamp {
+    since
+        .checked_add(Span::new().days(i64::from(n)))
+        .unwrap()
+        .to_zoned(tz.clone())
+        .unwrap()
+        .timestamp()
+}
+
+proptest! {
+    // Failures print their minimal input; integration tests have no source file proptest
+    // could persist regressions next to.
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn no_restriction_unless_grace_notices_and_minimums_are_past(case in case(false)) {
+        let d = case.decide();
+        if d.state.severity() >= DeviceState::Restricted.severity() {
+            let Reason::Overdue { since } = d.reason else {
+                panic!("restricted without arrears: {d:?}");
+            };
+            let s = case.policy.settings();
+            let tz = case.plan.time_zone();
+            prop_assert!(d.amount_due.is_positive());
+            prop_assert!(case.now >= day_past_due(tz, since, s.grace_days + 1));
+            prop_assert!(case.now >= day_past_due(tz, since, s.min_days_past_due));
+            for notice in &s.notices {
+                prop_assert!(
+                    case.now >= day_past_due(tz, since, notice.at_days_past_due + notice.cure_days)
+                );
+            }
+            prop_assert_eq!(d.notices_served, s.notices.len());
+            let largest = case.plan.largest_installment().minor();
+            prop_assert!(
+                i128::from(d.amount_due.minor()) * 100
+                    >= i128::from(largest) * i128::from(s.min_arrears_percent)
+            );
+            if let Some(quiet) = s.quiet_hours {
+                // Inside the quiet hours a restriction is only one that was already there.
+                let time = tz.to_datetime(case.now).time();
+                if quiet.contains(time) {
+                    let earlier = case.decide_at(case.now - SignedDuration::from_secs(1));
+                    prop_assert!(earlier.state.severity() >= d.state.severity(),
+                        "restriction started in quiet hours: {earlier:?} -> {d:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn paying_the_full_arrears_yields_active(case in case(true)) {
+        let d = case.decide();
+        let manual = case.overrides.iter().any(|o| {
+            matches!(o.kind(), OverrideKind::ManualLock { .. }) && o.in_effect(case.now)
+        });
+        if !d.amount_due.is_positive() || manual {
+            // Nothing to cure, or an explicit lock that payment alone does not lift.
+            return Ok(());
+        }
+        let mut paid = case.clone();
+        paid.payments.push(Payment {
+            reference: PaymentRef::parse("CURE").unwrap(),
+            amount: d.amount_due,
+            received_at: case.now,
+        });
+        let after = paid.decide();
+        prop_assert_eq!(after.state.severity(), 0, "{:?}", after);
+        prop_assert!(after.amount_due.is_zero());
+    }
+
+    #[test]
+    fn more_payment_never_yields_more_restriction(
+        case in case(true),
+        extra in 1i64..200_000,
+        at in 0i64..260 * DAY,
+    ) {
+        let before = case.decide();
+        let mut more = case.clone();
+        more.payments.push(Payment {
+            reference: PaymentRef::parse("EXTRA").unwrap(),
+            amount: Money::new(extra, currency()),
+            received_at: seconds_after_base(at),
+        });
+        let after = more.decide();
+        prop_assert!(after.state.severity() <= before.state.severity(), "{before:?} -> {after:?}");
+    }
+
+    #[test]
+    fn released_is_final(case in case(true), release_at in 0i64..260 * DAY, later in 0i64..400 * DAY) {
+        let mut released = case.clone();
+        let at = seconds_after_base(release_at);
+        released.overrides.push(Override::new(OverrideKind::Release, at, None).unwrap());
+        released.now = at + SignedDuration::from_secs(later);
+        let d = released.decide();
+        prop_assert_eq!(d.state, DeviceState::Released);
+        prop_assert_eq!(d.next_change, None);
+    }
+
+    #[test]
+    fn input_order_does_not_matter(case in case(true), rotate in 0usize..6) {
+        let mut shuffled = case.clone();
+        shuffled.payments.reverse();
+        let n = shuffled.payments.len().max(1);
+        shuffled.payments.rotate_left(rotate % n);
+        shuffled.reversals.reverse();
+        shuffled.overrides.reverse();
+        prop_assert_eq!(case.decide(), shuffled.decide());
+    }
+
+    #[test]
+    fn next_change_is_in_the_future_and_nothing_changes_before_it(
+        case in case(true),
+        fraction in 0.0f64..1.0,
+    ) {
+        let d = case.decide();
+        let Some(next) = d.next_change else {
+            // Nothing is scheduled: a year later the answer is the same.
+            let later = case.decide_at(case.now + SignedDuration::from_hours(24 * 365));
+            prop_assert_eq!(later.state, d.state);
+            prop_assert_eq!(later.reason, d.reason);
+            return Ok(());
+        };
+        prop_assert!(next > case.now);
+        let span = next.duration_since(case.now);
+        let inside = case.now + span.mul_f64(fraction);
+        let last = next - SignedDuration::from_nanos(1);
+        for t in [inside, last] {
+            prop_assert_eq!(&case.decide_at(t), &d, "decision changed at {} before {}", t, next);
+        }
+    }
+}

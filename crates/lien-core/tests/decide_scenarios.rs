@@ -1,0 +1,278 @@
+//! Stories of one borrower each, told through `decide` at the instants that matter.
+
+use jiff::Timestamp;
+use jiff::civil::{Date, date};
+use jiff::tz::TimeZone;
+use lien_core::*;
+
+fn kes(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("KES").unwrap())
+}
+
+fn nairobi() -> TimeZone {
+    TimeZone::get("Africa/Nairobi").unwrap()
+}
+
+/// An instant given in Nairobi local time.
+fn local(s: &str) -> Timestamp {
+    format!("{s}[Africa/Nairobi]")
+        .parse::<jiff::Zoned>()
+        .unwrap()
+        .timestamp()
+}
+
+/// Weekly installments of KES 500.00 from 2 March 2026.
+fn weekly_plan(weeks: i64) -> InstallmentPlan {
+    let first = date(2026, 3, 2);
+    InstallmentPlan::new(
+        nairobi(),
+        kes(200_000),
+        (0..weeks)
+            .map(|w| Installment {
+                due: first.checked_add(jiff::Span::new().weeks(w)).unwrap(),
+                amount: kes(50_000),
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn payment(reference: &str, minor: i64, at: Timestamp) -> Payment {
+    Payment {
+        reference: PaymentRef::parse(reference).unwrap(),
+        amount: kes(minor),
+        received_at: at,
+    }
+}
+
+fn log(payments: Vec<Payment>, reversals: Vec<Reversal>) -> PaymentLog {
+    PaymentLog::new(kes(0).currency(), payments, reversals).unwrap()
+}
+
+fn overdue_since(d: Date) -> Reason {
+    Reason::Overdue { since: d }
+}
+
+#[test]
+fn kenya_missed_payment_reminds_then_locks_after_the_night_then_payment_unlocks() {
+    let plan = weekly_plan(10);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let nothing = log(vec![], vec![]);
+    let at = |s| decide(&plan, &nothing, &[], &policy, local(s));
+
+    let on_due_day = at("2026-03-02T18:00");
+    assert_eq!(on_due_day.state, DeviceState::Active);
+    assert_eq!(on_due_day.reason, Reason::GoodStanding);
+    assert_eq!(on_due_day.amount_due, kes(0));
+    assert_eq!(on_due_day.next_change, Some(local("2026-03-03T00:00")));
+
+    let day_one = at("2026-03-03T00:00");
+    assert_eq!(day_one.state, DeviceState::Reminder);
+    assert_eq!(day_one.reason, overdue_since(date(2026, 3, 2)));
+    assert_eq!(day_one.amount_due, kes(50_000));
+    assert_eq!(day_one.notices_served, 1);
+    // Day 4 starts at midnight, inside the 20:00-07:00 quiet hours, so the lock waits for 07:00.
+    assert_eq!(
+        day_one.next_restriction,
+        Some((local("2026-03-06T07:00"), DeviceState::Locked))
+    );
+
+    assert_eq!(at("2026-03-06T06:59:59").state, DeviceState::Reminder);
+    let locked = at("2026-03-06T07:00");
+    assert_eq!(locked.state, DeviceState::Locked);
+    assert_eq!(locked.amount_due, kes(50_000));
+    assert_eq!(locked.next_change, Some(local("2026-03-10T00:00")));
+
+    // The borrower pays the arrears at 10:00: active again from that instant.
+    let paid = log(
+        vec![payment("MPESA-1", 50_000, local("2026-03-06T10:00"))],
+        vec![],
+    );
+    let after = decide(&plan, &paid, &[], &policy, local("2026-03-06T10:00"));
+    assert_eq!(after.state, DeviceState::Active);
+    assert_eq!(after.reason, Reason::GoodStanding);
+    assert_eq!(after.amount_due, kes(0));
+    assert_eq!(after.outstanding, kes(450_000));
+}
+
+#[test]
+fn a_partial_payment_below_the_minimum_arrears_keeps_the_phone_unlocked() {
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    // 10% of KES 500 is KES 50: KES 460 paid leaves KES 40 owed, under the threshold.
+    let paid = log(
+        vec![payment("P1", 46_000, local("2026-03-02T09:00"))],
+        vec![],
+    );
+    let d = decide(&plan, &paid, &[], &policy, local("2026-03-08T12:00"));
+    assert_eq!(d.state, DeviceState::Reminder);
+    assert_eq!(d.amount_due, kes(4_000));
+    assert_eq!(d.next_restriction, None);
+}
+
+#[test]
+fn a_chargeback_brings_arrears_back_but_not_a_lock_at_night() {
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let paid = payment("CARD-9", 50_000, local("2026-03-02T09:00"));
+    let reversal = Reversal {
+        reference: paid.reference.clone(),
+        at: local("2026-03-07T22:00"),
+    };
+    let charged_back = log(vec![paid], vec![reversal]);
+    let at = |s| decide(&plan, &charged_back, &[], &policy, local(s));
+    assert_eq!(at("2026-03-07T21:59").state, DeviceState::Active);
+    let night = at("2026-03-07T22:00");
+    assert_eq!(night.state, DeviceState::Reminder);
+    assert_eq!(night.amount_due, kes(50_000));
+    assert_eq!(night.next_change, Some(local("2026-03-08T07:00")));
+    assert_eq!(at("2026-03-08T07:00").state, DeviceState::Locked);
+}
+
+#[test]
+fn strict_dealer_restricts_before_it_locks() {
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::StrictDealer);
+    let nothing = log(vec![], vec![]);
+    let at = |s| decide(&plan, &nothing, &[], &policy, local(s)).state;
+    assert_eq!(at("2026-03-03T12:00"), DeviceState::Reminder);
+    assert_eq!(at("2026-03-04T06:59"), DeviceState::Reminder);
+    assert_eq!(at("2026-03-04T07:00"), DeviceState::Restricted);
+    assert_eq!(at("2026-03-05T07:00"), DeviceState::Locked);
+}
+
+#[test]
+fn india_draft_serves_two_notices_and_waits_ninety_days() {
+    let plan = InstallmentPlan::new(
+        TimeZone::get("Asia/Kolkata").unwrap(),
+        Money::new(0, Currency::parse("INR").unwrap()),
+        vec![Installment {
+            due: date(2026, 1, 31),
+            amount: Money::new(300_000, Currency::parse("INR").unwrap()),
+        }],
+    )
+    .unwrap();
+    let policy = LockPolicy::preset(Preset::IndiaDraft);
+    let nothing = PaymentLog::empty(plan.currency());
+    let at = |s: &str| {
+        let t = format!("{s}[Asia/Kolkata]")
+            .parse::<jiff::Zoned>()
+            .unwrap()
+            .timestamp();
+        decide(&plan, &nothing, &[], &policy, t)
+    };
+    // Day 59 past due (31 Jan + 59 days = 31 Mar): a reminder, no notice yet.
+    let day59 = at("2026-03-31T12:00");
+    assert_eq!(
+        (day59.state, day59.notices_served),
+        (DeviceState::Reminder, 0)
+    );
+    assert_eq!(at("2026-04-01T12:00").notices_served, 1);
+    assert_eq!(at("2026-04-22T12:00").notices_served, 2);
+    // Day 89 is still only a reminder; day 90 (1 May) locks at 08:00, after the quiet hours.
+    assert_eq!(at("2026-04-30T12:00").state, DeviceState::Reminder);
+    assert_eq!(at("2026-05-01T07:59").state, DeviceState::Reminder);
+    assert_eq!(at("2026-05-01T08:00").state, DeviceState::Locked);
+}
+
+#[test]
+fn overrides_take_precedence_in_a_fixed_order() {
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let nothing = log(vec![], vec![]);
+    let locked_at = local("2026-03-09T12:00");
+    assert_eq!(
+        decide(&plan, &nothing, &[], &policy, locked_at).state,
+        DeviceState::Locked
+    );
+
+    let until = local("2026-03-12T00:00");
+    let provisional = Override::new(
+        OverrideKind::ProvisionalUnlock,
+        local("2026-03-09T08:00"),
+        Some(until),
+    )
+    .unwrap();
+    let d = decide(&plan, &nothing, std::slice::from_ref(&provisional), &policy, locked_at);
+    assert_eq!(d.state, DeviceState::Active);
+    assert_eq!(d.reason, Reason::ProvisionalUnlock { until });
+    assert_eq!(d.amount_due, kes(50_000), "the debt is still shown");
+    assert_eq!(
+        decide(&plan, &nothing, &[provisional], &policy, until).state,
+        DeviceState::Locked
+    );
+
+    let pause = Override::new(
+        OverrideKind::HardshipPause,
+        local("2026-03-01T00:00"),
+        Some(until),
+    )
+    .unwrap();
+    let d = decide(&plan, &nothing, &[pause], &policy, locked_at);
+    assert_eq!(d.state, DeviceState::Reminder);
+    assert_eq!(d.reason, Reason::HardshipPause { until });
+
+    // A freeze opened on day 2 holds the phone at a reminder, even past day 4.
+    let freeze =
+        Override::new(OverrideKind::DisputeFreeze, local("2026-03-04T12:00"), None).unwrap();
+    let d = decide(&plan, &nothing, &[freeze], &policy, locked_at);
+    assert_eq!(d.state, DeviceState::Reminder);
+    assert_eq!(d.reason, Reason::DisputeFreeze);
+
+    let manual = Override::new(
+        OverrideKind::ManualLock {
+            reason: "Reported stolen by the owner".into(),
+        },
+        local("2026-03-02T10:00"),
+        None,
+    )
+    .unwrap();
+    let d = decide(
+        &plan,
+        &nothing,
+        &[manual],
+        &policy,
+        local("2026-03-02T10:00"),
+    );
+    assert_eq!(d.state, DeviceState::Locked);
+    assert_eq!(
+        d.reason,
+        Reason::ManualLock {
+            reason: "Reported stolen by the owner".into()
+        }
+    );
+}
+
+#[test]
+fn release_is_final_and_paid_in_full_is_reported() {
+    let plan = weekly_plan(2);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let all = log(
+        vec![payment("P1", 100_000, local("2026-03-01T09:00"))],
+        vec![],
+    );
+    let d = decide(&plan, &all, &[], &policy, local("2026-03-01T09:00"));
+    assert_eq!(
+        (d.state, d.reason),
+        (DeviceState::Active, Reason::PaidInFull)
+    );
+    assert_eq!(d.next_change, None);
+
+    let release = Override::new(OverrideKind::Release, local("2026-03-01T10:00"), None).unwrap();
+    let reversed = log(
+        vec![payment("P1", 100_000, local("2026-03-01T09:00"))],
+        vec![Reversal {
+            reference: PaymentRef::parse("P1").unwrap(),
+            at: local("2026-03-01T11:00"),
+        }],
+    );
+    let d = decide(
+        &plan,
+        &reversed,
+        &[release],
+        &policy,
+        local("2027-01-01T00:00"),
+    );
+    assert_eq!(d.state, DeviceState::Released);
+    assert_eq!(d.next_change, None);
+}

@@ -1,0 +1,2 @@
+//! Lien wire formats.
+pub mod ocra;
