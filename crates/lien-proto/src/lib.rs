@@ -1,2 +1,13 @@
-//! Lien wire formats.
+//! Lien's wire formats: the signed status token a phone verifies offline, and the one-time
+//! codes that unlock a phone with no connection.
+//!
+//! Everything here is shared by the server and the phone, and is pinned down by test vectors
+//! in `vectors/` that a phone-side implementation in another language can check itself against.
+
 pub mod ocra;
+pub mod token;
+
+pub use token::{
+    DeviceRestriction, KeyId, Lease, LeaseStatus, PinnedKeys, ScreenText, StatusClaims, TokenError,
+    TokenSigner, TokenState, WireMoney,
+};
