@@ -169,8 +169,10 @@ pub fn decide(
     {
         let at_opening = schedule_at(plan, payments, policy, opened);
         if at_opening.severity() < decision.state.severity() {
-            // Only a cap that holds the state down ends with the window.
+            // Only a cap that holds the state down ends with the window; the reminder screen
+            // says what happens then.
             next.consider(closes);
+            decision.next_restriction = Some((closes, decision.state));
             decision.state = if at_opening.severity() < DeviceState::Reminder.severity() {
                 DeviceState::Reminder
             } else {

@@ -126,6 +126,10 @@ fn a_chargeback_brings_arrears_back_but_not_a_lock_at_night() {
     assert_eq!(night.state, DeviceState::Reminder);
     assert_eq!(night.amount_due, kes(50_000));
     assert_eq!(night.next_change, Some(local("2026-03-08T07:00")));
+    assert_eq!(
+        night.next_restriction,
+        Some((local("2026-03-08T07:00"), DeviceState::Locked))
+    );
     assert_eq!(at("2026-03-08T07:00").state, DeviceState::Locked);
 }
 
@@ -193,7 +197,13 @@ fn overrides_take_precedence_in_a_fixed_order() {
         Some(until),
     )
     .unwrap();
-    let d = decide(&plan, &nothing, std::slice::from_ref(&provisional), &policy, locked_at);
+    let d = decide(
+        &plan,
+        &nothing,
+        std::slice::from_ref(&provisional),
+        &policy,
+        locked_at,
+    );
     assert_eq!(d.state, DeviceState::Active);
     assert_eq!(d.reason, Reason::ProvisionalUnlock { until });
     assert_eq!(d.amount_due, kes(50_000), "the debt is still shown");
