@@ -1,1 +1,73 @@
-fn main() {}
+//! The `lien` command line: one binary for every way of running Lien.
+//!
+//! Each subcommand lives in its own module with its own `Args` and `run`, so that adding one
+//! (the server's `serve`, admin commands, the phone simulator) means adding a module and a
+//! variant of [`Command`], without touching the others.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+
+mod imei;
+mod policy;
+
+/// Lien: the platform behind financed phones' lock screens.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    // The template puts the name and version first, so that `lien` alone says which build
+    // it is as well as what it can do.
+    help_template = "{name} {version}\n{about-with-newline}\n{usage-heading} {usage}\n\n{all-args}{after-help}"
+)]
+struct Cli {
+    /// What to do. Optional so that `lien` alone prints help and succeeds; clap's
+    /// `arg_required_else_help` would exit with status 2, which scripts read as a failure.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The subcommands, one module each.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check an IMEI (or a 16-digit IMEISV) and show its normalised form and TAC.
+    Imei(imei::Args),
+    /// List the lock policy presets, or show one preset's settings.
+    Policy(policy::Args),
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Printed here rather than by returning the error from `main`, whose `Debug`
+            // output adds a backtrace when RUST_BACKTRACE is set: users need the reason and
+            // its causes, not our stack.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the chosen subcommand.
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => {
+            Cli::command().print_help()?;
+            Ok(())
+        }
+        Some(Command::Imei(args)) => imei::run(&args),
+        Some(Command::Policy(args)) => policy::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Clap checks for clashing names and bad attributes only when asked, or at run time.
+        Cli::command().debug_assert();
+    }
+}

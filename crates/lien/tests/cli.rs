@@ -1,0 +1,113 @@
+//! Runs the built `lien` binary and checks what a user sees: output, errors and exit status.
+
+use std::process::{Command, Output};
+
+/// Runs `lien` with `args`.
+fn lien(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lien"))
+        .args(args)
+        .output()
+        .expect("the lien binary runs")
+}
+
+/// What the command printed to standard output.
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// What the command printed to standard error.
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+#[test]
+fn no_arguments_prints_version_and_commands_and_succeeds() {
+    let out = lien(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("lien {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("financed phones"), "{text}");
+    for command in ["imei", "policy"] {
+        assert!(text.contains(&format!("  {command} ")), "{text}");
+    }
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let out = lien(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!("lien {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn imei_is_normalised_and_its_tac_shown() {
+    let out = lien(&["imei", "35-209900-176148-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "IMEI 352099001761481 is valid\nTAC 35209900\n"
+    );
+}
+
+#[test]
+fn imeisv_is_converted_to_the_imei() {
+    let out = lien(&["imei", "35 209900 176148 23"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("IMEISV 3520990017614823"), "{text}");
+    assert!(text.contains("IMEI 352099001761481"), "{text}");
+    assert!(text.contains("TAC 35209900"), "{text}");
+}
+
+#[test]
+fn wrong_check_digit_fails_and_says_which() {
+    let out = lien(&["imei", "352099001761482"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert_eq!(
+        stderr(&out),
+        "error: IMEI check digit is 2, but the first 14 digits require 1: the number is mistyped\n"
+    );
+}
+
+#[test]
+fn policy_lists_the_presets() {
+    let out = lien(&["policy"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for name in ["strict-dealer", "kenya", "india-draft"] {
+        assert!(text.contains(name), "{text}");
+    }
+}
+
+#[test]
+fn policy_india_draft_shows_day_90_and_both_notices() {
+    let out = lien(&["policy", "india-draft"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("minimum days past due:  90\n"), "{text}");
+    assert!(text.contains("  day 60, then 21 days to pay\n"), "{text}");
+    assert!(text.contains("  day 81, then 7 days to pay\n"), "{text}");
+    assert!(text.contains("  day 90: locked"), "{text}");
+    assert!(
+        text.contains("quiet hours:            19:00-08:00\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_policy_fails_and_names_the_presets() {
+    let out = lien(&["policy", "lenient"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.contains("unknown policy \"lenient\""), "{text}");
+    for name in ["strict-dealer", "kenya", "india-draft"] {
+        assert!(text.contains(name), "{text}");
+    }
+}
