@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coset::{CoseSign1, TaggedCborSerializable, iana};
+use coset::{CborSerializable, CoseSign1, HeaderBuilder, TaggedCborSerializable, iana};
+use ed25519_dalek::Signer;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use lien_proto::*;
 use serde_json::{Value, json};
@@ -76,12 +77,23 @@ fn sign(key: &SigningKey, claims: &StatusClaims) -> Vec<u8> {
     TokenSigner::new(key.clone()).sign(claims)
 }
 
-/// Re-signs a token after changing its protected header, as an attacker with the key could not.
-fn with_header(token: &[u8], alg: iana::Algorithm) -> Vec<u8> {
-    let mut sign1 = CoseSign1::from_tagged_slice(token).unwrap();
-    sign1.protected.header.alg = Some(coset::Algorithm::Assigned(alg));
-    sign1.protected.original_data = None;
-    sign1.to_tagged_vec().unwrap()
+/// Signs `payload` with the server key under an arbitrary protected header, to build tokens
+/// whose only fault is in the header or the payload.
+fn signed_with(protected: coset::Header, payload: Vec<u8>) -> Vec<u8> {
+    let key = server_key();
+    coset::CoseSign1Builder::new()
+        .protected(protected)
+        .payload(payload)
+        .create_signature(&[], |data| key.sign(data).to_bytes().to_vec())
+        .build()
+        .to_tagged_vec()
+        .unwrap()
+}
+
+fn claims_cbor(claims: &StatusClaims) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(claims, &mut out).unwrap();
+    out
 }
 
 struct Case {
@@ -97,6 +109,7 @@ fn cases() -> Vec<Case> {
     let key = server_key();
     let locked = claims(TokenState::Locked, 7);
     let locked_token = sign(&key, &locked);
+    let server_kid = KeyId::of(&key.verifying_key()).as_str().as_bytes().to_vec();
 
     let mut bad_signature = CoseSign1::from_tagged_slice(&locked_token).unwrap();
     bad_signature.signature[0] ^= 0x01;
@@ -185,8 +198,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "wrong-algorithm",
-            description: "The protected header says ES256 instead of EdDSA.",
-            token: with_header(&locked_token, iana::Algorithm::ES256),
+            description: "A correct Ed25519 signature, but the protected header says ES256: the algorithm is checked before the key and the signature.",
+            token: signed_with(
+                HeaderBuilder::new()
+                    .algorithm(iana::Algorithm::ES256)
+                    .key_id(server_kid.clone())
+                    .build(),
+                claims_cbor(&claims(TokenState::Active, 1)),
+            ),
             device_id: DEVICE,
             highest_seen: 0,
             expect: Err("wrong-algorithm"),
@@ -214,6 +233,44 @@ fn cases() -> Vec<Case> {
             device_id: DEVICE,
             highest_seen: 0,
             expect: Err("invalid-claims"),
+        },
+        Case {
+            name: "untagged",
+            description: "The locked token without its CBOR tag 18: tokens are always tagged.",
+            token: CoseSign1::from_tagged_slice(&locked_token)
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+            device_id: DEVICE,
+            highest_seen: 0,
+            expect: Err("malformed"),
+        },
+        Case {
+            name: "missing-kid",
+            description: "Correctly signed by the server key, but with no kid in the protected header.",
+            token: signed_with(
+                HeaderBuilder::new()
+                    .algorithm(iana::Algorithm::EdDSA)
+                    .build(),
+                claims_cbor(&claims(TokenState::Active, 1)),
+            ),
+            device_id: DEVICE,
+            highest_seen: 0,
+            expect: Err("unknown-key"),
+        },
+        Case {
+            name: "claims-not-a-map",
+            description: "Correctly signed, but the payload is the CBOR integer 42 instead of the claims map.",
+            token: signed_with(
+                HeaderBuilder::new()
+                    .algorithm(iana::Algorithm::EdDSA)
+                    .key_id(server_kid.clone())
+                    .build(),
+                vec![0x18, 0x2a],
+            ),
+            device_id: DEVICE,
+            highest_seen: 0,
+            expect: Err("malformed"),
         },
         Case {
             name: "not-cose",
@@ -256,7 +313,14 @@ fn generated() -> Value {
         })
         .collect();
     json!({
-        "description": "Lien status token test vectors. A token is a tagged COSE_Sign1 message (RFC 9052, CBOR tag 18) signed with Ed25519 (alg EdDSA, -8). The protected header holds alg and kid; kid is the ASCII of the lower-case hex of the first 8 bytes of SHA-256 of the 32-byte public key. The payload is a CBOR map with text keys holding the claims shown under 'claims' (the same names and values as this JSON; times are Unix seconds). A phone pins the public keys under 'pinned' and, for each case, verifies token_hex for device_id, refusing a sequence below highest_seen_sequence; 'expect' is either 'valid' (then the decoded claims must equal 'claims') or the error code: malformed, wrong-algorithm, unknown-key, bad-signature (checked strictly: S must be below the group order), wrong-device, sequence-regressed, invalid-claims (a released token has no lease and no restrictions; any other has a lease that ends after issue, with warn_from in between). The keys are test keys, published on purpose: never use them for anything else.",
+        "description": [
+            "Lien status token test vectors. The keys are test keys, published on purpose: never use them for anything else.",
+            "Envelope: a COSE_Sign1 message (RFC 9052) with CBOR tag 18 (untagged messages are refused), signed with Ed25519 (alg EdDSA, -8) over the Sig_structure with empty external_aad. The protected header holds alg (label 1) and kid (label 4); kid is a byte string holding the ASCII of the lower-case hex of the first 8 bytes of SHA-256 of the 32-byte public key. The unprotected header is empty and ignored: a kid there does not count.",
+            "Claims: the payload is a CBOR map with text keys: device_id (text), sequence (unsigned), state (one of active, reminder, restricted, locked, released), restrictions (array of lock-screen, app-installs, factory-reset, debugging, safe-mode), screen (map: reason text, amount_due null or {minor integer, currency ISO 4217 text}, financier_name text, financier_contact text, payment_link null or text), issued_at (Unix seconds), lease (null, or {ends_at, warn_from} in Unix seconds). All keys are required except that lease may be absent when null; unknown keys are ignored; a missing key, a wrong type or an unknown state is malformed. The map is not in deterministic CBOR order: verify over the exact payload bytes and never re-encode.",
+            "Checks, in this order, the first failure giving the error code: malformed (not a tagged COSE_Sign1, or claims that do not decode), wrong-algorithm (alg is not EdDSA), unknown-key (kid missing or not among 'pinned'), bad-signature (Ed25519 checked strictly: S must be below the group order, and the public key and R must not be of small order), wrong-device (device_id differs from the case's device_id), sequence-regressed (sequence below highest_seen_sequence; an equal sequence is accepted, because a server re-delivers the stored token at every check-in), invalid-claims (a released token has no lease and no restrictions; any other token has a lease with issued_at < ends_at and issued_at <= warn_from <= ends_at).",
+            "Expiry is not a verification check: a phone does not trust its wall clock, so it counts the lease from the moment it accepts a token, with a monotonic clock (lease length = ends_at - issued_at, warning after warn_from - issued_at). The vectors therefore stay valid whatever the date.",
+            "Each case: verify token_hex with the keys under 'pinned' for device_id and highest_seen_sequence; 'expect' is 'valid' (then the decoded claims must equal 'claims') or the error code."
+        ],
         "keys": { "server": key_json(&server_key()), "unpinned": key_json(&other_key()) },
         "pinned": [hex::encode(server_key().verifying_key().as_bytes())],
         "cases": cases,
@@ -298,7 +362,7 @@ fn every_vector_verifies_as_recorded() {
         VerifyingKey::from_bytes(&bytes).unwrap()
     }));
     let cases = file["cases"].as_array().unwrap();
-    assert!(cases.len() >= 12, "the vector file lost cases");
+    assert!(cases.len() >= 15, "the vector file lost cases");
     let mut valid = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();
