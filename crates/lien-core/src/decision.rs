@@ -107,15 +107,32 @@ pub struct Decision {
 /// Decides the state of a device at `now`.
 ///
 /// Precedence, strongest first: release (final), provisional unlock, manual lock, then the
-/// schedule under the policy, capped by a hardship pause (at most a reminder) and a dispute
-/// freeze (never worse than when the freeze began). Payments and overrides dated after `now`
-/// are not yet in effect; their instants are candidates for `next_change`.
+/// schedule under the policy, capped by a hardship pause (at most a reminder), a dispute freeze
+/// (never worse than the decision when the freeze began) and the quiet hours (no new
+/// restriction starts inside them). Payments and overrides dated after `now` are not yet in
+/// effect; their instants are candidates for `next_change`.
 pub fn decide(
     plan: &InstallmentPlan,
     payments: &PaymentLog,
     overrides: &[Override],
     policy: &LockPolicy,
     now: Timestamp,
+) -> Decision {
+    decide_within(plan, payments, overrides, policy, now, LOOKBACK_DEPTH)
+}
+
+/// How many earlier decisions one decision may consult (for freezes and quiet hours). Each
+/// look-back goes to a strictly earlier instant or drops a freeze, so real inputs need a handful;
+/// past the limit the answer is capped at a reminder, which can only err towards the borrower.
+const LOOKBACK_DEPTH: u8 = 16;
+
+fn decide_within(
+    plan: &InstallmentPlan,
+    payments: &PaymentLog,
+    overrides: &[Override],
+    policy: &LockPolicy,
+    now: Timestamp,
+    depth: u8,
 ) -> Decision {
     let mut next = NextChange::after(now);
     let currency = plan.currency();
@@ -160,28 +177,6 @@ pub fn decide(
     decision.state = scheduled.state;
     decision.reason = scheduled.reason;
 
-    // No new restriction starts in the quiet hours: inside the window the schedule may not be
-    // worse than it was when the window opened, with the inputs in effect then. This also
-    // covers arrears that come back at night (a chargeback), not just due dates.
-    if let Some(quiet) = policy.settings().quiet_hours
-        && decision.state.severity() > DeviceState::Reminder.severity()
-        && let Some((opened, closes)) = quiet_window_around(quiet, plan.time_zone(), now)
-    {
-        let at_opening = schedule_at(plan, payments, policy, opened);
-        if at_opening.severity() < decision.state.severity() {
-            // Only a cap that holds the state down ends with the window; the reminder screen
-            // says what happens then.
-            next.consider(closes);
-            decision.next_restriction = Some((closes, decision.state));
-            decision.state = if at_opening.severity() < DeviceState::Reminder.severity() {
-                DeviceState::Reminder
-            } else {
-                at_opening
-            };
-        }
-    }
-    decision.next_change = next.earliest;
-
     let in_effect = |wanted: fn(&OverrideKind) -> bool| {
         overrides
             .iter()
@@ -196,11 +191,13 @@ pub fn decide(
         decision.state = DeviceState::Active;
         decision.reason = Reason::ProvisionalUnlock { until };
         decision.next_restriction = None;
+        decision.next_change = next.earliest;
         return decision;
     }
 
     // Of several manual locks, the earliest one's reason is shown, so the order in which they
-    // were reported does not matter.
+    // were reported does not matter. A manual lock is an explicit, audited act: quiet hours and
+    // freezes, which restrain the schedule, do not delay it.
     if let Some(lock) = in_effect(|k| matches!(k, OverrideKind::ManualLock { .. }))
         .min_by_key(|o| (o.from(), o.kind().clone()))
         && let OverrideKind::ManualLock { reason } = lock.kind()
@@ -210,6 +207,7 @@ pub fn decide(
             reason: reason.clone(),
         };
         decision.next_restriction = None;
+        decision.next_change = next.earliest;
         return decision;
     }
 
@@ -223,16 +221,54 @@ pub fn decide(
         decision.next_restriction = None;
     }
 
-    // A freeze holds the device at what the schedule said when the freeze began: recomputed
-    // from the inputs as they stood then, so the freeze needs no stored snapshot.
+    // A freeze holds the device at the whole decision when the freeze began (quiet hours, pauses
+    // and unlocks included), recomputed from the inputs as they stood then, so the freeze needs
+    // no stored snapshot. That decision is taken without this freeze and any opened with it.
     for freeze in in_effect(|k| k == &OverrideKind::DisputeFreeze) {
-        let at_start = schedule_at(plan, payments, policy, freeze.from());
+        let at_start = if depth == 0 {
+            DeviceState::Reminder
+        } else {
+            let earlier: Vec<Override> = overrides
+                .iter()
+                .filter(|o| o.kind() != &OverrideKind::DisputeFreeze || o.from() < freeze.from())
+                .cloned()
+                .collect();
+            decide_within(plan, payments, &earlier, policy, freeze.from(), depth - 1).state
+        };
         if at_start.severity() < decision.state.severity() {
             decision.state = at_start;
             decision.reason = Reason::DisputeFreeze;
         }
         decision.next_restriction = None;
     }
+
+    // No new restriction starts in the quiet hours: inside the window the device may not be
+    // worse than the whole decision when the window opened, with the inputs in effect then.
+    // This covers due dates falling at night, arrears that come back at night (a chargeback),
+    // and pauses or provisional unlocks that end at night.
+    if let Some(quiet) = policy.settings().quiet_hours
+        && decision.state.severity() > DeviceState::Reminder.severity()
+        && let Some((opened, closes)) = quiet_window_around(quiet, plan.time_zone(), now)
+        && opened < now
+    {
+        let at_opening = if depth == 0 {
+            DeviceState::Reminder
+        } else {
+            decide_within(plan, payments, overrides, policy, opened, depth - 1).state
+        };
+        if at_opening.severity() < decision.state.severity() {
+            // Only a cap that holds the state down ends with the window; the reminder screen
+            // says what happens then.
+            next.consider(closes);
+            decision.next_restriction = Some((closes, decision.state));
+            decision.state = if at_opening.severity() < DeviceState::Reminder.severity() {
+                DeviceState::Reminder
+            } else {
+                at_opening
+            };
+        }
+    }
+    decision.next_change = next.earliest;
     decision
 }
 
@@ -242,21 +278,6 @@ struct Scheduled {
     reason: Reason,
     notices_served: usize,
     next_restriction: Option<(Timestamp, DeviceState)>,
-}
-
-/// The schedule's state at `at`, with the payments in effect then.
-fn schedule_at(
-    plan: &InstallmentPlan,
-    payments: &PaymentLog,
-    policy: &LockPolicy,
-    at: Timestamp,
-) -> DeviceState {
-    let standing = Standing::settle(
-        plan,
-        payments.paid_at(at),
-        calendar::local_date(plan.time_zone(), at),
-    );
-    schedule(plan, &standing, policy, at, &mut NextChange::after(at)).state
 }
 
 /// Applies the policy to the plan's standing at `now`, and records in `next` every future

@@ -34,8 +34,9 @@ pub struct Escalation {
     pub restriction: Restriction,
 }
 
-/// A daily window of local time in which no new restriction starts, so nobody loses their
-/// phone at night. It may wrap midnight (`21:00` to `07:00`).
+/// A daily window of local time in which the schedule starts no new restriction, so nobody
+/// loses their phone at night; a financier's explicit manual lock is not delayed. It may wrap
+/// midnight (`21:00` to `07:00`); a start skipped by a daylight-saving gap opens when the gap ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuietHours {
     /// Local time the window opens.

@@ -85,11 +85,12 @@ fn plan() -> impl Strategy<Value = InstallmentPlan> {
 fn policy() -> impl Strategy<Value = LockPolicy> {
     let custom = (
         0u32..4,
-        0u32..20,
+        // A huge minimum means "never restrict"; it must not break the date arithmetic.
+        prop_oneof![4 => 0u32..20, 1 => Just(8_000_000u32)],
         0u8..=100,
         prop::collection::vec((1u32..10, 0u32..10), 0..3),
         prop::collection::vec((1u32..15, any::<bool>()), 0..3),
-        prop::option::of((0i8..24, 0i8..24)),
+        prop::option::of((0i8..24, prop::sample::select(vec![0i8, 30]), 0i8..24)),
     )
         .prop_filter_map(
             "valid policy",
@@ -130,8 +131,8 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                     escalations,
                     lease_days: 7,
                     lease_warning_days: 2,
-                    quiet_hours: quiet.map(|(s, e)| QuietHours {
-                        start: Time::constant(s, 0, 0, 0),
+                    quiet_hours: quiet.map(|(s, minute, e)| QuietHours {
+                        start: Time::constant(s, minute, 0, 0),
                         end: Time::constant(e, 30, 0, 0),
                     }),
                 })
@@ -356,6 +357,45 @@ proptest! {
         let last = next - SignedDuration::from_nanos(1);
         for t in [inside, last] {
             prop_assert_eq!(&case.decide_at(t), &d, "decision changed at {} before {}", t, next);
+        }
+    }
+
+    #[test]
+    fn at_each_change_no_restriction_starts_in_quiet_hours_nor_under_a_freeze(case in case(true)) {
+        // Transitions happen exactly at next_change, so that is where to look.
+        let Some(next) = case.decide().next_change else { return Ok(()) };
+        let before = case.decide_at(next - SignedDuration::from_nanos(1));
+        let after = case.decide_at(next);
+        if matches!(after.reason, Reason::ManualLock { .. }) {
+            return Ok(());
+        }
+        let tz = case.plan.time_zone();
+        if let Some(quiet) = case.policy.settings().quiet_hours
+            && quiet.contains(tz.to_datetime(next).time())
+        {
+            let allowed = before.state.severity().max(DeviceState::Reminder.severity());
+            prop_assert!(after.state.severity() <= allowed,
+                "restriction started in quiet hours at {next}: {before:?} -> {after:?}");
+        }
+        // Under a freeze the device may come back up to where it was when the freeze began
+        // (arrears a chargeback brings back), never beyond.
+        let just_before = next - SignedDuration::from_nanos(1);
+        let unlocked_before = case.overrides.iter().any(|o| {
+            o.kind() == &OverrideKind::ProvisionalUnlock && o.in_effect(just_before)
+        });
+        for freeze in case.overrides.iter().filter(|o| {
+            o.kind() == &OverrideKind::DisputeFreeze && o.in_effect(just_before) && o.in_effect(next)
+        }) {
+            if unlocked_before {
+                break;
+            }
+            let mut at_start = case.clone();
+            at_start.overrides.retain(|o| {
+                o.kind() != &OverrideKind::DisputeFreeze || o.from() < freeze.from()
+            });
+            let began = at_start.decide_at(freeze.from()).state.severity();
+            prop_assert!(after.state.severity() <= before.state.severity().max(began),
+                "escalated under a dispute freeze at {next}: {before:?} -> {after:?}");
         }
     }
 }

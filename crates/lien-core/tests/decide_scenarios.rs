@@ -207,8 +207,28 @@ fn overrides_take_precedence_in_a_fixed_order() {
     assert_eq!(d.state, DeviceState::Active);
     assert_eq!(d.reason, Reason::ProvisionalUnlock { until });
     assert_eq!(d.amount_due, kes(50_000), "the debt is still shown");
+    // It ends at midnight, inside the quiet hours: the lock comes back at 07:00, not at night.
+    let ended = decide(
+        &plan,
+        &nothing,
+        std::slice::from_ref(&provisional),
+        &policy,
+        until,
+    );
+    assert_eq!(ended.state, DeviceState::Reminder);
     assert_eq!(
-        decide(&plan, &nothing, &[provisional], &policy, until).state,
+        ended.next_restriction,
+        Some((local("2026-03-12T07:00"), DeviceState::Locked))
+    );
+    assert_eq!(
+        decide(
+            &plan,
+            &nothing,
+            &[provisional],
+            &policy,
+            local("2026-03-12T07:00")
+        )
+        .state,
         DeviceState::Locked
     );
 
@@ -285,4 +305,113 @@ fn release_is_final_and_paid_in_full_is_reported() {
     );
     assert_eq!(d.state, DeviceState::Released);
     assert_eq!(d.next_change, None);
+}
+
+#[test]
+fn a_freeze_holds_the_phone_where_the_whole_decision_had_it() {
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    // A chargeback at 22:00 brings arrears back; quiet hours hold the lock until 07:00, and a
+    // dispute opened at 23:00 must keep it from coming at all while the dispute is open.
+    let paid = payment("CARD-9", 50_000, local("2026-03-02T09:00"));
+    let charged_back = log(
+        vec![paid.clone()],
+        vec![Reversal {
+            reference: paid.reference,
+            at: local("2026-03-07T22:00"),
+        }],
+    );
+    let freeze =
+        Override::new(OverrideKind::DisputeFreeze, local("2026-03-07T23:00"), None).unwrap();
+    let d = decide(
+        &plan,
+        &charged_back,
+        std::slice::from_ref(&freeze),
+        &policy,
+        local("2026-03-08T07:00"),
+    );
+    assert_eq!(
+        (d.state, d.reason),
+        (DeviceState::Reminder, Reason::DisputeFreeze)
+    );
+
+    // A freeze opened during a hardship pause keeps the phone at a reminder after the pause.
+    let nothing = log(vec![], vec![]);
+    let pause = Override::new(
+        OverrideKind::HardshipPause,
+        local("2026-03-03T12:00"),
+        Some(local("2026-03-10T12:00")),
+    )
+    .unwrap();
+    let freeze =
+        Override::new(OverrideKind::DisputeFreeze, local("2026-03-09T12:00"), None).unwrap();
+    let d = decide(
+        &plan,
+        &nothing,
+        &[pause, freeze],
+        &policy,
+        local("2026-03-11T12:00"),
+    );
+    assert_eq!(
+        (d.state, d.reason),
+        (DeviceState::Reminder, Reason::DisputeFreeze)
+    );
+}
+
+#[test]
+fn huge_day_settings_mean_never_rather_than_a_crash() {
+    let plan = weekly_plan(2);
+    let mut settings = Preset::Kenya.settings();
+    settings.min_days_past_due = 8_000_000;
+    settings.notices[0].cure_days = u32::MAX;
+    let policy = LockPolicy::new(settings).unwrap();
+    let d = decide(
+        &plan,
+        &log(vec![], vec![]),
+        &[],
+        &policy,
+        local("2026-03-10T12:00"),
+    );
+    assert_eq!(d.state, DeviceState::Reminder);
+}
+
+#[test]
+fn quiet_hours_opening_in_a_daylight_saving_gap_open_when_the_gap_ends() {
+    let tz = TimeZone::get("America/New_York").unwrap();
+    let usd = |minor| Money::new(minor, Currency::parse("USD").unwrap());
+    let plan = InstallmentPlan::new(
+        tz.clone(),
+        usd(0),
+        vec![Installment {
+            due: date(2026, 1, 1),
+            amount: usd(10_000),
+        }],
+    )
+    .unwrap();
+    let mut settings = Preset::Kenya.settings();
+    settings.quiet_hours = Some(QuietHours {
+        start: jiff::civil::Time::constant(2, 30, 0, 0),
+        end: jiff::civil::Time::constant(7, 0, 0, 0),
+    });
+    let policy = LockPolicy::new(settings).unwrap();
+    let paid = Payment {
+        reference: PaymentRef::parse("P").unwrap(),
+        amount: usd(10_000),
+        received_at: "2026-01-01T12:00:00Z".parse().unwrap(),
+    };
+    // Charged back at 03:10 EDT on the night clocks skip 02:00-03:00: inside the window.
+    let back: Timestamp = "2026-03-08T07:10:00Z".parse().unwrap();
+    let payments = PaymentLog::new(
+        plan.currency(),
+        [paid.clone()],
+        [Reversal {
+            reference: paid.reference,
+            at: back,
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        decide(&plan, &payments, &[], &policy, back).state,
+        DeviceState::Reminder
+    );
 }
