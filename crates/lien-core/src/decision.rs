@@ -225,16 +225,12 @@ fn decide_within(
     // and unlocks included), recomputed from the inputs as they stood then, so the freeze needs
     // no stored snapshot. That decision is taken without this freeze and any opened with it.
     for freeze in in_effect(|k| k == &OverrideKind::DisputeFreeze) {
-        let at_start = if depth == 0 {
-            DeviceState::Reminder
-        } else {
-            let earlier: Vec<Override> = overrides
-                .iter()
-                .filter(|o| o.kind() != &OverrideKind::DisputeFreeze || o.from() < freeze.from())
-                .cloned()
-                .collect();
-            decide_within(plan, payments, &earlier, policy, freeze.from(), depth - 1).state
-        };
+        let earlier: Vec<Override> = overrides
+            .iter()
+            .filter(|o| o.kind() != &OverrideKind::DisputeFreeze || o.from() < freeze.from())
+            .cloned()
+            .collect();
+        let at_start = look_back(plan, payments, &earlier, policy, freeze.from(), depth);
         if at_start.severity() < decision.state.severity() {
             decision.state = at_start;
             decision.reason = Reason::DisputeFreeze;
@@ -251,11 +247,7 @@ fn decide_within(
         && let Some((opened, closes)) = quiet_window_around(quiet, plan.time_zone(), now)
         && opened < now
     {
-        let at_opening = if depth == 0 {
-            DeviceState::Reminder
-        } else {
-            decide_within(plan, payments, overrides, policy, opened, depth - 1).state
-        };
+        let at_opening = look_back(plan, payments, overrides, policy, opened, depth);
         if at_opening.severity() < decision.state.severity() {
             // Only a cap that holds the state down ends with the window; the reminder screen
             // says what happens then.
@@ -270,6 +262,22 @@ fn decide_within(
     }
     decision.next_change = next.earliest;
     decision
+}
+
+/// The state of the whole decision at an earlier instant `at`, spending one unit of the
+/// look-back budget; once it is spent, a reminder, which can only err towards the borrower.
+fn look_back(
+    plan: &InstallmentPlan,
+    payments: &PaymentLog,
+    overrides: &[Override],
+    policy: &LockPolicy,
+    at: Timestamp,
+    depth: u8,
+) -> DeviceState {
+    match depth.checked_sub(1) {
+        Some(depth) => decide_within(plan, payments, overrides, policy, at, depth).state,
+        None => DeviceState::Reminder,
+    }
 }
 
 /// What the schedule alone says.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
-use lien_core::{LockPolicy, Preset, Restriction};
+use lien_core::{Preset, Restriction};
 
 /// Arguments of `lien policy`.
 #[derive(Debug, clap::Args)]
@@ -47,8 +47,7 @@ fn show(name: &str) -> Result<String> {
             names.join(", ")
         );
     };
-    let policy = LockPolicy::preset(preset);
-    let s = policy.settings();
+    let s = preset.settings();
 
     // Writing to a String cannot fail, so the results of `writeln!` are ignored.
     let mut out = String::new();
