@@ -1,0 +1,140 @@
+//! Lien's storage: narrow traits, composed into one [`Store`], and one SQL implementation
+//! that runs on SQLite (embedded, the default) and on PostgreSQL (for many servers).
+//!
+//! Every change to a device goes through [`Devices::update_device`]: the store reads the
+//! device's [`DeviceSnapshot`] under the device's lock, the caller turns it into a
+//! [`DeviceChange`] with pure code, and the store applies the whole change (payment,
+//! decision, token, audit record, idempotency response) in one transaction. That one path
+//! is what makes "the new token is written with the payment" and "every state change is
+//! audited" hold by construction.
+
+pub mod audit;
+mod records;
+mod sql;
+
+use async_trait::async_trait;
+
+pub use records::*;
+pub use sql::SqlStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names a backend Lien does not have.
+    #[error("{0}")]
+    UnsupportedUrl(String),
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The write would break a uniqueness rule; the text says which, for the caller's message.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller's closure refused the change; its error is passed back untouched.
+    #[error("change refused")]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+    /// The database failed. The source is for logs only.
+    #[error("storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The caller's part of a device change: pure code from snapshot to change.
+pub type ChangeFn = Box<
+    dyn FnOnce(&DeviceSnapshot) -> Result<DeviceChange, Box<dyn std::error::Error + Send + Sync>>
+        + Send,
+>;
+
+/// Financiers and their API keys.
+#[async_trait]
+pub trait Tenants: Send + Sync {
+    /// Creates a financier, with an audit record in the platform chain.
+    async fn create_financier(
+        &self,
+        financier: &Financier,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// One financier.
+    async fn financier(&self, id: &str) -> Result<Financier, StoreError>;
+    /// All financiers, by id.
+    async fn financiers(&self) -> Result<Vec<Financier>, StoreError>;
+    /// Stores an API key's hash, audited in `chain`.
+    async fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The key with this hash.
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<ApiKeyRecord, StoreError>;
+    /// Whether any platform admin key exists (the first start creates one).
+    async fn has_platform_admin(&self) -> Result<bool, StoreError>;
+}
+
+/// Devices, their ledgers and their tokens.
+#[async_trait]
+pub trait Devices: Send + Sync {
+    /// Enrolls a device with its first decision and token. Refused with
+    /// [`StoreError::Conflict`] when an IMEI is claimed or the contract reference is taken.
+    async fn enroll(
+        &self,
+        device: &NewDevice,
+        change: DeviceChange,
+    ) -> Result<DeviceRecord, StoreError>;
+    /// One device.
+    async fn device(&self, id: &str) -> Result<DeviceRecord, StoreError>;
+    /// The device that holds a claim on this IMEI.
+    async fn device_by_imei(&self, imei: &str) -> Result<DeviceRecord, StoreError>;
+    /// Devices matching the filter, by id.
+    async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Reads the snapshot under the device's lock, asks `change` what to do, applies it.
+    async fn update_device(&self, id: &str, change: ChangeFn) -> Result<DeviceRecord, StoreError>;
+    /// The one-row read behind a check-in.
+    async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError>;
+    /// Writes a batch of last-seen times.
+    async fn touch_last_seen(&self, seen: &[(String, i64)]) -> Result<(), StoreError>;
+    /// Tokens whose status code is `code`.
+    async fn tokens_by_status_code(&self, code: &str) -> Result<Vec<StatusCodeMatch>, StoreError>;
+    /// A device's payments, reversals and overrides.
+    async fn snapshot(&self, id: &str) -> Result<DeviceSnapshot, StoreError>;
+}
+
+/// The scheduler's view: devices whose decision is due.
+#[async_trait]
+pub trait Schedule: Send + Sync {
+    /// Claims up to `limit` devices due at `now` until `claim_until`, so that another
+    /// server does not evaluate them too. A claim ends when the device is next updated.
+    async fn claim_due(
+        &self,
+        now_us: i64,
+        claim_until_us: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+    /// The earliest evaluation time of any device, for the scheduler's sleep.
+    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// A whole chain, in order.
+    async fn audit_chain(&self, chain: &str) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Responses kept for idempotency keys.
+#[async_trait]
+pub trait Idempotency: Send + Sync {
+    /// The response kept for `key` in `scope`.
+    async fn idempotent_response(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError>;
+}
+
+/// Everything the server needs from storage.
+#[async_trait]
+pub trait Store: Tenants + Devices + Schedule + AuditLog + Idempotency {
+    /// Whether the database answers, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Which backend this is: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}

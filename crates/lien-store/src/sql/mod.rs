@@ -1,0 +1,247 @@
+//! The SQL implementation of the store, one code path for SQLite and PostgreSQL.
+//!
+//! Both run through sqlx's `Any` driver with `$n` placeholders, which both understand; the
+//! few differences (row locks, the column types in the migrations) are spelled out by
+//! [`Dialect`]. SQLite gets two pools: one connection for writes, so that writers queue in
+//! Lien instead of failing with `SQLITE_BUSY`, and several for reads, which WAL lets run
+//! beside the writer.
+
+mod devices;
+mod tenants;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
+
+use crate::audit::{GENESIS, chain_hash};
+use crate::{AuditEntry, StoreError};
+
+/// The schema, one list per backend, applied in order and recorded in `lien_schema`.
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Which database is behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The clause that locks the selected rows for the transaction. SQLite has one writer
+    /// at a time (and Lien's single write connection), so it needs none.
+    fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// The store on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    write: AnyPool,
+    read: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlStore {
+    /// Opens the database named by `url` and brings its schema up to date.
+    ///
+    /// `sqlite://path/to/file.db` (created if missing) and `postgres://...` are understood;
+    /// any other scheme is an error.
+    pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else {
+            let scheme = url.split(':').next().unwrap_or(url);
+            return Err(StoreError::UnsupportedUrl(format!(
+                "unknown database URL scheme {scheme:?}: use sqlite://PATH or postgres://..."
+            )));
+        };
+        let store = match dialect {
+            Dialect::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let options: AnyConnectOptions = url.parse().map_err(backend)?;
+                let write = sqlite_pool(1)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(backend)?;
+                // The writer creates the file and switches it to WAL before readers open it.
+                let store = SqlStore {
+                    read: write.clone(),
+                    write,
+                    dialect,
+                };
+                store.migrate().await?;
+                let read = sqlite_pool(8)
+                    .connect_with(options)
+                    .await
+                    .map_err(backend)?;
+                SqlStore { read, ..store }
+            }
+            Dialect::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(backend)?;
+                let store = SqlStore {
+                    read: pool.clone(),
+                    write: pool,
+                    dialect,
+                };
+                store.migrate().await?;
+                store
+            }
+        };
+        Ok(store)
+    }
+
+    /// Applies the migrations this database has not seen, each in its own transaction.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if self.dialect == Dialect::Postgres {
+            // Several servers may start at once; the first to take the lock migrates.
+            tx.execute("SELECT pg_advisory_xact_lock(7406317)")
+                .await
+                .map_err(backend)?;
+        }
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS lien_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+        )
+        .await
+        .map_err(backend)?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM lien_schema")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let migrations = match self.dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
+        };
+        for (version, sql) in migrations {
+            if applied.contains(version) {
+                continue;
+            }
+            tracing::info!(version, backend = self.backend_name(), "applying migration");
+            sqlx::raw_sql(AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query("INSERT INTO lien_schema (version, name) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(format!("{version:04}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// A pool whose connections use WAL, wait for locks instead of failing at once, check
+/// foreign keys, and sync every commit, so that a 2xx means the write is on disk.
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+                )
+                .execute(conn)
+                .await
+                .map(|_| ())
+            })
+        })
+}
+
+/// Wraps a driver error: its text goes to the log through the error chain, never to a client.
+fn backend(err: sqlx::Error) -> StoreError {
+    StoreError::Backend(Box::new(err))
+}
+
+/// A unique-key violation becomes a conflict described by `what`; anything else is a backend error.
+fn unique_or_backend(err: sqlx::Error, what: impl Into<String>) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.into()),
+        _ => backend(err),
+    }
+}
+
+/// Appends records to the end of `chain`, inside the caller's transaction.
+async fn append_audit(
+    tx: &mut Transaction<'_, Any>,
+    chain: &str,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last =
+        sqlx::query("SELECT seq, hash FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(chain)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    let (mut seq, mut prev) = match last {
+        Some(row) => (
+            row.try_get::<i64, _>(0).map_err(backend)?,
+            row.try_get::<Vec<u8>, _>(1).map_err(backend)?,
+        ),
+        None => (0, GENESIS.to_vec()),
+    };
+    for entry in entries {
+        seq += 1;
+        let hash = chain_hash(&prev, chain, seq, entry);
+        sqlx::query(
+            "INSERT INTO audit (chain, seq, at_us, actor, action, reason, before_json, after_json, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(chain)
+        .bind(seq)
+        .bind(entry.at_us)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.reason)
+        .bind(&entry.before_json)
+        .bind(&entry.after_json)
+        .bind(prev.clone())
+        .bind(hash.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unique_or_backend(e, "the audit chain moved under this write; retry"))?;
+        prev = hash;
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Financiers, API keys, the audit log, idempotency, and the store as a whole.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{SqlStore, append_audit, backend, unique_or_backend};
+use crate::{
+    ApiKeyRecord, AuditEntry, AuditLog, AuditRecord, Financier, Idempotency, IdempotentResponse,
+    Store, StoreError, Tenants,
+};
+
+/// The audit chain of events that belong to no device.
+pub(crate) const PLATFORM_CHAIN: &str = "platform";
+
+#[async_trait]
+impl Tenants for SqlStore {
+    #[tracing::instrument(skip_all, fields(financier = %financier.id))]
+    async fn create_financier(
+        &self,
+        financier: &Financier,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO financiers (id, name, contact, payment_link, created_us) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&financier.id)
+        .bind(&financier.name)
+        .bind(&financier.contact)
+        .bind(financier.payment_link.clone())
+        .bind(financier.created_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_or_backend(e, "a financier with this id exists"))?;
+        append_audit(&mut tx, PLATFORM_CHAIN, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn financier(&self, id: &str) -> Result<Financier, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, contact, payment_link, created_us FROM financiers WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        financier_from(&row)
+    }
+
+    async fn financiers(&self) -> Result<Vec<Financier>, StoreError> {
+        sqlx::query(
+            "SELECT id, name, contact, payment_link, created_us FROM financiers ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(financier_from)
+        .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key.id, role = %key.role))]
+    async fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, id, role, financier_id, label, created_us) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.key_hash.clone())
+        .bind(&key.id)
+        .bind(&key.role)
+        .bind(key.financier_id.clone())
+        .bind(&key.label)
+        .bind(key.created_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_or_backend(e, "an API key with this id exists"))?;
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<ApiKeyRecord, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_hash, id, role, financier_id, label, created_us FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(key_hash.to_vec())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        (|| {
+            Ok(ApiKeyRecord {
+                key_hash: row.try_get(0)?,
+                id: row.try_get(1)?,
+                role: row.try_get(2)?,
+                financier_id: row.try_get(3)?,
+                label: row.try_get(4)?,
+                created_us: row.try_get(5)?,
+            })
+        })()
+        .map_err(backend)
+    }
+
+    async fn has_platform_admin(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM api_keys WHERE role = 'platform-admin'")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(row.try_get::<i64, _>(0).map_err(backend)? > 0)
+    }
+}
+
+fn financier_from(row: &AnyRow) -> Result<Financier, StoreError> {
+    (|| {
+        Ok(Financier {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            contact: row.try_get(2)?,
+            payment_link: row.try_get(3)?,
+            created_us: row.try_get(4)?,
+        })
+    })()
+    .map_err(backend)
+}
+
+#[async_trait]
+impl AuditLog for SqlStore {
+    async fn audit_chain(&self, chain: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        sqlx::query(
+            "SELECT chain, seq, at_us, actor, action, reason, before_json, after_json, prev_hash, hash \
+             FROM audit WHERE chain = $1 ORDER BY seq",
+        )
+        .bind(chain)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(AuditRecord {
+                chain: row.try_get(0)?,
+                seq: row.try_get(1)?,
+                entry: AuditEntry {
+                    at_us: row.try_get(2)?,
+                    actor: row.try_get(3)?,
+                    action: row.try_get(4)?,
+                    reason: row.try_get(5)?,
+                    before_json: row.try_get(6)?,
+                    after_json: row.try_get(7)?,
+                },
+                prev_hash: row.try_get(8)?,
+                hash: row.try_get(9)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Idempotency for SqlStore {
+    async fn idempotent_response(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        // The writer, not a reader: a retry that races the first request must see its commit.
+        .fetch_optional(&self.write)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        (|| {
+            Ok(Some(IdempotentResponse {
+                scope: scope.to_string(),
+                key: key.to_string(),
+                request_hash: row.try_get(0)?,
+                status: u16::try_from(row.try_get::<i64, _>(1)?).unwrap_or(500),
+                body: row.try_get(2)?,
+            }))
+        })()
+        .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .fetch_one(&self.write)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    fn backend(&self) -> &'static str {
+        self.backend_name()
+    }
+}
