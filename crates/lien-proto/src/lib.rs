@@ -9,5 +9,5 @@ pub mod token;
 
 pub use token::{
     DeviceRestriction, KeyId, Lease, LeaseStatus, PinnedKeys, ScreenText, StatusClaims, TokenError,
-    TokenSigner, TokenState, WireMoney,
+    TokenSigner, TokenState, WireMoney, status_code,
 };

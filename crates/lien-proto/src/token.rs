@@ -348,3 +348,13 @@ impl PinnedKeys {
         Ok(claims)
     }
 }
+
+/// The short code a lock screen shows for the token it holds: 8 decimal digits from the
+/// SHA-256 of the token's exact bytes. Support looks it up to see which token (state and
+/// sequence) the phone is acting on; it proves nothing by itself and needs no secret.
+pub fn status_code(token: &[u8]) -> String {
+    let digest = Sha256::digest(token);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("{:08}", u64::from_be_bytes(first) % 100_000_000)
+}

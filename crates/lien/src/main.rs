@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod imei;
 mod policy;
+mod serve;
 
 /// Lien: the platform behind financed phones' lock screens.
 #[derive(Debug, Parser)]
@@ -34,6 +35,8 @@ enum Command {
     Imei(imei::Args),
     /// List the lock policy presets, or show one preset's settings.
     Policy(policy::Args),
+    /// Run the server: financier API, device endpoints and scheduler (SQLite by default).
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Imei(args)) => imei::run(&args),
         Some(Command::Policy(args)) => policy::run(&args),
+        Some(Command::Serve(args)) => serve::run(args),
     }
 }
 

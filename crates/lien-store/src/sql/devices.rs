@@ -4,19 +4,24 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use super::tenants::financier_by_id;
 use super::{SqlStore, append_audit, backend, unique_or_backend};
 use crate::{
     Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
     DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, ReversalRecord, Schedule,
-    StatusCodeMatch, StoreError, Tenants, TokenRecord,
+    StatusCodeMatch, StoreError, TokenRecord,
 };
 
-/// The columns [`device_from`] reads, in its order.
+/// The columns [`device_from`] reads, in its order, for a query `FROM devices`.
+///
+/// The current token's status code is kept only in `tokens`, so it is read from there; without
+/// it a device's token would come back with an empty status code.
 const DEVICE_COLUMNS: &str = "id, financier_id, contract_ref, imei1, imei2, serial, model, \
     plan_json, policy_json, enrolled_us, state, decision_json, amount_due_minor, currency, \
     next_eval_us, binding_generation, device_key, bound_us, token_sequence, token_state, \
     token_issued_us, token_lease_end_us, token, applied_sequence, last_seen_us, ocra_counter, \
-    released_us";
+    released_us, (SELECT t.status_code FROM tokens t WHERE t.device_id = devices.id \
+    AND t.sequence = devices.token_sequence)";
 
 fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
     (|| {
@@ -59,7 +64,7 @@ fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
                     state: row.try_get::<Option<String>, _>(19)?.unwrap_or_default(),
                     issued_us: row.try_get::<Option<i64>, _>(20)?.unwrap_or_default(),
                     lease_end_us: row.try_get(21)?,
-                    status_code: String::new(),
+                    status_code: row.try_get::<Option<String>, _>(27)?.unwrap_or_default(),
                     bytes,
                 }),
                 None => None,
@@ -100,7 +105,10 @@ impl SqlStore {
         lock: bool,
     ) -> Result<DeviceSnapshot, StoreError> {
         let device = self.device_in(tx, id, lock).await?;
-        let financier = self.financier(&device.enrolled.financier_id).await?;
+        // Inside the transaction, not through the pool: with every pooled connection held by
+        // a change waiting for this device's row lock (PostgreSQL), the change holding the lock
+        // would wait for a free connection until the pool timed out.
+        let financier = financier_by_id(&mut **tx, &device.enrolled.financier_id).await?;
         let payments = sqlx::query(
             "SELECT reference, amount_minor, currency, received_us, recorded_us FROM payments \
              WHERE device_id = $1 ORDER BY recorded_us, reference",

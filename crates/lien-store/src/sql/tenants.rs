@@ -1,8 +1,8 @@
 //! Financiers, API keys, the audit log, idempotency, and the store as a whole.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
 
 use super::{SqlStore, append_audit, backend, unique_or_backend};
 use crate::{
@@ -38,15 +38,7 @@ impl Tenants for SqlStore {
     }
 
     async fn financier(&self, id: &str) -> Result<Financier, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, contact, payment_link, created_us FROM financiers WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
-        financier_from(&row)
+        financier_by_id(&self.read, id).await
     }
 
     async fn financiers(&self) -> Result<Vec<Financier>, StoreError> {
@@ -114,6 +106,23 @@ impl Tenants for SqlStore {
             .map_err(backend)?;
         Ok(row.try_get::<i64, _>(0).map_err(backend)? > 0)
     }
+}
+
+/// One financier, read through `executor`: a pool, or a transaction that must not take a
+/// second connection from the pool.
+pub(super) async fn financier_by_id<'c, E>(executor: E, id: &str) -> Result<Financier, StoreError>
+where
+    E: Executor<'c, Database = Any>,
+{
+    let row = sqlx::query(
+        "SELECT id, name, contact, payment_link, created_us FROM financiers WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+    .map_err(backend)?
+    .ok_or(StoreError::NotFound)?;
+    financier_from(&row)
 }
 
 fn financier_from(row: &AnyRow) -> Result<Financier, StoreError> {

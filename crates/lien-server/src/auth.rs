@@ -1,0 +1,231 @@
+//! Who is calling, and what their role lets them do.
+//!
+//! Financier API calls carry `Authorization: Bearer <API key>`. Keys are random, shown once,
+//! and stored as their SHA-256, which is enough for 256-bit random secrets (a slow password
+//! hash protects guessable passwords, which these are not).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lien_store::{DeviceRecord, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// A role, fixed when its key is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Runs the platform: creates financiers and their keys.
+    PlatformAdmin,
+    /// Runs one financier: everything on its own devices.
+    FinancierAdmin,
+    /// Works for one financier: reads its devices and records payments; never locks.
+    FinancierAgent,
+    /// The platform's support staff: reads every device, grants provisional unlocks.
+    Support,
+}
+
+impl Role {
+    /// The name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform-admin",
+            Role::FinancierAdmin => "financier-admin",
+            Role::FinancierAgent => "financier-agent",
+            Role::Support => "support",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [
+            Role::PlatformAdmin,
+            Role::FinancierAdmin,
+            Role::FinancierAgent,
+            Role::Support,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+
+    /// Whether the role belongs to a financier (and is confined to its devices).
+    pub fn is_financier_role(self) -> bool {
+        matches!(self, Role::FinancierAdmin | Role::FinancierAgent)
+    }
+}
+
+/// What a request wants to do, for the role check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Create and list financiers.
+    ManageFinanciers,
+    /// Create API keys for a financier.
+    ManageKeys,
+    /// Read devices, histories, status codes.
+    Read,
+    /// Enroll devices.
+    Enroll,
+    /// Record and reverse payments.
+    RecordPayment,
+    /// Lock by hand, send reminder messages, release.
+    Lock,
+    /// Lift a manual lock.
+    Unlock,
+    /// Grant a provisional unlock or an offline unlock code.
+    ProvisionalUnlock,
+}
+
+impl Role {
+    /// Whether this role may do `action` at all (the tenant check comes on top).
+    pub fn may(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::PlatformAdmin => matches!(action, ManageFinanciers | ManageKeys | Read),
+            Role::FinancierAdmin => !matches!(action, ManageFinanciers),
+            Role::FinancierAgent => matches!(action, Read | RecordPayment),
+            Role::Support => matches!(action, Read | ProvisionalUnlock),
+        }
+    }
+}
+
+/// The caller of a financier API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The key's public id, recorded in the audit log.
+    pub key_id: String,
+    /// The key's role.
+    pub role: Role,
+    /// The financier a financier role acts for.
+    pub financier_id: Option<String>,
+}
+
+impl Actor {
+    /// Refuses the request unless the role may do `action`.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        if self.role.may(action) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the {} role may not do this ({action:?})",
+                self.role.name()
+            )))
+        }
+    }
+
+    /// Whether the caller may see devices of `financier_id`. A financier role sees only its own.
+    pub fn sees_financier(&self, financier_id: &str) -> bool {
+        match &self.financier_id {
+            Some(own) => own == financier_id,
+            None => true,
+        }
+    }
+
+    /// The device, if the caller may see it; another financier's device is "not found",
+    /// exactly like one that does not exist.
+    pub fn visible(&self, device: DeviceRecord) -> Result<DeviceRecord, ApiError> {
+        if self.sees_financier(&device.enrolled.financier_id) {
+            Ok(device)
+        } else {
+            Err(ApiError::NotFound("device"))
+        }
+    }
+
+    /// Whose idempotency keys these are.
+    pub fn idempotency_scope(&self) -> String {
+        self.financier_id
+            .clone()
+            .unwrap_or_else(|| "platform".to_string())
+    }
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Actor, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("missing Authorization header: use Bearer <API key>".into())
+            })?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization header must be Bearer <API key>".into())
+            })?;
+        let record = match state.store.api_key_by_hash(&hash_key(key.trim())).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::Unauthorized("unknown API key".into()));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let role = Role::from_name(&record.role).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "stored key has unknown role {}",
+                record.role
+            ))
+        })?;
+        Ok(Actor {
+            key_id: record.id,
+            role,
+            financier_id: record.financier_id,
+        })
+    }
+}
+
+/// A new API key: `lien_` and 43 characters of base64url randomness.
+pub fn new_api_key() -> anyhow::Result<String> {
+    Ok(format!(
+        "lien_{}",
+        URL_SAFE_NO_PAD.encode(crate::secrets::random_bytes()?)
+    ))
+}
+
+/// What is stored for a key.
+pub fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// The public id of a key: safe to log and show.
+pub fn key_id(key_hash: &[u8]) -> String {
+    format!("key_{}", hex::encode(&key_hash[..6]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_record_payments_but_never_lock() {
+        assert!(Role::FinancierAgent.may(Action::RecordPayment));
+        assert!(!Role::FinancierAgent.may(Action::Lock));
+        assert!(!Role::FinancierAgent.may(Action::ProvisionalUnlock));
+    }
+
+    #[test]
+    fn support_reads_and_unlocks_provisionally_only() {
+        assert!(Role::Support.may(Action::Read));
+        assert!(Role::Support.may(Action::ProvisionalUnlock));
+        assert!(!Role::Support.may(Action::Lock));
+        assert!(!Role::Support.may(Action::RecordPayment));
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in [
+            Role::PlatformAdmin,
+            Role::FinancierAdmin,
+            Role::FinancierAgent,
+            Role::Support,
+        ] {
+            assert_eq!(Role::from_name(role.name()), Some(role));
+        }
+    }
+}

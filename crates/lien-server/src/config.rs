@@ -1,0 +1,105 @@
+//! Settings, in layers: defaults, then a TOML file, then `LIEN_*` environment variables,
+//! then command-line flags (applied by the caller).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `lien serve` can be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the SQLite database and the server's keys live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: `lien.db` in the data directory.
+    pub database_url: Option<String>,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How often a phone checks in, in seconds.
+    pub checkin_interval_secs: u64,
+    /// How far a device's request time may be from the server's, in seconds.
+    pub request_window_secs: u64,
+    /// How long a release waits before it becomes final, in hours.
+    pub release_cancel_hours: u64,
+    /// How many due devices the scheduler evaluates per batch.
+    pub scheduler_batch: u32,
+    /// How often the scheduler looks for due devices, in milliseconds.
+    pub scheduler_interval_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            data_dir: PathBuf::from("lien-data"),
+            database_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            checkin_interval_secs: 6 * 3600,
+            request_window_secs: 300,
+            release_cancel_hours: 72,
+            scheduler_batch: 500,
+            scheduler_interval_ms: 1000,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, overlaid with `file` (if given, it must exist; else `lien.toml` if present),
+    /// then with `LIEN_*` environment variables (`LIEN_DATABASE_URL`, `LIEN_LISTEN`, ...).
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let figment = Figment::from(Serialized::defaults(Settings::default()));
+        let figment = match file {
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment.merge(Toml::file("lien.toml")),
+        };
+        figment.merge(Env::prefixed("LIEN_").ignore(&["test_postgres_url", "log"]))
+    }
+
+    /// The database URL to use: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("lien.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "lien.toml",
+                "listen = \"0.0.0.0:9000\"\nrelease_cancel_hours = 24\n",
+            )?;
+            jail.set_env("LIEN_RELEASE_CANCEL_HOURS", "48");
+            let settings: Settings = Settings::figment(None).extract()?;
+            assert_eq!(settings.listen, "0.0.0.0:9000".parse().unwrap());
+            assert_eq!(
+                settings.release_cancel_hours, 48,
+                "the environment beats the file"
+            );
+            assert_eq!(
+                settings.checkin_interval_secs,
+                6 * 3600,
+                "defaults fill the rest"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_misspelt_setting_is_an_error_that_names_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lien.toml", "lisen = \"0.0.0.0:9000\"\n")?;
+            let err = Settings::figment(None).extract::<Settings>().unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,541 @@
+//! From stored rows to `lien-core`'s types and back, and the evaluation every change ends with.
+//!
+//! [`evaluate`] is pure: given a device's snapshot and the time, it returns the decision to
+//! store, when to look again, and a newly signed token when the phone's instructions changed
+//! or its lease needs renewing. Handlers and the scheduler all go through it, so a payment and
+//! a timed lock produce tokens in exactly the same way.
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use lien_core::{
+    Currency, Decision, DeviceState, Escalation, Installment, InstallmentPlan, LockPolicy, Money,
+    Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef, PolicySettings, Preset,
+    QuietHours, Reason, Restriction, Reversal, decide,
+};
+use lien_proto::{
+    DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
+    status_code,
+};
+use lien_store::{DecisionRecord, DeviceSnapshot, OverrideRecord, TokenRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{from_micros, micros};
+use crate::error::ApiError;
+use crate::wire::{DecisionView, MoneyJson, PlanJson, PolicyJson, PolicySettingsJson, ReasonView};
+
+/// Stored override kinds. `message` is Lien's own: a reminder text shown for a while, which
+/// the decision function does not see.
+pub mod kind {
+    /// A lock by hand, with its reason.
+    pub const MANUAL_LOCK: &str = "manual_lock";
+    /// An unlock for a while, whatever the schedule says.
+    pub const PROVISIONAL_UNLOCK: &str = "provisional_unlock";
+    /// Nothing beyond a reminder for a while.
+    pub const HARDSHIP_PAUSE: &str = "hardship_pause";
+    /// No escalation while a dispute is open.
+    pub const DISPUTE_FREEZE: &str = "dispute_freeze";
+    /// The financier's claim ends (from the end of the cancel window).
+    pub const RELEASE: &str = "release";
+    /// A reminder message on the phone.
+    pub const MESSAGE: &str = "message";
+}
+
+/// The plan a financier sent, checked.
+pub fn parse_plan(plan: &PlanJson) -> Result<InstallmentPlan, ApiError> {
+    let currency = parse_currency("plan.currency", &plan.currency)?;
+    let tz = TimeZone::get(&plan.time_zone).map_err(|_| {
+        ApiError::invalid(
+            "plan.time_zone",
+            format!("unknown time zone {:?}", plan.time_zone),
+        )
+    })?;
+    let installments = plan
+        .installments
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            let due: Date = inst.due.parse().map_err(|_| {
+                ApiError::invalid(
+                    &format!("plan.installments[{i}].due"),
+                    format!("{:?} is not a date in the form YYYY-MM-DD", inst.due),
+                )
+            })?;
+            Ok(Installment {
+                due,
+                amount: Money::new(inst.amount_minor, currency),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    InstallmentPlan::new(
+        tz,
+        Money::new(plan.down_payment_minor, currency),
+        installments,
+    )
+    .map_err(|e| ApiError::invalid("plan", e))
+}
+
+/// The policy a financier chose, checked.
+pub fn parse_policy(policy: &PolicyJson) -> Result<LockPolicy, ApiError> {
+    match policy {
+        PolicyJson::Preset(name) => {
+            Preset::from_name(name)
+                .map(LockPolicy::preset)
+                .ok_or_else(|| {
+                    let names: Vec<_> = Preset::ALL.iter().map(|p| p.name()).collect();
+                    ApiError::invalid(
+                        "policy.preset",
+                        format!(
+                            "unknown preset {name:?}; the presets are {}",
+                            names.join(", ")
+                        ),
+                    )
+                })
+        }
+        PolicyJson::Custom(s) => {
+            LockPolicy::new(custom_settings(s)?).map_err(|e| ApiError::invalid("policy.custom", e))
+        }
+    }
+}
+
+fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
+    let escalations = s
+        .escalations
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let restriction = match e.restriction.as_str() {
+                "restricted" => Restriction::Restricted,
+                "locked" => Restriction::Locked,
+                other => {
+                    return Err(ApiError::invalid(
+                        &format!("policy.custom.escalations[{i}].restriction"),
+                        format!("{other:?} is neither \"restricted\" nor \"locked\""),
+                    ));
+                }
+            };
+            Ok(Escalation {
+                at_days_past_due: e.at_days_past_due,
+                restriction,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let quiet_hours = match &s.quiet_hours {
+        None => None,
+        Some(q) => Some(QuietHours {
+            start: parse_time("policy.custom.quiet_hours.start", &q.start)?,
+            end: parse_time("policy.custom.quiet_hours.end", &q.end)?,
+        }),
+    };
+    Ok(PolicySettings {
+        grace_days: s.grace_days,
+        min_days_past_due: s.min_days_past_due,
+        min_arrears_percent: s.min_arrears_percent,
+        notices: s
+            .notices
+            .iter()
+            .map(|n| Notice {
+                at_days_past_due: n.at_days_past_due,
+                cure_days: n.cure_days,
+            })
+            .collect(),
+        escalations,
+        lease_days: s.lease_days,
+        lease_warning_days: s.lease_warning_days,
+        quiet_hours,
+    })
+}
+
+fn parse_time(field: &str, text: &str) -> Result<Time, ApiError> {
+    Time::strptime("%H:%M", text)
+        .map_err(|_| ApiError::invalid(field, format!("{text:?} is not a time in the form HH:MM")))
+}
+
+/// A currency code, checked against ISO 4217.
+pub fn parse_currency(field: &str, code: &str) -> Result<Currency, ApiError> {
+    Currency::parse(code).map_err(|e| ApiError::invalid(field, e))
+}
+
+/// An RFC 3339 instant.
+pub fn parse_instant(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::invalid(
+            field,
+            format!("{text:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z"),
+        )
+    })
+}
+
+/// Renders an instant for clients.
+pub fn rfc3339(t: Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+}
+
+/// Whether an override takes part in the decision now: not cancelled, and a kind the core knows.
+fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
+    if o.cancelled_us.is_some() {
+        return Ok(None);
+    }
+    let kind = match o.kind.as_str() {
+        kind::MANUAL_LOCK => OverrideKind::ManualLock {
+            reason: o.reason.clone(),
+        },
+        kind::PROVISIONAL_UNLOCK => OverrideKind::ProvisionalUnlock,
+        kind::HARDSHIP_PAUSE => OverrideKind::HardshipPause,
+        kind::DISPUTE_FREEZE => OverrideKind::DisputeFreeze,
+        kind::RELEASE => OverrideKind::Release,
+        kind::MESSAGE => return Ok(None),
+        other => {
+            return Err(internal(format!(
+                "stored override has unknown kind {other}"
+            )));
+        }
+    };
+    Override::new(kind, from_micros(o.from_us), o.until_us.map(from_micros))
+        .map(Some)
+        .map_err(|e| internal(format!("stored override {} is invalid: {e}", o.id)))
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!(message))
+}
+
+/// The stored plan, payments, overrides and policy as the core's inputs.
+pub struct Inputs {
+    /// The plan.
+    pub plan: InstallmentPlan,
+    /// Payments and reversals.
+    pub payments: PaymentLog,
+    /// Overrides in force or to come.
+    pub overrides: Vec<Override>,
+    /// The policy.
+    pub policy: LockPolicy,
+}
+
+impl Inputs {
+    /// Reads the inputs out of a snapshot. Payments and overrides were checked when they were
+    /// recorded (against a snapshot with them added), so a failure here is the caller's input
+    /// when called on a changed snapshot, and a bug otherwise.
+    pub fn of(snapshot: &DeviceSnapshot) -> Result<Inputs, ApiError> {
+        let plan_json: PlanJson = serde_json::from_str(&snapshot.device.enrolled.plan_json)
+            .map_err(|e| internal(format!("stored plan: {e}")))?;
+        let policy_json: PolicyJson = serde_json::from_str(&snapshot.device.enrolled.policy_json)
+            .map_err(|e| internal(format!("stored policy: {e}")))?;
+        let plan = parse_plan(&plan_json)?;
+        let policy = parse_policy(&policy_json)?;
+        let currency = plan.currency();
+        let payments = snapshot
+            .payments
+            .iter()
+            .map(|p| {
+                Ok(Payment {
+                    reference: PaymentRef::parse(&p.reference)
+                        .map_err(|e| ApiError::invalid("reference", e))?,
+                    amount: Money::new(p.amount_minor, parse_currency("currency", &p.currency)?),
+                    received_at: from_micros(p.received_us),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let reversals = snapshot
+            .reversals
+            .iter()
+            .map(|r| {
+                Ok(Reversal {
+                    reference: PaymentRef::parse(&r.reference)
+                        .map_err(|e| ApiError::invalid("reference", e))?,
+                    at: from_micros(r.at_us),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let payments = PaymentLog::new(currency, payments, reversals)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let overrides = snapshot
+            .overrides
+            .iter()
+            .filter_map(|o| core_override(o).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Inputs {
+            plan,
+            payments,
+            overrides,
+            policy,
+        })
+    }
+}
+
+fn money(m: Money) -> MoneyJson {
+    MoneyJson {
+        minor: m.minor(),
+        currency: m.currency().code().to_string(),
+    }
+}
+
+/// The state's name on the wire.
+pub fn state_name(state: DeviceState) -> &'static str {
+    match state {
+        DeviceState::Active => "active",
+        DeviceState::Reminder => "reminder",
+        DeviceState::Restricted => "restricted",
+        DeviceState::Locked => "locked",
+        DeviceState::Released => "released",
+    }
+}
+
+/// The reason in words the borrower understands, for the lock screen and the financier.
+fn reason_view(decision: &Decision) -> ReasonView {
+    let (code, text) = match &decision.reason {
+        Reason::GoodStanding => ("good_standing", "Your payments are up to date.".to_string()),
+        Reason::PaidInFull => ("paid_in_full", "Paid in full. Thank you.".to_string()),
+        Reason::Overdue { since } => (
+            "overdue",
+            match decision.state {
+                DeviceState::Locked => {
+                    format!(
+                        "This device is locked due to an overdue installment payment (due {since})."
+                    )
+                }
+                DeviceState::Restricted => {
+                    format!(
+                        "Some functions are limited due to an overdue installment payment (due {since})."
+                    )
+                }
+                _ => format!("An installment payment is overdue (due {since})."),
+            },
+        ),
+        Reason::ManualLock { reason } => ("manual_lock", reason.clone()),
+        Reason::ProvisionalUnlock { until } => (
+            "provisional_unlock",
+            format!("Unlocked for now, until {}.", rfc3339(*until)),
+        ),
+        Reason::HardshipPause { until } => (
+            "hardship_pause",
+            format!(
+                "Payments are paused until {}; nothing will be locked meanwhile.",
+                rfc3339(*until)
+            ),
+        ),
+        Reason::DisputeFreeze => (
+            "dispute_freeze",
+            "A dispute is under review; nothing further will be restricted meanwhile.".to_string(),
+        ),
+        Reason::Released => (
+            "released",
+            "This device is released: it is yours.".to_string(),
+        ),
+    };
+    ReasonView {
+        code: code.to_string(),
+        text,
+    }
+}
+
+/// The decision as clients see it.
+pub fn decision_view(decision: &Decision) -> DecisionView {
+    DecisionView {
+        state: state_name(decision.state).to_string(),
+        reason: reason_view(decision),
+        amount_due: money(decision.amount_due),
+        outstanding: money(decision.outstanding),
+        credit: money(decision.credit),
+        notices_served: decision.notices_served,
+        next_restriction_at: decision.next_restriction.map(|(t, _)| rfc3339(t)),
+        next_restriction_state: decision
+            .next_restriction
+            .map(|(_, s)| state_name(s).to_string()),
+        next_change_at: decision.next_change.map(rfc3339),
+    }
+}
+
+/// What is stored in the device row's decision column: the view, and what the current token
+/// tells the phone, to know when a new token is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDecision {
+    /// The decision.
+    pub view: DecisionView,
+    /// The token's instructions (state, restrictions, screen) as JSON; equal means no new token.
+    pub token_basis: String,
+}
+
+/// The result of evaluating a device.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// For clients and the audit log.
+    pub view: DecisionView,
+    /// For the device row.
+    pub record: DecisionRecord,
+    /// When to evaluate again.
+    pub next_eval_us: Option<i64>,
+    /// A newly signed token, if one is needed.
+    pub token: Option<TokenRecord>,
+}
+
+/// The restrictions each state asks of the phone. Emergency calls and the payment app are
+/// never restricted; a factory reset stays blocked while the phone is financed at all.
+fn restrictions(state: TokenState) -> Vec<DeviceRestriction> {
+    use DeviceRestriction::*;
+    match state {
+        TokenState::Active | TokenState::Reminder => vec![FactoryReset],
+        TokenState::Restricted => vec![AppInstalls, FactoryReset, Debugging, SafeMode],
+        TokenState::Locked => vec![LockScreen, AppInstalls, FactoryReset, Debugging, SafeMode],
+        TokenState::Released => vec![],
+    }
+}
+
+fn token_state(state: DeviceState) -> TokenState {
+    match state {
+        DeviceState::Active => TokenState::Active,
+        DeviceState::Reminder => TokenState::Reminder,
+        DeviceState::Restricted => TokenState::Restricted,
+        DeviceState::Locked => TokenState::Locked,
+        DeviceState::Released => TokenState::Released,
+    }
+}
+
+/// The latest reminder message in effect at `now`.
+fn message_at(snapshot: &DeviceSnapshot, now: i64) -> Option<&OverrideRecord> {
+    snapshot
+        .overrides
+        .iter()
+        .filter(|o| o.kind == kind::MESSAGE && o.cancelled_us.is_none())
+        .filter(|o| o.from_us <= now && o.until_us.is_none_or(|u| now < u))
+        .max_by_key(|o| o.id)
+}
+
+/// Evaluates a device at `now`: decision, next evaluation, and a new token when needed.
+pub fn evaluate(
+    snapshot: &DeviceSnapshot,
+    now: Timestamp,
+    signer: &TokenSigner,
+) -> Result<Evaluation, ApiError> {
+    let inputs = Inputs::of(snapshot)?;
+    let decision = decide(
+        &inputs.plan,
+        &inputs.payments,
+        &inputs.overrides,
+        &inputs.policy,
+        now,
+    );
+    let view = decision_view(&decision);
+    let now_us = micros(now);
+
+    let mut state = token_state(decision.state);
+    let mut reason = view.reason.text.clone();
+    let message = message_at(snapshot, now_us);
+    if let Some(m) = message
+        && matches!(state, TokenState::Active | TokenState::Reminder)
+    {
+        state = TokenState::Reminder;
+        reason = m.reason.clone();
+    }
+    let financier = &snapshot.financier;
+    let screen = ScreenText {
+        reason,
+        amount_due: decision.amount_due.is_positive().then(|| WireMoney {
+            minor: decision.amount_due.minor(),
+            currency: decision.amount_due.currency().code().to_string(),
+        }),
+        financier_name: financier.name.clone(),
+        financier_contact: financier.contact.clone(),
+        payment_link: financier.payment_link.clone(),
+    };
+    let restrictions = restrictions(state);
+    let token_basis = serde_json::to_string(&(state, &restrictions, &screen))
+        .map_err(|e| internal(format!("token basis: {e}")))?;
+
+    let stored: Option<StoredDecision> = serde_json::from_str(&snapshot.device.decision.json).ok();
+    let settings = inputs.policy.settings();
+    let lease_length = SignedDuration::from_hours(24 * i64::from(settings.lease_days));
+    let current = snapshot.device.token.as_ref();
+    // A lease is renewed at half its length, so a phone that checks in on schedule never
+    // comes near its warning period.
+    let renew_at = current
+        .filter(|t| t.lease_end_us.is_some())
+        .map(|t| t.issued_us + lease_length.as_micros() as i64 / 2);
+    let needs_token = match current {
+        None => true,
+        Some(_) => {
+            stored.as_ref().is_none_or(|s| s.token_basis != token_basis)
+                || renew_at.is_some_and(|r| r <= now_us)
+        }
+    };
+    let token = if needs_token {
+        let issued_at = now.as_second();
+        let lease = (state != TokenState::Released).then(|| Lease {
+            ends_at: issued_at + lease_length.as_secs(),
+            warn_from: issued_at + lease_length.as_secs()
+                - 86_400 * i64::from(settings.lease_warning_days),
+        });
+        let claims = StatusClaims {
+            device_id: snapshot.device.enrolled.id.clone(),
+            sequence: current.map_or(1, |t| t.sequence as u64 + 1),
+            state,
+            restrictions: restrictions.clone(),
+            screen,
+            issued_at,
+            lease,
+        };
+        let bytes = signer.sign(&claims);
+        Some(TokenRecord {
+            sequence: claims.sequence as i64,
+            state: serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            issued_us: issued_at * 1_000_000,
+            lease_end_us: lease.map(|l| l.ends_at * 1_000_000),
+            status_code: status_code(&bytes),
+            bytes,
+        })
+    } else {
+        None
+    };
+
+    // Look again at the earliest of: the decision's own next change, the end of the
+    // message, the start of a pending release, and the lease renewal of the newest token.
+    let lease_renewal = match &token {
+        Some(t) if t.lease_end_us.is_some() => {
+            Some(t.issued_us + lease_length.as_micros() as i64 / 2)
+        }
+        Some(_) => None,
+        None => renew_at,
+    };
+    let pending_release = snapshot
+        .overrides
+        .iter()
+        .filter(|o| o.kind == kind::RELEASE && o.cancelled_us.is_none() && o.from_us > now_us)
+        .map(|o| o.from_us)
+        .min();
+    let next_eval_us = [
+        decision.next_change.map(micros),
+        message.and_then(|m| m.until_us),
+        pending_release,
+        lease_renewal,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+
+    let record = DecisionRecord {
+        state: view.state.clone(),
+        json: serde_json::to_string(&StoredDecision {
+            view: view.clone(),
+            token_basis,
+        })
+        .map_err(|e| internal(format!("decision: {e}")))?,
+        amount_due_minor: decision.amount_due.minor(),
+        currency: decision.amount_due.currency().code().to_string(),
+    };
+    Ok(Evaluation {
+        view,
+        record,
+        next_eval_us,
+        token,
+    })
+}
+
+/// The stored decision's view.
+pub fn stored_view(record: &DecisionRecord) -> Result<DecisionView, ApiError> {
+    serde_json::from_str::<StoredDecision>(&record.json)
+        .map(|s| s.view)
+        .map_err(|e| internal(format!("stored decision: {e}")))
+}

@@ -1,0 +1,122 @@
+//! The one error type of the HTTP API, and how each variant is answered.
+//!
+//! Clients get a status and a JSON body `{"error": code, "message": text}` whose text names
+//! the problem (the field, the IMEI, the header). A 5xx says nothing internal: the cause goes
+//! to the log.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lien_store::StoreError;
+use serde::Serialize;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: bad JSON, a missing header.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A field has a value Lien refuses; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// No API key, or an unknown one, or a device signature that does not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is valid but its role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing, or not the caller's: the two are deliberately indistinguishable.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request clashes with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something broke on our side; the source is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// Shorthand for a 422 that names `field`.
+    pub fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
+        ApiError::Invalid(format!("{field}: {problem}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(err) = &self {
+            tracing::error!(error = format!("{err:#}"), "request failed");
+        }
+        let body = Body {
+            error: self.code(),
+            message: self.to_string(),
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("device"),
+            StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::Refused(inner) => match inner.downcast::<ApiError>() {
+                Ok(api) => *api,
+                Err(other) => ApiError::Internal(anyhow::anyhow!(other)),
+            },
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Rejections of axum's extractors (bad JSON, wrong types, bad query) become 400s or 422s
+/// with serde's message, which names the field and what was expected.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+        use axum::extract::rejection::JsonRejection::*;
+        match rejection {
+            JsonDataError(e) => ApiError::Invalid(e.body_text()),
+            JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
+            MissingJsonContentType(e) => ApiError::BadRequest(e.body_text()),
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}

@@ -1,0 +1,93 @@
+//! Prometheus metrics, served as text at `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The server's counters, gauges and histograms.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Check-ins answered.
+    pub checkins: Counter,
+    /// Devices that went into the locked state.
+    pub locks: Counter,
+    /// Devices that left the locked or restricted state.
+    pub unlocks: Counter,
+    /// Tokens signed.
+    pub tokens_signed: Counter,
+    /// How late, in milliseconds, the scheduler's last batch was behind the oldest due time.
+    pub scheduler_lag_ms: Gauge,
+    /// Request latency in seconds.
+    pub request_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("lien");
+        let checkins = Counter::default();
+        let locks = Counter::default();
+        let unlocks = Counter::default();
+        let tokens_signed = Counter::default();
+        let scheduler_lag_ms = Gauge::default();
+        let request_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
+        registry.register("checkins", "Device check-ins answered", checkins.clone());
+        registry.register(
+            "locks",
+            "Devices that entered the locked state",
+            locks.clone(),
+        );
+        registry.register(
+            "unlocks",
+            "Devices that left the locked or restricted state",
+            unlocks.clone(),
+        );
+        registry.register(
+            "tokens_signed",
+            "Status tokens signed",
+            tokens_signed.clone(),
+        );
+        registry.register(
+            "scheduler_lag_milliseconds",
+            "How far behind the oldest due evaluation the scheduler's last batch ran",
+            scheduler_lag_ms.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "HTTP request latency",
+            request_seconds.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            checkins,
+            locks,
+            unlocks,
+            tokens_signed,
+            scheduler_lag_ms,
+            request_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a state change of a device.
+    pub fn state_changed(&self, before: &str, after: &str) {
+        if after == "locked" && before != "locked" {
+            self.locks.inc();
+        }
+        if matches!(before, "locked" | "restricted") && !matches!(after, "locked" | "restricted") {
+            self.unlocks.inc();
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,159 @@
+//! Financiers and API keys.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use lien_store::{ApiKeyRecord, AuditEntry, Financier, StoreError};
+
+use super::{JsonText, json_text};
+use crate::app::AppState;
+use crate::auth::{Action, Actor, Role, hash_key, key_id, new_api_key};
+use crate::clock::micros;
+use crate::error::ApiError;
+use crate::wire::{ApiKeyCreated, FinancierView, NewApiKey, NewFinancier};
+
+fn view(f: Financier) -> FinancierView {
+    FinancierView {
+        id: f.id,
+        name: f.name,
+        contact: f.contact,
+        payment_link: f.payment_link,
+    }
+}
+
+/// A non-empty text of at most `max` characters.
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A new id: `prefix_` and 16 hex digits of randomness.
+pub fn new_id(prefix: &str) -> Result<String, ApiError> {
+    let bytes = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
+    Ok(format!("{prefix}_{}", hex::encode(&bytes[..8])))
+}
+
+/// `POST /v1/financiers`: platform admins create financiers.
+pub async fn create_financier(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Result<Json<NewFinancier>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::ManageFinanciers)?;
+    let Json(body) = body?;
+    let now = state.clock.now();
+    let financier = Financier {
+        id: new_id("fin")?,
+        name: required_text("name", &body.name, 80)?,
+        contact: required_text("contact", &body.contact, 120)?,
+        payment_link: body
+            .payment_link
+            .as_deref()
+            .map(|l| required_text("payment_link", l, 200))
+            .transpose()?,
+        created_us: micros(now),
+    };
+    let audit = AuditEntry {
+        at_us: micros(now),
+        actor: actor.key_id.clone(),
+        action: "financier_created".into(),
+        reason: format!("financier {} created", financier.id),
+        before_json: "null".into(),
+        after_json: serde_json::to_string(&view(financier.clone()))
+            .map_err(|e| ApiError::Internal(e.into()))?,
+    };
+    state.store.create_financier(&financier, &audit).await?;
+    json_text(StatusCode::CREATED, &view(financier))
+}
+
+/// `GET /v1/financiers`.
+pub async fn list_financiers(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<Json<Vec<FinancierView>>, ApiError> {
+    actor.require(Action::Read)?;
+    let all = state.store.financiers().await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|f| actor.sees_financier(&f.id))
+            .map(view)
+            .collect(),
+    ))
+}
+
+/// `POST /v1/financiers/{id}/api-keys`: a key for one of the financier's people.
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(financier_id): Path<String>,
+    body: Result<Json<NewApiKey>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    if !actor.sees_financier(&financier_id) {
+        return Err(ApiError::NotFound("financier"));
+    }
+    let Json(body) = body?;
+    if !body.role.is_financier_role() {
+        return Err(ApiError::invalid(
+            "role",
+            "a financier's key is financier-admin or financier-agent",
+        ));
+    }
+    match state.store.financier(&financier_id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
+        Err(err) => return Err(err.into()),
+    }
+    let label = required_text("label", &body.label, 80)?;
+    let created = issue_key(&state, &actor.key_id, body.role, Some(financier_id), label).await?;
+    json_text(StatusCode::CREATED, &created)
+}
+
+/// Creates a key and stores its hash, audited in the financier's (or the platform's) chain.
+pub async fn issue_key(
+    state: &AppState,
+    actor: &str,
+    role: Role,
+    financier_id: Option<String>,
+    label: String,
+) -> Result<ApiKeyCreated, ApiError> {
+    let key = new_api_key().map_err(ApiError::Internal)?;
+    let key_hash = hash_key(&key);
+    let now = micros(state.clock.now());
+    let record = ApiKeyRecord {
+        id: key_id(&key_hash),
+        key_hash,
+        role: role.name().to_string(),
+        financier_id: financier_id.clone(),
+        label: label.clone(),
+        created_us: now,
+    };
+    let chain = financier_id
+        .as_ref()
+        .map_or_else(|| "platform".to_string(), |f| format!("financier:{f}"));
+    let audit = AuditEntry {
+        at_us: now,
+        actor: actor.to_string(),
+        action: "api_key_created".into(),
+        reason: label,
+        before_json: "null".into(),
+        after_json: serde_json::json!({"key_id": record.id, "role": role.name()}).to_string(),
+    };
+    state.store.create_api_key(&record, &chain, &audit).await?;
+    Ok(ApiKeyCreated {
+        id: record.id,
+        key,
+        role,
+        financier_id,
+    })
+}

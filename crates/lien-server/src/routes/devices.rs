@@ -1,0 +1,921 @@
+//! The financier API on devices: enrollment, payments, locks, release, and reads.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use jiff::{SignedDuration, Timestamp};
+use lien_core::{Imei, PaymentRef, SerialNumber};
+use lien_proto::ocra::{OcraInput, OcraSuite};
+use lien_store::{
+    AuditEntry, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord, DeviceSnapshot,
+    NewDevice, OverrideRecord, OverrideUpdate, PaymentRecord, ReversalRecord,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::admin::{new_id, required_text};
+use super::{
+    IdempotencyKey, JsonText, Mutation, device_view, json_text, mutate_device, pending_release,
+};
+use crate::app::AppState;
+use crate::auth::{Action, Actor};
+use crate::clock::{from_micros, micros};
+use crate::domain::{self, Inputs, evaluate, kind, parse_currency, parse_instant, rfc3339};
+use crate::error::ApiError;
+use crate::wire::{
+    AuditView, DevicePage, EnrollRequest, HistoryView, LockRequest, OfflineCode,
+    OfflineCodeRequest, PaymentRequest, PlanJson, PolicyJson, ReleaseRequest, ReminderRequest,
+    ReversalRequest, StatusCodeView, UnlockRequest,
+};
+
+/// The OCRA suite of offline unlock codes: SHA-256, 8 digits, a counter and an 8-digit challenge.
+pub const OFFLINE_SUITE: &str = "OCRA-1:HOTP-SHA256-8:C-QN08";
+
+/// An IMEI as typed: 15 digits, or a 16-digit IMEISV.
+pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
+    let text = text.trim();
+    let parsed = if text.len() == 16 {
+        Imei::from_imeisv(text)
+    } else {
+        Imei::parse(text)
+    };
+    parsed.map_err(|e| ApiError::invalid(field, e))
+}
+
+/// Checks an enrollment and prepares the device and its first decision and token.
+pub fn prepare_enrollment(
+    state: &AppState,
+    financier: &lien_store::Financier,
+    actor: &str,
+    req: &EnrollRequest,
+    now: Timestamp,
+) -> Result<(NewDevice, DeviceChange), ApiError> {
+    let imei1 = parse_imei("imei1", &req.imei1)?;
+    let imei2 = req
+        .imei2
+        .as_deref()
+        .map(|i| parse_imei("imei2", i))
+        .transpose()?;
+    if imei2.as_ref() == Some(&imei1) {
+        return Err(ApiError::invalid("imei2", "must differ from imei1"));
+    }
+    let serial = SerialNumber::parse(&req.serial).map_err(|e| ApiError::invalid("serial", e))?;
+    domain::parse_plan(&req.plan)?;
+    domain::parse_policy(&req.policy)?;
+    let device = NewDevice {
+        id: new_id("dev")?,
+        financier_id: financier.id.clone(),
+        contract_ref: required_text("contract_ref", &req.contract_ref, 64)?,
+        imei1: imei1.as_str().to_string(),
+        imei2: imei2.map(|i| i.as_str().to_string()),
+        serial: serial.as_str().to_string(),
+        model: required_text("model", &req.model, 80)?,
+        plan_json: serde_json::to_string(&req.plan).map_err(|e| ApiError::Internal(e.into()))?,
+        policy_json: serde_json::to_string(&req.policy)
+            .map_err(|e| ApiError::Internal(e.into()))?,
+        enrolled_us: micros(now),
+    };
+    let snapshot = DeviceSnapshot {
+        device: DeviceRecord {
+            enrolled: device.clone(),
+            decision: DecisionRecord {
+                state: "pending".into(),
+                json: "null".into(),
+                amount_due_minor: 0,
+                currency: req.plan.currency.clone(),
+            },
+            next_eval_us: None,
+            binding: None,
+            token: None,
+            applied_sequence: None,
+            last_seen_us: None,
+            ocra_counter: 0,
+            released_us: None,
+        },
+        financier: financier.clone(),
+        payments: vec![],
+        reversals: vec![],
+        overrides: vec![],
+    };
+    let evaluation = evaluate(&snapshot, now, &state.signer)?;
+    let change = DeviceChange {
+        audit: vec![AuditEntry {
+            at_us: micros(now),
+            actor: actor.to_string(),
+            action: "enrolled".into(),
+            reason: format!("contract {}", device.contract_ref),
+            before_json: "null".into(),
+            after_json: serde_json::to_string(&evaluation.view)
+                .map_err(|e| ApiError::Internal(e.into()))?,
+        }],
+        decision: Some(evaluation.record),
+        next_eval_us: evaluation.next_eval_us,
+        token: evaluation.token,
+        ..DeviceChange::default()
+    };
+    Ok((device, change))
+}
+
+/// The financier a financier-role caller acts for.
+async fn own_financier(state: &AppState, actor: &Actor) -> Result<lien_store::Financier, ApiError> {
+    let id = actor.financier_id.as_deref().ok_or_else(|| {
+        ApiError::Forbidden("devices are enrolled with a financier's API key".into())
+    })?;
+    Ok(state.store.financier(id).await?)
+}
+
+/// `POST /v1/devices`: enroll one device.
+pub async fn enroll(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Result<Json<EnrollRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Enroll)?;
+    let Json(req) = body?;
+    let financier = own_financier(&state, &actor).await?;
+    let (device, change) =
+        prepare_enrollment(&state, &financier, &actor.key_id, &req, state.clock.now())?;
+    let stored = state.store.enroll(&device, change).await?;
+    state.metrics.tokens_signed.inc();
+    state.scheduler_wake.notify_one();
+    json_text(StatusCode::CREATED, &device_view(&stored)?)
+}
+
+/// One row's outcome in a bulk enrollment.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BulkRow {
+    /// Line number in the file, counting the header as line 1.
+    pub line: usize,
+    /// The row's contract reference.
+    pub contract_ref: String,
+    /// The new device, when enrolled.
+    pub device_id: Option<String>,
+    /// Why the row was refused; nothing of it was written.
+    pub error: Option<String>,
+}
+
+/// The result of a bulk enrollment.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BulkResult {
+    /// Rows enrolled.
+    pub enrolled: usize,
+    /// Rows refused.
+    pub failed: usize,
+    /// Every row, in file order.
+    pub rows: Vec<BulkRow>,
+}
+
+/// A CSV row of a bulk enrollment. `installments` is `DATE:AMOUNT` pairs separated by `;`.
+#[derive(Debug, Deserialize)]
+struct CsvRow {
+    contract_ref: String,
+    imei1: String,
+    #[serde(default)]
+    imei2: Option<String>,
+    serial: String,
+    model: String,
+    currency: String,
+    time_zone: String,
+    #[serde(default)]
+    down_payment_minor: Option<i64>,
+    installments: String,
+    policy: String,
+}
+
+impl CsvRow {
+    fn request(self) -> Result<EnrollRequest, ApiError> {
+        let installments = self
+            .installments
+            .split(';')
+            .filter(|s| !s.trim().is_empty())
+            .map(|pair| {
+                let (due, amount) = pair.trim().split_once(':').ok_or_else(|| {
+                    ApiError::invalid("installments", format!("{pair:?} is not DATE:AMOUNT"))
+                })?;
+                Ok(crate::wire::InstallmentJson {
+                    due: due.to_string(),
+                    amount_minor: amount.trim().parse().map_err(|_| {
+                        ApiError::invalid(
+                            "installments",
+                            format!("{amount:?} is not an amount in minor units"),
+                        )
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(EnrollRequest {
+            contract_ref: self.contract_ref,
+            imei1: self.imei1,
+            imei2: self.imei2.filter(|s| !s.trim().is_empty()),
+            serial: self.serial,
+            model: self.model,
+            plan: PlanJson {
+                currency: self.currency,
+                time_zone: self.time_zone,
+                down_payment_minor: self.down_payment_minor.unwrap_or(0),
+                installments,
+            },
+            policy: PolicyJson::Preset(self.policy),
+        })
+    }
+}
+
+/// The most rows one bulk request may carry.
+const BULK_MAX_ROWS: usize = 20_000;
+
+/// `POST /v1/devices/bulk`: enroll from CSV. Each row is its own enrollment: a refused row
+/// writes nothing, and does not stop the others.
+pub async fn bulk_enroll(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Bytes,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Enroll)?;
+    let financier = own_financier(&state, &actor).await?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body.as_ref());
+    let headers = reader
+        .headers()
+        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
+        .clone();
+    let mut result = BulkResult {
+        enrolled: 0,
+        failed: 0,
+        rows: Vec::new(),
+    };
+    for (i, record) in reader.records().enumerate() {
+        if i >= BULK_MAX_ROWS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {BULK_MAX_ROWS} rows per request; split the file"
+            )));
+        }
+        let line = i + 2;
+        let outcome = async {
+            let record = record.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let contract_ref = record.get(
+                headers
+                    .iter()
+                    .position(|h| h == "contract_ref")
+                    .unwrap_or(usize::MAX),
+            );
+            let contract_ref = contract_ref.unwrap_or_default().to_string();
+            let row: Result<CsvRow, ApiError> = record
+                .deserialize(Some(&headers))
+                .map_err(|e| ApiError::BadRequest(e.to_string()));
+            let outcome: Result<String, ApiError> = async {
+                let req = row?.request()?;
+                let (device, change) =
+                    prepare_enrollment(&state, &financier, &actor.key_id, &req, state.clock.now())?;
+                let stored = state.store.enroll(&device, change).await?;
+                Ok(stored.enrolled.id)
+            }
+            .await;
+            Ok::<_, ApiError>((contract_ref, outcome))
+        }
+        .await;
+        let (contract_ref, outcome) = match outcome {
+            Ok(pair) => pair,
+            Err(e) => (String::new(), Err(e)),
+        };
+        match outcome {
+            Ok(id) => {
+                result.enrolled += 1;
+                result.rows.push(BulkRow {
+                    line,
+                    contract_ref,
+                    device_id: Some(id),
+                    error: None,
+                });
+            }
+            Err(ApiError::Internal(e)) => return Err(ApiError::Internal(e)),
+            Err(e) => {
+                result.failed += 1;
+                result.rows.push(BulkRow {
+                    line,
+                    contract_ref,
+                    device_id: None,
+                    error: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    if result.enrolled > 0 {
+        state.scheduler_wake.notify_one();
+    }
+    json_text(StatusCode::OK, &result)
+}
+
+/// Filters of the device list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    #[serde(default)]
+    overdue: bool,
+    not_seen_days: Option<u32>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/devices`: the caller's devices, filtered, in pages.
+pub async fn list(
+    State(state): State<AppState>,
+    actor: Actor,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<DevicePage>, ApiError> {
+    actor.require(Action::Read)?;
+    let Query(q) = query?;
+    if let Some(s) = &q.state
+        && !["active", "reminder", "restricted", "locked", "released"].contains(&s.as_str())
+    {
+        return Err(ApiError::invalid(
+            "state",
+            format!("{s:?} is not one of active, reminder, restricted, locked, released"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    let now = state.clock.now();
+    let filter = DeviceFilter {
+        financier_id: actor.financier_id.clone(),
+        state: q.state,
+        overdue: q.overdue,
+        not_seen_since_us: q
+            .not_seen_days
+            .map(|d| micros(now) - i64::from(d) * 86_400_000_000),
+        after_id: q.cursor,
+        limit: limit + 1,
+    };
+    let mut devices = state.store.list_devices(&filter).await?;
+    let next_cursor = if devices.len() > limit as usize {
+        devices.truncate(limit as usize);
+        devices.last().map(|d| d.enrolled.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(DevicePage {
+        devices: devices.iter().map(device_view).collect::<Result<_, _>>()?,
+        next_cursor,
+    }))
+}
+
+/// A device's snapshot, if the caller may see it.
+async fn visible_snapshot(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<DeviceSnapshot, ApiError> {
+    let snapshot = state.store.snapshot(id).await?;
+    if !actor.sees_financier(&snapshot.device.enrolled.financier_id) {
+        return Err(ApiError::NotFound("device"));
+    }
+    Ok(snapshot)
+}
+
+/// `GET /v1/devices/{id}`.
+pub async fn status(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Read)?;
+    let snapshot = visible_snapshot(&state, &actor, &id).await?;
+    let mut view = device_view(&snapshot.device)?;
+    view.release_final_at =
+        pending_release(&snapshot, state.clock.now()).map(|o| rfc3339(from_micros(o.from_us)));
+    json_text(StatusCode::OK, &view)
+}
+
+/// `GET /v1/devices/{id}/history`: the device's audit chain.
+pub async fn history(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<HistoryView>, ApiError> {
+    actor.require(Action::Read)?;
+    actor.visible(state.store.device(&id).await?)?;
+    let records = state.store.audit_chain(&id).await?;
+    let chain_intact = lien_store::audit::verify_chain(&records).is_ok();
+    let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    Ok(Json(HistoryView {
+        records: records
+            .iter()
+            .map(|r| AuditView {
+                seq: r.seq,
+                at: rfc3339(from_micros(r.entry.at_us)),
+                actor: r.entry.actor.clone(),
+                action: r.entry.action.clone(),
+                reason: r.entry.reason.clone(),
+                before: parse(&r.entry.before_json),
+                after: parse(&r.entry.after_json),
+                prev_hash: hex::encode(&r.prev_hash),
+                hash: hex::encode(&r.hash),
+            })
+            .collect(),
+        chain_intact,
+    }))
+}
+
+/// The `Idempotency-Key` header, required on payments and reversals.
+fn idempotency_key(
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<IdempotencyKey, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::BadRequest("missing Idempotency-Key header: payments and reversals need one, so that a retry never applies twice".into()))?
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
+        .trim()
+        .to_string();
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must have 1 to 200 characters".into(),
+        ));
+    }
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update(b" ");
+    hash.update(uri.path().as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    Ok(IdempotencyKey {
+        key,
+        request_hash: hash.finalize().to_vec(),
+    })
+}
+
+/// `POST /v1/devices/{id}/payments`.
+pub async fn record_payment(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::RecordPayment)?;
+    let key = idempotency_key(&headers, &method, &uri, &body)?;
+    let Json(req) = Json::<PaymentRequest>::from_bytes(&body)?;
+    mutate_device(&state, &actor, &id, Some(key), move |snapshot, now| {
+        let plan_currency = Inputs::of(snapshot)?.plan.currency();
+        let currency = parse_currency("currency", &req.currency)?;
+        if currency != plan_currency {
+            return Err(ApiError::invalid(
+                "currency",
+                format!(
+                    "the plan is in {}; this payment is in {}",
+                    plan_currency.code(),
+                    currency.code()
+                ),
+            ));
+        }
+        if req.amount_minor <= 0 {
+            return Err(ApiError::invalid("amount_minor", "must be positive"));
+        }
+        let reference =
+            PaymentRef::parse(&req.reference).map_err(|e| ApiError::invalid("reference", e))?;
+        if snapshot
+            .payments
+            .iter()
+            .any(|p| p.reference == reference.as_str())
+        {
+            return Err(ApiError::Conflict(format!(
+                "a payment with reference {:?} is already recorded for this device",
+                reference.as_str()
+            )));
+        }
+        let received_at = match &req.received_at {
+            Some(t) => parse_instant("received_at", t)?,
+            None => now,
+        };
+        if received_at > now + SignedDuration::from_mins(5) {
+            return Err(ApiError::invalid("received_at", "is in the future"));
+        }
+        Ok(Mutation {
+            action: "payment",
+            reason: format!(
+                "payment {} of {} {}",
+                reference.as_str(),
+                req.amount_minor,
+                currency.code()
+            ),
+            change: DeviceChange {
+                payment: Some(PaymentRecord {
+                    reference: reference.as_str().to_string(),
+                    amount_minor: req.amount_minor,
+                    currency: currency.code().to_string(),
+                    received_us: micros(received_at),
+                    recorded_us: micros(now),
+                }),
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// `POST /v1/devices/{id}/payments/{reference}/reversal`.
+pub async fn reverse_payment(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((id, reference)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::RecordPayment)?;
+    let key = idempotency_key(&headers, &method, &uri, &body)?;
+    let Json(req) = Json::<ReversalRequest>::from_bytes(&body)?;
+    mutate_device(&state, &actor, &id, Some(key), move |snapshot, now| {
+        let payment = snapshot
+            .payments
+            .iter()
+            .find(|p| p.reference == reference)
+            .ok_or(ApiError::NotFound("payment"))?;
+        if snapshot.reversals.iter().any(|r| r.reference == reference) {
+            return Err(ApiError::Conflict(format!(
+                "payment {reference:?} is already reversed"
+            )));
+        }
+        let at = match &req.at {
+            Some(t) => parse_instant("at", t)?,
+            None => now,
+        };
+        if micros(at) < payment.received_us {
+            return Err(ApiError::invalid(
+                "at",
+                "is before the payment was received",
+            ));
+        }
+        Ok(Mutation {
+            action: "reversal",
+            reason: required_text("reason", &req.reason, 200)?,
+            change: DeviceChange {
+                reversal: Some(ReversalRecord {
+                    reference: reference.clone(),
+                    at_us: micros(at),
+                    recorded_us: micros(now),
+                    reason: req.reason.clone(),
+                }),
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// Refuses changes to a released device: released is final.
+fn not_released(snapshot: &DeviceSnapshot) -> Result<(), ApiError> {
+    if snapshot.device.released_us.is_some() {
+        Err(ApiError::Conflict(
+            "the device is released, which is final".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn new_override(
+    kind: &str,
+    reason: String,
+    actor: &Actor,
+    from: Timestamp,
+    until: Option<Timestamp>,
+    now: Timestamp,
+) -> OverrideRecord {
+    OverrideRecord {
+        id: 0,
+        kind: kind.to_string(),
+        reason,
+        from_us: micros(from),
+        until_us: until.map(micros),
+        cancelled_us: None,
+        actor: actor.key_id.clone(),
+        created_us: micros(now),
+    }
+}
+
+/// `POST /v1/devices/{id}/lock`: lock by hand, with a reason shown on the phone.
+pub async fn lock(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<LockRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Lock)?;
+    let Json(req) = body?;
+    let reason = required_text("reason", &req.reason, lien_core::Override::MAX_REASON_LEN)?;
+    let who = actor.clone();
+    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
+        not_released(snapshot)?;
+        Ok(Mutation {
+            action: "manual_lock",
+            reason: reason.clone(),
+            change: DeviceChange {
+                new_override: Some(new_override(
+                    kind::MANUAL_LOCK,
+                    reason,
+                    &who,
+                    now,
+                    None,
+                    now,
+                )),
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// `POST /v1/devices/{id}/unlock`: lift manual locks, and with `provisional_hours` unlock a
+/// phone the schedule restricts, for that long.
+pub async fn unlock(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<UnlockRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    let Json(req) = body?;
+    let lifts_locks = actor.role.may(Action::Unlock);
+    if req.provisional_hours.is_some() {
+        actor.require(Action::ProvisionalUnlock)?;
+    } else {
+        actor.require(Action::Unlock)?;
+    }
+    if let Some(h) = req.provisional_hours
+        && !(1..=24 * 30).contains(&h)
+    {
+        return Err(ApiError::invalid(
+            "provisional_hours",
+            "must be between 1 and 720",
+        ));
+    }
+    let reason = required_text("reason", &req.reason, 200)?;
+    let who = actor.clone();
+    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
+        not_released(snapshot)?;
+        let now_us = micros(now);
+        let updates: Vec<OverrideUpdate> = if lifts_locks {
+            snapshot
+                .overrides
+                .iter()
+                .filter(|o| o.kind == kind::MANUAL_LOCK && o.cancelled_us.is_none())
+                .filter(|o| o.until_us.is_none_or(|u| u > now_us))
+                .map(|o| {
+                    // A lock that has not started yet (or starts now) never applied: cancel it.
+                    if o.from_us >= now_us {
+                        OverrideUpdate { id: o.id, until_us: None, cancelled_us: Some(now_us) }
+                    } else {
+                        OverrideUpdate { id: o.id, until_us: Some(now_us), cancelled_us: None }
+                    }
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let provisional = req.provisional_hours.map(|h| {
+            new_override(
+                kind::PROVISIONAL_UNLOCK,
+                reason.clone(),
+                &who,
+                now,
+                Some(now + SignedDuration::from_hours(i64::from(h))),
+                now,
+            )
+        });
+        if updates.is_empty() && provisional.is_none() {
+            return Err(ApiError::Conflict(
+                "the device has no manual lock to lift; give provisional_hours to unlock a phone its schedule restricts".into(),
+            ));
+        }
+        Ok(Mutation {
+            action: if provisional.is_some() { "provisional_unlock" } else { "unlock" },
+            reason,
+            change: DeviceChange {
+                new_override: provisional,
+                override_updates: updates,
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// `POST /v1/devices/{id}/reminder`: a message on the phone for a few days.
+pub async fn reminder(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<ReminderRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Lock)?;
+    let Json(req) = body?;
+    let message = required_text("message", &req.message, 200)?;
+    let days = req.days.unwrap_or(3);
+    if !(1..=30).contains(&days) {
+        return Err(ApiError::invalid("days", "must be between 1 and 30"));
+    }
+    let who = actor.clone();
+    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
+        not_released(snapshot)?;
+        let until = now + SignedDuration::from_hours(24 * i64::from(days));
+        Ok(Mutation {
+            action: "reminder",
+            reason: message.clone(),
+            change: DeviceChange {
+                new_override: Some(new_override(
+                    kind::MESSAGE,
+                    message,
+                    &who,
+                    now,
+                    Some(until),
+                    now,
+                )),
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// `POST /v1/devices/{id}/release`: the claim ends after the cancel window.
+pub async fn release(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Lock)?;
+    let Json(req) = body?;
+    let reason = required_text("reason", &req.reason, 200)?;
+    let window = SignedDuration::from_hours(state.settings.release_cancel_hours as i64);
+    let who = actor.clone();
+    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
+        not_released(snapshot)?;
+        if pending_release(snapshot, now).is_some() {
+            return Err(ApiError::Conflict("a release is already pending".into()));
+        }
+        Ok(Mutation {
+            action: "release_requested",
+            reason: reason.clone(),
+            change: DeviceChange {
+                new_override: Some(new_override(
+                    kind::RELEASE,
+                    reason,
+                    &who,
+                    now + window,
+                    None,
+                    now,
+                )),
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window.
+pub async fn cancel_release(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::Lock)?;
+    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
+        not_released(snapshot)?;
+        let pending = pending_release(snapshot, now)
+            .ok_or_else(|| ApiError::Conflict("no release is pending".into()))?;
+        Ok(Mutation {
+            action: "release_cancelled",
+            reason: "release cancelled within its window".into(),
+            change: DeviceChange {
+                override_updates: vec![OverrideUpdate {
+                    id: pending.id,
+                    until_us: None,
+                    cancelled_us: Some(micros(now)),
+                }],
+                ..DeviceChange::default()
+            },
+            response: None,
+        })
+    })
+    .await
+}
+
+/// `POST /v1/devices/{id}/offline-unlock`: the response to the lock screen's challenge, and
+/// a provisional unlock on the server for as long, so the next check-in does not lock again.
+pub async fn offline_unlock(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<OfflineCodeRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::ProvisionalUnlock)?;
+    let Json(req) = body?;
+    let challenge = req.challenge.trim().to_string();
+    if challenge.len() != 8 || !challenge.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(
+            "challenge",
+            "must be the 8 digits shown on the lock screen",
+        ));
+    }
+    let hours = req.hours.unwrap_or(48);
+    if !(1..=168).contains(&hours) {
+        return Err(ApiError::invalid("hours", "must be between 1 and 168"));
+    }
+    let reason = required_text("reason", &req.reason, 200)?;
+    let who = actor.clone();
+    let secrets_state = state.clone();
+    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
+        not_released(snapshot)?;
+        let binding = snapshot.device.binding.as_ref().ok_or_else(|| {
+            ApiError::Conflict("the phone has not said hello yet, so it has no offline key".into())
+        })?;
+        let key = secrets_state
+            .secrets
+            .ocra_key(&snapshot.device.enrolled.id, binding.generation);
+        let counter = snapshot.device.ocra_counter + 1;
+        let suite = OcraSuite::parse(OFFLINE_SUITE).map_err(|e| ApiError::Internal(e.into()))?;
+        let response = suite
+            .respond(
+                &key,
+                OcraInput {
+                    counter: Some(counter as u64),
+                    challenge: &challenge,
+                    ..OcraInput::default()
+                },
+            )
+            .map_err(|e| ApiError::invalid("challenge", e))?;
+        let until = now + SignedDuration::from_hours(i64::from(hours));
+        let body = serde_json::to_value(OfflineCode {
+            response,
+            counter,
+            unlocked_until: rfc3339(until),
+        })
+        .map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Mutation {
+            action: "offline_unlock_code",
+            reason: reason.clone(),
+            change: DeviceChange {
+                new_override: Some(new_override(
+                    kind::PROVISIONAL_UNLOCK,
+                    reason,
+                    &who,
+                    now,
+                    Some(until),
+                    now,
+                )),
+                ocra_counter: Some(counter),
+                ..DeviceChange::default()
+            },
+            response: Some(body),
+        })
+    })
+    .await
+}
+
+/// `GET /v1/status-codes/{code}`: which token a phone showing this code holds.
+pub async fn status_code(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(code): Path<String>,
+) -> Result<Json<Vec<StatusCodeView>>, ApiError> {
+    actor.require(Action::Read)?;
+    if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("code", "a status code is 8 digits"));
+    }
+    let mut views = Vec::new();
+    for m in state.store.tokens_by_status_code(&code).await? {
+        if !actor.sees_financier(&m.financier_id) {
+            continue;
+        }
+        let device = state.store.device(&m.device_id).await?;
+        views.push(StatusCodeView {
+            device_id: m.device_id,
+            sequence: m.sequence,
+            state: m.state,
+            issued_at: rfc3339(from_micros(m.issued_us)),
+            current: domain::stored_view(&device.decision)?,
+        });
+    }
+    if views.is_empty() {
+        return Err(ApiError::NotFound("status code"));
+    }
+    Ok(Json(views))
+}

@@ -1,0 +1,235 @@
+//! The device endpoints: hello at setup and the check-in.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::VerifyingKey;
+use hmac::{Hmac, KeyInit, Mac};
+use lien_store::{DeviceChange, DeviceEvent, DeviceSnapshot, StoreError};
+use sha2::Sha256;
+
+use super::devices::{OFFLINE_SUITE, parse_imei};
+use super::{JsonText, Mutation, complete, json_text};
+use crate::app::AppState;
+use crate::clock::micros;
+use crate::error::ApiError;
+use crate::wire::{CheckinRequest, CheckinResponse, HelloRequest, HelloResponse};
+
+/// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
+pub async fn hello(
+    State(state): State<AppState>,
+    body: Result<Json<HelloRequest>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    let Json(req) = body?;
+    let imei1 = parse_imei("imei1", &req.imei1)?;
+    let imei2 = req
+        .imei2
+        .as_deref()
+        .map(|i| parse_imei("imei2", i))
+        .transpose()?;
+    let key_bytes = STANDARD
+        .decode(req.device_public_key.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "device_public_key",
+                "must be a base64 Ed25519 public key (32 bytes)",
+            )
+        })?;
+    VerifyingKey::from_bytes(&key_bytes)
+        .map_err(|_| ApiError::invalid("device_public_key", "is not a valid Ed25519 public key"))?;
+
+    let mut found = None;
+    for imei in std::iter::once(&imei1).chain(imei2.as_ref()) {
+        match state.store.device_by_imei(imei.as_str()).await {
+            Ok(device) => {
+                found = Some(device);
+                break;
+            }
+            Err(StoreError::NotFound) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let Some(device) = found else {
+        return json_text(axum::http::StatusCode::OK, &HelloResponse::NotFinanced);
+    };
+    let serial = req.serial.trim().to_string();
+    let now = state.clock.now();
+    let closure_state = state.clone();
+    let stored = state
+        .store
+        .update_device(
+            &device.enrolled.id,
+            Box::new(move |snapshot: &DeviceSnapshot| {
+                let run = || -> Result<DeviceChange, ApiError> {
+                    if !snapshot
+                        .device
+                        .enrolled
+                        .serial
+                        .eq_ignore_ascii_case(&serial)
+                    {
+                        return Err(ApiError::Conflict(
+                            "the serial number does not match the financed phone with this IMEI"
+                                .into(),
+                        ));
+                    }
+                    let rebind = snapshot.device.binding.is_some();
+                    let mutation = Mutation {
+                        action: if rebind { "rebound" } else { "bound" },
+                        reason: if rebind {
+                            "hello after a factory reset or a new install: new device key".into()
+                        } else {
+                            "first hello".into()
+                        },
+                        change: DeviceChange {
+                            binding: Some((key_bytes.to_vec(), micros(now))),
+                            ..DeviceChange::default()
+                        },
+                        response: Some(serde_json::Value::Null),
+                    };
+                    let (change, _, _, _) =
+                        complete(&closure_state, snapshot, "device", mutation, now)?;
+                    Ok(change)
+                };
+                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            }),
+        )
+        .await?;
+    let generation = stored.binding.as_ref().map_or(0, |b| b.generation);
+    let token = stored
+        .token
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;
+    json_text(
+        axum::http::StatusCode::OK,
+        &HelloResponse::Financed {
+            device_id: stored.enrolled.id.clone(),
+            credential: STANDARD.encode(
+                state
+                    .secrets
+                    .device_credential(&stored.enrolled.id, generation),
+            ),
+            offline_key: STANDARD.encode(state.secrets.ocra_key(&stored.enrolled.id, generation)),
+            offline_suite: OFFLINE_SUITE.to_string(),
+            server_keys: vec![STANDARD.encode(state.signer.verifying_key().to_bytes())],
+            token: STANDARD.encode(&token.bytes),
+            checkin_interval_secs: state.settings.checkin_interval_secs,
+        },
+    )
+}
+
+/// The HMAC-SHA256 a phone puts in `X-Lien-Signature`: over the exact body bytes.
+pub fn sign_checkin(credential: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(credential).expect("any key length");
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Unauthorized(format!("missing {name} header")))
+}
+
+/// `POST /v1/device/checkin`: authenticated by the device credential, bounded against replay
+/// by the request time; answers with the stored token. Nothing is signed here.
+pub async fn checkin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<JsonText, ApiError> {
+    let device_id = header(&headers, "x-lien-device")?.to_string();
+    let signature = STANDARD
+        .decode(header(&headers, "x-lien-signature")?)
+        .map_err(|_| ApiError::Unauthorized("X-Lien-Signature is not base64".into()))?;
+    let view = match state.store.checkin_view(&device_id).await {
+        Ok(view) => view,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("device")),
+        Err(err) => return Err(err.into()),
+    };
+    if view.binding_generation == 0 {
+        return Err(ApiError::Unauthorized(
+            "the device has not said hello yet".into(),
+        ));
+    }
+    let credential = state
+        .secrets
+        .device_credential(&device_id, view.binding_generation);
+    let mut mac = Hmac::<Sha256>::new_from_slice(&credential).expect("any key length");
+    mac.update(&body);
+    mac.verify_slice(&signature).map_err(|_| {
+        ApiError::Unauthorized(
+            "bad signature: the body is not signed with this device's current credential".into(),
+        )
+    })?;
+    let Json(req) = Json::<CheckinRequest>::from_bytes(&body)?;
+    let now = state.clock.now();
+    let skew = (now.as_second() - req.sent_at).abs();
+    let window = state.settings.request_window_secs as i64;
+    if skew > window {
+        return Err(ApiError::Unauthorized(format!(
+            "stale timestamp: sent_at is {skew} s from the server's time (at most {window} s allowed)"
+        )));
+    }
+    let token = view
+        .token
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;
+    let applied_changed = view.applied_sequence != Some(req.applied_sequence);
+    if req.applied_sequence > view.token_sequence || req.applied_sequence < 0 {
+        return Err(ApiError::invalid(
+            "applied_sequence",
+            format!("{} was never issued to this device", req.applied_sequence),
+        ));
+    }
+    if applied_changed || !req.events.is_empty() {
+        let events: Vec<DeviceEvent> = req
+            .events
+            .iter()
+            .map(|e| {
+                if !["sim_change", "tamper", "other"].contains(&e.kind.as_str()) {
+                    return Err(ApiError::invalid(
+                        "events.kind",
+                        format!("{:?} is not sim_change, tamper or other", e.kind),
+                    ));
+                }
+                Ok(DeviceEvent {
+                    at_us: micros(now),
+                    kind: e.kind.clone(),
+                    detail: e.detail.chars().take(500).collect(),
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        let applied = req.applied_sequence;
+        state
+            .store
+            .update_device(
+                &device_id,
+                Box::new(move |snapshot: &DeviceSnapshot| {
+                    Ok(DeviceChange {
+                        // Only what the phone reported; the decision and its schedule stay.
+                        next_eval_us: snapshot.device.next_eval_us,
+                        applied_sequence: Some(applied),
+                        events,
+                        ..DeviceChange::default()
+                    })
+                }),
+            )
+            .await?;
+    }
+    state.saw(&device_id, micros(now));
+    state.metrics.checkins.inc();
+    json_text(
+        axum::http::StatusCode::OK,
+        &CheckinResponse {
+            token: STANDARD.encode(&token),
+            server_time: now.as_second(),
+            next_checkin_at: now.as_second() + state.settings.checkin_interval_secs as i64,
+        },
+    )
+}

@@ -1,0 +1,105 @@
+//! The scheduler: evaluates devices whose decision is due, in batches.
+//!
+//! Every stored decision carries the time it next changes by itself. The store keeps an index
+//! on it, so each pass costs as much as the number of due devices, not of all devices; claims
+//! (with `SKIP LOCKED` on PostgreSQL) make several servers share the work without evaluating
+//! a device twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lien_store::{DeviceChange, DeviceSnapshot};
+use tokio::sync::Notify;
+
+use crate::app::AppState;
+use crate::clock::micros;
+use crate::error::ApiError;
+use crate::routes::{Mutation, complete};
+
+/// How long a claim holds before another server may take the device over.
+const CLAIM_SECS: i64 = 60;
+
+/// Runs until `shutdown`: a pass every interval, or sooner when woken.
+pub async fn run(state: AppState, shutdown: Arc<Notify>) {
+    let interval = Duration::from_millis(state.settings.scheduler_interval_ms);
+    loop {
+        if let Err(err) = run_due(&state).await {
+            tracing::error!(error = format!("{err:#}"), "scheduler pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = state.scheduler_wake.notified() => {}
+            _ = shutdown.notified() => break,
+        }
+    }
+}
+
+/// Evaluates every device due now; returns how many.
+pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
+    let mut total = 0;
+    let batch = state.settings.scheduler_batch.max(1);
+    loop {
+        let now = state.clock.now();
+        let now_us = micros(now);
+        if let Some(due) = state.store.next_due().await?
+            && due <= now_us
+        {
+            state.metrics.scheduler_lag_ms.set((now_us - due) / 1000);
+        }
+        let ids = state
+            .store
+            .claim_due(now_us, now_us + CLAIM_SECS * 1_000_000, batch)
+            .await?;
+        for id in &ids {
+            if let Err(err) = evaluate_one(state, id).await {
+                tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
+            }
+        }
+        total += ids.len();
+        if ids.len() < batch as usize {
+            return Ok(total);
+        }
+    }
+}
+
+/// Takes one device's decision again at the current time. Only a change of state is audited;
+/// a lease renewal signs a new token without one.
+async fn evaluate_one(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let closure_state = state.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    state
+        .store
+        .update_device(
+            id,
+            Box::new(move |snapshot: &DeviceSnapshot| {
+                let run = || -> Result<DeviceChange, ApiError> {
+                    let mutation = Mutation {
+                        action: "scheduled",
+                        reason: "the schedule reached its next step".into(),
+                        change: DeviceChange::default(),
+                        response: Some(serde_json::Value::Null),
+                    };
+                    let (mut change, _, before, after) =
+                        complete(&closure_state, snapshot, "scheduler", mutation, now)?;
+                    if before == after {
+                        change.audit.clear();
+                    } else if after == "released" {
+                        change.audit[0].action = "released".into();
+                        change.audit[0].reason = "the release became final".into();
+                    }
+                    let _ = tx.send((before, after, change.token.is_some()));
+                    Ok(change)
+                };
+                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            }),
+        )
+        .await?;
+    if let Ok((before, after, signed)) = rx.recv() {
+        state.metrics.state_changed(&before, &after);
+        if signed {
+            state.metrics.tokens_signed.inc();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The server's secrets: its token signing key and the key its device credentials and
+//! offline-unlock keys are derived from. Generated on first start into the data directory
+//! with mode 0600, read on every later start, and never logged.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// The server's secrets.
+pub struct Secrets {
+    /// Signs status tokens.
+    pub signing_key: SigningKey,
+    /// Derives per-device secrets, so that none has to be stored.
+    device_root: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+impl Secrets {
+    /// Loads the secrets from `dir`, creating any that are missing.
+    pub fn load_or_create(dir: &Path) -> Result<Secrets> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let signing = key_file(&dir.join("token-signing.key"))?;
+        let device_root = key_file(&dir.join("device-root.key"))?;
+        Ok(Secrets {
+            signing_key: SigningKey::from_bytes(&signing),
+            device_root,
+        })
+    }
+
+    /// Secrets from fixed bytes, for tests.
+    pub fn from_bytes(signing: [u8; 32], device_root: [u8; 32]) -> Secrets {
+        Secrets {
+            signing_key: SigningKey::from_bytes(&signing),
+            device_root,
+        }
+    }
+
+    /// The device credential of `device_id` at binding `generation`. A new hello raises the
+    /// generation, which revokes the credential the phone had before its reset.
+    pub fn device_credential(&self, device_id: &str, generation: i64) -> [u8; 32] {
+        self.derive(b"lien-device-credential-v1", device_id, generation)
+    }
+
+    /// The OCRA key for offline unlock codes of `device_id` at binding `generation`.
+    pub fn ocra_key(&self, device_id: &str, generation: i64) -> [u8; 32] {
+        self.derive(b"lien-ocra-key-v1", device_id, generation)
+    }
+
+    fn derive(&self, label: &[u8], device_id: &str, generation: i64) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.device_root).expect("any key length");
+        mac.update(label);
+        mac.update(&(device_id.len() as u64).to_be_bytes());
+        mac.update(device_id.as_bytes());
+        mac.update(&generation.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Reads a 32-byte key file, or creates it with fresh random bytes and mode 0600.
+fn key_file(path: &Path) -> Result<[u8; 32]> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                bail!("{} is not a 32-byte key file", path.display());
+            };
+            Ok(key)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = random_bytes()?;
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(&key)?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), "generated a new key");
+            Ok(key)
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// 32 bytes from the operating system's random source.
+pub fn random_bytes() -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Secrets::load_or_create(dir.path()).unwrap();
+        let second = Secrets::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.signing_key.to_bytes(), second.signing_key.to_bytes());
+        assert_eq!(
+            first.device_credential("d", 1),
+            second.device_credential("d", 1)
+        );
+        assert_ne!(
+            first.device_credential("d", 1),
+            first.device_credential("d", 2)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("token-signing.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The JSON of the financier API and the device endpoints.
+//!
+//! These types are the boundary: they derive serde and OpenAPI schemas, and
+//! [`crate::domain`] converts them to `lien-core`'s types explicitly, refusing bad values
+//! with messages that name the field.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Role;
+
+/// A new financier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFinancier {
+    /// Public name, shown on lock screens.
+    pub name: String,
+    /// Phone number or address for borrowers, shown on lock screens.
+    pub contact: String,
+    /// Where borrowers pay.
+    #[serde(default)]
+    pub payment_link: Option<String>,
+}
+
+/// A financier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FinancierView {
+    /// Id, `fin_` and hex.
+    pub id: String,
+    /// Public name.
+    pub name: String,
+    /// Contact for borrowers.
+    pub contact: String,
+    /// Where borrowers pay.
+    pub payment_link: Option<String>,
+}
+
+/// A request for a new API key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// `financier-admin` or `financier-agent` for a financier's key.
+    pub role: Role,
+    /// What the key is for.
+    pub label: String,
+}
+
+/// A new API key, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyCreated {
+    /// Public id, as it appears in the audit log.
+    pub id: String,
+    /// The key itself. Lien keeps only its hash.
+    pub key: String,
+    /// Its role.
+    pub role: Role,
+    /// Its financier.
+    pub financier_id: Option<String>,
+}
+
+/// An amount: integer minor units and an ISO 4217 code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyJson {
+    /// Minor units (cents, paise).
+    pub minor: i64,
+    /// ISO 4217 code, e.g. `KES`.
+    pub currency: String,
+}
+
+/// One installment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstallmentJson {
+    /// Due date in the plan's time zone, `YYYY-MM-DD`.
+    pub due: String,
+    /// Amount in minor units, in the plan's currency.
+    pub amount_minor: i64,
+}
+
+/// An installment plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanJson {
+    /// ISO 4217 code of every amount.
+    pub currency: String,
+    /// IANA time zone of the borrower, e.g. `Africa/Nairobi`: due dates end at its midnight.
+    pub time_zone: String,
+    /// Paid at the point of sale, minor units.
+    #[serde(default)]
+    pub down_payment_minor: i64,
+    /// The installments, in date order.
+    pub installments: Vec<InstallmentJson>,
+}
+
+/// A notice the borrower must get before any restriction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeJson {
+    /// Days past due at which it is served.
+    pub at_days_past_due: u32,
+    /// Days the borrower then has to pay before anything harsher.
+    pub cure_days: u32,
+}
+
+/// A step of escalation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationJson {
+    /// Days past due from which it applies.
+    pub at_days_past_due: u32,
+    /// `restricted` or `locked`.
+    pub restriction: String,
+}
+
+/// Local hours in which no restriction starts, e.g. `21:00` to `07:00`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursJson {
+    /// Start, `HH:MM`.
+    pub start: String,
+    /// End, `HH:MM`.
+    pub end: String,
+}
+
+/// A custom lock policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettingsJson {
+    /// Days after a due date before anything happens.
+    pub grace_days: u32,
+    /// No restriction before this many days past due.
+    pub min_days_past_due: u32,
+    /// No restriction while arrears are below this percentage of the largest installment.
+    pub min_arrears_percent: u8,
+    /// Notices, in order.
+    #[serde(default)]
+    pub notices: Vec<NoticeJson>,
+    /// Escalations, in order.
+    #[serde(default)]
+    pub escalations: Vec<EscalationJson>,
+    /// Days a phone may stay offline before it locks itself.
+    pub lease_days: u32,
+    /// Days before the lease ends from which the phone warns.
+    pub lease_warning_days: u32,
+    /// Hours in which no restriction starts.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursJson>,
+}
+
+/// A policy: a preset by name, or custom settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyJson {
+    /// `strict-dealer`, `kenya` or `india-draft`.
+    Preset(String),
+    /// Settings of the financier's own.
+    Custom(PolicySettingsJson),
+}
+
+/// An enrollment at the point of sale. No personal data is needed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The financier's own contract reference, unique per financier.
+    pub contract_ref: String,
+    /// First IMEI (15 digits, Luhn-checked; a 16-digit IMEISV is accepted).
+    pub imei1: String,
+    /// Second IMEI of a dual-SIM phone.
+    #[serde(default)]
+    pub imei2: Option<String>,
+    /// Serial number.
+    pub serial: String,
+    /// Model name.
+    pub model: String,
+    /// The plan.
+    pub plan: PlanJson,
+    /// The policy.
+    pub policy: PolicyJson,
+}
+
+/// A payment received by the financier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// The financier's reference, unique per device.
+    pub reference: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code; must be the plan's.
+    pub currency: String,
+    /// When the money was received (RFC 3339); default: now.
+    #[serde(default)]
+    pub received_at: Option<String>,
+}
+
+/// A reversal of a payment (chargeback, bounced transfer).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReversalRequest {
+    /// Why.
+    pub reason: String,
+    /// When it took effect (RFC 3339); default: now.
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// A manual lock.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockRequest {
+    /// Shown on the phone; required.
+    pub reason: String,
+}
+
+/// Lifting locks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockRequest {
+    /// Why; recorded in the audit log.
+    pub reason: String,
+    /// Also unlock a phone the schedule restricts, for this many hours (a provisional unlock).
+    #[serde(default)]
+    pub provisional_hours: Option<u32>,
+}
+
+/// A reminder shown on the phone.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReminderRequest {
+    /// The message.
+    pub message: String,
+    /// How many days it stays on the phone (default 3).
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+
+/// A release at payoff or by the financier's choice.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Why.
+    pub reason: String,
+}
+
+/// A request for an offline unlock code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineCodeRequest {
+    /// The 8-digit challenge the borrower reads off the lock screen.
+    pub challenge: String,
+    /// Why; recorded in the audit log.
+    pub reason: String,
+    /// How long the phone stays unlocked, in hours (default 48, at most 168).
+    #[serde(default)]
+    pub hours: Option<u32>,
+}
+
+/// The one-time response to read to the borrower.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OfflineCode {
+    /// 8 digits.
+    pub response: String,
+    /// The OCRA counter it was made with.
+    pub counter: i64,
+    /// Until when the server keeps the phone unlocked too (RFC 3339).
+    pub unlocked_until: String,
+}
+
+/// Why a device is in its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReasonView {
+    /// `good_standing`, `paid_in_full`, `overdue`, `manual_lock`, `provisional_unlock`,
+    /// `hardship_pause`, `dispute_freeze` or `released`.
+    pub code: String,
+    /// In the borrower's words, as on the lock screen.
+    pub text: String,
+}
+
+/// The decision about a device at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionView {
+    /// `active`, `reminder`, `restricted`, `locked` or `released`.
+    pub state: String,
+    /// Why.
+    pub reason: ReasonView,
+    /// What to pay now to be in good standing.
+    pub amount_due: MoneyJson,
+    /// What remains of the whole plan.
+    pub outstanding: MoneyJson,
+    /// Paid beyond the plan.
+    pub credit: MoneyJson,
+    /// Notices served so far for the current arrears.
+    pub notices_served: usize,
+    /// The next restriction the schedule holds, if the arrears stay unpaid (RFC 3339).
+    pub next_restriction_at: Option<String>,
+    /// The state it would bring.
+    pub next_restriction_state: Option<String>,
+    /// When this decision next changes by itself (RFC 3339).
+    pub next_change_at: Option<String>,
+}
+
+/// A device as the financier sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// Id, `dev_` and hex.
+    pub id: String,
+    /// The financier's reference.
+    pub contract_ref: String,
+    /// First IMEI.
+    pub imei1: String,
+    /// Second IMEI.
+    pub imei2: Option<String>,
+    /// Serial.
+    pub serial: String,
+    /// Model.
+    pub model: String,
+    /// True until the phone's first hello.
+    pub pending: bool,
+    /// The decision.
+    pub decision: DecisionView,
+    /// The last check-in (RFC 3339).
+    pub last_check_in: Option<String>,
+    /// The sequence of the newest token signed for the phone.
+    pub token_sequence: i64,
+    /// The newest sequence the phone said it applied.
+    pub applied_sequence: Option<i64>,
+    /// When a requested release becomes final (RFC 3339), while it can still be cancelled.
+    pub release_final_at: Option<String>,
+}
+
+/// A page of devices.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DevicePage {
+    /// The devices.
+    pub devices: Vec<DeviceView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditView {
+    /// Position in the device's chain.
+    pub seq: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// Before, as JSON.
+    pub before: serde_json::Value,
+    /// After, as JSON.
+    pub after: serde_json::Value,
+    /// Hex SHA-256 of the previous record.
+    pub prev_hash: String,
+    /// Hex SHA-256 of this record.
+    pub hash: String,
+}
+
+/// A device's history: its audit chain, and whether the chain is intact.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryView {
+    /// The records, oldest first.
+    pub records: Vec<AuditView>,
+    /// Whether every hash links up.
+    pub chain_intact: bool,
+}
+
+/// What a status code shows support.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusCodeView {
+    /// The device.
+    pub device_id: String,
+    /// The token sequence the phone holds.
+    pub sequence: i64,
+    /// The state that token carries.
+    pub state: String,
+    /// When it was signed (RFC 3339).
+    pub issued_at: String,
+    /// The device's current decision, to compare.
+    pub current: DecisionView,
+}
+
+/// A phone's hello at setup.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HelloRequest {
+    /// First IMEI.
+    pub imei1: String,
+    /// Second IMEI.
+    #[serde(default)]
+    pub imei2: Option<String>,
+    /// Serial; must match the enrollment.
+    pub serial: String,
+    /// Model.
+    pub model: String,
+    /// The phone's fresh Ed25519 public key, base64.
+    pub device_public_key: String,
+}
+
+/// The answer to a hello.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HelloResponse {
+    /// The phone is financed: it is now bound.
+    Financed {
+        /// The device id to check in with.
+        device_id: String,
+        /// The credential (base64) that signs check-ins.
+        credential: String,
+        /// The OCRA key (base64) for offline unlock codes.
+        offline_key: String,
+        /// The OCRA suite.
+        offline_suite: String,
+        /// The server's token keys to pin (base64 Ed25519 public keys).
+        server_keys: Vec<String>,
+        /// The current status token (base64 COSE_Sign1).
+        token: String,
+        /// Seconds between check-ins.
+        checkin_interval_secs: u64,
+    },
+    /// No financier holds a claim on this phone: it runs free.
+    NotFinanced,
+}
+
+/// A check-in. Sent with headers `X-Lien-Device` (the device id) and `X-Lien-Signature`
+/// (base64 HMAC-SHA256 of the exact body under the device credential).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinRequest {
+    /// The phone's clock, Unix seconds; must be within the server's window.
+    pub sent_at: i64,
+    /// The highest token sequence the phone has applied.
+    pub applied_sequence: i64,
+    /// What happened on the phone since the last check-in.
+    #[serde(default)]
+    pub events: Vec<DeviceEventJson>,
+}
+
+/// An event the phone reports.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEventJson {
+    /// `sim_change`, `tamper` or `other`.
+    pub kind: String,
+    /// Free text.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// The answer to a check-in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckinResponse {
+    /// The current status token (base64 COSE_Sign1).
+    pub token: String,
+    /// The server's time, Unix seconds.
+    pub server_time: i64,
+    /// When to check in next, Unix seconds.
+    pub next_checkin_at: i64,
+}

@@ -1,0 +1,219 @@
+//! The storage conformance suite: one list of checks, written once against `dyn Store`, run
+//! against every backend.
+//!
+//! Each check gets a fresh, empty database: a new SQLite file always, and a new PostgreSQL
+//! database when `LIEN_TEST_POSTGRES_URL` names a server to create it on (CI sets it; locally
+//! `bash -c 'source .ci/postgres.sh && cargo test -p lien-store'`). A check becomes one test per
+//! backend, `sqlite::<check>` and `postgres::<check>`, so a failure names both.
+
+// Beside this file rather than in `tests/`, where Cargo would build each as a test of its own.
+#[path = "conformance/checks.rs"]
+mod checks;
+#[path = "conformance/fixtures.rs"]
+mod fixtures;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use lien_store::{SqlStore, Store, StoreError};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+/// A fresh store, and the URL it was opened with (to open it again, or to look at a table the
+/// `Store` traits write but never read back).
+#[derive(Clone)]
+pub struct Db {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    /// The URL `store` was opened with.
+    pub url: String,
+}
+
+impl Deref for Db {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.store
+    }
+}
+
+impl Db {
+    /// The first column of the first row of `sql`, with `device` bound to `$1`.
+    pub async fn count(&self, sql: &'static str, device: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url));
+        sqlx::query_scalar(sql)
+            .bind(device.to_string())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// Runs `check` on a new SQLite file, which lives as long as the check.
+async fn on_sqlite<F, Fut>(check: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = SqlStore::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e:?}"));
+    check(Db {
+        store: Arc::new(store),
+        url,
+    })
+    .await;
+}
+
+/// Runs `check` on a new database of the PostgreSQL server named by `LIEN_TEST_POSTGRES_URL`,
+/// or says it is skipped when the variable is unset. A random name keeps reruns and parallel
+/// tests apart; the database is dropped when the check passes and kept (its name is printed)
+/// when it fails.
+async fn on_postgres<F, Fut>(name: &str, check: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(server) = std::env::var("LIEN_TEST_POSTGRES_URL") else {
+        eprintln!("postgres::{name} skipped: LIEN_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mut database = format!("lien_conf_{}_{name}", random_hex());
+    database.truncate(63); // PostgreSQL's longest identifier
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to LIEN_TEST_POSTGRES_URL: {e}"));
+    admin
+        .execute(AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {database}: {e}"));
+    eprintln!("postgres::{name}: database {database}");
+    let url = with_database(&server, &database);
+    let store = SqlStore::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e:?}"));
+    check(Db {
+        store: Arc::new(store),
+        url,
+    })
+    .await;
+    // FORCE ends the store's pooled connections, which outlive the check.
+    admin
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE {database} WITH (FORCE)"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("DROP DATABASE {database}: {e}"));
+}
+
+/// `url` with its database (the path) replaced by `database`, its options kept.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, options) = match url.split_once('?') {
+        Some((base, options)) => (base, format!("?{options}")),
+        None => (url, String::new()),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    format!("{server}/{database}{options}")
+}
+
+/// 16 hex digits that differ between runs and between tests of one run.
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos();
+    // RandomState is seeded randomly per process and differs per call.
+    format!(
+        "{:016x}",
+        RandomState::new().hash_one((std::process::id(), now))
+    )
+}
+
+/// Declares every check as one test per backend.
+macro_rules! conformance {
+    ($($check:ident),+ $(,)?) => {
+        /// The checks on SQLite.
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::on_sqlite(super::checks::$check).await;
+                }
+            )+
+        }
+
+        /// The checks on PostgreSQL, when `LIEN_TEST_POSTGRES_URL` is set.
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::on_postgres(stringify!($check), super::checks::$check).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance![
+    reopening_keeps_schema_and_data,
+    financiers_and_api_keys,
+    enroll_stores_decision_token_and_audit,
+    enroll_refuses_a_financed_imei,
+    enroll_refuses_a_taken_contract_ref,
+    enroll_needs_a_decision,
+    payment_is_recorded,
+    duplicate_payment_writes_nothing,
+    refused_change_writes_nothing,
+    token_sequence_must_increase,
+    binding_counts_generations,
+    reversal_policy_and_ocra_counter,
+    release_frees_the_imeis,
+    overrides_are_added_and_updated,
+    applied_sequence_and_events,
+    audit_chains_verify_and_show_tampering,
+    idempotent_response_is_kept_once,
+    list_devices_filters,
+    list_devices_pages_by_cursor,
+    checkin_view_and_last_seen,
+    tokens_by_status_code,
+    claim_due_claims_once_until_updated,
+    next_due_is_the_earliest_evaluation,
+    concurrent_payments_all_apply,
+    concurrent_claims_are_disjoint,
+];
+
+/// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.
+#[tokio::test]
+async fn unknown_url_scheme_is_unsupported() {
+    for (url, scheme) in [("mysql://x", "mysql"), ("postgres-ish:db", "postgres-ish")] {
+        match SqlStore::open(url).await {
+            Err(StoreError::UnsupportedUrl(message)) => {
+                assert!(message.contains(scheme), "{url}: {message}")
+            }
+            other => panic!("{url}: expected UnsupportedUrl, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn with_database_replaces_only_the_path() {
+    assert_eq!(
+        with_database("postgres://u@h:5432/lien_test", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/db?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}

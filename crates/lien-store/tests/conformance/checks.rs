@@ -1,0 +1,1256 @@
+//! The checks. Each gets an empty store and asserts what a caller of the `Store` traits sees.
+
+use std::collections::BTreeSet;
+
+use lien_store::audit::verify_chain;
+use lien_store::{
+    ApiKeyRecord, Binding, DeviceChange, DeviceEvent, DeviceFilter, Financier, IdempotentResponse,
+    NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, SqlStore, StatusCodeMatch, Tenants,
+    TokenRecord,
+};
+
+use crate::Db;
+use crate::fixtures::*;
+
+/// Opening a migrated database again applies nothing twice and keeps what was written.
+pub async fn reopening_keeps_schema_and_data(db: Db) {
+    let fin = add_financier(&db, "fin_a").await;
+    let again = SqlStore::open(&db.url)
+        .await
+        .expect("opening the same database a second time");
+    assert_eq!(again.financier("fin_a").await.unwrap(), fin);
+    let third = SqlStore::open(&db.url)
+        .await
+        .expect("opening it a third time");
+    third
+        .create_financier(&financier("fin_b"), &entry("financier.create", "b"))
+        .await
+        .unwrap();
+    assert_eq!(db.financiers().await.unwrap().len(), 2);
+}
+
+/// Financiers and API keys round-trip; unknown ids are `NotFound`, taken ids `Conflict`.
+pub async fn financiers_and_api_keys(db: Db) {
+    not_found(db.financier("fin_missing").await);
+    assert!(db.financiers().await.unwrap().is_empty());
+
+    let b = add_financier(&db, "fin_b").await;
+    let a = Financier {
+        payment_link: None,
+        ..financier("fin_a")
+    };
+    db.create_financier(&a, &entry("financier.create", "a"))
+        .await
+        .unwrap();
+    assert_eq!(db.financier("fin_a").await.unwrap(), a);
+    assert_eq!(db.financiers().await.unwrap(), vec![a.clone(), b.clone()]);
+    conflict(
+        db.create_financier(&a, &entry("financier.create", "again"))
+            .await,
+    );
+    let platform = db.audit_chain("platform").await.unwrap();
+    assert_eq!(platform.len(), 2, "one platform audit record per financier");
+    assert_eq!(verify_chain(&platform), Ok(()));
+
+    assert!(!db.has_platform_admin().await.unwrap());
+    let financier_key = ApiKeyRecord {
+        key_hash: vec![0xa1; 32],
+        id: "key_fin_a".to_string(),
+        role: "financier-admin".to_string(),
+        financier_id: Some("fin_a".to_string()),
+        label: "back office".to_string(),
+        created_us: T0,
+    };
+    db.create_api_key(
+        &financier_key,
+        "financier:fin_a",
+        &entry("key.create", "back office"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !db.has_platform_admin().await.unwrap(),
+        "a financier's admin is not a platform admin"
+    );
+    assert_eq!(
+        db.api_key_by_hash(&financier_key.key_hash).await.unwrap(),
+        financier_key
+    );
+    not_found(db.api_key_by_hash(&[0xff; 32]).await);
+    assert_eq!(db.audit_chain("financier:fin_a").await.unwrap().len(), 1);
+
+    let admin_key = ApiKeyRecord {
+        key_hash: vec![0xb2; 32],
+        id: "key_admin".to_string(),
+        role: "platform-admin".to_string(),
+        financier_id: None,
+        label: "first start".to_string(),
+        created_us: T0,
+    };
+    db.create_api_key(&admin_key, "platform", &entry("key.create", "first start"))
+        .await
+        .unwrap();
+    assert!(db.has_platform_admin().await.unwrap());
+    assert_eq!(
+        db.api_key_by_hash(&admin_key.key_hash).await.unwrap(),
+        admin_key
+    );
+    let same_id = ApiKeyRecord {
+        key_hash: vec![0xc3; 32],
+        ..admin_key
+    };
+    conflict(
+        db.create_api_key(&same_id, "platform", &entry("key.create", "again"))
+            .await,
+    );
+    not_found(db.api_key_by_hash(&same_id.key_hash).await);
+    assert_eq!(db.audit_chain("platform").await.unwrap().len(), 3);
+}
+
+/// What an enrollment writes is what the device, its snapshot and its audit chain show.
+pub async fn enroll_stores_decision_token_and_audit(db: Db) {
+    let fin = add_financier(&db, "fin_a").await;
+    let device = NewDevice {
+        imei2: Some(imei("dev_01/2")),
+        ..new_device("dev_01", "fin_a")
+    };
+    let change = enrollment("active", 1500);
+    let stored = db.enroll(&device, change.clone()).await.unwrap();
+
+    assert_eq!(stored.enrolled, device);
+    assert_eq!(Some(&stored.decision), change.decision.as_ref());
+    assert_eq!(stored.next_eval_us, change.next_eval_us);
+    assert_eq!(stored.token, change.token);
+    assert_eq!(stored.binding, None);
+    assert_eq!(stored.applied_sequence, None);
+    assert_eq!(stored.last_seen_us, None);
+    assert_eq!(stored.ocra_counter, 0);
+    assert_eq!(stored.released_us, None);
+    assert_eq!(db.device("dev_01").await.unwrap(), stored);
+    for imei in [&device.imei1, device.imei2.as_ref().unwrap()] {
+        assert_eq!(db.device_by_imei(imei).await.unwrap(), stored);
+    }
+
+    let snapshot = db.snapshot("dev_01").await.unwrap();
+    assert_eq!(snapshot.device, stored);
+    assert_eq!(snapshot.financier, fin);
+    assert!(snapshot.payments.is_empty() && snapshot.reversals.is_empty());
+    assert!(snapshot.overrides.is_empty());
+
+    let chain = db.audit_chain("dev_01").await.unwrap();
+    assert_eq!(chain.len(), 1);
+    assert_eq!((chain[0].chain.as_str(), chain[0].seq), ("dev_01", 1));
+    assert_eq!(chain[0].entry, change.audit[0]);
+
+    not_found(db.device("dev_missing").await);
+    not_found(db.device_by_imei(&imei("nobody")).await);
+    not_found(db.snapshot("dev_missing").await);
+}
+
+/// An IMEI held by one financier's device, as either of its IMEIs, cannot be enrolled again,
+/// and the refused enrollment leaves no trace.
+pub async fn enroll_refuses_a_financed_imei(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    let first = NewDevice {
+        imei2: Some(imei("first/2")),
+        ..new_device("dev_first", "fin_a")
+    };
+    db.enroll(&first, enrollment("active", 0)).await.unwrap();
+    let held = [first.imei1.clone(), first.imei2.clone().unwrap()];
+
+    let attempts = [
+        (held[0].clone(), None),
+        (imei("free/1"), Some(held[0].clone())),
+        (held[1].clone(), Some(imei("free/2"))),
+        (imei("free/3"), Some(held[1].clone())),
+    ];
+    for (n, (imei1, imei2)) in attempts.into_iter().enumerate() {
+        let id = format!("dev_second_{n}");
+        let second = NewDevice {
+            imei1,
+            imei2,
+            ..new_device(&id, "fin_b")
+        };
+        let held_here = held
+            .iter()
+            .find(|h| *h == &second.imei1 || Some(*h) == second.imei2.as_ref())
+            .unwrap();
+        let message = conflict(db.enroll(&second, enrollment("active", 0)).await);
+        assert!(message.contains(held_here.as_str()), "{id}: {message}");
+
+        not_found(db.device(&id).await);
+        assert!(db.audit_chain(&id).await.unwrap().is_empty(), "{id}");
+        for imei in std::iter::once(&second.imei1).chain(second.imei2.as_ref()) {
+            assert_eq!(
+                db.device_by_imei(imei).await.map(|d| d.enrolled.id).ok(),
+                held.contains(imei).then(|| "dev_first".to_string()),
+                "{id}: {imei}"
+            );
+        }
+    }
+    let listed = db
+        .list_devices(&DeviceFilter {
+            limit: 100,
+            ..DeviceFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed), ["dev_first"]);
+    assert_eq!(db.tokens_by_status_code("ENR1").await.unwrap().len(), 1);
+}
+
+/// A financier's contract reference is enrolled once; another financier may use the same text.
+pub async fn enroll_refuses_a_taken_contract_ref(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    let first = NewDevice {
+        contract_ref: "LOAN-42".to_string(),
+        ..new_device("dev_1", "fin_a")
+    };
+    db.enroll(&first, enrollment("active", 0)).await.unwrap();
+
+    let again = NewDevice {
+        contract_ref: "LOAN-42".to_string(),
+        ..new_device("dev_2", "fin_a")
+    };
+    let message = conflict(db.enroll(&again, enrollment("active", 0)).await);
+    assert!(message.contains("LOAN-42"), "{message}");
+    not_found(db.device("dev_2").await);
+    not_found(db.device_by_imei(&again.imei1).await);
+    assert!(db.audit_chain("dev_2").await.unwrap().is_empty());
+
+    let other_financier = NewDevice {
+        contract_ref: "LOAN-42".to_string(),
+        ..new_device("dev_3", "fin_b")
+    };
+    db.enroll(&other_financier, enrollment("active", 0))
+        .await
+        .unwrap();
+}
+
+/// An enrollment without its first decision is refused before anything is written.
+pub async fn enroll_needs_a_decision(db: Db) {
+    add_financier(&db, "fin_a").await;
+    let device = new_device("dev_1", "fin_a");
+    let change = DeviceChange {
+        decision: None,
+        ..enrollment("active", 0)
+    };
+    refused(db.enroll(&device, change).await);
+    not_found(db.device("dev_1").await);
+    not_found(db.device_by_imei(&device.imei1).await);
+}
+
+/// A payment is in the snapshot, with the decision computed beside it.
+pub async fn payment_is_recorded(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    not_found(
+        db.update_device("dev_missing", fixed(DeviceChange::default()))
+            .await,
+    );
+
+    let paid = payment("MPESA-1", 5000);
+    let p = paid.clone();
+    let updated = db
+        .update_device(
+            "dev_1",
+            change(move |snapshot| {
+                let due = snapshot.device.decision.amount_due_minor;
+                DeviceChange {
+                    payment: Some(p),
+                    decision: Some(decision("active", due)),
+                    next_eval_us: Some(T0 + 30 * DAY),
+                    audit: vec![entry("payment", "MPESA-1")],
+                    ..DeviceChange::default()
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.next_eval_us, Some(T0 + 30 * DAY));
+    let snapshot = db.snapshot("dev_1").await.unwrap();
+    assert_eq!(snapshot.payments, vec![paid]);
+    assert_eq!(snapshot.device, updated);
+    assert_eq!(db.audit_chain("dev_1").await.unwrap().len(), 2);
+}
+
+/// A change that everything else in it would allow, but that repeats a payment's reference,
+/// is refused whole: no decision, token, audit record or idempotency response of it is kept.
+pub async fn duplicate_payment_writes_nothing(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            payment: Some(payment("MPESA-1", 5000)),
+            audit: vec![entry("payment", "first")],
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let before = db.snapshot("dev_1").await.unwrap();
+    let chain_before = db.audit_chain("dev_1").await.unwrap();
+
+    let repeat = DeviceChange {
+        payment: Some(payment("MPESA-1", 7000)),
+        decision: Some(decision("locked", 999)),
+        next_eval_us: Some(T0 + 99 * DAY),
+        token: Some(token(2, "locked", "DUP2")),
+        new_override: Some(manual_lock()),
+        audit: vec![entry("payment", "repeat")],
+        idempotency: Some(response("fin_a", "idem-dup")),
+        ..DeviceChange::default()
+    };
+    let message = conflict(db.update_device("dev_1", fixed(repeat)).await);
+    assert!(message.contains("MPESA-1"), "{message}");
+
+    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
+    assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
+    assert!(db.tokens_by_status_code("DUP2").await.unwrap().is_empty());
+    assert_eq!(
+        db.idempotent_response("fin_a", "idem-dup").await.unwrap(),
+        None
+    );
+}
+
+/// The caller's refusal comes back as `Refused` with its own error, and nothing is written.
+pub async fn refused_change_writes_nothing(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    let before = db.snapshot("dev_1").await.unwrap();
+    let result = db
+        .update_device(
+            "dev_1",
+            Box::new(|_| Err("the plan is already settled".into())),
+        )
+        .await;
+    assert_eq!(refused(result), "the plan is already settled");
+    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
+    assert_eq!(db.audit_chain("dev_1").await.unwrap().len(), 1);
+}
+
+/// A token's sequence must be above the current one (gaps are fine); a change carrying a stale
+/// token is refused whole, though the token is the last thing it would write.
+pub async fn token_sequence_must_increase(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    let before = db.snapshot("dev_1").await.unwrap();
+    let chain_before = db.audit_chain("dev_1").await.unwrap();
+
+    let stale = DeviceChange {
+        payment: Some(payment("MPESA-9", 100)),
+        decision: Some(decision("locked", 50)),
+        next_eval_us: Some(T0 + 5 * DAY),
+        token: Some(token(1, "locked", "STALE")),
+        audit: vec![entry("decision", "stale token")],
+        ..DeviceChange::default()
+    };
+    conflict(db.update_device("dev_1", fixed(stale)).await);
+    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
+    assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
+    assert!(db.tokens_by_status_code("STALE").await.unwrap().is_empty());
+
+    let second = token(2, "locked", "SEQ2");
+    let record = update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            token: Some(second.clone()),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(record.token, Some(second));
+    conflict(
+        db.update_device(
+            "dev_1",
+            fixed(DeviceChange {
+                token: Some(token(2, "active", "SEQ2B")),
+                ..DeviceChange::default()
+            }),
+        )
+        .await,
+    );
+    let fifth = token(5, "active", "SEQ5");
+    let record = update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            token: Some(fifth.clone()),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(record.token, Some(fifth));
+    assert_eq!(db.checkin_view("dev_1").await.unwrap().token_sequence, 5);
+}
+
+/// Each hello bumps the credential generation and replaces the key.
+pub async fn binding_counts_generations(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    assert_eq!(
+        db.checkin_view("dev_1").await.unwrap().binding_generation,
+        0
+    );
+
+    let first = update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            binding: Some((b"key-one".to_vec(), T0 + SECOND)),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let expected = Binding {
+        generation: 1,
+        device_key: b"key-one".to_vec(),
+        bound_us: T0 + SECOND,
+    };
+    assert_eq!(first.binding, Some(expected));
+
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            binding: Some((b"key-two".to_vec(), T0 + DAY)),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let expected = Binding {
+        generation: 2,
+        device_key: b"key-two".to_vec(),
+        bound_us: T0 + DAY,
+    };
+    assert_eq!(db.device("dev_1").await.unwrap().binding, Some(expected));
+    assert_eq!(
+        db.checkin_view("dev_1").await.unwrap().binding_generation,
+        2
+    );
+
+    // A change without a binding leaves it alone.
+    update(&db, "dev_1", DeviceChange::default()).await;
+    assert_eq!(
+        db.checkin_view("dev_1").await.unwrap().binding_generation,
+        2
+    );
+}
+
+/// Reversals, a new policy and the OCRA counter are kept; a payment is reversed once.
+pub async fn reversal_policy_and_ocra_counter(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            payment: Some(payment("MPESA-1", 5000)),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let reversal = ReversalRecord {
+        reference: "MPESA-1".to_string(),
+        at_us: T0 + DAY,
+        recorded_us: T0 + DAY + SECOND,
+        reason: "chargeback".to_string(),
+    };
+    let record = update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            reversal: Some(reversal.clone()),
+            policy_json: Some(r#"{"grace_days":5}"#.to_string()),
+            ocra_counter: Some(7),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(record.enrolled.policy_json, r#"{"grace_days":5}"#);
+    assert_eq!(record.ocra_counter, 7);
+    assert_eq!(
+        db.snapshot("dev_1").await.unwrap().reversals,
+        vec![reversal.clone()]
+    );
+
+    let again = DeviceChange {
+        reversal: Some(ReversalRecord {
+            reason: "again".to_string(),
+            ..reversal
+        }),
+        ocra_counter: Some(8),
+        ..DeviceChange::default()
+    };
+    let message = conflict(db.update_device("dev_1", fixed(again)).await);
+    assert!(message.contains("MPESA-1"), "{message}");
+    assert_eq!(db.device("dev_1").await.unwrap().ocra_counter, 7);
+}
+
+/// A final release frees the phone's IMEIs for a new financing, and the old record stays.
+pub async fn release_frees_the_imeis(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    let first = NewDevice {
+        imei2: Some(imei("dev_a/2")),
+        ..new_device("dev_a", "fin_a")
+    };
+    db.enroll(&first, enrollment("active", 0)).await.unwrap();
+    let released = update(
+        &db,
+        "dev_a",
+        DeviceChange {
+            decision: Some(decision("released", 0)),
+            token: Some(TokenRecord {
+                lease_end_us: None,
+                ..token(2, "released", "REL2")
+            }),
+            released_us: Some(T0 + 90 * DAY),
+            audit: vec![entry("release", "paid in full")],
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(released.released_us, Some(T0 + 90 * DAY));
+    not_found(db.device_by_imei(&first.imei1).await);
+    not_found(db.device_by_imei(first.imei2.as_ref().unwrap()).await);
+
+    // The same phone, financed again by another financier, with its IMEIs the other way round.
+    let second = NewDevice {
+        imei1: first.imei2.clone().unwrap(),
+        imei2: Some(first.imei1.clone()),
+        ..new_device("dev_b", "fin_b")
+    };
+    db.enroll(&second, enrollment("active", 0)).await.unwrap();
+    assert_eq!(
+        db.device_by_imei(&first.imei1).await.unwrap().enrolled.id,
+        "dev_b"
+    );
+    let old = db.device("dev_a").await.unwrap();
+    assert_eq!(old.released_us, Some(T0 + 90 * DAY));
+    assert_eq!(old.decision.state, "released");
+}
+
+/// A manual lock override, as a test input.
+fn manual_lock() -> OverrideRecord {
+    OverrideRecord {
+        id: 0,
+        kind: "manual-lock".to_string(),
+        reason: "fraud suspected".to_string(),
+        from_us: T0,
+        until_us: None,
+        cancelled_us: None,
+        actor: "key_test".to_string(),
+        created_us: T0,
+    }
+}
+
+/// Overrides get ids from the store; updates change the end and the cancellation, and only
+/// of the device they are applied to.
+pub async fn overrides_are_added_and_updated(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    enroll(&db, "fin_a", "dev_2", Some(T0 + DAY)).await;
+    let pause = OverrideRecord {
+        kind: "hardship-pause".to_string(),
+        reason: "hospital".to_string(),
+        until_us: Some(T0 + 10 * DAY),
+        ..manual_lock()
+    };
+    for o in [pause.clone(), manual_lock()] {
+        update(
+            &db,
+            "dev_1",
+            DeviceChange {
+                new_override: Some(o),
+                ..DeviceChange::default()
+            },
+        )
+        .await;
+    }
+    update(
+        &db,
+        "dev_2",
+        DeviceChange {
+            new_override: Some(manual_lock()),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+
+    let overrides = db.snapshot("dev_1").await.unwrap().overrides;
+    assert_eq!(overrides.len(), 2);
+    let (pause_id, lock_id) = (overrides[0].id, overrides[1].id);
+    assert!(pause_id != lock_id, "ids are assigned: {overrides:?}");
+    assert_eq!(
+        overrides,
+        vec![
+            OverrideRecord {
+                id: pause_id,
+                ..pause.clone()
+            },
+            OverrideRecord {
+                id: lock_id,
+                ..manual_lock()
+            },
+        ]
+    );
+    let other = db.snapshot("dev_2").await.unwrap().overrides;
+    assert_eq!(other.len(), 1);
+
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            override_updates: vec![
+                OverrideUpdate {
+                    id: pause_id,
+                    until_us: Some(T0 + 5 * DAY),
+                    cancelled_us: None,
+                },
+                OverrideUpdate {
+                    id: lock_id,
+                    until_us: None,
+                    cancelled_us: Some(T0 + SECOND),
+                },
+            ],
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let overrides = db.snapshot("dev_1").await.unwrap().overrides;
+    assert_eq!(
+        (overrides[0].until_us, overrides[0].cancelled_us),
+        (Some(T0 + 5 * DAY), None)
+    );
+    assert_eq!(
+        (overrides[1].until_us, overrides[1].cancelled_us),
+        (None, Some(T0 + SECOND))
+    );
+
+    // An update naming another device's override does not reach it.
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            override_updates: vec![OverrideUpdate {
+                id: other[0].id,
+                until_us: Some(T0),
+                cancelled_us: Some(T0),
+            }],
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(db.snapshot("dev_2").await.unwrap().overrides, other);
+}
+
+/// The applied sequence the phone reports, and its events, are written.
+pub async fn applied_sequence_and_events(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    enroll(&db, "fin_a", "dev_2", Some(T0 + DAY)).await;
+    let events = vec![
+        DeviceEvent {
+            at_us: T0 + SECOND,
+            kind: "sim-change".to_string(),
+            detail: "ICCID 8925400000000000001".to_string(),
+        },
+        DeviceEvent {
+            at_us: T0 + 2 * SECOND,
+            kind: "tamper".to_string(),
+            detail: "adb enabled".to_string(),
+        },
+    ];
+    let record = update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            applied_sequence: Some(1),
+            events,
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(record.applied_sequence, Some(1));
+    assert_eq!(
+        db.checkin_view("dev_1").await.unwrap().applied_sequence,
+        Some(1)
+    );
+    // The traits have no read path for events (only support tools read them), so the table is
+    // counted directly.
+    let sql = "SELECT COUNT(*) FROM device_events WHERE device_id = $1";
+    assert_eq!(db.count(sql, "dev_1").await, 2);
+    assert_eq!(db.count(sql, "dev_2").await, 0);
+}
+
+/// Each device has its own chain, numbered from 1; the chain verifies, and a changed or
+/// missing record is found.
+pub async fn audit_chains_verify_and_show_tampering(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_a", Some(T0 + DAY)).await;
+    enroll(&db, "fin_a", "dev_b", Some(T0 + DAY)).await;
+    let later = vec![
+        entry("payment", "MPESA-1"),
+        entry("decision", "paid up"),
+        entry("override", "hardship"),
+    ];
+    update(
+        &db,
+        "dev_a",
+        DeviceChange {
+            audit: later[..2].to_vec(),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    update(
+        &db,
+        "dev_a",
+        DeviceChange {
+            audit: later[2..].to_vec(),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+
+    let chain = db.audit_chain("dev_a").await.unwrap();
+    assert_eq!(
+        chain.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(chain.iter().all(|r| r.chain == "dev_a"));
+    assert_eq!(
+        chain[1..]
+            .iter()
+            .map(|r| r.entry.clone())
+            .collect::<Vec<_>>(),
+        later
+    );
+    assert_eq!(verify_chain(&chain), Ok(()));
+    let other = db.audit_chain("dev_b").await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(verify_chain(&other), Ok(()));
+    assert!(db.audit_chain("dev_none").await.unwrap().is_empty());
+
+    let mut edited = chain.clone();
+    edited[2].entry.reason = "nothing happened".to_string();
+    assert_eq!(verify_chain(&edited), Err(3));
+    let mut shortened = chain.clone();
+    shortened.remove(1);
+    assert_eq!(verify_chain(&shortened), Err(2));
+}
+
+/// A kept response for an `Idempotency-Key`.
+fn response(scope: &str, key: &str) -> IdempotentResponse {
+    IdempotentResponse {
+        scope: scope.to_string(),
+        key: key.to_string(),
+        request_hash: vec![7; 32],
+        status: 201,
+        body: r#"{"payment":"MPESA-1"}"#.to_string(),
+    }
+}
+
+/// The response is kept with the change; a second change with the same key in the same scope
+/// is refused whole, even though the key is the last thing it writes.
+pub async fn idempotent_response_is_kept_once(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    assert_eq!(db.idempotent_response("fin_a", "k1").await.unwrap(), None);
+    let kept = response("fin_a", "k1");
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            payment: Some(payment("MPESA-1", 5000)),
+            audit: vec![entry("payment", "MPESA-1")],
+            idempotency: Some(kept.clone()),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        db.idempotent_response("fin_a", "k1").await.unwrap(),
+        Some(kept.clone())
+    );
+    assert_eq!(db.idempotent_response("fin_b", "k1").await.unwrap(), None);
+    assert_eq!(db.idempotent_response("fin_a", "k2").await.unwrap(), None);
+
+    let before = db.snapshot("dev_1").await.unwrap();
+    let chain_before = db.audit_chain("dev_1").await.unwrap();
+    let reuse = DeviceChange {
+        payment: Some(payment("MPESA-2", 3000)),
+        decision: Some(decision("locked", 1)),
+        audit: vec![entry("payment", "MPESA-2")],
+        idempotency: Some(IdempotentResponse {
+            body: r#"{"payment":"MPESA-2"}"#.to_string(),
+            ..kept.clone()
+        }),
+        ..DeviceChange::default()
+    };
+    conflict(db.update_device("dev_1", fixed(reuse)).await);
+    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
+    assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
+    assert_eq!(
+        db.idempotent_response("fin_a", "k1").await.unwrap(),
+        Some(kept)
+    );
+
+    // The same key in another scope is another key.
+    let other_scope = response("platform", "k1");
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            idempotency: Some(other_scope.clone()),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        db.idempotent_response("platform", "k1").await.unwrap(),
+        Some(other_scope)
+    );
+}
+
+/// Every filter of the device list, alone and together.
+pub async fn list_devices_filters(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    // (id, financier, state, amount due, last seen)
+    let devices = [
+        ("dev_a1", "fin_a", "active", 0, Some(T0 + 10 * DAY)),
+        ("dev_a2", "fin_a", "grace", 500, None),
+        ("dev_a3", "fin_a", "locked", 900, Some(T0 + DAY)),
+        ("dev_b1", "fin_b", "active", 0, Some(T0 + DAY)),
+    ];
+    for (id, fin, state, due, seen) in devices {
+        db.enroll(&new_device(id, fin), enrollment(state, due))
+            .await
+            .unwrap();
+        if let Some(at) = seen {
+            db.touch_last_seen(&[(id.to_string(), at)]).await.unwrap();
+        }
+    }
+    let list = |filter: DeviceFilter| {
+        let db = db.clone();
+        async move {
+            let found = db
+                .list_devices(&DeviceFilter {
+                    limit: 100,
+                    ..filter
+                })
+                .await
+                .unwrap();
+            ids(&found)
+        }
+    };
+    let fin = |id: &str| Some(id.to_string());
+
+    assert_eq!(
+        list(DeviceFilter::default()).await,
+        ["dev_a1", "dev_a2", "dev_a3", "dev_b1"]
+    );
+    let by_financier = DeviceFilter {
+        financier_id: fin("fin_a"),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(
+        list(by_financier.clone()).await,
+        ["dev_a1", "dev_a2", "dev_a3"]
+    );
+    let locked = DeviceFilter {
+        state: Some("locked".to_string()),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(list(locked.clone()).await, ["dev_a3"]);
+    let overdue = DeviceFilter {
+        overdue: true,
+        ..DeviceFilter::default()
+    };
+    assert_eq!(list(overdue).await, ["dev_a2", "dev_a3"]);
+    let quiet = DeviceFilter {
+        not_seen_since_us: Some(T0 + 5 * DAY),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(list(quiet).await, ["dev_a2", "dev_a3", "dev_b1"]);
+
+    let all_together = DeviceFilter {
+        financier_id: fin("fin_a"),
+        state: Some("grace".to_string()),
+        overdue: true,
+        not_seen_since_us: Some(T0 + 5 * DAY),
+        after_id: Some("dev_a1".to_string()),
+        limit: 0,
+    };
+    assert_eq!(list(all_together).await, ["dev_a2"]);
+    let nothing = DeviceFilter {
+        financier_id: fin("fin_b"),
+        ..locked
+    };
+    assert!(list(nothing).await.is_empty());
+    let after_the_last = DeviceFilter {
+        after_id: Some("dev_a3".to_string()),
+        ..by_financier
+    };
+    assert!(list(after_the_last).await.is_empty());
+}
+
+/// Following the cursor page by page yields every device once, in id order.
+pub async fn list_devices_pages_by_cursor(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    // Enrolled out of id order, alternating financiers, half of them seen recently.
+    let mut expected_a = Vec::new();
+    let mut all = Vec::new();
+    for i in 0..23 {
+        let n = (i * 7) % 23;
+        let id = format!("dev_{n:03}");
+        let fin = if n % 2 == 0 { "fin_a" } else { "fin_b" };
+        enroll(&db, fin, &id, None).await;
+        if n % 3 == 0 {
+            db.touch_last_seen(&[(id.clone(), T0 + DAY)]).await.unwrap();
+        } else if fin == "fin_a" {
+            expected_a.push(id.clone());
+        }
+        all.push(id);
+    }
+    all.sort();
+    expected_a.sort();
+
+    for (filter, expected) in [
+        (DeviceFilter::default(), all),
+        (
+            DeviceFilter {
+                financier_id: Some("fin_a".to_string()),
+                not_seen_since_us: Some(T0 + DAY),
+                ..DeviceFilter::default()
+            },
+            expected_a,
+        ),
+    ] {
+        let mut seen = Vec::new();
+        let mut after_id = None;
+        loop {
+            let page = db
+                .list_devices(&DeviceFilter {
+                    after_id: after_id.clone(),
+                    limit: 4,
+                    ..filter.clone()
+                })
+                .await
+                .unwrap();
+            assert!(page.len() <= 4, "{filter:?}: a page of {}", page.len());
+            let Some(last) = page.last() else { break };
+            after_id = Some(last.enrolled.id.clone());
+            seen.extend(ids(&page));
+        }
+        assert_eq!(seen, expected, "{filter:?}");
+    }
+}
+
+/// The check-in read shows the current token and generation; last-seen only moves forward.
+pub async fn checkin_view_and_last_seen(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    enroll(&db, "fin_a", "dev_2", Some(T0 + DAY)).await;
+    not_found(db.checkin_view("dev_missing").await);
+
+    let view = db.checkin_view("dev_1").await.unwrap();
+    assert_eq!(view.financier_id, "fin_a");
+    assert_eq!(view.binding_generation, 0);
+    assert_eq!(view.token, Some(token(1, "active", "ENR1").bytes));
+    assert_eq!(view.token_sequence, 1);
+    assert_eq!(view.applied_sequence, None);
+
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            token: Some(token(2, "locked", "LCK2")),
+            binding: Some((b"key".to_vec(), T0)),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let view = db.checkin_view("dev_1").await.unwrap();
+    assert_eq!(view.token, Some(token(2, "locked", "LCK2").bytes));
+    assert_eq!((view.token_sequence, view.binding_generation), (2, 1));
+
+    let seen = |id: &'static str| {
+        let db = db.clone();
+        async move { db.device(id).await.unwrap().last_seen_us }
+    };
+    db.touch_last_seen(&[]).await.unwrap();
+    db.touch_last_seen(&[("dev_1".to_string(), T0 + 100)])
+        .await
+        .unwrap();
+    assert_eq!(seen("dev_1").await, Some(T0 + 100));
+    assert_eq!(seen("dev_2").await, None);
+    db.touch_last_seen(&[
+        ("dev_1".to_string(), T0 + 50),
+        ("dev_2".to_string(), T0 + 70),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(seen("dev_1").await, Some(T0 + 100), "moved backwards");
+    assert_eq!(seen("dev_2").await, Some(T0 + 70));
+    db.touch_last_seen(&[("dev_1".to_string(), T0 + 200)])
+        .await
+        .unwrap();
+    assert_eq!(seen("dev_1").await, Some(T0 + 200));
+}
+
+/// A status code leads support to every token that showed it, old ones included.
+pub async fn tokens_by_status_code(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    enroll(&db, "fin_a", "dev_a", Some(T0 + DAY)).await;
+    db.enroll(
+        &new_device("dev_b", "fin_b"),
+        DeviceChange {
+            token: Some(token(1, "active", "K7Q2")),
+            ..enrollment("active", 0)
+        },
+    )
+    .await
+    .unwrap();
+    update(
+        &db,
+        "dev_a",
+        DeviceChange {
+            token: Some(token(2, "locked", "K7Q2")),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+
+    let found = db.tokens_by_status_code("K7Q2").await.unwrap();
+    let expected = [
+        ("dev_a", "fin_a", 2, "locked"),
+        ("dev_b", "fin_b", 1, "active"),
+    ]
+    .map(|(device, financier, sequence, state)| StatusCodeMatch {
+        device_id: device.to_string(),
+        financier_id: financier.to_string(),
+        sequence,
+        state: state.to_string(),
+        issued_us: T0 + sequence,
+    });
+    assert_eq!(found, expected);
+    let first = db.tokens_by_status_code("ENR1").await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|m| (m.device_id.as_str(), m.sequence))
+            .collect::<Vec<_>>(),
+        [("dev_a", 1)]
+    );
+    assert!(db.tokens_by_status_code("ZZZZ").await.unwrap().is_empty());
+}
+
+/// Claimed ids, sorted.
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// Only due devices are claimed; a claim holds until it ends or the device is updated.
+pub async fn claim_due_claims_once_until_updated(db: Db) {
+    add_financier(&db, "fin_a").await;
+    let now = T0 + DAY;
+    let claim = 60 * SECOND;
+    enroll(&db, "fin_a", "dev_early", Some(now - SECOND)).await;
+    enroll(&db, "fin_a", "dev_now", Some(now)).await;
+    enroll(&db, "fin_a", "dev_later", Some(now + 2 * claim)).await;
+    enroll(&db, "fin_a", "dev_never", None).await;
+
+    assert_eq!(
+        sorted(db.claim_due(now, now + claim, 10).await.unwrap()),
+        ["dev_early", "dev_now"]
+    );
+    assert!(db.claim_due(now, now + claim, 10).await.unwrap().is_empty());
+    assert!(
+        db.claim_due(now + claim - 1, now + 2 * claim, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed again before the claim ended"
+    );
+
+    // Evaluating the device ends its claim; it is due again at its new time.
+    update(
+        &db,
+        "dev_early",
+        DeviceChange {
+            next_eval_us: Some(now + 10),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert!(
+        db.claim_due(now + 9, now + claim, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.claim_due(now + 10, now + 10 + claim, 10).await.unwrap(),
+        ["dev_early"]
+    );
+
+    // After the claims end, whatever is due is claimed again; never-due devices never are.
+    let late = now + 2 * claim;
+    assert_eq!(
+        sorted(db.claim_due(late, late + claim, 10).await.unwrap()),
+        ["dev_early", "dev_later", "dev_now"]
+    );
+    assert!(
+        !db.claim_due(i64::MAX - 1, i64::MAX, 10)
+            .await
+            .unwrap()
+            .contains(&"dev_never".to_string())
+    );
+
+    // The limit takes the longest-waiting first.
+    for id in ["dev_x1", "dev_x2", "dev_x3"] {
+        enroll(&db, "fin_a", id, None).await;
+    }
+    for (id, at) in [("dev_x1", 30), ("dev_x2", 10), ("dev_x3", 20)] {
+        update(
+            &db,
+            id,
+            DeviceChange {
+                next_eval_us: Some(T0 + at),
+                ..DeviceChange::default()
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        sorted(db.claim_due(T0 + 40, T0 + 40 + claim, 2).await.unwrap()),
+        ["dev_x2", "dev_x3"]
+    );
+}
+
+/// `next_due` is the earliest evaluation time of any device, claimed ones included (the
+/// server reports how late the oldest pending evaluation is from it).
+pub async fn next_due_is_the_earliest_evaluation(db: Db) {
+    assert_eq!(db.next_due().await.unwrap(), None);
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_never", None).await;
+    assert_eq!(db.next_due().await.unwrap(), None);
+    enroll(&db, "fin_a", "dev_1", Some(T0 + 3 * DAY)).await;
+    enroll(&db, "fin_a", "dev_2", Some(T0 + DAY)).await;
+    enroll(&db, "fin_a", "dev_3", Some(T0 + 2 * DAY)).await;
+    assert_eq!(db.next_due().await.unwrap(), Some(T0 + DAY));
+
+    assert_eq!(
+        db.claim_due(T0 + DAY, T0 + DAY + 60 * SECOND, 10)
+            .await
+            .unwrap(),
+        ["dev_2"]
+    );
+    assert_eq!(db.next_due().await.unwrap(), Some(T0 + DAY));
+
+    update(
+        &db,
+        "dev_2",
+        DeviceChange {
+            next_eval_us: Some(T0 + 4 * DAY),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(db.next_due().await.unwrap(), Some(T0 + 2 * DAY));
+}
+
+/// Concurrent changes to one device are applied one after another: each sees the one before
+/// (no payment and no decrement of the amount due is lost) and the audit chain does not fork.
+pub async fn concurrent_payments_all_apply(db: Db) {
+    const N: i64 = 20;
+    add_financier(&db, "fin_a").await;
+    db.enroll(&new_device("dev_1", "fin_a"), enrollment("grace", N * 100))
+        .await
+        .unwrap();
+
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let reference = format!("MPESA-{i:02}");
+                store
+                    .update_device(
+                        "dev_1",
+                        change(move |snapshot| {
+                            let due = snapshot.device.decision.amount_due_minor - 100;
+                            DeviceChange {
+                                payment: Some(payment(&reference, 100)),
+                                decision: Some(decision("grace", due)),
+                                audit: vec![entry("payment", &reference)],
+                                ..DeviceChange::default()
+                            }
+                        }),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if let Err(e) = task.await.expect("the task ran") {
+            panic!("payment {i}: {e:?}");
+        }
+    }
+
+    let snapshot = db.snapshot("dev_1").await.unwrap();
+    let references: BTreeSet<_> = snapshot
+        .payments
+        .iter()
+        .map(|p| p.reference.clone())
+        .collect();
+    assert_eq!(
+        references,
+        (0..N).map(|i| format!("MPESA-{i:02}")).collect()
+    );
+    assert_eq!(snapshot.payments.len(), N as usize);
+    assert_eq!(snapshot.device.decision.amount_due_minor, 0);
+    let chain = db.audit_chain("dev_1").await.unwrap();
+    assert_eq!(chain.len(), N as usize + 1);
+    assert_eq!(verify_chain(&chain), Ok(()));
+}
+
+/// Two schedulers claiming at once split the due devices between them.
+pub async fn concurrent_claims_are_disjoint(db: Db) {
+    const N: usize = 50;
+    add_financier(&db, "fin_a").await;
+    for i in 0..N {
+        enroll(&db, "fin_a", &format!("dev_{i:02}"), Some(T0 + i as i64)).await;
+    }
+    let now = T0 + DAY;
+    // Each may take 30, so both must claim some for all 50 to be claimed.
+    let claims: Vec<_> = (0..2)
+        .map(|_| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.claim_due(now, now + 60 * SECOND, 30).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claim in claims {
+        let ids = claim.await.expect("the task ran").expect("claim_due");
+        assert!(ids.len() <= 30, "{} claimed over the limit", ids.len());
+        claimed.extend(ids);
+    }
+    let distinct: BTreeSet<_> = claimed.iter().cloned().collect();
+    assert_eq!(distinct.len(), claimed.len(), "claimed twice: {claimed:?}");
+    assert_eq!(
+        distinct,
+        (0..N)
+            .map(|i| format!("dev_{i:02}"))
+            .collect::<BTreeSet<_>>()
+    );
+}

@@ -1,0 +1,50 @@
+//! `lien serve`: the server, configured by defaults, `lien.toml`, `LIEN_*` variables and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use lien_server::config::Settings;
+
+/// Flags of `lien serve`; each overrides the file and the environment.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A TOML settings file (default: ./lien.toml, if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the SQLite database and the server's keys live [default: ./lien-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory].
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+/// Reads the settings in their layers and runs the server until Ctrl-C.
+pub fn run(args: Args) -> Result<()> {
+    let mut settings: Settings = Settings::figment(args.config.as_deref())
+        .extract()
+        .context("reading the settings")?;
+    if let Some(dir) = args.data_dir {
+        settings.data_dir = dir;
+    }
+    if let Some(url) = args.database_url {
+        settings.database_url = Some(url);
+    }
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(lien_server::serve(settings))
+}
