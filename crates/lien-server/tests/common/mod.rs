@@ -1,0 +1,249 @@
+//! Spawns a real server on a free port with a fresh database and a clock the test moves.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
+use lien_server::app::{AppState, Running, start};
+use lien_server::clock::ManualClock;
+use lien_server::config::Settings;
+use lien_server::secrets::Secrets;
+use lien_store::{SqlStore, Store};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server, its clock, an HTTP client and the platform admin's key.
+pub struct TestApp {
+    pub base: String,
+    pub clock: ManualClock,
+    pub client: reqwest::Client,
+    pub admin_key: String,
+    pub running: Running,
+    _dir: tempfile::TempDir,
+}
+
+/// The PostgreSQL server URL for tests, or `None` (the test then says it is skipped).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("LIEN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+async fn fresh_postgres_database(server: &str) -> String {
+    let name = format!(
+        "lien_srv_{}",
+        hex::encode(lien_server::secrets::random_bytes().unwrap())
+            .get(..12)
+            .unwrap()
+    );
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .expect("PostgreSQL is reachable");
+    admin
+        .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create the test database");
+    let (base, _) = server.rsplit_once('/').expect("URL has a database");
+    format!("{base}/{name}")
+}
+
+/// Starts a server on `backend` at `start_time`.
+pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("lien.db").display()),
+        Backend::Postgres => {
+            fresh_postgres_database(&postgres_url().expect("LIEN_TEST_POSTGRES_URL")).await
+        }
+    };
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(url.clone()),
+        ..Settings::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
+    let secrets = Secrets::load_or_create(dir.path()).unwrap();
+    let clock = ManualClock::new(start_time);
+    let state = AppState::new(store, Arc::new(clock.clone()), secrets, settings);
+    let admin_key = lien_server::create_platform_admin(&state).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = start(state, listener, false).await.unwrap();
+    TestApp {
+        base: format!("http://{}", running.addr),
+        clock,
+        client: reqwest::Client::new(),
+        admin_key,
+        running,
+        _dir: dir,
+    }
+}
+
+/// A response's status and JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// Sends a request with an API key and optional JSON body.
+    pub async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> Reply {
+        self.call_with(method, path, key, body, &[]).await
+    }
+
+    /// Sends a request with extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body }
+    }
+
+    /// Creates a financier and its admin key; returns (financier id, key).
+    pub async fn financier(&self, name: &str) -> (String, String) {
+        let created = self
+            .call(
+                "POST",
+                "/v1/financiers",
+                &self.admin_key,
+                Some(json!({"name": name, "contact": "+254 700 000 000", "payment_link": "https://pay.example/x"})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let key = self
+            .call(
+                "POST",
+                &format!("/v1/financiers/{id}/api-keys"),
+                &self.admin_key,
+                Some(json!({"role": "financier-admin", "label": "back office"})),
+            )
+            .await;
+        assert_eq!(key.status, 201, "{}", key.body);
+        (id, key.body["key"].as_str().unwrap().to_string())
+    }
+
+    /// Says hello as a phone with these identifiers; returns the answer.
+    pub async fn hello(&self, imei: &str, serial: &str) -> Reply {
+        let device_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        self.call(
+            "POST",
+            "/v1/device/hello",
+            "",
+            Some(json!({
+                "imei1": imei, "serial": serial, "model": "Phone X",
+                "device_public_key": STANDARD.encode(device_key.to_bytes()),
+            })),
+        )
+        .await
+    }
+
+    /// A signed check-in; returns the answer.
+    pub async fn checkin(&self, device_id: &str, credential: &str, applied: i64) -> Reply {
+        let body = json!({"sent_at": self.clock_now().as_second(), "applied_sequence": applied})
+            .to_string();
+        self.raw_checkin(device_id, credential, body).await
+    }
+
+    /// A check-in with this exact body, signed with `credential`.
+    pub async fn raw_checkin(&self, device_id: &str, credential: &str, body: String) -> Reply {
+        let credential = STANDARD.decode(credential).unwrap();
+        let signature = lien_server::routes::sign_checkin(&credential, body.as_bytes());
+        let response = self
+            .client
+            .post(format!("{}/v1/device/checkin", self.base))
+            .header("x-lien-device", device_id)
+            .header("x-lien-signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    /// The test clock's time.
+    pub fn clock_now(&self) -> Timestamp {
+        use lien_server::clock::Clock;
+        self.clock.now()
+    }
+
+    /// Runs the scheduler once, as the background task would.
+    pub async fn run_scheduler(&self) -> usize {
+        lien_server::scheduler::run_due(&self.running.state)
+            .await
+            .unwrap()
+    }
+}
+
+/// A valid IMEI from a 14-digit body: the Luhn check digit appended.
+pub fn imei(body14: &str) -> String {
+    let digits: Vec<u32> = body14.chars().map(|c| c.to_digit(10).unwrap()).collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body14}{}", (10 - sum % 10) % 10)
+}
+
+/// An enrollment body on the Kenya preset: three monthly installments of KES 1,000.00.
+pub fn enrollment(contract: &str, imei: &str, serial: &str) -> Value {
+    json!({
+        "contract_ref": contract,
+        "imei1": imei,
+        "serial": serial,
+        "model": "Phone X",
+        "plan": {
+            "currency": "KES",
+            "time_zone": "Africa/Nairobi",
+            "down_payment_minor": 200000,
+            "installments": [
+                {"due": "2026-02-01", "amount_minor": 100000},
+                {"due": "2026-03-01", "amount_minor": 100000},
+                {"due": "2026-04-01", "amount_minor": 100000}
+            ]
+        },
+        "policy": {"preset": "kenya"}
+    })
+}

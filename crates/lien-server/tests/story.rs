@@ -1,0 +1,272 @@
+//! The whole story over real HTTP: enroll, hello, check-in, time passes, reminder, lock,
+//! payment, unlock at the next check-in, payoff, release. Once on SQLite and once on PostgreSQL.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
+use jiff::{SignedDuration, Timestamp};
+use lien_proto::{PinnedKeys, StatusClaims, TokenState};
+use serde_json::json;
+
+/// Verifies a token from a check-in or hello the way a phone does.
+fn verify(keys: &PinnedKeys, device_id: &str, token_b64: &str, highest: u64) -> StatusClaims {
+    let token = STANDARD.decode(token_b64).unwrap();
+    keys.verify(&token, device_id, highest)
+        .expect("a valid token from a pinned key")
+}
+
+async fn story(app: TestApp) {
+    let (_fin, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+
+    // Enroll at the point of sale.
+    let enrolled = app
+        .call(
+            "POST",
+            "/v1/devices",
+            &key,
+            Some(enrollment("C-1001", &phone_imei, "SN1001")),
+        )
+        .await;
+    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+    assert_eq!(enrolled.body["pending"], true);
+    assert_eq!(enrolled.body["decision"]["state"], "active");
+    let device_id = enrolled.body["id"].as_str().unwrap().to_string();
+
+    // The same IMEI cannot be financed twice.
+    let (_other, other_key) = app.financier("Other Lender").await;
+    let twice = app
+        .call(
+            "POST",
+            "/v1/devices",
+            &other_key,
+            Some(enrollment("X-1", &phone_imei, "SN1001")),
+        )
+        .await;
+    assert_eq!(twice.status, 409);
+    assert!(
+        twice.body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&phone_imei),
+        "{}",
+        twice.body
+    );
+
+    // The phone's first boot.
+    let hello = app.hello(&phone_imei, "SN1001").await;
+    assert_eq!(hello.status, 200, "{}", hello.body);
+    assert_eq!(hello.body["status"], "financed");
+    assert_eq!(hello.body["device_id"], device_id.as_str());
+    let credential = hello.body["credential"].as_str().unwrap().to_string();
+    let server_key: [u8; 32] = STANDARD
+        .decode(hello.body["server_keys"][0].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let keys = PinnedKeys::new([ed25519_dalek::VerifyingKey::from_bytes(&server_key).unwrap()]);
+    let first = verify(&keys, &device_id, hello.body["token"].as_str().unwrap(), 0);
+    assert_eq!(first.state, TokenState::Active);
+
+    // Check-in: active.
+    let checkin = app
+        .checkin(&device_id, &credential, first.sequence as i64)
+        .await;
+    assert_eq!(checkin.status, 200, "{}", checkin.body);
+    let claims = verify(
+        &keys,
+        &device_id,
+        checkin.body["token"].as_str().unwrap(),
+        first.sequence,
+    );
+    assert_eq!(claims.state, TokenState::Active);
+
+    // The first installment falls due on 1 February and is not paid. Day 1 past due: reminder.
+    app.clock
+        .set("2026-02-02T10:00:00+03:00".parse::<Timestamp>().unwrap());
+    assert!(app.run_scheduler().await >= 1);
+    let checkin = app
+        .checkin(&device_id, &credential, claims.sequence as i64)
+        .await;
+    let claims = verify(
+        &keys,
+        &device_id,
+        checkin.body["token"].as_str().unwrap(),
+        claims.sequence,
+    );
+    assert_eq!(claims.state, TokenState::Reminder, "{claims:?}");
+
+    // Day 4 past due, in the morning (not in quiet hours): locked, with the amount due.
+    app.clock
+        .set("2026-02-05T10:00:00+03:00".parse::<Timestamp>().unwrap());
+    app.run_scheduler().await;
+    let checkin = app
+        .checkin(&device_id, &credential, claims.sequence as i64)
+        .await;
+    let locked = verify(
+        &keys,
+        &device_id,
+        checkin.body["token"].as_str().unwrap(),
+        claims.sequence,
+    );
+    assert_eq!(locked.state, TokenState::Locked, "{locked:?}");
+    assert_eq!(locked.screen.amount_due.as_ref().unwrap().minor, 100000);
+    assert_eq!(locked.screen.financier_name, "Duka Phones");
+    let status = app
+        .call("GET", &format!("/v1/devices/{device_id}"), &key, None)
+        .await;
+    assert_eq!(status.body["decision"]["state"], "locked");
+    assert_eq!(status.body["pending"], false);
+
+    // The borrower pays; the unlock token is written with the payment.
+    let pay = json!({"reference": "MPESA-1", "amount_minor": 100000, "currency": "KES"});
+    let paid = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            &key,
+            Some(pay.clone()),
+            &[("Idempotency-Key", "pay-1")],
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["decision"]["state"], "active");
+    // A retry with the same key returns the same response and records nothing twice.
+    let retry = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            &key,
+            Some(pay),
+            &[("Idempotency-Key", "pay-1")],
+        )
+        .await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.body, paid.body);
+    let reused = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            &key,
+            Some(json!({"reference": "MPESA-2", "amount_minor": 5, "currency": "KES"})),
+            &[("Idempotency-Key", "pay-1")],
+        )
+        .await;
+    assert_eq!(reused.status, 409, "{}", reused.body);
+
+    // The next check-in carries the unlock.
+    let checkin = app
+        .checkin(&device_id, &credential, locked.sequence as i64)
+        .await;
+    let unlocked = verify(
+        &keys,
+        &device_id,
+        checkin.body["token"].as_str().unwrap(),
+        locked.sequence,
+    );
+    assert_eq!(unlocked.state, TokenState::Active);
+    assert!(unlocked.sequence > locked.sequence);
+
+    // Payoff, then release with its cancel window.
+    let payoff = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            &key,
+            Some(json!({"reference": "MPESA-3", "amount_minor": 200000, "currency": "KES"})),
+            &[("Idempotency-Key", "pay-3")],
+        )
+        .await;
+    assert_eq!(
+        payoff.body["decision"]["reason"]["code"], "paid_in_full",
+        "{}",
+        payoff.body
+    );
+    let release = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{device_id}/release"),
+            &key,
+            Some(json!({"reason": "paid off"})),
+        )
+        .await;
+    assert_eq!(release.status, 200, "{}", release.body);
+    assert!(
+        release.body["release_final_at"].is_string(),
+        "{}",
+        release.body
+    );
+    assert_ne!(release.body["decision"]["state"], "released");
+
+    // After the window the release is final: a token that never expires, and the IMEI is free.
+    app.clock.advance(SignedDuration::from_hours(73));
+    app.run_scheduler().await;
+    let checkin = app
+        .checkin(&device_id, &credential, unlocked.sequence as i64)
+        .await;
+    let released = verify(
+        &keys,
+        &device_id,
+        checkin.body["token"].as_str().unwrap(),
+        unlocked.sequence,
+    );
+    assert_eq!(released.state, TokenState::Released);
+    assert!(released.lease.is_none());
+    assert_eq!(
+        app.hello(&phone_imei, "SN1001").await.body["status"],
+        "not_financed"
+    );
+
+    // Every step is in the device's audit chain, and the chain is intact.
+    let history = app
+        .call(
+            "GET",
+            &format!("/v1/devices/{device_id}/history"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(history.body["chain_intact"], true);
+    let actions: Vec<&str> = history.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "enrolled",
+            "bound",
+            "scheduled",
+            "scheduled",
+            "payment",
+            "payment",
+            "release_requested",
+            "released"
+        ],
+        "{history:?}",
+        history = history.body
+    );
+    app.running.stop().await;
+}
+
+fn start() -> Timestamp {
+    "2026-01-10T09:00:00Z".parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_whole_story_on_sqlite() {
+    story(spawn_app(Backend::Sqlite, start()).await).await;
+}
+
+#[tokio::test]
+async fn the_whole_story_on_postgres() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    story(spawn_app(Backend::Postgres, start()).await).await;
+}
