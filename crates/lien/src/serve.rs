@@ -37,7 +37,10 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
+    // Logs go to stderr, so that stdout carries only what is meant for the operator (the
+    // first start's admin key) and can be captured on its own.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIEN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
