@@ -8,7 +8,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lien_store::StoreError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +37,14 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: String,
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `bad_request`, `invalid`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict` or `internal`.
+    pub error: String,
+    /// What went wrong, naming the field or header; says nothing internal on a 5xx.
+    pub message: String,
 }
 
 impl ApiError {
@@ -79,8 +84,8 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(err) = &self {
             tracing::error!(error = format!("{err:#}"), "request failed");
         }
-        let body = Body {
-            error: self.code(),
+        let body = ErrorBody {
+            error: self.code().to_string(),
             message: self.to_string(),
         };
         (self.status(), Json(body)).into_response()

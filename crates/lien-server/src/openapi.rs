@@ -1,7 +1,13 @@
 //! The OpenAPI document, generated from the handlers' annotations and the wire types.
 //! A copy is committed as `openapi.json` at the crate root; a test fails when they differ.
+//!
+//! To regenerate the copy after changing the API:
+//! `LIEN_WRITE_OPENAPI=1 cargo test -p lien-server --lib openapi`.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{admin, devices, ops, phone};
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -10,7 +16,33 @@ use utoipa::OpenApi;
         title = "Lien",
         description = "Financier API and device endpoints of Lien."
     ),
+    paths(
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi,
+        admin::create_financier,
+        admin::list_financiers,
+        admin::create_api_key,
+        devices::enroll,
+        devices::list,
+        devices::bulk_enroll,
+        devices::status,
+        devices::history,
+        devices::record_payment,
+        devices::reverse_payment,
+        devices::lock,
+        devices::unlock,
+        devices::reminder,
+        devices::release,
+        devices::cancel_release,
+        devices::offline_unlock,
+        devices::status_code,
+        phone::hello,
+        phone::checkin,
+    ),
     components(schemas(
+        crate::error::ErrorBody,
         crate::wire::NewFinancier,
         crate::wire::FinancierView,
         crate::wire::NewApiKey,
@@ -32,13 +64,161 @@ use utoipa::OpenApi;
         crate::wire::HelloResponse,
         crate::wire::CheckinRequest,
         crate::wire::CheckinResponse,
-    ))
+    )),
+    modifiers(&ApiKeyAuth),
+    tags(
+        (name = "financiers", description = "Financiers and their API keys."),
+        (name = "devices", description = "Enrollment, payments, locks, release and reads, on the caller's devices."),
+        (name = "phone", description = "What the phone calls: hello at setup, then signed check-ins."),
+        (name = "operations", description = "Liveness, readiness, metrics and this document."),
+    )
 )]
 pub struct ApiDoc;
+
+/// Adds the `api_key` scheme the financier endpoints require: `Authorization: Bearer <API key>`.
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key, `lien_` and 43 characters, shown once when it is created.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document as pretty JSON.
 pub fn document() -> String {
     ApiDoc::openapi()
         .to_pretty_json()
         .expect("the document serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The committed copy, at the crate root.
+    const COMMITTED: &str = include_str!("../openapi.json");
+
+    /// Set to write the generated document over the committed copy instead of comparing.
+    const WRITE_VAR: &str = "LIEN_WRITE_OPENAPI";
+
+    #[test]
+    fn committed_openapi_json_matches_the_code() {
+        // The committed file ends with a newline, as editors and `git diff` expect.
+        let generated = format!("{}\n", document());
+        if std::env::var_os(WRITE_VAR).is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+            std::fs::write(path, &generated).expect("writing openapi.json");
+            return;
+        }
+        assert!(
+            generated == COMMITTED,
+            "crates/lien-server/openapi.json is out of date with the handlers' annotations.\n\
+             Regenerate it with `{WRITE_VAR}=1 cargo test -p lien-server --lib openapi`, \
+             review the diff and commit it."
+        );
+    }
+
+    /// The `(method, path)` pairs of `router()`, read from its source: every `.route(PATH,
+    /// get(..).post(..))` call, with the methods its method router chains.
+    fn routed_operations() -> BTreeSet<(String, String)> {
+        let source = include_str!("routes/mod.rs");
+        let start = source
+            .find("pub fn router()")
+            .expect("routes/mod.rs has router()");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("router() ends")];
+        let mut operations = BTreeSet::new();
+        for call in body.split(".route(").skip(1) {
+            let mut parts = call.splitn(3, '"');
+            let path = parts
+                .nth(1)
+                .expect("each .route( starts with its path literal");
+            // The method router follows the path; a method's name inside the path is no method.
+            let call = parts.next().unwrap_or_default();
+            let methods = ["get", "post", "put", "patch", "delete", "head", "options"];
+            let mut found = 0;
+            for token in call.split(|c: char| !c.is_ascii_alphanumeric() && c != '_') {
+                if methods.contains(&token) {
+                    operations.insert((token.to_string(), path.to_string()));
+                    found += 1;
+                }
+            }
+            assert!(found > 0, "no method found for route {path:?}");
+        }
+        assert!(
+            operations.len() > 20,
+            "parsed too few routes from routes/mod.rs: {operations:?}"
+        );
+        operations
+    }
+
+    fn documented_operations() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value =
+            serde_json::from_str(&document()).expect("the document is JSON");
+        let paths = doc["paths"].as_object().expect("the document has paths");
+        paths
+            .iter()
+            .flat_map(|(path, item)| {
+                let item = item.as_object().expect("a path item is an object");
+                item.keys()
+                    .filter(|k| {
+                        ["get", "post", "put", "patch", "delete", "head", "options"]
+                            .contains(&k.as_str())
+                    })
+                    .map(|method| (method.clone(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_operation_is_routed() {
+        let routed = routed_operations();
+        let documented = documented_operations();
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes without an OpenAPI operation: {undocumented:?}. Annotate each handler with \
+             #[utoipa::path(...)] and add it to `paths(...)` in openapi.rs"
+        );
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            unrouted.is_empty(),
+            "documented operations the router does not serve: {unrouted:?}"
+        );
+    }
+
+    #[test]
+    fn financier_endpoints_require_the_api_key_and_the_phone_endpoints_do_not() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let secured = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
+                assert_eq!(
+                    secured,
+                    path.starts_with("/v1/") && !path.starts_with("/v1/device/"),
+                    "{method} {path}: the api_key requirement is wrong"
+                );
+            }
+        }
+    }
 }

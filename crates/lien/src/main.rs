@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
 mod imei;
 mod policy;
 mod serve;
@@ -31,6 +32,9 @@ struct Cli {
 /// The subcommands, one module each.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure the server: `lien bench checkin` holds device check-ins against a bare HTTP
+    /// responder in the same run.
+    Bench(bench::Args),
     /// Check an IMEI (or a 16-digit IMEISV) and show its normalised form and TAC.
     Imei(imei::Args),
     /// List the lock policy presets, or show one preset's settings.
@@ -59,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
             Cli::command().print_help()?;
             Ok(())
         }
+        Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Imei(args)) => imei::run(&args),
         Some(Command::Policy(args)) => policy::run(&args),
         Some(Command::Serve(args)) => serve::run(args),

@@ -111,3 +111,32 @@ fn unknown_policy_fails_and_names_the_presets() {
         assert!(text.contains(name), "{text}");
     }
 }
+
+#[test]
+fn bench_checkin_measures_both_targets_and_prints_the_ratio() {
+    let out = lien(&["bench", "checkin", "--devices", "200", "--seconds", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("setup: enrolled and bound 200 devices"),
+        "{text}"
+    );
+    for target in ["bare responder", "check-in"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("all ") && l.contains(target)),
+            "{text}"
+        );
+    }
+    let ratio = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ratio check-in / bare responder: "))
+        .unwrap_or_else(|| panic!("no ratio line in {text}"));
+    let value: f64 = ratio
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("the ratio is not a number: {ratio}"));
+    assert!(value > 0.0, "{text}");
+    assert!(ratio.contains("(target at least 0.50: "), "{text}");
+}

@@ -10,7 +10,7 @@ use super::{JsonText, json_text};
 use crate::app::AppState;
 use crate::auth::{Action, Actor, Role, hash_key, key_id, new_api_key};
 use crate::clock::micros;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wire::{ApiKeyCreated, FinancierView, NewApiKey, NewFinancier};
 
 fn view(f: Financier) -> FinancierView {
@@ -44,6 +44,20 @@ pub fn new_id(prefix: &str) -> Result<String, ApiError> {
 }
 
 /// `POST /v1/financiers`: platform admins create financiers.
+#[utoipa::path(
+    post,
+    path = "/v1/financiers",
+    tag = "financiers",
+    security(("api_key" = [])),
+    request_body = NewFinancier,
+    responses(
+        (status = 201, description = "The financier was created.", body = FinancierView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "Only platform admins create financiers.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn create_financier(
     State(state): State<AppState>,
     actor: Actor,
@@ -77,6 +91,17 @@ pub async fn create_financier(
 }
 
 /// `GET /v1/financiers`.
+#[utoipa::path(
+    get,
+    path = "/v1/financiers",
+    tag = "financiers",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The financiers the caller may see: all of them for the platform, its own for a financier.", body = Vec<FinancierView>),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not read.", body = ErrorBody),
+    )
+)]
 pub async fn list_financiers(
     State(state): State<AppState>,
     actor: Actor,
@@ -92,6 +117,22 @@ pub async fn list_financiers(
 }
 
 /// `POST /v1/financiers/{id}/api-keys`: a key for one of the financier's people.
+#[utoipa::path(
+    post,
+    path = "/v1/financiers/{id}/api-keys",
+    tag = "financiers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The financier's id, `fin_` and hex.")),
+    request_body = NewApiKey,
+    responses(
+        (status = 201, description = "The key, shown this once.", body = ApiKeyCreated),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not create keys.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. a role that is not a financier's.", body = ErrorBody),
+    )
+)]
 pub async fn create_api_key(
     State(state): State<AppState>,
     actor: Actor,

@@ -23,9 +23,9 @@ use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
 use crate::domain::{self, Inputs, evaluate, kind, parse_currency, parse_instant, rfc3339};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
-    AuditView, DevicePage, EnrollRequest, HistoryView, LockRequest, OfflineCode,
+    AuditView, DevicePage, DeviceView, EnrollRequest, HistoryView, LockRequest, OfflineCode,
     OfflineCodeRequest, PaymentRequest, PlanJson, PolicyJson, ReleaseRequest, ReminderRequest,
     ReversalRequest, StatusCodeView, UnlockRequest,
 };
@@ -127,6 +127,21 @@ async fn own_financier(state: &AppState, actor: &Actor) -> Result<lien_store::Fi
 }
 
 /// `POST /v1/devices`: enroll one device.
+#[utoipa::path(
+    post,
+    path = "/v1/devices",
+    tag = "devices",
+    security(("api_key" = [])),
+    request_body = EnrollRequest,
+    responses(
+        (status = 201, description = "The device, enrolled and pending its first hello.", body = DeviceView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not enroll, or the key is not a financier's.", body = ErrorBody),
+        (status = 409, description = "An IMEI or the contract reference is already enrolled.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn enroll(
     State(state): State<AppState>,
     actor: Actor,
@@ -227,6 +242,19 @@ const BULK_MAX_ROWS: usize = 20_000;
 
 /// `POST /v1/devices/bulk`: enroll from CSV. Each row is its own enrollment: a refused row
 /// writes nothing, and does not stop the others.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/bulk",
+    tag = "devices",
+    security(("api_key" = [])),
+    request_body(content = String, content_type = "text/csv", description = "The CSV to enroll, with a header row naming the columns `contract_ref,imei1,imei2,serial,model,currency,time_zone,down_payment_minor,installments,policy`. `imei2` and `down_payment_minor` may be empty; `currency` is an ISO 4217 code, `time_zone` an IANA zone, amounts are in minor units; `installments` is `DATE:AMOUNT` pairs separated by `;` (e.g. `2025-02-01:5000;2025-03-01:5000`); `policy` is a preset's name (`strict-dealer`, `kenya` or `india-draft`). At most 20000 rows."),
+    responses(
+        (status = 200, description = "Each row's outcome. A refused row writes nothing and does not stop the others.", body = BulkResult),
+        (status = 400, description = "The CSV header cannot be read, or there are too many rows.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not enroll, or the key is not a financier's.", body = ErrorBody),
+    )
+)]
 pub async fn bulk_enroll(
     State(state): State<AppState>,
     actor: Actor,
@@ -321,6 +349,26 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/devices`: the caller's devices, filtered, in pages.
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "Only devices in this state: `active`, `reminder`, `restricted`, `locked` or `released`."),
+        ("overdue" = Option<bool>, Query, description = "Only devices with an amount due (default false)."),
+        ("not_seen_days" = Option<u32>, Query, description = "Only devices not seen for at least this many days."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)."),
+    ),
+    responses(
+        (status = 200, description = "A page of the caller's devices, in id order.", body = DevicePage),
+        (status = 400, description = "A query parameter is unknown or has the wrong type.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 422, description = "`state` or `limit` is refused.", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     actor: Actor,
@@ -378,6 +426,21 @@ async fn visible_snapshot(
 }
 
 /// `GET /v1/devices/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{id}",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    responses(
+        (status = 200, description = "The device.", body = DeviceView),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     actor: Actor,
@@ -392,6 +455,21 @@ pub async fn status(
 }
 
 /// `GET /v1/devices/{id}/history`: the device's audit chain.
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{id}/history",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    responses(
+        (status = 200, description = "The audit chain, oldest first, and whether it is intact.", body = HistoryView),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+    )
+)]
 pub async fn history(
     State(state): State<AppState>,
     actor: Actor,
@@ -453,6 +531,26 @@ fn idempotency_key(
 }
 
 /// `POST /v1/devices/{id}/payments`.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/payments",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+        ("Idempotency-Key" = String, Header, description = "Required: 1 to 200 characters of the client's choosing. A retry with the same key and request gets the first answer; the same key with another request is a 409."),
+    ),
+    request_body = PaymentRequest,
+    responses(
+        (status = 200, description = "The device with the payment applied (or, for a retry, the first answer).", body = DeviceView),
+        (status = 400, description = "The body is not JSON, or the Idempotency-Key is missing or malformed.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The reference is already recorded for this device, or the key was used with a different request.", body = ErrorBody),
+        (status = 422, description = "A field is refused: the amount, a currency other than the plan's, a future `received_at`.", body = ErrorBody),
+    )
+)]
 pub async fn record_payment(
     State(state): State<AppState>,
     actor: Actor,
@@ -525,6 +623,27 @@ pub async fn record_payment(
 }
 
 /// `POST /v1/devices/{id}/payments/{reference}/reversal`.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/payments/{reference}/reversal",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+        ("reference" = String, Path, description = "The payment's reference."),
+        ("Idempotency-Key" = String, Header, description = "Required: 1 to 200 characters of the client's choosing. A retry with the same key and request gets the first answer; the same key with another request is a 409."),
+    ),
+    request_body = ReversalRequest,
+    responses(
+        (status = 200, description = "The device with the payment reversed (or, for a retry, the first answer).", body = DeviceView),
+        (status = 400, description = "The body is not JSON, or the Idempotency-Key is missing or malformed.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device or payment, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "The payment is already reversed, or the key was used with a different request.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn reverse_payment(
     State(state): State<AppState>,
     actor: Actor,
@@ -608,6 +727,25 @@ fn new_override(
 }
 
 /// `POST /v1/devices/{id}/lock`: lock by hand, with a reason shown on the phone.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/lock",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    request_body = LockRequest,
+    responses(
+        (status = 200, description = "The device as it now stands.", body = DeviceView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, which is final.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn lock(
     State(state): State<AppState>,
     actor: Actor,
@@ -642,6 +780,25 @@ pub async fn lock(
 
 /// `POST /v1/devices/{id}/unlock`: lift manual locks, and with `provisional_hours` unlock a
 /// phone the schedule restricts, for that long.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/unlock",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    request_body = UnlockRequest,
+    responses(
+        (status = 200, description = "The device as it now stands.", body = DeviceView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, or has no manual lock to lift and no `provisional_hours` was given.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn unlock(
     State(state): State<AppState>,
     actor: Actor,
@@ -716,6 +873,25 @@ pub async fn unlock(
 }
 
 /// `POST /v1/devices/{id}/reminder`: a message on the phone for a few days.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/reminder",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    request_body = ReminderRequest,
+    responses(
+        (status = 200, description = "The device as it now stands.", body = DeviceView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, which is final.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn reminder(
     State(state): State<AppState>,
     actor: Actor,
@@ -754,6 +930,25 @@ pub async fn reminder(
 }
 
 /// `POST /v1/devices/{id}/release`: the claim ends after the cancel window.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/release",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "The device; `release_final_at` says when the release becomes final.", body = DeviceView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, or a release is already pending.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn release(
     State(state): State<AppState>,
     actor: Actor,
@@ -791,6 +986,22 @@ pub async fn release(
 }
 
 /// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window.
+#[utoipa::path(
+    delete,
+    path = "/v1/devices/{id}/release",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    responses(
+        (status = 200, description = "The device as it now stands.", body = DeviceView),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, or no release is pending.", body = ErrorBody),
+    )
+)]
 pub async fn cancel_release(
     State(state): State<AppState>,
     actor: Actor,
@@ -820,6 +1031,25 @@ pub async fn cancel_release(
 
 /// `POST /v1/devices/{id}/offline-unlock`: the response to the lock screen's challenge, and
 /// a provisional unlock on the server for as long, so the next check-in does not lock again.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{id}/offline-unlock",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+    ),
+    request_body = OfflineCodeRequest,
+    responses(
+        (status = 200, description = "The response to read to the borrower.", body = OfflineCode),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, or the phone has not said hello yet.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
 pub async fn offline_unlock(
     State(state): State<AppState>,
     actor: Actor,
@@ -891,6 +1121,22 @@ pub async fn offline_unlock(
 }
 
 /// `GET /v1/status-codes/{code}`: which token a phone showing this code holds.
+#[utoipa::path(
+    get,
+    path = "/v1/status-codes/{code}",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("code" = String, Path, description = "The 8-digit status code the phone shows."),
+    ),
+    responses(
+        (status = 200, description = "The tokens with this code on the caller's devices, with each device's current decision.", body = Vec<StatusCodeView>),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No token of the caller's has this code.", body = ErrorBody),
+        (status = 422, description = "The code is not 8 digits.", body = ErrorBody),
+    )
+)]
 pub async fn status_code(
     State(state): State<AppState>,
     actor: Actor,

@@ -1,10 +1,11 @@
 //! The HTTP routes, and the one path every change to a device takes.
 
-mod admin;
-mod devices;
-mod ops;
-mod phone;
+pub(crate) mod admin;
+pub(crate) mod devices;
+pub(crate) mod ops;
+pub(crate) mod phone;
 
+pub use devices::prepare_enrollment;
 pub use phone::sign_checkin;
 
 use axum::Router;

@@ -16,10 +16,22 @@ use super::devices::{OFFLINE_SUITE, parse_imei};
 use super::{JsonText, Mutation, complete, json_text};
 use crate::app::AppState;
 use crate::clock::micros;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wire::{CheckinRequest, CheckinResponse, HelloRequest, HelloResponse};
 
 /// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
+#[utoipa::path(
+    post,
+    path = "/v1/device/hello",
+    tag = "phone",
+    request_body = HelloRequest,
+    responses(
+        (status = 200, description = "Financed (the phone is now bound; keep the credential) or not financed (it runs free).", body = HelloResponse),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 409, description = "The serial number does not match the financed phone with this IMEI.", body = ErrorBody),
+        (status = 422, description = "A field is refused: an IMEI, the public key.", body = ErrorBody),
+    )
+)]
 pub async fn hello(
     State(state): State<AppState>,
     body: Result<Json<HelloRequest>, JsonRejection>,
@@ -139,6 +151,23 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
 
 /// `POST /v1/device/checkin`: authenticated by the device credential, bounded against replay
 /// by the request time; answers with the stored token. Nothing is signed here.
+#[utoipa::path(
+    post,
+    path = "/v1/device/checkin",
+    tag = "phone",
+    params(
+        ("X-Lien-Device" = String, Header, description = "The device id from the hello."),
+        ("X-Lien-Signature" = String, Header, description = "Base64 HMAC-SHA256 of the exact body bytes under the device credential from the hello."),
+    ),
+    request_body = CheckinRequest,
+    responses(
+        (status = 200, description = "The current status token and when to check in next.", body = CheckinResponse),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, or `sent_at` is outside the server's window.", body = ErrorBody),
+        (status = 404, description = "No such device.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued or an unknown event kind.", body = ErrorBody),
+    )
+)]
 pub async fn checkin(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -247,3 +247,86 @@ pub fn enrollment(contract: &str, imei: &str, serial: &str) -> Value {
         "policy": {"preset": "kenya"}
     })
 }
+
+impl TestApp {
+    /// Sends a request exactly as given: no Authorization header unless `headers` has one, and
+    /// the body as raw text (with a JSON content type, unless `headers` sets another).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        let mut has_content_type = false;
+        for (name, value) in headers {
+            has_content_type |= name.eq_ignore_ascii_case("content-type");
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = body {
+            if !has_content_type {
+                request = request.header("content-type", "application/json");
+            }
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body }
+    }
+
+    /// Creates a key with `role` for the financier through the API; returns the key.
+    pub async fn financier_key(&self, financier_id: &str, role: &str) -> String {
+        let key = self
+            .call(
+                "POST",
+                &format!("/v1/financiers/{financier_id}/api-keys"),
+                &self.admin_key,
+                Some(json!({"role": role, "label": format!("{role} key")})),
+            )
+            .await;
+        assert_eq!(key.status, 201, "{}", key.body);
+        key.body["key"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a platform support key. The API has no route for it (a financier's key must
+    /// have a financier role, and no other route creates keys), so it goes into the store the
+    /// way the server's own `issue_key` puts it there.
+    pub async fn support_key(&self) -> String {
+        let key = lien_server::auth::new_api_key().unwrap();
+        let key_hash = lien_server::auth::hash_key(&key);
+        let now_us = self.clock_now().as_microsecond();
+        let record = lien_store::ApiKeyRecord {
+            id: lien_server::auth::key_id(&key_hash),
+            key_hash,
+            role: lien_server::auth::Role::Support.name().to_string(),
+            financier_id: None,
+            label: "support desk (test)".into(),
+            created_us: now_us,
+        };
+        let audit = lien_store::AuditEntry {
+            at_us: now_us,
+            actor: "test".into(),
+            action: "api_key_created".into(),
+            reason: "support desk (test)".into(),
+            before_json: "null".into(),
+            after_json: json!({"key_id": record.id, "role": "support"}).to_string(),
+        };
+        self.running
+            .state
+            .store
+            .create_api_key(&record, "platform", &audit)
+            .await
+            .unwrap();
+        key
+    }
+}
+
+/// An `Authorization: Bearer` header for `key`, for [`TestApp::send`].
+pub fn bearer(key: &str) -> (String, String) {
+    ("authorization".to_string(), format!("Bearer {key}"))
+}
