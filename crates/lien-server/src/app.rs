@@ -12,7 +12,7 @@ use axum::response::Response;
 use lien_proto::TokenSigner;
 use lien_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -117,14 +117,16 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its state, for tests that drive the scheduler or read metrics.
     pub state: AppState,
-    shutdown: Arc<Notify>,
+    shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting, finishes in-flight requests, writes last-seen times.
     pub async fn stop(self) {
-        self.shutdown.notify_waiters();
+        // A watch, not a Notify: a task busy when the signal comes (flushing, say) still
+        // sees it the next time it looks, instead of missing it and waiting forever.
+        let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
 }
@@ -137,29 +139,29 @@ pub async fn start(
     background: bool,
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let shutdown = Arc::new(Notify::new());
+    let (shutdown, stopping) = watch::channel(false);
     if background {
-        tokio::spawn(crate::scheduler::run(state.clone(), shutdown.clone()));
+        tokio::spawn(crate::scheduler::run(state.clone(), stopping.clone()));
     }
     let flusher = {
         let state = state.clone();
-        let shutdown = shutdown.clone();
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => state.flush_last_seen().await,
-                    _ = shutdown.notified() => break,
+                    _ = until_stopped(&mut stopping) => break,
                 }
             }
         })
     };
     let app = router(state.clone());
     let task = {
-        let shutdown = shutdown.clone();
+        let mut stopping = stopping.clone();
         let state = state.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.notified().await })
+                .with_graceful_shutdown(async move { until_stopped(&mut stopping).await })
                 .await;
             if let Err(err) = served {
                 tracing::error!(error = %err, "server failed");
@@ -174,4 +176,10 @@ pub async fn start(
         shutdown,
         task,
     })
+}
+
+/// Returns once `stop()` is called, or at once if it already was.
+pub(crate) async fn until_stopped(stopping: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, so callers' futures stay `Send`.
+    let _ = stopping.wait_for(|&stop| stop).await;
 }

@@ -5,11 +5,10 @@
 //! (with `SKIP LOCKED` on PostgreSQL) make several servers share the work without evaluating
 //! a device twice.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lien_store::{DeviceChange, DeviceSnapshot};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::app::AppState;
 use crate::clock::micros;
@@ -20,7 +19,7 @@ use crate::routes::{Mutation, complete};
 const CLAIM_SECS: i64 = 60;
 
 /// Runs until `shutdown`: a pass every interval, or sooner when woken.
-pub async fn run(state: AppState, shutdown: Arc<Notify>) {
+pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
     let interval = Duration::from_millis(state.settings.scheduler_interval_ms);
     loop {
         if let Err(err) = run_due(&state).await {
@@ -29,7 +28,7 @@ pub async fn run(state: AppState, shutdown: Arc<Notify>) {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = state.scheduler_wake.notified() => {}
-            _ = shutdown.notified() => break,
+            _ = crate::app::until_stopped(&mut stopping) => break,
         }
     }
 }

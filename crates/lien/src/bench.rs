@@ -252,10 +252,8 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
         args.min_ratio
     );
 
-    // Not stopped gracefully. All it would still write is last-seen times, to a database
-    // deleted next; and `Running::stop` can wait forever when its shutdown notice arrives
-    // while the last-seen writer is flushing (it then misses the `Notify`), which is likely
-    // right after a phase of load.
+    // Not stopped gracefully: all it would still write is last-seen times, to a database
+    // deleted next.
     drop(server);
     drop(server_rt);
     if args.enforce && ratio < args.min_ratio {
