@@ -758,22 +758,10 @@ pub async fn lock(
     let who = actor.clone();
     mutate_device(&state, &actor, &id, None, move |snapshot, now| {
         not_released(snapshot)?;
-        Ok(Mutation {
-            action: "manual_lock",
-            reason: reason.clone(),
-            change: DeviceChange {
-                new_override: Some(new_override(
-                    kind::MANUAL_LOCK,
-                    reason,
-                    &who,
-                    now,
-                    None,
-                    now,
-                )),
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
+        Ok(Mutation::add_override(
+            "manual_lock",
+            new_override(kind::MANUAL_LOCK, reason, &who, now, None, now),
+        ))
     })
     .await
 }
@@ -909,22 +897,10 @@ pub async fn reminder(
     mutate_device(&state, &actor, &id, None, move |snapshot, now| {
         not_released(snapshot)?;
         let until = now + SignedDuration::from_hours(24 * i64::from(days));
-        Ok(Mutation {
-            action: "reminder",
-            reason: message.clone(),
-            change: DeviceChange {
-                new_override: Some(new_override(
-                    kind::MESSAGE,
-                    message,
-                    &who,
-                    now,
-                    Some(until),
-                    now,
-                )),
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
+        Ok(Mutation::add_override(
+            "reminder",
+            new_override(kind::MESSAGE, message, &who, now, Some(until), now),
+        ))
     })
     .await
 }
@@ -965,22 +941,10 @@ pub async fn release(
         if pending_release(snapshot, now).is_some() {
             return Err(ApiError::Conflict("a release is already pending".into()));
         }
-        Ok(Mutation {
-            action: "release_requested",
-            reason: reason.clone(),
-            change: DeviceChange {
-                new_override: Some(new_override(
-                    kind::RELEASE,
-                    reason,
-                    &who,
-                    now + window,
-                    None,
-                    now,
-                )),
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
+        Ok(Mutation::add_override(
+            "release_requested",
+            new_override(kind::RELEASE, reason, &who, now + window, None, now),
+        ))
     })
     .await
 }

@@ -103,6 +103,21 @@ pub struct Mutation {
     pub response: Option<serde_json::Value>,
 }
 
+impl Mutation {
+    /// A mutation that adds one override, audited under `action` with the override's reason.
+    pub fn add_override(action: &'static str, o: lien_store::OverrideRecord) -> Mutation {
+        Mutation {
+            action,
+            reason: o.reason.clone(),
+            change: DeviceChange {
+                new_override: Some(o),
+                ..DeviceChange::default()
+            },
+            response: None,
+        }
+    }
+}
+
 /// The snapshot as it will be once `change`'s inputs are stored, to decide on.
 fn with_inputs(snapshot: &DeviceSnapshot, change: &DeviceChange) -> DeviceSnapshot {
     let mut next = snapshot.clone();
