@@ -4,6 +4,7 @@
 //! Everything here is shared by the server and the phone, and is pinned down by test vectors
 //! in `vectors/` that a phone-side implementation in another language can check itself against.
 
+pub mod device_api;
 pub mod ocra;
 pub mod token;
 

@@ -1,4 +1,5 @@
-//! The JSON of the financier API and the device endpoints.
+//! The JSON of the financier API. The phone's side of the wire is in
+//! [`lien_proto::device_api`], shared with the agent.
 //!
 //! These types are the boundary: they derive serde and OpenAPI schemas, and
 //! [`crate::domain`] converts them to `lien-core`'s types explicitly, refusing bad values
@@ -383,82 +384,4 @@ pub struct StatusCodeView {
     pub issued_at: String,
     /// The device's current decision, to compare.
     pub current: DecisionView,
-}
-
-/// A phone's hello at setup.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HelloRequest {
-    /// First IMEI.
-    pub imei1: String,
-    /// Second IMEI.
-    #[serde(default)]
-    pub imei2: Option<String>,
-    /// Serial; must match the enrollment.
-    pub serial: String,
-    /// Model.
-    pub model: String,
-    /// The phone's fresh Ed25519 public key, base64.
-    pub device_public_key: String,
-}
-
-/// The answer to a hello.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum HelloResponse {
-    /// The phone is financed: it is now bound.
-    Financed {
-        /// The device id to check in with.
-        device_id: String,
-        /// The credential (base64) that signs check-ins.
-        credential: String,
-        /// The OCRA key (base64) for offline unlock codes.
-        offline_key: String,
-        /// The OCRA suite.
-        offline_suite: String,
-        /// The server's token keys to pin (base64 Ed25519 public keys).
-        server_keys: Vec<String>,
-        /// The current status token (base64 COSE_Sign1).
-        token: String,
-        /// Seconds between check-ins.
-        checkin_interval_secs: u64,
-    },
-    /// No financier holds a claim on this phone: it runs free.
-    NotFinanced,
-}
-
-/// A check-in. Sent with headers `X-Lien-Device` (the device id) and `X-Lien-Signature`
-/// (base64 HMAC-SHA256 of the exact body under the device credential).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckinRequest {
-    /// The phone's clock, Unix seconds; must be within the server's window.
-    pub sent_at: i64,
-    /// The highest token sequence the phone has applied.
-    pub applied_sequence: i64,
-    /// What happened on the phone since the last check-in.
-    #[serde(default)]
-    pub events: Vec<DeviceEventJson>,
-}
-
-/// An event the phone reports.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceEventJson {
-    /// `sim_change`, `tamper` or `other`.
-    pub kind: String,
-    /// Free text.
-    #[serde(default)]
-    pub detail: String,
-}
-
-/// The answer to a check-in.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CheckinResponse {
-    /// The current status token (base64 COSE_Sign1).
-    pub token: String,
-    /// The server's time, Unix seconds.
-    pub server_time: i64,
-    /// When to check in next, Unix seconds.
-    pub next_checkin_at: i64,
 }

@@ -8,16 +8,18 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::VerifyingKey;
-use hmac::{Hmac, KeyInit, Mac};
 use lien_store::{DeviceChange, DeviceEvent, DeviceSnapshot, StoreError};
-use sha2::Sha256;
 
 use super::devices::{OFFLINE_SUITE, parse_imei};
 use super::{JsonText, Mutation, complete, json_text};
 use crate::app::AppState;
 use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
-use crate::wire::{CheckinRequest, CheckinResponse, HelloRequest, HelloResponse};
+use lien_proto::device_api::{
+    CheckinRequest, CheckinResponse, DEVICE_HEADER, HelloRequest, HelloResponse, SIGNATURE_HEADER,
+    checkin_signature_valid,
+};
+pub use lien_proto::device_api::sign_checkin;
 
 /// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
 #[utoipa::path(
@@ -135,13 +137,6 @@ pub async fn hello(
     )
 }
 
-/// The HMAC-SHA256 a phone puts in `X-Lien-Signature`: over the exact body bytes.
-pub fn sign_checkin(credential: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(credential).expect("any key length");
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     headers
         .get(name)
@@ -173,9 +168,9 @@ pub async fn checkin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<JsonText, ApiError> {
-    let device_id = header(&headers, "x-lien-device")?.to_string();
+    let device_id = header(&headers, DEVICE_HEADER)?.to_string();
     let signature = STANDARD
-        .decode(header(&headers, "x-lien-signature")?)
+        .decode(header(&headers, SIGNATURE_HEADER)?)
         .map_err(|_| ApiError::Unauthorized("X-Lien-Signature is not base64".into()))?;
     let view = match state.store.checkin_view(&device_id).await {
         Ok(view) => view,
@@ -190,13 +185,11 @@ pub async fn checkin(
     let credential = state
         .secrets
         .device_credential(&device_id, view.binding_generation);
-    let mut mac = Hmac::<Sha256>::new_from_slice(&credential).expect("any key length");
-    mac.update(&body);
-    mac.verify_slice(&signature).map_err(|_| {
-        ApiError::Unauthorized(
+    if !checkin_signature_valid(&credential, &body, &signature) {
+        return Err(ApiError::Unauthorized(
             "bad signature: the body is not signed with this device's current credential".into(),
-        )
-    })?;
+        ));
+    }
     let Json(req) = Json::<CheckinRequest>::from_bytes(&body)?;
     let now = state.clock.now();
     let skew = (now.as_second() - req.sent_at).abs();

@@ -1,0 +1,144 @@
+//! The phone's side of the wire: the JSON a phone sends at setup (hello) and at each
+//! check-in, and how a check-in is signed. The server and the agent both use these types, so
+//! the two cannot drift apart.
+//!
+//! With the `openapi` feature the types also describe themselves for the server's OpenAPI
+//! document; a phone build leaves it off.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// Where a phone says hello.
+pub const HELLO_PATH: &str = "/v1/device/hello";
+/// Where a phone checks in.
+pub const CHECKIN_PATH: &str = "/v1/device/checkin";
+/// The header that names the device in a check-in.
+pub const DEVICE_HEADER: &str = "x-lien-device";
+/// The header that carries the check-in's signature.
+pub const SIGNATURE_HEADER: &str = "x-lien-signature";
+
+/// The value of [`SIGNATURE_HEADER`]: base64 HMAC-SHA256 over the exact body bytes under the
+/// device credential. Signing the bytes, not a re-serialisation, means neither side has to
+/// agree on JSON formatting.
+pub fn sign_checkin(credential: &[u8], body: &[u8]) -> String {
+    STANDARD.encode(checkin_mac(credential, body).finalize().into_bytes())
+}
+
+/// Whether `signature` (raw bytes, already base64-decoded) signs `body` under `credential`;
+/// the comparison is constant-time.
+pub fn checkin_signature_valid(credential: &[u8], body: &[u8], signature: &[u8]) -> bool {
+    checkin_mac(credential, body)
+        .verify_slice(signature)
+        .is_ok()
+}
+
+fn checkin_mac(credential: &[u8], body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(credential).expect("HMAC takes any key length");
+    mac.update(body);
+    mac
+}
+
+/// A phone's hello at setup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HelloRequest {
+    /// First IMEI.
+    pub imei1: String,
+    /// Second IMEI.
+    #[serde(default)]
+    pub imei2: Option<String>,
+    /// Serial; must match the enrollment.
+    pub serial: String,
+    /// Model.
+    pub model: String,
+    /// The phone's fresh Ed25519 public key, base64.
+    pub device_public_key: String,
+}
+
+/// The answer to a hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HelloResponse {
+    /// The phone is financed: it is now bound.
+    Financed {
+        /// The device id to check in with.
+        device_id: String,
+        /// The credential (base64) that signs check-ins.
+        credential: String,
+        /// The OCRA key (base64) for offline unlock codes.
+        offline_key: String,
+        /// The OCRA suite.
+        offline_suite: String,
+        /// The server's token keys to pin (base64 Ed25519 public keys).
+        server_keys: Vec<String>,
+        /// The current status token (base64 COSE_Sign1).
+        token: String,
+        /// Seconds between check-ins.
+        checkin_interval_secs: u64,
+    },
+    /// No financier holds a claim on this phone: it runs free.
+    NotFinanced,
+}
+
+/// A check-in. Sent with headers `X-Lien-Device` (the device id) and `X-Lien-Signature`
+/// (base64 HMAC-SHA256 of the exact body under the device credential).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CheckinRequest {
+    /// The phone's clock, Unix seconds; must be within the server's window.
+    pub sent_at: i64,
+    /// The highest token sequence the phone has applied.
+    pub applied_sequence: i64,
+    /// What happened on the phone since the last check-in.
+    #[serde(default)]
+    pub events: Vec<DeviceEventJson>,
+}
+
+/// An event the phone reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEventJson {
+    /// `sim_change`, `tamper` or `other`.
+    pub kind: String,
+    /// Free text.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// The answer to a check-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckinResponse {
+    /// The current status token (base64 COSE_Sign1).
+    pub token: String,
+    /// The server's time, Unix seconds.
+    pub server_time: i64,
+    /// When to check in next, Unix seconds.
+    pub next_checkin_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_verifies_only_for_the_same_body_and_credential() {
+        let sig = STANDARD.decode(sign_checkin(b"credential", b"{}")).unwrap();
+        assert!(checkin_signature_valid(b"credential", b"{}", &sig));
+        assert!(!checkin_signature_valid(b"credential", b"{ }", &sig));
+        assert!(!checkin_signature_valid(b"other", b"{}", &sig));
+    }
+
+    #[test]
+    fn hello_answers_are_tagged_by_status() {
+        let json = serde_json::to_value(HelloResponse::NotFinanced).unwrap();
+        assert_eq!(json, serde_json::json!({"status": "not_financed"}));
+    }
+}
