@@ -23,6 +23,9 @@ pub enum StoreError {
     /// The database URL names a backend Lien does not have.
     #[error("{0}")]
     UnsupportedUrl(String),
+    /// Another process is serving this SQLite database; the text names its lock file.
+    #[error("{0}")]
+    InUse(String),
     /// The row does not exist.
     #[error("not found")]
     NotFound,

@@ -190,6 +190,7 @@ conformance![
     next_due_is_the_earliest_evaluation,
     concurrent_payments_all_apply,
     concurrent_claims_are_disjoint,
+    checkin_views_follow_writes,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

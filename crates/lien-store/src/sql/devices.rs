@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use super::checkin_cache::Lookup;
 use super::tenants::financier_by_id;
 use super::{SqlStore, append_audit, backend, unique_or_backend};
 use crate::{
@@ -390,6 +391,41 @@ async fn apply(
     Ok(())
 }
 
+impl SqlStore {
+    /// Commits a transaction that wrote the device's row, then drops its cached check-in
+    /// view whatever the outcome: a failed commit may still have reached the disk.
+    async fn commit_device(&self, tx: Transaction<'_, Any>, id: &str) -> Result<(), StoreError> {
+        let committed = tx.commit().await;
+        if let Some(cache) = &self.checkin_cache {
+            cache.forget(id);
+        }
+        committed.map_err(backend)
+    }
+
+    /// The columns a check-in needs, from the database.
+    async fn read_checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {
+        let row = sqlx::query(
+            "SELECT financier_id, binding_generation, token, token_sequence, applied_sequence \
+             FROM devices WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        (|| {
+            Ok(CheckinView {
+                financier_id: row.try_get(0)?,
+                binding_generation: row.try_get(1)?,
+                token: row.try_get(2)?,
+                token_sequence: row.try_get(3)?,
+                applied_sequence: row.try_get(4)?,
+            })
+        })()
+        .map_err(backend)
+    }
+}
+
 #[async_trait]
 impl Devices for SqlStore {
     #[tracing::instrument(skip_all, fields(device = %device.id))]
@@ -446,7 +482,7 @@ impl Devices for SqlStore {
         let current = self.device_in(&mut tx, &device.id, false).await?;
         apply(&mut tx, &current, change).await?;
         let stored = self.device_in(&mut tx, &device.id, false).await?;
-        tx.commit().await.map_err(backend)?;
+        self.commit_device(tx, &device.id).await?;
         Ok(stored)
     }
 
@@ -541,30 +577,22 @@ impl Devices for SqlStore {
         let change = change(&snapshot).map_err(StoreError::Refused)?;
         apply(&mut tx, &snapshot.device, change).await?;
         let stored = self.device_in(&mut tx, id, false).await?;
-        tx.commit().await.map_err(backend)?;
+        self.commit_device(tx, id).await?;
         Ok(stored)
     }
 
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {
-        let row = sqlx::query(
-            "SELECT financier_id, binding_generation, token, token_sequence, applied_sequence \
-             FROM devices WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
-        (|| {
-            Ok(CheckinView {
-                financier_id: row.try_get(0)?,
-                binding_generation: row.try_get(1)?,
-                token: row.try_get(2)?,
-                token_sequence: row.try_get(3)?,
-                applied_sequence: row.try_get(4)?,
-            })
-        })()
-        .map_err(backend)
+        let Some(cache) = &self.checkin_cache else {
+            return self.read_checkin_view(id).await;
+        };
+        match cache.lookup(id) {
+            Lookup::Hit(view) => Ok(view),
+            Lookup::Miss(epoch) => {
+                let view = self.read_checkin_view(id).await?;
+                cache.fill(id, &view, epoch);
+                Ok(view)
+            }
+        }
     }
 
     async fn touch_last_seen(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {

@@ -6,10 +6,11 @@
 //! Lien instead of failing with `SQLITE_BUSY`, and several for reads, which WAL lets run
 //! beside the writer.
 
+mod checkin_cache;
 mod devices;
 mod tenants;
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -48,6 +49,11 @@ pub struct SqlStore {
     write: AnyPool,
     read: AnyPool,
     dialect: Dialect,
+    /// SQLite only; see [`checkin_cache`] for why PostgreSQL has none.
+    checkin_cache: Option<Arc<checkin_cache::CheckinCache>>,
+    /// SQLite only: held while the store is open, so that no second process serves the same
+    /// file (its writes would bypass this process's check-in cache).
+    _sqlite_lock: Option<Arc<std::fs::File>>,
 }
 
 impl SqlStore {
@@ -76,6 +82,7 @@ impl SqlStore {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                let sqlite_lock = lock_sqlite_file(&url)?;
                 let options: AnyConnectOptions = url.parse().map_err(backend)?;
                 let write = sqlite_pool(1)
                     .connect_with(options.clone())
@@ -86,6 +93,10 @@ impl SqlStore {
                     read: write.clone(),
                     write,
                     dialect,
+                    checkin_cache: Some(Arc::new(checkin_cache::CheckinCache::new(
+                        checkin_cache::CAPACITY,
+                    ))),
+                    _sqlite_lock: sqlite_lock,
                 };
                 store.migrate().await?;
                 let read = sqlite_pool(8)
@@ -105,6 +116,8 @@ impl SqlStore {
                     read: pool.clone(),
                     write: pool,
                     dialect,
+                    checkin_cache: None,
+                    _sqlite_lock: None,
                 };
                 store.migrate().await?;
                 store
@@ -187,6 +200,37 @@ fn sqlite_pool(connections: u32) -> AnyPoolOptions {
 }
 
 /// Wraps a driver error: its text goes to the log through the error chain, never to a client.
+/// Takes an exclusive lock on `<database>.lock` beside a SQLite file, or fails naming it.
+/// In-memory databases are private to the process and need none. The lock is the operating
+/// system's, so it goes when the process does, however it ends.
+fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::InUse(format!("cannot open the lock file {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Arc::new(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(format!(
+            "another Lien process is serving this SQLite database (it holds {lock_path}); \
+             stop it first, or use PostgreSQL to run several servers on one database"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::InUse(format!("cannot lock {lock_path}: {e}")))
+        }
+    }
+}
+
 fn backend(err: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(err))
 }

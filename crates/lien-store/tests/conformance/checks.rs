@@ -5,23 +5,42 @@ use std::collections::BTreeSet;
 use lien_store::audit::verify_chain;
 use lien_store::{
     ApiKeyRecord, Binding, DeviceChange, DeviceEvent, DeviceFilter, Financier, IdempotentResponse,
-    NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, SqlStore, StatusCodeMatch, Tenants,
-    TokenRecord,
+    NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, SqlStore, StatusCodeMatch,
+    StoreError, Tenants, TokenRecord,
 };
 
 use crate::Db;
 use crate::fixtures::*;
 
 /// Opening a migrated database again applies nothing twice and keeps what was written.
+/// PostgreSQL may be opened by several servers at once; a SQLite file by one process, and a
+/// second open while the first is alive is refused by name.
 pub async fn reopening_keeps_schema_and_data(db: Db) {
     let fin = add_financier(&db, "fin_a").await;
-    let again = SqlStore::open(&db.url)
+    let url = db.url.clone();
+    if url.starts_with("sqlite:") {
+        match SqlStore::open(&url).await {
+            Err(StoreError::InUse(message)) => {
+                assert!(message.contains("another Lien process"), "{message}");
+                assert!(message.contains(".lock"), "{message}");
+            }
+            other => panic!("a second open of a SQLite file in use: {other:?}"),
+        }
+        drop(db);
+        let again = SqlStore::open(&url).await.expect("reopening after close");
+        assert_eq!(again.financier("fin_a").await.unwrap(), fin);
+        again
+            .create_financier(&financier("fin_b"), &entry("financier.create", "b"))
+            .await
+            .unwrap();
+        assert_eq!(again.financiers().await.unwrap().len(), 2);
+        return;
+    }
+    let again = SqlStore::open(&url)
         .await
         .expect("opening the same database a second time");
     assert_eq!(again.financier("fin_a").await.unwrap(), fin);
-    let third = SqlStore::open(&db.url)
-        .await
-        .expect("opening it a third time");
+    let third = SqlStore::open(&url).await.expect("opening it a third time");
     third
         .create_financier(&financier("fin_b"), &entry("financier.create", "b"))
         .await
@@ -1222,6 +1241,55 @@ pub async fn concurrent_payments_all_apply(db: Db) {
     let chain = db.audit_chain("dev_1").await.unwrap();
     assert_eq!(chain.len(), N as usize + 1);
     assert_eq!(verify_chain(&chain), Ok(()));
+}
+
+/// A check-in read never returns a token older than a write that has returned, however the
+/// reads and the writes interleave (SQLite serves these reads from a cache).
+pub async fn checkin_views_follow_writes(db: Db) {
+    const WRITES: i64 = 30;
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = db.store.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.checkin_view("dev_1").await.unwrap();
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                reads
+            })
+        })
+        .collect();
+    for sequence in 2..=WRITES {
+        let code = format!("RACE{sequence}");
+        update(
+            &db,
+            "dev_1",
+            DeviceChange {
+                token: Some(token(sequence, "active", &code)),
+                ..DeviceChange::default()
+            },
+        )
+        .await;
+        let seen = db.checkin_view("dev_1").await.unwrap();
+        assert_eq!(
+            seen.token_sequence, sequence,
+            "right after write {sequence}"
+        );
+        assert_eq!(
+            seen.token,
+            Some(format!("cose:{code}:{sequence}").into_bytes())
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0, "every reader ran");
+    }
 }
 
 /// Two schedulers claiming at once split the due devices between them.

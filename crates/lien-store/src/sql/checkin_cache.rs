@@ -1,0 +1,165 @@
+//! The check-in views of recently seen devices, kept in memory on SQLite.
+//!
+//! A check-in reads five columns of one row and writes nothing. On SQLite that read is most of
+//! the cost of a check-in: sqlx runs each SQLite connection on its own thread, so every read is
+//! two thread hand-offs. Phones check in far more often than their row changes, so serving the
+//! read from memory is what lets one small machine keep up with a large fleet.
+//!
+//! The cache must never answer with a token older than a committed change: a phone that was
+//! just paid for must get its unlock at once. Two facts make that hold:
+//! - A SQLite database is served by one Lien process, and every write to the columns a view
+//!   holds goes through this store, which calls [`CheckinCache::forget`] once the transaction
+//!   has ended, before the write is reported done.
+//! - A reader caches what it read only if no device was forgotten while it read (the epoch
+//!   below did not move). A view read just before a commit can therefore not be cached after it.
+//!
+//! PostgreSQL has no cache: several servers may share one database, and one could not see the
+//! others' writes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::CheckinView;
+
+/// How many views to keep: enough for a dealer's or a small market's whole fleet, about
+/// 600 bytes each. When full, an arbitrary view is dropped; it is read again on its next use.
+pub(super) const CAPACITY: usize = 200_000;
+
+/// What a lookup found.
+pub(super) enum Lookup {
+    /// The device's current view.
+    Hit(CheckinView),
+    /// Not cached: read the database, then offer the result with [`CheckinCache::fill`] and
+    /// this epoch.
+    Miss(u64),
+}
+
+/// The cache; see the module documentation for why it stays coherent.
+pub(super) struct CheckinCache {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+struct Inner {
+    /// Moves on every [`CheckinCache::forget`].
+    epoch: u64,
+    views: HashMap<String, CheckinView>,
+}
+
+impl CheckinCache {
+    pub(super) fn new(capacity: usize) -> CheckinCache {
+        CheckinCache {
+            inner: Mutex::new(Inner {
+                epoch: 0,
+                views: HashMap::new(),
+            }),
+            capacity,
+        }
+    }
+
+    pub(super) fn lookup(&self, id: &str) -> Lookup {
+        let inner = self.lock();
+        match inner.views.get(id) {
+            Some(view) => Lookup::Hit(view.clone()),
+            None => Lookup::Miss(inner.epoch),
+        }
+    }
+
+    /// Keeps `view`, read from the database after [`CheckinCache::lookup`] returned `epoch`,
+    /// unless some device was forgotten since: the read may then predate that write.
+    pub(super) fn fill(&self, id: &str, view: &CheckinView, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.views.len() >= self.capacity {
+            let Some(victim) = inner.views.keys().next().cloned() else {
+                return;
+            };
+            inner.views.remove(&victim);
+        }
+        inner.views.insert(id.to_string(), view.clone());
+    }
+
+    /// Drops the device's view after a write to its row, committed or not.
+    pub(super) fn forget(&self, id: &str) {
+        let mut inner = self.lock();
+        inner.views.remove(id);
+        inner.epoch += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated (each operation is
+        // one map call), so a poisoned lock is still safe to use.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for CheckinCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckinCache")
+            .field("views", &self.lock().views.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(sequence: i64) -> CheckinView {
+        CheckinView {
+            financier_id: "fin_1".into(),
+            binding_generation: 1,
+            token: Some(vec![sequence as u8]),
+            token_sequence: sequence,
+            applied_sequence: None,
+        }
+    }
+
+    fn cached_sequence(cache: &CheckinCache, id: &str) -> Option<i64> {
+        match cache.lookup(id) {
+            Lookup::Hit(v) => Some(v.token_sequence),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_write_is_not_kept() {
+        let cache = CheckinCache::new(10);
+        let Lookup::Miss(epoch) = cache.lookup("dev_a") else {
+            panic!("empty cache hit");
+        };
+        // The reader saw sequence 1; meanwhile a payment committed sequence 2 and forgot.
+        cache.forget("dev_a");
+        cache.fill("dev_a", &view(1), epoch);
+        assert_eq!(cached_sequence(&cache, "dev_a"), None);
+
+        let Lookup::Miss(epoch) = cache.lookup("dev_a") else {
+            panic!("hit after forget");
+        };
+        cache.fill("dev_a", &view(2), epoch);
+        assert_eq!(cached_sequence(&cache, "dev_a"), Some(2));
+    }
+
+    #[test]
+    fn forgetting_drops_the_view() {
+        let cache = CheckinCache::new(10);
+        cache.fill("dev_a", &view(1), 0);
+        cache.forget("dev_a");
+        assert_eq!(cached_sequence(&cache, "dev_a"), None);
+    }
+
+    #[test]
+    fn a_full_cache_makes_room() {
+        let cache = CheckinCache::new(2);
+        for (i, id) in ["dev_a", "dev_b", "dev_c"].into_iter().enumerate() {
+            cache.fill(id, &view(i as i64), 0);
+        }
+        assert_eq!(cache.lock().views.len(), 2);
+        assert_eq!(cached_sequence(&cache, "dev_c"), Some(2));
+    }
+}
