@@ -19,7 +19,8 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Runs the platform: creates financiers and their keys.
+    /// Runs the platform: creates financiers, their keys and the platform's own keys, and may
+    /// change any device's lock policy.
     PlatformAdmin,
     /// Runs one financier: everything on its own devices.
     FinancierAdmin,
@@ -65,6 +66,10 @@ pub enum Action {
     ManageFinanciers,
     /// Create API keys for a financier.
     ManageKeys,
+    /// Create platform-wide API keys (support, platform admin): they see every financier.
+    ManagePlatformKeys,
+    /// Change a device's lock policy.
+    ChangePolicy,
     /// Read devices, histories, status codes.
     Read,
     /// Enroll devices.
@@ -84,8 +89,11 @@ impl Role {
     pub fn may(self, action: Action) -> bool {
         use Action::*;
         match self {
-            Role::PlatformAdmin => matches!(action, ManageFinanciers | ManageKeys | Read),
-            Role::FinancierAdmin => !matches!(action, ManageFinanciers),
+            Role::PlatformAdmin => matches!(
+                action,
+                ManageFinanciers | ManageKeys | ManagePlatformKeys | Read | ChangePolicy
+            ),
+            Role::FinancierAdmin => !matches!(action, ManageFinanciers | ManagePlatformKeys),
             Role::FinancierAgent => matches!(action, Read | RecordPayment),
             Role::Support => matches!(action, Read | ProvisionalUnlock),
         }
@@ -215,6 +223,22 @@ mod tests {
         assert!(Role::Support.may(Action::ProvisionalUnlock));
         assert!(!Role::Support.may(Action::Lock));
         assert!(!Role::Support.may(Action::RecordPayment));
+    }
+
+    #[test]
+    fn only_platform_admins_create_platform_keys() {
+        assert!(Role::PlatformAdmin.may(Action::ManagePlatformKeys));
+        for role in [Role::FinancierAdmin, Role::FinancierAgent, Role::Support] {
+            assert!(!role.may(Action::ManagePlatformKeys), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn policy_changes_are_for_admins_only() {
+        assert!(Role::PlatformAdmin.may(Action::ChangePolicy));
+        assert!(Role::FinancierAdmin.may(Action::ChangePolicy));
+        assert!(!Role::FinancierAgent.may(Action::ChangePolicy));
+        assert!(!Role::Support.may(Action::ChangePolicy));
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub struct FinancierView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
-    /// `financier-admin` or `financier-agent` for a financier's key.
+    /// `financier-admin` or `financier-agent` for a financier's key
+    /// (`/v1/financiers/{id}/api-keys`); `support` or `platform-admin` for a platform key
+    /// (`/v1/api-keys`).
     pub role: Role,
     /// What the key is for.
     pub label: String,
@@ -241,6 +243,16 @@ pub struct ReminderRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Why.
+    pub reason: String,
+}
+
+/// A new lock policy for an enrolled device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChangeRequest {
+    /// The policy, in the shape the enrollment takes.
+    pub policy: PolicyJson,
+    /// Why; recorded in the audit log.
     pub reason: String,
 }
 

@@ -87,6 +87,11 @@ const DEVICE_ROUTES: &[Route] = &[
         "/v1/devices/{id}/offline-unlock",
         Some(|| json!({"challenge": "12345678", "reason": "no signal at the farm", "hours": 24})),
     ),
+    keyed(
+        "PUT",
+        "/v1/devices/{id}/policy",
+        || json!({"policy": {"preset": "india-draft"}, "reason": "renegotiated contract"}),
+    ),
 ];
 
 impl Route {
@@ -343,6 +348,11 @@ async fn isolation(app: TestApp) {
             "offline-unlock",
             Some(json!({"challenge": "12345678", "reason": "no signal"})),
         ),
+        (
+            "PUT",
+            "policy",
+            Some(json!({"policy": {"preset": "strict-dealer"}, "reason": "harsher"})),
+        ),
     ];
     for (method, action, body) in forbidden {
         let refused = app
@@ -403,8 +413,17 @@ async fn isolation(app: TestApp) {
     assert_eq!(agent_key.status, 403, "{}", agent_key.body);
 
     // The platform admin reads any device, but neither locks nor records payments; support
-    // reads, and does not lock.
+    // reads, and neither locks nor changes a policy.
     let before = seen(&app, &app.admin_key, &device_b).await;
+    let support_policy = app
+        .call(
+            "PUT",
+            &format!("/v1/devices/{device_b}/policy"),
+            &support,
+            Some(json!({"policy": {"preset": "strict-dealer"}, "reason": "harsher"})),
+        )
+        .await;
+    assert_eq!(support_policy.status, 403, "{}", support_policy.body);
     for key in [&app.admin_key, &support] {
         assert_eq!(seen(&app, key, &device_a).await.0["id"], device_a.as_str());
         let lock = app

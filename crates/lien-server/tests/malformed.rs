@@ -66,6 +66,13 @@ fn with(base: &Value, edit: impl FnOnce(&mut Value)) -> Option<String> {
     Some(v.to_string())
 }
 
+/// `base` with `edit` applied, as a value.
+fn edited(base: &Value, edit: impl FnOnce(&mut Value)) -> Option<Value> {
+    let mut v = base.clone();
+    edit(&mut v);
+    Some(v)
+}
+
 /// The same IMEI with a wrong check digit.
 fn bad_luhn(imei: &str) -> String {
     let (body, check) = imei.split_at(14);
@@ -534,6 +541,98 @@ async fn malformed(app: TestApp) {
             Some(json!({"challenge": "12345678", "reason": "no signal", "hours": 1000})),
             422,
             &["hours"],
+        ),
+    ]);
+
+    // Policy changes, each with one thing wrong.
+    let good_policy = json!({"policy": {"preset": "india-draft"}, "reason": "renegotiated"});
+    let custom = json!({
+        "grace_days": 0, "min_days_past_due": 2, "min_arrears_percent": 1,
+        "escalations": [{"at_days_past_due": 2, "restriction": "bricked"}],
+        "lease_days": 14, "lease_warning_days": 3
+    });
+    cases.extend([
+        action(
+            "policy with an unknown preset",
+            "PUT",
+            "policy",
+            edited(&good_policy, |v| v["policy"]["preset"] = json!("lenient")),
+            422,
+            &["policy.preset", "lenient"],
+        ),
+        action(
+            "custom policy escalating to an unknown restriction",
+            "PUT",
+            "policy",
+            edited(&good_policy, |v| v["policy"] = json!({"custom": custom})),
+            422,
+            &["policy.custom.escalations[0].restriction", "bricked"],
+        ),
+        action(
+            "custom policy escalating inside its grace period",
+            "PUT",
+            "policy",
+            edited(&good_policy, |v| {
+                let mut settings = custom.clone();
+                settings["grace_days"] = json!(5);
+                settings["escalations"][0]["restriction"] = json!("locked");
+                v["policy"] = json!({"custom": settings});
+            }),
+            422,
+            &["policy.custom", "grace"],
+        ),
+        action(
+            "policy that is neither a preset nor custom settings",
+            "PUT",
+            "policy",
+            edited(&good_policy, |v| v["policy"] = json!({"lenient": true})),
+            422,
+            &["policy"],
+        ),
+        action(
+            "policy change without a reason",
+            "PUT",
+            "policy",
+            edited(&good_policy, |v| v["reason"] = json!("")),
+            422,
+            &["reason"],
+        ),
+        Case {
+            name: "policy change with an overlong Idempotency-Key",
+            method: "PUT",
+            path: format!("/v1/devices/{device}/policy"),
+            headers: keyed(&"k".repeat(201)),
+            body: Some(good_policy.to_string()),
+            status: 400,
+            mentions: strings(&["Idempotency-Key"]),
+        },
+    ]);
+
+    // Platform keys, asked for by the platform admin, each with one thing wrong.
+    let platform_key = |name, body: Value, mentions: &[&str]| Case {
+        name,
+        method: "POST",
+        path: "/v1/api-keys".into(),
+        headers: vec![bearer(&app.admin_key)],
+        body: Some(body.to_string()),
+        status: 422,
+        mentions: strings(mentions),
+    };
+    cases.extend([
+        platform_key(
+            "platform key with a financier's role",
+            json!({"role": "financier-admin", "label": "back office"}),
+            &["role", "/v1/financiers/{id}/api-keys"],
+        ),
+        platform_key(
+            "platform key with an unknown role",
+            json!({"role": "root", "label": "all of it"}),
+            &["role"],
+        ),
+        platform_key(
+            "platform key without a label",
+            json!({"role": "support", "label": " "}),
+            &["label"],
         ),
     ]);
     cases.extend([

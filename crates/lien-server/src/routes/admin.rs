@@ -160,6 +160,42 @@ pub async fn create_api_key(
     json_text(StatusCode::CREATED, &created)
 }
 
+/// `POST /v1/api-keys`: a platform-wide key (support or another platform admin). Such a key
+/// sees every financier, so only a platform admin makes one; a financier's key has its own
+/// route, which ties it to the financier.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    tag = "financiers",
+    security(("api_key" = [])),
+    request_body = NewApiKey,
+    responses(
+        (status = 201, description = "The key, shown this once.", body = ApiKeyCreated),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "Only platform admins create platform keys.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. a financier's role, which belongs on `/v1/financiers/{id}/api-keys`.", body = ErrorBody),
+    )
+)]
+pub async fn create_platform_key(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Result<Json<NewApiKey>, JsonRejection>,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::ManagePlatformKeys)?;
+    let Json(body) = body?;
+    if body.role.is_financier_role() {
+        return Err(ApiError::invalid(
+            "role",
+            "a platform key is support or platform-admin; create a financier's key with \
+             POST /v1/financiers/{id}/api-keys",
+        ));
+    }
+    let label = required_text("label", &body.label, 80)?;
+    let created = issue_key(&state, &actor.key_id, body.role, None, label).await?;
+    json_text(StatusCode::CREATED, &created)
+}
+
 /// Creates a key and stores its hash, audited in the financier's (or the platform's) chain.
 pub async fn issue_key(
     state: &AppState,

@@ -17,17 +17,18 @@ use sha2::{Digest, Sha256};
 
 use super::admin::{new_id, required_text};
 use super::{
-    IdempotencyKey, JsonText, Mutation, device_view, json_text, mutate_device, pending_release,
+    IdempotencyKey, JsonText, Mutation, device_view, evaluate_for_write, json_text, mutate_device,
+    pending_release,
 };
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
-use crate::domain::{self, Inputs, evaluate, kind, parse_currency, parse_instant, rfc3339};
+use crate::domain::{self, Inputs, kind, parse_currency, parse_instant, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
     AuditView, DevicePage, DeviceView, EnrollRequest, HistoryView, LockRequest, OfflineCode,
-    OfflineCodeRequest, PaymentRequest, PlanJson, PolicyJson, ReleaseRequest, ReminderRequest,
-    ReversalRequest, StatusCodeView, UnlockRequest,
+    OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson, ReleaseRequest,
+    ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
 };
 
 /// The OCRA suite of offline unlock codes: SHA-256, 8 digits, a counter and an 8-digit challenge.
@@ -99,7 +100,7 @@ pub fn prepare_enrollment(
         reversals: vec![],
         overrides: vec![],
     };
-    let evaluation = evaluate(&snapshot, now, &state.signer)?;
+    let evaluation = evaluate_for_write(state, &snapshot, now)?;
     let change = DeviceChange {
         audit: vec![AuditEntry {
             at_us: micros(now),
@@ -153,7 +154,6 @@ pub async fn enroll(
     let (device, change) =
         prepare_enrollment(&state, &financier, &actor.key_id, &req, state.clock.now())?;
     let stored = state.store.enroll(&device, change).await?;
-    state.metrics.tokens_signed.inc();
     state.scheduler_wake.notify_one();
     json_text(StatusCode::CREATED, &device_view(&stored)?)
 }
@@ -506,9 +506,26 @@ fn idempotency_key(
     uri: &Uri,
     body: &[u8],
 ) -> Result<IdempotencyKey, ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .ok_or_else(|| ApiError::BadRequest("missing Idempotency-Key header: payments and reversals need one, so that a retry never applies twice".into()))?
+    optional_idempotency_key(headers, method, uri, body)?.ok_or_else(|| {
+        ApiError::BadRequest(
+            "missing Idempotency-Key header: payments and reversals need one, so that a retry \
+             never applies twice"
+                .into(),
+        )
+    })
+}
+
+/// The `Idempotency-Key` header if there is one, checked the same way as where it is required.
+fn optional_idempotency_key(
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = key
         .to_str()
         .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
         .trim()
@@ -524,10 +541,10 @@ fn idempotency_key(
     hash.update(uri.path().as_bytes());
     hash.update(b"\n");
     hash.update(body);
-    Ok(IdempotencyKey {
+    Ok(Some(IdempotencyKey {
         key,
         request_hash: hash.finalize().to_vec(),
-    })
+    }))
 }
 
 /// `POST /v1/devices/{id}/payments`.
@@ -1079,6 +1096,62 @@ pub async fn offline_unlock(
                 ..DeviceChange::default()
             },
             response: Some(body),
+        })
+    })
+    .await
+}
+
+/// `PUT /v1/devices/{id}/policy`: a new lock policy. The device is decided again under it at
+/// once, so a policy that makes overdue arrears lockable (or no longer lockable) changes the
+/// state, and the phone's token, in the same transaction as the policy.
+#[utoipa::path(
+    put,
+    path = "/v1/devices/{id}/policy",
+    tag = "devices",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional: 1 to 200 characters of the client's choosing. A retry with the same key and request gets the first answer (and no second audit record); the same key with another request is a 409."),
+    ),
+    request_body = PolicyChangeRequest,
+    responses(
+        (status = 200, description = "The device as decided under the new policy (or, for a retry, the first answer).", body = DeviceView),
+        (status = 400, description = "The body is not JSON, or the Idempotency-Key is malformed.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this: only a financier admin (on its own devices) or a platform admin changes a policy.", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+        (status = 409, description = "The device is released, which is final, or the key was used with a different request.", body = ErrorBody),
+        (status = 422, description = "A field is refused: an unknown preset, custom settings that do not hold together, an empty reason; the message names it.", body = ErrorBody),
+    )
+)]
+pub async fn change_policy(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<JsonText, ApiError> {
+    actor.require(Action::ChangePolicy)?;
+    // Optional here, unlike on payments: setting the same policy twice leaves the device as
+    // setting it once did; without a key, only the audit record is repeated.
+    let key = optional_idempotency_key(&headers, &method, &uri, &body)?;
+    let Json(req) = Json::<PolicyChangeRequest>::from_bytes(&body)?;
+    domain::parse_policy(&req.policy)?;
+    let reason = required_text("reason", &req.reason, 200)?;
+    let policy_json =
+        serde_json::to_string(&req.policy).map_err(|e| ApiError::Internal(e.into()))?;
+    mutate_device(&state, &actor, &id, key, move |snapshot, _now| {
+        not_released(snapshot)?;
+        Ok(Mutation {
+            action: "policy_changed",
+            reason,
+            change: DeviceChange {
+                policy_json: Some(policy_json),
+                ..DeviceChange::default()
+            },
+            response: None,
         })
     })
     .await

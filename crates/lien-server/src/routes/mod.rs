@@ -9,7 +9,7 @@ pub use devices::prepare_enrollment;
 pub use phone::sign_checkin;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use jiff::Timestamp;
 use lien_store::{
     AuditEntry, DeviceChange, DeviceRecord, DeviceSnapshot, IdempotentResponse, StoreError,
@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::app::AppState;
 use crate::auth::Actor;
 use crate::clock::{from_micros, micros};
-use crate::domain::{self, evaluate, kind, rfc3339};
+use crate::domain::{self, Evaluation, kind, rfc3339};
 use crate::error::ApiError;
 use crate::wire::{DecisionView, DeviceView};
 
@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
             post(admin::create_financier).get(admin::list_financiers),
         )
         .route("/v1/financiers/{id}/api-keys", post(admin::create_api_key))
+        .route("/v1/api-keys", post(admin::create_platform_key))
         .route("/v1/devices", post(devices::enroll).get(devices::list))
         .route("/v1/devices/bulk", post(devices::bulk_enroll))
         .route("/v1/devices/{id}", get(devices::status))
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
             "/v1/devices/{id}/offline-unlock",
             post(devices::offline_unlock),
         )
+        .route("/v1/devices/{id}/policy", put(devices::change_policy))
         .route("/v1/status-codes/{code}", get(devices::status_code))
         .route("/v1/device/hello", post(phone::hello))
         .route("/v1/device/checkin", post(phone::checkin))
@@ -148,6 +150,22 @@ fn with_inputs(snapshot: &DeviceSnapshot, change: &DeviceChange) -> DeviceSnapsh
     next
 }
 
+/// Evaluates a device at `now` for a write, counting the token it signs. Enrollment and every
+/// change ([`complete`]: the API's mutations, hello, the scheduler) evaluate through here, so
+/// `tokens_signed` is counted in this one place. It counts signatures, at signing: a token
+/// whose transaction then fails (a raced retry, say) was signed all the same.
+pub fn evaluate_for_write(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+    now: Timestamp,
+) -> Result<Evaluation, ApiError> {
+    let evaluation = domain::evaluate(snapshot, now, &state.signer)?;
+    if evaluation.token.is_some() {
+        state.metrics.tokens_signed.inc();
+    }
+    Ok(evaluation)
+}
+
 /// Completes a mutation: decides again, signs a token if the phone's instructions changed,
 /// audits the change with the decision before and after, and, when the final release comes,
 /// frees the IMEIs. Returns the change and the response body.
@@ -165,14 +183,20 @@ pub fn complete(
         response,
     } = mutation;
     let next = with_inputs(snapshot, &change);
-    let evaluation = evaluate(&next, now, &state.signer)?;
+    let evaluation = evaluate_for_write(state, &next, now)?;
     let before = domain::stored_view(&snapshot.device.decision)?;
     let now_us = micros(now);
     if evaluation.view.state == "released" && snapshot.device.released_us.is_none() {
         change.released_us = Some(now_us);
     }
-    let audit_before = audit_json(&before)?;
-    let audit_after = audit_json(&evaluation.view)?;
+    // A policy change is audited with the policy before and after beside the decisions, so
+    // the history says what the new decision was taken under.
+    let policies = change
+        .policy_json
+        .as_deref()
+        .map(|after| (snapshot.device.enrolled.policy_json.as_str(), after));
+    let audit_before = audit_json(&before, policies.map(|p| p.0))?;
+    let audit_after = audit_json(&evaluation.view, policies.map(|p| p.1))?;
     change.audit.push(AuditEntry {
         at_us: now_us,
         actor: actor.to_string(),
@@ -201,8 +225,18 @@ pub fn complete(
     Ok((change, body.to_string(), before.state, after.decision.state))
 }
 
-fn audit_json(view: &DecisionView) -> Result<String, ApiError> {
-    serde_json::to_string(view).map_err(|e| ApiError::Internal(e.into()))
+/// The audit record's JSON of a decision, with the policy (stored JSON) beside it if given.
+fn audit_json(view: &DecisionView, policy: Option<&str>) -> Result<String, ApiError> {
+    let internal = |e: serde_json::Error| ApiError::Internal(e.into());
+    let Some(policy) = policy else {
+        return serde_json::to_string(view).map_err(internal);
+    };
+    let mut value = serde_json::to_value(view).map_err(internal)?;
+    let policy: serde_json::Value = serde_json::from_str(policy).map_err(internal)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("policy".into(), policy);
+    }
+    Ok(value.to_string())
 }
 
 /// An `Idempotency-Key` and the hash of the request it came with.

@@ -15,11 +15,11 @@ use super::{JsonText, Mutation, complete, json_text};
 use crate::app::AppState;
 use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
+pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
     CheckinRequest, CheckinResponse, DEVICE_HEADER, HelloRequest, HelloResponse, SIGNATURE_HEADER,
     checkin_signature_valid,
 };
-pub use lien_proto::device_api::sign_checkin;
 
 /// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
 #[utoipa::path(

@@ -293,36 +293,24 @@ impl TestApp {
         key.body["key"].as_str().unwrap().to_string()
     }
 
-    /// Creates a platform support key. The API has no route for it (a financier's key must
-    /// have a financier role, and no other route creates keys), so it goes into the store the
-    /// way the server's own `issue_key` puts it there.
+    /// Creates a platform support key through the API, as the platform admin; returns the key.
     pub async fn support_key(&self) -> String {
-        let key = lien_server::auth::new_api_key().unwrap();
-        let key_hash = lien_server::auth::hash_key(&key);
-        let now_us = self.clock_now().as_microsecond();
-        let record = lien_store::ApiKeyRecord {
-            id: lien_server::auth::key_id(&key_hash),
-            key_hash,
-            role: lien_server::auth::Role::Support.name().to_string(),
-            financier_id: None,
-            label: "support desk (test)".into(),
-            created_us: now_us,
-        };
-        let audit = lien_store::AuditEntry {
-            at_us: now_us,
-            actor: "test".into(),
-            action: "api_key_created".into(),
-            reason: "support desk (test)".into(),
-            before_json: "null".into(),
-            after_json: json!({"key_id": record.id, "role": "support"}).to_string(),
-        };
-        self.running
-            .state
-            .store
-            .create_api_key(&record, "platform", &audit)
-            .await
-            .unwrap();
-        key
+        self.platform_key("support").await
+    }
+
+    /// Creates a platform key (`support` or `platform-admin`) through `POST /v1/api-keys`, as
+    /// the platform admin; returns the key.
+    pub async fn platform_key(&self, role: &str) -> String {
+        let key = self
+            .call(
+                "POST",
+                "/v1/api-keys",
+                &self.admin_key,
+                Some(json!({"role": role, "label": format!("{role} (test)")})),
+            )
+            .await;
+        assert_eq!(key.status, 201, "{}", key.body);
+        key.body["key"].as_str().unwrap().to_string()
     }
 }
 

@@ -1,0 +1,424 @@
+//! Running the platform beyond the story: platform-wide API keys, changing a device's lock
+//! policy, and the metrics a change moves. Once on SQLite and once on PostgreSQL.
+
+mod common;
+
+use common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+/// Enrolls a device on the Kenya preset for the financier whose key this is; returns its id.
+async fn enroll(app: &TestApp, key: &str, contract: &str, imei: &str, serial: &str) -> String {
+    let enrolled = app
+        .call(
+            "POST",
+            "/v1/devices",
+            key,
+            Some(enrollment(contract, imei, serial)),
+        )
+        .await;
+    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+    enrolled.body["id"].as_str().unwrap().to_string()
+}
+
+/// Moves to day 4 past the first due date, in the morning, and lets the scheduler decide:
+/// on the Kenya preset the unpaid phones are now locked.
+async fn overdue_and_locked(app: &TestApp, device_ids: &[&str]) {
+    app.clock
+        .set("2026-02-05T10:00:00+03:00".parse::<Timestamp>().unwrap());
+    app.run_scheduler().await;
+    for id in device_ids {
+        assert_eq!(
+            status(app, &app.admin_key, id).await["decision"]["state"],
+            "locked"
+        );
+    }
+}
+
+async fn status(app: &TestApp, key: &str, device_id: &str) -> Value {
+    let reply = app
+        .call("GET", &format!("/v1/devices/{device_id}"), key, None)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+async fn history(app: &TestApp, key: &str, device_id: &str) -> Value {
+    let reply = app
+        .call(
+            "GET",
+            &format!("/v1/devices/{device_id}/history"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["chain_intact"], true, "{}", reply.body);
+    reply.body
+}
+
+fn last_record(history: &Value) -> &Value {
+    history["records"].as_array().unwrap().last().unwrap()
+}
+
+/// The public id the audit log records for `key`.
+fn key_id(key: &str) -> String {
+    lien_server::auth::key_id(&lien_server::auth::hash_key(key))
+}
+
+async fn platform_keys(app: TestApp) {
+    let (fin_a, key_a) = app.financier("Duka Phones").await;
+    let (_fin_b, key_b) = app.financier("Other Lender").await;
+    let device_a = enroll(&app, &key_a, "A-1", &imei("35693803564380"), "SNA1").await;
+    let device_b = enroll(&app, &key_b, "B-1", &imei("35693803564381"), "SNB1").await;
+    overdue_and_locked(&app, &[&device_a, &device_b]).await;
+
+    // The platform admin makes a support key: shown once, platform-wide.
+    let created = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            &app.admin_key,
+            Some(json!({"role": "support", "label": "support desk"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["role"], "support");
+    assert_eq!(created.body["financier_id"], Value::Null);
+    let support = created.body["key"].as_str().unwrap().to_string();
+    assert!(support.starts_with("lien_"), "{support}");
+    assert_eq!(created.body["id"], key_id(&support).as_str());
+
+    // It reads every financier's devices, and unlocks one provisionally, in its own name.
+    for device in [&device_a, &device_b] {
+        assert_eq!(status(&app, &support, device).await["id"], device.as_str());
+    }
+    let unlocked = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{device_b}/unlock"),
+            &support,
+            Some(json!({"reason": "borrower called: salary on Friday", "provisional_hours": 48})),
+        )
+        .await;
+    assert_eq!(unlocked.status, 200, "{}", unlocked.body);
+    assert_eq!(
+        unlocked.body["decision"]["reason"]["code"],
+        "provisional_unlock"
+    );
+    assert_ne!(unlocked.body["decision"]["state"], "locked");
+    let records = history(&app, &key_b, &device_b).await;
+    let record = last_record(&records);
+    assert_eq!(record["action"], "provisional_unlock");
+    assert_eq!(record["actor"], key_id(&support).as_str());
+
+    // A platform admin key made this way makes keys too.
+    let second_admin = app.platform_key("platform-admin").await;
+    let another = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            &second_admin,
+            Some(json!({"role": "support", "label": "night shift"})),
+        )
+        .await;
+    assert_eq!(another.status, 201, "{}", another.body);
+
+    // No one else makes platform keys, whatever role they ask for.
+    let agent = app.financier_key(&fin_a, "financier-agent").await;
+    for (who, key) in [
+        ("financier-admin", &key_a),
+        ("financier-agent", &agent),
+        ("support", &support),
+    ] {
+        for role in ["support", "platform-admin"] {
+            let refused = app
+                .call(
+                    "POST",
+                    "/v1/api-keys",
+                    key,
+                    Some(json!({"role": role, "label": "a way in"})),
+                )
+                .await;
+            assert_eq!(
+                refused.status, 403,
+                "{who} asking for {role}: {}",
+                refused.body
+            );
+            assert_eq!(refused.body["error"], "forbidden");
+        }
+    }
+
+    // A financier's role belongs on the financier's route: 422, naming the field.
+    for role in ["financier-admin", "financier-agent"] {
+        let refused = app
+            .call(
+                "POST",
+                "/v1/api-keys",
+                &app.admin_key,
+                Some(json!({"role": role, "label": "back office"})),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{role}: {}", refused.body);
+        let message = refused.body["message"].as_str().unwrap();
+        assert!(message.starts_with("role: "), "{message}");
+        assert!(
+            message.contains("/v1/financiers/{id}/api-keys"),
+            "{message}"
+        );
+    }
+
+    app.running.stop().await;
+}
+
+async fn put_policy(
+    app: &TestApp,
+    key: &str,
+    device_id: &str,
+    body: Value,
+    idempotency_key: Option<&str>,
+) -> common::Reply {
+    let path = format!("/v1/devices/{device_id}/policy");
+    match idempotency_key {
+        Some(k) => {
+            app.call_with("PUT", &path, key, Some(body), &[("Idempotency-Key", k)])
+                .await
+        }
+        None => app.call("PUT", &path, key, Some(body)).await,
+    }
+}
+
+async fn policy_change(app: TestApp) {
+    let (fin, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let device = enroll(&app, &key, "C-1", &phone_imei, "SN1").await;
+    let hello = app.hello(&phone_imei, "SN1").await;
+    assert_eq!(hello.status, 200, "{}", hello.body);
+    overdue_and_locked(&app, &[&device]).await;
+    let locked = status(&app, &key, &device).await;
+    let locked_sequence = locked["token_sequence"].as_i64().unwrap();
+
+    // The draft Indian rules allow no restriction before 90 days: the phone is no longer
+    // lockable, at once, with a new token for it.
+    let gentler = json!({"policy": {"preset": "india-draft"}, "reason": "contract renegotiated"});
+    let changed = put_policy(&app, &key, &device, gentler.clone(), Some("pol-1")).await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let state = changed.body["decision"]["state"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !["locked", "restricted"].contains(&state.as_str()),
+        "{}",
+        changed.body
+    );
+    assert_eq!(changed.body["decision"]["amount_due"]["minor"], 100000);
+    assert_eq!(changed.body["token_sequence"], locked_sequence + 1);
+
+    // The history says who changed what, and the policy before and after.
+    let records = history(&app, &key, &device).await;
+    let record = last_record(&records);
+    assert_eq!(record["action"], "policy_changed");
+    assert_eq!(record["actor"], key_id(&key).as_str());
+    assert_eq!(record["reason"], "contract renegotiated");
+    assert_eq!(record["before"]["policy"], json!({"preset": "kenya"}));
+    assert_eq!(record["before"]["state"], "locked");
+    assert_eq!(record["after"]["policy"], json!({"preset": "india-draft"}));
+    assert_eq!(record["after"]["state"], state.as_str());
+    let count = records["records"].as_array().unwrap().len();
+
+    // A retry with the key gets the first answer and writes nothing; the key with another
+    // request is refused.
+    let retry = put_policy(&app, &key, &device, gentler, Some("pol-1")).await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.body, changed.body);
+    let other = json!({"policy": {"preset": "kenya"}, "reason": "back to normal"});
+    let reused = put_policy(&app, &key, &device, other, Some("pol-1")).await;
+    assert_eq!(reused.status, 409, "{}", reused.body);
+    assert_eq!(
+        history(&app, &key, &device).await["records"]
+            .as_array()
+            .unwrap()
+            .len(),
+        count
+    );
+
+    // Agents and support may not change a policy.
+    let agent = app.financier_key(&fin, "financier-agent").await;
+    let support = app.support_key().await;
+    let harsher = json!({"policy": {"custom": {
+        "grace_days": 0, "min_days_past_due": 2, "min_arrears_percent": 1,
+        "escalations": [{"at_days_past_due": 2, "restriction": "locked"}],
+        "lease_days": 14, "lease_warning_days": 3
+    }}, "reason": "repeated arrears"});
+    for who in [&agent, &support] {
+        let refused = put_policy(&app, who, &device, harsher.clone(), None).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+    }
+    assert_eq!(
+        status(&app, &key, &device).await["decision"]["state"],
+        state
+    );
+
+    // The platform admin may: a custom policy that locks from day 2 makes the phone lockable
+    // again, and the record names the admin.
+    let relocked = put_policy(&app, &app.admin_key, &device, harsher, None).await;
+    assert_eq!(relocked.status, 200, "{}", relocked.body);
+    assert_eq!(relocked.body["decision"]["state"], "locked");
+    assert_eq!(relocked.body["token_sequence"], locked_sequence + 2);
+    let records = history(&app, &key, &device).await;
+    let record = last_record(&records);
+    assert_eq!(record["action"], "policy_changed");
+    assert_eq!(record["actor"], key_id(&app.admin_key).as_str());
+    assert_eq!(record["before"]["policy"], json!({"preset": "india-draft"}));
+    assert_eq!(
+        record["after"]["policy"]["custom"]["escalations"][0]["restriction"],
+        "locked"
+    );
+    assert_eq!(record["after"]["state"], "locked");
+
+    // Once released, the policy is as final as the rest.
+    let release = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{device}/release"),
+            &key,
+            Some(json!({"reason": "written off"})),
+        )
+        .await;
+    assert_eq!(release.status, 200, "{}", release.body);
+    app.clock.advance(SignedDuration::from_hours(73));
+    app.run_scheduler().await;
+    assert_eq!(
+        status(&app, &key, &device).await["decision"]["state"],
+        "released"
+    );
+    let refused = put_policy(
+        &app,
+        &key,
+        &device,
+        json!({"policy": {"preset": "kenya"}, "reason": "too late"}),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("released"),
+        "{}",
+        refused.body
+    );
+
+    app.running.stop().await;
+}
+
+/// A counter's value in the `/metrics` text.
+async fn counter(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn tokens_signed(app: TestApp) {
+    const SIGNED: &str = "lien_tokens_signed_total";
+    let (_fin, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let start = counter(&app, SIGNED).await;
+    let device = enroll(&app, &key, "C-1", &phone_imei, "SN1").await;
+    assert_eq!(counter(&app, SIGNED).await, start + 1, "enrollment signs");
+    assert_eq!(app.hello(&phone_imei, "SN1").await.status, 200);
+    overdue_and_locked(&app, &[&device]).await;
+    let locked = status(&app, &key, &device).await["token_sequence"]
+        .as_i64()
+        .unwrap();
+    let before = counter(&app, SIGNED).await;
+
+    // The payment cures the arrears: one new token, counted once.
+    let paid = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device}/payments"),
+            &key,
+            Some(json!({"reference": "MPESA-1", "amount_minor": 100000, "currency": "KES"})),
+            &[("Idempotency-Key", "pay-1")],
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body["decision"]["state"], "active");
+    assert_eq!(paid.body["token_sequence"], locked + 1);
+    assert_eq!(counter(&app, SIGNED).await, before + 1);
+
+    // A payment that changes nothing the phone shows signs nothing.
+    let more = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device}/payments"),
+            &key,
+            Some(json!({"reference": "MPESA-2", "amount_minor": 100, "currency": "KES"})),
+            &[("Idempotency-Key", "pay-2")],
+        )
+        .await;
+    assert_eq!(more.status, 200, "{}", more.body);
+    assert_eq!(more.body["token_sequence"], locked + 1);
+    assert_eq!(counter(&app, SIGNED).await, before + 1);
+
+    app.running.stop().await;
+}
+
+fn start() -> Timestamp {
+    "2026-01-10T09:00:00Z".parse().unwrap()
+}
+
+/// Runs `scenario` on PostgreSQL, or says it is skipped.
+async fn on_postgres<F: std::future::Future<Output = ()>>(scenario: fn(TestApp) -> F) {
+    if postgres_url().is_none() {
+        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    scenario(spawn_app(Backend::Postgres, start()).await).await;
+}
+
+#[tokio::test]
+async fn platform_admins_make_platform_keys_on_sqlite() {
+    platform_keys(spawn_app(Backend::Sqlite, start()).await).await;
+}
+
+#[tokio::test]
+async fn platform_admins_make_platform_keys_on_postgres() {
+    on_postgres(platform_keys).await;
+}
+
+#[tokio::test]
+async fn a_policy_change_decides_again_and_is_audited_on_sqlite() {
+    policy_change(spawn_app(Backend::Sqlite, start()).await).await;
+}
+
+#[tokio::test]
+async fn a_policy_change_decides_again_and_is_audited_on_postgres() {
+    on_postgres(policy_change).await;
+}
+
+#[tokio::test]
+async fn tokens_signed_counts_api_changes_on_sqlite() {
+    tokens_signed(spawn_app(Backend::Sqlite, start()).await).await;
+}
+
+#[tokio::test]
+async fn tokens_signed_counts_api_changes_on_postgres() {
+    on_postgres(tokens_signed).await;
+}
