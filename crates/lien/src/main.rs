@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod imei;
+mod phone;
 mod policy;
 mod serve;
 
@@ -37,6 +38,9 @@ enum Command {
     Bench(bench::Args),
     /// Check an IMEI (or a 16-digit IMEISV) and show its normalised form and TAC.
     Imei(imei::Args),
+    /// Run a simulated phone against a server: its lock screen in the terminal, commands
+    /// (check, code, reset, reflash, offline, clock, advance, state) on standard input.
+    Phone(phone::Args),
     /// List the lock policy presets, or show one preset's settings.
     Policy(policy::Args),
     /// Run the server: financier API, device endpoints and scheduler (SQLite by default).
@@ -65,6 +69,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Imei(args)) => imei::run(&args),
+        Some(Command::Phone(args)) => phone::run(args),
         Some(Command::Policy(args)) => policy::run(&args),
         Some(Command::Serve(args)) => serve::run(args),
     }

@@ -1,0 +1,1070 @@
+//! The agent: boots, says hello, checks in, verifies, enforces.
+//!
+//! Every method takes the time it runs at; none does IO except through the [`Storage`] and the
+//! [`Platform`] it was given. The caller (firmware, or [`crate::sim`]) asks [`Agent::due`] what
+//! to send, carries it, and hands the answer back.
+//!
+//! Two rules run through everything here. Only a valid signed token or an expired lease
+//! restricts the phone: an error inside the agent (storage, randomness, a bad answer) never
+//! does. And nothing moves backwards: a token older than the newest accepted is refused, and a
+//! release, once accepted, is kept for good.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use lien_proto::device_api::{
+    CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse, sign_checkin,
+};
+use lien_proto::ocra::OcraSuite;
+use lien_proto::{DeviceRestriction, LeaseStatus, PinnedKeys, StatusClaims, TokenState};
+
+use crate::entropy::Entropy;
+use crate::lease::LeaseClock;
+use crate::offline_unlock::{self, CodeOutcome, UnlockRules};
+use crate::platform::{AlwaysAllowed, Enforcement, Platform};
+use crate::schedule::Schedule;
+use crate::screens::{
+    Banner, Details, LockCause, LockScreen, OFFLINE_TITLE, OVERDUE_TITLE, ReminderScreen,
+    RestrictedScreen, Screen, TransparencyScreen, lock_actions, minutes, transparency,
+};
+use crate::state::{self, Binding, Loaded, Ordinary, Protected};
+use crate::storage::{Area, Storage};
+use crate::time::{Now, format_duration};
+
+/// The phone's hardware identifiers, sent at hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// First IMEI.
+    pub imei1: String,
+    /// Second IMEI, on a dual-SIM phone.
+    pub imei2: Option<String>,
+    /// Serial number.
+    pub serial: String,
+    /// Model name.
+    pub model: String,
+}
+
+/// What the phone maker configures.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Offline unlock: look-ahead, throttle, and how long a code unlocks (default 48 hours, the
+    /// server's default for the offline-unlock route).
+    pub unlock: UnlockRules,
+    /// The payment app that stays usable on a locked phone.
+    pub payment_app: Option<String>,
+    /// Server keys pinned at manufacture. When set, tokens must be signed by one of these and
+    /// the keys a hello offers are ignored; when empty, the keys from the first hello are pinned.
+    pub factory_keys: Vec<VerifyingKey>,
+    /// The first wait after a failed request.
+    pub first_backoff: Duration,
+    /// The longest wait between failed requests.
+    pub max_backoff: Duration,
+    /// How much monotonic time may pass before the lease and throttle counts are written again;
+    /// a crash loses at most this much of them. Any change of state is written at once.
+    pub persist_every: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> AgentConfig {
+        AgentConfig {
+            unlock: UnlockRules::default(),
+            payment_app: None,
+            factory_keys: Vec::new(),
+            first_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(3600),
+            persist_every: Duration::from_secs(60),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The configuration with offline codes unlocking for `hours`.
+    pub fn with_offline_unlock_hours(mut self, hours: u64) -> AgentConfig {
+        self.unlock.unlock_for = Duration::from_secs(hours * 3600);
+        self
+    }
+}
+
+/// Where the agent stands with the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No binding yet (first boot, or the protected state was lost): hello is due.
+    Unbound,
+    /// The server said the phone is not financed: nothing to do until the next boot.
+    Free,
+    /// Financed: checking in and enforcing the held token.
+    Bound,
+    /// Released: nothing enforced, no check-ins, for good.
+    Released,
+}
+
+/// What the agent wants sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A hello ([`Agent::hello_request`]).
+    Hello,
+    /// A check-in ([`Agent::checkin_request`]).
+    Checkin,
+}
+
+/// A check-in ready to send: `POST` `body` to [`lien_proto::device_api::CHECKIN_PATH`] with the
+/// device id and signature headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckin {
+    /// The `X-Lien-Device` header.
+    pub device_id: String,
+    /// The exact JSON bytes that were signed.
+    pub body: Vec<u8>,
+    /// The `X-Lien-Signature` header.
+    pub signature: String,
+}
+
+/// Why a request got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No connection, a timeout, or the phone is offline.
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    /// The server answered with an error status.
+    #[error("server refused ({status}): {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer could not be read.
+    #[error("unreadable answer: {0}")]
+    BadAnswer(String),
+}
+
+/// The parts of the binding in usable form.
+struct Keys {
+    device_id: String,
+    credential: Vec<u8>,
+    offline_key: Vec<u8>,
+    suite: OcraSuite,
+    pinned: PinnedKeys,
+}
+
+/// A verified token.
+struct Held {
+    claims: StatusClaims,
+    status_code: String,
+}
+
+/// A snapshot of the agent's state, for diagnostics and the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// Where it stands with the server.
+    pub mode: Mode,
+    /// The device id, once bound.
+    pub device_id: Option<String>,
+    /// The held token's state and sequence.
+    pub token: Option<(TokenState, u64)>,
+    /// The lease position.
+    pub lease: Option<LeaseStatus>,
+    /// Monotonic time counted on the lease.
+    pub lease_elapsed: Duration,
+    /// The last accepted offline code counter.
+    pub unlock_counter: u64,
+    /// Wrong codes since the last right one.
+    pub wrong_codes: u32,
+    /// Time left on an offline unlock.
+    pub unlocked_for: Option<Duration>,
+    /// The monotonic time of the next request.
+    pub next_request: Option<Duration>,
+    /// Events waiting to be reported.
+    pub pending_events: usize,
+    /// The result of the last action, if it needs saying (a failed check-in, a wrong code).
+    pub notice: Option<String>,
+    /// Why the last request failed, in technical terms.
+    pub last_error: Option<String>,
+}
+
+/// The most events kept for the next check-in; older ones are dropped first.
+const MAX_PENDING_EVENTS: usize = 20;
+
+/// The phone agent. `S` keeps its state, `P` carries out what it decides.
+pub struct Agent<S: Storage, P: Platform> {
+    storage: S,
+    platform: P,
+    entropy: Box<dyn Entropy>,
+    identity: Identity,
+    config: AgentConfig,
+    protected: Protected,
+    ordinary: Ordinary,
+    mode: Mode,
+    keys: Option<Keys>,
+    held: Option<Held>,
+    last_mono: Duration,
+    unsaved: Duration,
+    protected_dirty: bool,
+    schedule: Schedule,
+    /// The server's time at a monotonic instant of this boot, for the check-in's `sent_at`.
+    anchor: Option<(i64, Duration)>,
+    /// Whether the next check-in's `sent_at` comes from the wall clock (see `sent_at`).
+    try_wall_clock: bool,
+    /// Whether the check-in being answered was already the immediate retry on the other clock.
+    retried_other_clock: bool,
+    in_flight_events: Vec<(String, String)>,
+    notice: Option<String>,
+    /// The last request's failure in technical terms, for diagnostics (never on screen).
+    last_error: Option<String>,
+    shown: Option<(Screen, Enforcement)>,
+}
+
+impl<S: Storage, P: Platform> Agent<S, P> {
+    /// Starts the agent at boot and enforces the stored token at once, before any network.
+    ///
+    /// Without a usable protected record (first boot, a reflash, or a record that is torn or
+    /// corrupt, which counts as lost) the agent shows the setup screen, restricts nothing, and
+    /// has a hello due.
+    pub fn boot(
+        storage: S,
+        platform: P,
+        identity: Identity,
+        config: AgentConfig,
+        entropy: Box<dyn Entropy>,
+        now: Now,
+    ) -> Agent<S, P> {
+        let schedule = Schedule::new(config.first_backoff, config.max_backoff);
+        let mut agent = Agent {
+            storage,
+            platform,
+            entropy,
+            identity,
+            config,
+            protected: Protected::default(),
+            ordinary: Ordinary::default(),
+            mode: Mode::Unbound,
+            keys: None,
+            held: None,
+            last_mono: now.mono,
+            unsaved: Duration::ZERO,
+            protected_dirty: false,
+            schedule,
+            anchor: None,
+            try_wall_clock: false,
+            retried_other_clock: false,
+            in_flight_events: Vec::new(),
+            notice: None,
+            last_error: None,
+            shown: None,
+        };
+        let mut lost = false;
+        match state::load::<Protected>(&agent.storage, Area::Protected) {
+            Loaded::Found(protected) => match agent.restore(protected) {
+                Ok(()) => {}
+                Err(why) => {
+                    lost = true;
+                    agent.queue_event("tamper", format!("protected state unusable ({why})"));
+                }
+            },
+            Loaded::Missing => {}
+            Loaded::Corrupt => {
+                lost = true;
+                agent.queue_event("tamper", "protected state unreadable".to_string());
+            }
+        }
+        let pending = std::mem::take(&mut agent.ordinary.pending_events);
+        match state::load::<Ordinary>(&agent.storage, Area::Ordinary) {
+            Loaded::Found(ordinary) => agent.ordinary = ordinary,
+            Loaded::Missing | Loaded::Corrupt => {
+                if agent.mode == Mode::Bound && !lost {
+                    agent.queue_event(
+                        "other",
+                        "factory reset: data wiped, protected state kept".to_string(),
+                    );
+                }
+            }
+        }
+        agent.ordinary.pending_events.extend(pending);
+        agent.ordinary.initialised = true;
+        agent.save_ordinary();
+        if let Some(held) = &agent.held {
+            // The monotonic clock restarted, so the server's time is known only roughly: the
+            // token's issue time plus the time counted on it since (which leaves out the time
+            // the phone was off). The wall clock, usually set from the network, goes first.
+            let estimate = held
+                .claims
+                .issued_at
+                .saturating_add(agent.lease().elapsed().as_secs() as i64);
+            agent.anchor = Some((estimate, now.mono));
+            agent.try_wall_clock = true;
+        }
+        match agent.mode {
+            Mode::Unbound | Mode::Bound => agent.schedule.at_once(now.mono),
+            Mode::Free | Mode::Released => agent.schedule.stop(),
+        }
+        agent.enforce();
+        agent
+    }
+
+    /// Takes a loaded protected record into use, or says why it cannot be.
+    fn restore(&mut self, protected: Protected) -> Result<(), String> {
+        if protected.released {
+            self.protected = protected;
+            self.mode = Mode::Released;
+            return Ok(());
+        }
+        let binding = protected.binding.as_ref().ok_or("no binding")?;
+        let keys = self.keys_for(binding)?;
+        let token = protected.token.as_deref().ok_or("no token")?;
+        let bytes = STANDARD.decode(token).map_err(|e| e.to_string())?;
+        let claims = keys
+            .pinned
+            .verify(&bytes, &keys.device_id, protected.highest_sequence)
+            .map_err(|e| e.code().to_string())?;
+        self.held = Some(Held {
+            status_code: lien_proto::status_code(&bytes),
+            claims,
+        });
+        self.keys = Some(keys);
+        self.protected = protected;
+        self.mode = Mode::Bound;
+        Ok(())
+    }
+
+    /// Decodes a binding and decides which keys to pin.
+    fn keys_for(&self, binding: &Binding) -> Result<Keys, String> {
+        let decode = |what: &str, b64: &str| {
+            STANDARD
+                .decode(b64)
+                .map_err(|_| format!("{what} is not base64"))
+        };
+        let pinned = if self.config.factory_keys.is_empty() {
+            let mut keys = Vec::new();
+            for key in &binding.server_keys {
+                let bytes: [u8; 32] = decode("server key", key)?
+                    .try_into()
+                    .map_err(|_| "server key is not 32 bytes".to_string())?;
+                keys.push(
+                    VerifyingKey::from_bytes(&bytes)
+                        .map_err(|_| "server key is not an Ed25519 key".to_string())?,
+                );
+            }
+            if keys.is_empty() {
+                return Err("no server key".into());
+            }
+            PinnedKeys::new(keys)
+        } else {
+            PinnedKeys::new(self.config.factory_keys.iter().copied())
+        };
+        Ok(Keys {
+            device_id: binding.device_id.clone(),
+            credential: decode("credential", &binding.credential)?,
+            offline_key: decode("offline key", &binding.offline_key)?,
+            suite: OcraSuite::parse(&binding.offline_suite).map_err(|e| e.to_string())?,
+            pinned,
+        })
+    }
+
+    /// What is due at `now`, if anything. Call it after every event and at
+    /// [`Agent::next_wakeup`].
+    pub fn due(&mut self, now: Now) -> Option<Outgoing> {
+        self.tick(now);
+        if !self.schedule.is_due(now.mono) {
+            return None;
+        }
+        match self.mode {
+            Mode::Unbound => Some(Outgoing::Hello),
+            Mode::Bound => Some(Outgoing::Checkin),
+            Mode::Free | Mode::Released => None,
+        }
+    }
+
+    /// The next monotonic instant at which something can change without outside input: a
+    /// request falls due, the lease warns or ends, an unlock ends, a throttle wait ends.
+    pub fn next_wakeup(&self) -> Option<Duration> {
+        let mut times = vec![self.schedule.next()];
+        if self.mode == Mode::Bound
+            && let Some(held) = &self.held
+            && let Some(lease) = held.claims.lease
+        {
+            let elapsed = self.lease().elapsed();
+            for mark in [lease.warn_from, lease.ends_at] {
+                let at =
+                    Duration::from_secs(mark.saturating_sub(held.claims.issued_at).max(0) as u64);
+                if at > elapsed {
+                    times.push(Some(self.last_mono + (at - elapsed)));
+                }
+            }
+            times.push(offline_unlock::active(&self.protected.unlock).map(|d| self.last_mono + d));
+            times.push(
+                offline_unlock::wait_left(&self.protected.unlock, &self.config.unlock)
+                    .map(|d| self.last_mono + d),
+            );
+        }
+        times.into_iter().flatten().min()
+    }
+
+    /// The hello to send, with a freshly generated device key; `None` if no hello is wanted or
+    /// the phone has no randomness for a key (it then tries again later).
+    pub fn hello_request(&mut self, now: Now) -> Option<HelloRequest> {
+        self.tick(now);
+        if self.mode != Mode::Unbound {
+            return None;
+        }
+        let mut seed = [0u8; 32];
+        if self.entropy.fill(&mut seed).is_err() {
+            self.schedule.failed(now.mono, &mut *self.entropy);
+            return None;
+        }
+        // The current protocol uses the key only to bind at hello (check-ins are signed with the
+        // credential the server returns), so the private half is not kept.
+        let public = SigningKey::from_bytes(&seed).verifying_key();
+        self.schedule.sent(now.mono);
+        Some(HelloRequest {
+            imei1: self.identity.imei1.clone(),
+            imei2: self.identity.imei2.clone(),
+            serial: self.identity.serial.clone(),
+            model: self.identity.model.clone(),
+            device_public_key: STANDARD.encode(public.to_bytes()),
+        })
+    }
+
+    /// Takes the hello's answer.
+    pub fn on_hello(&mut self, result: Result<HelloResponse, TransportError>, now: Now) {
+        self.tick(now);
+        if self.mode != Mode::Unbound {
+            return;
+        }
+        self.notice = None;
+        self.last_error = None;
+        match result {
+            Err(err) => {
+                self.notice = Some(failure_notice(&err));
+                self.last_error = Some(err.to_string());
+                self.schedule.failed(now.mono, &mut *self.entropy);
+            }
+            Ok(HelloResponse::NotFinanced) => {
+                self.mode = Mode::Free;
+                self.schedule.stop();
+            }
+            Ok(HelloResponse::Financed {
+                device_id,
+                credential,
+                offline_key,
+                offline_suite,
+                server_keys,
+                token,
+                checkin_interval_secs,
+            }) => {
+                let binding = Binding {
+                    device_id,
+                    credential,
+                    offline_key,
+                    offline_suite,
+                    server_keys,
+                    checkin_interval_secs,
+                };
+                match self.bind(binding, &token) {
+                    Ok(()) => {
+                        // A hello carries no server time, so the token's age is unknown: learn it
+                        // from a check-in straight away.
+                        if self.mode == Mode::Bound {
+                            self.schedule.at_once(now.mono);
+                        } else {
+                            self.schedule.stop();
+                        }
+                    }
+                    Err(why) => {
+                        self.queue_event("tamper", format!("hello refused: {why}"));
+                        self.schedule.failed(now.mono, &mut *self.entropy);
+                    }
+                }
+            }
+        }
+        self.enforce();
+    }
+
+    fn bind(&mut self, binding: Binding, token: &str) -> Result<(), String> {
+        let keys = self.keys_for(&binding)?;
+        let bytes = STANDARD
+            .decode(token)
+            .map_err(|_| "token is not base64".to_string())?;
+        let claims = keys
+            .pinned
+            .verify(&bytes, &keys.device_id, 0)
+            .map_err(|e| format!("token refused: {}", e.code()))?;
+        let mut lease = LeaseClock::default();
+        lease.start(&claims, None);
+        let released = claims.state == TokenState::Released;
+        self.protected = Protected {
+            binding: Some(binding),
+            token: Some(token.to_string()),
+            highest_sequence: claims.sequence,
+            released,
+            lease_elapsed_ms: millis(lease.elapsed()),
+            last_sync: None,
+            unlock: Default::default(),
+        };
+        self.held = Some(Held {
+            status_code: lien_proto::status_code(&bytes),
+            claims,
+        });
+        self.keys = Some(keys);
+        self.mode = if released {
+            Mode::Released
+        } else {
+            Mode::Bound
+        };
+        self.save_protected();
+        Ok(())
+    }
+
+    /// The check-in to send, signed; `None` unless the phone is bound.
+    pub fn checkin_request(&mut self, now: Now) -> Option<SignedCheckin> {
+        self.tick(now);
+        if self.mode != Mode::Bound {
+            return None;
+        }
+        let keys = self.keys.as_ref()?;
+        let take = self.ordinary.pending_events.len().min(MAX_PENDING_EVENTS);
+        self.in_flight_events = self.ordinary.pending_events.drain(..take).collect();
+        let request = CheckinRequest {
+            sent_at: self.sent_at(now),
+            applied_sequence: self.protected.highest_sequence as i64,
+            events: self
+                .in_flight_events
+                .iter()
+                .map(|(kind, detail)| DeviceEventJson {
+                    kind: kind.clone(),
+                    detail: detail.clone(),
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&request).expect("a check-in is plain data");
+        let signature = sign_checkin(&keys.credential, &body);
+        self.schedule.sent(now.mono);
+        Some(SignedCheckin {
+            device_id: keys.device_id.clone(),
+            body,
+            signature,
+        })
+    }
+
+    /// The request time the server checks against its window. Once the server's time is known
+    /// in this boot, it is that time carried forward on the monotonic clock, so a borrower who
+    /// sets the wall clock wrong can still check in. Right after a boot it is the wall clock,
+    /// with the token's issue time plus the lease time counted since as the estimate to fall
+    /// back on. A check-in refused as unauthorised is retried at once with the other source;
+    /// if both are refused, the phone backs off and keeps alternating.
+    fn sent_at(&self, now: Now) -> i64 {
+        match self.anchor {
+            Some((server_time, at)) if !self.try_wall_clock => {
+                server_time.saturating_add(now.mono.saturating_sub(at).as_secs() as i64)
+            }
+            _ => now.wall,
+        }
+    }
+
+    /// Takes the check-in's answer. Every token is verified; one that fails is refused, the
+    /// state stays as it was, and the refusal is reported at the next check-in.
+    pub fn on_checkin(&mut self, result: Result<CheckinResponse, TransportError>, now: Now) {
+        self.tick(now);
+        if self.mode != Mode::Bound {
+            return;
+        }
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(err) => {
+                self.requeue_in_flight();
+                self.notice = Some(failure_notice(&err));
+                self.last_error = Some(err.to_string());
+                let refused = matches!(err, TransportError::Refused { status: 401, .. });
+                if refused && self.anchor.is_some() {
+                    self.try_wall_clock = !self.try_wall_clock;
+                }
+                if refused && self.anchor.is_some() && !self.retried_other_clock {
+                    self.retried_other_clock = true;
+                    self.schedule.at_once(now.mono);
+                } else {
+                    self.retried_other_clock = false;
+                    self.schedule.failed(now.mono, &mut *self.entropy);
+                }
+                self.enforce();
+                return;
+            }
+        };
+        // The server read the events: they are delivered whatever the token turns out to be.
+        self.in_flight_events.clear();
+        match self.accept(&answer) {
+            Ok(()) => {
+                self.anchor = Some((answer.server_time, now.mono));
+                self.try_wall_clock = false;
+                self.retried_other_clock = false;
+                self.last_error = None;
+                self.notice = None;
+                if self.mode == Mode::Released {
+                    self.schedule.stop();
+                } else {
+                    let wait = answer.next_checkin_at.saturating_sub(answer.server_time);
+                    let wait = Duration::from_secs(wait.clamp(60, 7 * 86_400) as u64);
+                    self.schedule.succeeded(now.mono, wait, &mut *self.entropy);
+                }
+            }
+            Err(why) => {
+                self.queue_event("tamper", format!("token refused: {why}"));
+                self.schedule.failed(now.mono, &mut *self.entropy);
+            }
+        }
+        self.save_ordinary();
+        self.enforce();
+    }
+
+    /// Verifies the token in a check-in answer and takes it if it is valid.
+    fn accept(&mut self, answer: &CheckinResponse) -> Result<(), String> {
+        let keys = self.keys.as_ref().ok_or("not bound")?;
+        let bytes = STANDARD
+            .decode(&answer.token)
+            .map_err(|_| "not base64".to_string())?;
+        let claims = keys
+            .pinned
+            .verify(&bytes, &keys.device_id, self.protected.highest_sequence)
+            .map_err(|e| e.code().to_string())?;
+        let mut lease = self.lease();
+        let held_sequence = self.held.as_ref().map(|h| h.claims.sequence);
+        if held_sequence == Some(claims.sequence) {
+            let held = self.held.as_ref().expect("a held sequence has a token");
+            lease.confirm(&held.claims, answer.server_time);
+        } else {
+            lease.start(&claims, Some(answer.server_time));
+            // A newer token ends an offline unlock: the server has spoken since.
+            if self
+                .protected
+                .unlock
+                .window
+                .as_ref()
+                .is_some_and(|w| w.against_sequence < claims.sequence)
+            {
+                self.protected.unlock.window = None;
+            }
+            self.protected.token = Some(answer.token.clone());
+            self.protected.highest_sequence = claims.sequence;
+            if claims.state == TokenState::Released {
+                self.protected.released = true;
+                self.mode = Mode::Released;
+            }
+            self.held = Some(Held {
+                status_code: lien_proto::status_code(&bytes),
+                claims,
+            });
+        }
+        self.protected.lease_elapsed_ms = millis(lease.elapsed());
+        self.protected.last_sync = Some(answer.server_time);
+        self.save_protected();
+        Ok(())
+    }
+
+    /// The lock screen's "Check again": a check-in (or hello) is due at once.
+    pub fn check_again(&mut self, now: Now) {
+        self.tick(now);
+        if matches!(self.mode, Mode::Bound | Mode::Unbound) {
+            self.schedule.at_once(now.mono);
+        }
+    }
+
+    /// Tries an offline unlock code typed on the lock screen.
+    pub fn enter_code(&mut self, code: &str, now: Now) -> CodeOutcome {
+        self.tick(now);
+        let restricted = matches!(
+            self.shown.as_ref().map(|(s, _)| s),
+            Some(Screen::Locked(_) | Screen::Restricted(_))
+        );
+        let (Some(keys), true) = (&self.keys, restricted && self.mode == Mode::Bound) else {
+            return CodeOutcome::NothingToUnlock;
+        };
+        let against = self.protected.highest_sequence;
+        let before = self.protected.unlock.clone();
+        let outcome = offline_unlock::try_code(
+            &mut self.protected.unlock,
+            &self.config.unlock,
+            &keys.suite,
+            &keys.offline_key,
+            code,
+            against,
+        );
+        let changed = self.protected.unlock != before;
+        if changed && !self.save_protected() && matches!(outcome, CodeOutcome::Accepted { .. }) {
+            // Unlocking on a code that is not recorded as used would let it work again after a
+            // reboot: apply nothing, and let the borrower retry once storage works.
+            self.protected.unlock = before;
+            self.protected_dirty = false;
+            self.notice = Some("The code could not be saved. Please try again.".into());
+            self.enforce();
+            return CodeOutcome::NotSaved;
+        }
+        self.notice = match &outcome {
+            CodeOutcome::Accepted { .. } | CodeOutcome::NothingToUnlock => None,
+            CodeOutcome::Wrong {
+                wait: Some(wait), ..
+            } => Some(format!(
+                "Wrong or used code. Try again in {}.",
+                format_duration(*wait)
+            )),
+            CodeOutcome::Wrong { tries_left, .. } => Some(format!(
+                "Wrong or used code. {tries_left} tries left before a wait."
+            )),
+            CodeOutcome::Throttled { wait } => Some(format!(
+                "Too many wrong codes. Try again in {}.",
+                format_duration(*wait)
+            )),
+            CodeOutcome::Malformed => Some("An unlock code has 8 digits.".into()),
+            CodeOutcome::NotSaved => None,
+        };
+        self.enforce();
+        outcome
+    }
+
+    /// Queues an event (`sim_change`, `tamper` or `other`) for the next check-in.
+    pub fn report(&mut self, kind: &str, detail: &str) {
+        self.queue_event(kind, detail.to_string());
+        self.save_ordinary();
+    }
+
+    /// Counts the monotonic time since the last call, re-enforces if anything changed (a lease
+    /// warning or expiry, the end of an unlock), and writes the counts now and then.
+    pub fn tick(&mut self, now: Now) {
+        let delta = now.mono.saturating_sub(self.last_mono);
+        self.last_mono = self.last_mono.max(now.mono);
+        if self.mode == Mode::Bound && !delta.is_zero() {
+            let mut lease = self.lease();
+            lease.advance(delta);
+            self.protected.lease_elapsed_ms = millis(lease.elapsed());
+            offline_unlock::advance(&mut self.protected.unlock, delta);
+            self.unsaved += delta;
+        }
+        if self.protected_dirty || self.unsaved >= self.config.persist_every {
+            self.save_protected();
+        }
+        self.enforce();
+    }
+
+    /// What is on screen now.
+    pub fn screen(&self) -> &Screen {
+        &self.shown.as_ref().expect("boot enforces").0
+    }
+
+    /// The restrictions in force now.
+    pub fn enforcement(&self) -> &Enforcement {
+        &self.shown.as_ref().expect("boot enforces").1
+    }
+
+    /// What the financier can and cannot do on this phone.
+    pub fn transparency(&self) -> TransparencyScreen {
+        let standing = match (self.mode, &self.held) {
+            (Mode::Released, _) => "released: paid off, the phone is yours".to_string(),
+            (Mode::Free, _) => "not financed".to_string(),
+            (Mode::Unbound, _) => "not set up yet".to_string(),
+            (Mode::Bound, Some(held)) => format!("{:?}", held.claims.state).to_lowercase(),
+            (Mode::Bound, None) => "unknown".to_string(),
+        };
+        let financier = match self.mode {
+            Mode::Bound => self
+                .held
+                .as_ref()
+                .map(|h| h.claims.screen.financier_name.as_str()),
+            _ => None,
+        };
+        let lease = self.held.as_ref().and_then(|h| {
+            h.claims.lease.map(|l| {
+                Duration::from_secs(l.ends_at.saturating_sub(h.claims.issued_at).max(0) as u64)
+            })
+        });
+        transparency(financier, &standing, lease)
+    }
+
+    /// A snapshot for diagnostics.
+    pub fn status(&self) -> AgentStatus {
+        AgentStatus {
+            mode: self.mode,
+            device_id: self.keys.as_ref().map(|k| k.device_id.clone()),
+            token: self
+                .held
+                .as_ref()
+                .map(|h| (h.claims.state, h.claims.sequence)),
+            lease: self
+                .held
+                .as_ref()
+                .filter(|_| self.mode == Mode::Bound)
+                .map(|h| self.lease().status(&h.claims)),
+            lease_elapsed: self.lease().elapsed(),
+            unlock_counter: self.protected.unlock.counter,
+            wrong_codes: self.protected.unlock.failures,
+            unlocked_for: offline_unlock::active(&self.protected.unlock),
+            next_request: self.schedule.next(),
+            pending_events: self.ordinary.pending_events.len(),
+            notice: self.notice.clone(),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// The held token's bytes (base64), as the server sent them.
+    pub fn token(&self) -> Option<&str> {
+        self.protected.token.as_deref()
+    }
+
+    /// The platform, to inspect.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The storage, to inspect.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The storage, e.g. to inject a fault in a test.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Stops the agent (a shutdown), writing what it has counted, and hands back its parts.
+    pub fn shut_down(mut self) -> (S, P) {
+        if self.mode == Mode::Bound {
+            self.save_protected();
+        }
+        self.requeue_in_flight();
+        self.save_ordinary();
+        (self.storage, self.platform)
+    }
+
+    fn lease(&self) -> LeaseClock {
+        LeaseClock::with_elapsed(Duration::from_millis(self.protected.lease_elapsed_ms))
+    }
+
+    fn queue_event(&mut self, kind: &str, detail: String) {
+        let events = &mut self.ordinary.pending_events;
+        events.push((kind.to_string(), detail));
+        if events.len() > MAX_PENDING_EVENTS {
+            events.remove(0);
+        }
+    }
+
+    fn requeue_in_flight(&mut self) {
+        let mut events = std::mem::take(&mut self.in_flight_events);
+        events.append(&mut self.ordinary.pending_events);
+        let excess = events.len().saturating_sub(MAX_PENDING_EVENTS);
+        self.ordinary.pending_events = events.split_off(excess);
+    }
+
+    /// Writes the protected record; on failure keeps it in memory and retries at the next tick.
+    fn save_protected(&mut self) -> bool {
+        if self.mode == Mode::Unbound || self.mode == Mode::Free {
+            return true;
+        }
+        let ok = state::save(&mut self.storage, Area::Protected, &self.protected).is_ok();
+        self.protected_dirty = !ok;
+        if ok {
+            self.unsaved = Duration::ZERO;
+        }
+        ok
+    }
+
+    /// Writes the ordinary record; losing it loses only unreported events.
+    fn save_ordinary(&mut self) {
+        let _ = state::save(&mut self.storage, Area::Ordinary, &self.ordinary);
+    }
+
+    /// Works out what must be on screen and in force, and tells the platform if it changed.
+    fn enforce(&mut self) {
+        let always = AlwaysAllowed::new(self.config.payment_app.clone());
+        let (screen, enforcement) = match (self.mode, &self.held) {
+            (Mode::Unbound, _) => (
+                Screen::Normal {
+                    banner: Some(Banner::SettingUp),
+                },
+                Enforcement::none(always),
+            ),
+            (Mode::Free, _) | (Mode::Bound, None) => {
+                (Screen::Normal { banner: None }, Enforcement::none(always))
+            }
+            (Mode::Released, _) => (
+                Screen::Normal {
+                    banner: Some(Banner::Released),
+                },
+                Enforcement::none(always),
+            ),
+            (Mode::Bound, Some(_)) => self.bound_screen(always),
+        };
+        let changed = self
+            .shown
+            .as_ref()
+            .is_none_or(|(s, e)| *s != screen || *e != enforcement);
+        if changed {
+            self.platform.apply(&enforcement);
+            self.platform.show(&screen);
+            self.shown = Some((screen, enforcement));
+        }
+    }
+
+    fn bound_screen(&mut self, always: AlwaysAllowed) -> (Screen, Enforcement) {
+        let held = self.held.as_ref().expect("bound with a token");
+        let claims = &held.claims;
+        let lease = self.lease().status(claims);
+        if let Some(left) = offline_unlock::active(&self.protected.unlock) {
+            // An unlock lifts everything that is about using the phone; blocking a factory reset
+            // stays as the token asked, since the phone is still financed.
+            let kept = claims
+                .restrictions
+                .iter()
+                .copied()
+                .filter(|r| *r == DeviceRestriction::FactoryReset);
+            return (
+                Screen::Normal {
+                    banner: Some(Banner::UnlockedByCode {
+                        remaining: minutes(left),
+                    }),
+                },
+                Enforcement::new(kept, always),
+            );
+        }
+        let details = Details {
+            reason: claims.screen.reason.clone(),
+            amount_due: claims.screen.amount_due.clone(),
+            financier_name: claims.screen.financier_name.clone(),
+            financier_contact: claims.screen.financier_contact.clone(),
+            payment_link: claims.screen.payment_link.clone(),
+            imei: self.identity.imei1.clone(),
+            status_code: held.status_code.clone(),
+            last_sync: self.protected.last_sync,
+        };
+        let warning = match lease {
+            LeaseStatus::Warning { remaining } => Some(minutes(remaining)),
+            _ => None,
+        };
+        let restrictions = claims.restrictions.clone();
+        if lease == LeaseStatus::Expired {
+            let reason = format!(
+                "This phone has not reached {} for too long. Connect to the internet and tap \
+                 Check again, or ask {} for an unlock code.",
+                details.financier_name, details.financier_name
+            );
+            let challenge = self.challenge();
+            return (
+                Screen::Locked(Box::new(LockScreen {
+                    cause: LockCause::OfflineTooLong,
+                    title: OFFLINE_TITLE.to_string(),
+                    details: Details { reason, ..details },
+                    challenge,
+                    notice: self.notice.clone(),
+                    actions: lock_actions(),
+                })),
+                Enforcement::new(
+                    [
+                        DeviceRestriction::LockScreen,
+                        DeviceRestriction::AppInstalls,
+                        DeviceRestriction::FactoryReset,
+                        DeviceRestriction::Debugging,
+                        DeviceRestriction::SafeMode,
+                    ],
+                    always,
+                ),
+            );
+        }
+        let state = claims.state;
+        let screen = match state {
+            TokenState::Active | TokenState::Released => Screen::Normal {
+                banner: warning.map(|remaining| Banner::GoOnline { remaining }),
+            },
+            TokenState::Reminder => Screen::Reminder(Box::new(ReminderScreen {
+                details,
+                go_online_within: warning,
+            })),
+            TokenState::Restricted => {
+                let limited = restrictions.clone();
+                Screen::Restricted(Box::new(RestrictedScreen {
+                    details,
+                    limited,
+                    challenge: self.challenge(),
+                    notice: self.notice.clone(),
+                    actions: lock_actions(),
+                }))
+            }
+            TokenState::Locked => {
+                let title = if details.amount_due.is_some() {
+                    OVERDUE_TITLE.to_string()
+                } else {
+                    "This device is locked".to_string()
+                };
+                Screen::Locked(Box::new(LockScreen {
+                    cause: LockCause::Token,
+                    title,
+                    details,
+                    challenge: self.challenge(),
+                    notice: self.notice.clone(),
+                    actions: lock_actions(),
+                }))
+            }
+        };
+        (screen, Enforcement::new(restrictions, always))
+    }
+
+    /// The challenge to show, made (and kept) the first time a screen needs one. Without
+    /// randomness there is none, and the screen says to check again instead.
+    fn challenge(&mut self) -> Option<String> {
+        if self.protected.unlock.challenge.is_none() {
+            let challenge = offline_unlock::new_challenge(&mut *self.entropy).ok()?;
+            self.protected.unlock.challenge = Some(challenge);
+            self.save_protected();
+        }
+        self.protected.unlock.challenge.clone()
+    }
+}
+
+/// What the borrower reads after a failed request: what to do, not the protocol's details.
+fn failure_notice(err: &TransportError) -> String {
+    match err {
+        TransportError::Unreachable(_) => {
+            "No connection to the server. Check the internet connection and try again.".into()
+        }
+        TransportError::Refused { .. } | TransportError::BadAnswer(_) => {
+            "The server did not accept this check-in; the phone will try again. If it keeps \
+             failing, check the date and time, or call your financier."
+                .into()
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+impl std::fmt::Display for AgentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "mode: {:?}", self.mode)?;
+        if let Some(id) = &self.device_id {
+            writeln!(f, "device: {id}")?;
+        }
+        if let Some((state, seq)) = self.token {
+            writeln!(f, "token: {state:?} (sequence {seq})")?;
+        }
+        if let Some(lease) = self.lease {
+            writeln!(
+                f,
+                "lease: {lease:?} (token {} old)",
+                format_duration(self.lease_elapsed)
+            )?;
+        }
+        writeln!(
+            f,
+            "offline codes: last counter {}, {} wrong since",
+            self.unlock_counter, self.wrong_codes
+        )?;
+        if let Some(left) = self.unlocked_for {
+            writeln!(f, "unlocked by code for {}", format_duration(left))?;
+        }
+        writeln!(f, "events to report: {}", self.pending_events)?;
+        if let Some(notice) = &self.notice {
+            writeln!(f, "last result: {notice}")?;
+        }
+        if let Some(error) = &self.last_error {
+            writeln!(f, "last error: {error}")?;
+        }
+        Ok(())
+    }
+}

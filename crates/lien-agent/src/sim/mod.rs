@@ -1,0 +1,18 @@
+//! The phone simulator: how tests, demos and benchmarks see a phone.
+//!
+//! A [`Phone`] is the real [`Agent`](crate::Agent) with an HTTP transport, simulated clocks
+//! ([`SimClock`]) and a platform that records what is on screen and which restrictions apply
+//! ([`RecordingPlatform`]). It can be reset, reflashed, taken offline, have its wall clock moved
+//! and its time advanced. A [`Fleet`] runs many phones in one process.
+
+mod clock;
+mod fleet;
+mod phone;
+mod platform;
+mod transport;
+
+pub use clock::SimClock;
+pub use fleet::{Fleet, FleetReport};
+pub use phone::Phone;
+pub use platform::RecordingPlatform;
+pub use transport::HttpTransport;

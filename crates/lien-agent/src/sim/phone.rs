@@ -1,0 +1,242 @@
+//! One simulated phone.
+
+use std::time::Duration;
+
+use lien_proto::device_api::CheckinResponse;
+
+use super::clock::SimClock;
+use super::platform::RecordingPlatform;
+use super::transport::HttpTransport;
+use crate::agent::{Agent, AgentConfig, AgentStatus, Identity, Outgoing};
+use crate::entropy::{Entropy, OsEntropy, SeededEntropy};
+use crate::offline_unlock::CodeOutcome;
+use crate::platform::Enforcement;
+use crate::screens::{Screen, TransparencyScreen};
+use crate::storage::{Area, Storage};
+use crate::time::Now;
+
+type SimAgent = Agent<Box<dyn Storage>, RecordingPlatform>;
+
+/// The most requests one [`Phone::run_due`] makes, so a misbehaving server cannot spin it.
+const MAX_REQUESTS_PER_RUN: usize = 8;
+
+/// A simulated phone: the real agent, an HTTP transport, simulated clocks and a recording
+/// platform. Every operation that a person could do to a phone is a method.
+pub struct Phone {
+    agent: Option<SimAgent>,
+    transport: HttpTransport,
+    clock: SimClock,
+    identity: Identity,
+    config: AgentConfig,
+    seed: Option<u64>,
+    boots: u64,
+    hellos: u64,
+    checkins: u64,
+}
+
+impl Phone {
+    /// Powers on a phone with `storage` (empty for a new phone) and boots the agent. Nothing is
+    /// sent until [`Phone::run_due`]. With `seed`, the agent's randomness is a predictable
+    /// stream (for reproducible tests); without it, the operating system's.
+    pub fn new(
+        transport: HttpTransport,
+        identity: Identity,
+        storage: Box<dyn Storage>,
+        clock: SimClock,
+        config: AgentConfig,
+        seed: Option<u64>,
+    ) -> Phone {
+        let mut phone = Phone {
+            agent: None,
+            transport,
+            clock,
+            identity,
+            config,
+            seed,
+            boots: 0,
+            hellos: 0,
+            checkins: 0,
+        };
+        phone.boot(storage);
+        phone
+    }
+
+    fn boot(&mut self, storage: Box<dyn Storage>) {
+        let entropy: Box<dyn Entropy> = match self.seed {
+            // Each boot draws from a different stream, as a real phone's generator would.
+            Some(seed) => Box::new(SeededEntropy::new(seed.wrapping_add(self.boots << 32))),
+            None => Box::new(OsEntropy),
+        };
+        self.boots += 1;
+        self.agent = Some(Agent::boot(
+            storage,
+            RecordingPlatform::new(),
+            self.identity.clone(),
+            self.config.clone(),
+            entropy,
+            self.clock.now(),
+        ));
+    }
+
+    fn agent_mut(&mut self) -> &mut SimAgent {
+        self.agent.as_mut().expect("the phone is on")
+    }
+
+    /// The agent, to inspect.
+    pub fn agent(&self) -> &SimAgent {
+        self.agent.as_ref().expect("the phone is on")
+    }
+
+    /// What the phone reads from its clocks now.
+    pub fn now(&self) -> Now {
+        self.clock.now()
+    }
+
+    /// Sends whatever the agent has due now (hello, check-ins) and hands it the answers.
+    pub async fn run_due(&mut self) {
+        for _ in 0..MAX_REQUESTS_PER_RUN {
+            let now = self.clock.now();
+            let Some(outgoing) = self.agent_mut().due(now) else {
+                return;
+            };
+            match outgoing {
+                Outgoing::Hello => {
+                    let Some(request) = self.agent_mut().hello_request(now) else {
+                        continue;
+                    };
+                    self.hellos += 1;
+                    let answer = self.transport.hello(&request).await;
+                    let now = self.clock.now();
+                    self.agent_mut().on_hello(answer, now);
+                }
+                Outgoing::Checkin => {
+                    let Some(request) = self.agent_mut().checkin_request(now) else {
+                        continue;
+                    };
+                    self.checkins += 1;
+                    let answer = self.transport.checkin(&request).await;
+                    let now = self.clock.now();
+                    self.agent_mut().on_checkin(answer, now);
+                }
+            }
+        }
+    }
+
+    /// Taps "Check again" and lets the check-in run.
+    pub async fn check_again(&mut self) {
+        let now = self.clock.now();
+        self.agent_mut().check_again(now);
+        self.run_due().await;
+    }
+
+    /// Time passes for the phone (both clocks), then whatever fell due runs, once: the phone
+    /// was asleep and wakes at the end.
+    pub async fn advance(&mut self, by: Duration) {
+        self.clock.advance(by);
+        let now = self.clock.now();
+        self.agent_mut().tick(now);
+        self.run_due().await;
+    }
+
+    /// The borrower moves the wall clock `by` seconds (negative: back).
+    pub fn shift_wall_clock(&mut self, by: i64) {
+        self.clock.shift_wall(by);
+        let now = self.clock.now();
+        self.agent_mut().tick(now);
+    }
+
+    /// Takes the phone off the network, or puts it back.
+    pub fn set_online(&mut self, online: bool) {
+        self.transport.online = online;
+    }
+
+    /// Whether the phone is on the network.
+    pub fn is_online(&self) -> bool {
+        self.transport.online
+    }
+
+    /// Types an offline unlock code on the lock screen.
+    pub fn enter_code(&mut self, code: &str) -> CodeOutcome {
+        let now = self.clock.now();
+        self.agent_mut().enter_code(code, now)
+    }
+
+    /// Delivers a check-in answer as if it came from the network, e.g. from someone in the
+    /// middle replaying an old token. The phone asks for it first, as it would.
+    pub fn deliver_checkin(&mut self, answer: CheckinResponse) {
+        let now = self.clock.now();
+        let agent = self.agent_mut();
+        agent.check_again(now);
+        if agent.checkin_request(now).is_some() {
+            agent.on_checkin(Ok(answer), now);
+        }
+    }
+
+    /// Restarts the phone: the agent shuts down and boots again on the same storage.
+    pub async fn reboot(&mut self) {
+        self.power_cycle(&[]).await;
+    }
+
+    /// A factory reset: ordinary data is wiped, protected state survives; then setup runs.
+    pub async fn factory_reset(&mut self) {
+        self.power_cycle(&[Area::Ordinary]).await;
+    }
+
+    /// A full reflash: both areas are lost, as on a phone whose protected partition was erased
+    /// with flashing tools; then setup runs.
+    pub async fn reflash(&mut self) {
+        self.power_cycle(&[Area::Ordinary, Area::Protected]).await;
+    }
+
+    async fn power_cycle(&mut self, wipe: &[Area]) {
+        let agent = self.agent.take().expect("the phone is on");
+        let (mut storage, _) = agent.shut_down();
+        for area in wipe {
+            // The simulated media do not fail to wipe; a failure would leave the area as it was.
+            let _ = storage.wipe(*area);
+        }
+        self.clock.reboot();
+        self.boot(storage);
+        self.run_due().await;
+    }
+
+    /// What is on screen.
+    pub fn screen(&self) -> &Screen {
+        self.agent().screen()
+    }
+
+    /// The screen as text.
+    pub fn render(&self) -> String {
+        self.screen().to_string()
+    }
+
+    /// The restrictions in force.
+    pub fn enforcement(&self) -> &Enforcement {
+        self.agent().enforcement()
+    }
+
+    /// The transparency screen.
+    pub fn transparency(&self) -> TransparencyScreen {
+        self.agent().transparency()
+    }
+
+    /// The agent's state.
+    pub fn status(&self) -> AgentStatus {
+        self.agent().status()
+    }
+
+    /// How many hellos this phone sent.
+    pub fn hellos_sent(&self) -> u64 {
+        self.hellos
+    }
+
+    /// How many check-ins this phone sent.
+    pub fn checkins_sent(&self) -> u64 {
+        self.checkins
+    }
+
+    /// The identity the phone says hello with.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}

@@ -1,0 +1,96 @@
+//! Carries the agent's requests to the server over HTTP.
+
+use std::time::Duration;
+
+use lien_proto::device_api::{
+    CHECKIN_PATH, CheckinResponse, DEVICE_HEADER, HELLO_PATH, HelloRequest, HelloResponse,
+    SIGNATURE_HEADER,
+};
+
+use crate::agent::{SignedCheckin, TransportError};
+
+/// HTTP to one server, with a switch to take the phone offline.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    base: String,
+    /// When false, every request fails as unreachable without touching the network.
+    pub online: bool,
+}
+
+impl HttpTransport {
+    /// A transport to `base` (e.g. `http://127.0.0.1:8080`) with its own client.
+    pub fn new(base: &str) -> HttpTransport {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        HttpTransport::with_client(base, client)
+    }
+
+    /// A transport sharing `client` (and so its connection pool), as a fleet does.
+    pub fn with_client(base: &str, client: reqwest::Client) -> HttpTransport {
+        HttpTransport {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            online: true,
+        }
+    }
+
+    /// Sends a hello.
+    pub async fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, TransportError> {
+        if !self.online {
+            return Err(TransportError::Unreachable("offline".into()));
+        }
+        let response = self
+            .client
+            .post(format!("{}{HELLO_PATH}", self.base))
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        read(response).await
+    }
+
+    /// Sends a check-in.
+    pub async fn checkin(
+        &self,
+        checkin: &SignedCheckin,
+    ) -> Result<CheckinResponse, TransportError> {
+        if !self.online {
+            return Err(TransportError::Unreachable("offline".into()));
+        }
+        let response = self
+            .client
+            .post(format!("{}{CHECKIN_PATH}", self.base))
+            .header(DEVICE_HEADER, &checkin.device_id)
+            .header(SIGNATURE_HEADER, &checkin.signature)
+            .header("content-type", "application/json")
+            .body(checkin.body.clone())
+            .send()
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        read(response).await
+    }
+}
+
+async fn read<T: for<'de> serde::Deserialize<'de>>(
+    response: reqwest::Response,
+) -> Result<T, TransportError> {
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        return Err(TransportError::Refused {
+            status: status.as_u16(),
+            message,
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| TransportError::BadAnswer(e.to_string()))
+}

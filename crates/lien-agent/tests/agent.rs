@@ -1,0 +1,744 @@
+//! The agent against a fake server that signs real tokens: verification, lease, offline codes,
+//! storage faults and resets, all on injected time. Each test checks what the borrower sees.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::SigningKey;
+use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE};
+use lien_agent::{
+    Agent, AgentConfig, CodeOutcome, Enforcement, Identity, InjectedFault, MemoryStorage, Mode,
+    Now, Outgoing, Platform, Screen, SeededEntropy, Storage, TransportError,
+};
+use lien_proto::device_api::{CheckinRequest, CheckinResponse, HelloResponse};
+use lien_proto::ocra::{OcraInput, OcraSuite};
+use lien_proto::{
+    DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
+};
+
+const DAY: i64 = 86_400;
+const SUITE: &str = "OCRA-1:HOTP-SHA256-8:C-QN08";
+const OCRA_KEY: &[u8] = b"an offline key of thirty-two by!";
+const START: i64 = 1_767_000_000;
+
+/// Records the last screen and restrictions, like a phone's UI would hold them.
+#[derive(Default)]
+struct TestPlatform {
+    screen: Option<Screen>,
+    enforcement: Option<Enforcement>,
+}
+
+impl Platform for TestPlatform {
+    fn show(&mut self, screen: &Screen) {
+        self.screen = Some(screen.clone());
+    }
+    fn apply(&mut self, enforcement: &Enforcement) {
+        self.enforcement = Some(enforcement.clone());
+    }
+}
+
+/// The server side: signs tokens for one device with a 10-day lease and a 3-day warning.
+struct FakeServer {
+    signer: TokenSigner,
+    sequence: u64,
+}
+
+impl FakeServer {
+    fn new() -> FakeServer {
+        FakeServer {
+            signer: TokenSigner::new(SigningKey::from_bytes(&[42; 32])),
+            sequence: 0,
+        }
+    }
+
+    fn token(&mut self, state: TokenState, issued_at: i64) -> String {
+        self.sequence += 1;
+        STANDARD.encode(sign(&self.signer, "dev-1", self.sequence, state, issued_at))
+    }
+
+    fn hello(&mut self, state: TokenState, issued_at: i64) -> HelloResponse {
+        HelloResponse::Financed {
+            device_id: "dev-1".into(),
+            credential: STANDARD.encode(b"credential"),
+            offline_key: STANDARD.encode(OCRA_KEY),
+            offline_suite: SUITE.into(),
+            server_keys: vec![STANDARD.encode(self.signer.verifying_key().to_bytes())],
+            token: self.token(state, issued_at),
+            checkin_interval_secs: 6 * 3600,
+        }
+    }
+}
+
+fn sign(signer: &TokenSigner, device: &str, sequence: u64, state: TokenState, at: i64) -> Vec<u8> {
+    let restrictions = match state {
+        TokenState::Locked => vec![
+            DeviceRestriction::LockScreen,
+            DeviceRestriction::AppInstalls,
+            DeviceRestriction::FactoryReset,
+            DeviceRestriction::Debugging,
+            DeviceRestriction::SafeMode,
+        ],
+        TokenState::Released => vec![],
+        _ => vec![DeviceRestriction::FactoryReset],
+    };
+    signer.sign(&StatusClaims {
+        device_id: device.into(),
+        sequence,
+        state,
+        restrictions,
+        screen: ScreenText {
+            reason: "This device is locked due to an overdue installment payment (due 2026-02-01)."
+                .into(),
+            amount_due: Some(WireMoney {
+                minor: 125_000,
+                currency: "KES".into(),
+            }),
+            financier_name: "Duka Phones".into(),
+            financier_contact: "+254 700 000 000".into(),
+            payment_link: Some("https://pay.example/x".into()),
+        },
+        issued_at: at,
+        lease: (state != TokenState::Released).then_some(Lease {
+            ends_at: at + 10 * DAY,
+            warn_from: at + 7 * DAY,
+        }),
+    })
+}
+
+fn code(counter: u64, challenge: &str) -> String {
+    OcraSuite::parse(SUITE)
+        .unwrap()
+        .respond(
+            OCRA_KEY,
+            OcraInput {
+                counter: Some(counter),
+                challenge,
+                ..OcraInput::default()
+            },
+        )
+        .unwrap()
+}
+
+/// An agent with its clocks: `mono` restarts at each boot, `wall` is whatever the user set.
+struct Rig {
+    agent: Option<Agent<MemoryStorage, TestPlatform>>,
+    mono: Duration,
+    wall: i64,
+    server: FakeServer,
+    boots: u64,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let mut rig = Rig {
+            agent: None,
+            mono: Duration::ZERO,
+            wall: START,
+            server: FakeServer::new(),
+            boots: 0,
+        };
+        rig.boot(MemoryStorage::new());
+        rig
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.mono,
+            wall: self.wall,
+        }
+    }
+
+    fn agent(&mut self) -> &mut Agent<MemoryStorage, TestPlatform> {
+        self.agent.as_mut().unwrap()
+    }
+
+    fn boot(&mut self, storage: MemoryStorage) {
+        self.mono = Duration::ZERO;
+        self.boots += 1;
+        let now = self.now();
+        self.agent = Some(Agent::boot(
+            storage,
+            TestPlatform::default(),
+            Identity {
+                imei1: "356938035643809".into(),
+                imei2: None,
+                serial: "SN1".into(),
+                model: "Phone X".into(),
+            },
+            AgentConfig::default(),
+            Box::new(SeededEntropy::new(self.boots)),
+            now,
+        ));
+    }
+
+    fn reboot_with(&mut self, change: impl FnOnce(&mut MemoryStorage)) {
+        let (mut storage, _) = self.agent.take().unwrap().shut_down();
+        change(&mut storage);
+        self.boot(storage);
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.mono += Duration::from_secs(secs as u64);
+        self.wall += secs;
+        let now = self.now();
+        self.agent().tick(now);
+    }
+
+    /// Says hello (the agent must want one) and answers with `state`.
+    fn hello(&mut self, state: TokenState) {
+        let now = self.now();
+        assert_eq!(self.agent().due(now), Some(Outgoing::Hello));
+        assert!(self.agent().hello_request(now).is_some());
+        let answer = self.server.hello(state, self.wall);
+        self.agent().on_hello(Ok(answer), now);
+    }
+
+    /// A check-in answered with `token`, at the server's time `server_time`; returns what the
+    /// phone sent.
+    fn checkin_with(&mut self, token: String, server_time: i64) -> CheckinRequest {
+        let now = self.now();
+        self.agent().check_again(now);
+        let sent = self.agent().checkin_request(now).expect("bound");
+        let answer = CheckinResponse {
+            token,
+            server_time,
+            next_checkin_at: server_time + 6 * 3600,
+        };
+        self.agent().on_checkin(Ok(answer), now);
+        serde_json::from_slice(&sent.body).unwrap()
+    }
+
+    /// A check-in that brings a new token in `state`, issued at the server's time.
+    fn new_token(&mut self, state: TokenState) {
+        let at = self.wall;
+        let token = self.server.token(state, at);
+        self.checkin_with(token, at);
+    }
+
+    fn screen(&mut self) -> Screen {
+        self.agent().screen().clone()
+    }
+
+    fn title(&mut self) -> Option<String> {
+        match self.screen() {
+            Screen::Locked(lock) => Some(lock.title),
+            _ => None,
+        }
+    }
+
+    fn challenge(&mut self) -> String {
+        match self.screen() {
+            Screen::Locked(lock) => lock.challenge.expect("the lock screen shows a challenge"),
+            other => panic!("not locked: {other:?}"),
+        }
+    }
+
+    fn locked(&mut self) -> bool {
+        let locked = matches!(self.screen(), Screen::Locked(_));
+        let enforced = self
+            .agent()
+            .platform()
+            .enforcement
+            .as_ref()
+            .unwrap()
+            .limits(DeviceRestriction::LockScreen);
+        assert_eq!(locked, enforced, "screen and restrictions agree");
+        locked
+    }
+}
+
+fn locked_rig() -> Rig {
+    let mut rig = Rig::new();
+    rig.hello(TokenState::Active);
+    rig.new_token(TokenState::Locked);
+    assert!(rig.locked());
+    rig
+}
+
+#[test]
+fn first_boot_restricts_nothing_until_the_server_answers() {
+    let mut rig = Rig::new();
+    assert_eq!(
+        rig.screen(),
+        Screen::Normal {
+            banner: Some(Banner::SettingUp)
+        }
+    );
+    assert!(rig.agent().enforcement().restrictions().is_empty());
+    // Hello fails: still nothing restricted, and a retry is scheduled.
+    let now = rig.now();
+    rig.agent().hello_request(now).unwrap();
+    rig.agent()
+        .on_hello(Err(TransportError::Unreachable("no network".into())), now);
+    assert!(!rig.locked());
+    assert!(rig.agent().next_wakeup().unwrap() > now.mono);
+    rig.advance(60);
+    rig.hello(TokenState::Locked);
+    assert!(rig.locked());
+    assert_eq!(rig.title().unwrap(), OVERDUE_TITLE);
+}
+
+#[test]
+fn a_not_financed_phone_runs_free_and_sends_nothing() {
+    let mut rig = Rig::new();
+    let now = rig.now();
+    rig.agent().hello_request(now).unwrap();
+    rig.agent().on_hello(Ok(HelloResponse::NotFinanced), now);
+    assert_eq!(rig.screen(), Screen::Normal { banner: None });
+    rig.advance(30 * DAY);
+    let now = rig.now();
+    assert_eq!(rig.agent().due(now), None);
+}
+
+#[test]
+fn the_lock_screen_shows_the_way_out() {
+    let mut rig = locked_rig();
+    let Screen::Locked(lock) = rig.screen() else {
+        panic!()
+    };
+    let text = rig.screen().to_string();
+    for expected in [
+        OVERDUE_TITLE,
+        "Amount due: KES 1,250.00",
+        "Duka Phones (+254 700 000 000)",
+        "Pay at: https://pay.example/x",
+        "IMEI: 356938035643809",
+        "Status code: ",
+        "Last sync: ",
+        "[Check again] [Enter code] [Emergency call]",
+        "Emergency calls and the payment app remain available.",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+    }
+    assert_eq!(lock.challenge.as_ref().unwrap().len(), 8);
+    assert_eq!(lock.details.status_code.len(), 8);
+    let transparency = rig.agent().transparency().to_string();
+    assert!(
+        transparency.contains("cannot block emergency calls"),
+        "{transparency}"
+    );
+    assert!(transparency.contains("10 days"), "{transparency}");
+}
+
+#[test]
+fn forged_replayed_and_foreign_tokens_are_refused_and_reported() {
+    let mut rig = locked_rig();
+    let before = rig.screen();
+    let held = rig.agent().status().token;
+    let now_wall = rig.wall;
+    let forger = TokenSigner::new(SigningKey::from_bytes(&[9; 32]));
+    let forged = STANDARD.encode(sign(&forger, "dev-1", 99, TokenState::Active, now_wall));
+    let real = &rig.server.signer;
+    let replayed = STANDARD.encode(sign(real, "dev-1", 1, TokenState::Active, now_wall));
+    let foreign = STANDARD.encode(sign(real, "dev-2", 99, TokenState::Active, now_wall));
+    let mut tampered = STANDARD
+        .decode(STANDARD.encode(sign(real, "dev-1", 99, TokenState::Active, now_wall)))
+        .unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    // Each refusal is reported in the check-in after it; the phone claims only the sequence
+    // it applied.
+    let mut reported = vec![];
+    for token in [
+        forged,
+        replayed,
+        foreign,
+        STANDARD.encode(tampered),
+        "%%".into(),
+    ] {
+        let sent = rig.checkin_with(token, now_wall);
+        assert_eq!(sent.applied_sequence, 2);
+        reported.extend(sent.events);
+        assert_eq!(rig.screen(), before);
+        assert_eq!(rig.agent().status().token, held);
+    }
+    let token = rig.agent().token().unwrap().to_string();
+    reported.extend(rig.checkin_with(token, now_wall).events);
+    let details: Vec<&str> = reported.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(
+        details,
+        [
+            "token refused: unknown-key",
+            "token refused: sequence-regressed",
+            "token refused: wrong-device",
+            "token refused: bad-signature",
+            "token refused: not base64",
+        ]
+    );
+    let token = rig.agent().token().unwrap().to_string();
+    let sent = rig.checkin_with(token, now_wall);
+    assert!(sent.events.is_empty(), "reported once");
+    assert!(reported.iter().all(|e| e.kind == "tamper"));
+}
+
+#[test]
+fn the_lease_counts_monotonic_time_warns_then_locks_and_ignores_the_wall_clock() {
+    let mut rig = Rig::new();
+    rig.hello(TokenState::Active);
+    rig.new_token(TokenState::Active);
+    assert_eq!(rig.screen(), Screen::Normal { banner: None });
+    // The borrower sets the wall clock back a year, then forward two: nothing changes.
+    rig.wall -= 365 * DAY;
+    let now = rig.now();
+    rig.agent().tick(now);
+    assert_eq!(rig.screen(), Screen::Normal { banner: None });
+    rig.wall += 2 * 365 * DAY;
+    let now = rig.now();
+    rig.agent().tick(now);
+    assert_eq!(rig.screen(), Screen::Normal { banner: None });
+    // The lease runs on the monotonic clock, also across a reboot (time off is not counted).
+    rig.advance(5 * DAY);
+    rig.reboot_with(|_| {});
+    rig.advance(2 * DAY - 1);
+    assert_eq!(rig.screen(), Screen::Normal { banner: None });
+    rig.advance(1);
+    assert_eq!(
+        rig.screen(),
+        Screen::Normal {
+            banner: Some(Banner::GoOnline {
+                remaining: Duration::from_secs(3 * DAY as u64)
+            })
+        }
+    );
+    assert!(!rig.locked());
+    rig.advance(3 * DAY);
+    assert!(rig.locked());
+    assert_eq!(rig.title().unwrap(), OFFLINE_TITLE);
+    let Screen::Locked(lock) = rig.screen() else {
+        panic!()
+    };
+    assert_eq!(lock.cause, LockCause::OfflineTooLong);
+    assert!(lock.details.reason.contains("too long"));
+}
+
+#[test]
+fn an_old_token_delivered_late_does_not_extend_the_lease() {
+    let mut rig = Rig::new();
+    rig.hello(TokenState::Active);
+    // The server hands over a token it signed nine days ago (the phone's wall clock says
+    // otherwise, and does not matter).
+    let old = rig.server.token(TokenState::Active, rig.wall - 9 * DAY);
+    let server_time = rig.wall;
+    rig.checkin_with(old, server_time);
+    assert!(matches!(
+        rig.screen(),
+        Screen::Normal {
+            banner: Some(Banner::GoOnline { .. })
+        }
+    ));
+    rig.advance(DAY);
+    assert!(rig.locked());
+}
+
+#[test]
+fn an_offline_code_unlocks_once_and_a_newer_token_ends_it() {
+    let mut rig = locked_rig();
+    let challenge = rig.challenge();
+    // Support issued two codes the phone never saw; the third works.
+    let third = code(3, &challenge);
+    let now = rig.now();
+    assert!(matches!(
+        rig.agent().enter_code(&third, now),
+        CodeOutcome::Accepted { .. }
+    ));
+    assert!(!rig.locked());
+    assert!(matches!(
+        rig.screen(),
+        Screen::Normal {
+            banner: Some(Banner::UnlockedByCode { .. })
+        }
+    ));
+    // The factory-reset block stays while the phone is financed.
+    assert_eq!(
+        rig.agent().enforcement().restrictions(),
+        [DeviceRestriction::FactoryReset]
+    );
+    // The same token again does not end the unlock; a newer one does.
+    let held = rig.agent().token().unwrap().to_string();
+    let wall = rig.wall;
+    rig.checkin_with(held, wall);
+    assert!(!rig.locked());
+    rig.new_token(TokenState::Locked);
+    assert!(rig.locked());
+    // The same code against the new challenge is refused: its counter is spent.
+    let now = rig.now();
+    assert!(matches!(
+        rig.agent().enter_code(&third, now),
+        CodeOutcome::Wrong { .. }
+    ));
+    assert!(rig.locked());
+}
+
+#[test]
+fn an_offline_unlock_ends_after_its_hours() {
+    let mut rig = locked_rig();
+    let challenge = rig.challenge();
+    let now = rig.now();
+    rig.agent().enter_code(&code(1, &challenge), now);
+    rig.advance(48 * 3600 - 60);
+    assert!(!rig.locked());
+    rig.advance(60);
+    assert!(rig.locked());
+    // A new challenge, and the next counter.
+    let second = rig.challenge();
+    assert_ne!(second, challenge);
+    let now = rig.now();
+    assert!(matches!(
+        rig.agent().enter_code(&code(2, &second), now),
+        CodeOutcome::Accepted { .. }
+    ));
+}
+
+#[test]
+fn the_throttle_and_the_challenge_survive_a_reboot() {
+    let mut rig = locked_rig();
+    let challenge = rig.challenge();
+    for _ in 0..5 {
+        let now = rig.now();
+        rig.agent().enter_code("11111111", now);
+    }
+    rig.advance(30);
+    rig.reboot_with(|_| {});
+    assert!(rig.locked());
+    assert_eq!(rig.challenge(), challenge);
+    let right = code(1, &challenge);
+    let now = rig.now();
+    assert_eq!(
+        rig.agent().enter_code(&right, now),
+        CodeOutcome::Throttled {
+            wait: Duration::from_secs(30)
+        }
+    );
+    let text = rig.screen().to_string();
+    assert!(
+        text.contains("Too many wrong codes. Try again in 30 seconds."),
+        "{text}"
+    );
+    rig.advance(30);
+    let now = rig.now();
+    assert!(matches!(
+        rig.agent().enter_code(&right, now),
+        CodeOutcome::Accepted { .. }
+    ));
+}
+
+#[test]
+fn a_code_that_cannot_be_recorded_does_not_unlock() {
+    let mut rig = locked_rig();
+    let challenge = rig.challenge();
+    let right = code(1, &challenge);
+    rig.agent()
+        .storage_mut()
+        .fail_next_write(InjectedFault::Fail);
+    let now = rig.now();
+    assert_eq!(rig.agent().enter_code(&right, now), CodeOutcome::NotSaved);
+    assert!(rig.locked());
+    // After a reboot the stored state is still the locked one, and the code was not spent.
+    rig.reboot_with(|_| {});
+    assert!(rig.locked());
+    let now = rig.now();
+    assert!(matches!(
+        rig.agent().enter_code(&right, now),
+        CodeOutcome::Accepted { .. }
+    ));
+}
+
+#[test]
+fn a_failed_write_keeps_the_previous_state_and_a_torn_one_means_setup_not_unlock() {
+    let mut rig = locked_rig();
+    // A newer "active" token arrives but cannot be written: it is valid, so it applies now...
+    rig.agent()
+        .storage_mut()
+        .fail_next_write(InjectedFault::Fail);
+    rig.new_token(TokenState::Active);
+    assert!(!rig.locked());
+    // ...but if the phone crashes before the write is retried, it boots into the state last
+    // written: the lock, not some mixture.
+    let mut on_disk = rig.agent().storage().clone();
+    rig.boot(on_disk.clone());
+    assert!(rig.locked());
+    // A write torn mid-way (a medium without atomic replace) leaves a record that fails its
+    // checksum: the phone sets up again rather than run unlocked on a half-written state.
+    on_disk.fail_next_write(InjectedFault::Tear);
+    let unlocking = rig
+        .agent()
+        .storage()
+        .load(lien_agent::Area::Protected)
+        .unwrap()
+        .unwrap();
+    assert!(
+        on_disk
+            .store(lien_agent::Area::Protected, &unlocking)
+            .is_err()
+    );
+    rig.boot(on_disk);
+    assert_eq!(rig.agent().status().mode, Mode::Unbound);
+    assert_eq!(
+        rig.screen(),
+        Screen::Normal {
+            banner: Some(Banner::SettingUp)
+        }
+    );
+    // Setup re-binds, and the server's token locks again.
+    rig.hello(TokenState::Locked);
+    assert!(rig.locked());
+}
+
+#[test]
+fn released_is_final_across_resets_and_nothing_is_sent() {
+    let mut rig = locked_rig();
+    rig.new_token(TokenState::Released);
+    assert_eq!(
+        rig.screen(),
+        Screen::Normal {
+            banner: Some(Banner::Released)
+        }
+    );
+    assert!(rig.agent().enforcement().restrictions().is_empty());
+    rig.reboot_with(|s| {
+        s.wipe(lien_agent::Area::Ordinary).unwrap();
+    });
+    assert_eq!(rig.agent().status().mode, Mode::Released);
+    rig.advance(365 * DAY);
+    let now = rig.now();
+    assert_eq!(rig.agent().due(now), None);
+    assert!(rig.agent().checkin_request(now).is_none());
+    assert!(!rig.locked());
+}
+
+#[test]
+fn a_factory_reset_keeps_the_lock_and_is_reported() {
+    let mut rig = locked_rig();
+    rig.reboot_with(|s| s.wipe(lien_agent::Area::Ordinary).unwrap());
+    // Enforced at boot, before any network.
+    assert!(rig.locked());
+    let now = rig.now();
+    assert_eq!(rig.agent().due(now), Some(Outgoing::Checkin));
+    let token = rig.agent().token().unwrap().to_string();
+    let wall = rig.wall;
+    let sent = rig.checkin_with(token, wall);
+    assert_eq!(sent.events.len(), 1);
+    assert!(sent.events[0].detail.contains("factory reset"));
+}
+
+#[test]
+fn corrupt_protected_state_counts_as_lost() {
+    let mut rig = locked_rig();
+    rig.reboot_with(|s| {
+        let mut record = s.load(lien_agent::Area::Protected).unwrap().unwrap();
+        let middle = record.len() / 2;
+        record[middle] ^= 0x20;
+        s.put_raw(lien_agent::Area::Protected, Some(record));
+    });
+    assert_eq!(rig.agent().status().mode, Mode::Unbound);
+    assert!(!rig.locked());
+    rig.hello(TokenState::Locked);
+    assert!(rig.locked());
+}
+
+#[test]
+fn failures_back_off_and_check_again_sends_at_once() {
+    let mut rig = Rig::new();
+    rig.hello(TokenState::Active);
+    rig.new_token(TokenState::Active);
+    let mut gaps = vec![];
+    for _ in 0..4 {
+        let wake = rig.agent().next_wakeup().unwrap();
+        // Jitter is in milliseconds; the rig's clocks move in whole seconds.
+        let secs = (wake - rig.mono).as_millis().div_ceil(1000) as i64;
+        gaps.push(secs);
+        rig.advance(secs);
+        let now = rig.now();
+        assert_eq!(rig.agent().due(now), Some(Outgoing::Checkin));
+        rig.agent().checkin_request(now).unwrap();
+        rig.agent()
+            .on_checkin(Err(TransportError::Unreachable("offline".into())), now);
+        assert!(!rig.locked(), "an unreachable server never locks");
+    }
+    assert!((6 * 3600..=6 * 3600 + 600).contains(&gaps[0]), "{gaps:?}");
+    assert!((30..=38).contains(&gaps[1]), "{gaps:?}");
+    assert!((60..=76).contains(&gaps[2]), "{gaps:?}");
+    assert!((120..=151).contains(&gaps[3]), "{gaps:?}");
+    let now = rig.now();
+    assert_eq!(rig.agent().due(now), None);
+    rig.agent().check_again(now);
+    assert_eq!(rig.agent().due(now), Some(Outgoing::Checkin));
+}
+
+#[test]
+fn restricted_and_reminder_screens_say_what_is_limited_and_what_is_due() {
+    let mut rig = Rig::new();
+    rig.hello(TokenState::Active);
+    rig.new_token(TokenState::Reminder);
+    let text = rig.screen().to_string();
+    assert!(text.starts_with("== Payment reminder =="), "{text}");
+    assert!(text.contains("Amount due: KES 1,250.00"), "{text}");
+    assert!(!rig.locked());
+
+    // The fake server's restricted token limits the factory reset only; a code lifts the rest.
+    rig.new_token(TokenState::Restricted);
+    let Screen::Restricted(restricted) = rig.screen() else {
+        panic!("{}", rig.screen())
+    };
+    let text = rig.screen().to_string();
+    assert!(text.contains("Limited: factory reset"), "{text}");
+    assert!(
+        text.contains("[Check again] [Enter code] [Emergency call]"),
+        "{text}"
+    );
+    let challenge = restricted
+        .challenge
+        .expect("a challenge for an offline code");
+    let now = rig.now();
+    assert!(matches!(
+        rig.agent().enter_code(&code(1, &challenge), now),
+        CodeOutcome::Accepted { .. }
+    ));
+    assert!(matches!(rig.screen(), Screen::Normal { .. }));
+
+    // A reminder close to the end of the lease also says to go online.
+    rig.new_token(TokenState::Reminder);
+    rig.advance(8 * DAY);
+    let text = rig.screen().to_string();
+    assert!(
+        text.contains("Connect to the internet within 2 days, or this device will lock."),
+        "{text}"
+    );
+}
+
+/// A source that never has randomness.
+struct NoEntropy;
+
+impl lien_agent::Entropy for NoEntropy {
+    fn fill(&mut self, _: &mut [u8]) -> Result<(), lien_agent::entropy::EntropyError> {
+        Err(lien_agent::entropy::EntropyError("broken".into()))
+    }
+}
+
+#[test]
+fn an_agent_without_randomness_restricts_nothing_by_itself() {
+    let now = Now {
+        mono: Duration::ZERO,
+        wall: START,
+    };
+    let mut agent = Agent::boot(
+        MemoryStorage::new(),
+        TestPlatform::default(),
+        Identity {
+            imei1: "356938035643809".into(),
+            imei2: None,
+            serial: "SN1".into(),
+            model: "Phone X".into(),
+        },
+        AgentConfig::default(),
+        Box::new(NoEntropy),
+        now,
+    );
+    assert_eq!(agent.due(now), Some(Outgoing::Hello));
+    // No device key can be made: no hello goes out, a retry is scheduled, nothing is limited.
+    assert!(agent.hello_request(now).is_none());
+    assert_eq!(agent.due(now), None);
+    assert!(agent.enforcement().restrictions().is_empty());
+    assert!(!matches!(agent.screen(), Screen::Locked(_)));
+}

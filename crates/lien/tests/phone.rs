@@ -1,0 +1,150 @@
+//! `lien phone` against a server started in this test: the lock screen in the terminal, and
+//! commands piped on standard input.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use lien_server::app::{AppState, start};
+use lien_server::clock::SystemClock;
+use lien_server::config::Settings;
+use lien_server::secrets::Secrets;
+use lien_store::{SqlStore, Store};
+use serde_json::{Value, json};
+
+/// Starts a server on a free port (real clock, SQLite in `dir`); returns its URL and admin key.
+async fn server(dir: &std::path::Path) -> (String, String, lien_server::app::Running) {
+    let url = format!("sqlite://{}", dir.join("lien.db").display());
+    let settings = Settings {
+        data_dir: dir.to_path_buf(),
+        database_url: Some(url.clone()),
+        ..Settings::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.unwrap());
+    let secrets = Secrets::load_or_create(dir).unwrap();
+    let state = AppState::new(store, Arc::new(SystemClock), secrets, settings);
+    let admin = lien_server::create_platform_admin(&state).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = start(state, listener, false).await.unwrap();
+    (format!("http://{}", running.addr), admin, running)
+}
+
+async fn post(base: &str, path: &str, key: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+/// Runs `lien phone` with `input` on standard input; returns what it printed.
+fn run_phone(base: &str, imei: &str, input: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lien"))
+        .args([
+            "phone", "--server", base, "--imei", imei, "--serial", "SN-CLI",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lien runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulated_phone_shows_the_lock_screen_and_takes_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, admin, running) = server(dir.path()).await;
+    let financier = post(
+        &base,
+        "/v1/financiers",
+        &admin,
+        json!({"name": "Duka Phones", "contact": "+254 700 000 000", "payment_link": "https://pay.example/x"}),
+    )
+    .await;
+    let id = financier["id"].as_str().unwrap();
+    let key = post(
+        &base,
+        &format!("/v1/financiers/{id}/api-keys"),
+        &admin,
+        json!({"role": "financier-admin", "label": "test"}),
+    )
+    .await;
+    let key = key["key"].as_str().unwrap();
+    let imei = "356938035643809";
+    let device = post(
+        &base,
+        "/v1/devices",
+        key,
+        json!({
+            "contract_ref": "C-CLI", "imei1": imei, "serial": "SN-CLI", "model": "Phone X",
+            "plan": {"currency": "KES", "time_zone": "Africa/Nairobi", "down_payment_minor": 0,
+                     "installments": [{"due": "2099-01-01", "amount_minor": 125000}]},
+            "policy": {"preset": "kenya"}
+        }),
+    )
+    .await;
+    let device_id = device["id"].as_str().unwrap();
+    post(
+        &base,
+        &format!("/v1/devices/{device_id}/lock"),
+        key,
+        json!({"reason": "Locked by Duka Phones: please call us."}),
+    )
+    .await;
+
+    let input =
+        "state\ncode 12345678\nclock -365d\nscreen\noffline\ncheck\ntransparency\nbogus\nquit\n";
+    let out = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || run_phone(&base, imei, input)
+    })
+    .await
+    .unwrap();
+    for expected in [
+        "Simulated phone 356938035643809 powered on.",
+        "Setting up: connecting to the server.",
+        "== This device is locked ==",
+        "Locked by Duka Phones: please call us.",
+        "Financier: Duka Phones (+254 700 000 000)",
+        "IMEI: 356938035643809",
+        "[Check again] [Enter code] [Emergency call]",
+        "mode: Bound",
+        "token: Locked",
+        "Code refused: wrong or already used.",
+        "! Wrong or used code. 4 tries left before a wait.",
+        "Wall clock moved by -365d.",
+        "The phone is offline.",
+        "No connection to the server. Check the internet connection and try again.",
+        "cannot block emergency calls",
+        "error: unknown command \"bogus\"; type `help`",
+        "Powered off.",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from\n{out}");
+    }
+    // After the wall clock moved a year back, the screen is still the lock screen.
+    let after_clock = &out[out.find("Wall clock moved").unwrap()..];
+    assert!(after_clock.contains("== This device is locked =="), "{out}");
+    running.stop().await;
+}
