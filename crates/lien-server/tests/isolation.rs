@@ -7,7 +7,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
+use common::{Backend, TestApp, imei, postgres_url, spawn_app};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -138,20 +138,6 @@ async fn seen(app: &TestApp, key: &str, device_id: &str) -> (Value, Value) {
     (status.body, history.body)
 }
 
-/// Enrolls a device for the financier whose key this is; returns its id.
-async fn enroll(app: &TestApp, key: &str, contract: &str, imei: &str, serial: &str) -> String {
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            key,
-            Some(enrollment(contract, imei, serial)),
-        )
-        .await;
-    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-    enrolled.body["id"].as_str().unwrap().to_string()
-}
-
 fn device_ids(page: &Value) -> Vec<String> {
     page["devices"]
         .as_array()
@@ -167,9 +153,13 @@ async fn isolation(app: TestApp) {
 
     // A has a bound phone with a payment, and a second device still pending; B has one device.
     let imei_a = imei("35693803564380");
-    let device_a = enroll(&app, &key_a, "A-1", &imei_a, "SNA1").await;
-    let pending_a = enroll(&app, &key_a, "A-2", &imei("35693803564381"), "SNA2").await;
-    let device_b = enroll(&app, &key_b, "B-1", &imei("35693803564382"), "SNB1").await;
+    let device_a = app.enroll_device(&key_a, "A-1", &imei_a, "SNA1").await;
+    let pending_a = app
+        .enroll_device(&key_a, "A-2", &imei("35693803564381"), "SNA2")
+        .await;
+    let device_b = app
+        .enroll_device(&key_b, "B-1", &imei("35693803564382"), "SNB1")
+        .await;
     let hello = app.hello(&imei_a, "SNA1").await;
     assert_eq!(hello.status, 200, "{}", hello.body);
     assert_eq!(hello.body["device_id"], device_a.as_str());

@@ -3,23 +3,9 @@
 
 mod common;
 
-use common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
+use common::{Backend, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-
-/// Enrolls a device on the Kenya preset for the financier whose key this is; returns its id.
-async fn enroll(app: &TestApp, key: &str, contract: &str, imei: &str, serial: &str) -> String {
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            key,
-            Some(enrollment(contract, imei, serial)),
-        )
-        .await;
-    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-    enrolled.body["id"].as_str().unwrap().to_string()
-}
 
 /// Moves to day 4 past the first due date, in the morning, and lets the scheduler decide:
 /// on the Kenya preset the unpaid phones are now locked.
@@ -69,8 +55,12 @@ fn key_id(key: &str) -> String {
 async fn platform_keys(app: TestApp) {
     let (fin_a, key_a) = app.financier("Duka Phones").await;
     let (_fin_b, key_b) = app.financier("Other Lender").await;
-    let device_a = enroll(&app, &key_a, "A-1", &imei("35693803564380"), "SNA1").await;
-    let device_b = enroll(&app, &key_b, "B-1", &imei("35693803564381"), "SNB1").await;
+    let device_a = app
+        .enroll_device(&key_a, "A-1", &imei("35693803564380"), "SNA1")
+        .await;
+    let device_b = app
+        .enroll_device(&key_b, "B-1", &imei("35693803564381"), "SNB1")
+        .await;
     overdue_and_locked(&app, &[&device_a, &device_b]).await;
 
     // The platform admin makes a support key: shown once, platform-wide.
@@ -191,7 +181,7 @@ async fn put_policy(
 async fn policy_change(app: TestApp) {
     let (fin, key) = app.financier("Duka Phones").await;
     let phone_imei = imei("35693803564380");
-    let device = enroll(&app, &key, "C-1", &phone_imei, "SN1").await;
+    let device = app.enroll_device(&key, "C-1", &phone_imei, "SN1").await;
     let hello = app.hello(&phone_imei, "SN1").await;
     assert_eq!(hello.status, 200, "{}", hello.body);
     overdue_and_locked(&app, &[&device]).await;
@@ -339,7 +329,7 @@ async fn tokens_signed(app: TestApp) {
     let (_fin, key) = app.financier("Duka Phones").await;
     let phone_imei = imei("35693803564380");
     let start = counter(&app, SIGNED).await;
-    let device = enroll(&app, &key, "C-1", &phone_imei, "SN1").await;
+    let device = app.enroll_device(&key, "C-1", &phone_imei, "SN1").await;
     assert_eq!(counter(&app, SIGNED).await, start + 1, "enrollment signs");
     assert_eq!(app.hello(&phone_imei, "SN1").await.status, 200);
     overdue_and_locked(&app, &[&device]).await;

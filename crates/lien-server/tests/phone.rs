@@ -37,16 +37,9 @@ impl World {
         let app = spawn_app(backend, start).await;
         let (_, key) = app.financier("Duka Phones").await;
         let phone_imei = imei("35693803564380");
-        let enrolled = app
-            .call(
-                "POST",
-                "/v1/devices",
-                &key,
-                Some(enrollment("C-1001", &phone_imei, "SN1001")),
-            )
+        let device_id = app
+            .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
             .await;
-        assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-        let device_id = enrolled.body["id"].as_str().unwrap().to_string();
         let mut phone = Phone::new(
             HttpTransport::new(&app.base),
             Identity {

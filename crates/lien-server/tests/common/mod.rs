@@ -126,6 +126,26 @@ impl TestApp {
         Reply { status, body }
     }
 
+    /// Enrolls a device (see [`enrollment`]) for the financier whose key this is; returns its id.
+    pub async fn enroll_device(
+        &self,
+        key: &str,
+        contract: &str,
+        imei: &str,
+        serial: &str,
+    ) -> String {
+        let enrolled = self
+            .call(
+                "POST",
+                "/v1/devices",
+                key,
+                Some(enrollment(contract, imei, serial)),
+            )
+            .await;
+        assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+        enrolled.body["id"].as_str().unwrap().to_string()
+    }
+
     /// Creates a financier and its admin key; returns (financier id, key).
     pub async fn financier(&self, name: &str) -> (String, String) {
         let created = self
