@@ -15,7 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse, sign_checkin,
+    CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse, PushRequest,
+    sign_checkin,
 };
 use lien_proto::ocra::OcraSuite;
 use lien_proto::{DeviceRestriction, LeaseStatus, PinnedKeys, StatusClaims, TokenState};
@@ -614,6 +615,57 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         }
         self.save_ordinary();
         self.enforce();
+    }
+
+    /// The request that opens a push channel, signed like a check-in; `None` unless the phone
+    /// is bound. Opening a channel does not replace check-ins: they stay scheduled, as the
+    /// fallback when the channel is down.
+    pub fn push_request(&mut self, now: Now) -> Option<SignedCheckin> {
+        self.tick(now);
+        if self.mode != Mode::Bound {
+            return None;
+        }
+        let keys = self.keys.as_ref()?;
+        let request = PushRequest {
+            sent_at: self.sent_at(now),
+            applied_sequence: self.protected.highest_sequence as i64,
+        };
+        let body = serde_json::to_vec(&request).expect("a push request is plain data");
+        let signature = sign_checkin(&keys.credential, &body);
+        Some(SignedCheckin {
+            device_id: keys.device_id.clone(),
+            body,
+            signature,
+        })
+    }
+
+    /// Takes a token pushed by the server. It is verified exactly like a checked-in one (pinned
+    /// key, this device, a sequence never below the highest seen), so a pushed token can never
+    /// downgrade the phone; a refused one is reported at the next check-in. Returns whether it
+    /// was taken. The check-in schedule is left alone.
+    pub fn on_push(&mut self, pushed: &CheckinResponse, now: Now) -> bool {
+        self.tick(now);
+        if self.mode != Mode::Bound {
+            return false;
+        }
+        let taken = match self.accept(pushed) {
+            Ok(()) => {
+                self.anchor = Some((pushed.server_time, now.mono));
+                self.try_wall_clock = false;
+                self.notice = None;
+                true
+            }
+            Err(why) => {
+                self.queue_event("tamper", format!("pushed token refused: {why}"));
+                false
+            }
+        };
+        if self.mode == Mode::Released {
+            self.schedule.stop();
+        }
+        self.save_ordinary();
+        self.enforce();
+        taken
     }
 
     /// Verifies the token in a check-in answer and takes it if it is valid.

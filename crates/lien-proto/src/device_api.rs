@@ -15,6 +15,14 @@ use sha2::Sha256;
 pub const HELLO_PATH: &str = "/v1/device/hello";
 /// Where a phone checks in.
 pub const CHECKIN_PATH: &str = "/v1/device/checkin";
+/// Where a phone opens its push channel: a POST signed like a check-in (body [`PushRequest`])
+/// whose answer is a stream of server-sent events (`text/event-stream`) that stays open.
+/// Each event named [`PUSH_EVENT`] carries a [`CheckinResponse`] as its data: the current token
+/// at once, then every newly signed token as soon as the change that signed it commits.
+/// Check-ins stay the fallback; a pushed token is verified exactly like a checked-in one.
+pub const PUSH_PATH: &str = "/v1/device/push";
+/// The SSE event name of a pushed token.
+pub const PUSH_EVENT: &str = "token";
 /// The header that names the device in a check-in.
 pub const DEVICE_HEADER: &str = "x-lien-device";
 /// The header that carries the check-in's signature.
@@ -98,6 +106,18 @@ pub struct CheckinRequest {
     /// What happened on the phone since the last check-in.
     #[serde(default)]
     pub events: Vec<DeviceEventJson>,
+}
+
+/// The request that opens a push channel. Sent with the same headers and signature as a
+/// check-in; `sent_at` must be within the server's window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// The phone's clock, Unix seconds; must be within the server's window.
+    pub sent_at: i64,
+    /// The highest token sequence the phone has applied.
+    pub applied_sequence: i64,
 }
 
 /// An event the phone reports.

@@ -41,6 +41,10 @@ pub struct Inner {
     last_seen: Mutex<HashMap<String, i64>>,
     /// Wakes the scheduler early.
     pub scheduler_wake: Notify,
+    /// Devices with an open push channel (see [`crate::push`]).
+    pub push: crate::push::Hub,
+    /// Per-client limits on the public endpoints and pages.
+    pub public_limit: crate::rate_limit::RateLimiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -59,6 +63,10 @@ impl AppState {
         settings: Settings,
     ) -> AppState {
         let signer = TokenSigner::new(secrets.signing_key.clone());
+        let public_limit = crate::rate_limit::RateLimiter::new(
+            settings.public_rate_per_minute,
+            settings.public_rate_burst,
+        );
         AppState(Arc::new(Inner {
             store,
             clock,
@@ -68,6 +76,8 @@ impl AppState {
             metrics: Metrics::default(),
             last_seen: Mutex::new(HashMap::new()),
             scheduler_wake: Notify::new(),
+            push: crate::push::Hub::default(),
+            public_limit,
         }))
     }
 
@@ -127,6 +137,8 @@ impl Running {
         // A watch, not a Notify: a task busy when the signal comes (flushing, say) still
         // sees it the next time it looks, instead of missing it and waiting forever.
         let _ = self.shutdown.send(true);
+        // Push channels never end by themselves; the graceful shutdown would wait for them.
+        self.state.push.close();
         let _ = self.task.await;
     }
 }
@@ -143,6 +155,9 @@ pub async fn start(
     if background {
         tokio::spawn(crate::scheduler::run(state.clone(), stopping.clone()));
     }
+    // Push is fed whether or not the scheduler runs here: changes come from every writer.
+    state.push.open();
+    tokio::spawn(crate::push::run(state.clone(), stopping.clone()));
     let flusher = {
         let state = state.clone();
         let mut stopping = stopping.clone();
@@ -160,6 +175,8 @@ pub async fn start(
         let mut stopping = stopping.clone();
         let state = state.clone();
         tokio::spawn(async move {
+            // With the peer address, for the per-client limits of the public endpoints.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { until_stopped(&mut stopping).await })
                 .await;

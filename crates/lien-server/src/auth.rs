@@ -82,6 +82,8 @@ pub enum Action {
     Unlock,
     /// Grant a provisional unlock or an offline unlock code.
     ProvisionalUnlock,
+    /// Answer a borrower's appeal (accepting a payment appeal records the payment).
+    AnswerAppeal,
 }
 
 impl Role {
@@ -94,7 +96,7 @@ impl Role {
                 ManageFinanciers | ManageKeys | ManagePlatformKeys | Read | ChangePolicy
             ),
             Role::FinancierAdmin => !matches!(action, ManageFinanciers | ManagePlatformKeys),
-            Role::FinancierAgent => matches!(action, Read | RecordPayment),
+            Role::FinancierAgent => matches!(action, Read | RecordPayment | AnswerAppeal),
             Role::Support => matches!(action, Read | ProvisionalUnlock),
         }
     }

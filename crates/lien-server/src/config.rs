@@ -28,6 +28,19 @@ pub struct Settings {
     pub scheduler_batch: u32,
     /// How often the scheduler looks for due devices, in milliseconds.
     pub scheduler_interval_ms: u64,
+    /// The platform's support contact, shown on the borrower pages and in IMEI checks.
+    pub support_contact: String,
+    /// Public requests (IMEI checks, appeals, page look-ups) per client IP and minute.
+    pub public_rate_per_minute: u32,
+    /// How many public requests a client may make at once before the rate applies.
+    pub public_rate_burst: u32,
+    /// Hours a financier has to answer an appeal, unless the device's policy says otherwise.
+    pub appeal_response_hours: u32,
+    /// Hours of provisional unlock an unanswered payment appeal grants at its deadline, unless
+    /// the policy says otherwise; never more than the policy's lease.
+    pub appeal_unlock_hours: u32,
+    /// The largest document accepted with an appeal, in bytes.
+    pub appeal_upload_max_bytes: u64,
 }
 
 impl Default for Settings {
@@ -41,6 +54,12 @@ impl Default for Settings {
             release_cancel_hours: 72,
             scheduler_batch: 500,
             scheduler_interval_ms: 1000,
+            support_contact: "the phone maker's support".to_string(),
+            public_rate_per_minute: 30,
+            public_rate_burst: 10,
+            appeal_response_hours: 72,
+            appeal_unlock_hours: 7 * 24,
+            appeal_upload_max_bytes: 5 * 1024 * 1024,
         }
     }
 }

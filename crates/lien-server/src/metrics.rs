@@ -24,6 +24,10 @@ pub struct Metrics {
     pub scheduler_lag_ms: Gauge,
     /// Request latency in seconds.
     pub request_seconds: Histogram,
+    /// Push channels open now.
+    pub push_connections: Gauge,
+    /// Tokens sent over push channels (the current token at connect included).
+    pub tokens_pushed: Counter,
 }
 
 impl Default for Metrics {
@@ -61,8 +65,22 @@ impl Default for Metrics {
             "HTTP request latency",
             request_seconds.clone(),
         );
+        let push_connections = Gauge::default();
+        let tokens_pushed = Counter::default();
+        registry.register(
+            "push_connections",
+            "Push channels open now",
+            push_connections.clone(),
+        );
+        registry.register(
+            "tokens_pushed",
+            "Tokens sent over push channels",
+            tokens_pushed.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            push_connections,
+            tokens_pushed,
             checkins,
             locks,
             unlocks,

@@ -7,7 +7,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, devices, ops, phone};
+use crate::routes::{admin, appeals, devices, ops, phone, public, push};
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -42,6 +42,14 @@ use crate::routes::{admin, devices, ops, phone};
         devices::status_code,
         phone::hello,
         phone::checkin,
+        push::push,
+        public::imei,
+        appeals::open,
+        appeals::follow,
+        appeals::list,
+        appeals::get_one,
+        appeals::attachment,
+        appeals::decide,
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -67,12 +75,23 @@ use crate::routes::{admin, devices, ops, phone};
         lien_proto::device_api::HelloResponse,
         lien_proto::device_api::CheckinRequest,
         lien_proto::device_api::CheckinResponse,
+        lien_proto::device_api::PushRequest,
+        public::ImeiCheck,
+        public::PublicFinancier,
+        appeals::AppealFormDoc,
+        appeals::AppealOpened,
+        appeals::AppealPublicView,
+        appeals::AppealView,
+        appeals::AttachmentView,
+        appeals::AppealDecision,
     )),
     modifiers(&ApiKeyAuth),
     tags(
         (name = "financiers", description = "Financiers and their API keys, and the platform's own keys."),
         (name = "devices", description = "Enrollment, payments, locks, release, policy changes and reads, on the caller's devices."),
         (name = "phone", description = "What the phone calls: hello at setup, then signed check-ins."),
+        (name = "public", description = "Without an account: the IMEI check, and opening and following an appeal. Rate limited per client address."),
+        (name = "appeals", description = "Borrowers' appeals, for the device's financier (who answers) and support (who sees all)."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
     )
 )]
@@ -218,7 +237,9 @@ mod tests {
                     .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
                 assert_eq!(
                     secured,
-                    path.starts_with("/v1/") && !path.starts_with("/v1/device/"),
+                    path.starts_with("/v1/")
+                        && !path.starts_with("/v1/device/")
+                        && !path.starts_with("/v1/public/"),
                     "{method} {path}: the api_key requirement is wrong"
                 );
             }

@@ -86,6 +86,10 @@ async fn evaluate_one(state: &AppState, id: &str) -> Result<(), ApiError> {
                     } else if after == "released" {
                         change.audit[0].action = "released".into();
                         change.audit[0].reason = "the release became final".into();
+                    } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {
+                        // An appeal's deadline passed unanswered: say so in the history.
+                        change.audit[0].action = "appeal_deadline".into();
+                        change.audit[0].reason = unlock.reason.clone();
                     }
                     let _ = tx.send((before, after));
                     Ok(change)
@@ -99,4 +103,19 @@ async fn evaluate_one(state: &AppState, id: &str) -> Result<(), ApiError> {
         state.metrics.state_changed(&before, &after);
     }
     Ok(())
+}
+
+/// A provisional unlock an appeal put in force (its actor is `appeal:<reference>`) that is in
+/// effect at `now_us`: the scheduler's change then comes from the appeal's deadline.
+fn appeal_unlock_begun(
+    snapshot: &DeviceSnapshot,
+    now_us: i64,
+) -> Option<&lien_store::OverrideRecord> {
+    snapshot.overrides.iter().find(|o| {
+        o.kind == crate::domain::kind::PROVISIONAL_UNLOCK
+            && o.actor.starts_with("appeal:")
+            && o.cancelled_us.is_none()
+            && o.from_us <= now_us
+            && o.until_us.is_some_and(|u| now_us < u)
+    })
 }

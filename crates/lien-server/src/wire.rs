@@ -149,6 +149,13 @@ pub struct PolicySettingsJson {
     /// Hours in which no restriction starts.
     #[serde(default)]
     pub quiet_hours: Option<QuietHoursJson>,
+    /// Hours the financier has to answer a borrower's appeal (default: the server's setting).
+    #[serde(default)]
+    pub appeal_response_hours: Option<u32>,
+    /// Hours of provisional unlock an unanswered payment appeal grants (default: the server's
+    /// setting); never more than the lease.
+    #[serde(default)]
+    pub appeal_unlock_hours: Option<u32>,
 }
 
 /// A policy: a preset by name, or custom settings.

@@ -8,12 +8,16 @@
 //! is what makes "the new token is written with the payment" and "every state change is
 //! audited" hold by construction.
 
+pub mod appeals;
 pub mod audit;
 mod records;
 mod sql;
 
 use async_trait::async_trait;
 
+pub use appeals::{
+    AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, ImeiHistory,
+};
 pub use records::*;
 pub use sql::SqlStore;
 
@@ -135,9 +139,16 @@ pub trait Idempotency: Send + Sync {
 
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: Tenants + Devices + Schedule + AuditLog + Idempotency {
+pub trait Store:
+    Tenants + Devices + Schedule + AuditLog + Idempotency + Appeals + ImeiHistory
+{
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Subscribes to committed changes of a device's token or binding, from this process and,
+    /// on PostgreSQL, from every server on the database (`LISTEN`/`NOTIFY`). A subscriber that
+    /// falls behind gets `RecvError::Lagged` and should resynchronise as on
+    /// [`DeviceFeed::Resync`].
+    fn device_changes(&self) -> tokio::sync::broadcast::Receiver<DeviceFeed>;
 }

@@ -268,6 +268,8 @@ pub struct DeviceChange {
     pub reversal: Option<ReversalRecord>,
     /// A new override.
     pub new_override: Option<OverrideRecord>,
+    /// Further new overrides, inserted after `new_override` (an appeal adds two).
+    pub more_overrides: Vec<OverrideRecord>,
     /// Changes to existing overrides.
     pub override_updates: Vec<OverrideUpdate>,
     /// A new policy.
@@ -292,6 +294,8 @@ pub struct DeviceChange {
     pub audit: Vec<AuditEntry>,
     /// The response to keep for the request's `Idempotency-Key`.
     pub idempotency: Option<IdempotentResponse>,
+    /// An appeal opened or answered.
+    pub appeal: Option<crate::AppealWrite>,
 }
 
 /// What the check-in path reads: one row, nothing else.
@@ -339,4 +343,14 @@ pub struct StatusCodeMatch {
     pub state: String,
     /// When it was signed.
     pub issued_us: i64,
+}
+
+/// A message of [`Store::device_changes`](crate::Store::device_changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceFeed {
+    /// This device's token or binding changed, and the change is committed.
+    Changed(String),
+    /// Changes may have been missed (a lost `LISTEN` connection): read again every device
+    /// you care about.
+    Resync,
 }

@@ -191,6 +191,8 @@ conformance![
     concurrent_payments_all_apply,
     concurrent_claims_are_disjoint,
     checkin_views_follow_writes,
+    committed_token_changes_are_announced,
+    appeals_are_written_with_the_change_and_answered_once,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

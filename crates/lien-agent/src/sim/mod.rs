@@ -9,10 +9,12 @@ mod clock;
 mod fleet;
 mod phone;
 mod platform;
+mod push;
 mod transport;
 
 pub use clock::SimClock;
 pub use fleet::{Fleet, FleetReport};
 pub use phone::Phone;
 pub use platform::RecordingPlatform;
+pub use push::{PushBackoff, PushChannel};
 pub use transport::HttpTransport;

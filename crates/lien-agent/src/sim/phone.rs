@@ -6,8 +6,9 @@ use lien_proto::device_api::CheckinResponse;
 
 use super::clock::SimClock;
 use super::platform::RecordingPlatform;
+use super::push::{PushBackoff, PushChannel};
 use super::transport::HttpTransport;
-use crate::agent::{Agent, AgentConfig, AgentStatus, Identity, Outgoing};
+use crate::agent::{Agent, AgentConfig, AgentStatus, Identity, Outgoing, TransportError};
 use crate::entropy::{Entropy, OsEntropy, SeededEntropy};
 use crate::offline_unlock::CodeOutcome;
 use crate::platform::Enforcement;
@@ -32,6 +33,8 @@ pub struct Phone {
     boots: u64,
     hellos: u64,
     checkins: u64,
+    push: Option<PushChannel>,
+    pushed: u64,
 }
 
 impl Phone {
@@ -56,6 +59,8 @@ impl Phone {
             boots: 0,
             hellos: 0,
             checkins: 0,
+            push: None,
+            pushed: 0,
         };
         phone.boot(storage);
         phone
@@ -148,11 +153,97 @@ impl Phone {
     /// Takes the phone off the network, or puts it back.
     pub fn set_online(&mut self, online: bool) {
         self.transport.online = online;
+        if !online && let Some(push) = &mut self.push {
+            push.close();
+        }
     }
 
     /// Whether the phone is on the network.
     pub fn is_online(&self) -> bool {
         self.transport.online
+    }
+
+    /// Gives the phone a push channel to its server, reconnecting with `backoff` (and jitter
+    /// from the phone's randomness). It opens at the next [`Phone::connect_push`] or
+    /// [`Phone::next_push`]. Check-ins go on as before.
+    pub fn enable_push(&mut self, backoff: PushBackoff) {
+        let entropy: Box<dyn Entropy> = match self.seed {
+            Some(seed) => Box::new(SeededEntropy::new(seed ^ 0x5055_5348)),
+            None => Box::new(OsEntropy),
+        };
+        self.push = Some(PushChannel::new(self.transport.base(), backoff, entropy));
+    }
+
+    /// Opens the push channel now (no backoff) and takes the token it carries first.
+    pub async fn connect_push(&mut self) -> Result<(), TransportError> {
+        let mut channel = self.push.take().ok_or_else(|| {
+            TransportError::Unreachable("push is not enabled on this phone".into())
+        })?;
+        let result = self.open_push(&mut channel).await;
+        self.push = Some(channel);
+        result?;
+        // The server sends the current token at once.
+        self.next_push(Duration::from_secs(10)).await;
+        Ok(())
+    }
+
+    async fn open_push(&mut self, channel: &mut PushChannel) -> Result<(), TransportError> {
+        if !self.transport.online {
+            return Err(TransportError::Unreachable("offline".into()));
+        }
+        let now = self.clock.now();
+        let request = self
+            .agent_mut()
+            .push_request(now)
+            .ok_or_else(|| TransportError::Unreachable("the phone is not bound".into()))?;
+        channel.open(&request).await
+    }
+
+    /// Waits up to `within` (real time) for the next pushed token and hands it to the agent;
+    /// returns whether the agent took it, or `None` if nothing came. A dropped channel is
+    /// reopened after a jittered backoff, within the same wait.
+    pub async fn next_push(&mut self, within: Duration) -> Option<bool> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut channel = self.push.take()?;
+        let outcome = loop {
+            if !channel.is_open() {
+                let delay = channel.next_delay();
+                if tokio::time::Instant::now() + delay > deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    break None;
+                }
+                tokio::time::sleep(delay).await;
+                if self.open_push(&mut channel).await.is_err() {
+                    continue;
+                }
+            }
+            match tokio::time::timeout_at(deadline, channel.next()).await {
+                Err(_) => break None,
+                Ok(Ok(Some(answer))) => {
+                    let now = self.clock.now();
+                    self.pushed += 1;
+                    break Some(self.agent_mut().on_push(&answer, now));
+                }
+                Ok(Ok(None) | Err(_)) => continue,
+            }
+        };
+        self.push = Some(channel);
+        outcome
+    }
+
+    /// Whether the push channel is open.
+    pub fn push_open(&self) -> bool {
+        self.push.as_ref().is_some_and(PushChannel::is_open)
+    }
+
+    /// How many times the push channel was opened.
+    pub fn push_connects(&self) -> u64 {
+        self.push.as_ref().map_or(0, PushChannel::connects)
+    }
+
+    /// How many pushed tokens reached the agent.
+    pub fn tokens_pushed(&self) -> u64 {
+        self.pushed
     }
 
     /// Types an offline unlock code on the lock screen.

@@ -37,6 +37,11 @@ impl HttpTransport {
         }
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a hello.
     pub async fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, TransportError> {
         if !self.online {

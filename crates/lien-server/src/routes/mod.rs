@@ -1,9 +1,12 @@
 //! The HTTP routes, and the one path every change to a device takes.
 
 pub(crate) mod admin;
+pub mod appeals;
 pub(crate) mod devices;
 pub(crate) mod ops;
 pub(crate) mod phone;
+pub mod public;
+pub(crate) mod push;
 
 pub use devices::prepare_enrollment;
 pub use phone::sign_checkin;
@@ -60,6 +63,22 @@ pub fn router() -> Router<AppState> {
         .route("/v1/status-codes/{code}", get(devices::status_code))
         .route("/v1/device/hello", post(phone::hello))
         .route("/v1/device/checkin", post(phone::checkin))
+        .route("/v1/public/imei/{imei}", get(public::imei))
+        .route(
+            "/v1/public/appeals",
+            post(appeals::open).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/public/appeals/{reference}", get(appeals::follow))
+        .route("/v1/appeals", get(appeals::list))
+        .route("/v1/appeals/{reference}", get(appeals::get_one))
+        .route(
+            "/v1/appeals/{reference}/attachment",
+            get(appeals::attachment),
+        )
+        .route("/v1/appeals/{reference}/decision", post(appeals::decide))
+        .route("/v1/device/push", post(push::push))
+        // The borrower's HTML pages: not part of the JSON API or its document.
+        .merge(crate::pages::router())
 }
 
 /// The device as the financier sees it.
@@ -125,7 +144,7 @@ fn with_inputs(snapshot: &DeviceSnapshot, change: &DeviceChange) -> DeviceSnapsh
     let mut next = snapshot.clone();
     next.payments.extend(change.payment.clone());
     next.reversals.extend(change.reversal.clone());
-    if let Some(o) = &change.new_override {
+    for o in change.new_override.iter().chain(&change.more_overrides) {
         let id = next.overrides.iter().map(|o| o.id).max().unwrap_or(0) + 1;
         next.overrides
             .push(lien_store::OverrideRecord { id, ..o.clone() });

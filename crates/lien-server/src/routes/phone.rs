@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::VerifyingKey;
-use lien_store::{DeviceChange, DeviceEvent, DeviceSnapshot, StoreError};
+use lien_store::{CheckinView, DeviceChange, DeviceEvent, DeviceSnapshot, StoreError};
 
 use super::devices::{OFFLINE_SUITE, parse_imei};
 use super::{JsonText, Mutation, complete, json_text};
@@ -144,6 +144,66 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized(format!("missing {name} header")))
 }
 
+/// A device request whose signature, device and time window are checked.
+pub(crate) struct Authenticated<T> {
+    /// The device, as named by the header and proven by the signature.
+    pub device_id: String,
+    /// What the check-in path reads of it.
+    pub view: CheckinView,
+    /// The parsed body.
+    pub request: T,
+    /// The server's time when it was checked.
+    pub now: jiff::Timestamp,
+}
+
+/// Checks a signed device request (a check-in, or the opening of a push channel): the device
+/// exists and has said hello, the body is signed with its current credential, the body parses,
+/// and its `sent_at` is within the server's window.
+pub(crate) async fn authenticate<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    sent_at: fn(&T) -> i64,
+) -> Result<Authenticated<T>, ApiError> {
+    let device_id = header(headers, DEVICE_HEADER)?.to_string();
+    let signature = STANDARD
+        .decode(header(headers, SIGNATURE_HEADER)?)
+        .map_err(|_| ApiError::Unauthorized("X-Lien-Signature is not base64".into()))?;
+    let view = match state.store.checkin_view(&device_id).await {
+        Ok(view) => view,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("device")),
+        Err(err) => return Err(err.into()),
+    };
+    if view.binding_generation == 0 {
+        return Err(ApiError::Unauthorized(
+            "the device has not said hello yet".into(),
+        ));
+    }
+    let credential = state
+        .secrets
+        .device_credential(&device_id, view.binding_generation);
+    if !checkin_signature_valid(&credential, body, &signature) {
+        return Err(ApiError::Unauthorized(
+            "bad signature: the body is not signed with this device's current credential".into(),
+        ));
+    }
+    let Json(request) = Json::<T>::from_bytes(body)?;
+    let now = state.clock.now();
+    let skew = (now.as_second() - sent_at(&request)).abs();
+    let window = state.settings.request_window_secs as i64;
+    if skew > window {
+        return Err(ApiError::Unauthorized(format!(
+            "stale timestamp: sent_at is {skew} s from the server's time (at most {window} s allowed)"
+        )));
+    }
+    Ok(Authenticated {
+        device_id,
+        view,
+        request,
+        now,
+    })
+}
+
 /// `POST /v1/device/checkin`: authenticated by the device credential, bounded against replay
 /// by the request time; answers with the stored token. Nothing is signed here.
 #[utoipa::path(
@@ -168,37 +228,12 @@ pub async fn checkin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<JsonText, ApiError> {
-    let device_id = header(&headers, DEVICE_HEADER)?.to_string();
-    let signature = STANDARD
-        .decode(header(&headers, SIGNATURE_HEADER)?)
-        .map_err(|_| ApiError::Unauthorized("X-Lien-Signature is not base64".into()))?;
-    let view = match state.store.checkin_view(&device_id).await {
-        Ok(view) => view,
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("device")),
-        Err(err) => return Err(err.into()),
-    };
-    if view.binding_generation == 0 {
-        return Err(ApiError::Unauthorized(
-            "the device has not said hello yet".into(),
-        ));
-    }
-    let credential = state
-        .secrets
-        .device_credential(&device_id, view.binding_generation);
-    if !checkin_signature_valid(&credential, &body, &signature) {
-        return Err(ApiError::Unauthorized(
-            "bad signature: the body is not signed with this device's current credential".into(),
-        ));
-    }
-    let Json(req) = Json::<CheckinRequest>::from_bytes(&body)?;
-    let now = state.clock.now();
-    let skew = (now.as_second() - req.sent_at).abs();
-    let window = state.settings.request_window_secs as i64;
-    if skew > window {
-        return Err(ApiError::Unauthorized(format!(
-            "stale timestamp: sent_at is {skew} s from the server's time (at most {window} s allowed)"
-        )));
-    }
+    let Authenticated {
+        device_id,
+        view,
+        request: req,
+        now,
+    } = authenticate::<CheckinRequest>(&state, &headers, &body, |r| r.sent_at).await?;
     let token = view
         .token
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;

@@ -88,6 +88,29 @@ pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// A second server on this one's database, with the same keys and the same clock, as a
+    /// deployment runs several `lien serve` on one PostgreSQL. Only PostgreSQL can be shared.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let settings = self.running.state.settings.clone();
+        let url = settings.database_url.clone().expect("a database URL");
+        assert!(url.starts_with("postgres"), "only PostgreSQL is shared");
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
+        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
+        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = start(state, listener, false).await.unwrap();
+        TestApp {
+            base: format!("http://{}", running.addr),
+            clock: self.clock.clone(),
+            client: reqwest::Client::new(),
+            admin_key: self.admin_key.clone(),
+            running,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 /// A response's status and JSON body.
 pub struct Reply {
     pub status: u16,

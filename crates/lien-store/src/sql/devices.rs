@@ -224,7 +224,7 @@ async fn apply(
             unique_or_backend(e, format!("payment {:?} is already reversed", r.reference))
         })?;
     }
-    if let Some(o) = &change.new_override {
+    for o in change.new_override.iter().chain(&change.more_overrides) {
         sqlx::query(
             "INSERT INTO overrides (device_id, kind, reason, from_us, until_us, cancelled_us, actor, created_us) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -372,6 +372,7 @@ async fn apply(
             .await
             .map_err(backend)?;
     }
+    super::appeals::apply(tx, id, change.appeal.as_ref()).await?;
     append_audit(tx, id, &change.audit).await?;
     if let Some(r) = &change.idempotency {
         sqlx::query(
@@ -394,12 +395,26 @@ async fn apply(
 impl SqlStore {
     /// Commits a transaction that wrote the device's row, then drops its cached check-in
     /// view whatever the outcome: a failed commit may still have reached the disk.
-    async fn commit_device(&self, tx: Transaction<'_, Any>, id: &str) -> Result<(), StoreError> {
+    ///
+    /// With `announce` (the token or the binding changed), a committed change is announced to
+    /// the push feed: here on SQLite, after the cache has forgotten the view so that a reader
+    /// woken by the feed reads the new row; on PostgreSQL by the `pg_notify` the transaction
+    /// already holds (see [`super::notify`]).
+    async fn commit_device(
+        &self,
+        tx: Transaction<'_, Any>,
+        id: &str,
+        announce: bool,
+    ) -> Result<(), StoreError> {
         let committed = tx.commit().await;
         if let Some(cache) = &self.checkin_cache {
             cache.forget(id);
         }
-        committed.map_err(backend)
+        committed.map_err(backend)?;
+        if announce && self.dialect == super::Dialect::Sqlite {
+            self.feed.announce(id);
+        }
+        Ok(())
     }
 
     /// The columns a check-in needs, from the database.
@@ -482,7 +497,8 @@ impl Devices for SqlStore {
         let current = self.device_in(&mut tx, &device.id, false).await?;
         apply(&mut tx, &current, change).await?;
         let stored = self.device_in(&mut tx, &device.id, false).await?;
-        self.commit_device(tx, &device.id).await?;
+        // A device just enrolled has no push connection to tell.
+        self.commit_device(tx, &device.id, false).await?;
         Ok(stored)
     }
 
@@ -575,9 +591,19 @@ impl Devices for SqlStore {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let snapshot = self.snapshot_in(&mut tx, id, true).await?;
         let change = change(&snapshot).map_err(StoreError::Refused)?;
+        let announce = change.token.is_some() || change.binding.is_some();
         apply(&mut tx, &snapshot.device, change).await?;
+        if announce && self.dialect == super::Dialect::Postgres {
+            // Delivered to the listeners only when, and if, this transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::notify::CHANNEL)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         let stored = self.device_in(&mut tx, id, false).await?;
-        self.commit_device(tx, id).await?;
+        self.commit_device(tx, id, announce).await?;
         Ok(stored)
     }
 

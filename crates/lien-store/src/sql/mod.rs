@@ -6,8 +6,10 @@
 //! Lien instead of failing with `SQLITE_BUSY`, and several for reads, which WAL lets run
 //! beside the writer.
 
+mod appeals;
 mod checkin_cache;
 mod devices;
+mod notify;
 mod tenants;
 
 use std::sync::{Arc, Once};
@@ -20,10 +22,17 @@ use crate::audit::{GENESIS, chain_hash};
 use crate::{AuditEntry, StoreError};
 
 /// The schema, one list per backend, applied in order and recorded in `lien_schema`.
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_appeals.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_appeals.sql"),
+    ),
+];
 
 /// Which database is behind the pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +60,8 @@ pub struct SqlStore {
     dialect: Dialect,
     /// SQLite only; see [`checkin_cache`] for why PostgreSQL has none.
     checkin_cache: Option<Arc<checkin_cache::CheckinCache>>,
+    /// Committed token and binding changes, for push (see [`notify`]).
+    feed: Arc<notify::Feed>,
     /// SQLite only: held while the store is open, so that no second process serves the same
     /// file (its writes would bypass this process's check-in cache).
     _sqlite_lock: Option<Arc<std::fs::File>>,
@@ -96,6 +107,7 @@ impl SqlStore {
                     checkin_cache: Some(Arc::new(checkin_cache::CheckinCache::new(
                         checkin_cache::CAPACITY,
                     ))),
+                    feed: notify::Feed::local(),
                     _sqlite_lock: sqlite_lock,
                 };
                 store.migrate().await?;
@@ -117,6 +129,7 @@ impl SqlStore {
                     write: pool,
                     dialect,
                     checkin_cache: None,
+                    feed: notify::Feed::listening(url),
                     _sqlite_lock: None,
                 };
                 store.migrate().await?;

@@ -216,4 +216,8 @@ impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         self.backend_name()
     }
+
+    fn device_changes(&self) -> tokio::sync::broadcast::Receiver<crate::DeviceFeed> {
+        self.feed.subscribe()
+    }
 }

@@ -1322,3 +1322,265 @@ pub async fn concurrent_claims_are_disjoint(db: Db) {
             .collect::<BTreeSet<_>>()
     );
 }
+
+/// The change feed announces a committed change of a device's token or binding, once, and
+/// nothing for a refused change or a change that leaves both alone (a phone's report).
+/// On PostgreSQL the announcement is a `NOTIFY` sent in the change's transaction.
+pub async fn committed_token_changes_are_announced(db: Db) {
+    use lien_store::DeviceFeed;
+    use std::time::Duration;
+    use tokio::sync::broadcast::Receiver;
+
+    async fn next(feed: &mut Receiver<DeviceFeed>, within: Duration) -> Option<DeviceFeed> {
+        loop {
+            match tokio::time::timeout(within, feed.recv()).await {
+                Err(_) => return None,
+                Ok(Ok(DeviceFeed::Resync)) => continue,
+                Ok(message) => return Some(message.expect("the feed is open")),
+            }
+        }
+    }
+
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    let mut feed = db.device_changes();
+    if db.backend() == "postgres" {
+        // The listener announces that it listens with a resynchronisation.
+        let listening = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await;
+        assert_eq!(
+            listening.expect("LISTEN is up").unwrap(),
+            DeviceFeed::Resync
+        );
+    }
+    let quiet = Duration::from_millis(300);
+
+    conflict(
+        db.update_device(
+            "dev_1",
+            fixed(DeviceChange {
+                token: Some(token(1, "locked", "STALE")),
+                ..DeviceChange::default()
+            }),
+        )
+        .await,
+    );
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            applied_sequence: Some(1),
+            next_eval_us: Some(T0 + DAY),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(next(&mut feed, quiet).await, None);
+
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            token: Some(token(2, "locked", "SEQ2")),
+            next_eval_us: Some(T0 + DAY),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        next(&mut feed, Duration::from_secs(10)).await,
+        Some(DeviceFeed::Changed("dev_1".into()))
+    );
+    assert_eq!(next(&mut feed, quiet).await, None);
+}
+
+/// An appeal is written with its device change, overrides included; a second open appeal of
+/// the device is refused and leaves nothing; an answer applies once; the list filters; a
+/// released IMEI's date is found after its claim is gone.
+pub async fn appeals_are_written_with_the_change_and_answered_once(db: Db) {
+    use lien_store::{AppealFilter, AppealRecord, AppealWrite, AttachmentRecord};
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    enroll(&db, "fin_a", "dev_01", None).await;
+    enroll(&db, "fin_b", "dev_02", None).await;
+    let appeal = |reference: &str, device: &str, financier: &str| AppealRecord {
+        reference: reference.into(),
+        device_id: device.into(),
+        financier_id: financier.into(),
+        claim: "paid".into(),
+        contact: "+254 700".into(),
+        statement: String::new(),
+        payment_reference: Some("MP-1".into()),
+        paid_on: Some("2026-02-03".into()),
+        amount_minor: Some(100_000),
+        currency: Some("KES".into()),
+        status: "open".into(),
+        opened_us: 10,
+        deadline_us: 20,
+        unlock_until_us: Some(30),
+        decided_us: None,
+        decided_by: None,
+        decision_reason: None,
+        attachment: Some(AttachmentRecord {
+            path: format!("appeals/{reference}.png"),
+            media_type: "image/png".into(),
+            size: 12,
+            sha256: vec![7; 32],
+        }),
+    };
+    let freeze = OverrideRecord {
+        id: 0,
+        kind: "dispute_freeze".into(),
+        reason: "appeal".into(),
+        from_us: 10,
+        until_us: None,
+        cancelled_us: None,
+        actor: "appeal:AP-1".into(),
+        created_us: 10,
+    };
+    let unlock = OverrideRecord {
+        kind: "provisional_unlock".into(),
+        from_us: 20,
+        until_us: Some(30),
+        ..freeze.clone()
+    };
+    let first = appeal("AP-1", "dev_01", "fin_a");
+    update(
+        &db,
+        "dev_01",
+        DeviceChange {
+            new_override: Some(freeze.clone()),
+            more_overrides: vec![unlock.clone()],
+            appeal: Some(AppealWrite::Open(Box::new(first.clone()))),
+            audit: vec![entry("appeal_opened", "AP-1")],
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(db.appeal("AP-1").await.unwrap(), first);
+    let kinds: Vec<_> = db
+        .snapshot("dev_01")
+        .await
+        .unwrap()
+        .overrides
+        .iter()
+        .map(|o| (o.kind.clone(), o.actor.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("dispute_freeze".to_string(), "appeal:AP-1".to_string()),
+            ("provisional_unlock".to_string(), "appeal:AP-1".to_string())
+        ]
+    );
+
+    // A second open appeal of the same device is refused, with its overrides and audit.
+    let refused = db
+        .update_device(
+            "dev_01",
+            fixed(DeviceChange {
+                new_override: Some(freeze.clone()),
+                appeal: Some(AppealWrite::Open(Box::new(appeal(
+                    "AP-2", "dev_01", "fin_a",
+                )))),
+                audit: vec![entry("appeal_opened", "AP-2")],
+                ..DeviceChange::default()
+            }),
+        )
+        .await;
+    assert!(conflict(refused).contains("already open"));
+    not_found(db.appeal("AP-2").await);
+    assert_eq!(db.snapshot("dev_01").await.unwrap().overrides.len(), 2);
+    assert_eq!(db.audit_chain("dev_01").await.unwrap().len(), 2);
+
+    let decide = || AppealWrite::Decide {
+        reference: "AP-1".into(),
+        status: "rejected".into(),
+        decided_us: 15,
+        decided_by: "key_1".into(),
+        reason: "no such payment".into(),
+    };
+    update(
+        &db,
+        "dev_01",
+        DeviceChange {
+            appeal: Some(decide()),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    let answered = db.appeal("AP-1").await.unwrap();
+    assert_eq!(answered.status, "rejected");
+    assert_eq!(answered.decision_reason.as_deref(), Some("no such payment"));
+    let again = db
+        .update_device(
+            "dev_01",
+            fixed(DeviceChange {
+                appeal: Some(decide()),
+                audit: vec![entry("appeal_rejected", "again")],
+                ..DeviceChange::default()
+            }),
+        )
+        .await;
+    assert!(conflict(again).contains("already answered"));
+    // Once answered, the device may be appealed again.
+    update(
+        &db,
+        "dev_01",
+        DeviceChange {
+            appeal: Some(AppealWrite::Open(Box::new(AppealRecord {
+                opened_us: 40,
+                ..appeal("AP-3", "dev_01", "fin_a")
+            }))),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    update(
+        &db,
+        "dev_02",
+        DeviceChange {
+            appeal: Some(AppealWrite::Open(Box::new(appeal(
+                "AP-4", "dev_02", "fin_b",
+            )))),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+
+    let list = |financier: Option<&str>, status: Option<&str>| AppealFilter {
+        financier_id: financier.map(str::to_string),
+        status: status.map(str::to_string),
+        device_id: None,
+        limit: 100,
+    };
+    let refs = |appeals: Vec<AppealRecord>| -> Vec<String> {
+        appeals.into_iter().map(|a| a.reference).collect()
+    };
+    assert_eq!(
+        refs(db.list_appeals(&list(Some("fin_a"), None)).await.unwrap()),
+        ["AP-3", "AP-1"]
+    );
+    assert_eq!(
+        refs(db.list_appeals(&list(None, Some("open"))).await.unwrap()),
+        ["AP-3", "AP-4"]
+    );
+    not_found(db.appeal("AP-404").await);
+
+    // The IMEI history: nothing released yet; after the release, its date.
+    let dev = db.device("dev_02").await.unwrap();
+    assert_eq!(db.last_release(&dev.enrolled.imei1).await.unwrap(), None);
+    update(
+        &db,
+        "dev_02",
+        DeviceChange {
+            released_us: Some(99),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    not_found(db.device_by_imei(&dev.enrolled.imei1).await);
+    assert_eq!(
+        db.last_release(&dev.enrolled.imei1).await.unwrap(),
+        Some(99)
+    );
+}

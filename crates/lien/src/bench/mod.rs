@@ -1,4 +1,6 @@
-//! `lien bench checkin`: device check-in throughput against a bare HTTP responder.
+//! `lien bench`: the load generator. `checkin` (here): device check-in throughput against a
+//! bare HTTP responder; `payment-to-unlock` and `idle-connections` (in [`push`]): the push
+//! channel's latency and memory.
 //!
 //! One process holds everything: the real server on a fresh SQLite database with many
 //! enrolled and bound devices, a bare responder that answers every request with a fixed
@@ -29,6 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+mod push;
+mod scheduler;
+
 /// Arguments of `lien bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,6 +47,13 @@ enum Benchmark {
     /// Device check-ins per second with many enrolled devices, against a bare HTTP responder
     /// returning a body of the same size, measured alternately in the same run.
     Checkin(CheckinArgs),
+    /// Phones connected by push, payments at a steady rate: latency from each payment's 2xx
+    /// to the phone applying the unlock, with push and (for comparison) at the next check-in.
+    PaymentToUnlock(push::PaymentArgs),
+    /// Memory per idle push connection, from the process's resident set before and after.
+    IdleConnections(push::IdleArgs),
+    /// Many plans, a tenth of them due at the same instant: time to evaluate the due ones.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 /// Arguments of `lien bench checkin`.
@@ -64,7 +76,7 @@ struct CheckinArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
     /// The lowest acceptable ratio of check-in throughput to the responder's.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.6)]
     min_ratio: f64,
     /// Exit with an error when the ratio is below --min-ratio.
     #[arg(long)]
@@ -79,6 +91,9 @@ struct CheckinArgs {
 pub fn run(args: &Args) -> Result<()> {
     match &args.benchmark {
         Benchmark::Checkin(args) => checkin(args),
+        Benchmark::PaymentToUnlock(args) => push::payment_to_unlock(args),
+        Benchmark::IdleConnections(args) => push::idle_connections(args),
+        Benchmark::Scheduler(args) => scheduler::scheduler(args),
     }
 }
 
@@ -88,6 +103,8 @@ struct Device {
     credential: [u8; 32],
     /// The sequence of its current token, which the phone reports as applied.
     sequence: i64,
+    /// The state of its current token.
+    state: String,
 }
 
 /// One target of the load.
@@ -98,23 +115,8 @@ struct Target {
 
 /// `lien bench checkin`.
 fn checkin(args: &CheckinArgs) -> Result<()> {
-    // Warnings only, to stderr: stdout carries the report.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LIEN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    let dir = match &args.data_dir {
-        Some(parent) => {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-            tempfile::tempdir_in(parent)
-        }
-        None => tempfile::tempdir(),
-    }
-    .context("creating a temporary directory for the database")?;
+    init_logging();
+    let dir = temp_dir(args.data_dir.as_deref())?;
 
     // The servers get a multi-threaded runtime like `lien serve`'s; the load generator runs
     // on this thread in a runtime of its own, so that its work never queues behind theirs.
@@ -148,7 +150,7 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
     })?;
 
     let started = Instant::now();
-    let fleet = server_rt.block_on(enroll_fleet(&state, args.devices))?;
+    let fleet = server_rt.block_on(enroll_fleet(&state, args.devices, Plans::Current))?;
     let setup = started.elapsed();
     println!(
         "setup: enrolled and bound {} devices in {:.1} s ({:.0} per second)",
@@ -214,8 +216,8 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
 
     println!();
     println!(
-        "{:<7} {:<15} {:>10} {:>10} {:>9} {:>9}",
-        "phase", "target", "requests", "req/s", "p50 ms", "p99 ms"
+        "{:<7} {:<15} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "phase", "target", "requests", "req/s", "p50 ms", "p99 ms", "p999 ms"
     );
     let mut totals = [Measured::default(), Measured::default()];
     for round in 1..=args.rounds {
@@ -265,9 +267,75 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
     Ok(())
 }
 
+/// Which plans a bench fleet has: three monthly installments of KES 1,000.00 on the Kenya
+/// preset, after a down payment.
+#[derive(Debug, Clone, Copy)]
+enum Plans {
+    /// The first installment a month away: every device is active.
+    Current,
+    /// Two installments 60 and 30 days past due: every device is locked.
+    Overdue,
+    /// One device in ten with its first installment in 2 days, the others in 40: the tenth
+    /// change state at one instant (the due date), before anyone's lease needs renewing.
+    OneInTenSooner,
+}
+
+impl Plans {
+    fn plan(self, i: u32, today: jiff::civil::Date) -> PlanJson {
+        let first: i64 = match self {
+            Plans::Current => 30,
+            Plans::Overdue => -60,
+            Plans::OneInTenSooner if i.is_multiple_of(10) => 2,
+            Plans::OneInTenSooner => 40,
+        };
+        PlanJson {
+            currency: "KES".into(),
+            time_zone: "Africa/Nairobi".into(),
+            down_payment_minor: 200_000,
+            installments: (0..3)
+                .map(|month| {
+                    // Overdue: 60 and 30 days ago, and one a month away.
+                    let days = match (self, month) {
+                        (Plans::Overdue, 2) => 30,
+                        _ => first + 30 * month,
+                    };
+                    InstallmentJson {
+                        due: (today + days.days()).to_string(),
+                        amount_minor: 100_000,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Warnings only, to stderr: stdout carries the report.
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+}
+
+/// A temporary directory for the database and keys, under `parent` if given.
+fn temp_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    match parent {
+        Some(parent) => {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            tempfile::tempdir_in(parent)
+        }
+        None => tempfile::tempdir(),
+    }
+    .context("creating a temporary directory for the database")
+}
+
 /// Creates a financier and enrolls `count` devices on the Kenya preset, each bound as if its
-/// phone had said hello and checked in once.
-async fn enroll_fleet(state: &AppState, count: u32) -> Result<Vec<Device>> {
+/// phone had said hello and checked in once, with plans as `plans` says.
+async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<Device>> {
     let now = state.clock.now();
     let financier = Financier {
         id: "fin_bench".into(),
@@ -290,20 +358,7 @@ async fn enroll_fleet(state: &AppState, count: u32) -> Result<Vec<Device>> {
             },
         )
         .await?;
-    // Three monthly installments, the first a month away: every device is active.
     let today = now.to_zoned(TimeZone::get("Africa/Nairobi")?).date();
-    let plan = PlanJson {
-        currency: "KES".into(),
-        time_zone: "Africa/Nairobi".into(),
-        down_payment_minor: 200_000,
-        installments: (1..=3)
-            .map(|month| InstallmentJson {
-                due: (today + (30 * month).days()).to_string(),
-                amount_minor: 100_000,
-            })
-            .collect(),
-    };
-
     // Each enrollment is its own transaction, as through the API. A few run at once so
     // that preparing one (deciding, signing its first token) overlaps another's commit;
     // SQLite still writes them one at a time.
@@ -314,12 +369,11 @@ async fn enroll_fleet(state: &AppState, count: u32) -> Result<Vec<Device>> {
     for worker in 0..WORKERS {
         let state = state.clone();
         let financier = financier.clone();
-        let plan = plan.clone();
         let done = done.clone();
         tasks.spawn(async move {
             let mut fleet = Vec::new();
             for i in (worker..count).step_by(WORKERS as usize) {
-                let device = enroll_one(&state, &financier, &plan, i)
+                let device = enroll_one(&state, &financier, &plans.plan(i, today), i)
                     .await
                     .with_context(|| format!("enrolling device {i}"))?;
                 fleet.push(device);
@@ -361,10 +415,10 @@ async fn enroll_one(
     };
     let now = state.clock.now();
     let (device, mut change) = prepare_enrollment(state, financier, "bench", &req, now)?;
-    let sequence = change
+    let (sequence, token_state) = change
         .token
         .as_ref()
-        .map(|t| t.sequence)
+        .map(|t| (t.sequence, t.state.clone()))
         .context("an enrollment signs a first token")?;
     // What the phone's hello and first check-in would write (a binding, generation 1, and
     // the applied token sequence), written with the enrollment to halve the setup's
@@ -378,6 +432,7 @@ async fn enroll_one(
         credential: state.secrets.device_credential(&device.id, 1),
         id: device.id,
         sequence,
+        state: token_state,
     })
 }
 
@@ -477,11 +532,12 @@ impl Measured {
                 .map_or(0.0, |&us| f64::from(us) / 1000.0)
         };
         format!(
-            "{phase:<7} {target:<15} {:>10} {:>10.0} {:>9.2} {:>9.2}",
+            "{phase:<7} {target:<15} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
             self.latencies_us.len(),
             self.per_second(),
             quantile(0.50),
-            quantile(0.99)
+            quantile(0.99),
+            quantile(0.999)
         )
     }
 }

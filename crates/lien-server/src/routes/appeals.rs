@@ -1,0 +1,1306 @@
+//! Appeals: a borrower who is locked although they paid (or who owns the phone, or who thinks
+//! the lock is wrong) opens one without an account; the financier answers.
+//!
+//! Opening an appeal is one device change: the appeal row, a dispute freeze (nothing gets
+//! worse while the appeal is open) and, for a payment appeal, a provisional unlock that starts
+//! at the response deadline, all written with the audit record in one transaction. The pending
+//! unlock is an ordinary override, so the decision's own `next_change` schedules the
+//! evaluation at the deadline: the scheduler grants it without anyone calling an API, and the
+//! phone gets it at its next check-in. An answer ends both overrides (cancelling the unlock if
+//! it has not begun); accepting a payment appeal records the payment in the same change.
+//!
+//! Uploaded documents are files under `<data dir>/appeals/`; the row keeps the path, the
+//! recognised type, the size and the SHA-256. Only the device's financier and support can
+//! download them.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use lien_core::{Currency, Imei, PaymentRef};
+use lien_store::{
+    AppealFilter, AppealRecord, AppealWrite, AttachmentRecord, DeviceChange, DeviceRecord,
+    DeviceSnapshot, OverrideRecord, OverrideUpdate, PaymentRecord, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{JsonText, Mutation, complete, json_text, mutate_device};
+use crate::app::AppState;
+use crate::auth::{Action, Actor};
+use crate::clock::{from_micros, micros};
+use crate::domain::{kind, rfc3339};
+use crate::error::{ApiError, ErrorBody};
+use crate::wire::{MoneyJson, PolicyJson};
+
+/// The claims a borrower can make.
+pub const CLAIMS: [&str; 3] = ["paid", "owner", "wrong_lock"];
+
+/// The file fields the form accepts: the receipt of a payment, the proof of purchase of a
+/// second-hand phone, any document for a wrong lock.
+const FILE_FIELDS: [&str; 3] = ["receipt", "proof_of_purchase", "document"];
+
+/// Text fields are short; this bounds what a form can make the server hold.
+const MAX_TEXT_BYTES: usize = 4096;
+const MAX_FIELDS: usize = 24;
+
+/// A file as uploaded.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The form field it came in.
+    pub field: String,
+    /// The name the browser gave it.
+    pub file_name: String,
+    /// The type the client declared.
+    pub declared_type: Option<String>,
+    /// The content.
+    pub bytes: Vec<u8>,
+}
+
+/// A multipart appeal form, read but not yet checked.
+#[derive(Debug, Clone, Default)]
+pub struct AppealForm {
+    /// Text fields by name (the last value wins).
+    pub fields: HashMap<String, String>,
+    /// The one file, if any was chosen.
+    pub file: Option<Upload>,
+}
+
+impl AppealForm {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A size for messages: `5 MiB`, or bytes when not whole mebibytes.
+pub fn mib(bytes: u64) -> String {
+    if bytes.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Reads a multipart form, stopping as soon as a file passes `max_file` bytes or a text field
+/// passes its bound, so a huge upload costs the server no more than the limit.
+pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<AppealForm, ApiError> {
+    let mut form = AppealForm::default();
+    let mut count = 0;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the form could not be read: {e}"
+                )));
+            }
+        };
+        count += 1;
+        if count > MAX_FIELDS {
+            return Err(ApiError::BadRequest("the form has too many fields".into()));
+        }
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let declared_type = field.content_type().map(str::to_string);
+        let is_file = FILE_FIELDS.contains(&name.as_str());
+        if !is_file && file_name.is_some() {
+            return Err(ApiError::invalid(
+                &name,
+                format!("files are accepted only as {}", FILE_FIELDS.join(", ")),
+            ));
+        }
+        let limit = if is_file {
+            max_file as usize
+        } else {
+            MAX_TEXT_BYTES
+        };
+        let mut bytes = Vec::new();
+        let mut field = field;
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(if is_file {
+                            ApiError::invalid(
+                                &name,
+                                format!(
+                                    "the file is larger than {}; send a smaller one",
+                                    mib(max_file)
+                                ),
+                            )
+                        } else {
+                            ApiError::invalid(&name, format!("at most {MAX_TEXT_BYTES} bytes"))
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(ApiError::invalid(
+                        &name,
+                        format!("the upload could not be read ({e})"),
+                    ));
+                }
+            }
+        }
+        if is_file {
+            let file_name = file_name.unwrap_or_default();
+            // A browser sends an empty, nameless part for a file input left empty.
+            if file_name.is_empty() && bytes.is_empty() {
+                continue;
+            }
+            if form.file.is_some() {
+                return Err(ApiError::invalid(&name, "send one document only"));
+            }
+            form.file = Some(Upload {
+                field: name,
+                file_name,
+                declared_type,
+                bytes,
+            });
+        } else {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| ApiError::invalid(&name, "is not UTF-8 text"))?;
+            form.fields.insert(name, text);
+        }
+    }
+    Ok(form)
+}
+
+/// The types accepted, recognised by their first bytes.
+const ACCEPTED: [(&str, &str, &[u8]); 3] = [
+    ("application/pdf", "pdf", b"%PDF-"),
+    ("image/jpeg", "jpg", &[0xFF, 0xD8, 0xFF]),
+    (
+        "image/png",
+        "png",
+        &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A],
+    ),
+];
+
+/// Checks an upload: not empty, not too big, and a PDF, JPEG or PNG by its content (the
+/// declared type, if the client gave one, must be one of those too). Returns the recognised
+/// type and file extension.
+pub fn check_upload(upload: &Upload, max: u64) -> Result<(&'static str, &'static str), ApiError> {
+    let field = upload.field.as_str();
+    if upload.bytes.is_empty() {
+        return Err(ApiError::invalid(field, "the file is empty"));
+    }
+    if upload.bytes.len() as u64 > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("the file is larger than {}; send a smaller one", mib(max)),
+        ));
+    }
+    let declared = upload
+        .declared_type
+        .as_deref()
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase());
+    let declared_ok = declared.as_deref().is_none_or(|t| {
+        t == "application/octet-stream" || t == "image/jpg" || ACCEPTED.iter().any(|a| a.0 == t)
+    });
+    if !declared_ok {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "only PDF, JPEG or PNG files are accepted; this one is {}",
+                declared.unwrap_or_default()
+            ),
+        ));
+    }
+    ACCEPTED
+        .iter()
+        .find(|(_, _, magic)| upload.bytes.starts_with(magic))
+        .map(|(t, ext, _)| (*t, *ext))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                "the file is not a PDF, JPEG or PNG (its content is something else)",
+            )
+        })
+}
+
+/// A new appeal reference: `AP-` and 20 characters of an unambiguous alphabet (100 bits from
+/// the operating system), in groups of four.
+pub fn new_reference() -> Result<String, ApiError> {
+    const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 32)] as char)
+        .collect();
+    let groups: Vec<String> = chars.chunks(4).map(|c| c.iter().collect()).collect();
+    Ok(format!("AP-{}", groups.join("-")))
+}
+
+/// Whether `text` looks like an appeal reference (before any look-up).
+fn plausible_reference(text: &str) -> bool {
+    text.len() == 27
+        && text.starts_with("AP-")
+        && text[3..]
+            .bytes()
+            .all(|b| b == b'-' || b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// A decimal amount such as `1000` or `1000.50` in the currency's minor units.
+pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<i64, ApiError> {
+    let digits = currency.minor_digits();
+    let bad = || {
+        ApiError::invalid(
+            field,
+            format!(
+                "{text:?} is not an amount such as 1000{}",
+                if digits > 0 {
+                    format!(".{}", "0".repeat(digits as usize))
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    };
+    let text = text.trim().replace(',', "");
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || fraction.len() > digits as usize
+        || whole.len() > 15
+    {
+        return Err(bad());
+    }
+    let whole: i64 = whole.parse().map_err(|_| bad())?;
+    let fraction: i64 = format!("{fraction:0<width$}", width = digits as usize)
+        .parse()
+        .unwrap_or(0);
+    let minor = whole
+        .checked_mul(10_i64.pow(digits))
+        .and_then(|w| w.checked_add(fraction))
+        .ok_or_else(bad)?;
+    if minor <= 0 {
+        return Err(ApiError::invalid(
+            field,
+            "the amount must be more than zero",
+        ));
+    }
+    Ok(minor)
+}
+
+/// An amount in minor units as a decimal, for pages.
+pub fn format_amount(minor: i64, currency: &str) -> String {
+    let digits = Currency::parse(currency).map_or(2, |c| c.minor_digits());
+    if digits == 0 {
+        return format!("{currency} {minor}");
+    }
+    let scale = 10_i64.pow(digits);
+    format!(
+        "{currency} {}.{:0width$}",
+        minor / scale,
+        (minor % scale).abs(),
+        width = digits as usize
+    )
+}
+
+/// Finds the financed device an appeal or a page is about, from an IMEI or a lock-screen
+/// status code. `field` names what the borrower typed, for the message.
+pub async fn find_device(state: &AppState, query: &str) -> Result<DeviceRecord, ApiError> {
+    let query: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    if query.len() == 8 && query.bytes().all(|b| b.is_ascii_digit()) {
+        let mut ids: Vec<String> = state
+            .store
+            .tokens_by_status_code(&query)
+            .await?
+            .into_iter()
+            .map(|m| m.device_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        return match ids.as_slice() {
+            [id] => Ok(state.store.device(id).await?),
+            [] => Err(ApiError::NotFound("status code")),
+            _ => Err(ApiError::invalid(
+                "status_code",
+                "this code matches more than one phone; enter the IMEI instead",
+            )),
+        };
+    }
+    let imei = Imei::parse(&query).map_err(|e| {
+        ApiError::invalid(
+            "imei",
+            format!("{e}; enter the 15-digit IMEI (dial *#06#) or the 8-digit status code from the lock screen"),
+        )
+    })?;
+    match state.store.device_by_imei(imei.as_str()).await {
+        Ok(device) => Ok(device),
+        Err(StoreError::NotFound) => Err(ApiError::NotFound("financed device with this IMEI")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The response deadline and provisional-unlock length of a device's policy: a custom policy's
+/// own settings, else the server's; the unlock never outlasts the policy's lease.
+fn appeal_terms(state: &AppState, device: &DeviceRecord) -> Result<(i64, i64), ApiError> {
+    let policy: PolicyJson = serde_json::from_str(&device.enrolled.policy_json)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let parsed = crate::domain::parse_policy(&policy)?;
+    let lease_hours = i64::from(parsed.settings().lease_days) * 24;
+    let (response, unlock) = match &policy {
+        PolicyJson::Custom(s) => (s.appeal_response_hours, s.appeal_unlock_hours),
+        PolicyJson::Preset(_) => (None, None),
+    };
+    let response = i64::from(response.unwrap_or(state.settings.appeal_response_hours)).max(1);
+    let unlock = i64::from(unlock.unwrap_or(state.settings.appeal_unlock_hours))
+        .clamp(1, lease_hours.max(1));
+    Ok((response * 3_600_000_000, unlock * 3_600_000_000))
+}
+
+/// What a new appeal says, checked.
+struct Claim {
+    claim: &'static str,
+    contact: String,
+    statement: String,
+    payment_reference: Option<String>,
+    paid_on: Option<Date>,
+    amount: Option<(i64, Currency)>,
+}
+
+fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiError> {
+    let claim_text = form
+        .text("claim")
+        .ok_or_else(|| ApiError::invalid("claim", "choose one: paid, owner or wrong_lock"))?;
+    let claim = CLAIMS
+        .iter()
+        .find(|c| **c == claim_text)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "claim",
+                format!("{claim_text:?} is not one of paid, owner, wrong_lock"),
+            )
+        })?;
+    let contact = form
+        .text("contact")
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "contact",
+                "give a phone number or e-mail address where the financier can reach you",
+            )
+        })?
+        .to_string();
+    if contact.chars().count() > 200 {
+        return Err(ApiError::invalid("contact", "at most 200 characters"));
+    }
+    let statement = form.text("statement").unwrap_or_default().to_string();
+    if statement.chars().count() > 2000 {
+        return Err(ApiError::invalid("statement", "at most 2000 characters"));
+    }
+    let mut checked = Claim {
+        claim,
+        contact,
+        statement,
+        payment_reference: None,
+        paid_on: None,
+        amount: None,
+    };
+    match claim {
+        "paid" => {
+            let reference = form.text("payment_reference").ok_or_else(|| {
+                ApiError::invalid(
+                    "payment_reference",
+                    "give the reference on your receipt (the transaction code)",
+                )
+            })?;
+            let reference = PaymentRef::parse(reference)
+                .map_err(|e| ApiError::invalid("payment_reference", e))?;
+            let paid_on_text = form.text("paid_on").ok_or_else(|| {
+                ApiError::invalid("paid_on", "give the date you paid (YYYY-MM-DD)")
+            })?;
+            let paid_on: Date = paid_on_text.parse().map_err(|_| {
+                ApiError::invalid(
+                    "paid_on",
+                    format!("{paid_on_text:?} is not a date in the form YYYY-MM-DD"),
+                )
+            })?;
+            if paid_on > today {
+                return Err(ApiError::invalid("paid_on", "the date is in the future"));
+            }
+            let code = form
+                .text("currency")
+                .ok_or_else(|| ApiError::invalid("currency", "give the currency, e.g. KES"))?;
+            let currency = crate::domain::parse_currency("currency", &code.to_ascii_uppercase())?;
+            let amount = form
+                .text("amount")
+                .ok_or_else(|| ApiError::invalid("amount", "give the amount you paid"))?;
+            let minor = parse_amount("amount", amount, currency)?;
+            checked.payment_reference = Some(reference.as_str().to_string());
+            checked.paid_on = Some(paid_on);
+            checked.amount = Some((minor, currency));
+            if form.file.is_none() {
+                return Err(ApiError::invalid(
+                    "receipt",
+                    "attach the receipt (PDF, JPEG or PNG)",
+                ));
+            }
+        }
+        "owner" => {
+            if form.file.is_none() {
+                return Err(ApiError::invalid(
+                    "proof_of_purchase",
+                    "attach the proof of purchase (PDF, JPEG or PNG)",
+                ));
+            }
+        }
+        _ => {
+            if checked.statement.is_empty() {
+                return Err(ApiError::invalid(
+                    "statement",
+                    "say why you think the lock is wrong",
+                ));
+            }
+        }
+    }
+    Ok(checked)
+}
+
+/// Opens an appeal from a checked form: stores the document, then writes the appeal, its
+/// overrides and the audit record in one device change. If the change fails, the file goes.
+pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<AppealRecord, ApiError> {
+    let query = form
+        .text("imei")
+        .or_else(|| form.text("status_code"))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "imei",
+                "enter the IMEI (dial *#06#) or the status code from the lock screen",
+            )
+        })?
+        .to_string();
+    let now = state.clock.now();
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let claim = check_claim(&form, today)?;
+    let max = state.settings.appeal_upload_max_bytes;
+    let checked_file = match &form.file {
+        Some(upload) => Some((upload, check_upload(upload, max)?)),
+        None => None,
+    };
+    let device = find_device(state, &query).await?;
+    if device.released_us.is_some() {
+        return Err(ApiError::Conflict(
+            "this phone is released: no financier holds a claim on it".into(),
+        ));
+    }
+    let (response_us, unlock_us) = appeal_terms(state, &device)?;
+    let reference = new_reference()?;
+    let now_us = micros(now);
+    let deadline_us = now_us + response_us;
+
+    // The document first, under a name of its own; the row that points at it comes after.
+    let mut stored_path = None;
+    let attachment = match checked_file {
+        Some((upload, (media_type, ext))) => {
+            let relative = format!("appeals/{reference}.{ext}");
+            let path = state.settings.data_dir.join(&relative);
+            write_file(&path, &upload.bytes).await?;
+            stored_path = Some(path);
+            Some(AttachmentRecord {
+                path: relative,
+                media_type: media_type.to_string(),
+                size: upload.bytes.len() as i64,
+                sha256: Sha256::digest(&upload.bytes).to_vec(),
+            })
+        }
+        None => None,
+    };
+    let unlock_until_us = (claim.claim == "paid").then_some(deadline_us + unlock_us);
+    let record = AppealRecord {
+        reference: reference.clone(),
+        device_id: device.enrolled.id.clone(),
+        financier_id: device.enrolled.financier_id.clone(),
+        claim: claim.claim.to_string(),
+        contact: claim.contact,
+        statement: claim.statement,
+        payment_reference: claim.payment_reference,
+        paid_on: claim.paid_on.map(|d| d.to_string()),
+        amount_minor: claim.amount.map(|a| a.0),
+        currency: claim.amount.map(|a| a.1.code().to_string()),
+        status: "open".into(),
+        opened_us: now_us,
+        deadline_us,
+        unlock_until_us,
+        decided_us: None,
+        decided_by: None,
+        decision_reason: None,
+        attachment,
+    };
+    let written = write_open(state, record.clone(), now).await;
+    if written.is_err()
+        && let Some(path) = stored_path
+    {
+        let _ = tokio::fs::remove_file(&path).await;
+    }
+    written?;
+    Ok(record)
+}
+
+async fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let internal =
+        |e: std::io::Error| ApiError::Internal(anyhow::Error::new(e).context("storing an upload"));
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+    }
+    let partial = path.with_extension("part");
+    let mut file = tokio::fs::File::create(&partial).await.map_err(internal)?;
+    file.write_all(bytes).await.map_err(internal)?;
+    // On disk before the appeal that points at it is acknowledged.
+    file.sync_all().await.map_err(internal)?;
+    drop(file);
+    tokio::fs::rename(&partial, path).await.map_err(internal)
+}
+
+/// The actor the audit log records for what the borrower does without an account.
+const BORROWER: &str = "borrower";
+
+async fn write_open(
+    state: &AppState,
+    record: AppealRecord,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let closure_state = state.clone();
+    let device_id = record.device_id.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let result = state
+        .store
+        .update_device(
+            &device_id,
+            Box::new(move |snapshot: &DeviceSnapshot| {
+                let run = || -> Result<DeviceChange, ApiError> {
+                    if snapshot.device.released_us.is_some() {
+                        return Err(ApiError::Conflict(
+                            "this phone is released: no financier holds a claim on it".into(),
+                        ));
+                    }
+                    let r = &record;
+                    let actor = format!("appeal:{}", r.reference);
+                    let freeze = OverrideRecord {
+                        id: 0,
+                        kind: kind::DISPUTE_FREEZE.into(),
+                        reason: format!("appeal {} is under review", r.reference),
+                        from_us: r.opened_us,
+                        until_us: None,
+                        cancelled_us: None,
+                        actor: actor.clone(),
+                        created_us: r.opened_us,
+                    };
+                    let unlock = r.unlock_until_us.map(|until| OverrideRecord {
+                        id: 0,
+                        kind: kind::PROVISIONAL_UNLOCK.into(),
+                        reason: format!("appeal {} was not answered by its deadline", r.reference),
+                        from_us: r.deadline_us,
+                        until_us: Some(until),
+                        cancelled_us: None,
+                        actor,
+                        created_us: r.opened_us,
+                    });
+                    let mut reason = format!(
+                        "appeal {} ({}) opened; the financier must answer by {}",
+                        r.reference,
+                        r.claim,
+                        rfc3339(from_micros(r.deadline_us))
+                    );
+                    if let Some(until) = r.unlock_until_us {
+                        reason.push_str(&format!(
+                            ", or the phone is unlocked from then until {}",
+                            rfc3339(from_micros(until))
+                        ));
+                    }
+                    let mutation = Mutation {
+                        action: "appeal_opened",
+                        reason,
+                        change: DeviceChange {
+                            new_override: Some(freeze),
+                            more_overrides: unlock.into_iter().collect(),
+                            appeal: Some(AppealWrite::Open(Box::new(record.clone()))),
+                            ..DeviceChange::default()
+                        },
+                        response: Some(serde_json::Value::Null),
+                    };
+                    let (change, _, before, after) =
+                        complete(&closure_state, snapshot, BORROWER, mutation, now)?;
+                    let _ = tx.send((before, after));
+                    Ok(change)
+                };
+                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            }),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            if let Ok((before, after)) = rx.recv() {
+                state.metrics.state_changed(&before, &after);
+            }
+            state.scheduler_wake.notify_one();
+            Ok(())
+        }
+        Err(StoreError::NotFound) => Err(ApiError::NotFound("device")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where an appeal stands, in words the borrower understands.
+pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
+    let deadline = rfc3339(from_micros(appeal.deadline_us));
+    match appeal.status.as_str() {
+        "accepted" => "Accepted by the financier.".to_string(),
+        "rejected" => "Rejected by the financier.".to_string(),
+        _ => match appeal.unlock_until_us {
+            Some(until) if now_us >= appeal.deadline_us && now_us < until => format!(
+                "Not answered by the deadline ({deadline}): the phone is unlocked until {} \
+                 while the financier reviews it.",
+                rfc3339(from_micros(until))
+            ),
+            Some(until) if now_us >= until => format!(
+                "Not answered by the deadline ({deadline}); the provisional unlock ended at {}. \
+                 The lock will not get worse while the appeal is open.",
+                rfc3339(from_micros(until))
+            ),
+            Some(_) => format!(
+                "Waiting for the financier, who must answer by {deadline}. If they do not, the \
+                 phone is unlocked for a while from then. Nothing gets worse meanwhile."
+            ),
+            None => format!(
+                "Waiting for the financier, who should answer by {deadline}. Nothing gets worse \
+                 meanwhile."
+            ),
+        },
+    }
+}
+
+/// An appeal as the borrower sees it, by its reference: nothing the borrower did not send,
+/// and no document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppealPublicView {
+    /// The reference to follow it by.
+    pub reference: String,
+    /// `paid`, `owner` or `wrong_lock`.
+    pub claim: String,
+    /// `open`, `accepted` or `rejected`.
+    pub status: String,
+    /// Where it stands, in words.
+    pub progress: String,
+    /// When it was opened (RFC 3339).
+    pub opened_at: String,
+    /// When the financier must answer.
+    pub deadline: String,
+    /// For a payment appeal: until when an unanswered appeal unlocks the phone.
+    pub provisional_unlock_until: Option<String>,
+    /// When it was answered.
+    pub decided_at: Option<String>,
+    /// The financier's reason.
+    pub decision_reason: Option<String>,
+    /// Who decides: the financier's public name.
+    pub financier_name: String,
+    /// How to reach the financier.
+    pub financier_contact: String,
+}
+
+/// A document attached to an appeal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttachmentView {
+    /// `application/pdf`, `image/jpeg` or `image/png`, recognised from the content.
+    pub media_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Where the financier and support download it.
+    pub url: String,
+}
+
+/// An appeal as the financier and support see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppealView {
+    /// The reference.
+    pub reference: String,
+    /// The device.
+    pub device_id: String,
+    /// `paid`, `owner` or `wrong_lock`.
+    pub claim: String,
+    /// How to reach the borrower.
+    pub contact: String,
+    /// The borrower's words.
+    pub statement: String,
+    /// For `paid`: the payment's reference.
+    pub payment_reference: Option<String>,
+    /// For `paid`: the date paid.
+    pub paid_on: Option<String>,
+    /// For `paid`: the amount claimed.
+    pub amount: Option<MoneyJson>,
+    /// `open`, `accepted` or `rejected`.
+    pub status: String,
+    /// Where it stands.
+    pub progress: String,
+    /// Opened at (RFC 3339).
+    pub opened_at: String,
+    /// The response deadline.
+    pub deadline: String,
+    /// For `paid`: the end of the provisional unlock an unanswered appeal grants.
+    pub provisional_unlock_until: Option<String>,
+    /// Answered at.
+    pub decided_at: Option<String>,
+    /// Answered by (API key id).
+    pub decided_by: Option<String>,
+    /// The answer's reason.
+    pub decision_reason: Option<String>,
+    /// The uploaded document.
+    pub attachment: Option<AttachmentView>,
+}
+
+/// The financier's view of an appeal.
+pub fn appeal_view(a: &AppealRecord, now_us: i64) -> AppealView {
+    let at = |us: i64| rfc3339(from_micros(us));
+    AppealView {
+        reference: a.reference.clone(),
+        device_id: a.device_id.clone(),
+        claim: a.claim.clone(),
+        contact: a.contact.clone(),
+        statement: a.statement.clone(),
+        payment_reference: a.payment_reference.clone(),
+        paid_on: a.paid_on.clone(),
+        amount: a
+            .amount_minor
+            .zip(a.currency.clone())
+            .map(|(minor, currency)| MoneyJson { minor, currency }),
+        status: a.status.clone(),
+        progress: progress(a, now_us),
+        opened_at: at(a.opened_us),
+        deadline: at(a.deadline_us),
+        provisional_unlock_until: a.unlock_until_us.map(at),
+        decided_at: a.decided_us.map(at),
+        decided_by: a.decided_by.clone(),
+        decision_reason: a.decision_reason.clone(),
+        attachment: a.attachment.as_ref().map(|f| AttachmentView {
+            media_type: f.media_type.clone(),
+            size: f.size,
+            sha256: hex::encode(&f.sha256),
+            url: format!("/v1/appeals/{}/attachment", a.reference),
+        }),
+    }
+}
+
+/// The borrower's view of an appeal.
+pub async fn public_view(state: &AppState, reference: &str) -> Result<AppealPublicView, ApiError> {
+    let reference = reference.trim().to_ascii_uppercase();
+    if !plausible_reference(&reference) {
+        return Err(ApiError::invalid(
+            "reference",
+            "an appeal reference looks like AP-XXXX-XXXX-XXXX-XXXX-XXXX",
+        ));
+    }
+    let a = match state.store.appeal(&reference).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("appeal")),
+        Err(e) => return Err(e.into()),
+    };
+    let financier = state.store.financier(&a.financier_id).await?;
+    let now_us = micros(state.clock.now());
+    let at = |us: i64| rfc3339(from_micros(us));
+    Ok(AppealPublicView {
+        reference: a.reference.clone(),
+        claim: a.claim.clone(),
+        status: a.status.clone(),
+        progress: progress(&a, now_us),
+        opened_at: at(a.opened_us),
+        deadline: at(a.deadline_us),
+        provisional_unlock_until: a.unlock_until_us.map(at),
+        decided_at: a.decided_us.map(at),
+        decision_reason: a.decision_reason.clone(),
+        financier_name: financier.name,
+        financier_contact: financier.contact,
+    })
+}
+
+/// The form fields of `POST /v1/public/appeals` (multipart/form-data), for the document.
+#[derive(Debug, Clone, ToSchema)]
+#[allow(dead_code)]
+pub struct AppealFormDoc {
+    /// The phone's IMEI (or give `status_code`).
+    imei: Option<String>,
+    /// The 8-digit status code from the lock screen (instead of the IMEI).
+    status_code: Option<String>,
+    /// `paid`, `owner` or `wrong_lock`.
+    claim: String,
+    /// Where the financier can reach the borrower.
+    contact: String,
+    /// The borrower's words (required for `wrong_lock`).
+    statement: Option<String>,
+    /// `paid`: the payment's reference.
+    payment_reference: Option<String>,
+    /// `paid`: the date paid, YYYY-MM-DD.
+    paid_on: Option<String>,
+    /// `paid`: the amount, e.g. `1000.00`.
+    amount: Option<String>,
+    /// `paid`: the currency, e.g. `KES`.
+    currency: Option<String>,
+    /// `paid`: the receipt (PDF, JPEG or PNG, at most 5 MiB by default).
+    #[schema(value_type = Option<String>, format = Binary)]
+    receipt: Option<Vec<u8>>,
+    /// `owner`: the proof of purchase.
+    #[schema(value_type = Option<String>, format = Binary)]
+    proof_of_purchase: Option<Vec<u8>>,
+    /// `wrong_lock`: any supporting document.
+    #[schema(value_type = Option<String>, format = Binary)]
+    document: Option<Vec<u8>>,
+}
+
+/// What the borrower gets back: the reference to follow the appeal by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppealOpened {
+    /// Keep it: it is the only way to follow the appeal.
+    pub reference: String,
+    /// Where it stands.
+    pub appeal: AppealPublicView,
+}
+
+/// Opens an appeal, without an account.
+#[utoipa::path(
+    post,
+    path = "/v1/public/appeals",
+    tag = "public",
+    request_body(content = AppealFormDoc, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "The appeal is open; the dispute freeze is in force.", body = AppealOpened),
+        (status = 400, description = "The form could not be read.", body = ErrorBody),
+        (status = 404, description = "No financed phone has this IMEI or status code.", body = ErrorBody),
+        (status = 409, description = "An appeal about this phone is already open, or the phone is released.", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong, or the document is empty, too big or not a PDF, JPEG or PNG; the message names the field.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After.", body = ErrorBody),
+    )
+)]
+pub async fn open(
+    State(state): State<AppState>,
+    limited: super::public::PublicClient,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    if let Err(limited) = limited.check(&state) {
+        return Ok(limited.into_response());
+    }
+    let form = read_form(multipart, state.settings.appeal_upload_max_bytes).await?;
+    let appeal = open_appeal(&state, form).await?;
+    let view = public_view(&state, &appeal.reference).await?;
+    Ok(json_text(
+        StatusCode::CREATED,
+        &AppealOpened {
+            reference: appeal.reference,
+            appeal: view,
+        },
+    )?
+    .into_response())
+}
+
+/// Follows an appeal by its reference.
+#[utoipa::path(
+    get,
+    path = "/v1/public/appeals/{reference}",
+    tag = "public",
+    params(("reference" = String, Path, description = "The reference given when the appeal was opened.")),
+    responses(
+        (status = 200, description = "Status, deadline, decision and reason.", body = AppealPublicView),
+        (status = 404, description = "No appeal has this reference.", body = ErrorBody),
+        (status = 422, description = "This is not an appeal reference.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After.", body = ErrorBody),
+    )
+)]
+pub async fn follow(
+    State(state): State<AppState>,
+    limited: super::public::PublicClient,
+    Path(reference): Path<String>,
+) -> Result<Response, ApiError> {
+    if let Err(limited) = limited.check(&state) {
+        return Ok(limited.into_response());
+    }
+    Ok(Json(public_view(&state, &reference).await?).into_response())
+}
+
+/// Filters of the appeal list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppealQuery {
+    /// `open`, `accepted` or `rejected`.
+    pub status: Option<String>,
+    /// Only this device's appeals.
+    pub device_id: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// The caller's appeals (support and platform admins: all), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/appeals",
+    tag = "appeals",
+    security(("api_key" = [])),
+    params(AppealQuery),
+    responses(
+        (status = 200, description = "The appeals.", body = Vec<AppealView>),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 422, description = "A filter is wrong.", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    actor: Actor,
+    Query(query): Query<AppealQuery>,
+) -> Result<Json<Vec<AppealView>>, ApiError> {
+    actor.require(Action::Read)?;
+    if let Some(s) = &query.status
+        && !["open", "accepted", "rejected"].contains(&s.as_str())
+    {
+        return Err(ApiError::invalid(
+            "status",
+            "one of open, accepted, rejected",
+        ));
+    }
+    let filter = AppealFilter {
+        financier_id: actor.financier_id.clone(),
+        status: query.status,
+        device_id: query.device_id,
+        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let now_us = micros(state.clock.now());
+    let appeals = state.store.list_appeals(&filter).await?;
+    Ok(Json(
+        appeals.iter().map(|a| appeal_view(a, now_us)).collect(),
+    ))
+}
+
+/// An appeal the caller may see; another financier's is "not found" like a missing one.
+async fn visible_appeal(
+    state: &AppState,
+    actor: &Actor,
+    reference: &str,
+) -> Result<AppealRecord, ApiError> {
+    match state.store.appeal(reference).await {
+        Ok(a) if actor.sees_financier(&a.financier_id) => Ok(a),
+        Ok(_) | Err(StoreError::NotFound) => Err(ApiError::NotFound("appeal")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One appeal.
+#[utoipa::path(
+    get,
+    path = "/v1/appeals/{reference}",
+    tag = "appeals",
+    security(("api_key" = [])),
+    params(("reference" = String, Path, description = "The appeal's reference.")),
+    responses(
+        (status = 200, description = "The appeal.", body = AppealView),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such appeal among the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(reference): Path<String>,
+) -> Result<Json<AppealView>, ApiError> {
+    actor.require(Action::Read)?;
+    let a = visible_appeal(&state, &actor, &reference).await?;
+    Ok(Json(appeal_view(&a, micros(state.clock.now()))))
+}
+
+/// The document uploaded with an appeal, to the device's financier and support only.
+#[utoipa::path(
+    get,
+    path = "/v1/appeals/{reference}/attachment",
+    tag = "appeals",
+    security(("api_key" = [])),
+    params(("reference" = String, Path, description = "The appeal's reference.")),
+    responses(
+        (status = 200, description = "The document, as uploaded.", content_type = "application/octet-stream"),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such appeal among the caller's, or it has no document.", body = ErrorBody),
+    )
+)]
+pub async fn attachment(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(reference): Path<String>,
+) -> Result<Response, ApiError> {
+    actor.require(Action::Read)?;
+    let a = visible_appeal(&state, &actor, &reference).await?;
+    let file = a.attachment.ok_or(ApiError::NotFound("attachment"))?;
+    let bytes = tokio::fs::read(state.settings.data_dir.join(&file.path))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("reading an upload")))?;
+    let ext = file.path.rsplit('.').next().unwrap_or("bin");
+    let mut headers = HeaderMap::new();
+    let value = |s: &str| {
+        s.parse()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("bad header value")))
+    };
+    headers.insert(header::CONTENT_TYPE, value(&file.media_type)?);
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        value(&format!("attachment; filename=\"{}.{ext}\"", a.reference))?,
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, value("nosniff")?);
+    headers.insert(header::CACHE_CONTROL, value("private, no-store")?);
+    Ok((headers, Body::from(bytes)).into_response())
+}
+
+/// The financier's answer to an appeal.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppealDecision {
+    /// `accept` or `reject`.
+    pub decision: String,
+    /// Why; the borrower sees it. Required to reject.
+    #[serde(default)]
+    pub reason: String,
+    /// Accepting a payment appeal records the claimed payment (reference, amount, date) unless
+    /// this is false or a payment with that reference is already recorded.
+    #[serde(default)]
+    pub record_payment: Option<bool>,
+}
+
+/// Answers an appeal: ends its dispute freeze and provisional unlock; accepting a payment
+/// appeal records the payment, in the same change.
+#[utoipa::path(
+    post,
+    path = "/v1/appeals/{reference}/decision",
+    tag = "appeals",
+    security(("api_key" = [])),
+    params(("reference" = String, Path, description = "The appeal's reference.")),
+    request_body = AppealDecision,
+    responses(
+        (status = 200, description = "The answered appeal.", body = AppealView),
+        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 403, description = "The role may not do this.", body = ErrorBody),
+        (status = 404, description = "No such appeal among the caller's.", body = ErrorBody),
+        (status = 409, description = "The appeal is already answered, or the payment is already recorded differently.", body = ErrorBody),
+        (status = 422, description = "A field is wrong; the message names it.", body = ErrorBody),
+    )
+)]
+pub async fn decide(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(reference): Path<String>,
+    body: Result<Json<AppealDecision>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<AppealView>, ApiError> {
+    actor.require(Action::AnswerAppeal)?;
+    let Json(answer) = body?;
+    let accept = match answer.decision.as_str() {
+        "accept" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::invalid(
+                "decision",
+                format!("{other:?} is neither \"accept\" nor \"reject\""),
+            ));
+        }
+    };
+    let reason = answer.reason.trim().to_string();
+    if !accept && reason.is_empty() {
+        return Err(ApiError::invalid(
+            "reason",
+            "say why the appeal is rejected; the borrower sees it",
+        ));
+    }
+    if reason.chars().count() > 500 {
+        return Err(ApiError::invalid("reason", "at most 500 characters"));
+    }
+    let appeal = visible_appeal(&state, &actor, &reference).await?;
+    if appeal.status != "open" {
+        return Err(ApiError::Conflict(format!(
+            "appeal {} is already {}",
+            appeal.reference, appeal.status
+        )));
+    }
+    let record_payment = accept && appeal.claim == "paid" && answer.record_payment.unwrap_or(true);
+    let decided_by = actor.key_id.clone();
+    let a = appeal.clone();
+    let _: JsonText = mutate_device(
+        &state,
+        &actor,
+        &appeal.device_id,
+        None,
+        move |snapshot, now| {
+            answer_mutation(
+                snapshot,
+                now,
+                &a,
+                accept,
+                reason,
+                record_payment,
+                decided_by,
+            )
+        },
+    )
+    .await?;
+    let answered = state.store.appeal(&appeal.reference).await?;
+    Ok(Json(appeal_view(&answered, micros(state.clock.now()))))
+}
+
+fn answer_mutation(
+    snapshot: &DeviceSnapshot,
+    now: Timestamp,
+    appeal: &AppealRecord,
+    accept: bool,
+    reason: String,
+    record_payment: bool,
+    decided_by: String,
+) -> Result<Mutation, ApiError> {
+    let now_us = micros(now);
+    let ours = format!("appeal:{}", appeal.reference);
+    // End what the appeal put in force: what has begun ends now, what has not never applies.
+    let override_updates = snapshot
+        .overrides
+        .iter()
+        .filter(|o| o.actor == ours && o.cancelled_us.is_none())
+        .filter(|o| o.until_us.is_none_or(|u| u > now_us))
+        .map(|o| {
+            if o.from_us < now_us {
+                OverrideUpdate {
+                    id: o.id,
+                    until_us: Some(now_us),
+                    cancelled_us: None,
+                }
+            } else {
+                OverrideUpdate {
+                    id: o.id,
+                    until_us: None,
+                    cancelled_us: Some(now_us),
+                }
+            }
+        })
+        .collect();
+    let mut payment = None;
+    if record_payment
+        && let (Some(reference), Some(minor), Some(currency), Some(paid_on)) = (
+            &appeal.payment_reference,
+            appeal.amount_minor,
+            &appeal.currency,
+            &appeal.paid_on,
+        )
+        && !snapshot.payments.iter().any(|p| &p.reference == reference)
+    {
+        let paid_on: Date = paid_on
+            .parse()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored paid_on {paid_on:?}")))?;
+        let received = paid_on
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .unwrap_or(now)
+            .min(now);
+        payment = Some(PaymentRecord {
+            reference: reference.clone(),
+            amount_minor: minor,
+            currency: currency.clone(),
+            received_us: micros(received),
+            recorded_us: now_us,
+        });
+    }
+    let status = if accept { "accepted" } else { "rejected" };
+    let mut audit_reason = format!("appeal {} {status}", appeal.reference);
+    if !reason.is_empty() {
+        audit_reason.push_str(&format!(": {reason}"));
+    }
+    if let Some(p) = &payment {
+        audit_reason.push_str(&format!("; payment {} recorded", p.reference));
+    }
+    Ok(Mutation {
+        action: if accept {
+            "appeal_accepted"
+        } else {
+            "appeal_rejected"
+        },
+        reason: audit_reason,
+        change: DeviceChange {
+            payment,
+            override_updates,
+            appeal: Some(AppealWrite::Decide {
+                reference: appeal.reference.clone(),
+                status: status.into(),
+                decided_us: now_us,
+                decided_by,
+                reason,
+            }),
+            ..DeviceChange::default()
+        },
+        response: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(declared: Option<&str>, bytes: &[u8]) -> Upload {
+        Upload {
+            field: "receipt".into(),
+            file_name: "r".into(),
+            declared_type: declared.map(str::to_string),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn uploads_are_recognised_by_content_and_refused_with_the_field_named() {
+        assert_eq!(
+            check_upload(&upload(Some("application/pdf"), b"%PDF-1.7 ..."), 100).unwrap(),
+            ("application/pdf", "pdf")
+        );
+        assert_eq!(
+            check_upload(&upload(None, &[0xFF, 0xD8, 0xFF, 0xE0, 1]), 100).unwrap(),
+            ("image/jpeg", "jpg")
+        );
+        let empty = check_upload(&upload(Some("image/png"), b""), 100).unwrap_err();
+        assert_eq!(empty.to_string(), "receipt: the file is empty");
+        let big = check_upload(&upload(None, &[b'%'; 101]), 100).unwrap_err();
+        assert!(
+            big.to_string()
+                .starts_with("receipt: the file is larger than"),
+            "{big}"
+        );
+        let text = check_upload(&upload(Some("text/plain"), b"%PDF-"), 100).unwrap_err();
+        assert!(text.to_string().contains("only PDF, JPEG or PNG"), "{text}");
+        let disguised = check_upload(&upload(Some("image/png"), b"MZ\x90\0"), 100).unwrap_err();
+        assert!(
+            disguised.to_string().contains("is not a PDF, JPEG or PNG"),
+            "{disguised}"
+        );
+    }
+
+    #[test]
+    fn amounts_are_read_in_minor_units() {
+        let kes = Currency::parse("KES").unwrap();
+        assert_eq!(parse_amount("amount", "1000", kes).unwrap(), 100_000);
+        assert_eq!(parse_amount("amount", "1,000.5", kes).unwrap(), 100_050);
+        assert!(parse_amount("amount", "10.001", kes).is_err());
+        assert!(parse_amount("amount", "-3", kes).is_err());
+        assert!(parse_amount("amount", "0", kes).is_err());
+        assert_eq!(format_amount(100_050, "KES"), "KES 1000.50");
+    }
+
+    #[test]
+    fn references_are_long_and_recognisable() {
+        let r = new_reference().unwrap();
+        assert!(plausible_reference(&r), "{r}");
+        assert_ne!(r, new_reference().unwrap());
+    }
+}

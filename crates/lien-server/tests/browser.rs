@@ -1,0 +1,253 @@
+//! The borrower pages in a real headless browser: Chromium driven through chromedriver over
+//! the W3C WebDriver protocol (plain JSON over HTTP, spoken here with reqwest).
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run` installs them). Without
+//! them the test is skipped with a notice, except in CI (`CI` set), where it fails.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, imei, spawn_app};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// chromedriver, stopped when the test ends however it ends.
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Option<Driver> {
+        if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{CHROMIUM} or {CHROMEDRIVER} is missing in CI: install chromium and chromium-driver"
+            );
+            eprintln!(
+                "skipped: the browser test needs {CHROMIUM} and {CHROMEDRIVER} \
+                 (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            http: reqwest::Client::new(),
+        };
+        let mut ready = false;
+        // Generous: on a loaded two-core CI machine chromedriver can take seconds to start.
+        for _ in 0..300 {
+            if let Ok(r) = driver
+                .http
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not answer");
+        let session = driver
+            .call(
+                "POST",
+                "/session",
+                json!({"capabilities": {"alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": CHROMIUM,
+                        "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                                 "--disable-dev-shm-usage", "--window-size=360,740"]
+                    }
+                }}}),
+            )
+            .await;
+        driver.session = session["sessionId"]
+            .as_str()
+            .expect("a WebDriver session")
+            .to_string();
+        // Wait up to 10 s for an element after a navigation instead of failing at once, so a
+        // slow page load on a busy machine is not a failure.
+        driver
+            .call(
+                "POST",
+                "/timeouts",
+                json!({"implicit": 10_000, "pageLoad": 60_000}),
+            )
+            .await;
+        Some(driver)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let mut request = self.http.request(method.parse().unwrap(), url);
+        if method == "POST" {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("chromedriver answers");
+        let status = response.status();
+        let value: Value = response.json().await.expect("WebDriver JSON");
+        assert!(status.is_success(), "{method} {path}: {value}");
+        value["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.call("POST", "/url", json!({"url": url})).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                "POST",
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        found[ELEMENT].as_str().expect("an element").to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call("POST", &format!("/element/{id}/click"), json!({}))
+            .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.call("GET", &format!("/element/{id}/text"), Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn attribute(&self, css: &str, name: &str) -> String {
+        let id = self.find(css).await;
+        self.call(
+            "GET",
+            &format!("/element/{id}/attribute/{name}"),
+            Value::Null,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() {
+    let Some(browser) = Driver::start().await else {
+        return;
+    };
+    let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
+    let app = spawn_app(Backend::Sqlite, start).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    app.enroll_device(&key, "C-1001", &phone_imei, "SN1001")
+        .await;
+
+    // A buyer checks the IMEI.
+    browser.go(&format!("{}/check", app.base)).await;
+    browser.type_into("#imei", &phone_imei).await;
+    browser.click("form button").await;
+    assert_eq!(
+        browser.attribute("#status", "data-status").await,
+        "financed_good_standing"
+    );
+    assert!(browser.text("#result").await.contains("Duka Phones"));
+
+    // The borrower opens an appeal with a receipt.
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = dir.path().join("receipt.png");
+    std::fs::write(
+        &receipt,
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13],
+    )
+    .unwrap();
+    browser.go(&format!("{}/appeal", app.base)).await;
+    browser.type_into("#imei", &phone_imei).await;
+    browser.type_into("#contact", "+254 711 000 111").await;
+    browser.type_into("#payment_reference", "MPESA-QX12").await;
+    browser.type_into("#paid_on", "2026-01-09").await;
+    browser.type_into("#amount", "1000.00").await;
+    browser.type_into("#currency", "KES").await;
+    browser
+        .type_into("#receipt", receipt.to_str().unwrap())
+        .await;
+    browser.click("#submit").await;
+    let reference = browser.text("#reference").await;
+    assert!(reference.starts_with("AP-"), "{reference}");
+
+    // The financier answers through the API; the borrower sees the answer and its reason.
+    let listed = app.call("GET", "/v1/appeals", &key, None).await;
+    assert_eq!(listed.body[0]["reference"], reference.as_str());
+    assert_eq!(listed.body[0]["attachment"]["media_type"], "image/png");
+    let answered = app
+        .call(
+            "POST",
+            &format!("/v1/appeals/{reference}/decision"),
+            &key,
+            Some(json!({"decision": "reject", "reason": "No such payment <reached> our till"})),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    browser.click("#follow").await;
+    assert_eq!(
+        browser.attribute("#status", "data-status").await,
+        "rejected"
+    );
+    // Shown as text, escaped, not as markup.
+    assert_eq!(
+        browser.text("#reason").await,
+        "No such payment <reached> our till"
+    );
+
+    let _ = browser.call("DELETE", "", Value::Null).await;
+}

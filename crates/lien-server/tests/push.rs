@@ -1,0 +1,274 @@
+//! The push channel: a phone connected by push hears of a lock or a payment without checking
+//! in, and on PostgreSQL a change made through one server reaches a phone connected to another.
+//! On SQLite and, when LIEN_TEST_POSTGRES_URL is set, on PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::{Backend, TestApp, imei, postgres_url, spawn_app};
+use jiff::{SignedDuration, Timestamp};
+use lien_agent::sim::{HttpTransport, Phone, PushBackoff, SimClock};
+use lien_agent::{AgentConfig, Identity, MemoryStorage, Mode, Screen};
+use serde_json::json;
+
+/// Long enough for any loaded CI machine; a pushed token normally arrives in milliseconds.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A financed phone, set up (hello and first check-in) against `app`; returns its device id,
+/// the financier's key and the phone.
+async fn financed_phone(app: &TestApp) -> (String, String, Phone) {
+    let (_, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let device_id = app
+        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
+        .await;
+    let mut phone = Phone::new(
+        HttpTransport::new(&app.base),
+        Identity {
+            imei1: phone_imei,
+            imei2: None,
+            serial: "SN1001".into(),
+            model: "Phone X".into(),
+        },
+        Box::new(MemoryStorage::new()),
+        SimClock::manual(app.clock_now().as_second()),
+        AgentConfig::default(),
+        Some(7),
+    );
+    phone.run_due().await;
+    assert_eq!(phone.status().mode, Mode::Bound);
+    (device_id, key, phone)
+}
+
+/// Moves the server to day 4 past the missed February installment, in the morning in Nairobi,
+/// and runs the scheduler: the device is locked.
+async fn lock_by_schedule(app: &TestApp) {
+    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
+    let by = at.as_second() - app.clock_now().as_second();
+    app.clock.advance(SignedDuration::from_secs(by));
+    assert!(app.run_scheduler().await >= 1);
+}
+
+async fn pay(app: &TestApp, key: &str, device_id: &str, reference: &str, minor: i64) {
+    let paid = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            key,
+            Some(json!({"reference": reference, "amount_minor": minor, "currency": "KES"})),
+            &[("Idempotency-Key", reference)],
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+}
+
+fn locked(phone: &Phone) -> bool {
+    matches!(phone.screen(), Screen::Locked(_))
+}
+
+async fn a_phone_connected_by_push_is_locked_and_unlocked_without_checking_in(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (device_id, key, mut phone) = financed_phone(&app).await;
+    phone.enable_push(PushBackoff::default());
+    phone.connect_push().await.expect("the push channel opens");
+    assert!(phone.push_open());
+    let server_checkins = app.running.state.metrics.checkins.get();
+    let phone_checkins = phone.checkins_sent();
+
+    lock_by_schedule(&app).await;
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the lock is pushed"
+    );
+    assert!(locked(&phone), "{}", phone.render());
+
+    pay(&app, &key, &device_id, "MPESA-1", 100_000).await;
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the unlock is pushed"
+    );
+    assert!(!locked(&phone), "{}", phone.render());
+
+    // Neither side checked in: the tokens came over the channel.
+    assert_eq!(app.running.state.metrics.checkins.get(), server_checkins);
+    assert_eq!(phone.checkins_sent(), phone_checkins);
+    assert_eq!(phone.push_connects(), 1);
+    // The channel stays quiet when nothing changes (a check-in's write is not a new token).
+    assert_eq!(phone.next_push(Duration::from_millis(300)).await, None);
+    app.running.stop().await;
+}
+
+async fn push_is_refused_without_a_valid_signature_or_with_a_stale_time(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (device_id, _, _phone) = financed_phone(&app).await;
+    let now = app.clock_now().as_second();
+    let open = |body: String, signature: String| {
+        app.client
+            .post(format!("{}/v1/device/push", app.base))
+            .header("x-lien-device", device_id.clone())
+            .header("x-lien-signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let body = json!({"sent_at": now, "applied_sequence": 1}).to_string();
+    let forged = STANDARD.encode([0u8; 32]);
+    let refused = open(body, forged).await.unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // A phone whose agent signs with its own credential but an hour-old clock is refused too:
+    // the window that bounds check-in replays bounds push channels.
+    let phone_credential = {
+        let hello = app.hello(&imei("35693803564380"), "SN1001").await;
+        hello.body["credential"].as_str().unwrap().to_string()
+    };
+    let credential = STANDARD.decode(phone_credential).unwrap();
+    let stale = json!({"sent_at": now - 3600, "applied_sequence": 1}).to_string();
+    let signature = lien_server::routes::sign_checkin(&credential, stale.as_bytes());
+    let refused = open(stale, signature).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    app.running.stop().await;
+}
+
+async fn a_payment_on_one_server_reaches_a_phone_connected_to_another(backend: Backend) {
+    if matches!(backend, Backend::Sqlite) {
+        // One process serves a SQLite file: there is no other server to reach.
+        return;
+    }
+    let a = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let b = a.spawn_peer().await;
+    // The phone talks to server B only.
+    let (_, key) = a.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let device_id = a.enroll_device(&key, "C-1001", &phone_imei, "SN1001").await;
+    let mut phone = Phone::new(
+        HttpTransport::new(&b.base),
+        Identity {
+            imei1: phone_imei,
+            imei2: None,
+            serial: "SN1001".into(),
+            model: "Phone X".into(),
+        },
+        Box::new(MemoryStorage::new()),
+        SimClock::manual(a.clock_now().as_second()),
+        AgentConfig::default(),
+        Some(7),
+    );
+    phone.run_due().await;
+    phone.enable_push(PushBackoff::default());
+    phone
+        .connect_push()
+        .await
+        .expect("the push channel opens on B");
+
+    // The scheduler runs on A; the lock reaches the phone on B.
+    lock_by_schedule(&a).await;
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the lock crosses servers"
+    );
+    assert!(locked(&phone), "{}", phone.render());
+
+    let checkins_on_b = b.running.state.metrics.checkins.get();
+    pay(&a, &key, &device_id, "MPESA-1", 100_000).await;
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the unlock crosses servers"
+    );
+    assert!(!locked(&phone), "{}", phone.render());
+    assert_eq!(b.running.state.metrics.checkins.get(), checkins_on_b);
+    assert_eq!(a.running.state.metrics.checkins.get(), 0);
+    b.running.stop().await;
+    a.running.stop().await;
+}
+
+async fn after_a_server_restart_the_phone_reconnects_and_gets_the_current_token(backend: Backend) {
+    let mut app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (device_id, key, mut phone) = financed_phone(&app).await;
+    phone.enable_push(PushBackoff {
+        first: Duration::from_millis(200),
+        max: Duration::from_secs(2),
+    });
+    phone.connect_push().await.expect("the push channel opens");
+    let phone_checkins = phone.checkins_sent();
+
+    // The server stops (its channels end) and starts again on the same address and state.
+    let state = app.running.state.clone();
+    let addr = app.running.addr;
+    app.running.stop().await;
+    assert_eq!(phone.next_push(Duration::from_millis(300)).await, None);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    app.running = lien_server::app::start(state, listener, false)
+        .await
+        .unwrap();
+    // Locked while the phone was away: the reopened channel carries the current token.
+    let lock = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{device_id}/lock"),
+            &key,
+            Some(json!({"reason": "Locked by Duka Phones: please call us."})),
+        )
+        .await;
+    assert_eq!(lock.status, 200, "{}", lock.body);
+    assert_eq!(phone.next_push(WAIT).await, Some(true));
+    assert!(locked(&phone), "{}", phone.render());
+    assert_eq!(phone.push_connects(), 2);
+    assert_eq!(phone.checkins_sent(), phone_checkins);
+    app.running.stop().await;
+}
+
+async fn a_new_hello_closes_the_channel_opened_with_the_old_credential(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, _, mut phone) = financed_phone(&app).await;
+    phone.enable_push(PushBackoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(200),
+    });
+    phone.connect_push().await.expect("the push channel opens");
+    // Someone else says hello with this phone's identifiers (a reset phone would): the old
+    // credential is revoked, its channel ends, and it cannot open a new one.
+    let hello = app.hello(&imei("35693803564380"), "SN1001").await;
+    assert_eq!(hello.status, 200, "{}", hello.body);
+    assert_eq!(phone.next_push(Duration::from_secs(1)).await, None);
+    assert!(!phone.push_open());
+    assert_eq!(phone.push_connects(), 1);
+    app.running.stop().await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if postgres_url().is_none() {
+                    eprintln!("skipped: set LIEN_TEST_POSTGRES_URL to run on PostgreSQL");
+                    return;
+                }
+                super::$name(Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    a_phone_connected_by_push_is_locked_and_unlocked_without_checking_in,
+    push_is_refused_without_a_valid_signature_or_with_a_stale_time,
+    a_payment_on_one_server_reaches_a_phone_connected_to_another,
+    after_a_server_restart_the_phone_reconnects_and_gets_the_current_token,
+    a_new_hello_closes_the_channel_opened_with_the_old_credential,
+);
