@@ -1,6 +1,7 @@
 //! Appeals and the public IMEI check (issue 6), with a simulated phone against a spawned
 //! server, on SQLite and, when LIEN_TEST_POSTGRES_URL is set, PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -531,29 +532,6 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
         .call("GET", &format!("/v1/public/imei/{}", w.imei), "", None)
         .await;
     assert_eq!(again.status, 200, "{}", again.body);
-}
-
-/// Runs a scenario on SQLite, and on PostgreSQL when LIEN_TEST_POSTGRES_URL is set.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-
-            #[tokio::test]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if postgres_url().is_none() {
-                    eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-                    return;
-                }
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(

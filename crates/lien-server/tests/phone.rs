@@ -4,6 +4,7 @@
 //! The server's clock and the phone's clocks are separate, as in life; [`World::advance`]
 //! moves both by the same amount, the way time passes for both.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -521,29 +522,6 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
     }
     assert_eq!(app.running.state.metrics.checkins.get(), 20);
     app.running.stop().await;
-}
-
-/// Runs a scenario on SQLite, and on PostgreSQL when LIEN_TEST_POSTGRES_URL is set.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-
-            #[tokio::test]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if postgres_url().is_none() {
-                    eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-                    return;
-                }
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(

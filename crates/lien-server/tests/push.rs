@@ -2,6 +2,7 @@
 //! in, and on PostgreSQL a change made through one server reaches a phone connected to another.
 //! On SQLite and, when LIEN_TEST_POSTGRES_URL is set, on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -241,28 +242,6 @@ async fn a_new_hello_closes_the_channel_opened_with_the_old_credential(backend: 
     assert!(!phone.push_open());
     assert_eq!(phone.push_connects(), 1);
     app.running.stop().await;
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if postgres_url().is_none() {
-                    eprintln!("skipped: set LIEN_TEST_POSTGRES_URL to run on PostgreSQL");
-                    return;
-                }
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(

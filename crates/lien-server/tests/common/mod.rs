@@ -1,6 +1,31 @@
 //! Spawns a real server on a free port with a fresh database and a clock the test moves.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// Defines, for each scenario `fn(Backend)`, a test on SQLite and one on PostgreSQL; the
+/// latter is skipped, with a notice, unless LIEN_TEST_POSTGRES_URL is set (CI sets it).
+/// The test file must have `Backend` and `postgres_url` in scope.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario(Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if postgres_url().is_none() {
+                    eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
+                    return;
+                }
+                super::$scenario(Backend::Postgres).await;
+            }
+        }
+    )*};
+}
 
 use std::sync::Arc;
 
