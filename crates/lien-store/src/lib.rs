@@ -94,6 +94,14 @@ pub trait Devices: Send + Sync {
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Reads the snapshot under the device's lock, asks `change` what to do, applies it.
     async fn update_device(&self, id: &str, change: ChangeFn) -> Result<DeviceRecord, StoreError>;
+    /// [`Devices::update_device`] for several devices in one transaction, so that a batch
+    /// costs one commit (one `fsync` on SQLite) instead of one each. Each device's change is
+    /// still all or nothing: one that is refused or fails leaves that device unchanged and
+    /// the others are written. The results are in the order of `changes`.
+    async fn update_devices(
+        &self,
+        changes: Vec<(String, ChangeFn)>,
+    ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError>;
     /// The one-row read behind a check-in.
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError>;
     /// Writes a batch of last-seen times.

@@ -191,6 +191,7 @@ conformance![
     concurrent_payments_all_apply,
     concurrent_claims_are_disjoint,
     checkin_views_follow_writes,
+    batched_changes_are_each_all_or_nothing,
     committed_token_changes_are_announced,
     appeals_are_written_with_the_change_and_answered_once,
 ];

@@ -407,14 +407,54 @@ impl SqlStore {
         announce: bool,
     ) -> Result<(), StoreError> {
         let committed = tx.commit().await;
+        self.forget_checkin_view(id);
+        committed.map_err(backend)?;
+        if announce {
+            self.announce_after_commit(id);
+        }
+        Ok(())
+    }
+
+    /// Drops the device's cached check-in view; called once a transaction that wrote its row
+    /// has ended, committed or not (a failed commit may still have reached the disk).
+    fn forget_checkin_view(&self, id: &str) {
         if let Some(cache) = &self.checkin_cache {
             cache.forget(id);
         }
-        committed.map_err(backend)?;
-        if announce && self.dialect == super::Dialect::Sqlite {
+    }
+
+    /// Tells this process's push channels about a committed change. PostgreSQL announces
+    /// through `pg_notify` inside the transaction instead, which reaches every server.
+    fn announce_after_commit(&self, id: &str) {
+        if self.dialect == super::Dialect::Sqlite {
             self.feed.announce(id);
         }
-        Ok(())
+    }
+
+    /// One device's change inside `tx`: the snapshot under the row lock, the caller's
+    /// change, the writes, and on PostgreSQL the notification that goes out on commit.
+    /// Returns the stored device and whether phones must hear of it.
+    async fn change_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        id: &str,
+        change: ChangeFn,
+    ) -> Result<(DeviceRecord, bool), StoreError> {
+        let snapshot = self.snapshot_in(tx, id, true).await?;
+        let change = change(&snapshot).map_err(StoreError::Refused)?;
+        let announce = change.token.is_some() || change.binding.is_some();
+        apply(tx, &snapshot.device, change).await?;
+        if announce && self.dialect == super::Dialect::Postgres {
+            // Delivered to the listeners only when, and if, this transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::notify::CHANNEL)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+        }
+        let stored = self.device_in(tx, id, false).await?;
+        Ok((stored, announce))
     }
 
     /// The columns a check-in needs, from the database.
@@ -589,22 +629,47 @@ impl Devices for SqlStore {
     #[tracing::instrument(skip(self, change))]
     async fn update_device(&self, id: &str, change: ChangeFn) -> Result<DeviceRecord, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let snapshot = self.snapshot_in(&mut tx, id, true).await?;
-        let change = change(&snapshot).map_err(StoreError::Refused)?;
-        let announce = change.token.is_some() || change.binding.is_some();
-        apply(&mut tx, &snapshot.device, change).await?;
-        if announce && self.dialect == super::Dialect::Postgres {
-            // Delivered to the listeners only when, and if, this transaction commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::notify::CHANNEL)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let stored = self.device_in(&mut tx, id, false).await?;
+        let (stored, announce) = self.change_in(&mut tx, id, change).await?;
         self.commit_device(tx, id, announce).await?;
         Ok(stored)
+    }
+
+    #[tracing::instrument(skip_all, fields(devices = changes.len()))]
+    async fn update_devices(
+        &self,
+        changes: Vec<(String, ChangeFn)>,
+    ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut results = Vec::with_capacity(changes.len());
+        let mut announced = Vec::new();
+        for (id, change) in changes {
+            // A savepoint per device: a refused or failed change is rolled back alone, and on
+            // PostgreSQL the transaction stays usable for the next device.
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await.map_err(backend)?;
+            let result = match self.change_in(&mut savepoint, &id, change).await {
+                Ok((stored, announce)) => {
+                    savepoint.commit().await.map_err(backend)?;
+                    if announce {
+                        announced.push(id.clone());
+                    }
+                    Ok(stored)
+                }
+                Err(err) => {
+                    savepoint.rollback().await.map_err(backend)?;
+                    Err(err)
+                }
+            };
+            results.push((id, result));
+        }
+        let committed = tx.commit().await;
+        for (id, _) in &results {
+            self.forget_checkin_view(id);
+        }
+        committed.map_err(backend)?;
+        for id in &announced {
+            self.announce_after_commit(id);
+        }
+        Ok(results.into_iter().map(|(_, result)| result).collect())
     }
 
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use lien_store::audit::verify_chain;
 use lien_store::{
-    ApiKeyRecord, Binding, DeviceChange, DeviceEvent, DeviceFilter, Financier, IdempotentResponse,
-    NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, SqlStore, StatusCodeMatch,
-    StoreError, Tenants, TokenRecord,
+    ApiKeyRecord, Binding, ChangeFn, DeviceChange, DeviceEvent, DeviceFilter, Financier,
+    IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, SqlStore,
+    StatusCodeMatch, StoreError, Tenants, TokenRecord,
 };
 
 use crate::Db;
@@ -1289,6 +1289,62 @@ pub async fn checkin_views_follow_writes(db: Db) {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     for reader in readers {
         assert!(reader.await.unwrap() > 0, "every reader ran");
+    }
+}
+
+/// A batch writes each device's change in one transaction; a device whose change is refused
+/// or breaks a rule is left as it was, and the others are written.
+pub async fn batched_changes_are_each_all_or_nothing(db: Db) {
+    add_financier(&db, "fin_a").await;
+    for id in ["dev_1", "dev_2", "dev_3", "dev_4"] {
+        enroll(&db, "fin_a", id, Some(T0 + DAY)).await;
+    }
+    let before_2 = db.snapshot("dev_2").await.unwrap();
+    let before_3 = db.snapshot("dev_3").await.unwrap();
+    db.checkin_view("dev_1").await.unwrap();
+    let lock = |code: &str| DeviceChange {
+        decision: Some(decision("locked", 50)),
+        next_eval_us: Some(T0 + 5 * DAY),
+        token: Some(token(2, "locked", code)),
+        audit: vec![entry("scheduled", "locked")],
+        ..DeviceChange::default()
+    };
+    let refused: ChangeFn = Box::new(|_| Err("not this one".into()));
+    let stale = DeviceChange {
+        token: Some(token(1, "locked", "STALE")),
+        ..lock("STALE")
+    };
+    let results = db
+        .update_devices(vec![
+            ("dev_1".to_string(), fixed(lock("B1"))),
+            ("dev_2".to_string(), refused),
+            ("dev_3".to_string(), fixed(stale)),
+            ("dev_4".to_string(), fixed(lock("B4"))),
+        ])
+        .await
+        .expect("the batch commits");
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().unwrap().decision.state, "locked");
+    assert!(
+        matches!(results[1], Err(StoreError::Refused(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(results[3].as_ref().unwrap().decision.state, "locked");
+
+    assert_eq!(db.snapshot("dev_2").await.unwrap(), before_2);
+    assert_eq!(db.snapshot("dev_3").await.unwrap(), before_3);
+    assert!(db.tokens_by_status_code("STALE").await.unwrap().is_empty());
+    for id in ["dev_1", "dev_4"] {
+        assert_eq!(db.checkin_view(id).await.unwrap().token_sequence, 2, "{id}");
+        let chain = db.audit_chain(id).await.unwrap();
+        assert_eq!(chain.len(), 2, "{id}");
+        assert_eq!(verify_chain(&chain), Ok(()));
     }
 }
 
