@@ -110,16 +110,18 @@ impl Hub {
         self.closing.send_replace(false);
     }
 
-    /// Takes the newest token for `view`'s device if it is newer than the one held (or the
-    /// binding changed); returns whether it was.
+    /// Takes the newest token for `view`'s device if it is newer than the one held (a later
+    /// binding generation, or a higher sequence in the same one); returns whether it was.
     fn offer(&self, device_id: &str, view: &CheckinView) -> bool {
         let devices = self.lock();
         let Some(sender) = devices.get(device_id) else {
             return false;
         };
         sender.send_if_modified(|held| {
+            // Compared as a pair, so that a read which started before a re-bind and ends
+            // after it cannot take the hub back to the revoked generation.
             let newer =
-                view.binding_generation != held.generation || view.token_sequence > held.sequence;
+                (view.binding_generation, view.token_sequence) > (held.generation, held.sequence);
             if newer {
                 *held = Latest::from_view(view);
             }

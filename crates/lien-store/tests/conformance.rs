@@ -192,6 +192,7 @@ conformance![
     concurrent_claims_are_disjoint,
     checkin_views_follow_writes,
     batched_changes_are_each_all_or_nothing,
+    a_write_finishes_when_its_caller_gives_up,
     committed_token_changes_are_announced,
     appeals_are_written_with_the_change_and_answered_once,
 ];

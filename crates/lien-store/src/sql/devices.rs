@@ -628,10 +628,15 @@ impl Devices for SqlStore {
 
     #[tracing::instrument(skip(self, change))]
     async fn update_device(&self, id: &str, change: ChangeFn) -> Result<DeviceRecord, StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let (stored, announce) = self.change_in(&mut tx, id, change).await?;
-        self.commit_device(tx, id, announce).await?;
-        Ok(stored)
+        let store = self.clone();
+        let id = id.to_string();
+        run_to_completion(async move {
+            let mut tx = store.write.begin().await.map_err(backend)?;
+            let (stored, announce) = store.change_in(&mut tx, &id, change).await?;
+            store.commit_device(tx, &id, announce).await?;
+            Ok(stored)
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(devices = changes.len()))]
@@ -639,37 +644,8 @@ impl Devices for SqlStore {
         &self,
         changes: Vec<(String, ChangeFn)>,
     ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let mut results = Vec::with_capacity(changes.len());
-        let mut announced = Vec::new();
-        for (id, change) in changes {
-            // A savepoint per device: a refused or failed change is rolled back alone, and on
-            // PostgreSQL the transaction stays usable for the next device.
-            let mut savepoint = sqlx::Acquire::begin(&mut tx).await.map_err(backend)?;
-            let result = match self.change_in(&mut savepoint, &id, change).await {
-                Ok((stored, announce)) => {
-                    savepoint.commit().await.map_err(backend)?;
-                    if announce {
-                        announced.push(id.clone());
-                    }
-                    Ok(stored)
-                }
-                Err(err) => {
-                    savepoint.rollback().await.map_err(backend)?;
-                    Err(err)
-                }
-            };
-            results.push((id, result));
-        }
-        let committed = tx.commit().await;
-        for (id, _) in &results {
-            self.forget_checkin_view(id);
-        }
-        committed.map_err(backend)?;
-        for id in &announced {
-            self.announce_after_commit(id);
-        }
-        Ok(results.into_iter().map(|(_, result)| result).collect())
+        let store = self.clone();
+        run_to_completion(async move { store.update_devices_now(changes).await }).await
     }
 
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {
@@ -778,4 +754,56 @@ impl Schedule for SqlStore {
                 .map_err(backend)?;
         row.try_get::<Option<i64>, _>(0).map_err(backend)
     }
+}
+
+impl SqlStore {
+    /// The body of [`Devices::update_devices`].
+    async fn update_devices_now(
+        &self,
+        changes: Vec<(String, ChangeFn)>,
+    ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut results = Vec::with_capacity(changes.len());
+        let mut announced = Vec::new();
+        for (id, change) in changes {
+            // A savepoint per device: a refused or failed change is rolled back alone, and on
+            // PostgreSQL the transaction stays usable for the next device.
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await.map_err(backend)?;
+            let result = match self.change_in(&mut savepoint, &id, change).await {
+                Ok((stored, announce)) => {
+                    savepoint.commit().await.map_err(backend)?;
+                    if announce {
+                        announced.push(id.clone());
+                    }
+                    Ok(stored)
+                }
+                Err(err) => {
+                    savepoint.rollback().await.map_err(backend)?;
+                    Err(err)
+                }
+            };
+            results.push((id, result));
+        }
+        let committed = tx.commit().await;
+        for (id, _) in &results {
+            self.forget_checkin_view(id);
+        }
+        committed.map_err(backend)?;
+        for id in &announced {
+            self.announce_after_commit(id);
+        }
+        Ok(results.into_iter().map(|(_, result)| result).collect())
+    }
+}
+
+/// Runs a device write on its own task and waits for it. The write must reach its end even
+/// when the caller's future is dropped (an HTTP client that disconnects during the commit):
+/// otherwise the commit could land without the cached check-in view being dropped or the
+/// phones being told, and a paid phone would keep getting its old token.
+async fn run_to_completion<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(write)
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
 }

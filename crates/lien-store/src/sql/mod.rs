@@ -212,7 +212,6 @@ fn sqlite_pool(connections: u32) -> AnyPoolOptions {
         })
 }
 
-/// Wraps a driver error: its text goes to the log through the error chain, never to a client.
 /// Takes an exclusive lock on `<database>.lock` beside a SQLite file, or fails naming it.
 /// In-memory databases are private to the process and need none. The lock is the operating
 /// system's, so it goes when the process does, however it ends.
@@ -244,6 +243,7 @@ fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError>
     }
 }
 
+/// Wraps a driver error: its text goes to the log through the error chain, never to a client.
 fn backend(err: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(err))
 }

@@ -1348,6 +1348,33 @@ pub async fn batched_changes_are_each_all_or_nothing(db: Db) {
     }
 }
 
+/// A write whose caller gives up (an HTTP client that disconnects) still runs to its end, so
+/// no commit can land without the check-in cache and the push feed hearing of it.
+pub async fn a_write_finishes_when_its_caller_gives_up(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
+    assert_eq!(db.checkin_view("dev_1").await.unwrap().token_sequence, 1);
+    let (computed, change_ran) = tokio::sync::oneshot::channel();
+    let change: ChangeFn = Box::new(move |_| {
+        let _ = computed.send(());
+        Ok(DeviceChange {
+            token: Some(token(2, "active", "GIVEUP")),
+            ..DeviceChange::default()
+        })
+    });
+    let store = db.store.clone();
+    let caller = tokio::spawn(async move { store.update_device("dev_1", change).await });
+    change_ran.await.expect("the change was computed");
+    caller.abort();
+    for _ in 0..200 {
+        if db.checkin_view("dev_1").await.unwrap().token_sequence == 2 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the abandoned write never became visible to check-ins");
+}
+
 /// Two schedulers claiming at once split the due devices between them.
 pub async fn concurrent_claims_are_disjoint(db: Db) {
     const N: usize = 50;
