@@ -86,7 +86,14 @@ impl AppState {
     /// and nothing else is ever held back like this.
     pub fn saw(&self, device_id: &str, at_us: i64) {
         let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        pending.insert(device_id.to_string(), at_us);
+        // A phone seen again within the second only moves its time: no new key is allocated
+        // on the check-in path.
+        match pending.get_mut(device_id) {
+            Some(seen) => *seen = at_us,
+            None => {
+                pending.insert(device_id.to_string(), at_us);
+            }
+        }
     }
 
     /// Writes the pending last-seen times.
