@@ -6,13 +6,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use lien_proto::TokenSigner;
 use lien_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tower::ServiceExt as _;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -179,17 +184,9 @@ pub async fn start(
     };
     let app = router(state.clone());
     let task = {
-        let mut stopping = stopping.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            // With the peer address, for the per-client limits of the public endpoints.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { until_stopped(&mut stopping).await })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "server failed");
-            }
+            serve(listener, app, stopping).await;
             let _ = flusher.await;
             state.flush_last_seen().await;
         })
@@ -200,6 +197,55 @@ pub async fn start(
         shutdown,
         task,
     })
+}
+
+/// Serves `app` on `listener` until `stopping`, then lets the open connections finish.
+///
+/// This is `axum::serve` without its protocol detection, which costs an idle push channel
+/// 8 KiB: `axum::serve` reads the first bytes of every connection itself, to tell HTTP/2 from
+/// HTTP/1, and hands them back to hyper separately, so hyper's first read returns only those
+/// and its second doubles its read buffer to 16 KiB, kept for the connection's life
+/// (`BENCHMARKS.md`, idle push connections). Lien speaks HTTP/1.1 only, so it serves hyper's
+/// HTTP/1 connection directly.
+pub async fn serve(mut listener: TcpListener, app: Router, mut stopping: watch::Receiver<bool>) {
+    // Every connection's task holds a receiver; the sender's `closed` says they have all ended.
+    let (open_tx, open_rx) = watch::channel(());
+    loop {
+        let (stream, peer) = tokio::select! {
+            // axum's `Listener` retries failed accepts (and pauses when out of descriptors).
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            _ = until_stopped(&mut stopping) => break,
+        };
+        // The peer address, for the per-client limits of the public endpoints.
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(Body::new)
+            });
+        let mut stopping = stopping.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = until_stopped(&mut stopping) => {
+                    // Finishes the request in flight, if any, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = served {
+                tracing::trace!(error = %err, "connection ended with an error");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    open_tx.closed().await;
 }
 
 /// Returns once `stop()` is called, or at once if it already was.

@@ -1,7 +1,9 @@
 //! `lien bench payment-to-unlock` and `lien bench idle-connections`: the push channel.
 //!
 //! Both run the real server (`lien_server::app::start`, as `lien serve` without the scheduler)
-//! on a fresh SQLite database in this process, and a load generator on a thread of its own.
+//! on a fresh SQLite database in this process; `payment-to-unlock` runs its load generator on
+//! a thread of its own, `idle-connections` runs its phones in a child process so that the
+//! server's process holds only the server's side.
 //! The phones are minimal: each holds one push connection (raw HTTP/1.1 over tokio's
 //! `TcpStream`), verifies every pushed token against the server's pinned key exactly as the
 //! agent does (`PinnedKeys::verify`), and counts the unlock as applied when a verified token
@@ -51,18 +53,27 @@ pub struct PaymentArgs {
     /// Where to create the temporary directory holding the database and keys.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to run on instead of a new SQLite file. It must be empty: the
+    /// benchmark creates its tables and enrolls into it.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 /// Arguments of `lien bench idle-connections`.
 #[derive(Debug, clap::Args)]
 pub struct IdleArgs {
-    /// Idle push connections to open (one per enrolled device). Each costs two file
-    /// descriptors in this process (client and server end): raise `ulimit -n` first.
+    /// Idle push connections to open (one per enrolled device). The phones run in a child
+    /// process, so each costs one file descriptor in the server's process; fewer are opened
+    /// when the soft limit on open files (`ulimit -n`) leaves no room for them all.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
     connections: u32,
     /// Where to create the temporary directory holding the database and keys.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Internal: run as the phones' process for a server at this address, with the devices
+    /// read from standard input.
+    #[arg(long, hide = true)]
+    phones_for: Option<SocketAddr>,
 }
 
 /// The server and the two runtimes of a push benchmark.
@@ -77,7 +88,12 @@ struct Bench {
 }
 
 impl Bench {
-    fn start(devices: u32, plans: Plans, data_dir: Option<&std::path::Path>) -> Result<Bench> {
+    fn start(
+        devices: u32,
+        plans: Plans,
+        data_dir: Option<&std::path::Path>,
+        database_url: Option<String>,
+    ) -> Result<Bench> {
         init_logging();
         let dir = temp_dir(data_dir)?;
         let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -88,7 +104,7 @@ impl Bench {
             .build()?;
         let settings = Settings {
             data_dir: dir.path().to_path_buf(),
-            database_url: None,
+            database_url,
             ..Settings::default()
         };
         let state = server_rt.block_on(async {
@@ -333,12 +349,22 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
         "--payments is at most half of --phones (each phase pays for different phones)"
     );
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let backend = if args.database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!(
-        "lien bench payment-to-unlock: {} phones on SQLite, {} payments per phase at {} per \
+        "lien bench payment-to-unlock: {} phones on {backend}, {} payments per phase at {} per \
          second, {cpus} CPUs",
         args.phones, args.payments, args.rate
     );
-    let bench = Bench::start(args.phones, Plans::Overdue, args.data_dir.as_deref())?;
+    let bench = Bench::start(
+        args.phones,
+        Plans::Overdue,
+        args.data_dir.as_deref(),
+        args.database_url.clone(),
+    )?;
     ensure!(
         bench.fleet.iter().all(|d| d.state == "locked"),
         "every phone should start locked"
@@ -552,13 +578,63 @@ fn rss_kib() -> Result<u64> {
         .context("no VmRSS in /proc/self/status")
 }
 
+/// The soft limit on open files of this process, from `/proc/self/limits` (`None` when
+/// unlimited).
+fn open_files_limit() -> Result<Option<u32>> {
+    let limits =
+        std::fs::read_to_string("/proc/self/limits").context("reading /proc/self/limits")?;
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no open-files limit in /proc/self/limits")?;
+    Ok(soft.parse().ok())
+}
+
+/// How many file descriptors this process has open.
+fn open_files() -> Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")
+        .context("reading /proc/self/fd")?
+        .count())
+}
+
+/// Descriptors the server's process keeps for itself besides the push connections: standard
+/// streams, the listener, the database's files, the runtime's, the pipes to the phones'
+/// process. About 30 are open at the measurement; the rest is headroom.
+const SERVER_FDS: u32 = 100;
+
 /// `lien bench idle-connections`.
+///
+/// The server runs in this process and the phones in a child process (this binary again,
+/// with `--phones-for`), so that the resident-set difference is the server's alone and each
+/// connection costs one descriptor here rather than two.
 pub fn idle_connections(args: &IdleArgs) -> Result<()> {
-    println!(
-        "lien bench idle-connections: {} push connections on SQLite",
-        args.connections
+    if let Some(server) = args.phones_for {
+        return idle_phones(server);
+    }
+    let limit = open_files_limit()?;
+    let connections = match limit {
+        Some(limit) => args.connections.min(limit.saturating_sub(SERVER_FDS)),
+        None => args.connections,
+    };
+    ensure!(
+        connections > 0,
+        "the soft limit on open files ({limit:?}) leaves no room for connections"
     );
-    let bench = Bench::start(args.connections, Plans::Current, args.data_dir.as_deref())?;
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "lien bench idle-connections: {connections} push connections on SQLite, the phones \
+         in a separate process, {cpus} CPUs"
+    );
+    if connections < args.connections {
+        println!(
+            "  ({connections} rather than {}: the soft limit on open files is {}, and the \
+             server's process keeps {SERVER_FDS} of them for itself)",
+            args.connections,
+            limit.unwrap_or_default()
+        );
+    }
+    let bench = Bench::start(connections, Plans::Current, args.data_dir.as_deref(), None)?;
     let server = bench.server.addr;
     // One round of check-ins first, so that the check-in cache and the pools are as warm
     // before the connections as after them and only the connections make the difference.
@@ -571,41 +647,192 @@ pub fn idle_connections(args: &IdleArgs) -> Result<()> {
         }
         anyhow::Ok(())
     })?;
+
+    // The phones' process gets its devices before the first measurement, so that nothing
+    // this process allocates for it falls between the two.
+    let mut phones = Phones::spawn(server, &bench.fleet)?;
     std::thread::sleep(Duration::from_secs(2));
     let before = rss_kib()?;
+    let open_secs = phones.open()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_kib()?;
+    let fds = open_files()?;
+    let open = bench.server.state.push.devices();
+    ensure!(
+        open == bench.fleet.len(),
+        "{open} channels open on the server, expected {}",
+        bench.fleet.len()
+    );
+    phones.stop()?;
+
+    let per = (after.saturating_sub(before)) as f64 / open as f64;
+    println!("opened {open} push connections in {open_secs:.1} s");
+    println!(
+        "server's resident set: {before} KiB before, {after} KiB with the connections open \
+         ({fds} descriptors open)"
+    );
+    println!(
+        "per idle connection: {per:.1} KiB in the server's process (target under 16 KiB: {})",
+        if per < 16.0 { "met" } else { "missed" }
+    );
+    drop(bench);
+    Ok(())
+}
+
+/// The phones' process, seen from the server's.
+struct Phones {
+    child: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Phones {
+    /// Starts this binary as the phones' process and hands it the fleet.
+    fn spawn(server: SocketAddr, fleet: &[Device]) -> Result<Phones> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let mut child = Command::new(exe)
+            .args(["bench", "idle-connections", "--phones-for"])
+            .arg(server.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the phones' process")?;
+        let input = child.stdin.take().context("the phones' standard input")?;
+        let output =
+            std::io::BufReader::new(child.stdout.take().context("the phones' standard output")?);
+        let mut phones = Phones {
+            child,
+            input: Some(input),
+            output,
+        };
+        let input = phones
+            .input
+            .as_mut()
+            .context("the phones' standard input")?;
+        let mut writer = std::io::BufWriter::new(input);
+        for device in fleet {
+            writeln!(
+                writer,
+                "{} {} {}",
+                device.id,
+                STANDARD.encode(device.credential),
+                device.sequence
+            )?;
+        }
+        writeln!(writer)?;
+        writer.flush()?;
+        drop(writer);
+        let loaded = phones.line()?;
+        ensure!(
+            loaded == format!("loaded {}", fleet.len()),
+            "the phones' process said {loaded:?}"
+        );
+        Ok(phones)
+    }
+
+    /// The next line the phones' process prints.
+    fn line(&mut self) -> Result<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            let status = self.child.wait()?;
+            bail!("the phones' process ended ({status})");
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// Opens every connection; returns how long that took, in seconds.
+    fn open(&mut self) -> Result<f64> {
+        use std::io::Write;
+        let input = self
+            .input
+            .as_mut()
+            .context("the phones' process is stopped")?;
+        writeln!(input, "open")?;
+        input.flush()?;
+        let opened = self.line()?;
+        opened
+            .strip_prefix("opened in ")
+            .and_then(|secs| secs.parse().ok())
+            .with_context(|| format!("the phones' process said {opened:?}"))
+    }
+
+    /// Closes every connection: the phones' process ends at the end of its input.
+    fn stop(&mut self) -> Result<()> {
+        drop(self.input.take());
+        let status = self.child.wait()?;
+        ensure!(status.success(), "the phones' process failed ({status})");
+        Ok(())
+    }
+}
+
+impl Drop for Phones {
+    fn drop(&mut self) {
+        // On an early return the child is still running: end it rather than leave it.
+        if self.input.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The phones' process of `lien bench idle-connections`: reads devices from standard input
+/// (one `id credential sequence` line each, then an empty line), says `loaded N`, waits for
+/// `open`, opens a push channel per device and reads its first token, says `opened in S`,
+/// then keeps only the sockets until its input ends.
+fn idle_phones(server: SocketAddr) -> Result<()> {
+    use std::io::BufRead;
+    let mut lines = std::io::stdin().lock().lines();
+    let mut fleet = Vec::new();
+    for line in lines.by_ref() {
+        let line = line?;
+        if line.is_empty() {
+            break;
+        }
+        let mut fields = line.split(' ');
+        let (Some(id), Some(credential), Some(sequence)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            bail!("a device line has three fields: {line:?}");
+        };
+        let credential = STANDARD
+            .decode(credential)
+            .ok()
+            .and_then(|c| <[u8; 32]>::try_from(c).ok())
+            .context("a credential is 32 bytes in base64")?;
+        fleet.push(Device {
+            id: id.to_string(),
+            credential,
+            sequence: sequence.parse().context("a sequence")?,
+            state: String::new(),
+        });
+    }
+    println!("loaded {}", fleet.len());
+    match lines.next().transpose()? {
+        Some(line) if line == "open" => {}
+        _ => return Ok(()),
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let opened = Instant::now();
-    // The client keeps only the socket of each connection once its first token has come.
-    let streams = bench.load_rt.block_on(async {
-        let mut streams = Vec::with_capacity(bench.fleet.len());
-        for (i, device) in bench.fleet.iter().enumerate() {
+    // Each phone keeps only its socket once its first token has come.
+    let streams = runtime.block_on(async {
+        let mut streams = Vec::with_capacity(fleet.len());
+        for (i, device) in fleet.iter().enumerate() {
             let mut conn = PushConn::open(source(i), server, device).await?;
             conn.next().await?;
             streams.push(conn.stream);
         }
         anyhow::Ok(streams)
     })?;
-    let open_secs = opened.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(3));
-    let after = rss_kib()?;
-    let open = bench.server.state.push.devices();
-    ensure!(
-        open == streams.len(),
-        "{open} channels open on the server, expected {}",
-        streams.len()
-    );
-    let per = (after.saturating_sub(before)) as f64 * 1024.0 / streams.len() as f64;
-    println!(
-        "opened {} push connections in {open_secs:.1} s",
-        streams.len()
-    );
-    println!("resident set: {before} KiB before, {after} KiB with the connections open");
-    println!(
-        "per idle connection: {:.1} KiB (server and client in one process; the client keeps \
-         only a TcpStream per connection) (target under 16 KiB: {})",
-        per / 1024.0,
-        if per < 16.0 * 1024.0 { "met" } else { "missed" }
-    );
+    println!("opened in {:.3}", opened.elapsed().as_secs_f64());
+    // Until the server's process has measured and closes our input.
+    for line in lines {
+        line?;
+    }
     drop(streams);
-    drop(bench);
     Ok(())
 }
