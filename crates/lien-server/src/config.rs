@@ -52,7 +52,7 @@ impl Default for Settings {
             checkin_interval_secs: 6 * 3600,
             request_window_secs: 300,
             release_cancel_hours: 72,
-            scheduler_batch: 500,
+            scheduler_batch: 1000,
             scheduler_interval_ms: 1000,
             support_contact: "the phone maker's support".to_string(),
             public_rate_per_minute: 30,

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use lien_store::{DeviceChange, DeviceSnapshot};
 use tokio::sync::watch;
 
@@ -49,9 +51,15 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
             .store
             .claim_due(now_us, now_us + CLAIM_SECS * 1_000_000, batch)
             .await?;
-        for chunk in ids.chunks(DEVICES_PER_COMMIT) {
-            evaluate(state, chunk).await?;
-        }
+        // On PostgreSQL the groups run side by side on connections of their own. SQLite has
+        // one writer: a second group would only wait for it, with any payment behind it.
+        let in_flight = match state.store.backend() {
+            "sqlite" => 1,
+            _ => GROUPS_IN_FLIGHT,
+        };
+        futures_util::stream::iter(ids.chunks(DEVICES_PER_COMMIT))
+            .for_each_concurrent(in_flight, |group| evaluate_group(state, group))
+            .await;
         total += ids.len();
         if ids.len() < batch as usize {
             return Ok(total);
@@ -59,14 +67,36 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
     }
 }
 
-/// How many devices' evaluations share one transaction. One commit (one `fsync` on SQLite)
-/// per device was what limited the scheduler; a bigger group holds the write lock longer,
-/// and a payment waiting behind it waits for the whole group.
-const DEVICES_PER_COMMIT: usize = 100;
+/// How many devices' evaluations share one transaction, read and written a table at a time:
+/// one commit (an `fsync`) and a few statements for the whole group instead of a dozen
+/// statements and a commit per device. A bigger group holds SQLite's write lock longer, and a
+/// payment waiting behind it waits for the whole group (tens of milliseconds).
+const DEVICES_PER_COMMIT: usize = 250;
+
+/// How many groups are evaluated at once on PostgreSQL.
+const GROUPS_IN_FLIGHT: usize = 4;
+
+/// Evaluates one group; if its write fails, each of its devices alone, so that one device
+/// whose write fails does not hold back the others.
+async fn evaluate_group(state: &AppState, group: &[String]) {
+    let Err(err) = evaluate(state, group).await else {
+        return;
+    };
+    tracing::warn!(
+        error = format!("{err:#}"),
+        "a group evaluation failed; evaluating its devices one by one"
+    );
+    for id in group {
+        if let Err(err) = evaluate(state, std::slice::from_ref(id)).await {
+            tracing::error!(device = %id, error = format!("{err:#}"), "scheduled evaluation failed");
+        }
+    }
+}
 
 /// Takes the devices' decisions again at the current time, in one transaction. Only a change
 /// of state is audited; a lease renewal signs a new token without one. A device whose
-/// evaluation fails is logged and left as it was (its claim runs out and it is tried again).
+/// evaluation is refused is logged and left as it was (its claim runs out and it is tried
+/// again); a failed write fails the group.
 async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
     let now = state.clock.now();
     let (sender, transitions) = std::sync::mpsc::channel();
@@ -108,7 +138,7 @@ async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
     let mut written = std::collections::HashSet::new();
     for (id, result) in ids.iter().zip(results) {
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 written.insert(id.clone());
             }
             Err(err) => {

@@ -86,6 +86,13 @@ pub trait Devices: Send + Sync {
         device: &NewDevice,
         change: DeviceChange,
     ) -> Result<DeviceRecord, StoreError>;
+    /// Enrolls several devices in one transaction, all or none, as an import of a financier's
+    /// book does: refused as a whole, with [`StoreError::Conflict`], when any IMEI or contract
+    /// reference is taken. The stored rows are not read back.
+    async fn enroll_all(
+        &self,
+        enrollments: Vec<(NewDevice, DeviceChange)>,
+    ) -> Result<(), StoreError>;
     /// One device.
     async fn device(&self, id: &str) -> Result<DeviceRecord, StoreError>;
     /// The device that holds a claim on this IMEI.
@@ -94,14 +101,17 @@ pub trait Devices: Send + Sync {
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Reads the snapshot under the device's lock, asks `change` what to do, applies it.
     async fn update_device(&self, id: &str, change: ChangeFn) -> Result<DeviceRecord, StoreError>;
-    /// [`Devices::update_device`] for several devices in one transaction, so that a batch
-    /// costs one commit (one `fsync` on SQLite) instead of one each. Each device's change is
-    /// still all or nothing: one that is refused or fails leaves that device unchanged and
-    /// the others are written. The results are in the order of `changes`.
+    /// [`Devices::update_device`] for several distinct devices in one transaction, so that a
+    /// batch costs one commit (one `fsync` on SQLite) and a few statements per table instead of
+    /// a dozen statements per device. A device whose change is refused, or breaks a rule the
+    /// store checks before writing (a token sequence not above the current one), is left
+    /// unchanged and the others are written; its result says why. A database error while
+    /// writing fails the whole batch and writes nothing. The results are in the order of
+    /// `changes`; the stored rows are not read back.
     async fn update_devices(
         &self,
         changes: Vec<(String, ChangeFn)>,
-    ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError>;
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
     /// The one-row read behind a check-in.
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError>;
     /// Writes a batch of last-seen times.

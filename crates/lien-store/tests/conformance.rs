@@ -192,9 +192,12 @@ conformance![
     concurrent_claims_are_disjoint,
     checkin_views_follow_writes,
     batched_changes_are_each_all_or_nothing,
+    a_batch_sees_each_device_as_a_single_read_does,
+    a_group_enrolls_all_or_none,
     a_write_finishes_when_its_caller_gives_up,
     committed_token_changes_are_announced,
     appeals_are_written_with_the_change_and_answered_once,
+    warm_up_keeps_no_view_older_than_a_write,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

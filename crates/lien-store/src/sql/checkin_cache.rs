@@ -12,11 +12,17 @@
 //!   has ended, before the write is reported done.
 //! - A reader caches what it read only if no device was forgotten while it read (the epoch
 //!   below did not move). A view read just before a commit can therefore not be cached after it.
+//! - The warm-up at start (see [`super::warm_up`]) reads many rows over seconds, during which
+//!   writes go on, so the epoch would refuse all of it. Instead the cache remembers which
+//!   devices were forgotten since the warm-up began, and the warm-up keeps only the views of
+//!   the others: every row it reads is read after it began, so a write that could have made
+//!   the read stale ends after it began too, and its device is in that set by the time the
+//!   view is offered (or the view, if offered first, is forgotten by that write as usual).
 //!
 //! PostgreSQL has no cache: several servers may share one database, and one could not see the
 //! others' writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::CheckinView;
@@ -44,6 +50,8 @@ struct Inner {
     /// Moves on every [`CheckinCache::forget`].
     epoch: u64,
     views: HashMap<String, CheckinView>,
+    /// While a warm-up runs, the devices forgotten since it began.
+    forgotten_since_warm_up: Option<HashSet<String>>,
 }
 
 impl CheckinCache {
@@ -52,6 +60,7 @@ impl CheckinCache {
             inner: Mutex::new(Inner {
                 epoch: 0,
                 views: HashMap::new(),
+                forgotten_since_warm_up: None,
             }),
             capacity,
         }
@@ -86,6 +95,48 @@ impl CheckinCache {
         let mut inner = self.lock();
         inner.views.remove(id);
         inner.epoch += 1;
+        if let Some(forgotten) = &mut inner.forgotten_since_warm_up {
+            forgotten.insert(id.to_string());
+        }
+    }
+
+    /// Starts remembering forgotten devices for [`CheckinCache::warm`]; call it before the
+    /// warm-up reads its first row.
+    pub(super) fn begin_warm_up(&self) {
+        self.lock().forgotten_since_warm_up = Some(HashSet::new());
+    }
+
+    /// Keeps views the warm-up read (after [`CheckinCache::begin_warm_up`]), except those of
+    /// devices forgotten since it began, whose rows may have changed after the read, and those
+    /// already cached, which a check-in read no earlier. Never evicts. Returns how many it
+    /// kept, and whether there is room for more (`false` ends the warm-up).
+    pub(super) fn warm(&self, views: Vec<(String, CheckinView)>) -> (usize, bool) {
+        let mut inner = self.lock();
+        let Inner {
+            views: cached,
+            forgotten_since_warm_up,
+            ..
+        } = &mut *inner;
+        let Some(forgotten) = forgotten_since_warm_up else {
+            // Not begun, or already ended: coherence cannot be vouched for.
+            return (0, false);
+        };
+        let mut kept = 0;
+        for (id, view) in views {
+            if cached.len() >= self.capacity {
+                return (kept, false);
+            }
+            if !forgotten.contains(&id) && !cached.contains_key(&id) {
+                cached.insert(id, view);
+                kept += 1;
+            }
+        }
+        (kept, cached.len() < self.capacity)
+    }
+
+    /// Ends the warm-up: [`CheckinCache::warm`] keeps nothing more.
+    pub(super) fn end_warm_up(&self) {
+        self.lock().forgotten_since_warm_up = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -161,5 +212,51 @@ mod tests {
         }
         assert_eq!(cache.lock().views.len(), 2);
         assert_eq!(cached_sequence(&cache, "dev_c"), Some(2));
+    }
+
+    #[test]
+    fn the_warm_up_skips_devices_written_since_it_began() {
+        let cache = CheckinCache::new(10);
+        cache.forget("dev_before"); // Before the warm-up: its read is current.
+        cache.begin_warm_up();
+        // The scan reads dev_a, dev_b, dev_c, dev_before at sequence 1; then dev_b is written
+        // (sequence 2) and a check-in caches dev_c's current view (sequence 3).
+        cache.forget("dev_b");
+        let Lookup::Miss(epoch) = cache.lookup("dev_c") else {
+            panic!("hit before any fill");
+        };
+        cache.fill("dev_c", &view(3), epoch);
+        let read = ["dev_a", "dev_b", "dev_c", "dev_before"]
+            .map(|id| (id.to_string(), view(1)))
+            .to_vec();
+        assert_eq!(cache.warm(read), (2, true));
+        assert_eq!(cached_sequence(&cache, "dev_a"), Some(1));
+        assert_eq!(cached_sequence(&cache, "dev_b"), None);
+        assert_eq!(cached_sequence(&cache, "dev_c"), Some(3));
+        assert_eq!(cached_sequence(&cache, "dev_before"), Some(1));
+
+        // A view offered before the write is dropped by it, and not offered again.
+        cache.forget("dev_a");
+        assert_eq!(cached_sequence(&cache, "dev_a"), None);
+        assert_eq!(cache.warm(vec![("dev_a".to_string(), view(1))]), (0, true));
+        assert_eq!(cached_sequence(&cache, "dev_a"), None);
+
+        cache.end_warm_up();
+        assert_eq!(cache.warm(vec![("dev_d".to_string(), view(1))]), (0, false));
+        assert_eq!(cached_sequence(&cache, "dev_d"), None);
+    }
+
+    #[test]
+    fn the_warm_up_stops_when_full_without_evicting() {
+        let cache = CheckinCache::new(2);
+        cache.fill("dev_a", &view(1), 0);
+        cache.begin_warm_up();
+        let read = ["dev_b", "dev_c"]
+            .map(|id| (id.to_string(), view(2)))
+            .to_vec();
+        assert_eq!(cache.warm(read), (1, false));
+        assert_eq!(cached_sequence(&cache, "dev_a"), Some(1));
+        assert_eq!(cached_sequence(&cache, "dev_b"), Some(2));
+        assert_eq!(cached_sequence(&cache, "dev_c"), None);
     }
 }

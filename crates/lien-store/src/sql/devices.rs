@@ -4,9 +4,13 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use std::collections::HashMap;
+
 use super::checkin_cache::Lookup;
+use super::device_writes::{apply_all, check};
+use super::rows::{Value, fetch_in, insert_rows};
 use super::tenants::financier_by_id;
-use super::{SqlStore, append_audit, backend, unique_or_backend};
+use super::{SqlStore, backend, unique_or_backend};
 use crate::{
     Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
     DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, ReversalRecord, Schedule,
@@ -80,341 +84,152 @@ fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
 }
 
 impl SqlStore {
-    async fn device_in(
+    /// Reads everything the decisions of `ids` depend on, inside `tx`, a table at a time;
+    /// with `lock`, under the devices' row locks (PostgreSQL). Devices that do not exist are
+    /// left out.
+    async fn snapshots_in(
         &self,
         tx: &mut Transaction<'_, Any>,
-        id: &str,
+        ids: &[&str],
         lock: bool,
-    ) -> Result<DeviceRecord, StoreError> {
+    ) -> Result<HashMap<String, DeviceSnapshot>, StoreError> {
         let lock = if lock { self.dialect.for_update() } else { "" };
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1{lock}"
-        )))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
-        device_from(&row)
-    }
-
-    /// Reads everything a decision depends on, inside `tx`.
-    async fn snapshot_in(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        id: &str,
-        lock: bool,
-    ) -> Result<DeviceSnapshot, StoreError> {
-        let device = self.device_in(tx, id, lock).await?;
+        // In id order, so that two groups lock their common rows in the same order.
+        let devices = fetch_in(
+            tx,
+            |list| {
+                format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN ({list}) ORDER BY id{lock}"
+                )
+            },
+            ids,
+        )
+        .await?
+        .iter()
+        .map(device_from)
+        .collect::<Result<Vec<_>, _>>()?;
         // Inside the transaction, not through the pool: with every pooled connection held by
         // a change waiting for this device's row lock (PostgreSQL), the change holding the lock
         // would wait for a free connection until the pool timed out.
-        let financier = financier_by_id(&mut **tx, &device.enrolled.financier_id).await?;
-        let payments = sqlx::query(
-            "SELECT reference, amount_minor, currency, received_us, recorded_us FROM payments \
-             WHERE device_id = $1 ORDER BY recorded_us, reference",
-        )
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            Ok(PaymentRecord {
-                reference: r.try_get(0)?,
-                amount_minor: r.try_get(1)?,
-                currency: r.try_get(2)?,
-                received_us: r.try_get(3)?,
-                recorded_us: r.try_get(4)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)?;
-        let reversals = sqlx::query(
-            "SELECT reference, at_us, recorded_us, reason FROM reversals WHERE device_id = $1 \
-             ORDER BY recorded_us, reference",
-        )
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            Ok(ReversalRecord {
-                reference: r.try_get(0)?,
-                at_us: r.try_get(1)?,
-                recorded_us: r.try_get(2)?,
-                reason: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)?;
-        let overrides = sqlx::query(
-            "SELECT id, kind, reason, from_us, until_us, cancelled_us, actor, created_us \
-             FROM overrides WHERE device_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            Ok(OverrideRecord {
-                id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                reason: r.try_get(2)?,
-                from_us: r.try_get(3)?,
-                until_us: r.try_get(4)?,
-                cancelled_us: r.try_get(5)?,
-                actor: r.try_get(6)?,
-                created_us: r.try_get(7)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)?;
-        Ok(DeviceSnapshot {
-            device,
-            financier,
-            payments,
-            reversals,
-            overrides,
-        })
-    }
-}
-
-/// Applies a change to a device inside `tx`. Every device write in Lien ends here.
-async fn apply(
-    tx: &mut Transaction<'_, Any>,
-    current: &DeviceRecord,
-    change: DeviceChange,
-) -> Result<(), StoreError> {
-    let id = current.enrolled.id.as_str();
-    if let Some(p) = &change.payment {
-        sqlx::query(
-            "INSERT INTO payments (device_id, reference, amount_minor, currency, received_us, recorded_us) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(&p.reference)
-        .bind(p.amount_minor)
-        .bind(&p.currency)
-        .bind(p.received_us)
-        .bind(p.recorded_us)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| {
-            unique_or_backend(
-                e,
-                format!("a payment with reference {:?} is already recorded for this device", p.reference),
-            )
-        })?;
-    }
-    if let Some(r) = &change.reversal {
-        sqlx::query(
-            "INSERT INTO reversals (device_id, reference, at_us, recorded_us, reason) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(&r.reference)
-        .bind(r.at_us)
-        .bind(r.recorded_us)
-        .bind(&r.reason)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| {
-            unique_or_backend(e, format!("payment {:?} is already reversed", r.reference))
-        })?;
-    }
-    for o in change.new_override.iter().chain(&change.more_overrides) {
-        sqlx::query(
-            "INSERT INTO overrides (device_id, kind, reason, from_us, until_us, cancelled_us, actor, created_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id)
-        .bind(&o.kind)
-        .bind(&o.reason)
-        .bind(o.from_us)
-        .bind(o.until_us)
-        .bind(o.cancelled_us)
-        .bind(&o.actor)
-        .bind(o.created_us)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    for u in &change.override_updates {
-        sqlx::query(
-            "UPDATE overrides SET until_us = COALESCE($1, until_us), cancelled_us = COALESCE($2, cancelled_us) \
-             WHERE id = $3 AND device_id = $4",
-        )
-        .bind(u.until_us)
-        .bind(u.cancelled_us)
-        .bind(u.id)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    if let Some(policy) = &change.policy_json {
-        sqlx::query("UPDATE devices SET policy_json = $1 WHERE id = $2")
-            .bind(policy)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    if let Some(d) = &change.decision {
-        sqlx::query(
-            "UPDATE devices SET state = $1, decision_json = $2, amount_due_minor = $3, currency = $4 WHERE id = $5",
-        )
-        .bind(&d.state)
-        .bind(&d.json)
-        .bind(d.amount_due_minor)
-        .bind(&d.currency)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    // Always written: a device's evaluation time changes with every input, and writing it
-    // ends any scheduler's claim on the row.
-    sqlx::query("UPDATE devices SET next_eval_us = $1, claimed_until_us = NULL WHERE id = $2")
-        .bind(change.next_eval_us)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    if let Some(t) = &change.token {
-        let current_sequence = current.token.as_ref().map_or(0, |t| t.sequence);
-        if t.sequence <= current_sequence {
-            return Err(StoreError::Conflict(format!(
-                "token sequence {} is not above the current {current_sequence}",
-                t.sequence
-            )));
+        let mut financiers = HashMap::new();
+        for device in &devices {
+            let id = &device.enrolled.financier_id;
+            if !financiers.contains_key(id) {
+                financiers.insert(id.clone(), financier_by_id(&mut **tx, id).await?);
+            }
         }
-        sqlx::query(
-            "UPDATE devices SET token_sequence = $1, token_state = $2, token_issued_us = $3, \
-             token_lease_end_us = $4, token = $5 WHERE id = $6",
+        let mut payments: HashMap<String, Vec<PaymentRecord>> = HashMap::new();
+        let rows = fetch_in(
+            tx,
+            |list| {
+                format!(
+                    "SELECT device_id, reference, amount_minor, currency, received_us, recorded_us \
+                     FROM payments WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference"
+                )
+            },
+            ids,
         )
-        .bind(t.sequence)
-        .bind(&t.state)
-        .bind(t.issued_us)
-        .bind(t.lease_end_us)
-        .bind(t.bytes.clone())
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO tokens (device_id, sequence, state, issued_us, status_code, token) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        .await?;
+        for r in rows {
+            let payment = PaymentRecord {
+                reference: r.try_get(1).map_err(backend)?,
+                amount_minor: r.try_get(2).map_err(backend)?,
+                currency: r.try_get(3).map_err(backend)?,
+                received_us: r.try_get(4).map_err(backend)?,
+                recorded_us: r.try_get(5).map_err(backend)?,
+            };
+            payments
+                .entry(r.try_get(0).map_err(backend)?)
+                .or_default()
+                .push(payment);
+        }
+        let mut reversals: HashMap<String, Vec<ReversalRecord>> = HashMap::new();
+        let rows = fetch_in(
+            tx,
+            |list| {
+                format!(
+                    "SELECT device_id, reference, at_us, recorded_us, reason FROM reversals \
+                     WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference"
+                )
+            },
+            ids,
         )
-        .bind(id)
-        .bind(t.sequence)
-        .bind(&t.state)
-        .bind(t.issued_us)
-        .bind(&t.status_code)
-        .bind(t.bytes.clone())
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| unique_or_backend(e, "this token sequence was already issued"))?;
-    }
-    if let Some((key, bound_us)) = &change.binding {
-        sqlx::query(
-            "UPDATE devices SET binding_generation = binding_generation + 1, device_key = $1, \
-             bound_us = $2 WHERE id = $3",
+        .await?;
+        for r in rows {
+            let reversal = ReversalRecord {
+                reference: r.try_get(1).map_err(backend)?,
+                at_us: r.try_get(2).map_err(backend)?,
+                recorded_us: r.try_get(3).map_err(backend)?,
+                reason: r.try_get(4).map_err(backend)?,
+            };
+            reversals
+                .entry(r.try_get(0).map_err(backend)?)
+                .or_default()
+                .push(reversal);
+        }
+        let mut overrides: HashMap<String, Vec<OverrideRecord>> = HashMap::new();
+        let rows = fetch_in(
+            tx,
+            |list| {
+                format!(
+                    "SELECT device_id, id, kind, reason, from_us, until_us, cancelled_us, actor, \
+                     created_us FROM overrides WHERE device_id IN ({list}) ORDER BY device_id, id"
+                )
+            },
+            ids,
         )
-        .bind(key.clone())
-        .bind(*bound_us)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+        .await?;
+        for r in rows {
+            let record = OverrideRecord {
+                id: r.try_get(1).map_err(backend)?,
+                kind: r.try_get(2).map_err(backend)?,
+                reason: r.try_get(3).map_err(backend)?,
+                from_us: r.try_get(4).map_err(backend)?,
+                until_us: r.try_get(5).map_err(backend)?,
+                cancelled_us: r.try_get(6).map_err(backend)?,
+                actor: r.try_get(7).map_err(backend)?,
+                created_us: r.try_get(8).map_err(backend)?,
+            };
+            overrides
+                .entry(r.try_get(0).map_err(backend)?)
+                .or_default()
+                .push(record);
+        }
+        Ok(devices
+            .into_iter()
+            .map(|device| {
+                let id = device.enrolled.id.clone();
+                let snapshot = DeviceSnapshot {
+                    financier: financiers[&device.enrolled.financier_id].clone(),
+                    payments: payments.remove(&id).unwrap_or_default(),
+                    reversals: reversals.remove(&id).unwrap_or_default(),
+                    overrides: overrides.remove(&id).unwrap_or_default(),
+                    device,
+                };
+                (id, snapshot)
+            })
+            .collect())
     }
-    if let Some(counter) = change.ocra_counter {
-        sqlx::query("UPDATE devices SET ocra_counter = $1 WHERE id = $2")
-            .bind(counter)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    if let Some(at) = change.released_us {
-        sqlx::query("UPDATE devices SET released_us = $1 WHERE id = $2")
-            .bind(at)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        // The financier's claim ends: the IMEIs may be financed again.
-        sqlx::query("DELETE FROM device_imeis WHERE device_id = $1")
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    for e in &change.events {
-        sqlx::query(
-            "INSERT INTO device_events (device_id, at_us, kind, detail) VALUES ($1, $2, $3, $4)",
+
+    /// The stored rows of `ids`, inside `tx`.
+    async fn devices_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        ids: &[&str],
+    ) -> Result<HashMap<String, DeviceRecord>, StoreError> {
+        fetch_in(
+            tx,
+            |list| format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN ({list})"),
+            ids,
         )
-        .bind(id)
-        .bind(e.at_us)
-        .bind(&e.kind)
-        .bind(&e.detail)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+        .await?
+        .iter()
+        .map(|row| device_from(row).map(|d| (d.enrolled.id.clone(), d)))
+        .collect()
     }
-    if let Some(applied) = change.applied_sequence {
-        sqlx::query("UPDATE devices SET applied_sequence = $1 WHERE id = $2")
-            .bind(applied)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    super::appeals::apply(tx, id, change.appeal.as_ref()).await?;
-    append_audit(tx, id, &change.audit).await?;
-    if let Some(r) = &change.idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_us) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&r.scope)
-        .bind(&r.key)
-        .bind(r.request_hash.clone())
-        .bind(i64::from(r.status))
-        .bind(&r.body)
-        .bind(change.audit.first().map_or(0, |a| a.at_us))
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| unique_or_backend(e, "this Idempotency-Key is already used"))?;
-    }
-    Ok(())
 }
 
 impl SqlStore {
-    /// Commits a transaction that wrote the device's row, then drops its cached check-in
-    /// view whatever the outcome: a failed commit may still have reached the disk.
-    ///
-    /// With `announce` (the token or the binding changed), a committed change is announced to
-    /// the push feed: here on SQLite, after the cache has forgotten the view so that a reader
-    /// woken by the feed reads the new row; on PostgreSQL by the `pg_notify` the transaction
-    /// already holds (see [`super::notify`]).
-    async fn commit_device(
-        &self,
-        tx: Transaction<'_, Any>,
-        id: &str,
-        announce: bool,
-    ) -> Result<(), StoreError> {
-        let committed = tx.commit().await;
-        self.forget_checkin_view(id);
-        committed.map_err(backend)?;
-        if announce {
-            self.announce_after_commit(id);
-        }
-        Ok(())
-    }
-
     /// Drops the device's cached check-in view; called once a transaction that wrote its row
     /// has ended, committed or not (a failed commit may still have reached the disk).
     fn forget_checkin_view(&self, id: &str) {
@@ -429,32 +244,6 @@ impl SqlStore {
         if self.dialect == super::Dialect::Sqlite {
             self.feed.announce(id);
         }
-    }
-
-    /// One device's change inside `tx`: the snapshot under the row lock, the caller's
-    /// change, the writes, and on PostgreSQL the notification that goes out on commit.
-    /// Returns the stored device and whether phones must hear of it.
-    async fn change_in(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        id: &str,
-        change: ChangeFn,
-    ) -> Result<(DeviceRecord, bool), StoreError> {
-        let snapshot = self.snapshot_in(tx, id, true).await?;
-        let change = change(&snapshot).map_err(StoreError::Refused)?;
-        let announce = change.token.is_some() || change.binding.is_some();
-        apply(tx, &snapshot.device, change).await?;
-        if announce && self.dialect == super::Dialect::Postgres {
-            // Delivered to the listeners only when, and if, this transaction commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::notify::CHANNEL)
-                .bind(id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        let stored = self.device_in(tx, id, false).await?;
-        Ok((stored, announce))
     }
 
     /// The columns a check-in needs, from the database.
@@ -489,57 +278,16 @@ impl Devices for SqlStore {
         device: &NewDevice,
         change: DeviceChange,
     ) -> Result<DeviceRecord, StoreError> {
-        let decision = change
-            .decision
-            .clone()
-            .ok_or_else(|| StoreError::Refused("an enrollment needs its first decision".into()))?;
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO devices (id, financier_id, contract_ref, imei1, imei2, serial, model, plan_json, \
-             policy_json, enrolled_us, state, decision_json, amount_due_minor, currency) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&device.id)
-        .bind(&device.financier_id)
-        .bind(&device.contract_ref)
-        .bind(&device.imei1)
-        .bind(device.imei2.clone())
-        .bind(&device.serial)
-        .bind(&device.model)
-        .bind(&device.plan_json)
-        .bind(&device.policy_json)
-        .bind(device.enrolled_us)
-        .bind(&decision.state)
-        .bind(&decision.json)
-        .bind(decision.amount_due_minor)
-        .bind(&decision.currency)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            unique_or_backend(
-                e,
-                format!("contract reference {:?} is already enrolled", device.contract_ref),
-            )
-        })?;
-        for imei in std::iter::once(&device.imei1).chain(device.imei2.as_ref()) {
-            sqlx::query("INSERT INTO device_imeis (imei, device_id) VALUES ($1, $2)")
-                .bind(imei)
-                .bind(&device.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    unique_or_backend(
-                        e,
-                        format!("IMEI {imei} is already financed and not yet released"),
-                    )
-                })?;
-        }
-        let current = self.device_in(&mut tx, &device.id, false).await?;
-        apply(&mut tx, &current, change).await?;
-        let stored = self.device_in(&mut tx, &device.id, false).await?;
-        // A device just enrolled has no push connection to tell.
-        self.commit_device(tx, &device.id, false).await?;
-        Ok(stored)
+        let mut stored = self.enroll_now(&[(device.clone(), change)], true).await?;
+        stored.pop().ok_or(StoreError::NotFound)
+    }
+
+    #[tracing::instrument(skip_all, fields(devices = enrollments.len()))]
+    async fn enroll_all(
+        &self,
+        enrollments: Vec<(NewDevice, DeviceChange)>,
+    ) -> Result<(), StoreError> {
+        self.enroll_now(&enrollments, false).await.map(|_| ())
     }
 
     async fn device(&self, id: &str) -> Result<DeviceRecord, StoreError> {
@@ -629,23 +377,24 @@ impl Devices for SqlStore {
     #[tracing::instrument(skip(self, change))]
     async fn update_device(&self, id: &str, change: ChangeFn) -> Result<DeviceRecord, StoreError> {
         let store = self.clone();
-        let id = id.to_string();
-        run_to_completion(async move {
-            let mut tx = store.write.begin().await.map_err(backend)?;
-            let (stored, announce) = store.change_in(&mut tx, &id, change).await?;
-            store.commit_device(tx, &id, announce).await?;
-            Ok(stored)
-        })
-        .await
+        let changes = vec![(id.to_string(), change)];
+        run_to_completion(async move { store.update_devices_now(changes, true).await })
+            .await?
+            .pop()
+            .expect("one result per change")?
+            .ok_or(StoreError::NotFound)
     }
 
     #[tracing::instrument(skip_all, fields(devices = changes.len()))]
     async fn update_devices(
         &self,
         changes: Vec<(String, ChangeFn)>,
-    ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let store = self.clone();
-        run_to_completion(async move { store.update_devices_now(changes).await }).await
+        let results =
+            run_to_completion(async move { store.update_devices_now(changes, false).await })
+                .await?;
+        Ok(results.into_iter().map(|r| r.map(|_| ())).collect())
     }
 
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {
@@ -703,9 +452,9 @@ impl Devices for SqlStore {
 
     async fn snapshot(&self, id: &str) -> Result<DeviceSnapshot, StoreError> {
         let mut tx = self.read.begin().await.map_err(backend)?;
-        let snapshot = self.snapshot_in(&mut tx, id, false).await?;
+        let mut snapshots = self.snapshots_in(&mut tx, &[id], false).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(snapshot)
+        snapshots.remove(id).ok_or(StoreError::NotFound)
     }
 }
 
@@ -757,42 +506,198 @@ impl Schedule for SqlStore {
 }
 
 impl SqlStore {
-    /// The body of [`Devices::update_devices`].
+    /// The body of [`Devices::enroll`] and [`Devices::enroll_all`]: the devices' rows and
+    /// IMEI claims, then each one's first change, in one transaction. With `read_back`, the
+    /// stored rows are returned, in order.
+    async fn enroll_now(
+        &self,
+        enrollments: &[(NewDevice, DeviceChange)],
+        read_back: bool,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut rows = Vec::with_capacity(enrollments.len());
+        let mut claims = Vec::new();
+        for (device, change) in enrollments {
+            let decision = change.decision.as_ref().ok_or_else(|| {
+                StoreError::Refused("an enrollment needs its first decision".into())
+            })?;
+            rows.push(vec![
+                Value::from(&device.id),
+                Value::from(&device.financier_id),
+                Value::from(&device.contract_ref),
+                Value::from(&device.imei1),
+                Value::from(&device.imei2),
+                Value::from(&device.serial),
+                Value::from(&device.model),
+                Value::from(&device.plan_json),
+                Value::from(&device.policy_json),
+                Value::from(device.enrolled_us),
+                Value::from(&decision.state),
+                Value::from(&decision.json),
+                Value::from(decision.amount_due_minor),
+                Value::from(&decision.currency),
+            ]);
+            for imei in std::iter::once(&device.imei1).chain(device.imei2.as_ref()) {
+                claims.push((imei, &device.id));
+            }
+        }
+        // One device's refusal names what is taken; a group's can only say that something is.
+        let (contract_taken, imei_taken) = match enrollments {
+            [(device, _)] => (
+                format!(
+                    "contract reference {:?} is already enrolled",
+                    device.contract_ref
+                ),
+                None,
+            ),
+            _ => (
+                "a contract reference of this group is already enrolled".to_string(),
+                Some("an IMEI of this group is already financed and not yet released"),
+            ),
+        };
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        insert_rows(
+            &mut tx,
+            "devices (id, financier_id, contract_ref, imei1, imei2, serial, model, plan_json, \
+             policy_json, enrolled_us, state, decision_json, amount_due_minor, currency)",
+            rows,
+            &contract_taken,
+        )
+        .await?;
+        match imei_taken {
+            Some(what) => {
+                let rows = claims
+                    .iter()
+                    .map(|(imei, id)| vec![Value::from(*imei), Value::from(*id)])
+                    .collect();
+                insert_rows(&mut tx, "device_imeis (imei, device_id)", rows, what).await?;
+            }
+            None => {
+                for (imei, id) in claims {
+                    sqlx::query("INSERT INTO device_imeis (imei, device_id) VALUES ($1, $2)")
+                        .bind(imei)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            unique_or_backend(
+                                e,
+                                format!("IMEI {imei} is already financed and not yet released"),
+                            )
+                        })?;
+                }
+            }
+        }
+        let ids: Vec<&str> = enrollments.iter().map(|(d, _)| d.id.as_str()).collect();
+        let current = self.devices_in(&mut tx, &ids).await?;
+        let changes = enrollments
+            .iter()
+            .map(|(device, change)| {
+                Ok((current.get(&device.id).ok_or(StoreError::NotFound)?, change))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        apply_all(&mut tx, &changes).await?;
+        let mut stored = if read_back {
+            self.devices_in(&mut tx, &ids).await?
+        } else {
+            HashMap::new()
+        };
+        let committed = tx.commit().await;
+        // Whatever the outcome (a failed commit may still have reached the disk). A device
+        // just enrolled has no push connection to tell.
+        for id in &ids {
+            self.forget_checkin_view(id);
+        }
+        committed.map_err(backend)?;
+        Ok(ids.iter().filter_map(|id| stored.remove(*id)).collect())
+    }
+
+    /// The body of [`Devices::update_device`] and [`Devices::update_devices`]: the snapshots
+    /// under the rows' locks, each caller's change, the writes, and on PostgreSQL the
+    /// notification that goes out on commit, a handful of statements for the whole group.
+    /// With `read_back`, each written device's stored row is returned.
     async fn update_devices_now(
         &self,
         changes: Vec<(String, ChangeFn)>,
-    ) -> Result<Vec<Result<DeviceRecord, StoreError>>, StoreError> {
+        read_back: bool,
+    ) -> Result<Vec<Result<Option<DeviceRecord>, StoreError>>, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let mut results = Vec::with_capacity(changes.len());
-        let mut announced = Vec::new();
+        let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
+        let mut snapshots = self.snapshots_in(&mut tx, &ids, true).await?;
+        // Each device's change, or why it is left out; a refused change writes nothing, so the
+        // others need no savepoint to be written without it.
+        let mut outcomes: Vec<Result<(DeviceSnapshot, DeviceChange), StoreError>> = Vec::new();
         for (id, change) in changes {
-            // A savepoint per device: a refused or failed change is rolled back alone, and on
-            // PostgreSQL the transaction stays usable for the next device.
-            let mut savepoint = sqlx::Acquire::begin(&mut tx).await.map_err(backend)?;
-            let result = match self.change_in(&mut savepoint, &id, change).await {
-                Ok((stored, announce)) => {
-                    savepoint.commit().await.map_err(backend)?;
-                    if announce {
-                        announced.push(id.clone());
-                    }
-                    Ok(stored)
+            let outcome = match snapshots.remove(&id) {
+                None if outcomes
+                    .iter()
+                    .flatten()
+                    .any(|(s, _)| s.device.enrolled.id == id) =>
+                {
+                    Err(StoreError::Conflict(format!(
+                        "device {id} appears twice in one batch"
+                    )))
                 }
-                Err(err) => {
-                    savepoint.rollback().await.map_err(backend)?;
-                    Err(err)
+                None => Err(StoreError::NotFound),
+                Some(snapshot) => {
+                    change(&snapshot)
+                        .map_err(StoreError::Refused)
+                        .and_then(|change| {
+                            check(&snapshot.device, &change).map(|()| (snapshot, change))
+                        })
                 }
             };
-            results.push((id, result));
+            outcomes.push(outcome);
         }
+        let planned: Vec<(&DeviceRecord, &DeviceChange)> = outcomes
+            .iter()
+            .flatten()
+            .map(|(snapshot, change)| (&snapshot.device, change))
+            .collect();
+        let written: Vec<&str> = planned
+            .iter()
+            .map(|(d, _)| d.enrolled.id.as_str())
+            .collect();
+        let announced: Vec<&str> = planned
+            .iter()
+            .filter(|(_, c)| c.token.is_some() || c.binding.is_some())
+            .map(|(d, _)| d.enrolled.id.as_str())
+            .collect();
+        if let Err(err) = apply_all(&mut tx, &planned).await {
+            drop(tx);
+            return Err(err);
+        }
+        if self.dialect == super::Dialect::Postgres {
+            // Delivered to the listeners only when, and if, this transaction commits.
+            for payload in super::notify::payloads(&announced) {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::notify::CHANNEL)
+                    .bind(payload)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        let mut stored = if read_back {
+            self.devices_in(&mut tx, &written).await?
+        } else {
+            HashMap::new()
+        };
         let committed = tx.commit().await;
-        for (id, _) in &results {
+        // Whatever the outcome: a failed commit may still have reached the disk.
+        for id in &written {
             self.forget_checkin_view(id);
         }
         committed.map_err(backend)?;
         for id in &announced {
             self.announce_after_commit(id);
         }
-        Ok(results.into_iter().map(|(_, result)| result).collect())
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                let (snapshot, _) = outcome?;
+                Ok(stored.remove(&snapshot.device.enrolled.id))
+            })
+            .collect())
     }
 }
 

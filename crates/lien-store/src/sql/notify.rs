@@ -8,9 +8,10 @@
 //! this server's included. Each store then runs one `LISTEN` connection (sqlx's `PgListener`)
 //! that turns the notifications into the same feed, so one path serves one server or many.
 //!
-//! The payload is the device id only: a notification is a few bytes, and whoever receives it
-//! reads the current token from the database, so a late or duplicated notification can only
-//! cause a redundant read, never an old token.
+//! The payload is device ids only, separated by spaces (a scheduler's group announces its
+//! devices in a few notifications, not one each): whoever receives one reads the current token
+//! from the database, so a late or duplicated notification can only cause a redundant read,
+//! never an old token.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +23,24 @@ use crate::DeviceFeed;
 
 /// The PostgreSQL notification channel.
 pub(super) const CHANNEL: &str = "lien_device_changed";
+
+/// The longest payload sent: PostgreSQL refuses payloads of 8,000 bytes or more.
+const MAX_PAYLOAD: usize = 7_000;
+
+/// The payloads announcing `ids`: space-separated, each under [`MAX_PAYLOAD`] bytes.
+pub(super) fn payloads(ids: &[&str]) -> Vec<String> {
+    let mut payloads: Vec<String> = Vec::new();
+    for id in ids {
+        match payloads.last_mut() {
+            Some(last) if last.len() + 1 + id.len() <= MAX_PAYLOAD => {
+                last.push(' ');
+                last.push_str(id);
+            }
+            _ => payloads.push(id.to_string()),
+        }
+    }
+    payloads
+}
 
 /// How many changes may wait for a slow subscriber before it is told to resynchronise.
 const CAPACITY: usize = 16_384;
@@ -101,7 +120,9 @@ async fn listen(url: String, sender: broadcast::Sender<DeviceFeed>) {
         tokio::select! {
             received = active.try_recv() => match received {
                 Ok(Some(notification)) => {
-                    let _ = sender.send(DeviceFeed::Changed(notification.payload().to_string()));
+                    for id in notification.payload().split(' ') {
+                        let _ = sender.send(DeviceFeed::Changed(id.to_string()));
+                    }
                 }
                 // Reconnected (and listening again) after losing the connection.
                 Ok(None) => {
@@ -116,5 +137,22 @@ async fn listen(url: String, sender: broadcast::Sender<DeviceFeed>) {
             },
             _ = sender.closed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_every_id_once_and_stay_under_the_limit() {
+        let ids: Vec<String> = (0..1_000).map(|i| format!("dev_{i:026}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let sent = payloads(&refs);
+        assert!(sent.len() > 1, "a thousand ids need several payloads");
+        assert!(sent.iter().all(|p| p.len() <= MAX_PAYLOAD));
+        let back: Vec<&str> = sent.iter().flat_map(|p| p.split(' ')).collect();
+        assert_eq!(back, refs);
+        assert!(payloads(&[]).is_empty());
     }
 }

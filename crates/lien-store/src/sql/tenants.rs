@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
-use super::{SqlStore, append_audit, backend, unique_or_backend};
+use super::audit_log::append_audit;
+use super::{SqlStore, backend, unique_or_backend};
 use crate::{
     ApiKeyRecord, AuditEntry, AuditLog, AuditRecord, Financier, Idempotency, IdempotentResponse,
     Store, StoreError, Tenants,

@@ -26,7 +26,7 @@ use lien_server::config::Settings;
 use lien_server::routes::{prepare_enrollment, sign_checkin};
 use lien_server::secrets::Secrets;
 use lien_server::wire::{EnrollRequest, InstallmentJson, PlanJson, PolicyJson};
-use lien_store::{AuditEntry, Financier};
+use lien_store::{AuditEntry, DeviceChange, Financier, NewDevice, SqlStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -145,7 +145,7 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
             store,
             Arc::new(SystemClock),
             secrets,
-            settings,
+            settings.clone(),
         ))
     })?;
 
@@ -158,6 +158,24 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
         setup.as_secs_f64(),
         fleet.len() as f64 / setup.as_secs_f64()
     );
+
+    // A restart: the store that enrolled the fleet is closed and the server opens the database
+    // afresh, as `lien serve` does (`lien_server::open_store` is this call, kept here as a
+    // `SqlStore` to ask how its warm-up went). So the phases begin where a restarted server
+    // does: with an empty check-in cache, which the store warms in the background.
+    drop(state);
+    let restarted = Instant::now();
+    let (state, store) = server_rt.block_on(async {
+        let store = Arc::new(SqlStore::open(&settings.database_url()).await?);
+        let secrets = Secrets::load_or_create(dir.path())?;
+        let state = AppState::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            secrets,
+            settings.clone(),
+        );
+        anyhow::Ok((state, store))
+    })?;
 
     let server = server_rt.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -214,6 +232,19 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
         }
     }
 
+    let measuring = restarted.elapsed().as_secs_f64();
+    let warmed_before = store.checkin_cache_warm_up();
+    match warmed_before {
+        Some((views, took)) => println!(
+            "restart: the store warmed its check-in cache with {views} views in {:.2} s; \
+             the first phase began {measuring:.1} s after the restart",
+            took.as_secs_f64()
+        ),
+        None => println!(
+            "restart: the store was still warming its check-in cache when the first phase \
+             began, {measuring:.1} s after the restart"
+        ),
+    }
     println!();
     println!(
         "{:<7} {:<15} {:>10} {:>10} {:>9} {:>9} {:>9}",
@@ -232,6 +263,15 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
         println!("{}", total.row("all", target.name));
     }
     println!();
+    if warmed_before.is_none() {
+        match store.checkin_cache_warm_up() {
+            Some((views, took)) => println!(
+                "restart: the warm-up ended during the phases: {views} views in {:.2} s",
+                took.as_secs_f64()
+            ),
+            None => println!("restart: the warm-up had still not ended after the last phase"),
+        }
+    }
     let sizes = |measured: &Measured| match measured.body_sizes {
         Some((shortest, longest)) if shortest == longest => format!("{shortest}"),
         Some((shortest, longest)) => format!("{shortest} to {longest}"),
@@ -359,10 +399,12 @@ async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<
         )
         .await?;
     let today = now.to_zoned(TimeZone::get("Africa/Nairobi")?).date();
-    // Each enrollment is its own transaction, as through the API. A few run at once so
-    // that preparing one (deciding, signing its first token) overlaps another's commit;
-    // SQLite still writes them one at a time.
+    // Enrolled a group per transaction (`enroll_all`, as an import of a book would), not one
+    // per transaction as through the API: that took half an hour for 1,000,000 plans. A few
+    // workers run at once, so that preparing one group (deciding, signing each first token)
+    // overlaps another's commit; SQLite still writes them one at a time.
     const WORKERS: u32 = 4;
+    const GROUP: usize = 500;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -372,16 +414,25 @@ async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<
         let done = done.clone();
         tasks.spawn(async move {
             let mut fleet = Vec::new();
-            for i in (worker..count).step_by(WORKERS as usize) {
-                let device = enroll_one(&state, &financier, &plans.plan(i, today), i)
-                    .await
-                    .with_context(|| format!("enrolling device {i}"))?;
-                fleet.push(device);
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_multiple_of(10_000) {
+            let mut group = Vec::with_capacity(GROUP);
+            let mut numbers = (worker..count).step_by(WORKERS as usize).peekable();
+            while let Some(i) = numbers.next() {
+                let (enrollment, device) =
+                    prepare_one(&state, &financier, &plans.plan(i, today), i)
+                        .with_context(|| format!("enrolling device {i}"))?;
+                group.push(enrollment);
+                fleet.push((i, device));
+                if group.len() < GROUP && numbers.peek().is_some() {
+                    continue;
+                }
+                let written = group.len();
+                state.store.enroll_all(std::mem::take(&mut group)).await?;
+                let before = done.fetch_add(written, Ordering::Relaxed);
+                if (before + written) / 10_000 > before / 10_000 {
                     eprintln!(
-                        "enrolled {n} of {count} devices ({:.0} per second)",
-                        n as f64 / started.elapsed().as_secs_f64()
+                        "enrolled {} of {count} devices ({:.0} per second)",
+                        before + written,
+                        (before + written) as f64 / started.elapsed().as_secs_f64()
                     );
                 }
             }
@@ -392,16 +443,18 @@ async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<
     while let Some(joined) = tasks.join_next().await {
         fleet.extend(joined??);
     }
-    Ok(fleet)
+    // In enrollment order whichever worker finished first: device `i` follows plan `i`.
+    fleet.sort_unstable_by_key(|(i, _)| *i);
+    Ok(fleet.into_iter().map(|(_, device)| device).collect())
 }
 
-/// Enrolls device number `i` and binds it, in one transaction.
-async fn enroll_one(
+/// Device number `i`'s enrollment, bound, ready for the store, and the bench's view of it.
+fn prepare_one(
     state: &AppState,
     financier: &Financier,
     plan: &PlanJson,
     i: u32,
-) -> Result<Device> {
+) -> Result<((NewDevice, DeviceChange), Device)> {
     // A made-up TAC and serial number, and the check digit the IMEISV form lets Imei compute.
     let imei = Imei::from_imeisv(&format!("35209900{i:06}00"))?;
     let req = EnrollRequest {
@@ -427,13 +480,13 @@ async fn enroll_one(
     device_key[..4].copy_from_slice(&i.to_be_bytes());
     change.binding = Some((device_key.to_vec(), now.as_microsecond()));
     change.applied_sequence = Some(sequence);
-    state.store.enroll(&device, change).await?;
-    Ok(Device {
+    let bench_view = Device {
         credential: state.secrets.device_credential(&device.id, 1),
-        id: device.id,
+        id: device.id.clone(),
         sequence,
         state: token_state,
-    })
+    };
+    Ok(((device, change), bench_view))
 }
 
 /// A check-in request for every device, signed now, as raw HTTP/1.1 bytes.
@@ -485,10 +538,13 @@ async fn start_responder(body_len: usize) -> Result<SocketAddr> {
     );
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    // Served as the server serves Lien (hyper's HTTP/1 connection, see `app::serve`), so that
+    // the two differ only in what answers the request. It runs until the process ends.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            eprintln!("the bare responder failed: {err}");
-        }
+        // A dropped sender would read as "stop".
+        let _stop = stop;
+        lien_server::app::serve(listener, app, stopping).await;
     });
     Ok(addr)
 }

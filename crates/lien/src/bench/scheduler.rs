@@ -10,7 +10,7 @@
 //! setup's minutes). The clock is then set one second past it, and `scheduler::run_due`, the pass
 //! `lien serve` runs in the background, is timed until it has evaluated everything due: it
 //! claims due devices in batches, decides each again, signs its new token and writes it with
-//! its audit record, one transaction per device.
+//! its audit record, a group of devices per transaction.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,14 +34,23 @@ pub struct SchedulerArgs {
     /// Where to create the temporary directory holding the database and keys.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to run on instead of a new SQLite file. It must be empty: the
+    /// benchmark creates its tables and enrolls into it.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 /// `lien bench scheduler`.
 pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
     init_logging();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let backend = if args.database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!(
-        "lien bench scheduler: {} plans on SQLite, {} due at one instant, {cpus} CPUs",
+        "lien bench scheduler: {} plans on {backend}, {} due at one instant, {cpus} CPUs",
         args.plans,
         args.plans.div_ceil(10)
     );
@@ -52,7 +61,7 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
     let clock = ManualClock::new(Timestamp::now());
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
-        database_url: None,
+        database_url: args.database_url.clone(),
         ..Settings::default()
     };
     let state = rt.block_on(async {

@@ -1,0 +1,252 @@
+//! Writing devices' changes. Every device write in Lien ends in [`apply_all`], for one device
+//! or a scheduler's group: the devices' rows, and the rows most changes add (tokens, audit
+//! records), a table at a time for the whole group.
+
+use sqlx::{Any, Transaction};
+
+use super::audit_log::append_audits;
+use std::collections::BTreeMap;
+
+use super::rows::{Value, insert_rows, update_from_values};
+use super::{backend, unique_or_backend};
+use crate::{DeviceChange, DeviceRecord, StoreError};
+
+/// Refuses a change the store must not write, before anything of it is: a token whose
+/// sequence is not above the device's current one.
+pub(super) fn check(current: &DeviceRecord, change: &DeviceChange) -> Result<(), StoreError> {
+    if let Some(t) = &change.token {
+        let current_sequence = current.token.as_ref().map_or(0, |t| t.sequence);
+        if t.sequence <= current_sequence {
+            return Err(StoreError::Conflict(format!(
+                "token sequence {} is not above the current {current_sequence}",
+                t.sequence
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Applies each device's change inside `tx`; a device may appear only once. Callers that
+/// write a group [`check`] each change first, to leave out only the devices it refuses; on
+/// any error here the transaction must be abandoned, as some of the writes may have been made.
+pub(super) async fn apply_all(
+    tx: &mut Transaction<'_, Any>,
+    changes: &[(&DeviceRecord, &DeviceChange)],
+) -> Result<(), StoreError> {
+    for (current, change) in changes {
+        check(current, change)?;
+    }
+    for (current, change) in changes {
+        apply_own_rows(tx, &current.enrolled.id, change).await?;
+    }
+    update_rows(tx, changes).await?;
+    let tokens = changes
+        .iter()
+        .filter_map(|(current, change)| {
+            Some((current.enrolled.id.as_str(), change.token.as_ref()?))
+        })
+        .map(|(id, t)| {
+            vec![
+                Value::from(id),
+                Value::from(t.sequence),
+                Value::from(&t.state),
+                Value::from(t.issued_us),
+                Value::from(&t.status_code),
+                Value::from(&t.bytes),
+            ]
+        })
+        .collect::<Vec<_>>();
+    if !tokens.is_empty() {
+        insert_rows(
+            tx,
+            "tokens (device_id, sequence, state, issued_us, status_code, token)",
+            tokens,
+            "this token sequence was already issued",
+        )
+        .await?;
+    }
+    let audits: Vec<(&str, &[crate::AuditEntry])> = changes
+        .iter()
+        .map(|(current, change)| (current.enrolled.id.as_str(), change.audit.as_slice()))
+        .collect();
+    append_audits(tx, &audits).await?;
+    for (_, change) in changes {
+        if let Some(r) = &change.idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency (scope, key, request_hash, status, body, created_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&r.scope)
+            .bind(&r.key)
+            .bind(r.request_hash.clone())
+            .bind(i64::from(r.status))
+            .bind(&r.body)
+            .bind(change.audit.first().map_or(0, |a| a.at_us))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| unique_or_backend(e, "this Idempotency-Key is already used"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The rows only some changes write (payments, reversals, overrides, events, appeals, a
+/// release's IMEI claims), one statement each.
+async fn apply_own_rows(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    change: &DeviceChange,
+) -> Result<(), StoreError> {
+    if let Some(p) = &change.payment {
+        sqlx::query(
+            "INSERT INTO payments (device_id, reference, amount_minor, currency, received_us, recorded_us) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(&p.reference)
+        .bind(p.amount_minor)
+        .bind(&p.currency)
+        .bind(p.received_us)
+        .bind(p.recorded_us)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            unique_or_backend(
+                e,
+                format!("a payment with reference {:?} is already recorded for this device", p.reference),
+            )
+        })?;
+    }
+    if let Some(r) = &change.reversal {
+        sqlx::query(
+            "INSERT INTO reversals (device_id, reference, at_us, recorded_us, reason) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(&r.reference)
+        .bind(r.at_us)
+        .bind(r.recorded_us)
+        .bind(&r.reason)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            unique_or_backend(e, format!("payment {:?} is already reversed", r.reference))
+        })?;
+    }
+    for o in change.new_override.iter().chain(&change.more_overrides) {
+        sqlx::query(
+            "INSERT INTO overrides (device_id, kind, reason, from_us, until_us, cancelled_us, actor, created_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(&o.kind)
+        .bind(&o.reason)
+        .bind(o.from_us)
+        .bind(o.until_us)
+        .bind(o.cancelled_us)
+        .bind(&o.actor)
+        .bind(o.created_us)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    for u in &change.override_updates {
+        sqlx::query(
+            "UPDATE overrides SET until_us = COALESCE($1, until_us), cancelled_us = COALESCE($2, cancelled_us) \
+             WHERE id = $3 AND device_id = $4",
+        )
+        .bind(u.until_us)
+        .bind(u.cancelled_us)
+        .bind(u.id)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    if change.released_us.is_some() {
+        // The financier's claim ends: the IMEIs may be financed again.
+        sqlx::query("DELETE FROM device_imeis WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    for e in &change.events {
+        sqlx::query(
+            "INSERT INTO device_events (device_id, at_us, kind, detail) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(e.at_us)
+        .bind(&e.kind)
+        .bind(&e.detail)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    super::appeals::apply(tx, id, change.appeal.as_ref()).await
+}
+
+/// The columns of the device's own row that `change` sets, and their values; `next_eval_us`
+/// always (writing it also ends any scheduler's claim on the row).
+fn row_values(change: &DeviceChange) -> (Vec<&'static str>, Vec<Value>) {
+    let mut columns = Vec::new();
+    let mut values = Vec::new();
+    let mut set = |column: &'static str, value: Value| {
+        columns.push(column);
+        values.push(value);
+    };
+    if let Some(policy) = &change.policy_json {
+        set("policy_json", Value::from(policy));
+    }
+    if let Some(d) = &change.decision {
+        set("state", Value::from(&d.state));
+        set("decision_json", Value::from(&d.json));
+        set("amount_due_minor", Value::from(d.amount_due_minor));
+        set("currency", Value::from(&d.currency));
+    }
+    set("next_eval_us", Value::from(change.next_eval_us));
+    if let Some(t) = &change.token {
+        set("token_sequence", Value::from(t.sequence));
+        set("token_state", Value::from(&t.state));
+        set("token_issued_us", Value::from(t.issued_us));
+        set("token_lease_end_us", Value::from(t.lease_end_us));
+        set("token", Value::from(&t.bytes));
+    }
+    if let Some((key, bound_us)) = &change.binding {
+        set("device_key", Value::from(key));
+        set("bound_us", Value::from(*bound_us));
+    }
+    if let Some(counter) = change.ocra_counter {
+        set("ocra_counter", Value::from(counter));
+    }
+    if let Some(at) = change.released_us {
+        set("released_us", Value::from(at));
+    }
+    if let Some(applied) = change.applied_sequence {
+        set("applied_sequence", Value::from(applied));
+    }
+    (columns, values)
+}
+
+/// The devices' own rows: one `UPDATE` for all the devices whose changes set the same columns
+/// (in a scheduler's group, nearly all of them).
+async fn update_rows(
+    tx: &mut Transaction<'_, Any>,
+    changes: &[(&DeviceRecord, &DeviceChange)],
+) -> Result<(), StoreError> {
+    let mut by_columns: BTreeMap<Vec<&'static str>, Vec<Vec<Value>>> = BTreeMap::new();
+    for (current, change) in changes {
+        let (columns, values) = row_values(change);
+        let mut row = vec![Value::from(&current.enrolled.id)];
+        row.extend(values);
+        by_columns.entry(columns).or_default().push(row);
+    }
+    for (columns, rows) in by_columns {
+        let mut also = vec!["claimed_until_us = NULL"];
+        if columns.contains(&"device_key") {
+            // A new binding: one generation above the current, whatever it is.
+            also.push("binding_generation = binding_generation + 1");
+        }
+        update_from_values(tx, "devices", "id", &columns, &also, rows).await?;
+    }
+    Ok(())
+}

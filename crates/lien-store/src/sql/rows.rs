@@ -1,0 +1,174 @@
+//! Statements whose shape depends on the data: `IN` lists and multi-row inserts.
+//!
+//! On SQLite every statement is a round trip to the connection's worker thread, and on
+//! PostgreSQL a round trip to the server; the scheduler writes a hundred devices per
+//! transaction, so it reads and inserts them a table at a time rather than a device at a time.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe, Transaction};
+
+use super::backend;
+use crate::StoreError;
+
+/// A value bound to a placeholder of a statement built here.
+#[derive(Debug, Clone)]
+pub(super) enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bytes(Option<Vec<u8>>),
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(Some(v.to_string()))
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Value {
+        Value::Text(Some(v.clone()))
+    }
+}
+impl From<&Option<String>> for Value {
+    fn from(v: &Option<String>) -> Value {
+        Value::Text(v.clone())
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        Value::Int(v)
+    }
+}
+impl From<&Vec<u8>> for Value {
+    fn from(v: &Vec<u8>) -> Value {
+        Value::Bytes(Some(v.clone()))
+    }
+}
+impl From<&Option<Vec<u8>>> for Value {
+    fn from(v: &Option<Vec<u8>>) -> Value {
+        Value::Bytes(v.clone())
+    }
+}
+
+/// Binds `values` in order.
+pub(super) fn bind_all<'q>(
+    mut query: Query<'q, Any, AnyArguments>,
+    values: impl IntoIterator<Item = Value>,
+) -> Query<'q, Any, AnyArguments> {
+    for value in values {
+        query = match value {
+            Value::Text(v) => query.bind(v),
+            Value::Int(v) => query.bind(v),
+            Value::Bytes(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// `count` placeholders from number `first`, for an `IN` list or a row of values: `$n` for
+/// PostgreSQL, `?` for SQLite. SQLite takes `$n` (and `?n`) for a parameter *name*, looked up
+/// among the names before it while parsing and again while binding, which for a statement of
+/// a thousand values costs more than running it.
+fn placeholders(tx: &Transaction<'_, Any>, first: usize, count: usize) -> String {
+    if tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+        // Anonymous: numbered in order, which is the order the values are bound in.
+        return vec!["?"; count].join(", ");
+    }
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row statement: well under SQLite's limit of 32,766 bound values for the
+/// widest rows written this way (the sixteen columns of a device's row).
+const ROWS_PER_INSERT: usize = 200;
+
+/// Inserts `rows` into `table (columns)`, a few statements in all; `what` describes a unique
+/// violation. Every row must have one value per column.
+pub(super) async fn insert_rows(
+    tx: &mut Transaction<'_, Any>,
+    table_and_columns: &str,
+    rows: Vec<Vec<Value>>,
+    what: &str,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let width = chunk[0].len();
+        let tuples = (0..chunk.len())
+            .map(|r| format!("({})", placeholders(tx, r * width + 1, width)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO {table_and_columns} VALUES {tuples}");
+        // Not kept prepared: the text changes with the number of rows, and would push the
+        // statements every request uses out of the connection's statement cache.
+        let query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        bind_all(query, chunk.iter().flatten().cloned())
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| super::unique_or_backend(e, what))?;
+    }
+    Ok(())
+}
+
+/// Sets `columns` (and the fixed assignments `also`) of the rows of `table` whose `key` is the
+/// first value of each row of `rows`, from the values that follow it: one
+/// `UPDATE ... FROM (VALUES ...)` per chunk of rows, which both SQLite and PostgreSQL run.
+pub(super) async fn update_from_values(
+    tx: &mut Transaction<'_, Any>,
+    table: &str,
+    key: &str,
+    columns: &[&str],
+    also: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> Result<(), StoreError> {
+    // A `VALUES` list's columns are named column1, column2, ... on both backends.
+    let sets = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("{column} = v.column{}", i + 2))
+        .chain(also.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let width = columns.len() + 1;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let tuples = (0..chunk.len())
+            .map(|r| format!("({})", placeholders(tx, r * width + 1, width)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE {table} SET {sets} FROM (VALUES {tuples}) AS v WHERE {table}.{key} = v.column1"
+        );
+        let query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        bind_all(query, chunk.iter().flatten().cloned())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Runs `select` (which must end in `IN (` ... `)` over the placeholders from `$1`) for all of
+/// `ids`, in chunks, and returns every row.
+pub(super) async fn fetch_in(
+    tx: &mut Transaction<'_, Any>,
+    select: impl Fn(&str) -> String,
+    ids: &[&str],
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let sql = select(&placeholders(tx, 1, chunk.len()));
+        let query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        rows.extend(
+            bind_all(query, chunk.iter().map(|id| Value::from(*id)))
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(backend)?,
+        );
+    }
+    Ok(rows)
+}
