@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use lien_proto::TokenSigner;
 use lien_store::Store;
@@ -226,7 +226,11 @@ pub async fn serve(mut listener: TcpListener, app: Router, mut stopping: watch::
         let mut stopping = stopping.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
+            // A client that sends half a request and stalls is cut off, and cannot hold up a
+            // shutdown (hyper enforces this only with a timer).
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             let mut connection = std::pin::pin!(connection);
             let served = tokio::select! {
@@ -245,8 +249,20 @@ pub async fn serve(mut listener: TcpListener, app: Router, mut stopping: watch::
     }
     drop(listener);
     drop(open_rx);
-    open_tx.closed().await;
+    // A response still streaming to a slow reader could otherwise hold the shutdown forever.
+    if tokio::time::timeout(DRAIN_TIMEOUT, open_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout; stopping anyway");
+    }
 }
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a shutdown waits for the open connections to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Returns once `stop()` is called, or at once if it already was.
 pub(crate) async fn until_stopped(stopping: &mut watch::Receiver<bool>) {

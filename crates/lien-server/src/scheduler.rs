@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use lien_store::{DeviceChange, DeviceSnapshot};
+use lien_store::{DeviceChange, DeviceSnapshot, StoreError};
 use tokio::sync::watch;
 
 use crate::app::AppState;
@@ -57,9 +57,18 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
             "sqlite" => 1,
             _ => GROUPS_IN_FLIGHT,
         };
-        futures_util::stream::iter(ids.chunks(DEVICES_PER_COMMIT))
-            .for_each_concurrent(in_flight, |group| evaluate_group(state, group))
+        let groups: Vec<Vec<String>> = ids.chunks(DEVICES_PER_COMMIT).map(<[_]>::to_vec).collect();
+        let failures: Vec<anyhow::Error> = futures_util::stream::iter(groups)
+            .map(|group| async move { evaluate_group(state, &group).await })
+            .buffer_unordered(in_flight)
+            .filter_map(|result| async move { result.err() })
+            .collect()
             .await;
+        // The first failure ends the pass; the claims of the devices not written run out,
+        // and the next pass takes them again.
+        if let Some(err) = failures.into_iter().next() {
+            return Err(err);
+        }
         total += ids.len();
         if ids.len() < batch as usize {
             return Ok(total);
@@ -76,21 +85,38 @@ const DEVICES_PER_COMMIT: usize = 250;
 /// How many groups are evaluated at once on PostgreSQL.
 const GROUPS_IN_FLIGHT: usize = 4;
 
-/// Evaluates one group; if its write fails, each of its devices alone, so that one device
-/// whose write fails does not hold back the others.
-async fn evaluate_group(state: &AppState, group: &[String]) {
+/// Evaluates one group. If its write fails for a reason of its own (one device's write breaking
+/// a rule, say), evaluates each of its devices alone, so that one device does not hold back the
+/// others. A failure of the database itself ends the pass: retrying device by device would only
+/// wait for it once per device.
+async fn evaluate_group(state: &AppState, group: &[String]) -> anyhow::Result<()> {
     let Err(err) = evaluate(state, group).await else {
-        return;
+        return Ok(());
     };
+    if is_backend(&err) || group.len() == 1 {
+        return Err(err);
+    }
     tracing::warn!(
         error = format!("{err:#}"),
         "a group evaluation failed; evaluating its devices one by one"
     );
     for id in group {
         if let Err(err) = evaluate(state, std::slice::from_ref(id)).await {
+            if is_backend(&err) {
+                return Err(err);
+            }
             tracing::error!(device = %id, error = format!("{err:#}"), "scheduled evaluation failed");
         }
     }
+    Ok(())
+}
+
+/// Whether `err` is the database failing, rather than a write it refused.
+fn is_backend(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<StoreError>(),
+        Some(StoreError::Backend(_))
+    )
 }
 
 /// Takes the devices' decisions again at the current time, in one transaction. Only a change

@@ -101,9 +101,15 @@ impl CheckinCache {
     }
 
     /// Starts remembering forgotten devices for [`CheckinCache::warm`]; call it before the
-    /// warm-up reads its first row.
+    /// warm-up reads its first row. One warm-up at a time: a second would wipe the record the
+    /// first relies on.
     pub(super) fn begin_warm_up(&self) {
-        self.lock().forgotten_since_warm_up = Some(HashSet::new());
+        let mut inner = self.lock();
+        assert!(
+            inner.forgotten_since_warm_up.is_none(),
+            "a check-in cache warm-up is already running"
+        );
+        inner.forgotten_since_warm_up = Some(HashSet::new());
     }
 
     /// Keeps views the warm-up read (after [`CheckinCache::begin_warm_up`]), except those of

@@ -94,7 +94,12 @@ impl SqlStore {
         lock: bool,
     ) -> Result<HashMap<String, DeviceSnapshot>, StoreError> {
         let lock = if lock { self.dialect.for_update() } else { "" };
-        // In id order, so that two groups lock their common rows in the same order.
+        // Each id once, and in order across the chunks `fetch_in` reads, so that two groups
+        // lock their common rows in the same order (PostgreSQL).
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids = ids.as_slice();
         let devices = fetch_in(
             tx,
             |list| {
@@ -626,17 +631,12 @@ impl SqlStore {
         // Each device's change, or why it is left out; a refused change writes nothing, so the
         // others need no savepoint to be written without it.
         let mut outcomes: Vec<Result<(DeviceSnapshot, DeviceChange), StoreError>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (id, change) in changes {
             let outcome = match snapshots.remove(&id) {
-                None if outcomes
-                    .iter()
-                    .flatten()
-                    .any(|(s, _)| s.device.enrolled.id == id) =>
-                {
-                    Err(StoreError::Conflict(format!(
-                        "device {id} appears twice in one batch"
-                    )))
-                }
+                _ if !seen.insert(id.clone()) => Err(StoreError::Conflict(format!(
+                    "device {id} appears twice in one batch"
+                ))),
                 None => Err(StoreError::NotFound),
                 Some(snapshot) => {
                     change(&snapshot)

@@ -9,6 +9,7 @@
 mod appeals;
 mod audit_log;
 mod checkin_cache;
+mod checkpoint;
 mod device_writes;
 mod devices;
 mod notify;
@@ -70,6 +71,8 @@ pub struct SqlStore {
     /// SQLite only: held while the store is open, so that no second process serves the same
     /// file (its writes would bypass this process's check-in cache).
     _sqlite_lock: Option<Arc<std::fs::File>>,
+    /// SQLite only: checkpoints the log while the store is open (see [`checkpoint`]).
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl SqlStore {
@@ -100,7 +103,7 @@ impl SqlStore {
                 };
                 let sqlite_lock = lock_sqlite_file(&url)?;
                 let options: AnyConnectOptions = url.parse().map_err(backend)?;
-                let write = sqlite_pool(1, WRITER_PRAGMAS)
+                let write = sqlite_pool(1, writer_pragmas())
                     .connect_with(options.clone())
                     .await
                     .map_err(backend)?;
@@ -114,6 +117,7 @@ impl SqlStore {
                     checkin_warm_up: warm_up::Outcome::default(),
                     feed: notify::Feed::local(),
                     _sqlite_lock: sqlite_lock,
+                    _checkpointer: None,
                 };
                 store.migrate().await?;
                 // No ping before lending a read connection: a SQLite connection is a file
@@ -122,15 +126,17 @@ impl SqlStore {
                 // thread (reads by id ran 37% faster without it, see BENCHMARKS.md). A
                 // connection that did break would fail its queries with an error, and the pool
                 // still retires every connection after its maximum lifetime (30 minutes).
-                let read = sqlite_pool(8, "")
+                let read = sqlite_pool(8, String::new())
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(backend)?;
                 let checkin_warm_up = warm_up::start(read.clone(), &cache, checkin_cache::CAPACITY);
+                let checkpointer = checkpoint::Checkpointer::start(read.clone());
                 SqlStore {
                     read,
                     checkin_warm_up,
+                    _checkpointer: Some(Arc::new(checkpointer)),
                     ..store
                 }
             }
@@ -149,6 +155,7 @@ impl SqlStore {
                     checkin_warm_up: warm_up::Outcome::default(),
                     feed: notify::Feed::listening(url),
                     _sqlite_lock: None,
+                    _checkpointer: None,
                 };
                 store.migrate().await?;
                 store
@@ -220,12 +227,13 @@ impl SqlStore {
 /// A pool whose connections use WAL, wait for locks instead of failing at once, check
 /// foreign keys, and sync every commit, so that a 2xx means the write is on disk; then run
 /// `pragmas`, for what differs between the writer and the readers.
-fn sqlite_pool(connections: u32, pragmas: &'static str) -> AnyPoolOptions {
+fn sqlite_pool(connections: u32, pragmas: String) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _| {
+            let pragmas = pragmas.clone();
             Box::pin(async move {
                 sqlx::raw_sql(AssertSqlSafe(format!(
                     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
@@ -240,11 +248,14 @@ fn sqlite_pool(connections: u32, pragmas: &'static str) -> AnyPoolOptions {
 
 /// The writer's own settings. A scheduler's group of a few hundred devices dirties thousands
 /// of pages (each device's row, and its place in the token, audit and index trees): a 64 MiB
-/// page cache holds them without spilling mid-transaction, and checkpointing the log every
-/// 10,000 pages (40 MiB) rather than SQLite's 1,000 copies a page rewritten by several groups
-/// once and checkpoints after every few groups instead of after nearly every one. Measured with
-/// `lien bench scheduler`: 1,500 evaluations a second before, 1,900 after (BENCHMARKS.md).
-const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;";
+/// page cache holds them without spilling mid-transaction. The log is checkpointed beside the
+/// writer (see [`checkpoint`]); the writer does it itself only past a high limit.
+fn writer_pragmas() -> String {
+    format!(
+        "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {};",
+        checkpoint::WRITER_LIMIT_PAGES
+    )
+}
 
 /// Takes an exclusive lock on `<database>.lock` beside a SQLite file, or fails naming it.
 /// In-memory databases are private to the process and need none. The lock is the operating

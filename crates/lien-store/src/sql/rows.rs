@@ -152,8 +152,9 @@ pub(super) async fn update_from_values(
     Ok(())
 }
 
-/// Runs `select` (which must end in `IN (` ... `)` over the placeholders from `$1`) for all of
-/// `ids`, in chunks, and returns every row.
+/// Runs `select` for all of `ids`, in chunks, and returns every row. `select` is given the
+/// list of placeholders to put in its `IN (...)`, and must have no other placeholder: on
+/// SQLite they are anonymous, numbered in the order they appear.
 pub(super) async fn fetch_in(
     tx: &mut Transaction<'_, Any>,
     select: impl Fn(&str) -> String,

@@ -1396,14 +1396,7 @@ pub async fn a_batch_sees_each_device_as_a_single_read_does(db: Db) {
         },
     )
     .await;
-    let mut feed = db.device_changes();
-    if db.backend() == "postgres" {
-        let listening = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await;
-        assert_eq!(
-            listening.expect("LISTEN is up").unwrap(),
-            DeviceFeed::Resync
-        );
-    }
+    let mut feed = listening_feed(&db).await;
     let mut changes = Vec::new();
     for id in ids {
         let expected = db.snapshot(id).await.unwrap();
@@ -1570,15 +1563,7 @@ pub async fn committed_token_changes_are_announced(db: Db) {
 
     add_financier(&db, "fin_a").await;
     enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
-    let mut feed = db.device_changes();
-    if db.backend() == "postgres" {
-        // The listener announces that it listens with a resynchronisation.
-        let listening = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await;
-        assert_eq!(
-            listening.expect("LISTEN is up").unwrap(),
-            DeviceFeed::Resync
-        );
-    }
+    let mut feed = listening_feed(&db).await;
     let quiet = Duration::from_millis(300);
 
     conflict(

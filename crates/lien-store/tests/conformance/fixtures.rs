@@ -174,3 +174,17 @@ pub fn refused<T: Debug>(result: Result<T, StoreError>) -> String {
 pub fn ids(devices: &[DeviceRecord]) -> Vec<String> {
     devices.iter().map(|d| d.enrolled.id.clone()).collect()
 }
+
+/// The store's change feed, once it is listening: on PostgreSQL the listener announces that
+/// it listens with a resynchronisation, which this waits for.
+pub async fn listening_feed(db: &Db) -> tokio::sync::broadcast::Receiver<lien_store::DeviceFeed> {
+    let mut feed = db.device_changes();
+    if db.backend() == "postgres" {
+        let listening = tokio::time::timeout(std::time::Duration::from_secs(10), feed.recv()).await;
+        assert_eq!(
+            listening.expect("LISTEN is up").unwrap(),
+            lien_store::DeviceFeed::Resync
+        );
+    }
+    feed
+}
