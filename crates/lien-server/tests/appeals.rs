@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Reply, TestApp, imei, postgres_url, spawn_app};
+use common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
-use lien_agent::sim::{HttpTransport, Phone, SimClock};
-use lien_agent::{AgentConfig, Identity, MemoryStorage, Mode, Screen};
+use lien_agent::Screen;
+use lien_agent::sim::Phone;
 use serde_json::{Value, json};
 
 /// A PNG's first bytes and a little more: enough for the content check.
@@ -83,47 +83,26 @@ impl World {
         let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
         let app = spawn_app(backend, start).await;
         let (_, key) = app.financier("Duka Phones").await;
-        let phone_imei = imei("35693803564380");
-        let device_id = app
-            .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-            .await;
-        let mut phone = Phone::new(
-            HttpTransport::new(&app.base),
-            Identity {
-                imei1: phone_imei.clone(),
-                imei2: None,
-                serial: "SN1001".into(),
-                model: "Phone X".into(),
-            },
-            Box::new(MemoryStorage::new()),
-            SimClock::manual(start.as_second()),
-            AgentConfig::default(),
-            Some(7),
-        );
-        phone.run_due().await;
-        assert_eq!(phone.status().mode, Mode::Bound);
+        let FinancedPhone {
+            device_id,
+            imei,
+            phone,
+        } = app.financed_phone(&key, &app.base).await;
         World {
             app,
             key,
             device_id,
-            imei: phone_imei,
+            imei,
             phone,
         }
     }
 
     async fn advance(&mut self, by: Duration) {
-        self.app
-            .clock
-            .advance(SignedDuration::from_secs(by.as_secs() as i64));
-        self.app.run_scheduler().await;
-        self.phone.advance(by).await;
+        self.app.advance_with(&mut self.phone, by).await;
     }
 
     async fn advance_to(&mut self, at: &str) {
-        let at: Timestamp = at.parse().unwrap();
-        let by = at.as_second() - self.app.clock_now().as_second();
-        assert!(by >= 0);
-        self.advance(Duration::from_secs(by as u64)).await;
+        self.app.advance_to_with(&mut self.phone, at).await;
     }
 
     fn locked(&self) -> bool {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
-use jiff::{SignedDuration, Timestamp};
+use common::{Backend, FinancedPhone, TestApp, enrollment, imei, postgres_url, spawn_app};
+use jiff::Timestamp;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE};
 use lien_agent::sim::{Fleet, HttpTransport, Phone, SimClock};
 use lien_agent::{AgentConfig, CodeOutcome, Identity, MemoryStorage, Mode, Screen};
@@ -37,25 +37,9 @@ impl World {
         let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
         let app = spawn_app(backend, start).await;
         let (_, key) = app.financier("Duka Phones").await;
-        let phone_imei = imei("35693803564380");
-        let device_id = app
-            .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-            .await;
-        let mut phone = Phone::new(
-            HttpTransport::new(&app.base),
-            Identity {
-                imei1: phone_imei,
-                imei2: None,
-                serial: "SN1001".into(),
-                model: "Phone X".into(),
-            },
-            Box::new(MemoryStorage::new()),
-            SimClock::manual(start.as_second()),
-            AgentConfig::default(),
-            Some(7),
-        );
-        phone.run_due().await;
-        assert_eq!(phone.status().mode, Mode::Bound);
+        let FinancedPhone {
+            device_id, phone, ..
+        } = app.financed_phone(&key, &app.base).await;
         assert_eq!(phone.screen(), &Screen::Normal { banner: None });
         World {
             app,
@@ -67,19 +51,12 @@ impl World {
 
     /// Time passes for the server and the phone: the scheduler runs, then the phone wakes.
     async fn advance(&mut self, by: Duration) {
-        self.app
-            .clock
-            .advance(SignedDuration::from_secs(by.as_secs() as i64));
-        self.app.run_scheduler().await;
-        self.phone.advance(by).await;
+        self.app.advance_with(&mut self.phone, by).await;
     }
 
     /// Moves both to `at`.
     async fn advance_to(&mut self, at: &str) {
-        let at: Timestamp = at.parse().unwrap();
-        let by = at.as_second() - self.app.clock_now().as_second();
-        assert!(by >= 0);
-        self.advance(Duration::from_secs(by as u64)).await;
+        self.app.advance_to_with(&mut self.phone, at).await;
     }
 
     /// The phone's screen as text, for assertions and for failure messages.

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, TestApp, imei, postgres_url, spawn_app};
+use common::{Backend, FinancedPhone, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
-use lien_agent::sim::{HttpTransport, Phone, PushBackoff, SimClock};
-use lien_agent::{AgentConfig, Identity, MemoryStorage, Mode, Screen};
+use lien_agent::Screen;
+use lien_agent::sim::{Phone, PushBackoff};
 use serde_json::json;
 
 /// Long enough for any loaded CI machine; a pushed token normally arrives in milliseconds.
@@ -22,26 +22,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// the financier's key and the phone.
 async fn financed_phone(app: &TestApp) -> (String, String, Phone) {
     let (_, key) = app.financier("Duka Phones").await;
-    let phone_imei = imei("35693803564380");
-    let device_id = app
-        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-        .await;
-    let mut phone = Phone::new(
-        HttpTransport::new(&app.base),
-        Identity {
-            imei1: phone_imei,
-            imei2: None,
-            serial: "SN1001".into(),
-            model: "Phone X".into(),
-        },
-        Box::new(MemoryStorage::new()),
-        SimClock::manual(app.clock_now().as_second()),
-        AgentConfig::default(),
-        Some(7),
-    );
-    phone.run_due().await;
-    assert_eq!(phone.status().mode, Mode::Bound);
-    (device_id, key, phone)
+    let financed = app.financed_phone(&key, &app.base).await;
+    (financed.device_id, key, financed.phone)
 }
 
 /// Moves the server to day 4 past the missed February installment, in the morning in Nairobi,
@@ -145,22 +127,11 @@ async fn a_payment_on_one_server_reaches_a_phone_connected_to_another(backend: B
     let b = a.spawn_peer().await;
     // The phone talks to server B only.
     let (_, key) = a.financier("Duka Phones").await;
-    let phone_imei = imei("35693803564380");
-    let device_id = a.enroll_device(&key, "C-1001", &phone_imei, "SN1001").await;
-    let mut phone = Phone::new(
-        HttpTransport::new(&b.base),
-        Identity {
-            imei1: phone_imei,
-            imei2: None,
-            serial: "SN1001".into(),
-            model: "Phone X".into(),
-        },
-        Box::new(MemoryStorage::new()),
-        SimClock::manual(a.clock_now().as_second()),
-        AgentConfig::default(),
-        Some(7),
-    );
-    phone.run_due().await;
+    let FinancedPhone {
+        device_id,
+        mut phone,
+        ..
+    } = a.financed_phone(&key, &b.base).await;
     phone.enable_push(PushBackoff::default());
     phone
         .connect_push()

@@ -386,3 +386,61 @@ impl TestApp {
 pub fn bearer(key: &str) -> (String, String) {
     ("authorization".to_string(), format!("Bearer {key}"))
 }
+
+/// The simulated phone most phone tests use, financed and set up.
+pub struct FinancedPhone {
+    pub device_id: String,
+    pub imei: String,
+    pub phone: lien_agent::sim::Phone,
+}
+
+impl TestApp {
+    /// Enrolls contract C-1001 (IMEI 356938035643809, serial SN1001) with `key` and sets up its
+    /// phone against the server at `phone_base` (this one, or a peer): hello and first
+    /// check-in done, its clock at this server's time.
+    pub async fn financed_phone(&self, key: &str, phone_base: &str) -> FinancedPhone {
+        use lien_agent::sim::{HttpTransport, Phone, SimClock};
+        use lien_agent::{AgentConfig, Identity, MemoryStorage, Mode};
+        let phone_imei = imei("35693803564380");
+        let device_id = self
+            .enroll_device(key, "C-1001", &phone_imei, "SN1001")
+            .await;
+        let mut phone = Phone::new(
+            HttpTransport::new(phone_base),
+            Identity {
+                imei1: phone_imei.clone(),
+                imei2: None,
+                serial: "SN1001".into(),
+                model: "Phone X".into(),
+            },
+            Box::new(MemoryStorage::new()),
+            SimClock::manual(self.clock_now().as_second()),
+            AgentConfig::default(),
+            Some(7),
+        );
+        phone.run_due().await;
+        assert_eq!(phone.status().mode, Mode::Bound);
+        FinancedPhone {
+            device_id,
+            imei: phone_imei,
+            phone,
+        }
+    }
+
+    /// Time passes for this server and `phone`: the scheduler runs, then the phone wakes.
+    pub async fn advance_with(&self, phone: &mut lien_agent::sim::Phone, by: std::time::Duration) {
+        self.clock
+            .advance(jiff::SignedDuration::from_secs(by.as_secs() as i64));
+        self.run_scheduler().await;
+        phone.advance(by).await;
+    }
+
+    /// Moves this server and `phone` to `at` (RFC 3339, not in the past).
+    pub async fn advance_to_with(&self, phone: &mut lien_agent::sim::Phone, at: &str) {
+        let at: Timestamp = at.parse().unwrap();
+        let by = at.as_second() - self.clock_now().as_second();
+        assert!(by >= 0);
+        self.advance_with(phone, std::time::Duration::from_secs(by as u64))
+            .await;
+    }
+}

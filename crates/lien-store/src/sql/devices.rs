@@ -28,6 +28,21 @@ const DEVICE_COLUMNS: &str = "id, financier_id, contract_ref, imei1, imei2, seri
     released_us, (SELECT t.status_code FROM tokens t WHERE t.device_id = devices.id \
     AND t.sequence = devices.token_sequence)";
 
+/// The columns of a check-in view, in the order [`checkin_view_from`] reads them.
+pub(super) const CHECKIN_COLUMNS: &str =
+    "financier_id, binding_generation, token, token_sequence, applied_sequence";
+
+/// The check-in view in `row`, whose [`CHECKIN_COLUMNS`] start at column `first`.
+pub(super) fn checkin_view_from(row: &AnyRow, first: usize) -> Result<CheckinView, sqlx::Error> {
+    Ok(CheckinView {
+        financier_id: row.try_get(first)?,
+        binding_generation: row.try_get(first + 1)?,
+        token: row.try_get(first + 2)?,
+        token_sequence: row.try_get(first + 3)?,
+        applied_sequence: row.try_get(first + 4)?,
+    })
+}
+
 fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
     (|| {
         let generation: i64 = row.try_get(15)?;
@@ -253,25 +268,15 @@ impl SqlStore {
 
     /// The columns a check-in needs, from the database.
     async fn read_checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {
-        let row = sqlx::query(
-            "SELECT financier_id, binding_generation, token, token_sequence, applied_sequence \
-             FROM devices WHERE id = $1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CHECKIN_COLUMNS} FROM devices WHERE id = $1"
+        )))
         .bind(id)
         .fetch_optional(&self.read)
         .await
         .map_err(backend)?
         .ok_or(StoreError::NotFound)?;
-        (|| {
-            Ok(CheckinView {
-                financier_id: row.try_get(0)?,
-                binding_generation: row.try_get(1)?,
-                token: row.try_get(2)?,
-                token_sequence: row.try_get(3)?,
-                applied_sequence: row.try_get(4)?,
-            })
-        })()
-        .map_err(backend)
+        checkin_view_from(&row, 0).map_err(backend)
     }
 }
 
@@ -662,10 +667,8 @@ impl SqlStore {
             .filter(|(_, c)| c.token.is_some() || c.binding.is_some())
             .map(|(d, _)| d.enrolled.id.as_str())
             .collect();
-        if let Err(err) = apply_all(&mut tx, &planned).await {
-            drop(tx);
-            return Err(err);
-        }
+        // On an error the transaction is dropped, so rolled back, with nothing committed.
+        apply_all(&mut tx, &planned).await?;
         if self.dialect == super::Dialect::Postgres {
             // Delivered to the listeners only when, and if, this transaction commits.
             for payload in super::notify::payloads(&announced) {

@@ -19,15 +19,14 @@ use std::time::{Duration, Instant};
 use sqlx::{AnyPool, Row};
 
 use super::checkin_cache::CheckinCache;
-use crate::CheckinView;
+use super::devices::{CHECKIN_COLUMNS, checkin_view_from};
 
 /// Rows per page of the scan: large enough that a page costs little more than its rows, small
 /// enough that a check-in waiting for the cache's lock or a read connection hardly notices.
 const PAGE: i64 = 1_000;
 
-/// The columns of a view, after the row's `rowid` (the scan's cursor) and the device's id.
-const COLUMNS: &str =
-    "rowid, id, financier_id, binding_generation, token, token_sequence, applied_sequence";
+/// The columns before a view's: the row's `rowid` (the scan's cursor) and the device's id.
+const COLUMNS: &str = "rowid, id";
 
 /// How many views the warm-up kept and how long it took, set once it has ended.
 pub(super) type Outcome = Arc<OnceLock<(usize, Duration)>>;
@@ -109,7 +108,7 @@ async fn scan(
     };
     for (filter, cutoff) in passes {
         let sql = format!(
-            "SELECT {COLUMNS} FROM devices WHERE rowid > $1{filter} ORDER BY rowid LIMIT $2"
+            "SELECT {COLUMNS}, {CHECKIN_COLUMNS} FROM devices WHERE rowid > $1{filter} ORDER BY rowid LIMIT $2"
         );
         let mut after = 0_i64;
         loop {
@@ -127,16 +126,7 @@ async fn scan(
             after = last.try_get(0)?;
             let page = rows
                 .iter()
-                .map(|row| {
-                    let view = CheckinView {
-                        financier_id: row.try_get(2)?,
-                        binding_generation: row.try_get(3)?,
-                        token: row.try_get(4)?,
-                        token_sequence: row.try_get(5)?,
-                        applied_sequence: row.try_get(6)?,
-                    };
-                    Ok((row.try_get::<String, _>(1)?, view))
-                })
+                .map(|row| Ok((row.try_get::<String, _>(1)?, checkin_view_from(row, 2)?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
             let Some(cache) = cache.upgrade() else {
                 return Ok(()); // The store is gone.
