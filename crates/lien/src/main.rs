@@ -4,6 +4,9 @@
 //! (the server's `serve`, admin commands, the phone simulator) means adding a module and a
 //! variant of [`Command`], without touching the others.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
