@@ -4,12 +4,17 @@
 //! on it, so each pass costs as much as the number of due devices, not of all devices; claims
 //! (with `SKIP LOCKED` on PostgreSQL) make several servers share the work without evaluating
 //! a device twice.
+//!
+//! A group of devices is read and decided (its tokens signed) without a write lock, while the
+//! group before it is being written; the store then writes each decision only if its device
+//! was not written in between (`Devices::write_decided`). The few devices a payment or an
+//! override reached in between are decided again under their row locks.
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
-use lien_store::{DeviceChange, DeviceSnapshot, StoreError};
+use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, StoreError};
 use tokio::sync::watch;
 
 use crate::app::AppState;
@@ -36,59 +41,152 @@ pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
 }
 
 /// Evaluates every device due now; returns how many.
+///
+/// Claims come in batches; each batch is cut into groups, and each group is read and decided
+/// on a task of its own, so that the deciding (the reads, the signatures) goes on, on another
+/// core, while the groups before it are written. The claims and the writes stay in order.
 pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
-    let mut total = 0;
-    let batch = state.settings.scheduler_batch.max(1);
-    loop {
-        let now = state.clock.now();
-        let now_us = micros(now);
-        if let Some(due) = state.store.next_due().await?
-            && due <= now_us
-        {
-            state.metrics.scheduler_lag_ms.set((now_us - due) / 1000);
+    // On PostgreSQL the groups' writes run side by side on connections of their own. SQLite
+    // has one writer: a second group would only wait for it, with any payment behind it.
+    let in_flight = match state.store.backend() {
+        "sqlite" => 1,
+        _ => GROUPS_IN_FLIGHT,
+    };
+    let (decisions, decided) = tokio::sync::mpsc::channel(in_flight);
+    let claim = async move {
+        let batch = state.settings.scheduler_batch.max(1);
+        let mut total = 0;
+        loop {
+            let ids = claim_batch(state, batch).await?;
+            total += ids.len();
+            for group in ids.chunks(DEVICES_PER_COMMIT) {
+                let (state, group) = (state.clone(), group.to_vec());
+                let decision = tokio::spawn(async move { decide_group(&state, group).await });
+                if decisions.send(decision).await.is_err() {
+                    // The writes stopped on a failure, which the join below returns.
+                    return Ok(total);
+                }
+            }
+            if ids.len() < batch as usize {
+                return Ok(total);
+            }
         }
-        let ids = state
-            .store
-            .claim_due(now_us, now_us + CLAIM_SECS * 1_000_000, batch)
-            .await?;
-        // On PostgreSQL the groups run side by side on connections of their own. SQLite has
-        // one writer: a second group would only wait for it, with any payment behind it.
-        let in_flight = match state.store.backend() {
-            "sqlite" => 1,
-            _ => GROUPS_IN_FLIGHT,
-        };
-        let groups: Vec<Vec<String>> = ids.chunks(DEVICES_PER_COMMIT).map(<[_]>::to_vec).collect();
-        let failures: Vec<anyhow::Error> = futures_util::stream::iter(groups)
-            .map(|group| async move { evaluate_group(state, &group).await })
-            .buffer_unordered(in_flight)
-            .filter_map(|result| async move { result.err() })
-            .collect()
-            .await;
-        // The first failure ends the pass; the claims of the devices not written run out,
-        // and the next pass takes them again.
-        if let Some(err) = failures.into_iter().next() {
-            return Err(err);
-        }
-        total += ids.len();
-        if ids.len() < batch as usize {
-            return Ok(total);
-        }
+    };
+    let write = futures_util::stream::unfold(decided, |mut decided| async move {
+        let decision = decided.recv().await?;
+        Some((decision, decided))
+    })
+    .map(|decision| async move {
+        let decided = decision.await.map_err(anyhow::Error::from)??;
+        write_group(state, decided).await
+    })
+    .buffer_unordered(in_flight)
+    // The first failure ends the pass; the claims of the devices not written run out, and
+    // the next pass takes them again.
+    .try_for_each(|()| async { Ok(()) });
+    let (total, ()) = tokio::try_join!(claim, write)?;
+    Ok(total)
+}
+
+/// Claims the next `batch` devices due now, for this server alone until the claim runs out.
+async fn claim_batch(state: &AppState, batch: u32) -> anyhow::Result<Vec<String>> {
+    let now_us = micros(state.clock.now());
+    if let Some(due) = state.store.next_due().await?
+        && due <= now_us
+    {
+        state.metrics.scheduler_lag_ms.set((now_us - due) / 1000);
     }
+    let claim_until_us = now_us + CLAIM_SECS * 1_000_000;
+    Ok(state.store.claim_due(now_us, claim_until_us, batch).await?)
 }
 
 /// How many devices' evaluations share one transaction, read and written a table at a time:
 /// one commit (an `fsync`) and a few statements for the whole group instead of a dozen
 /// statements and a commit per device. A bigger group holds SQLite's write lock longer, and a
-/// payment waiting behind it waits for the whole group (tens of milliseconds).
-const DEVICES_PER_COMMIT: usize = 250;
+/// payment waiting behind it waits for the group's write: about a tenth of a second for 500
+/// on a 2-core machine, as the reading and deciding happen before the lock is taken. Groups of
+/// 1,000 were no faster with 1,000,000 plans (BENCHMARKS.md).
+const DEVICES_PER_COMMIT: usize = 500;
 
 /// How many groups are evaluated at once on PostgreSQL.
 const GROUPS_IN_FLIGHT: usize = 4;
 
-/// Evaluates one group. If its write fails for a reason of its own (one device's write breaking
-/// a rule, say), evaluates each of its devices alone, so that one device does not hold back the
-/// others. A failure of the database itself ends the pass: retrying device by device would only
-/// wait for it once per device.
+/// A group's changes, each decided on the device as it was read, with the state it moves
+/// from and to (counted once written).
+struct Decided {
+    changes: Vec<(DeviceRecord, DeviceChange)>,
+    transitions: Vec<(String, String)>,
+}
+
+/// Reads the group's devices and decides each at the current time, without a write lock. A
+/// device whose decision fails is logged and left as it was: its claim runs out and it is
+/// tried again.
+async fn decide_group(state: &AppState, ids: Vec<String>) -> anyhow::Result<Decided> {
+    let now = state.clock.now();
+    let mut decided = Decided {
+        changes: Vec::with_capacity(ids.len()),
+        transitions: Vec::with_capacity(ids.len()),
+    };
+    for snapshot in state.store.snapshots(&ids).await? {
+        match decide(state, &snapshot, now) {
+            Ok((change, before, after)) => {
+                decided.changes.push((snapshot.device, change));
+                decided.transitions.push((before, after));
+            }
+            Err(err) => {
+                let id = &snapshot.device.enrolled.id;
+                tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
+            }
+        }
+    }
+    Ok(decided)
+}
+
+/// Writes a group's decisions. The devices written since they were read, or all of them when
+/// the group's write fails for a reason of its own, are evaluated again under their locks.
+async fn write_group(state: &AppState, decided: Decided) -> anyhow::Result<()> {
+    let ids: Vec<String> = decided
+        .changes
+        .iter()
+        .map(|(device, _)| device.enrolled.id.clone())
+        .collect();
+    let again = match state.store.write_decided(decided.changes).await {
+        Ok(results) => {
+            let mut again = Vec::new();
+            for ((id, (before, after)), result) in
+                ids.into_iter().zip(decided.transitions).zip(results)
+            {
+                match result {
+                    Ok(()) => state.metrics.state_changed(&before, &after),
+                    // Decided on what is no longer true.
+                    Err(StoreError::Conflict(_)) => again.push(id),
+                    Err(err) => {
+                        let err = ApiError::from(err);
+                        tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
+                    }
+                }
+            }
+            again
+        }
+        Err(err @ StoreError::Backend(_)) => return Err(err.into()),
+        Err(err) => {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "a group's write failed; evaluating it again under its locks"
+            );
+            ids
+        }
+    };
+    if again.is_empty() {
+        return Ok(());
+    }
+    evaluate_group(state, &again).await
+}
+
+/// Evaluates one group under its devices' locks. If its write fails for a reason of its own
+/// (one device's write breaking a rule, say), evaluates each of its devices alone, so that one
+/// device does not hold back the others. A failure of the database itself ends the pass:
+/// retrying device by device would only wait for it once per device.
 async fn evaluate_group(state: &AppState, group: &[String]) -> anyhow::Result<()> {
     let Err(err) = evaluate(state, group).await else {
         return Ok(());
@@ -119,10 +217,9 @@ fn is_backend(err: &anyhow::Error) -> bool {
     )
 }
 
-/// Takes the devices' decisions again at the current time, in one transaction. Only a change
-/// of state is audited; a lease renewal signs a new token without one. A device whose
-/// evaluation is refused is logged and left as it was (its claim runs out and it is tried
-/// again); a failed write fails the group.
+/// Takes the devices' decisions again at the current time, in one transaction, each on the
+/// device read under its lock. A device whose evaluation is refused is logged and left as it
+/// was (its claim runs out and it is tried again); a failed write fails the group.
 async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
     let now = state.clock.now();
     let (sender, transitions) = std::sync::mpsc::channel();
@@ -132,29 +229,10 @@ async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
             let closure_state = state.clone();
             let sender = sender.clone();
             let change: lien_store::ChangeFn = Box::new(move |snapshot: &DeviceSnapshot| {
-                let run = || -> Result<DeviceChange, ApiError> {
-                    let mutation = Mutation {
-                        action: "scheduled",
-                        reason: "the schedule reached its next step".into(),
-                        change: DeviceChange::default(),
-                        response: Some(serde_json::Value::Null),
-                    };
-                    let (mut change, _, before, after) =
-                        complete(&closure_state, snapshot, "scheduler", mutation, now)?;
-                    if before == after {
-                        change.audit.clear();
-                    } else if after == "released" {
-                        change.audit[0].action = "released".into();
-                        change.audit[0].reason = "the release became final".into();
-                    } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {
-                        // An appeal's deadline passed unanswered: say so in the history.
-                        change.audit[0].action = "appeal_deadline".into();
-                        change.audit[0].reason = unlock.reason.clone();
-                    }
-                    let _ = sender.send((snapshot.device.enrolled.id.clone(), before, after));
-                    Ok(change)
-                };
-                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                let (change, before, after) = decide(&closure_state, snapshot, now)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                let _ = sender.send((snapshot.device.enrolled.id.clone(), before, after));
+                Ok(change)
             });
             (id.clone(), change)
         })
@@ -182,6 +260,33 @@ async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The device's decision taken again at `now`: the change to write, and the state before and
+/// after. Only a change of state is audited; a lease renewal signs a new token without one.
+fn decide(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+    now: jiff::Timestamp,
+) -> Result<(DeviceChange, String, String), ApiError> {
+    let mutation = Mutation {
+        action: "scheduled",
+        reason: "the schedule reached its next step".into(),
+        change: DeviceChange::default(),
+        response: Some(serde_json::Value::Null),
+    };
+    let (mut change, _, before, after) = complete(state, snapshot, "scheduler", mutation, now)?;
+    if before == after {
+        change.audit.clear();
+    } else if after == "released" {
+        change.audit[0].action = "released".into();
+        change.audit[0].reason = "the release became final".into();
+    } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {
+        // An appeal's deadline passed unanswered: say so in the history.
+        change.audit[0].action = "appeal_deadline".into();
+        change.audit[0].reason = unlock.reason.clone();
+    }
+    Ok((change, before, after))
+}
+
 /// A provisional unlock an appeal put in force (its actor is `appeal:<reference>`) that is in
 /// effect at `now_us`: the scheduler's change then comes from the appeal's deadline.
 fn appeal_unlock_begun(
@@ -195,4 +300,114 @@ fn appeal_unlock_begun(
             && o.from_us <= now_us
             && o.until_us.is_some_and(|u| now_us < u)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jiff::Timestamp;
+    use lien_store::{AuditEntry, DeviceChange, Financier, OverrideRecord};
+
+    use super::{decide_group, write_group};
+    use crate::app::AppState;
+    use crate::clock::{Clock, ManualClock, micros};
+    use crate::config::Settings;
+    use crate::domain::kind;
+    use crate::routes::devices::prepare_enrollment;
+    use crate::secrets::Secrets;
+
+    /// A device written between its group's read and the group's write (here, support's
+    /// provisional unlock, which signs no token of its own) is not given the decision taken
+    /// before it: the group's write leaves it out, and it is decided again, unlocked.
+    #[tokio::test]
+    async fn a_device_written_while_its_group_is_decided_is_decided_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
+        let store = crate::open_store(&settings).await.unwrap();
+        let secrets = Secrets::load_or_create(dir.path()).unwrap();
+        let clock = ManualClock::new("2026-01-10T09:00:00Z".parse::<Timestamp>().unwrap());
+        let state = AppState::new(store, Arc::new(clock.clone()), secrets, settings);
+        let now = clock.now();
+        let financier = Financier {
+            id: "fin_1".into(),
+            name: "Duka Phones".into(),
+            contact: "+254 700 000 000".into(),
+            payment_link: None,
+            created_us: micros(now),
+        };
+        let audit = AuditEntry {
+            at_us: micros(now),
+            actor: "test".into(),
+            action: "financier_created".into(),
+            reason: "test".into(),
+            before_json: "null".into(),
+            after_json: "null".into(),
+        };
+        state
+            .store
+            .create_financier(&financier, &audit)
+            .await
+            .unwrap();
+        let request = serde_json::from_value(serde_json::json!({
+            "contract_ref": "C-1",
+            "imei1": "356938035643809",
+            "serial": "SN1",
+            "model": "Phone X",
+            "plan": {
+                "currency": "KES",
+                "time_zone": "Africa/Nairobi",
+                "down_payment_minor": 200000,
+                "installments": [{"due": "2026-02-01", "amount_minor": 100000}]
+            },
+            "policy": {"preset": "kenya"}
+        }))
+        .unwrap();
+        let (device, change) =
+            prepare_enrollment(&state, &financier, "test", &request, now).unwrap();
+        let id = state
+            .store
+            .enroll(&device, change)
+            .await
+            .unwrap()
+            .enrolled
+            .id;
+
+        // Day 4 past the due date: the scheduler decides to lock.
+        clock.set("2026-02-05T10:00:00+03:00".parse().unwrap());
+        let now_us = micros(clock.now());
+        let decided = decide_group(&state, vec![id.clone()]).await.unwrap();
+        assert_eq!(decided.transitions[0].1, "locked");
+
+        // Support unlocks the phone for three days before the scheduler writes.
+        let unlock = OverrideRecord {
+            id: 0,
+            kind: kind::PROVISIONAL_UNLOCK.into(),
+            reason: "payment being traced".into(),
+            from_us: now_us,
+            until_us: Some(now_us + 3 * 86_400_000_000),
+            cancelled_us: None,
+            actor: "support".into(),
+            created_us: now_us,
+        };
+        let current = state.store.device(&id).await.unwrap();
+        let written = DeviceChange {
+            new_override: Some(unlock),
+            next_eval_us: current.next_eval_us,
+            ..DeviceChange::default()
+        };
+        state
+            .store
+            .update_device(&id, Box::new(move |_| Ok(written)))
+            .await
+            .unwrap();
+
+        write_group(&state, decided).await.unwrap();
+        let stored = state.store.device(&id).await.unwrap();
+        assert_ne!(stored.decision.state, "locked", "{:?}", stored.decision);
+        assert_ne!(stored.token.map(|t| t.state).as_deref(), Some("locked"));
+    }
 }

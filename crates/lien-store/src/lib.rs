@@ -112,6 +112,18 @@ pub trait Devices: Send + Sync {
         &self,
         changes: Vec<(String, ChangeFn)>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+    /// The snapshots of `ids` as they stand, read without taking any write lock, in the order
+    /// of `ids`; devices that do not exist are left out. With [`Devices::write_decided`] they
+    /// let a caller decide many devices while another group's write is under way.
+    async fn snapshots(&self, ids: &[String]) -> Result<Vec<DeviceSnapshot>, StoreError>;
+    /// Writes changes decided on devices read earlier (each with the [`DeviceRecord`] it was
+    /// decided on), in one transaction, as [`Devices::update_devices`] does. A device written
+    /// since it was read (its version moved) is left as it is, with [`StoreError::Conflict`]:
+    /// its change was decided on what is no longer true, and must be decided again.
+    async fn write_decided(
+        &self,
+        decided: Vec<(DeviceRecord, DeviceChange)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
     /// The one-row read behind a check-in.
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError>;
     /// Writes a batch of last-seen times.
@@ -126,7 +138,9 @@ pub trait Devices: Send + Sync {
 #[async_trait]
 pub trait Schedule: Send + Sync {
     /// Claims up to `limit` devices due at `now` until `claim_until`, so that another
-    /// server does not evaluate them too. A claim ends when the device is next updated.
+    /// server (or another pass) does not evaluate them too. A claim ends when the device is
+    /// next updated. PostgreSQL keeps claims in the devices' rows; SQLite, which one process
+    /// serves, in memory.
     async fn claim_due(
         &self,
         now_us: i64,

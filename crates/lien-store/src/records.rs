@@ -124,6 +124,9 @@ pub struct DeviceRecord {
     pub ocra_counter: i64,
     /// When the release became final.
     pub released_us: Option<i64>,
+    /// How many times the row was written: a change decided on this record is written only
+    /// while it is unchanged (see [`crate::Devices::write_decided`]).
+    pub version: i64,
 }
 
 /// A payment as received from the financier.

@@ -194,6 +194,7 @@ conformance![
     batched_changes_are_each_all_or_nothing,
     a_batch_sees_each_device_as_a_single_read_does,
     a_group_enrolls_all_or_none,
+    a_change_decided_on_a_stale_read_is_left_out,
     a_write_finishes_when_its_caller_gives_up,
     committed_token_changes_are_announced,
     appeals_are_written_with_the_change_and_answered_once,

@@ -94,6 +94,7 @@ pub fn prepare_enrollment(
             last_seen_us: None,
             ocra_counter: 0,
             released_us: None,
+            version: 0,
         },
         financier: financier.clone(),
         payments: vec![],

@@ -5,7 +5,7 @@
 use sqlx::{Any, Transaction};
 
 use super::audit_log::append_audits;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::rows::{Value, insert_rows, update_from_values};
 use super::{backend, unique_or_backend};
@@ -26,20 +26,40 @@ pub(super) fn check(current: &DeviceRecord, change: &DeviceChange) -> Result<(),
     Ok(())
 }
 
-/// Applies each device's change inside `tx`; a device may appear only once. Callers that
-/// write a group [`check`] each change first, to leave out only the devices it refuses; on
-/// any error here the transaction must be abandoned, as some of the writes may have been made.
+/// Whether a device's row is written whatever its version, or only if it is still at the
+/// version of the record its change was decided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Versions {
+    /// The change was decided on the row read under its lock, in this transaction.
+    Any,
+    /// The change was decided on a read made earlier, outside any lock.
+    AsRead,
+}
+
+/// Applies each device's change inside `tx`; a device may appear only once. Returns the ids
+/// of the devices left out because their version moved ([`Versions::AsRead`] only): nothing
+/// of theirs is written. Callers that write a group [`check`] each change first, to leave out
+/// only the devices it refuses; on any error here the transaction must be abandoned, as some
+/// of the writes may have been made.
 pub(super) async fn apply_all(
     tx: &mut Transaction<'_, Any>,
     changes: &[(&DeviceRecord, &DeviceChange)],
-) -> Result<(), StoreError> {
+    versions: Versions,
+) -> Result<HashSet<String>, StoreError> {
     for (current, change) in changes {
         check(current, change)?;
     }
-    for (current, change) in changes {
+    // The devices' own rows first: the versions are checked in the same statements, so that
+    // nothing else is written for a device that moved.
+    let moved = update_rows(tx, changes, versions).await?;
+    let changes: Vec<(&DeviceRecord, &DeviceChange)> = changes
+        .iter()
+        .filter(|(current, _)| !moved.contains(&current.enrolled.id))
+        .copied()
+        .collect();
+    for (current, change) in &changes {
         apply_own_rows(tx, &current.enrolled.id, change).await?;
     }
-    update_rows(tx, changes).await?;
     let tokens = changes
         .iter()
         .filter_map(|(current, change)| {
@@ -87,7 +107,7 @@ pub(super) async fn apply_all(
             .map_err(|e| unique_or_backend(e, "this Idempotency-Key is already used"))?;
         }
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// The rows only some changes write (payments, reversals, overrides, events, appeals, a
@@ -228,25 +248,39 @@ fn row_values(change: &DeviceChange) -> (Vec<&'static str>, Vec<Value>) {
 }
 
 /// The devices' own rows: one `UPDATE` for all the devices whose changes set the same columns
-/// (in a scheduler's group, nearly all of them).
+/// (in a scheduler's group, nearly all of them). Returns the devices not written: with
+/// [`Versions::AsRead`], those whose version is no longer the one their change was decided on.
 async fn update_rows(
     tx: &mut Transaction<'_, Any>,
     changes: &[(&DeviceRecord, &DeviceChange)],
-) -> Result<(), StoreError> {
+    versions: Versions,
+) -> Result<HashSet<String>, StoreError> {
     let mut by_columns: BTreeMap<Vec<&'static str>, Vec<Vec<Value>>> = BTreeMap::new();
     for (current, change) in changes {
         let (columns, values) = row_values(change);
         let mut row = vec![Value::from(&current.enrolled.id)];
         row.extend(values);
+        if versions == Versions::AsRead {
+            row.push(Value::from(current.version));
+        }
         by_columns.entry(columns).or_default().push(row);
     }
+    let guard = (versions == Versions::AsRead).then_some("version");
+    let mut written = HashSet::new();
     for (columns, rows) in by_columns {
-        let mut also = vec!["claimed_until_us = NULL"];
+        // Any write moves the version, so that a change decided on an earlier read can tell.
+        let mut also = vec!["claimed_until_us = NULL", "version = version + 1"];
         if columns.contains(&"device_key") {
             // A new binding: one generation above the current, whatever it is.
             also.push("binding_generation = binding_generation + 1");
         }
-        update_from_values(tx, "devices", "id", &columns, &also, rows).await?;
+        written
+            .extend(update_from_values(tx, "devices", "id", &columns, &also, guard, rows).await?);
     }
-    Ok(())
+    Ok(changes
+        .iter()
+        .map(|(current, _)| &current.enrolled.id)
+        .filter(|id| !written.contains(*id))
+        .cloned()
+        .collect())
 }

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::checkin_cache::Lookup;
-use super::device_writes::{apply_all, check};
+use super::device_writes::{Versions, apply_all, check};
 use super::rows::{Value, fetch_in, insert_rows};
 use super::tenants::financier_by_id;
 use super::{SqlStore, backend, unique_or_backend};
@@ -25,7 +25,7 @@ const DEVICE_COLUMNS: &str = "id, financier_id, contract_ref, imei1, imei2, seri
     plan_json, policy_json, enrolled_us, state, decision_json, amount_due_minor, currency, \
     next_eval_us, binding_generation, device_key, bound_us, token_sequence, token_state, \
     token_issued_us, token_lease_end_us, token, applied_sequence, last_seen_us, ocra_counter, \
-    released_us, (SELECT t.status_code FROM tokens t WHERE t.device_id = devices.id \
+    released_us, version, (SELECT t.status_code FROM tokens t WHERE t.device_id = devices.id \
     AND t.sequence = devices.token_sequence)";
 
 /// The columns of a check-in view, in the order [`checkin_view_from`] reads them.
@@ -84,7 +84,7 @@ fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
                     state: row.try_get::<Option<String>, _>(19)?.unwrap_or_default(),
                     issued_us: row.try_get::<Option<i64>, _>(20)?.unwrap_or_default(),
                     lease_end_us: row.try_get(21)?,
-                    status_code: row.try_get::<Option<String>, _>(27)?.unwrap_or_default(),
+                    status_code: row.try_get::<Option<String>, _>(28)?.unwrap_or_default(),
                     bytes,
                 }),
                 None => None,
@@ -93,6 +93,7 @@ fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
             last_seen_us: row.try_get(24)?,
             ocra_counter: row.try_get(25)?,
             released_us: row.try_get(26)?,
+            version: row.try_get(27)?,
         })
     })()
     .map_err(backend)
@@ -258,6 +259,15 @@ impl SqlStore {
         }
     }
 
+    /// Ends the scheduler's claim on the device, which was written: on PostgreSQL the write
+    /// itself ends it, on SQLite this does (see [`super::claims`]). Called once the writing
+    /// transaction has ended, committed or not.
+    fn release_claim(&self, id: &str) {
+        if let Some(claims) = &self.claims {
+            claims.release(id);
+        }
+    }
+
     /// Tells this process's push channels about a committed change. PostgreSQL announces
     /// through `pg_notify` inside the transaction instead, which reaches every server.
     fn announce_after_commit(&self, id: &str) {
@@ -407,6 +417,25 @@ impl Devices for SqlStore {
         Ok(results.into_iter().map(|r| r.map(|_| ())).collect())
     }
 
+    async fn snapshots(&self, ids: &[String]) -> Result<Vec<DeviceSnapshot>, StoreError> {
+        let mut tx = self.read.begin().await.map_err(backend)?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut snapshots = self.snapshots_in(&mut tx, &ids, false).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ids.iter().filter_map(|id| snapshots.remove(*id)).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(devices = decided.len()))]
+    async fn write_decided(
+        &self,
+        decided: Vec<(DeviceRecord, DeviceChange)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let store = self.clone();
+        let results =
+            run_to_completion(async move { store.write_decided_now(decided).await }).await?;
+        Ok(results.into_iter().map(|r| r.map(|_| ())).collect())
+    }
+
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError> {
         let Some(cache) = &self.checkin_cache else {
             return self.read_checkin_view(id).await;
@@ -479,6 +508,28 @@ impl Schedule for SqlStore {
     ) -> Result<Vec<String>, StoreError> {
         // SKIP LOCKED lets several servers claim disjoint batches at once; the claim's end
         // time keeps a device from being claimed twice while its evaluation is under way.
+        if let Some(claims) = &self.claims {
+            // On the writer's connection, which a write holds until it has committed: a device
+            // whose claim a write released is read here as that write left it, never as it
+            // was before (due, with a decision the write replaced).
+            let read_due = |wanted: usize| async move {
+                sqlx::query(
+                    "SELECT id FROM devices WHERE next_eval_us <= $1 ORDER BY next_eval_us LIMIT $2",
+                )
+                .bind(now_us)
+                .bind(wanted as i64)
+                .fetch_all(&self.write)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(backend)
+            };
+            return claims
+                .claim(now_us, claim_until_us, limit as usize, read_due)
+                .await;
+        }
         let skip_locked = match self.dialect {
             super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             super::Dialect::Sqlite => "",
@@ -605,7 +656,7 @@ impl SqlStore {
                 Ok((current.get(&device.id).ok_or(StoreError::NotFound)?, change))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        apply_all(&mut tx, &changes).await?;
+        apply_all(&mut tx, &changes, Versions::Any).await?;
         let mut stored = if read_back {
             self.devices_in(&mut tx, &ids).await?
         } else {
@@ -622,9 +673,8 @@ impl SqlStore {
     }
 
     /// The body of [`Devices::update_device`] and [`Devices::update_devices`]: the snapshots
-    /// under the rows' locks, each caller's change, the writes, and on PostgreSQL the
-    /// notification that goes out on commit, a handful of statements for the whole group.
-    /// With `read_back`, each written device's stored row is returned.
+    /// under the rows' locks, each caller's change, then [`SqlStore::write_planned`], a
+    /// handful of statements for the whole group.
     async fn update_devices_now(
         &self,
         changes: Vec<(String, ChangeFn)>,
@@ -633,42 +683,69 @@ impl SqlStore {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
         let mut snapshots = self.snapshots_in(&mut tx, &ids, true).await?;
-        // Each device's change, or why it is left out; a refused change writes nothing, so the
-        // others need no savepoint to be written without it.
-        let mut outcomes: Vec<Result<(DeviceSnapshot, DeviceChange), StoreError>> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (id, change) in changes {
-            let outcome = match snapshots.remove(&id) {
-                _ if !seen.insert(id.clone()) => Err(StoreError::Conflict(format!(
-                    "device {id} appears twice in one batch"
-                ))),
-                None => Err(StoreError::NotFound),
-                Some(snapshot) => {
-                    change(&snapshot)
-                        .map_err(StoreError::Refused)
-                        .and_then(|change| {
-                            check(&snapshot.device, &change).map(|()| (snapshot, change))
-                        })
-                }
-            };
-            outcomes.push(outcome);
-        }
-        let planned: Vec<(&DeviceRecord, &DeviceChange)> = outcomes
+        let mut seen = HashSet::new();
+        let planned = changes
+            .into_iter()
+            .map(|(id, change)| {
+                once_each(&mut seen, &id)?;
+                let snapshot = snapshots.remove(&id).ok_or(StoreError::NotFound)?;
+                let change = change(&snapshot).map_err(StoreError::Refused)?;
+                check(&snapshot.device, &change)?;
+                Ok((snapshot.device, change))
+            })
+            .collect();
+        self.write_planned(tx, planned, Versions::Any, read_back)
+            .await
+    }
+
+    /// The body of [`Devices::write_decided`]: the writes of the changes, each only if its
+    /// device's row is still at the version its change was decided on.
+    async fn write_decided_now(
+        &self,
+        decided: Vec<(DeviceRecord, DeviceChange)>,
+    ) -> Result<Vec<Result<Option<DeviceRecord>, StoreError>>, StoreError> {
+        let tx = self.write.begin().await.map_err(backend)?;
+        let mut seen = HashSet::new();
+        let planned = decided
+            .into_iter()
+            .map(|(device, change)| {
+                once_each(&mut seen, &device.enrolled.id)?;
+                check(&device, &change)?;
+                Ok((device, change))
+            })
+            .collect();
+        self.write_planned(tx, planned, Versions::AsRead, false)
+            .await
+    }
+
+    /// Writes the planned changes (a device whose change was refused is left out, with why)
+    /// inside `tx`, announces them on PostgreSQL when it commits, and commits. A refused change
+    /// writes nothing, so the others need no savepoint to be written without it. With
+    /// `read_back`, each written device's stored row is returned.
+    async fn write_planned(
+        &self,
+        mut tx: Transaction<'_, Any>,
+        planned: Vec<Result<(DeviceRecord, DeviceChange), StoreError>>,
+        versions: Versions,
+        read_back: bool,
+    ) -> Result<Vec<Result<Option<DeviceRecord>, StoreError>>, StoreError> {
+        let writes: Vec<(&DeviceRecord, &DeviceChange)> = planned
             .iter()
             .flatten()
-            .map(|(snapshot, change)| (&snapshot.device, change))
+            .map(|(device, change)| (device, change))
             .collect();
-        let written: Vec<&str> = planned
-            .iter()
-            .map(|(d, _)| d.enrolled.id.as_str())
+        // On an error the transaction is dropped, so rolled back, with nothing committed.
+        let moved = apply_all(&mut tx, &writes, versions).await?;
+        let writes: Vec<_> = writes
+            .into_iter()
+            .filter(|(d, _)| !moved.contains(&d.enrolled.id))
             .collect();
-        let announced: Vec<&str> = planned
+        let written: Vec<&str> = writes.iter().map(|(d, _)| d.enrolled.id.as_str()).collect();
+        let announced: Vec<&str> = writes
             .iter()
             .filter(|(_, c)| c.token.is_some() || c.binding.is_some())
             .map(|(d, _)| d.enrolled.id.as_str())
             .collect();
-        // On an error the transaction is dropped, so rolled back, with nothing committed.
-        apply_all(&mut tx, &planned).await?;
         if self.dialect == super::Dialect::Postgres {
             // Delivered to the listeners only when, and if, this transaction commits.
             for payload in super::notify::payloads(&announced) {
@@ -689,18 +766,37 @@ impl SqlStore {
         // Whatever the outcome: a failed commit may still have reached the disk.
         for id in &written {
             self.forget_checkin_view(id);
+            self.release_claim(id);
         }
         committed.map_err(backend)?;
         for id in &announced {
             self.announce_after_commit(id);
         }
-        Ok(outcomes
+        Ok(planned
             .into_iter()
             .map(|outcome| {
-                let (snapshot, _) = outcome?;
-                Ok(stored.remove(&snapshot.device.enrolled.id))
+                let (device, _) = outcome?;
+                let id = &device.enrolled.id;
+                if moved.contains(id) {
+                    return Err(StoreError::Conflict(format!(
+                        "device {id} was written after its change was decided"
+                    )));
+                }
+                Ok(stored.remove(id))
             })
             .collect())
+    }
+}
+
+/// Refuses a device named twice in one batch: its second change would be decided on a
+/// snapshot that the first one's write makes stale.
+fn once_each(seen: &mut HashSet<String>, id: &str) -> Result<(), StoreError> {
+    if seen.insert(id.to_string()) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "device {id} appears twice in one batch"
+        )))
     }
 }
 

@@ -10,6 +10,7 @@ mod appeals;
 mod audit_log;
 mod checkin_cache;
 mod checkpoint;
+mod claims;
 mod device_writes;
 mod devices;
 mod notify;
@@ -29,12 +30,20 @@ use crate::StoreError;
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_appeals.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_device_version.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (
         2,
         include_str!("../../migrations/postgres/0002_appeals.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_device_version.sql"),
     ),
 ];
 
@@ -73,6 +82,8 @@ pub struct SqlStore {
     _sqlite_lock: Option<Arc<std::fs::File>>,
     /// SQLite only: checkpoints the log while the store is open (see [`checkpoint`]).
     _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// SQLite only: the scheduler's claims (see [`claims`]).
+    claims: Option<Arc<claims::Claims>>,
 }
 
 impl SqlStore {
@@ -118,6 +129,7 @@ impl SqlStore {
                     feed: notify::Feed::local(),
                     _sqlite_lock: sqlite_lock,
                     _checkpointer: None,
+                    claims: Some(Arc::default()),
                 };
                 store.migrate().await?;
                 // No ping before lending a read connection: a SQLite connection is a file
@@ -156,6 +168,7 @@ impl SqlStore {
                     feed: notify::Feed::listening(url),
                     _sqlite_lock: None,
                     _checkpointer: None,
+                    claims: None,
                 };
                 store.migrate().await?;
                 store

@@ -6,7 +6,7 @@
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use super::backend;
 use crate::StoreError;
@@ -118,14 +118,17 @@ pub(super) async fn insert_rows(
 /// Sets `columns` (and the fixed assignments `also`) of the rows of `table` whose `key` is the
 /// first value of each row of `rows`, from the values that follow it: one
 /// `UPDATE ... FROM (VALUES ...)` per chunk of rows, which both SQLite and PostgreSQL run.
+/// With a `guard` column, each row of `rows` ends with one more value, and the table's row is
+/// set only if its `guard` equals it. Returns the keys of the rows set.
 pub(super) async fn update_from_values(
     tx: &mut Transaction<'_, Any>,
     table: &str,
     key: &str,
     columns: &[&str],
     also: &[&str],
+    guard: Option<&str>,
     rows: Vec<Vec<Value>>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     // A `VALUES` list's columns are named column1, column2, ... on both backends.
     let sets = columns
         .iter()
@@ -134,22 +137,30 @@ pub(super) async fn update_from_values(
         .chain(also.iter().map(|a| a.to_string()))
         .collect::<Vec<_>>()
         .join(", ");
-    let width = columns.len() + 1;
+    let width = columns.len() + 1 + usize::from(guard.is_some());
+    let guard = guard
+        .map(|column| format!(" AND {table}.{column} = v.column{width}"))
+        .unwrap_or_default();
+    let mut set = Vec::new();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let tuples = (0..chunk.len())
             .map(|r| format!("({})", placeholders(tx, r * width + 1, width)))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "UPDATE {table} SET {sets} FROM (VALUES {tuples}) AS v WHERE {table}.{key} = v.column1"
+            "UPDATE {table} SET {sets} FROM (VALUES {tuples}) AS v \
+             WHERE {table}.{key} = v.column1{guard} RETURNING {table}.{key}"
         );
         let query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        bind_all(query, chunk.iter().flatten().cloned())
-            .execute(&mut **tx)
+        for row in bind_all(query, chunk.iter().flatten().cloned())
+            .fetch_all(&mut **tx)
             .await
-            .map_err(backend)?;
+            .map_err(backend)?
+        {
+            set.push(row.try_get(0).map_err(backend)?);
+        }
     }
-    Ok(())
+    Ok(set)
 }
 
 /// Runs `select` for all of `ids`, in chunks, and returns every row. `select` is given the

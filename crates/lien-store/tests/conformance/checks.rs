@@ -1438,6 +1438,72 @@ pub async fn a_batch_sees_each_device_as_a_single_read_does(db: Db) {
     assert_eq!(announced, ids.iter().map(|id| id.to_string()).collect());
 }
 
+/// A change decided on a snapshot read outside any write is written only while the device is
+/// as it was read: a payment recorded in between leaves that device's change out, as a
+/// conflict, and the group's other devices are written. Every write moves the version.
+pub async fn a_change_decided_on_a_stale_read_is_left_out(db: Db) {
+    add_financier(&db, "fin_a").await;
+    let ids = ["dev_1", "dev_2", "dev_3"];
+    for id in ids {
+        enroll(&db, "fin_a", id, Some(T0 + DAY)).await;
+    }
+    let read = db
+        .snapshots(&ids.map(String::from))
+        .await
+        .expect("the snapshots");
+    assert_eq!(
+        read.iter()
+            .map(|s| s.device.enrolled.id.as_str())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    let paid = update(
+        &db,
+        "dev_2",
+        DeviceChange {
+            payment: Some(payment("P1", 1_000)),
+            token: Some(token(2, "active", "PAID")),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert!(
+        paid.version > read[1].device.version,
+        "a write moves the version"
+    );
+    let decided = read
+        .into_iter()
+        .map(|snapshot| {
+            // Above the paid token's sequence, so that only the version can refuse it.
+            let change = DeviceChange {
+                token: Some(token(3, "locked", "LATE")),
+                next_eval_us: Some(T0 + 2 * DAY),
+                audit: vec![entry("scheduled", "decided earlier")],
+                ..DeviceChange::default()
+            };
+            (snapshot.device, change)
+        })
+        .collect();
+    let results = db.write_decided(decided).await.expect("the group commits");
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    let message = conflict(results.into_iter().nth(1).unwrap());
+    assert!(message.contains("dev_2"), "{message}");
+    let kept = db.device("dev_2").await.unwrap();
+    assert_eq!(kept.token.map(|t| t.status_code), Some("PAID".to_string()));
+    assert_eq!(kept.next_eval_us, paid.next_eval_us);
+    assert_eq!(kept.version, paid.version);
+    for id in ["dev_1", "dev_3"] {
+        let written = db.device(id).await.unwrap();
+        assert_eq!(
+            written.token.map(|t| t.status_code),
+            Some("LATE".to_string())
+        );
+        assert_eq!(written.next_eval_us, Some(T0 + 2 * DAY));
+        assert_eq!(db.audit_chain(id).await.unwrap().len(), 2, "{id}");
+    }
+}
+
 /// A group enrollment stores each device as enrolling it alone does, in one transaction; a
 /// group with one taken IMEI is refused as a whole and leaves nothing.
 pub async fn a_group_enrolls_all_or_none(db: Db) {
