@@ -4,8 +4,11 @@
 //! (the server's `serve`, admin commands, the phone simulator) means adding a module and a
 //! variant of [`Command`], without touching the others.
 
+/// jemalloc rather than the system's allocator: the scheduler and check-ins allocate many
+/// short-lived buffers, on which glibc's spent a sixth of the CPU; and an idle push connection
+/// costs 8 KiB with it against 12 with glibc's (mimalloc was as fast, but 20 KiB).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::process::ExitCode;
 
