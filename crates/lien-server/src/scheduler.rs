@@ -10,12 +10,14 @@
 //! was not written in between (`Devices::write_decided`). The few devices a payment or an
 //! override reached in between are decided again under their row locks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
 use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::app::AppState;
 use crate::clock::micros;
@@ -42,9 +44,11 @@ pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
 
 /// Evaluates every device due now; returns how many.
 ///
-/// Claims come in batches; each batch is cut into groups, and each group is read and decided
-/// on a task of its own, so that the deciding (the reads, the signatures) goes on, on another
-/// core, while the groups before it are written. The claims and the writes stay in order.
+/// Claims come in batches, cut into groups. Each group is read and decided on a task of its
+/// own, one group at a time, while the groups before it are written: the deciding (the reads,
+/// the signatures) goes on, on another core, while the writer waits for the disk. After a
+/// failure no more devices are claimed, the groups already decided are still written, and the
+/// first failure is returned.
 pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
     // On PostgreSQL the groups' writes run side by side on connections of their own. SQLite
     // has one writer: a second group would only wait for it, with any payment behind it.
@@ -53,24 +57,37 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
         _ => GROUPS_IN_FLIGHT,
     };
     let (decisions, decided) = tokio::sync::mpsc::channel(in_flight);
+    let failed = &AtomicBool::new(false);
+    // One group decided at a time: more would only take CPU from the requests, and on
+    // PostgreSQL connections from the pool.
+    let deciding = Arc::new(Semaphore::new(1));
+    // Owns the sender, so that the writes end when the claims do.
     let claim = async move {
         let batch = state.settings.scheduler_batch.max(1);
         let mut total = 0;
-        loop {
+        while !failed.load(Ordering::Relaxed) {
             let ids = claim_batch(state, batch).await?;
             total += ids.len();
             for group in ids.chunks(DEVICES_PER_COMMIT) {
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let turn = deciding.clone().acquire_owned().await?;
                 let (state, group) = (state.clone(), group.to_vec());
-                let decision = tokio::spawn(async move { decide_group(&state, group).await });
+                let decision = tokio::spawn(async move {
+                    let decided = decide_group(&state, group).await;
+                    drop(turn);
+                    decided
+                });
                 if decisions.send(decision).await.is_err() {
-                    // The writes stopped on a failure, which the join below returns.
                     return Ok(total);
                 }
             }
             if ids.len() < batch as usize {
-                return Ok(total);
+                break;
             }
         }
+        anyhow::Ok(total)
     };
     let write = futures_util::stream::unfold(decided, |mut decided| async move {
         let decision = decided.recv().await?;
@@ -81,11 +98,18 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<usize> {
         write_group(state, decided).await
     })
     .buffer_unordered(in_flight)
-    // The first failure ends the pass; the claims of the devices not written run out, and
-    // the next pass takes them again.
-    .try_for_each(|()| async { Ok(()) });
-    let (total, ()) = tokio::try_join!(claim, write)?;
-    Ok(total)
+    .fold(None, |first: Option<anyhow::Error>, result| {
+        let failure = result.err();
+        if failure.is_some() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        async move { first.or(failure) }
+    });
+    let (claimed, failure) = tokio::join!(claim, write);
+    match failure {
+        Some(err) => Err(err),
+        None => claimed,
+    }
 }
 
 /// Claims the next `batch` devices due now, for this server alone until the claim runs out.
@@ -105,7 +129,7 @@ async fn claim_batch(state: &AppState, batch: u32) -> anyhow::Result<Vec<String>
 /// statements and a commit per device. A bigger group holds SQLite's write lock longer, and a
 /// payment waiting behind it waits for the group's write: about a tenth of a second for 500
 /// on a 2-core machine, as the reading and deciding happen before the lock is taken. Groups of
-/// 1,000 were no faster with 1,000,000 plans (BENCHMARKS.md).
+/// 1,000 were no faster with 1,000,000 plans (BENCHMARKS.md, the scheduler's section).
 const DEVICES_PER_COMMIT: usize = 500;
 
 /// How many groups are evaluated at once on PostgreSQL.
@@ -123,22 +147,30 @@ struct Decided {
 /// tried again.
 async fn decide_group(state: &AppState, ids: Vec<String>) -> anyhow::Result<Decided> {
     let now = state.clock.now();
-    let mut decided = Decided {
-        changes: Vec::with_capacity(ids.len()),
-        transitions: Vec::with_capacity(ids.len()),
-    };
-    for snapshot in state.store.snapshots(&ids).await? {
-        match decide(state, &snapshot, now) {
-            Ok((change, before, after)) => {
-                decided.changes.push((snapshot.device, change));
-                decided.transitions.push((before, after));
-            }
-            Err(err) => {
-                let id = &snapshot.device.enrolled.id;
-                tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
+    let snapshots = state.store.snapshots(&ids).await?;
+    // Signing a group's tokens takes tens of milliseconds of CPU: on a thread of its own, so
+    // that the runtime's workers stay free for requests.
+    let state = state.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        let mut decided = Decided {
+            changes: Vec::with_capacity(snapshots.len()),
+            transitions: Vec::with_capacity(snapshots.len()),
+        };
+        for snapshot in snapshots {
+            match decide(&state, &snapshot, now) {
+                Ok((change, before, after)) => {
+                    decided.changes.push((snapshot.device, change));
+                    decided.transitions.push((before, after));
+                }
+                Err(err) => {
+                    let id = &snapshot.device.enrolled.id;
+                    tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
+                }
             }
         }
-    }
+        decided
+    })
+    .await?;
     Ok(decided)
 }
 

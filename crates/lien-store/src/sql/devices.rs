@@ -116,6 +116,10 @@ impl SqlStore {
         ids.sort_unstable();
         ids.dedup();
         let ids = ids.as_slice();
+        // The devices' rows first. Outside a transaction's lock (`Devices::snapshots`) each
+        // statement may see later commits than the one before it; a write committed after this
+        // first read moves the version read here, so a change decided on this snapshot is
+        // refused whatever the later statements saw.
         let devices = fetch_in(
             tx,
             |list| {
@@ -490,10 +494,10 @@ impl Devices for SqlStore {
     }
 
     async fn snapshot(&self, id: &str) -> Result<DeviceSnapshot, StoreError> {
-        let mut tx = self.read.begin().await.map_err(backend)?;
-        let mut snapshots = self.snapshots_in(&mut tx, &[id], false).await?;
-        tx.commit().await.map_err(backend)?;
-        snapshots.remove(id).ok_or(StoreError::NotFound)
+        self.snapshots(&[id.to_string()])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
     }
 }
 
@@ -506,8 +510,8 @@ impl Schedule for SqlStore {
         claim_until_us: i64,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        // SKIP LOCKED lets several servers claim disjoint batches at once; the claim's end
-        // time keeps a device from being claimed twice while its evaluation is under way.
+        // The claim's end time keeps a device from being claimed twice while its evaluation is
+        // under way. SQLite keeps its claims in memory (see `claims`).
         if let Some(claims) = &self.claims {
             // On the writer's connection, which a write holds until it has committed: a device
             // whose claim a write released is read here as that write left it, never as it
@@ -530,16 +534,11 @@ impl Schedule for SqlStore {
                 .claim(now_us, claim_until_us, limit as usize, read_due)
                 .await;
         }
-        let skip_locked = match self.dialect {
-            super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            super::Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE devices SET claimed_until_us = $1 WHERE id IN (\
+        // PostgreSQL: SKIP LOCKED lets several servers claim disjoint batches at once.
+        let sql = "UPDATE devices SET claimed_until_us = $1 WHERE id IN (\
                SELECT id FROM devices WHERE next_eval_us <= $2 \
                AND (claimed_until_us IS NULL OR claimed_until_us < $2) \
-               ORDER BY next_eval_us LIMIT $3{skip_locked}) RETURNING id"
-        );
+               ORDER BY next_eval_us LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id";
         let mut tx = self.write.begin().await.map_err(backend)?;
         let ids = sqlx::query(AssertSqlSafe(sql))
             .bind(claim_until_us)
@@ -704,7 +703,26 @@ impl SqlStore {
         &self,
         decided: Vec<(DeviceRecord, DeviceChange)>,
     ) -> Result<Vec<Result<Option<DeviceRecord>, StoreError>>, StoreError> {
-        let tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if self.dialect == super::Dialect::Postgres {
+            // The rows' locks in one order, as `snapshots_in` takes them: the `UPDATE` that
+            // checks the versions would take them in whatever order it joins the rows, and
+            // two transactions doing that on common rows could deadlock.
+            let mut ids: Vec<&str> = decided
+                .iter()
+                .map(|(d, _)| d.enrolled.id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            fetch_in(
+                &mut tx,
+                |list| {
+                    format!("SELECT id FROM devices WHERE id IN ({list}) ORDER BY id FOR UPDATE")
+                },
+                &ids,
+            )
+            .await?;
+        }
         let mut seen = HashSet::new();
         let planned = decided
             .into_iter()

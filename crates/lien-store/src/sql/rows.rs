@@ -1,7 +1,7 @@
 //! Statements whose shape depends on the data: `IN` lists and multi-row inserts.
 //!
 //! On SQLite every statement is a round trip to the connection's worker thread, and on
-//! PostgreSQL a round trip to the server; the scheduler writes a hundred devices per
+//! PostgreSQL a round trip to the server; the scheduler writes hundreds of devices per
 //! transaction, so it reads and inserts them a table at a time rather than a device at a time.
 
 use sqlx::any::AnyArguments;
