@@ -162,10 +162,7 @@ async fn decide_group(state: &AppState, ids: Vec<String>) -> anyhow::Result<Deci
                     decided.changes.push((snapshot.device, change));
                     decided.transitions.push((before, after));
                 }
-                Err(err) => {
-                    let id = &snapshot.device.enrolled.id;
-                    tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
-                }
+                Err(err) => log_failed(&snapshot.device.enrolled.id, err),
             }
         }
         decided
@@ -192,10 +189,7 @@ async fn write_group(state: &AppState, decided: Decided) -> anyhow::Result<()> {
                     Ok(()) => state.metrics.state_changed(&before, &after),
                     // Decided on what is no longer true.
                     Err(StoreError::Conflict(_)) => again.push(id),
-                    Err(err) => {
-                        let err = ApiError::from(err);
-                        tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
-                    }
+                    Err(err) => log_failed(&id, err.into()),
                 }
             }
             again
@@ -241,6 +235,11 @@ async fn evaluate_group(state: &AppState, group: &[String]) -> anyhow::Result<()
     Ok(())
 }
 
+/// Logs why a device's evaluation was left out; its claim runs out and it is tried again.
+fn log_failed(id: &str, err: ApiError) {
+    tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
+}
+
 /// Whether `err` is the database failing, rather than a write it refused.
 fn is_backend(err: &anyhow::Error) -> bool {
     matches!(
@@ -277,10 +276,7 @@ async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
             Ok(()) => {
                 written.insert(id.clone());
             }
-            Err(err) => {
-                let err = ApiError::from(err);
-                tracing::error!(device = %id, error = ?err, "scheduled evaluation failed");
-            }
+            Err(err) => log_failed(id, err.into()),
         }
     }
     // `complete` counted the tokens it signed; the state changes count once written.

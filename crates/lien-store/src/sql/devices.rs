@@ -110,11 +110,7 @@ impl SqlStore {
         lock: bool,
     ) -> Result<HashMap<String, DeviceSnapshot>, StoreError> {
         let lock = if lock { self.dialect.for_update() } else { "" };
-        // Each id once, and in order across the chunks `fetch_in` reads, so that two groups
-        // lock their common rows in the same order (PostgreSQL).
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = lock_order(ids.iter().copied());
         let ids = ids.as_slice();
         // The devices' rows first. Outside a transaction's lock (`Devices::snapshots`) each
         // statement may see later commits than the one before it; a write committed after this
@@ -143,83 +139,56 @@ impl SqlStore {
                 financiers.insert(id.clone(), financier_by_id(&mut **tx, id).await?);
             }
         }
-        let mut payments: HashMap<String, Vec<PaymentRecord>> = HashMap::new();
-        let rows = fetch_in(
+        let mut payments = by_device(
             tx,
-            |list| {
-                format!(
-                    "SELECT device_id, reference, amount_minor, currency, received_us, recorded_us \
-                     FROM payments WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference"
-                )
-            },
+            "SELECT device_id, reference, amount_minor, currency, received_us, recorded_us \
+             FROM payments WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference",
             ids,
+            |r| {
+                Ok(PaymentRecord {
+                    reference: r.try_get(1)?,
+                    amount_minor: r.try_get(2)?,
+                    currency: r.try_get(3)?,
+                    received_us: r.try_get(4)?,
+                    recorded_us: r.try_get(5)?,
+                })
+            },
         )
         .await?;
-        for r in rows {
-            let payment = PaymentRecord {
-                reference: r.try_get(1).map_err(backend)?,
-                amount_minor: r.try_get(2).map_err(backend)?,
-                currency: r.try_get(3).map_err(backend)?,
-                received_us: r.try_get(4).map_err(backend)?,
-                recorded_us: r.try_get(5).map_err(backend)?,
-            };
-            payments
-                .entry(r.try_get(0).map_err(backend)?)
-                .or_default()
-                .push(payment);
-        }
-        let mut reversals: HashMap<String, Vec<ReversalRecord>> = HashMap::new();
-        let rows = fetch_in(
+        let mut reversals = by_device(
             tx,
-            |list| {
-                format!(
-                    "SELECT device_id, reference, at_us, recorded_us, reason FROM reversals \
-                     WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference"
-                )
-            },
+            "SELECT device_id, reference, at_us, recorded_us, reason FROM reversals \
+             WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference",
             ids,
+            |r| {
+                Ok(ReversalRecord {
+                    reference: r.try_get(1)?,
+                    at_us: r.try_get(2)?,
+                    recorded_us: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                })
+            },
         )
         .await?;
-        for r in rows {
-            let reversal = ReversalRecord {
-                reference: r.try_get(1).map_err(backend)?,
-                at_us: r.try_get(2).map_err(backend)?,
-                recorded_us: r.try_get(3).map_err(backend)?,
-                reason: r.try_get(4).map_err(backend)?,
-            };
-            reversals
-                .entry(r.try_get(0).map_err(backend)?)
-                .or_default()
-                .push(reversal);
-        }
-        let mut overrides: HashMap<String, Vec<OverrideRecord>> = HashMap::new();
-        let rows = fetch_in(
+        let mut overrides = by_device(
             tx,
-            |list| {
-                format!(
-                    "SELECT device_id, id, kind, reason, from_us, until_us, cancelled_us, actor, \
-                     created_us FROM overrides WHERE device_id IN ({list}) ORDER BY device_id, id"
-                )
-            },
+            "SELECT device_id, id, kind, reason, from_us, until_us, cancelled_us, actor, \
+             created_us FROM overrides WHERE device_id IN ({list}) ORDER BY device_id, id",
             ids,
+            |r| {
+                Ok(OverrideRecord {
+                    id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    from_us: r.try_get(4)?,
+                    until_us: r.try_get(5)?,
+                    cancelled_us: r.try_get(6)?,
+                    actor: r.try_get(7)?,
+                    created_us: r.try_get(8)?,
+                })
+            },
         )
         .await?;
-        for r in rows {
-            let record = OverrideRecord {
-                id: r.try_get(1).map_err(backend)?,
-                kind: r.try_get(2).map_err(backend)?,
-                reason: r.try_get(3).map_err(backend)?,
-                from_us: r.try_get(4).map_err(backend)?,
-                until_us: r.try_get(5).map_err(backend)?,
-                cancelled_us: r.try_get(6).map_err(backend)?,
-                actor: r.try_get(7).map_err(backend)?,
-                created_us: r.try_get(8).map_err(backend)?,
-            };
-            overrides
-                .entry(r.try_get(0).map_err(backend)?)
-                .or_default()
-                .push(record);
-        }
         Ok(devices
             .into_iter()
             .map(|device| {
@@ -708,12 +677,7 @@ impl SqlStore {
             // The rows' locks in one order, as `snapshots_in` takes them: the `UPDATE` that
             // checks the versions would take them in whatever order it joins the rows, and
             // two transactions doing that on common rows could deadlock.
-            let mut ids: Vec<&str> = decided
-                .iter()
-                .map(|(d, _)| d.enrolled.id.as_str())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
+            let ids = lock_order(decided.iter().map(|(d, _)| d.enrolled.id.as_str()));
             fetch_in(
                 &mut tx,
                 |list| {
@@ -804,6 +768,35 @@ impl SqlStore {
             })
             .collect())
     }
+}
+
+/// Each id once, sorted: read in this order across the chunks `fetch_in` reads, two groups
+/// lock their common rows in the same order (PostgreSQL) and cannot deadlock.
+fn lock_order<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The rows `select` reads for `ids` (its `{list}` is replaced by their placeholders; its first
+/// column is the device's id), each made into a record by `record`, grouped by device in the
+/// order read.
+async fn by_device<T>(
+    tx: &mut Transaction<'_, Any>,
+    select: &str,
+    ids: &[&str],
+    record: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<HashMap<String, Vec<T>>, StoreError> {
+    let mut grouped: HashMap<String, Vec<T>> = HashMap::new();
+    for row in fetch_in(tx, |list| select.replace("{list}", list), ids).await? {
+        let id: String = row.try_get(0).map_err(backend)?;
+        grouped
+            .entry(id)
+            .or_default()
+            .push(record(&row).map_err(backend)?);
+    }
+    Ok(grouped)
 }
 
 /// Refuses a device named twice in one batch: its second change would be decided on a
