@@ -1871,7 +1871,8 @@ pub async fn appeals_are_written_with_the_change_and_answered_once(db: Db) {
 pub async fn warm_up_keeps_no_view_older_than_a_write(db: Db) {
     use lien_store::Devices as _;
     const COPIES: i64 = 20_000;
-    const BATCH: usize = 100;
+    const BATCH: usize = 50;
+    const MAX_RESTARTS: usize = 20;
     add_financier(&db, "fin_a").await;
     enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
     // The fleet, copied from dev_1 in one statement: enrolling each would take minutes.
@@ -1896,9 +1897,10 @@ pub async fn warm_up_keeps_no_view_older_than_a_write(db: Db) {
         .unwrap();
     }
     let url = db.url.clone();
+    let sqlite = url.starts_with("sqlite:");
     // A restart: on SQLite the file is served by one store at a time.
     drop(db);
-    let store = SqlStore::open(&url).await.expect("reopening");
+    let mut store = SqlStore::open(&url).await.expect("reopening");
 
     // Devices in an order that spreads each batch over the whole table.
     let order: Vec<String> = (0..COPIES)
@@ -1906,8 +1908,8 @@ pub async fn warm_up_keeps_no_view_older_than_a_write(db: Db) {
         .collect();
     let mut written = 0;
     let mut during_warm_up = 0;
+    let mut restarts = 0;
     for batch in order.chunks(BATCH) {
-        let warming = store.checkin_cache_warm_up().is_none();
         let changes = batch
             .iter()
             .map(|id| {
@@ -1922,24 +1924,30 @@ pub async fn warm_up_keeps_no_view_older_than_a_write(db: Db) {
             result.unwrap();
         }
         written += batch.len();
-        if warming && store.checkin_cache_warm_up().is_none() {
+        let warm_up = store.checkin_cache_warm_up();
+        if sqlite && warm_up.is_none() {
+            // The warm-up began when the store opened, so this batch committed during it.
             during_warm_up += 1;
-        }
-        // PostgreSQL has no cache to warm: a few batches show the same reads.
-        if store.checkin_cache_warm_up().is_some()
-            || (url.starts_with("postgres") && written >= 5 * BATCH)
-        {
+        } else if sqlite && during_warm_up == 0 && restarts < MAX_RESTARTS {
+            // On a busy machine the first batch can take longer than the whole warm-up; a
+            // restart begins another, and the devices written so far read as written.
+            drop(store);
+            store = SqlStore::open(&url).await.expect("reopening");
+            restarts += 1;
+        } else if warm_up.is_some() || written >= 5 * BATCH {
+            // PostgreSQL has no cache to warm: a few batches show the same reads.
             break;
         }
     }
-    if url.starts_with("sqlite:") {
+    if sqlite {
         let (kept, took) = store
             .checkin_cache_warm_up()
             .expect("the warm-up ended before the writes ran out");
         assert!(kept > 0, "the warm-up kept nothing (took {took:?})");
         assert!(
             during_warm_up > 0,
-            "no batch committed while the warm-up ran ({took:?}): the check shows nothing"
+            "no batch committed while any of {} warm-ups ran: the check shows nothing",
+            restarts + 1
         );
     }
     for (i, id) in order.iter().enumerate() {
