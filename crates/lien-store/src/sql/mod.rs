@@ -22,7 +22,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions as _, Executor, Row};
 
 use crate::StoreError;
 
@@ -140,11 +140,18 @@ impl SqlStore {
                 // still retires every connection after its maximum lifetime (30 minutes).
                 let read = sqlite_pool(8, String::new())
                     .test_before_acquire(false)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(backend)?;
                 let checkin_warm_up = warm_up::start(read.clone(), &cache, checkin_cache::CAPACITY);
-                let checkpointer = checkpoint::Checkpointer::start(read.clone());
+                // A connection of its own, whose slow statements sqlx does not log: after a
+                // large import a checkpoint takes seconds, which is expected, and the task
+                // reports it itself.
+                let checkpointing = sqlite_pool(1, String::new())
+                    .connect_with(options.disable_statement_logging())
+                    .await
+                    .map_err(backend)?;
+                let checkpointer = checkpoint::Checkpointer::start(checkpointing);
                 SqlStore {
                     read,
                     checkin_warm_up,
@@ -240,7 +247,7 @@ impl SqlStore {
 /// A pool whose connections use WAL, wait for locks instead of failing at once, check
 /// foreign keys, and sync every commit, so that a 2xx means the write is on disk; then run
 /// `pragmas`, for what differs between the writer and the readers.
-fn sqlite_pool(connections: u32, pragmas: String) -> AnyPoolOptions {
+pub(super) fn sqlite_pool(connections: u32, pragmas: String) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
         .min_connections(1)
