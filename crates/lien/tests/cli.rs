@@ -164,7 +164,17 @@ fn bench_push_and_scheduler_scenarios_print_their_figures() {
         text.contains("setup: enrolled and bound 40 devices"),
         "{text}"
     );
-    assert!(text.lines().any(|l| l.starts_with("push ")), "{text}");
+    // The phones run in a child process, which reports each unlock it verified.
+    assert!(
+        text.contains("push: 40 phones connected in ")
+            && text.contains("40 push connections open on the server"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("push ") && l.contains(" 10 ")),
+        "{text}"
+    );
     assert!(text.contains("next check-in (every 1 s)"), "{text}");
 
     // The phones run in a child process; the server's process measures itself.

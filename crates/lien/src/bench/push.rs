@@ -1,9 +1,11 @@
 //! `lien bench payment-to-unlock` and `lien bench idle-connections`: the push channel.
 //!
 //! Both run the real server (`lien_server::app::start`, as `lien serve` without the scheduler)
-//! on a fresh SQLite database in this process; `payment-to-unlock` runs its load generator on
-//! a thread of its own, `idle-connections` runs its phones in a child process so that the
-//! server's process holds only the server's side.
+//! on a fresh database in this process, and their push-connected phones in a child process
+//! (this binary again, with `--phones-for`): the server's process then holds only the server's
+//! side of each connection, one file descriptor rather than two, and its resident set is the
+//! server's alone. `payment-to-unlock` sends its payments, and runs its check-in phase, from a
+//! thread of its own in this process.
 //! The phones are minimal: each holds one push connection (raw HTTP/1.1 over tokio's
 //! `TcpStream`), verifies every pushed token against the server's pinned key exactly as the
 //! agent does (`PinnedKeys::verify`), and counts the unlock as applied when a verified token
@@ -57,6 +59,13 @@ pub struct PaymentArgs {
     /// benchmark creates its tables and enrolls into it.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Internal: run as the phones' process for a server at this address, with the devices
+    /// read from standard input and tokens verified against `--pinned-key`.
+    #[arg(long, hide = true, requires = "pinned_key")]
+    phones_for: Option<SocketAddr>,
+    /// Internal: the server's token key, for the phones' process (base64).
+    #[arg(long, hide = true)]
+    pinned_key: Option<String>,
 }
 
 /// Arguments of `lien bench idle-connections`.
@@ -84,6 +93,8 @@ struct Bench {
     load_rt: tokio::runtime::Runtime,
     fleet: Vec<Device>,
     pinned: PinnedKeys,
+    /// The server's token key, which `pinned` holds, for the phones' process.
+    pinned_key: ed25519_dalek::VerifyingKey,
     _dir: tempfile::TempDir,
 }
 
@@ -117,7 +128,8 @@ impl Bench {
                 settings,
             ))
         })?;
-        let pinned = PinnedKeys::new([state.signer.verifying_key()]);
+        let pinned_key = state.signer.verifying_key();
+        let pinned = PinnedKeys::new([pinned_key]);
         let started = Instant::now();
         let fleet = server_rt.block_on(enroll_fleet(&state, devices, plans))?;
         let setup = started.elapsed();
@@ -138,6 +150,7 @@ impl Bench {
             server,
             fleet,
             pinned,
+            pinned_key,
         })
     }
 }
@@ -344,6 +357,16 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// `lien bench payment-to-unlock`.
 pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
+    if let Some(server) = args.phones_for {
+        let key = args.pinned_key.as_deref().unwrap_or_default();
+        let key = STANDARD
+            .decode(key)
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+            .context("--pinned-key is an Ed25519 public key in base64")?;
+        return phones_process(server, Some(PinnedKeys::new([key])));
+    }
     ensure!(
         args.payments * 2 <= args.phones,
         "--payments is at most half of --phones (each phase pays for different phones)"
@@ -386,53 +409,25 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
     let server = bench.server.addr;
     let pinned = Arc::new(bench.pinned.clone());
 
-    // Phase 1: every phone connected by push; the first `payments` phones are paid for.
+    // Phase 1: every phone connected by push, in the phones' process, which says which phone
+    // applied an unlock as soon as it has; the first `payments` phones are paid for.
     let paid: Arc<Vec<OnceLock<Instant>>> = Arc::new((0..n).map(|_| OnceLock::new()).collect());
     let applied: Arc<Vec<OnceLock<Instant>>> = Arc::new((0..n).map(|_| OnceLock::new()).collect());
     let push_indices: Vec<usize> = (0..args.payments as usize).collect();
-    let connected = Instant::now();
+    let key_b64 = STANDARD.encode(bench.pinned_key.as_bytes());
+    let mut phones = Phones::spawn(
+        server,
+        &bench.fleet,
+        &["payment-to-unlock", "--pinned-key", &key_b64],
+    )?;
+    let open_secs = phones.open()?;
+    println!(
+        "push: {n} phones connected in {open_secs:.1} s, in a separate process; {} push \
+         connections open on the server",
+        bench.server.state.push.devices()
+    );
+    let unlocks_heard = phones.report_unlocks(applied.clone())?;
     let (push_ms, push_early) = bench.load_rt.block_on(async {
-        let mut phones = JoinSet::new();
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<()>>();
-        for i in 0..n {
-            let fleet = fleet.clone();
-            let applied = applied.clone();
-            let pinned = pinned.clone();
-            let ready = ready_tx.clone();
-            phones.spawn(async move {
-                let device = &fleet[i];
-                let mut conn = match PushConn::open(source(i), server, device).await {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        let _ = ready.send(Err(err));
-                        return anyhow::Ok(());
-                    }
-                };
-                // The current (locked) token comes first.
-                let first = conn.next().await?;
-                ensure!(
-                    !unlocks(&pinned, device, &first.token)?,
-                    "a phone started unlocked"
-                );
-                let _ = ready.send(Ok(()));
-                loop {
-                    let answer = conn.next().await?;
-                    if unlocks(&pinned, device, &answer.token)? {
-                        let _ = applied[i].set(Instant::now());
-                        return Ok(());
-                    }
-                }
-            });
-        }
-        drop(ready_tx);
-        for _ in 0..n {
-            ready_rx.recv().await.context("a phone task ended")??;
-        }
-        println!(
-            "push: {n} phones connected in {:.1} s; {} push connections open on the server",
-            connected.elapsed().as_secs_f64(),
-            bench.server.state.push.devices()
-        );
         let checkins_before = bench.server.state.metrics.checkins.get();
         let devices = push_indices
             .iter()
@@ -441,9 +436,12 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
         let paying = Instant::now();
         pay_all(server, key.clone(), devices, args.rate, paid.clone()).await?;
         let pay_secs = paying.elapsed().as_secs_f64();
-        // Wait for the paid phones (they end their tasks); the others stay connected.
         let deadline = Instant::now() + Duration::from_secs(30);
         while push_indices.iter().any(|&i| applied[i].get().is_none()) {
+            ensure!(
+                !unlocks_heard.is_finished(),
+                "the phones' process stopped reporting"
+            );
             ensure!(Instant::now() < deadline, "some paid phones never unlocked");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -456,9 +454,12 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
             push_indices.len(),
             push_indices.len() as f64 / pay_secs
         );
-        phones.abort_all();
         anyhow::Ok(latencies(&push_indices, &paid, &applied)?)
     })?;
+    phones.stop()?;
+    unlocks_heard
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread reading the phones' process panicked"))??;
 
     println!();
     println!(
@@ -531,10 +532,12 @@ async fn next_checkin_phase(
             let device = &fleet[i];
             let mut rng = XorShift::new(i as u64);
             let phase = Duration::from_millis(rng.below(interval.as_millis() as usize) as u64);
-            let mut conn = Conn::open(server).await?;
             let mut at = started + phase;
             loop {
                 tokio::time::sleep_until(at.into()).await;
+                // A connection per check-in, as a phone that checks in every few hours opens:
+                // the server closes a connection left idle for longer than 30 s.
+                let mut conn = Conn::open(server).await?;
                 let body = format!(
                     r#"{{"sent_at":{},"applied_sequence":{},"events":[]}}"#,
                     jiff::Timestamp::now().as_second(),
@@ -610,7 +613,7 @@ const SERVER_FDS: u32 = 100;
 /// connection costs one descriptor here rather than two.
 pub fn idle_connections(args: &IdleArgs) -> Result<()> {
     if let Some(server) = args.phones_for {
-        return idle_phones(server);
+        return phones_process(server, None);
     }
     let limit = open_files_limit()?;
     let connections = match limit {
@@ -650,7 +653,7 @@ pub fn idle_connections(args: &IdleArgs) -> Result<()> {
 
     // The phones' process gets its devices before the first measurement, so that nothing
     // this process allocates for it falls between the two.
-    let mut phones = Phones::spawn(server, &bench.fleet)?;
+    let mut phones = Phones::spawn(server, &bench.fleet, &["idle-connections"])?;
     std::thread::sleep(Duration::from_secs(2));
     let before = rss_kib()?;
     let open_secs = phones.open()?;
@@ -683,17 +686,21 @@ pub fn idle_connections(args: &IdleArgs) -> Result<()> {
 struct Phones {
     child: std::process::Child,
     input: Option<std::process::ChildStdin>,
-    output: std::io::BufReader<std::process::ChildStdout>,
+    /// Taken by [`Phones::report_unlocks`].
+    output: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl Phones {
-    /// Starts this binary as the phones' process and hands it the fleet.
-    fn spawn(server: SocketAddr, fleet: &[Device]) -> Result<Phones> {
+    /// Starts this binary as the phones' process of the benchmark `command` (its name and
+    /// any arguments) and hands it the fleet.
+    fn spawn(server: SocketAddr, fleet: &[Device], command: &[&str]) -> Result<Phones> {
         use std::io::Write;
         use std::process::{Command, Stdio};
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut child = Command::new(exe)
-            .args(["bench", "idle-connections", "--phones-for"])
+            .arg("bench")
+            .args(command)
+            .arg("--phones-for")
             .arg(server.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -705,7 +712,7 @@ impl Phones {
         let mut phones = Phones {
             child,
             input: Some(input),
-            output,
+            output: Some(output),
         };
         let input = phones
             .input
@@ -735,8 +742,12 @@ impl Phones {
     /// The next line the phones' process prints.
     fn line(&mut self) -> Result<String> {
         use std::io::BufRead;
+        let output = self
+            .output
+            .as_mut()
+            .context("the phones' output is read elsewhere")?;
         let mut line = String::new();
-        if self.output.read_line(&mut line)? == 0 {
+        if output.read_line(&mut line)? == 0 {
             let status = self.child.wait()?;
             bail!("the phones' process ended ({status})");
         }
@@ -759,6 +770,35 @@ impl Phones {
             .with_context(|| format!("the phones' process said {opened:?}"))
     }
 
+    /// Sets `applied[i]` when the phones' process says phone `i` applied an unlock, on a
+    /// thread of its own, so that the time is taken as soon as the line comes. The thread ends
+    /// with the process's output, or at the first line it does not understand.
+    fn report_unlocks(
+        &mut self,
+        applied: Arc<Vec<OnceLock<Instant>>>,
+    ) -> Result<std::thread::JoinHandle<Result<()>>> {
+        let mut output = self
+            .output
+            .take()
+            .context("the phones' output is already read")?;
+        Ok(std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            while output.read_line(&mut line)? > 0 {
+                let at = Instant::now();
+                let index: usize = line
+                    .trim_end()
+                    .strip_prefix("unlocked ")
+                    .and_then(|i| i.parse().ok())
+                    .with_context(|| format!("the phones' process said {line:?}"))?;
+                let slot = applied.get(index).context("a phone index out of range")?;
+                let _ = slot.set(at);
+                line.clear();
+            }
+            Ok(())
+        }))
+    }
+
     /// Closes every connection: the phones' process ends at the end of its input.
     fn stop(&mut self) -> Result<()> {
         drop(self.input.take());
@@ -778,11 +818,13 @@ impl Drop for Phones {
     }
 }
 
-/// The phones' process of `lien bench idle-connections`: reads devices from standard input
-/// (one `id credential sequence` line each, then an empty line), says `loaded N`, waits for
-/// `open`, opens a push channel per device and reads its first token, says `opened in S`,
-/// then keeps only the sockets until its input ends.
-fn idle_phones(server: SocketAddr) -> Result<()> {
+/// The phones' process: reads devices from standard input (one `id credential sequence` line
+/// each, then an empty line), says `loaded N`, waits for `open`, opens a push channel per
+/// device and reads its first token, says `opened in S`, and runs until its input ends.
+/// Meanwhile, with `pinned` (`payment-to-unlock`), every phone verifies what is pushed to it
+/// and the process says `unlocked I` as soon as phone `I` has a verified unlock; without it
+/// (`idle-connections`) the phones keep only their sockets.
+fn phones_process(server: SocketAddr, pinned: Option<PinnedKeys>) -> Result<()> {
     use std::io::BufRead;
     let mut lines = std::io::stdin().lock().lines();
     let mut fleet = Vec::new();
@@ -818,21 +860,67 @@ fn idle_phones(server: SocketAddr) -> Result<()> {
         .enable_all()
         .build()?;
     let opened = Instant::now();
-    // Each phone keeps only its socket once its first token has come.
-    let streams = runtime.block_on(async {
-        let mut streams = Vec::with_capacity(fleet.len());
+    let conns = runtime.block_on(async {
+        let mut conns = Vec::with_capacity(fleet.len());
         for (i, device) in fleet.iter().enumerate() {
             let mut conn = PushConn::open(source(i), server, device).await?;
-            conn.next().await?;
-            streams.push(conn.stream);
+            // The current token comes first; a paid-for phone must not have its unlock yet.
+            let first = conn.next().await?;
+            if let Some(pinned) = &pinned {
+                ensure!(
+                    !unlocks(pinned, device, &first.token)?,
+                    "phone {i} started unlocked"
+                );
+            }
+            conns.push(conn);
         }
-        anyhow::Ok(streams)
+        anyhow::Ok(conns)
     })?;
     println!("opened in {:.3}", opened.elapsed().as_secs_f64());
-    // Until the server's process has measured and closes our input.
-    for line in lines {
-        line?;
-    }
-    drop(streams);
-    Ok(())
+    let Some(pinned) = pinned else {
+        // Each phone keeps only its socket, until the server's process has measured and
+        // closes our input.
+        let streams: Vec<TcpStream> = conns.into_iter().map(|c| c.stream).collect();
+        for line in lines {
+            line?;
+        }
+        drop(streams);
+        return Ok(());
+    };
+    // The phones report their unlocks until our input ends, which a thread of its own waits
+    // for. Stdin's buffer is the process's, so a new lock there reads on where this one stopped.
+    drop(lines);
+    let (input_ended, mut ended) = tokio::sync::oneshot::channel::<Result<()>>();
+    std::thread::spawn(move || {
+        let read = std::io::stdin().lines().try_for_each(|line| line.map(drop));
+        let _ = input_ended.send(read.map_err(Into::into));
+    });
+    runtime.block_on(async {
+        let pinned = Arc::new(pinned);
+        let fleet = Arc::new(fleet);
+        let (unlocked, mut heard) = tokio::sync::mpsc::unbounded_channel::<Result<usize>>();
+        let mut phones = JoinSet::new();
+        for (i, mut conn) in conns.into_iter().enumerate() {
+            let (pinned, fleet, unlocked) = (pinned.clone(), fleet.clone(), unlocked.clone());
+            phones.spawn(async move {
+                let outcome = async {
+                    loop {
+                        let answer = conn.next().await?;
+                        if unlocks(&pinned, &fleet[i], &answer.token)? {
+                            return Ok(i);
+                        }
+                    }
+                };
+                let _ = unlocked.send(outcome.await);
+                // Keep the connection until the process ends, as a phone would.
+                std::future::pending::<()>().await;
+            });
+        }
+        loop {
+            tokio::select! {
+                read = &mut ended => return read?,
+                Some(phone) = heard.recv() => println!("unlocked {}", phone?),
+            }
+        }
+    })
 }
