@@ -427,7 +427,7 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
         bench.server.state.push.devices()
     );
     let unlocks_heard = phones.report_unlocks(applied.clone())?;
-    let (push_ms, push_early) = bench.load_rt.block_on(async {
+    let phase = bench.load_rt.block_on(async {
         let checkins_before = bench.server.state.metrics.checkins.get();
         let devices = push_indices
             .iter()
@@ -455,7 +455,18 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
             push_indices.len() as f64 / pay_secs
         );
         anyhow::Ok(latencies(&push_indices, &paid, &applied)?)
-    })?;
+    });
+    let (push_ms, push_early) = match phase {
+        Ok(figures) => figures,
+        // The reading thread's own error says more than that it stopped.
+        Err(err) if unlocks_heard.is_finished() => {
+            return Err(match unlocks_heard.join() {
+                Ok(Err(cause)) => cause.context(err),
+                _ => err,
+            });
+        }
+        Err(err) => return Err(err),
+    };
     phones.stop()?;
     unlocks_heard
         .join()
