@@ -8,7 +8,7 @@
 
 use jiff::civil::{Date, Time};
 use jiff::tz::{AmbiguousOffset, TimeZone};
-use jiff::{Span, Timestamp};
+use jiff::{SignedDuration, Span, Timestamp};
 
 /// The local date at instant `at`.
 pub(crate) fn local_date(tz: &TimeZone, at: Timestamp) -> Date {
@@ -56,6 +56,41 @@ pub(crate) fn at_local(tz: &TimeZone, date: Date, time: Time) -> Timestamp {
         }
     }
     ambiguous.compatible().unwrap_or(saturated)
+}
+
+/// Every instant at which the local clock shows `time` on `date`: one on most days, both when
+/// daylight saving shows the time twice, and the end of the gap when it skips the time.
+pub(crate) fn instants_at_local(
+    tz: &TimeZone,
+    date: Date,
+    time: Time,
+) -> impl Iterator<Item = Timestamp> {
+    let local = date.to_datetime(time);
+    let (first, second) = match tz.to_ambiguous_timestamp(local).offset() {
+        AmbiguousOffset::Unambiguous { offset } => (offset.to_timestamp(local).ok(), None),
+        AmbiguousOffset::Fold { before, after } => (
+            before.to_timestamp(local).ok(),
+            after.to_timestamp(local).ok(),
+        ),
+        AmbiguousOffset::Gap { .. } => (Some(at_local(tz, date, time)), None),
+    };
+    first.into_iter().chain(second)
+}
+
+/// The instants in `[from, to]` at which the zone's offset changes.
+pub(crate) fn transitions_between(
+    tz: &TimeZone,
+    from: Timestamp,
+    to: Timestamp,
+) -> impl Iterator<Item = Timestamp> {
+    tz.following(just_before(from))
+        .map(|transition| transition.timestamp())
+        .take_while(move |&t| t <= to)
+}
+
+/// The last instant before `at` (time is counted in nanoseconds), or `at` at the start of time.
+pub(crate) fn just_before(at: Timestamp) -> Timestamp {
+    at.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(at)
 }
 
 #[cfg(test)]

@@ -108,9 +108,13 @@ pub struct Decision {
 ///
 /// Precedence, strongest first: release (final), provisional unlock, manual lock, then the
 /// schedule under the policy, capped by a hardship pause (at most a reminder), a dispute freeze
-/// (never worse than the decision when the freeze began) and the quiet hours (no new
-/// restriction starts inside them). Payments and overrides dated after `now` are not yet in
-/// effect; their instants are candidates for `next_change`.
+/// (never worse than the decision just before the freeze began) and the quiet hours (no new
+/// restriction starts inside them: never worse than the mildest the device has been since just
+/// before they began). Both caps start from the last instant before the freeze or the window,
+/// so nothing dated at its first instant (a chargeback stamped on the hour, an escalation at
+/// midnight, a pause that ends as the window opens) gets past them.
+/// Payments and overrides dated after `now` are not yet in effect; their instants are
+/// candidates for `next_change`.
 pub fn decide(
     plan: &InstallmentPlan,
     payments: &PaymentLog,
@@ -121,12 +125,13 @@ pub fn decide(
     decide_within(plan, payments, overrides, policy, now, LOOKBACK_DEPTH)
 }
 
-/// How many earlier decisions one decision may consult (for freezes and quiet hours). Each
-/// look-back goes to a strictly earlier instant or drops a freeze, so real inputs need a handful;
-/// past the limit the answer is capped at a reminder, which can only err towards the borrower.
+/// How deep decisions may consult earlier ones (for freezes and quiet hours). Each look-back
+/// goes to instants strictly before the one it serves, so real inputs need a handful; past the
+/// limit the answer is capped at a reminder, which can only err towards the borrower.
 const LOOKBACK_DEPTH: u8 = 16;
 
-fn decide_within(
+/// Everything `decide` does but the quiet hours' cap.
+fn decide_before_quiet_hours(
     plan: &InstallmentPlan,
     payments: &PaymentLog,
     overrides: &[Override],
@@ -221,47 +226,95 @@ fn decide_within(
         decision.next_restriction = None;
     }
 
-    // A freeze holds the device at the whole decision when the freeze began (quiet hours, pauses
-    // and unlocks included), recomputed from the inputs as they stood then, so the freeze needs
-    // no stored snapshot. That decision is taken without this freeze and any opened with it.
+    // A freeze holds the device at the whole decision just before the freeze began (quiet hours,
+    // pauses and unlocks included), recomputed from the inputs as they stood then, so the freeze
+    // needs no stored snapshot. Taken at the last instant before it, that decision leaves out
+    // this freeze, any opened with it, and whatever else is dated at its first instant.
     for freeze in in_effect(|k| k == &OverrideKind::DisputeFreeze) {
-        let earlier: Vec<Override> = overrides
-            .iter()
-            .filter(|o| o.kind() != &OverrideKind::DisputeFreeze || o.from() < freeze.from())
-            .cloned()
-            .collect();
-        let at_start = look_back(plan, payments, &earlier, policy, freeze.from(), depth);
-        if at_start.severity() < decision.state.severity() {
-            decision.state = at_start;
+        let before_start = calendar::just_before(freeze.from());
+        let held = look_back(plan, payments, overrides, policy, before_start, depth);
+        if held.severity() < decision.state.severity() {
+            decision.state = held;
             decision.reason = Reason::DisputeFreeze;
         }
         decision.next_restriction = None;
     }
 
-    // No new restriction starts in the quiet hours: inside the window the device may not be
-    // worse than the whole decision when the window opened, with the inputs in effect then.
-    // This covers due dates falling at night, arrears that come back at night (a chargeback),
-    // and pauses or provisional unlocks that end at night.
-    if let Some(quiet) = policy.settings().quiet_hours
-        && decision.state.severity() > DeviceState::Reminder.severity()
-        && let Some((opened, closes)) = quiet_window_around(quiet, plan.time_zone(), now)
-        && opened < now
-    {
-        let at_opening = look_back(plan, payments, overrides, policy, opened, depth);
-        if at_opening.severity() < decision.state.severity() {
-            // Only a cap that holds the state down ends with the window; the reminder screen
-            // says what happens then.
-            next.consider(closes);
-            decision.next_restriction = Some((closes, decision.state));
-            decision.state = if at_opening.severity() < DeviceState::Reminder.severity() {
-                DeviceState::Reminder
-            } else {
-                at_opening
-            };
-        }
-    }
     decision.next_change = next.earliest;
     decision
+}
+
+/// `decide`, with `depth` units of look-back budget left.
+fn decide_within(
+    plan: &InstallmentPlan,
+    payments: &PaymentLog,
+    overrides: &[Override],
+    policy: &LockPolicy,
+    now: Timestamp,
+    depth: u8,
+) -> Decision {
+    let mut decision = decide_before_quiet_hours(plan, payments, overrides, policy, now, depth);
+    // No new restriction starts in the quiet hours: inside the window the device may be no
+    // worse than the mildest it has been since just before the window opened (a reminder is
+    // always allowed). This covers due dates falling at night, arrears that come back at night
+    // (a chargeback), pauses or provisional unlocks that end at night, whether they began before
+    // the window or inside it, and any of these at the window's first instant.
+    if let Some(quiet) = policy.settings().quiet_hours
+        && decision.state.severity() > DeviceState::Reminder.severity()
+        && !matches!(decision.reason, Reason::ManualLock { .. })
+        && let Some((opened, closes)) = quiet_window_around(quiet, plan.time_zone(), now)
+    {
+        let since = calendar::just_before(opened);
+        let mildest =
+            mildest_before_quiet_hours(plan, payments, overrides, policy, since, now, depth);
+        let held = if mildest.severity() < DeviceState::Reminder.severity() {
+            DeviceState::Reminder
+        } else {
+            mildest
+        };
+        if held.severity() < decision.state.severity() {
+            // Only a cap that holds the state down ends with the window; the reminder screen
+            // says what happens then.
+            decision.next_change = Some(decision.next_change.map_or(closes, |n| n.min(closes)));
+            decision.next_restriction = Some((closes, decision.state));
+            decision.state = held;
+        }
+    }
+    decision
+}
+
+/// How many changes one quiet window may hold before its cap stops looking for the mildest of
+/// them and holds the device at a reminder, which can only err towards the borrower.
+const CHANGES_IN_ONE_WINDOW: usize = 64;
+
+/// The mildest state the decision before the quiet-hours cap took at any instant from `from` up
+/// to, not including, `until`. It walks the instants at which that decision changes, so it sees
+/// a state however briefly it held; it spends one unit of the look-back budget.
+fn mildest_before_quiet_hours(
+    plan: &InstallmentPlan,
+    payments: &PaymentLog,
+    overrides: &[Override],
+    policy: &LockPolicy,
+    from: Timestamp,
+    until: Timestamp,
+    depth: u8,
+) -> DeviceState {
+    let Some(depth) = depth.checked_sub(1) else {
+        return DeviceState::Reminder;
+    };
+    let mut at = from;
+    let mut mildest = DeviceState::Locked;
+    for _ in 0..CHANGES_IN_ONE_WINDOW {
+        let d = decide_before_quiet_hours(plan, payments, overrides, policy, at, depth);
+        if d.state.severity() < mildest.severity() {
+            mildest = d.state;
+        }
+        match d.next_change {
+            Some(next) if next < until => at = next,
+            _ => return mildest,
+        }
+    }
+    DeviceState::Reminder
 }
 
 /// The state of the whole decision at an earlier instant `at`, spending one unit of the
@@ -387,27 +440,46 @@ fn outside_quiet_hours(
         .map_or(at, |(_, closes)| closes)
 }
 
-/// If `now` falls in the quiet hours, the instants the window opened and will close.
+/// If `now` falls in the quiet hours, the instant this stretch of them began (the last at or
+/// before `now` at which the local clock entered the window) and the instant it ends (the
+/// first after `now` at which the clock leaves it).
+///
+/// The clock enters and leaves the window where it shows the window's start or end, or where
+/// daylight saving moves it across an edge: a skipped start opens the window when the gap ends,
+/// and an hour shown twice can leave the window and enter it again, so the start time on
+/// today's date is not always where this stretch began. A window is shorter than a day plus a daylight-saving shift, so two days either
+/// side of `now` hold both of its ends.
 fn quiet_window_around(
     quiet: QuietHours,
     tz: &jiff::tz::TimeZone,
     now: Timestamp,
 ) -> Option<(Timestamp, Timestamp)> {
-    let time = calendar::local_time(tz, now);
-    if !quiet.contains(time) {
+    let inside = |t: Timestamp| quiet.contains(calendar::local_time(tz, t));
+    if !inside(now) {
         return None;
     }
     let today = calendar::local_date(tz, now);
-    let wraps = quiet.start > quiet.end;
-    let (open_date, close_date) = match (wraps, time >= quiet.start) {
-        (true, true) => (today, calendar::add_days(today, 1)),
-        (true, false) => (calendar::add_days(today, -1), today),
-        (false, _) => (today, today),
+    let two_days = jiff::SignedDuration::from_hours(48);
+    let edges = |time| {
+        (-2..=2)
+            .flat_map(move |days| {
+                calendar::instants_at_local(tz, calendar::add_days(today, days), time)
+            })
+            .chain(calendar::transitions_between(
+                tz,
+                now.saturating_sub(two_days).unwrap_or(Timestamp::MIN),
+                now.saturating_add(two_days).unwrap_or(Timestamp::MAX),
+            ))
     };
-    // Daylight-saving shifts can move a local time across `now`; clamp so the window holds it.
-    let opened = calendar::at_local(tz, open_date, quiet.start).min(now);
-    let closes = calendar::at_local(tz, close_date, quiet.end).max(now);
-    Some((opened, closes))
+    let opened = edges(quiet.start)
+        .filter(|&t| t <= now && inside(t) && !inside(calendar::just_before(t)))
+        .max();
+    let closes = edges(quiet.end)
+        .filter(|&t| t > now && !inside(t) && inside(calendar::just_before(t)))
+        .min();
+    // Only at the ends of the supported range can an edge be missing; a window without a start
+    // opens now, and one without an end never ends, both erring towards the borrower.
+    Some((opened.unwrap_or(now), closes.unwrap_or(Timestamp::MAX)))
 }
 
 /// The earliest instant strictly after `now` among those considered.
@@ -427,6 +499,89 @@ impl NextChange {
     fn consider(&mut self, at: Timestamp) {
         if at > self.now && self.earliest.is_none_or(|e| at < e) {
             self.earliest = Some(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::SignedDuration;
+    use jiff::civil::Time;
+    use jiff::tz::TimeZone;
+    use proptest::prelude::*;
+
+    const ZONES: [&str; 7] = [
+        "UTC",
+        "Africa/Nairobi",
+        "America/Santiago",
+        "Australia/Lord_Howe",
+        "Australia/Sydney",
+        "America/New_York",
+        "Europe/London",
+    ];
+
+    const MINUTE: SignedDuration = SignedDuration::from_secs(60);
+
+    fn quiet_hours() -> impl Strategy<Value = QuietHours> {
+        let time = (0i8..24, prop::sample::select(vec![0i8, 15, 30, 45]))
+            .prop_map(|(h, m)| Time::constant(h, m, 0, 0));
+        (time.clone(), time)
+            .prop_filter("a window has two ends", |(start, end)| start != end)
+            .prop_map(|(start, end)| QuietHours { start, end })
+    }
+
+    /// A zone, and an instant within a day and a half of one of its clock changes in 2026 (any
+    /// instant at all in a zone that never changes).
+    fn zone_and_instant() -> impl Strategy<Value = (TimeZone, Timestamp)> {
+        (
+            0..ZONES.len(),
+            0usize..2,
+            prop_oneof![1 => Just(0i64), 4 => -129_600i64..129_600],
+            0i32..1_000_000_000,
+        )
+            .prop_map(|(zone, which, seconds, nanos)| {
+                let tz = TimeZone::get(ZONES[zone]).unwrap();
+                let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+                let anchor = tz
+                    .following(start)
+                    .nth(which)
+                    .map_or(start, |change| change.timestamp());
+                let nanos = if seconds == 0 { 0 } else { nanos };
+                let at = anchor + SignedDuration::new(seconds, nanos);
+                (tz, at)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// The window found is exactly the stretch of quiet hours around `now`: the clock is in
+        /// the quiet hours at every instant from its opening to its close, and at neither the
+        /// instant before the opening nor the close.
+        #[test]
+        fn the_quiet_window_is_the_whole_stretch_around_now(
+            quiet in quiet_hours(),
+            (tz, now) in zone_and_instant(),
+        ) {
+            let inside = |t: Timestamp| quiet.contains(calendar::local_time(&tz, t));
+            let Some((opened, closes)) = quiet_window_around(quiet, &tz, now) else {
+                prop_assert!(!inside(now));
+                return Ok(());
+            };
+            prop_assert!(opened <= now && now < closes, "{opened} {now} {closes}");
+            prop_assert!(inside(opened) && !inside(calendar::just_before(opened)));
+            prop_assert!(!inside(closes) && inside(calendar::just_before(closes)));
+            // Clock changes and the windows' edges fall on whole minutes, so the clock stays in
+            // or out of the window for a whole minute at a time: checking each minute suffices.
+            let mut minute = Timestamp::from_second(opened.as_second() - opened.as_second() % 60)
+                .unwrap();
+            while minute < closes {
+                if minute >= opened {
+                    prop_assert!(inside(minute), "left the window at {minute}");
+                }
+                minute += MINUTE;
+            }
         }
     }
 }

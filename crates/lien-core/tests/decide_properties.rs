@@ -5,6 +5,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Span, Timestamp};
 use lien_core::*;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 const ZONES: [&str; 6] = [
     "UTC",
@@ -224,6 +225,47 @@ prop_compose! {
     }
 }
 
+/// Zones whose clocks change in the months the cases cover: Santiago turns back from 24:00 to
+/// 23:00 in April and forward in September, Lord Howe moves by half an hour, the others by an
+/// hour at night.
+const DAYLIGHT_SAVING_ZONES: [&str; 5] = [
+    "America/Santiago",
+    "Australia/Lord_Howe",
+    "Australia/Sydney",
+    "America/New_York",
+    "Europe/London",
+];
+
+/// A case whose plan is in a zone that changes its clocks, decided within a day and a half of
+/// a change, where the quiet hours may be cut short, repeated or skipped.
+fn daylight_saving_case() -> impl Strategy<Value = Case> {
+    (
+        case(true),
+        0..DAYLIGHT_SAVING_ZONES.len(),
+        0usize..2,
+        prop_oneof![1 => Just(0i64), 4 => -36 * 3_600i64..36 * 3_600],
+    )
+        .prop_map(|(case, zone, which, offset)| {
+            let tz = TimeZone::get(DAYLIGHT_SAVING_ZONES[zone]).unwrap();
+            let change = tz
+                .following(base())
+                .nth(which)
+                .expect("these zones change their clocks twice a year")
+                .timestamp();
+            let plan = InstallmentPlan::new(
+                tz,
+                case.plan.down_payment(),
+                case.plan.installments().to_vec(),
+            )
+            .unwrap();
+            Case {
+                plan,
+                now: change + SignedDuration::from_secs(offset),
+                ..case
+            }
+        })
+}
+
 /// The first instant of the `n`-th day past due of an installment due on `since`.
 fn day_past_due(tz: &TimeZone, since: Date, n: u32) -> Timestamp {
     since
@@ -234,48 +276,136 @@ fn day_past_due(tz: &TimeZone, since: Date, n: u32) -> Timestamp {
         .timestamp()
 }
 
+const NANO: SignedDuration = SignedDuration::from_nanos(1);
+
+/// A restriction comes only after the grace period, every notice and its cure period, the
+/// minimum days past due and the minimum arrears, and never starts in the quiet hours.
+fn restriction_follows_the_policy(case: &Case) -> Result<(), TestCaseError> {
+    let d = case.decide();
+    if d.state.severity() < DeviceState::Restricted.severity() {
+        return Ok(());
+    }
+    let Reason::Overdue { since } = d.reason else {
+        panic!("restricted without arrears: {d:?}");
+    };
+    let s = case.policy.settings();
+    let tz = case.plan.time_zone();
+    prop_assert!(d.amount_due.is_positive());
+    prop_assert!(case.now >= day_past_due(tz, since, s.grace_days + 1));
+    prop_assert!(case.now >= day_past_due(tz, since, s.min_days_past_due));
+    for notice in &s.notices {
+        prop_assert!(
+            case.now >= day_past_due(tz, since, notice.at_days_past_due + notice.cure_days)
+        );
+    }
+    prop_assert_eq!(d.notices_served, s.notices.len());
+    let largest = case.plan.largest_installment().minor();
+    prop_assert!(
+        i128::from(d.amount_due.minor()) * 100
+            >= i128::from(largest) * i128::from(s.min_arrears_percent)
+    );
+    if let Some(quiet) = s.quiet_hours {
+        // Inside the quiet hours a restriction is only one that was already there.
+        let time = tz.to_datetime(case.now).time();
+        if quiet.contains(time) {
+            let earlier = case.decide_at(case.now - SignedDuration::from_secs(1));
+            prop_assert!(
+                earlier.state.severity() >= d.state.severity(),
+                "restriction started in quiet hours: {earlier:?} -> {d:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The decision is the same at every instant before `next_change`.
+fn nothing_changes_before_next_change(case: &Case, fraction: f64) -> Result<(), TestCaseError> {
+    let d = case.decide();
+    let Some(next) = d.next_change else {
+        // Nothing is scheduled: a year later the answer is the same.
+        let later = case.decide_at(case.now + SignedDuration::from_hours(24 * 365));
+        prop_assert_eq!(later.state, d.state);
+        prop_assert_eq!(later.reason, d.reason);
+        return Ok(());
+    };
+    prop_assert!(next > case.now);
+    let span = next.duration_since(case.now);
+    let inside = case.now + span.mul_f64(fraction);
+    let last = next - NANO;
+    for t in [inside, last] {
+        prop_assert_eq!(
+            &case.decide_at(t),
+            &d,
+            "decision changed at {} before {}",
+            t,
+            next
+        );
+    }
+    Ok(())
+}
+
+/// Where the decision changes next, it gets no worse than a reminder inside the quiet hours,
+/// and no worse under a dispute freeze than it was just before the freeze began.
+fn no_restriction_starts_in_quiet_hours_nor_under_a_freeze(
+    case: &Case,
+) -> Result<(), TestCaseError> {
+    // Transitions happen exactly at next_change, so that is where to look.
+    let Some(next) = case.decide().next_change else {
+        return Ok(());
+    };
+    let just_before = next - NANO;
+    let before = case.decide_at(just_before);
+    let after = case.decide_at(next);
+    if matches!(after.reason, Reason::ManualLock { .. }) {
+        return Ok(());
+    }
+    let tz = case.plan.time_zone();
+    if let Some(quiet) = case.policy.settings().quiet_hours
+        && quiet.contains(tz.to_datetime(next).time())
+    {
+        let allowed = before
+            .state
+            .severity()
+            .max(DeviceState::Reminder.severity());
+        prop_assert!(
+            after.state.severity() <= allowed,
+            "restriction started in quiet hours at {next}: {before:?} -> {after:?}"
+        );
+    }
+    // Under a freeze the device may come back up to where it was just before the freeze began
+    // (arrears a chargeback brings back), never beyond.
+    let unlocked_before = case
+        .overrides
+        .iter()
+        .any(|o| o.kind() == &OverrideKind::ProvisionalUnlock && o.in_effect(just_before));
+    if unlocked_before {
+        return Ok(());
+    }
+    for freeze in case.overrides.iter().filter(|o| {
+        o.kind() == &OverrideKind::DisputeFreeze && o.in_effect(just_before) && o.in_effect(next)
+    }) {
+        let began = case.decide_at(freeze.from() - NANO).state.severity();
+        prop_assert!(
+            after.state.severity() <= before.state.severity().max(began),
+            "escalated under a dispute freeze at {next}: {before:?} -> {after:?}"
+        );
+    }
+    Ok(())
+}
+
 proptest! {
-    // Failures print their minimal input; integration tests have no source file proptest
-    // could persist regressions next to.
+    // A failing case's seed is written to `decide_properties.proptest-regressions` beside this
+    // file; committed, it is replayed first on every run, so a failure found once stays found.
+    // `PROPTEST_CASES` overrides the number of cases.
     #![proptest_config(ProptestConfig {
         cases: 512,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn no_restriction_unless_grace_notices_and_minimums_are_past(case in case(false)) {
-        let d = case.decide();
-        if d.state.severity() >= DeviceState::Restricted.severity() {
-            let Reason::Overdue { since } = d.reason else {
-                panic!("restricted without arrears: {d:?}");
-            };
-            let s = case.policy.settings();
-            let tz = case.plan.time_zone();
-            prop_assert!(d.amount_due.is_positive());
-            prop_assert!(case.now >= day_past_due(tz, since, s.grace_days + 1));
-            prop_assert!(case.now >= day_past_due(tz, since, s.min_days_past_due));
-            for notice in &s.notices {
-                prop_assert!(
-                    case.now >= day_past_due(tz, since, notice.at_days_past_due + notice.cure_days)
-                );
-            }
-            prop_assert_eq!(d.notices_served, s.notices.len());
-            let largest = case.plan.largest_installment().minor();
-            prop_assert!(
-                i128::from(d.amount_due.minor()) * 100
-                    >= i128::from(largest) * i128::from(s.min_arrears_percent)
-            );
-            if let Some(quiet) = s.quiet_hours {
-                // Inside the quiet hours a restriction is only one that was already there.
-                let time = tz.to_datetime(case.now).time();
-                if quiet.contains(time) {
-                    let earlier = case.decide_at(case.now - SignedDuration::from_secs(1));
-                    prop_assert!(earlier.state.severity() >= d.state.severity(),
-                        "restriction started in quiet hours: {earlier:?} -> {d:?}");
-                }
-            }
-        }
+        restriction_follows_the_policy(&case)?;
     }
 
     #[test]
@@ -343,59 +473,23 @@ proptest! {
         case in case(true),
         fraction in 0.0f64..1.0,
     ) {
-        let d = case.decide();
-        let Some(next) = d.next_change else {
-            // Nothing is scheduled: a year later the answer is the same.
-            let later = case.decide_at(case.now + SignedDuration::from_hours(24 * 365));
-            prop_assert_eq!(later.state, d.state);
-            prop_assert_eq!(later.reason, d.reason);
-            return Ok(());
-        };
-        prop_assert!(next > case.now);
-        let span = next.duration_since(case.now);
-        let inside = case.now + span.mul_f64(fraction);
-        let last = next - SignedDuration::from_nanos(1);
-        for t in [inside, last] {
-            prop_assert_eq!(&case.decide_at(t), &d, "decision changed at {} before {}", t, next);
-        }
+        nothing_changes_before_next_change(&case, fraction)?;
     }
 
     #[test]
     fn at_each_change_no_restriction_starts_in_quiet_hours_nor_under_a_freeze(case in case(true)) {
-        // Transitions happen exactly at next_change, so that is where to look.
-        let Some(next) = case.decide().next_change else { return Ok(()) };
-        let before = case.decide_at(next - SignedDuration::from_nanos(1));
-        let after = case.decide_at(next);
-        if matches!(after.reason, Reason::ManualLock { .. }) {
-            return Ok(());
-        }
-        let tz = case.plan.time_zone();
-        if let Some(quiet) = case.policy.settings().quiet_hours
-            && quiet.contains(tz.to_datetime(next).time())
-        {
-            let allowed = before.state.severity().max(DeviceState::Reminder.severity());
-            prop_assert!(after.state.severity() <= allowed,
-                "restriction started in quiet hours at {next}: {before:?} -> {after:?}");
-        }
-        // Under a freeze the device may come back up to where it was when the freeze began
-        // (arrears a chargeback brings back), never beyond.
-        let just_before = next - SignedDuration::from_nanos(1);
-        let unlocked_before = case.overrides.iter().any(|o| {
-            o.kind() == &OverrideKind::ProvisionalUnlock && o.in_effect(just_before)
-        });
-        for freeze in case.overrides.iter().filter(|o| {
-            o.kind() == &OverrideKind::DisputeFreeze && o.in_effect(just_before) && o.in_effect(next)
-        }) {
-            if unlocked_before {
-                break;
-            }
-            let mut at_start = case.clone();
-            at_start.overrides.retain(|o| {
-                o.kind() != &OverrideKind::DisputeFreeze || o.from() < freeze.from()
-            });
-            let began = at_start.decide_at(freeze.from()).state.severity();
-            prop_assert!(after.state.severity() <= before.state.severity().max(began),
-                "escalated under a dispute freeze at {next}: {before:?} -> {after:?}");
-        }
+        no_restriction_starts_in_quiet_hours_nor_under_a_freeze(&case)?;
+    }
+
+    #[test]
+    fn across_daylight_saving_changes_the_quiet_hours_and_next_change_hold(
+        case in daylight_saving_case(),
+        fraction in 0.0f64..1.0,
+    ) {
+        let mut without_overrides = case.clone();
+        without_overrides.overrides.clear();
+        restriction_follows_the_policy(&without_overrides)?;
+        nothing_changes_before_next_change(&case, fraction)?;
+        no_restriction_starts_in_quiet_hours_nor_under_a_freeze(&case)?;
     }
 }

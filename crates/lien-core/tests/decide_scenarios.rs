@@ -415,3 +415,324 @@ fn quiet_hours_opening_in_a_daylight_saving_gap_open_when_the_gap_ends() {
         DeviceState::Reminder
     );
 }
+
+// The edges of the quiet hours and of a dispute freeze. Each cap holds the phone at the decision
+// of the last instant before the window or the freeze, so nothing dated at its first instant
+// gets past it. The first two stories are the cases the property test found (issue 14).
+
+/// A plan with one installment, in a zone and currency of the caller's choosing.
+fn one_installment(zone: &str, currency: &str, due: Date, minor: i64) -> InstallmentPlan {
+    let money = Money::new(minor, Currency::parse(currency).unwrap());
+    InstallmentPlan::new(
+        TimeZone::get(zone).unwrap(),
+        Money::zero(money.currency()),
+        vec![Installment { due, amount: money }],
+    )
+    .unwrap()
+}
+
+fn utc(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// A payment of the whole plan at `paid`, reversed at `reversed`.
+fn charged_back(plan: &InstallmentPlan, paid: Timestamp, reversed: Timestamp) -> PaymentLog {
+    let payment = Payment {
+        reference: PaymentRef::parse("CARD-1").unwrap(),
+        amount: plan.largest_installment(),
+        received_at: paid,
+    };
+    let reversal = Reversal {
+        reference: payment.reference.clone(),
+        at: reversed,
+    };
+    PaymentLog::new(plan.currency(), [payment], [reversal]).unwrap()
+}
+
+#[test]
+fn a_chargeback_stamped_as_the_quiet_hours_open_waits_for_the_morning() {
+    // London is on UTC in February; the Kenya preset's quiet hours are 20:00-07:00.
+    let plan = one_installment("Europe/London", "KES", date(2026, 1, 2), 1);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let opening = utc("2026-02-26T20:00:00Z");
+    let payments = charged_back(&plan, utc("2026-02-12T01:26:03Z"), opening);
+    let at = |t| decide(&plan, &payments, &[], &policy, t);
+
+    assert_eq!(at(utc("2026-02-26T19:59:59Z")).state, DeviceState::Active);
+    let night = at(opening);
+    assert_eq!(night.state, DeviceState::Reminder);
+    assert_eq!(night.amount_due, plan.largest_installment());
+    assert_eq!(night.next_change, Some(utc("2026-02-27T07:00:00Z")));
+    assert_eq!(
+        night.next_restriction,
+        Some((utc("2026-02-27T07:00:00Z"), DeviceState::Locked))
+    );
+    assert_eq!(at(utc("2026-02-27T06:59:59Z")).state, DeviceState::Reminder);
+    assert_eq!(at(utc("2026-02-27T07:00:00Z")).state, DeviceState::Locked);
+}
+
+/// Reminder from day 1, restricted from day 2, no restriction 00:00-00:30, in UTC.
+fn half_hour_after_midnight() -> LockPolicy {
+    LockPolicy::new(PolicySettings {
+        grace_days: 0,
+        min_days_past_due: 0,
+        min_arrears_percent: 0,
+        notices: vec![],
+        escalations: vec![Escalation {
+            at_days_past_due: 2,
+            restriction: Restriction::Restricted,
+        }],
+        lease_days: 7,
+        lease_warning_days: 2,
+        quiet_hours: Some(QuietHours {
+            start: jiff::civil::Time::constant(0, 0, 0, 0),
+            end: jiff::civil::Time::constant(0, 30, 0, 0),
+        }),
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_hardship_pause_ending_as_the_quiet_hours_open_restricts_only_when_they_close() {
+    let plan = one_installment("UTC", "KES", date(2026, 3, 1), 1_000);
+    let policy = half_hour_after_midnight();
+    let nothing = PaymentLog::empty(plan.currency());
+    let until = utc("2026-04-13T00:00:00Z");
+    let pause = Override::new(
+        OverrideKind::HardshipPause,
+        utc("2026-03-05T12:00:00Z"),
+        Some(until),
+    )
+    .unwrap();
+    let at = |t| decide(&plan, &nothing, std::slice::from_ref(&pause), &policy, t);
+
+    let paused = at(utc("2026-04-12T23:59:59Z"));
+    assert_eq!(paused.state, DeviceState::Reminder);
+    assert_eq!(paused.reason, Reason::HardshipPause { until });
+    let ended = at(until);
+    assert_eq!(ended.state, DeviceState::Reminder);
+    assert_eq!(ended.reason, overdue_since(date(2026, 3, 1)));
+    assert_eq!(ended.next_change, Some(utc("2026-04-13T00:30:00Z")));
+    assert_eq!(
+        at(utc("2026-04-13T00:30:00Z")).state,
+        DeviceState::Restricted
+    );
+}
+
+#[test]
+fn arrears_that_reach_the_minimum_at_midnight_restrict_only_after_the_quiet_hours() {
+    // Two installments of 1 and 3: the first alone (33% of the largest) is under the policy's
+    // 34% minimum, so the phone is only reminded until the second falls late at midnight.
+    let kes = |minor| Money::new(minor, Currency::parse("KES").unwrap());
+    let plan = InstallmentPlan::new(
+        TimeZone::UTC,
+        kes(0),
+        vec![
+            Installment {
+                due: date(2026, 1, 20),
+                amount: kes(1),
+            },
+            Installment {
+                due: date(2026, 2, 27),
+                amount: kes(3),
+            },
+        ],
+    )
+    .unwrap();
+    let mut settings = half_hour_after_midnight().settings().clone();
+    settings.min_arrears_percent = 34;
+    let policy = LockPolicy::new(settings).unwrap();
+    let nothing = PaymentLog::empty(plan.currency());
+    let at = |t| decide(&plan, &nothing, &[], &policy, t);
+
+    assert_eq!(at(utc("2026-02-27T23:59:59Z")).state, DeviceState::Reminder);
+    let midnight = at(utc("2026-02-28T00:00:00Z"));
+    assert_eq!(midnight.state, DeviceState::Reminder);
+    assert_eq!(midnight.amount_due, kes(4));
+    assert_eq!(midnight.next_change, Some(utc("2026-02-28T00:30:00Z")));
+    assert_eq!(
+        at(utc("2026-02-28T00:30:00Z")).state,
+        DeviceState::Restricted
+    );
+}
+
+#[test]
+fn a_provisional_unlock_ending_as_the_quiet_hours_open_locks_only_in_the_morning() {
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let nothing = log(vec![], vec![]);
+    let until = local("2026-03-10T20:00");
+    let unlock = Override::new(
+        OverrideKind::ProvisionalUnlock,
+        local("2026-03-09T12:00"),
+        Some(until),
+    )
+    .unwrap();
+    let at = |s| {
+        decide(
+            &plan,
+            &nothing,
+            std::slice::from_ref(&unlock),
+            &policy,
+            local(s),
+        )
+    };
+    assert_eq!(at("2026-03-10T19:59:59").state, DeviceState::Active);
+    let ended = at("2026-03-10T20:00");
+    assert_eq!(ended.state, DeviceState::Reminder);
+    assert_eq!(
+        ended.next_restriction,
+        Some((local("2026-03-11T07:00"), DeviceState::Locked))
+    );
+    assert_eq!(at("2026-03-11T07:00").state, DeviceState::Locked);
+}
+
+#[test]
+fn a_freeze_opened_with_a_chargeback_keeps_the_phone_as_it_was() {
+    // The borrower disputes a card chargeback at the instant it is recorded, in the daytime.
+    let plan = weekly_plan(1);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let instant = local("2026-03-20T10:00");
+    let payments = charged_back(&plan, local("2026-03-02T09:00"), instant);
+    let freeze = Override::new(OverrideKind::DisputeFreeze, instant, None).unwrap();
+    let d = decide(&plan, &payments, &[freeze], &policy, instant);
+    assert_eq!(
+        (d.state, d.reason),
+        (DeviceState::Active, Reason::DisputeFreeze)
+    );
+    assert_eq!(d.amount_due, kes(50_000), "the debt is still shown");
+}
+
+#[test]
+fn a_freeze_opened_as_a_lock_falls_due_holds_the_reminder() {
+    // Kenya locks on day 4 at 07:00, after the quiet hours; the dispute opens at that instant.
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let nothing = log(vec![], vec![]);
+    let due = local("2026-03-06T07:00");
+    assert_eq!(
+        decide(&plan, &nothing, &[], &policy, due).state,
+        DeviceState::Locked
+    );
+    let freeze = Override::new(OverrideKind::DisputeFreeze, due, None).unwrap();
+    let d = decide(
+        &plan,
+        &nothing,
+        &[freeze],
+        &policy,
+        local("2026-03-08T12:00"),
+    );
+    assert_eq!(
+        (d.state, d.reason),
+        (DeviceState::Reminder, Reason::DisputeFreeze)
+    );
+}
+
+#[test]
+fn a_lock_between_the_two_runs_of_a_repeated_hour_stays_when_the_window_opens_again() {
+    // Santiago turns its clocks back from 24:00 to 23:00 on 4 April 2026 (03:00 UTC), so 23:30
+    // comes twice. Quiet hours 23:30-06:00 open at 02:30 UTC, close at 03:00 UTC when the clock
+    // shows 23:00 again, and open anew at 03:30 UTC.
+    let plan = one_installment("America/Santiago", "CLP", date(2026, 3, 1), 100_000);
+    let mut settings = Preset::Kenya.settings();
+    settings.quiet_hours = Some(QuietHours {
+        start: jiff::civil::Time::constant(23, 30, 0, 0),
+        end: jiff::civil::Time::constant(6, 0, 0, 0),
+    });
+    let policy = LockPolicy::new(settings).unwrap();
+    // Charged back at the second 23:10, outside the quiet hours: the lock is due at once.
+    let payments = charged_back(
+        &plan,
+        utc("2026-03-01T15:00:00Z"),
+        utc("2026-04-05T03:10:00Z"),
+    );
+    let at = |t| decide(&plan, &payments, &[], &policy, t);
+    let locked = at(utc("2026-04-05T03:10:00Z"));
+    assert_eq!(locked.state, DeviceState::Locked);
+    // The quiet hours that open again at 03:30 UTC lift nothing: the lock is not a new one.
+    assert_eq!(at(utc("2026-04-05T03:30:00Z")).state, DeviceState::Locked);
+    assert_eq!(at(utc("2026-04-05T05:00:00Z")).state, DeviceState::Locked);
+    assert_eq!(locked.next_change, None);
+}
+
+#[test]
+fn a_provisional_unlock_granted_and_ended_in_one_night_does_not_relock_until_morning() {
+    // Locked since day 4; support unlocks the phone at 23:00 for a few hours, ending at 03:00.
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let nothing = log(vec![], vec![]);
+    let unlock = Override::new(
+        OverrideKind::ProvisionalUnlock,
+        local("2026-03-09T23:00"),
+        Some(local("2026-03-10T03:00")),
+    )
+    .unwrap();
+    let at = |s| {
+        decide(
+            &plan,
+            &nothing,
+            std::slice::from_ref(&unlock),
+            &policy,
+            local(s),
+        )
+    };
+    assert_eq!(at("2026-03-09T22:59").state, DeviceState::Locked);
+    assert_eq!(at("2026-03-09T23:00").state, DeviceState::Active);
+    let ended = at("2026-03-10T03:00");
+    assert_eq!(ended.state, DeviceState::Reminder);
+    assert_eq!(
+        ended.next_restriction,
+        Some((local("2026-03-10T07:00"), DeviceState::Locked))
+    );
+    assert_eq!(at("2026-03-10T07:00").state, DeviceState::Locked);
+}
+
+#[test]
+fn a_payment_and_its_chargeback_in_one_night_do_not_relock_until_morning() {
+    // Locked since day 4; a card payment at 21:00 unlocks the phone, its chargeback at 02:00
+    // brings the arrears back, and the lock waits for the end of the quiet hours.
+    let plan = weekly_plan(1);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let payments = charged_back(&plan, local("2026-03-09T21:00"), local("2026-03-10T02:00"));
+    let at = |s| decide(&plan, &payments, &[], &policy, local(s));
+    assert_eq!(at("2026-03-09T20:59").state, DeviceState::Locked);
+    assert_eq!(at("2026-03-09T21:00").state, DeviceState::Active);
+    let back = at("2026-03-10T02:00");
+    assert_eq!(back.state, DeviceState::Reminder);
+    assert_eq!(back.amount_due, kes(50_000));
+    assert_eq!(back.next_change, Some(local("2026-03-10T07:00")));
+    assert_eq!(at("2026-03-10T07:00").state, DeviceState::Locked);
+}
+
+#[test]
+fn a_dispute_closed_at_night_or_as_the_quiet_hours_open_locks_only_in_the_morning() {
+    // A freeze opened on day 2 held the phone at a reminder; the lock was due on day 4.
+    let plan = weekly_plan(4);
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let nothing = log(vec![], vec![]);
+    for closed in ["2026-03-09T23:00", "2026-03-09T20:00"] {
+        let freeze = Override::new(
+            OverrideKind::DisputeFreeze,
+            local("2026-03-04T12:00"),
+            Some(local(closed)),
+        )
+        .unwrap();
+        let at = |s| {
+            decide(
+                &plan,
+                &nothing,
+                std::slice::from_ref(&freeze),
+                &policy,
+                local(s),
+            )
+        };
+        let ended = at(closed);
+        assert_eq!(ended.state, DeviceState::Reminder, "closed at {closed}");
+        assert_eq!(ended.next_change, Some(local("2026-03-10T00:00")));
+        assert_eq!(
+            ended.next_restriction,
+            Some((local("2026-03-10T07:00"), DeviceState::Locked))
+        );
+        assert_eq!(at("2026-03-10T07:00").state, DeviceState::Locked);
+    }
+}
