@@ -15,8 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse, PushRequest,
-    sign_checkin,
+    CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse,
+    MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_CHARS, PushRequest, sign_checkin,
 };
 use lien_proto::ocra::OcraSuite;
 use lien_proto::{DeviceRestriction, LeaseStatus, PinnedKeys, StatusClaims, TokenState};
@@ -502,6 +502,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             lease_elapsed_ms: millis(lease.elapsed()),
             last_sync: None,
             unlock: Default::default(),
+            request_counter: 0,
         };
         self.held = Some(Held {
             status_code: lien_proto::status_code(&bytes),
@@ -523,11 +524,13 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         if self.mode != Mode::Bound {
             return None;
         }
+        let counter = self.next_request_counter();
         let keys = self.keys.as_ref()?;
-        let take = self.ordinary.pending_events.len().min(MAX_PENDING_EVENTS);
+        let take = self.ordinary.pending_events.len().min(MAX_CHECKIN_EVENTS);
         self.in_flight_events = self.ordinary.pending_events.drain(..take).collect();
         let request = CheckinRequest {
             sent_at: self.sent_at(now),
+            counter,
             applied_sequence: self.protected.highest_sequence as i64,
             events: self
                 .in_flight_events
@@ -546,6 +549,15 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             body,
             signature,
         })
+    }
+
+    /// The next request counter, saved before the request that carries it is built: a
+    /// counter the server has seen is refused, so one must never be sent twice, even across a
+    /// crash. If the save fails the counter is still used; the next save catches up.
+    fn next_request_counter(&mut self) -> u64 {
+        self.protected.request_counter = self.protected.request_counter.saturating_add(1);
+        self.save_protected();
+        self.protected.request_counter
     }
 
     /// The request time the server checks against its window. Once the server's time is known
@@ -625,9 +637,11 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         if self.mode != Mode::Bound {
             return None;
         }
+        let counter = self.next_request_counter();
         let keys = self.keys.as_ref()?;
         let request = PushRequest {
             sent_at: self.sent_at(now),
+            counter,
             applied_sequence: self.protected.highest_sequence as i64,
         };
         let body = serde_json::to_vec(&request).expect("a push request is plain data");
@@ -890,6 +904,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     }
 
     fn queue_event(&mut self, kind: &str, detail: String) {
+        let detail = detail.chars().take(MAX_EVENT_DETAIL_CHARS).collect();
         let events = &mut self.ordinary.pending_events;
         events.push((kind.to_string(), detail));
         if events.len() > MAX_PENDING_EVENTS {

@@ -62,6 +62,10 @@ pub(crate) struct Protected {
     /// The server's time at the last successful check-in, for the lock screen.
     pub last_sync: Option<i64>,
     pub unlock: UnlockRecord,
+    /// The counter of the last signed request sent under this binding (see
+    /// `CheckinRequest::counter`); saved before the request leaves, so no counter is sent twice.
+    #[serde(default)]
+    pub request_counter: u64,
 }
 
 /// Wiped by a factory reset.

@@ -197,9 +197,23 @@ impl Rig {
     /// A check-in answered with `token`, at the server's time `server_time`; returns what the
     /// phone sent.
     fn checkin_with(&mut self, token: String, server_time: i64) -> CheckinRequest {
+        self.checkin_failing_write(token, server_time, None)
+    }
+
+    /// A check-in whose answer's write to storage meets `fault` (the request's own write, of
+    /// its counter, is not affected).
+    fn checkin_failing_write(
+        &mut self,
+        token: String,
+        server_time: i64,
+        fault: Option<InjectedFault>,
+    ) -> CheckinRequest {
         let now = self.now();
         self.agent().check_again(now);
         let sent = self.agent().checkin_request(now).expect("bound");
+        if let Some(fault) = fault {
+            self.agent().storage_mut().fail_next_write(fault);
+        }
         let answer = CheckinResponse {
             token,
             server_time,
@@ -548,10 +562,9 @@ fn a_code_that_cannot_be_recorded_does_not_unlock() {
 fn a_failed_write_keeps_the_previous_state_and_a_torn_one_means_setup_not_unlock() {
     let mut rig = locked_rig();
     // A newer "active" token arrives but cannot be written: it is valid, so it applies now...
-    rig.agent()
-        .storage_mut()
-        .fail_next_write(InjectedFault::Fail);
-    rig.new_token(TokenState::Active);
+    let at = rig.wall;
+    let token = rig.server.token(TokenState::Active, at);
+    rig.checkin_failing_write(token, at, Some(InjectedFault::Fail));
     assert!(!rig.locked());
     // ...but if the phone crashes before the write is retried, it boots into the state last
     // written: the lock, not some mixture.

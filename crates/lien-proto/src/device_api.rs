@@ -28,6 +28,14 @@ pub const DEVICE_HEADER: &str = "x-lien-device";
 /// The header that carries the check-in's signature.
 pub const SIGNATURE_HEADER: &str = "x-lien-signature";
 
+/// The largest check-in or push request body the server reads, in bytes; a larger one is
+/// refused (413) before anything is parsed or written.
+pub const MAX_CHECKIN_BODY_BYTES: usize = 4 * 1024;
+/// The most events one check-in may carry; the agent keeps the rest for the next one.
+pub const MAX_CHECKIN_EVENTS: usize = 8;
+/// The longest event detail, in characters.
+pub const MAX_EVENT_DETAIL_CHARS: usize = 200;
+
 /// The value of [`SIGNATURE_HEADER`]: base64 HMAC-SHA256 over the exact body bytes under the
 /// device credential. Signing the bytes, not a re-serialisation, means neither side has to
 /// agree on JSON formatting.
@@ -101,9 +109,13 @@ pub enum HelloResponse {
 pub struct CheckinRequest {
     /// The phone's clock, Unix seconds; must be within the server's window.
     pub sent_at: i64,
+    /// Counts the signed requests (check-ins and push requests) the phone has sent since its
+    /// hello, from 1. The server refuses a counter not above the highest it has accepted from
+    /// this binding, so a captured request cannot be sent again.
+    pub counter: u64,
     /// The highest token sequence the phone has applied.
     pub applied_sequence: i64,
-    /// What happened on the phone since the last check-in.
+    /// What happened on the phone since the last check-in; at most [`MAX_CHECKIN_EVENTS`].
     #[serde(default)]
     pub events: Vec<DeviceEventJson>,
 }
@@ -116,6 +128,8 @@ pub struct CheckinRequest {
 pub struct PushRequest {
     /// The phone's clock, Unix seconds; must be within the server's window.
     pub sent_at: i64,
+    /// As in [`CheckinRequest::counter`]; check-ins and push requests share one count.
+    pub counter: u64,
     /// The highest token sequence the phone has applied.
     pub applied_sequence: i64,
 }
@@ -127,7 +141,7 @@ pub struct PushRequest {
 pub struct DeviceEventJson {
     /// `sim_change`, `tamper` or `other`.
     pub kind: String,
-    /// Free text.
+    /// Free text, at most [`MAX_EVENT_DETAIL_CHARS`] characters.
     #[serde(default)]
     pub detail: String,
 }

@@ -14,13 +14,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use lien_proto::TokenSigner;
-use lien_store::Store;
+use lien_store::{Seen, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt as _;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 
@@ -42,8 +43,9 @@ pub struct Inner {
     pub settings: Settings,
     /// Metrics.
     pub metrics: Metrics,
-    /// Last-seen times not yet written (see [`AppState::flush_last_seen`]).
-    last_seen: Mutex<HashMap<String, i64>>,
+    /// Phones seen and request counters claimed, not yet written (see
+    /// [`AppState::claim_request`] and [`AppState::flush_last_seen`]).
+    last_seen: Mutex<HashMap<String, Sighting>>,
     /// Wakes the scheduler early.
     pub scheduler_wake: Notify,
     /// Devices with an open push channel (see [`crate::push`]).
@@ -86,31 +88,94 @@ impl AppState {
         }))
     }
 
-    /// Notes a check-in. Last-seen times are kept in memory and written once a second in
-    /// one transaction: at most one second of last-seen times is lost if the server dies,
-    /// and nothing else is ever held back like this.
-    pub fn saw(&self, device_id: &str, at_us: i64) {
+    /// Notes a signed request from a phone (a check-in or a push request) and claims its
+    /// counter. The counter must be above every one accepted under the same binding: those in
+    /// the store (`stored`, read with the request's check-in view) and those this server has
+    /// claimed but not written yet, so a captured request sent again is refused.
+    ///
+    /// Last-seen times and counters are kept in memory and written once a second in one
+    /// transaction: at most one second of them is lost if the server dies, and nothing else is
+    /// ever held back like this. On one server (SQLite) every replay is refused; with several
+    /// servers on one PostgreSQL database, a replay sent to another server within that second
+    /// of the original can pass, and gets only the current token (check-ins that write, those
+    /// with events or a new applied sequence, check the stored counter in their transaction).
+    pub fn claim_request(
+        &self,
+        device_id: &str,
+        seen: Sighting,
+        stored: i64,
+    ) -> Result<(), ApiError> {
         let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        // A phone seen again within the second only moves its time: no new key is allocated
+        let claimed = pending
+            .get(device_id)
+            .filter(|s| s.generation == seen.generation)
+            .map_or(0, |s| s.counter);
+        let highest = stored.max(claimed);
+        if seen.counter <= highest {
+            return Err(replayed(seen.counter, highest));
+        }
+        // A phone seen again within the second only updates its entry: no new key is allocated
         // on the check-in path.
         match pending.get_mut(device_id) {
-            Some(seen) => *seen = at_us,
+            Some(entry) => *entry = seen,
             None => {
-                pending.insert(device_id.to_string(), at_us);
+                pending.insert(device_id.to_string(), seen);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending last-seen times and counters. Each stays pending until it is written,
+    /// so a replay is refused in between too; one superseded meanwhile stays for the next run.
+    pub async fn flush_last_seen(&self) {
+        let batch: Vec<Seen> = {
+            let pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            pending
+                .iter()
+                .map(|(id, s)| Seen {
+                    device_id: id.clone(),
+                    at_us: s.at_us,
+                    binding_generation: s.generation,
+                    counter: s.counter,
+                })
+                .collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(err) = self.store.touch_last_seen(&batch).await {
+            tracing::warn!(error = %err, devices = batch.len(), "could not write last-seen times");
+            return;
+        }
+        let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for written in batch {
+            let unchanged = pending.get(&written.device_id).is_some_and(|s| {
+                (s.at_us, s.generation, s.counter)
+                    == (written.at_us, written.binding_generation, written.counter)
+            });
+            if unchanged {
+                pending.remove(&written.device_id);
             }
         }
     }
+}
 
-    /// Writes the pending last-seen times.
-    pub async fn flush_last_seen(&self) {
-        let batch: Vec<(String, i64)> = {
-            let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-            pending.drain().collect()
-        };
-        if let Err(err) = self.store.touch_last_seen(&batch).await {
-            tracing::warn!(error = %err, devices = batch.len(), "could not write last-seen times");
-        }
-    }
+/// A phone's signed request, as [`AppState::claim_request`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// When the server received it.
+    pub at_us: i64,
+    /// The binding it was signed under.
+    pub generation: i64,
+    /// Its counter.
+    pub counter: i64,
+}
+
+/// The refusal of a request whose counter was already used.
+pub(crate) fn replayed(counter: i64, highest: i64) -> ApiError {
+    ApiError::Unauthorized(format!(
+        "replayed request: counter {counter} is not above {highest}, the highest this device has used"
+    ))
 }
 
 /// The whole HTTP surface.

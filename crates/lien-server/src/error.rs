@@ -32,6 +32,9 @@ pub enum ApiError {
     /// The request clashes with what is stored.
     #[error("{0}")]
     Conflict(String),
+    /// The body is larger than the route reads.
+    #[error("{0}")]
+    TooLarge(String),
     /// Something broke on our side; the source is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -41,7 +44,7 @@ pub enum ApiError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `bad_request`, `invalid`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict` or `internal`.
+    /// `conflict`, `too_large` or `internal`.
     pub error: String,
     /// What went wrong, naming the field or header; says nothing internal on a 5xx.
     pub message: String,
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -116,6 +121,17 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
             MissingJsonContentType(e) => ApiError::BadRequest(e.body_text()),
             other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// A body that could not be read: over the route's limit (413), or cut off.
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge("the body is larger than this endpoint accepts".into())
+        } else {
+            ApiError::BadRequest(rejection.body_text())
         }
     }
 }

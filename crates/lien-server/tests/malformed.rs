@@ -683,7 +683,7 @@ async fn malformed(app: TestApp) {
                 mentions: strings(mentions),
             }
         };
-    let good_checkin = json!({"sent_at": now, "applied_sequence": token_sequence});
+    let good_checkin = json!({"sent_at": now, "counter": 1, "applied_sequence": token_sequence});
     let signed = |v: Option<String>| v.unwrap();
     cases.extend([
         checkin(
@@ -739,7 +739,7 @@ async fn malformed(app: TestApp) {
         checkin(
             "check-in without applied_sequence",
             &device,
-            json!({"sent_at": now}).to_string(),
+            json!({"sent_at": now, "counter": 1}).to_string(),
             &credential,
             422,
             &["applied_sequence"],
@@ -794,8 +794,9 @@ async fn malformed(app: TestApp) {
         .iter_mut()
         .find(|c| c.name == "check-in whose body changed after signing")
         .unwrap();
-    tampered.body =
-        Some(json!({"sent_at": now, "applied_sequence": token_sequence + 1}).to_string());
+    tampered.body = Some(
+        json!({"sent_at": now, "counter": 1, "applied_sequence": token_sequence + 1}).to_string(),
+    );
     cases.extend([
         Case {
             name: "check-in without a signature",
@@ -917,7 +918,7 @@ async fn malformed(app: TestApp) {
 
     // A check-in signed at the right time that arrives ten minutes late is stale too.
     let before = world(&app, &key, &device).await;
-    let body = json!({"sent_at": app.clock_now().as_second(), "applied_sequence": token_sequence})
+    let body = json!({"sent_at": app.clock_now().as_second(), "counter": 1, "applied_sequence": token_sequence})
         .to_string();
     app.clock.advance(SignedDuration::from_mins(10));
     let late = app

@@ -308,6 +308,32 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
     w.app.running.stop().await;
 }
 
+async fn a_phone_set_up_again_after_fifteen_offline_codes_accepts_the_sixteenth(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.miss_a_payment_until_locked().await;
+    // Support has read out fifteen codes over the months (this phone never needed them).
+    for i in 0..15 {
+        w.offline_code(&format!("{:08}", 31_415_926 + i)).await;
+    }
+    // The phone is reflashed: it sets up again and is bound anew, with a new offline key.
+    // Each code issued unlocks the phone on the server's side too, for two days; once they
+    // are over it is locked again.
+    w.phone.reflash().await;
+    w.advance(Duration::from_secs(3 * DAY)).await;
+    assert!(w.locked(), "{}", w.text());
+    // Offline, the borrower calls; the sixteenth code the financier reads out works.
+    w.phone.set_online(false);
+    let challenge = w.challenge();
+    let code = w.offline_code(&challenge).await;
+    assert!(
+        matches!(w.phone.enter_code(&code), CodeOutcome::Accepted { .. }),
+        "{}",
+        w.text()
+    );
+    assert!(!w.locked(), "{}", w.text());
+    w.app.running.stop().await;
+}
+
 async fn moving_the_wall_clock_changes_nothing(backend: Backend) {
     let mut w = World::new(backend).await;
     w.miss_a_payment_until_locked().await;
@@ -505,6 +531,7 @@ on_both_backends!(
     missed_payment_reminds_then_locks_on_time_and_payment_unlocks,
     factory_reset_and_reflash_keep_the_lock,
     offline_past_the_lease_locks_then_a_code_unlocks_once,
+    a_phone_set_up_again_after_fifteen_offline_codes_accepts_the_sixteenth,
     moving_the_wall_clock_changes_nothing,
     forged_and_replayed_tokens_are_refused,
     payoff_releases_for_good_and_check_ins_stop,

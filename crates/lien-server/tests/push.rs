@@ -99,7 +99,7 @@ async fn push_is_refused_without_a_valid_signature_or_with_a_stale_time(backend:
             .body(body)
             .send()
     };
-    let body = json!({"sent_at": now, "applied_sequence": 1}).to_string();
+    let body = json!({"sent_at": now, "counter": 1, "applied_sequence": 1}).to_string();
     let forged = STANDARD.encode([0u8; 32]);
     let refused = open(body, forged).await.unwrap();
     assert_eq!(refused.status(), 401);
@@ -111,7 +111,7 @@ async fn push_is_refused_without_a_valid_signature_or_with_a_stale_time(backend:
         hello.body["credential"].as_str().unwrap().to_string()
     };
     let credential = STANDARD.decode(phone_credential).unwrap();
-    let stale = json!({"sent_at": now - 3600, "applied_sequence": 1}).to_string();
+    let stale = json!({"sent_at": now - 3600, "counter": 1, "applied_sequence": 1}).to_string();
     let signature = lien_server::routes::sign_checkin(&credential, stale.as_bytes());
     let refused = open(stale, signature).await.unwrap();
     assert_eq!(refused.status(), 401);

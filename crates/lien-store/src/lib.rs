@@ -126,8 +126,9 @@ pub trait Devices: Send + Sync {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
     /// The one-row read behind a check-in.
     async fn checkin_view(&self, id: &str) -> Result<CheckinView, StoreError>;
-    /// Writes a batch of last-seen times.
-    async fn touch_last_seen(&self, seen: &[(String, i64)]) -> Result<(), StoreError>;
+    /// Writes a batch of last-seen times and raises the devices' request counters (never
+    /// lowers either).
+    async fn touch_last_seen(&self, seen: &[Seen]) -> Result<(), StoreError>;
     /// Tokens whose status code is `code`.
     async fn tokens_by_status_code(&self, code: &str) -> Result<Vec<StatusCodeMatch>, StoreError>;
     /// A device's payments, reversals and overrides.

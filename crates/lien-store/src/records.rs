@@ -122,6 +122,8 @@ pub struct DeviceRecord {
     pub last_seen_us: Option<i64>,
     /// The last OCRA counter used for an offline unlock code.
     pub ocra_counter: i64,
+    /// The highest request counter accepted from the phone under its current binding.
+    pub checkin_counter: i64,
     /// When the release became final.
     pub released_us: Option<i64>,
     /// How many times the row was written: a change decided on this record is written only
@@ -287,6 +289,8 @@ pub struct DeviceChange {
     pub binding: Option<(Vec<u8>, i64)>,
     /// The OCRA counter after issuing an offline code.
     pub ocra_counter: Option<i64>,
+    /// The highest request counter accepted from the phone, when a check-in writes.
+    pub checkin_counter: Option<i64>,
     /// The release became final at this time: the device's IMEIs are free again.
     pub released_us: Option<i64>,
     /// Events the phone reported.
@@ -314,6 +318,22 @@ pub struct CheckinView {
     pub token_sequence: i64,
     /// What the phone last said it applied.
     pub applied_sequence: Option<i64>,
+    /// The highest request counter accepted under this binding.
+    pub checkin_counter: i64,
+}
+
+/// A phone seen at a check-in or push request, for [`crate::Devices::touch_last_seen`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The device.
+    pub device_id: String,
+    /// When.
+    pub at_us: i64,
+    /// The binding the request was signed under.
+    pub binding_generation: i64,
+    /// The request's counter; it raises the device's only under that same binding, so a late
+    /// write cannot carry an old binding's count over to a new one.
+    pub counter: i64,
 }
 
 /// Filters of the device list.

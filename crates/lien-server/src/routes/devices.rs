@@ -93,6 +93,7 @@ pub fn prepare_enrollment(
             applied_sequence: None,
             last_seen_us: None,
             ocra_counter: 0,
+            checkin_counter: 0,
             released_us: None,
             version: 0,
         },

@@ -12,8 +12,10 @@ pub use devices::prepare_enrollment;
 pub use phone::sign_checkin;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use jiff::Timestamp;
+use lien_proto::device_api::MAX_CHECKIN_BODY_BYTES;
 use lien_store::{
     AuditEntry, DeviceChange, DeviceRecord, DeviceSnapshot, IdempotentResponse, StoreError,
 };
@@ -62,11 +64,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/devices/{id}/policy", put(devices::change_policy))
         .route("/v1/status-codes/{code}", get(devices::status_code))
         .route("/v1/device/hello", post(phone::hello))
-        .route("/v1/device/checkin", post(phone::checkin))
+        .route(
+            "/v1/device/checkin",
+            post(phone::checkin).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)),
+        )
         .route("/v1/public/imei/{imei}", get(public::imei))
         .route(
             "/v1/public/appeals",
-            post(appeals::open).layer(axum::extract::DefaultBodyLimit::disable()),
+            post(appeals::open).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/public/appeals/{reference}", get(appeals::follow))
         .route("/v1/appeals", get(appeals::list))
@@ -76,7 +81,10 @@ pub fn router() -> Router<AppState> {
             get(appeals::attachment),
         )
         .route("/v1/appeals/{reference}/decision", post(appeals::decide))
-        .route("/v1/device/push", post(push::push))
+        .route(
+            "/v1/device/push",
+            post(push::push).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)),
+        )
         // The borrower's HTML pages: not part of the JSON API or its document.
         .merge(crate::pages::router())
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -12,13 +12,13 @@ use lien_store::{CheckinView, DeviceChange, DeviceEvent, DeviceSnapshot, StoreEr
 
 use super::devices::{OFFLINE_SUITE, parse_imei};
 use super::{JsonText, Mutation, complete, json_text};
-use crate::app::AppState;
+use crate::app::{AppState, Sighting};
 use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
 pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DEVICE_HEADER, HelloRequest, HelloResponse, SIGNATURE_HEADER,
-    checkin_signature_valid,
+    CheckinRequest, CheckinResponse, DEVICE_HEADER, HelloRequest, HelloResponse,
+    MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_CHARS, SIGNATURE_HEADER, checkin_signature_valid,
 };
 
 /// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
@@ -144,7 +144,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized(format!("missing {name} header")))
 }
 
-/// A device request whose signature, device and time window are checked.
+/// A device request whose signature, device, time window and counter are checked.
 pub(crate) struct Authenticated<T> {
     /// The device, as named by the header and proven by the signature.
     pub device_id: String,
@@ -154,16 +154,83 @@ pub(crate) struct Authenticated<T> {
     pub request: T,
     /// The server's time when it was checked.
     pub now: jiff::Timestamp,
+    /// Its counter, claimed: no other request may use it.
+    pub counter: i64,
+}
+
+/// What [`authenticate`] reads of a signed device request.
+pub(crate) trait SignedRequest: serde::de::DeserializeOwned {
+    /// The phone's clock, Unix seconds.
+    fn sent_at(&self) -> i64;
+    /// The request counter.
+    fn counter(&self) -> u64;
+    /// Refuses fields the device's current view rules out, before the counter is claimed: a
+    /// refused request uses up nothing and leaves no trace.
+    fn validate(&self, view: &CheckinView) -> Result<(), ApiError>;
+}
+
+impl SignedRequest for CheckinRequest {
+    fn sent_at(&self) -> i64 {
+        self.sent_at
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn validate(&self, view: &CheckinView) -> Result<(), ApiError> {
+        if self.applied_sequence > view.token_sequence || self.applied_sequence < 0 {
+            return Err(ApiError::invalid(
+                "applied_sequence",
+                format!("{} was never issued to this device", self.applied_sequence),
+            ));
+        }
+        if self.events.len() > MAX_CHECKIN_EVENTS {
+            return Err(ApiError::invalid(
+                "events",
+                format!(
+                    "{} events; a check-in carries at most {MAX_CHECKIN_EVENTS}",
+                    self.events.len()
+                ),
+            ));
+        }
+        for e in &self.events {
+            if !["sim_change", "tamper", "other"].contains(&e.kind.as_str()) {
+                return Err(ApiError::invalid(
+                    "events.kind",
+                    format!("{:?} is not sim_change, tamper or other", e.kind),
+                ));
+            }
+            if e.detail.chars().count() > MAX_EVENT_DETAIL_CHARS {
+                return Err(ApiError::invalid(
+                    "events.detail",
+                    format!("is over {MAX_EVENT_DETAIL_CHARS} characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SignedRequest for lien_proto::device_api::PushRequest {
+    fn sent_at(&self) -> i64 {
+        self.sent_at
+    }
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+    fn validate(&self, _view: &CheckinView) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// Checks a signed device request (a check-in, or the opening of a push channel): the device
 /// exists and has said hello, the body is signed with its current credential, the body parses,
-/// and its `sent_at` is within the server's window.
-pub(crate) async fn authenticate<T: serde::de::DeserializeOwned>(
+/// its `sent_at` is within the server's window, and its counter is above every one the device
+/// used before (then claimed). The counter is claimed only once the signature verified, so no
+/// one but the phone can use up its counters.
+pub(crate) async fn authenticate<T: SignedRequest>(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-    sent_at: fn(&T) -> i64,
 ) -> Result<Authenticated<T>, ApiError> {
     let device_id = header(headers, DEVICE_HEADER)?.to_string();
     let signature = STANDARD
@@ -189,18 +256,33 @@ pub(crate) async fn authenticate<T: serde::de::DeserializeOwned>(
     }
     let Json(request) = Json::<T>::from_bytes(body)?;
     let now = state.clock.now();
-    let skew = (now.as_second() - sent_at(&request)).abs();
+    let skew = (now.as_second() - request.sent_at()).abs();
     let window = state.settings.request_window_secs as i64;
     if skew > window {
         return Err(ApiError::Unauthorized(format!(
             "stale timestamp: sent_at is {skew} s from the server's time (at most {window} s allowed)"
         )));
     }
+    let counter = i64::try_from(request.counter())
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or_else(|| ApiError::invalid("counter", "must be from 1 to 2^63-1"))?;
+    request.validate(&view)?;
+    state.claim_request(
+        &device_id,
+        Sighting {
+            at_us: micros(now),
+            generation: view.binding_generation,
+            counter,
+        },
+        view.checkin_counter,
+    )?;
     Ok(Authenticated {
         device_id,
         view,
         request,
         now,
+        counter,
     })
 }
 
@@ -218,60 +300,63 @@ pub(crate) async fn authenticate<T: serde::de::DeserializeOwned>(
     responses(
         (status = 200, description = "The current status token and when to check in next.", body = CheckinResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, or `sent_at` is outside the server's window.", body = ErrorBody),
+        (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
-        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued or an unknown event kind.", body = ErrorBody),
+        (status = 413, description = "The body is over 4 KiB; nothing was read or written.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued, more than 8 events, a detail over 200 characters or an unknown event kind.", body = ErrorBody),
     )
 )]
 pub async fn checkin(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
+    let body = body?;
     let Authenticated {
         device_id,
         view,
         request: req,
         now,
-    } = authenticate::<CheckinRequest>(&state, &headers, &body, |r| r.sent_at).await?;
+        counter,
+    } = authenticate::<CheckinRequest>(&state, &headers, &body).await?;
     let token = view
         .token
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;
     let applied_changed = view.applied_sequence != Some(req.applied_sequence);
-    if req.applied_sequence > view.token_sequence || req.applied_sequence < 0 {
-        return Err(ApiError::invalid(
-            "applied_sequence",
-            format!("{} was never issued to this device", req.applied_sequence),
-        ));
-    }
     if applied_changed || !req.events.is_empty() {
         let events: Vec<DeviceEvent> = req
             .events
             .iter()
-            .map(|e| {
-                if !["sim_change", "tamper", "other"].contains(&e.kind.as_str()) {
-                    return Err(ApiError::invalid(
-                        "events.kind",
-                        format!("{:?} is not sim_change, tamper or other", e.kind),
-                    ));
-                }
-                Ok(DeviceEvent {
-                    at_us: micros(now),
-                    kind: e.kind.clone(),
-                    detail: e.detail.chars().take(500).collect(),
-                })
+            .map(|e| DeviceEvent {
+                at_us: micros(now),
+                kind: e.kind.clone(),
+                detail: e.detail.clone(),
             })
-            .collect::<Result<_, ApiError>>()?;
+            .collect();
         let applied = req.applied_sequence;
+        let generation = view.binding_generation;
         state
             .store
             .update_device(
                 &device_id,
                 Box::new(move |snapshot: &DeviceSnapshot| {
+                    // The counter was claimed on this server; another server sharing the
+                    // database may have accepted it already, and this write must not repeat.
+                    let device = &snapshot.device;
+                    let bound = device.binding.as_ref().map_or(0, |b| b.generation);
+                    if bound != generation || device.checkin_counter >= counter {
+                        let refusal = if bound != generation {
+                            ApiError::Unauthorized("the device was bound again".into())
+                        } else {
+                            crate::app::replayed(counter, device.checkin_counter)
+                        };
+                        return Err(Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>);
+                    }
                     Ok(DeviceChange {
                         // Only what the phone reported; the decision and its schedule stay.
-                        next_eval_us: snapshot.device.next_eval_us,
+                        next_eval_us: device.next_eval_us,
                         applied_sequence: Some(applied),
+                        checkin_counter: Some(counter),
                         events,
                         ..DeviceChange::default()
                     })
@@ -279,7 +364,6 @@ pub async fn checkin(
             )
             .await?;
     }
-    state.saw(&device_id, micros(now));
     state.metrics.checkins.inc();
     json_text(
         axum::http::StatusCode::OK,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use base64::Engine;
@@ -15,7 +16,6 @@ use lien_proto::device_api::{CheckinResponse, PUSH_EVENT, PushRequest};
 
 use super::phone::{Authenticated, authenticate};
 use crate::app::AppState;
-use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
 use crate::push::{Subscription, subscribe};
 
@@ -36,22 +36,20 @@ const KEEP_ALIVE: Duration = Duration::from_secs(45);
     responses(
         (status = 200, description = "A stream of server-sent events that stays open. Each event named `token` carries a check-in answer (`CheckinResponse`) as its data: the current token at once, then every newly signed token as soon as its change commits. Comment lines keep the connection alive. The stream ends when the server stops or the device is bound again (a new credential); reconnect with backoff and jitter, and keep checking in as usual.", content_type = "text/event-stream", body = CheckinResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, or `sent_at` is outside the server's window.", body = ErrorBody),
+        (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
+        (status = 413, description = "The body is over 4 KiB; nothing was read.", body = ErrorBody),
     )
 )]
 pub async fn push(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let body = body?;
     let Authenticated {
-        device_id,
-        view,
-        now,
-        ..
-    } = authenticate::<PushRequest>(&state, &headers, &body, |r| r.sent_at).await?;
-    state.saw(&device_id, micros(now));
+        device_id, view, ..
+    } = authenticate::<PushRequest>(&state, &headers, &body).await?;
     let subscription = subscribe(&state, &device_id).await?;
     let channel = Channel {
         closing: state.push.closing(),

@@ -235,8 +235,12 @@ impl TestApp {
 
     /// A signed check-in; returns the answer.
     pub async fn checkin(&self, device_id: &str, credential: &str, applied: i64) -> Reply {
-        let body = json!({"sent_at": self.clock_now().as_second(), "applied_sequence": applied})
-            .to_string();
+        let body = json!({
+            "sent_at": self.clock_now().as_second(),
+            "counter": next_counter(),
+            "applied_sequence": applied,
+        })
+        .to_string();
         self.raw_checkin(device_id, credential, body).await
     }
 
@@ -274,6 +278,13 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// A request counter above every one used before in this test binary: a phone's counters
+/// need only increase, so one count for every phone in the tests will do.
+pub fn next_counter() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A valid IMEI from a 14-digit body: the Luhn check digit appended.

@@ -100,6 +100,27 @@ impl CheckinCache {
         }
     }
 
+    /// Raises the cached request counters to those just committed by a last-seen batch, in
+    /// place: the views stay cached, as a check-in path that wrote on every request would
+    /// lose the cache's point. A read that began before the commit may hold a lower counter,
+    /// so the epoch moves (such a read is not kept) and a running warm-up skips these devices.
+    /// Until this runs, the server's own record of the batch refuses replays.
+    pub(super) fn raise_counters(&self, seen: &[crate::Seen]) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        for s in seen {
+            if let Some(view) = inner.views.get_mut(&s.device_id)
+                && view.binding_generation == s.binding_generation
+                && view.checkin_counter < s.counter
+            {
+                view.checkin_counter = s.counter;
+            }
+            if let Some(forgotten) = &mut inner.forgotten_since_warm_up {
+                forgotten.insert(s.device_id.clone());
+            }
+        }
+    }
+
     /// Starts remembering forgotten devices for [`CheckinCache::warm`]; call it before the
     /// warm-up reads its first row. One warm-up at a time: a second would wipe the record the
     /// first relies on.
@@ -174,6 +195,7 @@ mod tests {
             token: Some(vec![sequence as u8]),
             token_sequence: sequence,
             applied_sequence: None,
+            checkin_counter: 0,
         }
     }
 

@@ -238,6 +238,9 @@ fn row_values(change: &DeviceChange) -> (Vec<&'static str>, Vec<Value>) {
     if let Some(counter) = change.ocra_counter {
         set("ocra_counter", Value::from(counter));
     }
+    if let Some(counter) = change.checkin_counter {
+        set("checkin_counter", Value::from(counter));
+    }
     if let Some(at) = change.released_us {
         set("released_us", Value::from(at));
     }
@@ -271,8 +274,11 @@ async fn update_rows(
         // Any write moves the version, so that a change decided on an earlier read can tell.
         let mut also = vec!["claimed_until_us = NULL", "version = version + 1"];
         if columns.contains(&"device_key") {
-            // A new binding: one generation above the current, whatever it is.
+            // A new binding: one generation above the current, whatever it is, with a new
+            // credential and offline key, so both of the phone's counters start again.
             also.push("binding_generation = binding_generation + 1");
+            also.push("checkin_counter = 0");
+            also.push("ocra_counter = 0");
         }
         written
             .extend(update_from_values(tx, "devices", "id", &columns, &also, guard, rows).await?);

@@ -14,7 +14,7 @@ use super::{SqlStore, backend, unique_or_backend};
 use crate::{
     Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
     DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, ReversalRecord, Schedule,
-    StatusCodeMatch, StoreError, TokenRecord,
+    Seen, StatusCodeMatch, StoreError, TokenRecord,
 };
 
 /// The columns [`device_from`] reads, in its order, for a query `FROM devices`.
@@ -26,11 +26,11 @@ const DEVICE_COLUMNS: &str = "id, financier_id, contract_ref, imei1, imei2, seri
     next_eval_us, binding_generation, device_key, bound_us, token_sequence, token_state, \
     token_issued_us, token_lease_end_us, token, applied_sequence, last_seen_us, ocra_counter, \
     released_us, version, (SELECT t.status_code FROM tokens t WHERE t.device_id = devices.id \
-    AND t.sequence = devices.token_sequence)";
+    AND t.sequence = devices.token_sequence), checkin_counter";
 
 /// The columns of a check-in view, in the order [`checkin_view_from`] reads them.
 pub(super) const CHECKIN_COLUMNS: &str =
-    "financier_id, binding_generation, token, token_sequence, applied_sequence";
+    "financier_id, binding_generation, token, token_sequence, applied_sequence, checkin_counter";
 
 /// The check-in view in `row`, whose [`CHECKIN_COLUMNS`] start at column `first`.
 pub(super) fn checkin_view_from(row: &AnyRow, first: usize) -> Result<CheckinView, sqlx::Error> {
@@ -40,6 +40,7 @@ pub(super) fn checkin_view_from(row: &AnyRow, first: usize) -> Result<CheckinVie
         token: row.try_get(first + 2)?,
         token_sequence: row.try_get(first + 3)?,
         applied_sequence: row.try_get(first + 4)?,
+        checkin_counter: row.try_get(first + 5)?,
     })
 }
 
@@ -92,6 +93,7 @@ fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
             applied_sequence: row.try_get(23)?,
             last_seen_us: row.try_get(24)?,
             ocra_counter: row.try_get(25)?,
+            checkin_counter: row.try_get(29)?,
             released_us: row.try_get(26)?,
             version: row.try_get(27)?,
         })
@@ -423,20 +425,31 @@ impl Devices for SqlStore {
         }
     }
 
-    async fn touch_last_seen(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+    async fn touch_last_seen(&self, seen: &[Seen]) -> Result<(), StoreError> {
         if seen.is_empty() {
             return Ok(());
         }
         let mut tx = self.write.begin().await.map_err(backend)?;
-        for (id, at) in seen {
-            sqlx::query("UPDATE devices SET last_seen_us = $1 WHERE id = $2 AND (last_seen_us IS NULL OR last_seen_us < $1)")
-                .bind(*at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        for s in seen {
+            sqlx::query(
+                "UPDATE devices SET \
+                 last_seen_us = CASE WHEN last_seen_us IS NULL OR last_seen_us < $1 THEN $1 ELSE last_seen_us END, \
+                 checkin_counter = CASE WHEN binding_generation = $3 AND checkin_counter < $4 THEN $4 ELSE checkin_counter END \
+                 WHERE id = $2",
+            )
+            .bind(s.at_us)
+            .bind(&s.device_id)
+            .bind(s.binding_generation)
+            .bind(s.counter)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        if let Some(cache) = &self.checkin_cache {
+            cache.raise_counters(seen);
+        }
+        Ok(())
     }
 
     async fn tokens_by_status_code(&self, code: &str) -> Result<Vec<StatusCodeMatch>, StoreError> {

@@ -34,6 +34,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_device_version.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_request_counter.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -44,6 +48,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/postgres/0003_device_version.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_request_counter.sql"),
     ),
 ];
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use lien_store::audit::verify_chain;
 use lien_store::{
     ApiKeyRecord, Binding, ChangeFn, DeviceChange, DeviceEvent, DeviceFilter, Financier,
-    IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, SqlStore,
+    IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, Seen, SqlStore,
     StatusCodeMatch, StoreError, Tenants, TokenRecord,
 };
 
@@ -853,7 +853,7 @@ pub async fn list_devices_filters(db: Db) {
             .await
             .unwrap();
         if let Some(at) = seen {
-            db.touch_last_seen(&[(id.to_string(), at)]).await.unwrap();
+            db.touch_last_seen(&[sighting(id, at, 0, 0)]).await.unwrap();
         }
     }
     let list = |filter: DeviceFilter| {
@@ -933,7 +933,9 @@ pub async fn list_devices_pages_by_cursor(db: Db) {
         let fin = if n % 2 == 0 { "fin_a" } else { "fin_b" };
         enroll(&db, fin, &id, None).await;
         if n % 3 == 0 {
-            db.touch_last_seen(&[(id.clone(), T0 + DAY)]).await.unwrap();
+            db.touch_last_seen(&[sighting(&id, T0 + DAY, 0, 0)])
+                .await
+                .unwrap();
         } else if fin == "fin_a" {
             expected_a.push(id.clone());
         }
@@ -973,7 +975,8 @@ pub async fn list_devices_pages_by_cursor(db: Db) {
     }
 }
 
-/// The check-in read shows the current token and generation; last-seen only moves forward.
+/// The check-in read shows the current token and generation; last-seen only moves forward,
+/// and so does the request counter, within one binding.
 pub async fn checkin_view_and_last_seen(db: Db) {
     add_financier(&db, "fin_a").await;
     enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
@@ -1006,23 +1009,89 @@ pub async fn checkin_view_and_last_seen(db: Db) {
         async move { db.device(id).await.unwrap().last_seen_us }
     };
     db.touch_last_seen(&[]).await.unwrap();
-    db.touch_last_seen(&[("dev_1".to_string(), T0 + 100)])
+    db.touch_last_seen(&[sighting("dev_1", T0 + 100, 1, 0)])
         .await
         .unwrap();
     assert_eq!(seen("dev_1").await, Some(T0 + 100));
     assert_eq!(seen("dev_2").await, None);
     db.touch_last_seen(&[
-        ("dev_1".to_string(), T0 + 50),
-        ("dev_2".to_string(), T0 + 70),
+        sighting("dev_1", T0 + 50, 1, 0),
+        sighting("dev_2", T0 + 70, 0, 0),
     ])
     .await
     .unwrap();
     assert_eq!(seen("dev_1").await, Some(T0 + 100), "moved backwards");
     assert_eq!(seen("dev_2").await, Some(T0 + 70));
-    db.touch_last_seen(&[("dev_1".to_string(), T0 + 200)])
+    db.touch_last_seen(&[sighting("dev_1", T0 + 200, 1, 0)])
         .await
         .unwrap();
     assert_eq!(seen("dev_1").await, Some(T0 + 200));
+
+    // Request counters: raised under the current binding only, never lowered, seen at once by
+    // the check-in view, and started again by a new binding.
+    let counter = |id: &'static str| {
+        let db = db.clone();
+        async move {
+            let view = db.checkin_view(id).await.unwrap();
+            assert_eq!(
+                view.checkin_counter,
+                db.device(id).await.unwrap().checkin_counter
+            );
+            view.checkin_counter
+        }
+    };
+    assert_eq!(counter("dev_1").await, 0);
+    db.touch_last_seen(&[sighting("dev_1", T0 + 300, 1, 7)])
+        .await
+        .unwrap();
+    assert_eq!(counter("dev_1").await, 7);
+    db.touch_last_seen(&[
+        sighting("dev_1", T0 + 400, 1, 5),
+        sighting("dev_1", T0 + 400, 0, 9),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        counter("dev_1").await,
+        7,
+        "lowered, or raised under another binding"
+    );
+    update(
+        &db,
+        "dev_1",
+        DeviceChange {
+            binding: Some((b"new key".to_vec(), T0 + 500)),
+            ..DeviceChange::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        db.checkin_view("dev_1").await.unwrap().binding_generation,
+        2
+    );
+    assert_eq!(
+        counter("dev_1").await,
+        0,
+        "a new binding starts the count again"
+    );
+    db.touch_last_seen(&[sighting("dev_1", T0 + 600, 1, 8)])
+        .await
+        .unwrap();
+    assert_eq!(
+        counter("dev_1").await,
+        0,
+        "a late write for the old binding"
+    );
+}
+
+/// A phone seen at `at_us`, under binding `generation`, with request `counter`.
+fn sighting(id: &str, at_us: i64, generation: i64, counter: i64) -> Seen {
+    Seen {
+        device_id: id.to_string(),
+        at_us,
+        binding_generation: generation,
+        counter,
+    }
 }
 
 /// A status code leads support to every token that showed it, old ones included.

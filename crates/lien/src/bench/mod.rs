@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -160,7 +160,7 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
     })?;
 
     let started = Instant::now();
-    let fleet = server_rt.block_on(enroll_fleet(&state, args.devices, Plans::Current))?;
+    let fleet = Arc::new(server_rt.block_on(enroll_fleet(&state, args.devices, Plans::Current))?);
     let setup = started.elapsed();
     println!(
         "setup: enrolled and bound {} devices in {:.1} s ({:.0} per second)",
@@ -194,9 +194,9 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
     // One real check-in first: it proves the fleet is set up right, and gives the size of
     // the body the responder must return.
     let body_len = load_rt.block_on(async {
-        let requests = sign_all(&fleet[..1]);
+        let request = checkin_request(&fleet[0], jiff::Timestamp::now().as_second());
         let mut conn = Conn::open(server.addr).await?;
-        let (status, body) = conn.exchange(&requests[0]).await?;
+        let (status, body) = conn.exchange(&request).await?;
         ensure!(
             status == 200,
             "the first check-in failed: {status} {}",
@@ -217,11 +217,9 @@ fn checkin(args: &CheckinArgs) -> Result<()> {
         },
     ];
     let load = |target: &Target, seconds: u64| -> Result<Measured> {
-        // Signed afresh before each phase, outside the timing: see BENCHMARKS.md.
-        let requests = Arc::new(sign_all(&fleet));
         let measured = load_rt.block_on(drive(
             target.addr,
-            requests,
+            fleet.clone(),
             args.connections,
             Duration::from_secs(seconds),
         ))?;
@@ -503,27 +501,39 @@ fn prepare_one(
     Ok(((device, change), bench_view))
 }
 
-/// A check-in request for every device, signed now, as raw HTTP/1.1 bytes.
-fn sign_all(fleet: &[Device]) -> Vec<Vec<u8>> {
-    let sent_at = jiff::Timestamp::now().as_second();
-    fleet
-        .iter()
-        .map(|device| {
-            let body = format!(
-                r#"{{"sent_at":{sent_at},"applied_sequence":{},"events":[]}}"#,
-                device.sequence
-            );
-            let signature = sign_checkin(&device.credential, body.as_bytes());
-            format!(
-                "POST /v1/device/checkin HTTP/1.1\r\nhost: 127.0.0.1\r\n\
-                 content-type: application/json\r\ncontent-length: {}\r\n\
-                 x-lien-device: {}\r\nx-lien-signature: {signature}\r\n\r\n{body}",
-                body.len(),
-                device.id
-            )
-            .into_bytes()
-        })
-        .collect()
+/// A request counter never used before: one count for all the simulated phones, since each
+/// phone's counters need only increase, as a real phone's do (the server refuses a replay).
+/// It follows the wall clock in microseconds, so the phones' child process (see `push`) goes
+/// on above the counters this process used for the same devices moments before.
+fn next_counter() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(jiff::Timestamp::now().as_microsecond()).unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = last.max(now).saturating_add(1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// A check-in request for `device`, sent at `sent_at`, signed, as raw HTTP/1.1 bytes.
+fn checkin_request(device: &Device, sent_at: i64) -> Vec<u8> {
+    let counter = next_counter();
+    let body = format!(
+        r#"{{"sent_at":{sent_at},"counter":{counter},"applied_sequence":{},"events":[]}}"#,
+        device.sequence
+    );
+    let signature = sign_checkin(&device.credential, body.as_bytes());
+    format!(
+        "POST /v1/device/checkin HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\
+         x-lien-device: {}\r\nx-lien-signature: {signature}\r\n\r\n{body}",
+        body.len(),
+        device.id
+    )
+    .into_bytes()
 }
 
 /// Starts the bare responder: any POST to the check-in path, body read and ignored, answered
@@ -616,10 +626,13 @@ impl Measured {
 /// connections, one in flight on each, for `duration`.
 async fn drive(
     addr: SocketAddr,
-    requests: Arc<Vec<Vec<u8>>>,
+    fleet: Arc<Vec<Device>>,
     connections: u16,
     duration: Duration,
 ) -> Result<Measured> {
+    // Every request is signed as it is sent, with its own counter, for both targets alike, so
+    // the signing cost is on both sides of the ratio; `sent_at` is taken once per phase.
+    let sent_at = jiff::Timestamp::now().as_second();
     let mut conns = Vec::with_capacity(usize::from(connections));
     for _ in 0..connections {
         conns.push(Conn::open(addr).await?);
@@ -628,14 +641,20 @@ async fn drive(
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
     for (n, mut conn) in conns.into_iter().enumerate() {
-        let requests = requests.clone();
+        // Each device is driven by one connection only, one request at a time, as a phone
+        // sends them: two in flight for one device could arrive out of counter order.
+        let mine: Vec<usize> = (n..fleet.len()).step_by(usize::from(connections)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let fleet = fleet.clone();
         tasks.spawn(async move {
             let mut rng = XorShift::new(n as u64);
             let mut measured = Measured::default();
             while Instant::now() < deadline {
-                let request = &requests[rng.below(requests.len())];
+                let request = checkin_request(&fleet[mine[rng.below(mine.len())]], sent_at);
                 let sent = Instant::now();
-                let (status, body) = conn.exchange(request).await?;
+                let (status, body) = conn.exchange(&request).await?;
                 let micros = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
                 measured.latencies_us.push(micros);
                 let (shortest, longest) = measured.body_sizes.get_or_insert((body.len(), 0));

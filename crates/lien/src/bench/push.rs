@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use super::{Conn, Device, Plans, XorShift, enroll_fleet, init_logging, temp_dir};
+use super::{Conn, Device, Plans, XorShift, checkin_request, enroll_fleet, init_logging, temp_dir};
 
 /// Arguments of `lien bench payment-to-unlock`.
 #[derive(Debug, clap::Args)]
@@ -174,8 +174,9 @@ async fn connect_from(local: IpAddr, server: SocketAddr) -> Result<TcpStream> {
 /// A push request for `device`, signed now, as raw HTTP/1.1 bytes.
 fn push_request(device: &Device) -> Vec<u8> {
     let body = format!(
-        r#"{{"sent_at":{},"applied_sequence":{}}}"#,
+        r#"{{"sent_at":{},"counter":{},"applied_sequence":{}}}"#,
         jiff::Timestamp::now().as_second(),
+        super::next_counter(),
         device.sequence
     );
     let signature = sign_checkin(&device.credential, body.as_bytes());
@@ -549,20 +550,8 @@ async fn next_checkin_phase(
                 // A connection per check-in, as a phone that checks in every few hours opens:
                 // the server closes a connection left idle for longer than 30 s.
                 let mut conn = Conn::open(server).await?;
-                let body = format!(
-                    r#"{{"sent_at":{},"applied_sequence":{},"events":[]}}"#,
-                    jiff::Timestamp::now().as_second(),
-                    device.sequence
-                );
-                let signature = sign_checkin(&device.credential, body.as_bytes());
-                let request = format!(
-                    "POST /v1/device/checkin HTTP/1.1\r\nhost: 127.0.0.1\r\n\
-                     content-type: application/json\r\ncontent-length: {}\r\n\
-                     x-lien-device: {}\r\nx-lien-signature: {signature}\r\n\r\n{body}",
-                    body.len(),
-                    device.id
-                );
-                let (status, answer) = conn.exchange(request.as_bytes()).await?;
+                let request = checkin_request(device, jiff::Timestamp::now().as_second());
+                let (status, answer) = conn.exchange(&request).await?;
                 ensure!(status == 200, "a check-in failed: {status}");
                 let answer: CheckinResponse = serde_json::from_slice(answer)?;
                 if unlocks(&pinned, device, &answer.token)? {
@@ -653,10 +642,10 @@ pub fn idle_connections(args: &IdleArgs) -> Result<()> {
     // One round of check-ins first, so that the check-in cache and the pools are as warm
     // before the connections as after them and only the connections make the difference.
     bench.load_rt.block_on(async {
-        let requests = super::sign_all(&bench.fleet);
+        let sent_at = jiff::Timestamp::now().as_second();
         let mut conn = Conn::open(server).await?;
-        for request in &requests {
-            let (status, _) = conn.exchange(request).await?;
+        for device in bench.fleet.iter() {
+            let (status, _) = conn.exchange(&checkin_request(device, sent_at)).await?;
             ensure!(status == 200, "a warm-up check-in failed: {status}");
         }
         anyhow::Ok(())

@@ -1,0 +1,177 @@
+//! Attacks on the phone protocol against a spawned server, on SQLite and, when
+//! LIEN_TEST_POSTGRES_URL is set, PostgreSQL: each one refused, with nothing written, while the
+//! real phone keeps working.
+
+#[macro_use]
+mod common;
+
+use common::{Backend, Reply, TestApp, enrollment, imei, next_counter, postgres_url, spawn_app};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+/// A server with one enrolled phone that has said hello; returns the app, the financier's
+/// key, the device id and the phone's credential.
+async fn bound_phone(backend: Backend) -> (TestApp, String, String, String) {
+    let app = spawn_app(
+        backend,
+        "2026-01-10T09:00:00Z".parse::<Timestamp>().unwrap(),
+    )
+    .await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let enrolled = app
+        .call(
+            "POST",
+            "/v1/devices",
+            &key,
+            Some(enrollment("C-1001", &phone_imei, "SN1001")),
+        )
+        .await;
+    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+    let hello = app.hello(&phone_imei, "SN1001").await;
+    assert_eq!(hello.status, 200, "{}", hello.body);
+    let device_id = hello.body["device_id"].as_str().unwrap().to_string();
+    let credential = hello.body["credential"].as_str().unwrap().to_string();
+    (app, key, device_id, credential)
+}
+
+/// The device as the financier sees it, and its history: what a refused request must leave
+/// as it was.
+async fn seen_by_financier(app: &TestApp, key: &str, device_id: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for path in [
+        format!("/v1/devices/{device_id}"),
+        format!("/v1/devices/{device_id}/history"),
+    ] {
+        let reply = app.call("GET", &path, key, None).await;
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        seen.push(reply.body);
+    }
+    seen
+}
+
+fn refused(reply: &Reply, status: u16, mentions: &[&str]) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    let message = reply.body["message"].as_str().unwrap_or_default();
+    for word in mentions {
+        assert!(
+            message.contains(word),
+            "{message:?} does not mention {word:?}"
+        );
+    }
+}
+
+async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: Backend) {
+    let (app, key, device_id, credential) = bound_phone(backend).await;
+    let body = |counter: u64, events: Value| {
+        json!({
+            "sent_at": app.clock_now().as_second(),
+            "counter": counter,
+            "applied_sequence": 1,
+            "events": events,
+        })
+        .to_string()
+    };
+    // A check-in that reports a SIM change, captured on the way and sent again at once.
+    let original = body(
+        next_counter(),
+        json!([{"kind": "sim_change", "detail": "slot 1"}]),
+    );
+    let first = app
+        .raw_checkin(&device_id, &credential, original.clone())
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    app.running.state.flush_last_seen().await;
+    let after_first = seen_by_financier(&app, &key, &device_id).await;
+    let row = app.running.state.store.device(&device_id).await.unwrap();
+    let again = app
+        .raw_checkin(&device_id, &credential, original.clone())
+        .await;
+    refused(&again, 401, &["replayed", "counter"]);
+
+    // Once this server has written the counter (once a second), the replay is still refused,
+    // and a second server reading the same database would refuse it too.
+    app.running.state.flush_last_seen().await;
+    let later = app.raw_checkin(&device_id, &credential, original).await;
+    refused(&later, 401, &["replayed"]);
+    assert_eq!(
+        seen_by_financier(&app, &key, &device_id).await,
+        after_first,
+        "a replay wrote something"
+    );
+    // The device's row was not written again: the SIM change is recorded once.
+    let row_now = app.running.state.store.device(&device_id).await.unwrap();
+    assert_eq!(
+        (row_now.version, row_now.checkin_counter),
+        (row.version, row.checkin_counter)
+    );
+
+    // A lower counter than the last is refused too; the phone's next one is taken.
+    let lower = body(1, json!([]));
+    refused(
+        &app.raw_checkin(&device_id, &credential, lower).await,
+        401,
+        &["replayed"],
+    );
+    let next = app
+        .raw_checkin(&device_id, &credential, body(next_counter(), json!([])))
+        .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    app.running.stop().await;
+}
+
+async fn a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing(backend: Backend) {
+    let (app, key, device_id, credential) = bound_phone(backend).await;
+    app.running.state.flush_last_seen().await;
+    let before = seen_by_financier(&app, &key, &device_id).await;
+    let with_events = |count: usize| {
+        let events: Vec<Value> = (0..count)
+            .map(|i| json!({"kind": "tamper", "detail": format!("event {i}")}))
+            .collect();
+        json!({
+            "sent_at": app.clock_now().as_second(),
+            "counter": next_counter(),
+            "applied_sequence": 1,
+            "events": events,
+        })
+        .to_string()
+    };
+    let flood = with_events(10_000);
+    assert!(flood.len() > 300_000, "the body is {} bytes", flood.len());
+    let reply = app.raw_checkin(&device_id, &credential, flood).await;
+    refused(&reply, 413, &["larger"]);
+    // Small enough to read, but more events than a check-in may carry.
+    let nine = app
+        .raw_checkin(&device_id, &credential, with_events(9))
+        .await;
+    refused(&nine, 422, &["events", "at most 8"]);
+    let long = json!({
+        "sent_at": app.clock_now().as_second(),
+        "counter": next_counter(),
+        "applied_sequence": 1,
+        "events": [{"kind": "other", "detail": "x".repeat(201)}],
+    })
+    .to_string();
+    refused(
+        &app.raw_checkin(&device_id, &credential, long).await,
+        422,
+        &["events.detail"],
+    );
+    app.running.state.flush_last_seen().await;
+    assert_eq!(
+        seen_by_financier(&app, &key, &device_id).await,
+        before,
+        "a refused check-in wrote something"
+    );
+    // The phone's own check-in, with the most events allowed, goes through.
+    let eight = app
+        .raw_checkin(&device_id, &credential, with_events(8))
+        .await;
+    assert_eq!(eight.status, 200, "{}", eight.body);
+    app.running.stop().await;
+}
+
+on_both_backends!(
+    a_replayed_checkin_is_refused_before_and_after_it_is_written,
+    a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing,
+);
