@@ -162,6 +162,39 @@ fn a_chain_from_another_root_is_untrusted() {
 }
 
 #[test]
+fn a_lone_leaf_carrying_the_roots_public_key_is_untrusted() {
+    // Anyone can read the root certificate and write a certificate with its public key, any
+    // KeyDescription, and a signature of their own: one certificate, so no pair to check.
+    let root = root();
+    let root_key = x509_parser::parse_x509_certificate(root.certificate_der())
+        .unwrap()
+        .1
+        .public_key()
+        .raw
+        .to_vec();
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&root_key).unwrap();
+    let mut params = CertificateParams::default();
+    let forged = KeyDescriptionFields::for_phone(CHALLENGE, OTHER_IMEI, None, "FORGED");
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        &ATTESTATION_EXTENSION_OID,
+        forged.to_der(),
+    )];
+    let attacker = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let attacker_ca = CertificateParams::default().self_signed(&attacker).unwrap();
+    let issuer = Issuer::from_ca_cert_der(attacker_ca.der(), &attacker).unwrap();
+    let leaf = params.signed_by(&subject_key, &issuer).unwrap();
+    assert_eq!(
+        verify(
+            &[leaf.der().to_vec()],
+            &root.trusted_roots(),
+            CHALLENGE,
+            NOW
+        ),
+        Err(AttestationError::UntrustedRoot)
+    );
+}
+
+#[test]
 fn an_attestation_for_another_challenge_is_refused() {
     let root = root();
     let chain = phone(&root).attest(b"an old challenge", NOW).unwrap().chain;

@@ -175,11 +175,14 @@ impl TrustedRoots {
         TrustedRoots::from_der(blocks)
     }
 
-    /// Whether `certificate` is a trusted root (by its key) or is signed by one.
-    fn anchor(&self, certificate: &X509Certificate) -> bool {
+    /// Whether `certificate` is signed by a trusted root, or (only if `may_be_root`) is one,
+    /// known by its key. The leaf may never be taken for a root by its key: a lone certificate
+    /// that merely carries a root's public key has had no signature checked at all, and anyone
+    /// can write one.
+    fn anchor(&self, certificate: &X509Certificate, may_be_root: bool) -> bool {
         let key = certificate.public_key().raw;
         self.keys.iter().any(|root| {
-            root.as_slice() == key
+            (may_be_root && root.as_slice() == key)
                 || SubjectPublicKeyInfo::from_der(root)
                     .is_ok_and(|(_, root)| signed_by(certificate, &root))
         })
@@ -214,7 +217,8 @@ pub struct Attested {
 /// 3. each certificate's signature verifies under the key of the one after it, from the leaf
 ///    up, SHA-1 being refused ([`AttestationError::BadSignature`]);
 /// 4. the last certificate has the key of a trusted root, or its signature verifies under one
-///    ([`AttestationError::UntrustedRoot`]);
+///    ([`AttestationError::UntrustedRoot`]); a leaf alone must be signed by one, since a
+///    certificate that only carries a root's key proves nothing;
 /// 5. every certificate but the leaf is valid at `now` ([`AttestationError::OutsideValidity`]).
 ///    The leaf's dates are not checked: Android writes fixed or app-chosen dates there
 ///    (by default 1970 to 2048), and a phone's clock may be wrong when it makes the key;
@@ -269,8 +273,11 @@ pub fn verify(
     let (leaf, issuers) = certificates
         .split_first()
         .expect("the chain was checked to be non-empty");
-    let top = issuers.last().unwrap_or(leaf);
-    if !roots.anchor(top) {
+    let (top, top_is_issuer) = match issuers.last() {
+        Some(issuer) => (issuer, true),
+        None => (leaf, false),
+    };
+    if !roots.anchor(top, top_is_issuer) {
         return Err(AttestationError::UntrustedRoot);
     }
 
