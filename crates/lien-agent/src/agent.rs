@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use lien_proto::device_api::{
     CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse,
-    MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_CHARS, PushRequest, sign_checkin,
+    MAX_CHECKIN_EVENTS, PushRequest, sign_checkin, truncate_detail,
 };
 use lien_proto::ocra::OcraSuite;
 use lien_proto::{DeviceRestriction, LeaseStatus, PinnedKeys, StatusClaims, TokenState};
@@ -904,7 +904,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     }
 
     fn queue_event(&mut self, kind: &str, detail: String) {
-        let detail = detail.chars().take(MAX_EVENT_DETAIL_CHARS).collect();
+        let detail = truncate_detail(&detail).to_string();
         let events = &mut self.ordinary.pending_events;
         events.push((kind.to_string(), detail));
         if events.len() > MAX_PENDING_EVENTS {

@@ -29,12 +29,25 @@ pub const DEVICE_HEADER: &str = "x-lien-device";
 pub const SIGNATURE_HEADER: &str = "x-lien-signature";
 
 /// The largest check-in or push request body the server reads, in bytes; a larger one is
-/// refused (413) before anything is parsed or written.
-pub const MAX_CHECKIN_BODY_BYTES: usize = 4 * 1024;
+/// refused (413) before anything is parsed or written. The largest check-in the other limits
+/// allow (8 events, each detail 200 bytes even if JSON escapes every byte as `\u00XX`) is
+/// under 10 KiB, so a phone that keeps to them is never refused for its size.
+pub const MAX_CHECKIN_BODY_BYTES: usize = 16 * 1024;
 /// The most events one check-in may carry; the agent keeps the rest for the next one.
 pub const MAX_CHECKIN_EVENTS: usize = 8;
-/// The longest event detail, in characters.
-pub const MAX_EVENT_DETAIL_CHARS: usize = 200;
+/// The longest event detail, in bytes of UTF-8.
+pub const MAX_EVENT_DETAIL_BYTES: usize = 200;
+/// The event kinds a check-in may report.
+pub const EVENT_KINDS: [&str; 3] = ["sim_change", "tamper", "other"];
+
+/// `detail` cut to at most [`MAX_EVENT_DETAIL_BYTES`], at a character boundary.
+pub fn truncate_detail(detail: &str) -> &str {
+    let mut end = detail.len().min(MAX_EVENT_DETAIL_BYTES);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
 
 /// The value of [`SIGNATURE_HEADER`]: base64 HMAC-SHA256 over the exact body bytes under the
 /// device credential. Signing the bytes, not a re-serialisation, means neither side has to
@@ -141,7 +154,7 @@ pub struct PushRequest {
 pub struct DeviceEventJson {
     /// `sim_change`, `tamper` or `other`.
     pub kind: String,
-    /// Free text, at most [`MAX_EVENT_DETAIL_CHARS`] characters.
+    /// Free text, at most [`MAX_EVENT_DETAIL_BYTES`] bytes.
     #[serde(default)]
     pub detail: String,
 }
@@ -168,6 +181,16 @@ mod tests {
         assert!(checkin_signature_valid(b"credential", b"{}", &sig));
         assert!(!checkin_signature_valid(b"credential", b"{ }", &sig));
         assert!(!checkin_signature_valid(b"other", b"{}", &sig));
+    }
+
+    #[test]
+    fn details_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate_detail("short"), "short");
+        let emoji = "\u{1F4F1}".repeat(60); // 4 bytes each
+        let cut = truncate_detail(&emoji);
+        assert_eq!(cut.len(), 200);
+        let odd = format!("a{emoji}");
+        assert_eq!(truncate_detail(&odd).len(), 197);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Phones seen and request counters claimed, not yet written (see
     /// [`AppState::claim_request`] and [`AppState::flush_last_seen`]).
-    last_seen: Mutex<HashMap<String, Sighting>>,
+    last_seen: Mutex<HashMap<String, Pending>>,
     /// Wakes the scheduler early.
     pub scheduler_wake: Notify,
     /// Devices with an open push channel (see [`crate::push`]).
@@ -91,14 +91,17 @@ impl AppState {
     /// Notes a signed request from a phone (a check-in or a push request) and claims its
     /// counter. The counter must be above every one accepted under the same binding: those in
     /// the store (`stored`, read with the request's check-in view) and those this server has
-    /// claimed but not written yet, so a captured request sent again is refused.
+    /// claimed, so a captured request sent again is refused.
     ///
     /// Last-seen times and counters are kept in memory and written once a second in one
     /// transaction: at most one second of them is lost if the server dies, and nothing else is
-    /// ever held back like this. On one server (SQLite) every replay is refused; with several
-    /// servers on one PostgreSQL database, a replay sent to another server within that second
-    /// of the original can pass, and gets only the current token (check-ins that write, those
-    /// with events or a new applied sequence, check the stored counter in their transaction).
+    /// ever held back like this. A written entry stays in memory until the next write, so a
+    /// request whose view was read just before a write still meets its counter here. With
+    /// several servers on one PostgreSQL database, a replay sent to another server before the
+    /// counter is written can pass, and gets only the current token: a check-in that writes
+    /// (`seen.writes`: events or a new applied sequence) checks and sets the stored counter in
+    /// its own transaction instead, and its counter is left out of the batch so that the batch
+    /// cannot get there first and make the phone's own check-in look replayed.
     pub fn claim_request(
         &self,
         device_id: &str,
@@ -106,37 +109,57 @@ impl AppState {
         stored: i64,
     ) -> Result<(), ApiError> {
         let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let claimed = pending
-            .get(device_id)
-            .filter(|s| s.generation == seen.generation)
-            .map_or(0, |s| s.counter);
-        let highest = stored.max(claimed);
-        if seen.counter <= highest {
-            return Err(replayed(seen.counter, highest));
+        if let Some(entry) = pending.get(device_id) {
+            if entry.seen.generation > seen.generation {
+                return Err(ApiError::Unauthorized(
+                    "the device was bound again: say hello".into(),
+                ));
+            }
+            let claimed = if entry.seen.generation == seen.generation {
+                entry.seen.counter
+            } else {
+                0
+            };
+            if seen.counter <= stored.max(claimed) {
+                return Err(replayed(seen.counter, stored.max(claimed)));
+            }
+        } else if seen.counter <= stored {
+            return Err(replayed(seen.counter, stored));
         }
         // A phone seen again within the second only updates its entry: no new key is allocated
         // on the check-in path.
+        let entry = Pending {
+            seen,
+            written: false,
+        };
         match pending.get_mut(device_id) {
-            Some(entry) => *entry = seen,
+            Some(existing) => *existing = entry,
             None => {
-                pending.insert(device_id.to_string(), seen);
+                pending.insert(device_id.to_string(), entry);
             }
         }
         Ok(())
     }
 
-    /// Writes the pending last-seen times and counters. Each stays pending until it is written,
-    /// so a replay is refused in between too; one superseded meanwhile stays for the next run.
+    /// Writes the pending last-seen times and counters. An entry stays until it is written and
+    /// one more write has passed (see [`AppState::claim_request`]); one superseded meanwhile is
+    /// written at the next run.
     pub async fn flush_last_seen(&self) {
         let batch: Vec<Seen> = {
-            let pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            // Written by the run before this one: every view read since then shows it.
+            pending.retain(|_, entry| !entry.written);
             pending
                 .iter()
-                .map(|(id, s)| Seen {
+                .map(|(id, entry)| Seen {
                     device_id: id.clone(),
-                    at_us: s.at_us,
-                    binding_generation: s.generation,
-                    counter: s.counter,
+                    at_us: entry.seen.at_us,
+                    binding_generation: entry.seen.generation,
+                    counter: if entry.seen.writes {
+                        0
+                    } else {
+                        entry.seen.counter
+                    },
                 })
                 .collect()
         };
@@ -149,12 +172,11 @@ impl AppState {
         }
         let mut pending = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
         for written in batch {
-            let unchanged = pending.get(&written.device_id).is_some_and(|s| {
-                (s.at_us, s.generation, s.counter)
-                    == (written.at_us, written.binding_generation, written.counter)
-            });
-            if unchanged {
-                pending.remove(&written.device_id);
+            if let Some(entry) = pending.get_mut(&written.device_id)
+                && entry.seen.at_us == written.at_us
+                && entry.seen.generation == written.binding_generation
+            {
+                entry.written = true;
             }
         }
     }
@@ -169,6 +191,15 @@ pub struct Sighting {
     pub generation: i64,
     /// Its counter.
     pub counter: i64,
+    /// Whether the request writes the counter in a transaction of its own.
+    pub writes: bool,
+}
+
+/// A sighting not yet written, or written by the last run and kept until the next.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seen: Sighting,
+    written: bool,
 }
 
 /// The refusal of a request whose counter was already used.

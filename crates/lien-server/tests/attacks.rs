@@ -7,6 +7,7 @@ mod common;
 
 use common::{Backend, Reply, TestApp, enrollment, imei, next_counter, postgres_url, spawn_app};
 use jiff::Timestamp;
+use lien_server::app::Sighting;
 use serde_json::{Value, json};
 
 /// A server with one enrolled phone that has said hello; returns the app, the financier's
@@ -72,6 +73,13 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
         })
         .to_string()
     };
+    // A plain check-in, captured on the way and sent again before anything is written.
+    let plain = body(next_counter(), json!([]));
+    let taken = app.raw_checkin(&device_id, &credential, plain.clone()).await;
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    let again = app.raw_checkin(&device_id, &credential, plain).await;
+    refused(&again, 401, &["replayed", "counter"]);
+
     // A check-in that reports a SIM change, captured on the way and sent again at once.
     let original = body(
         next_counter(),
@@ -171,7 +179,52 @@ async fn a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing(backen
     app.running.stop().await;
 }
 
+async fn the_servers_own_batch_never_makes_a_phones_request_look_replayed(backend: Backend) {
+    let (app, _key, device_id, _credential) = bound_phone(backend).await;
+    let state = &app.running.state;
+    let stored = || async {
+        state
+            .store
+            .device(&device_id)
+            .await
+            .unwrap()
+            .checkin_counter
+    };
+    let at_us = app.clock_now().as_microsecond();
+    let sighting = |counter: i64, writes: bool| Sighting {
+        at_us,
+        generation: 1,
+        counter,
+        writes,
+    };
+    // A check-in that writes (events) claims 10; the batch runs before its transaction reads
+    // the row, and must not write 10 there, or the transaction would refuse the phone's own
+    // check-in as a replay.
+    state
+        .claim_request(&device_id, sighting(10, true), 0)
+        .unwrap();
+    state.flush_last_seen().await;
+    assert_eq!(stored().await, 0);
+
+    // A plain check-in's counter is written, and kept in memory one batch longer: a replay
+    // whose view was read just before the write still meets it.
+    state
+        .claim_request(&device_id, sighting(11, false), 0)
+        .unwrap();
+    state.flush_last_seen().await;
+    assert_eq!(stored().await, 11);
+    assert!(state.claim_request(&device_id, sighting(11, false), 0).is_err());
+    // A request signed under an older binding than one already seen is refused.
+    let older = Sighting {
+        generation: 0,
+        ..sighting(12, false)
+    };
+    assert!(state.claim_request(&device_id, older, 0).is_err());
+    app.running.stop().await;
+}
+
 on_both_backends!(
+    the_servers_own_batch_never_makes_a_phones_request_look_replayed,
     a_replayed_checkin_is_refused_before_and_after_it_is_written,
     a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing,
 );

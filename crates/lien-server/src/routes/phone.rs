@@ -18,7 +18,8 @@ use crate::error::{ApiError, ErrorBody};
 pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
     CheckinRequest, CheckinResponse, DEVICE_HEADER, HelloRequest, HelloResponse,
-    MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_CHARS, SIGNATURE_HEADER, checkin_signature_valid,
+    EVENT_KINDS, MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_BYTES, SIGNATURE_HEADER,
+    checkin_signature_valid,
 };
 
 /// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
@@ -167,6 +168,9 @@ pub(crate) trait SignedRequest: serde::de::DeserializeOwned {
     /// Refuses fields the device's current view rules out, before the counter is claimed: a
     /// refused request uses up nothing and leaves no trace.
     fn validate(&self, view: &CheckinView) -> Result<(), ApiError>;
+    /// Whether the request writes to the device in a transaction of its own (which then
+    /// checks and writes the counter too).
+    fn writes(&self, view: &CheckinView) -> bool;
 }
 
 impl SignedRequest for CheckinRequest {
@@ -193,20 +197,23 @@ impl SignedRequest for CheckinRequest {
             ));
         }
         for e in &self.events {
-            if !["sim_change", "tamper", "other"].contains(&e.kind.as_str()) {
+            if !EVENT_KINDS.contains(&e.kind.as_str()) {
                 return Err(ApiError::invalid(
                     "events.kind",
                     format!("{:?} is not sim_change, tamper or other", e.kind),
                 ));
             }
-            if e.detail.chars().count() > MAX_EVENT_DETAIL_CHARS {
+            if e.detail.len() > MAX_EVENT_DETAIL_BYTES {
                 return Err(ApiError::invalid(
                     "events.detail",
-                    format!("is over {MAX_EVENT_DETAIL_CHARS} characters"),
+                    format!("is over {MAX_EVENT_DETAIL_BYTES} bytes"),
                 ));
             }
         }
         Ok(())
+    }
+    fn writes(&self, view: &CheckinView) -> bool {
+        view.applied_sequence != Some(self.applied_sequence) || !self.events.is_empty()
     }
 }
 
@@ -219,6 +226,9 @@ impl SignedRequest for lien_proto::device_api::PushRequest {
     }
     fn validate(&self, _view: &CheckinView) -> Result<(), ApiError> {
         Ok(())
+    }
+    fn writes(&self, _view: &CheckinView) -> bool {
+        false
     }
 }
 
@@ -274,6 +284,7 @@ pub(crate) async fn authenticate<T: SignedRequest>(
             at_us: micros(now),
             generation: view.binding_generation,
             counter,
+            writes: request.writes(&view),
         },
         view.checkin_counter,
     )?;
@@ -302,8 +313,8 @@ pub(crate) async fn authenticate<T: SignedRequest>(
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
-        (status = 413, description = "The body is over 4 KiB; nothing was read or written.", body = ErrorBody),
-        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued, more than 8 events, a detail over 200 characters or an unknown event kind.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB; nothing was read or written.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued, more than 8 events, a detail over 200 bytes or an unknown event kind.", body = ErrorBody),
     )
 )]
 pub async fn checkin(
@@ -319,11 +330,11 @@ pub async fn checkin(
         now,
         counter,
     } = authenticate::<CheckinRequest>(&state, &headers, &body).await?;
+    let writes = req.writes(&view);
     let token = view
         .token
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;
-    let applied_changed = view.applied_sequence != Some(req.applied_sequence);
-    if applied_changed || !req.events.is_empty() {
+    if writes {
         let events: Vec<DeviceEvent> = req
             .events
             .iter()

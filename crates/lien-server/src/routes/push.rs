@@ -38,7 +38,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(45);
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
-        (status = 413, description = "The body is over 4 KiB; nothing was read.", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB; nothing was read.", body = ErrorBody),
     )
 )]
 pub async fn push(
