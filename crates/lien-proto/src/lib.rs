@@ -9,6 +9,7 @@
 #[cfg(feature = "attestation")]
 pub mod attestation;
 pub mod device_api;
+pub mod hello;
 pub mod ocra;
 pub mod token;
 

@@ -266,16 +266,29 @@ impl TokenSigner {
     /// Signs `claims` into a tagged COSE_Sign1 message. Ed25519 is deterministic, so the same
     /// claims and key always give the same bytes.
     pub fn sign(&self, claims: &StatusClaims) -> Vec<u8> {
-        let mut payload = Vec::new();
-        ciborium::into_writer(claims, &mut payload)
-            .expect("claims are plain data and always encode to CBOR");
-        let protected = HeaderBuilder::new()
+        self.sign_cbor(claims, None)
+    }
+
+    /// Signs `payload`, encoded as CBOR, into a tagged COSE_Sign1 message with this key's id
+    /// and, if given, a content type in the protected header (so that one kind of signed
+    /// message can never be taken for another).
+    pub(crate) fn sign_cbor<T: Serialize>(
+        &self,
+        payload: &T,
+        content_type: Option<&str>,
+    ) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(payload, &mut bytes)
+            .expect("signed payloads are plain data and always encode to CBOR");
+        let mut protected = HeaderBuilder::new()
             .algorithm(iana::Algorithm::EdDSA)
-            .key_id(self.kid.as_str().as_bytes().to_vec())
-            .build();
+            .key_id(self.kid.as_str().as_bytes().to_vec());
+        if let Some(content_type) = content_type {
+            protected = protected.content_type(content_type.to_string());
+        }
         CoseSign1Builder::new()
-            .protected(protected)
-            .payload(payload)
+            .protected(protected.build())
+            .payload(bytes)
             .create_signature(&[], |data| self.key.sign(data).to_bytes().to_vec())
             .build()
             .to_tagged_vec()
@@ -308,11 +321,46 @@ impl PinnedKeys {
         device_id: &str,
         highest_seen: u64,
     ) -> Result<StatusClaims, TokenError> {
-        let sign1 = CoseSign1::from_tagged_slice(token)
+        let claims: StatusClaims = self.open(token, None)?;
+        if claims.device_id != device_id {
+            return Err(TokenError::WrongDevice {
+                expected: device_id.to_owned(),
+                found: claims.device_id,
+            });
+        }
+        if claims.sequence < highest_seen {
+            return Err(TokenError::SequenceRegressed {
+                highest_seen,
+                found: claims.sequence,
+            });
+        }
+        claims.check()?;
+        Ok(claims)
+    }
+
+    /// Opens a signed message: the envelope, the algorithm, the content type (`None`: there
+    /// must be none), the pinned key and the strict Ed25519 signature, in that order, before
+    /// the payload is decoded.
+    pub(crate) fn open<T: for<'de> Deserialize<'de>>(
+        &self,
+        message: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<T, TokenError> {
+        let sign1 = CoseSign1::from_tagged_slice(message)
             .map_err(|e| TokenError::Malformed(e.to_string()))?;
         let header = &sign1.protected.header;
         if header.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) {
             return Err(TokenError::WrongAlgorithm);
+        }
+        let found_type = match &header.content_type {
+            Some(coset::ContentType::Text(text)) => Some(text.as_str()),
+            Some(_) => return Err(TokenError::Malformed("unknown content type".into())),
+            None => None,
+        };
+        if found_type != content_type {
+            return Err(TokenError::Malformed(format!(
+                "content type {found_type:?}, expected {content_type:?}"
+            )));
         }
         let kid = String::from_utf8_lossy(&header.key_id).into_owned();
         let (_, key) = self
@@ -330,22 +378,7 @@ impl PinnedKeys {
             .payload
             .as_deref()
             .ok_or_else(|| TokenError::Malformed("no payload".into()))?;
-        let claims: StatusClaims =
-            ciborium::from_reader(payload).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        if claims.device_id != device_id {
-            return Err(TokenError::WrongDevice {
-                expected: device_id.to_owned(),
-                found: claims.device_id,
-            });
-        }
-        if claims.sequence < highest_seen {
-            return Err(TokenError::SequenceRegressed {
-                highest_seen,
-                found: claims.sequence,
-            });
-        }
-        claims.check()?;
-        Ok(claims)
+        ciborium::from_reader(payload).map_err(|e| TokenError::Malformed(e.to_string()))
     }
 }
 
