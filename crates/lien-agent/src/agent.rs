@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DeviceEventJson, HelloRequest, HelloResponse,
+    CheckinRequest, CheckinResponse, DeviceEventJson, EVENT_KINDS, HelloRequest, HelloResponse,
     MAX_CHECKIN_EVENTS, PushRequest, sign_checkin, truncate_detail,
 };
 use lien_proto::ocra::OcraSuite;
@@ -27,10 +27,11 @@ use crate::offline_unlock::{self, CodeOutcome, UnlockRules};
 use crate::platform::{AlwaysAllowed, Enforcement, Platform};
 use crate::schedule::Schedule;
 use crate::screens::{
-    Banner, Details, LockCause, LockScreen, OFFLINE_TITLE, OVERDUE_TITLE, ReminderScreen,
-    RestrictedScreen, Screen, TransparencyScreen, lock_actions, minutes, transparency,
+    Action, Banner, Details, LockCause, LockScreen, OFFLINE_TITLE, OVERDUE_TITLE,
+    RECOVERING_NOTICE, ReminderScreen, RestrictedScreen, Screen, TransparencyScreen, lock_actions,
+    minutes, transparency,
 };
-use crate::state::{self, Binding, Loaded, Ordinary, Protected};
+use crate::state::{self, Anchor, Binding, Loaded, Ordinary, Protected};
 use crate::storage::{Area, Storage};
 use crate::time::{Now, format_duration};
 
@@ -91,8 +92,13 @@ impl AgentConfig {
 /// Where the agent stands with the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// No binding yet (first boot, or the protected state was lost): hello is due.
+    /// No binding yet (first boot, or the protected state was lost with nothing known about
+    /// it): hello is due.
     Unbound,
+    /// The protected state failed its checks (tampered, torn, rolled back or erased) and the
+    /// platform's rollback slot knows the last verified token: that token is enforced, as it
+    /// was, while hello is due. See `state.rs`.
+    Recovering,
     /// The server said the phone is not financed: nothing to do until the next boot.
     Free,
     /// Financed: checking in and enforcing the held token.
@@ -188,6 +194,9 @@ pub struct AgentStatus {
 /// The most events kept for the next check-in; older ones are dropped first.
 const MAX_PENDING_EVENTS: usize = 20;
 
+/// How far the request counter moves at each boot (see `Agent::skip_request_counter`).
+const COUNTER_STEP_AT_BOOT: u64 = 1 << 20;
+
 /// The phone agent. `S` keeps its state, `P` carries out what it decides.
 pub struct Agent<S: Storage, P: Platform> {
     storage: S,
@@ -197,6 +206,10 @@ pub struct Agent<S: Storage, P: Platform> {
     config: AgentConfig,
     protected: Protected,
     ordinary: Ordinary,
+    /// The version of the last protected write (see `state.rs`).
+    version: u64,
+    /// While recovering: the anchor whose last known enforcement is in force.
+    last_known: Option<Anchor>,
     mode: Mode,
     keys: Option<Keys>,
     held: Option<Held>,
@@ -220,9 +233,12 @@ pub struct Agent<S: Storage, P: Platform> {
 impl<S: Storage, P: Platform> Agent<S, P> {
     /// Starts the agent at boot and enforces the stored token at once, before any network.
     ///
-    /// Without a usable protected record (first boot, a reflash, or a record that is torn or
-    /// corrupt, which counts as lost) the agent shows the setup screen, restricts nothing, and
-    /// has a hello due.
+    /// Without a protected record (first boot) the agent shows the setup screen, restricts
+    /// nothing, and has a hello due. A record that fails its checks (edited, torn, sealed under
+    /// another key, rolled back, or erased while the rollback slot remembers it) is reported as
+    /// tampering and a hello is due; meanwhile the agent enforces the last known enforcement
+    /// from the rollback slot if the platform has one ([`Mode::Recovering`]), and otherwise
+    /// sets up as a new phone. `state.rs` explains why that is never freer.
     pub fn boot(
         storage: S,
         platform: P,
@@ -240,6 +256,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             config,
             protected: Protected::default(),
             ordinary: Ordinary::default(),
+            version: 0,
+            last_known: None,
             mode: Mode::Unbound,
             keys: None,
             held: None,
@@ -255,25 +273,11 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             last_error: None,
             shown: None,
         };
-        let mut lost = false;
-        match state::load::<Protected>(&agent.storage, Area::Protected) {
-            Loaded::Found(protected) => match agent.restore(protected) {
-                Ok(()) => {}
-                Err(why) => {
-                    lost = true;
-                    agent.queue_event("tamper", format!("protected state unusable ({why})"));
-                }
-            },
-            Loaded::Missing => {}
-            Loaded::Corrupt => {
-                lost = true;
-                agent.queue_event("tamper", "protected state unreadable".to_string());
-            }
-        }
+        let lost = agent.load_protected();
         let pending = std::mem::take(&mut agent.ordinary.pending_events);
-        match state::load::<Ordinary>(&agent.storage, Area::Ordinary) {
-            Loaded::Found(ordinary) => agent.ordinary = ordinary,
-            Loaded::Missing | Loaded::Corrupt => {
+        match state::load::<Ordinary>(&agent.storage, &mut agent.platform, Area::Ordinary) {
+            Loaded::Found { value, .. } => agent.ordinary = value,
+            Loaded::Missing | Loaded::Refused(_) => {
                 if agent.mode == Mode::Bound && !lost {
                     agent.queue_event(
                         "other",
@@ -282,9 +286,18 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 }
             }
         }
-        agent.ordinary.pending_events.extend(pending);
+        // A bad record stays bad until a hello replaces it: after a reboot it is found again,
+        // and reported once.
+        for event in pending {
+            if !agent.ordinary.pending_events.contains(&event) {
+                agent.ordinary.pending_events.push(event);
+            }
+        }
         agent.ordinary.initialised = true;
         agent.save_ordinary();
+        if agent.mode == Mode::Bound {
+            agent.skip_request_counter();
+        }
         if let Some(held) = &agent.held {
             // The monotonic clock restarted, so the server's time is known only roughly: the
             // token's issue time plus the time counted on it since (which leaves out the time
@@ -297,11 +310,101 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             agent.try_wall_clock = true;
         }
         match agent.mode {
-            Mode::Unbound | Mode::Bound => agent.schedule.at_once(now.mono),
+            Mode::Unbound | Mode::Recovering | Mode::Bound => agent.schedule.at_once(now.mono),
             Mode::Free | Mode::Released => agent.schedule.stop(),
         }
         agent.enforce();
         agent
+    }
+
+    /// Reads the anchor and the protected record, takes the record into use if it passes every
+    /// check, and otherwise reports it and falls back on the anchor (see `state.rs`). Returns
+    /// whether the record was bad.
+    fn load_protected(&mut self) -> bool {
+        let has_slot = self.platform.rollback_slot().is_some();
+        let (floor, last_known) = match state::load_anchor(&mut self.platform) {
+            None | Some(Loaded::Missing) => (0, None),
+            Some(Loaded::Found { value, version }) => (version, Some(value)),
+            Some(Loaded::Refused(why)) => {
+                // The slot cannot be rolled back, so this is a fault, not an attack; the record
+                // has only its seal to go on this time, and the next write replaces the anchor.
+                self.queue_event("tamper", format!("rollback anchor refused: {why}"));
+                (0, None)
+            }
+        };
+        self.version = floor;
+        let problem =
+            match state::load::<Protected>(&self.storage, &mut self.platform, Area::Protected) {
+                Loaded::Found { version, .. } if version < floor => Some(format!(
+                    "protected state rolled back: version {version}, the anchor's is {floor}"
+                )),
+                Loaded::Found { value, version } => {
+                    self.version = version;
+                    match self.restore(value) {
+                        // The anchor is behind (a write cut short) or new: it catches up now.
+                        Ok(()) if has_slot && version != floor => {
+                            self.save_protected();
+                            None
+                        }
+                        Ok(()) => None,
+                        Err(why) => Some(format!("protected state unusable ({why})")),
+                    }
+                }
+                Loaded::Missing if last_known.is_some() => {
+                    Some("protected state missing: erased since it was written".to_string())
+                }
+                Loaded::Missing => None,
+                Loaded::Refused(why) => Some(format!("protected state refused: {why}")),
+            };
+        let Some(why) = problem else {
+            return false;
+        };
+        self.queue_event("tamper", why);
+        if let Some(last) = last_known
+            && let Err(why) = self.recover(last)
+        {
+            self.queue_event("tamper", format!("last known state unusable ({why})"));
+        }
+        true
+    }
+
+    /// Falls back on the anchor's last known enforcement after a bad record. Nothing is
+    /// written but the anchor until a hello re-binds (see [`Agent::save_protected`]).
+    fn recover(&mut self, last: Anchor) -> Result<(), String> {
+        if last.released {
+            // Released is final: a fresh record replaces the bad one, and there is nothing to
+            // re-bind.
+            self.protected = Protected {
+                released: true,
+                ..Protected::default()
+            };
+            self.mode = Mode::Released;
+            self.save_protected();
+            return Ok(());
+        }
+        let device_id = last.device_id.as_deref().ok_or("no device id")?;
+        let token = last.token.as_deref().ok_or("no token")?;
+        let bytes = STANDARD
+            .decode(token)
+            .map_err(|_| "token is not base64".to_string())?;
+        let claims = self
+            .pinned_keys(&last.server_keys)?
+            .verify(&bytes, device_id, 0)
+            .map_err(|e| format!("token refused: {}", e.code()))?;
+        self.protected = Protected {
+            token: Some(token.to_string()),
+            highest_sequence: claims.sequence,
+            lease_elapsed_ms: last.lease_elapsed_ms,
+            last_sync: last.last_sync,
+            ..Protected::default()
+        };
+        self.held = Some(Held {
+            status_code: lien_proto::status_code(&bytes),
+            claims,
+        });
+        self.last_known = Some(last);
+        self.mode = Mode::Recovering;
+        Ok(())
     }
 
     /// Takes a loaded protected record into use, or says why it cannot be.
@@ -336,31 +439,36 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 .decode(b64)
                 .map_err(|_| format!("{what} is not base64"))
         };
-        let pinned = if self.config.factory_keys.is_empty() {
-            let mut keys = Vec::new();
-            for key in &binding.server_keys {
-                let bytes: [u8; 32] = decode("server key", key)?
-                    .try_into()
-                    .map_err(|_| "server key is not 32 bytes".to_string())?;
-                keys.push(
-                    VerifyingKey::from_bytes(&bytes)
-                        .map_err(|_| "server key is not an Ed25519 key".to_string())?,
-                );
-            }
-            if keys.is_empty() {
-                return Err("no server key".into());
-            }
-            PinnedKeys::new(keys)
-        } else {
-            PinnedKeys::new(self.config.factory_keys.iter().copied())
-        };
         Ok(Keys {
             device_id: binding.device_id.clone(),
             credential: decode("credential", &binding.credential)?,
             offline_key: decode("offline key", &binding.offline_key)?,
             suite: OcraSuite::parse(&binding.offline_suite).map_err(|e| e.to_string())?,
-            pinned,
+            pinned: self.pinned_keys(&binding.server_keys)?,
         })
+    }
+
+    /// The factory keys if there are any, otherwise `server_keys` (base64).
+    fn pinned_keys(&self, server_keys: &[String]) -> Result<PinnedKeys, String> {
+        if !self.config.factory_keys.is_empty() {
+            return Ok(PinnedKeys::new(self.config.factory_keys.iter().copied()));
+        }
+        let mut keys = Vec::new();
+        for key in server_keys {
+            let bytes: [u8; 32] = STANDARD
+                .decode(key)
+                .map_err(|_| "server key is not base64".to_string())?
+                .try_into()
+                .map_err(|_| "server key is not 32 bytes".to_string())?;
+            keys.push(
+                VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| "server key is not an Ed25519 key".to_string())?,
+            );
+        }
+        if keys.is_empty() {
+            return Err("no server key".into());
+        }
+        Ok(PinnedKeys::new(keys))
     }
 
     /// What is due at `now`, if anything. Call it after every event and at
@@ -371,7 +479,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             return None;
         }
         match self.mode {
-            Mode::Unbound => Some(Outgoing::Hello),
+            Mode::Unbound | Mode::Recovering => Some(Outgoing::Hello),
             Mode::Bound => Some(Outgoing::Checkin),
             Mode::Free | Mode::Released => None,
         }
@@ -381,7 +489,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// request falls due, the lease warns or ends, an unlock ends, a throttle wait ends.
     pub fn next_wakeup(&self) -> Option<Duration> {
         let mut times = vec![self.schedule.next()];
-        if self.mode == Mode::Bound
+        if matches!(self.mode, Mode::Bound | Mode::Recovering)
             && let Some(held) = &self.held
             && let Some(lease) = held.claims.lease
         {
@@ -406,7 +514,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// the phone has no randomness for a key (it then tries again later).
     pub fn hello_request(&mut self, now: Now) -> Option<HelloRequest> {
         self.tick(now);
-        if self.mode != Mode::Unbound {
+        if !matches!(self.mode, Mode::Unbound | Mode::Recovering) {
             return None;
         }
         let mut seed = [0u8; 32];
@@ -430,7 +538,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// Takes the hello's answer.
     pub fn on_hello(&mut self, result: Result<HelloResponse, TransportError>, now: Now) {
         self.tick(now);
-        if self.mode != Mode::Unbound {
+        if !matches!(self.mode, Mode::Unbound | Mode::Recovering) {
             return;
         }
         self.notice = None;
@@ -439,6 +547,14 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             Err(err) => {
                 self.notice = Some(failure_notice(&err));
                 self.last_error = Some(err.to_string());
+                self.schedule.failed(now.mono, &mut *self.entropy);
+            }
+            Ok(HelloResponse::NotFinanced) if self.mode == Mode::Recovering => {
+                // The answer is not signed, so it cannot outweigh the last verified token.
+                self.queue_event(
+                    "tamper",
+                    "hello refused: not financed, but the last verified token is".to_string(),
+                );
                 self.schedule.failed(now.mono, &mut *self.entropy);
             }
             Ok(HelloResponse::NotFinanced) => {
@@ -482,28 +598,50 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         self.enforce();
     }
 
-    fn bind(&mut self, binding: Binding, token: &str) -> Result<(), String> {
+    fn bind(&mut self, mut binding: Binding, token: &str) -> Result<(), String> {
+        // Recovering, the phone binds again as the phone it was: trusting the keys it pinned
+        // then, and never a token older than the last one it verified for that device.
+        let mut floor = 0;
+        if let Some(last) = &self.last_known {
+            if self.config.factory_keys.is_empty() {
+                binding.server_keys = last.server_keys.clone();
+            }
+            if last.device_id.as_deref() == Some(binding.device_id.as_str()) {
+                floor = self.protected.highest_sequence;
+            }
+        }
         let keys = self.keys_for(&binding)?;
         let bytes = STANDARD
             .decode(token)
             .map_err(|_| "token is not base64".to_string())?;
         let claims = keys
             .pinned
-            .verify(&bytes, &keys.device_id, 0)
+            .verify(&bytes, &keys.device_id, floor)
             .map_err(|e| format!("token refused: {}", e.code()))?;
-        let mut lease = LeaseClock::default();
-        lease.start(&claims, None);
+        // A hello carries no time, so a new token's lease starts at zero until the check-in
+        // that follows; but the very token already enforced keeps the time counted on it.
+        let same = self.held.as_ref().is_some_and(|held| {
+            held.claims.device_id == claims.device_id && held.claims.sequence == claims.sequence
+        });
+        let (lease_elapsed_ms, last_sync) = if same {
+            (self.protected.lease_elapsed_ms, self.protected.last_sync)
+        } else {
+            let mut lease = LeaseClock::default();
+            lease.start(&claims, None);
+            (millis(lease.elapsed()), None)
+        };
         let released = claims.state == TokenState::Released;
         self.protected = Protected {
             binding: Some(binding),
             token: Some(token.to_string()),
             highest_sequence: claims.sequence,
             released,
-            lease_elapsed_ms: millis(lease.elapsed()),
-            last_sync: None,
+            lease_elapsed_ms,
+            last_sync,
             unlock: Default::default(),
             request_counter: 0,
         };
+        self.last_known = None;
         self.held = Some(Held {
             status_code: lien_proto::status_code(&bytes),
             claims,
@@ -560,6 +698,20 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         self.protected.request_counter
     }
 
+    /// Moves the request counter past any it may have sent without saving: at boot, before a
+    /// request is made. A save that failed before a crash, or a protected record restored from
+    /// an older copy on a phone without a rollback slot, would otherwise send counters the
+    /// server has seen, and every request would be refused as a replay until the count caught
+    /// up. A phone sends a few requests a day, far fewer than the step between boots.
+    fn skip_request_counter(&mut self) {
+        self.protected.request_counter = self
+            .protected
+            .request_counter
+            .saturating_add(COUNTER_STEP_AT_BOOT)
+            .min(i64::MAX as u64 / 2);
+        self.save_protected();
+    }
+
     /// The request time the server checks against its window. Once the server's time is known
     /// in this boot, it is that time carried forward on the monotonic clock, so a borrower who
     /// sets the wall clock wrong can still check in. Right after a boot it is the wall clock,
@@ -585,7 +737,20 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         let answer = match result {
             Ok(answer) => answer,
             Err(err) => {
-                self.requeue_in_flight();
+                if matches!(
+                    err,
+                    TransportError::Refused {
+                        status: 413 | 422,
+                        ..
+                    }
+                ) {
+                    // The server read the request and refused what it carried: sending the same
+                    // events again would be refused again, and the phone would stop checking in.
+                    let dropped = std::mem::take(&mut self.in_flight_events).len();
+                    self.queue_event("other", format!("{dropped} events refused by the server"));
+                } else {
+                    self.requeue_in_flight();
+                }
                 self.notice = Some(failure_notice(&err));
                 self.last_error = Some(err.to_string());
                 let refused = matches!(err, TransportError::Refused { status: 401, .. });
@@ -729,7 +894,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// The lock screen's "Check again": a check-in (or hello) is due at once.
     pub fn check_again(&mut self, now: Now) {
         self.tick(now);
-        if matches!(self.mode, Mode::Bound | Mode::Unbound) {
+        if matches!(self.mode, Mode::Bound | Mode::Unbound | Mode::Recovering) {
             self.schedule.at_once(now.mono);
         }
     }
@@ -788,7 +953,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
 
     /// Queues an event (`sim_change`, `tamper` or `other`) for the next check-in.
     pub fn report(&mut self, kind: &str, detail: &str) {
-        self.queue_event(kind, detail.to_string());
+        // The server takes only its known kinds; anything else goes as "other", named.
+        if EVENT_KINDS.contains(&kind) {
+            self.queue_event(kind, detail.to_string());
+        } else {
+            self.queue_event("other", format!("{kind}: {detail}"));
+        }
         self.save_ordinary();
     }
 
@@ -797,7 +967,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     pub fn tick(&mut self, now: Now) {
         let delta = now.mono.saturating_sub(self.last_mono);
         self.last_mono = self.last_mono.max(now.mono);
-        if self.mode == Mode::Bound && !delta.is_zero() {
+        if matches!(self.mode, Mode::Bound | Mode::Recovering) && !delta.is_zero() {
             let mut lease = self.lease();
             lease.advance(delta);
             self.protected.lease_elapsed_ms = millis(lease.elapsed());
@@ -827,10 +997,15 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             (Mode::Free, _) => "not financed".to_string(),
             (Mode::Unbound, _) => "not set up yet".to_string(),
             (Mode::Bound, Some(held)) => format!("{:?}", held.claims.state).to_lowercase(),
-            (Mode::Bound, None) => "unknown".to_string(),
+            (Mode::Recovering, Some(held)) => format!(
+                "{:?}, as last verified; reconnecting to the server",
+                held.claims.state
+            )
+            .to_lowercase(),
+            (Mode::Bound | Mode::Recovering, None) => "unknown".to_string(),
         };
         let financier = match self.mode {
-            Mode::Bound => self
+            Mode::Bound | Mode::Recovering => self
                 .held
                 .as_ref()
                 .map(|h| h.claims.screen.financier_name.as_str()),
@@ -856,7 +1031,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             lease: self
                 .held
                 .as_ref()
-                .filter(|_| self.mode == Mode::Bound)
+                .filter(|_| matches!(self.mode, Mode::Bound | Mode::Recovering))
                 .map(|h| self.lease().status(&h.claims)),
             lease_elapsed: self.lease().elapsed(),
             unlock_counter: self.protected.unlock.counter,
@@ -891,7 +1066,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
 
     /// Stops the agent (a shutdown), writing what it has counted, and hands back its parts.
     pub fn shut_down(mut self) -> (S, P) {
-        if self.mode == Mode::Bound {
+        if matches!(self.mode, Mode::Bound | Mode::Recovering) {
             self.save_protected();
         }
         self.requeue_in_flight();
@@ -919,12 +1094,26 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         self.ordinary.pending_events = events.split_off(excess);
     }
 
-    /// Writes the protected record; on failure keeps it in memory and retries at the next tick.
+    /// Writes the protected record at the next version, then the anchor at the same version;
+    /// on failure keeps the state in memory and retries at the next tick. While recovering it
+    /// writes only the anchor (the lease count), leaving the bad record to be found again.
     fn save_protected(&mut self) -> bool {
-        if self.mode == Mode::Unbound || self.mode == Mode::Free {
-            return true;
-        }
-        let ok = state::save(&mut self.storage, Area::Protected, &self.protected).is_ok();
+        let ok = match self.mode {
+            Mode::Unbound | Mode::Free => return true,
+            Mode::Recovering => self.save_anchor(),
+            Mode::Bound | Mode::Released => {
+                self.version += 1;
+                state::save(
+                    &mut self.storage,
+                    &mut self.platform,
+                    Area::Protected,
+                    self.version,
+                    &self.protected,
+                )
+                .is_ok()
+                    && self.save_anchor()
+            }
+        };
         self.protected_dirty = !ok;
         if ok {
             self.unsaved = Duration::ZERO;
@@ -932,16 +1121,44 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         ok
     }
 
+    /// Writes the last known enforcement to the rollback slot, if the platform has one.
+    fn save_anchor(&mut self) -> bool {
+        let anchor = match &self.last_known {
+            Some(last) => Anchor {
+                lease_elapsed_ms: self.protected.lease_elapsed_ms,
+                ..last.clone()
+            },
+            None => {
+                let binding = self.protected.binding.as_ref();
+                Anchor {
+                    released: self.protected.released,
+                    device_id: binding.map(|b| b.device_id.clone()),
+                    token: self.protected.token.clone(),
+                    server_keys: binding.map(|b| b.server_keys.clone()).unwrap_or_default(),
+                    lease_elapsed_ms: self.protected.lease_elapsed_ms,
+                    last_sync: self.protected.last_sync,
+                }
+            }
+        };
+        state::save_anchor(&mut self.platform, self.version, &anchor).is_ok()
+    }
+
     /// Writes the ordinary record; losing it loses only unreported events.
     fn save_ordinary(&mut self) {
-        let _ = state::save(&mut self.storage, Area::Ordinary, &self.ordinary);
+        let _ = state::save(
+            &mut self.storage,
+            &mut self.platform,
+            Area::Ordinary,
+            0,
+            &self.ordinary,
+        );
     }
 
     /// Works out what must be on screen and in force, and tells the platform if it changed.
     fn enforce(&mut self) {
         let always = AlwaysAllowed::new(self.config.payment_app.clone());
         let (screen, enforcement) = match (self.mode, &self.held) {
-            (Mode::Unbound, _) => (
+            (Mode::Unbound, _) | (Mode::Recovering, None) => (
                 Screen::Normal {
                     banner: Some(Banner::SettingUp),
                 },
@@ -956,7 +1173,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 },
                 Enforcement::none(always),
             ),
-            (Mode::Bound, Some(_)) => self.bound_screen(always),
+            (Mode::Bound | Mode::Recovering, Some(_)) => self.bound_screen(always),
         };
         let changed = self
             .shown
@@ -1005,12 +1222,24 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             _ => None,
         };
         let restrictions = claims.restrictions.clone();
+        let codes = self.keys.is_some();
+        let notice = self
+            .notice
+            .clone()
+            .or_else(|| (self.mode == Mode::Recovering).then(|| RECOVERING_NOTICE.to_string()));
         if lease == LeaseStatus::Expired {
-            let reason = format!(
-                "This phone has not reached {} for too long. Connect to the internet and tap \
-                 Check again, or ask {} for an unlock code.",
-                details.financier_name, details.financier_name
-            );
+            let name = &details.financier_name;
+            let reason = if codes {
+                format!(
+                    "This phone has not reached {name} for too long. Connect to the internet and \
+                     tap Check again, or ask {name} for an unlock code."
+                )
+            } else {
+                format!(
+                    "This phone has not reached {name} for too long. Connect to the internet and \
+                     tap Check again."
+                )
+            };
             let challenge = self.challenge();
             return (
                 Screen::Locked(Box::new(LockScreen {
@@ -1018,8 +1247,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     title: OFFLINE_TITLE.to_string(),
                     details: Details { reason, ..details },
                     challenge,
-                    notice: self.notice.clone(),
-                    actions: lock_actions(),
+                    notice,
+                    actions: self.actions(),
                 })),
                 Enforcement::new(
                     [
@@ -1048,8 +1277,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     details,
                     limited,
                     challenge: self.challenge(),
-                    notice: self.notice.clone(),
-                    actions: lock_actions(),
+                    notice,
+                    actions: self.actions(),
                 }))
             }
             TokenState::Locked => {
@@ -1063,17 +1292,29 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     title,
                     details,
                     challenge: self.challenge(),
-                    notice: self.notice.clone(),
-                    actions: lock_actions(),
+                    notice,
+                    actions: self.actions(),
                 }))
             }
         };
         (screen, Enforcement::new(restrictions, always))
     }
 
+    /// The lock screen's buttons: "Enter code" only while there is an offline key to check a
+    /// code against (not while recovering).
+    fn actions(&self) -> Vec<Action> {
+        let codes = self.keys.is_some();
+        lock_actions()
+            .into_iter()
+            .filter(|action| codes || *action != Action::EnterCode)
+            .collect()
+    }
+
     /// The challenge to show, made (and kept) the first time a screen needs one. Without
-    /// randomness there is none, and the screen says to check again instead.
+    /// randomness there is none, and the screen says to check again instead; without an
+    /// offline key (while recovering) there is none either.
     fn challenge(&mut self) -> Option<String> {
+        self.keys.as_ref()?;
         if self.protected.unlock.challenge.is_none() {
             let challenge = offline_unlock::new_challenge(&mut *self.entropy).ok()?;
             self.protected.unlock.challenge = Some(challenge);

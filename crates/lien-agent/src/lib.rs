@@ -2,8 +2,9 @@
 //!
 //! The agent verifies the status tokens the server signs, enforces them through a
 //! [`Platform`] (the lock screen and the restrictions), keeps what must survive a factory
-//! reset in protected [`Storage`], counts its offline lease on a monotonic clock, and accepts
-//! one-time offline unlock codes.
+//! reset in protected [`Storage`] (sealed under a key only the platform holds and, where the
+//! phone can, anchored against rollback: see [`storage`]), counts its offline lease on a
+//! monotonic clock, and accepts one-time offline unlock codes.
 //!
 //! The core is sans-IO: it never opens a socket and never reads a clock. The caller passes the
 //! time ([`Now`]) into every call and carries the requests the agent prepares
@@ -35,7 +36,9 @@ pub use agent::{
 };
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use offline_unlock::{CodeOutcome, UnlockRules};
-pub use platform::{AlwaysAllowed, Enforcement, Platform};
+pub use platform::{AlwaysAllowed, Enforcement, Platform, RollbackSlot};
 pub use screens::{LockCause, Screen};
-pub use storage::{Area, FileStorage, InjectedFault, MemoryStorage, Storage, StorageError};
+pub use storage::{
+    Area, FileStorage, InjectedFault, MemoryStorage, RecordError, RecordKind, Storage, StorageError,
+};
 pub use time::Now;

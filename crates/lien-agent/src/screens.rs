@@ -17,6 +17,10 @@ use crate::time::{format_duration, format_utc};
 pub const OVERDUE_TITLE: &str = "This device is locked due to an overdue installment payment";
 /// The lock screen's title when the lease ran out.
 pub const OFFLINE_TITLE: &str = "This device is locked: offline too long";
+/// The notice on a lock or restricted screen while the agent enforces the last verified token
+/// because its saved state failed its checks ([`crate::Mode::Recovering`]).
+pub const RECOVERING_NOTICE: &str = "This phone's saved state could not be verified, so it keeps \
+     its last verified status. Connect to the internet and tap Check again to restore it.";
 
 /// What is on screen.
 #[derive(Debug, Clone, PartialEq, Eq)]

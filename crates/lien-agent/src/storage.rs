@@ -1,24 +1,72 @@
-//! Where the agent keeps what it knows, in two areas with different lifetimes.
+//! Where the agent keeps what it knows, in two areas with different lifetimes, and the sealed
+//! record format it writes there.
 //!
 //! **Protected** storage survives a factory reset (on a phone: a partition that the reset does
 //! not wipe, such as Android's persistent data block). It holds the binding to the server, the
 //! last valid token, the highest sequence seen, the released flag, the offline unlock counter
-//! and throttle, and the lease time used. Losing it is safe, because the server binds by IMEI:
-//! the next hello re-binds and the server hands back the current token.
+//! and throttle, the lease time used and the request counter.
 //!
 //! **Ordinary** data is wiped by a factory reset and holds only what may be lost: events not yet
 //! reported and a marker that lets the agent notice a reset.
 //!
 //! Every write replaces the whole record atomically: after a crash or power loss a reader sees
-//! the old record or the new one, never a mixture. The agent adds a checksum on top (see
-//! [`seal`]), so that a medium that breaks that promise yields a record the agent discards as
-//! lost, never one it misreads.
+//! the old record or the new one, never a mixture. On top of that every record is sealed (see
+//! [`seal`]) with a MAC under a key the agent never sees: the [`Platform`] computes it with its
+//! storage key, which on a phone lives in its secure hardware ([`Platform::storage_mac`]).
+//!
+//! # The record format
+//!
+//! One format for the protected record, the ordinary record and the rollback anchor (the copy
+//! of the last known enforcement kept in the platform's [`RollbackSlot`]). For a record of `n`
+//! bytes:
+//!
+//! | bytes          | field                                                                    |
+//! |----------------|--------------------------------------------------------------------------|
+//! | `0..4`         | magic: ASCII `LNA2` (`4c 4e 41 32`)                                      |
+//! | `4`            | kind: `01` protected record, `02` ordinary record, `03` rollback anchor  |
+//! | `5..13`        | version: unsigned 64-bit, big-endian                                     |
+//! | `13..n-32`     | payload: the agent's state as UTF-8 JSON (its fields: `state.rs`)         |
+//! | `n-32..n`      | tag: HMAC-SHA256 under the platform's storage key of bytes `0..n-32`     |
+//!
+//! So the tag covers everything before it: the magic, the kind (a record of one kind is never
+//! taken for another), the version and the payload. The protected record and the anchor carry
+//! the number of the protected write that produced them (see `state.rs` for how the agent uses
+//! it to detect a rollback); the ordinary record carries 0. A reader checks, in this order,
+//! that the record does not start with `LNA1` (the earlier format, whose SHA-256 checksum
+//! needed no key: refused as such, never migrated), that it is at least 45 bytes long, that it
+//! starts with `LNA2`, that the tag matches (compared in constant time), and that the kind is
+//! the one expected; only then is the payload parsed. `vectors/protected-storage.json` has a
+//! worked example and variants a reader must refuse.
+//!
+//! # What the seal protects against, and what it does not
+//!
+//! - **Editing** a record (resetting the lease or the wrong-code throttle, lowering the highest
+//!   sequence, clearing a lock): the tag no longer matches, and without the key nobody can make
+//!   one that does. A record sealed under another key, or in the unkeyed `LNA1` format, fails
+//!   the same way.
+//! - **A torn write** (a medium without atomic replace losing power mid-write): the tag fails
+//!   just as for an edit, so a half-written record is never misread. The agent cannot tell a
+//!   torn record from an edited one and treats both as tampering.
+//! - **Restoring an older record** (the same bytes the agent once wrote): the tag is valid. Only
+//!   the version against the platform's rollback slot reveals it, and only on a phone that has
+//!   one; elsewhere the token's sequence is what limits the damage (see `state.rs`).
+//! - **Deleting** the record (a reflash with flashing tools): indistinguishable from a phone
+//!   that was never set up, unless the rollback slot remembers it was.
+//! - **Not covered**: code running on the phone with the rights to call the keystore can have
+//!   any record sealed, and the ordinary area can be replayed or emptied at will; it holds
+//!   nothing that loosens enforcement.
+//!
+//! [`Platform`]: crate::Platform
+//! [`Platform::storage_mac`]: crate::Platform::storage_mac
+//! [`RollbackSlot`]: crate::platform::RollbackSlot
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use hmac::digest::CtOutput;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 /// Which storage area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,25 +114,138 @@ impl<T: Storage + ?Sized> Storage for Box<T> {
     }
 }
 
-const MAGIC: &[u8; 4] = b"LNA1";
+/// The first four bytes of every sealed record.
+pub const RECORD_MAGIC: [u8; 4] = *b"LNA2";
 
-/// Wraps a record as `MAGIC || sha256(payload) || payload`.
-pub(crate) fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 32 + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&Sha256::digest(payload));
-    out.extend_from_slice(payload);
-    out
+/// The first four bytes of the earlier, unkeyed format: refused, never migrated.
+const OLD_MAGIC: [u8; 4] = *b"LNA1";
+
+/// Magic, kind and version.
+const HEADER_LEN: usize = 4 + 1 + 8;
+
+/// An HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
+
+/// What a sealed record holds; part of what the tag covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// The protected record (byte `01`).
+    Protected,
+    /// The ordinary record (byte `02`).
+    Ordinary,
+    /// The rollback anchor in the platform's rollback slot (byte `03`).
+    Anchor,
 }
 
-/// The payload of a sealed record, or `None` if it is torn, truncated or altered.
-pub(crate) fn unseal(record: &[u8]) -> Option<&[u8]> {
-    let rest = record.strip_prefix(MAGIC)?;
-    if rest.len() < 32 {
-        return None;
+impl RecordKind {
+    /// The kind's byte in the header.
+    pub fn byte(self) -> u8 {
+        match self {
+            RecordKind::Protected => 1,
+            RecordKind::Ordinary => 2,
+            RecordKind::Anchor => 3,
+        }
     }
-    let (digest, payload) = rest.split_at(32);
-    (Sha256::digest(payload).as_slice() == digest).then_some(payload)
+}
+
+/// Why a record was refused. Each one means the same to the agent (the record is not used);
+/// the distinction is for the tamper report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Shorter than a header and a tag: truncated, or not a record at all.
+    #[error("too short to be a record")]
+    Truncated,
+    /// Written in the earlier format, whose checksum needed no key.
+    #[error("in the unkeyed LNA1 format")]
+    OldFormat,
+    /// Does not start with [`RECORD_MAGIC`].
+    #[error("not an agent record")]
+    NotARecord,
+    /// The tag does not match: the record was altered, torn, or sealed under another key.
+    #[error("fails its MAC (altered, torn, or sealed under another key)")]
+    BadTag,
+    /// A valid record of another kind.
+    #[error("a record of another kind (byte {found:#04x})")]
+    WrongKind {
+        /// The kind byte found.
+        found: u8,
+    },
+}
+
+impl RecordError {
+    /// A stable name for the error, as the test vectors use it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RecordError::Truncated => "truncated",
+            RecordError::OldFormat => "old-format",
+            RecordError::NotARecord => "not-a-record",
+            RecordError::BadTag => "bad-tag",
+            RecordError::WrongKind { .. } => "wrong-kind",
+        }
+    }
+}
+
+/// HMAC-SHA256 of `message` under `key`, computed in software: what the simulator's platform
+/// does with its key, and what a test uses to seal a record. A phone computes it in its secure
+/// hardware instead (see [`Platform::storage_mac`](crate::Platform::storage_mac)), where the
+/// key never leaves.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; TAG_LEN] {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .expect("HMAC takes a key of any length")
+        .chain_update(message)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+/// Seals `payload` as a record of `kind` and `version`: `LNA2 || kind || version || payload ||
+/// tag`, where `mac` computes the tag (HMAC-SHA256 under the storage key) over all that precedes
+/// it.
+pub fn seal(
+    kind: RecordKind,
+    version: u64,
+    payload: &[u8],
+    mac: impl FnOnce(&[u8]) -> [u8; TAG_LEN],
+) -> Vec<u8> {
+    let mut record = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+    record.extend_from_slice(&RECORD_MAGIC);
+    record.push(kind.byte());
+    record.extend_from_slice(&version.to_be_bytes());
+    record.extend_from_slice(payload);
+    let tag = mac(&record);
+    record.extend_from_slice(&tag);
+    record
+}
+
+/// The version and payload of a sealed record of `kind`, checked in the documented order: length,
+/// magic, tag (in constant time), kind. `mac` computes HMAC-SHA256 under the storage key.
+pub fn unseal(
+    kind: RecordKind,
+    record: &[u8],
+    mac: impl FnOnce(&[u8]) -> [u8; TAG_LEN],
+) -> Result<(u64, &[u8]), RecordError> {
+    if record.starts_with(&OLD_MAGIC) {
+        return Err(RecordError::OldFormat);
+    }
+    if record.len() < HEADER_LEN + TAG_LEN {
+        return Err(RecordError::Truncated);
+    }
+    if !record.starts_with(&RECORD_MAGIC) {
+        return Err(RecordError::NotARecord);
+    }
+    let (sealed, tag) = record.split_at(record.len() - TAG_LEN);
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("split at the tag's length");
+    // hmac's constant-time comparison, so that timing says nothing about how much of a forged
+    // tag was right.
+    let expected = CtOutput::<Hmac<Sha256>>::new(mac(sealed).into());
+    if expected != CtOutput::new(tag.into()) {
+        return Err(RecordError::BadTag);
+    }
+    if sealed[4] != kind.byte() {
+        return Err(RecordError::WrongKind { found: sealed[4] });
+    }
+    let version = u64::from_be_bytes(sealed[5..HEADER_LEN].try_into().expect("8 bytes"));
+    Ok((version, &sealed[HEADER_LEN..]))
 }
 
 /// What the next write to [`MemoryStorage`] does instead of succeeding.
@@ -210,17 +371,7 @@ impl Storage for FileStorage {
     }
 
     fn store(&mut self, area: Area, bytes: &[u8]) -> Result<(), StorageError> {
-        let dir = self.dir(area);
-        let tmp = dir.join(format!("{RECORD}.tmp"));
-        {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, dir.join(RECORD))?;
-        // The rename is durable only once the directory entry is on disk.
-        fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        write_atomically(self.dir(area), RECORD, bytes)
     }
 
     fn wipe(&mut self, area: Area) -> Result<(), StorageError> {
@@ -232,35 +383,143 @@ impl Storage for FileStorage {
     }
 }
 
+/// Replaces `dir/name` with `bytes` so that a crash at any point leaves the old file or the new
+/// one: a temporary file flushed to disk, renamed over the old one, and the directory flushed.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    // The rename is durable only once the directory entry is on disk.
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
+
+    const KEY: &[u8] = b"the platform's storage key, 32 b";
+
+    fn sealed(kind: RecordKind, version: u64, payload: &[u8]) -> Vec<u8> {
+        seal(kind, version, payload, |m| hmac_sha256(KEY, m))
+    }
+
+    fn opened(kind: RecordKind, record: &[u8]) -> Result<(u64, &[u8]), RecordError> {
+        unseal(kind, record, |m| hmac_sha256(KEY, m))
+    }
+
+    #[test]
+    fn a_record_opens_under_its_key_and_kind_only() {
+        let record = sealed(RecordKind::Protected, 7, b"{}");
+        assert_eq!(&record[..5], b"LNA2\x01");
+        assert_eq!(&record[5..13], &7u64.to_be_bytes());
+        assert_eq!(record.len(), 4 + 1 + 8 + 2 + 32);
+        assert_eq!(opened(RecordKind::Protected, &record), Ok((7, &b"{}"[..])));
+        assert_eq!(
+            opened(RecordKind::Ordinary, &record),
+            Err(RecordError::WrongKind { found: 1 })
+        );
+        let other = unseal(RecordKind::Protected, &record, |m| {
+            hmac_sha256(b"another phone's key", m)
+        });
+        assert_eq!(other, Err(RecordError::BadTag));
+    }
+
+    #[test]
+    fn every_edit_fails_the_tag() {
+        let record = sealed(RecordKind::Protected, 7, b"{\"lease_elapsed_ms\":9}");
+        for at in 4..record.len() {
+            let mut edited = record.clone();
+            edited[at] ^= 0x01;
+            assert_eq!(
+                opened(RecordKind::Protected, &edited),
+                Err(RecordError::BadTag),
+                "byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn old_short_and_foreign_records_are_refused() {
+        let payload = b"{}";
+        let mut old = b"LNA1".to_vec();
+        old.extend_from_slice(&Sha256::digest(payload));
+        old.extend_from_slice(payload);
+        assert_eq!(
+            opened(RecordKind::Protected, &old),
+            Err(RecordError::OldFormat)
+        );
+        assert_eq!(
+            opened(RecordKind::Protected, b""),
+            Err(RecordError::Truncated)
+        );
+        assert_eq!(
+            opened(RecordKind::Protected, &[0u8; 64]),
+            Err(RecordError::NotARecord)
+        );
+    }
 
     #[test]
     fn a_failed_write_leaves_the_previous_record() {
         let mut storage = MemoryStorage::new();
-        storage.store(Area::Protected, &seal(b"locked")).unwrap();
+        let locked = sealed(RecordKind::Protected, 1, b"locked");
+        storage.store(Area::Protected, &locked).unwrap();
         storage.fail_next_write(InjectedFault::Fail);
-        assert!(storage.store(Area::Protected, &seal(b"active")).is_err());
+        let active = sealed(RecordKind::Protected, 2, b"active");
+        assert!(storage.store(Area::Protected, &active).is_err());
         let record = storage.load(Area::Protected).unwrap().unwrap();
-        assert_eq!(unseal(&record), Some(&b"locked"[..]));
+        assert_eq!(
+            opened(RecordKind::Protected, &record),
+            Ok((1, &b"locked"[..]))
+        );
     }
 
     #[test]
     fn a_torn_record_is_refused_not_misread() {
         let mut storage = MemoryStorage::new();
         storage.fail_next_write(InjectedFault::Tear);
-        assert!(
-            storage
-                .store(Area::Protected, &seal(b"some state"))
-                .is_err()
+        let record = sealed(RecordKind::Protected, 1, b"some state");
+        assert!(storage.store(Area::Protected, &record).is_err());
+        let torn = storage.load(Area::Protected).unwrap().unwrap();
+        assert_eq!(
+            opened(RecordKind::Protected, &torn),
+            Err(RecordError::Truncated)
         );
-        let record = storage.load(Area::Protected).unwrap().unwrap();
-        assert_eq!(unseal(&record), None);
-        let mut flipped = seal(b"some state");
-        *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(unseal(&flipped), None);
-        assert_eq!(unseal(b""), None);
+        let longer = sealed(RecordKind::Protected, 1, &[b'x'; 200]);
+        let torn = &longer[..longer.len() / 2];
+        assert_eq!(
+            opened(RecordKind::Protected, torn),
+            Err(RecordError::BadTag)
+        );
+    }
+
+    /// `vectors/protected-storage.json` is what this code writes, byte for byte.
+    #[test]
+    fn the_worked_example_is_what_seal_writes() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../vectors/protected-storage.json")).unwrap();
+        let hex = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
+        let key = hex(&vectors["key"]);
+        let example = &vectors["example"];
+        let payload = example["payload"].as_str().unwrap().as_bytes();
+        let version = example["version"].as_u64().unwrap();
+        let record = seal(RecordKind::Protected, version, payload, |m| {
+            hmac_sha256(&key, m)
+        });
+        assert_eq!(record[..13], hex(&example["header"]));
+        assert_eq!(record, hex(&example["record"]));
+        assert_eq!(record[record.len() - 32..], hex(&example["tag"]));
+        for variant in vectors["refused"].as_array().unwrap() {
+            let bytes = hex(&variant["record"]);
+            let error = unseal(RecordKind::Protected, &bytes, |m| hmac_sha256(&key, m))
+                .expect_err(variant["name"].as_str().unwrap());
+            assert_eq!(error.code(), variant["error"], "{}", variant["name"]);
+        }
     }
 
     #[test]

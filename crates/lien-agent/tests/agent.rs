@@ -1,274 +1,21 @@
 //! The agent against a fake server that signs real tokens: verification, lease, offline codes,
 //! storage faults and resets, all on injected time. Each test checks what the borrower sees.
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::*;
 use ed25519_dalek::SigningKey;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE};
 use lien_agent::{
-    Agent, AgentConfig, CodeOutcome, Enforcement, Identity, InjectedFault, MemoryStorage, Mode,
-    Now, Outgoing, Platform, Screen, SeededEntropy, Storage, TransportError,
+    Agent, AgentConfig, Area, CodeOutcome, Identity, InjectedFault, MemoryStorage, Mode, Now,
+    Outgoing, Screen, Storage, TransportError,
 };
-use lien_proto::device_api::{CheckinRequest, CheckinResponse, HelloResponse};
-use lien_proto::ocra::{OcraInput, OcraSuite};
-use lien_proto::{
-    DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
-};
-
-const DAY: i64 = 86_400;
-const SUITE: &str = "OCRA-1:HOTP-SHA256-8:C-QN08";
-const OCRA_KEY: &[u8] = b"an offline key of thirty-two by!";
-const START: i64 = 1_767_000_000;
-
-/// Records the last screen and restrictions, like a phone's UI would hold them.
-#[derive(Default)]
-struct TestPlatform {
-    screen: Option<Screen>,
-    enforcement: Option<Enforcement>,
-}
-
-impl Platform for TestPlatform {
-    fn show(&mut self, screen: &Screen) {
-        self.screen = Some(screen.clone());
-    }
-    fn apply(&mut self, enforcement: &Enforcement) {
-        self.enforcement = Some(enforcement.clone());
-    }
-}
-
-/// The server side: signs tokens for one device with a 10-day lease and a 3-day warning.
-struct FakeServer {
-    signer: TokenSigner,
-    sequence: u64,
-}
-
-impl FakeServer {
-    fn new() -> FakeServer {
-        FakeServer {
-            signer: TokenSigner::new(SigningKey::from_bytes(&[42; 32])),
-            sequence: 0,
-        }
-    }
-
-    fn token(&mut self, state: TokenState, issued_at: i64) -> String {
-        self.sequence += 1;
-        STANDARD.encode(sign(&self.signer, "dev-1", self.sequence, state, issued_at))
-    }
-
-    fn hello(&mut self, state: TokenState, issued_at: i64) -> HelloResponse {
-        HelloResponse::Financed {
-            device_id: "dev-1".into(),
-            credential: STANDARD.encode(b"credential"),
-            offline_key: STANDARD.encode(OCRA_KEY),
-            offline_suite: SUITE.into(),
-            server_keys: vec![STANDARD.encode(self.signer.verifying_key().to_bytes())],
-            token: self.token(state, issued_at),
-            checkin_interval_secs: 6 * 3600,
-        }
-    }
-}
-
-fn sign(signer: &TokenSigner, device: &str, sequence: u64, state: TokenState, at: i64) -> Vec<u8> {
-    let restrictions = match state {
-        TokenState::Locked => vec![
-            DeviceRestriction::LockScreen,
-            DeviceRestriction::AppInstalls,
-            DeviceRestriction::FactoryReset,
-            DeviceRestriction::Debugging,
-            DeviceRestriction::SafeMode,
-        ],
-        TokenState::Released => vec![],
-        _ => vec![DeviceRestriction::FactoryReset],
-    };
-    signer.sign(&StatusClaims {
-        device_id: device.into(),
-        sequence,
-        state,
-        restrictions,
-        screen: ScreenText {
-            reason: "This device is locked due to an overdue installment payment (due 2026-02-01)."
-                .into(),
-            amount_due: Some(WireMoney {
-                minor: 125_000,
-                currency: "KES".into(),
-            }),
-            financier_name: "Duka Phones".into(),
-            financier_contact: "+254 700 000 000".into(),
-            payment_link: Some("https://pay.example/x".into()),
-        },
-        issued_at: at,
-        lease: (state != TokenState::Released).then_some(Lease {
-            ends_at: at + 10 * DAY,
-            warn_from: at + 7 * DAY,
-        }),
-    })
-}
-
-fn code(counter: u64, challenge: &str) -> String {
-    OcraSuite::parse(SUITE)
-        .unwrap()
-        .respond(
-            OCRA_KEY,
-            OcraInput {
-                counter: Some(counter),
-                challenge,
-                ..OcraInput::default()
-            },
-        )
-        .unwrap()
-}
-
-/// An agent with its clocks: `mono` restarts at each boot, `wall` is whatever the user set.
-struct Rig {
-    agent: Option<Agent<MemoryStorage, TestPlatform>>,
-    mono: Duration,
-    wall: i64,
-    server: FakeServer,
-    boots: u64,
-}
-
-impl Rig {
-    fn new() -> Rig {
-        let mut rig = Rig {
-            agent: None,
-            mono: Duration::ZERO,
-            wall: START,
-            server: FakeServer::new(),
-            boots: 0,
-        };
-        rig.boot(MemoryStorage::new());
-        rig
-    }
-
-    fn now(&self) -> Now {
-        Now {
-            mono: self.mono,
-            wall: self.wall,
-        }
-    }
-
-    fn agent(&mut self) -> &mut Agent<MemoryStorage, TestPlatform> {
-        self.agent.as_mut().unwrap()
-    }
-
-    fn boot(&mut self, storage: MemoryStorage) {
-        self.mono = Duration::ZERO;
-        self.boots += 1;
-        let now = self.now();
-        self.agent = Some(Agent::boot(
-            storage,
-            TestPlatform::default(),
-            Identity {
-                imei1: "356938035643809".into(),
-                imei2: None,
-                serial: "SN1".into(),
-                model: "Phone X".into(),
-            },
-            AgentConfig::default(),
-            Box::new(SeededEntropy::new(self.boots)),
-            now,
-        ));
-    }
-
-    fn reboot_with(&mut self, change: impl FnOnce(&mut MemoryStorage)) {
-        let (mut storage, _) = self.agent.take().unwrap().shut_down();
-        change(&mut storage);
-        self.boot(storage);
-    }
-
-    fn advance(&mut self, secs: i64) {
-        self.mono += Duration::from_secs(secs as u64);
-        self.wall += secs;
-        let now = self.now();
-        self.agent().tick(now);
-    }
-
-    /// Says hello (the agent must want one) and answers with `state`.
-    fn hello(&mut self, state: TokenState) {
-        let now = self.now();
-        assert_eq!(self.agent().due(now), Some(Outgoing::Hello));
-        assert!(self.agent().hello_request(now).is_some());
-        let answer = self.server.hello(state, self.wall);
-        self.agent().on_hello(Ok(answer), now);
-    }
-
-    /// A check-in answered with `token`, at the server's time `server_time`; returns what the
-    /// phone sent.
-    fn checkin_with(&mut self, token: String, server_time: i64) -> CheckinRequest {
-        self.checkin_failing_write(token, server_time, None)
-    }
-
-    /// A check-in whose answer's write to storage meets `fault` (the request's own write, of
-    /// its counter, is not affected).
-    fn checkin_failing_write(
-        &mut self,
-        token: String,
-        server_time: i64,
-        fault: Option<InjectedFault>,
-    ) -> CheckinRequest {
-        let now = self.now();
-        self.agent().check_again(now);
-        let sent = self.agent().checkin_request(now).expect("bound");
-        if let Some(fault) = fault {
-            self.agent().storage_mut().fail_next_write(fault);
-        }
-        let answer = CheckinResponse {
-            token,
-            server_time,
-            next_checkin_at: server_time + 6 * 3600,
-        };
-        self.agent().on_checkin(Ok(answer), now);
-        serde_json::from_slice(&sent.body).unwrap()
-    }
-
-    /// A check-in that brings a new token in `state`, issued at the server's time.
-    fn new_token(&mut self, state: TokenState) {
-        let at = self.wall;
-        let token = self.server.token(state, at);
-        self.checkin_with(token, at);
-    }
-
-    fn screen(&mut self) -> Screen {
-        self.agent().screen().clone()
-    }
-
-    fn title(&mut self) -> Option<String> {
-        match self.screen() {
-            Screen::Locked(lock) => Some(lock.title),
-            _ => None,
-        }
-    }
-
-    fn challenge(&mut self) -> String {
-        match self.screen() {
-            Screen::Locked(lock) => lock.challenge.expect("the lock screen shows a challenge"),
-            other => panic!("not locked: {other:?}"),
-        }
-    }
-
-    fn locked(&mut self) -> bool {
-        let locked = matches!(self.screen(), Screen::Locked(_));
-        let enforced = self
-            .agent()
-            .platform()
-            .enforcement
-            .as_ref()
-            .unwrap()
-            .limits(DeviceRestriction::LockScreen);
-        assert_eq!(locked, enforced, "screen and restrictions agree");
-        locked
-    }
-}
-
-fn locked_rig() -> Rig {
-    let mut rig = Rig::new();
-    rig.hello(TokenState::Active);
-    rig.new_token(TokenState::Locked);
-    assert!(rig.locked());
-    rig
-}
+use lien_proto::device_api::HelloResponse;
+use lien_proto::{DeviceRestriction, TokenSigner, TokenState};
 
 #[test]
 fn first_boot_restricts_nothing_until_the_server_answers() {
@@ -559,7 +306,7 @@ fn a_code_that_cannot_be_recorded_does_not_unlock() {
 }
 
 #[test]
-fn a_failed_write_keeps_the_previous_state_and_a_torn_one_means_setup_not_unlock() {
+fn a_failed_write_keeps_the_previous_state_and_a_torn_one_keeps_the_last_verified_lock() {
     let mut rig = locked_rig();
     // A newer "active" token arrives but cannot be written: it is valid, so it applies now...
     let at = rig.wall;
@@ -568,33 +315,23 @@ fn a_failed_write_keeps_the_previous_state_and_a_torn_one_means_setup_not_unlock
     assert!(!rig.locked());
     // ...but if the phone crashes before the write is retried, it boots into the state last
     // written: the lock, not some mixture.
-    let mut on_disk = rig.agent().storage().clone();
+    let mut on_disk = rig.storage();
     rig.boot(on_disk.clone());
     assert!(rig.locked());
+    assert_eq!(rig.mode(), Mode::Bound);
     // A write torn mid-way (a medium without atomic replace) leaves a record that fails its
-    // checksum: the phone sets up again rather than run unlocked on a half-written state.
+    // seal: the phone neither misreads it nor runs free, but keeps the last verified lock
+    // (from its rollback slot) while it sets up again.
     on_disk.fail_next_write(InjectedFault::Tear);
-    let unlocking = rig
-        .agent()
-        .storage()
-        .load(lien_agent::Area::Protected)
-        .unwrap()
-        .unwrap();
-    assert!(
-        on_disk
-            .store(lien_agent::Area::Protected, &unlocking)
-            .is_err()
-    );
+    let record = rig.record();
+    assert!(on_disk.store(Area::Protected, &record).is_err());
     rig.boot(on_disk);
-    assert_eq!(rig.agent().status().mode, Mode::Unbound);
-    assert_eq!(
-        rig.screen(),
-        Screen::Normal {
-            banner: Some(Banner::SettingUp)
-        }
-    );
+    assert_eq!(rig.mode(), Mode::Recovering);
+    assert!(rig.locked());
+    assert_eq!(rig.title().unwrap(), OVERDUE_TITLE);
     // Setup re-binds, and the server's token locks again.
     rig.hello(TokenState::Locked);
+    assert_eq!(rig.mode(), Mode::Bound);
     assert!(rig.locked());
 }
 
@@ -610,7 +347,7 @@ fn released_is_final_across_resets_and_nothing_is_sent() {
     );
     assert!(rig.agent().enforcement().restrictions().is_empty());
     rig.reboot_with(|s| {
-        s.wipe(lien_agent::Area::Ordinary).unwrap();
+        s.wipe(Area::Ordinary).unwrap();
     });
     assert_eq!(rig.agent().status().mode, Mode::Released);
     rig.advance(365 * DAY);
@@ -623,7 +360,7 @@ fn released_is_final_across_resets_and_nothing_is_sent() {
 #[test]
 fn a_factory_reset_keeps_the_lock_and_is_reported() {
     let mut rig = locked_rig();
-    rig.reboot_with(|s| s.wipe(lien_agent::Area::Ordinary).unwrap());
+    rig.reboot_with(|s| s.wipe(Area::Ordinary).unwrap());
     // Enforced at boot, before any network.
     assert!(rig.locked());
     let now = rig.now();
@@ -633,21 +370,6 @@ fn a_factory_reset_keeps_the_lock_and_is_reported() {
     let sent = rig.checkin_with(token, wall);
     assert_eq!(sent.events.len(), 1);
     assert!(sent.events[0].detail.contains("factory reset"));
-}
-
-#[test]
-fn corrupt_protected_state_counts_as_lost() {
-    let mut rig = locked_rig();
-    rig.reboot_with(|s| {
-        let mut record = s.load(lien_agent::Area::Protected).unwrap().unwrap();
-        let middle = record.len() / 2;
-        record[middle] ^= 0x20;
-        s.put_raw(lien_agent::Area::Protected, Some(record));
-    });
-    assert_eq!(rig.agent().status().mode, Mode::Unbound);
-    assert!(!rig.locked());
-    rig.hello(TokenState::Locked);
-    assert!(rig.locked());
 }
 
 #[test]
@@ -737,7 +459,7 @@ fn an_agent_without_randomness_restricts_nothing_by_itself() {
     };
     let mut agent = Agent::boot(
         MemoryStorage::new(),
-        TestPlatform::default(),
+        TestPlatform::new(Hardware::with_slot()),
         Identity {
             imei1: "356938035643809".into(),
             imei2: None,
@@ -754,4 +476,51 @@ fn an_agent_without_randomness_restricts_nothing_by_itself() {
     assert_eq!(agent.due(now), None);
     assert!(agent.enforcement().restrictions().is_empty());
     assert!(!matches!(agent.screen(), Screen::Locked(_)));
+}
+
+#[test]
+fn after_a_reboot_the_request_counter_is_past_any_sent_without_saving() {
+    let mut rig = active_rig();
+    let token = rig.agent().token().unwrap().to_string();
+    let wall = rig.wall;
+    let before = rig.checkin_with(token.clone(), wall).counter;
+    // The next counter is sent, but its save fails, and the phone crashes.
+    rig.agent()
+        .storage_mut()
+        .fail_next_write(InjectedFault::Fail);
+    let unsaved = rig.checkin_with(token.clone(), wall).counter;
+    assert_eq!(unsaved, before + 1);
+    let on_disk = rig.agent().storage().clone();
+    rig.boot(on_disk);
+    let after = rig.checkin_with(token, wall).counter;
+    assert!(after > unsaved, "{after} is not past {unsaved}");
+}
+
+#[test]
+fn an_unknown_event_kind_goes_as_other_and_refused_events_are_not_sent_again() {
+    let mut rig = active_rig();
+    rig.agent().report("battery", "swollen");
+    let events = rig.reported();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "other");
+    assert_eq!(events[0].detail, "battery: swollen");
+
+    // The server refuses what a check-in carried (422): the events are dropped, a note of it
+    // goes with the next check-in, and check-ins go on.
+    rig.agent().report("tamper", "case opened");
+    let now = rig.now();
+    rig.agent().check_again(now);
+    let sent = rig.agent().checkin_request(now).unwrap();
+    let sent: lien_proto::device_api::CheckinRequest = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(sent.events.len(), 1);
+    rig.agent().on_checkin(
+        Err(TransportError::Refused {
+            status: 422,
+            message: "events.detail: is over 200 bytes".into(),
+        }),
+        now,
+    );
+    let next = rig.reported();
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].detail, "1 events refused by the server");
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lien_agent::sim::{HttpTransport, Phone, SimClock};
+use lien_agent::sim::{HttpTransport, Phone, SimClock, SimHardware};
 use lien_agent::{AgentConfig, CodeOutcome, FileStorage, Identity, MemoryStorage, Mode, Storage};
 
 /// Flags of `lien phone`.
@@ -29,8 +29,9 @@ pub struct Args {
     /// The model name.
     #[arg(long, default_value = "Lien simulated phone")]
     model: String,
-    /// Keep the phone's storage here (protected/ and data/), so it survives restarts of the
-    /// simulator; by default it lives in memory.
+    /// Keep the phone's storage (protected/ and data/) and its simulated secure hardware
+    /// (hardware/: the storage key and the rollback slot) here, so they survive restarts of
+    /// the simulator; by default they live in memory.
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// How long an offline unlock code unlocks, in hours.
@@ -44,7 +45,8 @@ Commands:
   check              tap \"Check again\": check in with the server now
   code NNNNNNNN      enter an offline unlock code
   reset              factory reset (keeps the protected state)
-  reflash            full reflash (loses the protected state too)
+  reflash            full reflash (loses the protected state too; the secure hardware
+                     keeps the last verified status until the server answers)
   reboot             restart the phone
   offline | online   take the phone off the network, or back
   clock +/-DURATION  move the phone's wall clock, e.g. clock -365d
@@ -63,6 +65,13 @@ pub fn run(args: Args) -> Result<()> {
                 .with_context(|| format!("opening the phone's storage in {}", dir.display()))?,
         ),
         None => Box::new(MemoryStorage::new()),
+    };
+    let hardware = match &args.state_dir {
+        Some(dir) => Some(
+            SimHardware::in_dir(&dir.join("hardware"))
+                .with_context(|| format!("opening the phone's hardware in {}", dir.display()))?,
+        ),
+        None => None,
     };
     let identity = Identity {
         imei1: args.imei.clone(),
@@ -86,14 +95,19 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(async move {
-            let phone = Phone::new(
-                HttpTransport::new(&args.server),
-                identity,
-                storage,
-                SimClock::real(),
-                config,
-                None,
-            );
+            let transport = HttpTransport::new(&args.server);
+            let phone = match hardware {
+                Some(hardware) => Phone::with_hardware(
+                    transport,
+                    identity,
+                    storage,
+                    hardware,
+                    SimClock::real(),
+                    config,
+                    None,
+                ),
+                None => Phone::new(transport, identity, storage, SimClock::real(), config, None),
+            };
             drive(phone, lines_rx).await
         })
 }

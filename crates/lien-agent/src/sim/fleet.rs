@@ -35,7 +35,8 @@ pub struct FleetReport {
 }
 
 impl Fleet {
-    /// New phones (empty memory storage, real clocks, OS randomness) for `identities`, all
+    /// New phones (empty memory storage, secure hardware in memory with a random storage key,
+    /// real clocks, OS randomness) for `identities`, all
     /// talking to `server`, at most `concurrency` requests at a time.
     pub fn new(
         server: &str,

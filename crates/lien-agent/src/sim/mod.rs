@@ -2,7 +2,8 @@
 //!
 //! A [`Phone`] is the real [`Agent`](crate::Agent) with an HTTP transport, simulated clocks
 //! ([`SimClock`]) and a platform that records what is on screen and which restrictions apply
-//! ([`RecordingPlatform`]). It can be reset, reflashed, taken offline, have its wall clock moved
+//! ([`RecordingPlatform`]), on simulated secure hardware (a storage key and a rollback slot:
+//! [`SimHardware`]). It can be reset, reflashed, taken offline, have its wall clock moved
 //! and its time advanced. A [`Fleet`] runs many phones in one process.
 
 mod clock;
@@ -15,6 +16,6 @@ mod transport;
 pub use clock::SimClock;
 pub use fleet::{Fleet, FleetReport};
 pub use phone::Phone;
-pub use platform::RecordingPlatform;
+pub use platform::{RecordingPlatform, SimHardware};
 pub use push::{PushBackoff, PushChannel};
 pub use transport::HttpTransport;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lien_proto::device_api::CheckinResponse;
 
 use super::clock::SimClock;
-use super::platform::RecordingPlatform;
+use super::platform::{RecordingPlatform, SimHardware};
 use super::push::{PushBackoff, PushChannel};
 use super::transport::HttpTransport;
 use crate::agent::{Agent, AgentConfig, AgentStatus, Identity, Outgoing, TransportError};
@@ -41,10 +41,36 @@ impl Phone {
     /// Powers on a phone with `storage` (empty for a new phone) and boots the agent. Nothing is
     /// sent until [`Phone::run_due`]. With `seed`, the agent's randomness is a predictable
     /// stream (for reproducible tests); without it, the operating system's.
+    ///
+    /// The phone's secure hardware is in memory, with a storage key drawn from the same source
+    /// (see [`Phone::with_hardware`] for hardware kept next to storage on disk).
     pub fn new(
         transport: HttpTransport,
         identity: Identity,
         storage: Box<dyn Storage>,
+        clock: SimClock,
+        config: AgentConfig,
+        seed: Option<u64>,
+    ) -> Phone {
+        let mut key = [0u8; 32];
+        match seed {
+            // A stream of its own ("keys"), apart from the agent's.
+            Some(seed) => SeededEntropy::new(seed ^ 0x6b65_7973).fill(&mut key),
+            None => OsEntropy.fill(&mut key),
+        }
+        .expect("the simulator has randomness for a storage key");
+        let hardware = SimHardware::in_memory(key);
+        Phone::with_hardware(transport, identity, storage, hardware, clock, config, seed)
+    }
+
+    /// Like [`Phone::new`], on the given secure hardware: kept in a directory, so that the
+    /// records in a [`FileStorage`](crate::FileStorage) still verify after the simulator
+    /// restarts, or with another key, to model records forged elsewhere.
+    pub fn with_hardware(
+        transport: HttpTransport,
+        identity: Identity,
+        storage: Box<dyn Storage>,
+        hardware: SimHardware,
         clock: SimClock,
         config: AgentConfig,
         seed: Option<u64>,
@@ -62,11 +88,11 @@ impl Phone {
             push: None,
             pushed: 0,
         };
-        phone.boot(storage);
+        phone.boot(storage, hardware);
         phone
     }
 
-    fn boot(&mut self, storage: Box<dyn Storage>) {
+    fn boot(&mut self, storage: Box<dyn Storage>, hardware: SimHardware) {
         let entropy: Box<dyn Entropy> = match self.seed {
             // Each boot draws from a different stream, as a real phone's generator would.
             Some(seed) => Box::new(SeededEntropy::new(seed.wrapping_add(self.boots << 32))),
@@ -75,7 +101,7 @@ impl Phone {
         self.boots += 1;
         self.agent = Some(Agent::boot(
             storage,
-            RecordingPlatform::new(),
+            RecordingPlatform::new(hardware),
             self.identity.clone(),
             self.config.clone(),
             entropy,
@@ -274,20 +300,22 @@ impl Phone {
     }
 
     /// A full reflash: both areas are lost, as on a phone whose protected partition was erased
-    /// with flashing tools; then setup runs.
+    /// with flashing tools; then setup runs. The rollback slot is not erased, so the agent
+    /// keeps enforcing the last verified token until the server has bound it again.
     pub async fn reflash(&mut self) {
         self.power_cycle(&[Area::Ordinary, Area::Protected]).await;
     }
 
     async fn power_cycle(&mut self, wipe: &[Area]) {
         let agent = self.agent.take().expect("the phone is on");
-        let (mut storage, _) = agent.shut_down();
+        let (mut storage, platform) = agent.shut_down();
         for area in wipe {
             // The simulated media do not fail to wipe; a failure would leave the area as it was.
+            // The hardware (storage key, rollback slot) is not storage: nothing wipes it.
             let _ = storage.wipe(*area);
         }
         self.clock.reboot();
-        self.boot(storage);
+        self.boot(storage, platform.into_hardware());
         self.run_due().await;
     }
 
