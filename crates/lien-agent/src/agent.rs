@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DeviceEventJson, EVENT_KINDS, HelloRequest, HelloResponse,
-    MAX_CHECKIN_EVENTS, PushRequest, sign_checkin, truncate_detail,
+    CheckinRequest, CheckinResponse, DeviceEventJson, EVENT_KINDS, HelloChallenge, HelloRequest,
+    HelloResponse, MAX_CHECKIN_EVENTS, PushRequest, sign_checkin, truncate_detail,
 };
+use lien_proto::hello::{Verdict, binding_digest};
 use lien_proto::ocra::OcraSuite;
 use lien_proto::{DeviceRestriction, LeaseStatus, PinnedKeys, StatusClaims, TokenState};
 
@@ -210,6 +211,8 @@ pub struct Agent<S: Storage, P: Platform> {
     version: u64,
     /// While recovering: the anchor whose last known enforcement is in force.
     last_known: Option<Anchor>,
+    /// The challenge of the hello in flight, which its answer's receipt must name.
+    hello_challenge: Option<String>,
     mode: Mode,
     keys: Option<Keys>,
     held: Option<Held>,
@@ -258,6 +261,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             ordinary: Ordinary::default(),
             version: 0,
             last_known: None,
+            hello_challenge: None,
             mode: Mode::Unbound,
             keys: None,
             held: None,
@@ -510,29 +514,79 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         times.into_iter().flatten().min()
     }
 
-    /// The hello to send, with a freshly generated device key; `None` if no hello is wanted or
-    /// the phone has no randomness for a key (it then tries again later).
-    pub fn hello_request(&mut self, now: Now) -> Option<HelloRequest> {
+    /// The hello to send for `challenge` (fetched from the server just before), with the
+    /// secure hardware's attestation of a new device key for it; `None` unless the phone needs
+    /// a hello, or if the hardware cannot attest (the hello is then retried with backoff).
+    pub fn hello_request(&mut self, now: Now, challenge: &HelloChallenge) -> Option<HelloRequest> {
         self.tick(now);
         if !matches!(self.mode, Mode::Unbound | Mode::Recovering) {
             return None;
         }
-        let mut seed = [0u8; 32];
-        if self.entropy.fill(&mut seed).is_err() {
-            self.schedule.failed(now.mono, &mut *self.entropy);
-            return None;
-        }
-        // The current protocol uses the key only to bind at hello (check-ins are signed with the
-        // credential the server returns), so the private half is not kept.
-        let public = SigningKey::from_bytes(&seed).verifying_key();
+        let attestation = STANDARD
+            .decode(challenge.challenge.trim())
+            .map_err(|_| "the server's challenge is not base64".to_string())
+            .and_then(|bytes| self.platform.attest_device_key(&bytes, now.wall));
+        let chain = match attestation {
+            Ok(chain) => chain,
+            Err(why) => {
+                self.last_error = Some(format!("cannot attest the device key: {why}"));
+                self.schedule.failed(now.mono, &mut *self.entropy);
+                return None;
+            }
+        };
         self.schedule.sent(now.mono);
+        self.hello_challenge = Some(challenge.challenge.trim().to_string());
         Some(HelloRequest {
             imei1: self.identity.imei1.clone(),
             imei2: self.identity.imei2.clone(),
             serial: self.identity.serial.clone(),
             model: self.identity.model.clone(),
-            device_public_key: STANDARD.encode(public.to_bytes()),
+            challenge: challenge.challenge.trim().to_string(),
+            attestation: chain.iter().map(|der| STANDARD.encode(der)).collect(),
         })
+    }
+
+    /// The server keys a hello receipt must be signed with, if the phone knows any yet: those
+    /// pinned at manufacture, or, after a bad protected record, those of the binding it had.
+    /// A new phone without factory keys has none, and trusts its first hello's answer.
+    fn known_server_keys(&self) -> Option<PinnedKeys> {
+        if !self.config.factory_keys.is_empty() {
+            return Some(PinnedKeys::new(self.config.factory_keys.iter().copied()));
+        }
+        let last = self.last_known.as_ref()?;
+        let keys: Vec<VerifyingKey> = last
+            .server_keys
+            .iter()
+            .filter_map(|k| STANDARD.decode(k).ok())
+            .filter_map(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .filter_map(|b| VerifyingKey::from_bytes(&b).ok())
+            .collect();
+        (!keys.is_empty()).then(|| PinnedKeys::new(keys))
+    }
+
+    /// Checks a hello answer's receipt under `pinned`: signed, for this hello's challenge and
+    /// this phone, with a verdict `expected` accepts.
+    fn check_receipt(
+        &self,
+        pinned: &PinnedKeys,
+        receipt: &str,
+        expected: impl FnOnce(&Verdict) -> bool,
+    ) -> Result<(), String> {
+        let challenge = self
+            .hello_challenge
+            .as_deref()
+            .ok_or("an answer to a hello this phone did not send")?;
+        let bytes = STANDARD
+            .decode(receipt)
+            .map_err(|_| "the receipt is not base64".to_string())?;
+        let receipt = pinned
+            .verify_receipt(&bytes, challenge, &self.identity.imei1)
+            .map_err(|e| e.to_string())?;
+        if expected(&receipt.verdict) {
+            Ok(())
+        } else {
+            Err("the receipt's verdict is not the answer's".into())
+        }
     }
 
     /// Takes the hello's answer.
@@ -549,17 +603,29 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 self.last_error = Some(err.to_string());
                 self.schedule.failed(now.mono, &mut *self.entropy);
             }
-            Ok(HelloResponse::NotFinanced) if self.mode == Mode::Recovering => {
-                // The answer is not signed, so it cannot outweigh the last verified token.
-                self.queue_event(
-                    "tamper",
-                    "hello refused: not financed, but the last verified token is".to_string(),
-                );
-                self.schedule.failed(now.mono, &mut *self.entropy);
-            }
-            Ok(HelloResponse::NotFinanced) => {
-                self.mode = Mode::Free;
-                self.schedule.stop();
+            Ok(HelloResponse::NotFinanced { receipt }) => {
+                // "Not financed" frees the phone, so it must come from the server: signed, for
+                // this very hello. Only a new phone that knows no server key yet takes the
+                // first answer on trust (it has nothing to lose: it restricts nothing).
+                let verified = match self.known_server_keys() {
+                    Some(pinned) => {
+                        self.check_receipt(&pinned, &receipt, |v| matches!(v, Verdict::NotFinanced))
+                    }
+                    None if self.mode == Mode::Recovering => {
+                        Err("no server key to check it with".to_string())
+                    }
+                    None => Ok(()),
+                };
+                match verified {
+                    Ok(()) => {
+                        self.mode = Mode::Free;
+                        self.schedule.stop();
+                    }
+                    Err(why) => {
+                        self.queue_event("tamper", format!("hello refused: not financed: {why}"));
+                        self.schedule.failed(now.mono, &mut *self.entropy);
+                    }
+                }
             }
             Ok(HelloResponse::Financed {
                 device_id,
@@ -569,7 +635,9 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 server_keys,
                 token,
                 checkin_interval_secs,
+                receipt,
             }) => {
+                let digest = binding_digest(&device_id, &credential, &offline_key);
                 let binding = Binding {
                     device_id,
                     credential,
@@ -578,7 +646,13 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     server_keys,
                     checkin_interval_secs,
                 };
-                match self.bind(binding, &token) {
+                let bound = self.bind(binding, &token, |agent, keys| {
+                    agent.check_receipt(&keys.pinned, &receipt, |verdict| {
+                        matches!(verdict, Verdict::Financed { device_id, binding }
+                            if *device_id == keys.device_id && *binding == digest)
+                    })
+                });
+                match bound {
                     Ok(()) => {
                         // A hello carries no server time, so the token's age is unknown: learn it
                         // from a check-in straight away.
@@ -598,7 +672,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         self.enforce();
     }
 
-    fn bind(&mut self, mut binding: Binding, token: &str) -> Result<(), String> {
+    fn bind(
+        &mut self,
+        mut binding: Binding,
+        token: &str,
+        receipt_ok: impl FnOnce(&Self, &Keys) -> Result<(), String>,
+    ) -> Result<(), String> {
         // Recovering, the phone binds again as the phone it was: trusting the keys it pinned
         // then, and never a token older than the last one it verified for that device.
         let mut floor = 0;
@@ -611,6 +690,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             }
         }
         let keys = self.keys_for(&binding)?;
+        receipt_ok(self, &keys)?;
         let bytes = STANDARD
             .decode(token)
             .map_err(|_| "token is not base64".to_string())?;

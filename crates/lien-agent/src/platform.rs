@@ -26,6 +26,17 @@ pub trait Platform: Send {
     /// do). It must not fail: a record the agent cannot check is as good as a forged one, so
     /// start the agent once the keystore is ready.
     fn storage_mac(&mut self, message: &[u8]) -> [u8; 32];
+    /// Has the secure hardware generate a new device key and attest it for `challenge`,
+    /// returning the attestation chain, leaf first (DER certificates), in Android's key
+    /// attestation format: on Android, a KeyStore key generated with
+    /// `setAttestationChallenge(challenge)` and device-ID attestation (IMEIs and serial), whose
+    /// `getCertificateChain` is the answer. `wall_clock` is the phone's time, Unix seconds. The
+    /// server checks the chain against the phone maker's attestation root; see the README.
+    fn attest_device_key(
+        &mut self,
+        challenge: &[u8],
+        wall_clock: i64,
+    ) -> Result<Vec<Vec<u8>>, String>;
     /// The phone's rollback-protected slot, if it has one (see [`RollbackSlot`]). Without one
     /// the agent relies on the token's sequence instead, as `state.rs` explains.
     fn rollback_slot(&mut self) -> Option<&mut dyn RollbackSlot> {

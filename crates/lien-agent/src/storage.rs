@@ -35,8 +35,9 @@
 //! that the record does not start with `LNA1` (the earlier format, whose SHA-256 checksum
 //! needed no key: refused as such, never migrated), that it is at least 45 bytes long, that it
 //! starts with `LNA2`, that the tag matches (compared in constant time), and that the kind is
-//! the one expected; only then is the payload parsed. `vectors/protected-storage.json` has a
-//! worked example and variants a reader must refuse.
+//! the one expected; only then is the payload parsed.
+//! `crates/lien-proto/vectors/protected-storage.json` has a worked example and variants a
+//! reader must refuse.
 //!
 //! # What the seal protects against, and what it does not
 //!
@@ -498,11 +499,13 @@ mod tests {
         );
     }
 
-    /// `vectors/protected-storage.json` is what this code writes, byte for byte.
+    /// `lien-proto/vectors/protected-storage.json` is what this code writes, byte for byte.
     #[test]
     fn the_worked_example_is_what_seal_writes() {
-        let vectors: serde_json::Value =
-            serde_json::from_str(include_str!("../vectors/protected-storage.json")).unwrap();
+        let vectors: serde_json::Value = serde_json::from_str(include_str!(
+            "../../lien-proto/vectors/protected-storage.json"
+        ))
+        .unwrap();
         let hex = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
         let key = hex(&vectors["key"]);
         let example = &vectors["example"];

@@ -11,10 +11,9 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE};
 use lien_agent::{
-    Agent, AgentConfig, Area, CodeOutcome, Identity, InjectedFault, MemoryStorage, Mode, Now,
-    Outgoing, Screen, Storage, TransportError,
+    Agent, AgentConfig, Area, CodeOutcome, InjectedFault, MemoryStorage, Mode, Now, Outgoing,
+    Screen, SeededEntropy, Storage, TransportError,
 };
-use lien_proto::device_api::HelloResponse;
 use lien_proto::{DeviceRestriction, TokenSigner, TokenState};
 
 #[test]
@@ -29,7 +28,8 @@ fn first_boot_restricts_nothing_until_the_server_answers() {
     assert!(rig.agent().enforcement().restrictions().is_empty());
     // Hello fails: still nothing restricted, and a retry is scheduled.
     let now = rig.now();
-    rig.agent().hello_request(now).unwrap();
+    let challenge = rig.server.challenge();
+    rig.agent().hello_request(now, &challenge).unwrap();
     rig.agent()
         .on_hello(Err(TransportError::Unreachable("no network".into())), now);
     assert!(!rig.locked());
@@ -44,8 +44,10 @@ fn first_boot_restricts_nothing_until_the_server_answers() {
 fn a_not_financed_phone_runs_free_and_sends_nothing() {
     let mut rig = Rig::new();
     let now = rig.now();
-    rig.agent().hello_request(now).unwrap();
-    rig.agent().on_hello(Ok(HelloResponse::NotFinanced), now);
+    let challenge = rig.server.challenge();
+    rig.agent().hello_request(now, &challenge).unwrap();
+    let answer = rig.server.not_financed();
+    rig.agent().on_hello(Ok(answer), now);
     assert_eq!(rig.screen(), Screen::Normal { banner: None });
     rig.advance(30 * DAY);
     let now = rig.now();
@@ -442,37 +444,30 @@ fn restricted_and_reminder_screens_say_what_is_limited_and_what_is_due() {
     );
 }
 
-/// A source that never has randomness.
-struct NoEntropy;
-
-impl lien_agent::Entropy for NoEntropy {
-    fn fill(&mut self, _: &mut [u8]) -> Result<(), lien_agent::entropy::EntropyError> {
-        Err(lien_agent::entropy::EntropyError("broken".into()))
-    }
-}
-
 #[test]
-fn an_agent_without_randomness_restricts_nothing_by_itself() {
+fn a_phone_whose_keystore_cannot_attest_restricts_nothing_by_itself() {
     let now = Now {
         mono: Duration::ZERO,
         wall: START,
     };
+    let mut hardware = Hardware::with_slot();
+    hardware.can_attest = false;
     let mut agent = Agent::boot(
         MemoryStorage::new(),
-        TestPlatform::new(Hardware::with_slot()),
-        Identity {
-            imei1: "356938035643809".into(),
-            imei2: None,
-            serial: "SN1".into(),
-            model: "Phone X".into(),
-        },
+        TestPlatform::new(hardware),
+        identity(),
         AgentConfig::default(),
-        Box::new(NoEntropy),
+        Box::new(SeededEntropy::new(1)),
         now,
     );
     assert_eq!(agent.due(now), Some(Outgoing::Hello));
-    // No device key can be made: no hello goes out, a retry is scheduled, nothing is limited.
-    assert!(agent.hello_request(now).is_none());
+    // No device key can be attested: no hello goes out, a retry is scheduled, nothing is
+    // limited.
+    assert!(
+        agent
+            .hello_request(now, &FakeServer::new().challenge())
+            .is_none()
+    );
     assert_eq!(agent.due(now), None);
     assert!(agent.enforcement().restrictions().is_empty());
     assert!(!matches!(agent.screen(), Screen::Locked(_)));
@@ -523,4 +518,91 @@ fn an_unknown_event_kind_goes_as_other_and_refused_events_are_not_sent_again() {
     let next = rig.reported();
     assert_eq!(next.len(), 1, "{next:?}");
     assert_eq!(next[0].detail, "1 events refused by the server");
+}
+
+/// A new phone with the server's key pinned at manufacture.
+fn pinned_phone(server: &FakeServer) -> Agent<MemoryStorage, TestPlatform> {
+    let config = AgentConfig {
+        factory_keys: vec![server.signer.verifying_key()],
+        ..AgentConfig::default()
+    };
+    Agent::boot(
+        MemoryStorage::new(),
+        TestPlatform::new(Hardware::with_slot()),
+        identity(),
+        config,
+        Box::new(SeededEntropy::new(3)),
+        Now {
+            mono: Duration::ZERO,
+            wall: START,
+        },
+    )
+}
+
+#[test]
+fn a_fake_servers_hello_answers_neither_free_nor_bind_the_phone() {
+    let mut server = FakeServer::new();
+    let now = Now {
+        mono: Duration::ZERO,
+        wall: START,
+    };
+    let fake = TokenSigner::new(SigningKey::from_bytes(&[66; 32]));
+    let answers = [
+        // "Not financed" signed by a key the phone does not know.
+        lien_proto::device_api::HelloResponse::NotFinanced {
+            receipt: server.receipt_by(&fake, lien_proto::hello::Verdict::NotFinanced),
+        },
+        // The server's own "not financed", recorded for another phone's hello.
+        {
+            let recorded = server.not_financed();
+            server.challenges += 1;
+            recorded
+        },
+    ];
+    for answer in answers {
+        let mut agent = pinned_phone(&server);
+        let challenge = server.challenge();
+        agent.hello_request(now, &challenge).unwrap();
+        agent.on_hello(Ok(answer), now);
+        assert_eq!(agent.status().mode, Mode::Unbound);
+        assert_eq!(agent.due(now), None, "a retry waits for the backoff");
+    }
+    // A financed answer whose receipt vouches for other secrets than those it carries.
+    let mut agent = pinned_phone(&server);
+    agent.hello_request(now, &server.challenge()).unwrap();
+    let lien_proto::device_api::HelloResponse::Financed {
+        device_id,
+        offline_key,
+        offline_suite,
+        server_keys,
+        token,
+        checkin_interval_secs,
+        receipt,
+        ..
+    } = server.hello(TokenState::Active, START)
+    else {
+        unreachable!()
+    };
+    let swapped = lien_proto::device_api::HelloResponse::Financed {
+        device_id,
+        credential: STANDARD.encode(b"the fake server's credential"),
+        offline_key,
+        offline_suite,
+        server_keys,
+        token,
+        checkin_interval_secs,
+        receipt,
+    };
+    agent.on_hello(Ok(swapped), now);
+    assert_eq!(agent.status().mode, Mode::Unbound);
+    // The server's real answers work.
+    let mut agent = pinned_phone(&server);
+    agent.hello_request(now, &server.challenge()).unwrap();
+    agent.on_hello(Ok(server.not_financed()), now);
+    assert_eq!(agent.status().mode, Mode::Free);
+    let mut agent = pinned_phone(&server);
+    agent.hello_request(now, &server.challenge()).unwrap();
+    let answer = server.hello(TokenState::Active, START);
+    agent.on_hello(Ok(answer), now);
+    assert_eq!(agent.status().mode, Mode::Bound);
 }

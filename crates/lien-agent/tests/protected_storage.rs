@@ -8,13 +8,15 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use ed25519_dalek::SigningKey;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE, RECOVERING_NOTICE};
 use lien_agent::{
     Agent, AgentConfig, Area, CodeOutcome, MemoryStorage, Mode, Now, Outgoing, Screen,
     SeededEntropy, Storage,
 };
 use lien_proto::device_api::{DeviceEventJson, HelloResponse};
-use lien_proto::{DeviceRestriction, TokenState};
+use lien_proto::hello::Verdict;
+use lien_proto::{DeviceRestriction, TokenSigner, TokenState};
 
 /// How an edited record is written back without the phone's key.
 #[derive(Debug, Clone, Copy)]
@@ -198,7 +200,8 @@ fn no_tampering_locks_a_phone_in_good_standing() {
         );
         // A failed hello changes nothing either.
         let now = rig.now();
-        rig.agent().hello_request(now).unwrap();
+        let challenge = rig.server.challenge();
+        rig.agent().hello_request(now, &challenge).unwrap();
         rig.agent().on_hello(
             Err(lien_agent::TransportError::Unreachable("offline".into())),
             now,
@@ -279,6 +282,7 @@ fn a_hello_that_returns_the_token_already_enforced_keeps_its_lease() {
         offline_suite,
         server_keys,
         checkin_interval_secs,
+        receipt,
         ..
     } = rig.server.hello(TokenState::Active, rig.wall)
     else {
@@ -292,6 +296,7 @@ fn a_hello_that_returns_the_token_already_enforced_keeps_its_lease() {
         server_keys,
         token: held,
         checkin_interval_secs,
+        receipt,
     });
     assert_eq!(rig.mode(), Mode::Bound);
     assert_eq!(
@@ -371,10 +376,13 @@ fn a_rolled_back_sequence_is_refused_and_no_old_answer_frees_the_phone() {
     rig.hello_with(first_hello);
     assert_eq!(rig.mode(), Mode::Recovering);
     assert!(rig.locked());
-    // So is "not financed", which nobody signs.
+    // So is "not financed" signed by anyone but the server (a fake server on the network).
     let now = rig.now();
     rig.agent().check_again(now);
-    rig.hello_with(HelloResponse::NotFinanced);
+    let fake = TokenSigner::new(SigningKey::from_bytes(&[66; 32]));
+    rig.hello_with(HelloResponse::NotFinanced {
+        receipt: rig.server.receipt_by(&fake, Verdict::NotFinanced),
+    });
     assert_eq!(rig.mode(), Mode::Recovering);
     assert!(rig.locked());
     // The server's real answer is its current token.
@@ -548,18 +556,23 @@ fn a_record_in_the_old_unkeyed_format_counts_as_absent() {
     assert!(details.contains("LNA1"), "{details}");
 }
 
-/// `vectors/protected-storage.json`: the agent reads the worked example and refuses every
+/// `lien-proto/vectors/protected-storage.json`: the agent reads the worked example and refuses every
 /// variant, on a platform with the example's key.
 #[test]
 fn the_vector_record_is_read_and_its_tampered_variants_refused() {
-    let vectors: serde_json::Value =
-        serde_json::from_str(include_str!("../vectors/protected-storage.json")).unwrap();
+    let vectors: serde_json::Value = serde_json::from_str(include_str!(
+        "../../lien-proto/vectors/protected-storage.json"
+    ))
+    .unwrap();
     let hex = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
     let key: [u8; 32] = hex(&vectors["key"]).try_into().unwrap();
     let boot = |record: Vec<u8>| {
         let mut storage = MemoryStorage::new();
         storage.put_raw(Area::Protected, Some(record));
-        let hardware = Hardware { key, slot: None };
+        let hardware = Hardware {
+            key,
+            ..Hardware::without_slot()
+        };
         Agent::boot(
             storage,
             TestPlatform::new(hardware),

@@ -11,8 +11,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+/// Where a phone asks for a hello challenge: a POST with no body, answered with a
+/// [`HelloChallenge`].
+pub const HELLO_CHALLENGE_PATH: &str = "/v1/device/hello/challenge";
 /// Where a phone says hello.
 pub const HELLO_PATH: &str = "/v1/device/hello";
+/// The largest hello body the server reads: an attestation chain of up to 8 certificates of
+/// up to 8 KiB, in base64, with room for the rest.
+pub const MAX_HELLO_BODY_BYTES: usize = 96 * 1024;
 /// Where a phone checks in.
 pub const CHECKIN_PATH: &str = "/v1/device/checkin";
 /// Where a phone opens its push channel: a POST signed like a check-in (body [`PushRequest`])
@@ -70,25 +76,40 @@ fn checkin_mac(credential: &[u8], body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// A phone's hello at setup.
+/// A fresh hello challenge: single use, valid until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HelloChallenge {
+    /// Base64; the phone's hardware attests its new device key for exactly these bytes.
+    pub challenge: String,
+    /// Unix seconds after which a hello with it is refused.
+    pub expires_at: i64,
+}
+
+/// A phone's hello at setup: who it says it is, and its hardware's proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HelloRequest {
-    /// First IMEI.
+    /// First IMEI. The server goes by the attested one; a different one here is refused.
     pub imei1: String,
     /// Second IMEI.
     #[serde(default)]
     pub imei2: Option<String>,
-    /// Serial; must match the enrollment.
+    /// Serial, as the hardware attests it.
     pub serial: String,
     /// Model.
     pub model: String,
-    /// The phone's fresh Ed25519 public key, base64.
-    pub device_public_key: String,
+    /// The challenge from [`HELLO_CHALLENGE_PATH`], as received.
+    pub challenge: String,
+    /// The Android key attestation chain of the phone's new device key, made for the
+    /// challenge: base64 DER certificates, leaf first.
+    pub attestation: Vec<String>,
 }
 
-/// The answer to a hello.
+/// The answer to a hello. Each carries a receipt (see [`crate::hello`]): the server's
+/// signature over the challenge, the attested IMEI and the verdict, which the phone verifies
+/// before it acts on the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -109,9 +130,15 @@ pub enum HelloResponse {
         token: String,
         /// Seconds between check-ins.
         checkin_interval_secs: u64,
+        /// The signed receipt (base64 COSE_Sign1); its binding digest covers `device_id`,
+        /// `credential` and `offline_key`.
+        receipt: String,
     },
     /// No financier holds a claim on this phone: it runs free.
-    NotFinanced,
+    NotFinanced {
+        /// The signed receipt (base64 COSE_Sign1).
+        receipt: String,
+    },
 }
 
 /// A check-in. Sent with headers `X-Lien-Device` (the device id) and `X-Lien-Signature`
@@ -195,7 +222,13 @@ mod tests {
 
     #[test]
     fn hello_answers_are_tagged_by_status() {
-        let json = serde_json::to_value(HelloResponse::NotFinanced).unwrap();
-        assert_eq!(json, serde_json::json!({"status": "not_financed"}));
+        let json = serde_json::to_value(HelloResponse::NotFinanced {
+            receipt: "cmVjZWlwdA==".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "not_financed", "receipt": "cmVjZWlwdA=="})
+        );
     }
 }

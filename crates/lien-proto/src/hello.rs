@@ -69,6 +69,18 @@ pub enum ReceiptError {
     WrongBinding,
 }
 
+impl ReceiptError {
+    /// A stable short code for the error, as the test vectors name it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReceiptError::Signature(e) => e.code(),
+            ReceiptError::WrongChallenge => "wrong-challenge",
+            ReceiptError::WrongImei { .. } => "wrong-imei",
+            ReceiptError::WrongBinding => "wrong-binding",
+        }
+    }
+}
+
 /// The digest a financed receipt carries: SHA-256, hex, over the device id, the credential and
 /// the offline key exactly as the answer carries them (base64 text), each preceded by its length
 /// as 8 bytes big-endian.

@@ -25,6 +25,14 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 
+/// Hellos per IMEI and minute after a first burst: a real phone says hello at setup and after a
+/// reflash, a few times in its life, and retries with backoff. The bucket is charged before the
+/// attestation is checked (that is what it protects), so a stranger naming an IMEI can delay
+/// that phone's setup by a minute or so, never take it.
+const HELLOS_PER_IMEI_PER_MINUTE: u32 = 6;
+/// How many hellos for one IMEI may come at once.
+const HELLO_BURST_PER_IMEI: u32 = 10;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -52,6 +60,10 @@ pub struct Inner {
     pub push: crate::push::Hub,
     /// Per-client limits on the public endpoints and pages.
     pub public_limit: crate::rate_limit::RateLimiter,
+    /// Per-client limits on hellos and their challenges.
+    pub hello_limit: crate::rate_limit::RateLimiter,
+    /// Per-IMEI limits on hellos: a phone sets up a few times in its life.
+    pub hello_imei_limit: crate::rate_limit::RateLimiter<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +86,12 @@ impl AppState {
             settings.public_rate_per_minute,
             settings.public_rate_burst,
         );
+        let hello_limit = crate::rate_limit::RateLimiter::new(
+            settings.hello_rate_per_minute,
+            settings.hello_rate_burst,
+        );
+        let hello_imei_limit =
+            crate::rate_limit::RateLimiter::new(HELLOS_PER_IMEI_PER_MINUTE, HELLO_BURST_PER_IMEI);
         AppState(Arc::new(Inner {
             store,
             clock,
@@ -85,6 +103,8 @@ impl AppState {
             scheduler_wake: Notify::new(),
             push: crate::push::Hub::default(),
             public_limit,
+            hello_limit,
+            hello_imei_limit,
         }))
     }
 

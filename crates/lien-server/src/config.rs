@@ -41,6 +41,14 @@ pub struct Settings {
     pub appeal_unlock_hours: u32,
     /// The largest document accepted with an appeal, in bytes.
     pub appeal_upload_max_bytes: u64,
+    /// Hellos (and hello challenges) per client IP and minute, after a first burst.
+    pub hello_rate_per_minute: u32,
+    /// How many hellos a client may make at once before the rate applies.
+    pub hello_rate_burst: u32,
+    /// PEM files of the attestation roots phones' hellos must lead to (Google's hardware
+    /// attestation roots, or a phone maker's). Empty: a development root in the data directory,
+    /// for simulated phones only.
+    pub attestation_roots: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -60,6 +68,9 @@ impl Default for Settings {
             appeal_response_hours: 72,
             appeal_unlock_hours: 7 * 24,
             appeal_upload_max_bytes: 5 * 1024 * 1024,
+            hello_rate_per_minute: 60,
+            hello_rate_burst: 30,
+            attestation_roots: Vec::new(),
         }
     }
 }

@@ -119,6 +119,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         match rejection {
             JsonDataError(e) => ApiError::Invalid(e.body_text()),
             JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
+            BytesRejection(e) => e.into(),
             MissingJsonContentType(e) => ApiError::BadRequest(e.body_text()),
             other => ApiError::BadRequest(other.body_text()),
         }

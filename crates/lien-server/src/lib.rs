@@ -58,7 +58,15 @@ fn redact(url: &str) -> String {
 /// platform admin key on first start (printed once), starts the scheduler, listens.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    let secrets = Secrets::load_or_create(&settings.data_dir)?;
+    let mut secrets = Secrets::load_or_create(&settings.data_dir)?;
+    if settings.attestation_roots.is_empty() {
+        tracing::warn!(
+            "trusting only the development attestation root in the data directory: simulated \
+             phones can say hello, real ones cannot (set attestation_roots)"
+        );
+    } else {
+        secrets.trust_only(&settings.attestation_roots)?;
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;

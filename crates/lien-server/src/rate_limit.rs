@@ -6,6 +6,7 @@
 //! server's clock, so tests refill a bucket by moving the clock.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
@@ -19,11 +20,11 @@ use crate::error::ErrorBody;
 /// the number of clients.
 const MAX_CLIENTS: usize = 100_000;
 
-/// Token buckets, one per client IP.
-pub struct RateLimiter {
+/// Token buckets, one per client: by default its IP address; hello also keys one by IMEI.
+pub struct RateLimiter<K = IpAddr> {
     per_minute: u32,
     burst: u32,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,9 +42,9 @@ pub struct Limited {
     pub retry_after_secs: u64,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// `per_minute` requests a minute after a first `burst`; 0 per minute switches it off.
-    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> RateLimiter<K> {
         RateLimiter {
             per_minute,
             burst: burst.max(1),
@@ -52,7 +53,7 @@ impl RateLimiter {
     }
 
     /// Takes one request from `client`'s bucket at `now_us`, or says when to come back.
-    pub fn check(&self, client: IpAddr, now_us: i64) -> Result<(), Limited> {
+    pub fn check(&self, client: K, now_us: i64) -> Result<(), Limited> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -120,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate_then_a_retry_after() {
-        let limiter = RateLimiter::new(6, 2); // one request every 10 s after two at once
+        let limiter = RateLimiter::<IpAddr>::new(6, 2); // one request every 10 s after two at once
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limiter.check(ip, 0).is_ok());
@@ -144,7 +145,7 @@ mod tests {
 
     #[test]
     fn zero_per_minute_is_no_limit() {
-        let limiter = RateLimiter::new(0, 1);
+        let limiter = RateLimiter::<IpAddr>::new(0, 1);
         for _ in 0..100 {
             assert!(limiter.check(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).is_ok());
         }

@@ -1,6 +1,13 @@
-//! The server's secrets: its token signing key and the key its device credentials and
-//! offline-unlock keys are derived from. Generated on first start into the data directory
-//! with mode 0600, read on every later start, and never logged.
+//! The server's secrets: its token signing key, the key its device credentials, offline-unlock
+//! keys and hello challenges are derived from, and the attestation roots it trusts. Generated on
+//! first start into the data directory with mode 0600, read on every later start, and never
+//! logged.
+//!
+//! Until a deployment names its phone makers' attestation roots (`attestation_roots` in the
+//! settings), the server trusts a development root it creates in the data directory
+//! (`dev-attestation-root.pem`, its name saying it is not for production), from which `lien
+//! phone` and the tests mint simulated phones' factory identities. Once real roots are named,
+//! only they are trusted, and a file holding the development root is refused.
 
 use std::fs;
 use std::io::Write;
@@ -9,7 +16,13 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use hmac::{Hmac, KeyInit, Mac};
+use lien_proto::attestation::{DevelopmentRoot, TrustedRoots};
 use sha2::Sha256;
+
+use crate::clock::Clock;
+
+/// The development attestation root's file in the data directory.
+pub const DEV_ATTESTATION_ROOT_FILE: &str = "dev-attestation-root.pem";
 
 /// The server's secrets.
 pub struct Secrets {
@@ -17,6 +30,8 @@ pub struct Secrets {
     pub signing_key: SigningKey,
     /// Derives per-device secrets, so that none has to be stored.
     device_root: [u8; 32],
+    /// The roots a hello's attestation chain must lead to.
+    pub attestation_roots: TrustedRoots,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -31,18 +46,40 @@ impl Secrets {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let signing = key_file(&dir.join("token-signing.key"))?;
         let device_root = key_file(&dir.join("device-root.key"))?;
+        let development = development_root(&dir.join(DEV_ATTESTATION_ROOT_FILE))?;
         Ok(Secrets {
             signing_key: SigningKey::from_bytes(&signing),
             device_root,
+            attestation_roots: development.trusted_roots(),
         })
     }
 
-    /// Secrets from fixed bytes, for tests.
-    pub fn from_bytes(signing: [u8; 32], device_root: [u8; 32]) -> Secrets {
-        Secrets {
-            signing_key: SigningKey::from_bytes(&signing),
-            device_root,
+    /// Trusts only the attestation roots in `files` (PEM certificates): what a deployment
+    /// does. A file holding the development root is refused, so that a development set-up
+    /// cannot be carried into production by mistake.
+    pub fn trust_only(&mut self, files: &[std::path::PathBuf]) -> Result<()> {
+        let mut pem = String::new();
+        for file in files {
+            let text = fs::read_to_string(file)
+                .with_context(|| format!("reading attestation root {}", file.display()))?;
+            if text.contains("PRIVATE KEY") || DevelopmentRoot::from_pem(&text).is_ok() {
+                bail!(
+                    "{} holds a development attestation root (or a private key): name your phone \
+                     makers' root certificates instead",
+                    file.display()
+                );
+            }
+            pem.push_str(&text);
+            pem.push('\n');
         }
+        self.attestation_roots = TrustedRoots::from_pem(&pem)
+            .with_context(|| format!("reading the attestation roots {files:?}"))?;
+        Ok(())
+    }
+
+    /// The key hello challenges are authenticated with.
+    pub fn hello_challenge_key(&self) -> [u8; 32] {
+        self.derive(b"lien-hello-challenge-v1", "", 0)
     }
 
     /// The device credential of `device_id` at binding `generation`. A new hello raises the
@@ -66,6 +103,44 @@ impl Secrets {
     }
 }
 
+/// Reads the development attestation root, or creates it (mode 0600: it holds the key that
+/// simulated phones' identities are minted with).
+fn development_root(path: &Path) -> Result<DevelopmentRoot> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            DevelopmentRoot::from_pem(&text).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let now = crate::clock::SystemClock.now().as_second();
+            // Dated ten years back, so that servers and tests whose clocks are set in the past
+            // still take it; it is good for twenty years from then.
+            let root = DevelopmentRoot::generate(now - 10 * 365 * 86_400)
+                .context("creating an attestation root")?;
+            write_private(path, root.to_pem().as_bytes())?;
+            tracing::info!(
+                path = %path.display(),
+                "created a development attestation root: simulated phones only; name real roots with attestation_roots"
+            );
+            Ok(root)
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Creates `path` with `bytes` and mode 0600; fails if it exists.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
 /// Reads a 32-byte key file, or creates it with fresh random bytes and mode 0600.
 fn key_file(path: &Path) -> Result<[u8; 32]> {
     match fs::read(path) {
@@ -77,15 +152,7 @@ fn key_file(path: &Path) -> Result<[u8; 32]> {
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let key = random_bytes()?;
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(&key)?;
-            file.sync_all()?;
+            write_private(path, &key)?;
             tracing::info!(path = %path.display(), "generated a new key");
             Ok(key)
         }

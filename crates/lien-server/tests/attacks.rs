@@ -5,8 +5,13 @@
 #[macro_use]
 mod common;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use common::{Backend, Reply, TestApp, enrollment, imei, next_counter, postgres_url, spawn_app};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use lien_proto::PinnedKeys;
+use lien_proto::attestation::DevelopmentRoot;
+use lien_proto::hello::Verdict;
 use lien_server::app::Sighting;
 use serde_json::{Value, json};
 
@@ -75,7 +80,9 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
     };
     // A plain check-in, captured on the way and sent again before anything is written.
     let plain = body(next_counter(), json!([]));
-    let taken = app.raw_checkin(&device_id, &credential, plain.clone()).await;
+    let taken = app
+        .raw_checkin(&device_id, &credential, plain.clone())
+        .await;
     assert_eq!(taken.status, 200, "{}", taken.body);
     let again = app.raw_checkin(&device_id, &credential, plain).await;
     refused(&again, 401, &["replayed", "counter"]);
@@ -213,7 +220,11 @@ async fn the_servers_own_batch_never_makes_a_phones_request_look_replayed(backen
         .unwrap();
     state.flush_last_seen().await;
     assert_eq!(stored().await, 11);
-    assert!(state.claim_request(&device_id, sighting(11, false), 0).is_err());
+    assert!(
+        state
+            .claim_request(&device_id, sighting(11, false), 0)
+            .is_err()
+    );
     // A request signed under an older binding than one already seen is refused.
     let older = Sighting {
         generation: 0,
@@ -223,7 +234,162 @@ async fn the_servers_own_batch_never_makes_a_phones_request_look_replayed(backen
     app.running.stop().await;
 }
 
+/// The challenge bytes of a base64 challenge.
+fn bytes(challenge: &str) -> Vec<u8> {
+    STANDARD.decode(challenge).unwrap()
+}
+
+async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backend: Backend) {
+    let (app, key, device_id, old_credential) = bound_phone(backend).await;
+    let phone_imei = imei("35693803564380");
+    let now = app.clock_now().as_second();
+    app.running.state.flush_last_seen().await;
+    let before = seen_by_financier(&app, &key, &device_id).await;
+    let generation = || async {
+        let device = app.running.state.store.device(&device_id).await.unwrap();
+        device.binding.unwrap().generation
+    };
+    let bound_as = generation().await;
+    let genuine = app
+        .dev_root()
+        .mint_factory_identity(&phone_imei, None, "SN1001", now)
+        .unwrap();
+    let refusal = |reply: &Reply| {
+        refused(reply, 401, &["hello refused"]);
+        reply.body.clone()
+    };
+
+    // The IMEI and serial from the box, and no attestation.
+    let challenge = app.hello_challenge().await;
+    let bare = refusal(&app.hello_with(&phone_imei, "SN1001", &challenge, &[]).await);
+    // A genuine chain with one signature byte changed.
+    let mut forged = genuine.attest(&bytes(&challenge), now).unwrap().chain;
+    *forged[1].last_mut().unwrap() ^= 1;
+    refusal(
+        &app.hello_with(&phone_imei, "SN1001", &challenge, &forged)
+            .await,
+    );
+    // A chain from an attestation root the server does not trust.
+    let stranger = DevelopmentRoot::generate(now - 86_400).unwrap();
+    let untrusted = stranger
+        .mint_factory_identity(&phone_imei, None, "SN1001", now)
+        .unwrap()
+        .attest(&bytes(&challenge), now)
+        .unwrap()
+        .chain;
+    refusal(
+        &app.hello_with(&phone_imei, "SN1001", &challenge, &untrusted)
+            .await,
+    );
+    // A genuine chain from another phone, presented for this one.
+    let other_imei = imei("49015420323751");
+    let other = app
+        .dev_root()
+        .mint_factory_identity(&other_imei, None, "SN-OTHER", now)
+        .unwrap()
+        .attest(&bytes(&challenge), now)
+        .unwrap()
+        .chain;
+    refusal(
+        &app.hello_with(&phone_imei, "SN1001", &challenge, &other)
+            .await,
+    );
+    // A chain made for another challenge.
+    let stale = genuine.attest(b"an old challenge", now).unwrap().chain;
+    refusal(
+        &app.hello_with(&phone_imei, "SN1001", &challenge, &stale)
+            .await,
+    );
+    // The real phone's own hello, captured and sent again: its challenge is spent.
+    app.clock.advance(SignedDuration::from_secs(1));
+    let used = app.hello_challenge().await;
+    let chain = genuine.attest(&bytes(&used), now).unwrap().chain;
+    app.clock.advance(SignedDuration::from_secs(1));
+    let real = app.hello_with(&phone_imei, "SN1001", &used, &chain).await;
+    assert_eq!(real.status, 200, "{}", real.body);
+    let credential = real.body["credential"].as_str().unwrap().to_string();
+    let bound_as = bound_as + 1;
+    assert_eq!(generation().await, bound_as);
+    let replayed = refusal(&app.hello_with(&phone_imei, "SN1001", &used, &chain).await);
+    assert_eq!(
+        generation().await,
+        bound_as,
+        "a refused hello bound the phone"
+    );
+
+    // A refusal reads the same whatever was wrong: an IMEI nobody financed is refused with
+    // the very same answer as a financed one with a wrong serial.
+    let unknown = app
+        .hello_with(&other_imei, "SN-OTHER", &challenge, &[])
+        .await;
+    assert_eq!(refusal(&unknown), bare);
+    let wrong_serial = app
+        .hello_with(&phone_imei, "SN-WRONG", &challenge, &[])
+        .await;
+    assert_eq!(refusal(&wrong_serial), bare);
+    assert_eq!(replayed, bare);
+
+    // Nothing refused was written, and the real phone keeps working.
+    let after = seen_by_financier(&app, &key, &device_id).await;
+    assert_eq!(after[0]["last_check_in"], before[0]["last_check_in"]);
+    let history = |v: &Value| v["records"].as_array().unwrap().len();
+    assert_eq!(
+        history(&after[1]),
+        history(&before[1]) + 1,
+        "one re-bind only"
+    );
+    let checkin = app.checkin(&device_id, &credential, 1).await;
+    assert_eq!(checkin.status, 200, "{}", checkin.body);
+    // Its re-bind revoked the credential it had before.
+    let revoked = app.checkin(&device_id, &old_credential, 1).await;
+    refused(&revoked, 401, &["signature"]);
+    app.running.stop().await;
+}
+
+async fn an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written(backend: Backend) {
+    let (app, _key, _device_id, _credential) = bound_phone(backend).await;
+    let free_imei = imei("49015420323751");
+    let challenge = app.hello_challenge().await;
+    let chain = app
+        .dev_root()
+        .mint_factory_identity(&free_imei, None, "SN-FREE", app.clock_now().as_second())
+        .unwrap()
+        .attest(&bytes(&challenge), app.clock_now().as_second())
+        .unwrap()
+        .chain;
+    let reply = app
+        .hello_with(&free_imei, "SN-FREE", &challenge, &chain)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["status"], "not_financed");
+    let receipt = STANDARD
+        .decode(reply.body["receipt"].as_str().unwrap())
+        .unwrap();
+    let pinned = PinnedKeys::new([app.running.state.signer.verifying_key()]);
+    let opened = pinned
+        .verify_receipt(&receipt, &challenge, &free_imei)
+        .unwrap();
+    assert_eq!(opened.verdict, Verdict::NotFinanced);
+    // Hellos for one IMEI are limited (a stranger can delay a setup, never take it).
+    let mut limited = false;
+    for _ in 0..12 {
+        let reply = app.hello_with(&free_imei, "SN-FREE", &challenge, &[]).await;
+        if reply.status == 429 {
+            limited = true;
+            break;
+        }
+        refused(&reply, 401, &["hello refused"]);
+    }
+    assert!(
+        limited,
+        "twelve hellos in a row for one IMEI were all taken"
+    );
+    app.running.stop().await;
+}
+
 on_both_backends!(
+    what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding,
+    an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written,
     the_servers_own_batch_never_makes_a_phones_request_look_replayed,
     a_replayed_checkin_is_refused_before_and_after_it_is_written,
     a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing,

@@ -833,14 +833,25 @@ async fn malformed(app: TestApp) {
         },
     ]);
 
-    // Hellos. The good hello is the device's own, which would bind it again.
-    let device_key = STANDARD.encode(
-        ed25519_dalek::SigningKey::from_bytes(&[8; 32])
-            .verifying_key()
-            .to_bytes(),
-    );
+    // Hellos. The good hello is the device's own, attested for a fresh challenge, which would
+    // bind it again; each case spoils one thing.
+    let challenge = app.hello_challenge().await;
+    let chain: Vec<String> = app
+        .dev_root()
+        .mint_factory_identity(&imei_d, None, "SND1", app.clock_now().as_second())
+        .unwrap()
+        .attest(
+            &STANDARD.decode(&challenge).unwrap(),
+            app.clock_now().as_second(),
+        )
+        .unwrap()
+        .chain
+        .iter()
+        .map(|c| STANDARD.encode(c))
+        .collect();
     let good_hello = json!({
-        "imei1": imei_d, "serial": "SND1", "model": "Phone X", "device_public_key": device_key,
+        "imei1": imei_d, "serial": "SND1", "model": "Phone X",
+        "challenge": challenge, "attestation": chain,
     });
     let hello = |name, body, status, mentions: &[&str]| Case {
         name,
@@ -851,28 +862,41 @@ async fn malformed(app: TestApp) {
         status,
         mentions: strings(mentions),
     };
+    let refused = &["hello refused"];
     cases.extend([
         hello(
-            "hello with a key that is not base64",
+            "hello with a certificate that is not base64",
             with(&good_hello, |v| {
-                v["device_public_key"] = json!("not a key!")
+                v["attestation"][0] = json!("not a certificate!")
             }),
             422,
-            &["device_public_key"],
+            &["attestation"],
         ),
         hello(
-            "hello with a key of 31 bytes",
-            with(&good_hello, |v| {
-                v["device_public_key"] = json!(STANDARD.encode([1u8; 31]))
-            }),
+            "hello with a challenge that is not base64",
+            with(&good_hello, |v| v["challenge"] = json!("not a challenge!")),
             422,
-            &["device_public_key"],
+            &["challenge"],
+        ),
+        hello(
+            "hello without an attestation",
+            with(&good_hello, |v| v["attestation"] = json!([])),
+            401,
+            refused,
+        ),
+        hello(
+            "hello with a challenge the server never issued",
+            with(&good_hello, |v| {
+                v["challenge"] = json!(STANDARD.encode([7u8; 40]))
+            }),
+            401,
+            refused,
         ),
         hello(
             "hello with another serial",
             with(&good_hello, |v| v["serial"] = json!("SN-SWAPPED")),
-            409,
-            &["serial"],
+            401,
+            refused,
         ),
         hello(
             "hello with a bad IMEI",

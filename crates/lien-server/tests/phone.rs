@@ -484,14 +484,16 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
             assert_eq!(enrolled.status, 201, "{}", enrolled.body);
             device_ids.push(enrolled.body["id"].as_str().unwrap().to_string());
         }
+        let identity = Identity {
+            imei1: phone_imei,
+            imei2: None,
+            serial,
+            model: "Phone X".into(),
+        };
         phones.push(Phone::new(
             HttpTransport::new(&app.base),
-            Identity {
-                imei1: phone_imei,
-                imei2: None,
-                serial,
-                model: "Phone X".into(),
-            },
+            identity.clone(),
+            app.factory_identity(&identity),
             Box::new(MemoryStorage::new()),
             SimClock::manual(start.as_second()),
             AgentConfig::default(),

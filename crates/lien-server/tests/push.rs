@@ -107,6 +107,8 @@ async fn push_is_refused_without_a_valid_signature_or_with_a_stale_time(backend:
     // A phone whose agent signs with its own credential but an hour-old clock is refused too:
     // the window that bounds check-in replays bounds push channels.
     let phone_credential = {
+        // The phone says hello again later (after a reflash), so with a newer challenge.
+        app.clock.advance(SignedDuration::from_secs(1));
         let hello = app.hello(&imei("35693803564380"), "SN1001").await;
         hello.body["credential"].as_str().unwrap().to_string()
     };
@@ -205,8 +207,9 @@ async fn a_new_hello_closes_the_channel_opened_with_the_old_credential(backend: 
         max: Duration::from_millis(200),
     });
     phone.connect_push().await.expect("the push channel opens");
-    // Someone else says hello with this phone's identifiers (a reset phone would): the old
+    // The phone, reflashed, says hello again a moment later with a newly attested key: the old
     // credential is revoked, its channel ends, and it cannot open a new one.
+    app.clock.advance(SignedDuration::from_secs(1));
     let hello = app.hello(&imei("35693803564380"), "SN1001").await;
     assert_eq!(hello.status, 200, "{}", hello.body);
     assert_eq!(phone.next_push(Duration::from_secs(1)).await, None);

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lien_agent::sim::{HttpTransport, Phone, SimClock, SimHardware};
+use lien_agent::sim::{HttpTransport, Phone, SimClock, SimHardware, factory_identity};
 use lien_agent::{AgentConfig, CodeOutcome, FileStorage, Identity, MemoryStorage, Mode, Storage};
+use lien_proto::attestation::DevelopmentRoot;
 
 /// Flags of `lien phone`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +35,10 @@ pub struct Args {
     /// the simulator; by default they live in memory.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// The development attestation root the simulated phone's factory identity is minted
+    /// from: the one `lien serve` created in its data directory.
+    #[arg(long, default_value = "lien-data/dev-attestation-root.pem")]
+    attestation_root: PathBuf,
     /// How long an offline unlock code unlocks, in hours.
     #[arg(long, default_value_t = 48)]
     offline_unlock_hours: u64,
@@ -66,6 +71,17 @@ pub fn run(args: Args) -> Result<()> {
         ),
         None => Box::new(MemoryStorage::new()),
     };
+    let root = std::fs::read_to_string(&args.attestation_root)
+        .map_err(anyhow::Error::from)
+        .and_then(|pem| Ok(DevelopmentRoot::from_pem(&pem)?))
+        .with_context(|| {
+            format!(
+                "reading the development attestation root {} (start `lien serve` first, or \
+                 pass --attestation-root)",
+                args.attestation_root.display()
+            )
+        })?;
+    let now = jiff::Timestamp::now().as_second();
     let hardware = match &args.state_dir {
         Some(dir) => Some(
             SimHardware::in_dir(&dir.join("hardware"))
@@ -79,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         serial: args.serial.clone(),
         model: args.model.clone(),
     };
+    let factory = factory_identity(&root, &identity, now);
     let config = AgentConfig::default().with_offline_unlock_hours(args.offline_unlock_hours);
     // Standard input is read on its own thread: a blocking read must not hold up the timers
     // that make check-ins happen on schedule.
@@ -101,12 +118,20 @@ pub fn run(args: Args) -> Result<()> {
                     transport,
                     identity,
                     storage,
-                    hardware,
+                    hardware.with_factory(factory),
                     SimClock::real(),
                     config,
                     None,
                 ),
-                None => Phone::new(transport, identity, storage, SimClock::real(), config, None),
+                None => Phone::new(
+                    transport,
+                    identity,
+                    factory,
+                    storage,
+                    SimClock::real(),
+                    config,
+                    None,
+                ),
             };
             drive(phone, lines_rx).await
         })

@@ -45,12 +45,16 @@ async fn post(base: &str, path: &str, key: &str, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
-/// Runs `lien phone` with `input` on standard input; returns what it printed.
-fn run_phone(base: &str, imei: &str, input: &str) -> String {
+/// Runs `lien phone` with `input` on standard input, its factory identity minted from the
+/// development root in the server's data directory `dir`; returns what it printed.
+fn run_phone(base: &str, dir: &std::path::Path, imei: &str, input: &str) -> String {
+    let root = dir.join(lien_server::secrets::DEV_ATTESTATION_ROOT_FILE);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lien"))
         .args([
             "phone", "--server", base, "--imei", imei, "--serial", "SN-CLI",
         ])
+        .arg("--attestation-root")
+        .arg(root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,7 +122,8 @@ async fn the_simulated_phone_shows_the_lock_screen_and_takes_commands() {
         "state\ncode 12345678\nclock -365d\nscreen\noffline\ncheck\ntransparency\nbogus\nquit\n";
     let out = tokio::task::spawn_blocking({
         let base = base.clone();
-        move || run_phone(&base, imei, input)
+        let dir = dir.path().to_path_buf();
+        move || run_phone(&base, &dir, imei, input)
     })
     .await
     .unwrap();

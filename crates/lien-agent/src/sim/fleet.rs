@@ -7,7 +7,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::clock::SimClock;
-use super::phone::Phone;
+use lien_proto::attestation::DevelopmentRoot;
+
+use super::phone::{Phone, factory_identity};
 use super::transport::HttpTransport;
 use crate::agent::{AgentConfig, Identity};
 use crate::screens::Screen;
@@ -35,11 +37,13 @@ pub struct FleetReport {
 }
 
 impl Fleet {
-    /// New phones (empty memory storage, secure hardware in memory with a random storage key,
-    /// real clocks, OS randomness) for `identities`, all
-    /// talking to `server`, at most `concurrency` requests at a time.
+    /// New phones (empty memory storage, secure hardware in memory with a random storage key
+    /// and a factory identity minted from `root` at `now`, real clocks, OS randomness) for
+    /// `identities`, all talking to `server`, at most `concurrency` requests at a time.
     pub fn new(
         server: &str,
+        root: &DevelopmentRoot,
+        now: i64,
         identities: impl IntoIterator<Item = Identity>,
         config: AgentConfig,
         concurrency: usize,
@@ -48,9 +52,11 @@ impl Fleet {
         let phones = identities
             .into_iter()
             .map(|identity| {
+                let factory = factory_identity(root, &identity, now);
                 Phone::new(
                     HttpTransport::with_client(server, client.clone()),
                     identity,
+                    factory,
                     Box::new(MemoryStorage::new()),
                     SimClock::real(),
                     config.clone(),

@@ -15,7 +15,7 @@ mod transport;
 
 pub use clock::SimClock;
 pub use fleet::{Fleet, FleetReport};
-pub use phone::Phone;
+pub use phone::{Phone, factory_identity};
 pub use platform::{RecordingPlatform, SimHardware};
 pub use push::{PushBackoff, PushChannel};
 pub use transport::HttpTransport;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use lien_proto::attestation::{DevelopmentRoot, FactoryIdentity};
 use lien_proto::device_api::CheckinResponse;
 
 use super::clock::SimClock;
@@ -37,16 +38,30 @@ pub struct Phone {
     pushed: u64,
 }
 
+/// The factory identity of the phone with `identity`, minted from a development `root` at
+/// `now` (Unix seconds): what a phone maker's factory writes into a phone's TEE.
+pub fn factory_identity(root: &DevelopmentRoot, identity: &Identity, now: i64) -> FactoryIdentity {
+    root.mint_factory_identity(
+        &identity.imei1,
+        identity.imei2.as_deref(),
+        &identity.serial,
+        now,
+    )
+    .expect("a simulated phone's identifiers are printable ASCII")
+}
+
 impl Phone {
     /// Powers on a phone with `storage` (empty for a new phone) and boots the agent. Nothing is
     /// sent until [`Phone::run_due`]. With `seed`, the agent's randomness is a predictable
     /// stream (for reproducible tests); without it, the operating system's.
     ///
     /// The phone's secure hardware is in memory, with a storage key drawn from the same source
-    /// (see [`Phone::with_hardware`] for hardware kept next to storage on disk).
+    /// and `factory` as the identity it attests with (see [`Phone::with_hardware`] for
+    /// hardware kept next to storage on disk).
     pub fn new(
         transport: HttpTransport,
         identity: Identity,
+        factory: FactoryIdentity,
         storage: Box<dyn Storage>,
         clock: SimClock,
         config: AgentConfig,
@@ -59,7 +74,7 @@ impl Phone {
             None => OsEntropy.fill(&mut key),
         }
         .expect("the simulator has randomness for a storage key");
-        let hardware = SimHardware::in_memory(key);
+        let hardware = SimHardware::in_memory(key).with_factory(factory);
         Phone::with_hardware(transport, identity, storage, hardware, clock, config, seed)
     }
 
@@ -132,7 +147,16 @@ impl Phone {
             };
             match outgoing {
                 Outgoing::Hello => {
-                    let Some(request) = self.agent_mut().hello_request(now) else {
+                    // A hello is two requests: a fresh challenge, then the attested hello.
+                    let challenge = match self.transport.hello_challenge().await {
+                        Ok(challenge) => challenge,
+                        Err(err) => {
+                            self.agent_mut().on_hello(Err(err), now);
+                            continue;
+                        }
+                    };
+                    let now = self.clock.now();
+                    let Some(request) = self.agent_mut().hello_request(now, &challenge) else {
                         continue;
                     };
                     self.hellos += 1;

@@ -2,6 +2,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lien_proto::attestation::FactoryIdentity;
 
 use crate::platform::{Enforcement, Platform, RollbackSlot};
 use crate::screens::Screen;
@@ -16,6 +19,8 @@ use crate::storage::{StorageError, hmac_sha256, write_atomically};
 pub struct SimHardware {
     key: [u8; 32],
     slot: Slot,
+    /// What the factory wrote into the phone's TEE: its attestation key and identifiers.
+    factory: Option<Arc<FactoryIdentity>>,
 }
 
 /// Everything but the key, which stays out of logs even in a simulator.
@@ -38,6 +43,7 @@ impl SimHardware {
         SimHardware {
             key,
             slot: Slot::Memory(None),
+            factory: None,
         }
     }
 
@@ -65,7 +71,17 @@ impl SimHardware {
         Ok(SimHardware {
             key,
             slot: Slot::Dir(dir.to_path_buf()),
+            factory: None,
         })
+    }
+
+    /// The same hardware with the factory identity it attests with (minted from a development
+    /// root: `DevelopmentRoot::mint_factory_identity`). Without one it cannot say hello.
+    pub fn with_factory(self, factory: FactoryIdentity) -> SimHardware {
+        SimHardware {
+            factory: Some(Arc::new(factory)),
+            ..self
+        }
     }
 
     /// The same hardware with another storage key: what was sealed before no longer verifies,
@@ -158,6 +174,22 @@ impl Platform for RecordingPlatform {
 
     fn rollback_slot(&mut self) -> Option<&mut dyn RollbackSlot> {
         Some(&mut self.hardware.slot)
+    }
+
+    fn attest_device_key(
+        &mut self,
+        challenge: &[u8],
+        wall_clock: i64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let factory = self
+            .hardware
+            .factory
+            .as_ref()
+            .ok_or("this simulated phone has no factory identity to attest with")?;
+        let attested = factory
+            .attest(challenge, wall_clock)
+            .map_err(|e| e.to_string())?;
+        Ok(attested.chain)
     }
 }
 

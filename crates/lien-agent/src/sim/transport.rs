@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use lien_proto::device_api::{
-    CHECKIN_PATH, CheckinResponse, DEVICE_HEADER, HELLO_PATH, HelloRequest, HelloResponse,
-    SIGNATURE_HEADER,
+    CHECKIN_PATH, CheckinResponse, DEVICE_HEADER, HELLO_CHALLENGE_PATH, HELLO_PATH, HelloChallenge,
+    HelloRequest, HelloResponse, SIGNATURE_HEADER,
 };
 
 use crate::agent::{SignedCheckin, TransportError};
@@ -40,6 +40,20 @@ impl HttpTransport {
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Asks for a hello challenge.
+    pub async fn hello_challenge(&self) -> Result<HelloChallenge, TransportError> {
+        if !self.online {
+            return Err(TransportError::Unreachable("offline".into()));
+        }
+        let response = self
+            .client
+            .post(format!("{}{HELLO_CHALLENGE_PATH}", self.base))
+            .send()
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        read(response).await
     }
 
     /// Sends a hello.

@@ -15,7 +15,10 @@ use lien_agent::{
     Agent, AgentConfig, Area, Enforcement, Identity, InjectedFault, MemoryStorage, Mode, Now,
     Outgoing, Platform, RecordKind, RollbackSlot, Screen, SeededEntropy, Storage, StorageError,
 };
-use lien_proto::device_api::{CheckinRequest, CheckinResponse, DeviceEventJson, HelloResponse};
+use lien_proto::device_api::{
+    CheckinRequest, CheckinResponse, DeviceEventJson, HelloChallenge, HelloResponse,
+};
+use lien_proto::hello::{Receipt, Verdict, binding_digest};
 use lien_proto::ocra::{OcraInput, OcraSuite};
 use lien_proto::{
     DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
@@ -61,6 +64,8 @@ impl RollbackSlot for TestSlot {
 pub struct Hardware {
     pub key: [u8; 32],
     pub slot: Option<TestSlot>,
+    /// Whether the keystore can attest a device key (the agent passes the chain on unread).
+    pub can_attest: bool,
 }
 
 impl Hardware {
@@ -69,6 +74,7 @@ impl Hardware {
         Hardware {
             key: KEY,
             slot: Some(TestSlot::default()),
+            can_attest: true,
         }
     }
 
@@ -77,6 +83,7 @@ impl Hardware {
         Hardware {
             key: KEY,
             slot: None,
+            can_attest: true,
         }
     }
 }
@@ -115,12 +122,20 @@ impl Platform for TestPlatform {
             .as_mut()
             .map(|slot| slot as &mut dyn RollbackSlot)
     }
+    fn attest_device_key(&mut self, challenge: &[u8], _: i64) -> Result<Vec<Vec<u8>>, String> {
+        if !self.hardware.can_attest {
+            return Err("the keystore is not ready".into());
+        }
+        Ok(vec![[b"attested for ".as_slice(), challenge].concat()])
+    }
 }
 
-/// The server side: signs tokens for one device with a 10-day lease and a 3-day warning.
+/// The server side: signs tokens for one device with a 10-day lease and a 3-day warning, and
+/// hello receipts for its current challenge and the test phone's IMEI.
 pub struct FakeServer {
     pub signer: TokenSigner,
     pub sequence: u64,
+    pub challenges: u64,
 }
 
 impl FakeServer {
@@ -128,6 +143,7 @@ impl FakeServer {
         FakeServer {
             signer: TokenSigner::new(SigningKey::from_bytes(&[42; 32])),
             sequence: 0,
+            challenges: 1,
         }
     }
 
@@ -136,15 +152,50 @@ impl FakeServer {
         STANDARD.encode(sign(&self.signer, "dev-1", self.sequence, state, issued_at))
     }
 
+    /// The challenge the next hello answers.
+    pub fn challenge(&self) -> HelloChallenge {
+        HelloChallenge {
+            challenge: STANDARD.encode(self.challenges.to_be_bytes()),
+            expires_at: START + 365 * DAY,
+        }
+    }
+
+    /// A receipt for the current challenge, signed by `signer`.
+    pub fn receipt_by(&self, signer: &TokenSigner, verdict: Verdict) -> String {
+        STANDARD.encode(signer.sign_receipt(&Receipt {
+            challenge: self.challenge().challenge,
+            imei1: identity().imei1,
+            issued_at: START,
+            verdict,
+        }))
+    }
+
     pub fn hello(&mut self, state: TokenState, issued_at: i64) -> HelloResponse {
+        let credential = STANDARD.encode(b"credential");
+        let offline_key = STANDARD.encode(OCRA_KEY);
+        let receipt = self.receipt_by(
+            &self.signer,
+            Verdict::Financed {
+                device_id: "dev-1".into(),
+                binding: binding_digest("dev-1", &credential, &offline_key),
+            },
+        );
         HelloResponse::Financed {
             device_id: "dev-1".into(),
-            credential: STANDARD.encode(b"credential"),
-            offline_key: STANDARD.encode(OCRA_KEY),
+            credential,
+            offline_key,
             offline_suite: SUITE.into(),
             server_keys: vec![STANDARD.encode(self.signer.verifying_key().to_bytes())],
             token: self.token(state, issued_at),
             checkin_interval_secs: 6 * 3600,
+            receipt,
+        }
+    }
+
+    /// "Not financed", signed for the current challenge.
+    pub fn not_financed(&self) -> HelloResponse {
+        HelloResponse::NotFinanced {
+            receipt: self.receipt_by(&self.signer, Verdict::NotFinanced),
         }
     }
 }
@@ -347,7 +398,8 @@ impl Rig {
     pub fn hello_with(&mut self, answer: HelloResponse) {
         let now = self.now();
         assert_eq!(self.agent().due(now), Some(Outgoing::Hello));
-        assert!(self.agent().hello_request(now).is_some());
+        let challenge = self.server.challenge();
+        assert!(self.agent().hello_request(now, &challenge).is_some());
         self.agent().on_hello(Ok(answer), now);
     }
 

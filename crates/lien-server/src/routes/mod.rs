@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use jiff::Timestamp;
-use lien_proto::device_api::MAX_CHECKIN_BODY_BYTES;
+use lien_proto::device_api::{MAX_CHECKIN_BODY_BYTES, MAX_HELLO_BODY_BYTES};
 use lien_store::{
     AuditEntry, DeviceChange, DeviceRecord, DeviceSnapshot, IdempotentResponse, StoreError,
 };
@@ -63,7 +63,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/devices/{id}/policy", put(devices::change_policy))
         .route("/v1/status-codes/{code}", get(devices::status_code))
-        .route("/v1/device/hello", post(phone::hello))
+        .route("/v1/device/hello/challenge", post(phone::hello_challenge))
+        .route(
+            "/v1/device/hello",
+            post(phone::hello).layer(DefaultBodyLimit::max(MAX_HELLO_BODY_BYTES)),
+        )
         .route(
             "/v1/device/checkin",
             post(phone::checkin).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)),

@@ -5,40 +5,131 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::VerifyingKey;
+use hmac::{Hmac, KeyInit, Mac};
+use lien_core::Imei;
+use lien_proto::attestation;
+use lien_proto::hello::{Receipt, Verdict, binding_digest};
 use lien_store::{CheckinView, DeviceChange, DeviceEvent, DeviceSnapshot, StoreError};
+use sha2::Sha256;
 
 use super::devices::{OFFLINE_SUITE, parse_imei};
 use super::{JsonText, Mutation, complete, json_text};
 use crate::app::{AppState, Sighting};
 use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::public::PublicClient;
 pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DEVICE_HEADER, HelloRequest, HelloResponse,
-    EVENT_KINDS, MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_BYTES, SIGNATURE_HEADER,
+    CheckinRequest, CheckinResponse, DEVICE_HEADER, EVENT_KINDS, HelloChallenge, HelloRequest,
+    HelloResponse, MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_BYTES, SIGNATURE_HEADER,
     checkin_signature_valid,
 };
 
-/// `POST /v1/device/hello`: a phone at first boot or after a factory reset.
+/// How long a hello challenge stays valid.
+const CHALLENGE_LIFETIME_SECS: i64 = 300;
+
+/// What every refused hello answers, whatever the reason (no or a bad attestation, an unknown
+/// or reused challenge, a serial that differs): the reason goes to the log, never to the
+/// caller, so a refusal tells nothing about which IMEIs are financed or what their serials are.
+fn hello_refused(why: impl std::fmt::Display) -> ApiError {
+    tracing::info!(reason = %why, "hello refused");
+    ApiError::Unauthorized("hello refused: the phone's attestation was not accepted".into())
+}
+
+/// `POST /v1/device/hello/challenge`: a fresh, single-use challenge for a hello.
+#[utoipa::path(
+    post,
+    path = "/v1/device/hello/challenge",
+    tag = "phone",
+    responses(
+        (status = 200, description = "A challenge for the phone's hardware to attest its new device key for; valid for 5 minutes, for one hello.", body = HelloChallenge),
+        (status = 429, description = "Too many requests from this address.", body = ErrorBody),
+    )
+)]
+pub async fn hello_challenge(
+    State(state): State<AppState>,
+    client: PublicClient,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    if let Err(limited) = state.hello_limit.check(client.0, micros(now)) {
+        return Ok(limited.into_response());
+    }
+    let challenge = hello_challenge_bytes(&state, micros(now))?;
+    Ok(json_text(
+        axum::http::StatusCode::OK,
+        &HelloChallenge {
+            challenge: STANDARD.encode(challenge),
+            expires_at: now.as_second() + CHALLENGE_LIFETIME_SECS,
+        },
+    )?
+    .into_response())
+}
+
+/// A challenge: 16 random bytes, the time it was issued (microseconds, big-endian) and the first
+/// 16 bytes of an HMAC over both under the server's challenge key. It is checked without any
+/// stored state, so any server sharing the keys can take the hello; it is used at most once
+/// because a binding records when it was made, and a hello must come with a challenge issued
+/// after the device's current binding (see [`hello`]).
+fn hello_challenge_bytes(state: &AppState, issued_us: i64) -> Result<Vec<u8>, ApiError> {
+    let nonce = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
+    let mut challenge = nonce[..16].to_vec();
+    challenge.extend_from_slice(&issued_us.to_be_bytes());
+    let tag = challenge_mac(state, &challenge).finalize().into_bytes();
+    challenge.extend_from_slice(&tag[..16]);
+    Ok(challenge)
+}
+
+fn challenge_mac(state: &AppState, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&state.secrets.hello_challenge_key())
+        .expect("HMAC takes any key length");
+    mac.update(b"lien-hello-challenge");
+    mac.update(body);
+    mac
+}
+
+/// When `challenge` was issued, if this server's key made it and it has not expired.
+fn challenge_issued_us(state: &AppState, challenge: &[u8], now_us: i64) -> Option<i64> {
+    if challenge.len() != 40 {
+        return None;
+    }
+    let (body, tag) = challenge.split_at(24);
+    challenge_mac(state, body).verify_truncated_left(tag).ok()?;
+    let issued_us = i64::from_be_bytes(body[16..24].try_into().ok()?);
+    let age_us = now_us.checked_sub(issued_us)?;
+    (0..=CHALLENGE_LIFETIME_SECS * 1_000_000)
+        .contains(&age_us)
+        .then_some(issued_us)
+}
+
+/// `POST /v1/device/hello`: a phone at first boot or after its protected state was lost. The
+/// phone proves with Android key attestation that it is the phone with its IMEIs and serial;
+/// the server then binds the attested key and answers with a signed receipt.
 #[utoipa::path(
     post,
     path = "/v1/device/hello",
     tag = "phone",
     request_body = HelloRequest,
     responses(
-        (status = 200, description = "Financed (the phone is now bound; keep the credential) or not financed (it runs free).", body = HelloResponse),
+        (status = 200, description = "Financed (the phone is now bound; keep the credential) or not financed (it runs free); either way with a receipt signed for this challenge.", body = HelloResponse),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 409, description = "The serial number does not match the financed phone with this IMEI.", body = ErrorBody),
-        (status = 422, description = "A field is refused: an IMEI, the public key.", body = ErrorBody),
+        (status = 401, description = "Refused: no valid attestation for this challenge, a challenge expired or already used, or identifiers that do not match. The answer is the same whatever the reason.", body = ErrorBody),
+        (status = 413, description = "The body is over 96 KiB.", body = ErrorBody),
+        (status = 422, description = "A field is refused: an IMEI, the attestation's encoding.", body = ErrorBody),
+        (status = 429, description = "Too many hellos from this address or for this IMEI.", body = ErrorBody),
     )
 )]
 pub async fn hello(
     State(state): State<AppState>,
+    client: PublicClient,
     body: Result<Json<HelloRequest>, JsonRejection>,
-) -> Result<JsonText, ApiError> {
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    if let Err(limited) = state.hello_limit.check(client.0, micros(now)) {
+        return Ok(limited.into_response());
+    }
     let Json(req) = body?;
     let imei1 = parse_imei("imei1", &req.imei1)?;
     let imei2 = req
@@ -46,21 +137,55 @@ pub async fn hello(
         .as_deref()
         .map(|i| parse_imei("imei2", i))
         .transpose()?;
-    let key_bytes = STANDARD
-        .decode(req.device_public_key.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "device_public_key",
-                "must be a base64 Ed25519 public key (32 bytes)",
-            )
-        })?;
-    VerifyingKey::from_bytes(&key_bytes)
-        .map_err(|_| ApiError::invalid("device_public_key", "is not a valid Ed25519 public key"))?;
+    if let Err(limited) = state
+        .hello_imei_limit
+        .check(imei1.as_str().to_string(), micros(now))
+    {
+        return Ok(limited.into_response());
+    }
+    let chain = req
+        .attestation
+        .iter()
+        .map(|cert| STANDARD.decode(cert.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ApiError::invalid("attestation", "each certificate must be base64 DER"))?;
+    let challenge = STANDARD
+        .decode(req.challenge.trim())
+        .map_err(|_| ApiError::invalid("challenge", "must be base64, as received"))?;
+    let Some(issued_us) = challenge_issued_us(&state, &challenge, micros(now)) else {
+        return Err(hello_refused("unknown or expired challenge"));
+    };
+    let attested = attestation::verify(
+        &chain,
+        &state.secrets.attestation_roots,
+        &challenge,
+        now.as_second(),
+    )
+    .map_err(|e| hello_refused(e.code()))?;
+    // The hardware's word goes: the IMEIs the body names must be the attested ones.
+    let attested_imei1 =
+        Imei::parse(&attested.imei1).map_err(|_| hello_refused("attested IMEI malformed"))?;
+    let attested_imei2 = attested
+        .imei2
+        .as_deref()
+        .map(Imei::parse)
+        .transpose()
+        .map_err(|_| hello_refused("attested second IMEI malformed"))?;
+    let attested_serial = attested.serial.clone().unwrap_or_default();
+    if attested_imei1 != imei1
+        || imei2.is_some_and(|imei2| Some(imei2) != attested_imei2)
+        || !req
+            .serial
+            .trim()
+            .eq_ignore_ascii_case(attested_serial.trim())
+    {
+        return Err(hello_refused(
+            "the body's identifiers are not the attested ones",
+        ));
+    }
 
     let mut found = None;
-    for imei in std::iter::once(&imei1).chain(imei2.as_ref()) {
+    for imei in std::iter::once(&attested_imei1).chain(attested_imei2.as_ref()) {
         match state.store.device_by_imei(imei.as_str()).await {
             Ok(device) => {
                 found = Some(device);
@@ -70,11 +195,37 @@ pub async fn hello(
             Err(err) => return Err(err.into()),
         }
     }
-    let Some(device) = found else {
-        return json_text(axum::http::StatusCode::OK, &HelloResponse::NotFinanced);
+    let receipt = |verdict: Verdict| {
+        STANDARD.encode(state.signer.sign_receipt(&Receipt {
+            challenge: req.challenge.trim().to_string(),
+            imei1: attested_imei1.as_str().to_string(),
+            issued_at: now.as_second(),
+            verdict,
+        }))
     };
-    let serial = req.serial.trim().to_string();
-    let now = state.clock.now();
+    let Some(device) = found else {
+        let answer = HelloResponse::NotFinanced {
+            receipt: receipt(Verdict::NotFinanced),
+        };
+        return Ok(json_text(axum::http::StatusCode::OK, &answer)?.into_response());
+    };
+    if !device
+        .enrolled
+        .serial
+        .eq_ignore_ascii_case(attested_serial.trim())
+    {
+        return Err(hello_refused("the attested serial is not the enrolled one"));
+    }
+    // A challenge is good for one binding: a hello replayed (or sent twice) with a challenge
+    // issued before the device's current binding is refused, in the transaction too.
+    let fresh = move |snapshot: &DeviceSnapshot| {
+        snapshot
+            .device
+            .binding
+            .as_ref()
+            .is_none_or(|b| issued_us > b.bound_us)
+    };
+    let device_key = attested.public_key_spki.clone();
     let closure_state = state.clone();
     let stored = state
         .store
@@ -82,27 +233,19 @@ pub async fn hello(
             &device.enrolled.id,
             Box::new(move |snapshot: &DeviceSnapshot| {
                 let run = || -> Result<DeviceChange, ApiError> {
-                    if !snapshot
-                        .device
-                        .enrolled
-                        .serial
-                        .eq_ignore_ascii_case(&serial)
-                    {
-                        return Err(ApiError::Conflict(
-                            "the serial number does not match the financed phone with this IMEI"
-                                .into(),
-                        ));
+                    if !fresh(snapshot) {
+                        return Err(hello_refused("challenge issued before the current binding"));
                     }
                     let rebind = snapshot.device.binding.is_some();
                     let mutation = Mutation {
                         action: if rebind { "rebound" } else { "bound" },
                         reason: if rebind {
-                            "hello after a factory reset or a new install: new device key".into()
+                            "attested hello after a reset or a new install: new device key".into()
                         } else {
-                            "first hello".into()
+                            "first attested hello".into()
                         },
                         change: DeviceChange {
-                            binding: Some((key_bytes.to_vec(), micros(now))),
+                            binding: Some((device_key.clone(), micros(now))),
                             ..DeviceChange::default()
                         },
                         response: Some(serde_json::Value::Null),
@@ -120,22 +263,24 @@ pub async fn hello(
         .token
         .as_ref()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;
-    json_text(
-        axum::http::StatusCode::OK,
-        &HelloResponse::Financed {
-            device_id: stored.enrolled.id.clone(),
-            credential: STANDARD.encode(
-                state
-                    .secrets
-                    .device_credential(&stored.enrolled.id, generation),
-            ),
-            offline_key: STANDARD.encode(state.secrets.ocra_key(&stored.enrolled.id, generation)),
-            offline_suite: OFFLINE_SUITE.to_string(),
-            server_keys: vec![STANDARD.encode(state.signer.verifying_key().to_bytes())],
-            token: STANDARD.encode(&token.bytes),
-            checkin_interval_secs: state.settings.checkin_interval_secs,
-        },
-    )
+    let device_id = stored.enrolled.id.clone();
+    let credential = STANDARD.encode(state.secrets.device_credential(&device_id, generation));
+    let offline_key = STANDARD.encode(state.secrets.ocra_key(&device_id, generation));
+    let binding = binding_digest(&device_id, &credential, &offline_key);
+    let answer = HelloResponse::Financed {
+        receipt: receipt(Verdict::Financed {
+            device_id: device_id.clone(),
+            binding,
+        }),
+        device_id,
+        credential,
+        offline_key,
+        offline_suite: OFFLINE_SUITE.to_string(),
+        server_keys: vec![STANDARD.encode(state.signer.verifying_key().to_bytes())],
+        token: STANDARD.encode(&token.bytes),
+        checkin_interval_secs: state.settings.checkin_interval_secs,
+    };
+    Ok(json_text(axum::http::StatusCode::OK, &answer)?.into_response())
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {

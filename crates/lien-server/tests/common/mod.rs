@@ -32,6 +32,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
+use lien_proto::attestation::{DevelopmentRoot, FactoryIdentity};
 use lien_server::app::{AppState, Running, start};
 use lien_server::clock::ManualClock;
 use lien_server::config::Settings;
@@ -218,16 +219,67 @@ impl TestApp {
         (id, key.body["key"].as_str().unwrap().to_string())
     }
 
-    /// Says hello as a phone with these identifiers; returns the answer.
+    /// The development attestation root this server trusts (in its data directory), from
+    /// which simulated phones' factory identities are minted.
+    pub fn dev_root(&self) -> DevelopmentRoot {
+        let path = self
+            .running
+            .state
+            .settings
+            .data_dir
+            .join(lien_server::secrets::DEV_ATTESTATION_ROOT_FILE);
+        DevelopmentRoot::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The factory identity of a phone with `identity`, minted from this server's
+    /// development root at the server's time.
+    pub fn factory_identity(&self, identity: &lien_agent::Identity) -> FactoryIdentity {
+        lien_agent::sim::factory_identity(&self.dev_root(), identity, self.clock_now().as_second())
+    }
+
+    /// A fresh hello challenge (base64) from this server.
+    pub async fn hello_challenge(&self) -> String {
+        let reply = self
+            .call("POST", "/v1/device/hello/challenge", "", None)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["challenge"].as_str().unwrap().to_string()
+    }
+
+    /// Says hello as the genuine phone with these identifiers: a fresh challenge, attested by
+    /// the phone's factory identity; returns the answer.
     pub async fn hello(&self, imei: &str, serial: &str) -> Reply {
-        let device_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let factory = self
+            .dev_root()
+            .mint_factory_identity(imei, None, serial, self.clock_now().as_second())
+            .unwrap();
+        let challenge = self.hello_challenge().await;
+        let chain = factory
+            .attest(
+                &STANDARD.decode(&challenge).unwrap(),
+                self.clock_now().as_second(),
+            )
+            .unwrap()
+            .chain;
+        self.hello_with(imei, serial, &challenge, &chain).await
+    }
+
+    /// Says hello with exactly this challenge and attestation chain.
+    pub async fn hello_with(
+        &self,
+        imei: &str,
+        serial: &str,
+        challenge: &str,
+        chain: &[Vec<u8>],
+    ) -> Reply {
+        let attestation: Vec<String> = chain.iter().map(|c| STANDARD.encode(c)).collect();
         self.call(
             "POST",
             "/v1/device/hello",
             "",
             Some(json!({
                 "imei1": imei, "serial": serial, "model": "Phone X",
-                "device_public_key": STANDARD.encode(device_key.to_bytes()),
+                "challenge": challenge, "attestation": attestation,
             })),
         )
         .await
@@ -416,14 +468,16 @@ impl TestApp {
         let device_id = self
             .enroll_device(key, "C-1001", &phone_imei, "SN1001")
             .await;
+        let identity = Identity {
+            imei1: phone_imei.clone(),
+            imei2: None,
+            serial: "SN1001".into(),
+            model: "Phone X".into(),
+        };
         let mut phone = Phone::new(
             HttpTransport::new(phone_base),
-            Identity {
-                imei1: phone_imei.clone(),
-                imei2: None,
-                serial: "SN1001".into(),
-                model: "Phone X".into(),
-            },
+            identity.clone(),
+            self.factory_identity(&identity),
             Box::new(MemoryStorage::new()),
             SimClock::manual(self.clock_now().as_second()),
             AgentConfig::default(),
