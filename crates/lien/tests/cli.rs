@@ -192,3 +192,15 @@ fn bench_push_and_scheduler_scenarios_print_their_figures() {
         stdout(&out)
     );
 }
+
+#[test]
+fn bench_hello_binds_every_phone_and_prints_the_rate() {
+    let out = lien(&["bench", "hello", "--devices", "20", "--concurrency", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("setup: 20 phones attested in "), "{text}");
+    assert!(
+        text.contains("20 attested hellos in ") && text.contains(" a second; latency p50 "),
+        "{text}"
+    );
+}

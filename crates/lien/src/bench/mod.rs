@@ -31,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+mod hello;
 mod push;
 mod scheduler;
 
@@ -54,6 +55,9 @@ enum Benchmark {
     IdleConnections(push::IdleArgs),
     /// Many plans, a tenth of them due at the same instant: time to evaluate the due ones.
     Scheduler(scheduler::SchedulerArgs),
+    /// Attested hellos a second: each phone fetches a challenge, attests a new key for it
+    /// (outside the timing) and says hello; the server verifies the chain and binds.
+    Hello(hello::HelloArgs),
 }
 
 /// Arguments of `lien bench checkin`.
@@ -98,6 +102,7 @@ pub fn run(args: &Args) -> Result<()> {
         Benchmark::PaymentToUnlock(args) => push::payment_to_unlock(args),
         Benchmark::IdleConnections(args) => push::idle_connections(args),
         Benchmark::Scheduler(args) => scheduler::scheduler(args),
+        Benchmark::Hello(args) => hello::hello(args),
     }
 }
 
@@ -460,6 +465,15 @@ async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<
     Ok(fleet.into_iter().map(|(_, device)| device).collect())
 }
 
+/// Device number `i`'s IMEI and serial: a made-up TAC and serial number, and the check digit
+/// the IMEISV form lets Imei compute.
+fn bench_identity(i: u32) -> Result<(Imei, String)> {
+    Ok((
+        Imei::from_imeisv(&format!("35209900{i:06}00"))?,
+        format!("BENCH{i:07}"),
+    ))
+}
+
 /// Device number `i`'s enrollment, bound, ready for the store, and the bench's view of it.
 fn prepare_one(
     state: &AppState,
@@ -467,13 +481,12 @@ fn prepare_one(
     plan: &PlanJson,
     i: u32,
 ) -> Result<((NewDevice, DeviceChange), Device)> {
-    // A made-up TAC and serial number, and the check digit the IMEISV form lets Imei compute.
-    let imei = Imei::from_imeisv(&format!("35209900{i:06}00"))?;
+    let (imei, serial) = bench_identity(i)?;
     let req = EnrollRequest {
         contract_ref: format!("bench-{i:07}"),
         imei1: imei.as_str().to_string(),
         imei2: None,
-        serial: format!("BENCH{i:07}"),
+        serial,
         model: "Bench Phone".into(),
         plan: plan.clone(),
         policy: PolicyJson::Preset("kenya".into()),
