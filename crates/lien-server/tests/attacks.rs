@@ -7,7 +7,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, Reply, TestApp, enrollment, imei, next_counter, postgres_url, spawn_app};
+use common::{Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
 use lien_proto::attestation::DevelopmentRoot;
@@ -25,15 +25,8 @@ async fn bound_phone(backend: Backend) -> (TestApp, String, String, String) {
     .await;
     let (_, key) = app.financier("Duka Phones").await;
     let phone_imei = imei("35693803564380");
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &key,
-            Some(enrollment("C-1001", &phone_imei, "SN1001")),
-        )
+    app.enroll_device(&key, "C-1001", &phone_imei, "SN1001")
         .await;
-    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
     let hello = app.hello(&phone_imei, "SN1001").await;
     assert_eq!(hello.status, 200, "{}", hello.body);
     let device_id = hello.body["device_id"].as_str().unwrap().to_string();
