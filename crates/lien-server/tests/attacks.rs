@@ -381,9 +381,36 @@ async fn an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written(backend
 }
 
 on_both_backends!(
+    a_challenge_from_a_server_whose_clock_is_ahead_is_still_used_once,
     what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding,
     an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written,
     the_servers_own_batch_never_makes_a_phones_request_look_replayed,
     a_replayed_checkin_is_refused_before_and_after_it_is_written,
     a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing,
 );
+
+async fn a_challenge_from_a_server_whose_clock_is_ahead_is_still_used_once(backend: Backend) {
+    let (app, _key, _device_id, _credential) = bound_phone(backend).await;
+    let phone_imei = imei("35693803564380");
+    let now = app.clock_now().as_second();
+    // Another server, its clock 20 s ahead, issued the challenge; this one takes the hello.
+    app.clock.advance(SignedDuration::from_secs(20));
+    let challenge = app.hello_challenge().await;
+    app.clock.advance(SignedDuration::from_secs(-20));
+    let chain = app
+        .dev_root()
+        .mint_factory_identity(&phone_imei, None, "SN1001", now)
+        .unwrap()
+        .attest(&bytes(&challenge), now)
+        .unwrap()
+        .chain;
+    let first = app
+        .hello_with(&phone_imei, "SN1001", &challenge, &chain)
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = app
+        .hello_with(&phone_imei, "SN1001", &challenge, &chain)
+        .await;
+    refused(&again, 401, &["hello refused"]);
+    app.running.stop().await;
+}

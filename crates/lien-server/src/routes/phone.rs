@@ -30,6 +30,8 @@ use lien_proto::device_api::{
 
 /// How long a hello challenge stays valid.
 const CHALLENGE_LIFETIME_SECS: i64 = 300;
+/// How far ahead of this server's clock another server's may be when it issues a challenge.
+const SERVER_CLOCK_SKEW_SECS: i64 = 30;
 
 /// What every refused hello answers, whatever the reason (no or a bad attestation, an unknown
 /// or reused challenge, a serial that differs): the reason goes to the log, never to the
@@ -99,7 +101,8 @@ fn challenge_issued_us(state: &AppState, challenge: &[u8], now_us: i64) -> Optio
     challenge_mac(state, body).verify_truncated_left(tag).ok()?;
     let issued_us = i64::from_be_bytes(body[16..24].try_into().ok()?);
     let age_us = now_us.checked_sub(issued_us)?;
-    (0..=CHALLENGE_LIFETIME_SECS * 1_000_000)
+    // Another server sharing the keys may have issued it, by a clock a little ahead of ours.
+    (-SERVER_CLOCK_SKEW_SECS * 1_000_000..=CHALLENGE_LIFETIME_SECS * 1_000_000)
         .contains(&age_us)
         .then_some(issued_us)
 }
@@ -245,7 +248,9 @@ pub async fn hello(
                             "first attested hello".into()
                         },
                         change: DeviceChange {
-                            binding: Some((device_key.clone(), micros(now))),
+                            // Never at or before the challenge's issue time: a challenge from a
+                            // server whose clock is ahead must not outlive the binding it made.
+                            binding: Some((device_key.clone(), micros(now).max(issued_us + 1))),
                             ..DeviceChange::default()
                         },
                         response: Some(serde_json::Value::Null),
