@@ -566,22 +566,30 @@ impl<S: Storage, P: Platform> Agent<S, P> {
 
     /// Checks a hello answer's receipt under `pinned`: signed, for this hello's challenge and
     /// this phone, with a verdict `expected` accepts.
+    ///
+    /// A fake server may hand the phone an old challenge and replay the receipt it recorded for
+    /// it; while the phone holds a verified token, a receipt older than that token is refused,
+    /// so a "not financed" from before the phone was financed, or a binding from an earlier
+    /// financing, cannot stand for the present.
     fn check_receipt(
         &self,
+        challenge: Option<&str>,
         pinned: &PinnedKeys,
         receipt: &str,
         expected: impl FnOnce(&Verdict) -> bool,
     ) -> Result<(), String> {
-        let challenge = self
-            .hello_challenge
-            .as_deref()
-            .ok_or("an answer to a hello this phone did not send")?;
+        let challenge = challenge.ok_or("an answer to a hello this phone did not send")?;
         let bytes = STANDARD
             .decode(receipt)
             .map_err(|_| "the receipt is not base64".to_string())?;
         let receipt = pinned
             .verify_receipt(&bytes, challenge, &self.identity.imei1)
             .map_err(|e| e.to_string())?;
+        if let Some(held) = &self.held
+            && receipt.issued_at < held.claims.issued_at
+        {
+            return Err("the receipt is older than the last verified token".into());
+        }
         if expected(&receipt.verdict) {
             Ok(())
         } else {
@@ -597,6 +605,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         }
         self.notice = None;
         self.last_error = None;
+        // One answer per challenge: a second one for the same hello is refused.
+        let challenge = self.hello_challenge.take();
         match result {
             Err(err) => {
                 self.notice = Some(failure_notice(&err));
@@ -609,7 +619,9 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 // first answer on trust (it has nothing to lose: it restricts nothing).
                 let verified = match self.known_server_keys() {
                     Some(pinned) => {
-                        self.check_receipt(&pinned, &receipt, |v| matches!(v, Verdict::NotFinanced))
+                        self.check_receipt(challenge.as_deref(), &pinned, &receipt, |v| {
+                            matches!(v, Verdict::NotFinanced)
+                        })
                     }
                     None if self.mode == Mode::Recovering => {
                         Err("no server key to check it with".to_string())
@@ -647,7 +659,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     checkin_interval_secs,
                 };
                 let bound = self.bind(binding, &token, |agent, keys| {
-                    agent.check_receipt(&keys.pinned, &receipt, |verdict| {
+                    agent.check_receipt(challenge.as_deref(), &keys.pinned, &receipt, |verdict| {
                         matches!(verdict, Verdict::Financed { device_id, binding }
                             if *device_id == keys.device_id && *binding == digest)
                     })

@@ -617,3 +617,21 @@ fn the_anchor_fits_a_small_slot() {
     let anchor = slot.0.lock().unwrap().bytes.clone().unwrap();
     assert!(anchor.len() < 1024, "{} bytes", anchor.len());
 }
+
+#[test]
+fn a_genuine_receipt_older_than_the_last_verified_token_frees_nothing() {
+    // A fake server recorded the real server's signed "not financed" for a challenge of its
+    // own before the phone was financed; it hands the phone that old challenge and replays the
+    // receipt after the phone's protected record is destroyed.
+    let mut rig = locked_rig();
+    rig.advance(DAY);
+    rig.new_token(TokenState::Locked);
+    Tamper::Corrupted.apply(&mut rig, Vec::new());
+    assert_eq!(rig.mode(), Mode::Recovering);
+    let old = rig.server.not_financed();
+    let now = rig.now();
+    rig.agent().check_again(now);
+    rig.hello_with(old);
+    assert_eq!(rig.mode(), Mode::Recovering);
+    assert!(rig.locked());
+}

@@ -25,10 +25,9 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 
-/// Hellos per IMEI and minute after a first burst: a real phone says hello at setup and after a
-/// reflash, a few times in its life, and retries with backoff. The bucket is charged before the
-/// attestation is checked (that is what it protects), so a stranger naming an IMEI can delay
-/// that phone's setup by a minute or so, never take it.
+/// Attested hellos per IMEI and minute after a first burst: a real phone says hello at setup and
+/// after a reflash, a few times in its life. Only hellos whose attestation verified are counted
+/// (the per-address limit bounds the verifying), so a stranger cannot use up a phone's allowance.
 const HELLOS_PER_IMEI_PER_MINUTE: u32 = 6;
 /// How many hellos for one IMEI may come at once.
 const HELLO_BURST_PER_IMEI: u32 = 10;

@@ -62,7 +62,7 @@ impl Secrets {
         for file in files {
             let text = fs::read_to_string(file)
                 .with_context(|| format!("reading attestation root {}", file.display()))?;
-            if text.contains("PRIVATE KEY") || DevelopmentRoot::from_pem(&text).is_ok() {
+            if text.contains("PRIVATE KEY") || TrustedRoots::pem_holds_development_root(&text) {
                 bail!(
                     "{} holds a development attestation root (or a private key): name your phone \
                      makers' root certificates instead",
@@ -170,6 +170,24 @@ pub fn random_bytes() -> Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_development_root_is_never_trusted_as_a_real_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut secrets = Secrets::load_or_create(dir.path()).unwrap();
+        let root = DevelopmentRoot::generate(1_767_000_000).unwrap();
+        let certificate_only = dir.path().join("roots.pem");
+        fs::write(&certificate_only, root.certificate_pem()).unwrap();
+        let with_key = dir.path().join("dev.pem");
+        fs::write(&with_key, root.to_pem()).unwrap();
+        for file in [certificate_only, with_key] {
+            let err = secrets.trust_only(&[file]).unwrap_err();
+            assert!(
+                err.to_string().contains("development attestation root"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn keys_are_created_private_and_reused() {

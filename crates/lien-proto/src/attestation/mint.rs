@@ -15,10 +15,8 @@ use x509_parser::time::ASN1Time;
 
 use super::key_description::{KeyDescriptionFields, is_identifier};
 use super::verify::parse_certificate;
-use super::{ATTESTATION_EXTENSION_OID, TrustedRoots};
+use super::{ATTESTATION_EXTENSION_OID, DEVELOPMENT_ROOT_NAME, TrustedRoots};
 
-/// The development root's common name: anyone who finds it in a trust store knows what it is.
-const ROOT_NAME: &str = "Lien DEVELOPMENT attestation root - not for production";
 /// A Julian year in seconds, close enough for certificate lifetimes.
 const YEAR: i64 = 31_557_600;
 /// How long the development root is valid.
@@ -58,7 +56,7 @@ impl DevelopmentRoot {
     /// name says that it is a development root, not for production.
     pub fn generate(now: i64) -> Result<DevelopmentRoot, MintError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = ca_params(ROOT_NAME, BasicConstraints::Unconstrained);
+        let mut params = ca_params(DEVELOPMENT_ROOT_NAME, BasicConstraints::Unconstrained);
         set_validity(&mut params, now, now.saturating_add(ROOT_LIFETIME))?;
         let certificate = params.self_signed(&key)?.der().to_vec();
         Ok(DevelopmentRoot { key, certificate })

@@ -17,6 +17,9 @@
 //! With the `attestation-mint` feature, [`DevelopmentRoot`] and [`FactoryIdentity`] produce
 //! chains in the same format for the phone simulator and tests; a real phone never mints.
 
+/// The development root's common name: anyone who finds it in a trust store knows what it is.
+pub const DEVELOPMENT_ROOT_NAME: &str = "Lien DEVELOPMENT attestation root - not for production";
+
 mod key_description;
 #[cfg(feature = "attestation-mint")]
 mod mint;

@@ -10,7 +10,7 @@ use x509_parser::time::ASN1Time;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::key_description;
-use super::{ATTESTATION_EXTENSION_OID, SecurityLevel};
+use super::{ATTESTATION_EXTENSION_OID, DEVELOPMENT_ROOT_NAME, SecurityLevel};
 
 /// The most certificates a chain may hold. Android's are 3 or 4 long (5 with remote key
 /// provisioning); the limit bounds the work an unauthenticated hello can cause.
@@ -173,6 +173,23 @@ impl TrustedRoots {
             })
             .collect::<Result<Vec<_>, _>>()?;
         TrustedRoots::from_der(blocks)
+    }
+
+    /// Whether any certificate in `pem` is a Lien development root, by the name every one
+    /// carries: a production server must not trust one, since whoever holds its key (any
+    /// development data directory) can mint an attestation for any IMEI.
+    pub fn pem_holds_development_root(pem: &str) -> bool {
+        Pem::iter_from_buffer(pem.as_bytes())
+            .filter_map(Result::ok)
+            .filter_map(|block| {
+                parse_certificate(&block.contents).map(|certificate| {
+                    certificate
+                        .subject()
+                        .to_string()
+                        .contains(DEVELOPMENT_ROOT_NAME)
+                })
+            })
+            .any(|development| development)
     }
 
     /// Whether `certificate` is signed by a trusted root, or (only if `may_be_root`) is one,

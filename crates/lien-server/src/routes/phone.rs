@@ -140,12 +140,6 @@ pub async fn hello(
         .as_deref()
         .map(|i| parse_imei("imei2", i))
         .transpose()?;
-    if let Err(limited) = state
-        .hello_imei_limit
-        .check(imei1.as_str().to_string(), micros(now))
-    {
-        return Ok(limited.into_response());
-    }
     let chain = req
         .attestation
         .iter()
@@ -168,6 +162,14 @@ pub async fn hello(
     // The hardware's word goes: the IMEIs the body names must be the attested ones.
     let attested_imei1 =
         Imei::parse(&attested.imei1).map_err(|_| hello_refused("attested IMEI malformed"))?;
+    // Charged only once the hardware vouched for the IMEI: a stranger sending junk hellos that
+    // name a phone's IMEI must not use up that phone's allowance and keep it from binding.
+    if let Err(limited) = state
+        .hello_imei_limit
+        .check(attested_imei1.as_str().to_string(), micros(now))
+    {
+        return Ok(limited.into_response());
+    }
     let attested_imei2 = attested
         .imei2
         .as_deref()
