@@ -51,6 +51,21 @@ pub enum PlanError {
     /// The plan's total does not fit in 64-bit minor units.
     #[error("the plan's total amount overflows")]
     TotalOverflow,
+    /// More installments than any plan has.
+    #[error("the plan has {0} installments; at most {max}", max = InstallmentPlan::MAX_INSTALLMENTS)]
+    TooManyInstallments(usize),
+    /// A due date outside the years a plan can name.
+    #[error(
+        "installment {index} is due on {due}; due dates must be in the years {first} to {last}",
+        first = InstallmentPlan::FIRST_YEAR,
+        last = InstallmentPlan::LAST_YEAR
+    )]
+    DueOutOfRange {
+        /// 1-based position of the installment.
+        index: usize,
+        /// Its due date.
+        due: Date,
+    },
 }
 
 /// One scheduled payment: an amount due on a local date.
@@ -73,6 +88,14 @@ pub struct InstallmentPlan {
 }
 
 impl InstallmentPlan {
+    /// The most installments a plan may have: fifty years of monthly payments.
+    pub const MAX_INSTALLMENTS: usize = 600;
+    /// The first year a due date may fall in.
+    pub const FIRST_YEAR: i16 = 1970;
+    /// The last year a due date may fall in: far enough from jiff's last representable date
+    /// (9999-12-31) that every date the decision adds days to stays representable.
+    pub const LAST_YEAR: i16 = 2199;
+
     /// Builds a plan, refusing installments out of date order, in two currencies or of no amount.
     ///
     /// The down payment is collected at the point of sale before the phone leaves the shop, so it
@@ -88,6 +111,19 @@ impl InstallmentPlan {
         }
         if installments.is_empty() {
             return Err(PlanError::NoInstallments);
+        }
+        if installments.len() > Self::MAX_INSTALLMENTS {
+            return Err(PlanError::TooManyInstallments(installments.len()));
+        }
+        if let Some((i, late)) = installments
+            .iter()
+            .enumerate()
+            .find(|(_, inst)| !(Self::FIRST_YEAR..=Self::LAST_YEAR).contains(&inst.due.year()))
+        {
+            return Err(PlanError::DueOutOfRange {
+                index: i + 1,
+                due: late.due,
+            });
         }
         let mut financed = Money::zero(currency);
         for (i, installment) in installments.iter().enumerate() {

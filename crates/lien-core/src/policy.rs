@@ -80,6 +80,68 @@ pub struct PolicySettings {
     pub quiet_hours: Option<QuietHours>,
 }
 
+impl PolicySettings {
+    /// The largest day a grace period, notice, escalation or minimum may name: ten years past
+    /// due, beyond any real plan. Bounds keep every date the decision computes representable.
+    pub const MAX_DAYS_PAST_DUE: u32 = 3650;
+    /// The longest cure period of a notice, in days.
+    pub const MAX_CURE_DAYS: u32 = 365;
+    /// The longest offline lease, in days: a phone that has not been online for a year.
+    pub const MAX_LEASE_DAYS: u32 = 365;
+    /// The most notices a policy may list.
+    pub const MAX_NOTICES: usize = 16;
+    /// The most escalations a policy may list.
+    pub const MAX_ESCALATIONS: usize = 8;
+
+    /// Each bounded number with its field name and bound, for the checks and the error.
+    fn bounded(&self) -> Vec<(String, u64, u64)> {
+        let days = u64::from(Self::MAX_DAYS_PAST_DUE);
+        let mut numbers = vec![
+            ("grace_days".to_string(), u64::from(self.grace_days), days),
+            (
+                "min_days_past_due".to_string(),
+                u64::from(self.min_days_past_due),
+                days,
+            ),
+            (
+                "lease_days".to_string(),
+                u64::from(self.lease_days),
+                u64::from(Self::MAX_LEASE_DAYS),
+            ),
+            (
+                "notices".to_string(),
+                self.notices.len() as u64,
+                Self::MAX_NOTICES as u64,
+            ),
+            (
+                "escalations".to_string(),
+                self.escalations.len() as u64,
+                Self::MAX_ESCALATIONS as u64,
+            ),
+        ];
+        for (i, n) in self.notices.iter().enumerate() {
+            numbers.push((
+                format!("notices[{i}].at_days_past_due"),
+                u64::from(n.at_days_past_due),
+                days,
+            ));
+            numbers.push((
+                format!("notices[{i}].cure_days"),
+                u64::from(n.cure_days),
+                u64::from(Self::MAX_CURE_DAYS),
+            ));
+        }
+        for (i, e) in self.escalations.iter().enumerate() {
+            numbers.push((
+                format!("escalations[{i}].at_days_past_due"),
+                u64::from(e.at_days_past_due),
+                days,
+            ));
+        }
+        numbers
+    }
+}
+
 /// Why policy settings are refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -128,6 +190,16 @@ pub enum PolicyError {
     /// A window from a time to the same time is meaningless.
     #[error("quiet hours start and end at the same time")]
     EmptyQuietHours,
+    /// A number beyond its documented bound (see [`PolicySettings::BOUNDS`]).
+    #[error("{field} is {value}; it must be at most {max}")]
+    OutOfBounds {
+        /// The setting, as named in the JSON (`notices[2].cure_days`).
+        field: String,
+        /// Its value.
+        value: u64,
+        /// Its bound.
+        max: u64,
+    },
 }
 
 /// A checked lock policy.
@@ -140,6 +212,13 @@ impl LockPolicy {
     /// Checks the settings: notices and escalations in order and outside grace, escalations
     /// never milder than the step before, a lease longer than its warning.
     pub fn new(settings: PolicySettings) -> Result<LockPolicy, PolicyError> {
+        if let Some((field, value, max)) = settings
+            .bounded()
+            .into_iter()
+            .find(|(_, value, max)| value > max)
+        {
+            return Err(PolicyError::OutOfBounds { field, value, max });
+        }
         let grace_days = settings.grace_days;
         for (i, pair) in settings.notices.windows(2).enumerate() {
             if pair[1].at_days_past_due <= pair[0].at_days_past_due {
@@ -390,6 +469,37 @@ mod tests {
         assert!(matches!(
             with(&|s| s.lease_warning_days = 7),
             Err(PolicyError::WarningNotShorterThanLease { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_numbers_past_their_bounds_naming_them() {
+        let base = Preset::StrictDealer.settings();
+        let with = |f: &dyn Fn(&mut PolicySettings)| {
+            let mut s = base.clone();
+            f(&mut s);
+            LockPolicy::new(s)
+        };
+        assert_eq!(
+            with(&|s| s.lease_days = u32::MAX).unwrap_err().to_string(),
+            "lease_days is 4294967295; it must be at most 365"
+        );
+        assert!(with(&|s| s.lease_days = PolicySettings::MAX_LEASE_DAYS).is_ok());
+        assert_eq!(
+            with(&|s| s.notices[0].cure_days = 366)
+                .unwrap_err()
+                .to_string(),
+            "notices[0].cure_days is 366; it must be at most 365"
+        );
+        assert_eq!(
+            with(&|s| s.escalations[1].at_days_past_due = 3651)
+                .unwrap_err()
+                .to_string(),
+            "escalations[1].at_days_past_due is 3651; it must be at most 3650"
+        );
+        assert!(matches!(
+            with(&|s| s.notices = (1..=17).map(|d| Notice { at_days_past_due: d, cure_days: 1 }).collect()),
+            Err(PolicyError::OutOfBounds { field, .. }) if field == "notices"
         ));
     }
 

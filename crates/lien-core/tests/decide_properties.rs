@@ -86,8 +86,9 @@ fn plan() -> impl Strategy<Value = InstallmentPlan> {
 fn policy() -> impl Strategy<Value = LockPolicy> {
     let custom = (
         0u32..4,
-        // A huge minimum means "never restrict"; it must not break the date arithmetic.
-        prop_oneof![4 => 0u32..20, 1 => Just(8_000_000u32)],
+        // The largest minimum allowed means "practically never restrict"; it must not break
+        // the date arithmetic.
+        prop_oneof![4 => 0u32..20, 1 => Just(PolicySettings::MAX_DAYS_PAST_DUE)],
         0u8..=100,
         prop::collection::vec((1u32..10, 0u32..10), 0..3),
         prop::collection::vec((1u32..15, any::<bool>()), 0..3),

@@ -359,11 +359,17 @@ fn a_freeze_holds_the_phone_where_the_whole_decision_had_it() {
 }
 
 #[test]
-fn huge_day_settings_mean_never_rather_than_a_crash() {
+fn huge_day_settings_are_refused_and_the_largest_allowed_mean_never_rather_than_a_crash() {
     let plan = weekly_plan(2);
     let mut settings = Preset::Kenya.settings();
     settings.min_days_past_due = 8_000_000;
     settings.notices[0].cure_days = u32::MAX;
+    assert!(matches!(
+        LockPolicy::new(settings.clone()),
+        Err(PolicyError::OutOfBounds { field, .. }) if field == "min_days_past_due"
+    ));
+    settings.min_days_past_due = PolicySettings::MAX_DAYS_PAST_DUE;
+    settings.notices[0].cure_days = PolicySettings::MAX_CURE_DAYS;
     let policy = LockPolicy::new(settings).unwrap();
     let d = decide(
         &plan,

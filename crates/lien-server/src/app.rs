@@ -7,16 +7,17 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use lien_proto::TokenSigner;
 use lien_store::{Seen, Store};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt as _;
 
 use crate::clock::Clock;
@@ -230,22 +231,58 @@ pub(crate) fn replayed(counter: i64, highest: i64) -> ApiError {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    crate::routes::router()
+    crate::routes::router(&state.settings)
+        .layer(middleware::from_fn(crate::no_nul::refuse_nul))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            record_latency,
+            record_request,
         ))
         .with_state(state)
 }
 
-async fn record_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Measures and logs every request: method, route (the pattern, never the path itself, which
+/// can hold an IMEI or a status code), status and latency. No header, query or body is logged.
+async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(request).await;
-    state
-        .metrics
-        .request_seconds
-        .observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    state.metrics.request_seconds.observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "lien::request",
+        %method,
+        route,
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    );
     response
+}
+
+/// Cuts off a request whose client is too slow to send it: the whole request, body included,
+/// must have been read and answered (up to the start of the answer, so a push channel's stream
+/// is not cut) within `request_timeout_secs`. hyper itself bounds only the headers.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(state.settings.request_timeout_secs.max(1));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError::Timeout(format!(
+                "the request was not received within {} seconds",
+                limit.as_secs()
+            ))
+            .into_response();
+            // The rest of the body is never read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// A running server.
@@ -298,10 +335,11 @@ pub async fn start(
         })
     };
     let app = router(state.clone());
+    let max_connections = state.settings.max_connections;
     let task = {
         let state = state.clone();
         tokio::spawn(async move {
-            serve(listener, app, stopping).await;
+            serve(listener, app, stopping, max_connections).await;
             let _ = flusher.await;
             state.flush_last_seen().await;
         })
@@ -322,14 +360,28 @@ pub async fn start(
 /// and its second doubles its read buffer to 16 KiB, kept for the connection's life
 /// (`BENCHMARKS.md`, idle push connections). Lien speaks HTTP/1.1 only, so it serves hyper's
 /// HTTP/1 connection directly.
-pub async fn serve(mut listener: TcpListener, app: Router, mut stopping: watch::Receiver<bool>) {
+///
+/// At most `max_connections` are served at once; one more is answered 503 and closed, so a
+/// flood of idle connections cannot take the descriptors or memory the phones need, and the
+/// server answers again as soon as some close.
+pub async fn serve(
+    mut listener: TcpListener,
+    app: Router,
+    mut stopping: watch::Receiver<bool>,
+    max_connections: u32,
+) {
     // Every connection's task holds a receiver; the sender's `closed` says they have all ended.
     let (open_tx, open_rx) = watch::channel(());
+    let slots = Arc::new(Semaphore::new(max_connections.max(1) as usize));
     loop {
         let (stream, peer) = tokio::select! {
             // axum's `Listener` retries failed accepts (and pauses when out of descriptors).
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
             _ = until_stopped(&mut stopping) => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
         };
         // The peer address, for the per-client limits of the public endpoints.
         let service = app
@@ -360,6 +412,7 @@ pub async fn serve(mut listener: TcpListener, app: Router, mut stopping: watch::
                 tracing::trace!(error = %err, "connection ended with an error");
             }
             drop(open);
+            drop(slot);
         });
     }
     drop(listener);
@@ -371,6 +424,21 @@ pub async fn serve(mut listener: TcpListener, app: Router, mut stopping: watch::
     {
         tracing::warn!("connections still open after the drain timeout; stopping anyway");
     }
+}
+
+/// Answers a connection over the cap with a 503 and closes it, without reading its request.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let body = r#"{"error":"busy","message":"too many open connections; try again in 5 seconds"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // A client that does not read cannot hold the task: the answer fits a socket buffer, and
+    // the write is abandoned after a second anyway.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// How long a client may take to send a request's headers.

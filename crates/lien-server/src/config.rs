@@ -49,6 +49,18 @@ pub struct Settings {
     /// attestation roots, or a phone maker's). Empty: a development root in the data directory,
     /// for simulated phones only.
     pub attestation_roots: Vec<PathBuf>,
+    /// How long a client may take to send a whole request (headers and body) and get the
+    /// start of its answer, in seconds; a slower one gets a 408 and is disconnected.
+    pub request_timeout_secs: u64,
+    /// Open connections beyond this many are answered 503 and closed at once. Each phone with
+    /// a push channel holds one.
+    pub max_connections: u32,
+    /// A bearer token `/metrics` asks for. With neither this nor `metrics_listen`, the main
+    /// address does not serve metrics.
+    pub metrics_token: Option<String>,
+    /// A separate address that serves only `/metrics`, without a token (bind it to a private
+    /// interface).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -71,6 +83,10 @@ impl Default for Settings {
             hello_rate_per_minute: 60,
             hello_rate_burst: 30,
             attestation_roots: Vec::new(),
+            request_timeout_secs: 30,
+            max_connections: 50_000,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }

@@ -75,6 +75,9 @@ pub fn parse_plan(plan: &PlanJson) -> Result<InstallmentPlan, ApiError> {
     .map_err(|e| ApiError::invalid("plan", e))
 }
 
+/// The longest an appeal's answer may take, or its provisional unlock last, in hours: 30 days.
+pub const MAX_APPEAL_HOURS: u32 = 30 * 24;
+
 /// The policy a financier chose, checked.
 pub fn parse_policy(policy: &PolicyJson) -> Result<LockPolicy, ApiError> {
     match policy {
@@ -93,6 +96,19 @@ pub fn parse_policy(policy: &PolicyJson) -> Result<LockPolicy, ApiError> {
                 })
         }
         PolicyJson::Custom(s) => {
+            for (field, hours) in [
+                ("appeal_response_hours", s.appeal_response_hours),
+                ("appeal_unlock_hours", s.appeal_unlock_hours),
+            ] {
+                if let Some(hours) = hours
+                    && !(1..=MAX_APPEAL_HOURS).contains(&hours)
+                {
+                    return Err(ApiError::invalid(
+                        &format!("policy.custom.{field}"),
+                        format!("is {hours}; it must be between 1 and {MAX_APPEAL_HOURS}"),
+                    ));
+                }
+            }
             LockPolicy::new(custom_settings(s)?).map_err(|e| ApiError::invalid("policy.custom", e))
         }
     }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The body is larger than the route reads.
     #[error("{0}")]
     TooLarge(String),
+    /// The client took too long to send its request.
+    #[error("{0}")]
+    Timeout(String),
     /// Something broke on our side; the source is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -44,7 +47,7 @@ pub enum ApiError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `bad_request`, `invalid`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `too_large` or `internal`.
+    /// `conflict`, `too_large`, `timeout`, `rate_limited`, `busy` or `internal`.
     pub error: String,
     /// What went wrong, naming the field or header; says nothing internal on a 5xx.
     pub message: String,
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
     }

@@ -10,8 +10,10 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod no_nul;
 pub mod openapi;
 pub mod pages;
+pub mod private_files;
 pub mod push;
 pub mod rate_limit;
 pub mod routes;
@@ -19,6 +21,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod wire;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -32,14 +35,23 @@ use crate::secrets::Secrets;
 /// Opens the store named by the settings.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url();
-    if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    if let Some(path) = sqlite_file(&url) {
+        private_files::create_private_dir(&settings.data_dir)?;
+        private_files::precreate_private_file(Path::new(path))?;
     }
     let store = SqlStore::open(&url)
         .await
         .with_context(|| format!("opening the database ({})", redact(&url)))?;
     Ok(Arc::new(store))
+}
+
+/// The file of a SQLite URL; `None` for PostgreSQL and in-memory databases.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
 /// A database URL without its password, for messages.
@@ -59,6 +71,9 @@ fn redact(url: &str) -> String {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let mut secrets = Secrets::load_or_create(&settings.data_dir)?;
+    // After the store and the keys: whatever they created, and whatever an older version left
+    // readable, is private from here on.
+    private_files::secure_data_dir(&settings.data_dir)?;
     if settings.attestation_roots.is_empty() {
         tracing::warn!(
             "trusting only the development attestation root in the data directory: simulated \
@@ -74,19 +89,55 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if !store.has_platform_admin().await? {
         let created = routes::admin_key(&state).await?;
-        println!("Created the platform admin API key. It is shown this once; keep it safe:\n");
-        println!("    {}\n", created.key);
-        println!("Try it:");
-        println!(
-            "    curl -H 'Authorization: Bearer {}' http://{addr}/v1/financiers\n",
-            created.key
-        );
+        hand_over_first_key(&created.key, &state.settings.data_dir, addr)?;
+    }
+    if let Some(metrics_addr) = state.settings.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("listening for metrics on {metrics_addr}"))?;
+        let router = axum::Router::new()
+            .route("/metrics", axum::routing::get(routes::ops::open_metrics))
+            .with_state(state.clone());
+        tracing::info!(addr = %metrics_addr, "serving metrics");
+        // Ends with the process.
+        tokio::spawn(async move { axum::serve(metrics, router).await });
     }
     tracing::info!(%addr, backend = store.backend(), "listening");
     let running = app::start(state, listener, true).await?;
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
     running.stop().await;
+    Ok(())
+}
+
+/// The file the first platform admin key is written to when there is no terminal to show it.
+pub const FIRST_ADMIN_KEY_FILE: &str = "first-admin.key";
+
+/// Gives the operator the first platform admin key: on the terminal if there is one, and
+/// otherwise in a private file in the data directory, so that it never lands in a log that
+/// stdout was redirected to.
+fn hand_over_first_key(
+    key: &str,
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        println!("Created the platform admin API key. It is shown this once; keep it safe:\n");
+        println!("    {key}\n");
+        println!("Try it:");
+        println!("    curl -H 'Authorization: Bearer {key}' http://{addr}/v1/financiers\n");
+        return Ok(());
+    }
+    let path = data_dir.join(FIRST_ADMIN_KEY_FILE);
+    std::fs::write(&path, format!("{key}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    private_files::secure_data_dir(data_dir)?;
+    println!(
+        "Created the platform admin API key. The output is not a terminal, so it is not shown \
+         here: it is in {} (readable by this user only). Move it somewhere safe and delete the file.",
+        path.display()
+    );
     Ok(())
 }
 

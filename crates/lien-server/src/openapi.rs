@@ -116,6 +116,15 @@ impl Modify for ApiKeyAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The `metrics_token` of the server's settings."))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -160,7 +169,7 @@ mod tests {
     fn routed_operations() -> BTreeSet<(String, String)> {
         let source = include_str!("routes/mod.rs");
         let start = source
-            .find("pub fn router()")
+            .find("pub fn router(")
             .expect("routes/mod.rs has router()");
         let body = &source[start..];
         let body = &body[..body.find("\n}\n").expect("router() ends")];

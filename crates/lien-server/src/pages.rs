@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,7 +23,7 @@ use crate::routes::appeals::{self, format_amount};
 use crate::routes::public::{PublicClient, check_imei};
 
 /// The pages' routes. They are not part of the JSON API or its OpenAPI document.
-pub fn router() -> Router<AppState> {
+pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/why", get(why))
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
             "/appeal",
             get(appeal_form)
                 .post(appeal_submit)
-                .layer(DefaultBodyLimit::disable()),
+                .layer(crate::routes::appeal_body_limit(settings)),
         )
         .route("/appeal/status", get(appeal_status))
 }
@@ -237,12 +237,24 @@ async fn why_body(state: &AppState, q: &str) -> Result<String, ApiError> {
          <p>Whom to call: {} — {}. Platform support: {}.</p></div>\
          <p>Paid and still locked? <a href=\"/appeal?q={}\">Open an appeal</a>.</p>",
         esc(state_words),
-        esc(&view.reason.text),
+        esc(&public_reason(&view.reason)),
         esc(&financier.name),
         esc(&financier.contact),
         esc(&state.settings.support_contact),
         esc(&url_component(q.trim())),
     ))
+}
+
+/// The reason as a public page may show it: the decision's own words, except a manual lock's
+/// message, which the financier wrote for the phone's holder and may name them; the page shows
+/// anyone who knows the IMEI.
+fn public_reason(reason: &crate::wire::ReasonView) -> String {
+    if reason.code == "manual_lock" {
+        "Locked by the financier. Call them to find out why; the lock screen shows their message."
+            .into()
+    } else {
+        reason.text.clone()
+    }
 }
 
 /// Percent-encodes a query value (IMEIs and codes are digits; anything else is encoded).

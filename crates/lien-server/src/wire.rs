@@ -219,8 +219,13 @@ pub struct ReversalRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockRequest {
-    /// Shown on the phone; required.
-    pub reason: String,
+    /// Shown on the phone's lock screen, to its holder only (never on a public page); at most
+    /// 200 characters. Say whom to call; leave out anything personal.
+    pub message: String,
+    /// For the financier's eyes only: kept in the device's history, never sent to the phone
+    /// or shown publicly; at most 500 characters.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Lifting locks.

@@ -1,19 +1,26 @@
-//! Attacks on the phone protocol against a spawned server, on SQLite and, when
-//! LIEN_TEST_POSTGRES_URL is set, PostgreSQL: each one refused, with nothing written, while the
-//! real phone keeps working.
+//! Attacks against a spawned server, on SQLite and, when LIEN_TEST_POSTGRES_URL is set,
+//! PostgreSQL: on the phone protocol (each refused, with nothing written, while the real phone
+//! keeps working), and a hostile client at the HTTP edge (sizes, slowness, connections, text,
+//! numbers, links).
 
 #[macro_use]
 mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app};
+use std::net::SocketAddr;
+
+use common::{
+    Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app, spawn_app_with,
+};
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
 use lien_proto::attestation::DevelopmentRoot;
 use lien_proto::hello::Verdict;
 use lien_server::app::Sighting;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A server with one enrolled phone that has said hello; returns the app, the financier's
 /// key, the device id and the phone's credential.
@@ -421,3 +428,566 @@ async fn a_challenge_from_a_server_whose_clock_is_ahead_is_still_used_once(backe
     refused(&again, 401, &["hello refused"]);
     app.running.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A hostile client against the HTTP edge: sizes, slowness, connections, text, numbers, links.
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `head` (request line and headers) on a new connection, then `chunk` repeatedly, for
+/// at most `total` bytes, until the server answers or closes. Returns the status line's code
+/// (0 if none came) and how many body bytes the server let through.
+async fn push_body(addr: SocketAddr, head: &str, chunk: &[u8], total: usize) -> (u16, usize) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let answer = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = reader.read_to_end(&mut text).await;
+        String::from_utf8_lossy(&text).to_string()
+    });
+    let mut sent = 0;
+    while sent < total && !answer.is_finished() {
+        if writer.write_all(chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    drop(writer);
+    let text = answer.await.unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, sent)
+}
+
+async fn an_upload_that_never_shows_its_boundary_ends_at_the_limit(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let limit = app.running.state.settings.appeal_upload_max_bytes as usize;
+    for path in ["/v1/public/appeals", "/appeal"] {
+        // 500 MB announced, in 64 KiB pieces that never contain the boundary.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: lien\r\n\
+             content-type: multipart/form-data; boundary=XYZZY\r\n\
+             content-length: 500000000\r\n\r\n"
+        );
+        let (status, sent) = push_body(app.running.addr, &head, &[b'a'; 65_536], 500_000_000).await;
+        assert_eq!(status, 413, "{path}");
+        // What the server read is at most the limit and its margin; the rest of what the client
+        // managed to send sat in socket buffers (a few MB on loopback) when it was cut off.
+        assert!(
+            sent < limit + 64 * 1024 + 32 * 1024 * 1024,
+            "{path}: {sent} bytes went in before the answer"
+        );
+    }
+    app.running.stop().await;
+}
+
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout(backend: Backend) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.request_timeout_secs = 2;
+    })
+    .await;
+    let mut stream = TcpStream::connect(app.running.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/financiers HTTP/1.1\r\nhost: lien\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    // One byte every 500 ms would take 50 s to finish the body.
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                if stream.write_all(b" ").await.is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "never cut off"
+        );
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("not received within 2 seconds"), "{answer}");
+    app.running.stop().await;
+}
+
+async fn with_every_connection_taken_the_server_refuses_cleanly_and_recovers(backend: Backend) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.max_connections = 3;
+    })
+    .await;
+    let addr = app.running.addr;
+    let healthz = || async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text).await;
+        text
+    };
+    assert!(healthz().await.starts_with("HTTP/1.1 200"));
+    // Three idle connections, as a flood would hold them.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut busy = String::new();
+    for _ in 0..50 {
+        busy = healthz().await;
+        if busy.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains("too many open connections"), "{busy}");
+    drop(idle);
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = healthz().await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    app.running.stop().await;
+}
+
+async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let device_id = app
+        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
+        .await;
+    let locked = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{device_id}/lock"),
+            &key,
+            Some(json!({
+                "message": "Borrower Jane W., ID 1234: call Duka Phones.",
+                "note": "Jane's cousin reported the phone; ID card 98765",
+            })),
+        )
+        .await;
+    assert_eq!(locked.status, 200, "{}", locked.body);
+    // The financier sees both: the message in the decision, the note in the history.
+    assert!(locked.body.to_string().contains("Borrower Jane W."));
+    let history = app
+        .call(
+            "GET",
+            &format!("/v1/devices/{device_id}/history"),
+            &key,
+            None,
+        )
+        .await;
+    assert!(history.body.to_string().contains("ID card 98765"));
+    assert!(!locked.body.to_string().contains("ID card 98765"));
+    for path in [
+        format!("/why?q={phone_imei}"),
+        format!("/check?q={phone_imei}"),
+        format!("/appeal?q={phone_imei}"),
+        format!("/v1/public/imei/{phone_imei}"),
+    ] {
+        let text = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !text.contains("Jane"),
+            "{path} shows the lock's words: {text}"
+        );
+        assert!(
+            !text.contains("1234"),
+            "{path} shows the lock's words: {text}"
+        );
+    }
+    app.running.stop().await;
+}
+
+async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    for (link, field) in [
+        ("javascript:alert(1)", "payment_link"),
+        ("http://pay.example/duka", "payment_link"),
+        ("data:text/html,hi", "payment_link"),
+    ] {
+        let reply = app
+            .call(
+                "POST",
+                "/v1/financiers",
+                &app.admin_key,
+                Some(json!({"name": "X", "contact": "Y", "payment_link": link})),
+            )
+            .await;
+        refused(&reply, 422, &[field]);
+    }
+    let made = app
+        .call(
+            "POST",
+            "/v1/financiers",
+            &app.admin_key,
+            Some(json!({"name": "X", "contact": "Y", "payment_link": "https://pay.example/duka"})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    let custom = |change: &dyn Fn(&mut Value)| {
+        let mut policy = json!({"custom": {
+            "grace_days": 3, "min_days_past_due": 7, "min_arrears_percent": 10,
+            "notices": [{"at_days_past_due": 4, "cure_days": 3}],
+            "escalations": [{"at_days_past_due": 10, "restriction": "locked"}],
+            "lease_days": 14, "lease_warning_days": 3,
+        }});
+        change(&mut policy["custom"]);
+        let mut body = common::enrollment("C-9", &imei("35693803564381"), "SN9");
+        body["policy"] = policy;
+        body
+    };
+    for (change, field) in [
+        (
+            Box::new(|p: &mut Value| p["lease_days"] = json!(4_294_967_295u32))
+                as Box<dyn Fn(&mut Value)>,
+            "lease_days",
+        ),
+        (
+            Box::new(|p: &mut Value| p["appeal_response_hours"] = json!(4_000_000_000u32)),
+            "appeal_response_hours",
+        ),
+        (
+            Box::new(|p: &mut Value| p["notices"][0]["cure_days"] = json!(100_000)),
+            "cure_days",
+        ),
+    ] {
+        let reply = app
+            .call("POST", "/v1/devices", &key, Some(custom(&*change)))
+            .await;
+        refused(&reply, 422, &[field]);
+    }
+    let mut far = common::enrollment("C-10", &imei("35693803564381"), "SN10");
+    far["plan"]["installments"][0]["due"] = json!("9999-12-31");
+    refused(
+        &app.call("POST", "/v1/devices", &key, Some(far)).await,
+        422,
+        &["plan", "due dates must be in the years"],
+    );
+
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let pay = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            &key,
+            Some(json!({"reference": "P1", "amount_minor": i64::MAX, "currency": "KES"})),
+            &[("Idempotency-Key", "p1")],
+        )
+        .await;
+    refused(&pay, 422, &["amount_minor"]);
+    let unlock = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{device_id}/unlock"),
+            &key,
+            Some(json!({"reason": "x", "provisional_hours": 4_000_000_000u32})),
+        )
+        .await;
+    refused(&unlock, 422, &["provisional_hours"]);
+    app.running.stop().await;
+}
+
+async fn a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_in(
+    backend: Backend,
+) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let paid = app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            &key,
+            Some(json!({"reference": "P1", "amount_minor": 1000, "currency": "KES"})),
+            &[("Idempotency-Key", "p1")],
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let path = format!("/v1/devices/{device_id}/payments/P1/reversal");
+    let future = app
+        .call_with(
+            "POST",
+            &path,
+            &key,
+            Some(json!({"reason": "chargeback", "at": "2026-02-01T00:00:00Z"})),
+            &[("Idempotency-Key", "r1")],
+        )
+        .await;
+    refused(&future, 422, &["at", "in the future"]);
+    let now = app
+        .call_with(
+            "POST",
+            &path,
+            &key,
+            Some(json!({"reason": "chargeback"})),
+            &[("Idempotency-Key", "r2")],
+        )
+        .await;
+    assert_eq!(now.status, 200, "{}", now.body);
+    app.running.stop().await;
+}
+
+async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let big = "a".repeat(20 * 1024 * 1024);
+    for (path, content_type) in [
+        ("/v1/financiers".to_string(), "application/json"),
+        (
+            format!("/v1/devices/{device_id}/payments"),
+            "application/json",
+        ),
+        ("/v1/devices/bulk".to_string(), "text/csv"),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&key)
+            .header("content-type", content_type)
+            .header("Idempotency-Key", "big")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 413, "{path}");
+        let body: Value = response.json().await.expect("a JSON error body");
+        assert_eq!(body["error"], "too_large", "{path}");
+    }
+    let wrong = app
+        .client
+        .post(format!("{}/v1/devices/bulk", app.base))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body("contract,imei,serial\nC-1,356938035643809,SN1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 400);
+    let body: Value = wrong.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("CSV header"),
+        "{body}"
+    );
+    app.running.stop().await;
+}
+
+async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let device_id = app
+        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
+        .await;
+    let nul = "a\u{0}b";
+    let mut enrollment = common::enrollment(nul, &imei("35693803564381"), "SN2");
+    enrollment["model"] = json!(nul);
+    let device = format!("/v1/devices/{device_id}");
+    let requests: Vec<(&str, String, &str, Option<Value>)> = vec![
+        (
+            "POST",
+            "/v1/financiers".into(),
+            &app.admin_key,
+            Some(json!({"name": nul, "contact": "c"})),
+        ),
+        (
+            "POST",
+            "/v1/financiers".into(),
+            &app.admin_key,
+            Some(json!({"name": "n", "contact": nul})),
+        ),
+        (
+            "POST",
+            "/v1/financiers".into(),
+            &app.admin_key,
+            Some(
+                json!({"name": "n", "contact": "c", "payment_link": format!("https://x.example/{nul}")}),
+            ),
+        ),
+        ("POST", "/v1/devices".into(), &key, Some(enrollment)),
+        (
+            "POST",
+            format!("{device}/payments"),
+            &key,
+            Some(json!({"reference": nul, "amount_minor": 5, "currency": "KES"})),
+        ),
+        (
+            "POST",
+            format!("{device}/lock"),
+            &key,
+            Some(json!({"message": nul})),
+        ),
+        (
+            "POST",
+            format!("{device}/lock"),
+            &key,
+            Some(json!({"message": "m", "note": nul})),
+        ),
+        (
+            "POST",
+            format!("{device}/unlock"),
+            &key,
+            Some(json!({"reason": nul})),
+        ),
+        (
+            "POST",
+            format!("{device}/reminder"),
+            &key,
+            Some(json!({"message": nul})),
+        ),
+        (
+            "POST",
+            format!("{device}/release"),
+            &key,
+            Some(json!({"reason": nul})),
+        ),
+        (
+            "PUT",
+            format!("{device}/policy"),
+            &key,
+            Some(json!({"policy": {"preset": "kenya"}, "reason": nul})),
+        ),
+        ("GET", "/v1/devices?cursor=a%00b".into(), &key, None),
+        ("GET", "/v1/devices/dev_%00".into(), &key, None),
+        ("GET", "/v1/status-codes/1234%005678".into(), &key, None),
+        ("GET", "/v1/appeals?status=%00".into(), &key, None),
+        ("GET", "/why?q=%00".into(), "", None),
+        ("GET", "/v1/public/imei/35693803%0064380".into(), "", None),
+    ];
+    for (method, path, key, body) in requests {
+        let reply = app
+            .call_with(
+                method,
+                &path,
+                key,
+                body.clone(),
+                &[("Idempotency-Key", "nul")],
+            )
+            .await;
+        assert!(
+            (400..500).contains(&reply.status),
+            "{method} {path} {body:?}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    let csv = format!(
+        "contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n\
+         C-7,{},SN7,{nul},KES,Africa/Nairobi,2026-02-01:100,kenya\n",
+        imei("35693803564382")
+    );
+    let bulk = app
+        .client
+        .post(format!("{}/v1/devices/bulk", app.base))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bulk.status().as_u16(), 200);
+    let bulk: Value = bulk.json().await.unwrap();
+    assert_eq!(bulk["failed"], 1, "{bulk}");
+    assert!(bulk["rows"][0]["error"].as_str().unwrap().contains("model"));
+    let boundary = "----lienNul";
+    let mut form = String::new();
+    for (name, value) in [
+        ("imei", phone_imei.as_str()),
+        ("claim", "wrong_lock"),
+        ("contact", nul),
+        ("statement", "x"),
+    ] {
+        form.push_str(&format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    form.push_str(&format!("--{boundary}--\r\n"));
+    let appeal = app
+        .client
+        .post(format!("{}/v1/public/appeals", app.base))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        (400..500).contains(&appeal.status().as_u16()),
+        "{}",
+        appeal.text().await.unwrap()
+    );
+    app.running.stop().await;
+}
+
+async fn metrics_need_the_token(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let get = |token: Option<&str>| {
+        let mut request = app.client.get(format!("{}/metrics", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(None).await, 401);
+    assert_eq!(get(Some("guess")).await, 401);
+    assert_eq!(get(Some(common::METRICS_TOKEN)).await, 200);
+    app.running.stop().await;
+    let open = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.metrics_token = None;
+    })
+    .await;
+    let reply = open.call("GET", "/metrics", "", None).await;
+    refused(&reply, 404, &["metrics_token"]);
+    open.running.stop().await;
+}
+
+on_both_backends!(
+    an_upload_that_never_shows_its_boundary_ends_at_the_limit,
+    a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout,
+    with_every_connection_taken_the_server_refuses_cleanly_and_recovers,
+    no_public_answer_shows_a_manual_locks_words,
+    out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field,
+    a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_in,
+    bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers,
+    a_nul_character_in_any_text_field_is_refused_without_a_server_error,
+    metrics_need_the_token,
+);

@@ -64,7 +64,9 @@ const DEVICE_ROUTES: &[Route] = &[
     route(
         "POST",
         "/v1/devices/{id}/lock",
-        Some(|| json!({"reason": "stolen, per the police report"})),
+        Some(
+            || json!({"message": "Locked by your financier: please call them.", "note": "stolen, per the police report"}),
+        ),
     ),
     route(
         "POST",
@@ -323,7 +325,7 @@ async fn isolation(app: TestApp) {
     let agent = app.financier_key(&fin_a, "financier-agent").await;
     let before = seen(&app, &key_a, &device_a).await;
     let forbidden: &[(&str, &str, Option<Value>)] = &[
-        ("POST", "lock", Some(json!({"reason": "late"}))),
+        ("POST", "lock", Some(json!({"message": "late"}))),
         ("POST", "unlock", Some(json!({"reason": "paid"}))),
         (
             "POST",
@@ -421,7 +423,7 @@ async fn isolation(app: TestApp) {
                 "POST",
                 &format!("/v1/devices/{device_b}/lock"),
                 key,
-                Some(json!({"reason": "late"})),
+                Some(json!({"message": "late"})),
             )
             .await;
         assert_eq!(lock.status, 403, "{}", lock.body);

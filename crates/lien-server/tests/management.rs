@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestApp, imei, postgres_url, spawn_app};
+use common::{Backend, METRICS_TOKEN, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -309,6 +309,7 @@ async fn counter(app: &TestApp, name: &str) -> u64 {
     let text = app
         .client
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()

@@ -510,7 +510,7 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
                 "POST",
                 &format!("/v1/devices/{id}/lock"),
                 &key,
-                Some(json!({"reason": "Locked by Duka Phones: please call us."})),
+                Some(json!({"message": "Locked by Duka Phones: please call us."})),
             )
             .await;
         assert_eq!(locked.status, 200, "{}", locked.body);

@@ -188,7 +188,7 @@ async fn after_a_server_restart_the_phone_reconnects_and_gets_the_current_token(
             "POST",
             &format!("/v1/devices/{device_id}/lock"),
             &key,
-            Some(json!({"reason": "Locked by Duka Phones: please call us."})),
+            Some(json!({"message": "Locked by Duka Phones: please call us."})),
         )
         .await;
     assert_eq!(lock.status, 200, "{}", lock.body);

@@ -1,5 +1,6 @@
 //! `lien serve`: the server, configured by defaults, `lien.toml`, `LIEN_*` variables and flags.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -39,7 +40,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     // Logs go to stderr, so that stdout carries only what is meant for the operator (the
     // first start's admin key) and can be captured on its own.
+    // Colour only on a terminal: a redirected log gets plain text, not escape codes.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIEN_LOG")

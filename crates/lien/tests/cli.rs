@@ -204,3 +204,190 @@ fn bench_hello_binds_every_phone_and_prints_the_rate() {
         "{text}"
     );
 }
+
+/// A `lien serve` child on a free port, with its data directory, its stderr lines so far and
+/// its first admin key.
+struct Served {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    stdout: String,
+}
+
+impl Served {
+    fn start(data_dir: &std::path::Path) -> Served {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lien"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .current_dir(data_dir.parent().unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lien serve starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening")
+                    && let Some(addr) = line.split("addr=").nth(1)
+                {
+                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = addr_tx.send(addr);
+                }
+                let mut log = lines.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server says where it listens")
+            .parse()
+            .unwrap();
+        let mut stdout = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut stdout).unwrap();
+        Served {
+            child,
+            addr,
+            log,
+            stdout,
+        }
+    }
+
+    /// The resident memory of the server, in bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+
+    /// Sends one request and returns the whole answer.
+    fn request(&self, text: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        stream.write_all(text.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_served_data_directory_is_private_its_key_stays_out_of_the_log_and_a_huge_upload_costs_little_memory()
+ {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("lien-data");
+    let served = Served::start(&data);
+
+    // Output that is not a terminal gets no key: it is in a private file instead.
+    assert!(
+        served.stdout.contains("first-admin.key"),
+        "{}",
+        served.stdout
+    );
+    let key = std::fs::read_to_string(data.join("first-admin.key")).unwrap();
+    let key = key.trim();
+    assert!(key.starts_with("lien_"));
+    assert!(!served.stdout.contains(key));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    let answer = served.request(&format!(
+        "GET /v1/financiers HTTP/1.1\r\nhost: lien\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A 500 MB form that never shows its boundary: refused after the limit, and the server's
+    // memory, sampled throughout, grows by far less than what was sent.
+    let before = served.rss();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        let status = format!("/proc/{}/status", served.child.id());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                }) {
+                    peak.fetch_max(kib * 1024, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let mut stream = std::net::TcpStream::connect(served.addr).unwrap();
+    stream
+        .write_all(
+            b"POST /v1/public/appeals HTTP/1.1\r\nhost: lien\r\n\
+              content-type: multipart/form-data; boundary=XYZZY\r\ncontent-length: 500000000\r\n\r\n",
+        )
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    stream
+        .set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    while sent < 500_000_000 {
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "{sent} bytes went in before the server cut the upload off"
+    );
+    let grew = peak.load(std::sync::atomic::Ordering::Relaxed) - before;
+    eprintln!("sent {sent} bytes before the 413; the server's peak memory grew by {grew} bytes");
+    assert!(
+        grew < 20 * 1024 * 1024,
+        "the server grew by {grew} bytes for a refused upload"
+    );
+
+    // The log: plain text, one line per request, no key.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = served.log.lock().unwrap().clone();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a redirected log:\n{log}"
+    );
+    assert!(!log.contains(key), "the admin key is in the log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("route=\"/v1/public/appeals\"")
+                && l.contains("status=413")
+                && l.contains("method=POST")),
+        "{log}"
+    );
+}

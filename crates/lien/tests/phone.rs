@@ -114,7 +114,7 @@ async fn the_simulated_phone_shows_the_lock_screen_and_takes_commands() {
         &base,
         &format!("/v1/devices/{device_id}/lock"),
         key,
-        json!({"reason": "Locked by Duka Phones: please call us."}),
+        json!({"message": "Locked by Duka Phones: please call us."}),
     )
     .await;
 

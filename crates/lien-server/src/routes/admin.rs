@@ -37,6 +37,21 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, Api
     Ok(value.to_string())
 }
 
+/// A payment link as the borrower's pages will show it: an absolute `https` URL with a host,
+/// at most 200 characters. Anything else (`javascript:`, `data:`, plain `http`) is refused.
+pub fn payment_link(link: &str) -> Result<String, ApiError> {
+    let link = required_text("payment_link", link, 200)?;
+    let parsed = url::Url::parse(&link)
+        .map_err(|e| ApiError::invalid("payment_link", format!("is not a URL ({e})")))?;
+    if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid(
+            "payment_link",
+            "must be an https:// address",
+        ));
+    }
+    Ok(parsed.to_string())
+}
+
 /// A new id: `prefix_` and 16 hex digits of randomness.
 pub fn new_id(prefix: &str) -> Result<String, ApiError> {
     let bytes = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
@@ -70,11 +85,7 @@ pub async fn create_financier(
         id: new_id("fin")?,
         name: required_text("name", &body.name, 80)?,
         contact: required_text("contact", &body.contact, 120)?,
-        payment_link: body
-            .payment_link
-            .as_deref()
-            .map(|l| required_text("payment_link", l, 200))
-            .transpose()?,
+        payment_link: body.payment_link.as_deref().map(payment_link).transpose()?,
         created_us: micros(now),
     };
     let audit = AuditEntry {

@@ -90,6 +90,16 @@ pub fn mib(bytes: u64) -> String {
     }
 }
 
+/// A form the multipart parser gave up on: over the route's body limit (413; a body that never
+/// shows its boundary ends here too, after the limit), or malformed (400).
+fn unreadable_form(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge("the form is larger than an appeal may be".into())
+    } else {
+        ApiError::BadRequest(format!("the form could not be read: {e}"))
+    }
+}
+
 /// Reads a multipart form, stopping as soon as a file passes `max_file` bytes or a text field
 /// passes its bound, so a huge upload costs the server no more than the limit.
 pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<AppealForm, ApiError> {
@@ -99,11 +109,7 @@ pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<Appeal
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the form could not be read: {e}"
-                )));
-            }
+            Err(e) => return Err(unreadable_form(e)),
         };
         count += 1;
         if count > MAX_FIELDS {
@@ -145,6 +151,9 @@ pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<Appeal
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(unreadable_form(e));
+                }
                 Err(e) => {
                     return Err(ApiError::invalid(
                         &name,
@@ -162,6 +171,12 @@ pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<Appeal
             if form.file.is_some() {
                 return Err(ApiError::invalid(&name, "send one document only"));
             }
+            if file_name.contains('\0') {
+                return Err(ApiError::invalid(
+                    &format!("{name} (file name)"),
+                    crate::no_nul::NUL_PROBLEM,
+                ));
+            }
             form.file = Some(Upload {
                 field: name,
                 file_name,
@@ -171,6 +186,9 @@ pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<Appeal
         } else {
             let text = String::from_utf8(bytes)
                 .map_err(|_| ApiError::invalid(&name, "is not UTF-8 text"))?;
+            if text.contains('\0') {
+                return Err(ApiError::invalid(&name, crate::no_nul::NUL_PROBLEM));
+            }
             form.fields.insert(name, text);
         }
     }
@@ -557,10 +575,15 @@ async fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), ApiError
     let internal =
         |e: std::io::Error| ApiError::Internal(anyhow::Error::new(e).context("storing an upload"));
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+        crate::private_files::create_private_dir(dir)
+            .map_err(|e| ApiError::Internal(e.context("storing an upload")))?;
     }
     let partial = path.with_extension("part");
-    let mut file = tokio::fs::File::create(&partial).await.map_err(internal)?;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(crate::private_files::FILE_MODE);
+    let mut file = options.open(&partial).await.map_err(internal)?;
     file.write_all(bytes).await.map_err(internal)?;
     // On disk before the appeal that points at it is acknowledged.
     file.sync_all().await.map_err(internal)?;

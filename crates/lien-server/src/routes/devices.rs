@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use jiff::{SignedDuration, Timestamp};
@@ -239,6 +239,52 @@ impl CsvRow {
     }
 }
 
+/// The columns of a bulk enrollment CSV; the header row must name them all.
+const BULK_COLUMNS: [&str; 10] = [
+    "contract_ref",
+    "imei1",
+    "imei2",
+    "serial",
+    "model",
+    "currency",
+    "time_zone",
+    "down_payment_minor",
+    "installments",
+    "policy",
+];
+
+/// A header row that lacks a required column, or names one twice or one Lien does not know, would fail
+/// every row the same way: it is refused as a whole (400) before any row is read.
+fn check_bulk_header(headers: &csv::StringRecord) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for name in headers {
+        if !BULK_COLUMNS.contains(&name) {
+            return Err(ApiError::BadRequest(format!(
+                "CSV header: unknown column {name:?}; the columns are {}",
+                BULK_COLUMNS.join(",")
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(ApiError::BadRequest(format!(
+                "CSV header: column {name:?} appears twice"
+            )));
+        }
+    }
+    // Only the columns that may be empty may be left out.
+    let missing: Vec<&str> = BULK_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !seen.contains(c) && !["imei2", "down_payment_minor"].contains(c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "CSV header: missing column(s) {}",
+            missing.join(",")
+        )));
+    }
+    Ok(())
+}
+
 /// The most rows one bulk request may carry.
 const BULK_MAX_ROWS: usize = 20_000;
 
@@ -260,9 +306,10 @@ const BULK_MAX_ROWS: usize = 20_000;
 pub async fn bulk_enroll(
     State(state): State<AppState>,
     actor: Actor,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Enroll)?;
+    let body = body?;
     let financier = own_financier(&state, &actor).await?;
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -271,6 +318,7 @@ pub async fn bulk_enroll(
         .headers()
         .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
         .clone();
+    check_bulk_header(&headers)?;
     let mut result = BulkResult {
         enrolled: 0,
         failed: 0,
@@ -285,6 +333,13 @@ pub async fn bulk_enroll(
         let line = i + 2;
         let outcome = async {
             let record = record.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            if let Some(column) = record
+                .iter()
+                .position(|field| field.contains('\0'))
+                .and_then(|i| headers.get(i))
+            {
+                return Err(ApiError::invalid(column, crate::no_nul::NUL_PROBLEM));
+            }
             let contract_ref = record.get(
                 headers
                     .iter()
@@ -577,9 +632,10 @@ pub async fn record_payment(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::RecordPayment)?;
+    let body = body?;
     let key = idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<PaymentRequest>::from_bytes(&body)?;
     mutate_device(&state, &actor, &id, Some(key), move |snapshot, now| {
@@ -597,6 +653,12 @@ pub async fn record_payment(
         }
         if req.amount_minor <= 0 {
             return Err(ApiError::invalid("amount_minor", "must be positive"));
+        }
+        if req.amount_minor > MAX_PAYMENT_MINOR {
+            return Err(ApiError::invalid(
+                "amount_minor",
+                format!("must be at most {MAX_PAYMENT_MINOR}"),
+            ));
         }
         let reference =
             PaymentRef::parse(&req.reference).map_err(|e| ApiError::invalid("reference", e))?;
@@ -670,9 +732,10 @@ pub async fn reverse_payment(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::RecordPayment)?;
+    let body = body?;
     let key = idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<ReversalRequest>::from_bytes(&body)?;
     mutate_device(&state, &actor, &id, Some(key), move |snapshot, now| {
@@ -695,6 +758,11 @@ pub async fn reverse_payment(
                 "at",
                 "is before the payment was received",
             ));
+        }
+        // As for a payment's `received_at`: a reversal cannot be recorded ahead of time (it
+        // would count for nothing until then, and block the real one as "already reversed").
+        if at > now + SignedDuration::from_mins(5) {
+            return Err(ApiError::invalid("at", "is in the future"));
         }
         Ok(Mutation {
             action: "reversal",
@@ -745,7 +813,15 @@ fn new_override(
     }
 }
 
-/// `POST /v1/devices/{id}/lock`: lock by hand, with a reason shown on the phone.
+/// The largest payment, in minor units: a thousand trillion, far above any phone's price in any
+/// currency, and small enough that the ledger's sums cannot overflow.
+const MAX_PAYMENT_MINOR: i64 = 1_000_000_000_000_000;
+
+/// The longest note a financier may keep with a manual lock.
+const MAX_NOTE_LEN: usize = 500;
+
+/// `POST /v1/devices/{id}/lock`: lock by hand, with a message for the phone and, if wanted, a
+/// note for the financier's history.
 #[utoipa::path(
     post,
     path = "/v1/devices/{id}/lock",
@@ -773,14 +849,22 @@ pub async fn lock(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Lock)?;
     let Json(req) = body?;
-    let reason = required_text("reason", &req.reason, lien_core::Override::MAX_REASON_LEN)?;
+    let message = required_text("message", &req.message, lien_core::Override::MAX_REASON_LEN)?;
+    let note = match &req.note {
+        Some(note) => Some(required_text("note", note, MAX_NOTE_LEN)?),
+        None => None,
+    };
     let who = actor.clone();
     mutate_device(&state, &actor, &id, None, move |snapshot, now| {
         not_released(snapshot)?;
-        Ok(Mutation::add_override(
-            "manual_lock",
-            new_override(kind::MANUAL_LOCK, reason, &who, now, None, now),
-        ))
+        // The override carries the phone's message (the decision shows it on the lock screen);
+        // the audit record carries the note, which only the financier's history shows.
+        let lock = new_override(kind::MANUAL_LOCK, message, &who, now, None, now);
+        let mut mutation = Mutation::add_override("manual_lock", lock);
+        if let Some(note) = note {
+            mutation.reason = note;
+        }
+        Ok(mutation)
     })
     .await
 }
@@ -1133,9 +1217,10 @@ pub async fn change_policy(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::ChangePolicy)?;
+    let body = body?;
     // Optional here, unlike on payments: setting the same policy twice leaves the device as
     // setting it once did; without a key, only the audit record is repeated.
     let key = optional_idempotency_key(&headers, &method, &uri, &body)?;

@@ -28,8 +28,26 @@ use crate::domain::{self, Evaluation, kind, rfc3339};
 use crate::error::ApiError;
 use crate::wire::{DecisionView, DeviceView};
 
-/// Every route of the server.
-pub fn router() -> Router<AppState> {
+/// What a request body to the financier API may weigh: policies, plans and enrollments are a
+/// few KiB. Routes that take more (bulk CSV, appeal uploads) or less (the phone's) say so.
+pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
+
+/// The most a bulk enrollment CSV may weigh: 20,000 rows of a few hundred bytes.
+pub const MAX_BULK_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What an appeal form may carry beyond its file: the text fields and the multipart framing.
+pub const APPEAL_FORM_MARGIN_BYTES: u64 = 64 * 1024;
+
+/// The body limit of the appeal forms (the JSON API's and the page's).
+pub fn appeal_body_limit(settings: &crate::config::Settings) -> DefaultBodyLimit {
+    let max = settings
+        .appeal_upload_max_bytes
+        .saturating_add(APPEAL_FORM_MARGIN_BYTES);
+    DefaultBodyLimit::max(usize::try_from(max).unwrap_or(usize::MAX))
+}
+
+/// Every route of the server. Every body is limited: by default to [`MAX_API_BODY_BYTES`].
+pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -42,7 +60,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/financiers/{id}/api-keys", post(admin::create_api_key))
         .route("/v1/api-keys", post(admin::create_platform_key))
         .route("/v1/devices", post(devices::enroll).get(devices::list))
-        .route("/v1/devices/bulk", post(devices::bulk_enroll))
+        .route(
+            "/v1/devices/bulk",
+            post(devices::bulk_enroll).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)),
+        )
         .route("/v1/devices/{id}", get(devices::status))
         .route("/v1/devices/{id}/history", get(devices::history))
         .route("/v1/devices/{id}/payments", post(devices::record_payment))
@@ -75,7 +96,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/public/imei/{imei}", get(public::imei))
         .route(
             "/v1/public/appeals",
-            post(appeals::open).layer(DefaultBodyLimit::disable()),
+            post(appeals::open).layer(appeal_body_limit(settings)),
         )
         .route("/v1/public/appeals/{reference}", get(appeals::follow))
         .route("/v1/appeals", get(appeals::list))
@@ -90,7 +111,8 @@ pub fn router() -> Router<AppState> {
             post(push::push).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)),
         )
         // The borrower's HTML pages: not part of the JSON API or its document.
-        .merge(crate::pages::router())
+        .merge(crate::pages::router(settings))
+        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
 }
 
 /// The device as the financier sees it.

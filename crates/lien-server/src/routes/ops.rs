@@ -1,10 +1,12 @@
 //! Liveness, readiness, metrics and the OpenAPI document.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
+use crate::error::{ApiError, ErrorBody};
 
 /// Alive: the process answers.
 #[utoipa::path(
@@ -37,22 +39,48 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text.
+/// Prometheus text, for a scraper that shows the configured `metrics_token`.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    responses((
-        status = 200,
-        description = "The server's metrics in the OpenMetrics text format, for Prometheus.",
-        body = String,
-        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    ))
+    security(("metrics_token" = [])),
+    responses(
+        (
+            status = 200,
+            description = "The server's metrics in the OpenMetrics text format, for Prometheus.",
+            body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        ),
+        (status = 401, description = "The `metrics_token` is missing or wrong.", body = ErrorBody),
+        (status = 404, description = "No `metrics_token` is set: metrics are served only on `metrics_listen`, if set.", body = ErrorBody),
+    )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = &state.settings.metrics_token else {
+        return ApiError::NotFound("metrics (set metrics_token or metrics_listen)").into_response();
+    };
+    let shown = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(shown.as_bytes().ct_eq(token.as_bytes())) {
+        return ApiError::Unauthorized("metrics need the metrics token as a Bearer token".into())
+            .into_response();
+    }
+    metrics_text(&state)
+}
+
+/// The metrics, without asking for a token: what the separate `metrics_listen` address serves.
+pub async fn open_metrics(State(state): State<AppState>) -> Response {
+    metrics_text(&state)
+}
+
+fn metrics_text(state: &AppState) -> Response {
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),

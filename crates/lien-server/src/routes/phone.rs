@@ -355,6 +355,12 @@ impl SignedRequest for CheckinRequest {
                     format!("{:?} is not sim_change, tamper or other", e.kind),
                 ));
             }
+            if e.detail.contains('\0') {
+                return Err(ApiError::invalid(
+                    "events.detail",
+                    crate::no_nul::NUL_PROBLEM,
+                ));
+            }
             if e.detail.len() > MAX_EVENT_DETAIL_BYTES {
                 return Err(ApiError::invalid(
                     "events.detail",

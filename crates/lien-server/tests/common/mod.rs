@@ -41,6 +41,9 @@ use lien_store::{SqlStore, Store};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+/// The `metrics_token` test servers ask for at `/metrics`.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
@@ -85,6 +88,15 @@ async fn fresh_postgres_database(server: &str) -> String {
 
 /// Starts a server on `backend` at `start_time`.
 pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
+    spawn_app_with(backend, start_time, |_| {}).await
+}
+
+/// Starts a server on `backend` at `start_time`, with settings `adjust` changes.
+pub async fn spawn_app_with(
+    backend: Backend,
+    start_time: Timestamp,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("lien.db").display()),
@@ -95,8 +107,11 @@ pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(url.clone()),
+        metrics_token: Some(METRICS_TOKEN.into()),
         ..Settings::default()
     };
+    let mut settings = settings;
+    adjust(&mut settings);
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
     let secrets = Secrets::load_or_create(dir.path()).unwrap();
     let clock = ManualClock::new(start_time);

@@ -298,10 +298,11 @@ fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError>
         return Ok(None);
     }
     let lock_path = format!("{path}.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(&lock_path)
         .map_err(|e| StoreError::InUse(format!("cannot open the lock file {lock_path}: {e}")))?;
     match file.try_lock() {

@@ -581,7 +581,7 @@ async fn start_responder(body_len: usize) -> Result<SocketAddr> {
     tokio::spawn(async move {
         // A dropped sender would read as "stop".
         let _stop = stop;
-        lien_server::app::serve(listener, app, stopping).await;
+        lien_server::app::serve(listener, app, stopping, u32::MAX).await;
     });
     Ok(addr)
 }

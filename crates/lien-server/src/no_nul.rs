@@ -1,0 +1,145 @@
+//! No text Lien stores may hold a NUL character: PostgreSQL's text cannot, SQLite's can, and the
+//! two backends must answer alike. So a NUL is refused at the edge, before any handler runs,
+//! with an error that names the field: in the path, in a query parameter, in a JSON body.
+//!
+//! Forms and CSV files check their own fields (see `routes::appeals::read_form` and the bulk
+//! enrollment), and the phone's endpoints check their few text fields themselves, so that the
+//! check-in path does not read its body twice.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// The problem every refusal states.
+pub const NUL_PROBLEM: &str = "contains a NUL character (\\u0000), which Lien does not store";
+
+/// Refuses a request whose path, query or JSON body holds a NUL character.
+pub async fn refuse_nul(request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/v1/device/") {
+        return next.run(request).await;
+    }
+    if let Err(refused) = check_uri(request.uri()) {
+        return refused.into_response();
+    }
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // The JSON API's limit: a larger body would be refused by the handler anyway.
+    let bytes = match to_bytes(body, crate::routes::MAX_API_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::TooLarge("the body is larger than this endpoint accepts".into())
+                .into_response();
+        }
+    };
+    if let Some(field) = json_field_with_nul(&bytes) {
+        return ApiError::invalid(&field, NUL_PROBLEM).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A NUL in the path (`%00`) or in a query parameter, named.
+fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
+    // `%00` is the only way a NUL can be in a URI: raw control characters are refused by the
+    // HTTP parser, and `%00` always decodes to NUL.
+    if uri.path().contains("%00") {
+        return Err(ApiError::BadRequest(format!("the path {NUL_PROBLEM}")));
+    }
+    if let Some(pair) = uri
+        .query()
+        .and_then(|query| query.split('&').find(|p| p.contains("%00")))
+    {
+        let name = pair.split('=').next().unwrap_or(pair).replace("%00", "");
+        return Err(ApiError::invalid(&name, NUL_PROBLEM));
+    }
+    Ok(())
+}
+
+/// The dotted path of the first string (or object key) in `body` that holds a NUL; `None` if
+/// there is none, or if the body is not JSON (the handler then says what is wrong with it).
+pub fn json_field_with_nul(body: &[u8]) -> Option<String> {
+    // The only spelling of NUL in JSON text; the common case costs one scan.
+    if !body.windows(6).any(|w| w == b"\\u0000") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    find(&value, String::new())
+}
+
+fn find(value: &serde_json::Value, at: String) -> Option<String> {
+    let here = |at: String| {
+        if at.is_empty() {
+            "body".to_string()
+        } else {
+            at
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(here(at)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find(item, format!("{}[{i}]", here(at.clone())))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(name, item)| {
+            let path = if at.is_empty() {
+                name.clone()
+            } else {
+                format!("{at}.{name}")
+            };
+            if name.contains('\0') {
+                Some(path.replace('\0', ""))
+            } else {
+                find(item, path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_holding_a_nul_is_named() {
+        let at = |s: &str| json_field_with_nul(s.as_bytes());
+        assert_eq!(at(r#"{"name":"a\u0000b"}"#).as_deref(), Some("name"));
+        assert_eq!(
+            at(r#"{"plan":{"installments":[{"due":"x"},{"due":"\u0000"}]}}"#).as_deref(),
+            Some("plan.installments[1].due")
+        );
+        assert_eq!(at(r#"{"a\u0000":1}"#).as_deref(), Some("a"));
+        assert_eq!(at(r#"{"name":"fine"}"#), None);
+        // An escaped backslash followed by `u0000` is six ordinary characters, not a NUL.
+        assert_eq!(at(r#"{"name":"\\u0000"}"#), None);
+        assert_eq!(at("not json \\u0000"), None);
+    }
+
+    #[test]
+    fn a_nul_in_a_query_parameter_is_named() {
+        let uri: axum::http::Uri = "/v1/devices?limit=5&cursor=ab%00c".parse().unwrap();
+        let err = check_uri(&uri).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cursor: contains a NUL"),
+            "{err}"
+        );
+        let uri: axum::http::Uri = "/v1/devices/dev%00x".parse().unwrap();
+        assert!(check_uri(&uri).is_err());
+        let uri: axum::http::Uri = "/v1/devices?cursor=%2500".parse().unwrap();
+        assert!(
+            check_uri(&uri).is_ok(),
+            "an escaped percent sign is not a NUL"
+        );
+    }
+}
