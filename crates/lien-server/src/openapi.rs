@@ -87,7 +87,7 @@ use crate::routes::{admin, appeals, devices, ops, phone, public, push};
         appeals::AttachmentView,
         appeals::AppealDecision,
     )),
-    modifiers(&ApiKeyAuth),
+    modifiers(&ApiKeyAuth, &EdgeResponses),
     tags(
         (name = "financiers", description = "Financiers and their API keys, and the platform's own keys."),
         (name = "devices", description = "Enrollment, payments, locks, release, policy changes and reads, on the caller's devices."),
@@ -125,6 +125,84 @@ impl Modify for ApiKeyAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds the answers the server's edge gives on every route (see `app` and `no_nul`), so that
+/// each operation lists them without each handler repeating them: 408 for a request too slow
+/// to arrive, 503 when every connection is taken, 413 where there is a body, 400 for a NUL in
+/// the path, and 422 for one in a query parameter or a JSON body.
+struct EdgeResponses;
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{RefOr, Response, ResponseBuilder};
+        let error = |description: &str| -> RefOr<Response> {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let answers = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    answers
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description));
+                };
+                add(
+                    "408",
+                    "The request did not arrive within `request_timeout_secs`; the connection is closed.",
+                );
+                add(
+                    "503",
+                    "Every connection the server takes (`max_connections`) is open; try again shortly.",
+                );
+                let parameters = operation.parameters.as_deref().unwrap_or_default();
+                if parameters
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path))
+                {
+                    add("400", "A path segment holds a NUL character.");
+                }
+                let has_body = operation.request_body.is_some();
+                if has_body {
+                    add(
+                        "413",
+                        "The body is larger than this endpoint accepts (64 KiB for JSON unless stated).",
+                    );
+                }
+                if has_body
+                    || parameters
+                        .iter()
+                        .any(|p| matches!(p.parameter_in, ParameterIn::Query))
+                {
+                    add(
+                        "422",
+                        "A field is refused (a NUL character, a value out of bounds); the message names it.",
+                    );
+                }
+            }
+        }
     }
 }
 

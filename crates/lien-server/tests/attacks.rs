@@ -462,6 +462,36 @@ async fn push_body(addr: SocketAddr, head: &str, chunk: &[u8], total: usize) -> 
     (status, sent)
 }
 
+/// Asserts that the OpenAPI document lists `status` for the operation `method path` serves
+/// (`path` as sent: its query is dropped and its segments matched against the templates).
+fn assert_documented(method: &str, path: &str, status: u16) {
+    let document: Value =
+        serde_json::from_str(include_str!("../openapi.json")).expect("the committed document");
+    let path = path.split('?').next().unwrap();
+    let segments: Vec<&str> = path.split('/').collect();
+    let (template, item) = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(template, item)| {
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+                && item.get(method.to_lowercase()).is_some()
+        })
+        // A literal segment beats a template one (`/v1/devices/bulk` over `/v1/devices/{id}`).
+        .min_by_key(|(template, _)| template.matches('{').count())
+        .unwrap_or_else(|| panic!("{method} {path} is not in the OpenAPI document"));
+    let answers = &item[method.to_lowercase()]["responses"];
+    assert!(
+        answers.get(status.to_string()).is_some(),
+        "{method} {template} answered {status}, which the OpenAPI document does not list"
+    );
+}
+
 async fn an_upload_that_never_shows_its_boundary_ends_at_the_limit(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let limit = app.running.state.settings.appeal_upload_max_bytes as usize;
@@ -474,6 +504,9 @@ async fn an_upload_that_never_shows_its_boundary_ends_at_the_limit(backend: Back
         );
         let (status, sent) = push_body(app.running.addr, &head, &[b'a'; 65_536], 500_000_000).await;
         assert_eq!(status, 413, "{path}");
+        if path.starts_with("/v1/") {
+            assert_documented("POST", path, status);
+        }
         // What the server read is at most the limit and its margin; the rest of what the client
         // managed to send sat in socket buffers (a few MB on loopback) when it was cut off.
         assert!(
@@ -644,6 +677,7 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
             )
             .await;
         refused(&reply, 422, &[field]);
+        assert_documented("POST", "/v1/financiers", 422);
     }
     let made = app
         .call(
@@ -708,6 +742,7 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
         )
         .await;
     refused(&pay, 422, &["amount_minor"]);
+    assert_documented("POST", &format!("/v1/devices/{device_id}/payments"), 422);
     let unlock = app
         .call(
             "POST",
@@ -717,6 +752,7 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
         )
         .await;
     refused(&unlock, 422, &["provisional_hours"]);
+    assert_documented("POST", &format!("/v1/devices/{device_id}/unlock"), 422);
     app.running.stop().await;
 }
 
@@ -749,6 +785,7 @@ async fn a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_i
         )
         .await;
     refused(&future, 422, &["at", "in the future"]);
+    assert_documented("POST", &path, 422);
     let now = app
         .call_with(
             "POST",
@@ -788,6 +825,7 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 413, "{path}");
+        assert_documented("POST", &path, 413);
         let body: Value = response.json().await.expect("a JSON error body");
         assert_eq!(body["error"], "too_large", "{path}");
     }
@@ -801,6 +839,7 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
         .await
         .unwrap();
     assert_eq!(wrong.status().as_u16(), 400);
+    assert_documented("POST", "/v1/devices/bulk", 400);
     let body: Value = wrong.json().await.unwrap();
     assert!(
         body["message"].as_str().unwrap().contains("CSV header"),
@@ -907,6 +946,9 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
             reply.status,
             reply.body
         );
+        if path.starts_with("/v1/") {
+            assert_documented(method, &path, reply.status);
+        }
     }
     let csv = format!(
         "contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n\
@@ -968,6 +1010,7 @@ async fn metrics_need_the_token(backend: Backend) {
         async move { request.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(get(None).await, 401);
+    assert_documented("GET", "/metrics", 401);
     assert_eq!(get(Some("guess")).await, 401);
     assert_eq!(get(Some(common::METRICS_TOKEN)).await, 200);
     app.running.stop().await;
