@@ -1171,7 +1171,9 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     }
 
     fn queue_event(&mut self, kind: &str, detail: String) {
-        let detail = truncate_detail(&detail).to_string();
+        // The server refuses a NUL in a detail (its database cannot store one), and with it the
+        // whole check-in: the platform's text is cleaned here instead.
+        let detail = truncate_detail(&detail.replace('\0', "")).to_string();
         let events = &mut self.ordinary.pending_events;
         events.push((kind.to_string(), detail));
         if events.len() > MAX_PENDING_EVENTS {
