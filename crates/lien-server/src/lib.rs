@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -85,6 +85,15 @@ async fn fresh_postgres_database(server: &str) -> String {
 
 /// Starts a server on `backend` at `start_time`.
 pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
+    spawn_app_with(backend, start_time, |_| {}).await
+}
+
+/// Starts a server on `backend` at `start_time`, with settings changed by `configure`.
+pub async fn spawn_app_with(
+    backend: Backend,
+    start_time: Timestamp,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("lien.db").display()),
@@ -92,11 +101,12 @@ pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
             fresh_postgres_database(&postgres_url().expect("LIEN_TEST_POSTGRES_URL")).await
         }
     };
-    let settings = Settings {
+    let mut settings = Settings {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(url.clone()),
         ..Settings::default()
     };
+    configure(&mut settings);
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
     let secrets = Secrets::load_or_create(dir.path()).unwrap();
     let clock = ManualClock::new(start_time);
