@@ -147,6 +147,31 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A second server over this one's store object (the same pools), with the same keys and
+    /// clock: on SQLite, which one process serves, the nearest thing to a second server.
+    pub async fn spawn_on_same_store(&self) -> TestApp {
+        let settings = self.running.state.settings.clone();
+        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
+        let state = AppState::new(
+            self.running.state.store.clone(),
+            Arc::new(self.clock.clone()),
+            secrets,
+            settings,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = start(state, listener, false).await.unwrap();
+        TestApp {
+            base: format!("http://{}", running.addr),
+            clock: self.clock.clone(),
+            client: reqwest::Client::new(),
+            admin_key: self.admin_key.clone(),
+            running,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 /// A response's status and JSON body.
 pub struct Reply {
     pub status: u16,
