@@ -33,6 +33,14 @@ const HELLOS_PER_IMEI_PER_MINUTE: u32 = 6;
 /// How many hellos for one IMEI may come at once.
 const HELLO_BURST_PER_IMEI: u32 = 10;
 
+/// Status-code look-ups per API key and minute, after a first burst. Support staff look up the
+/// code a borrower reads out, a few a minute; a code is 8 digits, so this keeps a key (support's
+/// sees every device) from walking the code space, while a financier's keys cannot use up
+/// each other's or support's allowance.
+const STATUS_CODES_PER_MINUTE: u32 = 30;
+/// How many status codes one key may look up at once.
+const STATUS_CODE_BURST: u32 = 20;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -64,6 +72,8 @@ pub struct Inner {
     pub hello_limit: crate::rate_limit::RateLimiter,
     /// Per-IMEI limits on hellos: a phone sets up a few times in its life.
     pub hello_imei_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per-API-key limits on status-code look-ups (see [`STATUS_CODES_PER_MINUTE`]).
+    pub status_code_limit: crate::rate_limit::RateLimiter<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -85,13 +95,23 @@ impl AppState {
         let public_limit = crate::rate_limit::RateLimiter::new(
             settings.public_rate_per_minute,
             settings.public_rate_burst,
+            clock.clone(),
         );
         let hello_limit = crate::rate_limit::RateLimiter::new(
             settings.hello_rate_per_minute,
             settings.hello_rate_burst,
+            clock.clone(),
         );
-        let hello_imei_limit =
-            crate::rate_limit::RateLimiter::new(HELLOS_PER_IMEI_PER_MINUTE, HELLO_BURST_PER_IMEI);
+        let hello_imei_limit = crate::rate_limit::RateLimiter::new(
+            HELLOS_PER_IMEI_PER_MINUTE,
+            HELLO_BURST_PER_IMEI,
+            clock.clone(),
+        );
+        let status_code_limit = crate::rate_limit::RateLimiter::new(
+            STATUS_CODES_PER_MINUTE,
+            STATUS_CODE_BURST,
+            clock.clone(),
+        );
         AppState(Arc::new(Inner {
             store,
             clock,
@@ -105,6 +125,7 @@ impl AppState {
             public_limit,
             hello_limit,
             hello_imei_limit,
+            status_code_limit,
         }))
     }
 

@@ -3,6 +3,10 @@
 //! Financier API calls carry `Authorization: Bearer <API key>`. Keys are random, shown once,
 //! and stored as their SHA-256, which is enough for 256-bit random secrets (a slow password
 //! hash protects guessable passwords, which these are not).
+//!
+//! Every request reads its key from the store: nothing is cached, so a key revoked (or expired)
+//! is refused at once by every server on the database. The read is one primary-key look-up; the
+//! only write is the key's last use, at most once a minute per key ([`LAST_USED_EVERY_US`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -13,7 +17,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
+use crate::clock::{from_micros, micros};
+use crate::domain::rfc3339;
 use crate::error::ApiError;
+
+/// How often a key's last use is written: at most once a minute per key.
+pub const LAST_USED_EVERY_US: i64 = 60_000_000;
 
 /// A role, fixed when its key is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -64,9 +73,10 @@ impl Role {
 pub enum Action {
     /// Create and list financiers.
     ManageFinanciers,
-    /// Create API keys for a financier.
+    /// Create, list and revoke API keys of a financier.
     ManageKeys,
-    /// Create platform-wide API keys (support, platform admin): they see every financier.
+    /// Create, list and revoke platform-wide API keys (support, platform admin): they see
+    /// every financier.
     ManagePlatformKeys,
     /// Change a device's lock policy.
     ChangePolicy,
@@ -176,6 +186,33 @@ impl FromRequestParts<AppState> for Actor {
             }
             Err(err) => return Err(err.into()),
         };
+        let now_us = micros(state.clock.now());
+        if let Some(at) = record.revoked_us {
+            return Err(ApiError::Unauthorized(format!(
+                "API key {} was revoked at {}",
+                record.id,
+                rfc3339(from_micros(at))
+            )));
+        }
+        if let Some(until) = record.expires_us
+            && until <= now_us
+        {
+            return Err(ApiError::Unauthorized(format!(
+                "API key {} expired at {}",
+                record.id,
+                rfc3339(from_micros(until))
+            )));
+        }
+        if record
+            .last_used_us
+            .is_none_or(|at| now_us.saturating_sub(at) >= LAST_USED_EVERY_US)
+        {
+            // Several requests in the same minute may each write it; the store keeps the
+            // latest. A failed write costs only the record of use, never the request.
+            if let Err(err) = state.store.touch_api_key(&record.id, now_us).await {
+                tracing::warn!(error = %err, key = %record.id, "could not record the key's last use");
+            }
+        }
         let role = Role::from_name(&record.role).ok_or_else(|| {
             ApiError::Internal(anyhow::anyhow!(
                 "stored key has unknown role {}",

@@ -30,7 +30,8 @@ pub struct Settings {
     pub scheduler_interval_ms: u64,
     /// The platform's support contact, shown on the borrower pages and in IMEI checks.
     pub support_contact: String,
-    /// Public requests (IMEI checks, appeals, page look-ups) per client IP and minute.
+    /// Public requests (IMEI checks, appeals, page look-ups) per client (IPv4 address or IPv6
+    /// /64) and minute; 0 switches the limit off.
     pub public_rate_per_minute: u32,
     /// How many public requests a client may make at once before the rate applies.
     pub public_rate_burst: u32,
@@ -41,7 +42,8 @@ pub struct Settings {
     pub appeal_unlock_hours: u32,
     /// The largest document accepted with an appeal, in bytes.
     pub appeal_upload_max_bytes: u64,
-    /// Hellos (and hello challenges) per client IP and minute, after a first burst.
+    /// Hellos (and hello challenges) per client (IPv4 address or IPv6 /64) and minute, after a
+    /// first burst; 0 switches the limit off.
     pub hello_rate_per_minute: u32,
     /// How many hellos a client may make at once before the rate applies.
     pub hello_rate_burst: u32,
@@ -61,6 +63,10 @@ pub struct Settings {
     /// A separate address that serves only `/metrics`, without a token (bind it to a private
     /// interface).
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client
+    /// for the per-client limits. Empty: the connection's peer is the client, and the header
+    /// is ignored (see `client_addr`).
+    pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
 }
 
 impl Default for Settings {
@@ -87,6 +93,7 @@ impl Default for Settings {
             max_connections: 50_000,
             metrics_token: None,
             metrics_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -3,8 +3,10 @@
 //! [`serve`] is `lien serve`; [`app::start`] runs a server on any listener with any clock,
 //! which is how the tests drive whole stories over real HTTP without waiting for days.
 
+pub mod api_keys;
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -46,6 +46,10 @@ pub struct NewApiKey {
     pub role: Role,
     /// What the key is for.
     pub label: String,
+    /// When the key stops working, RFC 3339 (e.g. `2026-12-31T23:59:59Z`): in the future and at
+    /// most 5 years ahead. Without it the key works until it is revoked.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// A new API key, shown this once.
@@ -59,6 +63,44 @@ pub struct ApiKeyCreated {
     pub role: Role,
     /// Its financier.
     pub financier_id: Option<String>,
+    /// When it stops working; `null`: not until it is revoked.
+    pub expires_at: Option<String>,
+}
+
+/// Whether a key works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyStatus {
+    /// It works.
+    Active,
+    /// Its expiry has passed.
+    Expired,
+    /// It was revoked.
+    Revoked,
+}
+
+/// An API key as listed: never the key itself, which Lien does not keep.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyView {
+    /// Public id: `key_` and the first 12 hex digits of the key's SHA-256, so a holder can
+    /// tell which entry is theirs. It is what the audit log records as the actor.
+    pub id: String,
+    /// What the key is for.
+    pub label: String,
+    /// Its role.
+    pub role: Role,
+    /// Its financier; `null` for the platform's keys.
+    pub financier_id: Option<String>,
+    /// When it was created.
+    pub created_at: String,
+    /// When it stops working; `null`: not until it is revoked.
+    pub expires_at: Option<String>,
+    /// When it was last used, to about a minute; `null`: never.
+    pub last_used_at: Option<String>,
+    /// When it was revoked; `null`: it was not.
+    pub revoked_at: Option<String>,
+    /// Whether it works now.
+    pub status: ApiKeyStatus,
 }
 
 /// An amount: integer minor units and an ISO 4217 code.

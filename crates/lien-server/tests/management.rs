@@ -371,6 +371,280 @@ async fn tokens_signed(app: TestApp) {
     app.running.stop().await;
 }
 
+/// A second server on the same database: on PostgreSQL another server with its own pools, as a
+/// deployment runs them; on SQLite, which one process serves, another server over the same
+/// store. Either way it has no state of its own about keys.
+async fn second_server(app: &TestApp) -> TestApp {
+    if app.running.state.store.backend() == "postgres" {
+        return app.spawn_peer().await;
+    }
+    app.spawn_on_same_store().await
+}
+
+/// The keys a list shows, by id.
+async fn listed(app: &TestApp, key: &str, path: &str) -> std::collections::BTreeMap<String, Value> {
+    let reply = app.call("GET", path, key, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["id"].as_str().unwrap().to_string(), k.clone()))
+        .collect()
+}
+
+async fn api_key_lifecycle(app: TestApp) {
+    let (fin_a, key_a) = app.financier("Duka Phones").await;
+    let (fin_b, key_b) = app.financier("Other Lender").await;
+    let keys_of_a = format!("/v1/financiers/{fin_a}/api-keys");
+
+    // A key that expires in a day; expiries in the past or too far ahead are refused by name.
+    let tomorrow = "2026-01-11T09:00:00Z";
+    let created = app
+        .call(
+            "POST",
+            &keys_of_a,
+            &key_a,
+            Some(json!({"role": "financier-agent", "label": "temp", "expires_at": tomorrow})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["expires_at"], tomorrow);
+    let temp = created.body["key"].as_str().unwrap().to_string();
+    for bad in ["2026-01-10T08:59:59Z", "2031-01-11T09:00:00Z", "tomorrow"] {
+        let refused = app
+            .call(
+                "POST",
+                &keys_of_a,
+                &key_a,
+                Some(json!({"role": "financier-agent", "label": "x", "expires_at": bad})),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{bad}: {}", refused.body);
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("expires_at: "),
+            "{}",
+            refused.body
+        );
+    }
+
+    // Used now; listed with its last use, its expiry and no secret.
+    assert_eq!(
+        app.call("GET", "/v1/devices", &temp, None).await.status,
+        200
+    );
+    let list = app.call("GET", "/v1/api-keys", &key_a, None).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let text = list.body.to_string();
+    assert!(
+        !text.contains(&temp) && !text.contains(&key_a),
+        "no secret is listed: {text}"
+    );
+    let keys = listed(&app, &key_a, &keys_of_a).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let temp_view = &keys[&key_id(&temp)];
+    assert_eq!(temp_view["role"], "financier-agent");
+    assert_eq!(temp_view["label"], "temp");
+    assert_eq!(temp_view["status"], "active");
+    assert_eq!(temp_view["expires_at"], tomorrow);
+    assert_eq!(temp_view["revoked_at"], Value::Null);
+    assert_eq!(temp_view["last_used_at"], "2026-01-10T09:00:00Z");
+    assert!(temp_view.get("key").is_none());
+
+    // Last use is written at most once a minute.
+    app.clock.advance(SignedDuration::from_secs(30));
+    assert_eq!(
+        app.call("GET", "/v1/devices", &temp, None).await.status,
+        200
+    );
+    let keys = listed(&app, &key_a, &keys_of_a).await;
+    assert_eq!(keys[&key_id(&temp)]["last_used_at"], "2026-01-10T09:00:00Z");
+    app.clock.advance(SignedDuration::from_secs(31));
+    assert_eq!(
+        app.call("GET", "/v1/devices", &temp, None).await.status,
+        200
+    );
+    let keys = listed(&app, &key_a, &keys_of_a).await;
+    assert_eq!(keys[&key_id(&temp)]["last_used_at"], "2026-01-10T09:01:01Z");
+
+    // A day later it has expired: refused, and listed as expired.
+    app.clock.set(tomorrow.parse().unwrap());
+    let expired = app.call("GET", "/v1/devices", &temp, None).await;
+    assert_eq!(expired.status, 401, "{}", expired.body);
+    assert!(
+        expired.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired at 2026-01-11T09:00:00Z"),
+        "{}",
+        expired.body
+    );
+    assert_eq!(
+        listed(&app, &key_a, &keys_of_a).await[&key_id(&temp)]["status"],
+        "expired"
+    );
+
+    // Revoked: refused at once here and on a second server over the same database.
+    let agent = app.financier_key(&fin_a, "financier-agent").await;
+    let peer = second_server(&app).await;
+    assert_eq!(
+        peer.call("GET", "/v1/devices", &agent, None).await.status,
+        200
+    );
+    let revoked = app
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{}/revoke", key_id(&agent)),
+            &key_a,
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.body["status"], "revoked");
+    assert_eq!(revoked.body["revoked_at"], tomorrow);
+    for server in [&app, &peer] {
+        let refused = server.call("GET", "/v1/devices", &agent, None).await;
+        assert_eq!(refused.status, 401, "{}", refused.body);
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("revoked"),
+            "{}",
+            refused.body
+        );
+    }
+    // Revoking it again changes nothing.
+    let again = app
+        .call(
+            "POST",
+            &format!("/v1/api-keys/{}/revoke", key_id(&agent)),
+            &key_a,
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["revoked_at"], tomorrow);
+    peer.running.stop().await;
+
+    // Another financier's keys and the platform's are not found for a financier; an agent
+    // manages no keys.
+    for id in [
+        key_id(&key_b),
+        key_id(&app.admin_key),
+        "key_000000000000".to_string(),
+    ] {
+        let reply = app
+            .call("POST", &format!("/v1/api-keys/{id}/revoke"), &key_a, None)
+            .await;
+        assert_eq!(reply.status, 404, "{id}: {}", reply.body);
+    }
+    let other = app
+        .call(
+            "GET",
+            &format!("/v1/financiers/{fin_b}/api-keys"),
+            &key_a,
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 404, "{}", other.body);
+    let agent_b = app.financier_key(&fin_b, "financier-agent").await;
+    assert_eq!(
+        app.call("GET", "/v1/api-keys", &agent_b, None).await.status,
+        403
+    );
+
+    // The platform admin lists the platform's keys, and any financier's.
+    let platform = listed(&app, &app.admin_key, "/v1/api-keys").await;
+    assert_eq!(platform.len(), 1);
+    assert_eq!(platform[&key_id(&app.admin_key)]["role"], "platform-admin");
+    let of_b = listed(
+        &app,
+        &app.admin_key,
+        &format!("/v1/api-keys?financier_id={fin_b}"),
+    )
+    .await;
+    assert_eq!(of_b.len(), 2);
+    assert!(of_b.contains_key(&key_id(&key_b)));
+
+    // Nobody revokes the last active platform admin key; with a second one, the first can go.
+    let revoke_admin = |key: String| format!("/v1/api-keys/{}/revoke", key_id(&key));
+    let last = app
+        .call(
+            "POST",
+            &revoke_admin(app.admin_key.clone()),
+            &app.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(last.status, 409, "{}", last.body);
+    assert!(
+        last.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("last active platform admin"),
+        "{}",
+        last.body
+    );
+    let second_admin = app.platform_key("platform-admin").await;
+    let first_gone = app
+        .call(
+            "POST",
+            &revoke_admin(app.admin_key.clone()),
+            &second_admin,
+            None,
+        )
+        .await;
+    assert_eq!(first_gone.status, 200, "{}", first_gone.body);
+    assert_eq!(
+        app.call("GET", "/v1/financiers", &app.admin_key, None)
+            .await
+            .status,
+        401
+    );
+    let itself = app
+        .call(
+            "POST",
+            &revoke_admin(second_admin.clone()),
+            &second_admin,
+            None,
+        )
+        .await;
+    assert_eq!(itself.status, 409, "{}", itself.body);
+
+    // Creations and revocations are in the audit log, in the platform's or the financier's chain.
+    let store = &app.running.state.store;
+    let platform_chain = store.audit_chain("platform").await.unwrap();
+    let revocation = platform_chain
+        .iter()
+        .find(|r| r.entry.action == "api_key_revoked")
+        .expect("the admin key's revocation is audited");
+    assert_eq!(revocation.entry.actor, key_id(&second_admin));
+    assert!(revocation.entry.reason.contains(&key_id(&app.admin_key)));
+    let chain_a = store
+        .audit_chain(&format!("financier:{fin_a}"))
+        .await
+        .unwrap();
+    let actions: Vec<&str> = chain_a.iter().map(|r| r.entry.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "api_key_created",
+            "api_key_created",
+            "api_key_created",
+            "api_key_revoked"
+        ],
+        "the admin's key, the temporary key, the agent's key, its revocation"
+    );
+    assert_eq!(lien_store::audit::verify_chain(&chain_a), Ok(()));
+
+    app.running.stop().await;
+}
+
 fn start() -> Timestamp {
     "2026-01-10T09:00:00Z".parse().unwrap()
 }
@@ -412,4 +686,14 @@ async fn tokens_signed_counts_api_changes_on_sqlite() {
 #[tokio::test]
 async fn tokens_signed_counts_api_changes_on_postgres() {
     on_postgres(tokens_signed).await;
+}
+
+#[tokio::test]
+async fn api_keys_are_listed_expire_and_are_revoked_everywhere_on_sqlite() {
+    api_key_lifecycle(spawn_app(Backend::Sqlite, start()).await).await;
+}
+
+#[tokio::test]
+async fn api_keys_are_listed_expire_and_are_revoked_everywhere_on_postgres() {
+    on_postgres(api_key_lifecycle).await;
 }

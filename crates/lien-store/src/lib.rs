@@ -70,10 +70,32 @@ pub trait Tenants: Send + Sync {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<(), StoreError>;
-    /// The key with this hash.
+    /// The key with this hash, revoked and expired ones included (the caller says why it
+    /// refuses them).
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<ApiKeyRecord, StoreError>;
-    /// Whether any platform admin key exists (the first start creates one).
+    /// Whether any platform admin key exists, revoked and expired ones included (the first
+    /// start creates one; `lien admin-key create` makes another).
     async fn has_platform_admin(&self) -> Result<bool, StoreError>;
+    /// The key with this public id.
+    async fn api_key(&self, id: &str) -> Result<ApiKeyRecord, StoreError>;
+    /// The keys of `financier_id`, or the platform's own keys (support and platform admins)
+    /// for `None`, revoked and expired ones included, oldest first.
+    async fn api_keys(&self, financier_id: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes the key `id` at `at_us`, audited in `chain`, and returns it as it now stands. A
+    /// key revoked already is returned as it is, with no second audit record. Refused with
+    /// [`StoreError::Conflict`] when it is the last platform admin key that is neither revoked
+    /// nor expired at `at_us`: the check and the revocation are one transaction, so two
+    /// revocations at once cannot both pass it and leave the platform without an admin.
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyRecord, StoreError>;
+    /// Records that the key `id` was used at `at_us` (never moving the time back). Callers
+    /// write this about once a minute per key, not on every request.
+    async fn touch_api_key(&self, id: &str, at_us: i64) -> Result<(), StoreError>;
 }
 
 /// Devices, their ledgers and their tokens.

@@ -34,6 +34,13 @@ pub struct ApiKeyRecord {
     pub label: String,
     /// When it was created.
     pub created_us: i64,
+    /// When it stops working; `None`: never.
+    pub expires_us: Option<i64>,
+    /// When it was revoked; `None`: it was not.
+    pub revoked_us: Option<i64>,
+    /// When it was last used, to about a minute (see [`crate::Tenants::touch_api_key`]);
+    /// `None`: never.
+    pub last_used_us: Option<i64>,
 }
 
 /// The stored decision: what the scheduler and the device list filter on, plus the

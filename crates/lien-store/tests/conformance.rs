@@ -167,6 +167,8 @@ macro_rules! conformance {
 conformance![
     reopening_keeps_schema_and_data,
     financiers_and_api_keys,
+    api_keys_list_revoke_and_last_use,
+    concurrent_revocations_keep_one_platform_admin,
     enroll_stores_decision_token_and_audit,
     enroll_refuses_a_financed_imei,
     enroll_refuses_a_taken_contract_ref,

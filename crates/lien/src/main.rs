@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod admin_key;
 mod bench;
 mod imei;
 mod phone;
@@ -39,6 +40,11 @@ struct Cli {
 /// The subcommands, one module each.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Platform admin API keys, straight from the database: create one for an operator who lost
+    /// theirs, list the platform's keys, revoke one. Same settings as `serve`; on SQLite, stop
+    /// the server first (one process holds the database).
+    #[command(name = "admin-key", subcommand)]
+    AdminKey(admin_key::Command),
     /// Measure the server: `lien bench checkin` holds device check-ins against a bare HTTP
     /// responder in the same run.
     Bench(bench::Args),
@@ -73,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
             Cli::command().print_help()?;
             Ok(())
         }
+        Some(Command::AdminKey(command)) => admin_key::run(command),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Imei(args)) => imei::run(&args),
         Some(Command::Phone(args)) => phone::run(args),

@@ -10,6 +10,17 @@ use lien_server::config::Settings;
 /// Flags of `lien serve`; each overrides the file and the environment.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+/// The flags that say where the settings and the database are, shared by every command that
+/// opens the database (`serve`, `admin-key`) so that they all find the same one.
+#[derive(Debug, clap::Args)]
+pub struct SettingsArgs {
     /// A TOML settings file (default: ./lien.toml, if present).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -19,22 +30,27 @@ pub struct Args {
     /// sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory].
     #[arg(long)]
     database_url: Option<String>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long)]
-    listen: Option<SocketAddr>,
+}
+
+impl SettingsArgs {
+    /// Defaults, then the file, then `LIEN_*` variables, then these flags.
+    pub fn load(self) -> Result<Settings> {
+        let mut settings: Settings = Settings::figment(self.config.as_deref())
+            .extract()
+            .context("reading the settings")?;
+        if let Some(dir) = self.data_dir {
+            settings.data_dir = dir;
+        }
+        if let Some(url) = self.database_url {
+            settings.database_url = Some(url);
+        }
+        Ok(settings)
+    }
 }
 
 /// Reads the settings in their layers and runs the server until Ctrl-C.
 pub fn run(args: Args) -> Result<()> {
-    let mut settings: Settings = Settings::figment(args.config.as_deref())
-        .extract()
-        .context("reading the settings")?;
-    if let Some(dir) = args.data_dir {
-        settings.data_dir = dir;
-    }
-    if let Some(url) = args.database_url {
-        settings.database_url = Some(url);
-    }
+    let mut settings = args.settings.load()?;
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }

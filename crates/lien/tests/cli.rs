@@ -391,3 +391,80 @@ fn a_served_data_directory_is_private_its_key_stays_out_of_the_log_and_a_huge_up
         "{log}"
     );
 }
+
+/// The public id the server shows for `key`.
+fn key_id(key: &str) -> String {
+    lien_server::auth::key_id(&lien_server::auth::hash_key(key))
+}
+
+/// The key a `lien admin-key create` printed.
+fn printed_key(out: &Output) -> String {
+    assert!(out.status.success(), "{}", stderr(out));
+    stdout(out)
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("lien_"))
+        .unwrap_or_else(|| panic!("no key in {}", stdout(out)))
+        .to_string()
+}
+
+#[tokio::test]
+async fn admin_key_create_makes_a_working_key_from_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let first = printed_key(&lien(&["admin-key", "create", "--data-dir", data]));
+    let second = printed_key(&lien(&[
+        "admin-key",
+        "create",
+        "--data-dir",
+        data,
+        "--label",
+        "after the first was lost",
+    ]));
+
+    // Listed by id, never by key.
+    let list = lien(&["admin-key", "list", "--data-dir", data]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    for key in [&first, &second] {
+        assert!(text.contains(&key_id(key)), "{text}");
+        assert!(!text.contains(key.as_str()), "{text}");
+    }
+    assert!(text.contains("after the first was lost"), "{text}");
+
+    // The first goes; the second, now the last active admin key, stays.
+    let revoked = lien(&["admin-key", "revoke", "--data-dir", data, &key_id(&first)]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(stdout(&revoked).starts_with(&format!("Revoked {}", key_id(&first))));
+    let refused = lien(&["admin-key", "revoke", "--data-dir", data, &key_id(&second)]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("last active platform admin key"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A server on that data directory takes the new key and refuses the revoked one.
+    let settings = lien_server::config::Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..lien_server::config::Settings::default()
+    };
+    let store = lien_server::open_store(&settings).await.unwrap();
+    let secrets = lien_server::secrets::Secrets::load_or_create(dir.path()).unwrap();
+    let state = lien_server::app::AppState::new(
+        store,
+        std::sync::Arc::new(lien_server::clock::SystemClock),
+        secrets,
+        settings,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = lien_server::app::start(state, listener, false)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/financiers", running.addr);
+    let with = |key: &str| client.get(&url).bearer_auth(key).send();
+    assert_eq!(with(&second).await.unwrap().status(), 200);
+    assert_eq!(with(&first).await.unwrap().status(), 401);
+    running.stop().await;
+}

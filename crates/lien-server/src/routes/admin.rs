@@ -1,17 +1,20 @@
 //! Financiers and API keys.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lien_store::{ApiKeyRecord, AuditEntry, Financier, StoreError};
+use lien_store::{AuditEntry, Financier, StoreError};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{JsonText, json_text};
+use crate::api_keys;
 use crate::app::AppState;
-use crate::auth::{Action, Actor, Role, hash_key, key_id, new_api_key};
+use crate::auth::{Action, Actor, Role};
 use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
-use crate::wire::{ApiKeyCreated, FinancierView, NewApiKey, NewFinancier};
+use crate::wire::{ApiKeyCreated, ApiKeyView, FinancierView, NewApiKey, NewFinancier};
 
 fn view(f: Financier) -> FinancierView {
     FinancierView {
@@ -68,7 +71,7 @@ pub fn new_id(prefix: &str) -> Result<String, ApiError> {
     responses(
         (status = 201, description = "The financier was created.", body = FinancierView),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Only platform admins create financiers.", body = ErrorBody),
         (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
@@ -109,7 +112,7 @@ pub async fn create_financier(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The financiers the caller may see: all of them for the platform, its own for a financier.", body = Vec<FinancierView>),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not read.", body = ErrorBody),
     )
 )]
@@ -138,10 +141,10 @@ pub async fn list_financiers(
     responses(
         (status = 201, description = "The key, shown this once.", body = ApiKeyCreated),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not create keys.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
-        (status = 422, description = "A field is refused, e.g. a role that is not a financier's.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. a role that is not a financier's, or an `expires_at` in the past or more than 5 years ahead.", body = ErrorBody),
     )
 )]
 pub async fn create_api_key(
@@ -167,7 +170,18 @@ pub async fn create_api_key(
         Err(err) => return Err(err.into()),
     }
     let label = required_text("label", &body.label, 80)?;
-    let created = issue_key(&state, &actor.key_id, body.role, Some(financier_id), label).await?;
+    let now = state.clock.now();
+    let expires_us = api_keys::parse_expiry(body.expires_at.as_deref(), now)?;
+    let created = api_keys::issue(
+        state.store.as_ref(),
+        now,
+        &actor.key_id,
+        body.role,
+        Some(financier_id),
+        label,
+        expires_us,
+    )
+    .await?;
     json_text(StatusCode::CREATED, &created)
 }
 
@@ -183,9 +197,9 @@ pub async fn create_api_key(
     responses(
         (status = 201, description = "The key, shown this once.", body = ApiKeyCreated),
         (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Only platform admins create platform keys.", body = ErrorBody),
-        (status = 422, description = "A field is refused, e.g. a financier's role, which belongs on `/v1/financiers/{id}/api-keys`.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. a financier's role, which belongs on `/v1/financiers/{id}/api-keys`, or an `expires_at` in the past or more than 5 years ahead.", body = ErrorBody),
     )
 )]
 pub async fn create_platform_key(
@@ -203,11 +217,23 @@ pub async fn create_platform_key(
         ));
     }
     let label = required_text("label", &body.label, 80)?;
-    let created = issue_key(&state, &actor.key_id, body.role, None, label).await?;
+    let now = state.clock.now();
+    let expires_us = api_keys::parse_expiry(body.expires_at.as_deref(), now)?;
+    let created = api_keys::issue(
+        state.store.as_ref(),
+        now,
+        &actor.key_id,
+        body.role,
+        None,
+        label,
+        expires_us,
+    )
+    .await?;
     json_text(StatusCode::CREATED, &created)
 }
 
-/// Creates a key and stores its hash, audited in the financier's (or the platform's) chain.
+/// Creates a key that does not expire and stores its hash, audited in the financier's (or
+/// the platform's) chain.
 pub async fn issue_key(
     state: &AppState,
     actor: &str,
@@ -215,33 +241,139 @@ pub async fn issue_key(
     financier_id: Option<String>,
     label: String,
 ) -> Result<ApiKeyCreated, ApiError> {
-    let key = new_api_key().map_err(ApiError::Internal)?;
-    let key_hash = hash_key(&key);
-    let now = micros(state.clock.now());
-    let record = ApiKeyRecord {
-        id: key_id(&key_hash),
-        key_hash,
-        role: role.name().to_string(),
-        financier_id: financier_id.clone(),
-        label: label.clone(),
-        created_us: now,
-    };
-    let chain = financier_id
-        .as_ref()
-        .map_or_else(|| "platform".to_string(), |f| format!("financier:{f}"));
-    let audit = AuditEntry {
-        at_us: now,
-        actor: actor.to_string(),
-        action: "api_key_created".into(),
-        reason: label,
-        before_json: "null".into(),
-        after_json: serde_json::json!({"key_id": record.id, "role": role.name()}).to_string(),
-    };
-    state.store.create_api_key(&record, &chain, &audit).await?;
-    Ok(ApiKeyCreated {
-        id: record.id,
-        key,
+    api_keys::issue(
+        state.store.as_ref(),
+        state.clock.now(),
+        actor,
         role,
         financier_id,
-    })
+        label,
+        None,
+    )
+    .await
+}
+
+/// Whose keys a list shows.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyQuery {
+    /// A financier's id: that financier's keys (a platform admin may name any financier; a
+    /// financier's admin only its own, which is also what it gets without this). Without it a
+    /// platform admin gets the platform's own keys.
+    pub financier_id: Option<String>,
+}
+
+/// `GET /v1/api-keys`: the keys the caller manages.
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys",
+    tag = "financiers",
+    security(("api_key" = [])),
+    params(KeyQuery),
+    responses(
+        (status = 200, description = "The keys, oldest first, revoked and expired ones included; never the keys themselves.", body = Vec<ApiKeyView>),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage keys.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    actor: Actor,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let financier = query.financier_id.or_else(|| actor.financier_id.clone());
+    keys_of(&state, &actor, financier).await
+}
+
+/// `GET /v1/financiers/{id}/api-keys`: a financier's keys.
+#[utoipa::path(
+    get,
+    path = "/v1/financiers/{id}/api-keys",
+    tag = "financiers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The financier's id, `fin_` and hex.")),
+    responses(
+        (status = 200, description = "The financier's keys, oldest first, revoked and expired ones included; never the keys themselves.", body = Vec<ApiKeyView>),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage keys.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn list_financier_keys(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(financier_id): Path<String>,
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+    keys_of(&state, &actor, Some(financier_id)).await
+}
+
+/// The keys of `financier_id`, or the platform's for `None`, if the caller manages them.
+async fn keys_of(
+    state: &AppState,
+    actor: &Actor,
+    financier_id: Option<String>,
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    match &financier_id {
+        Some(id) => {
+            if !actor.sees_financier(id) {
+                return Err(ApiError::NotFound("financier"));
+            }
+            match state.store.financier(id).await {
+                Ok(_) => {}
+                Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        None => actor.require(Action::ManagePlatformKeys)?,
+    }
+    let now = state.clock.now();
+    let keys = state.store.api_keys(financier_id.as_deref()).await?;
+    Ok(Json(
+        keys.iter()
+            .map(|k| api_keys::view(k, now))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// `POST /v1/api-keys/{id}/revoke`: the key stops working at once, on every server.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys/{id}/revoke",
+    tag = "financiers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The key's public id, `key_` and hex, as listed.")),
+    responses(
+        (status = 200, description = "The key, revoked (revoking it again changes nothing).", body = ApiKeyView),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage keys.", body = ErrorBody),
+        (status = 404, description = "No such key, or not one the caller manages.", body = ErrorBody),
+        (status = 409, description = "It is the last active platform admin key: create another one first (or use `lien admin-key create`).", body = ErrorBody),
+    )
+)]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKeyView>, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let key = match state.store.api_key(&id).await {
+        Ok(key) => key,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("API key")),
+        Err(err) => return Err(err.into()),
+    };
+    // Another financier's key, or a platform key for a financier, is "not found", exactly
+    // like a key that does not exist.
+    let manages = match &key.financier_id {
+        Some(financier) => actor.sees_financier(financier),
+        None => actor.role.may(Action::ManagePlatformKeys),
+    };
+    if !manages {
+        return Err(ApiError::NotFound("API key"));
+    }
+    let now = state.clock.now();
+    let revoked = api_keys::revoke(state.store.as_ref(), now, &actor.key_id, &key).await?;
+    Ok(Json(api_keys::view(&revoked, now)?))
 }

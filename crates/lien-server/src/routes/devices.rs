@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse as _;
 use jiff::{SignedDuration, Timestamp};
 use lien_core::{Imei, PaymentRef, SerialNumber};
 use lien_proto::ocra::{OcraInput, OcraSuite};
@@ -1259,14 +1260,19 @@ pub async fn change_policy(
         (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No token of the caller's has this code.", body = ErrorBody),
         (status = 422, description = "The code is not 8 digits.", body = ErrorBody),
+        (status = 429, description = "Too many look-ups with this API key (30 a minute after 20 at once); see Retry-After.", body = ErrorBody),
     )
 )]
 pub async fn status_code(
     State(state): State<AppState>,
     actor: Actor,
     Path(code): Path<String>,
-) -> Result<Json<Vec<StatusCodeView>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     actor.require(Action::Read)?;
+    // Per key: a code is 8 digits, and support's key sees every device.
+    if let Err(limited) = state.status_code_limit.check(actor.key_id.clone()) {
+        return Ok(limited.respond("too many status-code look-ups with this API key"));
+    }
     if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid("code", "a status code is 8 digits"));
     }
@@ -1287,5 +1293,5 @@ pub async fn status_code(
     if views.is_empty() {
         return Err(ApiError::NotFound("status code"));
     }
-    Ok(Json(views))
+    Ok(Json(views).into_response())
 }

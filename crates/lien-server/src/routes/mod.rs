@@ -57,8 +57,15 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
             "/v1/financiers",
             post(admin::create_financier).get(admin::list_financiers),
         )
-        .route("/v1/financiers/{id}/api-keys", post(admin::create_api_key))
-        .route("/v1/api-keys", post(admin::create_platform_key))
+        .route(
+            "/v1/financiers/{id}/api-keys",
+            post(admin::create_api_key).get(admin::list_financier_keys),
+        )
+        .route(
+            "/v1/api-keys",
+            post(admin::create_platform_key).get(admin::list_keys),
+        )
+        .route("/v1/api-keys/{id}/revoke", post(admin::revoke_key))
         .route("/v1/devices", post(devices::enroll).get(devices::list))
         .route(
             "/v1/devices/bulk",

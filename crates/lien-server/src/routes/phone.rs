@@ -56,7 +56,7 @@ pub async fn hello_challenge(
     client: PublicClient,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    if let Err(limited) = state.hello_limit.check(client.0, micros(now)) {
+    if let Err(limited) = state.hello_limit.check(client.key()) {
         return Ok(limited.into_response());
     }
     let challenge = hello_challenge_bytes(&state, micros(now))?;
@@ -130,7 +130,7 @@ pub async fn hello(
     body: Result<Json<HelloRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    if let Err(limited) = state.hello_limit.check(client.0, micros(now)) {
+    if let Err(limited) = state.hello_limit.check(client.key()) {
         return Ok(limited.into_response());
     }
     let Json(req) = body?;
@@ -166,7 +166,7 @@ pub async fn hello(
     // name a phone's IMEI must not use up that phone's allowance and keep it from binding.
     if let Err(limited) = state
         .hello_imei_limit
-        .check(attested_imei1.as_str().to_string(), micros(now))
+        .check(attested_imei1.as_str().to_string())
     {
         return Ok(limited.into_response());
     }

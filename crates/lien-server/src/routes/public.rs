@@ -26,21 +26,28 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
+use crate::client_addr::client_ip;
 use crate::clock::{from_micros, micros};
 use crate::error::{ApiError, ErrorBody};
-use crate::rate_limit::{Limited, client_ip};
+use crate::rate_limit::{ClientKey, Limited};
 
 /// A released phone is shown as released for this long, then as clear.
 pub const RELEASE_SHOWN_DAYS: i64 = 365;
 
-/// The caller of a public endpoint, by IP address, for the rate limit.
+/// The caller of a public endpoint, by IP address (behind a trusted proxy, the one it
+/// forwards; see [`crate::client_addr`]), for the rate limit.
 #[derive(Debug, Clone, Copy)]
 pub struct PublicClient(pub IpAddr);
 
 impl PublicClient {
+    /// Whom the limits count: the address, or its IPv6 /64.
+    pub fn key(&self) -> ClientKey {
+        ClientKey::from(self.0)
+    }
+
     /// Takes one request from the client's allowance.
     pub fn check(&self, state: &AppState) -> Result<(), Limited> {
-        state.public_limit.check(self.0, micros(state.clock.now()))
+        state.public_limit.check(self.key())
     }
 }
 
@@ -49,9 +56,13 @@ impl FromRequestParts<AppState> for PublicClient {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &AppState,
+        state: &AppState,
     ) -> Result<PublicClient, Self::Rejection> {
-        Ok(PublicClient(client_ip(&parts.extensions)))
+        Ok(PublicClient(client_ip(
+            &parts.extensions,
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )))
     }
 }
 

@@ -91,11 +91,11 @@ pub async fn spawn_app(backend: Backend, start_time: Timestamp) -> TestApp {
     spawn_app_with(backend, start_time, |_| {}).await
 }
 
-/// Starts a server on `backend` at `start_time`, with settings `adjust` changes.
+/// Starts a server on `backend` at `start_time`, with settings changed by `configure`.
 pub async fn spawn_app_with(
     backend: Backend,
     start_time: Timestamp,
-    adjust: impl FnOnce(&mut Settings),
+    configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
@@ -104,14 +104,13 @@ pub async fn spawn_app_with(
             fresh_postgres_database(&postgres_url().expect("LIEN_TEST_POSTGRES_URL")).await
         }
     };
-    let settings = Settings {
+    let mut settings = Settings {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(url.clone()),
         metrics_token: Some(METRICS_TOKEN.into()),
         ..Settings::default()
     };
-    let mut settings = settings;
-    adjust(&mut settings);
+    configure(&mut settings);
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
     let secrets = Secrets::load_or_create(dir.path()).unwrap();
     let clock = ManualClock::new(start_time);
@@ -139,6 +138,31 @@ impl TestApp {
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
         let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
         let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = start(state, listener, false).await.unwrap();
+        TestApp {
+            base: format!("http://{}", running.addr),
+            clock: self.clock.clone(),
+            client: reqwest::Client::new(),
+            admin_key: self.admin_key.clone(),
+            running,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl TestApp {
+    /// A second server over this one's store object (the same pools), with the same keys and
+    /// clock: on SQLite, which one process serves, the nearest thing to a second server.
+    pub async fn spawn_on_same_store(&self) -> TestApp {
+        let settings = self.running.state.settings.clone();
+        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
+        let state = AppState::new(
+            self.running.state.store.clone(),
+            Arc::new(self.clock.clone()),
+            secrets,
+            settings,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = start(state, listener, false).await.unwrap();
         TestApp {

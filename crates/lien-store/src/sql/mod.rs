@@ -38,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_request_counter.sql"),
     ),
+    (5, include_str!("../../migrations/sqlite/0005_api_keys.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -52,6 +53,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/postgres/0004_request_counter.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_api_keys.sql"),
     ),
 ];
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Executor, Row};
+use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::audit_log::append_audit;
 use super::{SqlStore, backend, unique_or_backend};
@@ -63,7 +63,8 @@ impl Tenants for SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         sqlx::query(
-            "INSERT INTO api_keys (key_hash, id, role, financier_id, label, created_us) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (key_hash, id, role, financier_id, label, created_us, expires_us, revoked_us, last_used_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(key.key_hash.clone())
         .bind(&key.id)
@@ -71,6 +72,9 @@ impl Tenants for SqlStore {
         .bind(key.financier_id.clone())
         .bind(&key.label)
         .bind(key.created_us)
+        .bind(key.expires_us)
+        .bind(key.revoked_us)
+        .bind(key.last_used_us)
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_or_backend(e, "an API key with this id exists"))?;
@@ -79,25 +83,15 @@ impl Tenants for SqlStore {
     }
 
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> Result<ApiKeyRecord, StoreError> {
-        let row = sqlx::query(
-            "SELECT key_hash, id, role, financier_id, label, created_us FROM api_keys WHERE key_hash = $1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+        )))
         .bind(key_hash.to_vec())
         .fetch_optional(&self.read)
         .await
         .map_err(backend)?
         .ok_or(StoreError::NotFound)?;
-        (|| {
-            Ok(ApiKeyRecord {
-                key_hash: row.try_get(0)?,
-                id: row.try_get(1)?,
-                role: row.try_get(2)?,
-                financier_id: row.try_get(3)?,
-                label: row.try_get(4)?,
-                created_us: row.try_get(5)?,
-            })
-        })()
-        .map_err(backend)
+        key_from(&row)
     }
 
     async fn has_platform_admin(&self) -> Result<bool, StoreError> {
@@ -107,6 +101,147 @@ impl Tenants for SqlStore {
             .map_err(backend)?;
         Ok(row.try_get::<i64, _>(0).map_err(backend)? > 0)
     }
+
+    async fn api_key(&self, id: &str) -> Result<ApiKeyRecord, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        key_from(&row)
+    }
+
+    async fn api_keys(&self, financier_id: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = match financier_id {
+            Some(financier) => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE financier_id = $1 ORDER BY created_us, id"
+            )))
+            .bind(financier)
+            .fetch_all(&self.read)
+            .await,
+            None => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE financier_id IS NULL ORDER BY created_us, id"
+            )))
+            .fetch_all(&self.read)
+            .await,
+        }
+        .map_err(backend)?;
+        rows.iter().map(key_from).collect()
+    }
+
+    #[tracing::instrument(skip(self, audit))]
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let for_update = self.dialect.for_update();
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // A key's role never changes, so it may be read before any lock is taken.
+        let role: String = sqlx::query("SELECT role FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound)?
+            .try_get(0)
+            .map_err(backend)?;
+        let key = if role == PLATFORM_ADMIN {
+            // Every platform admin key is locked, always in the order of their ids, so that two
+            // revocations at once take turns (rather than deadlock), and the second sees the
+            // first one's revocation when it counts the keys left.
+            let admins = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE role = $1 ORDER BY id{for_update}"
+            )))
+            .bind(PLATFORM_ADMIN)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(key_from)
+            .collect::<Result<Vec<_>, _>>()?;
+            let active = |k: &ApiKeyRecord| {
+                k.revoked_us.is_none() && k.expires_us.is_none_or(|until| until > at_us)
+            };
+            let key = admins
+                .iter()
+                .find(|k| k.id == id)
+                .cloned()
+                .ok_or(StoreError::NotFound)?;
+            if active(&key) && !admins.iter().any(|k| k.id != id && active(k)) {
+                return Err(StoreError::Conflict(
+                    "this is the last active platform admin key; create another one first".into(),
+                ));
+            }
+            key
+        } else {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1{for_update}"
+            )))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            key_from(&row)?
+        };
+        if key.revoked_us.is_some() {
+            return Ok(key);
+        }
+        sqlx::query("UPDATE api_keys SET revoked_us = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ApiKeyRecord {
+            revoked_us: Some(at_us),
+            ..key
+        })
+    }
+
+    async fn touch_api_key(&self, id: &str, at_us: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_us = $2 \
+             WHERE id = $1 AND (last_used_us IS NULL OR last_used_us < $2)",
+        )
+        .bind(id)
+        .bind(at_us)
+        .execute(&self.write)
+        .await
+        .map(|_| ())
+        .map_err(backend)
+    }
+}
+
+/// The role whose last active key may not be revoked.
+const PLATFORM_ADMIN: &str = "platform-admin";
+
+/// The columns [`key_from`] reads, in its order.
+const KEY_COLUMNS: &str =
+    "key_hash, id, role, financier_id, label, created_us, expires_us, revoked_us, last_used_us";
+
+fn key_from(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
+    (|| {
+        Ok(ApiKeyRecord {
+            key_hash: row.try_get(0)?,
+            id: row.try_get(1)?,
+            role: row.try_get(2)?,
+            financier_id: row.try_get(3)?,
+            label: row.try_get(4)?,
+            created_us: row.try_get(5)?,
+            expires_us: row.try_get(6)?,
+            revoked_us: row.try_get(7)?,
+            last_used_us: row.try_get(8)?,
+        })
+    })()
+    .map_err(backend)
 }
 
 /// One financier, read through `executor`: a pool, or a transaction that must not take a

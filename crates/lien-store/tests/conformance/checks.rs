@@ -79,6 +79,9 @@ pub async fn financiers_and_api_keys(db: Db) {
         financier_id: Some("fin_a".to_string()),
         label: "back office".to_string(),
         created_us: T0,
+        expires_us: None,
+        revoked_us: None,
+        last_used_us: None,
     };
     db.create_api_key(
         &financier_key,
@@ -105,6 +108,9 @@ pub async fn financiers_and_api_keys(db: Db) {
         financier_id: None,
         label: "first start".to_string(),
         created_us: T0,
+        expires_us: Some(T0 + 30 * DAY),
+        revoked_us: None,
+        last_used_us: None,
     };
     db.create_api_key(&admin_key, "platform", &entry("key.create", "first start"))
         .await
@@ -124,6 +130,192 @@ pub async fn financiers_and_api_keys(db: Db) {
     );
     not_found(db.api_key_by_hash(&same_id.key_hash).await);
     assert_eq!(db.audit_chain("platform").await.unwrap().len(), 3);
+}
+
+/// A key of `role` for `financier_id`, created at `T0 + n` seconds, with a hash made of `n`.
+fn test_key(
+    n: u8,
+    role: &str,
+    financier_id: Option<&str>,
+    expires_us: Option<i64>,
+) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_hash: vec![n; 32],
+        id: format!("key_{n:02x}"),
+        role: role.to_string(),
+        financier_id: financier_id.map(str::to_string),
+        label: format!("key {n}"),
+        created_us: T0 + i64::from(n) * SECOND,
+        expires_us,
+        revoked_us: None,
+        last_used_us: None,
+    }
+}
+
+/// Keys are listed per financier or for the platform, revoked once with an audit record, never
+/// down to no active platform admin, and their last use only moves forward.
+pub async fn api_keys_list_revoke_and_last_use(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    let admin_1 = test_key(1, "platform-admin", None, None);
+    let admin_2 = test_key(2, "platform-admin", None, Some(T0 + DAY));
+    let support = test_key(3, "support", None, None);
+    let fin_a = test_key(4, "financier-admin", Some("fin_a"), None);
+    let fin_a_agent = test_key(5, "financier-agent", Some("fin_a"), Some(T0 + 7 * DAY));
+    let fin_b = test_key(6, "financier-admin", Some("fin_b"), None);
+    for key in [&admin_1, &admin_2, &support, &fin_a, &fin_a_agent, &fin_b] {
+        let chain = key
+            .financier_id
+            .as_ref()
+            .map_or("platform".to_string(), |f| format!("financier:{f}"));
+        db.create_api_key(key, &chain, &entry("key.create", &key.label))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        db.api_keys(None).await.unwrap(),
+        vec![admin_1.clone(), admin_2.clone(), support.clone()],
+        "the platform's keys, oldest first"
+    );
+    assert_eq!(
+        db.api_keys(Some("fin_a")).await.unwrap(),
+        vec![fin_a.clone(), fin_a_agent.clone()]
+    );
+    assert!(db.api_keys(Some("fin_missing")).await.unwrap().is_empty());
+    assert_eq!(db.api_key("key_05").await.unwrap(), fin_a_agent);
+    not_found(db.api_key("key_ff").await);
+
+    // Last use moves forward only.
+    db.touch_api_key("key_04", T0 + 60 * SECOND).await.unwrap();
+    db.touch_api_key("key_04", T0 + 30 * SECOND).await.unwrap();
+    assert_eq!(
+        db.api_key_by_hash(&fin_a.key_hash)
+            .await
+            .unwrap()
+            .last_used_us,
+        Some(T0 + 60 * SECOND)
+    );
+    db.touch_api_key("key_missing", T0).await.unwrap();
+
+    // Revoking writes the time and one audit record in the key's chain; again, nothing more.
+    let before = db.audit_chain("financier:fin_a").await.unwrap().len();
+    let at = T0 + 2 * SECOND * 60;
+    let revoked = db
+        .revoke_api_key(
+            "key_05",
+            at,
+            "financier:fin_a",
+            &entry("api_key_revoked", "key_05"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoked_us, Some(at));
+    assert_eq!(
+        db.api_key_by_hash(&fin_a_agent.key_hash)
+            .await
+            .unwrap()
+            .revoked_us,
+        Some(at)
+    );
+    let again = db
+        .revoke_api_key(
+            "key_05",
+            at + DAY,
+            "financier:fin_a",
+            &entry("api_key_revoked", "again"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.revoked_us, Some(at), "the first revocation stands");
+    let chain = db.audit_chain("financier:fin_a").await.unwrap();
+    assert_eq!(chain.len(), before + 1);
+    assert_eq!(chain.last().unwrap().entry.action, "api_key_revoked");
+    assert_eq!(verify_chain(&chain), Ok(()));
+    not_found(
+        db.revoke_api_key("key_ff", at, "platform", &entry("api_key_revoked", "none"))
+            .await,
+    );
+
+    // Two platform admins: once the second has expired, the first is the last active one
+    // and cannot be revoked; while both are active, either can.
+    let after_expiry = T0 + 2 * DAY;
+    let message = conflict(
+        db.revoke_api_key(
+            "key_01",
+            after_expiry,
+            "platform",
+            &entry("api_key_revoked", "1"),
+        )
+        .await,
+    );
+    assert!(message.contains("last active platform admin"), "{message}");
+    assert_eq!(db.api_key("key_01").await.unwrap().revoked_us, None);
+    let platform_before = db.audit_chain("platform").await.unwrap().len();
+    db.revoke_api_key(
+        "key_01",
+        T0 + 60 * SECOND,
+        "platform",
+        &entry("api_key_revoked", "1"),
+    )
+    .await
+    .unwrap();
+    conflict(
+        db.revoke_api_key(
+            "key_02",
+            T0 + 120 * SECOND,
+            "platform",
+            &entry("api_key_revoked", "2"),
+        )
+        .await,
+    );
+    assert_eq!(
+        db.audit_chain("platform").await.unwrap().len(),
+        platform_before + 1
+    );
+    // Revoking a non-admin key never needs another admin.
+    db.revoke_api_key(
+        "key_03",
+        T0 + 120 * SECOND,
+        "platform",
+        &entry("api_key_revoked", "3"),
+    )
+    .await
+    .unwrap();
+    assert!(db.has_platform_admin().await.unwrap());
+}
+
+/// Two revocations of the only two active platform admin keys at once: one passes, the
+/// other is refused, whatever the interleaving.
+pub async fn concurrent_revocations_keep_one_platform_admin(db: Db) {
+    for n in [1, 2] {
+        db.create_api_key(
+            &test_key(n, "platform-admin", None, None),
+            "platform",
+            &entry("key.create", "admin"),
+        )
+        .await
+        .unwrap();
+    }
+    let (first, second) = (entry("api_key_revoked", "1"), entry("api_key_revoked", "2"));
+    let (a, b) = tokio::join!(
+        db.revoke_api_key("key_01", T0 + SECOND, "platform", &first),
+        db.revoke_api_key("key_02", T0 + SECOND, "platform", &second),
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one passes: {a:?} / {b:?}");
+    let refused = if a.is_ok() { b } else { a };
+    conflict(refused);
+    let active = db
+        .api_keys(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.revoked_us.is_none())
+        .count();
+    assert_eq!(active, 1);
+    assert_eq!(
+        verify_chain(&db.audit_chain("platform").await.unwrap()),
+        Ok(())
+    );
 }
 
 /// What an enrollment writes is what the device, its snapshot and its audit chain show.
