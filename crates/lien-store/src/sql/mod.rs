@@ -38,6 +38,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_request_counter.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_appeals_by_device.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -52,6 +56,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/postgres/0004_request_counter.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_appeals_by_device.sql"),
     ),
 ];
 
