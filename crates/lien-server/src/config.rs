@@ -42,6 +42,12 @@ pub struct Settings {
     pub appeal_unlock_hours: u32,
     /// The largest document accepted with an appeal, in bytes.
     pub appeal_upload_max_bytes: u64,
+    /// Hours after a rejected appeal before a new appeal about the same phone may be opened.
+    pub appeal_cooldown_hours: u32,
+    /// Hours a superseded status code still matches on the public pages and for appeals, so
+    /// that a phone that has not yet checked in for its new token can still be looked up and
+    /// appealed for. Support's authenticated look-up sees every code.
+    pub status_code_grace_hours: u32,
     /// Hellos (and hello challenges) per client (IPv4 address or IPv6 /64) and minute, after a
     /// first burst; 0 switches the limit off.
     pub hello_rate_per_minute: u32,
@@ -86,6 +92,8 @@ impl Default for Settings {
             appeal_response_hours: 72,
             appeal_unlock_hours: 7 * 24,
             appeal_upload_max_bytes: 5 * 1024 * 1024,
+            appeal_cooldown_hours: 72,
+            status_code_grace_hours: 24,
             hello_rate_per_minute: 60,
             hello_rate_burst: 30,
             attestation_roots: Vec::new(),

@@ -6,7 +6,10 @@
 //!
 //! By IMEI, the "why" page shows the state, how to pay and whom to call, but not the amount:
 //! an IMEI is written on the box and the receipt. The amount due is shown for the status code,
-//! which only the lock screen shows.
+//! which only the lock screen shows; a code matches only while the phone may still be showing
+//! it (its current token's, or one superseded within `status_code_grace_hours`), so old codes
+//! do not accumulate into matches for guesses. Opening an appeal takes both the IMEI and the
+//! code.
 
 use std::collections::HashMap;
 
@@ -330,8 +333,12 @@ fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> String 
     let limit = appeals::mib(max_bytes);
     format!(
         "<form method=\"post\" action=\"/appeal\" enctype=\"multipart/form-data\">\
-         <label for=\"imei\">IMEI (dial *#06#) or the status code on the lock screen</label>\
-         <input id=\"imei\" name=\"imei\" value=\"{imei}\" required>\
+         <p>Both numbers are on the phone's lock screen. The status code shows that you have the \
+         phone; if the phone has just changed its code, use the new one.</p>\
+         <label for=\"imei\">IMEI (on the lock screen, or dial *#06#)</label>\
+         <input id=\"imei\" name=\"imei\" value=\"{imei}\" inputmode=\"numeric\" autocomplete=\"off\" required>\
+         <label for=\"status_code\">Status code (8 digits, on the lock screen)</label>\
+         <input id=\"status_code\" name=\"status_code\" value=\"{status_code}\" inputmode=\"numeric\" autocomplete=\"off\" required>\
          <label for=\"claim\">What happened?</label>\
          <select id=\"claim\" name=\"claim\">{o1}{o2}{o3}</select>\
          <label for=\"contact\">Your phone number or e-mail, for the financier to reach you</label>\
@@ -350,6 +357,7 @@ fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> String 
          <textarea id=\"statement\" name=\"statement\" rows=\"3\">{statement}</textarea>\
          <button id=\"submit\" type=\"submit\">Send the appeal</button></form>",
         imei = v("imei"),
+        status_code = v("status_code"),
         o1 = option("paid", "I paid and I am still locked"),
         o2 = option("owner", "I own this phone (bought second-hand)"),
         o3 = option("wrong_lock", "This lock is wrong"),
@@ -365,7 +373,14 @@ fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> String 
 async fn appeal_form(State(state): State<AppState>, Query(query): Query<Q>) -> Response {
     let mut values = HashMap::new();
     if let Some(q) = query.q {
-        values.insert("imei".to_string(), q);
+        // From the "why" page: an 8-digit status code, or an IMEI.
+        let q = q.trim().to_string();
+        let field = if q.len() == 8 && q.bytes().all(|b| b.is_ascii_digit()) {
+            "status_code"
+        } else {
+            "imei"
+        };
+        values.insert(field.to_string(), q);
     }
     page(
         StatusCode::OK,
@@ -394,14 +409,24 @@ async fn appeal_submit(
     };
     let values = form.fields.clone();
     match appeals::open_appeal(&state, form).await {
-        Ok(appeal) => {
-            let view = appeals::progress(&appeal, micros(state.clock.now()));
+        Ok(opened) => {
+            let appeal = &opened.record;
+            let view = appeals::progress(appeal, micros(state.clock.now()));
+            let withheld = opened
+                .unlock_withheld
+                .as_deref()
+                .map_or(String::new(), |why| {
+                    format!(
+                        "<p id=\"withheld\">No provisional unlock at the deadline: {}.</p>",
+                        esc(why)
+                    )
+                });
             page(
                 StatusCode::CREATED,
                 "Your appeal is open",
                 &format!(
                     "<div class=\"box\" id=\"result\"><p>Your reference: <strong id=\"reference\">{r}</strong></p>\
-                     <p>Keep it: it is the only way to follow your appeal.</p><p>{}</p></div>\
+                     <p>Keep it: it is the only way to follow your appeal.</p><p>{}</p>{withheld}</div>\
                      <p><a id=\"follow\" href=\"/appeal/status?reference={r}\">Follow this appeal</a></p>",
                     esc(&view),
                     r = esc(&appeal.reference),

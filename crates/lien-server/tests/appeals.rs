@@ -12,8 +12,30 @@ use lien_agent::Screen;
 use lien_agent::sim::Phone;
 use serde_json::{Value, json};
 
-/// A PNG's first bytes and a little more: enough for the content check.
+/// A PNG's first bytes and a little more: what once passed the content check, and no longer
+/// passes for a document.
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+
+/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
+fn receipt_png(size: usize) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0; 4]);
+        c
+    };
+    let mut b = PNG[..8].to_vec();
+    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
+    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
+    b.extend(chunk(b"IEND", b""));
+    b
+}
+
+/// The uniform refusal of an appellant who did not prove holding the phone.
+fn not_proven() -> Value {
+    json!({"error": "not_found", "message": "phone with this IMEI and status code not found"})
+}
 
 /// One part of a multipart form.
 enum Part<'a> {
@@ -109,6 +131,39 @@ impl World {
         matches!(self.phone.screen(), Screen::Locked(_))
     }
 
+    /// The status code the phone's reminder, restricted or lock screen shows.
+    fn shown_code(&self) -> String {
+        match self.phone.screen() {
+            Screen::Reminder(r) => r.details.status_code.clone(),
+            Screen::Restricted(r) => r.details.status_code.clone(),
+            Screen::Locked(l) => l.details.status_code.clone(),
+            other => panic!("no status code on screen: {other:?}"),
+        }
+    }
+
+    /// The code of the device's current token, as the server holds it (a phone in good
+    /// standing shows no screen with it).
+    async fn current_code(&self) -> String {
+        let device = self
+            .app
+            .running
+            .state
+            .store
+            .device(&self.device_id)
+            .await
+            .unwrap();
+        device.token.expect("a token").status_code
+    }
+
+    /// A code that is not this phone's (any other 8 digits).
+    fn wrong_code(&self, right: &str) -> String {
+        if right == "12345678" {
+            "87654321".into()
+        } else {
+            "12345678".into()
+        }
+    }
+
     async fn device(&self) -> Value {
         let r = self
             .app
@@ -145,20 +200,50 @@ impl World {
             .collect()
     }
 
-    /// The borrower says they paid KES 1,000.00 by M-Pesa on 3 February, with a receipt.
+    /// The borrower, holding the locked phone, says they paid KES 1,000.00 by M-Pesa on
+    /// 3 February, with a receipt, and gives the IMEI and status code from the lock screen.
     async fn appeal_paid(&self) -> Reply {
+        self.appeal_paid_with(&self.shown_code(), "1000.00", "KES", &receipt_png(4096))
+            .await
+    }
+
+    /// A payment appeal with this status code, amount, currency and receipt.
+    async fn appeal_paid_with(
+        &self,
+        code: &str,
+        amount: &str,
+        currency: &str,
+        receipt: &[u8],
+    ) -> Reply {
         post_form(
             &self.app,
             "/v1/public/appeals",
             &[
                 Part::Text("imei", &self.imei),
+                Part::Text("status_code", code),
                 Part::Text("claim", "paid"),
                 Part::Text("contact", "+254 711 000 111"),
                 Part::Text("payment_reference", "MPESA-QX12"),
                 Part::Text("paid_on", "2026-02-03"),
-                Part::Text("amount", "1000.00"),
-                Part::Text("currency", "KES"),
-                Part::File("receipt", "receipt.png", "image/png", PNG),
+                Part::Text("amount", amount),
+                Part::Text("currency", currency),
+                Part::File("receipt", "receipt.png", "image/png", receipt),
+            ],
+        )
+        .await
+    }
+
+    /// A "wrong lock" appeal about `imei` with this status code: no document needed.
+    async fn appeal_wrong_lock(&self, imei: &str, code: &str) -> Reply {
+        post_form(
+            &self.app,
+            "/v1/public/appeals",
+            &[
+                Part::Text("imei", imei),
+                Part::Text("status_code", code),
+                Part::Text("claim", "wrong_lock"),
+                Part::Text("contact", "+254 711 000 111"),
+                Part::Text("statement", "This is not my contract"),
             ],
         )
         .await
@@ -185,6 +270,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     let reference = opened.body["reference"].as_str().unwrap().to_string();
     assert!(reference.starts_with("AP-"), "{reference}");
     assert_eq!(opened.body["appeal"]["status"], "open");
+    assert_eq!(opened.body["provisional_unlock_withheld"], Value::Null);
     let deadline: Timestamp = opened.body["appeal"]["deadline"]
         .as_str()
         .unwrap()
@@ -212,7 +298,10 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
         .await
         .unwrap();
     assert_eq!(file.status(), 200);
-    assert_eq!(file.bytes().await.unwrap().as_ref(), PNG);
+    assert_eq!(
+        file.bytes().await.unwrap().as_ref(),
+        receipt_png(4096).as_slice()
+    );
     let anonymous = w
         .app
         .call(
@@ -313,9 +402,23 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
     assert_eq!(opened.status, 201, "{}", opened.body);
     let reference = opened.body["reference"].as_str().unwrap().to_string();
 
-    // A second appeal while one is open is refused.
+    // A second appeal while one is open is refused, naming the open one to the holder...
     let second = w.appeal_paid().await;
     assert_eq!(second.status, 409, "{}", second.body);
+    assert!(
+        second.body["message"]
+            .as_str()
+            .unwrap()
+            .contains(reference.as_str()),
+        "{}",
+        second.body
+    );
+    // ...and to a stranger it is the same refusal as for any wrong code: no reference leaks.
+    let stranger = w
+        .appeal_wrong_lock(&w.imei, &w.wrong_code(&w.shown_code()))
+        .await;
+    assert_eq!(stranger.status, 404, "{}", stranger.body);
+    assert_eq!(stranger.body, not_proven());
 
     let no_reason = w
         .app
@@ -350,10 +453,33 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
         followed["decision_reason"],
         "No payment MPESA-QX12 reached our till"
     );
+    // It cannot be reopened at once: the cool-down (72 hours by default) says from when.
+    let reopened = w.appeal_paid().await;
+    assert_eq!(reopened.status, 409, "{}", reopened.body);
+    let message = reopened.body["message"].as_str().unwrap();
+    assert!(message.contains("was rejected"), "{message}");
+    let decided: Timestamp = rejected.body["decided_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let from = (decided + SignedDuration::from_hours(72)).to_string();
+    assert!(
+        message.contains(&format!("can be opened from {}", &from[..16])),
+        "{message}"
+    );
+    w.advance(Duration::from_secs(71 * 3600)).await;
+    w.phone.check_again().await;
+    let still = w.appeal_paid().await;
+    assert_eq!(still.status, 409, "{}", still.body);
+
     // The pending provisional unlock was cancelled: the deadline passes, the lock stays.
-    w.advance(Duration::from_secs(4 * 24 * 3600)).await;
+    w.advance(Duration::from_secs(24 * 3600 + 60)).await;
     w.phone.check_again().await;
     assert!(w.locked(), "{}", w.phone.render());
+    // The cool-down is over: the holder may appeal again.
+    let again = w.appeal_paid().await;
+    assert_eq!(again.status, 201, "{}", again.body);
     let actions = w.history_actions().await;
     assert!(
         actions.iter().any(|a| a == "appeal_rejected"),
@@ -367,10 +493,25 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
 
 async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backend: Backend) {
     let w = World::new(backend).await;
+    let code = w.current_code().await;
     let too_big = vec![0x89u8; 5 * 1024 * 1024 + 1];
     let mut big_png = PNG.to_vec();
     big_png.extend_from_slice(&too_big);
-    let cases: [(&str, &str, &[u8], &str); 4] = [
+    let mut looks_like_png = PNG.to_vec();
+    looks_like_png.resize(50_000, 0x42);
+    let cases: [(&str, &str, &[u8], &str); 6] = [
+        (
+            "bare.png",
+            "image/png",
+            PNG,
+            "receipt: the file is too small to be a receipt",
+        ),
+        (
+            "padded.png",
+            "image/png",
+            &looks_like_png,
+            "receipt: the file starts like a PNG but is not a whole one",
+        ),
         (
             "big.png",
             "image/png",
@@ -402,6 +543,7 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
             "/v1/public/appeals",
             &[
                 Part::Text("imei", &w.imei),
+                Part::Text("status_code", &code),
                 Part::Text("claim", "paid"),
                 Part::Text("contact", "+254 711 000 111"),
                 Part::Text("payment_reference", "MPESA-QX12"),
@@ -422,6 +564,7 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
         "/v1/public/appeals",
         &[
             Part::Text("imei", &w.imei),
+            Part::Text("status_code", &code),
             Part::Text("claim", "paid"),
             Part::Text("contact", "x"),
             Part::Text("payment_reference", "R1"),
@@ -434,6 +577,22 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
     let r = post_form(&w.app, "/v1/public/appeals", &[Part::Text("claim", "paid")]).await;
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body["message"].as_str().unwrap().starts_with("imei:"));
+    // The IMEI alone is not enough: the status code from the lock screen is asked for.
+    let r = post_form(
+        &w.app,
+        "/v1/public/appeals",
+        &[Part::Text("imei", &w.imei), Part::Text("claim", "paid")],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("status_code:"),
+        "{}",
+        r.body
+    );
 
     // Nothing half-written: no appeal, no history entry, no file.
     let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
@@ -513,7 +672,224 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     assert_eq!(again.status, 200, "{}", again.body);
 }
 
+async fn a_stranger_with_the_imei_is_refused_and_escalation_proceeds(backend: Backend) {
+    let mut w = World::new(backend).await;
+    // Past due: the phone shows a payment reminder, with its status code.
+    w.advance_to("2026-02-03T10:00:00+03:00").await;
+    let code = w.shown_code();
+
+    // Someone who only knows the IMEI (the public check says it is financed) is asked for the
+    // code; with a guess, the answer is the one an IMEI nobody finances gets.
+    let no_code = post_form(
+        &w.app,
+        "/v1/public/appeals",
+        &[
+            Part::Text("imei", &w.imei),
+            Part::Text("claim", "wrong_lock"),
+            Part::Text("contact", "+254 711 000 111"),
+            Part::Text("statement", "Not my contract"),
+        ],
+    )
+    .await;
+    assert_eq!(no_code.status, 422, "{}", no_code.body);
+    assert!(
+        no_code.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("status_code:")
+    );
+    let guessed = w.appeal_wrong_lock(&w.imei, &w.wrong_code(&code)).await;
+    assert_eq!(guessed.status, 404, "{}", guessed.body);
+    assert_eq!(guessed.body, not_proven());
+    let unfinanced = w.appeal_wrong_lock(&imei("35693803564999"), &code).await;
+    assert_eq!(unfinanced.status, 404, "{}", unfinanced.body);
+    assert_eq!(
+        unfinanced.body, guessed.body,
+        "a wrong code and an unfinanced IMEI are answered alike"
+    );
+    // The HTML form refuses alike, too.
+    let page = post_form(
+        &w.app,
+        "/appeal",
+        &[
+            Part::Text("imei", &w.imei),
+            Part::Text("status_code", &w.wrong_code(&code)),
+            Part::Text("claim", "wrong_lock"),
+            Part::Text("contact", "+254 711 000 111"),
+            Part::Text("statement", "Not my contract"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 404);
+    assert!(
+        page.body
+            .as_str()
+            .unwrap()
+            .contains("No phone with this IMEI and status code found"),
+        "{}",
+        page.body
+    );
+
+    // No appeal, no freeze: the financier's escalation goes ahead and the phone locks on day 4.
+    let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
+    assert_eq!(listed.body, json!([]));
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    assert!(w.locked(), "{}", w.phone.render());
+    assert!(
+        !w.history_actions()
+            .await
+            .iter()
+            .any(|a| a == "appeal_opened")
+    );
+
+    // The holder, reading the lock screen, can.
+    let held = w.appeal_wrong_lock(&w.imei, &w.shown_code()).await;
+    assert_eq!(held.status, 201, "{}", held.body);
+}
+
+async fn a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    assert!(w.locked());
+    let code = w.shown_code();
+
+    // The amount must be in the plan's currency.
+    let dollars = w
+        .appeal_paid_with(&code, "1000.00", "USD", &receipt_png(4096))
+        .await;
+    assert_eq!(dollars.status, 422, "{}", dollars.body);
+    let message = dollars.body["message"].as_str().unwrap();
+    assert!(message.starts_with("currency:"), "{message}");
+    assert!(message.contains("KES"), "{message}");
+
+    // A claim of less than what is overdue opens an appeal (the freeze holds) but buys no
+    // provisional unlock: recording it would not lift the lock either.
+    let short = w
+        .appeal_paid_with(&code, "10.00", "KES", &receipt_png(4096))
+        .await;
+    assert_eq!(short.status, 201, "{}", short.body);
+    let withheld = short.body["provisional_unlock_withheld"].as_str().unwrap();
+    assert!(withheld.contains("does not cover"), "{withheld}");
+    assert_eq!(
+        short.body["appeal"]["provisional_unlock_until"],
+        Value::Null
+    );
+    let deadline: Timestamp = short.body["appeal"]["deadline"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let past = (deadline.as_second() - w.app.clock_now().as_second() + 3600) as u64;
+    w.advance(Duration::from_secs(past)).await;
+    w.phone.check_again().await;
+    assert!(
+        w.locked(),
+        "no provisional unlock for a short claim: {}",
+        w.phone.render()
+    );
+    assert!(
+        !w.history_actions()
+            .await
+            .iter()
+            .any(|a| a == "appeal_deadline")
+    );
+}
+
+async fn a_released_phone_cannot_be_appealed(backend: Backend) {
+    let mut w = World::new(backend).await;
+    let paid = w
+        .app
+        .call_with(
+            "POST",
+            &format!("/v1/devices/{}/payments", w.device_id),
+            &w.key,
+            Some(json!({"reference": "MPESA-ALL", "amount_minor": 300000, "currency": "KES"})),
+            &[("Idempotency-Key", "MPESA-ALL")],
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let release = w
+        .app
+        .call(
+            "POST",
+            &format!("/v1/devices/{}/release", w.device_id),
+            &w.key,
+            Some(json!({"reason": "paid off"})),
+        )
+        .await;
+    assert_eq!(release.status, 200, "{}", release.body);
+    w.advance(Duration::from_secs(73 * 3600)).await;
+    w.phone.check_again().await;
+    let r = w.appeal_wrong_lock(&w.imei, "12345678").await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("released"),
+        "{}",
+        r.body
+    );
+}
+
+/// The public "why is my phone locked" page for a status code.
+async fn why(app: &TestApp, code: &str) -> Reply {
+    app.call("GET", &format!("/why?q={code}"), "", None).await
+}
+
+async fn superseded_status_codes_stop_matching(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.advance_to("2026-02-03T10:00:00+03:00").await;
+    let reminder_code = w.shown_code();
+    let seen = why(&w.app, &reminder_code).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+
+    // The phone locks: a new token, a new code on the lock screen.
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    assert!(w.locked());
+    let lock_code = w.shown_code();
+    assert_ne!(lock_code, reminder_code);
+    // The code the borrower read out a few hours ago still leads to the phone, for a while.
+    assert_eq!(why(&w.app, &reminder_code).await.status, 200);
+
+    // Two days on, only the current code matches on the public page and for appeals.
+    w.advance(Duration::from_secs(2 * 24 * 3600)).await;
+    w.phone.check_again().await;
+    assert_eq!(
+        w.shown_code(),
+        lock_code,
+        "the lock's token is still current"
+    );
+    let old = why(&w.app, &reminder_code).await;
+    assert_eq!(old.status, 404, "{}", old.body);
+    let current = why(&w.app, &lock_code).await;
+    assert_eq!(current.status, 200, "{}", current.body);
+    assert!(
+        current.body.as_str().unwrap().contains("KES 1000.00"),
+        "{}",
+        current.body
+    );
+    let appeal = w.appeal_wrong_lock(&w.imei, &reminder_code).await;
+    assert_eq!(appeal.status, 404, "{}", appeal.body);
+    assert_eq!(appeal.body, not_proven());
+
+    // Support, signed in, still looks up the old code.
+    let support = w.app.support_key().await;
+    let looked_up = w
+        .app
+        .call(
+            "GET",
+            &format!("/v1/status-codes/{reminder_code}"),
+            &support,
+            None,
+        )
+        .await;
+    assert_eq!(looked_up.status, 200, "{}", looked_up.body);
+    assert_eq!(looked_up.body[0]["device_id"], w.device_id.as_str());
+}
+
 on_both_backends!(
+    a_stranger_with_the_imei_is_refused_and_escalation_proceeds,
+    a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure,
+    a_released_phone_cannot_be_appealed,
+    superseded_status_codes_stop_matching,
     unanswered_payment_appeal_unlocks_then_accepting_records_the_payment,
     a_rejected_appeal_shows_the_reason_and_the_lock_stays,
     bad_uploads_are_refused_with_the_field_named_and_nothing_written,

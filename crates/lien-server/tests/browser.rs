@@ -9,7 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, imei, spawn_app};
+use common::{Backend, spawn_app};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -181,6 +181,22 @@ impl Driver {
     }
 }
 
+/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
+fn receipt_png(size: usize) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0; 4]);
+        c
+    };
+    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
+    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
+    b.extend(chunk(b"IEND", b""));
+    b
+}
+
 #[tokio::test]
 async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() {
     let Some(browser) = Driver::start().await else {
@@ -189,9 +205,11 @@ async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() 
     let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
     let app = spawn_app(Backend::Sqlite, start).await;
     let (_, key) = app.financier("Duka Phones").await;
-    let phone_imei = imei("35693803564380");
-    app.enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-        .await;
+    let common::FinancedPhone {
+        imei: phone_imei,
+        mut phone,
+        ..
+    } = app.financed_phone(&key, &app.base).await;
 
     // A buyer checks the IMEI.
     browser.go(&format!("{}/check", app.base)).await;
@@ -203,16 +221,21 @@ async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() 
     );
     assert!(browser.text("#result").await.contains("Duka Phones"));
 
-    // The borrower opens an appeal with a receipt.
+    // The installment is missed and the phone locks; its lock screen shows the status code.
+    app.advance_to_with(&mut phone, "2026-02-05T10:00:00+03:00")
+        .await;
+    let lien_agent::Screen::Locked(lock) = phone.screen() else {
+        panic!("not locked: {}", phone.render());
+    };
+    let status_code = lock.details.status_code.clone();
+
+    // The borrower opens an appeal with a receipt, giving the IMEI and status code.
     let dir = tempfile::tempdir().unwrap();
     let receipt = dir.path().join("receipt.png");
-    std::fs::write(
-        &receipt,
-        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13],
-    )
-    .unwrap();
+    std::fs::write(&receipt, receipt_png(4096)).unwrap();
     browser.go(&format!("{}/appeal", app.base)).await;
     browser.type_into("#imei", &phone_imei).await;
+    browser.type_into("#status_code", &status_code).await;
     browser.type_into("#contact", "+254 711 000 111").await;
     browser.type_into("#payment_reference", "MPESA-QX12").await;
     browser.type_into("#paid_on", "2026-01-09").await;

@@ -153,6 +153,23 @@ pub trait Devices: Send + Sync {
     async fn touch_last_seen(&self, seen: &[Seen]) -> Result<(), StoreError>;
     /// Tokens whose status code is `code`.
     async fn tokens_by_status_code(&self, code: &str) -> Result<Vec<StatusCodeMatch>, StoreError>;
+    /// Tokens whose status code is `code` and that a phone may still be showing: each device's
+    /// current token, and tokens superseded (the device's next token issued) at or after
+    /// `superseded_since_us`. The public pages and appeals match codes through this, so that
+    /// the codes of a large fleet's old tokens do not pile up into matches for random guesses.
+    async fn recent_tokens_by_status_code(
+        &self,
+        code: &str,
+        superseded_since_us: i64,
+    ) -> Result<Vec<StatusCodeMatch>, StoreError>;
+    /// The status codes the device's phone may be showing, newest first: its current token's,
+    /// and those of its tokens superseded at or after `superseded_since_us`. Empty for a
+    /// device that has no token yet.
+    async fn recent_status_codes(
+        &self,
+        device_id: &str,
+        superseded_since_us: i64,
+    ) -> Result<Vec<String>, StoreError>;
     /// A device's payments, reversals and overrides.
     async fn snapshot(&self, id: &str) -> Result<DeviceSnapshot, StoreError>;
 }

@@ -188,6 +188,7 @@ conformance![
     list_devices_pages_by_cursor,
     checkin_view_and_last_seen,
     tokens_by_status_code,
+    recent_status_codes_leave_superseded_ones_out,
     claim_due_claims_once_until_updated,
     next_due_is_the_earliest_evaluation,
     concurrent_payments_all_apply,

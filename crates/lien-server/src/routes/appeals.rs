@@ -29,6 +29,7 @@ use lien_store::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{JsonText, Mutation, complete, json_text, mutate_device};
@@ -206,9 +207,106 @@ const ACCEPTED: [(&str, &str, &[u8]); 3] = [
     ),
 ];
 
+/// The smallest document accepted: a photo or scan of a receipt, or a PDF a bank or a
+/// mobile-money service produces, is several times larger; a file this small is not one.
+pub const MIN_DOCUMENT_BYTES: usize = 1024;
+
+/// Whether `bytes`, which begin like a PNG, are laid out as one: the chunks tile the file
+/// exactly, the first is a non-empty `IHDR`, image data comes before `IEND`, and `IEND` ends
+/// the file. Chunk checksums and the compressed data are not checked: this tells a document
+/// from a few magic bytes and filler, it does not prove the picture shows a receipt.
+fn png_is_whole(bytes: &[u8]) -> bool {
+    let be32 = |at: usize| -> Option<usize> {
+        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_be_bytes(word)).ok()
+    };
+    let mut at = 8;
+    let mut data = false;
+    let mut first = true;
+    while let (Some(length), Some(kind)) = (be32(at), bytes.get(at + 4..at + 8)) {
+        let Some(end) = length.checked_add(12).and_then(|l| l.checked_add(at)) else {
+            return false;
+        };
+        if end > bytes.len() {
+            return false;
+        }
+        if first {
+            let size_ok =
+                be32(at + 8).is_some_and(|w| w > 0) && be32(at + 12).is_some_and(|h| h > 0);
+            if kind != b"IHDR" || length != 13 || !size_ok {
+                return false;
+            }
+            first = false;
+        }
+        match kind {
+            b"IDAT" => data = true,
+            b"IEND" => return data && end == bytes.len(),
+            _ => {}
+        }
+        at = end;
+    }
+    false
+}
+
+/// Whether `bytes`, which begin like a JPEG, are laid out as one: marker segments with their
+/// lengths up to the start of the scan, a frame header (SOF) among them, and an end-of-image
+/// marker after the scan.
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let mut at = 2;
+    let mut frame = false;
+    loop {
+        if bytes.get(at) != Some(&0xFF) {
+            return false;
+        }
+        // Fill bytes: any number of 0xFF before the marker.
+        while bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let Some(&marker) = bytes.get(at + 1) else {
+            return false;
+        };
+        at += 2;
+        match marker {
+            // Markers without a length.
+            0x01 | 0xD0..=0xD7 => continue,
+            // No image before the end, or a second start.
+            0xD8 | 0xD9 | 0x00 => return false,
+            _ => {}
+        }
+        let Some(length) = bytes
+            .get(at..at + 2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
+            return false;
+        };
+        if length < 2 || at + length > bytes.len() {
+            return false;
+        }
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            frame = true;
+        }
+        at += length;
+        if marker == 0xDA {
+            return frame && bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+    }
+}
+
+/// Whether `bytes`, which begin like a PDF, are one: a version after the header, at least one
+/// object, and the cross-reference pointer and end-of-file marker in the last kilobyte.
+fn pdf_is_whole(bytes: &[u8]) -> bool {
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    matches!(bytes.get(5..7), Some(b"1.") | Some(b"2."))
+        && contains(bytes, b" obj")
+        && contains(tail, b"startxref")
+        && contains(tail, b"%%EOF")
+}
+
 /// Checks an upload: not empty, not too big, and a PDF, JPEG or PNG by its content (the
-/// declared type, if the client gave one, must be one of those too). Returns the recognised
-/// type and file extension.
+/// declared type, if the client gave one, must be one of those too), laid out as a whole file
+/// of that type and at least [`MIN_DOCUMENT_BYTES`] long. Returns the recognised type and file
+/// extension.
 pub fn check_upload(upload: &Upload, max: u64) -> Result<(&'static str, &'static str), ApiError> {
     let field = upload.field.as_str();
     if upload.bytes.is_empty() {
@@ -236,7 +334,7 @@ pub fn check_upload(upload: &Upload, max: u64) -> Result<(&'static str, &'static
             ),
         ));
     }
-    ACCEPTED
+    let (media_type, ext) = ACCEPTED
         .iter()
         .find(|(_, _, magic)| upload.bytes.starts_with(magic))
         .map(|(t, ext, _)| (*t, *ext))
@@ -245,7 +343,33 @@ pub fn check_upload(upload: &Upload, max: u64) -> Result<(&'static str, &'static
                 field,
                 "the file is not a PDF, JPEG or PNG (its content is something else)",
             )
-        })
+        })?;
+    if upload.bytes.len() < MIN_DOCUMENT_BYTES {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "the file is too small to be a receipt or a photo of one ({} bytes; at least \
+                 {MIN_DOCUMENT_BYTES}); send the document itself",
+                upload.bytes.len()
+            ),
+        ));
+    }
+    let whole = match ext {
+        "png" => png_is_whole(&upload.bytes),
+        "jpg" => jpeg_is_whole(&upload.bytes),
+        _ => pdf_is_whole(&upload.bytes),
+    };
+    if !whole {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "the file starts like a {} but is not a whole one (cut off or made up); send \
+                 the document itself",
+                ext.to_ascii_uppercase()
+            ),
+        ));
+    }
+    Ok((media_type, ext))
 }
 
 /// A new appeal reference: `AP-` and 20 characters of an unambiguous alphabet (100 bits from
@@ -334,9 +458,11 @@ pub fn format_amount(minor: i64, currency: &str) -> String {
 pub async fn find_device(state: &AppState, query: &str) -> Result<DeviceRecord, ApiError> {
     let query: String = query.chars().filter(|c| !c.is_whitespace()).collect();
     if query.len() == 8 && query.bytes().all(|b| b.is_ascii_digit()) {
+        // Only codes a phone may still be showing match: an old token's code would otherwise
+        // keep matching for ever, and a large fleet's old codes fill the code space.
         let mut ids: Vec<String> = state
             .store
-            .tokens_by_status_code(&query)
+            .recent_tokens_by_status_code(&query, superseded_cutoff_us(state))
             .await?
             .into_iter()
             .map(|m| m.device_id)
@@ -363,6 +489,180 @@ pub async fn find_device(state: &AppState, query: &str) -> Result<DeviceRecord, 
         Err(StoreError::NotFound) => Err(ApiError::NotFound("financed device with this IMEI")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Status codes of tokens superseded before this instant no longer match on the public pages
+/// or for appeals (`status_code_grace_hours` ago).
+pub fn superseded_cutoff_us(state: &AppState) -> i64 {
+    micros(state.clock.now()) - i64::from(state.settings.status_code_grace_hours) * 3_600_000_000
+}
+
+/// The one answer to an appellant who did not prove holding the phone, whatever was wrong: an
+/// IMEI no financier claims, a phone not set up yet, a wrong or superseded code. It says neither
+/// whether the IMEI is financed nor which of the two did not match.
+pub fn not_proven() -> ApiError {
+    ApiError::NotFound("phone with this IMEI and status code")
+}
+
+/// Reads the holder's proof from a form: the IMEI and the 8-digit status code the lock screen
+/// shows. A missing or malformed field is named (that says nothing about any phone).
+fn proof_fields(form: &AppealForm) -> Result<(Imei, String), ApiError> {
+    let compact = |text: &str| -> String { text.chars().filter(|c| !c.is_whitespace()).collect() };
+    let imei_text = form.text("imei").ok_or_else(|| {
+        ApiError::invalid(
+            "imei",
+            "enter the IMEI shown on the lock screen (or dial *#06#)",
+        )
+    })?;
+    let imei = Imei::parse(&compact(imei_text)).map_err(|e| {
+        ApiError::invalid(
+            "imei",
+            format!("{e}; enter the 15-digit IMEI shown on the lock screen (or dial *#06#)"),
+        )
+    })?;
+    let code = compact(form.text("status_code").ok_or_else(|| {
+        ApiError::invalid(
+            "status_code",
+            "enter the 8-digit status code shown on the phone's lock screen; it shows that you \
+             have the phone",
+        )
+    })?);
+    if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(
+            "status_code",
+            "the status code is the 8 digits shown on the phone's lock screen",
+        ));
+    }
+    Ok((imei, code))
+}
+
+/// The financed device whose phone shows `code`, found by `imei`: the appellant's proof of
+/// holding the phone. The code must be the current token's or one superseded within
+/// `status_code_grace_hours` (a phone shows its new code only after it has checked in), and is
+/// compared with each in constant time. Anything else is [`not_proven`], except a phone whose
+/// release the public IMEI check shows: that is a conflict, as nobody holds a claim to appeal.
+async fn proven_device(
+    state: &AppState,
+    imei: &Imei,
+    code: &str,
+) -> Result<DeviceRecord, ApiError> {
+    let released =
+        || ApiError::Conflict("this phone is released: no financier holds a claim on it".into());
+    let device = match state.store.device_by_imei(imei.as_str()).await {
+        Ok(device) => device,
+        Err(StoreError::NotFound) => {
+            let now_us = micros(state.clock.now());
+            return match state.store.last_release(imei.as_str()).await? {
+                Some(at) if now_us - at < super::public::RELEASE_SHOWN_DAYS * 86_400_000_000 => {
+                    Err(released())
+                }
+                _ => Err(not_proven()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if device.released_us.is_some() {
+        return Err(released());
+    }
+    let shown = state
+        .store
+        .recent_status_codes(&device.enrolled.id, superseded_cutoff_us(state))
+        .await?;
+    let mut matched = subtle::Choice::from(0);
+    for candidate in &shown {
+        matched |= candidate.as_bytes().ct_eq(code.as_bytes());
+    }
+    if bool::from(matched) {
+        Ok(device)
+    } else {
+        Err(not_proven())
+    }
+}
+
+/// One appeal at a time, and none during the cool-down after a rejection. Told only to an
+/// appellant who proved holding the phone, so the references it names reach no stranger.
+/// Appeals of a device follow one another (a second cannot open while one is open), so its
+/// newest is the one that matters.
+async fn check_appeal_history(
+    state: &AppState,
+    device: &DeviceRecord,
+    now_us: i64,
+) -> Result<(), ApiError> {
+    let latest = state
+        .store
+        .list_appeals(&AppealFilter {
+            device_id: Some(device.enrolled.id.clone()),
+            limit: 1,
+            ..AppealFilter::default()
+        })
+        .await?;
+    let Some(last) = latest.first() else {
+        return Ok(());
+    };
+    if last.status == "open" {
+        return Err(ApiError::Conflict(format!(
+            "appeal {} about this phone is already open; follow it with its reference",
+            last.reference
+        )));
+    }
+    let cooldown_us = i64::from(state.settings.appeal_cooldown_hours) * 3_600_000_000;
+    if last.status == "rejected"
+        && let Some(decided_us) = last.decided_us
+        && now_us < decided_us + cooldown_us
+    {
+        return Err(ApiError::Conflict(format!(
+            "appeal {} about this phone was rejected at {}; a new appeal can be opened from {}",
+            last.reference,
+            rfc3339(from_micros(decided_us)),
+            rfc3339(from_micros(decided_us + cooldown_us))
+        )));
+    }
+    Ok(())
+}
+
+/// Why a payment appeal will not unlock the phone at its deadline, or `None` if it will. The
+/// provisional unlock stands in for recording the claimed payment while the financier is
+/// silent, so it is granted only where recording it would lift the arrears: something is due
+/// now, the claimed amount (in the plan's currency, checked before) covers it, and the payment
+/// reference is not one already recorded. The receipt was checked as a whole document of a
+/// plausible size before, and the appellant proved holding the phone.
+fn unlock_withheld(
+    snapshot: &DeviceSnapshot,
+    appeal: &AppealRecord,
+    now: Timestamp,
+) -> Result<Option<String>, ApiError> {
+    let inputs = crate::domain::Inputs::of(snapshot)?;
+    let due = lien_core::decide(
+        &inputs.plan,
+        &inputs.payments,
+        &inputs.overrides,
+        &inputs.policy,
+        now,
+    )
+    .amount_due;
+    if !due.is_positive() {
+        return Ok(Some(
+            "nothing is overdue on this phone now, so there is no lock for a payment to lift"
+                .into(),
+        ));
+    }
+    if let Some(reference) = &appeal.payment_reference
+        && snapshot.payments.iter().any(|p| &p.reference == reference)
+    {
+        return Ok(Some(format!(
+            "payment {reference} is already recorded on this phone's account"
+        )));
+    }
+    let claimed = appeal.amount_minor.unwrap_or(0);
+    if claimed < due.minor() {
+        let currency = due.currency().code();
+        return Ok(Some(format!(
+            "the amount claimed ({}) does not cover the {} due now",
+            format_amount(claimed, currency),
+            format_amount(due.minor(), currency)
+        )));
+    }
+    Ok(None)
 }
 
 /// The response deadline and provisional-unlock length of a device's policy: a custom policy's
@@ -490,19 +790,26 @@ fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiError> {
     Ok(checked)
 }
 
-/// Opens an appeal from a checked form: stores the document, then writes the appeal, its
-/// overrides and the audit record in one device change. If the change fails, the file goes.
-pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<AppealRecord, ApiError> {
-    let query = form
-        .text("imei")
-        .or_else(|| form.text("status_code"))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "imei",
-                "enter the IMEI (dial *#06#) or the status code from the lock screen",
-            )
-        })?
-        .to_string();
+/// An appeal just opened, and why a payment appeal will not unlock the phone at its deadline
+/// if it will not.
+#[derive(Debug, Clone)]
+pub struct OpenedAppeal {
+    /// The appeal as written.
+    pub record: AppealRecord,
+    /// For a payment appeal without a provisional unlock: why (see [`unlock_withheld`]).
+    pub unlock_withheld: Option<String>,
+}
+
+/// Opens an appeal from a checked form: checks the holder's proof (IMEI and lock-screen status
+/// code), that no appeal is open or cooling down after a rejection, and the claim against the
+/// plan; stores the document, then writes the appeal, its overrides and the audit record in one
+/// device change. If the change fails, the file goes.
+///
+/// Everything that can be checked without the device is checked first, so a refusal for a bad
+/// field says nothing about the phone; what is about the phone (the history of its appeals, its
+/// plan's currency) is told only once the proof holds.
+pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<OpenedAppeal, ApiError> {
+    let (imei, code) = proof_fields(&form)?;
     let now = state.clock.now();
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let claim = check_claim(&form, today)?;
@@ -511,15 +818,22 @@ pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<AppealRec
         Some(upload) => Some((upload, check_upload(upload, max)?)),
         None => None,
     };
-    let device = find_device(state, &query).await?;
-    if device.released_us.is_some() {
-        return Err(ApiError::Conflict(
-            "this phone is released: no financier holds a claim on it".into(),
+    let device = proven_device(state, &imei, &code).await?;
+    let now_us = micros(now);
+    check_appeal_history(state, &device, now_us).await?;
+    if let Some((_, currency)) = claim.amount
+        && currency.code() != device.decision.currency
+    {
+        return Err(ApiError::invalid(
+            "currency",
+            format!(
+                "this phone's plan is in {}; give the amount paid in {0}",
+                device.decision.currency
+            ),
         ));
     }
     let (response_us, unlock_us) = appeal_terms(state, &device)?;
     let reference = new_reference()?;
-    let now_us = micros(now);
     let deadline_us = now_us + response_us;
 
     // The document first, under a name of its own; the row that points at it comes after.
@@ -539,7 +853,6 @@ pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<AppealRec
         }
         None => None,
     };
-    let unlock_until_us = (claim.claim == "paid").then_some(deadline_us + unlock_us);
     let record = AppealRecord {
         reference: reference.clone(),
         device_id: device.enrolled.id.clone(),
@@ -554,20 +867,27 @@ pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<AppealRec
         status: "open".into(),
         opened_us: now_us,
         deadline_us,
-        unlock_until_us,
+        // Decided with the device's inputs under its lock, in `write_open`.
+        unlock_until_us: None,
         decided_us: None,
         decided_by: None,
         decision_reason: None,
         attachment,
     };
-    let written = write_open(state, record.clone(), now).await;
+    let written = write_open(state, record, unlock_us, now).await;
     if written.is_err()
         && let Some(path) = stored_path
     {
         let _ = tokio::fs::remove_file(&path).await;
     }
-    written?;
-    Ok(record)
+    match written {
+        // Another appeal opened between the check and the write: name it, as the check would.
+        Err(ApiError::Conflict(message)) => {
+            check_appeal_history(state, &device, now_us).await?;
+            Err(ApiError::Conflict(message))
+        }
+        other => other,
+    }
 }
 
 async fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), ApiError> {
@@ -597,8 +917,9 @@ const BORROWER: &str = "borrower";
 async fn write_open(
     state: &AppState,
     record: AppealRecord,
+    unlock_us: i64,
     now: Timestamp,
-) -> Result<(), ApiError> {
+) -> Result<OpenedAppeal, ApiError> {
     let closure_state = state.clone();
     let device_id = record.device_id.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -612,6 +933,14 @@ async fn write_open(
                         return Err(ApiError::Conflict(
                             "this phone is released: no financier holds a claim on it".into(),
                         ));
+                    }
+                    let mut record = record;
+                    let mut unlock_withheld_because = None;
+                    if record.claim == "paid" {
+                        match unlock_withheld(snapshot, &record, now)? {
+                            None => record.unlock_until_us = Some(record.deadline_us + unlock_us),
+                            Some(why) => unlock_withheld_because = Some(why),
+                        }
                     }
                     let r = &record;
                     let actor = format!("appeal:{}", r.reference);
@@ -647,6 +976,9 @@ async fn write_open(
                             rfc3339(from_micros(until))
                         ));
                     }
+                    if let Some(why) = &unlock_withheld_because {
+                        reason.push_str(&format!("; no provisional unlock: {why}"));
+                    }
                     let mutation = Mutation {
                         action: "appeal_opened",
                         reason,
@@ -660,7 +992,11 @@ async fn write_open(
                     };
                     let (change, _, before, after) =
                         complete(&closure_state, snapshot, BORROWER, mutation, now)?;
-                    let _ = tx.send((before, after));
+                    let opened = OpenedAppeal {
+                        record,
+                        unlock_withheld: unlock_withheld_because,
+                    };
+                    let _ = tx.send((before, after, opened));
                     Ok(change)
                 };
                 run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
@@ -669,11 +1005,12 @@ async fn write_open(
         .await;
     match result {
         Ok(_) => {
-            if let Ok((before, after)) = rx.recv() {
-                state.metrics.state_changed(&before, &after);
-            }
+            let (before, after, opened) = rx.recv().map_err(|_| {
+                ApiError::Internal(anyhow::anyhow!("an appeal was written without its record"))
+            })?;
+            state.metrics.state_changed(&before, &after);
             state.scheduler_wake.notify_one();
-            Ok(())
+            Ok(opened)
         }
         Err(StoreError::NotFound) => Err(ApiError::NotFound("device")),
         Err(e) => Err(e.into()),
@@ -700,6 +1037,11 @@ pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
             Some(_) => format!(
                 "Waiting for the financier, who must answer by {deadline}. If they do not, the \
                  phone is unlocked for a while from then. Nothing gets worse meanwhile."
+            ),
+            None if appeal.claim == "paid" => format!(
+                "Waiting for the financier, who should answer by {deadline}. Nothing gets worse \
+                 meanwhile. This claim does not unlock the phone at the deadline: the amount \
+                 claimed does not lift what is overdue, or the payment is already recorded."
             ),
             None => format!(
                 "Waiting for the financier, who should answer by {deadline}. Nothing gets worse \
@@ -857,10 +1199,12 @@ pub async fn public_view(state: &AppState, reference: &str) -> Result<AppealPubl
 #[derive(Debug, Clone, ToSchema)]
 #[allow(dead_code)]
 pub struct AppealFormDoc {
-    /// The phone's IMEI (or give `status_code`).
-    imei: Option<String>,
-    /// The 8-digit status code from the lock screen (instead of the IMEI).
-    status_code: Option<String>,
+    /// The phone's IMEI, as the lock screen shows it (or dial *#06#).
+    imei: String,
+    /// The 8-digit status code the phone's lock screen shows now: the proof that the appellant
+    /// holds the phone. The code of the phone's current status token matches, and for
+    /// `status_code_grace_hours` (24 by default) after a new token, the previous ones.
+    status_code: String,
     /// `paid`, `owner` or `wrong_lock`.
     claim: String,
     /// Where the financier can reach the borrower.
@@ -873,9 +1217,10 @@ pub struct AppealFormDoc {
     paid_on: Option<String>,
     /// `paid`: the amount, e.g. `1000.00`.
     amount: Option<String>,
-    /// `paid`: the currency, e.g. `KES`.
+    /// `paid`: the currency, e.g. `KES`; it must be the currency of the phone's plan.
     currency: Option<String>,
-    /// `paid`: the receipt (PDF, JPEG or PNG, at most 5 MiB by default).
+    /// `paid`: the receipt (a whole PDF, JPEG or PNG file of at least 1 KiB and at most 5 MiB by
+    /// default).
     #[schema(value_type = Option<String>, format = Binary)]
     receipt: Option<Vec<u8>>,
     /// `owner`: the proof of purchase.
@@ -893,6 +1238,10 @@ pub struct AppealOpened {
     pub reference: String,
     /// Where it stands.
     pub appeal: AppealPublicView,
+    /// For a payment appeal that will not unlock the phone if its deadline passes unanswered:
+    /// why (nothing is overdue, the amount claimed does not cover what is, or the payment is
+    /// already recorded). The appeal is open all the same, and nothing gets worse meanwhile.
+    pub provisional_unlock_withheld: Option<String>,
 }
 
 /// Opens an appeal, without an account.
@@ -904,9 +1253,9 @@ pub struct AppealOpened {
     responses(
         (status = 201, description = "The appeal is open; the dispute freeze is in force.", body = AppealOpened),
         (status = 400, description = "The form could not be read.", body = ErrorBody),
-        (status = 404, description = "No financed phone has this IMEI or status code.", body = ErrorBody),
-        (status = 409, description = "An appeal about this phone is already open, or the phone is released.", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong, or the document is empty, too big or not a PDF, JPEG or PNG; the message names the field.", body = ErrorBody),
+        (status = 404, description = "No phone with this IMEI shows this status code: the one answer whatever did not match (an IMEI no financier claims, a phone not set up yet, a wrong or superseded code).", body = ErrorBody),
+        (status = 409, description = "The phone is released; or, to an appellant whose IMEI and status code match, an appeal about this phone is already open (the message names its reference) or the last one was rejected less than `appeal_cooldown_hours` ago (the message says from when a new one can be opened).", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong (the currency must be the plan's), or the document is empty, too small, too big, or not a whole PDF, JPEG or PNG; the message names the field.", body = ErrorBody),
         (status = 429, description = "Too many requests from this address; see Retry-After.", body = ErrorBody),
     )
 )]
@@ -919,13 +1268,14 @@ pub async fn open(
         return Ok(limited.into_response());
     }
     let form = read_form(multipart, state.settings.appeal_upload_max_bytes).await?;
-    let appeal = open_appeal(&state, form).await?;
-    let view = public_view(&state, &appeal.reference).await?;
+    let opened = open_appeal(&state, form).await?;
+    let view = public_view(&state, &opened.record.reference).await?;
     Ok(json_text(
         StatusCode::CREATED,
         &AppealOpened {
-            reference: appeal.reference,
+            reference: opened.record.reference,
             appeal: view,
+            provisional_unlock_withheld: opened.unlock_withheld,
         },
     )?
     .into_response())
@@ -1282,30 +1632,108 @@ mod tests {
         }
     }
 
+    /// A PNG of about `size` bytes, laid out as one: IHDR, IDAT, IEND.
+    fn png(size: usize) -> Vec<u8> {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(data);
+            c.extend_from_slice(&[0; 4]);
+            c
+        };
+        let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        b.extend(chunk(b"IHDR", &[0, 0, 0, 9, 0, 0, 0, 9, 8, 2, 0, 0, 0]));
+        b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
+        b.extend(chunk(b"IEND", b""));
+        b
+    }
+
+    /// A JPEG of `size` bytes: APP0, a frame header, a scan and the end marker.
+    fn jpeg(size: usize) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16];
+        b.extend_from_slice(b"JFIF\0");
+        b.extend_from_slice(&[1, 1, 0, 0, 1, 0, 1, 0, 0]);
+        b.extend_from_slice(&[0xFF, 0xC0, 0, 11, 8, 0, 9, 0, 9, 1, 1, 0x11, 0]);
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 0x3F, 0]);
+        b.resize(size.saturating_sub(2).max(b.len()), 0x55);
+        b.extend_from_slice(&[0xFF, 0xD9]);
+        b
+    }
+
+    /// A PDF of about `size` bytes: header, one object, startxref and %%EOF.
+    fn pdf(size: usize) -> Vec<u8> {
+        let mut b = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n%".to_vec();
+        b.resize(size.saturating_sub(20).max(b.len()), b' ');
+        b.extend_from_slice(b"\nstartxref\n0\n%%EOF\n");
+        b
+    }
+
     #[test]
     fn uploads_are_recognised_by_content_and_refused_with_the_field_named() {
+        let max = 10_000;
         assert_eq!(
-            check_upload(&upload(Some("application/pdf"), b"%PDF-1.7 ..."), 100).unwrap(),
+            check_upload(&upload(Some("application/pdf"), &pdf(2000)), max).unwrap(),
             ("application/pdf", "pdf")
         );
         assert_eq!(
-            check_upload(&upload(None, &[0xFF, 0xD8, 0xFF, 0xE0, 1]), 100).unwrap(),
+            check_upload(&upload(None, &jpeg(2000)), max).unwrap(),
             ("image/jpeg", "jpg")
         );
-        let empty = check_upload(&upload(Some("image/png"), b""), 100).unwrap_err();
+        assert_eq!(
+            check_upload(&upload(Some("image/png"), &png(2000)), max).unwrap(),
+            ("image/png", "png")
+        );
+        let empty = check_upload(&upload(Some("image/png"), b""), max).unwrap_err();
         assert_eq!(empty.to_string(), "receipt: the file is empty");
-        let big = check_upload(&upload(None, &[b'%'; 101]), 100).unwrap_err();
+        let big = check_upload(&upload(None, &pdf(max as usize + 100)), max).unwrap_err();
         assert!(
             big.to_string()
                 .starts_with("receipt: the file is larger than"),
             "{big}"
         );
-        let text = check_upload(&upload(Some("text/plain"), b"%PDF-"), 100).unwrap_err();
+        let text = check_upload(&upload(Some("text/plain"), &pdf(2000)), max).unwrap_err();
         assert!(text.to_string().contains("only PDF, JPEG or PNG"), "{text}");
-        let disguised = check_upload(&upload(Some("image/png"), b"MZ\x90\0"), 100).unwrap_err();
+        let disguised = check_upload(&upload(Some("image/png"), b"MZ\x90\0"), max).unwrap_err();
         assert!(
             disguised.to_string().contains("is not a PDF, JPEG or PNG"),
             "{disguised}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_only_starts_like_a_document_is_refused() {
+        let max = 10_000;
+        // The first bytes and filler: what buys nothing any more.
+        for (bytes, kind) in [
+            (
+                [&png(0)[..8], &[0u8; 2000][..]].concat(),
+                "starts like a PNG but is not a whole one",
+            ),
+            (
+                [&[0xFF, 0xD8, 0xFF][..], &[0x41; 2000][..]].concat(),
+                "starts like a JPG but is not a whole one",
+            ),
+            (
+                [&b"%PDF-1.7\n"[..], &[b' '; 2000][..]].concat(),
+                "starts like a PDF but is not a whole one",
+            ),
+        ] {
+            let refused = check_upload(&upload(None, &bytes), max).unwrap_err();
+            assert!(refused.to_string().contains(kind), "{refused}");
+        }
+        // Cut off: the end is missing.
+        let mut cut = png(2000);
+        cut.truncate(1500);
+        assert!(check_upload(&upload(None, &cut), max).is_err());
+        let mut cut = jpeg(2000);
+        cut.truncate(1500);
+        assert!(check_upload(&upload(None, &cut), max).is_err());
+        // Whole, but too small to be a receipt.
+        let tiny = check_upload(&upload(None, &png(100)), max).unwrap_err();
+        assert!(tiny.to_string().contains("too small"), "{tiny}");
+        assert!(
+            png_is_whole(&png(100)),
+            "the sample itself is laid out right"
         );
     }
 

@@ -475,6 +475,61 @@ impl Devices for SqlStore {
         .map_err(backend)
     }
 
+    #[tracing::instrument(skip(self, code))]
+    async fn recent_tokens_by_status_code(
+        &self,
+        code: &str,
+        superseded_since_us: i64,
+    ) -> Result<Vec<StatusCodeMatch>, StoreError> {
+        // A token is still shown, or was until recently, when no later token of its device
+        // was issued before the cut-off.
+        sqlx::query(
+            "SELECT t.device_id, d.financier_id, t.sequence, t.state, t.issued_us FROM tokens t \
+             JOIN devices d ON d.id = t.device_id WHERE t.status_code = $1 AND NOT EXISTS \
+             (SELECT 1 FROM tokens n WHERE n.device_id = t.device_id AND n.sequence > t.sequence \
+             AND n.issued_us < $2) ORDER BY t.device_id, t.sequence",
+        )
+        .bind(code)
+        .bind(superseded_since_us)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| {
+            Ok(StatusCodeMatch {
+                device_id: r.try_get(0)?,
+                financier_id: r.try_get(1)?,
+                sequence: r.try_get(2)?,
+                state: r.try_get(3)?,
+                issued_us: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(backend)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn recent_status_codes(
+        &self,
+        device_id: &str,
+        superseded_since_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "SELECT t.status_code FROM tokens t WHERE t.device_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM tokens n WHERE n.device_id = t.device_id AND n.sequence > t.sequence \
+             AND n.issued_us < $2) ORDER BY t.sequence DESC",
+        )
+        .bind(device_id)
+        .bind(superseded_since_us)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(backend)
+    }
+
     async fn snapshot(&self, id: &str) -> Result<DeviceSnapshot, StoreError> {
         self.snapshots(&[id.to_string()])
             .await?

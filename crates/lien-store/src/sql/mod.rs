@@ -39,6 +39,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_request_counter.sql"),
     ),
     (5, include_str!("../../migrations/sqlite/0005_api_keys.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_appeals_by_device.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -57,6 +61,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_api_keys.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_appeals_by_device.sql"),
     ),
 ];
 

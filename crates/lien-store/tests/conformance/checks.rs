@@ -1334,6 +1334,80 @@ pub async fn tokens_by_status_code(db: Db) {
     assert!(db.tokens_by_status_code("ZZZZ").await.unwrap().is_empty());
 }
 
+/// The public look-ups see each device's current code and the codes superseded since the
+/// cut-off, never older ones; support's look-up still sees every token.
+pub async fn recent_status_codes_leave_superseded_ones_out(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_a", None).await;
+    enroll(&db, "fin_a", "dev_b", None).await;
+    for (sequence, code, issued_us) in [(2, "A2", T0 + DAY), (3, "A3", T0 + 3 * DAY)] {
+        update(
+            &db,
+            "dev_a",
+            DeviceChange {
+                token: Some(TokenRecord {
+                    issued_us,
+                    ..token(sequence, "locked", code)
+                }),
+                ..DeviceChange::default()
+            },
+        )
+        .await;
+    }
+
+    // dev_a's first token was superseded a day in, its second on day three.
+    assert_eq!(
+        db.recent_status_codes("dev_a", T0 + 2 * DAY).await.unwrap(),
+        ["A3", "A2"]
+    );
+    assert_eq!(
+        db.recent_status_codes("dev_a", T0 + 4 * DAY).await.unwrap(),
+        ["A3"]
+    );
+    assert_eq!(
+        db.recent_status_codes("dev_b", T0 + 4 * DAY).await.unwrap(),
+        ["ENR1"]
+    );
+    assert!(
+        db.recent_status_codes("dev_none", T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ids = |found: Vec<StatusCodeMatch>| {
+        found
+            .into_iter()
+            .map(|m| (m.device_id, m.sequence))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(db
+            .recent_tokens_by_status_code("ENR1", T0 + 2 * DAY)
+            .await
+            .unwrap()),
+        [("dev_b".to_string(), 1)]
+    );
+    assert_eq!(
+        ids(db.recent_tokens_by_status_code("ENR1", T0).await.unwrap()),
+        [("dev_a".to_string(), 1), ("dev_b".to_string(), 1)]
+    );
+    assert_eq!(
+        ids(db
+            .recent_tokens_by_status_code("A2", T0 + 2 * DAY)
+            .await
+            .unwrap()),
+        [("dev_a".to_string(), 2)]
+    );
+    assert!(
+        db.recent_tokens_by_status_code("A2", T0 + 4 * DAY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.tokens_by_status_code("ENR1").await.unwrap().len(), 2);
+}
+
 /// Claimed ids, sorted.
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
