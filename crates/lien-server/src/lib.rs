@@ -132,9 +132,10 @@ fn hand_over_first_key(
         return Ok(());
     }
     let path = data_dir.join(FIRST_ADMIN_KEY_FILE);
+    // Created 0600 before a byte is written.
+    private_files::precreate_private_file(&path)?;
     std::fs::write(&path, format!("{key}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
-    private_files::secure_data_dir(data_dir)?;
     println!(
         "Created the platform admin API key. The output is not a terminal, so it is not shown \
          here: it is in {} (readable by this user only). Move it somewhere safe and delete the file.",

@@ -2,7 +2,7 @@
 //! two backends must answer alike. So a NUL is refused at the edge, before any handler runs,
 //! with an error that names the field: in the path, in a query parameter, in a JSON body.
 //!
-//! Forms and CSV files check their own fields (see `routes::appeals::read_form` and the bulk
+//! Forms and CSV files (whose bodies are larger) check their own fields (see `routes::appeals::read_form` and the bulk
 //! enrollment), and the phone's endpoints check their few text fields themselves, so that the
 //! check-in path does not read its body twice.
 
@@ -25,12 +25,18 @@ pub async fn refuse_nul(request: Request, next: Next) -> Response {
     if let Err(refused) = check_uri(request.uri()) {
         return refused.into_response();
     }
-    let is_json = request
+    // Every body but a form or a CSV is looked at, whatever its declared type: some handlers
+    // parse JSON from any body, and axum's own extractor takes `Application/JSON` or
+    // `application/x+json` as well. A body that is not JSON passes as it came.
+    let has_own_checks = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.starts_with("multipart/") || v.starts_with("text/csv")
+        });
+    if has_own_checks || request.uri().path() == "/v1/devices/bulk" {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

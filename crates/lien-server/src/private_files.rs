@@ -29,7 +29,15 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     builder
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    set_mode(dir, DIR_MODE)
+    // A directory made for the server by someone else (a mounted volume's root) may not be
+    // ours to change: said, not fatal.
+    if let Err(err) = set_mode(dir, DIR_MODE) {
+        tracing::warn!(
+            error = format!("{err:#}"),
+            "the data directory stays as it is"
+        );
+    }
+    Ok(())
 }
 
 /// Creates an empty file with mode 0600 if there is none at `path`, so that a program that
@@ -47,17 +55,40 @@ pub fn precreate_private_file(path: &Path) -> Result<()> {
     }
 }
 
-/// Sets 0700 on the directories and 0600 on the files under `dir`.
+/// What Lien keeps in the data directory: only these are made private, so that a directory
+/// shared with something else (a home directory, a volume's `lost+found`) is left as it is.
+fn is_lien_file(name: &str) -> bool {
+    name.starts_with("lien.db")
+        || name.ends_with(".key")
+        || name.ends_with(".pem")
+        || name == "appeals"
+}
+
+/// Sets 0700 on Lien's directories and 0600 on its files under `dir`. One it may not change
+/// (owned by another user) is reported, not fatal: the directory itself is already private.
 fn restrict_tree(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
+        let name = entry.file_name();
+        if !is_lien_file(&name.to_string_lossy()) {
+            continue;
+        }
         let kind = entry.file_type()?;
         let path = entry.path();
+        let mode = if kind.is_dir() { DIR_MODE } else { FILE_MODE };
+        if let Err(err) = set_mode(&path, mode) {
+            tracing::warn!(error = format!("{err:#}"), "could not make a file private");
+            continue;
+        }
         if kind.is_dir() {
-            set_mode(&path, DIR_MODE)?;
-            restrict_tree(&path)?;
-        } else if kind.is_file() {
-            set_mode(&path, FILE_MODE)?;
+            for file in fs::read_dir(&path)? {
+                let file = file?;
+                if file.file_type()?.is_file()
+                    && let Err(err) = set_mode(&file.path(), FILE_MODE)
+                {
+                    tracing::warn!(error = format!("{err:#}"), "could not make a file private");
+                }
+            }
         }
     }
     Ok(())
@@ -94,7 +125,14 @@ mod tests {
         fs::write(dir.join("lien.db"), b"x").unwrap();
         fs::write(dir.join("appeals/receipt.pdf"), b"x").unwrap();
         fs::set_permissions(dir.join("lien.db"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(dir.join("notes.txt"), b"x").unwrap();
+        fs::set_permissions(dir.join("notes.txt"), fs::Permissions::from_mode(0o755)).unwrap();
         secure_data_dir(&dir).unwrap();
+        assert_eq!(
+            mode(&dir.join("notes.txt")),
+            0o755,
+            "not Lien's: left alone"
+        );
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("appeals")), 0o700);
         assert_eq!(mode(&dir.join("lien.db")), 0o600);

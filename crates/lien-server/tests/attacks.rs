@@ -950,6 +950,20 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
             assert_documented(method, &path, reply.status);
         }
     }
+    // Whatever the body says it is: some handlers parse JSON from any body.
+    for content_type in ["text/plain", "Application/JSON", "application/x+json"] {
+        let reply = app
+            .client
+            .post(format!("{}{device}/payments", app.base))
+            .bearer_auth(&key)
+            .header("content-type", content_type)
+            .header("Idempotency-Key", "nul-typed")
+            .body(r#"{"reference":"R\u00001","amount_minor":5,"currency":"KES"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 422, "{content_type}");
+    }
     let csv = format!(
         "contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n\
          C-7,{},SN7,{nul},KES,Africa/Nairobi,2026-02-01:100,kenya\n",

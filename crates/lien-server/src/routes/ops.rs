@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
@@ -57,7 +58,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     )
 )]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(token) = &state.settings.metrics_token else {
+    // An empty token (`LIEN_METRICS_TOKEN=`) would match a request without one: it is no token.
+    let Some(token) = state
+        .settings
+        .metrics_token
+        .as_ref()
+        .filter(|t| !t.is_empty())
+    else {
         return ApiError::NotFound("metrics (set metrics_token or metrics_listen)").into_response();
     };
     let shown = headers
@@ -65,7 +72,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !bool::from(shown.as_bytes().ct_eq(token.as_bytes())) {
+    // Digests are compared, so that the comparison's time says nothing of the token's length.
+    let digest = |text: &str| sha2::Sha256::digest(text.as_bytes());
+    if !bool::from(digest(shown).as_slice().ct_eq(digest(token).as_slice())) {
         return ApiError::Unauthorized("metrics need the metrics token as a Bearer token".into())
             .into_response();
     }
