@@ -717,7 +717,9 @@ fn parse_time_step(component: &str, rest: &str) -> Result<TimeStep, OcraError> {
     let refuse = || OcraError::TimeStepSpec(component.to_owned());
     // Hours run to 48 rather than 59; RFC 6287's "[0-48]H" is corrected to
     // "[1-48]H" by verified erratum 3729.
-    let (count, unit) = rest.split_at(rest.len() - 1);
+    // The unit is one ASCII letter; a suite from outside may end in any character, so the split
+    // is checked rather than assumed to fall on a character boundary (found by fuzzing).
+    let (count, unit) = rest.split_at_checked(rest.len() - 1).ok_or_else(refuse)?;
     let count = small_number(count).filter(|&n| n >= 1).ok_or_else(refuse)?;
     match unit {
         "S" if count <= 59 => Ok(TimeStep::Seconds(count)),
@@ -901,6 +903,10 @@ mod tests {
             (
                 "OCRA-1:HOTP-SHA1-6:QN08-T1D",
                 OcraError::TimeStepSpec("T1D".into()),
+            ),
+            (
+                "OCRA-1:HOTP-SHA1-6:QN08-T1\u{5b7}",
+                OcraError::TimeStepSpec("T1\u{5b7}".into()),
             ),
             (
                 "OCRA-1:HOTP-SHA1-6:QN08-X",

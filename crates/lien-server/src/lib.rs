@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod no_nul;
 pub mod openapi;

@@ -692,6 +692,13 @@ struct Claim {
     amount: Option<(i64, Currency)>,
 }
 
+/// Checks a form as [`open_appeal`] does before it looks anything up: the claim and the fields
+/// it requires, each refusal naming its field. For the fuzz targets (crates/lien-fuzz).
+#[doc(hidden)]
+pub fn check_form(form: &AppealForm, today: Date) -> Result<(), ApiError> {
+    check_claim(form, today).map(|_| ())
+}
+
 fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiError> {
     let claim_text = form
         .text("claim")

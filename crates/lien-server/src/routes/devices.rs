@@ -46,14 +46,12 @@ pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
     parsed.map_err(|e| ApiError::invalid(field, e))
 }
 
-/// Checks an enrollment and prepares the device and its first decision and token.
-pub fn prepare_enrollment(
-    state: &AppState,
-    financier: &lien_store::Financier,
-    actor: &str,
+/// The checks of an enrollment that need no state: the IMEIs, the serial, the plan and the
+/// policy, each refusal naming its field. [`prepare_enrollment`] starts with these; the fuzz
+/// targets (crates/lien-fuzz) call them on their own.
+pub fn check_enrollment(
     req: &EnrollRequest,
-    now: Timestamp,
-) -> Result<(NewDevice, DeviceChange), ApiError> {
+) -> Result<(Imei, Option<Imei>, SerialNumber), ApiError> {
     let imei1 = parse_imei("imei1", &req.imei1)?;
     let imei2 = req
         .imei2
@@ -66,6 +64,18 @@ pub fn prepare_enrollment(
     let serial = SerialNumber::parse(&req.serial).map_err(|e| ApiError::invalid("serial", e))?;
     domain::parse_plan(&req.plan)?;
     domain::parse_policy(&req.policy)?;
+    Ok((imei1, imei2, serial))
+}
+
+/// Checks an enrollment and prepares the device and its first decision and token.
+pub fn prepare_enrollment(
+    state: &AppState,
+    financier: &lien_store::Financier,
+    actor: &str,
+    req: &EnrollRequest,
+    now: Timestamp,
+) -> Result<(NewDevice, DeviceChange), ApiError> {
+    let (imei1, imei2, serial) = check_enrollment(req)?;
     let device = NewDevice {
         id: new_id("dev")?,
         financier_id: financier.id.clone(),
@@ -286,6 +296,48 @@ fn check_bulk_header(headers: &csv::StringRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Opens a bulk CSV body: a reader over its rows, and its header row.
+pub fn bulk_csv_reader(body: &[u8]) -> Result<(csv::Reader<&[u8]>, csv::StringRecord), ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
+        .clone();
+    check_bulk_header(&headers)?;
+    Ok((reader, headers))
+}
+
+/// Reads one row of a bulk CSV: its contract reference and the enrollment it asks for, or why
+/// the row is refused. An error means the row could not be read at all (it has no contract
+/// reference to report).
+pub fn bulk_csv_row(
+    headers: &csv::StringRecord,
+    record: Result<csv::StringRecord, csv::Error>,
+) -> Result<(String, Result<EnrollRequest, ApiError>), ApiError> {
+    let record = record.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(column) = record
+        .iter()
+        .position(|field| field.contains('\0'))
+        .and_then(|i| headers.get(i))
+    {
+        return Err(ApiError::invalid(column, crate::no_nul::NUL_PROBLEM));
+    }
+    let contract_ref = record.get(
+        headers
+            .iter()
+            .position(|h| h == "contract_ref")
+            .unwrap_or(usize::MAX),
+    );
+    let contract_ref = contract_ref.unwrap_or_default().to_string();
+    let request = record
+        .deserialize::<CsvRow>(Some(headers))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+        .and_then(CsvRow::request);
+    Ok((contract_ref, request))
+}
+
 /// The most rows one bulk request may carry.
 const BULK_MAX_ROWS: usize = 20_000;
 
@@ -312,14 +364,7 @@ pub async fn bulk_enroll(
     actor.require(Action::Enroll)?;
     let body = body?;
     let financier = own_financier(&state, &actor).await?;
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(body.as_ref());
-    let headers = reader
-        .headers()
-        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
-        .clone();
-    check_bulk_header(&headers)?;
+    let (mut reader, headers) = bulk_csv_reader(&body)?;
     let mut result = BulkResult {
         enrolled: 0,
         failed: 0,
@@ -332,38 +377,22 @@ pub async fn bulk_enroll(
             )));
         }
         let line = i + 2;
-        let outcome = async {
-            let record = record.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            if let Some(column) = record
-                .iter()
-                .position(|field| field.contains('\0'))
-                .and_then(|i| headers.get(i))
-            {
-                return Err(ApiError::invalid(column, crate::no_nul::NUL_PROBLEM));
+        let (contract_ref, outcome) = match bulk_csv_row(&headers, record) {
+            Ok((contract_ref, req)) => {
+                let outcome: Result<String, ApiError> = async {
+                    let (device, change) = prepare_enrollment(
+                        &state,
+                        &financier,
+                        &actor.key_id,
+                        &req?,
+                        state.clock.now(),
+                    )?;
+                    let stored = state.store.enroll(&device, change).await?;
+                    Ok(stored.enrolled.id)
+                }
+                .await;
+                (contract_ref, outcome)
             }
-            let contract_ref = record.get(
-                headers
-                    .iter()
-                    .position(|h| h == "contract_ref")
-                    .unwrap_or(usize::MAX),
-            );
-            let contract_ref = contract_ref.unwrap_or_default().to_string();
-            let row: Result<CsvRow, ApiError> = record
-                .deserialize(Some(&headers))
-                .map_err(|e| ApiError::BadRequest(e.to_string()));
-            let outcome: Result<String, ApiError> = async {
-                let req = row?.request()?;
-                let (device, change) =
-                    prepare_enrollment(&state, &financier, &actor.key_id, &req, state.clock.now())?;
-                let stored = state.store.enroll(&device, change).await?;
-                Ok(stored.enrolled.id)
-            }
-            .await;
-            Ok::<_, ApiError>((contract_ref, outcome))
-        }
-        .await;
-        let (contract_ref, outcome) = match outcome {
-            Ok(pair) => pair,
             Err(e) => (String::new(), Err(e)),
         };
         match outcome {

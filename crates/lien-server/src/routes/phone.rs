@@ -375,6 +375,13 @@ impl SignedRequest for CheckinRequest {
     }
 }
 
+/// Checks a parsed check-in's fields against the device's view, as [`checkin`] does once the
+/// signature verified: each refusal names its field. For the fuzz targets (crates/lien-fuzz).
+#[doc(hidden)]
+pub fn validate_checkin(request: &CheckinRequest, view: &CheckinView) -> Result<(), ApiError> {
+    request.validate(view)
+}
+
 impl SignedRequest for lien_proto::device_api::PushRequest {
     fn sent_at(&self) -> i64 {
         self.sent_at
