@@ -7,8 +7,11 @@ use lien_server::wire::PolicyJson;
 
 const HEADER: &str = "contract_ref,imei1,imei2,serial,model,currency,time_zone,down_payment_minor,installments,policy\n";
 
-/// Each row's contract reference and outcome, or the error of a row that cannot be read.
-fn rows(body: &str) -> Vec<Result<(String, Result<String, ApiError>), ApiError>> {
+/// One row: its contract reference and outcome, or the error of a row that cannot be read.
+type Row = Result<(String, Result<String, ApiError>), ApiError>;
+
+/// Each row of `body`.
+fn rows(body: &str) -> Vec<Row> {
     let (mut reader, headers) = bulk_csv_reader(body.as_bytes()).expect("the header reads");
     reader
         .records()

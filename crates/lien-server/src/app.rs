@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -284,27 +284,59 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// Cuts off a request whose client is too slow to send it: the whole request, body included,
-/// must have been read and answered (up to the start of the answer, so a push channel's stream
-/// is not cut) within `request_timeout_secs`. hyper itself bounds only the headers.
+/// Cuts off a request whose client is too slow to send it: its body must have arrived within
+/// `request_timeout_secs` of the request's start (hyper itself bounds only the headers). Only
+/// the arrival is timed: a handler that has its body works on (a bulk enrollment writing its
+/// rows, an appeal being stored) and answers, so that nothing is written behind a 408.
+/// A handler that reads the body too late gets a body error that says so, answered 408 (see
+/// [`crate::error::ApiError::from_body_error`]).
 async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use futures_util::StreamExt as _;
     let limit = Duration::from_secs(state.settings.request_timeout_secs.max(1));
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let mut response = ApiError::Timeout(format!(
-                "the request was not received within {} seconds",
-                limit.as_secs()
-            ))
-            .into_response();
-            // The rest of the body is never read: the connection cannot carry another request.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+    let until = tokio::time::Instant::now() + limit;
+    let (parts, body) = request.into_parts();
+    let timed = futures_util::stream::unfold(
+        (body.into_data_stream(), false),
+        move |(mut stream, ended)| async move {
+            if ended {
+                return None;
+            }
+            match tokio::time::timeout_at(until, stream.next()).await {
+                Ok(Some(chunk)) => Some((chunk, (stream, false))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(axum::Error::new(BodyTooSlow(limit.as_secs()))),
+                    (stream, true),
+                )),
+            }
+        },
+    );
+    let mut response = next
+        .run(Request::from_parts(parts, Body::from_stream(timed)))
+        .await;
+    if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body is never read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The body did not arrive in time.
+#[derive(Debug)]
+pub struct BodyTooSlow(u64);
+
+impl std::fmt::Display for BodyTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{} seconds", BODY_TOO_SLOW, self.0)
     }
 }
+
+impl std::error::Error for BodyTooSlow {}
+
+/// How a [`BodyTooSlow`] begins, to recognise it in an extractor's rejection text.
+pub const BODY_TOO_SLOW: &str = "the request was not received within ";
 
 /// A running server.
 pub struct Running {

@@ -43,8 +43,11 @@ pub async fn refuse_nul(request: Request, next: Next) -> Response {
     // The JSON API's limit: a larger body would be refused by the handler anyway.
     let bytes = match to_bytes(body, crate::routes::MAX_API_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError::TooLarge("the body is larger than this endpoint accepts".into())
+        Err(e) => {
+            return ApiError::from_body_error(&e)
+                .unwrap_or_else(|| {
+                    ApiError::TooLarge("the body is larger than this endpoint accepts".into())
+                })
                 .into_response();
         }
     };

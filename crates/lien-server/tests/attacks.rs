@@ -522,38 +522,50 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout(backend:
         s.request_timeout_secs = 2;
     })
     .await;
-    let mut stream = TcpStream::connect(app.running.addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /v1/financiers HTTP/1.1\r\nhost: lien\r\ncontent-type: application/json\r\n\
-              content-length: 100\r\n\r\n{",
-        )
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 1024];
-    // One byte every 500 ms would take 50 s to finish the body.
-    loop {
-        tokio::select! {
-            read = stream.read(&mut buffer) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            },
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
-                if stream.write_all(b" ").await.is_err() {
-                    break;
+    for (path, content_type) in [
+        ("/v1/financiers", "application/json"),
+        ("/v1/public/appeals", "multipart/form-data; boundary=XYZZY"),
+    ] {
+        let mut stream = TcpStream::connect(app.running.addr).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nhost: lien\r\ncontent-type: {content_type}\r\n\
+                     content-length: 100\r\n\r\n-"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        // One byte every 500 ms would take 50 s to finish the body.
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    if stream.write_all(b"-").await.is_err() {
+                        break;
+                    }
                 }
             }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{path}: never cut off"
+            );
         }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "never cut off"
+            answer.contains("not received within 2 seconds"),
+            "{path}: {answer}"
         );
+        assert_documented("POST", path, 408);
     }
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("not received within 2 seconds"), "{answer}");
     app.running.stop().await;
 }
 

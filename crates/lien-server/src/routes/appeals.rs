@@ -94,6 +94,9 @@ pub fn mib(bytes: u64) -> String {
 /// A form the multipart parser gave up on: over the route's body limit (413; a body that never
 /// shows its boundary ends here too, after the limit), or malformed (400).
 fn unreadable_form(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if let Some(timeout) = ApiError::from_body_error(&e) {
+        return timeout;
+    }
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge("the form is larger than an appeal may be".into())
     } else {
@@ -152,7 +155,10 @@ pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<Appeal
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(e)
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE
+                        || ApiError::from_body_error(&e).is_some() =>
+                {
                     return Err(unreadable_form(e));
                 }
                 Err(e) => {
