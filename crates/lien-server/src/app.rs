@@ -17,11 +17,12 @@ use hyper_util::service::TowerToHyperService;
 use lien_proto::TokenSigner;
 use lien_store::{Seen, Store};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tower::ServiceExt as _;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::connections::{self, ConnectionLimits};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
@@ -388,11 +389,11 @@ pub async fn start(
         })
     };
     let app = router(state.clone());
-    let max_connections = state.settings.max_connections;
+    let limits = connection_limits(&state.settings);
     let task = {
         let state = state.clone();
         tokio::spawn(async move {
-            serve(listener, app, stopping, max_connections).await;
+            serve(listener, app, stopping, limits).await;
             let _ = flusher.await;
             state.flush_last_seen().await;
         })
@@ -414,27 +415,29 @@ pub async fn start(
 /// (`BENCHMARKS.md`, idle push connections). Lien speaks HTTP/1.1 only, so it serves hyper's
 /// HTTP/1 connection directly.
 ///
-/// At most `max_connections` are served at once; one more is answered 503 and closed, so a
-/// flood of idle connections cannot take the descriptors or memory the phones need, and the
-/// server answers again as soon as some close.
+/// `limits` says who may hold a connection (see `connections`): a connection over them is
+/// answered 503 and closed, so a flood of idle connections cannot take the descriptors or
+/// memory the phones need, and the server answers again as soon as some close.
 pub async fn serve(
     mut listener: TcpListener,
     app: Router,
     mut stopping: watch::Receiver<bool>,
-    max_connections: u32,
+    limits: ConnectionLimits,
 ) {
     // Every connection's task holds a receiver; the sender's `closed` says they have all ended.
     let (open_tx, open_rx) = watch::channel(());
-    let slots = Arc::new(Semaphore::new(max_connections.max(1) as usize));
     loop {
         let (stream, peer) = tokio::select! {
             // axum's `Listener` retries failed accepts (and pauses when out of descriptors).
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
             _ = until_stopped(&mut stopping) => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream));
-            continue;
+        let slot = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tokio::spawn(connections::refuse(stream, why));
+                continue;
+            }
         };
         // The peer address, for the per-client limits of the public endpoints.
         let service = app
@@ -443,6 +446,7 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.map(Body::new)
             });
+        let stream = limits.guard(stream);
         let mut stopping = stopping.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {
@@ -479,19 +483,14 @@ pub async fn serve(
     }
 }
 
-/// Answers a connection over the cap with a 503 and closes it, without reading its request.
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt as _;
-    let body = r#"{"error":"busy","message":"too many open connections; try again in 5 seconds"}"#;
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    // A client that does not read cannot hold the task: the answer fits a socket buffer, and
-    // the write is abandoned after a second anyway.
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
-    let _ = stream.shutdown().await;
+/// The connection limits `settings` ask for on the main address.
+pub fn connection_limits(settings: &Settings) -> ConnectionLimits {
+    ConnectionLimits::new(
+        settings.max_connections,
+        settings.max_connections_per_client,
+        settings.trusted_proxies.clone(),
+        Duration::from_secs(settings.request_timeout_secs.max(1)),
+    )
 }
 
 /// How long a client may take to send a request's headers.

@@ -63,6 +63,10 @@ pub struct Settings {
     /// Open connections beyond this many are answered 503 and closed at once. Each phone with
     /// a push channel holds one.
     pub max_connections: u32,
+    /// Of those, how many one client (an IPv4 address or an IPv6 /64) may hold; 0: no share
+    /// limit. Phones behind a carrier's NAT share an address, so keep it well above the phones
+    /// one address carries; trusted proxies are not limited by it.
+    pub max_connections_per_client: u32,
     /// A bearer token `/metrics` asks for. With neither this nor `metrics_listen`, the main
     /// address does not serve metrics.
     pub metrics_token: Option<String>,
@@ -99,6 +103,7 @@ impl Default for Settings {
             attestation_roots: Vec::new(),
             request_timeout_secs: 30,
             max_connections: 50_000,
+            max_connections_per_client: 1_000,
             metrics_token: None,
             metrics_listen: None,
             trusted_proxies: Vec::new(),

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client_addr;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 #[doc(hidden)]
@@ -72,7 +73,7 @@ fn redact(url: &str) -> String {
 
 /// Runs the server until Ctrl-C: opens the store, loads or creates the keys, creates the first
 /// platform admin key on first start (printed once), starts the scheduler, listens.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let mut secrets = Secrets::load_or_create(&settings.data_dir)?;
     // After the store and the keys: whatever they created, and whatever an older version left
@@ -89,6 +90,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
+    settings.max_connections = connections::fit_to_descriptor_limit(settings.max_connections);
     let state = AppState::new(store.clone(), Arc::new(SystemClock), secrets, settings);
     let addr = listener.local_addr()?;
     if !store.has_platform_admin().await? {
@@ -103,8 +105,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .route("/metrics", axum::routing::get(routes::ops::open_metrics))
             .with_state(state.clone());
         tracing::info!(addr = %metrics_addr, "serving metrics");
-        // Ends with the process.
-        tokio::spawn(async move { axum::serve(metrics, router).await });
+        // Served like the main address, with its timeouts, and a few connections: a scraper
+        // or two. It ends with the process.
+        let limits = connections::ConnectionLimits::only_total(
+            METRICS_CONNECTIONS,
+            std::time::Duration::from_secs(state.settings.request_timeout_secs.max(1)),
+        );
+        let (running, never_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            app::serve(metrics, router, never_stopped, limits).await;
+            drop(running);
+        });
     }
     tracing::info!(%addr, backend = store.backend(), "listening");
     let running = app::start(state, listener, true).await?;
@@ -113,6 +124,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     running.stop().await;
     Ok(())
 }
+
+/// Connections the separate metrics address serves at once.
+const METRICS_CONNECTIONS: u32 = 16;
 
 /// The file the first platform admin key is written to when there is no terminal to show it.
 pub const FIRST_ADMIN_KEY_FILE: &str = "first-admin.key";

@@ -1026,6 +1026,94 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
     app.running.stop().await;
 }
 
+async fn a_client_that_never_reads_is_cut_off_and_one_address_cannot_take_every_slot(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.request_timeout_secs = 2;
+        s.max_connections = 100;
+        s.max_connections_per_client = 4;
+    })
+    .await;
+    let addr = app.running.addr;
+    // Pipelines requests for a large answer on a socket with a small receive buffer, and never
+    // reads: the server's writes stall once the buffers are full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut greedy = socket.connect(addr).await.unwrap();
+    let request = b"GET /openapi.json HTTP/1.1\r\nhost: lien\r\n\r\n";
+    let asked = 400;
+    for _ in 0..asked {
+        if greedy.write_all(request).await.is_err() {
+            break;
+        }
+    }
+    let one_answer = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    // Longer than the timeout, so the stalled write has failed; then the client reads what
+    // had been sent before the server gave up, and finds the connection closed.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match greedy.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a client that stopped reading still holds its connection"
+    );
+    assert!(
+        received < asked * one_answer / 2,
+        "the server kept writing to a client that never read: {received} bytes"
+    );
+
+    // One address may hold its share of connections and no more; the others still get in.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut fifth = TcpStream::connect(addr).await.unwrap();
+    fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let _ = fifth.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("from your address"), "{answer}");
+    drop(held);
+    let mut recovered = String::new();
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        recovered.clear();
+        let _ = stream.read_to_string(&mut recovered).await;
+        if recovered.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(recovered.starts_with("HTTP/1.1 200"), "{recovered}");
+    app.running.stop().await;
+}
+
 async fn metrics_need_the_token(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let get = |token: Option<&str>| {
@@ -1053,6 +1141,7 @@ on_both_backends!(
     an_upload_that_never_shows_its_boundary_ends_at_the_limit,
     a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout,
     with_every_connection_taken_the_server_refuses_cleanly_and_recovers,
+    a_client_that_never_reads_is_cut_off_and_one_address_cannot_take_every_slot,
     no_public_answer_shows_a_manual_locks_words,
     out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field,
     a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_in,

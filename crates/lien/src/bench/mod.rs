@@ -581,7 +581,11 @@ async fn start_responder(body_len: usize) -> Result<SocketAddr> {
     tokio::spawn(async move {
         // A dropped sender would read as "stop".
         let _stop = stop;
-        lien_server::app::serve(listener, app, stopping, u32::MAX).await;
+        let limits = lien_server::connections::ConnectionLimits::only_total(
+            u32::MAX,
+            std::time::Duration::from_secs(30),
+        );
+        lien_server::app::serve(listener, app, stopping, limits).await;
     });
     Ok(addr)
 }
