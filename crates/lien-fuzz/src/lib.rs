@@ -1,9 +1,9 @@
 //! The bodies of Lien's fuzz targets: one function per parser that takes outside input.
 //!
 //! `fuzz/fuzz_targets/*.rs` are one-line cargo-fuzz targets that call these functions, and
-//! `tests/corpus_replay.rs` runs every file of every corpus in `fuzz/corpus/` through them in
-//! the normal `cargo test`, so the replay exercises exactly what was fuzzed and a regression
-//! on any input the fuzzer ever kept fails CI.
+//! `tests/parsers/corpus_replay.rs` runs every file of every corpus in `fuzz/corpus/` through
+//! them in the normal `cargo test`, so the replay exercises exactly what was fuzzed and a
+//! regression on any input the fuzzer ever kept fails CI.
 //!
 //! Each function takes arbitrary bytes, calls the same parser (and, where it is reachable
 //! without a database, the same checks) the server or the phone runs on such input, and

@@ -4,12 +4,10 @@
 //! Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run` installs them). Without
 //! them the test is skipped with a notice, except in CI (`CI` set), where it fails.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, spawn_app};
+use crate::common::{self, Backend, spawn_app};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 

@@ -1,10 +1,8 @@
 //! Spawns a real server on a free port with a fresh database and a clock the test moves.
 
-#![allow(dead_code, unused_macros)]
-
 /// Defines, for each scenario `fn(Backend)`, a test on SQLite and one on PostgreSQL; the
 /// latter is skipped, with a notice, unless LIEN_TEST_POSTGRES_URL is set (CI sets it).
-/// The test file must have `Backend` and `postgres_url` in scope.
+/// The module that uses it must have `Backend` and `postgres_url` in scope.
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {

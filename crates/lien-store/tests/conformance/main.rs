@@ -6,10 +6,7 @@
 //! `bash -c 'source .ci/postgres.sh && cargo test -p lien-store'`). A check becomes one test per
 //! backend, `sqlite::<check>` and `postgres::<check>`, so a failure names both.
 
-// Beside this file rather than in `tests/`, where Cargo would build each as a test of its own.
-#[path = "conformance/checks.rs"]
 mod checks;
-#[path = "conformance/fixtures.rs"]
 mod fixtures;
 
 use std::future::Future;

@@ -4,14 +4,11 @@
 //! The server's clock and the phone's clocks are separate, as in life; [`World::advance`]
 //! moves both by the same amount, the way time passes for both.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Backend, FinancedPhone, TestApp, enrollment, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, FinancedPhone, TestApp, enrollment, imei, postgres_url, spawn_app};
 use jiff::Timestamp;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE};
 use lien_agent::sim::{Fleet, HttpTransport, Phone, SimClock};

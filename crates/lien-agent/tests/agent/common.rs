@@ -1,9 +1,6 @@
 //! The rig the agent's tests share: a fake server that signs real tokens, a platform with
 //! simulated secure hardware, and an agent on injected clocks.
 
-// Each test crate uses a different part of the rig.
-#![allow(dead_code)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -3,15 +3,12 @@
 //! keeps working), and a hostile client at the HTTP edge (sizes, slowness, connections, text,
 //! numbers, links).
 
-#[macro_use]
-mod common;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::net::SocketAddr;
 
-use common::{
-    Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app, spawn_app_with,
+use crate::common::{
+    self, Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app, spawn_app_with,
 };
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
@@ -465,8 +462,11 @@ async fn push_body(addr: SocketAddr, head: &str, chunk: &[u8], total: usize) -> 
 /// Asserts that the OpenAPI document lists `status` for the operation `method path` serves
 /// (`path` as sent: its query is dropped and its segments matched against the templates).
 fn assert_documented(method: &str, path: &str, status: u16) {
-    let document: Value =
-        serde_json::from_str(include_str!("../openapi.json")).expect("the committed document");
+    let document: Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/openapi.json"
+    )))
+    .expect("the committed document");
     let path = path.split('?').next().unwrap();
     let segments: Vec<&str> = path.split('/').collect();
     let (template, item) = document["paths"]

@@ -2,11 +2,9 @@
 //! device, bad signature, stale timestamp...) gets a 4xx whose message names the problem,
 //! and leaves nothing written. Once on SQLite and once on PostgreSQL.
 
-mod common;
-
+use crate::common::{Backend, Reply, TestApp, bearer, enrollment, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, Reply, TestApp, bearer, enrollment, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 

@@ -1,13 +1,11 @@
 //! The agent against a fake server that signs real tokens: verification, lease, offline codes,
 //! storage faults and resets, all on injected time. Each test checks what the borrower sees.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use ed25519_dalek::SigningKey;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE};
 use lien_agent::{

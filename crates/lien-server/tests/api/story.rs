@@ -1,11 +1,9 @@
 //! The whole story over real HTTP: enroll, hello, check-in, time passes, reminder, lock,
 //! payment, unlock at the next check-in, payoff, release. Once on SQLite and once on PostgreSQL.
 
-mod common;
-
+use crate::common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::{PinnedKeys, StatusClaims, TokenState};
 use serde_json::json;

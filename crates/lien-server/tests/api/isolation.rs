@@ -3,11 +3,9 @@
 //! device; and the roles within a financier and on the platform do only what they may.
 //! Once on SQLite and once on PostgreSQL.
 
-mod common;
-
+use crate::common::{self, Backend, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, TestApp, imei, postgres_url, spawn_app};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 

@@ -2,14 +2,11 @@
 //! in, and on PostgreSQL a change made through one server reaches a phone connected to another.
 //! On SQLite and, when LIEN_TEST_POSTGRES_URL is set, on PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Backend, FinancedPhone, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Backend, FinancedPhone, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
 use lien_agent::sim::{Phone, PushBackoff};

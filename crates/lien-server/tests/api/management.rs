@@ -1,9 +1,7 @@
 //! Running the platform beyond the story: platform-wide API keys, changing a device's lock
 //! policy, and the metrics a change moves. Once on SQLite and once on PostgreSQL.
 
-mod common;
-
-use common::{Backend, METRICS_TOKEN, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{self, Backend, METRICS_TOKEN, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 

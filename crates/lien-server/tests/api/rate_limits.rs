@@ -2,9 +2,7 @@
 //! client is the address it forwards, an IPv6 client is its /64, a header from an untrusted
 //! peer is ignored, and the financier's status-code look-ups are limited per API key.
 
-mod common;
-
-use common::{Backend, Reply, TestApp, imei, spawn_app_with};
+use crate::common::{Backend, Reply, TestApp, imei, spawn_app_with};
 use jiff::{SignedDuration, Timestamp};
 use lien_server::config::Settings;
 

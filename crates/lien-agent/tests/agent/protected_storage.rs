@@ -3,11 +3,9 @@
 //! Each attempt is detected, reported to the server as tampering, and never frees the phone;
 //! none of them locks a phone in good standing either. Each test checks what the borrower sees.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ed25519_dalek::SigningKey;
 use lien_agent::screens::{Banner, LockCause, OFFLINE_TITLE, OVERDUE_TITLE, RECOVERING_NOTICE};
 use lien_agent::{
@@ -560,9 +558,10 @@ fn a_record_in_the_old_unkeyed_format_counts_as_absent() {
 /// variant, on a platform with the example's key.
 #[test]
 fn the_vector_record_is_read_and_its_tampered_variants_refused() {
-    let vectors: serde_json::Value = serde_json::from_str(include_str!(
-        "../../lien-proto/vectors/protected-storage.json"
-    ))
+    let vectors: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lien-proto/vectors/protected-storage.json"
+    )))
     .unwrap();
     let hex = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
     let key: [u8; 32] = hex(&vectors["key"]).try_into().unwrap();

@@ -1,12 +1,9 @@
 //! Appeals and the public IMEI check (issue 6), with a simulated phone against a spawned
 //! server, on SQLite and, when LIEN_TEST_POSTGRES_URL is set, PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
 use lien_agent::sim::Phone;
