@@ -1,46 +1,16 @@
 //! Amounts as the borrower reads them: "KES 1,250.00".
 //!
-//! The agent does not depend on `lien-core` (a phone build takes only the wire crate and this
-//! one), so it formats the token's integer minor units itself, with the currency's ISO 4217
-//! exponent. Floating point never touches an amount.
+//! The agent does not depend on `lien-core` (a phone build takes only the wire crate, this one
+//! and the leaf `lien-money`), so it formats the token's integer minor units with
+//! `lien-money`, the same code the server writes amounts with. Floating point never touches an
+//! amount.
 
 use lien_proto::WireMoney;
 
 /// `minor` units of `currency`, e.g. `KES 1,250.00`, `JPY 1,300`, `-KES 5.00`. A code that is
 /// not ISO 4217 is shown with its units unconverted rather than guessed at.
 pub fn format_money(money: &WireMoney) -> String {
-    let sign = if money.minor < 0 { "-" } else { "" };
-    let abs = money.minor.unsigned_abs();
-    let Some(digits) = iso_currency::Currency::from_code(&money.currency)
-        .map(|c| c.exponent().map_or(0, u32::from))
-    else {
-        return format!("{sign}{} {} (minor units)", money.currency, group(abs));
-    };
-    let scale = 10u64.pow(digits);
-    let whole = group(abs / scale);
-    if digits == 0 {
-        format!("{sign}{} {whole}", money.currency)
-    } else {
-        format!(
-            "{sign}{} {whole}.{:0width$}",
-            money.currency,
-            abs % scale,
-            width = digits as usize
-        )
-    }
-}
-
-/// Thousands separated by commas.
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    lien_money::format(money.minor, &money.currency, lien_money::Style::Grouped)
 }
 
 #[cfg(test)]

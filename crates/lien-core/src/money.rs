@@ -43,8 +43,8 @@ impl Currency {
 
     /// How many decimal digits the minor unit has (2 for KES, 0 for JPY).
     pub fn minor_digits(&self) -> u32 {
-        // Currencies without a minor unit (gold, special drawing rights) count in whole units.
-        self.0.exponent().map_or(0, u32::from)
+        // The code is ISO 4217 by construction, so the look-up finds it.
+        lien_money::minor_digits(self.code()).unwrap_or(0)
     }
 }
 
@@ -76,6 +76,19 @@ impl Money {
     /// The amount in minor units.
     pub fn minor(&self) -> i64 {
         self.minor
+    }
+
+    /// Reads an amount a person typed in the `field` of a form, e.g. `1,000.50`, refusing a
+    /// sign, more decimals than the currency has, and overflow (see
+    /// [`lien_money::parse_decimal`]). Zero is an amount; a payment is checked to be positive
+    /// where it is taken in.
+    pub fn parse_decimal(
+        field: &str,
+        text: &str,
+        currency: Currency,
+    ) -> Result<Money, lien_money::AmountError> {
+        lien_money::parse_decimal(field, text, currency.minor_digits())
+            .map(|minor| Money::new(minor, currency))
     }
 
     /// The currency.
@@ -124,23 +137,15 @@ impl Money {
 }
 
 impl fmt::Display for Money {
-    /// Shows the code and the amount in major units, e.g. `KES 1250.50` or `JPY 300`.
+    /// Shows the code and the amount in major units, e.g. `KES 1250.50` or `JPY 300`
+    /// (`lien_money`'s plain style, as the server's messages and pages write amounts).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.currency.minor_digits();
-        let sign = if self.minor < 0 { "-" } else { "" };
-        let abs = self.minor.unsigned_abs();
-        if digits == 0 {
-            return write!(f, "{} {sign}{abs}", self.currency);
+        lien_money::Amount {
+            minor: self.minor,
+            code: self.currency.code(),
+            style: lien_money::Style::Plain,
         }
-        let scale = 10u64.pow(digits);
-        write!(
-            f,
-            "{} {sign}{}.{:0width$}",
-            self.currency,
-            abs / scale,
-            abs % scale,
-            width = digits as usize
-        )
+        .fmt(f)
     }
 }
 
@@ -204,5 +209,24 @@ mod tests {
             Money::new(1, Currency::parse("BHD").unwrap()).to_string(),
             "BHD 0.001"
         );
+    }
+
+    #[test]
+    fn typed_amounts_are_read_in_the_currency_minor_units() {
+        let jpy = Currency::parse("JPY").unwrap();
+        assert_eq!(
+            Money::parse_decimal("amount", "1,000.5", kes()),
+            Ok(Money::new(100_050, kes()))
+        );
+        assert_eq!(
+            Money::parse_decimal("amount", "1,300", jpy),
+            Ok(Money::new(1_300, jpy))
+        );
+        let refused = Money::parse_decimal("amount", "13.5", jpy).unwrap_err();
+        assert_eq!(refused.field, "amount");
+        assert!(matches!(
+            refused.problem,
+            lien_money::AmountProblem::TooManyDecimals { digits: 0, .. }
+        ));
     }
 }

@@ -1,7 +1,9 @@
 //! The borrower's pages: server-rendered HTML, small, without JavaScript, for a cheap phone's
 //! browser. "Why is my phone locked", open and follow an appeal, check an IMEI.
 //!
-//! Every value that reaches a page goes through [`esc`]; the pages also forbid scripts
+//! The pages are maud templates, checked when the server is compiled: every value spliced into
+//! one is escaped by construction, and nothing but the constant style sheet is marked as markup.
+//! Values in links are percent-encoded ([`query_value`]). The pages also forbid scripts
 //! altogether with a Content-Security-Policy. The look-ups share the public rate limit.
 //!
 //! By IMEI, the "why" page shows the state, how to pay and whom to call, but not the amount:
@@ -18,11 +20,13 @@ use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, PercentEncode, utf8_percent_encode};
 
 use crate::app::AppState;
 use crate::clock::micros;
 use crate::error::ApiError;
-use crate::routes::appeals::{self, format_amount};
+use crate::routes::appeals;
 use crate::routes::public::{PublicClient, check_imei};
 
 /// The pages' routes. They are not part of the JSON API or its OpenAPI document.
@@ -40,38 +44,48 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
         .route("/appeal/status", get(appeal_status))
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font-family:sans-serif;max-width:34em;margin:0 auto;padding:.5em;line-height:1.4}\
 input,select,textarea,button{font-size:1em;width:100%;box-sizing:border-box;margin:.2em 0 .6em}\
 .box{border:1px solid #888;padding:.5em;margin:.5em 0}.err{border-color:#b00;color:#b00}\
 nav a{margin-right:1em}";
 
+/// What a query value may keep as it is: RFC 3986's unreserved characters. Everything else,
+/// including `&`, `=`, `#` and `+`, is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A value for a link's query string (IMEIs and codes are digits; anything else is encoded).
+fn query_value(text: &str) -> PercentEncode<'_> {
+    utf8_percent_encode(text, QUERY_VALUE)
+}
+
 /// A whole page.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title} · Lien</title><style>{STYLE}</style></head><body>\
-         <nav><a href=\"/\">Home</a><a href=\"/check\">IMEI check</a><a href=\"/appeal\">Appeal</a></nav>\
-         <h1>{title}</h1>{body}</body></html>",
-        title = esc(title)
-    );
-    let mut response = (status, html).into_response();
+fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · Lien" }
+                // A constant of ours, and raw text in a style element: not escaped.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                nav {
+                    a href="/" { "Home" }
+                    a href="/check" { "IMEI check" }
+                    a href="/appeal" { "Appeal" }
+                }
+                h1 { (title) }
+                (body)
+            }
+        }
+    };
+    let mut response = (status, html.into_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -91,7 +105,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 }
 
 /// An error as a page: the message names the field; a 5xx says nothing internal.
-fn error_page(err: ApiError, title: &str, form: &str) -> Response {
+fn error_page(err: ApiError, title: &str, form: Markup) -> Response {
     if let ApiError::Internal(e) = &err {
         tracing::error!(error = format!("{e:#}"), "page failed");
     }
@@ -103,10 +117,10 @@ fn error_page(err: ApiError, title: &str, form: &str) -> Response {
     page(
         err.status(),
         title,
-        &format!(
-            "<p class=\"box err\" id=\"error\">{}</p>{form}",
-            esc(&message)
-        ),
+        html! {
+            p class="box err" id="error" { (message) }
+            (form)
+        },
     )
 }
 
@@ -114,10 +128,12 @@ fn limited_page(limited: crate::rate_limit::Limited) -> Response {
     let mut response = page(
         StatusCode::TOO_MANY_REQUESTS,
         "Please wait",
-        &format!(
-            "<p class=\"box err\" id=\"error\">Too many requests from your connection. Try again in {} seconds.</p>",
-            limited.retry_after_secs
-        ),
+        html! {
+            p class="box err" id="error" {
+                "Too many requests from your connection. Try again in "
+                (limited.retry_after_secs) " seconds."
+            }
+        },
     );
     response.headers_mut().insert(
         header::RETRY_AFTER,
@@ -126,16 +142,17 @@ fn limited_page(limited: crate::rate_limit::Limited) -> Response {
     response
 }
 
-fn lookup_form(action: &str, name: &str, label: &str, value: &str, button: &str) -> String {
-    format!(
-        "<form method=\"get\" action=\"{action}\"><label for=\"{name}\">{label}</label>\
-         <input id=\"{name}\" name=\"{name}\" value=\"{}\" inputmode=\"text\" autocomplete=\"off\" required>\
-         <button type=\"submit\">{button}</button></form>",
-        esc(value)
-    )
+fn lookup_form(action: &str, name: &str, label: &str, value: &str, button: &str) -> Markup {
+    html! {
+        form method="get" action=(action) {
+            label for=(name) { (label) }
+            input id=(name) name=(name) value=(value) inputmode="text" autocomplete="off" required;
+            button type="submit" { (button) }
+        }
+    }
 }
 
-fn why_form(value: &str) -> String {
+fn why_form(value: &str) -> Markup {
     lookup_form(
         "/why",
         "q",
@@ -145,11 +162,11 @@ fn why_form(value: &str) -> String {
     )
 }
 
-fn check_form(value: &str) -> String {
+fn check_form(value: &str) -> Markup {
     lookup_form("/check", "imei", "IMEI (dial *#06#)", value, "Check")
 }
 
-fn follow_form(value: &str) -> String {
+fn follow_form(value: &str) -> Markup {
     lookup_form(
         "/appeal/status",
         "reference",
@@ -163,14 +180,18 @@ async fn index() -> Response {
     page(
         StatusCode::OK,
         "Financed phones",
-        &format!(
-            "<h2>Why is my phone locked?</h2>{}<h2>Is this phone financed?</h2>{}\
-             <h2>Appeals</h2><p><a href=\"/appeal\">Open an appeal</a> if you paid and are still locked, \
-             if you own this phone, or if the lock is wrong.</p>{}",
-            why_form(""),
-            check_form(""),
-            follow_form("")
-        ),
+        html! {
+            h2 { "Why is my phone locked?" }
+            (why_form(""))
+            h2 { "Is this phone financed?" }
+            (check_form(""))
+            h2 { "Appeals" }
+            p {
+                a href="/appeal" { "Open an appeal" }
+                " if you paid and are still locked, if you own this phone, or if the lock is wrong."
+            }
+            (follow_form(""))
+        },
     )
 }
 
@@ -189,18 +210,18 @@ async fn why(
 ) -> Response {
     let title = "Why is my phone locked?";
     let Some(q) = query.q.filter(|q| !q.trim().is_empty()) else {
-        return page(StatusCode::OK, title, &why_form(""));
+        return page(StatusCode::OK, title, why_form(""));
     };
     if let Err(limited) = client.check(&state) {
         return limited_page(limited);
     }
     match why_body(&state, &q).await {
-        Ok(body) => page(StatusCode::OK, title, &format!("{body}{}", why_form(&q))),
-        Err(e) => error_page(e, title, &why_form(&q)),
+        Ok(body) => page(StatusCode::OK, title, html! { (body) (why_form(&q)) }),
+        Err(e) => error_page(e, title, why_form(&q)),
     }
 }
 
-async fn why_body(state: &AppState, q: &str) -> Result<String, ApiError> {
+async fn why_body(state: &AppState, q: &str) -> Result<Markup, ApiError> {
     let device = appeals::find_device(state, q).await?;
     let view = crate::domain::stored_view(&device.decision)?;
     let financier = state.store.financier(&device.enrolled.financier_id).await?;
@@ -213,39 +234,46 @@ async fn why_body(state: &AppState, q: &str) -> Result<String, ApiError> {
         "released" => "Released: the phone is yours.",
         _ => "",
     };
-    let amount = if view.amount_due.minor > 0 {
-        if by_code {
-            format!(
-                "<p>Amount due now: <strong id=\"amount\">{}</strong></p>",
-                esc(&format_amount(
-                    view.amount_due.minor,
-                    &view.amount_due.currency
-                ))
-            )
-        } else {
-            "<p>To see the amount due, enter the status code shown on the lock screen instead of the IMEI.</p>".into()
+    let amount_due = lien_money::Amount {
+        minor: view.amount_due.minor,
+        code: &view.amount_due.currency,
+        style: lien_money::Style::Plain,
+    };
+    let payment_link = financier
+        .payment_link
+        .as_deref()
+        .filter(|_| view.state != "released");
+    Ok(html! {
+        div class="box" id="result" {
+            p { strong id="state" { (state_words) } }
+            p { (public_reason(&view.reason)) }
+            @if view.amount_due.minor > 0 {
+                @if by_code {
+                    p { "Amount due now: " strong id="amount" { (amount_due) } }
+                } @else {
+                    p {
+                        "To see the amount due, enter the status code shown on the lock screen \
+                         instead of the IMEI."
+                    }
+                }
+            }
+            @if let Some(link) = payment_link {
+                p {
+                    "How to pay: " a href=(link) rel="noreferrer" { (link) }
+                    ". The phone unlocks within seconds of a payment that brings you up to date."
+                }
+            }
+            p {
+                "Whom to call: " (financier.name) " — " (financier.contact)
+                ". Platform support: " (state.settings.support_contact) "."
+            }
         }
-    } else {
-        String::new()
-    };
-    let pay = match &financier.payment_link {
-        Some(link) if view.state != "released" => format!(
-            "<p>How to pay: <a href=\"{0}\" rel=\"noreferrer\">{0}</a>. The phone unlocks within seconds of a payment that brings you up to date.</p>",
-            esc(link)
-        ),
-        _ => String::new(),
-    };
-    Ok(format!(
-        "<div class=\"box\" id=\"result\"><p><strong id=\"state\">{}</strong></p><p>{}</p>{amount}{pay}\
-         <p>Whom to call: {} — {}. Platform support: {}.</p></div>\
-         <p>Paid and still locked? <a href=\"/appeal?q={}\">Open an appeal</a>.</p>",
-        esc(state_words),
-        esc(&public_reason(&view.reason)),
-        esc(&financier.name),
-        esc(&financier.contact),
-        esc(&state.settings.support_contact),
-        esc(&url_component(q.trim())),
-    ))
+        p {
+            "Paid and still locked? "
+            a href={ "/appeal?q=" (query_value(q.trim())) } { "Open an appeal" }
+            "."
+        }
+    })
 }
 
 /// The reason as a public page may show it: the decision's own words, except a manual lock's
@@ -260,19 +288,6 @@ fn public_reason(reason: &crate::wire::ReasonView) -> String {
     }
 }
 
-/// Percent-encodes a query value (IMEIs and codes are digits; anything else is encoded).
-fn url_component(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn check(
     State(state): State<AppState>,
     client: PublicClient,
@@ -280,7 +295,7 @@ async fn check(
 ) -> Response {
     let title = "Is this phone financed?";
     let Some(imei) = query.imei.filter(|q| !q.trim().is_empty()) else {
-        return page(StatusCode::OK, title, &check_form(""));
+        return page(StatusCode::OK, title, check_form(""));
     };
     if let Err(limited) = client.check(&state) {
         return limited_page(limited);
@@ -294,80 +309,75 @@ async fn check(
                 "released" => "Released",
                 _ => "Unknown",
             };
-            let mut body = format!(
-                "<div class=\"box\" id=\"result\"><p><strong id=\"status\" data-status=\"{}\">{}</strong></p><p>{}</p>",
-                esc(&answer.status),
-                esc(status_words),
-                esc(&answer.message)
-            );
-            if let Some(on) = &answer.released_on {
-                body.push_str(&format!("<p>Released on {}.</p>", esc(on)));
-            }
-            if let Some(f) = &answer.financier {
-                body.push_str(&format!(
-                    "<p>Financier: {} — {}.</p>",
-                    esc(&f.name),
-                    esc(&f.contact)
-                ));
-            }
-            body.push_str(&format!(
-                "<p>Platform support: {}.</p></div>{}",
-                esc(&answer.support_contact),
-                check_form(&imei)
-            ));
-            page(StatusCode::OK, title, &body)
+            let body = html! {
+                div class="box" id="result" {
+                    p { strong id="status" data-status=(answer.status) { (status_words) } }
+                    p { (answer.message) }
+                    @if let Some(on) = &answer.released_on {
+                        p { "Released on " (on) "." }
+                    }
+                    @if let Some(f) = &answer.financier {
+                        p { "Financier: " (f.name) " — " (f.contact) "." }
+                    }
+                    p { "Platform support: " (answer.support_contact) "." }
+                }
+                (check_form(&imei))
+            };
+            page(StatusCode::OK, title, body)
         }
-        Err(e) => error_page(e, title, &check_form(&imei)),
+        Err(e) => error_page(e, title, check_form(&imei)),
     }
 }
 
-fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> String {
-    let v = |name: &str| esc(values.get(name).map(String::as_str).unwrap_or(""));
+/// The claims an appeal can make: the form's values and what the borrower reads.
+const CLAIMS: [(&str, &str); 3] = [
+    ("paid", "I paid and I am still locked"),
+    ("owner", "I own this phone (bought second-hand)"),
+    ("wrong_lock", "This lock is wrong"),
+];
+
+fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> Markup {
+    let v = |name: &str| values.get(name).map(String::as_str).unwrap_or("");
     let claim = values.get("claim").map(String::as_str).unwrap_or("paid");
-    let option = |value: &str, label: &str| {
-        format!(
-            "<option value=\"{value}\"{}>{label}</option>",
-            if claim == value { " selected" } else { "" }
-        )
-    };
     let limit = appeals::mib(max_bytes);
-    format!(
-        "<form method=\"post\" action=\"/appeal\" enctype=\"multipart/form-data\">\
-         <p>Both numbers are on the phone's lock screen. The status code shows that you have the \
-         phone; if the phone has just changed its code, use the new one.</p>\
-         <label for=\"imei\">IMEI (on the lock screen, or dial *#06#)</label>\
-         <input id=\"imei\" name=\"imei\" value=\"{imei}\" inputmode=\"numeric\" autocomplete=\"off\" required>\
-         <label for=\"status_code\">Status code (8 digits, on the lock screen)</label>\
-         <input id=\"status_code\" name=\"status_code\" value=\"{status_code}\" inputmode=\"numeric\" autocomplete=\"off\" required>\
-         <label for=\"claim\">What happened?</label>\
-         <select id=\"claim\" name=\"claim\">{o1}{o2}{o3}</select>\
-         <label for=\"contact\">Your phone number or e-mail, for the financier to reach you</label>\
-         <input id=\"contact\" name=\"contact\" value=\"{contact}\" required>\
-         <fieldset><legend>If you paid</legend>\
-         <label for=\"payment_reference\">Payment reference (transaction code)</label>\
-         <input id=\"payment_reference\" name=\"payment_reference\" value=\"{reference}\">\
-         <label for=\"paid_on\">Date paid (YYYY-MM-DD)</label>\
-         <input id=\"paid_on\" name=\"paid_on\" value=\"{paid_on}\" placeholder=\"2026-03-05\">\
-         <label for=\"amount\">Amount</label><input id=\"amount\" name=\"amount\" value=\"{amount}\" inputmode=\"decimal\">\
-         <label for=\"currency\">Currency (e.g. KES)</label><input id=\"currency\" name=\"currency\" value=\"{currency}\">\
-         </fieldset>\
-         <label for=\"receipt\">Receipt, or proof of purchase (PDF, JPEG or PNG, at most {limit})</label>\
-         <input id=\"receipt\" name=\"receipt\" type=\"file\" accept=\"application/pdf,image/jpeg,image/png\">\
-         <label for=\"statement\">Anything else we should know</label>\
-         <textarea id=\"statement\" name=\"statement\" rows=\"3\">{statement}</textarea>\
-         <button id=\"submit\" type=\"submit\">Send the appeal</button></form>",
-        imei = v("imei"),
-        status_code = v("status_code"),
-        o1 = option("paid", "I paid and I am still locked"),
-        o2 = option("owner", "I own this phone (bought second-hand)"),
-        o3 = option("wrong_lock", "This lock is wrong"),
-        contact = v("contact"),
-        reference = v("payment_reference"),
-        paid_on = v("paid_on"),
-        amount = v("amount"),
-        currency = v("currency"),
-        statement = v("statement"),
-    )
+    html! {
+        form method="post" action="/appeal" enctype="multipart/form-data" {
+            p {
+                "Both numbers are on the phone's lock screen. The status code shows that you have \
+                 the phone; if the phone has just changed its code, use the new one."
+            }
+            label for="imei" { "IMEI (on the lock screen, or dial *#06#)" }
+            input id="imei" name="imei" value=(v("imei")) inputmode="numeric" autocomplete="off" required;
+            label for="status_code" { "Status code (8 digits, on the lock screen)" }
+            input id="status_code" name="status_code" value=(v("status_code")) inputmode="numeric" autocomplete="off" required;
+            label for="claim" { "What happened?" }
+            select id="claim" name="claim" {
+                @for (value, label) in CLAIMS {
+                    option value=(value) selected[claim == value] { (label) }
+                }
+            }
+            label for="contact" { "Your phone number or e-mail, for the financier to reach you" }
+            input id="contact" name="contact" value=(v("contact")) required;
+            fieldset {
+                legend { "If you paid" }
+                label for="payment_reference" { "Payment reference (transaction code)" }
+                input id="payment_reference" name="payment_reference" value=(v("payment_reference"));
+                label for="paid_on" { "Date paid (YYYY-MM-DD)" }
+                input id="paid_on" name="paid_on" value=(v("paid_on")) placeholder="2026-03-05";
+                label for="amount" { "Amount" }
+                input id="amount" name="amount" value=(v("amount")) inputmode="decimal";
+                label for="currency" { "Currency (e.g. KES)" }
+                input id="currency" name="currency" value=(v("currency"));
+            }
+            label for="receipt" {
+                "Receipt, or proof of purchase (PDF, JPEG or PNG, at most " (limit) ")"
+            }
+            input id="receipt" name="receipt" type="file" accept="application/pdf,image/jpeg,image/png";
+            label for="statement" { "Anything else we should know" }
+            textarea id="statement" name="statement" rows="3" { (v("statement")) }
+            button id="submit" type="submit" { "Send the appeal" }
+        }
+    }
 }
 
 async fn appeal_form(State(state): State<AppState>, Query(query): Query<Q>) -> Response {
@@ -385,11 +395,14 @@ async fn appeal_form(State(state): State<AppState>, Query(query): Query<Q>) -> R
     page(
         StatusCode::OK,
         "Open an appeal",
-        &format!(
-            "<p>The financier must answer by a deadline. If you paid and they do not answer in time, \
-             your phone is unlocked for a while. Nothing gets worse while your appeal is open.</p>{}",
-            appeal_form_html(&values, state.settings.appeal_upload_max_bytes)
-        ),
+        html! {
+            p {
+                "The financier must answer by a deadline. If you paid and they do not answer in \
+                 time, your phone is unlocked for a while. Nothing gets worse while your appeal \
+                 is open."
+            }
+            (appeal_form_html(&values, state.settings.appeal_upload_max_bytes))
+        },
     )
 }
 
@@ -405,35 +418,36 @@ async fn appeal_submit(
     }
     let form = match appeals::read_form(multipart, max).await {
         Ok(form) => form,
-        Err(e) => return error_page(e, title, &appeal_form_html(&HashMap::new(), max)),
+        Err(e) => return error_page(e, title, appeal_form_html(&HashMap::new(), max)),
     };
     let values = form.fields.clone();
     match appeals::open_appeal(&state, form).await {
         Ok(opened) => {
             let appeal = &opened.record;
             let view = appeals::progress(appeal, micros(state.clock.now()));
-            let withheld = opened
-                .unlock_withheld
-                .as_deref()
-                .map_or(String::new(), |why| {
-                    format!(
-                        "<p id=\"withheld\">No provisional unlock at the deadline: {}.</p>",
-                        esc(why)
-                    )
-                });
             page(
                 StatusCode::CREATED,
                 "Your appeal is open",
-                &format!(
-                    "<div class=\"box\" id=\"result\"><p>Your reference: <strong id=\"reference\">{r}</strong></p>\
-                     <p>Keep it: it is the only way to follow your appeal.</p><p>{}</p>{withheld}</div>\
-                     <p><a id=\"follow\" href=\"/appeal/status?reference={r}\">Follow this appeal</a></p>",
-                    esc(&view),
-                    r = esc(&appeal.reference),
-                ),
+                html! {
+                    div class="box" id="result" {
+                        p { "Your reference: " strong id="reference" { (appeal.reference) } }
+                        p { "Keep it: it is the only way to follow your appeal." }
+                        p { (view) }
+                        @if let Some(why) = &opened.unlock_withheld {
+                            p id="withheld" {
+                                "No provisional unlock at the deadline: " (why) "."
+                            }
+                        }
+                    }
+                    p {
+                        a id="follow"
+                            href={ "/appeal/status?reference=" (query_value(&appeal.reference)) }
+                            { "Follow this appeal" }
+                    }
+                },
             )
         }
-        Err(e) => error_page(e, title, &appeal_form_html(&values, max)),
+        Err(e) => error_page(e, title, appeal_form_html(&values, max)),
     }
 }
 
@@ -444,7 +458,7 @@ async fn appeal_status(
 ) -> Response {
     let title = "Your appeal";
     let Some(reference) = query.reference.filter(|q| !q.trim().is_empty()) else {
-        return page(StatusCode::OK, title, &follow_form(""));
+        return page(StatusCode::OK, title, follow_form(""));
     };
     if let Err(limited) = client.check(&state) {
         return limited_page(limited);
@@ -456,33 +470,23 @@ async fn appeal_status(
                 "rejected" => "Rejected",
                 _ => "Open",
             };
-            let mut body = format!(
-                "<div class=\"box\" id=\"result\"><p>Reference: {}</p>\
-                 <p>Status: <strong id=\"status\" data-status=\"{}\">{}</strong></p><p>{}</p>\
-                 <p>Answer due by: {}</p>",
-                esc(&a.reference),
-                esc(&a.status),
-                status_words,
-                esc(&a.progress),
-                esc(&a.deadline)
-            );
-            if let Some(reason) = &a.decision_reason
-                && !reason.is_empty()
-            {
-                body.push_str(&format!(
-                    "<p>The financier's reason: <span id=\"reason\">{}</span></p>",
-                    esc(reason)
-                ));
-            }
-            body.push_str(&format!(
-                "<p>Financier: {} — {}.</p></div>{}",
-                esc(&a.financier_name),
-                esc(&a.financier_contact),
-                follow_form(&a.reference)
-            ));
-            page(StatusCode::OK, title, &body)
+            let reason = a.decision_reason.as_deref().filter(|r| !r.is_empty());
+            let body = html! {
+                div class="box" id="result" {
+                    p { "Reference: " (a.reference) }
+                    p { "Status: " strong id="status" data-status=(a.status) { (status_words) } }
+                    p { (a.progress) }
+                    p { "Answer due by: " (a.deadline) }
+                    @if let Some(reason) = reason {
+                        p { "The financier's reason: " span id="reason" { (reason) } }
+                    }
+                    p { "Financier: " (a.financier_name) " — " (a.financier_contact) "." }
+                }
+                (follow_form(&a.reference))
+            };
+            page(StatusCode::OK, title, body)
         }
-        Err(e) => error_page(e, title, &follow_form(&reference)),
+        Err(e) => error_page(e, title, follow_form(&reference)),
     }
 }
 
@@ -492,10 +496,28 @@ mod tests {
 
     #[test]
     fn everything_that_could_open_a_tag_or_leave_an_attribute_is_escaped() {
-        assert_eq!(
-            esc("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        let hostile = "\"><script>alert('x')</script> & \"q\"";
+        let form = lookup_form("/why", "q", "<b>label</b>", hostile, "Go").into_string();
+        assert!(
+            form.contains(
+                "value=\"&quot;&gt;&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;q&quot;\""
+            ),
+            "{form}"
         );
-        assert_eq!(url_component("35 6938/?&"), "35%206938%2F%3F%26");
+        assert!(form.contains("&lt;b&gt;label&lt;/b&gt;"), "{form}");
+        assert!(!form.contains("<script") && !form.contains("<b>"), "{form}");
+        let values = HashMap::from([("statement".to_string(), "</textarea><p>".to_string())]);
+        let appeal = appeal_form_html(&values, 1 << 20).into_string();
+        assert!(
+            appeal.contains("&lt;/textarea&gt;&lt;p&gt;</textarea>"),
+            "{appeal}"
+        );
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(query_value("35 6938/?&").to_string(), "35%206938%2F%3F%26");
+        assert_eq!(query_value("AP-01_x.~").to_string(), "AP-01_x.~");
+        assert_eq!(query_value("a+b=c#d").to_string(), "a%2Bb%3Dc%23d");
     }
 }

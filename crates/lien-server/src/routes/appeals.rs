@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use jiff::civil::Date;
-use lien_core::{Currency, Imei, PaymentRef};
+use lien_core::{Currency, Imei, Money, PaymentRef};
 use lien_store::{
     AppealFilter, AppealRecord, AppealWrite, AttachmentRecord, DeviceChange, DeviceRecord,
     DeviceSnapshot, OverrideRecord, OverrideUpdate, PaymentRecord, StoreError,
@@ -401,62 +401,19 @@ fn plausible_reference(text: &str) -> bool {
             .all(|b| b == b'-' || b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
-/// A decimal amount such as `1000` or `1000.50` in the currency's minor units.
+/// The amount a borrower says they paid, typed as a decimal such as `1000` or `1,000.50`, in
+/// the currency's minor units: read by `lien_money` (no sign, no more decimals than the
+/// currency has, no overflow) and more than zero.
 pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<i64, ApiError> {
-    let digits = currency.minor_digits();
-    let bad = || {
-        ApiError::invalid(
-            field,
-            format!(
-                "{text:?} is not an amount such as 1000{}",
-                if digits > 0 {
-                    format!(".{}", "0".repeat(digits as usize))
-                } else {
-                    String::new()
-                }
-            ),
-        )
-    };
-    let text = text.trim().replace(',', "");
-    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-        || fraction.len() > digits as usize
-        || whole.len() > 15
-    {
-        return Err(bad());
-    }
-    let whole: i64 = whole.parse().map_err(|_| bad())?;
-    let fraction: i64 = format!("{fraction:0<width$}", width = digits as usize)
-        .parse()
-        .unwrap_or(0);
-    let minor = whole
-        .checked_mul(10_i64.pow(digits))
-        .and_then(|w| w.checked_add(fraction))
-        .ok_or_else(bad)?;
-    if minor <= 0 {
+    let amount = Money::parse_decimal(field, text, currency)
+        .map_err(|e| ApiError::invalid(&e.field, e.problem))?;
+    if !amount.is_positive() {
         return Err(ApiError::invalid(
             field,
             "the amount must be more than zero",
         ));
     }
-    Ok(minor)
-}
-
-/// An amount in minor units as a decimal, for pages.
-pub fn format_amount(minor: i64, currency: &str) -> String {
-    let digits = Currency::parse(currency).map_or(2, |c| c.minor_digits());
-    if digits == 0 {
-        return format!("{currency} {minor}");
-    }
-    let scale = 10_i64.pow(digits);
-    format!(
-        "{currency} {}.{:0width$}",
-        minor / scale,
-        (minor % scale).abs(),
-        width = digits as usize
-    )
+    Ok(amount.minor())
 }
 
 /// Finds the financed device an appeal or a page is about, from an IMEI or a lock-screen
@@ -661,11 +618,9 @@ fn unlock_withheld(
     }
     let claimed = appeal.amount_minor.unwrap_or(0);
     if claimed < due.minor() {
-        let currency = due.currency().code();
         return Ok(Some(format!(
-            "the amount claimed ({}) does not cover the {} due now",
-            format_amount(claimed, currency),
-            format_amount(due.minor(), currency)
+            "the amount claimed ({}) does not cover the {due} due now",
+            Money::new(claimed, due.currency()),
         )));
     }
     Ok(None)
@@ -1758,7 +1713,7 @@ mod tests {
         assert!(parse_amount("amount", "10.001", kes).is_err());
         assert!(parse_amount("amount", "-3", kes).is_err());
         assert!(parse_amount("amount", "0", kes).is_err());
-        assert_eq!(format_amount(100_050, "KES"), "KES 1000.50");
+        assert_eq!(Money::new(100_050, kes).to_string(), "KES 1000.50");
     }
 
     #[test]
