@@ -45,8 +45,9 @@ enum Command {
     /// the server first (one process holds the database).
     #[command(name = "admin-key", subcommand)]
     AdminKey(admin_key::Command),
-    /// Measure the server: `lien bench checkin` holds device check-ins against a bare HTTP
-    /// responder in the same run.
+    /// Measure the server (runs `lien-bench`, built with `cargo build --release -p lien-bench`):
+    /// `lien bench checkin` holds device check-ins against a bare HTTP responder in the same run;
+    /// `lien bench --help` lists the others.
     Bench(bench::Args),
     /// Check an IMEI (or a 16-digit IMEISV) and show its normalised form and TAC.
     Imei(imei::Args),

@@ -1,4 +1,4 @@
-//! `lien bench hello`: how many attested hellos a second the server takes. Each phone fetches a
+//! `hello`: how many attested hellos a second the server takes. Each phone fetches a
 //! challenge and has its (simulated) secure hardware attest a new device key for it before the
 //! timing starts, as a phone's TEE would; then the hellos are sent, `concurrency` at a time, and
 //! the server verifies each chain (signatures up to the root, the KeyDescription), checks the
@@ -6,24 +6,23 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use lien_proto::attestation::DevelopmentRoot;
-use lien_server::app::{AppState, start};
 use lien_server::clock::SystemClock;
-use lien_server::config::Settings;
-use lien_server::secrets::{DEV_ATTESTATION_ROOT_FILE, Secrets};
-use tokio::net::TcpListener;
+use lien_server::secrets::DEV_ATTESTATION_ROOT_FILE;
 use tokio::task::JoinSet;
 
-use super::{Conn, Plans, bench_identity, enroll_fleet, init_logging, temp_dir};
+use crate::http::{Conn, post};
+use crate::latency::Latencies;
+use crate::setup::{Bench, Plans, bench_identity};
 
-/// Arguments of `lien bench hello`.
+/// Arguments of `hello`.
 #[derive(Debug, clap::Args)]
-pub(super) struct HelloArgs {
+pub struct HelloArgs {
     /// Enrolled phones, each saying hello once.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     devices: u32,
@@ -37,35 +36,24 @@ pub(super) struct HelloArgs {
 }
 
 /// Runs the benchmark.
-pub(super) fn hello(args: &HelloArgs) -> Result<()> {
-    init_logging();
-    let dir = temp_dir(args.data_dir.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+pub fn hello(args: &HelloArgs) -> Result<()> {
+    let mut bench = Bench::new(args.data_dir.as_deref(), None)?;
+    // The per-address limit would hold one load generator back; it is what it measures.
+    bench.settings.hello_rate_per_minute = 0;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "lien bench hello: {} phones on SQLite, {} hellos in flight, {cpus} CPUs",
         args.devices, args.concurrency
     );
-    runtime.block_on(async {
-        // The per-address limit would hold one load generator back; it is what it measures.
-        let settings = Settings {
-            data_dir: dir.path().to_path_buf(),
-            hello_rate_per_minute: 0,
-            ..Settings::default()
-        };
-        let store = lien_server::open_store(&settings).await?;
-        let secrets = Secrets::load_or_create(dir.path())?;
-        let state = AppState::new(store, Arc::new(SystemClock), secrets, settings);
-        enroll_fleet(&state, args.devices, Plans::Current).await?;
-        let root = DevelopmentRoot::from_pem(&std::fs::read_to_string(
-            dir.path().join(DEV_ATTESTATION_ROOT_FILE),
-        )?)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let server = start(state, listener, false).await?;
-        let addr = server.addr;
-
+    let state = bench.open(Arc::new(SystemClock))?;
+    let root = DevelopmentRoot::from_pem(&std::fs::read_to_string(
+        bench.data_dir().join(DEV_ATTESTATION_ROOT_FILE),
+    )?)?;
+    bench.enroll(&state, args.devices, Plans::Current)?;
+    let server = bench.serve(state)?;
+    let addr = server.addr;
+    // The load runs on the server's runtime too, sharing its workers, as it always has here.
+    bench.server_rt.block_on(async {
         // Outside the timing: a challenge for each phone, and its attestation.
         let started = Instant::now();
         let now = jiff::Timestamp::now().as_second();
@@ -73,16 +61,8 @@ pub(super) fn hello(args: &HelloArgs) -> Result<()> {
         let mut conn = Conn::open(addr).await?;
         for i in 0..args.devices {
             let (imei, serial) = bench_identity(i)?;
-            let post = |path: &str, body: &str| {
-                format!(
-                    "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-                     content-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .into_bytes()
-            };
             let (status, body) = conn
-                .exchange(&post("/v1/device/hello/challenge", ""))
+                .exchange(&post("/v1/device/hello/challenge", "", ""))
                 .await?;
             ensure!(status == 200, "a challenge was refused: {status}");
             let challenge: serde_json::Value = serde_json::from_slice(body)?;
@@ -96,7 +76,7 @@ pub(super) fn hello(args: &HelloArgs) -> Result<()> {
                 "challenge": challenge,
                 "attestation": chain.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>(),
             });
-            requests.push(post("/v1/device/hello", &hello.to_string()));
+            requests.push(post("/v1/device/hello", "", &hello.to_string()));
         }
         println!(
             "setup: {} phones attested in {:.1} s",
@@ -112,7 +92,7 @@ pub(super) fn hello(args: &HelloArgs) -> Result<()> {
             let (requests, next) = (requests.clone(), next.clone());
             tasks.spawn(async move {
                 let mut conn = Conn::open(addr).await?;
-                let mut latencies = Vec::new();
+                let mut latencies = Latencies::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(request) = requests.get(i) else {
@@ -125,25 +105,22 @@ pub(super) fn hello(args: &HelloArgs) -> Result<()> {
                         "a hello was refused: {status} {}",
                         String::from_utf8_lossy(body)
                     );
-                    latencies.push(sent.elapsed());
+                    latencies.record(sent.elapsed());
                 }
             });
         }
-        let mut latencies: Vec<Duration> = Vec::new();
+        let mut latencies = Latencies::default();
         while let Some(joined) = tasks.join_next().await {
-            latencies.extend(joined??);
+            latencies.add(&joined??);
         }
         let elapsed = started.elapsed();
-        latencies.sort_unstable();
-        let at =
-            |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
         println!(
             "{} attested hellos in {:.2} s: {:.0} a second; latency p50 {:.2} ms, p99 {:.2} ms",
             latencies.len(),
             elapsed.as_secs_f64(),
             latencies.len() as f64 / elapsed.as_secs_f64(),
-            at(0.5),
-            at(0.99)
+            latencies.quantile_ms(0.5),
+            latencies.quantile_ms(0.99)
         );
         server.stop().await;
         anyhow::Ok(())

@@ -1,4 +1,4 @@
-//! `lien bench scheduler`: how long the scheduler takes to evaluate the plans that fall due at
+//! `scheduler`: how long the scheduler takes to evaluate the plans that fall due at
 //! one instant.
 //!
 //! Setup (not timed): the real server state on a fresh SQLite database with a clock the
@@ -18,14 +18,11 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use jiff::Timestamp;
-use lien_server::app::AppState;
 use lien_server::clock::ManualClock;
-use lien_server::config::Settings;
-use lien_server::secrets::Secrets;
 
-use super::{Plans, enroll_fleet, init_logging, temp_dir};
+use crate::setup::{Bench, Plans};
 
-/// Arguments of `lien bench scheduler`.
+/// Arguments of `scheduler`.
 #[derive(Debug, clap::Args)]
 pub struct SchedulerArgs {
     /// Plans (enrolled devices); a tenth of them fall due at the same instant.
@@ -40,9 +37,8 @@ pub struct SchedulerArgs {
     database_url: Option<String>,
 }
 
-/// `lien bench scheduler`.
+/// Runs the benchmark.
 pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
-    init_logging();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let backend = if args.database_url.is_some() {
         "PostgreSQL"
@@ -54,34 +50,17 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
         args.plans,
         args.plans.div_ceil(10)
     );
-    let dir = temp_dir(args.data_dir.as_deref())?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let bench = Bench::new(args.data_dir.as_deref(), args.database_url.clone())?;
     let clock = ManualClock::new(Timestamp::now());
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        database_url: args.database_url.clone(),
-        ..Settings::default()
-    };
-    let state = rt.block_on(async {
-        let store = lien_server::open_store(&settings).await?;
-        let secrets = Secrets::load_or_create(dir.path())?;
-        anyhow::Ok(AppState::new(
-            store,
-            Arc::new(clock.clone()),
-            secrets,
-            settings,
-        ))
-    })?;
+    let state = bench.open(Arc::new(clock.clone()))?;
     let started = Instant::now();
-    let fleet = rt.block_on(enroll_fleet(&state, args.plans, Plans::OneInTenSooner))?;
+    let fleet = bench.enroll(&state, args.plans, Plans::OneInTenSooner)?;
     println!(
         "setup: enrolled {} devices in {:.1} s",
         fleet.len(),
         started.elapsed().as_secs_f64()
     );
-    let (due_at, later) = rt.block_on(async {
+    let (due_at, later) = bench.server_rt.block_on(async {
         let soon = state.store.device(&fleet[0].id).await?.next_eval_us;
         let late = state.store.device(&fleet[1].id).await?.next_eval_us;
         anyhow::Ok((soon, late))
@@ -95,7 +74,9 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
     );
     clock.set(Timestamp::from_microsecond(due_at + 1_000_000)?);
     let timed = Instant::now();
-    let evaluated = rt.block_on(lien_server::scheduler::run_due(&state))?;
+    let evaluated = bench
+        .server_rt
+        .block_on(lien_server::scheduler::run_due(&state))?;
     let secs = timed.elapsed().as_secs_f64();
     let due = fleet.len().div_ceil(10);
     ensure!(
@@ -113,6 +94,6 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
         if per_100k < 30.0 { "met" } else { "missed" }
     );
     drop(state);
-    drop(rt);
+    drop(bench);
     Ok(())
 }
