@@ -180,16 +180,22 @@ pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<OpenedApp
     let reference = new_reference()?;
     let deadline_us = now_us + response_us;
 
-    // The document first, under a name of its own; the row that points at it comes after.
-    let mut stored_path = None;
+    // The document first, under a key of its own; the row that points at it comes after (see
+    // `crate::attachments` for what a failure in between leaves).
+    let mut stored_key = None;
     let attachment = match checked_file {
         Some((upload, (media_type, ext))) => {
-            let relative = format!("appeals/{reference}.{ext}");
-            let path = state.settings.data_dir.join(&relative);
-            write_file(&path, &upload.bytes).await?;
-            stored_path = Some(path);
+            let key = format!("appeals/{reference}.{ext}");
+            state
+                .attachments
+                .put(&key, &upload.bytes, media_type)
+                .await
+                .map_err(|e| {
+                    ApiError::Internal(anyhow::Error::new(e).context("storing an upload"))
+                })?;
+            stored_key = Some(key.clone());
             Some(AttachmentRecord {
-                path: relative,
+                path: key,
                 media_type: media_type.to_string(),
                 size: upload.bytes.len() as i64,
                 sha256: Sha256::digest(&upload.bytes).to_vec(),
@@ -220,9 +226,11 @@ pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<OpenedApp
     };
     let written = write_open(state, record, unlock_us, now).await;
     if written.is_err()
-        && let Some(path) = stored_path
+        && let Some(key) = stored_key
+        && let Err(e) = state.attachments.delete(&key).await
     {
-        let _ = tokio::fs::remove_file(&path).await;
+        // The document stays, unreachable: no row names it.
+        tracing::warn!(error = %e, key, "an upload whose appeal was not written was not removed");
     }
     match written {
         // Another appeal opened between the check and the write: name it, as the check would.
@@ -232,27 +240,6 @@ pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<OpenedApp
         }
         other => other,
     }
-}
-
-async fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), ApiError> {
-    use tokio::io::AsyncWriteExt;
-    let internal =
-        |e: std::io::Error| ApiError::Internal(anyhow::Error::new(e).context("storing an upload"));
-    if let Some(dir) = path.parent() {
-        crate::private_files::create_private_dir(dir)
-            .map_err(|e| ApiError::Internal(e.context("storing an upload")))?;
-    }
-    let partial = path.with_extension("part");
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(crate::private_files::FILE_MODE);
-    let mut file = options.open(&partial).await.map_err(internal)?;
-    file.write_all(bytes).await.map_err(internal)?;
-    // On disk before the appeal that points at it is acknowledged.
-    file.sync_all().await.map_err(internal)?;
-    drop(file);
-    tokio::fs::rename(&partial, path).await.map_err(internal)
 }
 
 /// The actor the audit log records for what the borrower does without an account.
@@ -653,6 +640,7 @@ pub async fn get_one(
         (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
         (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such appeal among the caller's, or it has no document.", body = ErrorBody),
+        (status = 503, description = "Every connection the server takes (`max_connections`) is open; or this server does not hold the document: another server on the same database received it and keeps it in its own data directory (`attachment_store = \"local\"`). Servers that share a database need `attachment_store = \"database\"`.", body = ErrorBody),
     )
 )]
 pub async fn attachment(
@@ -663,9 +651,26 @@ pub async fn attachment(
     actor.require(Action::Read)?;
     let a = visible_appeal(&state, &actor, &reference).await?;
     let file = a.attachment.ok_or(ApiError::NotFound("attachment"))?;
-    let bytes = tokio::fs::read(state.settings.data_dir.join(&file.path))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("reading an upload")))?;
+    let bytes = match state.attachments.get(&file.path).await {
+        Ok(Some((bytes, _))) => bytes,
+        Ok(None) => {
+            tracing::warn!(
+                key = file.path,
+                "an appeal's document is not in this server's attachment store"
+            );
+            return Err(ApiError::Unavailable(
+                "this server does not hold the appeal's document: it was received by another \
+                 server that keeps documents locally; servers sharing a database need \
+                 attachment_store = \"database\""
+                    .into(),
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::Internal(
+                anyhow::Error::new(e).context("reading an upload"),
+            ));
+        }
+    };
     let ext = file.path.rsplit('.').next().unwrap_or("bin");
     let mut headers = HeaderMap::new();
     let value = |s: &str| {

@@ -9,9 +9,9 @@
 //! phone gets it at its next check-in. An answer ends both overrides (cancelling the unlock if
 //! it has not begun); accepting a payment appeal records the payment in the same change.
 //!
-//! Uploaded documents are files under `<data dir>/appeals/`; the row keeps the path, the
-//! recognised type, the size and the SHA-256. Only the device's financier and support can
-//! download them.
+//! Uploaded documents are kept by the server's attachment store (see [`crate::attachments`]:
+//! files under `<data dir>/appeals/`, or the database); the row keeps the key, the recognised
+//! type, the size and the SHA-256. Only the device's financier and support can download them.
 
 //! The module is split by reason to change: [`form`] reads and checks what the borrower sends
 //! (multipart fields, the uploaded document, the claim), [`rules`] holds the appeal rules as
