@@ -50,6 +50,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// Storage.
     pub store: Arc<dyn Store>,
+    /// Where appeal documents are kept (`attachment_store`).
+    pub attachments: Arc<dyn crate::attachments::AttachmentStore>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Keys.
@@ -113,8 +115,15 @@ impl AppState {
             STATUS_CODE_BURST,
             clock.clone(),
         );
+        let attachments = crate::attachments::from_settings(
+            settings.attachment_store,
+            settings.data_dir.clone(),
+            store.clone(),
+            clock.clone(),
+        );
         AppState(Arc::new(Inner {
             store,
+            attachments,
             clock,
             secrets,
             signer,

@@ -42,6 +42,10 @@ pub struct Settings {
     pub appeal_unlock_hours: u32,
     /// The largest document accepted with an appeal, in bytes.
     pub appeal_upload_max_bytes: u64,
+    /// Where appeal documents are kept: `local` (files under the data directory, the default)
+    /// or `database` (a table of the database). Several servers on one PostgreSQL need
+    /// `database`: a local document can be downloaded only from the server that received it.
+    pub attachment_store: crate::attachments::AttachmentStoreKind,
     /// Hours after a rejected appeal before a new appeal about the same phone may be opened.
     pub appeal_cooldown_hours: u32,
     /// Hours a superseded status code still matches on the public pages and for appeals, so
@@ -96,6 +100,7 @@ impl Default for Settings {
             appeal_response_hours: 72,
             appeal_unlock_hours: 7 * 24,
             appeal_upload_max_bytes: 5 * 1024 * 1024,
+            attachment_store: crate::attachments::AttachmentStoreKind::Local,
             appeal_cooldown_hours: 72,
             status_code_grace_hours: 24,
             hello_rate_per_minute: 60,

@@ -38,6 +38,10 @@ pub enum ApiError {
     /// The client took too long to send its request.
     #[error("{0}")]
     Timeout(String),
+    /// This server cannot serve the request, though another might (an appeal document kept
+    /// by the server that received it); the message says why, naming nothing internal.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something broke on our side; the source is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -47,7 +51,7 @@ pub enum ApiError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `bad_request`, `invalid`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `too_large`, `timeout`, `rate_limited`, `busy` or `internal`.
+    /// `conflict`, `too_large`, `timeout`, `rate_limited`, `busy`, `unavailable` or `internal`.
     pub error: String,
     /// What went wrong, naming the field or header; says nothing internal on a 5xx.
     pub message: String,
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +84,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }

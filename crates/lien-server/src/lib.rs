@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod client_addr;
 pub mod clock;

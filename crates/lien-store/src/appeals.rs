@@ -5,10 +5,12 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 
-/// An uploaded document as stored: the bytes are a file under the data directory.
+/// An uploaded document as stored. The bytes are kept by the server's attachment store under
+/// `path`: a file under the data directory, or a row of [`Attachments`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachmentRecord {
-    /// Path relative to the data directory.
+    /// The document's key in the attachment store: `appeals/<reference>.<ext>`, which is also
+    /// its path relative to the data directory when the store is local.
     pub path: String,
     /// The media type Lien recognised from the content (not the one the client declared).
     pub media_type: String,
@@ -107,4 +109,24 @@ pub trait Appeals: Send + Sync {
 pub trait ImeiHistory: Send + Sync {
     /// The latest final release of a device with this IMEI (either slot), if any.
     async fn last_release(&self, imei: &str) -> Result<Option<i64>, StoreError>;
+}
+
+/// Appeal documents kept in the database, for servers that share one (the server's
+/// `attachment_store = "database"`). Written before the appeal row that points at them, so a
+/// document whose appeal was never written is removed by the server, or left unreachable if
+/// the server stops in between: no row names its key.
+#[async_trait]
+pub trait Attachments: Send + Sync {
+    /// Stores a document under `key`. A conflict if the key is taken.
+    async fn put_attachment(
+        &self,
+        key: &str,
+        content: &[u8],
+        media_type: &str,
+        created_us: i64,
+    ) -> Result<(), StoreError>;
+    /// The document under `key` and its media type; `NotFound` if there is none.
+    async fn attachment(&self, key: &str) -> Result<(Vec<u8>, String), StoreError>;
+    /// Removes the document under `key`, if there is one.
+    async fn delete_attachment(&self, key: &str) -> Result<(), StoreError>;
 }

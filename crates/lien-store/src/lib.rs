@@ -16,7 +16,7 @@ mod sql;
 use async_trait::async_trait;
 
 pub use appeals::{
-    AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, ImeiHistory,
+    AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, Attachments, ImeiHistory,
 };
 pub use records::*;
 pub use sql::SqlStore;
@@ -212,7 +212,7 @@ pub trait Idempotency: Send + Sync {
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
-    Tenants + Devices + Schedule + AuditLog + Idempotency + Appeals + ImeiHistory
+    Tenants + Devices + Schedule + AuditLog + Idempotency + Appeals + ImeiHistory + Attachments
 {
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

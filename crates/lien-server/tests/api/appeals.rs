@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app_with};
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
 use lien_agent::sim::Phone;
+use lien_server::attachments::AttachmentStoreKind;
+use lien_server::config::Settings;
 use serde_json::{Value, json};
 
 /// A PNG's first bytes and a little more: what once passed the content check, and no longer
@@ -99,8 +101,13 @@ struct World {
 impl World {
     /// A phone on the Kenya preset (KES 1,000.00 due 1 February, locked on day 4 past due).
     async fn new(backend: Backend) -> World {
+        World::new_with(backend, |_| {}).await
+    }
+
+    /// The same, on a server with these settings.
+    async fn new_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> World {
         let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
-        let app = spawn_app(backend, start).await;
+        let app = spawn_app_with(backend, start, configure).await;
         let (_, key) = app.financier("Duka Phones").await;
         let FinancedPhone {
             device_id,
@@ -892,3 +899,91 @@ on_both_backends!(
     bad_uploads_are_refused_with_the_field_named_and_nothing_written,
     the_imei_check_says_little_and_is_rate_limited,
 );
+
+/// `GET /v1/appeals/{reference}/attachment` on `app` with `key`: status, content type, body.
+async fn download(app: &TestApp, reference: &str, key: &str) -> (u16, String, Vec<u8>) {
+    let response = app
+        .client
+        .get(format!("{}/v1/appeals/{reference}/attachment", app.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        status,
+        content_type,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// Two servers on one PostgreSQL, each with a data directory of its own (two hosts). With
+/// `attachment_store = "database"`, a receipt uploaded with an appeal on one is downloaded
+/// whole from the other, and neither keeps it as a file. With the default `local` store, the
+/// other server says, with a 503, that it does not hold the document and which setting is
+/// needed, while the server that received it still serves it.
+#[tokio::test]
+async fn an_upload_on_one_server_downloads_from_another_on_postgres() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    let receipt = receipt_png(4096);
+
+    let mut w = World::new_with(Backend::Postgres, |s| {
+        s.attachment_store = AttachmentStoreKind::Database;
+    })
+    .await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    let opened = w.appeal_paid().await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let reference = opened.body["reference"].as_str().unwrap().to_string();
+    let other = w.app.spawn_peer_elsewhere(|_| {}).await;
+    assert_eq!(
+        other.running.state.settings.attachment_store,
+        AttachmentStoreKind::Database
+    );
+    let support = other.support_key().await;
+    let (status, content_type, bytes) = download(&other, &reference, &support).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(content_type, "image/png");
+    assert_eq!(
+        bytes, receipt,
+        "the bytes downloaded are the bytes uploaded"
+    );
+    for app in [&w.app, &other] {
+        let files = app.running.state.settings.data_dir.join("appeals");
+        assert!(!files.exists(), "{} holds no file", files.display());
+    }
+
+    let mut w = World::new(Backend::Postgres).await;
+    assert_eq!(
+        w.app.running.state.settings.attachment_store,
+        AttachmentStoreKind::Local,
+        "local is the default"
+    );
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    let opened = w.appeal_paid().await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let reference = opened.body["reference"].as_str().unwrap().to_string();
+    let other = w.app.spawn_peer_elsewhere(|_| {}).await;
+    let support = other.support_key().await;
+    let (status, _, body) = download(&other, &reference, &support).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "unavailable");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not hold the appeal's document")
+            && message.contains("attachment_store = \"database\""),
+        "{message}"
+    );
+    let (status, _, bytes) = download(&w.app, &reference, &support).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, receipt);
+}

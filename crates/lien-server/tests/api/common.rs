@@ -150,6 +150,39 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// A second server on this one's database, as [`TestApp::spawn_peer`], but on a host of its
+    /// own: its own data directory (holding copies of the keys, not the documents), with
+    /// `configure` applied to the settings it shares. Only PostgreSQL can be shared.
+    pub async fn spawn_peer_elsewhere(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.running.state.settings.clone();
+        let url = settings.database_url.clone().expect("a database URL");
+        assert!(url.starts_with("postgres"), "only PostgreSQL is shared");
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&settings.data_dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+            }
+        }
+        settings.data_dir = dir.path().to_path_buf();
+        configure(&mut settings);
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
+        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
+        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = start(state, listener, false).await.unwrap();
+        TestApp {
+            base: format!("http://{}", running.addr),
+            clock: self.clock.clone(),
+            client: reqwest::Client::new(),
+            admin_key: self.admin_key.clone(),
+            running,
+            _dir: dir,
+        }
+    }
+}
+
+impl TestApp {
     /// A second server over this one's store object (the same pools), with the same keys and
     /// clock: on SQLite, which one process serves, the nearest thing to a second server.
     pub async fn spawn_on_same_store(&self) -> TestApp {

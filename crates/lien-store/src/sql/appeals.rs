@@ -7,7 +7,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{SqlStore, backend, unique_or_backend};
 use crate::StoreError;
 use crate::appeals::{
-    AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, ImeiHistory,
+    AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, Attachments, ImeiHistory,
 };
 
 const COLUMNS: &str = "reference, device_id, financier_id, claim, contact, statement, \
@@ -196,5 +196,53 @@ impl ImeiHistory for SqlStore {
         .await
         .map_err(backend)?;
         row.try_get::<Option<i64>, _>(0).map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Attachments for SqlStore {
+    #[tracing::instrument(skip(self, content), fields(size = content.len()))]
+    async fn put_attachment(
+        &self,
+        key: &str,
+        content: &[u8],
+        media_type: &str,
+        created_us: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO attachments (key, media_type, content, created_us) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key)
+        .bind(media_type)
+        .bind(content.to_vec())
+        .bind(created_us)
+        .execute(&self.write)
+        .await
+        .map_err(|e| unique_or_backend(e, "an attachment with this key is already stored"))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn attachment(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
+        let row = sqlx::query("SELECT content, media_type FROM attachments WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound)?;
+        Ok((
+            row.try_get(0).map_err(backend)?,
+            row.try_get(1).map_err(backend)?,
+        ))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn delete_attachment(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM attachments WHERE key = $1")
+            .bind(key)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }

@@ -43,6 +43,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_appeals_by_device.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_attachments.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -65,6 +69,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../migrations/postgres/0006_appeals_by_device.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_attachments.sql"),
     ),
 ];
 

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use lien_store::audit::verify_chain;
 use lien_store::{
-    ApiKeyRecord, Binding, ChangeFn, DeviceChange, DeviceEvent, DeviceFilter, Financier,
-    IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, Seen, SqlStore,
-    StatusCodeMatch, StoreError, Tenants, TokenRecord,
+    ApiKeyRecord, Attachments, Binding, ChangeFn, DeviceChange, DeviceEvent, DeviceFilter,
+    Financier, IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, Seen,
+    SqlStore, StatusCodeMatch, StoreError, Tenants, TokenRecord,
 };
 
 use crate::Db;
@@ -2297,4 +2297,40 @@ pub async fn warm_up_keeps_no_view_older_than_a_write(db: Db) {
             "{id}, {written} written, {during_warm_up} batches during the warm-up"
         );
     }
+}
+
+/// A document put under a key comes back byte for byte with its media type, from a second
+/// opening of the same database too (another server); a taken key is a conflict and leaves the
+/// first document; a deleted or never-stored key is not found, and deleting it again is no error.
+pub async fn attachments_are_kept_whole_by_key(db: Db) {
+    let content: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    db.put_attachment("appeals/AP-1.pdf", &content, "application/pdf", 1)
+        .await
+        .unwrap();
+    let (bytes, media_type) = db.attachment("appeals/AP-1.pdf").await.unwrap();
+    assert_eq!(bytes, content);
+    assert_eq!(media_type, "application/pdf");
+    if db.url.starts_with("postgres") {
+        let other = SqlStore::open(&db.url).await.unwrap();
+        let (bytes, _) = other.attachment("appeals/AP-1.pdf").await.unwrap();
+        assert_eq!(bytes, content);
+    }
+    match db
+        .put_attachment("appeals/AP-1.pdf", b"other", "image/png", 2)
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(db.attachment("appeals/AP-1.pdf").await.unwrap().0, content);
+    assert!(matches!(
+        db.attachment("appeals/AP-2.png").await,
+        Err(StoreError::NotFound)
+    ));
+    db.delete_attachment("appeals/AP-1.pdf").await.unwrap();
+    assert!(matches!(
+        db.attachment("appeals/AP-1.pdf").await,
+        Err(StoreError::NotFound)
+    ));
+    db.delete_attachment("appeals/AP-1.pdf").await.unwrap();
 }

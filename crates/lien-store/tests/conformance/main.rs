@@ -198,6 +198,7 @@ conformance![
     a_write_finishes_when_its_caller_gives_up,
     committed_token_changes_are_announced,
     appeals_are_written_with_the_change_and_answered_once,
+    attachments_are_kept_whole_by_key,
     warm_up_keeps_no_view_older_than_a_write,
 ];
 
