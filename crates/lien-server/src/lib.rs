@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod client_addr;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod domain;

@@ -25,7 +25,7 @@ use jiff::civil::Date;
 use lien_core::{Currency, Imei, Money, PaymentRef};
 use lien_store::{
     AppealFilter, AppealRecord, AppealWrite, AttachmentRecord, DeviceChange, DeviceRecord,
-    DeviceSnapshot, OverrideRecord, OverrideUpdate, PaymentRecord, StoreError,
+    DeviceSnapshot, DevicesExt, OverrideRecord, PaymentRecord, StoreError, UpdateError,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -893,7 +893,7 @@ async fn write_open(
     let (tx, rx) = std::sync::mpsc::channel();
     let result = state
         .store
-        .update_device(
+        .update_device_with(
             &device_id,
             Box::new(move |snapshot: &DeviceSnapshot| {
                 let run = || -> Result<DeviceChange, ApiError> {
@@ -967,7 +967,7 @@ async fn write_open(
                     let _ = tx.send((before, after, opened));
                     Ok(change)
                 };
-                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                run().map(|change| (change, ()))
             }),
         )
         .await;
@@ -980,8 +980,9 @@ async fn write_open(
             state.scheduler_wake.notify_one();
             Ok(opened)
         }
-        Err(StoreError::NotFound) => Err(ApiError::NotFound("device")),
-        Err(e) => Err(e.into()),
+        Err(UpdateError::Refused(e)) => Err(e),
+        Err(UpdateError::Store(StoreError::NotFound)) => Err(ApiError::NotFound("device")),
+        Err(UpdateError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -1509,27 +1510,10 @@ fn answer_mutation(
     let now_us = micros(now);
     let ours = format!("appeal:{}", appeal.reference);
     // End what the appeal put in force: what has begun ends now, what has not never applies.
-    let override_updates = snapshot
-        .overrides
-        .iter()
-        .filter(|o| o.actor == ours && o.cancelled_us.is_none())
-        .filter(|o| o.until_us.is_none_or(|u| u > now_us))
-        .map(|o| {
-            if o.from_us < now_us {
-                OverrideUpdate {
-                    id: o.id,
-                    until_us: Some(now_us),
-                    cancelled_us: None,
-                }
-            } else {
-                OverrideUpdate {
-                    id: o.id,
-                    until_us: None,
-                    cancelled_us: Some(now_us),
-                }
-            }
-        })
-        .collect();
+    let override_updates = crate::commands::end_or_cancel(
+        snapshot.overrides.iter().filter(|o| o.actor == ours),
+        now_us,
+    );
     let mut payment = None;
     if record_payment
         && let (Some(reference), Some(minor), Some(currency), Some(paid_on)) = (
