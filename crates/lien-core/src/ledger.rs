@@ -193,6 +193,44 @@ impl PaymentLog {
         })
     }
 
+    /// The log with one more payment, checked as [`PaymentLog::new`] checks every payment:
+    /// in the log's currency, positive, its reference not already recorded.
+    pub fn with_payment(&self, payment: Payment) -> Result<PaymentLog, PaymentError> {
+        let (payments, reversals) = self.entries();
+        PaymentLog::new(
+            self.currency,
+            payments.into_iter().chain(std::iter::once(payment)),
+            reversals,
+        )
+    }
+
+    /// The log with one more reversal, checked as [`PaymentLog::new`] checks every reversal:
+    /// of a recorded payment, once, not dated before the payment was received.
+    pub fn with_reversal(&self, reversal: Reversal) -> Result<PaymentLog, PaymentError> {
+        let (payments, reversals) = self.entries();
+        PaymentLog::new(
+            self.currency,
+            payments,
+            reversals.into_iter().chain(std::iter::once(reversal)),
+        )
+    }
+
+    /// The payments and reversals the log was built from.
+    fn entries(&self) -> (Vec<Payment>, Vec<Reversal>) {
+        let payments = self.payments.iter().map(|(p, _)| p.clone()).collect();
+        let reversals = self
+            .payments
+            .iter()
+            .filter_map(|(p, at)| {
+                at.map(|at| Reversal {
+                    reference: p.reference.clone(),
+                    at,
+                })
+            })
+            .collect();
+        (payments, reversals)
+    }
+
     /// The log's currency.
     pub fn currency(&self) -> Currency {
         self.currency

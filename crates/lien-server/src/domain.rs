@@ -24,21 +24,68 @@ use crate::clock::{from_micros, micros};
 use crate::error::ApiError;
 use crate::wire::{DecisionView, MoneyJson, PlanJson, PolicyJson, PolicySettingsJson, ReasonView};
 
-/// Stored override kinds. `message` is Lien's own: a reminder text shown for a while, which
-/// the decision function does not see.
-pub mod kind {
+/// A stored override's kind. The stored word is [`StoredKind::as_str`]; `message` is Lien's
+/// own: a reminder text shown for a while, which the decision function does not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoredKind {
     /// A lock by hand, with its reason.
-    pub const MANUAL_LOCK: &str = "manual_lock";
+    ManualLock,
     /// An unlock for a while, whatever the schedule says.
-    pub const PROVISIONAL_UNLOCK: &str = "provisional_unlock";
+    ProvisionalUnlock,
     /// Nothing beyond a reminder for a while.
-    pub const HARDSHIP_PAUSE: &str = "hardship_pause";
+    HardshipPause,
     /// No escalation while a dispute is open.
-    pub const DISPUTE_FREEZE: &str = "dispute_freeze";
+    DisputeFreeze,
     /// The financier's claim ends (from the end of the cancel window).
-    pub const RELEASE: &str = "release";
+    Release,
     /// A reminder message on the phone.
-    pub const MESSAGE: &str = "message";
+    Message,
+}
+
+impl StoredKind {
+    /// The word stored in the override's row.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoredKind::ManualLock => "manual_lock",
+            StoredKind::ProvisionalUnlock => "provisional_unlock",
+            StoredKind::HardshipPause => "hardship_pause",
+            StoredKind::DisputeFreeze => "dispute_freeze",
+            StoredKind::Release => "release",
+            StoredKind::Message => "message",
+        }
+    }
+
+    /// The kind a stored word names, if any.
+    pub fn of(word: &str) -> Option<StoredKind> {
+        [
+            StoredKind::ManualLock,
+            StoredKind::ProvisionalUnlock,
+            StoredKind::HardshipPause,
+            StoredKind::DisputeFreeze,
+            StoredKind::Release,
+            StoredKind::Message,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == word)
+    }
+}
+
+/// Stored override kinds as words, for code that still compares rows' text; new code uses
+/// [`StoredKind`].
+pub mod kind {
+    use super::StoredKind;
+    /// A lock by hand, with its reason.
+    pub const MANUAL_LOCK: &str = StoredKind::ManualLock.as_str();
+    /// An unlock for a while, whatever the schedule says.
+    pub const PROVISIONAL_UNLOCK: &str = StoredKind::ProvisionalUnlock.as_str();
+    /// Nothing beyond a reminder for a while.
+    pub const HARDSHIP_PAUSE: &str = StoredKind::HardshipPause.as_str();
+    /// No escalation while a dispute is open.
+    pub const DISPUTE_FREEZE: &str = StoredKind::DisputeFreeze.as_str();
+    /// The financier's claim ends (from the end of the cancel window).
+    pub const RELEASE: &str = StoredKind::Release.as_str();
+    /// A reminder message on the phone.
+    pub const MESSAGE: &str = StoredKind::Message.as_str();
 }
 
 /// The plan a financier sent, checked.

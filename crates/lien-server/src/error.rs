@@ -108,16 +108,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The store's errors, mapped to the API's in this one place.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound("device"),
             StoreError::Conflict(what) => ApiError::Conflict(what),
-            StoreError::Refused(inner) => match inner.downcast::<ApiError>() {
-                Ok(api) => *api,
-                Err(other) => ApiError::Internal(anyhow::anyhow!(other)),
-            },
-            other => ApiError::Internal(anyhow::Error::new(other)),
+            StoreError::IdempotencyConflict => {
+                ApiError::Conflict("this Idempotency-Key is already used".into())
+            }
+            StoreError::VersionConflict { device_id } => ApiError::Conflict(format!(
+                "device {device_id} was written while this change was decided; try again"
+            )),
+            // A closure's refusal comes back typed through `DevicesExt::update_device_with`;
+            // one that reaches here is a change the server built and the store would not take.
+            StoreError::Refused(inner) => ApiError::Internal(anyhow::anyhow!(inner)),
+            other @ (StoreError::UnsupportedUrl(_)
+            | StoreError::InUse(_)
+            | StoreError::Backend(_)) => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! they live in private route modules. A re-export only, so that the fuzzers run exactly the
 //! code the handlers run; not an API.
 
+pub use crate::commands::check_enrollment;
 pub use crate::routes::appeals::{AppealForm, Upload, check_form, check_upload, read_form};
-pub use crate::routes::devices::{bulk_csv_reader, bulk_csv_row, check_enrollment, parse_imei};
+pub use crate::routes::devices::{bulk_csv_reader, bulk_csv_row, parse_imei};
 pub use crate::routes::phone::validate_checkin;

@@ -9,6 +9,7 @@ pub mod attachments;
 pub mod auth;
 pub mod client_addr;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod domain;

@@ -21,8 +21,8 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::app::AppState;
 use crate::clock::micros;
+use crate::commands::scheduled::decide;
 use crate::error::ApiError;
-use crate::routes::{Mutation, complete};
 
 /// How long a claim holds before another server may take the device over.
 const CLAIM_SECS: i64 = 60;
@@ -188,7 +188,7 @@ async fn write_group(state: &AppState, decided: Decided) -> anyhow::Result<()> {
                 match result {
                     Ok(()) => state.metrics.state_changed(&before, &after),
                     // Decided on what is no longer true.
-                    Err(StoreError::Conflict(_)) => again.push(id),
+                    Err(StoreError::VersionConflict { .. }) => again.push(id),
                     Err(err) => log_failed(&id, err.into()),
                 }
             }
@@ -288,48 +288,6 @@ async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The device's decision taken again at `now`: the change to write, and the state before and
-/// after. Only a change of state is audited; a lease renewal signs a new token without one.
-fn decide(
-    state: &AppState,
-    snapshot: &DeviceSnapshot,
-    now: jiff::Timestamp,
-) -> Result<(DeviceChange, String, String), ApiError> {
-    let mutation = Mutation {
-        action: "scheduled",
-        reason: "the schedule reached its next step".into(),
-        change: DeviceChange::default(),
-        response: Some(serde_json::Value::Null),
-    };
-    let (mut change, _, before, after) = complete(state, snapshot, "scheduler", mutation, now)?;
-    if before == after {
-        change.audit.clear();
-    } else if after == "released" {
-        change.audit[0].action = "released".into();
-        change.audit[0].reason = "the release became final".into();
-    } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {
-        // An appeal's deadline passed unanswered: say so in the history.
-        change.audit[0].action = "appeal_deadline".into();
-        change.audit[0].reason = unlock.reason.clone();
-    }
-    Ok((change, before, after))
-}
-
-/// A provisional unlock an appeal put in force (its actor is `appeal:<reference>`) that is in
-/// effect at `now_us`: the scheduler's change then comes from the appeal's deadline.
-fn appeal_unlock_begun(
-    snapshot: &DeviceSnapshot,
-    now_us: i64,
-) -> Option<&lien_store::OverrideRecord> {
-    snapshot.overrides.iter().find(|o| {
-        o.kind == crate::domain::kind::PROVISIONAL_UNLOCK
-            && o.actor.starts_with("appeal:")
-            && o.cancelled_us.is_none()
-            && o.from_us <= now_us
-            && o.until_us.is_some_and(|u| now_us < u)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -340,9 +298,9 @@ mod tests {
     use super::{decide_group, write_group};
     use crate::app::AppState;
     use crate::clock::{Clock, ManualClock, micros};
+    use crate::commands::prepare_enrollment;
     use crate::config::Settings;
     use crate::domain::kind;
-    use crate::routes::devices::prepare_enrollment;
     use crate::secrets::Secrets;
 
     /// A device written between its group's read and the group's write (here, support's

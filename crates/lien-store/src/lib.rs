@@ -33,10 +33,26 @@ pub enum StoreError {
     /// The row does not exist.
     #[error("not found")]
     NotFound,
-    /// The write would break a uniqueness rule; the text says which, for the caller's message.
+    /// The write would break a uniqueness rule or another rule the store keeps (a token
+    /// sequence not above the current one, the last platform admin key); the text says which,
+    /// for the caller's message.
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The caller's closure refused the change; its error is passed back untouched.
+    /// A response is already kept for this `Idempotency-Key` in this scope: a retry that raced
+    /// the first request. The caller answers with the kept response (or refuses a different
+    /// request under the same key).
+    #[error("conflict: this Idempotency-Key is already used")]
+    IdempotencyConflict,
+    /// The device was written after the change was decided on an earlier read
+    /// ([`Devices::write_decided`]): the change must be decided again.
+    #[error("conflict: device {device_id} was written after its change was decided")]
+    VersionConflict {
+        /// The device left unchanged.
+        device_id: String,
+    },
+    /// The caller's closure refused the change; its error is passed back untouched. Callers
+    /// with an error type of their own use [`DevicesExt::update_device_with`], which hands it
+    /// back typed.
     #[error("change refused")]
     Refused(Box<dyn std::error::Error + Send + Sync>),
     /// The database failed. The source is for logs only.
@@ -49,6 +65,66 @@ pub type ChangeFn = Box<
     dyn FnOnce(&DeviceSnapshot) -> Result<DeviceChange, Box<dyn std::error::Error + Send + Sync>>
         + Send,
 >;
+
+/// Why [`DevicesExt::update_device_with`] wrote nothing: the caller's closure refused the change
+/// with its own error, or the store failed or refused.
+#[derive(Debug)]
+pub enum UpdateError<E> {
+    /// The closure's own error, as it returned it.
+    Refused(E),
+    /// The store's.
+    Store(StoreError),
+}
+
+/// A typed form of [`Devices::update_device`], for every `Devices` (the store's trait object
+/// included): the closure returns the change with a value of its own, or an error of its own
+/// type, and both come back to the caller as they were, with no boxing or downcast. The trait
+/// method stays object-safe (it takes a boxed closure with a boxed error); this wrapper keeps
+/// the closure's outcome beside the call and hands it back once the store has answered.
+#[async_trait]
+pub trait DevicesExt: Devices {
+    /// Reads the snapshot under the device's lock, asks `change` what to do, applies it, and
+    /// returns the stored row with the closure's value.
+    async fn update_device_with<T, E, F>(
+        &self,
+        id: &str,
+        change: F,
+    ) -> Result<(DeviceRecord, T), UpdateError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&DeviceSnapshot) -> Result<(DeviceChange, T), E> + Send + 'static,
+    {
+        let outcome = std::sync::Arc::new(std::sync::Mutex::new(None::<Result<T, E>>));
+        let slot = outcome.clone();
+        let boxed: ChangeFn = Box::new(move |snapshot: &DeviceSnapshot| {
+            let (result, change) = match change(snapshot) {
+                Ok((change, value)) => (Ok(value), Ok(change)),
+                Err(e) => (Err(e), Err(ClosureRefused.into())),
+            };
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            change
+        });
+        let stored = self.update_device(id, boxed).await;
+        let kept = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (stored, kept) {
+            (Ok(record), Some(Ok(value))) => Ok((record, value)),
+            (Err(StoreError::Refused(_)), Some(Err(e))) => Err(UpdateError::Refused(e)),
+            (Err(e), _) => Err(UpdateError::Store(e)),
+            (Ok(_), _) => Err(UpdateError::Store(StoreError::Backend(
+                "a device was written without its change's outcome".into(),
+            ))),
+        }
+    }
+}
+
+impl<D: Devices + ?Sized> DevicesExt for D {}
+
+/// What [`DevicesExt::update_device_with`] hands the store when its closure refuses: the
+/// closure's own error stays with the caller.
+#[derive(Debug, thiserror::Error)]
+#[error("the change was refused by its caller")]
+struct ClosureRefused;
 
 /// Financiers and their API keys.
 #[async_trait]

@@ -6,34 +6,24 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse as _;
-use jiff::{SignedDuration, Timestamp};
-use lien_core::{Imei, PaymentRef, SerialNumber};
-use lien_proto::ocra::{OcraInput, OcraSuite};
-use lien_store::{
-    AuditEntry, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord, DeviceSnapshot,
-    NewDevice, OverrideRecord, OverrideUpdate, PaymentRecord, ReversalRecord,
-};
+use lien_core::Imei;
+use lien_store::{DeviceFilter, DeviceSnapshot};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::admin::{new_id, required_text};
-use super::{
-    IdempotencyKey, JsonText, Mutation, device_view, evaluate_for_write, json_text, mutate_device,
-    pending_release,
-};
+use super::{IdempotencyKey, JsonText, applied_json, device_view, json_text, pending_release};
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
-use crate::domain::{self, Inputs, kind, parse_currency, parse_instant, rfc3339};
+use crate::commands;
+use crate::commands::enrollment::own_financier;
+use crate::domain::{self, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
     AuditView, DevicePage, DeviceView, EnrollRequest, HistoryView, LockRequest, OfflineCode,
     OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson, ReleaseRequest,
     ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
 };
-
-/// The OCRA suite of offline unlock codes: SHA-256, 8 digits, a counter and an 8-digit challenge.
-pub const OFFLINE_SUITE: &str = "OCRA-1:HOTP-SHA256-8:C-QN08";
 
 /// An IMEI as typed: 15 digits, or a 16-digit IMEISV.
 pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
@@ -44,100 +34,6 @@ pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
         Imei::parse(text)
     };
     parsed.map_err(|e| ApiError::invalid(field, e))
-}
-
-/// The checks of an enrollment that need no state: the IMEIs, the serial, the plan and the
-/// policy, each refusal naming its field. [`prepare_enrollment`] starts with these; the fuzz
-/// targets (crates/lien-fuzz) call them on their own.
-pub fn check_enrollment(
-    req: &EnrollRequest,
-) -> Result<(Imei, Option<Imei>, SerialNumber), ApiError> {
-    let imei1 = parse_imei("imei1", &req.imei1)?;
-    let imei2 = req
-        .imei2
-        .as_deref()
-        .map(|i| parse_imei("imei2", i))
-        .transpose()?;
-    if imei2.as_ref() == Some(&imei1) {
-        return Err(ApiError::invalid("imei2", "must differ from imei1"));
-    }
-    let serial = SerialNumber::parse(&req.serial).map_err(|e| ApiError::invalid("serial", e))?;
-    domain::parse_plan(&req.plan)?;
-    domain::parse_policy(&req.policy)?;
-    Ok((imei1, imei2, serial))
-}
-
-/// Checks an enrollment and prepares the device and its first decision and token.
-pub fn prepare_enrollment(
-    state: &AppState,
-    financier: &lien_store::Financier,
-    actor: &str,
-    req: &EnrollRequest,
-    now: Timestamp,
-) -> Result<(NewDevice, DeviceChange), ApiError> {
-    let (imei1, imei2, serial) = check_enrollment(req)?;
-    let device = NewDevice {
-        id: new_id("dev")?,
-        financier_id: financier.id.clone(),
-        contract_ref: required_text("contract_ref", &req.contract_ref, 64)?,
-        imei1: imei1.as_str().to_string(),
-        imei2: imei2.map(|i| i.as_str().to_string()),
-        serial: serial.as_str().to_string(),
-        model: required_text("model", &req.model, 80)?,
-        plan_json: serde_json::to_string(&req.plan).map_err(|e| ApiError::Internal(e.into()))?,
-        policy_json: serde_json::to_string(&req.policy)
-            .map_err(|e| ApiError::Internal(e.into()))?,
-        enrolled_us: micros(now),
-    };
-    let snapshot = DeviceSnapshot {
-        device: DeviceRecord {
-            enrolled: device.clone(),
-            decision: DecisionRecord {
-                state: "pending".into(),
-                json: "null".into(),
-                amount_due_minor: 0,
-                currency: req.plan.currency.clone(),
-            },
-            next_eval_us: None,
-            binding: None,
-            token: None,
-            applied_sequence: None,
-            last_seen_us: None,
-            ocra_counter: 0,
-            checkin_counter: 0,
-            released_us: None,
-            version: 0,
-        },
-        financier: financier.clone(),
-        payments: vec![],
-        reversals: vec![],
-        overrides: vec![],
-    };
-    let evaluation = evaluate_for_write(state, &snapshot, now)?;
-    let change = DeviceChange {
-        audit: vec![AuditEntry {
-            at_us: micros(now),
-            actor: actor.to_string(),
-            action: "enrolled".into(),
-            reason: format!("contract {}", device.contract_ref),
-            before_json: "null".into(),
-            after_json: serde_json::to_string(&evaluation.view)
-                .map_err(|e| ApiError::Internal(e.into()))?,
-        }],
-        decision: Some(evaluation.record),
-        next_eval_us: evaluation.next_eval_us,
-        token: evaluation.token,
-        ..DeviceChange::default()
-    };
-    Ok((device, change))
-}
-
-/// The financier a financier-role caller acts for.
-async fn own_financier(state: &AppState, actor: &Actor) -> Result<lien_store::Financier, ApiError> {
-    let id = actor.financier_id.as_deref().ok_or_else(|| {
-        ApiError::Forbidden("devices are enrolled with a financier's API key".into())
-    })?;
-    Ok(state.store.financier(id).await?)
 }
 
 /// `POST /v1/devices`: enroll one device.
@@ -163,12 +59,10 @@ pub async fn enroll(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Enroll)?;
     let Json(req) = body?;
-    let financier = own_financier(&state, &actor).await?;
-    let (device, change) =
-        prepare_enrollment(&state, &financier, &actor.key_id, &req, state.clock.now())?;
-    let stored = state.store.enroll(&device, change).await?;
-    state.scheduler_wake.notify_one();
-    json_text(StatusCode::CREATED, &device_view(&stored)?)
+    json_text(
+        StatusCode::CREATED,
+        &commands::enroll(&state, &actor, &req).await?,
+    )
 }
 
 /// One row's outcome in a bulk enrollment.
@@ -380,14 +274,7 @@ pub async fn bulk_enroll(
         let (contract_ref, outcome) = match bulk_csv_row(&headers, record) {
             Ok((contract_ref, req)) => {
                 let outcome: Result<String, ApiError> = async {
-                    let (device, change) = prepare_enrollment(
-                        &state,
-                        &financier,
-                        &actor.key_id,
-                        &req?,
-                        state.clock.now(),
-                    )?;
-                    let stored = state.store.enroll(&device, change).await?;
+                    let stored = commands::enroll_row(&state, &financier, &actor, &req?).await?;
                     Ok(stored.enrolled.id)
                 }
                 .await;
@@ -668,69 +555,7 @@ pub async fn record_payment(
     let body = body?;
     let key = idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<PaymentRequest>::from_bytes(&body)?;
-    mutate_device(&state, &actor, &id, Some(key), move |snapshot, now| {
-        let plan_currency = Inputs::of(snapshot)?.plan.currency();
-        let currency = parse_currency("currency", &req.currency)?;
-        if currency != plan_currency {
-            return Err(ApiError::invalid(
-                "currency",
-                format!(
-                    "the plan is in {}; this payment is in {}",
-                    plan_currency.code(),
-                    currency.code()
-                ),
-            ));
-        }
-        if req.amount_minor <= 0 {
-            return Err(ApiError::invalid("amount_minor", "must be positive"));
-        }
-        if req.amount_minor > MAX_PAYMENT_MINOR {
-            return Err(ApiError::invalid(
-                "amount_minor",
-                format!("must be at most {MAX_PAYMENT_MINOR}"),
-            ));
-        }
-        let reference =
-            PaymentRef::parse(&req.reference).map_err(|e| ApiError::invalid("reference", e))?;
-        if snapshot
-            .payments
-            .iter()
-            .any(|p| p.reference == reference.as_str())
-        {
-            return Err(ApiError::Conflict(format!(
-                "a payment with reference {:?} is already recorded for this device",
-                reference.as_str()
-            )));
-        }
-        let received_at = match &req.received_at {
-            Some(t) => parse_instant("received_at", t)?,
-            None => now,
-        };
-        if received_at > now + SignedDuration::from_mins(5) {
-            return Err(ApiError::invalid("received_at", "is in the future"));
-        }
-        Ok(Mutation {
-            action: "payment",
-            reason: format!(
-                "payment {} of {} {}",
-                reference.as_str(),
-                req.amount_minor,
-                currency.code()
-            ),
-            change: DeviceChange {
-                payment: Some(PaymentRecord {
-                    reference: reference.as_str().to_string(),
-                    amount_minor: req.amount_minor,
-                    currency: currency.code().to_string(),
-                    received_us: micros(received_at),
-                    recorded_us: micros(now),
-                }),
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
-    })
-    .await
+    applied_json(commands::record_payment(&state, &actor, &id, key, req).await?)
 }
 
 /// `POST /v1/devices/{id}/payments/{reference}/reversal`.
@@ -768,87 +593,8 @@ pub async fn reverse_payment(
     let body = body?;
     let key = idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<ReversalRequest>::from_bytes(&body)?;
-    mutate_device(&state, &actor, &id, Some(key), move |snapshot, now| {
-        let payment = snapshot
-            .payments
-            .iter()
-            .find(|p| p.reference == reference)
-            .ok_or(ApiError::NotFound("payment"))?;
-        if snapshot.reversals.iter().any(|r| r.reference == reference) {
-            return Err(ApiError::Conflict(format!(
-                "payment {reference:?} is already reversed"
-            )));
-        }
-        let at = match &req.at {
-            Some(t) => parse_instant("at", t)?,
-            None => now,
-        };
-        if micros(at) < payment.received_us {
-            return Err(ApiError::invalid(
-                "at",
-                "is before the payment was received",
-            ));
-        }
-        // As for a payment's `received_at`: a reversal cannot be recorded ahead of time (it
-        // would count for nothing until then, and block the real one as "already reversed").
-        if at > now + SignedDuration::from_mins(5) {
-            return Err(ApiError::invalid("at", "is in the future"));
-        }
-        Ok(Mutation {
-            action: "reversal",
-            reason: required_text("reason", &req.reason, 200)?,
-            change: DeviceChange {
-                reversal: Some(ReversalRecord {
-                    reference: reference.clone(),
-                    at_us: micros(at),
-                    recorded_us: micros(now),
-                    reason: req.reason.clone(),
-                }),
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
-    })
-    .await
+    applied_json(commands::reverse_payment(&state, &actor, &id, reference, key, req).await?)
 }
-
-/// Refuses changes to a released device: released is final.
-fn not_released(snapshot: &DeviceSnapshot) -> Result<(), ApiError> {
-    if snapshot.device.released_us.is_some() {
-        Err(ApiError::Conflict(
-            "the device is released, which is final".into(),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-fn new_override(
-    kind: &str,
-    reason: String,
-    actor: &Actor,
-    from: Timestamp,
-    until: Option<Timestamp>,
-    now: Timestamp,
-) -> OverrideRecord {
-    OverrideRecord {
-        id: 0,
-        kind: kind.to_string(),
-        reason,
-        from_us: micros(from),
-        until_us: until.map(micros),
-        cancelled_us: None,
-        actor: actor.key_id.clone(),
-        created_us: micros(now),
-    }
-}
-
-/// The largest payment, in minor units: a thousand trillion, far above any phone's price in any
-/// currency, and small enough that the ledger's sums cannot overflow.
-const MAX_PAYMENT_MINOR: i64 = 1_000_000_000_000_000;
-
-/// The longest note a financier may keep with a manual lock.
-const MAX_NOTE_LEN: usize = 500;
 
 /// `POST /v1/devices/{id}/lock`: lock by hand, with a message for the phone and, if wanted, a
 /// note for the financier's history.
@@ -879,24 +625,7 @@ pub async fn lock(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Lock)?;
     let Json(req) = body?;
-    let message = required_text("message", &req.message, lien_core::Override::MAX_REASON_LEN)?;
-    let note = match &req.note {
-        Some(note) => Some(required_text("note", note, MAX_NOTE_LEN)?),
-        None => None,
-    };
-    let who = actor.clone();
-    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
-        not_released(snapshot)?;
-        // The override carries the phone's message (the decision shows it on the lock screen);
-        // the audit record carries the note, which only the financier's history shows.
-        let lock = new_override(kind::MANUAL_LOCK, message, &who, now, None, now);
-        let mut mutation = Mutation::add_override("manual_lock", lock);
-        if let Some(note) = note {
-            mutation.reason = note;
-        }
-        Ok(mutation)
-    })
-    .await
+    applied_json(commands::lock(&state, &actor, &id, req).await?)
 }
 
 /// `POST /v1/devices/{id}/unlock`: lift manual locks, and with `provisional_hours` unlock a
@@ -927,70 +656,7 @@ pub async fn unlock(
     body: Result<Json<UnlockRequest>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
     let Json(req) = body?;
-    let lifts_locks = actor.role.may(Action::Unlock);
-    if req.provisional_hours.is_some() {
-        actor.require(Action::ProvisionalUnlock)?;
-    } else {
-        actor.require(Action::Unlock)?;
-    }
-    if let Some(h) = req.provisional_hours
-        && !(1..=24 * 30).contains(&h)
-    {
-        return Err(ApiError::invalid(
-            "provisional_hours",
-            "must be between 1 and 720",
-        ));
-    }
-    let reason = required_text("reason", &req.reason, 200)?;
-    let who = actor.clone();
-    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
-        not_released(snapshot)?;
-        let now_us = micros(now);
-        let updates: Vec<OverrideUpdate> = if lifts_locks {
-            snapshot
-                .overrides
-                .iter()
-                .filter(|o| o.kind == kind::MANUAL_LOCK && o.cancelled_us.is_none())
-                .filter(|o| o.until_us.is_none_or(|u| u > now_us))
-                .map(|o| {
-                    // A lock that has not started yet (or starts now) never applied: cancel it.
-                    if o.from_us >= now_us {
-                        OverrideUpdate { id: o.id, until_us: None, cancelled_us: Some(now_us) }
-                    } else {
-                        OverrideUpdate { id: o.id, until_us: Some(now_us), cancelled_us: None }
-                    }
-                })
-                .collect()
-        } else {
-            vec![]
-        };
-        let provisional = req.provisional_hours.map(|h| {
-            new_override(
-                kind::PROVISIONAL_UNLOCK,
-                reason.clone(),
-                &who,
-                now,
-                Some(now + SignedDuration::from_hours(i64::from(h))),
-                now,
-            )
-        });
-        if updates.is_empty() && provisional.is_none() {
-            return Err(ApiError::Conflict(
-                "the device has no manual lock to lift; give provisional_hours to unlock a phone its schedule restricts".into(),
-            ));
-        }
-        Ok(Mutation {
-            action: if provisional.is_some() { "provisional_unlock" } else { "unlock" },
-            reason,
-            change: DeviceChange {
-                new_override: provisional,
-                override_updates: updates,
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
-    })
-    .await
+    applied_json(commands::unlock(&state, &actor, &id, req).await?)
 }
 
 /// `POST /v1/devices/{id}/reminder`: a message on the phone for a few days.
@@ -1021,21 +687,7 @@ pub async fn reminder(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Lock)?;
     let Json(req) = body?;
-    let message = required_text("message", &req.message, 200)?;
-    let days = req.days.unwrap_or(3);
-    if !(1..=30).contains(&days) {
-        return Err(ApiError::invalid("days", "must be between 1 and 30"));
-    }
-    let who = actor.clone();
-    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
-        not_released(snapshot)?;
-        let until = now + SignedDuration::from_hours(24 * i64::from(days));
-        Ok(Mutation::add_override(
-            "reminder",
-            new_override(kind::MESSAGE, message, &who, now, Some(until), now),
-        ))
-    })
-    .await
+    applied_json(commands::reminder(&state, &actor, &id, req).await?)
 }
 
 /// `POST /v1/devices/{id}/release`: the claim ends after the cancel window.
@@ -1066,20 +718,7 @@ pub async fn release(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Lock)?;
     let Json(req) = body?;
-    let reason = required_text("reason", &req.reason, 200)?;
-    let window = SignedDuration::from_hours(state.settings.release_cancel_hours as i64);
-    let who = actor.clone();
-    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
-        not_released(snapshot)?;
-        if pending_release(snapshot, now).is_some() {
-            return Err(ApiError::Conflict("a release is already pending".into()));
-        }
-        Ok(Mutation::add_override(
-            "release_requested",
-            new_override(kind::RELEASE, reason, &who, now + window, None, now),
-        ))
-    })
-    .await
+    applied_json(commands::release(&state, &actor, &id, req).await?)
 }
 
 /// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window.
@@ -1105,25 +744,7 @@ pub async fn cancel_release(
     Path(id): Path<String>,
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::Lock)?;
-    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
-        not_released(snapshot)?;
-        let pending = pending_release(snapshot, now)
-            .ok_or_else(|| ApiError::Conflict("no release is pending".into()))?;
-        Ok(Mutation {
-            action: "release_cancelled",
-            reason: "release cancelled within its window".into(),
-            change: DeviceChange {
-                override_updates: vec![OverrideUpdate {
-                    id: pending.id,
-                    until_us: None,
-                    cancelled_us: Some(micros(now)),
-                }],
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
-    })
-    .await
+    applied_json(commands::cancel_release(&state, &actor, &id).await?)
 }
 
 /// `POST /v1/devices/{id}/offline-unlock`: the response to the lock screen's challenge, and
@@ -1155,66 +776,7 @@ pub async fn offline_unlock(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::ProvisionalUnlock)?;
     let Json(req) = body?;
-    let challenge = req.challenge.trim().to_string();
-    if challenge.len() != 8 || !challenge.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(
-            "challenge",
-            "must be the 8 digits shown on the lock screen",
-        ));
-    }
-    let hours = req.hours.unwrap_or(48);
-    if !(1..=168).contains(&hours) {
-        return Err(ApiError::invalid("hours", "must be between 1 and 168"));
-    }
-    let reason = required_text("reason", &req.reason, 200)?;
-    let who = actor.clone();
-    let secrets_state = state.clone();
-    mutate_device(&state, &actor, &id, None, move |snapshot, now| {
-        not_released(snapshot)?;
-        let binding = snapshot.device.binding.as_ref().ok_or_else(|| {
-            ApiError::Conflict("the phone has not said hello yet, so it has no offline key".into())
-        })?;
-        let key = secrets_state
-            .secrets
-            .ocra_key(&snapshot.device.enrolled.id, binding.generation);
-        let counter = snapshot.device.ocra_counter + 1;
-        let suite = OcraSuite::parse(OFFLINE_SUITE).map_err(|e| ApiError::Internal(e.into()))?;
-        let response = suite
-            .respond(
-                &key,
-                OcraInput {
-                    counter: Some(counter as u64),
-                    challenge: &challenge,
-                    ..OcraInput::default()
-                },
-            )
-            .map_err(|e| ApiError::invalid("challenge", e))?;
-        let until = now + SignedDuration::from_hours(i64::from(hours));
-        let body = serde_json::to_value(OfflineCode {
-            response,
-            counter,
-            unlocked_until: rfc3339(until),
-        })
-        .map_err(|e| ApiError::Internal(e.into()))?;
-        Ok(Mutation {
-            action: "offline_unlock_code",
-            reason: reason.clone(),
-            change: DeviceChange {
-                new_override: Some(new_override(
-                    kind::PROVISIONAL_UNLOCK,
-                    reason,
-                    &who,
-                    now,
-                    Some(until),
-                    now,
-                )),
-                ocra_counter: Some(counter),
-                ..DeviceChange::default()
-            },
-            response: Some(body),
-        })
-    })
-    .await
+    applied_json(commands::offline_code(&state, &actor, &id, req).await?)
 }
 
 /// `PUT /v1/devices/{id}/policy`: a new lock policy. The device is decided again under it at
@@ -1255,23 +817,7 @@ pub async fn change_policy(
     // setting it once did; without a key, only the audit record is repeated.
     let key = optional_idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<PolicyChangeRequest>::from_bytes(&body)?;
-    domain::parse_policy(&req.policy)?;
-    let reason = required_text("reason", &req.reason, 200)?;
-    let policy_json =
-        serde_json::to_string(&req.policy).map_err(|e| ApiError::Internal(e.into()))?;
-    mutate_device(&state, &actor, &id, key, move |snapshot, _now| {
-        not_released(snapshot)?;
-        Ok(Mutation {
-            action: "policy_changed",
-            reason,
-            change: DeviceChange {
-                policy_json: Some(policy_json),
-                ..DeviceChange::default()
-            },
-            response: None,
-        })
-    })
-    .await
+    applied_json(commands::change_policy(&state, &actor, &id, key, req).await?)
 }
 
 /// `GET /v1/status-codes/{code}`: which token a phone showing this code holds.

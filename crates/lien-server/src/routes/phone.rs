@@ -12,13 +12,15 @@ use hmac::{Hmac, KeyInit, Mac};
 use lien_core::Imei;
 use lien_proto::attestation;
 use lien_proto::hello::{Receipt, Verdict, binding_digest};
-use lien_store::{CheckinView, DeviceChange, DeviceEvent, DeviceSnapshot, StoreError};
+use lien_store::{CheckinView, DeviceEvent, StoreError};
 use sha2::Sha256;
 
-use super::devices::{OFFLINE_SUITE, parse_imei};
-use super::{JsonText, Mutation, complete, json_text};
+use super::devices::parse_imei;
+use super::{JsonText, json_text};
 use crate::app::{AppState, Sighting};
 use crate::clock::micros;
+use crate::commands::OFFLINE_SUITE;
+use crate::commands::phone::BindError;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::public::PublicClient;
 pub use lien_proto::device_api::sign_checkin;
@@ -223,48 +225,18 @@ pub async fn hello(
     }
     // A challenge is good for one binding: a hello replayed (or sent twice) with a challenge
     // issued before the device's current binding is refused, in the transaction too.
-    let fresh = move |snapshot: &DeviceSnapshot| {
-        snapshot
-            .device
-            .binding
-            .as_ref()
-            .is_none_or(|b| issued_us > b.bound_us)
-    };
-    let device_key = attested.public_key_spki.clone();
-    let closure_state = state.clone();
-    let stored = state
-        .store
-        .update_device(
-            &device.enrolled.id,
-            Box::new(move |snapshot: &DeviceSnapshot| {
-                let run = || -> Result<DeviceChange, ApiError> {
-                    if !fresh(snapshot) {
-                        return Err(hello_refused("challenge issued before the current binding"));
-                    }
-                    let rebind = snapshot.device.binding.is_some();
-                    let mutation = Mutation {
-                        action: if rebind { "rebound" } else { "bound" },
-                        reason: if rebind {
-                            "attested hello after a reset or a new install: new device key".into()
-                        } else {
-                            "first attested hello".into()
-                        },
-                        change: DeviceChange {
-                            // Never at or before the challenge's issue time: a challenge from a
-                            // server whose clock is ahead must not outlive the binding it made.
-                            binding: Some((device_key.clone(), micros(now).max(issued_us + 1))),
-                            ..DeviceChange::default()
-                        },
-                        response: Some(serde_json::Value::Null),
-                    };
-                    let (change, _, _, _) =
-                        complete(&closure_state, snapshot, "device", mutation, now)?;
-                    Ok(change)
-                };
-                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-            }),
-        )
-        .await?;
+    let stored = crate::commands::phone::bind(
+        &state,
+        &device.enrolled.id,
+        attested.public_key_spki.clone(),
+        issued_us,
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        BindError::StaleChallenge => hello_refused("challenge issued before the current binding"),
+        BindError::Api(e) => e,
+    })?;
     let generation = stored.binding.as_ref().map_or(0, |b| b.generation);
     let token = stored
         .token
@@ -509,36 +481,15 @@ pub async fn checkin(
                 detail: e.detail.clone(),
             })
             .collect();
-        let applied = req.applied_sequence;
-        let generation = view.binding_generation;
-        state
-            .store
-            .update_device(
-                &device_id,
-                Box::new(move |snapshot: &DeviceSnapshot| {
-                    // The counter was claimed on this server; another server sharing the
-                    // database may have accepted it already, and this write must not repeat.
-                    let device = &snapshot.device;
-                    let bound = device.binding.as_ref().map_or(0, |b| b.generation);
-                    if bound != generation || device.checkin_counter >= counter {
-                        let refusal = if bound != generation {
-                            ApiError::Unauthorized("the device was bound again".into())
-                        } else {
-                            crate::app::replayed(counter, device.checkin_counter)
-                        };
-                        return Err(Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>);
-                    }
-                    Ok(DeviceChange {
-                        // Only what the phone reported; the decision and its schedule stay.
-                        next_eval_us: device.next_eval_us,
-                        applied_sequence: Some(applied),
-                        checkin_counter: Some(counter),
-                        events,
-                        ..DeviceChange::default()
-                    })
-                }),
-            )
-            .await?;
+        crate::commands::phone::record_report(
+            &state,
+            &device_id,
+            view.binding_generation,
+            counter,
+            req.applied_sequence,
+            events,
+        )
+        .await?;
     }
     state.metrics.checkins.inc();
     json_text(

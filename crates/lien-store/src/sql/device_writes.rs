@@ -104,7 +104,10 @@ pub(super) async fn apply_all(
             .bind(change.audit.first().map_or(0, |a| a.at_us))
             .execute(&mut **tx)
             .await
-            .map_err(|e| unique_or_backend(e, "this Idempotency-Key is already used"))?;
+            .map_err(|e| match unique_or_backend(e, "") {
+                StoreError::Conflict(_) => StoreError::IdempotencyConflict,
+                other => other,
+            })?;
         }
     }
     Ok(moved)

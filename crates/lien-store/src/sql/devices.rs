@@ -828,9 +828,9 @@ impl SqlStore {
                 let (device, _) = outcome?;
                 let id = &device.enrolled.id;
                 if moved.contains(id) {
-                    return Err(StoreError::Conflict(format!(
-                        "device {id} was written after its change was decided"
-                    )));
+                    return Err(StoreError::VersionConflict {
+                        device_id: id.clone(),
+                    });
                 }
                 Ok(stored.remove(id))
             })

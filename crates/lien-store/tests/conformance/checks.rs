@@ -1004,7 +1004,11 @@ pub async fn idempotent_response_is_kept_once(db: Db) {
         }),
         ..DeviceChange::default()
     };
-    conflict(db.update_device("dev_1", fixed(reuse)).await);
+    let reused = db.update_device("dev_1", fixed(reuse)).await;
+    assert!(
+        matches!(reused, Err(StoreError::IdempotencyConflict)),
+        "{reused:?}"
+    );
     assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
     assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
     assert_eq!(
@@ -1822,7 +1826,10 @@ pub async fn a_change_decided_on_a_stale_read_is_left_out(db: Db) {
     let results = db.write_decided(decided).await.expect("the group commits");
     assert!(results[0].is_ok(), "{:?}", results[0]);
     assert!(results[2].is_ok(), "{:?}", results[2]);
-    let message = conflict(results.into_iter().nth(1).unwrap());
+    let message = match results.into_iter().nth(1).unwrap() {
+        Err(StoreError::VersionConflict { device_id }) => device_id,
+        other => panic!("expected StoreError::VersionConflict, got {other:?}"),
+    };
     assert!(message.contains("dev_2"), "{message}");
     let kept = db.device("dev_2").await.unwrap();
     assert_eq!(kept.token.map(|t| t.status_code), Some("PAID".to_string()));

@@ -1,0 +1,53 @@
+//! The scheduled evaluation: a device's decision taken again when its `next_change` comes,
+//! the scheduler's one command. The scheduler (`crate::scheduler`) claims the devices, groups
+//! them and writes the changes; what the change is, and how it is audited, is decided here.
+
+use lien_store::{DeviceChange, DeviceSnapshot};
+
+use super::device_change::{Mutation, complete};
+use crate::app::AppState;
+use crate::clock::micros;
+use crate::domain::{StoredKind, state_name};
+use crate::error::ApiError;
+
+/// The device's decision taken again at `now`: the change to write, and the state before and
+/// after. Only a change of state is audited; a lease renewal signs a new token without one.
+pub fn decide(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+    now: jiff::Timestamp,
+) -> Result<(DeviceChange, String, String), ApiError> {
+    let mutation = Mutation {
+        action: "scheduled",
+        reason: "the schedule reached its next step".into(),
+        change: DeviceChange::default(),
+        response: Some(serde_json::Value::Null),
+    };
+    let (mut change, _, before, after) = complete(state, snapshot, "scheduler", mutation, now)?;
+    if before == after {
+        change.audit.clear();
+    } else if after == state_name(lien_core::DeviceState::Released) {
+        change.audit[0].action = "released".into();
+        change.audit[0].reason = "the release became final".into();
+    } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {
+        // An appeal's deadline passed unanswered: say so in the history.
+        change.audit[0].action = "appeal_deadline".into();
+        change.audit[0].reason = unlock.reason.clone();
+    }
+    Ok((change, before, after))
+}
+
+/// A provisional unlock an appeal put in force (its actor is `appeal:<reference>`) that is in
+/// effect at `now_us`: the scheduler's change then comes from the appeal's deadline.
+fn appeal_unlock_begun(
+    snapshot: &DeviceSnapshot,
+    now_us: i64,
+) -> Option<&lien_store::OverrideRecord> {
+    snapshot.overrides.iter().find(|o| {
+        StoredKind::of(&o.kind) == Some(StoredKind::ProvisionalUnlock)
+            && o.actor.starts_with("appeal:")
+            && o.cancelled_us.is_none()
+            && o.from_us <= now_us
+            && o.until_us.is_some_and(|u| now_us < u)
+    })
+}
