@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod input;
 pub mod metrics;
 pub mod no_nul;
 pub mod openapi;

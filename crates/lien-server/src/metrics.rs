@@ -18,7 +18,7 @@ pub struct Metrics {
     /// Devices that left the locked or restricted state.
     pub unlocks: Counter,
     /// Tokens signed, for enrollments and every change alike: counted in one place,
-    /// [`crate::routes::evaluate_for_write`].
+    /// [`crate::commands::evaluate_for_write`].
     pub tokens_signed: Counter,
     /// How late, in milliseconds, the scheduler's last batch was behind the oldest due time.
     pub scheduler_lag_ms: Gauge,

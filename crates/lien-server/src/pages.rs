@@ -25,6 +25,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, PercentEncode, utf8_percent_e
 
 use crate::app::AppState;
 use crate::clock::micros;
+use crate::commands::appeals::{AppealStatus, ClaimKind};
 use crate::error::ApiError;
 use crate::routes::appeals;
 use crate::routes::public::{PublicClient, check_imei};
@@ -329,12 +330,14 @@ async fn check(
     }
 }
 
-/// The claims an appeal can make: the form's values and what the borrower reads.
-const CLAIMS: [(&str, &str); 3] = [
-    ("paid", "I paid and I am still locked"),
-    ("owner", "I own this phone (bought second-hand)"),
-    ("wrong_lock", "This lock is wrong"),
-];
+/// What the borrower reads for each claim an appeal can make.
+fn claim_label(claim: ClaimKind) -> &'static str {
+    match claim {
+        ClaimKind::Paid => "I paid and I am still locked",
+        ClaimKind::Owner => "I own this phone (bought second-hand)",
+        ClaimKind::WrongLock => "This lock is wrong",
+    }
+}
 
 fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> Markup {
     let v = |name: &str| values.get(name).map(String::as_str).unwrap_or("");
@@ -352,8 +355,8 @@ fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> Markup 
             input id="status_code" name="status_code" value=(v("status_code")) inputmode="numeric" autocomplete="off" required;
             label for="claim" { "What happened?" }
             select id="claim" name="claim" {
-                @for (value, label) in CLAIMS {
-                    option value=(value) selected[claim == value] { (label) }
+                @for kind in ClaimKind::ALL {
+                    option value=(kind.as_str()) selected[claim == kind.as_str()] { (claim_label(*kind)) }
                 }
             }
             label for="contact" { "Your phone number or e-mail, for the financier to reach you" }
@@ -424,7 +427,7 @@ async fn appeal_submit(
     match appeals::open_appeal(&state, form).await {
         Ok(opened) => {
             let appeal = &opened.record;
-            let view = appeals::progress(appeal, micros(state.clock.now()));
+            let view = crate::commands::appeals::rules::progress(appeal, micros(state.clock.now()));
             page(
                 StatusCode::CREATED,
                 "Your appeal is open",
@@ -465,16 +468,16 @@ async fn appeal_status(
     }
     match appeals::public_view(&state, &reference).await {
         Ok(a) => {
-            let status_words = match a.status.as_str() {
-                "accepted" => "Accepted",
-                "rejected" => "Rejected",
-                _ => "Open",
+            let status_words = match a.status {
+                AppealStatus::Accepted => "Accepted",
+                AppealStatus::Rejected => "Rejected",
+                AppealStatus::Open => "Open",
             };
             let reason = a.decision_reason.as_deref().filter(|r| !r.is_empty());
             let body = html! {
                 div class="box" id="result" {
                     p { "Reference: " (a.reference) }
-                    p { "Status: " strong id="status" data-status=(a.status) { (status_words) } }
+                    p { "Status: " strong id="status" data-status=(a.status.as_str()) { (status_words) } }
                     p { (a.progress) }
                     p { "Answer due by: " (a.deadline) }
                     @if let Some(reason) = reason {

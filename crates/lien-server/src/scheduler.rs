@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, StoreError};
+use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, DevicesExt, StoreError, UpdateError};
 use tokio::sync::{Semaphore, watch};
 
 use crate::app::AppState;
@@ -253,36 +253,24 @@ fn is_backend(err: &anyhow::Error) -> bool {
 /// was (its claim runs out and it is tried again); a failed write fails the group.
 async fn evaluate(state: &AppState, ids: &[String]) -> anyhow::Result<()> {
     let now = state.clock.now();
-    let (sender, transitions) = std::sync::mpsc::channel();
     let changes = ids
         .iter()
         .map(|id| {
             let closure_state = state.clone();
-            let sender = sender.clone();
-            let change: lien_store::ChangeFn = Box::new(move |snapshot: &DeviceSnapshot| {
-                let (change, before, after) = decide(&closure_state, snapshot, now)
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-                let _ = sender.send((snapshot.device.enrolled.id.clone(), before, after));
-                Ok(change)
-            });
+            let change = move |snapshot: &DeviceSnapshot| {
+                let (change, before, after) = decide(&closure_state, snapshot, now)?;
+                Ok::<_, ApiError>((change, (before, after)))
+            };
             (id.clone(), change)
         })
         .collect();
-    drop(sender);
-    let results = state.store.update_devices(changes).await?;
-    let mut written = std::collections::HashSet::new();
+    let results = state.store.update_devices_with(changes).await?;
     for (id, result) in ids.iter().zip(results) {
         match result {
-            Ok(()) => {
-                written.insert(id.clone());
-            }
-            Err(err) => log_failed(id, err.into()),
-        }
-    }
-    // `complete` counted the tokens it signed; the state changes count once written.
-    for (id, before, after) in transitions.try_iter() {
-        if written.contains(&id) {
-            state.metrics.state_changed(&before, &after);
+            // `complete` counted the tokens it signed; the state changes count once written.
+            Ok((before, after)) => state.metrics.state_changed(&before, &after),
+            Err(UpdateError::Refused(err)) => log_failed(id, err),
+            Err(UpdateError::Store(err)) => log_failed(id, err.into()),
         }
     }
     Ok(())

@@ -95,26 +95,79 @@ pub trait DevicesExt: Devices {
         E: Send + 'static,
         F: FnOnce(&DeviceSnapshot) -> Result<(DeviceChange, T), E> + Send + 'static,
     {
-        let outcome = std::sync::Arc::new(std::sync::Mutex::new(None::<Result<T, E>>));
-        let slot = outcome.clone();
-        let boxed: ChangeFn = Box::new(move |snapshot: &DeviceSnapshot| {
-            let (result, change) = match change(snapshot) {
-                Ok((change, value)) => (Ok(value), Ok(change)),
-                Err(e) => (Err(e), Err(ClosureRefused.into())),
-            };
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-            change
-        });
+        let (boxed, slot) = keep_outcome(change);
         let stored = self.update_device(id, boxed).await;
-        let kept = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match (stored, kept) {
-            (Ok(record), Some(Ok(value))) => Ok((record, value)),
-            (Err(StoreError::Refused(_)), Some(Err(e))) => Err(UpdateError::Refused(e)),
-            (Err(e), _) => Err(UpdateError::Store(e)),
-            (Ok(_), _) => Err(UpdateError::Store(StoreError::Backend(
-                "a device was written without its change's outcome".into(),
-            ))),
-        }
+        typed_outcome(stored, &slot)
+    }
+
+    /// [`update_device_with`](DevicesExt::update_device_with) for several distinct devices in
+    /// one transaction ([`Devices::update_devices`]): each device's result in the order given,
+    /// the closure's value or its own error, or the store's refusal of that device.
+    async fn update_devices_with<T, E, F>(
+        &self,
+        changes: Vec<(String, F)>,
+    ) -> Result<Vec<Result<T, UpdateError<E>>>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&DeviceSnapshot) -> Result<(DeviceChange, T), E> + Send + 'static,
+    {
+        let mut slots = Vec::with_capacity(changes.len());
+        let boxed = changes
+            .into_iter()
+            .map(|(id, change)| {
+                let (boxed, slot) = keep_outcome(change);
+                slots.push(slot);
+                (id, boxed)
+            })
+            .collect();
+        let results = self.update_devices(boxed).await?;
+        Ok(results
+            .into_iter()
+            .zip(&slots)
+            .map(|(stored, slot)| typed_outcome(stored, slot).map(|((), value)| value))
+            .collect())
+    }
+}
+
+/// Where a typed closure's outcome waits while the store runs it.
+type OutcomeSlot<T, E> = std::sync::Arc<std::sync::Mutex<Option<Result<T, E>>>>;
+
+/// Boxes a typed closure for the object-safe store: the box hands the store the change, or a
+/// [`ClosureRefused`] marker, and keeps the closure's value or error in the slot.
+fn keep_outcome<T, E, F>(change: F) -> (ChangeFn, OutcomeSlot<T, E>)
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&DeviceSnapshot) -> Result<(DeviceChange, T), E> + Send + 'static,
+{
+    let outcome: OutcomeSlot<T, E> = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = outcome.clone();
+    let boxed: ChangeFn = Box::new(move |snapshot: &DeviceSnapshot| {
+        let (result, change) = match change(snapshot) {
+            Ok((change, value)) => (Ok(value), Ok(change)),
+            Err(e) => (Err(e), Err(ClosureRefused.into())),
+        };
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        change
+    });
+    (boxed, outcome)
+}
+
+/// The store's answer joined with the closure's outcome: the closure's own error when it
+/// refused, the store's when the store refused or failed.
+fn typed_outcome<R, T, E>(
+    stored: Result<R, StoreError>,
+    slot: &OutcomeSlot<T, E>,
+) -> Result<(R, T), UpdateError<E>> {
+    let kept = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (stored, kept) {
+        (Ok(record), Some(Ok(value))) => Ok((record, value)),
+        (Err(StoreError::Refused(_)), Some(Err(e))) => Err(UpdateError::Refused(e)),
+        (Err(e), _) => Err(UpdateError::Store(e)),
+        (Ok(_), _) => Err(UpdateError::Store(StoreError::Backend(
+            "a device was written without its change's outcome".into(),
+        ))),
     }
 }
 

@@ -12,8 +12,7 @@ use crate::auth::Actor;
 use crate::clock::micros;
 use crate::domain;
 use crate::error::ApiError;
-use crate::routes::admin::{new_id, required_text};
-use crate::routes::devices::parse_imei;
+use crate::input::{new_id, parse_imei, required_text};
 use crate::wire::{DeviceView, EnrollRequest};
 
 /// The checks of an enrollment that need no state: the IMEIs, the serial, the plan and the

@@ -20,6 +20,7 @@
 //!
 //! [`ApiError`]: crate::error::ApiError
 
+pub mod appeals;
 pub mod device_change;
 pub mod enrollment;
 pub mod overrides;

@@ -16,7 +16,7 @@ use crate::auth::{Action, Actor};
 use crate::clock::micros;
 use crate::domain::{self, StoredKind, rfc3339};
 use crate::error::ApiError;
-use crate::routes::admin::required_text;
+use crate::input::required_text;
 use crate::wire::{
     LockRequest, OfflineCode, OfflineCodeRequest, PolicyChangeRequest, ReleaseRequest,
     ReminderRequest, UnlockRequest,

@@ -14,7 +14,7 @@ use crate::auth::Actor;
 use crate::clock::micros;
 use crate::domain::{Inputs, parse_currency, parse_instant};
 use crate::error::ApiError;
-use crate::routes::admin::required_text;
+use crate::input::required_text;
 use crate::wire::{PaymentRequest, ReversalRequest};
 
 /// The largest payment, in minor units: a thousand trillion, far above any phone's price in any

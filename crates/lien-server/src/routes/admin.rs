@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::{Action, Actor, Role};
 use crate::clock::micros;
 use crate::error::{ApiError, ErrorBody};
+use crate::input::{new_id, payment_link, required_text};
 use crate::wire::{ApiKeyCreated, ApiKeyView, FinancierView, NewApiKey, NewFinancier};
 
 fn view(f: Financier) -> FinancierView {
@@ -23,42 +24,6 @@ fn view(f: Financier) -> FinancierView {
         contact: f.contact,
         payment_link: f.payment_link,
     }
-}
-
-/// A non-empty text of at most `max` characters.
-pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(ApiError::invalid(field, "must not be empty"));
-    }
-    if value.chars().count() > max {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    Ok(value.to_string())
-}
-
-/// A payment link as the borrower's pages will show it: an absolute `https` URL with a host,
-/// at most 200 characters. Anything else (`javascript:`, `data:`, plain `http`) is refused.
-pub fn payment_link(link: &str) -> Result<String, ApiError> {
-    let link = required_text("payment_link", link, 200)?;
-    let parsed = url::Url::parse(&link)
-        .map_err(|e| ApiError::invalid("payment_link", format!("is not a URL ({e})")))?;
-    if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid(
-            "payment_link",
-            "must be an https:// address",
-        ));
-    }
-    Ok(parsed.to_string())
-}
-
-/// A new id: `prefix_` and 16 hex digits of randomness.
-pub fn new_id(prefix: &str) -> Result<String, ApiError> {
-    let bytes = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
-    Ok(format!("{prefix}_{}", hex::encode(&bytes[..8])))
 }
 
 /// `POST /v1/financiers`: platform admins create financiers.

@@ -6,17 +6,16 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse as _;
-use lien_core::Imei;
 use lien_store::{DeviceFilter, DeviceSnapshot};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{IdempotencyKey, JsonText, applied_json, device_view, json_text, pending_release};
+use super::{JsonText, applied_json, json_text};
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
-use crate::commands;
 use crate::commands::enrollment::own_financier;
+use crate::commands::{self, IdempotencyKey, device_view, pending_release};
 use crate::domain::{self, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
@@ -24,17 +23,6 @@ use crate::wire::{
     OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson, ReleaseRequest,
     ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
 };
-
-/// An IMEI as typed: 15 digits, or a 16-digit IMEISV.
-pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
-    let text = text.trim();
-    let parsed = if text.len() == 16 {
-        Imei::from_imeisv(text)
-    } else {
-        Imei::parse(text)
-    };
-    parsed.map_err(|e| ApiError::invalid(field, e))
-}
 
 /// `POST /v1/devices`: enroll one device.
 #[utoipa::path(

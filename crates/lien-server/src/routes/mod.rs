@@ -9,24 +9,14 @@ pub(crate) mod phone;
 pub mod public;
 pub(crate) mod push;
 
-pub use phone::sign_checkin;
-// The device change path lives in `commands`; these names stay for the handlers, pages and
-// tools that use them here.
-pub use crate::commands::{
-    IdempotencyKey, Mutation, complete, device_view, evaluate_for_write, pending_release,
-    prepare_enrollment,
-};
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use jiff::Timestamp;
 use lien_proto::device_api::{MAX_CHECKIN_BODY_BYTES, MAX_HELLO_BODY_BYTES};
-use lien_store::DeviceSnapshot;
+pub use phone::sign_checkin;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::Actor;
 use crate::commands;
 use crate::error::ApiError;
 
@@ -136,26 +126,6 @@ impl axum::response::IntoResponse for JsonText {
         )
             .into_response()
     }
-}
-
-/// Applies a mutation to a device the actor can see, in one transaction, honouring the
-/// idempotency key if there is one: [`commands::change_device`] for a mutation with no typed
-/// result of its own, answered as JSON text.
-pub async fn mutate_device<F>(
-    state: &AppState,
-    actor: &Actor,
-    device_id: &str,
-    idempotency: Option<IdempotencyKey>,
-    build: F,
-) -> Result<JsonText, ApiError>
-where
-    F: FnOnce(&DeviceSnapshot, Timestamp) -> Result<Mutation, ApiError> + Send + 'static,
-{
-    let applied = commands::change_device(state, actor, device_id, idempotency, move |s, now| {
-        build(s, now).map(|m| (m, ()))
-    })
-    .await?;
-    applied_json(applied)
 }
 
 /// A command's answer as JSON text: the body made with the change, or the one kept for its

@@ -15,13 +15,13 @@ use lien_proto::hello::{Receipt, Verdict, binding_digest};
 use lien_store::{CheckinView, DeviceEvent, StoreError};
 use sha2::Sha256;
 
-use super::devices::parse_imei;
 use super::{JsonText, json_text};
 use crate::app::{AppState, Sighting};
 use crate::clock::micros;
 use crate::commands::OFFLINE_SUITE;
 use crate::commands::phone::BindError;
 use crate::error::{ApiError, ErrorBody};
+use crate::input::parse_imei;
 use crate::routes::public::PublicClient;
 pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{

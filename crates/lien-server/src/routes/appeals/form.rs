@@ -10,10 +10,8 @@ use axum::http::StatusCode;
 use jiff::civil::Date;
 use lien_core::{Currency, Imei, Money, PaymentRef};
 
+use crate::commands::appeals::{AppealRequest, Claim, ClaimKind, Document};
 use crate::error::ApiError;
-
-/// The claims a borrower can make.
-pub const CLAIMS: [&str; 3] = ["paid", "owner", "wrong_lock"];
 
 /// The file fields the form accepts: the receipt of a payment, the proof of purchase of a
 /// second-hand phone, any document for a wrong lock.
@@ -350,20 +348,6 @@ pub fn check_upload(upload: &Upload, max: u64) -> Result<(&'static str, &'static
     Ok((media_type, ext))
 }
 
-/// A new appeal reference: `AP-` and 20 characters of an unambiguous alphabet (100 bits from
-/// the operating system), in groups of four.
-pub fn new_reference() -> Result<String, ApiError> {
-    const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
-    let mut bytes = [0u8; 20];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
-    let chars: Vec<char> = bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(b % 32)] as char)
-        .collect();
-    let groups: Vec<String> = chars.chunks(4).map(|c| c.iter().collect()).collect();
-    Ok(format!("AP-{}", groups.join("-")))
-}
-
 /// Whether `text` looks like an appeal reference (before any look-up).
 pub(super) fn plausible_reference(text: &str) -> bool {
     text.len() == 27
@@ -420,37 +404,53 @@ pub(super) fn proof_fields(form: &AppealForm) -> Result<(Imei, String), ApiError
     Ok((imei, code))
 }
 
-/// What a new appeal says, checked.
-pub(super) struct Claim {
-    pub(super) claim: &'static str,
-    pub(super) contact: String,
-    pub(super) statement: String,
-    pub(super) payment_reference: Option<String>,
-    pub(super) paid_on: Option<Date>,
-    pub(super) amount: Option<(i64, Currency)>,
-}
-
-/// Checks a form as [`open_appeal`] does before it looks anything up: the claim and the fields
+/// Checks a form as [`checked_request`] does before it looks anything up: the claim and the fields
 /// it requires, each refusal naming its field. For the fuzz targets (crates/lien-fuzz).
 #[doc(hidden)]
 pub fn check_form(form: &AppealForm, today: Date) -> Result<(), ApiError> {
     check_claim(form, today).map(|_| ())
 }
 
+/// The request a form makes, checked in the order a borrower reads the form: the holder's
+/// proof (IMEI and status code), the claim and the fields it requires, then the document
+/// (`max_file` bytes at most). Nothing here looks at any phone.
+pub fn checked_request(
+    form: AppealForm,
+    today: Date,
+    max_file: u64,
+) -> Result<AppealRequest, ApiError> {
+    let (imei, status_code) = proof_fields(&form)?;
+    let claim = check_claim(&form, today)?;
+    let document = match form.file {
+        Some(upload) => {
+            let (media_type, ext) = check_upload(&upload, max_file)?;
+            Some(Document {
+                bytes: upload.bytes,
+                media_type,
+                ext,
+            })
+        }
+        None => None,
+    };
+    Ok(AppealRequest {
+        imei,
+        status_code,
+        claim,
+        document,
+    })
+}
+
 pub(super) fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiError> {
     let claim_text = form
         .text("claim")
         .ok_or_else(|| ApiError::invalid("claim", "choose one: paid, owner or wrong_lock"))?;
-    let claim = CLAIMS
-        .iter()
-        .find(|c| **c == claim_text)
-        .copied()
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "claim",
-                format!("{claim_text:?} is not one of paid, owner, wrong_lock"),
-            )
-        })?;
+    let claim = ClaimKind::parse(claim_text).ok_or_else(|| {
+        ApiError::invalid(
+            "claim",
+            format!("{claim_text:?} is not one of paid, owner, wrong_lock"),
+        )
+    })?;
+
     let contact = form
         .text("contact")
         .ok_or_else(|| {
@@ -476,7 +476,7 @@ pub(super) fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiEr
         amount: None,
     };
     match claim {
-        "paid" => {
+        ClaimKind::Paid => {
             let reference = form.text("payment_reference").ok_or_else(|| {
                 ApiError::invalid(
                     "payment_reference",
@@ -515,7 +515,7 @@ pub(super) fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiEr
                 ));
             }
         }
-        "owner" => {
+        ClaimKind::Owner => {
             if form.file.is_none() {
                 return Err(ApiError::invalid(
                     "proof_of_purchase",
@@ -523,7 +523,7 @@ pub(super) fn check_claim(form: &AppealForm, today: Date) -> Result<Claim, ApiEr
                 ));
             }
         }
-        _ => {
+        ClaimKind::WrongLock => {
             if checked.statement.is_empty() {
                 return Err(ApiError::invalid(
                     "statement",
@@ -666,8 +666,8 @@ mod tests {
 
     #[test]
     fn references_are_long_and_recognisable() {
-        let r = new_reference().unwrap();
+        let r = crate::commands::appeals::new_reference().unwrap();
         assert!(plausible_reference(&r), "{r}");
-        assert_ne!(r, new_reference().unwrap());
+        assert_ne!(r, crate::commands::appeals::new_reference().unwrap());
     }
 }

@@ -1,32 +1,25 @@
-//! The appeal handlers: extract, look up, call the rules, write, serialize.
+//! The appeal handlers: extract, call the appeal commands (`crate::commands::appeals`) or
+//! read, and serialize.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use lien_core::Imei;
-use lien_store::{
-    AppealFilter, AppealRecord, AttachmentRecord, DeviceChange, DeviceRecord, DeviceSnapshot,
-    StoreError,
-};
+use lien_store::{AppealFilter, AppealRecord, DeviceRecord, StoreError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::super::{JsonText, complete, json_text, mutate_device};
-use super::form::{
-    AppealForm, check_claim, check_upload, new_reference, plausible_reference, proof_fields,
-    read_form,
-};
-use super::rules::{
-    answer_mutation, appeal_terms, history_refusal, not_proven, open_mutation, progress,
-    status_code_matches, superseded_cutoff_us,
-};
+use super::super::json_text;
+use super::form::{AppealForm, checked_request, plausible_reference, read_form};
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
+use crate::commands::appeals::rules::{progress, superseded_cutoff_us};
+use crate::commands::appeals::{
+    self, Answer, AppealStatus, ClaimKind, OpenedAppeal, Verdict, visible_appeal,
+};
 use crate::domain::rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::MoneyJson;
@@ -69,219 +62,12 @@ pub async fn find_device(state: &AppState, query: &str) -> Result<DeviceRecord, 
     }
 }
 
-/// The financed device whose phone shows `code`, found by `imei`: the appellant's proof of
-/// holding the phone. The code must be the current token's or one superseded within
-/// `status_code_grace_hours` (a phone shows its new code only after it has checked in), and is
-/// compared with each in constant time. Anything else is [`not_proven`], except a phone whose
-/// release the public IMEI check shows: that is a conflict, as nobody holds a claim to appeal.
-async fn proven_device(
-    state: &AppState,
-    imei: &Imei,
-    code: &str,
-) -> Result<DeviceRecord, ApiError> {
-    let released =
-        || ApiError::Conflict("this phone is released: no financier holds a claim on it".into());
-    let device = match state.store.device_by_imei(imei.as_str()).await {
-        Ok(device) => device,
-        Err(StoreError::NotFound) => {
-            let now_us = micros(state.clock.now());
-            return match state.store.last_release(imei.as_str()).await? {
-                Some(at)
-                    if now_us - at < super::super::public::RELEASE_SHOWN_DAYS * 86_400_000_000 =>
-                {
-                    Err(released())
-                }
-                _ => Err(not_proven()),
-            };
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if device.released_us.is_some() {
-        return Err(released());
-    }
-    let shown = state
-        .store
-        .recent_status_codes(&device.enrolled.id, superseded_cutoff_us(state))
-        .await?;
-    if status_code_matches(&shown, code) {
-        Ok(device)
-    } else {
-        Err(not_proven())
-    }
-}
-
-/// One appeal at a time, and none during the cool-down after a rejection (see
-/// [`history_refusal`]). Appeals of a device follow one another (a second cannot open while
-/// one is open), so its newest is the one that matters.
-async fn check_appeal_history(
-    state: &AppState,
-    device: &DeviceRecord,
-    now_us: i64,
-) -> Result<(), ApiError> {
-    let latest = state
-        .store
-        .list_appeals(&AppealFilter {
-            device_id: Some(device.enrolled.id.clone()),
-            limit: 1,
-            ..AppealFilter::default()
-        })
-        .await?;
-    let cooldown_us = i64::from(state.settings.appeal_cooldown_hours) * 3_600_000_000;
-    history_refusal(latest.first(), now_us, cooldown_us)
-}
-
-/// An appeal just opened, and why a payment appeal will not unlock the phone at its deadline
-/// if it will not.
-#[derive(Debug, Clone)]
-pub struct OpenedAppeal {
-    /// The appeal as written.
-    pub record: AppealRecord,
-    /// For a payment appeal without a provisional unlock: why (see [`unlock_withheld`]).
-    pub unlock_withheld: Option<String>,
-}
-
-/// Opens an appeal from a checked form: checks the holder's proof (IMEI and lock-screen status
-/// code), that no appeal is open or cooling down after a rejection, and the claim against the
-/// plan; stores the document, then writes the appeal, its overrides and the audit record in one
-/// device change. If the change fails, the file goes.
-///
-/// Everything that can be checked without the device is checked first, so a refusal for a bad
-/// field says nothing about the phone; what is about the phone (the history of its appeals, its
-/// plan's currency) is told only once the proof holds.
+/// Opens an appeal from a form as read: checks it ([`checked_request`]) and calls the command.
+/// The JSON API and the HTML page both open appeals through here.
 pub async fn open_appeal(state: &AppState, form: AppealForm) -> Result<OpenedAppeal, ApiError> {
-    let (imei, code) = proof_fields(&form)?;
-    let now = state.clock.now();
-    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-    let claim = check_claim(&form, today)?;
-    let max = state.settings.appeal_upload_max_bytes;
-    let checked_file = match &form.file {
-        Some(upload) => Some((upload, check_upload(upload, max)?)),
-        None => None,
-    };
-    let device = proven_device(state, &imei, &code).await?;
-    let now_us = micros(now);
-    check_appeal_history(state, &device, now_us).await?;
-    if let Some((_, currency)) = claim.amount
-        && currency.code() != device.decision.currency
-    {
-        return Err(ApiError::invalid(
-            "currency",
-            format!(
-                "this phone's plan is in {}; give the amount paid in {0}",
-                device.decision.currency
-            ),
-        ));
-    }
-    let (response_us, unlock_us) = appeal_terms(
-        &device.enrolled.policy_json,
-        state.settings.appeal_response_hours,
-        state.settings.appeal_unlock_hours,
-    )?;
-    let reference = new_reference()?;
-    let deadline_us = now_us + response_us;
-
-    // The document first, under a key of its own; the row that points at it comes after (see
-    // `crate::attachments` for what a failure in between leaves).
-    let mut stored_key = None;
-    let attachment = match checked_file {
-        Some((upload, (media_type, ext))) => {
-            let key = format!("appeals/{reference}.{ext}");
-            state
-                .attachments
-                .put(&key, &upload.bytes, media_type)
-                .await
-                .map_err(|e| {
-                    ApiError::Internal(anyhow::Error::new(e).context("storing an upload"))
-                })?;
-            stored_key = Some(key.clone());
-            Some(AttachmentRecord {
-                path: key,
-                media_type: media_type.to_string(),
-                size: upload.bytes.len() as i64,
-                sha256: Sha256::digest(&upload.bytes).to_vec(),
-            })
-        }
-        None => None,
-    };
-    let record = AppealRecord {
-        reference: reference.clone(),
-        device_id: device.enrolled.id.clone(),
-        financier_id: device.enrolled.financier_id.clone(),
-        claim: claim.claim.to_string(),
-        contact: claim.contact,
-        statement: claim.statement,
-        payment_reference: claim.payment_reference,
-        paid_on: claim.paid_on.map(|d| d.to_string()),
-        amount_minor: claim.amount.map(|a| a.0),
-        currency: claim.amount.map(|a| a.1.code().to_string()),
-        status: "open".into(),
-        opened_us: now_us,
-        deadline_us,
-        // Decided with the device's inputs under its lock, in `write_open`.
-        unlock_until_us: None,
-        decided_us: None,
-        decided_by: None,
-        decision_reason: None,
-        attachment,
-    };
-    let written = write_open(state, record, unlock_us, now).await;
-    if written.is_err()
-        && let Some(key) = stored_key
-        && let Err(e) = state.attachments.delete(&key).await
-    {
-        // The document stays, unreachable: no row names it.
-        tracing::warn!(error = %e, key, "an upload whose appeal was not written was not removed");
-    }
-    match written {
-        // Another appeal opened between the check and the write: name it, as the check would.
-        Err(ApiError::Conflict(message)) => {
-            check_appeal_history(state, &device, now_us).await?;
-            Err(ApiError::Conflict(message))
-        }
-        other => other,
-    }
-}
-
-/// The actor the audit log records for what the borrower does without an account.
-const BORROWER: &str = "borrower";
-
-async fn write_open(
-    state: &AppState,
-    record: AppealRecord,
-    unlock_us: i64,
-    now: Timestamp,
-) -> Result<OpenedAppeal, ApiError> {
-    let closure_state = state.clone();
-    let device_id = record.device_id.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let result = state
-        .store
-        .update_device(
-            &device_id,
-            Box::new(move |snapshot: &DeviceSnapshot| {
-                let run = || -> Result<DeviceChange, ApiError> {
-                    let (mutation, opened) = open_mutation(snapshot, record, unlock_us, now)?;
-                    let (change, _, before, after) =
-                        complete(&closure_state, snapshot, BORROWER, mutation, now)?;
-                    let _ = tx.send((before, after, opened));
-                    Ok(change)
-                };
-                run().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-            }),
-        )
-        .await;
-    match result {
-        Ok(_) => {
-            let (before, after, opened) = rx.recv().map_err(|_| {
-                ApiError::Internal(anyhow::anyhow!("an appeal was written without its record"))
-            })?;
-            state.metrics.state_changed(&before, &after);
-            state.scheduler_wake.notify_one();
-            Ok(opened)
-        }
-        Err(StoreError::NotFound) => Err(ApiError::NotFound("device")),
-        Err(e) => Err(e.into()),
-    }
+    let today = state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let request = checked_request(form, today, state.settings.appeal_upload_max_bytes)?;
+    appeals::open_appeal(state, request).await
 }
 
 /// An appeal as the borrower sees it, by its reference: nothing the borrower did not send,
@@ -290,10 +76,10 @@ async fn write_open(
 pub struct AppealPublicView {
     /// The reference to follow it by.
     pub reference: String,
-    /// `paid`, `owner` or `wrong_lock`.
-    pub claim: String,
-    /// `open`, `accepted` or `rejected`.
-    pub status: String,
+    /// What is claimed.
+    pub claim: ClaimKind,
+    /// Where it stands.
+    pub status: AppealStatus,
     /// Where it stands, in words.
     pub progress: String,
     /// When it was opened (RFC 3339).
@@ -332,8 +118,8 @@ pub struct AppealView {
     pub reference: String,
     /// The device.
     pub device_id: String,
-    /// `paid`, `owner` or `wrong_lock`.
-    pub claim: String,
+    /// What is claimed.
+    pub claim: ClaimKind,
     /// How to reach the borrower.
     pub contact: String,
     /// The borrower's words.
@@ -344,8 +130,8 @@ pub struct AppealView {
     pub paid_on: Option<String>,
     /// For `paid`: the amount claimed.
     pub amount: Option<MoneyJson>,
-    /// `open`, `accepted` or `rejected`.
-    pub status: String,
+    /// Where it stands.
+    pub status: AppealStatus,
     /// Where it stands.
     pub progress: String,
     /// Opened at (RFC 3339).
@@ -365,12 +151,12 @@ pub struct AppealView {
 }
 
 /// The financier's view of an appeal.
-pub fn appeal_view(a: &AppealRecord, now_us: i64) -> AppealView {
+pub fn appeal_view(a: &AppealRecord, now_us: i64) -> Result<AppealView, ApiError> {
     let at = |us: i64| rfc3339(from_micros(us));
-    AppealView {
+    Ok(AppealView {
         reference: a.reference.clone(),
         device_id: a.device_id.clone(),
-        claim: a.claim.clone(),
+        claim: ClaimKind::stored(&a.claim)?,
         contact: a.contact.clone(),
         statement: a.statement.clone(),
         payment_reference: a.payment_reference.clone(),
@@ -379,7 +165,7 @@ pub fn appeal_view(a: &AppealRecord, now_us: i64) -> AppealView {
             .amount_minor
             .zip(a.currency.clone())
             .map(|(minor, currency)| MoneyJson { minor, currency }),
-        status: a.status.clone(),
+        status: AppealStatus::stored(&a.status)?,
         progress: progress(a, now_us),
         opened_at: at(a.opened_us),
         deadline: at(a.deadline_us),
@@ -393,7 +179,7 @@ pub fn appeal_view(a: &AppealRecord, now_us: i64) -> AppealView {
             sha256: hex::encode(&f.sha256),
             url: format!("/v1/appeals/{}/attachment", a.reference),
         }),
-    }
+    })
 }
 
 /// The borrower's view of an appeal.
@@ -415,8 +201,8 @@ pub async fn public_view(state: &AppState, reference: &str) -> Result<AppealPubl
     let at = |us: i64| rfc3339(from_micros(us));
     Ok(AppealPublicView {
         reference: a.reference.clone(),
-        claim: a.claim.clone(),
-        status: a.status.clone(),
+        claim: ClaimKind::stored(&a.claim)?,
+        status: AppealStatus::stored(&a.status)?,
         progress: progress(&a, now_us),
         opened_at: at(a.opened_us),
         deadline: at(a.deadline_us),
@@ -438,8 +224,8 @@ pub struct AppealFormDoc {
     /// holds the phone. The code of the phone's current status token matches, and for
     /// `status_code_grace_hours` (24 by default) after a new token, the previous ones.
     status_code: String,
-    /// `paid`, `owner` or `wrong_lock`.
-    claim: String,
+    /// What is claimed.
+    claim: ClaimKind,
     /// Where the financier can reach the borrower.
     contact: String,
     /// The borrower's words (required for `wrong_lock`).
@@ -570,38 +356,27 @@ pub async fn list(
     Query(query): Query<AppealQuery>,
 ) -> Result<Json<Vec<AppealView>>, ApiError> {
     actor.require(Action::Read)?;
-    if let Some(s) = &query.status
-        && !["open", "accepted", "rejected"].contains(&s.as_str())
-    {
-        return Err(ApiError::invalid(
-            "status",
-            "one of open, accepted, rejected",
-        ));
-    }
+    let status = match &query.status {
+        Some(s) => Some(
+            AppealStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "one of open, accepted, rejected"))?,
+        ),
+        None => None,
+    };
     let filter = AppealFilter {
         financier_id: actor.financier_id.clone(),
-        status: query.status,
+        status: status.map(|s| s.as_str().to_string()),
         device_id: query.device_id,
         limit: query.limit.unwrap_or(100).clamp(1, 1000),
     };
     let now_us = micros(state.clock.now());
     let appeals = state.store.list_appeals(&filter).await?;
     Ok(Json(
-        appeals.iter().map(|a| appeal_view(a, now_us)).collect(),
+        appeals
+            .iter()
+            .map(|a| appeal_view(a, now_us))
+            .collect::<Result<_, _>>()?,
     ))
-}
-
-/// An appeal the caller may see; another financier's is "not found" like a missing one.
-async fn visible_appeal(
-    state: &AppState,
-    actor: &Actor,
-    reference: &str,
-) -> Result<AppealRecord, ApiError> {
-    match state.store.appeal(reference).await {
-        Ok(a) if actor.sees_financier(&a.financier_id) => Ok(a),
-        Ok(_) | Err(StoreError::NotFound) => Err(ApiError::NotFound("appeal")),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// One appeal.
@@ -625,7 +400,7 @@ pub async fn get_one(
 ) -> Result<Json<AppealView>, ApiError> {
     actor.require(Action::Read)?;
     let a = visible_appeal(&state, &actor, &reference).await?;
-    Ok(Json(appeal_view(&a, micros(state.clock.now()))))
+    Ok(Json(appeal_view(&a, micros(state.clock.now()))?))
 }
 
 /// The document uploaded with an appeal, to the device's financier and support only.
@@ -691,8 +466,8 @@ pub async fn attachment(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppealDecision {
-    /// `accept` or `reject`.
-    pub decision: String,
+    /// Accept or reject.
+    pub decision: Verdict,
     /// Why; the borrower sees it. Required to reject.
     #[serde(default)]
     pub reason: String,
@@ -728,54 +503,11 @@ pub async fn decide(
 ) -> Result<Json<AppealView>, ApiError> {
     actor.require(Action::AnswerAppeal)?;
     let Json(answer) = body?;
-    let accept = match answer.decision.as_str() {
-        "accept" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::invalid(
-                "decision",
-                format!("{other:?} is neither \"accept\" nor \"reject\""),
-            ));
-        }
+    let answer = Answer {
+        verdict: answer.decision,
+        reason: answer.reason,
+        record_payment: answer.record_payment,
     };
-    let reason = answer.reason.trim().to_string();
-    if !accept && reason.is_empty() {
-        return Err(ApiError::invalid(
-            "reason",
-            "say why the appeal is rejected; the borrower sees it",
-        ));
-    }
-    if reason.chars().count() > 500 {
-        return Err(ApiError::invalid("reason", "at most 500 characters"));
-    }
-    let appeal = visible_appeal(&state, &actor, &reference).await?;
-    if appeal.status != "open" {
-        return Err(ApiError::Conflict(format!(
-            "appeal {} is already {}",
-            appeal.reference, appeal.status
-        )));
-    }
-    let record_payment = accept && appeal.claim == "paid" && answer.record_payment.unwrap_or(true);
-    let decided_by = actor.key_id.clone();
-    let a = appeal.clone();
-    let _: JsonText = mutate_device(
-        &state,
-        &actor,
-        &appeal.device_id,
-        None,
-        move |snapshot, now| {
-            answer_mutation(
-                snapshot,
-                now,
-                &a,
-                accept,
-                reason,
-                record_payment,
-                decided_by,
-            )
-        },
-    )
-    .await?;
-    let answered = state.store.appeal(&appeal.reference).await?;
-    Ok(Json(appeal_view(&answered, micros(state.clock.now()))))
+    let answered = appeals::answer_appeal(&state, &actor, &reference, answer).await?;
+    Ok(Json(appeal_view(&answered, micros(state.clock.now()))?))
 }

@@ -9,15 +9,15 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use lien_core::Money;
 use lien_store::{
-    AppealRecord, AppealWrite, DeviceChange, DeviceSnapshot, OverrideRecord, OverrideUpdate,
-    PaymentRecord,
+    AppealRecord, AppealWrite, DeviceChange, DeviceSnapshot, OverrideRecord, PaymentRecord,
 };
 use subtle::ConstantTimeEq;
 
-use super::super::Mutation;
-use super::handlers::OpenedAppeal;
+use super::{AppealStatus, ClaimKind, OpenedAppeal};
 use crate::app::AppState;
 use crate::clock::{from_micros, micros};
+use crate::commands::Mutation;
+use crate::commands::end_or_cancel;
 use crate::domain::{kind, rfc3339};
 use crate::error::ApiError;
 use crate::wire::PolicyJson;
@@ -38,7 +38,7 @@ pub fn not_proven() -> ApiError {
 /// Whether `code` is one of the status codes the phone may be showing (`shown`): compared with
 /// each in constant time, and with all of them, so the time taken says nothing about which
 /// came close.
-pub(super) fn status_code_matches(shown: &[String], code: &str) -> bool {
+pub fn status_code_matches(shown: &[String], code: &str) -> bool {
     let mut matched = subtle::Choice::from(0);
     for candidate in shown {
         matched |= candidate.as_bytes().ct_eq(code.as_bytes());
@@ -49,7 +49,7 @@ pub(super) fn status_code_matches(shown: &[String], code: &str) -> bool {
 /// Why a new appeal about a device may not open, given the device's newest appeal (`latest`):
 /// one is open, or the last was rejected less than `cooldown_us` ago. Told only to an
 /// appellant who proved holding the phone, so the references it names reach no stranger.
-pub(super) fn history_refusal(
+pub fn history_refusal(
     latest: Option<&AppealRecord>,
     now_us: i64,
     cooldown_us: i64,
@@ -57,13 +57,14 @@ pub(super) fn history_refusal(
     let Some(last) = latest else {
         return Ok(());
     };
-    if last.status == "open" {
+    let status = AppealStatus::stored(&last.status)?;
+    if status == AppealStatus::Open {
         return Err(ApiError::Conflict(format!(
             "appeal {} about this phone is already open; follow it with its reference",
             last.reference
         )));
     }
-    if last.status == "rejected"
+    if status == AppealStatus::Rejected
         && let Some(decided_us) = last.decided_us
         && now_us < decided_us + cooldown_us
     {
@@ -83,7 +84,7 @@ pub(super) fn history_refusal(
 /// now, the claimed amount (in the plan's currency, checked before) covers it, and the payment
 /// reference is not one already recorded. The receipt was checked as a whole document of a
 /// plausible size before, and the appellant proved holding the phone.
-pub(super) fn unlock_withheld(
+pub fn unlock_withheld(
     snapshot: &DeviceSnapshot,
     appeal: &AppealRecord,
     now: Timestamp,
@@ -123,7 +124,7 @@ pub(super) fn unlock_withheld(
 /// The response deadline and provisional-unlock length of a device's policy (its stored JSON):
 /// a custom policy's own settings, else the server's (`default_response_hours`,
 /// `default_unlock_hours`); the unlock never outlasts the policy's lease.
-pub(super) fn appeal_terms(
+pub fn appeal_terms(
     policy_json: &str,
     default_response_hours: u32,
     default_unlock_hours: u32,
@@ -144,10 +145,10 @@ pub(super) fn appeal_terms(
 /// Where an appeal stands, in words the borrower understands.
 pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
     let deadline = rfc3339(from_micros(appeal.deadline_us));
-    match appeal.status.as_str() {
-        "accepted" => "Accepted by the financier.".to_string(),
-        "rejected" => "Rejected by the financier.".to_string(),
-        _ => match appeal.unlock_until_us {
+    match AppealStatus::parse(&appeal.status) {
+        Some(AppealStatus::Accepted) => "Accepted by the financier.".to_string(),
+        Some(AppealStatus::Rejected) => "Rejected by the financier.".to_string(),
+        Some(AppealStatus::Open) | None => match appeal.unlock_until_us {
             Some(until) if now_us >= appeal.deadline_us && now_us < until => format!(
                 "Not answered by the deadline ({deadline}): the phone is unlocked until {} \
                  while the financier reviews it.",
@@ -162,7 +163,7 @@ pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
                 "Waiting for the financier, who must answer by {deadline}. If they do not, the \
                  phone is unlocked for a while from then. Nothing gets worse meanwhile."
             ),
-            None if appeal.claim == "paid" => format!(
+            None if ClaimKind::parse(&appeal.claim) == Some(ClaimKind::Paid) => format!(
                 "Waiting for the financier, who should answer by {deadline}. Nothing gets worse \
                  meanwhile. This claim does not unlock the phone at the deadline: the amount \
                  claimed does not lift what is overdue, or the payment is already recorded."
@@ -175,7 +176,10 @@ pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
     }
 }
 
-pub(super) fn answer_mutation(
+/// The device change that answers an appeal: ends what the appeal put in force, records the
+/// claimed payment when accepting a payment appeal says so (and it is not already recorded,
+/// dated when it was paid but never in the future), and writes the answer.
+pub fn answer_mutation(
     snapshot: &DeviceSnapshot,
     now: Timestamp,
     appeal: &AppealRecord,
@@ -187,27 +191,10 @@ pub(super) fn answer_mutation(
     let now_us = micros(now);
     let ours = format!("appeal:{}", appeal.reference);
     // End what the appeal put in force: what has begun ends now, what has not never applies.
-    let override_updates = snapshot
-        .overrides
-        .iter()
-        .filter(|o| o.actor == ours && o.cancelled_us.is_none())
-        .filter(|o| o.until_us.is_none_or(|u| u > now_us))
-        .map(|o| {
-            if o.from_us < now_us {
-                OverrideUpdate {
-                    id: o.id,
-                    until_us: Some(now_us),
-                    cancelled_us: None,
-                }
-            } else {
-                OverrideUpdate {
-                    id: o.id,
-                    until_us: None,
-                    cancelled_us: Some(now_us),
-                }
-            }
-        })
-        .collect();
+    let override_updates = end_or_cancel(
+        snapshot.overrides.iter().filter(|o| o.actor == ours),
+        now_us,
+    );
     let mut payment = None;
     if record_payment
         && let (Some(reference), Some(minor), Some(currency), Some(paid_on)) = (
@@ -234,7 +221,12 @@ pub(super) fn answer_mutation(
             recorded_us: now_us,
         });
     }
-    let status = if accept { "accepted" } else { "rejected" };
+    let status = if accept {
+        AppealStatus::Accepted
+    } else {
+        AppealStatus::Rejected
+    }
+    .as_str();
     let mut audit_reason = format!("appeal {} {status}", appeal.reference);
     if !reason.is_empty() {
         audit_reason.push_str(&format!(": {reason}"));
@@ -269,7 +261,7 @@ pub(super) fn answer_mutation(
 /// its dispute freeze from now and, for a payment appeal that passes [`unlock_withheld`], a
 /// provisional unlock of `unlock_us` from the deadline. A released phone has nobody to appeal
 /// to. Returns the change to make and the appeal as it will be written.
-pub(super) fn open_mutation(
+pub fn open_mutation(
     snapshot: &DeviceSnapshot,
     record: AppealRecord,
     unlock_us: i64,
@@ -282,7 +274,7 @@ pub(super) fn open_mutation(
     }
     let mut record = record;
     let mut unlock_withheld_because = None;
-    if record.claim == "paid" {
+    if ClaimKind::stored(&record.claim)? == ClaimKind::Paid {
         match unlock_withheld(snapshot, &record, now)? {
             None => record.unlock_until_us = Some(record.deadline_us + unlock_us),
             Some(why) => unlock_withheld_because = Some(why),

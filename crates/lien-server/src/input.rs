@@ -1,0 +1,53 @@
+//! Checks of what comes from outside, shared by the handlers and the commands: each refusal
+//! is a 422 naming the field.
+
+use lien_core::Imei;
+
+use crate::error::ApiError;
+
+/// A non-empty text of at most `max` characters.
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A payment link as the borrower's pages will show it: an absolute `https` URL with a host,
+/// at most 200 characters. Anything else (`javascript:`, `data:`, plain `http`) is refused.
+pub fn payment_link(link: &str) -> Result<String, ApiError> {
+    let link = required_text("payment_link", link, 200)?;
+    let parsed = url::Url::parse(&link)
+        .map_err(|e| ApiError::invalid("payment_link", format!("is not a URL ({e})")))?;
+    if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid(
+            "payment_link",
+            "must be an https:// address",
+        ));
+    }
+    Ok(parsed.to_string())
+}
+
+/// An IMEI as typed: 15 digits, or a 16-digit IMEISV.
+pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
+    let text = text.trim();
+    let parsed = if text.len() == 16 {
+        Imei::from_imeisv(text)
+    } else {
+        Imei::parse(text)
+    };
+    parsed.map_err(|e| ApiError::invalid(field, e))
+}
+
+/// A new id: `prefix_` and 16 hex digits of randomness.
+pub fn new_id(prefix: &str) -> Result<String, ApiError> {
+    let bytes = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
+    Ok(format!("{prefix}_{}", hex::encode(&bytes[..8])))
+}
