@@ -1,59 +1,29 @@
 //! The OpenAPI document, generated from the handlers' annotations and the wire types.
 //! A copy is committed as `openapi.json` at the crate root; a test fails when they differ.
 //!
+//! The document is not listed here: `routes::api` declares each route once, by its handler,
+//! and gets the router and the document's paths from that one declaration. This module gives
+//! what the paths do not: the info, tags and shared schemas ([`ApiDoc`]), and what every route
+//! shares ([`complete`]).
+//!
 //! To regenerate the copy after changing the API:
 //! `LIEN_WRITE_OPENAPI=1 cargo test -p lien-server --lib openapi`.
 
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, appeals, devices, ops, phone, public, push};
+use crate::routes::{appeals, public};
 
-/// The API's description.
-#[derive(OpenApi)]
+/// The document's frame: its info, tags and the schemas every route may name. `routes::api`
+/// adds the paths, then [`complete`] what they share.
+#[derive(utoipa::OpenApi)]
 #[openapi(
     info(
         title = "Lien",
         description = "Financier API and device endpoints of Lien."
-    ),
-    paths(
-        ops::healthz,
-        ops::readyz,
-        ops::metrics,
-        ops::openapi,
-        admin::create_financier,
-        admin::list_financiers,
-        admin::create_api_key,
-        admin::create_platform_key,
-        admin::list_keys,
-        admin::list_financier_keys,
-        admin::revoke_key,
-        devices::enroll,
-        devices::list,
-        devices::bulk_enroll,
-        devices::status,
-        devices::history,
-        devices::record_payment,
-        devices::reverse_payment,
-        devices::lock,
-        devices::unlock,
-        devices::reminder,
-        devices::release,
-        devices::cancel_release,
-        devices::offline_unlock,
-        devices::change_policy,
-        devices::status_code,
-        phone::hello_challenge,
-        phone::hello,
-        phone::checkin,
-        push::push,
-        public::imei,
-        appeals::open,
-        appeals::follow,
-        appeals::list,
-        appeals::get_one,
-        appeals::attachment,
-        appeals::decide,
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -92,7 +62,6 @@ use crate::routes::{admin, appeals, devices, ops, phone, public, push};
         appeals::AttachmentView,
         appeals::AppealDecision,
     )),
-    modifiers(&ApiKeyAuth, &EdgeResponses),
     tags(
         (name = "financiers", description = "Financiers and their API keys, and the platform's own keys."),
         (name = "devices", description = "Enrollment, payments, locks, release, policy changes and reads, on the caller's devices."),
@@ -211,18 +180,58 @@ impl Modify for EdgeResponses {
     }
 }
 
+/// Adds what every route shares, once the routes have added their paths: the security
+/// schemes and the answers of the server's edge.
+pub fn complete(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    ApiKeyAuth.modify(&mut document);
+    EdgeResponses.modify(&mut document);
+    document
+}
+
 /// The document as pretty JSON.
+fn to_json(document: &utoipa::openapi::OpenApi) -> String {
+    document.to_pretty_json().expect("the document serializes")
+}
+
+/// The document `/openapi.json` serves: that of the router serving it, made into JSON once,
+/// when the router is built (see `routes::router`), and shared by every request.
+#[derive(Clone)]
+pub struct Document(Bytes);
+
+impl Document {
+    /// The JSON text of `document`.
+    pub fn new(document: &utoipa::openapi::OpenApi) -> Document {
+        Document(Bytes::from(to_json(document)))
+    }
+}
+
+impl IntoResponse for Document {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
+/// The document of the JSON API (`routes::api`), as pretty JSON: what `/openapi.json` serves.
+/// No setting changes it.
 pub fn document() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the document serializes")
+    to_json(&crate::routes::api(&crate::config::Settings::default()).1)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::extract::{MatchedPath, Request};
+    use axum::http::StatusCode;
+    use axum::middleware::{self, Next};
+    use tower::ServiceExt as _;
 
     use super::*;
+    use crate::app::AppState;
+    use crate::clock::SystemClock;
+    use crate::config::Settings;
+    use crate::secrets::Secrets;
 
     /// The committed copy, at the crate root.
     const COMMITTED: &str = include_str!("../openapi.json");
@@ -247,74 +256,141 @@ mod tests {
         );
     }
 
-    /// The `(method, path)` pairs of `router()`, read from its source: every `.route(PATH,
-    /// get(..).post(..))` call, with the methods its method router chains.
-    fn routed_operations() -> BTreeSet<(String, String)> {
-        let source = include_str!("routes/mod.rs");
-        let start = source
-            .find("pub fn router(")
-            .expect("routes/mod.rs has router()");
-        let body = &source[start..];
-        let body = &body[..body.find("\n}\n").expect("router() ends")];
-        let mut operations = BTreeSet::new();
-        for call in body.split(".route(").skip(1) {
-            let mut parts = call.splitn(3, '"');
-            let path = parts
-                .nth(1)
-                .expect("each .route( starts with its path literal");
-            // The method router follows the path; a method's name inside the path is no method.
-            let call = parts.next().unwrap_or_default();
-            let methods = ["get", "post", "put", "patch", "delete", "head", "options"];
-            let mut found = 0;
-            for token in call.split(|c: char| !c.is_ascii_alphanumeric() && c != '_') {
-                if methods.contains(&token) {
-                    operations.insert((token.to_string(), path.to_string()));
-                    found += 1;
-                }
-            }
-            assert!(found > 0, "no method found for route {path:?}");
+    /// What `note_matched_path` puts on a response: the route the request matched.
+    #[derive(Clone)]
+    struct Matched(String);
+
+    async fn note_matched_path(request: Request, next: Next) -> Response {
+        let matched = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| Matched(path.as_str().to_owned()));
+        let mut response = next.run(request).await;
+        if let Some(matched) = matched {
+            response.extensions_mut().insert(matched);
         }
-        assert!(
-            operations.len() > 20,
-            "parsed too few routes from routes/mod.rs: {operations:?}"
+        response
+    }
+
+    /// The server's routes (`routes::router`, which `app::router` wraps in its middleware), each
+    /// response noting the route the request matched.
+    async fn served_router(dir: &std::path::Path) -> axum::Router {
+        let settings = Settings {
+            data_dir: dir.to_path_buf(),
+            ..Settings::default()
+        };
+        let store = crate::open_store(&settings).await.unwrap();
+        let secrets = Secrets::load_or_create(dir).unwrap();
+        let state = AppState::new(store, Arc::new(SystemClock), secrets, settings.clone());
+        crate::routes::router(&settings)
+            .layer(middleware::from_fn(note_matched_path))
+            .with_state(state)
+    }
+
+    /// The document the server serves lists exactly what that server serves: each of its
+    /// operations reaches its route with its method (the handler may then refuse the request,
+    /// as it does here without a key or body, but never with the router's 404 or 405), and every
+    /// other method on a documented path is answered 405. Both come from `routes::api`, one
+    /// `routes!` per handler, so this holds by construction; the test keeps it so, and
+    /// `routes_are_added_only_through_the_routes_macro` keeps routes on undocumented paths out.
+    #[tokio::test]
+    async fn the_served_document_lists_exactly_the_served_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = served_router(dir.path()).await;
+        let send = |method: &str, uri: &str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            app.clone().oneshot(request)
+        };
+
+        let response = send("GET", "/openapi.json").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let served = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&served).unwrap(),
+            document(),
+            "/openapi.json serves the document of `routes::api`, whatever the settings"
         );
-        operations
+
+        let served: serde_json::Value = serde_json::from_slice(&served).unwrap();
+        let paths = served["paths"].as_object().unwrap();
+        let mut operations = 0;
+        for (template, item) in paths {
+            // Each path parameter given a value no route spells literally.
+            let uri = template
+                .split('/')
+                .map(|part| if part.starts_with('{') { "p1" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in ["get", "post", "put", "delete", "patch"] {
+                let response = send(&method.to_uppercase(), &uri).await.unwrap();
+                let status = response.status();
+                if item.get(method).is_none() {
+                    assert_eq!(
+                        status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {template} is served but not documented"
+                    );
+                    continue;
+                }
+                operations += 1;
+                let matched = response.extensions().get::<Matched>().map(|m| m.0.as_str());
+                assert_eq!(
+                    matched,
+                    Some(template.as_str()),
+                    "{method} {uri}, documented as {template}, reached another route"
+                );
+                assert_ne!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {template} is documented but not served"
+                );
+            }
+        }
+        // The financier API, the phone's, the public and the operations endpoints: 37 today.
+        assert!(
+            operations > 30,
+            "too few documented operations: {operations}"
+        );
     }
 
-    fn documented_operations() -> BTreeSet<(String, String)> {
-        let doc: serde_json::Value =
-            serde_json::from_str(&document()).expect("the document is JSON");
-        let paths = doc["paths"].as_object().expect("the document has paths");
-        paths
-            .iter()
-            .flat_map(|(path, item)| {
-                let item = item.as_object().expect("a path item is an object");
-                item.keys()
-                    .filter(|k| {
-                        ["get", "post", "put", "patch", "delete", "head", "options"]
-                            .contains(&k.as_str())
-                    })
-                    .map(|method| (method.clone(), path.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
+    /// `routes::api` and `routes::router` add no route behind the document's back: no route
+    /// is added but through `routes!`, and the only router merged in is the borrower's pages.
     #[test]
-    fn every_route_is_documented_and_every_documented_operation_is_routed() {
-        let routed = routed_operations();
-        let documented = documented_operations();
-        let undocumented: Vec<_> = routed.difference(&documented).collect();
-        assert!(
-            undocumented.is_empty(),
-            "routes without an OpenAPI operation: {undocumented:?}. Annotate each handler with \
-             #[utoipa::path(...)] and add it to `paths(...)` in openapi.rs"
-        );
-        let unrouted: Vec<_> = documented.difference(&routed).collect();
-        assert!(
-            unrouted.is_empty(),
-            "documented operations the router does not serve: {unrouted:?}"
-        );
+    fn routes_are_added_only_through_the_routes_macro() {
+        let source = include_str!("routes/mod.rs");
+        for function in ["pub fn api(", "pub fn router("] {
+            let start = source
+                .find(function)
+                .expect("routes/mod.rs has the function");
+            let body = &source[start..];
+            let body = &body[..body.find("\n}\n").expect("the function ends")];
+            for call in [
+                ".route(",
+                ".route_service(",
+                ".nest(",
+                ".nest_service(",
+                ".fallback",
+            ] {
+                assert!(
+                    !body.contains(call),
+                    "`{function}..)` calls `{call}`: declare the route with \
+                     `.routes(routes!(handler))` in `routes::api`, so that it is documented"
+                );
+            }
+            let merges: Vec<_> = body.match_indices(".merge(").collect();
+            let pages = body.matches(".merge(crate::pages::router(").count();
+            assert_eq!(
+                merges.len(),
+                pages,
+                "`{function}..)` merges a router other than the pages'"
+            );
+        }
     }
 
     #[test]

@@ -9,12 +9,14 @@ pub(crate) mod phone;
 pub mod public;
 pub(crate) mod push;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use lien_proto::device_api::{MAX_CHECKIN_BODY_BYTES, MAX_HELLO_BODY_BYTES};
 pub use phone::sign_checkin;
 use serde::Serialize;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::commands;
@@ -38,77 +40,57 @@ pub fn appeal_body_limit(settings: &crate::config::Settings) -> DefaultBodyLimit
     DefaultBodyLimit::max(usize::try_from(max).unwrap_or(usize::MAX))
 }
 
-/// Every route of the server. Every body is limited: by default to [`MAX_API_BODY_BYTES`].
+/// The JSON API: its router and its OpenAPI document, from one declaration per handler.
+///
+/// Each handler's `#[utoipa::path]` names its method and path once; `routes!` serves the handler
+/// there and adds the operation to the document, so a route cannot be served undocumented nor
+/// documented unserved. Add a route only with `.routes(routes!(..))`, never `.route(..)` (the
+/// tests in `openapi` hold to it). Only handlers that share a path go in one `routes!`, which
+/// serves all it names at every path they name. Per-route body limits are layered on the
+/// declaration.
+pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, document) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(admin::create_financier, admin::list_financiers))
+        .routes(routes!(admin::create_api_key, admin::list_financier_keys))
+        .routes(routes!(admin::create_platform_key, admin::list_keys))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(devices::enroll, devices::list))
+        .routes(routes!(devices::bulk_enroll).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
+        .routes(routes!(devices::status))
+        .routes(routes!(devices::history))
+        .routes(routes!(devices::record_payment))
+        .routes(routes!(devices::reverse_payment))
+        .routes(routes!(devices::lock))
+        .routes(routes!(devices::unlock))
+        .routes(routes!(devices::reminder))
+        .routes(routes!(devices::release, devices::cancel_release))
+        .routes(routes!(devices::offline_unlock))
+        .routes(routes!(devices::change_policy))
+        .routes(routes!(devices::status_code))
+        .routes(routes!(phone::hello_challenge))
+        .routes(routes!(phone::hello).layer(DefaultBodyLimit::max(MAX_HELLO_BODY_BYTES)))
+        .routes(routes!(phone::checkin).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)))
+        .routes(routes!(public::imei))
+        .routes(routes!(appeals::open).layer(appeal_body_limit(settings)))
+        .routes(routes!(appeals::follow))
+        .routes(routes!(appeals::list))
+        .routes(routes!(appeals::get_one))
+        .routes(routes!(appeals::attachment))
+        .routes(routes!(appeals::decide))
+        .routes(routes!(push::push).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)))
+        .split_for_parts();
+    (router, crate::openapi::complete(document))
+}
+
+/// Every route of the server: the JSON API, which serves its own document at `/openapi.json`,
+/// and the borrower's pages. Every body is limited: by default to [`MAX_API_BODY_BYTES`].
 pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .route(
-            "/v1/financiers",
-            post(admin::create_financier).get(admin::list_financiers),
-        )
-        .route(
-            "/v1/financiers/{id}/api-keys",
-            post(admin::create_api_key).get(admin::list_financier_keys),
-        )
-        .route(
-            "/v1/api-keys",
-            post(admin::create_platform_key).get(admin::list_keys),
-        )
-        .route("/v1/api-keys/{id}/revoke", post(admin::revoke_key))
-        .route("/v1/devices", post(devices::enroll).get(devices::list))
-        .route(
-            "/v1/devices/bulk",
-            post(devices::bulk_enroll).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)),
-        )
-        .route("/v1/devices/{id}", get(devices::status))
-        .route("/v1/devices/{id}/history", get(devices::history))
-        .route("/v1/devices/{id}/payments", post(devices::record_payment))
-        .route(
-            "/v1/devices/{id}/payments/{reference}/reversal",
-            post(devices::reverse_payment),
-        )
-        .route("/v1/devices/{id}/lock", post(devices::lock))
-        .route("/v1/devices/{id}/unlock", post(devices::unlock))
-        .route("/v1/devices/{id}/reminder", post(devices::reminder))
-        .route(
-            "/v1/devices/{id}/release",
-            post(devices::release).delete(devices::cancel_release),
-        )
-        .route(
-            "/v1/devices/{id}/offline-unlock",
-            post(devices::offline_unlock),
-        )
-        .route("/v1/devices/{id}/policy", put(devices::change_policy))
-        .route("/v1/status-codes/{code}", get(devices::status_code))
-        .route("/v1/device/hello/challenge", post(phone::hello_challenge))
-        .route(
-            "/v1/device/hello",
-            post(phone::hello).layer(DefaultBodyLimit::max(MAX_HELLO_BODY_BYTES)),
-        )
-        .route(
-            "/v1/device/checkin",
-            post(phone::checkin).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)),
-        )
-        .route("/v1/public/imei/{imei}", get(public::imei))
-        .route(
-            "/v1/public/appeals",
-            post(appeals::open).layer(appeal_body_limit(settings)),
-        )
-        .route("/v1/public/appeals/{reference}", get(appeals::follow))
-        .route("/v1/appeals", get(appeals::list))
-        .route("/v1/appeals/{reference}", get(appeals::get_one))
-        .route(
-            "/v1/appeals/{reference}/attachment",
-            get(appeals::attachment),
-        )
-        .route("/v1/appeals/{reference}/decision", post(appeals::decide))
-        .route(
-            "/v1/device/push",
-            post(push::push).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)),
-        )
+    let (api, document) = api(settings);
+    api.layer(Extension(crate::openapi::Document::new(&document)))
         // The borrower's HTML pages: not part of the JSON API or its document.
         .merge(crate::pages::router(settings))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))

@@ -1,5 +1,6 @@
 //! Liveness, readiness, metrics and the OpenAPI document.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -104,10 +105,6 @@ fn metrics_text(state: &AppState) -> Response {
     tag = "operations",
     responses((status = 200, description = "This document.", body = Object, content_type = "application/json"))
 )]
-pub async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document(),
-    )
-        .into_response()
+pub async fn openapi(Extension(document): Extension<crate::openapi::Document>) -> Response {
+    document.into_response()
 }
