@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::VerifyingKey;
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DeviceEventJson, EVENT_KINDS, HelloChallenge, HelloRequest,
+    CheckinRequest, CheckinResponse, DeviceEventJson, EventKind, HelloChallenge, HelloRequest,
     HelloResponse, MAX_CHECKIN_EVENTS, PushRequest, sign_checkin, truncate_detail,
 };
 use lien_proto::hello::{Verdict, binding_digest};
@@ -226,7 +226,7 @@ pub struct Agent<S: Storage, P: Platform> {
     try_wall_clock: bool,
     /// Whether the check-in being answered was already the immediate retry on the other clock.
     retried_other_clock: bool,
-    in_flight_events: Vec<(String, String)>,
+    in_flight_events: Vec<(EventKind, String)>,
     notice: Option<String>,
     /// The last request's failure in technical terms, for diagnostics (never on screen).
     last_error: Option<String>,
@@ -284,7 +284,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             Loaded::Missing | Loaded::Refused(_) => {
                 if agent.mode == Mode::Bound && !lost {
                     agent.queue_event(
-                        "other",
+                        EventKind::Other,
                         "factory reset: data wiped, protected state kept".to_string(),
                     );
                 }
@@ -332,7 +332,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             Some(Loaded::Refused(why)) => {
                 // The slot cannot be rolled back, so this is a fault, not an attack; the record
                 // has only its seal to go on this time, and the next write replaces the anchor.
-                self.queue_event("tamper", format!("rollback anchor refused: {why}"));
+                self.queue_event(EventKind::Tamper, format!("rollback anchor refused: {why}"));
                 (0, None)
             }
         };
@@ -363,11 +363,14 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         let Some(why) = problem else {
             return false;
         };
-        self.queue_event("tamper", why);
+        self.queue_event(EventKind::Tamper, why);
         if let Some(last) = last_known
             && let Err(why) = self.recover(last)
         {
-            self.queue_event("tamper", format!("last known state unusable ({why})"));
+            self.queue_event(
+                EventKind::Tamper,
+                format!("last known state unusable ({why})"),
+            );
         }
         true
     }
@@ -634,7 +637,10 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                         self.schedule.stop();
                     }
                     Err(why) => {
-                        self.queue_event("tamper", format!("hello refused: not financed: {why}"));
+                        self.queue_event(
+                            EventKind::Tamper,
+                            format!("hello refused: not financed: {why}"),
+                        );
                         self.schedule.failed(now.mono, &mut *self.entropy);
                     }
                 }
@@ -675,7 +681,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                         }
                     }
                     Err(why) => {
-                        self.queue_event("tamper", format!("hello refused: {why}"));
+                        self.queue_event(EventKind::Tamper, format!("hello refused: {why}"));
                         self.schedule.failed(now.mono, &mut *self.entropy);
                     }
                 }
@@ -766,7 +772,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 .in_flight_events
                 .iter()
                 .map(|(kind, detail)| DeviceEventJson {
-                    kind: kind.clone(),
+                    kind: kind.as_str().to_string(),
                     detail: detail.clone(),
                 })
                 .collect(),
@@ -839,7 +845,10 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     // The server read the request and refused what it carried: sending the same
                     // events again would be refused again, and the phone would stop checking in.
                     let dropped = std::mem::take(&mut self.in_flight_events).len();
-                    self.queue_event("other", format!("{dropped} events refused by the server"));
+                    self.queue_event(
+                        EventKind::Other,
+                        format!("{dropped} events refused by the server"),
+                    );
                 } else {
                     self.requeue_in_flight();
                 }
@@ -878,7 +887,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 }
             }
             Err(why) => {
-                self.queue_event("tamper", format!("token refused: {why}"));
+                self.queue_event(EventKind::Tamper, format!("token refused: {why}"));
                 self.schedule.failed(now.mono, &mut *self.entropy);
             }
         }
@@ -927,7 +936,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 true
             }
             Err(why) => {
-                self.queue_event("tamper", format!("pushed token refused: {why}"));
+                self.queue_event(EventKind::Tamper, format!("pushed token refused: {why}"));
                 false
             }
         };
@@ -1046,10 +1055,10 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// Queues an event (`sim_change`, `tamper` or `other`) for the next check-in.
     pub fn report(&mut self, kind: &str, detail: &str) {
         // The server takes only its known kinds; anything else goes as "other", named.
-        if EVENT_KINDS.contains(&kind) {
+        if let Ok(kind) = kind.parse::<EventKind>() {
             self.queue_event(kind, detail.to_string());
         } else {
-            self.queue_event("other", format!("{kind}: {detail}"));
+            self.queue_event(EventKind::Other, format!("{kind}: {detail}"));
         }
         self.save_ordinary();
     }
@@ -1170,12 +1179,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         LeaseClock::with_elapsed(Duration::from_millis(self.protected.lease_elapsed_ms))
     }
 
-    fn queue_event(&mut self, kind: &str, detail: String) {
+    fn queue_event(&mut self, kind: EventKind, detail: String) {
         // The server refuses a NUL in a detail (its database cannot store one), and with it the
         // whole check-in: the platform's text is cleaned here instead.
         let detail = truncate_detail(&detail.replace('\0', "")).to_string();
         let events = &mut self.ordinary.pending_events;
-        events.push((kind.to_string(), detail));
+        events.push((kind, detail));
         if events.len() > MAX_PENDING_EVENTS {
             events.remove(0);
         }

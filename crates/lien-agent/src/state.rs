@@ -157,7 +157,7 @@ pub(crate) struct Ordinary {
     /// record means the phone was reset.
     pub initialised: bool,
     /// Events not yet delivered to the server.
-    pub pending_events: Vec<(String, String)>,
+    pub pending_events: Vec<(lien_proto::device_api::EventKind, String)>,
 }
 
 /// The last known enforcement, kept in the platform's rollback slot next to the version of the

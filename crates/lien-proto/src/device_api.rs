@@ -43,8 +43,55 @@ pub const MAX_CHECKIN_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_CHECKIN_EVENTS: usize = 8;
 /// The longest event detail, in bytes of UTF-8.
 pub const MAX_EVENT_DETAIL_BYTES: usize = 200;
-/// The event kinds a check-in may report.
-pub const EVENT_KINDS: [&str; 3] = ["sim_change", "tamper", "other"];
+
+/// What kind of event a phone reports at check-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The SIM card was changed.
+    SimChange,
+    /// Someone tampered with the phone or with Lien's records on it.
+    Tamper,
+    /// Anything else, named in the detail.
+    Other,
+}
+
+impl EventKind {
+    /// Every kind a check-in may report.
+    pub const ALL: [EventKind; 3] = [EventKind::SimChange, EventKind::Tamper, EventKind::Other];
+
+    /// The kind's name on the wire (and in the server's records).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SimChange => "sim_change",
+            EventKind::Tamper => "tamper",
+            EventKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not an [`EventKind`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not sim_change, tamper or other")]
+pub struct UnknownEventKind(pub String);
+
+impl std::str::FromStr for EventKind {
+    type Err = UnknownEventKind;
+
+    fn from_str(name: &str) -> Result<EventKind, UnknownEventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| UnknownEventKind(name.to_string()))
+    }
+}
 
 /// `detail` cut to at most [`MAX_EVENT_DETAIL_BYTES`], at a character boundary.
 pub fn truncate_detail(detail: &str) -> &str {
@@ -179,7 +226,11 @@ pub struct PushRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeviceEventJson {
+    // An `EventKind`'s name (`EventKind::as_str`). It stays text here so that the server, not
+    // the JSON parser, refuses an unknown kind, with the field-level message (`events.kind`)
+    // it gives every check-in field; the schema still lists the kinds.
     /// `sim_change`, `tamper` or `other`.
+    #[cfg_attr(feature = "openapi", schema(value_type = EventKind))]
     pub kind: String,
     /// Free text, at most [`MAX_EVENT_DETAIL_BYTES`] bytes.
     #[serde(default)]
@@ -208,6 +259,18 @@ mod tests {
         assert!(checkin_signature_valid(b"credential", b"{}", &sig));
         assert!(!checkin_signature_valid(b"credential", b"{ }", &sig));
         assert!(!checkin_signature_valid(b"other", b"{}", &sig));
+    }
+
+    #[test]
+    fn an_event_kind_is_named_as_in_the_json_and_read_back_by_its_name() {
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
+        }
+        assert_eq!(
+            "sunburn".parse::<EventKind>(),
+            Err(UnknownEventKind("sunburn".into()))
+        );
     }
 
     #[test]

@@ -15,5 +15,5 @@ pub mod token;
 
 pub use token::{
     DeviceRestriction, KeyId, Lease, LeaseStatus, PinnedKeys, ScreenText, StatusClaims, TokenError,
-    TokenSigner, TokenState, WireMoney, status_code,
+    TokenSigner, TokenState, UnknownTokenState, WireMoney, status_code,
 };

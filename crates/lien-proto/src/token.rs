@@ -89,7 +89,8 @@ impl std::fmt::Display for KeyId {
 }
 
 /// The state the phone must enforce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TokenState {
     /// Good standing.
@@ -102,6 +103,50 @@ pub enum TokenState {
     Locked,
     /// The financier has no more claim: lift everything and stop checking in.
     Released,
+}
+
+impl TokenState {
+    /// Every state, mildest first.
+    pub const ALL: [TokenState; 5] = [
+        TokenState::Active,
+        TokenState::Reminder,
+        TokenState::Restricted,
+        TokenState::Locked,
+        TokenState::Released,
+    ];
+
+    /// The state's name, as the token's claims carry it (and the server stores it).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Reminder => "reminder",
+            TokenState::Restricted => "restricted",
+            TokenState::Locked => "locked",
+            TokenState::Released => "released",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`TokenState`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a token state (active, reminder, restricted, locked or released)")]
+pub struct UnknownTokenState(pub String);
+
+impl std::str::FromStr for TokenState {
+    type Err = UnknownTokenState;
+
+    fn from_str(name: &str) -> Result<TokenState, UnknownTokenState> {
+        TokenState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| UnknownTokenState(name.to_string()))
+    }
 }
 
 /// A function the phone limits. Emergency calls and the payment app are never among them.
@@ -390,4 +435,20 @@ pub fn status_code(token: &[u8]) -> String {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     format!("{:08}", u64::from_be_bytes(first) % 100_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server stores a token's state by [`TokenState::as_str`]: the same word the claims
+    /// carry.
+    #[test]
+    fn a_token_state_is_named_as_in_the_claims_and_read_back_by_its_name() {
+        for state in TokenState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(state.as_str().parse::<TokenState>(), Ok(state));
+        }
+        assert!("unlocked".parse::<TokenState>().is_err());
+    }
 }

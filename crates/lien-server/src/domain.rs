@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{from_micros, micros};
 use crate::error::ApiError;
-use crate::wire::{DecisionView, MoneyJson, PlanJson, PolicyJson, PolicySettingsJson, ReasonView};
+use crate::wire::{
+    DecisionView, DeviceStateJson, MoneyJson, PlanJson, PolicyJson, PolicySettingsJson, ReasonCode,
+    ReasonView, RestrictionJson,
+};
 
 /// A stored override's kind. The stored word is [`StoredKind::as_str`]; `message` is Lien's
 /// own: a reminder text shown for a while, which the decision function does not see.
@@ -43,6 +46,16 @@ pub enum StoredKind {
 }
 
 impl StoredKind {
+    /// Every kind.
+    pub const ALL: [StoredKind; 6] = [
+        StoredKind::ManualLock,
+        StoredKind::ProvisionalUnlock,
+        StoredKind::HardshipPause,
+        StoredKind::DisputeFreeze,
+        StoredKind::Release,
+        StoredKind::Message,
+    ];
+
     /// The word stored in the override's row.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -55,37 +68,27 @@ impl StoredKind {
         }
     }
 
-    /// The kind a stored word names, if any.
+    /// The kind a stored word names, if any: for filters, to which an unknown word is simply
+    /// not the kind sought.
     pub fn of(word: &str) -> Option<StoredKind> {
-        [
-            StoredKind::ManualLock,
-            StoredKind::ProvisionalUnlock,
-            StoredKind::HardshipPause,
-            StoredKind::DisputeFreeze,
-            StoredKind::Release,
-            StoredKind::Message,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == word)
+        word.parse().ok()
     }
 }
 
-/// Stored override kinds as words, for code that still compares rows' text; new code uses
-/// [`StoredKind`].
-pub mod kind {
-    use super::StoredKind;
-    /// A lock by hand, with its reason.
-    pub const MANUAL_LOCK: &str = StoredKind::ManualLock.as_str();
-    /// An unlock for a while, whatever the schedule says.
-    pub const PROVISIONAL_UNLOCK: &str = StoredKind::ProvisionalUnlock.as_str();
-    /// Nothing beyond a reminder for a while.
-    pub const HARDSHIP_PAUSE: &str = StoredKind::HardshipPause.as_str();
-    /// No escalation while a dispute is open.
-    pub const DISPUTE_FREEZE: &str = StoredKind::DisputeFreeze.as_str();
-    /// The financier's claim ends (from the end of the cancel window).
-    pub const RELEASE: &str = StoredKind::Release.as_str();
-    /// A reminder message on the phone.
-    pub const MESSAGE: &str = StoredKind::Message.as_str();
+/// A stored word that is not a [`StoredKind`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown override kind {0:?}")]
+pub struct UnknownKind(pub String);
+
+impl std::str::FromStr for StoredKind {
+    type Err = UnknownKind;
+
+    fn from_str(word: &str) -> Result<StoredKind, UnknownKind> {
+        StoredKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == word)
+            .ok_or_else(|| UnknownKind(word.to_string()))
+    }
 }
 
 /// The plan a financier sent, checked.
@@ -165,24 +168,14 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
     let escalations = s
         .escalations
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let restriction = match e.restriction.as_str() {
-                "restricted" => Restriction::Restricted,
-                "locked" => Restriction::Locked,
-                other => {
-                    return Err(ApiError::invalid(
-                        &format!("policy.custom.escalations[{i}].restriction"),
-                        format!("{other:?} is neither \"restricted\" nor \"locked\""),
-                    ));
-                }
-            };
-            Ok(Escalation {
-                at_days_past_due: e.at_days_past_due,
-                restriction,
-            })
+        .map(|e| Escalation {
+            at_days_past_due: e.at_days_past_due,
+            restriction: match e.restriction {
+                RestrictionJson::Restricted => Restriction::Restricted,
+                RestrictionJson::Locked => Restriction::Locked,
+            },
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let quiet_hours = match &s.quiet_hours {
         None => None,
         Some(q) => Some(QuietHours {
@@ -239,20 +232,19 @@ fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
     if o.cancelled_us.is_some() {
         return Ok(None);
     }
-    let kind = match o.kind.as_str() {
-        kind::MANUAL_LOCK => OverrideKind::ManualLock {
+    let stored: StoredKind = o
+        .kind
+        .parse()
+        .map_err(|e| internal(format!("stored override {}: {e}", o.id)))?;
+    let kind = match stored {
+        StoredKind::ManualLock => OverrideKind::ManualLock {
             reason: o.reason.clone(),
         },
-        kind::PROVISIONAL_UNLOCK => OverrideKind::ProvisionalUnlock,
-        kind::HARDSHIP_PAUSE => OverrideKind::HardshipPause,
-        kind::DISPUTE_FREEZE => OverrideKind::DisputeFreeze,
-        kind::RELEASE => OverrideKind::Release,
-        kind::MESSAGE => return Ok(None),
-        other => {
-            return Err(internal(format!(
-                "stored override has unknown kind {other}"
-            )));
-        }
+        StoredKind::ProvisionalUnlock => OverrideKind::ProvisionalUnlock,
+        StoredKind::HardshipPause => OverrideKind::HardshipPause,
+        StoredKind::DisputeFreeze => OverrideKind::DisputeFreeze,
+        StoredKind::Release => OverrideKind::Release,
+        StoredKind::Message => return Ok(None),
     };
     Override::new(kind, from_micros(o.from_us), o.until_us.map(from_micros))
         .map(Some)
@@ -333,24 +325,31 @@ fn money(m: Money) -> MoneyJson {
     }
 }
 
-/// The state's name on the wire.
-pub fn state_name(state: DeviceState) -> &'static str {
-    match state {
-        DeviceState::Active => "active",
-        DeviceState::Reminder => "reminder",
-        DeviceState::Restricted => "restricted",
-        DeviceState::Locked => "locked",
-        DeviceState::Released => "released",
+impl From<DeviceState> for DeviceStateJson {
+    fn from(state: DeviceState) -> DeviceStateJson {
+        match state {
+            DeviceState::Active => DeviceStateJson::Active,
+            DeviceState::Reminder => DeviceStateJson::Reminder,
+            DeviceState::Restricted => DeviceStateJson::Restricted,
+            DeviceState::Locked => DeviceStateJson::Locked,
+            DeviceState::Released => DeviceStateJson::Released,
+        }
     }
 }
 
 /// The reason in words the borrower understands, for the lock screen and the financier.
 fn reason_view(decision: &Decision) -> ReasonView {
     let (code, text) = match &decision.reason {
-        Reason::GoodStanding => ("good_standing", "Your payments are up to date.".to_string()),
-        Reason::PaidInFull => ("paid_in_full", "Paid in full. Thank you.".to_string()),
+        Reason::GoodStanding => (
+            ReasonCode::GoodStanding,
+            "Your payments are up to date.".to_string(),
+        ),
+        Reason::PaidInFull => (
+            ReasonCode::PaidInFull,
+            "Paid in full. Thank you.".to_string(),
+        ),
         Reason::Overdue { since } => (
-            "overdue",
+            ReasonCode::Overdue,
             match decision.state {
                 DeviceState::Locked => {
                     format!(
@@ -365,46 +364,41 @@ fn reason_view(decision: &Decision) -> ReasonView {
                 _ => format!("An installment payment is overdue (due {since})."),
             },
         ),
-        Reason::ManualLock { reason } => ("manual_lock", reason.clone()),
+        Reason::ManualLock { reason } => (ReasonCode::ManualLock, reason.clone()),
         Reason::ProvisionalUnlock { until } => (
-            "provisional_unlock",
+            ReasonCode::ProvisionalUnlock,
             format!("Unlocked for now, until {}.", rfc3339(*until)),
         ),
         Reason::HardshipPause { until } => (
-            "hardship_pause",
+            ReasonCode::HardshipPause,
             format!(
                 "Payments are paused until {}; nothing will be locked meanwhile.",
                 rfc3339(*until)
             ),
         ),
         Reason::DisputeFreeze => (
-            "dispute_freeze",
+            ReasonCode::DisputeFreeze,
             "A dispute is under review; nothing further will be restricted meanwhile.".to_string(),
         ),
         Reason::Released => (
-            "released",
+            ReasonCode::Released,
             "This device is released: it is yours.".to_string(),
         ),
     };
-    ReasonView {
-        code: code.to_string(),
-        text,
-    }
+    ReasonView { code, text }
 }
 
 /// The decision as clients see it.
 pub fn decision_view(decision: &Decision) -> DecisionView {
     DecisionView {
-        state: state_name(decision.state).to_string(),
+        state: decision.state.into(),
         reason: reason_view(decision),
         amount_due: money(decision.amount_due),
         outstanding: money(decision.outstanding),
         credit: money(decision.credit),
         notices_served: decision.notices_served,
         next_restriction_at: decision.next_restriction.map(|(t, _)| rfc3339(t)),
-        next_restriction_state: decision
-            .next_restriction
-            .map(|(_, s)| state_name(s).to_string()),
+        next_restriction_state: decision.next_restriction.map(|(_, s)| s.into()),
         next_change_at: decision.next_change.map(rfc3339),
     }
 }
@@ -459,7 +453,8 @@ fn message_at(snapshot: &DeviceSnapshot, now: i64) -> Option<&OverrideRecord> {
     snapshot
         .overrides
         .iter()
-        .filter(|o| o.kind == kind::MESSAGE && o.cancelled_us.is_none())
+        .filter(|o| StoredKind::of(&o.kind) == Some(StoredKind::Message))
+        .filter(|o| o.cancelled_us.is_none())
         .filter(|o| o.from_us <= now && o.until_us.is_none_or(|u| now < u))
         .max_by_key(|o| o.id)
 }
@@ -540,10 +535,7 @@ pub fn evaluate(
         let bytes = signer.sign(&claims);
         Some(TokenRecord {
             sequence: claims.sequence as i64,
-            state: serde_json::to_value(state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            state: state.as_str().to_string(),
             issued_us: issued_at * 1_000_000,
             lease_end_us: lease.map(|l| l.ends_at * 1_000_000),
             status_code: status_code(&bytes),
@@ -565,7 +557,8 @@ pub fn evaluate(
     let pending_release = snapshot
         .overrides
         .iter()
-        .filter(|o| o.kind == kind::RELEASE && o.cancelled_us.is_none() && o.from_us > now_us)
+        .filter(|o| StoredKind::of(&o.kind) == Some(StoredKind::Release))
+        .filter(|o| o.cancelled_us.is_none() && o.from_us > now_us)
         .map(|o| o.from_us)
         .min();
     let next_eval_us = [
@@ -579,7 +572,7 @@ pub fn evaluate(
     .min();
 
     let record = DecisionRecord {
-        state: view.state.clone(),
+        state: view.state.as_str().to_string(),
         json: serde_json::to_string(&StoredDecision {
             view: view.clone(),
             token_basis,
@@ -601,4 +594,22 @@ pub fn stored_view(record: &DecisionRecord) -> Result<DecisionView, ApiError> {
     serde_json::from_str::<StoredDecision>(&record.json)
         .map(|s| s.view)
         .map_err(|e| internal(format!("stored decision: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_kind_is_read_back_by_its_word() {
+        for kind in StoredKind::ALL {
+            assert_eq!(kind.as_str().parse::<StoredKind>(), Ok(kind));
+            assert_eq!(StoredKind::of(kind.as_str()), Some(kind));
+        }
+        assert_eq!(
+            "reminder".parse::<StoredKind>(),
+            Err(UnknownKind("reminder".into()))
+        );
+        assert_eq!(StoredKind::of("reminder"), None);
+    }
 }

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::wire::DeviceStateJson;
+
 /// The server's counters, gauges and histograms.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -93,11 +95,11 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a state change of a device.
-    pub fn state_changed(&self, before: &str, after: &str) {
-        if after == "locked" && before != "locked" {
+    pub fn state_changed(&self, before: &DeviceStateJson, after: &DeviceStateJson) {
+        if *after == DeviceStateJson::Locked && *before != DeviceStateJson::Locked {
             self.locks.inc();
         }
-        if matches!(before, "locked" | "restricted") && !matches!(after, "locked" | "restricted") {
+        if before.is_restricted() && !after.is_restricted() {
             self.unlocks.inc();
         }
     }

@@ -28,7 +28,8 @@ use crate::clock::micros;
 use crate::commands::appeals::{AppealStatus, ClaimKind};
 use crate::error::ApiError;
 use crate::routes::appeals;
-use crate::routes::public::{PublicClient, check_imei};
+use crate::routes::public::{ImeiStatus, PublicClient, check_imei};
+use crate::wire::{DeviceStateJson, ReasonCode};
 
 /// The pages' routes. They are not part of the JSON API or its OpenAPI document.
 pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
@@ -227,13 +228,12 @@ async fn why_body(state: &AppState, q: &str) -> Result<Markup, ApiError> {
     let view = crate::domain::stored_view(&device.decision)?;
     let financier = state.store.financier(&device.enrolled.financier_id).await?;
     let by_code = q.trim().len() == 8 && q.trim().bytes().all(|b| b.is_ascii_digit());
-    let state_words = match view.state.as_str() {
-        "active" => "Not locked: payments are up to date.",
-        "reminder" => "Not locked: a payment reminder is showing.",
-        "restricted" => "Some functions are limited.",
-        "locked" => "Locked. Emergency calls still work.",
-        "released" => "Released: the phone is yours.",
-        _ => "",
+    let state_words = match view.state {
+        DeviceStateJson::Active => "Not locked: payments are up to date.",
+        DeviceStateJson::Reminder => "Not locked: a payment reminder is showing.",
+        DeviceStateJson::Restricted => "Some functions are limited.",
+        DeviceStateJson::Locked => "Locked. Emergency calls still work.",
+        DeviceStateJson::Released => "Released: the phone is yours.",
     };
     let amount_due = lien_money::Amount {
         minor: view.amount_due.minor,
@@ -243,7 +243,7 @@ async fn why_body(state: &AppState, q: &str) -> Result<Markup, ApiError> {
     let payment_link = financier
         .payment_link
         .as_deref()
-        .filter(|_| view.state != "released");
+        .filter(|_| view.state != DeviceStateJson::Released);
     Ok(html! {
         div class="box" id="result" {
             p { strong id="state" { (state_words) } }
@@ -281,7 +281,7 @@ async fn why_body(state: &AppState, q: &str) -> Result<Markup, ApiError> {
 /// message, which the financier wrote for the phone's holder and may name them; the page shows
 /// anyone who knows the IMEI.
 fn public_reason(reason: &crate::wire::ReasonView) -> String {
-    if reason.code == "manual_lock" {
+    if reason.code == ReasonCode::ManualLock {
         "Locked by the financier. Call them to find out why; the lock screen shows their message."
             .into()
     } else {
@@ -303,16 +303,16 @@ async fn check(
     }
     match check_imei(&state, &imei).await {
         Ok(answer) => {
-            let status_words = match answer.status.as_str() {
-                "clear" => "Clear",
-                "financed_good_standing" => "Financed, in good standing",
-                "locked" => "Financed and locked",
-                "released" => "Released",
-                _ => "Unknown",
+            let status_words = match answer.status {
+                ImeiStatus::Clear => "Clear",
+                ImeiStatus::FinancedGoodStanding => "Financed, in good standing",
+                ImeiStatus::Locked => "Financed and locked",
+                ImeiStatus::Released => "Released",
+                ImeiStatus::Unknown => "Unknown",
             };
             let body = html! {
                 div class="box" id="result" {
-                    p { strong id="status" data-status=(answer.status) { (status_words) } }
+                    p { strong id="status" data-status=(answer.status.as_str()) { (status_words) } }
                     p { (answer.message) }
                     @if let Some(on) = &answer.released_on {
                         p { "Released on " (on) "." }

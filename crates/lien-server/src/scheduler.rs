@@ -23,6 +23,7 @@ use crate::app::AppState;
 use crate::clock::micros;
 use crate::commands::scheduled::decide;
 use crate::error::ApiError;
+use crate::wire::DeviceStateJson;
 
 /// How long a claim holds before another server may take the device over.
 const CLAIM_SECS: i64 = 60;
@@ -139,7 +140,7 @@ const GROUPS_IN_FLIGHT: usize = 4;
 /// from and to (counted once written).
 struct Decided {
     changes: Vec<(DeviceRecord, DeviceChange)>,
-    transitions: Vec<(String, String)>,
+    transitions: Vec<(DeviceStateJson, DeviceStateJson)>,
 }
 
 /// Reads the group's devices and decides each at the current time, without a write lock. A
@@ -288,8 +289,9 @@ mod tests {
     use crate::clock::{Clock, ManualClock, micros};
     use crate::commands::prepare_enrollment;
     use crate::config::Settings;
-    use crate::domain::kind;
+    use crate::domain::StoredKind;
     use crate::secrets::Secrets;
+    use crate::wire::DeviceStateJson;
 
     /// A device written between its group's read and the group's write (here, support's
     /// provisional unlock, which signs no token of its own) is not given the decision taken
@@ -354,12 +356,12 @@ mod tests {
         clock.set("2026-02-05T10:00:00+03:00".parse().unwrap());
         let now_us = micros(clock.now());
         let decided = decide_group(&state, vec![id.clone()]).await.unwrap();
-        assert_eq!(decided.transitions[0].1, "locked");
+        assert_eq!(decided.transitions[0].1, DeviceStateJson::Locked);
 
         // Support unlocks the phone for three days before the scheduler writes.
         let unlock = OverrideRecord {
             id: 0,
-            kind: kind::PROVISIONAL_UNLOCK.into(),
+            kind: StoredKind::ProvisionalUnlock.as_str().into(),
             reason: "payment being traced".into(),
             from_us: now_us,
             until_us: Some(now_us + 3 * 86_400_000_000),

@@ -148,6 +148,17 @@ pub struct NoticeJson {
     pub cure_days: u32,
 }
 
+// `lien_core::Restriction` at the boundary; `crate::domain` converts it.
+/// What an escalation does to the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionJson {
+    /// Some functions are limited.
+    Restricted,
+    /// The lock screen covers the phone.
+    Locked,
+}
+
 /// A step of escalation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -155,7 +166,7 @@ pub struct EscalationJson {
     /// Days past due from which it applies.
     pub at_days_past_due: u32,
     /// `restricted` or `locked`.
-    pub restriction: String,
+    pub restriction: RestrictionJson,
 }
 
 /// Local hours in which no restriction starts, e.g. `21:00` to `07:00`.
@@ -334,12 +345,96 @@ pub struct OfflineCode {
     pub unlocked_until: String,
 }
 
+// `lien_core::DeviceState` at the boundary (`crate::domain` converts it). The store keeps it
+// as `as_str`'s word, read back with `str::parse`.
+/// A device's state, as its decision gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStateJson {
+    /// Good standing.
+    Active,
+    /// A payment reminder shows; nothing is restricted.
+    Reminder,
+    /// Some functions are limited.
+    Restricted,
+    /// The lock screen covers the phone.
+    Locked,
+    /// The financier's claim has ended.
+    Released,
+}
+
+impl DeviceStateJson {
+    /// Every state, mildest first.
+    pub const ALL: [DeviceStateJson; 5] = [
+        DeviceStateJson::Active,
+        DeviceStateJson::Reminder,
+        DeviceStateJson::Restricted,
+        DeviceStateJson::Locked,
+        DeviceStateJson::Released,
+    ];
+
+    /// The state's name, in the JSON and in the store's rows.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeviceStateJson::Active => "active",
+            DeviceStateJson::Reminder => "reminder",
+            DeviceStateJson::Restricted => "restricted",
+            DeviceStateJson::Locked => "locked",
+            DeviceStateJson::Released => "released",
+        }
+    }
+
+    /// Whether the phone is restricted or locked.
+    pub fn is_restricted(self) -> bool {
+        matches!(self, DeviceStateJson::Restricted | DeviceStateJson::Locked)
+    }
+}
+
+/// A name that is not a [`DeviceStateJson`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of active, reminder, restricted, locked, released")]
+pub struct UnknownState(pub String);
+
+impl std::str::FromStr for DeviceStateJson {
+    type Err = UnknownState;
+
+    fn from_str(name: &str) -> Result<DeviceStateJson, UnknownState> {
+        DeviceStateJson::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| UnknownState(name.to_string()))
+    }
+}
+
+// `lien_core::Reason` without its details; `crate::domain` converts it.
+/// Why a device is in its state, in a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// The payments are up to date.
+    GoodStanding,
+    /// Everything is paid.
+    PaidInFull,
+    /// An installment is overdue.
+    Overdue,
+    /// The financier locked the phone by hand.
+    ManualLock,
+    /// Unlocked for a while, whatever the schedule says.
+    ProvisionalUnlock,
+    /// Payments are paused; nothing beyond a reminder.
+    HardshipPause,
+    /// A dispute is open; nothing further is restricted.
+    DisputeFreeze,
+    /// The financier's claim has ended.
+    Released,
+}
+
 /// Why a device is in its state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReasonView {
     /// `good_standing`, `paid_in_full`, `overdue`, `manual_lock`, `provisional_unlock`,
     /// `hardship_pause`, `dispute_freeze` or `released`.
-    pub code: String,
+    pub code: ReasonCode,
     /// In the borrower's words, as on the lock screen.
     pub text: String,
 }
@@ -348,7 +443,7 @@ pub struct ReasonView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DecisionView {
     /// `active`, `reminder`, `restricted`, `locked` or `released`.
-    pub state: String,
+    pub state: DeviceStateJson,
     /// Why.
     pub reason: ReasonView,
     /// What to pay now to be in good standing.
@@ -362,7 +457,7 @@ pub struct DecisionView {
     /// The next restriction the schedule holds, if the arrears stay unpaid (RFC 3339).
     pub next_restriction_at: Option<String>,
     /// The state it would bring.
-    pub next_restriction_state: Option<String>,
+    pub next_restriction_state: Option<DeviceStateJson>,
     /// When this decision next changes by itself (RFC 3339).
     pub next_change_at: Option<String>,
 }
@@ -445,9 +540,28 @@ pub struct StatusCodeView {
     /// The token sequence the phone holds.
     pub sequence: i64,
     /// The state that token carries.
-    pub state: String,
+    pub state: lien_proto::TokenState,
     /// When it was signed (RFC 3339).
     pub issued_at: String,
     /// The device's current decision, to compare.
     pub current: DecisionView,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store keeps a state by [`DeviceStateJson::as_str`], and filters on it: the same word
+    /// as in the JSON.
+    #[test]
+    fn a_state_is_named_as_in_the_json_and_read_back_by_its_name() {
+        for state in DeviceStateJson::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(state.as_str().parse::<DeviceStateJson>(), Ok(state));
+        }
+        assert_eq!(
+            "asleep".parse::<DeviceStateJson>(),
+            Err(UnknownState("asleep".into()))
+        );
+    }
 }

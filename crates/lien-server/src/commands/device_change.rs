@@ -14,7 +14,7 @@ use crate::auth::Actor;
 use crate::clock::{from_micros, micros};
 use crate::domain::{self, Evaluation, StoredKind, rfc3339};
 use crate::error::ApiError;
-use crate::wire::{DecisionView, DeviceView};
+use crate::wire::{DecisionView, DeviceStateJson, DeviceView};
 
 /// The device as the financier sees it.
 pub fn device_view(device: &DeviceRecord) -> Result<DeviceView, ApiError> {
@@ -131,9 +131,9 @@ pub struct Completed {
     /// The response body: the mutation's own, or the device view.
     pub body: String,
     /// The state before the change.
-    pub before: String,
+    pub before: DeviceStateJson,
     /// The state after it.
-    pub after: String,
+    pub after: DeviceStateJson,
 }
 
 /// Completes a mutation: decides again, signs a token if the phone's instructions changed,
@@ -145,7 +145,7 @@ pub fn complete(
     actor: &str,
     mutation: Mutation,
     now: Timestamp,
-) -> Result<(DeviceChange, String, String, String), ApiError> {
+) -> Result<(DeviceChange, String, DeviceStateJson, DeviceStateJson), ApiError> {
     let c = completed(state, snapshot, actor, mutation, now)?;
     Ok((c.change, c.body, c.before, c.after))
 }
@@ -168,9 +168,7 @@ pub fn completed(
     let evaluation = evaluate_for_write(state, &next, now)?;
     let before = domain::stored_view(&snapshot.device.decision)?;
     let now_us = micros(now);
-    if evaluation.view.state == domain::state_name(lien_core::DeviceState::Released)
-        && snapshot.device.released_us.is_none()
-    {
+    if evaluation.view.state == DeviceStateJson::Released && snapshot.device.released_us.is_none() {
         change.released_us = Some(now_us);
     }
     // A policy change is audited with the policy before and after beside the decisions, so
@@ -205,10 +203,10 @@ pub fn completed(
     };
     Ok(Completed {
         change,
+        before: before.state,
+        after: view.decision.state,
         view,
         body,
-        before: before.state,
-        after: after.decision.state,
     })
 }
 

@@ -7,8 +7,9 @@ use lien_store::{DeviceChange, DeviceSnapshot};
 use super::device_change::{Mutation, complete};
 use crate::app::AppState;
 use crate::clock::micros;
-use crate::domain::{StoredKind, state_name};
+use crate::domain::StoredKind;
 use crate::error::ApiError;
+use crate::wire::DeviceStateJson;
 
 /// The device's decision taken again at `now`: the change to write, and the state before and
 /// after. Only a change of state is audited; a lease renewal signs a new token without one.
@@ -16,7 +17,7 @@ pub fn decide(
     state: &AppState,
     snapshot: &DeviceSnapshot,
     now: jiff::Timestamp,
-) -> Result<(DeviceChange, String, String), ApiError> {
+) -> Result<(DeviceChange, DeviceStateJson, DeviceStateJson), ApiError> {
     let mutation = Mutation {
         action: "scheduled",
         reason: "the schedule reached its next step".into(),
@@ -26,7 +27,7 @@ pub fn decide(
     let (mut change, _, before, after) = complete(state, snapshot, "scheduler", mutation, now)?;
     if before == after {
         change.audit.clear();
-    } else if after == state_name(lien_core::DeviceState::Released) {
+    } else if after == DeviceStateJson::Released {
         change.audit[0].action = "released".into();
         change.audit[0].reason = "the release became final".into();
     } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {

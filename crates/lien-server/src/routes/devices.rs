@@ -19,9 +19,9 @@ use crate::commands::{self, IdempotencyKey, device_view, pending_release};
 use crate::domain::{self, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
-    AuditView, DevicePage, DeviceView, EnrollRequest, HistoryView, LockRequest, OfflineCode,
-    OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson, ReleaseRequest,
-    ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
+    AuditView, DevicePage, DeviceStateJson, DeviceView, EnrollRequest, HistoryView, LockRequest,
+    OfflineCode, OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson,
+    ReleaseRequest, ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
 };
 
 /// `POST /v1/devices`: enroll one device.
@@ -317,7 +317,7 @@ pub struct ListQuery {
     tag = "devices",
     security(("api_key" = [])),
     params(
-        ("state" = Option<String>, Query, description = "Only devices in this state: `active`, `reminder`, `restricted`, `locked` or `released`."),
+        ("state" = Option<DeviceStateJson>, Query, description = "Only devices in this state: `active`, `reminder`, `restricted`, `locked` or `released`."),
         ("overdue" = Option<bool>, Query, description = "Only devices with an amount due (default false)."),
         ("not_seen_days" = Option<u32>, Query, description = "Only devices not seen for at least this many days."),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
@@ -338,14 +338,14 @@ pub async fn list(
 ) -> Result<Json<DevicePage>, ApiError> {
     actor.require(Action::Read)?;
     let Query(q) = query?;
-    if let Some(s) = &q.state
-        && !["active", "reminder", "restricted", "locked", "released"].contains(&s.as_str())
-    {
-        return Err(ApiError::invalid(
-            "state",
-            format!("{s:?} is not one of active, reminder, restricted, locked, released"),
-        ));
-    }
+    // The state is read here rather than by the query's parser, so that an unknown one is
+    // refused as a field (422) like every other value, not as a malformed query (400).
+    let only_state = q
+        .state
+        .as_deref()
+        .map(str::parse::<DeviceStateJson>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("state", e))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 500"));
@@ -353,7 +353,7 @@ pub async fn list(
     let now = state.clock.now();
     let filter = DeviceFilter {
         financier_id: actor.financier_id.clone(),
-        state: q.state,
+        state: only_state.map(|s| s.as_str().to_string()),
         overdue: q.overdue,
         not_seen_since_us: q
             .not_seen_days
@@ -845,10 +845,16 @@ pub async fn status_code(
             continue;
         }
         let device = state.store.device(&m.device_id).await?;
+        let token_state = m
+            .state
+            .parse()
+            .map_err(|e: lien_proto::UnknownTokenState| {
+                ApiError::Internal(anyhow::anyhow!("stored token of {}: {e}", m.device_id))
+            })?;
         views.push(StatusCodeView {
             device_id: m.device_id,
             sequence: m.sequence,
-            state: m.state,
+            state: token_state,
             issued_at: rfc3339(from_micros(m.issued_us)),
             current: domain::stored_view(&device.decision)?,
         });

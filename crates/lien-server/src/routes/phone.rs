@@ -25,7 +25,7 @@ use crate::input::parse_imei;
 use crate::routes::public::PublicClient;
 pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
-    CheckinRequest, CheckinResponse, DEVICE_HEADER, EVENT_KINDS, HelloChallenge, HelloRequest,
+    CheckinRequest, CheckinResponse, DEVICE_HEADER, EventKind, HelloChallenge, HelloRequest,
     HelloResponse, MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_BYTES, SIGNATURE_HEADER,
     checkin_signature_valid,
 };
@@ -321,11 +321,8 @@ impl SignedRequest for CheckinRequest {
             ));
         }
         for e in &self.events {
-            if !EVENT_KINDS.contains(&e.kind.as_str()) {
-                return Err(ApiError::invalid(
-                    "events.kind",
-                    format!("{:?} is not sim_change, tamper or other", e.kind),
-                ));
+            if let Err(unknown) = e.kind.parse::<EventKind>() {
+                return Err(ApiError::invalid("events.kind", unknown));
             }
             if e.detail.contains('\0') {
                 return Err(ApiError::invalid(

@@ -30,6 +30,7 @@ use crate::client_addr::client_ip;
 use crate::clock::{from_micros, micros};
 use crate::error::{ApiError, ErrorBody};
 use crate::rate_limit::{ClientKey, Limited};
+use crate::wire::DeviceStateJson;
 
 /// A released phone is shown as released for this long, then as clear.
 pub const RELEASE_SHOWN_DAYS: i64 = 365;
@@ -75,13 +76,42 @@ pub struct PublicFinancier {
     pub contact: String,
 }
 
+/// What the IMEI check says of a phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImeiStatus {
+    /// No financier on Lien holds a claim on it.
+    Clear,
+    /// A financier holds a claim and the phone is not restricted.
+    FinancedGoodStanding,
+    /// A financier holds a claim and the phone is restricted or locked.
+    Locked,
+    /// The financier's claim ended recently.
+    Released,
+    /// Not a valid IMEI.
+    Unknown,
+}
+
+impl ImeiStatus {
+    /// The status's name, as in the JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ImeiStatus::Clear => "clear",
+            ImeiStatus::FinancedGoodStanding => "financed_good_standing",
+            ImeiStatus::Locked => "locked",
+            ImeiStatus::Released => "released",
+            ImeiStatus::Unknown => "unknown",
+        }
+    }
+}
+
 /// The answer of the IMEI check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ImeiCheck {
     /// The IMEI as asked.
     pub imei: String,
     /// `clear`, `financed_good_standing`, `locked`, `released` or `unknown`.
-    pub status: String,
+    pub status: ImeiStatus,
     /// The answer in words.
     pub message: String,
     /// For `released`: the date the claim ended (YYYY-MM-DD, UTC).
@@ -97,7 +127,7 @@ pub async fn check_imei(state: &AppState, text: &str) -> Result<ImeiCheck, ApiEr
     let text = text.trim();
     let mut answer = ImeiCheck {
         imei: text.chars().take(20).collect(),
-        status: String::new(),
+        status: ImeiStatus::Unknown,
         message: String::new(),
         released_on: None,
         financier: None,
@@ -106,7 +136,7 @@ pub async fn check_imei(state: &AppState, text: &str) -> Result<ImeiCheck, ApiEr
     let imei = match Imei::parse(text) {
         Ok(imei) => imei,
         Err(e) => {
-            answer.status = "unknown".into();
+            answer.status = ImeiStatus::Unknown;
             answer.message = format!(
                 "This is not a valid IMEI ({e}), so Lien cannot say. Dial *#06# on the phone to see its IMEI."
             );
@@ -117,20 +147,24 @@ pub async fn check_imei(state: &AppState, text: &str) -> Result<ImeiCheck, ApiEr
     match state.store.device_by_imei(imei.as_str()).await {
         Ok(device) => {
             let financier = state.store.financier(&device.enrolled.financier_id).await?;
-            let state_name = device.decision.state.as_str();
-            if state_name == "released" {
+            let device_state: DeviceStateJson = device
+                .decision
+                .state
+                .parse()
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored decision: {e}")))?;
+            if device_state == DeviceStateJson::Released {
                 let at = device.released_us.unwrap_or(micros(state.clock.now()));
-                answer.status = "released".into();
+                answer.status = ImeiStatus::Released;
                 answer.released_on = Some(date(at));
                 answer.message = "The financier's claim on this phone has ended.".into();
-            } else if matches!(state_name, "restricted" | "locked") {
-                answer.status = "locked".into();
+            } else if device_state.is_restricted() {
+                answer.status = ImeiStatus::Locked;
                 answer.message = format!(
                     "This phone is financed and currently restricted or locked by {}. Ask them before buying or repairing it.",
                     financier.name
                 );
             } else {
-                answer.status = "financed_good_standing".into();
+                answer.status = ImeiStatus::FinancedGoodStanding;
                 answer.message = format!(
                     "This phone is financed by {} and in good standing. Their claim on it remains until it is paid off.",
                     financier.name
@@ -145,13 +179,13 @@ pub async fn check_imei(state: &AppState, text: &str) -> Result<ImeiCheck, ApiEr
             let now_us = micros(state.clock.now());
             match state.store.last_release(imei.as_str()).await? {
                 Some(at) if now_us - at < RELEASE_SHOWN_DAYS * 86_400_000_000 => {
-                    answer.status = "released".into();
+                    answer.status = ImeiStatus::Released;
                     answer.released_on = Some(date(at));
                     answer.message =
                         "This phone was financed; the financier's claim on it has ended.".into();
                 }
                 _ => {
-                    answer.status = "clear".into();
+                    answer.status = ImeiStatus::Clear;
                     answer.message = "No financier on Lien holds a claim on this phone.".into();
                 }
             }

@@ -95,7 +95,8 @@ impl Tenants for SqlStore {
     }
 
     async fn has_platform_admin(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM api_keys WHERE role = 'platform-admin'")
+        let row = sqlx::query("SELECT COUNT(*) FROM api_keys WHERE role = $1")
+            .bind(PLATFORM_ADMIN)
             .fetch_one(&self.read)
             .await
             .map_err(backend)?;

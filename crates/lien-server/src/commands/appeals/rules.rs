@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::clock::{from_micros, micros};
 use crate::commands::Mutation;
 use crate::commands::end_or_cancel;
-use crate::domain::{kind, rfc3339};
+use crate::domain::{StoredKind, rfc3339};
 use crate::error::ApiError;
 use crate::wire::PolicyJson;
 
@@ -284,7 +284,7 @@ pub fn open_mutation(
     let actor = format!("appeal:{}", r.reference);
     let freeze = OverrideRecord {
         id: 0,
-        kind: kind::DISPUTE_FREEZE.into(),
+        kind: StoredKind::DisputeFreeze.as_str().into(),
         reason: format!("appeal {} is under review", r.reference),
         from_us: r.opened_us,
         until_us: None,
@@ -294,7 +294,7 @@ pub fn open_mutation(
     };
     let unlock = r.unlock_until_us.map(|until| OverrideRecord {
         id: 0,
-        kind: kind::PROVISIONAL_UNLOCK.into(),
+        kind: StoredKind::ProvisionalUnlock.as_str().into(),
         reason: format!("appeal {} was not answered by its deadline", r.reference),
         from_us: r.deadline_us,
         until_us: Some(until),
