@@ -104,8 +104,10 @@ impl Modify for ApiKeyAuth {
 
 /// Adds the answers the server's edge gives on every route (see `app` and `no_nul`), so that
 /// each operation lists them without each handler repeating them: 408 for a request too slow
-/// to arrive, 503 when every connection is taken, 413 where there is a body, 400 for a NUL in
-/// the path, and 422 for one in a query parameter or a JSON body.
+/// to arrive, 503 when every connection is taken, 413 where there is a body, 400 for a body that
+/// is not JSON or a NUL in the path, and 422 for a refused field (a NUL in a query parameter or a
+/// JSON body, a value out of bounds); and, where an API key is
+/// required, 401 and 403 (a handler states its own where it has more to say).
 struct EdgeResponses;
 
 impl Modify for EdgeResponses {
@@ -143,6 +145,10 @@ impl Modify for EdgeResponses {
                         .entry(status.to_string())
                         .or_insert_with(|| error(description));
                 };
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add("401", "No API key, or an unknown, revoked or expired one.");
+                    add("403", "The role may not do this.");
+                }
                 add(
                     "408",
                     "The request did not arrive within `request_timeout_secs`; the connection is closed.",
@@ -151,12 +157,22 @@ impl Modify for EdgeResponses {
                     "503",
                     "Every connection the server takes (`max_connections`) is open; try again shortly.",
                 );
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
                 let parameters = operation.parameters.as_deref().unwrap_or_default();
-                if parameters
+                let path_parameters = parameters
                     .iter()
-                    .any(|p| matches!(p.parameter_in, ParameterIn::Path))
-                {
-                    add("400", "A path segment holds a NUL character.");
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                match (json_body, path_parameters) {
+                    (true, true) => add(
+                        "400",
+                        "The body is not JSON, or a path segment holds a NUL character.",
+                    ),
+                    (true, false) => add("400", "The body is not JSON."),
+                    (false, true) => add("400", "A path segment holds a NUL character."),
+                    (false, false) => {}
                 }
                 let has_body = operation.request_body.is_some();
                 if has_body {

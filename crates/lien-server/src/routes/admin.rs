@@ -35,10 +35,7 @@ fn view(f: Financier) -> FinancierView {
     request_body = NewFinancier,
     responses(
         (status = 201, description = "The financier was created.", body = FinancierView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Only platform admins create financiers.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn create_financier(
@@ -77,7 +74,6 @@ pub async fn create_financier(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The financiers the caller may see: all of them for the platform, its own for a financier.", body = Vec<FinancierView>),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not read.", body = ErrorBody),
     )
 )]
@@ -105,8 +101,6 @@ pub async fn list_financiers(
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, shown this once.", body = ApiKeyCreated),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not create keys.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
         (status = 422, description = "A field is refused, e.g. a role that is not a financier's, or an `expires_at` in the past or more than 5 years ahead.", body = ErrorBody),
@@ -161,8 +155,6 @@ pub async fn create_api_key(
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, shown this once.", body = ApiKeyCreated),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Only platform admins create platform keys.", body = ErrorBody),
         (status = 422, description = "A field is refused, e.g. a financier's role, which belongs on `/v1/financiers/{id}/api-keys`, or an `expires_at` in the past or more than 5 years ahead.", body = ErrorBody),
     )
@@ -237,7 +229,6 @@ pub struct KeyQuery {
     params(KeyQuery),
     responses(
         (status = 200, description = "The keys, oldest first, revoked and expired ones included; never the keys themselves.", body = Vec<ApiKeyView>),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage keys.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
     )
@@ -261,7 +252,6 @@ pub async fn list_keys(
     params(("id" = String, Path, description = "The financier's id, `fin_` and hex.")),
     responses(
         (status = 200, description = "The financier's keys, oldest first, revoked and expired ones included; never the keys themselves.", body = Vec<ApiKeyView>),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage keys.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
     )
@@ -312,7 +302,6 @@ async fn keys_of(
     params(("id" = String, Path, description = "The key's public id, `key_` and hex, as listed.")),
     responses(
         (status = 200, description = "The key, revoked (revoking it again changes nothing).", body = ApiKeyView),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage keys.", body = ErrorBody),
         (status = 404, description = "No such key, or not one the caller manages.", body = ErrorBody),
         (status = 409, description = "It is the last active platform admin key: create another one first (or use `lien admin-key create`).", body = ErrorBody),

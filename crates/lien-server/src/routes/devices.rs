@@ -33,11 +33,8 @@ use crate::wire::{
     request_body = EnrollRequest,
     responses(
         (status = 201, description = "The device, enrolled and pending its first hello.", body = DeviceView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
         (status = 403, description = "The role may not enroll, or the key is not a financier's.", body = ErrorBody),
         (status = 409, description = "An IMEI or the contract reference is already enrolled.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn enroll(
@@ -234,7 +231,6 @@ const BULK_MAX_ROWS: usize = 20_000;
     responses(
         (status = 200, description = "Each row's outcome. A refused row writes nothing and does not stop the others.", body = BulkResult),
         (status = 400, description = "The CSV header cannot be read, or there are too many rows.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
         (status = 403, description = "The role may not enroll, or the key is not a financier's.", body = ErrorBody),
     )
 )]
@@ -326,8 +322,6 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "A page of the caller's devices, in id order.", body = DevicePage),
         (status = 400, description = "A query parameter is unknown or has the wrong type.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 422, description = "`state` or `limit` is refused.", body = ErrorBody),
     )
 )]
@@ -398,8 +392,6 @@ async fn visible_snapshot(
     ),
     responses(
         (status = 200, description = "The device.", body = DeviceView),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
     )
 )]
@@ -427,8 +419,6 @@ pub async fn status(
     ),
     responses(
         (status = 200, description = "The audit chain, oldest first, and whether it is intact.", body = HistoryView),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
     )
 )]
@@ -523,8 +513,6 @@ fn optional_idempotency_key(
     responses(
         (status = 200, description = "The device with the payment applied (or, for a retry, the first answer).", body = DeviceView),
         (status = 400, description = "The body is not JSON, or the Idempotency-Key is missing or malformed.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The reference is already recorded for this device, or the key was used with a different request.", body = ErrorBody),
         (status = 422, description = "A field is refused: the amount, a currency other than the plan's, a future `received_at`.", body = ErrorBody),
@@ -561,11 +549,8 @@ pub async fn record_payment(
     responses(
         (status = 200, description = "The device with the payment reversed (or, for a retry, the first answer).", body = DeviceView),
         (status = 400, description = "The body is not JSON, or the Idempotency-Key is missing or malformed.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device or payment, or not the caller's.", body = ErrorBody),
         (status = 409, description = "The payment is already reversed, or the key was used with a different request.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn reverse_payment(
@@ -597,12 +582,8 @@ pub async fn reverse_payment(
     request_body = LockRequest,
     responses(
         (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, which is final.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn lock(
@@ -629,12 +610,8 @@ pub async fn lock(
     request_body = UnlockRequest,
     responses(
         (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, or has no manual lock to lift and no `provisional_hours` was given.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn unlock(
@@ -659,12 +636,8 @@ pub async fn unlock(
     request_body = ReminderRequest,
     responses(
         (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, which is final.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn reminder(
@@ -690,12 +663,8 @@ pub async fn reminder(
     request_body = ReleaseRequest,
     responses(
         (status = 200, description = "The device; `release_final_at` says when the release becomes final.", body = DeviceView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, or a release is already pending.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn release(
@@ -720,8 +689,6 @@ pub async fn release(
     ),
     responses(
         (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, or no release is pending.", body = ErrorBody),
     )
@@ -748,12 +715,8 @@ pub async fn cancel_release(
     request_body = OfflineCodeRequest,
     responses(
         (status = 200, description = "The response to read to the borrower.", body = OfflineCode),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, or the phone has not said hello yet.", body = ErrorBody),
-        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
 pub async fn offline_unlock(
@@ -783,7 +746,6 @@ pub async fn offline_unlock(
     responses(
         (status = 200, description = "The device as decided under the new policy (or, for a retry, the first answer).", body = DeviceView),
         (status = 400, description = "The body is not JSON, or the Idempotency-Key is malformed.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
         (status = 403, description = "The role may not do this: only a financier admin (on its own devices) or a platform admin changes a policy.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
         (status = 409, description = "The device is released, which is final, or the key was used with a different request.", body = ErrorBody),
@@ -819,8 +781,6 @@ pub async fn change_policy(
     ),
     responses(
         (status = 200, description = "The tokens with this code on the caller's devices, with each device's current decision.", body = Vec<StatusCodeView>),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No token of the caller's has this code.", body = ErrorBody),
         (status = 422, description = "The code is not 8 digits.", body = ErrorBody),
         (status = 429, description = "Too many look-ups with this API key (30 a minute after 20 at once); see Retry-After.", body = ErrorBody),

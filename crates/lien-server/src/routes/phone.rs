@@ -119,7 +119,6 @@ fn challenge_issued_us(state: &AppState, challenge: &[u8], now_us: i64) -> Optio
     request_body = HelloRequest,
     responses(
         (status = 200, description = "Financed (the phone is now bound; keep the credential) or not financed (it runs free); either way with a receipt signed for this challenge.", body = HelloResponse),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "Refused: no valid attestation for this challenge, a challenge expired or already used, or identifiers that do not match. The answer is the same whatever the reason.", body = ErrorBody),
         (status = 413, description = "The body is over 96 KiB.", body = ErrorBody),
         (status = 422, description = "A field is refused: an IMEI, the attestation's encoding.", body = ErrorBody),
@@ -444,7 +443,6 @@ pub(crate) async fn authenticate<T: SignedRequest>(
     request_body = CheckinRequest,
     responses(
         (status = 200, description = "The current status token and when to check in next.", body = CheckinResponse),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
         (status = 413, description = "The body is over 16 KiB; nothing was read or written.", body = ErrorBody),

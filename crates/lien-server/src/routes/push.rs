@@ -35,7 +35,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(45);
     request_body = PushRequest,
     responses(
         (status = 200, description = "A stream of server-sent events that stays open. Each event named `token` carries a check-in answer (`CheckinResponse`) as its data: the current token at once, then every newly signed token as soon as its change commits. Comment lines keep the connection alive. The stream ends when the server stops or the device is bound again (a new credential); reconnect with backoff and jitter, and keep checking in as usual.", content_type = "text/event-stream", body = CheckinResponse),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
         (status = 413, description = "The body is over 16 KiB; nothing was read.", body = ErrorBody),

@@ -345,8 +345,6 @@ pub struct AppealQuery {
     params(AppealQuery),
     responses(
         (status = 200, description = "The appeals.", body = Vec<AppealView>),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 422, description = "A filter is wrong.", body = ErrorBody),
     )
 )]
@@ -388,8 +386,6 @@ pub async fn list(
     params(("reference" = String, Path, description = "The appeal's reference.")),
     responses(
         (status = 200, description = "The appeal.", body = AppealView),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such appeal among the caller's.", body = ErrorBody),
     )
 )]
@@ -412,8 +408,6 @@ pub async fn get_one(
     params(("reference" = String, Path, description = "The appeal's reference.")),
     responses(
         (status = 200, description = "The document, as uploaded.", content_type = "application/octet-stream"),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such appeal among the caller's, or it has no document.", body = ErrorBody),
         (status = 503, description = "Every connection the server takes (`max_connections`) is open; or this server does not hold the document: another server on the same database received it and keeps it in its own data directory (`attachment_store = \"local\"`). Servers that share a database need `attachment_store = \"database\"`.", body = ErrorBody),
     )
@@ -488,8 +482,6 @@ pub struct AppealDecision {
     request_body = AppealDecision,
     responses(
         (status = 200, description = "The answered appeal.", body = AppealView),
-        (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
-        (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such appeal among the caller's.", body = ErrorBody),
         (status = 409, description = "The appeal is already answered, or the payment is already recorded differently.", body = ErrorBody),
         (status = 422, description = "A field is wrong; the message names it.", body = ErrorBody),
