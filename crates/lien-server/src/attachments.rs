@@ -10,9 +10,10 @@
 //!
 //! An appeal row names its document by key (`appeals/<reference>.<ext>`, the row's
 //! `file_path`). The document is written first and the row after it, in the device change that
-//! opens the appeal; if that change fails, the opener deletes the document again. Only a server
-//! stopping between the two leaves a document no row names: unreachable (the key holds a random
-//! reference nobody was given), and never a row without its document.
+//! opens the appeal; if that change is refused, the opener deletes the document again. A server
+//! stopping between the two, or a database failure whose commit may have happened, leaves a
+//! document no row may name: unreachable (the key holds a random reference nobody was given),
+//! and never a row without its document.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use lien_store::{
 
 use super::device_change::{device_view, evaluate_for_write};
 use crate::app::AppState;
-use crate::auth::Actor;
+use crate::auth::{Action, Actor};
 use crate::clock::micros;
 use crate::domain;
 use crate::error::ApiError;
@@ -118,6 +118,7 @@ pub async fn enroll(
     actor: &Actor,
     req: &EnrollRequest,
 ) -> Result<DeviceView, ApiError> {
+    actor.require(Action::Enroll)?;
     let financier = own_financier(state, actor).await?;
     let stored = enroll_row(state, &financier, actor, req).await?;
     state.scheduler_wake.notify_one();
@@ -132,6 +133,7 @@ pub async fn enroll_row(
     actor: &Actor,
     req: &EnrollRequest,
 ) -> Result<DeviceRecord, ApiError> {
+    actor.require(Action::Enroll)?;
     let (device, change) =
         prepare_enrollment(state, financier, &actor.key_id, req, state.clock.now())?;
     Ok(state.store.enroll(&device, change).await?)

@@ -8,6 +8,10 @@
 //! change and, for a keyed request, keeps the response. The store announces the committed
 //! token to the push hub (see `lien_store::sql::notify`), so no command calls push itself.
 //!
+//! A command checks who may do it itself: the actor's role (`Actor::require`) first, then, on
+//! the snapshot, that the actor sees the device's financier (another financier's device is "not
+//! found"). So a caller added later (a console, a provider's callback) cannot skip either.
+//!
 //! The HTTP handlers (`routes`, `pages`) only extract the request, call a command and
 //! serialize what it returns; the scheduler calls [`scheduled`] the same way. A command takes
 //! the actor and typed inputs and returns a typed result, or an [`ApiError`] whose mapping to

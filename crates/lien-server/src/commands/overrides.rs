@@ -99,6 +99,7 @@ pub async fn lock(
     device_id: &str,
     req: LockRequest,
 ) -> DeviceResult {
+    actor.require(Action::Lock)?;
     let message = required_text("message", &req.message, lien_core::Override::MAX_REASON_LEN)?;
     let note = match &req.note {
         Some(note) => Some(required_text("note", note, MAX_NOTE_LEN)?),
@@ -197,6 +198,7 @@ pub async fn reminder(
     device_id: &str,
     req: ReminderRequest,
 ) -> DeviceResult {
+    actor.require(Action::Lock)?;
     let message = required_text("message", &req.message, 200)?;
     let days = req.days.unwrap_or(3);
     if !(1..=30).contains(&days) {
@@ -219,6 +221,7 @@ pub async fn release(
     device_id: &str,
     req: ReleaseRequest,
 ) -> DeviceResult {
+    actor.require(Action::Lock)?;
     let reason = required_text("reason", &req.reason, 200)?;
     let window = SignedDuration::from_hours(state.settings.release_cancel_hours as i64);
     let who = actor.clone();
@@ -235,6 +238,7 @@ pub async fn release(
 
 /// Cancels a pending release within its window.
 pub async fn cancel_release(state: &AppState, actor: &Actor, device_id: &str) -> DeviceResult {
+    actor.require(Action::Lock)?;
     change_device(state, actor, device_id, None, move |snapshot, now| {
         not_released(snapshot)?;
         let pending = pending_release(snapshot, now)
@@ -265,6 +269,7 @@ pub async fn offline_code(
     device_id: &str,
     req: OfflineCodeRequest,
 ) -> Result<Applied<Changed<OfflineCode>>, ApiError> {
+    actor.require(Action::ProvisionalUnlock)?;
     let challenge = req.challenge.trim().to_string();
     if challenge.len() != 8 || !challenge.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid(
@@ -338,6 +343,7 @@ pub async fn change_policy(
     key: Option<IdempotencyKey>,
     req: PolicyChangeRequest,
 ) -> DeviceResult {
+    actor.require(Action::ChangePolicy)?;
     domain::parse_policy(&req.policy)?;
     let reason = required_text("reason", &req.reason, 200)?;
     let policy_json =

@@ -10,7 +10,7 @@ use lien_store::{DeviceChange, DeviceSnapshot, PaymentRecord, ReversalRecord};
 
 use super::device_change::{Applied, Changed, IdempotencyKey, Mutation, change_device};
 use crate::app::AppState;
-use crate::auth::Actor;
+use crate::auth::{Action, Actor};
 use crate::clock::micros;
 use crate::domain::{Inputs, parse_currency, parse_instant};
 use crate::error::ApiError;
@@ -35,6 +35,7 @@ pub async fn record_payment(
     key: IdempotencyKey,
     req: PaymentRequest,
 ) -> Result<Applied<Changed<()>>, ApiError> {
+    actor.require(Action::RecordPayment)?;
     change_device(state, actor, device_id, Some(key), move |snapshot, now| {
         let currency = parse_currency("currency", &req.currency)?;
         if req.amount_minor > MAX_PAYMENT_MINOR {
@@ -92,9 +93,12 @@ pub async fn reverse_payment(
     key: IdempotencyKey,
     req: ReversalRequest,
 ) -> Result<Applied<Changed<()>>, ApiError> {
+    actor.require(Action::RecordPayment)?;
     change_device(state, actor, device_id, Some(key), move |snapshot, now| {
         // A reference the ledger could not hold is no recorded payment's.
         let parsed = PaymentRef::parse(&reference).map_err(|_| ApiError::NotFound("payment"))?;
+        // Stored as the ledger reads it, so the history names the payment as it was recorded.
+        let reference = parsed.as_str().to_string();
         let at = match &req.at {
             Some(t) => parse_instant("at", t)?,
             None => now,

