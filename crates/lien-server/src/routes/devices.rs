@@ -694,7 +694,7 @@ pub async fn reminder(
         (status = 401, description = "No API key, or an unknown one.", body = ErrorBody),
         (status = 403, description = "The role may not do this.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
-        (status = 409, description = "The device is released, or a release is already pending.", body = ErrorBody),
+        (status = 409, description = "The device is released, or a release is already pending (the payment that paid the plan off schedules one, unless the policy's `release_at_payoff` is `by_hand`).", body = ErrorBody),
         (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
     )
 )]
@@ -709,7 +709,8 @@ pub async fn release(
     applied_json(commands::release(&state, &actor, &id, req).await?)
 }
 
-/// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window.
+/// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window, whether the
+/// financier asked for it or the payoff scheduled it.
 #[utoipa::path(
     delete,
     path = "/v1/devices/{id}/release",
