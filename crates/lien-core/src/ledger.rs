@@ -246,6 +246,20 @@ impl PaymentLog {
             .sum()
     }
 
+    /// Whether the payments pay `plan` off: once every payment and reversal recorded is in
+    /// effect, nothing of the plan is outstanding (the [`crate::Decision`]'s `outstanding` is
+    /// zero, and its reason, when nothing overrides it, [`crate::Reason::PaidInFull`]). It looks
+    /// past the dates of the entries, so a receipt dated a little ahead pays a plan off as soon
+    /// as it is recorded, and a reversal dated a little ahead takes the payoff back at once.
+    pub fn pays_off(&self, plan: &InstallmentPlan) -> bool {
+        let paid = self
+            .effective_instants()
+            .max()
+            .map_or(0, |last| self.paid_at(last));
+        // What is outstanding counts every installment, late or not, so the date is immaterial.
+        Standing::settle(plan, paid, Date::MIN).outstanding == 0
+    }
+
     /// Every instant at which a payment or a reversal takes effect.
     pub fn effective_instants(&self) -> impl Iterator<Item = Timestamp> + '_ {
         self.payments
@@ -377,6 +391,26 @@ mod tests {
         assert_eq!(log.paid_at("2026-01-19T00:00:00Z".parse().unwrap()), 100);
         assert_eq!(log.paid_at("2026-01-20T00:00:00Z".parse().unwrap()), 0);
         assert_eq!(log.paid_at("2025-12-31T00:00:00Z".parse().unwrap()), 0);
+    }
+
+    #[test]
+    fn a_plan_is_paid_off_by_everything_recorded_and_no_longer_once_reversed() {
+        let currency = kes(0).currency();
+        let log = |payments: Vec<Payment>, reversals: Vec<Reversal>| {
+            PaymentLog::new(currency, payments, reversals).unwrap()
+        };
+        assert!(!PaymentLog::empty(currency).pays_off(&plan()));
+        let part = pay("MP-1", 200, "2026-01-01T10:00:00Z");
+        assert!(!log(vec![part.clone()], vec![]).pays_off(&plan()));
+        // The rest, dated after any instant a caller might ask about, still pays it off.
+        let rest = pay("MP-2", 150, "2030-01-01T00:00:00Z");
+        let paid = log(vec![part.clone(), rest.clone()], vec![]);
+        assert!(paid.pays_off(&plan()));
+        let reversed = log(
+            vec![part, rest],
+            vec![reverse("MP-2", "2030-01-02T00:00:00Z")],
+        );
+        assert!(!reversed.pays_off(&plan()));
     }
 
     #[test]

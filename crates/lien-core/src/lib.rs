@@ -20,5 +20,6 @@ pub use money::{Currency, Money, MoneyError};
 pub use overrides::{Override, OverrideError, OverrideKind};
 pub use plan::{Installment, InstallmentPlan, PlanError};
 pub use policy::{
-    Escalation, LockPolicy, Notice, PolicyError, PolicySettings, Preset, QuietHours, Restriction,
+    Escalation, LockPolicy, Notice, PayoffRelease, PolicyError, PolicySettings, Preset, QuietHours,
+    Restriction,
 };

@@ -56,6 +56,19 @@ impl QuietHours {
     }
 }
 
+/// What happens when a plan is paid in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PayoffRelease {
+    /// The device is released without anyone asking, after the server's cancel window: the
+    /// borrower owns the phone once it is paid for, and the window leaves the financier time
+    /// to stop it if the payment that completed the plan does not clear.
+    #[default]
+    Automatic,
+    /// The financier releases the device by hand (it holds other claims, or checks the
+    /// payoff in its own books first).
+    ByHand,
+}
+
 /// The settings of a policy, as a financier writes them. Turned into a [`LockPolicy`] by
 /// [`LockPolicy::new`], which checks them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +91,9 @@ pub struct PolicySettings {
     pub lease_warning_days: u32,
     /// When no new restriction starts.
     pub quiet_hours: Option<QuietHours>,
+    /// Whether a device whose plan is paid in full is released automatically or by hand.
+    /// The decision function does not read it: it governs the release the server schedules.
+    pub release_at_payoff: PayoffRelease,
 }
 
 impl PolicySettings {
@@ -361,6 +377,7 @@ impl Preset {
                 lease_days: 7,
                 lease_warning_days: 2,
                 quiet_hours: hours(21, 7),
+                release_at_payoff: PayoffRelease::Automatic,
             },
             // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
             // payment and unlocks it when the borrower pays by mobile money; Lien's brief
@@ -381,6 +398,7 @@ impl Preset {
                 lease_days: 10,
                 lease_warning_days: 3,
                 quiet_hours: hours(20, 7),
+                release_at_payoff: PayoffRelease::Automatic,
             },
             // The Reserve Bank of India's draft on the use of device locks in consumer loans,
             // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
@@ -409,6 +427,7 @@ impl Preset {
                 lease_days: 30,
                 lease_warning_days: 7,
                 quiet_hours: hours(19, 8),
+                release_at_payoff: PayoffRelease::Automatic,
             },
         }
     }

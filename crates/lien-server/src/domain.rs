@@ -10,8 +10,8 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use lien_core::{
     Currency, Decision, DeviceState, Escalation, Installment, InstallmentPlan, LockPolicy, Money,
-    Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef, PolicySettings, Preset,
-    QuietHours, Reason, Restriction, Reversal, decide,
+    Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef, PayoffRelease, PolicySettings,
+    Preset, QuietHours, Reason, Restriction, Reversal, decide,
 };
 use lien_proto::{
     DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
@@ -24,7 +24,7 @@ use crate::clock::{from_micros, micros};
 use crate::error::ApiError;
 use crate::wire::{
     DecisionView, DeviceStateJson, MoneyJson, PlanJson, PolicyJson, PolicySettingsJson, ReasonCode,
-    ReasonView, RestrictionJson,
+    ReasonView, ReleaseAtPayoff, RestrictionJson,
 };
 
 /// A stored override's kind. The stored word is [`StoredKind::as_str`]; `message` is Lien's
@@ -199,6 +199,10 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
         lease_days: s.lease_days,
         lease_warning_days: s.lease_warning_days,
         quiet_hours,
+        release_at_payoff: match s.release_at_payoff {
+            ReleaseAtPayoff::Automatic => PayoffRelease::Automatic,
+            ReleaseAtPayoff::ByHand => PayoffRelease::ByHand,
+        },
     })
 }
 

@@ -209,6 +209,24 @@ pub struct PolicySettingsJson {
     /// setting); never more than the lease.
     #[serde(default)]
     pub appeal_unlock_hours: Option<u32>,
+    /// What happens when the plan is paid in full: `automatic` (the default) or `by_hand`.
+    #[serde(default)]
+    pub release_at_payoff: ReleaseAtPayoff,
+}
+
+/// Whether a device whose plan is paid in full is released without a call. `automatic`: the
+/// payment that completes the plan schedules the release, final after the server's
+/// `release_cancel_hours` unless cancelled (`DELETE /v1/devices/{id}/release`) or the payment
+/// reversed meanwhile. `by_hand`: only the financier's `POST /v1/devices/{id}/release` does.
+/// Every preset is `automatic`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseAtPayoff {
+    /// Released after the cancel window, with no call.
+    #[default]
+    Automatic,
+    /// Released only when the financier asks.
+    ByHand,
 }
 
 /// A policy: a preset by name, or custom settings.
@@ -487,7 +505,8 @@ pub struct DeviceView {
     pub token_sequence: i64,
     /// The newest sequence the phone said it applied.
     pub applied_sequence: Option<i64>,
-    /// When a requested release becomes final (RFC 3339), while it can still be cancelled.
+    /// When a pending release (asked for, or scheduled by the payment that paid the plan off)
+    /// becomes final (RFC 3339), while it can still be cancelled.
     pub release_final_at: Option<String>,
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
-use lien_core::{Preset, Restriction};
+use lien_core::{PayoffRelease, Preset, Restriction};
 
 /// Arguments of `lien policy`.
 #[derive(Debug, clap::Args)]
@@ -102,6 +102,11 @@ fn show(name: &str) -> Result<String> {
         None => "none".to_owned(),
     };
     let _ = writeln!(out, "quiet hours:            {quiet}");
+    let payoff = match s.release_at_payoff {
+        PayoffRelease::Automatic => "automatic, after the server's cancel window",
+        PayoffRelease::ByHand => "by hand, by the financier",
+    };
+    let _ = writeln!(out, "release at payoff:      {payoff}");
     Ok(out)
 }
 
@@ -150,6 +155,7 @@ mod tests {
             out.contains("quiet hours:            19:00-08:00\n"),
             "{out}"
         );
+        assert!(out.contains("release at payoff:      automatic"), "{out}");
     }
 
     #[test]

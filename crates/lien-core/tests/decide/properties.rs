@@ -137,6 +137,7 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                         start: Time::constant(s, minute, 0, 0),
                         end: Time::constant(e, 30, 0, 0),
                     }),
+                    release_at_payoff: lien_core::PayoffRelease::Automatic,
                 })
                 .ok()
             },

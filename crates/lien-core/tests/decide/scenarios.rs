@@ -494,6 +494,7 @@ fn half_hour_after_midnight() -> LockPolicy {
             start: jiff::civil::Time::constant(0, 0, 0, 0),
             end: jiff::civil::Time::constant(0, 30, 0, 0),
         }),
+        release_at_payoff: lien_core::PayoffRelease::Automatic,
     })
     .unwrap()
 }

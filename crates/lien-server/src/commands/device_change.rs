@@ -3,7 +3,7 @@
 //! inputs, decision, token, audit record and idempotency response written in one transaction
 //! ([`change_device`]).
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use lien_store::{
     AuditEntry, DeviceChange, DeviceRecord, DeviceSnapshot, DevicesExt, IdempotentResponse,
     StoreError, UpdateError,
@@ -136,9 +136,10 @@ pub struct Completed {
     pub after: DeviceStateJson,
 }
 
-/// Completes a mutation: decides again, signs a token if the phone's instructions changed,
-/// audits the change with the decision before and after, and, when the final release comes,
-/// frees the IMEIs. Returns the change, the response body, and the states before and after.
+/// Completes a mutation: follows a payoff with its release (`payoff`), decides again, signs a
+/// token if the phone's instructions changed, audits the change with the decision before and
+/// after, and, when the final release comes, frees the IMEIs. Returns the change, the response
+/// body, and the states before and after.
 pub fn complete(
     state: &AppState,
     snapshot: &DeviceSnapshot,
@@ -164,6 +165,9 @@ pub fn completed(
         mut change,
         response,
     } = mutation;
+    // A change that pays the plan off, or takes the payoff back, brings its release with it.
+    let window = SignedDuration::from_hours(state.settings.release_cancel_hours as i64);
+    let payoff = super::payoff::follow_payoff(snapshot, &mut change, window, now)?;
     let next = with_inputs(snapshot, &change);
     let evaluation = evaluate_for_write(state, &next, now)?;
     let before = domain::stored_view(&snapshot.device.decision)?;
@@ -179,6 +183,16 @@ pub fn completed(
         .map(|after| (snapshot.device.enrolled.policy_json.as_str(), after));
     let audit_before = audit_json(&before, policies.map(|p| p.0))?;
     let audit_after = audit_json(&evaluation.view, policies.map(|p| p.1))?;
+    // The payoff's own step follows the change that caused it in the history; the device
+    // stands as the change left it on both sides of it.
+    let payoff_audit = payoff.map(|step| AuditEntry {
+        at_us: now_us,
+        actor: actor.to_string(),
+        action: step.action.to_string(),
+        reason: step.reason,
+        before_json: audit_after.clone(),
+        after_json: audit_after.clone(),
+    });
     change.audit.push(AuditEntry {
         at_us: now_us,
         actor: actor.to_string(),
@@ -187,6 +201,7 @@ pub fn completed(
         before_json: audit_before,
         after_json: audit_after,
     });
+    change.audit.extend(payoff_audit);
     let mut after = next.device.clone();
     after.decision = evaluation.record.clone();
     if let Some(t) = &evaluation.token {

@@ -5,8 +5,9 @@
 //! (`DevicesExt::update_device_with`), applies `lien-core`'s rules and the few that are the
 //! server's own (released is final, one pending release, a manual lock's bounds), builds a
 //! [`Mutation`], and [`device_change::complete`] decides again, signs the token, audits the
-//! change and, for a keyed request, keeps the response. The store announces the committed
-//! token to the push hub (see `lien_store::sql::notify`), so no command calls push itself.
+//! change and, for a keyed request, keeps the response; a change that pays the plan off brings
+//! its release with it ([`payoff`]). The store announces the committed token to the push hub
+//! (see `lien_store::sql::notify`), so no command calls push itself.
 //!
 //! A command checks who may do it itself: the actor's role (`Actor::require`) first, then, on
 //! the snapshot, that the actor sees the device's financier (another financier's device is "not
@@ -29,6 +30,7 @@ pub mod device_change;
 pub mod enrollment;
 pub mod overrides;
 pub mod payments;
+pub mod payoff;
 pub mod phone;
 pub mod scheduled;
 

@@ -5,6 +5,7 @@
 use lien_store::{DeviceChange, DeviceSnapshot};
 
 use super::device_change::{Mutation, complete};
+use super::payoff;
 use crate::app::AppState;
 use crate::clock::micros;
 use crate::domain::StoredKind;
@@ -29,13 +30,27 @@ pub fn decide(
         change.audit.clear();
     } else if after == DeviceStateJson::Released {
         change.audit[0].action = "released".into();
-        change.audit[0].reason = "the release became final".into();
+        change.audit[0].reason = if released_at_payoff(snapshot, micros(now)) {
+            "the plan was paid in full; the release became final".into()
+        } else {
+            "the release became final".into()
+        };
     } else if let Some(unlock) = appeal_unlock_begun(snapshot, micros(now)) {
         // An appeal's deadline passed unanswered: say so in the history.
         change.audit[0].action = "appeal_deadline".into();
         change.audit[0].reason = unlock.reason.clone();
     }
     Ok((change, before, after))
+}
+
+/// Whether the release that has begun at `now_us` is one the payoff scheduled.
+fn released_at_payoff(snapshot: &DeviceSnapshot, now_us: i64) -> bool {
+    snapshot.overrides.iter().any(|o| {
+        StoredKind::of(&o.kind) == Some(StoredKind::Release)
+            && o.cancelled_us.is_none()
+            && o.from_us <= now_us
+            && payoff::is_automatic(o)
+    })
 }
 
 /// A provisional unlock an appeal put in force (its actor is `appeal:<reference>`) that is in

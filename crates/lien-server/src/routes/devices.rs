@@ -659,7 +659,7 @@ pub async fn reminder(
     responses(
         (status = 200, description = "The device; `release_final_at` says when the release becomes final.", body = DeviceView),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
-        (status = 409, description = "The device is released, or a release is already pending.", body = ErrorBody),
+        (status = 409, description = "The device is released, or a release is already pending (the payment that paid the plan off schedules one, unless the policy's `release_at_payoff` is `by_hand`).", body = ErrorBody),
     )
 )]
 pub async fn release(
@@ -672,7 +672,8 @@ pub async fn release(
     applied_json(commands::release(&state, &actor, &id, req).await?)
 }
 
-/// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window.
+/// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window, whether the
+/// financier asked for it or the payoff scheduled it.
 #[utoipa::path(
     delete,
     path = "/v1/devices/{id}/release",

@@ -812,16 +812,7 @@ async fn a_released_phone_cannot_be_appealed(backend: Backend) {
         )
         .await;
     assert_eq!(paid.status, 200, "{}", paid.body);
-    let release = w
-        .app
-        .call(
-            "POST",
-            &format!("/v1/devices/{}/release", w.device_id),
-            &w.key,
-            Some(json!({"reason": "paid off"})),
-        )
-        .await;
-    assert_eq!(release.status, 200, "{}", release.body);
+    // Paid off: released after the cancel window, with no call.
     w.advance(Duration::from_secs(73 * 3600)).await;
     w.phone.check_again().await;
     let r = w.appeal_wrong_lock(&w.imei, "12345678").await;
@@ -831,6 +822,43 @@ async fn a_released_phone_cannot_be_appealed(backend: Backend) {
         "{}",
         r.body
     );
+}
+
+async fn accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    assert!(w.locked(), "{}", w.phone.render());
+    // The borrower paid the whole plan (KES 3,000.00) outside the financier's system.
+    let opened = w
+        .appeal_paid_with(&w.shown_code(), "3000.00", "KES", &receipt_png(4096))
+        .await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let reference = opened.body["reference"].as_str().unwrap().to_string();
+    let answered = w
+        .app
+        .call(
+            "POST",
+            &format!("/v1/appeals/{reference}/decision"),
+            &w.key,
+            Some(json!({"decision": "accept", "reason": "M-Pesa confirms the payment"})),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    // Recording the claimed payment paid the plan off: the release comes with it.
+    let device = w.device().await;
+    assert_eq!(
+        device["decision"]["reason"]["code"], "paid_in_full",
+        "{device}"
+    );
+    assert!(device["release_final_at"].is_string(), "{device}");
+    let actions = w.history_actions().await;
+    assert_eq!(
+        actions[actions.len() - 2..],
+        ["appeal_accepted", "release_requested"],
+        "{actions:?}"
+    );
+    w.advance(Duration::from_secs(73 * 3600)).await;
+    assert_eq!(w.device().await["decision"]["state"], "released");
 }
 
 /// The public "why is my phone locked" page for a status code.
@@ -890,6 +918,7 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
 }
 
 on_both_backends!(
+    accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release,
     a_stranger_with_the_imei_is_refused_and_escalation_proceeds,
     a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure,
     a_released_phone_cannot_be_appealed,

@@ -167,7 +167,7 @@ async fn story(app: TestApp) {
     assert_eq!(unlocked.state, TokenState::Active);
     assert!(unlocked.sequence > locked.sequence);
 
-    // Payoff, then release with its cancel window.
+    // Payoff: the release comes with it, final after its cancel window.
     let payoff = app
         .call_with(
             "POST",
@@ -182,21 +182,12 @@ async fn story(app: TestApp) {
         "{}",
         payoff.body
     );
-    let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{device_id}/release"),
-            &key,
-            Some(json!({"reason": "paid off"})),
-        )
-        .await;
-    assert_eq!(release.status, 200, "{}", release.body);
     assert!(
-        release.body["release_final_at"].is_string(),
+        payoff.body["release_final_at"].is_string(),
         "{}",
-        release.body
+        payoff.body
     );
-    assert_ne!(release.body["decision"]["state"], "released");
+    assert_ne!(payoff.body["decision"]["state"], "released");
 
     // After the window the release is final: a token that never expires, and the IMEI is free.
     app.clock.advance(SignedDuration::from_hours(73));
