@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app_with};
+use crate::common::{Backend, Reply, TestApp, World, imei, postgres_url};
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
-use lien_agent::sim::Phone;
 use lien_server::attachments::AttachmentStoreKind;
-use lien_server::config::Settings;
 use serde_json::{Value, json};
 
 /// A PNG's first bytes and a little more: what once passed the content check, and no longer
@@ -90,51 +88,7 @@ async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
     }
 }
 
-struct World {
-    app: TestApp,
-    key: String,
-    device_id: String,
-    imei: String,
-    phone: Phone,
-}
-
 impl World {
-    /// A phone on the Kenya preset (KES 1,000.00 due 1 February, locked on day 4 past due).
-    async fn new(backend: Backend) -> World {
-        World::new_with(backend, |_| {}).await
-    }
-
-    /// The same, on a server with these settings.
-    async fn new_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> World {
-        let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
-        let app = spawn_app_with(backend, start, configure).await;
-        let (_, key) = app.financier("Duka Phones").await;
-        let FinancedPhone {
-            device_id,
-            imei,
-            phone,
-        } = app.financed_phone(&key, &app.base).await;
-        World {
-            app,
-            key,
-            device_id,
-            imei,
-            phone,
-        }
-    }
-
-    async fn advance(&mut self, by: Duration) {
-        self.app.advance_with(&mut self.phone, by).await;
-    }
-
-    async fn advance_to(&mut self, at: &str) {
-        self.app.advance_to_with(&mut self.phone, at).await;
-    }
-
-    fn locked(&self) -> bool {
-        matches!(self.phone.screen(), Screen::Locked(_))
-    }
-
     /// The status code the phone's reminder, restricted or lock screen shows.
     fn shown_code(&self) -> String {
         match self.phone.screen() {
@@ -169,29 +123,13 @@ impl World {
     }
 
     async fn device(&self) -> Value {
-        let r = self
-            .app
-            .call(
-                "GET",
-                &format!("/v1/devices/{}", self.device_id),
-                &self.key,
-                None,
-            )
-            .await;
+        let r = self.on_device("GET", "", None).await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.body
     }
 
     async fn history_actions(&self) -> Vec<String> {
-        let r = self
-            .app
-            .call(
-                "GET",
-                &format!("/v1/devices/{}/history", self.device_id),
-                &self.key,
-                None,
-            )
-            .await;
+        let r = self.on_device("GET", "/history", None).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let records = r.body["records"]
             .as_array()
@@ -410,10 +348,7 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
     let second = w.appeal_paid().await;
     assert_eq!(second.status, 409, "{}", second.body);
     assert!(
-        second.body["message"]
-            .as_str()
-            .unwrap()
-            .contains(reference.as_str()),
+        second.message().contains(reference.as_str()),
         "{}",
         second.body
     );
@@ -434,12 +369,7 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
         )
         .await;
     assert_eq!(no_reason.status, 422, "{}", no_reason.body);
-    assert!(
-        no_reason.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("reason:")
-    );
+    assert!(no_reason.message().starts_with("reason:"));
 
     let rejected = w
         .app
@@ -577,10 +507,10 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body["message"].as_str().unwrap().starts_with("paid_on:"));
+    assert!(r.message().starts_with("paid_on:"));
     let r = post_form(&w.app, "/v1/public/appeals", &[Part::Text("claim", "paid")]).await;
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body["message"].as_str().unwrap().starts_with("imei:"));
+    assert!(r.message().starts_with("imei:"));
     // The IMEI alone is not enough: the status code from the lock screen is asked for.
     let r = post_form(
         &w.app,
@@ -589,14 +519,7 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("status_code:"),
-        "{}",
-        r.body
-    );
+    assert!(r.message().starts_with("status_code:"), "{}", r.body);
 
     // Nothing half-written: no appeal, no history entry, no file.
     let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
@@ -696,12 +619,7 @@ async fn a_stranger_with_the_imei_is_refused_and_escalation_proceeds(backend: Ba
     )
     .await;
     assert_eq!(no_code.status, 422, "{}", no_code.body);
-    assert!(
-        no_code.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("status_code:")
-    );
+    assert!(no_code.message().starts_with("status_code:"));
     let guessed = w.appeal_wrong_lock(&w.imei, &w.wrong_code(&code)).await;
     assert_eq!(guessed.status, 404, "{}", guessed.body);
     assert_eq!(guessed.body, not_proven());
@@ -801,36 +719,13 @@ async fn a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure(backend: 
 
 async fn a_released_phone_cannot_be_appealed(backend: Backend) {
     let mut w = World::new(backend).await;
-    let paid = w
-        .app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{}/payments", w.device_id),
-            &w.key,
-            Some(json!({"reference": "MPESA-ALL", "amount_minor": 300000, "currency": "KES"})),
-            &[("Idempotency-Key", "MPESA-ALL")],
-        )
-        .await;
-    assert_eq!(paid.status, 200, "{}", paid.body);
-    let release = w
-        .app
-        .call(
-            "POST",
-            &format!("/v1/devices/{}/release", w.device_id),
-            &w.key,
-            Some(json!({"reason": "paid off"})),
-        )
-        .await;
-    assert_eq!(release.status, 200, "{}", release.body);
+    w.pay("MPESA-ALL", 300_000).await;
+    w.release("paid off").await;
     w.advance(Duration::from_secs(73 * 3600)).await;
     w.phone.check_again().await;
     let r = w.appeal_wrong_lock(&w.imei, "12345678").await;
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(
-        r.body["message"].as_str().unwrap().contains("released"),
-        "{}",
-        r.body
-    );
+    assert!(r.message().contains("released"), "{}", r.body);
 }
 
 /// The public "why is my phone locked" page for a status code.

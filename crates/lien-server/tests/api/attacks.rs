@@ -744,15 +744,7 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
     let device_id = app
         .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
         .await;
-    let pay = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "P1", "amount_minor": i64::MAX, "currency": "KES"})),
-            &[("Idempotency-Key", "p1")],
-        )
-        .await;
+    let pay = app.pay(&key, &device_id, "P1", i64::MAX, "p1").await;
     refused(&pay, 422, &["amount_minor"]);
     assert_documented("POST", &format!("/v1/devices/{device_id}/payments"), 422);
     let unlock = app
@@ -776,15 +768,7 @@ async fn a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_i
     let device_id = app
         .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
         .await;
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "P1", "amount_minor": 1000, "currency": "KES"})),
-            &[("Idempotency-Key", "p1")],
-        )
-        .await;
+    let paid = app.pay(&key, &device_id, "P1", 1000, "p1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let path = format!("/v1/devices/{device_id}/payments/P1/reversal");
     let future = app

@@ -114,16 +114,7 @@ pub async fn spawn_app_with(
     let clock = ManualClock::new(start_time);
     let state = AppState::new(store, Arc::new(clock.clone()), secrets, settings);
     let admin_key = lien_server::create_platform_admin(&state).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = start(state, listener, false).await.unwrap();
-    TestApp {
-        base: format!("http://{}", running.addr),
-        clock,
-        client: reqwest::Client::new(),
-        admin_key,
-        running,
-        _dir: dir,
-    }
+    serve(state, clock, admin_key, dir).await
 }
 
 impl TestApp {
@@ -134,18 +125,8 @@ impl TestApp {
         let url = settings.database_url.clone().expect("a database URL");
         assert!(url.starts_with("postgres"), "only PostgreSQL is shared");
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
-        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
-        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = start(state, listener, false).await.unwrap();
-        TestApp {
-            base: format!("http://{}", running.addr),
-            clock: self.clock.clone(),
-            client: reqwest::Client::new(),
-            admin_key: self.admin_key.clone(),
-            running,
-            _dir: tempfile::tempdir().unwrap(),
-        }
+        self.serve_peer(store, settings, tempfile::tempdir().unwrap())
+            .await
     }
 }
 
@@ -167,18 +148,7 @@ impl TestApp {
         settings.data_dir = dir.path().to_path_buf();
         configure(&mut settings);
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
-        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
-        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = start(state, listener, false).await.unwrap();
-        TestApp {
-            base: format!("http://{}", running.addr),
-            clock: self.clock.clone(),
-            client: reqwest::Client::new(),
-            admin_key: self.admin_key.clone(),
-            running,
-            _dir: dir,
-        }
+        self.serve_peer(store, settings, dir).await
     }
 }
 
@@ -187,23 +157,44 @@ impl TestApp {
     /// clock: on SQLite, which one process serves, the nearest thing to a second server.
     pub async fn spawn_on_same_store(&self) -> TestApp {
         let settings = self.running.state.settings.clone();
-        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
-        let state = AppState::new(
+        self.serve_peer(
             self.running.state.store.clone(),
-            Arc::new(self.clock.clone()),
-            secrets,
             settings,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = start(state, listener, false).await.unwrap();
-        TestApp {
-            base: format!("http://{}", running.addr),
-            clock: self.clock.clone(),
-            client: reqwest::Client::new(),
-            admin_key: self.admin_key.clone(),
-            running,
-            _dir: tempfile::tempdir().unwrap(),
-        }
+            tempfile::tempdir().unwrap(),
+        )
+        .await
+    }
+
+    /// Serves `store` with these settings, this server's clock and admin key, and the keys in
+    /// the settings' data directory; `dir` lives as long as the server.
+    async fn serve_peer(
+        &self,
+        store: Arc<dyn Store>,
+        settings: Settings,
+        dir: tempfile::TempDir,
+    ) -> TestApp {
+        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
+        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
+        serve(state, self.clock.clone(), self.admin_key.clone(), dir).await
+    }
+}
+
+/// Starts serving `state` on a free port.
+async fn serve(
+    state: AppState,
+    clock: ManualClock,
+    admin_key: String,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = start(state, listener, false).await.unwrap();
+    TestApp {
+        base: format!("http://{}", running.addr),
+        clock,
+        client: reqwest::Client::new(),
+        admin_key,
+        running,
+        _dir: dir,
     }
 }
 
@@ -577,5 +568,134 @@ impl TestApp {
         assert!(by >= 0);
         self.advance_with(phone, std::time::Duration::from_secs(by as u64))
             .await;
+    }
+}
+
+impl TestApp {
+    /// Records a payment of `amount_minor` KES with reference `reference` on `device_id`, under
+    /// this idempotency key; returns the answer.
+    pub async fn pay(
+        &self,
+        key: &str,
+        device_id: &str,
+        reference: &str,
+        amount_minor: i64,
+        idempotency_key: &str,
+    ) -> Reply {
+        self.pay_with(
+            key,
+            device_id,
+            json!({"reference": reference, "amount_minor": amount_minor, "currency": "KES"}),
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Posts this payment body to `device_id`, under this idempotency key; returns the answer.
+    pub async fn pay_with(
+        &self,
+        key: &str,
+        device_id: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> Reply {
+        self.call_with(
+            "POST",
+            &format!("/v1/devices/{device_id}/payments"),
+            key,
+            Some(body),
+            &[("Idempotency-Key", idempotency_key)],
+        )
+        .await
+    }
+
+    /// Asks for `device_id`'s release, giving `reason`; returns the answer.
+    pub async fn release(&self, key: &str, device_id: &str, reason: &str) -> Reply {
+        self.call(
+            "POST",
+            &format!("/v1/devices/{device_id}/release"),
+            key,
+            Some(json!({ "reason": reason })),
+        )
+        .await
+    }
+}
+
+impl Reply {
+    /// The error message a client is shown (the body must have one).
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap()
+    }
+}
+
+/// A server with one financed phone on the Kenya preset (three monthly installments of
+/// KES 1,000.00 from 1 February, locked on day 4 past due, 10-day lease with 3 days' warning).
+pub struct World {
+    pub app: TestApp,
+    pub key: String,
+    pub device_id: String,
+    pub imei: String,
+    pub phone: lien_agent::sim::Phone,
+}
+
+impl World {
+    /// The world on a fresh server, started 10 January 2026.
+    pub async fn new(backend: Backend) -> World {
+        World::new_with(backend, |_| {}).await
+    }
+
+    /// The same, on a server with these settings.
+    pub async fn new_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> World {
+        let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
+        let app = spawn_app_with(backend, start, configure).await;
+        let (_, key) = app.financier("Duka Phones").await;
+        let FinancedPhone {
+            device_id,
+            imei,
+            phone,
+        } = app.financed_phone(&key, &app.base).await;
+        World {
+            app,
+            key,
+            device_id,
+            imei,
+            phone,
+        }
+    }
+
+    /// Time passes for the server and the phone: the scheduler runs, then the phone wakes.
+    pub async fn advance(&mut self, by: std::time::Duration) {
+        self.app.advance_with(&mut self.phone, by).await;
+    }
+
+    /// Moves both to `at`.
+    pub async fn advance_to(&mut self, at: &str) {
+        self.app.advance_to_with(&mut self.phone, at).await;
+    }
+
+    /// Whether the phone shows its lock screen.
+    pub fn locked(&self) -> bool {
+        matches!(self.phone.screen(), lien_agent::Screen::Locked(_))
+    }
+
+    /// Sends a request as the financier to the device's `suffix` (`""`, `/history`...).
+    pub async fn on_device(&self, method: &str, suffix: &str, body: Option<Value>) -> Reply {
+        let path = format!("/v1/devices/{}{suffix}", self.device_id);
+        self.app.call(method, &path, &self.key, body).await
+    }
+
+    /// The borrower pays `minor` KES with this reference (also the idempotency key).
+    pub async fn pay(&self, reference: &str, minor: i64) {
+        let paid = self
+            .app
+            .pay(&self.key, &self.device_id, reference, minor, reference)
+            .await;
+        assert_eq!(paid.status, 200, "{}", paid.body);
+    }
+
+    /// The financier releases the phone, giving `reason`; the release must be accepted.
+    pub async fn release(&self, reason: &str) {
+        let release = self.app.release(&self.key, &self.device_id, reason).await;
+        assert_eq!(release.status, 200, "{}", release.body);
     }
 }

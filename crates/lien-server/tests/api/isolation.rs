@@ -164,13 +164,7 @@ async fn isolation(app: TestApp) {
     assert_eq!(hello.status, 200, "{}", hello.body);
     assert_eq!(hello.body["device_id"], device_a.as_str());
     let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_a}/payments"),
-            &key_a,
-            Some(json!({"reference": A_PAYMENT, "amount_minor": 100000, "currency": "KES"})),
-            &[("Idempotency-Key", "a-pay-1")],
-        )
+        .pay(&key_a, &device_a, A_PAYMENT, 100000, "a-pay-1")
         .await;
     assert_eq!(paid.status, 200, "{}", paid.body);
 
@@ -360,34 +354,19 @@ async fn isolation(app: TestApp) {
         );
         assert_eq!(refused.body["error"], "forbidden");
         assert!(
-            refused.body["message"]
-                .as_str()
-                .unwrap()
-                .contains("financier-agent"),
+            refused.message().contains("financier-agent"),
             "{}",
             refused.body
         );
     }
     assert_eq!(seen(&app, &agent, &device_a).await, before);
     let agent_paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_a}/payments"),
-            &agent,
-            Some(json!({"reference": "MPESA-AG1", "amount_minor": 1000, "currency": "KES"})),
-            &[("Idempotency-Key", "agent-pay-1")],
-        )
+        .pay(&agent, &device_a, "MPESA-AG1", 1000, "agent-pay-1")
         .await;
     assert_eq!(agent_paid.status, 200, "{}", agent_paid.body);
     // The agent is confined to A's devices as the admin is.
     let agent_on_b = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_b}/payments"),
-            &agent,
-            Some(json!({"reference": "MPESA-AG2", "amount_minor": 1000, "currency": "KES"})),
-            &[("Idempotency-Key", "agent-pay-2")],
-        )
+        .pay(&agent, &device_b, "MPESA-AG2", 1000, "agent-pay-2")
         .await;
     assert_eq!(agent_on_b.status, 404, "{}", agent_on_b.body);
     assert_eq!(agent_on_b.body, not_found);
@@ -426,13 +405,7 @@ async fn isolation(app: TestApp) {
             .await;
         assert_eq!(lock.status, 403, "{}", lock.body);
         let pay = app
-            .call_with(
-                "POST",
-                &format!("/v1/devices/{device_b}/payments"),
-                key,
-                Some(json!({"reference": "MPESA-P1", "amount_minor": 1000, "currency": "KES"})),
-                &[("Idempotency-Key", "platform-pay-1")],
-            )
+            .pay(key, &device_b, "MPESA-P1", 1000, "platform-pay-1")
             .await;
         assert_eq!(pay.status, 403, "{}", pay.body);
     }

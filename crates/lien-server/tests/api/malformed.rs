@@ -109,15 +109,7 @@ async fn malformed(app: TestApp) {
     let credential = STANDARD
         .decode(hello.body["credential"].as_str().unwrap())
         .unwrap();
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            &key,
-            Some(json!({"reference": "PAY-1", "amount_minor": 100000, "currency": "KES"})),
-            &[("Idempotency-Key", "setup-pay-1")],
-        )
-        .await;
+    let paid = app.pay(&key, &device, "PAY-1", 100000, "setup-pay-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let token_sequence = world(&app, &key, &device).await[1]["token_sequence"]
         .as_i64()

@@ -266,14 +266,7 @@ async fn policy_change(app: TestApp) {
     assert_eq!(record["after"]["state"], "locked");
 
     // Once released, the policy is as final as the rest.
-    let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{device}/release"),
-            &key,
-            Some(json!({"reason": "written off"})),
-        )
-        .await;
+    let release = app.release(&key, &device, "written off").await;
     assert_eq!(release.status, 200, "{}", release.body);
     app.clock.advance(SignedDuration::from_hours(73));
     app.run_scheduler().await;
@@ -290,14 +283,7 @@ async fn policy_change(app: TestApp) {
     )
     .await;
     assert_eq!(refused.status, 409, "{}", refused.body);
-    assert!(
-        refused.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("released"),
-        "{}",
-        refused.body
-    );
+    assert!(refused.message().contains("released"), "{}", refused.body);
 
     app.running.stop().await;
 }
@@ -338,30 +324,14 @@ async fn tokens_signed(app: TestApp) {
     let before = counter(&app, SIGNED).await;
 
     // The payment cures the arrears: one new token, counted once.
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-1", "amount_minor": 100000, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let paid = app.pay(&key, &device, "MPESA-1", 100000, "pay-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(paid.body["decision"]["state"], "active");
     assert_eq!(paid.body["token_sequence"], locked + 1);
     assert_eq!(counter(&app, SIGNED).await, before + 1);
 
     // A payment that changes nothing the phone shows signs nothing.
-    let more = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-2", "amount_minor": 100, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-2")],
-        )
-        .await;
+    let more = app.pay(&key, &device, "MPESA-2", 100, "pay-2").await;
     assert_eq!(more.status, 200, "{}", more.body);
     assert_eq!(more.body["token_sequence"], locked + 1);
     assert_eq!(counter(&app, SIGNED).await, before + 1);
@@ -421,10 +391,7 @@ async fn api_key_lifecycle(app: TestApp) {
             .await;
         assert_eq!(refused.status, 422, "{bad}: {}", refused.body);
         assert!(
-            refused.body["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("expires_at: "),
+            refused.message().starts_with("expires_at: "),
             "{}",
             refused.body
         );
@@ -474,9 +441,8 @@ async fn api_key_lifecycle(app: TestApp) {
     let expired = app.call("GET", "/v1/devices", &temp, None).await;
     assert_eq!(expired.status, 401, "{}", expired.body);
     assert!(
-        expired.body["message"]
-            .as_str()
-            .unwrap()
+        expired
+            .message()
             .contains("expired at 2026-01-11T09:00:00Z"),
         "{}",
         expired.body
@@ -507,14 +473,7 @@ async fn api_key_lifecycle(app: TestApp) {
     for server in [&app, &peer] {
         let refused = server.call("GET", "/v1/devices", &agent, None).await;
         assert_eq!(refused.status, 401, "{}", refused.body);
-        assert!(
-            refused.body["message"]
-                .as_str()
-                .unwrap()
-                .contains("revoked"),
-            "{}",
-            refused.body
-        );
+        assert!(refused.message().contains("revoked"), "{}", refused.body);
     }
     // Revoking it again changes nothing.
     let again = app
@@ -581,10 +540,7 @@ async fn api_key_lifecycle(app: TestApp) {
         .await;
     assert_eq!(last.status, 409, "{}", last.body);
     assert!(
-        last.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("last active platform admin"),
+        last.message().contains("last active platform admin"),
         "{}",
         last.body
     );

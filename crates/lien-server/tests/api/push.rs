@@ -33,15 +33,7 @@ async fn lock_by_schedule(app: &TestApp) {
 }
 
 async fn pay(app: &TestApp, key: &str, device_id: &str, reference: &str, minor: i64) {
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            key,
-            Some(json!({"reference": reference, "amount_minor": minor, "currency": "KES"})),
-            &[("Idempotency-Key", reference)],
-        )
-        .await;
+    let paid = app.pay(key, device_id, reference, minor, reference).await;
     assert_eq!(paid.status, 200, "{}", paid.body);
 }
 

@@ -131,9 +131,8 @@ async fn status_code_look_ups_are_limited_per_api_key() {
         .await;
     assert_eq!(limited.status, 429, "{}", limited.body);
     assert!(
-        limited.body["message"]
-            .as_str()
-            .unwrap()
+        limited
+            .message()
             .contains("status-code look-ups with this API key"),
         "{}",
         limited.body

@@ -44,14 +44,7 @@ async fn story(app: TestApp) {
         )
         .await;
     assert_eq!(twice.status, 409);
-    assert!(
-        twice.body["message"]
-            .as_str()
-            .unwrap()
-            .contains(&phone_imei),
-        "{}",
-        twice.body
-    );
+    assert!(twice.message().contains(&phone_imei), "{}", twice.body);
 
     // The phone's first boot.
     let hello = app.hello(&phone_imei, "SN1001").await;
@@ -120,38 +113,14 @@ async fn story(app: TestApp) {
 
     // The borrower pays; the unlock token is written with the payment.
     let pay = json!({"reference": "MPESA-1", "amount_minor": 100000, "currency": "KES"});
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(pay.clone()),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let paid = app.pay_with(&key, &device_id, pay.clone(), "pay-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(paid.body["decision"]["state"], "active");
     // A retry with the same key returns the same response and records nothing twice.
-    let retry = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(pay),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let retry = app.pay_with(&key, &device_id, pay, "pay-1").await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.body, paid.body);
-    let reused = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-2", "amount_minor": 5, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let reused = app.pay(&key, &device_id, "MPESA-2", 5, "pay-1").await;
     assert_eq!(reused.status, 409, "{}", reused.body);
 
     // The next check-in carries the unlock.
@@ -168,28 +137,13 @@ async fn story(app: TestApp) {
     assert!(unlocked.sequence > locked.sequence);
 
     // Payoff, then release with its cancel window.
-    let payoff = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-3", "amount_minor": 200000, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-3")],
-        )
-        .await;
+    let payoff = app.pay(&key, &device_id, "MPESA-3", 200000, "pay-3").await;
     assert_eq!(
         payoff.body["decision"]["reason"]["code"], "paid_in_full",
         "{}",
         payoff.body
     );
-    let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{device_id}/release"),
-            &key,
-            Some(json!({"reason": "paid off"})),
-        )
-        .await;
+    let release = app.release(&key, &device_id, "paid off").await;
     assert_eq!(release.status, 200, "{}", release.body);
     assert!(
         release.body["release_final_at"].is_string(),
