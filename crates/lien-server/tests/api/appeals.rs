@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, Reply, TestApp, World, imei, postgres_url};
+use crate::common::{
+    Backend, Part, Reply, TestApp, World, imei, post_form, postgres_url, receipt_png,
+};
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
 use lien_server::attachments::AttachmentStoreKind;
@@ -13,79 +15,9 @@ use serde_json::{Value, json};
 /// passes for a document.
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
 
-/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
-fn receipt_png(size: usize) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend_from_slice(kind);
-        c.extend_from_slice(data);
-        c.extend_from_slice(&[0; 4]);
-        c
-    };
-    let mut b = PNG[..8].to_vec();
-    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
-    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
-    b.extend(chunk(b"IEND", b""));
-    b
-}
-
 /// The uniform refusal of an appellant who did not prove holding the phone.
 fn not_proven() -> Value {
     json!({"error": "not_found", "message": "phone with this IMEI and status code not found"})
-}
-
-/// One part of a multipart form.
-enum Part<'a> {
-    /// A text field: name, value.
-    Text(&'a str, &'a str),
-    /// A file: field name, file name, declared type, content.
-    File(&'a str, &'a str, &'a str, &'a [u8]),
-}
-
-/// Posts a multipart form as a browser would; returns the answer.
-async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
-    let boundary = "----lienTestBoundary7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    for part in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match part {
-            Part::Text(name, value) => {
-                body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                        .as_bytes(),
-                );
-            }
-            Part::File(name, file_name, content_type, bytes) => {
-                body.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
-                         Content-Type: {content_type}\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(bytes);
-                body.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let response = app
-        .client
-        .post(format!("{}{path}", app.base))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    Reply {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
 }
 
 impl World {
@@ -292,11 +224,10 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     // The financier confirms the payment: the provisional unlock becomes a plain active state.
     let answered = w
         .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
+        .answer_appeal(
             &w.key,
-            Some(json!({"decision": "accept", "reason": "M-Pesa confirms the payment"})),
+            &reference,
+            json!({"decision": "accept", "reason": "M-Pesa confirms the payment"}),
         )
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);
@@ -317,11 +248,10 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     // A second answer is refused.
     let again = w
         .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
+        .answer_appeal(
             &w.key,
-            Some(json!({"decision": "reject", "reason": "changed my mind"})),
+            &reference,
+            json!({"decision": "reject", "reason": "changed my mind"}),
         )
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
@@ -361,23 +291,17 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
 
     let no_reason = w
         .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
-            &w.key,
-            Some(json!({"decision": "reject"})),
-        )
+        .answer_appeal(&w.key, &reference, json!({"decision": "reject"}))
         .await;
     assert_eq!(no_reason.status, 422, "{}", no_reason.body);
     assert!(no_reason.message().starts_with("reason:"));
 
     let rejected = w
         .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
+        .answer_appeal(
             &w.key,
-            Some(json!({"decision": "reject", "reason": "No payment MPESA-QX12 reached our till"})),
+            &reference,
+            json!({"decision": "reject", "reason": "No payment MPESA-QX12 reached our till"}),
         )
         .await;
     assert_eq!(rejected.status, 200, "{}", rejected.body);

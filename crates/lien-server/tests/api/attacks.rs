@@ -8,7 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use std::net::SocketAddr;
 
 use crate::common::{
-    self, Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app, spawn_app_with,
+    self, Backend, Part, Reply, TestApp, imei, next_counter, post_form, postgres_url, spawn_app,
+    spawn_app_with,
 };
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
@@ -36,21 +37,6 @@ async fn bound_phone(backend: Backend) -> (TestApp, String, String, String) {
     let device_id = hello.body["device_id"].as_str().unwrap().to_string();
     let credential = hello.body["credential"].as_str().unwrap().to_string();
     (app, key, device_id, credential)
-}
-
-/// The device as the financier sees it, and its history: what a refused request must leave
-/// as it was.
-async fn seen_by_financier(app: &TestApp, key: &str, device_id: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    for path in [
-        format!("/v1/devices/{device_id}"),
-        format!("/v1/devices/{device_id}/history"),
-    ] {
-        let reply = app.call("GET", &path, key, None).await;
-        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
-        seen.push(reply.body);
-    }
-    seen
 }
 
 fn refused(reply: &Reply, status: u16, mentions: &[&str]) {
@@ -94,7 +80,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
         .await;
     assert_eq!(first.status, 200, "{}", first.body);
     app.running.state.flush_last_seen().await;
-    let after_first = seen_by_financier(&app, &key, &device_id).await;
+    let after_first = app.seen(&key, &device_id).await;
     let row = app.running.state.store.device(&device_id).await.unwrap();
     let again = app
         .raw_checkin(&device_id, &credential, original.clone())
@@ -107,7 +93,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
     let later = app.raw_checkin(&device_id, &credential, original).await;
     refused(&later, 401, &["replayed"]);
     assert_eq!(
-        seen_by_financier(&app, &key, &device_id).await,
+        app.seen(&key, &device_id).await,
         after_first,
         "a replay wrote something"
     );
@@ -135,7 +121,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
 async fn a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing(backend: Backend) {
     let (app, key, device_id, credential) = bound_phone(backend).await;
     app.running.state.flush_last_seen().await;
-    let before = seen_by_financier(&app, &key, &device_id).await;
+    let before = app.seen(&key, &device_id).await;
     let with_events = |count: usize| {
         let events: Vec<Value> = (0..count)
             .map(|i| json!({"kind": "tamper", "detail": format!("event {i}")}))
@@ -171,7 +157,7 @@ async fn a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing(backen
     );
     app.running.state.flush_last_seen().await;
     assert_eq!(
-        seen_by_financier(&app, &key, &device_id).await,
+        app.seen(&key, &device_id).await,
         before,
         "a refused check-in wrote something"
     );
@@ -241,7 +227,7 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     let phone_imei = imei("35693803564380");
     let now = app.clock_now().as_second();
     app.running.state.flush_last_seen().await;
-    let before = seen_by_financier(&app, &key, &device_id).await;
+    let before = app.seen(&key, &device_id).await;
     let generation = || async {
         let device = app.running.state.store.device(&device_id).await.unwrap();
         device.binding.unwrap().generation
@@ -327,7 +313,7 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     assert_eq!(replayed, bare);
 
     // Nothing refused was written, and the real phone keeps working.
-    let after = seen_by_financier(&app, &key, &device_id).await;
+    let after = app.seen(&key, &device_id).await;
     assert_eq!(after[0]["last_check_in"], before[0]["last_check_in"]);
     let history = |v: &Value| v["records"].as_array().unwrap().len();
     assert_eq!(
@@ -978,35 +964,18 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
     let bulk: Value = bulk.json().await.unwrap();
     assert_eq!(bulk["failed"], 1, "{bulk}");
     assert!(bulk["rows"][0]["error"].as_str().unwrap().contains("model"));
-    let boundary = "----lienNul";
-    let mut form = String::new();
-    for (name, value) in [
-        ("imei", phone_imei.as_str()),
-        ("claim", "wrong_lock"),
-        ("contact", nul),
-        ("statement", "x"),
-    ] {
-        form.push_str(&format!(
-            "--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    form.push_str(&format!("--{boundary}--\r\n"));
-    let appeal = app
-        .client
-        .post(format!("{}/v1/public/appeals", app.base))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        (400..500).contains(&appeal.status().as_u16()),
-        "{}",
-        appeal.text().await.unwrap()
-    );
+    let appeal = post_form(
+        &app,
+        "/v1/public/appeals",
+        &[
+            Part::Text("imei", &phone_imei),
+            Part::Text("claim", "wrong_lock"),
+            Part::Text("contact", nul),
+            Part::Text("statement", "x"),
+        ],
+    )
+    .await;
+    assert!((400..500).contains(&appeal.status), "{}", appeal.body);
     app.running.stop().await;
 }
 

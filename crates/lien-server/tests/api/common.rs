@@ -699,3 +699,107 @@ impl World {
         assert_eq!(release.status, 200, "{}", release.body);
     }
 }
+
+impl TestApp {
+    /// GETs each of `paths` with `key`; every one must answer 200. Returns the bodies, in order.
+    pub async fn read_all(&self, key: &str, paths: &[String]) -> Vec<Value> {
+        let mut seen = Vec::new();
+        for path in paths {
+            let reply = self.call("GET", path, key, None).await;
+            assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+            seen.push(reply.body);
+        }
+        seen
+    }
+
+    /// What a financier can see of a device: its status and its history, in that order.
+    pub async fn seen(&self, key: &str, device_id: &str) -> Vec<Value> {
+        self.read_all(key, &device_paths(device_id)).await
+    }
+}
+
+/// A device's status and history paths.
+pub fn device_paths(device_id: &str) -> Vec<String> {
+    vec![
+        format!("/v1/devices/{device_id}"),
+        format!("/v1/devices/{device_id}/history"),
+    ]
+}
+
+/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
+pub fn receipt_png(size: usize) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0; 4]);
+        c
+    };
+    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
+    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
+    b.extend(chunk(b"IEND", b""));
+    b
+}
+
+impl TestApp {
+    /// The financier's answer to appeal `reference`: `body` holds the decision and its reason.
+    pub async fn answer_appeal(&self, key: &str, reference: &str, body: Value) -> Reply {
+        let path = format!("/v1/appeals/{reference}/decision");
+        self.call("POST", &path, key, Some(body)).await
+    }
+}
+
+/// One part of a multipart form.
+pub enum Part<'a> {
+    /// A text field: name, value.
+    Text(&'a str, &'a str),
+    /// A file: field name, file name, declared type, content.
+    File(&'a str, &'a str, &'a str, &'a [u8]),
+}
+
+/// Posts a multipart form as a browser would; returns the answer.
+pub async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
+    let boundary = "----lienTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            Part::Text(name, value) => {
+                body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                        .as_bytes(),
+                );
+            }
+            Part::File(name, file_name, content_type, bytes) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+                         Content-Type: {content_type}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}

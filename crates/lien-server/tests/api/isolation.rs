@@ -6,7 +6,6 @@
 use crate::common::{self, Backend, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 /// A device id that no device has.
@@ -120,24 +119,6 @@ impl Route {
     }
 }
 
-/// What a financier can see of a device: its status and its history.
-async fn seen(app: &TestApp, key: &str, device_id: &str) -> (Value, Value) {
-    let status = app
-        .call("GET", &format!("/v1/devices/{device_id}"), key, None)
-        .await;
-    assert_eq!(status.status, 200, "{}", status.body);
-    let history = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            key,
-            None,
-        )
-        .await;
-    assert_eq!(history.status, 200, "{}", history.body);
-    (status.body, history.body)
-}
-
 fn device_ids(page: &Value) -> Vec<String> {
     page["devices"]
         .as_array()
@@ -147,7 +128,8 @@ fn device_ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn isolation(app: TestApp) {
+async fn financiers_see_only_their_own_devices(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let (fin_a, key_a) = app.financier("Duka Phones").await;
     let (_fin_b, key_b) = app.financier("Other Lender").await;
 
@@ -173,7 +155,7 @@ async fn isolation(app: TestApp) {
     let not_found = json!({"error": "not_found", "message": "device not found"});
     for target in [&device_a, &pending_a] {
         for r in DEVICE_ROUTES {
-            let before = seen(&app, &key_a, target).await;
+            let before = app.seen(&key_a, target).await;
             let on_a = r.call(&app, &key_b, target).await;
             let on_none = r.call(&app, &key_b, NO_DEVICE).await;
             let what = format!("{} {}", r.method, r.path);
@@ -184,7 +166,7 @@ async fn isolation(app: TestApp) {
             // handler's answer.
             assert_eq!(on_a.body, not_found, "{what}");
             assert_eq!(
-                seen(&app, &key_a, target).await,
+                app.seen(&key_a, target).await,
                 before,
                 "{what} by B changed A's device"
             );
@@ -315,7 +297,7 @@ async fn isolation(app: TestApp) {
     // Roles. A's agent records payments and reversals, reads, and may do nothing that locks,
     // unlocks or releases.
     let agent = app.financier_key(&fin_a, "financier-agent").await;
-    let before = seen(&app, &key_a, &device_a).await;
+    let before = app.seen(&key_a, &device_a).await;
     let forbidden: &[(&str, &str, Option<Value>)] = &[
         ("POST", "lock", Some(json!({"message": "late"}))),
         ("POST", "unlock", Some(json!({"reason": "paid"}))),
@@ -359,7 +341,7 @@ async fn isolation(app: TestApp) {
             refused.body
         );
     }
-    assert_eq!(seen(&app, &agent, &device_a).await, before);
+    assert_eq!(app.seen(&agent, &device_a).await, before);
     let agent_paid = app
         .pay(&agent, &device_a, "MPESA-AG1", 1000, "agent-pay-1")
         .await;
@@ -383,7 +365,7 @@ async fn isolation(app: TestApp) {
 
     // The platform admin reads any device, but neither locks nor records payments; support
     // reads, and neither locks nor changes a policy.
-    let before = seen(&app, &app.admin_key, &device_b).await;
+    let before = app.seen(&app.admin_key, &device_b).await;
     let support_policy = app
         .call(
             "PUT",
@@ -394,7 +376,7 @@ async fn isolation(app: TestApp) {
         .await;
     assert_eq!(support_policy.status, 403, "{}", support_policy.body);
     for key in [&app.admin_key, &support] {
-        assert_eq!(seen(&app, key, &device_a).await.0["id"], device_a.as_str());
+        assert_eq!(app.seen(key, &device_a).await[0]["id"], device_a.as_str());
         let lock = app
             .call(
                 "POST",
@@ -409,25 +391,9 @@ async fn isolation(app: TestApp) {
             .await;
         assert_eq!(pay.status, 403, "{}", pay.body);
     }
-    assert_eq!(seen(&app, &app.admin_key, &device_b).await, before);
+    assert_eq!(app.seen(&app.admin_key, &device_b).await, before);
 
     app.running.stop().await;
 }
 
-fn start() -> Timestamp {
-    "2026-01-10T09:00:00Z".parse().unwrap()
-}
-
-#[tokio::test]
-async fn financiers_see_only_their_own_devices_on_sqlite() {
-    isolation(spawn_app(Backend::Sqlite, start()).await).await;
-}
-
-#[tokio::test]
-async fn financiers_see_only_their_own_devices_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-        return;
-    }
-    isolation(spawn_app(Backend::Postgres, start()).await).await;
-}
+on_both_backends!(financiers_see_only_their_own_devices);

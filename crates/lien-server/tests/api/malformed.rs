@@ -2,10 +2,12 @@
 //! device, bad signature, stale timestamp...) gets a 4xx whose message names the problem,
 //! and leaves nothing written. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{Backend, Reply, TestApp, bearer, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{
+    Backend, Reply, TestApp, bearer, device_paths, enrollment, imei, postgres_url, spawn_app,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::{Value, json};
 
 /// A device id that no device has.
@@ -25,17 +27,9 @@ struct Case {
 
 /// What could change: the financier's device list, and the financed device's status and history.
 async fn world(app: &TestApp, key: &str, device_id: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    for path in [
-        "/v1/devices".to_string(),
-        format!("/v1/devices/{device_id}"),
-        format!("/v1/devices/{device_id}/history"),
-    ] {
-        let reply = app.call("GET", &path, key, None).await;
-        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
-        seen.push(reply.body);
-    }
-    seen
+    let mut paths = vec!["/v1/devices".to_string()];
+    paths.extend(device_paths(device_id));
+    app.read_all(key, &paths).await
 }
 
 /// Asserts the answer is `status` with a JSON error whose message has every one of `mentions`.
@@ -82,7 +76,8 @@ fn strings(mentions: &[&str]) -> Vec<String> {
     mentions.iter().map(|m| m.to_string()).collect()
 }
 
-async fn malformed(app: TestApp) {
+async fn malformed_requests_are_refused_and_write_nothing(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let (_fin, key) = app.financier("Duka Phones").await;
     let auth = || vec![bearer(&key)];
     let keyed = |idempotency_key: &str| {
@@ -969,20 +964,4 @@ fn hello_credential(credential: &[u8]) -> String {
     STANDARD.encode(credential)
 }
 
-fn start() -> Timestamp {
-    "2026-01-10T09:00:00Z".parse().unwrap()
-}
-
-#[tokio::test]
-async fn malformed_requests_are_refused_and_write_nothing_on_sqlite() {
-    malformed(spawn_app(Backend::Sqlite, start()).await).await;
-}
-
-#[tokio::test]
-async fn malformed_requests_are_refused_and_write_nothing_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-        return;
-    }
-    malformed(spawn_app(Backend::Postgres, start()).await).await;
-}
+on_both_backends!(malformed_requests_are_refused_and_write_nothing);

@@ -1,7 +1,7 @@
 //! The whole story over real HTTP: enroll, hello, check-in, time passes, reminder, lock,
 //! payment, unlock at the next check-in, payoff, release. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{Backend, enrollment, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
@@ -15,7 +15,8 @@ fn verify(keys: &PinnedKeys, device_id: &str, token_b64: &str, highest: u64) -> 
         .expect("a valid token from a pinned key")
 }
 
-async fn story(app: TestApp) {
+async fn the_whole_story(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let (_fin, key) = app.financier("Duka Phones").await;
     let phone_imei = imei("35693803564380");
 
@@ -205,20 +206,4 @@ async fn story(app: TestApp) {
     app.running.stop().await;
 }
 
-fn start() -> Timestamp {
-    "2026-01-10T09:00:00Z".parse().unwrap()
-}
-
-#[tokio::test]
-async fn the_whole_story_on_sqlite() {
-    story(spawn_app(Backend::Sqlite, start()).await).await;
-}
-
-#[tokio::test]
-async fn the_whole_story_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-        return;
-    }
-    story(spawn_app(Backend::Postgres, start()).await).await;
-}
+on_both_backends!(the_whole_story);
