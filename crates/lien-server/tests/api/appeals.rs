@@ -126,7 +126,7 @@ impl World {
     async fn follow(&self, reference: &str) -> Value {
         let r = self
             .app
-            .call("GET", &format!("/v1/public/appeals/{reference}"), "", None)
+            .get(&format!("/v1/public/appeals/{reference}"), "")
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.body
@@ -156,10 +156,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
         "the default response deadline is 72 hours"
     );
     // The financier sees the appeal and can download the receipt; the public cannot.
-    let listed = w
-        .app
-        .call("GET", "/v1/appeals?status=open", &w.key, None)
-        .await;
+    let listed = w.app.get("/v1/appeals?status=open", &w.key).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.body[0]["reference"], reference.as_str());
     assert_eq!(listed.body[0]["attachment"]["media_type"], "image/png");
@@ -178,26 +175,18 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     );
     let anonymous = w
         .app
-        .call(
-            "GET",
-            &format!("/v1/appeals/{reference}/attachment"),
-            "",
-            None,
-        )
+        .get(&format!("/v1/appeals/{reference}/attachment"), "")
         .await;
     assert_eq!(anonymous.status, 401);
     // Support sees every appeal; another financier sees none of these.
     let support = w.app.support_key().await;
     let seen = w
         .app
-        .call("GET", &format!("/v1/appeals/{reference}"), &support, None)
+        .get(&format!("/v1/appeals/{reference}"), &support)
         .await;
     assert_eq!(seen.status, 200, "{}", seen.body);
     let (_, other) = w.app.financier("Other Credit").await;
-    let hidden = w
-        .app
-        .call("GET", &format!("/v1/appeals/{reference}"), &other, None)
-        .await;
+    let hidden = w.app.get(&format!("/v1/appeals/{reference}"), &other).await;
     assert_eq!(hidden.status, 404, "{}", hidden.body);
 
     // Unanswered: still locked just before the deadline, and nothing gets worse.
@@ -239,12 +228,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
         "{device}"
     );
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.phone.render()
-    );
+    w.assert_normal();
     // A second answer is refused.
     let again = w
         .app
@@ -446,7 +430,7 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
     assert!(r.message().starts_with("status_code:"), "{}", r.body);
 
     // Nothing half-written: no appeal, no history entry, no file.
-    let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
+    let listed = w.app.get("/v1/appeals", &w.key).await;
     assert_eq!(listed.body, json!([]));
     assert!(
         !w.history_actions()
@@ -464,9 +448,7 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     let check = |imei: String| {
         let app = &w.app;
         async move {
-            let r = app
-                .call("GET", &format!("/v1/public/imei/{imei}"), "", None)
-                .await;
+            let r = app.get(&format!("/v1/public/imei/{imei}"), "").await;
             assert_eq!(r.status, 200, "{}", r.body);
             r.body
         }
@@ -481,10 +463,7 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     assert_eq!(check(imei("35693803564999")).await["status"], "clear");
     assert_eq!(check("123456789012345".into()).await["status"], "unknown");
     w.advance_to("2026-02-05T10:00:00+03:00").await;
-    let r = w
-        .app
-        .call("GET", &format!("/v1/public/imei/{}", w.imei), "", None)
-        .await;
+    let r = w.app.get(&format!("/v1/public/imei/{}", w.imei), "").await;
     assert_eq!(r.body["status"], "locked", "{}", r.body);
 
     // Ten at once (the burst) have been used up by now or soon; the next is refused.
@@ -516,10 +495,7 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     );
     // Time passes; the client may ask again.
     w.app.clock.advance(SignedDuration::from_secs(retry as i64));
-    let again = w
-        .app
-        .call("GET", &format!("/v1/public/imei/{}", w.imei), "", None)
-        .await;
+    let again = w.app.get(&format!("/v1/public/imei/{}", w.imei), "").await;
     assert_eq!(again.status, 200, "{}", again.body);
 }
 
@@ -577,7 +553,7 @@ async fn a_stranger_with_the_imei_is_refused_and_escalation_proceeds(backend: Ba
     );
 
     // No appeal, no freeze: the financier's escalation goes ahead and the phone locks on day 4.
-    let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
+    let listed = w.app.get("/v1/appeals", &w.key).await;
     assert_eq!(listed.body, json!([]));
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
@@ -654,7 +630,7 @@ async fn a_released_phone_cannot_be_appealed(backend: Backend) {
 
 /// The public "why is my phone locked" page for a status code.
 async fn why(app: &TestApp, code: &str) -> Reply {
-    app.call("GET", &format!("/why?q={code}"), "", None).await
+    app.get(&format!("/why?q={code}"), "").await
 }
 
 async fn superseded_status_codes_stop_matching(backend: Backend) {
@@ -697,12 +673,7 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
     let support = w.app.support_key().await;
     let looked_up = w
         .app
-        .call(
-            "GET",
-            &format!("/v1/status-codes/{reminder_code}"),
-            &support,
-            None,
-        )
+        .get(&format!("/v1/status-codes/{reminder_code}"), &support)
         .await;
     assert_eq!(looked_up.status, 200, "{}", looked_up.body);
     assert_eq!(looked_up.body[0]["device_id"], w.device_id.as_str());

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use crate::common::{
     self, Backend, Part, Reply, TestApp, imei, next_counter, post_form, postgres_url, spawn_app,
-    spawn_app_with,
+    spawn_app_with, typed,
 };
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
@@ -622,12 +622,7 @@ async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
     // The financier sees both: the message in the decision, the note in the history.
     assert!(locked.body.to_string().contains("Borrower Jane W."));
     let history = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            &key,
-            None,
-        )
+        .get(&format!("/v1/devices/{device_id}/history"), &key)
         .await;
     assert!(history.body.to_string().contains("ID card 98765"));
     assert!(!locked.body.to_string().contains("ID card 98765"));
@@ -637,15 +632,7 @@ async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
         format!("/appeal?q={phone_imei}"),
         format!("/v1/public/imei/{phone_imei}"),
     ] {
-        let text = app
-            .client
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.get_text(&path, None).await;
         assert!(
             !text.contains("Jane"),
             "{path} shows the lock's words: {text}"
@@ -796,37 +783,26 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
         ),
         ("/v1/devices/bulk".to_string(), "text/csv"),
     ] {
-        let response = app
-            .client
-            .post(format!("{}{path}", app.base))
-            .bearer_auth(&key)
-            .header("content-type", content_type)
-            .header("Idempotency-Key", "big")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 413, "{path}");
+        let headers = [
+            typed(content_type),
+            ("Idempotency-Key".into(), "big".into()),
+        ];
+        let response = app.post_as(&key, &path, &headers, big.clone()).await;
+        assert_eq!(response.status, 413, "{path}");
         assert_documented("POST", &path, 413);
-        let body: Value = response.json().await.expect("a JSON error body");
-        assert_eq!(body["error"], "too_large", "{path}");
+        assert_eq!(
+            response.body["error"], "too_large",
+            "{path}: {}",
+            response.body
+        );
     }
+    let csv = "contract,imei,serial\nC-1,356938035643809,SN1\n".to_string();
     let wrong = app
-        .client
-        .post(format!("{}/v1/devices/bulk", app.base))
-        .bearer_auth(&key)
-        .header("content-type", "text/csv")
-        .body("contract,imei,serial\nC-1,356938035643809,SN1\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status().as_u16(), 400);
+        .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], csv)
+        .await;
+    assert_eq!(wrong.status, 400);
     assert_documented("POST", "/v1/devices/bulk", 400);
-    let body: Value = wrong.json().await.unwrap();
-    assert!(
-        body["message"].as_str().unwrap().contains("CSV header"),
-        "{body}"
-    );
+    assert!(wrong.message().contains("CSV header"), "{}", wrong.body);
     app.running.stop().await;
 }
 
@@ -934,17 +910,14 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
     }
     // Whatever the body says it is: some handlers parse JSON from any body.
     for content_type in ["text/plain", "Application/JSON", "application/x+json"] {
-        let reply = app
-            .client
-            .post(format!("{}{device}/payments", app.base))
-            .bearer_auth(&key)
-            .header("content-type", content_type)
-            .header("Idempotency-Key", "nul-typed")
-            .body(r#"{"reference":"R\u00001","amount_minor":5,"currency":"KES"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status().as_u16(), 422, "{content_type}");
+        let headers = [
+            typed(content_type),
+            ("Idempotency-Key".into(), "nul-typed".into()),
+        ];
+        let body = r#"{"reference":"R\u00001","amount_minor":5,"currency":"KES"}"#;
+        let path = format!("{device}/payments");
+        let reply = app.post_as(&key, &path, &headers, body.into()).await;
+        assert_eq!(reply.status, 422, "{content_type}");
     }
     let csv = format!(
         "contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n\
@@ -952,16 +925,10 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
         imei("35693803564382")
     );
     let bulk = app
-        .client
-        .post(format!("{}/v1/devices/bulk", app.base))
-        .bearer_auth(&key)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bulk.status().as_u16(), 200);
-    let bulk: Value = bulk.json().await.unwrap();
+        .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], csv)
+        .await;
+    assert_eq!(bulk.status, 200);
+    let bulk = bulk.body;
     assert_eq!(bulk["failed"], 1, "{bulk}");
     assert!(bulk["rows"][0]["error"].as_str().unwrap().contains("model"));
     let appeal = post_form(
@@ -1085,7 +1052,7 @@ async fn metrics_need_the_token(backend: Backend) {
         s.metrics_token = None;
     })
     .await;
-    let reply = open.call("GET", "/metrics", "", None).await;
+    let reply = open.get("/metrics", "").await;
     refused(&reply, 404, &["metrics_token"]);
     open.running.stop().await;
 }

@@ -244,16 +244,15 @@ impl TestApp {
         imei: &str,
         serial: &str,
     ) -> String {
-        let enrolled = self
-            .call(
-                "POST",
-                "/v1/devices",
-                key,
-                Some(enrollment(contract, imei, serial)),
-            )
-            .await;
+        let enrolled = self.enroll(key, contract, imei, serial).await;
         assert_eq!(enrolled.status, 201, "{}", enrolled.body);
         enrolled.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Asks to enroll a device (see [`enrollment`]); returns the answer.
+    pub async fn enroll(&self, key: &str, contract: &str, imei: &str, serial: &str) -> Reply {
+        let body = enrollment(contract, imei, serial);
+        self.call("POST", "/v1/devices", key, Some(body)).await
     }
 
     /// Creates a financier and its admin key; returns (financier id, key).
@@ -609,19 +608,32 @@ impl TestApp {
         .await
     }
 
+    /// Locks `device_id`, showing `message` on the phone; returns the answer.
+    pub async fn lock(&self, key: &str, device_id: &str, message: &str) -> Reply {
+        let body = json!({ "message": message });
+        self.device_action(key, device_id, "lock", body).await
+    }
+
     /// Asks for `device_id`'s release, giving `reason`; returns the answer.
     pub async fn release(&self, key: &str, device_id: &str, reason: &str) -> Reply {
-        self.call(
-            "POST",
-            &format!("/v1/devices/{device_id}/release"),
-            key,
-            Some(json!({ "reason": reason })),
-        )
-        .await
+        let body = json!({ "reason": reason });
+        self.device_action(key, device_id, "release", body).await
+    }
+
+    /// `POST /v1/devices/{device_id}/{action}` with this body.
+    async fn device_action(&self, key: &str, device_id: &str, action: &str, body: Value) -> Reply {
+        let path = format!("/v1/devices/{device_id}/{action}");
+        self.call("POST", &path, key, Some(body)).await
     }
 }
 
 impl Reply {
+    /// The request was refused as forbidden; `context` says which, should it not be.
+    pub fn assert_forbidden(&self, context: &str) {
+        assert_eq!(self.status, 403, "{context}: {}", self.body);
+        assert_eq!(self.body["error"], "forbidden");
+    }
+
     /// The error message a client is shown (the body must have one).
     pub fn message(&self) -> &str {
         self.body["message"].as_str().unwrap()
@@ -676,6 +688,12 @@ impl World {
     /// Whether the phone shows its lock screen.
     pub fn locked(&self) -> bool {
         matches!(self.phone.screen(), lien_agent::Screen::Locked(_))
+    }
+
+    /// The phone shows its normal screen, with no banner.
+    pub fn assert_normal(&self) {
+        let normal = lien_agent::Screen::Normal { banner: None };
+        assert_eq!(self.phone.screen(), &normal, "{}", self.phone.render());
     }
 
     /// Sends a request as the financier to the device's `suffix` (`""`, `/history`...).
@@ -802,4 +820,40 @@ pub async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
         status,
         body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
     }
+}
+
+impl TestApp {
+    /// `GET path` with an API key.
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call("GET", path, key, None).await
+    }
+
+    /// The body of `GET path`, as text, sent with `bearer` if there is one.
+    pub async fn get_text(&self, path: &str, bearer: Option<&str>) -> String {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().text().await.unwrap()
+    }
+}
+
+impl TestApp {
+    /// `POST path` with `key`, these headers and exactly this body.
+    pub async fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: String,
+    ) -> Reply {
+        let mut all = vec![bearer(key)];
+        all.extend_from_slice(headers);
+        self.send("POST", path, &all, Some(body)).await
+    }
+}
+
+/// A `Content-Type` header, for [`TestApp::send`].
+pub fn typed(content_type: &str) -> (String, String) {
+    ("content-type".to_string(), content_type.to_string())
 }

@@ -186,41 +186,30 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
 
     // Lists: B never sees A's devices, whatever the filter; A never sees B's.
     for query in ["", "?state=active", "?limit=1", "?overdue=false"] {
-        let page_b = app
-            .call("GET", &format!("/v1/devices{query}"), &key_b, None)
-            .await;
+        let page_b = app.get(&format!("/v1/devices{query}"), &key_b).await;
         assert_eq!(page_b.status, 200, "{}", page_b.body);
         let ids = device_ids(&page_b.body);
         assert!(!ids.contains(&device_a), "{query}: {ids:?}");
         assert!(!ids.contains(&pending_a), "{query}: {ids:?}");
     }
-    let page_b = app.call("GET", "/v1/devices", &key_b, None).await;
+    let page_b = app.get("/v1/devices", &key_b).await;
     assert_eq!(device_ids(&page_b.body), std::slice::from_ref(&device_b));
     // Starting B's pages from A's device id lists B's devices only, too.
     let page_b = app
-        .call(
-            "GET",
-            &format!("/v1/devices?cursor={device_a}"),
-            &key_b,
-            None,
-        )
+        .get(&format!("/v1/devices?cursor={device_a}"), &key_b)
         .await;
     assert!(
         device_ids(&page_b.body).iter().all(|id| id == &device_b),
         "{}",
         page_b.body
     );
-    let mut page_a = device_ids(&app.call("GET", "/v1/devices", &key_a, None).await.body);
+    let mut page_a = device_ids(&app.get("/v1/devices", &key_a).await.body);
     page_a.sort();
     let mut own_a = vec![device_a.clone(), pending_a.clone()];
     own_a.sort();
     assert_eq!(page_a, own_a);
     // The platform sees every financier's devices.
-    let all = device_ids(
-        &app.call("GET", "/v1/devices", &app.admin_key, None)
-            .await
-            .body,
-    );
+    let all = device_ids(&app.get("/v1/devices", &app.admin_key).await.body);
     assert_eq!(all.len(), 3, "{all:?}");
 
     // Status codes: the code of A's token is A's (and support's) to look up, not B's; for B it
@@ -231,9 +220,7 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
     let code = lien_proto::status_code(&token);
     let support = app.support_key().await;
     for (who, key) in [("A", &key_a), ("support", &support)] {
-        let found = app
-            .call("GET", &format!("/v1/status-codes/{code}"), key, None)
-            .await;
+        let found = app.get(&format!("/v1/status-codes/{code}"), key).await;
         assert_eq!(found.status, 200, "{who}: {}", found.body);
         assert_eq!(
             found.body[0]["device_id"],
@@ -242,9 +229,7 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
             found.body
         );
     }
-    let for_b = app
-        .call("GET", &format!("/v1/status-codes/{code}"), &key_b, None)
-        .await;
+    let for_b = app.get(&format!("/v1/status-codes/{code}"), &key_b).await;
     assert_eq!(for_b.status, 404, "{}", for_b.body);
     let unknown_code = if code == "00000000" {
         "00000001"
@@ -252,19 +237,14 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
         "00000000"
     };
     let no_code = app
-        .call(
-            "GET",
-            &format!("/v1/status-codes/{unknown_code}"),
-            &key_b,
-            None,
-        )
+        .get(&format!("/v1/status-codes/{unknown_code}"), &key_b)
         .await;
     assert_eq!(no_code.status, 404, "{}", no_code.body);
     assert_eq!(for_b.body, no_code.body);
 
     // Financiers: B sees only itself, and cannot make keys for A, which answers as a financier
     // that does not exist.
-    let financiers = app.call("GET", "/v1/financiers", &key_b, None).await;
+    let financiers = app.get("/v1/financiers", &key_b).await;
     assert_eq!(financiers.status, 200, "{}", financiers.body);
     let names: Vec<&str> = financiers
         .body
@@ -329,12 +309,7 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
                 body.clone(),
             )
             .await;
-        assert_eq!(
-            refused.status, 403,
-            "agent {method} {action}: {}",
-            refused.body
-        );
-        assert_eq!(refused.body["error"], "forbidden");
+        refused.assert_forbidden(&format!("agent {method} {action}"));
         assert!(
             refused.message().contains("financier-agent"),
             "{}",
@@ -377,14 +352,7 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
     assert_eq!(support_policy.status, 403, "{}", support_policy.body);
     for key in [&app.admin_key, &support] {
         assert_eq!(app.seen(key, &device_a).await[0]["id"], device_a.as_str());
-        let lock = app
-            .call(
-                "POST",
-                &format!("/v1/devices/{device_b}/lock"),
-                key,
-                Some(json!({"message": "late"})),
-            )
-            .await;
+        let lock = app.lock(key, &device_b, "late").await;
         assert_eq!(lock.status, 403, "{}", lock.body);
         let pay = app
             .pay(key, &device_b, "MPESA-P1", 1000, "platform-pay-1")

@@ -89,16 +89,7 @@ async fn malformed_requests_are_refused_and_write_nothing(backend: Backend) {
 
     // A financed, bound phone with one payment.
     let imei_d = imei("35693803564380");
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &key,
-            Some(enrollment("C-D", &imei_d, "SND1")),
-        )
-        .await;
-    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-    let device = enrolled.body["id"].as_str().unwrap().to_string();
+    let device = app.enroll_device(&key, "C-D", &imei_d, "SND1").await;
     let hello = app.hello(&imei_d, "SND1").await;
     assert_eq!(hello.status, 200, "{}", hello.body);
     let credential = STANDARD

@@ -20,21 +20,14 @@ async fn overdue_and_locked(app: &TestApp, device_ids: &[&str]) {
 }
 
 async fn status(app: &TestApp, key: &str, device_id: &str) -> Value {
-    let reply = app
-        .call("GET", &format!("/v1/devices/{device_id}"), key, None)
-        .await;
+    let reply = app.get(&format!("/v1/devices/{device_id}"), key).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.body
 }
 
 async fn history(app: &TestApp, key: &str, device_id: &str) -> Value {
     let reply = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            key,
-            None,
-        )
+        .get(&format!("/v1/devices/{device_id}/history"), key)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["chain_intact"], true, "{}", reply.body);
@@ -128,12 +121,7 @@ async fn platform_keys(app: TestApp) {
                     Some(json!({"role": role, "label": "a way in"})),
                 )
                 .await;
-            assert_eq!(
-                refused.status, 403,
-                "{who} asking for {role}: {}",
-                refused.body
-            );
-            assert_eq!(refused.body["error"], "forbidden");
+            refused.assert_forbidden(&format!("{who} asking for {role}"));
         }
     }
 
@@ -290,16 +278,7 @@ async fn policy_change(app: TestApp) {
 
 /// A counter's value in the `/metrics` text.
 async fn counter(app: &TestApp, name: &str) -> u64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics", Some(METRICS_TOKEN)).await;
     let prefix = format!("{name} ");
     text.lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))
@@ -398,11 +377,8 @@ async fn api_key_lifecycle(app: TestApp) {
     }
 
     // Used now; listed with its last use, its expiry and no secret.
-    assert_eq!(
-        app.call("GET", "/v1/devices", &temp, None).await.status,
-        200
-    );
-    let list = app.call("GET", "/v1/api-keys", &key_a, None).await;
+    assert_eq!(app.get("/v1/devices", &temp).await.status, 200);
+    let list = app.get("/v1/api-keys", &key_a).await;
     assert_eq!(list.status, 200, "{}", list.body);
     let text = list.body.to_string();
     assert!(
@@ -422,23 +398,17 @@ async fn api_key_lifecycle(app: TestApp) {
 
     // Last use is written at most once a minute.
     app.clock.advance(SignedDuration::from_secs(30));
-    assert_eq!(
-        app.call("GET", "/v1/devices", &temp, None).await.status,
-        200
-    );
+    assert_eq!(app.get("/v1/devices", &temp).await.status, 200);
     let keys = listed(&app, &key_a, &keys_of_a).await;
     assert_eq!(keys[&key_id(&temp)]["last_used_at"], "2026-01-10T09:00:00Z");
     app.clock.advance(SignedDuration::from_secs(31));
-    assert_eq!(
-        app.call("GET", "/v1/devices", &temp, None).await.status,
-        200
-    );
+    assert_eq!(app.get("/v1/devices", &temp).await.status, 200);
     let keys = listed(&app, &key_a, &keys_of_a).await;
     assert_eq!(keys[&key_id(&temp)]["last_used_at"], "2026-01-10T09:01:01Z");
 
     // A day later it has expired: refused, and listed as expired.
     app.clock.set(tomorrow.parse().unwrap());
-    let expired = app.call("GET", "/v1/devices", &temp, None).await;
+    let expired = app.get("/v1/devices", &temp).await;
     assert_eq!(expired.status, 401, "{}", expired.body);
     assert!(
         expired
@@ -455,10 +425,7 @@ async fn api_key_lifecycle(app: TestApp) {
     // Revoked: refused at once here and on a second server over the same database.
     let agent = app.financier_key(&fin_a, "financier-agent").await;
     let peer = second_server(&app).await;
-    assert_eq!(
-        peer.call("GET", "/v1/devices", &agent, None).await.status,
-        200
-    );
+    assert_eq!(peer.get("/v1/devices", &agent).await.status, 200);
     let revoked = app
         .call(
             "POST",
@@ -471,7 +438,7 @@ async fn api_key_lifecycle(app: TestApp) {
     assert_eq!(revoked.body["status"], "revoked");
     assert_eq!(revoked.body["revoked_at"], tomorrow);
     for server in [&app, &peer] {
-        let refused = server.call("GET", "/v1/devices", &agent, None).await;
+        let refused = server.get("/v1/devices", &agent).await;
         assert_eq!(refused.status, 401, "{}", refused.body);
         assert!(refused.message().contains("revoked"), "{}", refused.body);
     }
@@ -501,19 +468,11 @@ async fn api_key_lifecycle(app: TestApp) {
         assert_eq!(reply.status, 404, "{id}: {}", reply.body);
     }
     let other = app
-        .call(
-            "GET",
-            &format!("/v1/financiers/{fin_b}/api-keys"),
-            &key_a,
-            None,
-        )
+        .get(&format!("/v1/financiers/{fin_b}/api-keys"), &key_a)
         .await;
     assert_eq!(other.status, 404, "{}", other.body);
     let agent_b = app.financier_key(&fin_b, "financier-agent").await;
-    assert_eq!(
-        app.call("GET", "/v1/api-keys", &agent_b, None).await.status,
-        403
-    );
+    assert_eq!(app.get("/v1/api-keys", &agent_b).await.status, 403);
 
     // The platform admin lists the platform's keys, and any financier's.
     let platform = listed(&app, &app.admin_key, "/v1/api-keys").await;
@@ -554,12 +513,7 @@ async fn api_key_lifecycle(app: TestApp) {
         )
         .await;
     assert_eq!(first_gone.status, 200, "{}", first_gone.body);
-    assert_eq!(
-        app.call("GET", "/v1/financiers", &app.admin_key, None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(app.get("/v1/financiers", &app.admin_key).await.status, 401);
     let itself = app
         .call(
             "POST",

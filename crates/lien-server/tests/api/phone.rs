@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, World, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{Backend, World, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
@@ -23,7 +23,7 @@ const DAY: u64 = 24 * HOUR;
 /// The shared [`World`], whose phone starts with the normal screen.
 async fn world(backend: Backend) -> World {
     let w = World::new(backend).await;
-    assert_eq!(w.phone.screen(), &Screen::Normal { banner: None });
+    w.assert_normal();
     w
 }
 
@@ -114,11 +114,9 @@ async fn missed_payment_reminds_then_locks_on_time_and_payment_unlocks(backend: 
     };
     let looked_up = w
         .app
-        .call(
-            "GET",
+        .get(
             &format!("/v1/status-codes/{}", lock.details.status_code),
             &w.key,
-            None,
         )
         .await;
     assert_eq!(looked_up.status, 200, "{}", looked_up.body);
@@ -131,12 +129,7 @@ async fn missed_payment_reminds_then_locks_on_time_and_payment_unlocks(backend: 
         "nothing changes on the phone before it checks in"
     );
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     assert!(w.phone.enforcement().restrictions().len() <= 1);
     w.app.running.stop().await;
 }
@@ -177,12 +170,7 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
     w.phone.set_online(false);
     // Kenya: a 10-day lease with 3 days' warning, counted from the last token.
     w.advance(Duration::from_secs(7 * DAY - 60)).await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     w.advance(Duration::from_secs(60)).await;
     assert!(
         matches!(
@@ -240,12 +228,7 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
     // Back online, a check-in brings a fresh token with a fresh lease: unlocked.
     w.phone.set_online(true);
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     w.app.running.stop().await;
 }
 
@@ -300,12 +283,7 @@ async fn moving_the_wall_clock_changes_nothing(backend: Backend) {
     // And a paid phone a year "in the past" is unlocked as usual.
     w.pay("MPESA-1", 100_000).await;
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     w.app.running.stop().await;
 }
 
@@ -345,15 +323,10 @@ async fn forged_and_replayed_tokens_are_refused(backend: Backend) {
     // The real server's next token is still taken.
     w.pay("MPESA-1", 100_000).await;
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     // And the replay of the lock, now older, is refused in turn.
     w.phone.deliver_checkin(answer(active_token));
-    assert_eq!(w.phone.screen(), &Screen::Normal { banner: None });
+    w.assert_normal();
     w.app.running.stop().await;
 }
 
@@ -405,16 +378,10 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
         let serial = format!("SN-F{n}");
         // Ten are financed; two were never enrolled and run free.
         if n < 10 {
-            let enrolled = app
-                .call(
-                    "POST",
-                    "/v1/devices",
-                    &key,
-                    Some(enrollment(&format!("C-F{n}"), &phone_imei, &serial)),
-                )
-                .await;
-            assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-            device_ids.push(enrolled.body["id"].as_str().unwrap().to_string());
+            device_ids.push(
+                app.enroll_device(&key, &format!("C-F{n}"), &phone_imei, &serial)
+                    .await,
+            );
         }
         let identity = Identity {
             imei1: phone_imei,
@@ -438,12 +405,7 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
     assert_eq!(setup.locked, 0);
     for id in &device_ids[..3] {
         let locked = app
-            .call(
-                "POST",
-                &format!("/v1/devices/{id}/lock"),
-                &key,
-                Some(json!({"message": "Locked by Duka Phones: please call us."})),
-            )
+            .lock(&key, id, "Locked by Duka Phones: please call us.")
             .await;
         assert_eq!(locked.status, 200, "{}", locked.body);
     }

@@ -173,12 +173,7 @@ async fn after_a_server_restart_the_phone_reconnects_and_gets_the_current_token(
         .unwrap();
     // Locked while the phone was away: the reopened channel carries the current token.
     let lock = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{device_id}/lock"),
-            &key,
-            Some(json!({"message": "Locked by Duka Phones: please call us."})),
-        )
+        .lock(&key, &device_id, "Locked by Duka Phones: please call us.")
         .await;
     assert_eq!(lock.status, 200, "{}", lock.body);
     assert_eq!(phone.next_push(WAIT).await, Some(true));

@@ -121,14 +121,10 @@ async fn status_code_look_ups_are_limited_per_api_key() {
     let (_financier, key) = app.financier("Duka Phones").await;
     // 20 at once (nothing has this code), then one every 2 seconds.
     for _ in 0..20 {
-        let reply = app
-            .call("GET", "/v1/status-codes/12345678", &key, None)
-            .await;
+        let reply = app.get("/v1/status-codes/12345678", &key).await;
         assert_eq!(reply.status, 404, "{}", reply.body);
     }
-    let limited = app
-        .call("GET", "/v1/status-codes/12345678", &key, None)
-        .await;
+    let limited = app.get("/v1/status-codes/12345678", &key).await;
     assert_eq!(limited.status, 429, "{}", limited.body);
     assert!(
         limited
@@ -138,14 +134,10 @@ async fn status_code_look_ups_are_limited_per_api_key() {
         limited.body
     );
     // Another key has its own allowance.
-    let other = app
-        .call("GET", "/v1/status-codes/12345678", &app.admin_key, None)
-        .await;
+    let other = app.get("/v1/status-codes/12345678", &app.admin_key).await;
     assert_eq!(other.status, 404, "{}", other.body);
     app.clock.advance(SignedDuration::from_secs(2));
-    let again = app
-        .call("GET", "/v1/status-codes/12345678", &key, None)
-        .await;
+    let again = app.get("/v1/status-codes/12345678", &key).await;
     assert_eq!(again.status, 404, "{}", again.body);
     app.running.stop().await;
 }

@@ -1,7 +1,7 @@
 //! The whole story over real HTTP: enroll, hello, check-in, time passes, reminder, lock,
 //! payment, unlock at the next check-in, payoff, release. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{Backend, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{Backend, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
@@ -21,14 +21,7 @@ async fn the_whole_story(backend: Backend) {
     let phone_imei = imei("35693803564380");
 
     // Enroll at the point of sale.
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &key,
-            Some(enrollment("C-1001", &phone_imei, "SN1001")),
-        )
-        .await;
+    let enrolled = app.enroll(&key, "C-1001", &phone_imei, "SN1001").await;
     assert_eq!(enrolled.status, 201, "{}", enrolled.body);
     assert_eq!(enrolled.body["pending"], true);
     assert_eq!(enrolled.body["decision"]["state"], "active");
@@ -36,14 +29,7 @@ async fn the_whole_story(backend: Backend) {
 
     // The same IMEI cannot be financed twice.
     let (_other, other_key) = app.financier("Other Lender").await;
-    let twice = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &other_key,
-            Some(enrollment("X-1", &phone_imei, "SN1001")),
-        )
-        .await;
+    let twice = app.enroll(&other_key, "X-1", &phone_imei, "SN1001").await;
     assert_eq!(twice.status, 409);
     assert!(twice.message().contains(&phone_imei), "{}", twice.body);
 
@@ -106,9 +92,7 @@ async fn the_whole_story(backend: Backend) {
     assert_eq!(locked.state, TokenState::Locked, "{locked:?}");
     assert_eq!(locked.screen.amount_due.as_ref().unwrap().minor, 100000);
     assert_eq!(locked.screen.financier_name, "Duka Phones");
-    let status = app
-        .call("GET", &format!("/v1/devices/{device_id}"), &key, None)
-        .await;
+    let status = app.get(&format!("/v1/devices/{device_id}"), &key).await;
     assert_eq!(status.body["decision"]["state"], "locked");
     assert_eq!(status.body["pending"], false);
 
@@ -174,12 +158,7 @@ async fn the_whole_story(backend: Backend) {
 
     // Every step is in the device's audit chain, and the chain is intact.
     let history = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            &key,
-            None,
-        )
+        .get(&format!("/v1/devices/{device_id}/history"), &key)
         .await;
     assert_eq!(history.body["chain_intact"], true);
     let actions: Vec<&str> = history.body["records"]
