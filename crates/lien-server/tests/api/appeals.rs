@@ -260,12 +260,7 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
 
     // A second appeal while one is open is refused, naming the open one to the holder...
     let second = w.appeal_paid().await;
-    assert_eq!(second.status, 409, "{}", second.body);
-    assert!(
-        second.message().contains(reference.as_str()),
-        "{}",
-        second.body
-    );
+    second.assert_refused(409, reference.as_str());
     // ...and to a stranger it is the same refusal as for any wrong code: no reference leaks.
     let stranger = w
         .appeal_wrong_lock(&w.imei, &w.wrong_code(&w.shown_code()))
@@ -624,8 +619,7 @@ async fn a_released_phone_cannot_be_appealed(backend: Backend) {
     w.advance(Duration::from_secs(73 * 3600)).await;
     w.phone.check_again().await;
     let r = w.appeal_wrong_lock(&w.imei, "12345678").await;
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.message().contains("released"), "{}", r.body);
+    r.assert_refused(409, "released");
 }
 
 /// The public "why is my phone locked" page for a status code.

@@ -628,6 +628,13 @@ impl TestApp {
 }
 
 impl Reply {
+    /// The request was refused with `status` and a message that mentions `mentions`.
+    #[track_caller]
+    pub fn assert_refused(&self, status: u16, mentions: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(self.message().contains(mentions), "{}", self.body);
+    }
+
     /// The request was refused as forbidden; `context` says which, should it not be.
     pub fn assert_forbidden(&self, context: &str) {
         assert_eq!(self.status, 403, "{context}: {}", self.body);

@@ -33,6 +33,14 @@ impl World {
         self.phone.render()
     }
 
+    /// The banner over the normal screen, if the phone shows one.
+    fn banner(&self) -> Option<&Banner> {
+        match self.phone.screen() {
+            Screen::Normal { banner } => banner.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The lock screen's challenge.
     fn challenge(&self) -> String {
         match self.phone.screen() {
@@ -173,12 +181,7 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
     w.assert_normal();
     w.advance(Duration::from_secs(60)).await;
     assert!(
-        matches!(
-            w.phone.screen(),
-            Screen::Normal {
-                banner: Some(Banner::GoOnline { .. })
-            }
-        ),
+        matches!(w.banner(), Some(Banner::GoOnline { .. })),
         "{}",
         w.text()
     );
@@ -199,12 +202,7 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
         CodeOutcome::Accepted { .. }
     ));
     assert!(
-        matches!(
-            w.phone.screen(),
-            Screen::Normal {
-                banner: Some(Banner::UnlockedByCode { .. })
-            }
-        ),
+        matches!(w.banner(), Some(Banner::UnlockedByCode { .. })),
         "{}",
         w.text()
     );
