@@ -21,6 +21,17 @@ fn not_proven() -> Value {
 }
 
 impl World {
+    /// Posts the public appeal form with these parts, as the borrower's browser does.
+    async fn appeal(&self, parts: &[Part<'_>]) -> Reply {
+        post_form(&self.app, "/v1/public/appeals", parts).await
+    }
+
+    /// The financier's `decision` on appeal `reference`, giving `reason`; returns the answer.
+    async fn answer(&self, reference: &str, decision: &str, reason: &str) -> Reply {
+        let body = json!({ "decision": decision, "reason": reason });
+        self.app.answer_appeal(&self.key, reference, body).await
+    }
+
     /// The status code the phone's reminder, restricted or lock screen shows.
     fn shown_code(&self) -> String {
         match self.phone.screen() {
@@ -77,49 +88,49 @@ impl World {
     /// The borrower, holding the locked phone, says they paid KES 1,000.00 by M-Pesa on
     /// 3 February, with a receipt, and gives the IMEI and status code from the lock screen.
     async fn appeal_paid(&self) -> Reply {
-        self.appeal_paid_with(&self.shown_code(), "1000.00", "KES", &receipt_png(4096))
+        self.appeal_paid_with(&self.shown_code(), "1000.00", "KES")
             .await
     }
 
-    /// A payment appeal with this status code, amount, currency and receipt.
-    async fn appeal_paid_with(
-        &self,
-        code: &str,
-        amount: &str,
-        currency: &str,
-        receipt: &[u8],
-    ) -> Reply {
-        post_form(
-            &self.app,
-            "/v1/public/appeals",
-            &[
-                Part::Text("imei", &self.imei),
-                Part::Text("status_code", code),
-                Part::Text("claim", "paid"),
-                Part::Text("contact", "+254 711 000 111"),
-                Part::Text("payment_reference", "MPESA-QX12"),
-                Part::Text("paid_on", "2026-02-03"),
-                Part::Text("amount", amount),
-                Part::Text("currency", currency),
-                Part::File("receipt", "receipt.png", "image/png", receipt),
-            ],
-        )
-        .await
+    /// A payment appeal with this status code, amount and currency, and a 4 KiB receipt.
+    async fn appeal_paid_with(&self, code: &str, amount: &str, currency: &str) -> Reply {
+        let receipt = receipt_png(4096);
+        let mut parts = self.paid_claim(code, "+254 711 000 111", "MPESA-QX12", "2026-02-03");
+        parts.extend([
+            Part::Text("amount", amount),
+            Part::Text("currency", currency),
+            Part::File("receipt", "receipt.png", "image/png", &receipt),
+        ]);
+        self.appeal(&parts).await
+    }
+
+    /// The fields of a payment appeal about this phone, up to the date paid.
+    fn paid_claim<'a>(
+        &'a self,
+        code: &'a str,
+        contact: &'a str,
+        reference: &'a str,
+        paid_on: &'a str,
+    ) -> Vec<Part<'a>> {
+        vec![
+            Part::Text("imei", &self.imei),
+            Part::Text("status_code", code),
+            Part::Text("claim", "paid"),
+            Part::Text("contact", contact),
+            Part::Text("payment_reference", reference),
+            Part::Text("paid_on", paid_on),
+        ]
     }
 
     /// A "wrong lock" appeal about `imei` with this status code: no document needed.
     async fn appeal_wrong_lock(&self, imei: &str, code: &str) -> Reply {
-        post_form(
-            &self.app,
-            "/v1/public/appeals",
-            &[
-                Part::Text("imei", imei),
-                Part::Text("status_code", code),
-                Part::Text("claim", "wrong_lock"),
-                Part::Text("contact", "+254 711 000 111"),
-                Part::Text("statement", "This is not my contract"),
-            ],
-        )
+        self.appeal(&[
+            Part::Text("imei", imei),
+            Part::Text("status_code", code),
+            Part::Text("claim", "wrong_lock"),
+            Part::Text("contact", "+254 711 000 111"),
+            Part::Text("statement", "This is not my contract"),
+        ])
         .await
     }
 
@@ -180,11 +191,9 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     assert_eq!(anonymous.status, 401);
     // Support sees every appeal; another financier sees none of these.
     let support = w.app.support_key().await;
-    let seen = w
-        .app
-        .get(&format!("/v1/appeals/{reference}"), &support)
+    w.app
+        .read(&support, &format!("/v1/appeals/{reference}"))
         .await;
-    assert_eq!(seen.status, 200, "{}", seen.body);
     let (_, other) = w.app.financier("Other Credit").await;
     let hidden = w.app.get(&format!("/v1/appeals/{reference}"), &other).await;
     assert_eq!(hidden.status, 404, "{}", hidden.body);
@@ -212,12 +221,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
 
     // The financier confirms the payment: the provisional unlock becomes a plain active state.
     let answered = w
-        .app
-        .answer_appeal(
-            &w.key,
-            &reference,
-            json!({"decision": "accept", "reason": "M-Pesa confirms the payment"}),
-        )
+        .answer(&reference, "accept", "M-Pesa confirms the payment")
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(answered.body["status"], "accepted");
@@ -230,14 +234,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     w.phone.check_again().await;
     w.assert_normal();
     // A second answer is refused.
-    let again = w
-        .app
-        .answer_appeal(
-            &w.key,
-            &reference,
-            json!({"decision": "reject", "reason": "changed my mind"}),
-        )
-        .await;
+    let again = w.answer(&reference, "reject", "changed my mind").await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(w.follow(&reference).await["status"], "accepted");
 
@@ -272,15 +269,13 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
         .app
         .answer_appeal(&w.key, &reference, json!({"decision": "reject"}))
         .await;
-    assert_eq!(no_reason.status, 422, "{}", no_reason.body);
-    assert!(no_reason.message().starts_with("reason:"));
+    no_reason.assert_invalid("reason");
 
     let rejected = w
-        .app
-        .answer_appeal(
-            &w.key,
+        .answer(
             &reference,
-            json!({"decision": "reject", "reason": "No payment MPESA-QX12 reached our till"}),
+            "reject",
+            "No payment MPESA-QX12 reached our till",
         )
         .await;
     assert_eq!(rejected.status, 200, "{}", rejected.body);
@@ -375,54 +370,27 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
         ),
     ];
     for (name, content_type, bytes, message) in cases {
-        let r = post_form(
-            &w.app,
-            "/v1/public/appeals",
-            &[
-                Part::Text("imei", &w.imei),
-                Part::Text("status_code", &code),
-                Part::Text("claim", "paid"),
-                Part::Text("contact", "+254 711 000 111"),
-                Part::Text("payment_reference", "MPESA-QX12"),
-                Part::Text("paid_on", "2026-01-09"),
-                Part::Text("amount", "1000"),
-                Part::Text("currency", "KES"),
-                Part::File("receipt", name, content_type, bytes),
-            ],
-        )
-        .await;
+        let mut parts = w.paid_claim(&code, "+254 711 000 111", "MPESA-QX12", "2026-01-09");
+        parts.extend([
+            Part::Text("amount", "1000"),
+            Part::Text("currency", "KES"),
+            Part::File("receipt", name, content_type, bytes),
+        ]);
+        let r = w.appeal(&parts).await;
         assert_eq!(r.status, 422, "{name}: {}", r.body);
         let text = r.body["message"].as_str().unwrap_or_default();
         assert!(text.starts_with(message), "{name}: {text}");
     }
     // Missing and wrong fields are named too.
-    let r = post_form(
-        &w.app,
-        "/v1/public/appeals",
-        &[
-            Part::Text("imei", &w.imei),
-            Part::Text("status_code", &code),
-            Part::Text("claim", "paid"),
-            Part::Text("contact", "x"),
-            Part::Text("payment_reference", "R1"),
-            Part::Text("paid_on", "yesterday"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.message().starts_with("paid_on:"));
-    let r = post_form(&w.app, "/v1/public/appeals", &[Part::Text("claim", "paid")]).await;
-    assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.message().starts_with("imei:"));
+    let r = w.appeal(&w.paid_claim(&code, "x", "R1", "yesterday")).await;
+    r.assert_invalid("paid_on");
+    let r = w.appeal(&[Part::Text("claim", "paid")]).await;
+    r.assert_invalid("imei");
     // The IMEI alone is not enough: the status code from the lock screen is asked for.
-    let r = post_form(
-        &w.app,
-        "/v1/public/appeals",
-        &[Part::Text("imei", &w.imei), Part::Text("claim", "paid")],
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.message().starts_with("status_code:"), "{}", r.body);
+    let r = w
+        .appeal(&[Part::Text("imei", &w.imei), Part::Text("claim", "paid")])
+        .await;
+    r.assert_invalid("status_code");
 
     // Nothing half-written: no appeal, no history entry, no file.
     let listed = w.app.get("/v1/appeals", &w.key).await;
@@ -502,19 +470,15 @@ async fn a_stranger_with_the_imei_is_refused_and_escalation_proceeds(backend: Ba
 
     // Someone who only knows the IMEI (the public check says it is financed) is asked for the
     // code; with a guess, the answer is the one an IMEI nobody finances gets.
-    let no_code = post_form(
-        &w.app,
-        "/v1/public/appeals",
-        &[
+    let no_code = w
+        .appeal(&[
             Part::Text("imei", &w.imei),
             Part::Text("claim", "wrong_lock"),
             Part::Text("contact", "+254 711 000 111"),
             Part::Text("statement", "Not my contract"),
-        ],
-    )
-    .await;
-    assert_eq!(no_code.status, 422, "{}", no_code.body);
-    assert!(no_code.message().starts_with("status_code:"));
+        ])
+        .await;
+    no_code.assert_invalid("status_code");
     let guessed = w.appeal_wrong_lock(&w.imei, &w.wrong_code(&code)).await;
     assert_eq!(guessed.status, 404, "{}", guessed.body);
     assert_eq!(guessed.body, not_proven());
@@ -571,19 +535,15 @@ async fn a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure(backend: 
     let code = w.shown_code();
 
     // The amount must be in the plan's currency.
-    let dollars = w
-        .appeal_paid_with(&code, "1000.00", "USD", &receipt_png(4096))
-        .await;
+    let dollars = w.appeal_paid_with(&code, "1000.00", "USD").await;
     assert_eq!(dollars.status, 422, "{}", dollars.body);
-    let message = dollars.body["message"].as_str().unwrap();
+    let message = dollars.message();
     assert!(message.starts_with("currency:"), "{message}");
     assert!(message.contains("KES"), "{message}");
 
     // A claim of less than what is overdue opens an appeal (the freeze holds) but buys no
     // provisional unlock: recording it would not lift the lock either.
-    let short = w
-        .appeal_paid_with(&code, "10.00", "KES", &receipt_png(4096))
-        .await;
+    let short = w.appeal_paid_with(&code, "10.00", "KES").await;
     assert_eq!(short.status, 201, "{}", short.body);
     let withheld = short.body["provisional_unlock_withheld"].as_str().unwrap();
     assert!(withheld.contains("does not cover"), "{withheld}");
@@ -665,12 +625,9 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
 
     // Support, signed in, still looks up the old code.
     let support = w.app.support_key().await;
-    let looked_up = w
-        .app
-        .get(&format!("/v1/status-codes/{reminder_code}"), &support)
-        .await;
-    assert_eq!(looked_up.status, 200, "{}", looked_up.body);
-    assert_eq!(looked_up.body[0]["device_id"], w.device_id.as_str());
+    let path = format!("/v1/status-codes/{reminder_code}");
+    let looked_up = w.app.read(&support, &path).await;
+    assert_eq!(looked_up[0]["device_id"], w.device_id.as_str());
 }
 
 on_both_backends!(
@@ -686,13 +643,8 @@ on_both_backends!(
 
 /// `GET /v1/appeals/{reference}/attachment` on `app` with `key`: status, content type, body.
 async fn download(app: &TestApp, reference: &str, key: &str) -> (u16, String, Vec<u8>) {
-    let response = app
-        .client
-        .get(format!("{}/v1/appeals/{reference}/attachment", app.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/v1/appeals/{reference}/attachment");
+    let response = app.get_response(&path, Some(key)).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

@@ -608,14 +608,13 @@ async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
         .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
         .await;
     let locked = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/devices/{device_id}/lock"),
             &key,
-            Some(json!({
+            json!({
                 "message": "Borrower Jane W., ID 1234: call Duka Phones.",
                 "note": "Jane's cousin reported the phone; ID card 98765",
-            })),
+            }),
         )
         .await;
     assert_eq!(locked.status, 200, "{}", locked.body);
@@ -654,22 +653,20 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
         ("data:text/html,hi", "payment_link"),
     ] {
         let reply = app
-            .call(
-                "POST",
+            .post(
                 "/v1/financiers",
                 &app.admin_key,
-                Some(json!({"name": "X", "contact": "Y", "payment_link": link})),
+                json!({"name": "X", "contact": "Y", "payment_link": link}),
             )
             .await;
         refused(&reply, 422, &[field]);
         assert_documented("POST", "/v1/financiers", 422);
     }
     let made = app
-        .call(
-            "POST",
+        .post(
             "/v1/financiers",
             &app.admin_key,
-            Some(json!({"name": "X", "contact": "Y", "payment_link": "https://pay.example/duka"})),
+            json!({"name": "X", "contact": "Y", "payment_link": "https://pay.example/duka"}),
         )
         .await;
     assert_eq!(made.status, 201, "{}", made.body);
@@ -701,15 +698,13 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
             "cure_days",
         ),
     ] {
-        let reply = app
-            .call("POST", "/v1/devices", &key, Some(custom(&*change)))
-            .await;
+        let reply = app.post("/v1/devices", &key, custom(&*change)).await;
         refused(&reply, 422, &[field]);
     }
     let mut far = common::enrollment("C-10", &imei("35693803564381"), "SN10");
     far["plan"]["installments"][0]["due"] = json!("9999-12-31");
     refused(
-        &app.call("POST", "/v1/devices", &key, Some(far)).await,
+        &app.post("/v1/devices", &key, far).await,
         422,
         &["plan", "due dates must be in the years"],
     );
@@ -721,11 +716,10 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
     refused(&pay, 422, &["amount_minor"]);
     assert_documented("POST", &format!("/v1/devices/{device_id}/payments"), 422);
     let unlock = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/devices/{device_id}/unlock"),
             &key,
-            Some(json!({"reason": "x", "provisional_hours": 4_000_000_000u32})),
+            json!({"reason": "x", "provisional_hours": 4_000_000_000u32}),
         )
         .await;
     refused(&unlock, 422, &["provisional_hours"]);

@@ -635,6 +635,14 @@ impl Reply {
         assert!(self.message().contains(mentions), "{}", self.body);
     }
 
+    /// The request was refused as invalid (422), with a message that starts by naming `field`.
+    #[track_caller]
+    pub fn assert_invalid(&self, field: &str) {
+        assert_eq!(self.status, 422, "{}", self.body);
+        let message = self.message();
+        assert!(message.starts_with(&format!("{field}:")), "{message}");
+    }
+
     /// The request was refused as forbidden; `context` says which, should it not be.
     pub fn assert_forbidden(&self, context: &str) {
         assert_eq!(self.status, 403, "{context}: {}", self.body);
@@ -730,11 +738,16 @@ impl TestApp {
     pub async fn read_all(&self, key: &str, paths: &[String]) -> Vec<Value> {
         let mut seen = Vec::new();
         for path in paths {
-            let reply = self.call("GET", path, key, None).await;
-            assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
-            seen.push(reply.body);
+            seen.push(self.read(key, path).await);
         }
         seen
+    }
+
+    /// GETs `path` with `key`, which must answer 200; returns the body.
+    pub async fn read(&self, key: &str, path: &str) -> Value {
+        let reply = self.call("GET", path, key, None).await;
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        reply.body
     }
 
     /// What a financier can see of a device: its status and its history, in that order.
@@ -835,13 +848,24 @@ impl TestApp {
         self.call("GET", path, key, None).await
     }
 
+    /// `POST path` with an API key and a JSON body.
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call("POST", path, key, Some(body)).await
+    }
+
     /// The body of `GET path`, as text, sent with `bearer` if there is one.
     pub async fn get_text(&self, path: &str, bearer: Option<&str>) -> String {
+        self.get_response(path, bearer).await.text().await.unwrap()
+    }
+
+    /// The response to `GET path`, sent with `bearer` if there is one, for reading headers or
+    /// bytes.
+    pub async fn get_response(&self, path: &str, bearer: Option<&str>) -> reqwest::Response {
         let mut request = self.client.get(format!("{}{path}", self.base));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
-        request.send().await.unwrap().text().await.unwrap()
+        request.send().await.expect("the server answers")
     }
 }
 

@@ -256,19 +256,17 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
     assert_eq!(names, ["Other Lender"]);
     let new_key = json!({"role": "financier-admin", "label": "a way in"});
     let for_a = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/financiers/{fin_a}/api-keys"),
             &key_b,
-            Some(new_key.clone()),
+            new_key.clone(),
         )
         .await;
     let for_none = app
-        .call(
-            "POST",
+        .post(
             "/v1/financiers/fin_0000000000000000/api-keys",
             &key_b,
-            Some(new_key),
+            new_key,
         )
         .await;
     assert_eq!(for_a.status, 404, "{}", for_a.body);
@@ -329,11 +327,10 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
     assert_eq!(agent_on_b.body, not_found);
     // Nor can an agent make itself a key.
     let agent_key = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/financiers/{fin_a}/api-keys"),
             &agent,
-            Some(json!({"role": "financier-admin", "label": "me"})),
+            json!({"role": "financier-admin", "label": "me"}),
         )
         .await;
     assert_eq!(agent_key.status, 403, "{}", agent_key.body);

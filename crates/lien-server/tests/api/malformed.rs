@@ -929,7 +929,7 @@ async fn malformed_requests_are_refused_and_write_nothing(backend: Backend) {
 
     // Nothing refused left a trace: the well-formed enrollment takes the IMEI and contract the
     // refused ones named, and the payment takes the Idempotency-Key the refused ones carried.
-    let enrolled = app.call("POST", "/v1/devices", &key, Some(good)).await;
+    let enrolled = app.post("/v1/devices", &key, good).await;
     assert_eq!(enrolled.status, 201, "{}", enrolled.body);
     let paid = app
         .call_with(

@@ -1,12 +1,18 @@
 //! Running the platform beyond the story: platform-wide API keys, changing a device's lock
 //! policy, and the metrics a change moves. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{self, Backend, METRICS_TOKEN, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{self, Backend, METRICS_TOKEN, Reply, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 /// Moves to day 4 past the first due date, in the morning, and lets the scheduler decide:
 /// on the Kenya preset the unpaid phones are now locked.
+/// Revokes `target` (a key) with `key`; returns the answer.
+async fn revoke(app: &TestApp, key: &str, target: &str) -> Reply {
+    let path = format!("/v1/api-keys/{}/revoke", key_id(target));
+    app.call("POST", &path, key, None).await
+}
+
 async fn overdue_and_locked(app: &TestApp, device_ids: &[&str]) {
     app.clock
         .set("2026-02-05T10:00:00+03:00".parse::<Timestamp>().unwrap());
@@ -56,11 +62,10 @@ async fn platform_keys(app: TestApp) {
 
     // The platform admin makes a support key: shown once, platform-wide.
     let created = app
-        .call(
-            "POST",
+        .post(
             "/v1/api-keys",
             &app.admin_key,
-            Some(json!({"role": "support", "label": "support desk"})),
+            json!({"role": "support", "label": "support desk"}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -75,11 +80,10 @@ async fn platform_keys(app: TestApp) {
         assert_eq!(status(&app, &support, device).await["id"], device.as_str());
     }
     let unlocked = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/devices/{device_b}/unlock"),
             &support,
-            Some(json!({"reason": "borrower called: salary on Friday", "provisional_hours": 48})),
+            json!({"reason": "borrower called: salary on Friday", "provisional_hours": 48}),
         )
         .await;
     assert_eq!(unlocked.status, 200, "{}", unlocked.body);
@@ -96,11 +100,10 @@ async fn platform_keys(app: TestApp) {
     // A platform admin key made this way makes keys too.
     let second_admin = app.platform_key("platform-admin").await;
     let another = app
-        .call(
-            "POST",
+        .post(
             "/v1/api-keys",
             &second_admin,
-            Some(json!({"role": "support", "label": "night shift"})),
+            json!({"role": "support", "label": "night shift"}),
         )
         .await;
     assert_eq!(another.status, 201, "{}", another.body);
@@ -114,11 +117,10 @@ async fn platform_keys(app: TestApp) {
     ] {
         for role in ["support", "platform-admin"] {
             let refused = app
-                .call(
-                    "POST",
+                .post(
                     "/v1/api-keys",
                     key,
-                    Some(json!({"role": role, "label": "a way in"})),
+                    json!({"role": role, "label": "a way in"}),
                 )
                 .await;
             refused.assert_forbidden(&format!("{who} asking for {role}"));
@@ -128,11 +130,10 @@ async fn platform_keys(app: TestApp) {
     // A financier's role belongs on the financier's route: 422, naming the field.
     for role in ["financier-admin", "financier-agent"] {
         let refused = app
-            .call(
-                "POST",
+            .post(
                 "/v1/api-keys",
                 &app.admin_key,
-                Some(json!({"role": role, "label": "back office"})),
+                json!({"role": role, "label": "back office"}),
             )
             .await;
         assert_eq!(refused.status, 422, "{role}: {}", refused.body);
@@ -348,25 +349,18 @@ async fn api_key_lifecycle(app: TestApp) {
     // A key that expires in a day; expiries in the past or too far ahead are refused by name.
     let tomorrow = "2026-01-11T09:00:00Z";
     let created = app
-        .call(
-            "POST",
+        .post(
             &keys_of_a,
             &key_a,
-            Some(json!({"role": "financier-agent", "label": "temp", "expires_at": tomorrow})),
+            json!({"role": "financier-agent", "label": "temp", "expires_at": tomorrow}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["expires_at"], tomorrow);
     let temp = created.body["key"].as_str().unwrap().to_string();
     for bad in ["2026-01-10T08:59:59Z", "2031-01-11T09:00:00Z", "tomorrow"] {
-        let refused = app
-            .call(
-                "POST",
-                &keys_of_a,
-                &key_a,
-                Some(json!({"role": "financier-agent", "label": "x", "expires_at": bad})),
-            )
-            .await;
+        let agent_key = json!({"role": "financier-agent", "label": "x", "expires_at": bad});
+        let refused = app.post(&keys_of_a, &key_a, agent_key).await;
         assert_eq!(refused.status, 422, "{bad}: {}", refused.body);
         assert!(
             refused.message().starts_with("expires_at: "),
@@ -418,14 +412,7 @@ async fn api_key_lifecycle(app: TestApp) {
     let agent = app.financier_key(&fin_a, "financier-agent").await;
     let peer = second_server(&app).await;
     assert_eq!(peer.get("/v1/devices", &agent).await.status, 200);
-    let revoked = app
-        .call(
-            "POST",
-            &format!("/v1/api-keys/{}/revoke", key_id(&agent)),
-            &key_a,
-            None,
-        )
-        .await;
+    let revoked = revoke(&app, &key_a, &agent).await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     assert_eq!(revoked.body["status"], "revoked");
     assert_eq!(revoked.body["revoked_at"], tomorrow);
@@ -434,14 +421,7 @@ async fn api_key_lifecycle(app: TestApp) {
         refused.assert_refused(401, "revoked");
     }
     // Revoking it again changes nothing.
-    let again = app
-        .call(
-            "POST",
-            &format!("/v1/api-keys/{}/revoke", key_id(&agent)),
-            &key_a,
-            None,
-        )
-        .await;
+    let again = revoke(&app, &key_a, &agent).await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["revoked_at"], tomorrow);
     peer.running.stop().await;
