@@ -217,6 +217,22 @@ async fn the_servers_own_batch_never_makes_a_phones_request_look_replayed(backen
     app.running.stop().await;
 }
 
+/// The attestation chain of a phone with this IMEI and serial whose factory identity `root`
+/// minted, for `challenge` (base64) at `now`.
+fn chain_from(
+    root: &DevelopmentRoot,
+    imei: &str,
+    serial: &str,
+    challenge: &str,
+    now: i64,
+) -> Vec<Vec<u8>> {
+    root.mint_factory_identity(imei, None, serial, now)
+        .unwrap()
+        .attest(&bytes(challenge), now)
+        .unwrap()
+        .chain
+}
+
 /// The challenge bytes of a base64 challenge.
 fn bytes(challenge: &str) -> Vec<u8> {
     STANDARD.decode(challenge).unwrap()
@@ -254,25 +270,14 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     );
     // A chain from an attestation root the server does not trust.
     let stranger = DevelopmentRoot::generate(now - 86_400).unwrap();
-    let untrusted = stranger
-        .mint_factory_identity(&phone_imei, None, "SN1001", now)
-        .unwrap()
-        .attest(&bytes(&challenge), now)
-        .unwrap()
-        .chain;
+    let untrusted = chain_from(&stranger, &phone_imei, "SN1001", &challenge, now);
     refusal(
         &app.hello_with(&phone_imei, "SN1001", &challenge, &untrusted)
             .await,
     );
     // A genuine chain from another phone, presented for this one.
     let other_imei = imei("49015420323751");
-    let other = app
-        .dev_root()
-        .mint_factory_identity(&other_imei, None, "SN-OTHER", now)
-        .unwrap()
-        .attest(&bytes(&challenge), now)
-        .unwrap()
-        .chain;
+    let other = chain_from(&app.dev_root(), &other_imei, "SN-OTHER", &challenge, now);
     refusal(
         &app.hello_with(&phone_imei, "SN1001", &challenge, &other)
             .await,
@@ -333,13 +338,13 @@ async fn an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written(backend
     let (app, _key, _device_id, _credential) = bound_phone(backend).await;
     let free_imei = imei("49015420323751");
     let challenge = app.hello_challenge().await;
-    let chain = app
-        .dev_root()
-        .mint_factory_identity(&free_imei, None, "SN-FREE", app.clock_now().as_second())
-        .unwrap()
-        .attest(&bytes(&challenge), app.clock_now().as_second())
-        .unwrap()
-        .chain;
+    let chain = chain_from(
+        &app.dev_root(),
+        &free_imei,
+        "SN-FREE",
+        &challenge,
+        app.clock_now().as_second(),
+    );
     let reply = app
         .hello_with(&free_imei, "SN-FREE", &challenge, &chain)
         .await;
@@ -394,13 +399,7 @@ async fn a_challenge_from_a_server_whose_clock_is_ahead_is_still_used_once(backe
     app.clock.advance(SignedDuration::from_secs(20));
     let challenge = app.hello_challenge().await;
     app.clock.advance(SignedDuration::from_secs(-20));
-    let chain = app
-        .dev_root()
-        .mint_factory_identity(&phone_imei, None, "SN1001", now)
-        .unwrap()
-        .attest(&bytes(&challenge), now)
-        .unwrap()
-        .chain;
+    let chain = chain_from(&app.dev_root(), &phone_imei, "SN1001", &challenge, now);
     let first = app
         .hello_with(&phone_imei, "SN1001", &challenge, &chain)
         .await;
@@ -555,58 +554,79 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout(backend:
     app.running.stop().await;
 }
 
+/// The raw answer to `GET /healthz` on a new connection to `addr`.
+async fn healthz(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    text
+}
+
+/// `n` connections to `addr` that send nothing, as a flood holds them.
+async fn open_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    held
+}
+
+/// While `n` idle connections are held, `/healthz` (asked up to `tries` times) is answered 503
+/// with a body that mentions `why`; once they close it is answered 200 again.
+async fn busy_while_held(addr: SocketAddr, n: usize, tries: usize, why: &str) {
+    let held = open_connections(addr, n).await;
+    let busy = healthz_until(addr, "HTTP/1.1 503", tries).await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains(why), "{busy}");
+    drop(held);
+    let recovered = healthz_until(addr, "HTTP/1.1 200", 100).await;
+    assert!(recovered.starts_with("HTTP/1.1 200"), "{recovered}");
+}
+
+/// Asks `/healthz` every 20 ms, at most `tries` times, until the answer starts with `wanted`;
+/// returns the last answer.
+async fn healthz_until(addr: SocketAddr, wanted: &str, tries: usize) -> String {
+    let mut answer = String::new();
+    for _ in 0..tries {
+        answer = healthz(addr).await;
+        if answer.starts_with(wanted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    answer
+}
+
+/// A fresh server where Duka Phones has enrolled contract C-1001 (IMEI 356938035643809,
+/// serial SN1001): the server, the financier's key and the device's id.
+async fn one_device(backend: Backend) -> (TestApp, String, String) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    (app, key, device_id)
+}
+
 async fn with_every_connection_taken_the_server_refuses_cleanly_and_recovers(backend: Backend) {
     let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
         s.max_connections = 3;
     })
     .await;
     let addr = app.running.addr;
-    let healthz = || async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text).await;
-        text
-    };
-    assert!(healthz().await.starts_with("HTTP/1.1 200"));
+    assert!(healthz(addr).await.starts_with("HTTP/1.1 200"));
     // Three idle connections, as a flood would hold them.
-    let mut idle = Vec::new();
-    for _ in 0..3 {
-        idle.push(TcpStream::connect(addr).await.unwrap());
-    }
-    let mut busy = String::new();
-    for _ in 0..50 {
-        busy = healthz().await;
-        if busy.starts_with("HTTP/1.1 503") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
-    assert!(busy.contains("too many open connections"), "{busy}");
-    drop(idle);
-    let mut answer = String::new();
-    for _ in 0..100 {
-        answer = healthz().await;
-        if answer.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    busy_while_held(addr, 3, 50, "too many open connections").await;
     app.running.stop().await;
 }
 
 async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
+    let (app, key, device_id) = one_device(backend).await;
     let phone_imei = imei("35693803564380");
-    let device_id = app
-        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-        .await;
     let locked = app
         .post(
             &format!("/v1/devices/{device_id}/lock"),
@@ -730,44 +750,29 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
 async fn a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_in(
     backend: Backend,
 ) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (app, key, device_id) = one_device(backend).await;
     let paid = app.pay(&key, &device_id, "P1", 1000, "p1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let path = format!("/v1/devices/{device_id}/payments/P1/reversal");
     let future = app
-        .call_with(
-            "POST",
+        .post_once(
             &path,
             &key,
-            Some(json!({"reason": "chargeback", "at": "2026-02-01T00:00:00Z"})),
-            &[("Idempotency-Key", "r1")],
+            json!({"reason": "chargeback", "at": "2026-02-01T00:00:00Z"}),
+            "r1",
         )
         .await;
     refused(&future, 422, &["at", "in the future"]);
     assert_documented("POST", &path, 422);
     let now = app
-        .call_with(
-            "POST",
-            &path,
-            &key,
-            Some(json!({"reason": "chargeback"})),
-            &[("Idempotency-Key", "r2")],
-        )
+        .post_once(&path, &key, json!({"reason": "chargeback"}), "r2")
         .await;
     assert_eq!(now.status, 200, "{}", now.body);
     app.running.stop().await;
 }
 
 async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(backend: Backend) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (app, key, device_id) = one_device(backend).await;
     let big = "a".repeat(20 * 1024 * 1024);
     for (path, content_type) in [
         ("/v1/financiers".to_string(), "application/json"),
@@ -801,12 +806,8 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
 }
 
 async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(backend: Backend) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
+    let (app, key, device_id) = one_device(backend).await;
     let phone_imei = imei("35693803564380");
-    let device_id = app
-        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-        .await;
     let nul = "a\u{0}b";
     let mut enrollment = common::enrollment(nul, &imei("35693803564381"), "SN2");
     enrollment["model"] = json!(nul);
@@ -996,47 +997,13 @@ async fn a_client_that_never_reads_is_cut_off_and_one_address_cannot_take_every_
     );
 
     // One address may hold its share of connections and no more; the others still get in.
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(TcpStream::connect(addr).await.unwrap());
-    }
-    let mut fifth = TcpStream::connect(addr).await.unwrap();
-    fifth
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    let _ = fifth.read_to_string(&mut answer).await;
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("from your address"), "{answer}");
-    drop(held);
-    let mut recovered = String::new();
-    for _ in 0..100 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        recovered.clear();
-        let _ = stream.read_to_string(&mut recovered).await;
-        if recovered.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(recovered.starts_with("HTTP/1.1 200"), "{recovered}");
+    busy_while_held(addr, 4, 1, "from your address").await;
     app.running.stop().await;
 }
 
 async fn metrics_need_the_token(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let get = |token: Option<&str>| {
-        let mut request = app.client.get(format!("{}/metrics", app.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
+    let get = async |token| app.get_response("/metrics", token).await.status().as_u16();
     assert_eq!(get(None).await, 401);
     assert_documented("GET", "/metrics", 401);
     assert_eq!(get(Some("guess")).await, 401);

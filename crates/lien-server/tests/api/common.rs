@@ -598,14 +598,21 @@ impl TestApp {
         body: Value,
         idempotency_key: &str,
     ) -> Reply {
-        self.call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            key,
-            Some(body),
-            &[("Idempotency-Key", idempotency_key)],
-        )
-        .await
+        let path = format!("/v1/devices/{device_id}/payments");
+        self.post_once(&path, key, body, idempotency_key).await
+    }
+
+    /// `POST path` with an API key, a JSON body and an idempotency key.
+    pub async fn post_once(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> Reply {
+        let headers = [("Idempotency-Key", idempotency_key)];
+        self.call_with("POST", path, key, Some(body), &headers)
+            .await
     }
 
     /// Locks `device_id`, showing `message` on the phone; returns the answer.
