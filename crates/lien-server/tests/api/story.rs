@@ -1,7 +1,7 @@
 //! The whole story over real HTTP: enroll, hello, check-in, time passes, reminder, lock,
 //! payment, unlock at the next check-in, payoff, release. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{Backend, imei, postgres_url, spawn_app};
+use crate::common::{Backend, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
@@ -13,6 +13,25 @@ fn verify(keys: &PinnedKeys, device_id: &str, token_b64: &str, highest: u64) -> 
     let token = STANDARD.decode(token_b64).unwrap();
     keys.verify(&token, device_id, highest)
         .expect("a valid token from a pinned key")
+}
+
+/// A check-in from the phone that has applied token `applied`: the token in the answer,
+/// verified as the phone does.
+async fn checked_in(
+    app: &TestApp,
+    keys: &PinnedKeys,
+    device_id: &str,
+    credential: &str,
+    applied: u64,
+) -> StatusClaims {
+    let checkin = app.checkin(device_id, credential, applied as i64).await;
+    assert_eq!(checkin.status, 200, "{}", checkin.body);
+    verify(
+        keys,
+        device_id,
+        checkin.body["token"].as_str().unwrap(),
+        applied,
+    )
 }
 
 async fn the_whole_story(backend: Backend) {
@@ -49,46 +68,21 @@ async fn the_whole_story(backend: Backend) {
     assert_eq!(first.state, TokenState::Active);
 
     // Check-in: active.
-    let checkin = app
-        .checkin(&device_id, &credential, first.sequence as i64)
-        .await;
-    assert_eq!(checkin.status, 200, "{}", checkin.body);
-    let claims = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        first.sequence,
-    );
+    let claims = checked_in(&app, &keys, &device_id, &credential, first.sequence).await;
     assert_eq!(claims.state, TokenState::Active);
 
     // The first installment falls due on 1 February and is not paid. Day 1 past due: reminder.
     app.clock
         .set("2026-02-02T10:00:00+03:00".parse::<Timestamp>().unwrap());
     assert!(app.run_scheduler().await >= 1);
-    let checkin = app
-        .checkin(&device_id, &credential, claims.sequence as i64)
-        .await;
-    let claims = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        claims.sequence,
-    );
+    let claims = checked_in(&app, &keys, &device_id, &credential, claims.sequence).await;
     assert_eq!(claims.state, TokenState::Reminder, "{claims:?}");
 
     // Day 4 past due, in the morning (not in quiet hours): locked, with the amount due.
     app.clock
         .set("2026-02-05T10:00:00+03:00".parse::<Timestamp>().unwrap());
     app.run_scheduler().await;
-    let checkin = app
-        .checkin(&device_id, &credential, claims.sequence as i64)
-        .await;
-    let locked = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        claims.sequence,
-    );
+    let locked = checked_in(&app, &keys, &device_id, &credential, claims.sequence).await;
     assert_eq!(locked.state, TokenState::Locked, "{locked:?}");
     assert_eq!(locked.screen.amount_due.as_ref().unwrap().minor, 100000);
     assert_eq!(locked.screen.financier_name, "Duka Phones");
@@ -109,15 +103,7 @@ async fn the_whole_story(backend: Backend) {
     assert_eq!(reused.status, 409, "{}", reused.body);
 
     // The next check-in carries the unlock.
-    let checkin = app
-        .checkin(&device_id, &credential, locked.sequence as i64)
-        .await;
-    let unlocked = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        locked.sequence,
-    );
+    let unlocked = checked_in(&app, &keys, &device_id, &credential, locked.sequence).await;
     assert_eq!(unlocked.state, TokenState::Active);
     assert!(unlocked.sequence > locked.sequence);
 
@@ -140,15 +126,7 @@ async fn the_whole_story(backend: Backend) {
     // After the window the release is final: a token that never expires, and the IMEI is free.
     app.clock.advance(SignedDuration::from_hours(73));
     app.run_scheduler().await;
-    let checkin = app
-        .checkin(&device_id, &credential, unlocked.sequence as i64)
-        .await;
-    let released = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        unlocked.sequence,
-    );
+    let released = checked_in(&app, &keys, &device_id, &credential, unlocked.sequence).await;
     assert_eq!(released.state, TokenState::Released);
     assert!(released.lease.is_none());
     assert_eq!(
