@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 
 use lien_proto::attestation::{
-    ATTESTATION_EXTENSION_OID, AttestationError, Attested, AuthorizationField, DevelopmentRoot,
-    FactoryIdentity, KeyDescriptionFields, MAX_CERTIFICATE_LEN, SecurityLevel, TrustedRoots,
-    TrustedRootsError, verify,
+    ATTESTATION_EXTENSION_OID, AttestationError, Attested, AttestedKey, AuthorizationField,
+    DevelopmentRoot, FactoryIdentity, KeyDescriptionFields, MAX_CERTIFICATE_LEN, MintError,
+    SecurityLevel, TrustedRoots, TrustedRootsError, verify,
 };
 use rcgen::{CertificateParams, CustomExtension, Issuer, KeyPair, PublicKeyData};
 use serde_json::{Value, json};
@@ -40,17 +40,21 @@ fn verified(root: &DevelopmentRoot, chain: &[Vec<u8>]) -> Result<Attested, Attes
     verify(chain, &root.trusted_roots(), CHALLENGE, NOW)
 }
 
+/// What `verify` says, for CHALLENGE at NOW, of the chain `attest` has a genuine phone make.
+fn verify_attested(
+    attest: impl FnOnce(&FactoryIdentity) -> Result<AttestedKey, MintError>,
+) -> Result<Attested, AttestationError> {
+    let root = root();
+    let chain = attest(&phone(&root)).unwrap().chain;
+    verified(&root, &chain)
+}
+
 /// What `verify` says of a genuine phone's attestation of CHALLENGE whose KeyDescription
 /// `edit` changed before it was signed.
 fn verify_edited(
     edit: impl FnOnce(&mut KeyDescriptionFields),
 ) -> Result<Attested, AttestationError> {
-    let root = root();
-    let chain = phone(&root)
-        .attest_with(CHALLENGE, NOW, edit)
-        .unwrap()
-        .chain;
-    verified(&root, &chain)
+    verify_attested(|phone| phone.attest_with(CHALLENGE, NOW, edit))
 }
 
 /// The SubjectPublicKeyInfo of a device key the phone holds.
@@ -215,10 +219,8 @@ fn a_lone_leaf_carrying_the_roots_public_key_is_untrusted() {
 
 #[test]
 fn an_attestation_for_another_challenge_is_refused() {
-    let root = root();
-    let chain = phone(&root).attest(b"an old challenge", NOW).unwrap().chain;
     assert_eq!(
-        verified(&root, &chain),
+        verify_attested(|phone| phone.attest(b"an old challenge", NOW)),
         Err(AttestationError::ChallengeMismatch)
     );
 }
@@ -443,10 +445,8 @@ fn the_leaf_dates_are_not_checked() {
 
 #[test]
 fn a_leaf_without_the_attestation_extension_is_refused() {
-    let root = root();
-    let chain = phone(&root).attest_with_extension(None, NOW).unwrap().chain;
     assert_eq!(
-        verified(&root, &chain),
+        verify_attested(|phone| phone.attest_with_extension(None, NOW)),
         Err(AttestationError::NoAttestationExtension)
     );
 }
@@ -635,7 +635,7 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         .mint_factory_identity(OTHER_IMEI, None, "LIEN0000043", NOW - 7 * DAY)
         .unwrap();
     let good = dual.attest(CHALLENGE, NOW).unwrap();
-    let attested = |key: &lien_proto::attestation::AttestedKey,
+    let attested = |key: &AttestedKey,
                     imei1: &str,
                     imei2: Option<&str>,
                     serial: &str,
@@ -646,7 +646,7 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         security_level: level,
         public_key_spki: spki_of(&key.device_key_pkcs8),
     };
-    let valid = |key: &lien_proto::attestation::AttestedKey| {
+    let valid = |key: &AttestedKey| {
         Ok(attested(
             key,
             IMEI1,
@@ -681,7 +681,7 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         expect,
     };
     // A case whose chain is the whole of a dual-SIM phone's attestation, which verifies.
-    let verifies = |name, description, key: &lien_proto::attestation::AttestedKey| {
+    let verifies = |name, description, key: &AttestedKey| {
         case(name, description, key.chain.clone(), valid(key))
     };
     vec![
