@@ -756,11 +756,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
 
     /// The check-in to send, signed; `None` unless the phone is bound.
     pub fn checkin_request(&mut self, now: Now) -> Option<SignedCheckin> {
-        self.tick(now);
-        if self.mode != Mode::Bound {
-            return None;
-        }
-        let counter = self.next_request_counter();
+        let counter = self.bound_request_counter(now)?;
         let keys = self.keys.as_ref()?;
         let take = self.ordinary.pending_events.len().min(MAX_CHECKIN_EVENTS);
         self.in_flight_events = self.ordinary.pending_events.drain(..take).collect();
@@ -790,6 +786,15 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// The next request counter, saved before the request that carries it is built: a
     /// counter the server has seen is refused, so one must never be sent twice, even across a
     /// crash. If the save fails the counter is still used; the next save catches up.
+    /// Brings the agent to `now` and, if it is bound, takes the next request counter.
+    fn bound_request_counter(&mut self, now: Now) -> Option<u64> {
+        self.tick(now);
+        if self.mode != Mode::Bound {
+            return None;
+        }
+        Some(self.next_request_counter())
+    }
+
     fn next_request_counter(&mut self) -> u64 {
         self.protected.request_counter = self.protected.request_counter.saturating_add(1);
         self.save_protected();
@@ -899,11 +904,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// is bound. Opening a channel does not replace check-ins: they stay scheduled, as the
     /// fallback when the channel is down.
     pub fn push_request(&mut self, now: Now) -> Option<SignedCheckin> {
-        self.tick(now);
-        if self.mode != Mode::Bound {
-            return None;
-        }
-        let counter = self.next_request_counter();
+        let counter = self.bound_request_counter(now)?;
         let keys = self.keys.as_ref()?;
         let request = PushRequest {
             sent_at: self.sent_at(now),

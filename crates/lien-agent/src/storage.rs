@@ -465,15 +465,25 @@ mod tests {
         );
     }
 
+    /// Stores `record` in the protected area with the next write failing as `fault`, which the
+    /// store must report; returns what the area then holds.
+    fn after_failed_write(
+        storage: &mut MemoryStorage,
+        fault: InjectedFault,
+        record: &[u8],
+    ) -> Vec<u8> {
+        storage.fail_next_write(fault);
+        assert!(storage.store(Area::Protected, record).is_err());
+        storage.load(Area::Protected).unwrap().unwrap()
+    }
+
     #[test]
     fn a_failed_write_leaves_the_previous_record() {
         let mut storage = MemoryStorage::new();
         let locked = sealed(RecordKind::Protected, 1, b"locked");
         storage.store(Area::Protected, &locked).unwrap();
-        storage.fail_next_write(InjectedFault::Fail);
         let active = sealed(RecordKind::Protected, 2, b"active");
-        assert!(storage.store(Area::Protected, &active).is_err());
-        let record = storage.load(Area::Protected).unwrap().unwrap();
+        let record = after_failed_write(&mut storage, InjectedFault::Fail, &active);
         assert_eq!(
             opened(RecordKind::Protected, &record),
             Ok((1, &b"locked"[..]))
@@ -482,11 +492,8 @@ mod tests {
 
     #[test]
     fn a_torn_record_is_refused_not_misread() {
-        let mut storage = MemoryStorage::new();
-        storage.fail_next_write(InjectedFault::Tear);
         let record = sealed(RecordKind::Protected, 1, b"some state");
-        assert!(storage.store(Area::Protected, &record).is_err());
-        let torn = storage.load(Area::Protected).unwrap().unwrap();
+        let torn = after_failed_write(&mut MemoryStorage::new(), InjectedFault::Tear, &record);
         assert_eq!(
             opened(RecordKind::Protected, &torn),
             Err(RecordError::Truncated)

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::http::{Conn, checkin_request};
 use crate::latency::Latencies;
-use crate::setup::{Bench, Device, Plans};
+use crate::setup::{Bench, Device, Plans, backend_name};
 
 /// Arguments of `checkin`.
 #[derive(Debug, clap::Args)]
@@ -75,7 +75,7 @@ pub fn checkin(args: &CheckinArgs) -> Result<()> {
         "lien bench checkin: {} devices on {}, {} connections, {} x {} s per target \
          after {} s of warm-up, {cpus} CPUs",
         args.devices,
-        if on_postgres { "PostgreSQL" } else { "SQLite" },
+        backend_name(on_postgres),
         args.connections,
         args.rounds,
         args.seconds,
@@ -105,13 +105,10 @@ pub fn checkin(args: &CheckinArgs) -> Result<()> {
     let body_len = bench.load_rt.block_on(async {
         let request = checkin_request(&fleet[0], jiff::Timestamp::now().as_second());
         let mut conn = Conn::open(server.addr).await?;
-        let (status, body) = conn.exchange(&request).await?;
-        ensure!(
-            status == 200,
-            "the first check-in failed: {status} {}",
-            String::from_utf8_lossy(body)
-        );
-        Ok(body.len())
+        let body = conn
+            .exchange_expecting(&request, 200, "the first check-in failed")
+            .await?;
+        anyhow::Ok(body.len())
     })?;
     let responder = bench.server_rt.block_on(start_responder(body_len))?;
 

@@ -42,6 +42,23 @@ impl Conn {
         })
     }
 
+    /// Sends one request whose answer must have `status`; returns the body. Otherwise fails
+    /// with `failure`, the status and the body.
+    pub async fn exchange_expecting(
+        &mut self,
+        request: &[u8],
+        status: u16,
+        failure: &str,
+    ) -> Result<&[u8]> {
+        let (got, body) = self.exchange(request).await?;
+        anyhow::ensure!(
+            got == status,
+            "{failure}: {got} {}",
+            String::from_utf8_lossy(body)
+        );
+        Ok(body)
+    }
+
     /// Sends one request and reads its response: the status and the body.
     pub async fn exchange(&mut self, request: &[u8]) -> Result<(u16, &[u8])> {
         self.stream.write_all(request).await?;

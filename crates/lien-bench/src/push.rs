@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::http::{Conn, checkin_request, post};
 use crate::latency::Latencies;
 use crate::phones::{Phones, phones_process, unlocks};
-use crate::setup::{Bench, Device, Plans};
+use crate::setup::{Bench, Device, Plans, backend_name};
 
 /// Arguments of `payment-to-unlock`.
 #[derive(Debug, clap::Args)]
@@ -162,12 +162,9 @@ async fn financier_key(server: &Running) -> Result<String> {
         r#"{"role":"financier-admin","label":"bench"}"#,
     );
     let mut conn = Conn::open(server.addr).await?;
-    let (status, answer) = conn.exchange(&request).await?;
-    ensure!(
-        status == 201,
-        "creating a key failed: {status} {}",
-        String::from_utf8_lossy(answer)
-    );
+    let answer = conn
+        .exchange_expecting(&request, 201, "creating a key failed")
+        .await?;
     let value: serde_json::Value = serde_json::from_slice(answer)?;
     value["key"]
         .as_str()
@@ -214,11 +211,7 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
         "--payments is at most half of --phones (each phase pays for different phones)"
     );
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let backend = if args.database_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+    let backend = backend_name(args.database_url.is_some());
     println!(
         "lien bench payment-to-unlock: {} phones on {backend}, {} payments per phase at {} per \
          second, {cpus} CPUs",

@@ -20,7 +20,7 @@ use anyhow::{Result, ensure};
 use jiff::Timestamp;
 use lien_server::clock::ManualClock;
 
-use crate::setup::{Bench, Plans};
+use crate::setup::{Bench, Plans, backend_name};
 
 /// Arguments of `scheduler`.
 #[derive(Debug, clap::Args)]
@@ -40,11 +40,7 @@ pub struct SchedulerArgs {
 /// Runs the benchmark.
 pub fn scheduler(args: &SchedulerArgs) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let backend = if args.database_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+    let backend = backend_name(args.database_url.is_some());
     println!(
         "lien bench scheduler: {} plans on {backend}, {} due at one instant, {cpus} CPUs",
         args.plans,

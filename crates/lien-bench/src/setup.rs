@@ -260,6 +260,11 @@ async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<
     Ok(fleet.into_iter().map(|(_, device)| device).collect())
 }
 
+/// The database a benchmark runs on, as its first line says it.
+pub fn backend_name(on_postgres: bool) -> &'static str {
+    if on_postgres { "PostgreSQL" } else { "SQLite" }
+}
+
 /// Device number `i`'s IMEI and serial: a made-up TAC and serial number, and the check digit
 /// the IMEISV form lets Imei compute.
 pub fn bench_identity(i: u32) -> Result<(Imei, String)> {

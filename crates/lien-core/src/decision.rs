@@ -122,7 +122,22 @@ pub fn decide(
     policy: &LockPolicy,
     now: Timestamp,
 ) -> Decision {
-    decide_within(plan, payments, overrides, policy, now, LOOKBACK_DEPTH)
+    let inputs = Inputs {
+        plan,
+        payments,
+        overrides,
+        policy,
+    };
+    decide_within(inputs, now, LOOKBACK_DEPTH)
+}
+
+/// What a decision is made from; the look-backs decide again from the same.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    plan: &'a InstallmentPlan,
+    payments: &'a PaymentLog,
+    overrides: &'a [Override],
+    policy: &'a LockPolicy,
 }
 
 /// How deep decisions may consult earlier ones (for freezes and quiet hours). Each look-back
@@ -131,14 +146,13 @@ pub fn decide(
 const LOOKBACK_DEPTH: u8 = 16;
 
 /// Everything `decide` does but the quiet hours' cap.
-fn decide_before_quiet_hours(
-    plan: &InstallmentPlan,
-    payments: &PaymentLog,
-    overrides: &[Override],
-    policy: &LockPolicy,
-    now: Timestamp,
-    depth: u8,
-) -> Decision {
+fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> Decision {
+    let Inputs {
+        plan,
+        payments,
+        overrides,
+        policy,
+    } = inputs;
     let mut next = NextChange::after(now);
     let currency = plan.currency();
     let money = |minor: i128| Money::new(i64::try_from(minor).unwrap_or(i64::MAX), currency);
@@ -232,7 +246,7 @@ fn decide_before_quiet_hours(
     // this freeze, any opened with it, and whatever else is dated at its first instant.
     for freeze in in_effect(|k| k == &OverrideKind::DisputeFreeze) {
         let before_start = calendar::just_before(freeze.from());
-        let held = look_back(plan, payments, overrides, policy, before_start, depth);
+        let held = look_back(inputs, before_start, depth);
         if held.severity() < decision.state.severity() {
             decision.state = held;
             decision.reason = Reason::DisputeFreeze;
@@ -245,28 +259,20 @@ fn decide_before_quiet_hours(
 }
 
 /// `decide`, with `depth` units of look-back budget left.
-fn decide_within(
-    plan: &InstallmentPlan,
-    payments: &PaymentLog,
-    overrides: &[Override],
-    policy: &LockPolicy,
-    now: Timestamp,
-    depth: u8,
-) -> Decision {
-    let mut decision = decide_before_quiet_hours(plan, payments, overrides, policy, now, depth);
+fn decide_within(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> Decision {
+    let mut decision = decide_before_quiet_hours(inputs, now, depth);
     // No new restriction starts in the quiet hours: inside the window the device may be no
     // worse than the mildest it has been since just before the window opened (a reminder is
     // always allowed). This covers due dates falling at night, arrears that come back at night
     // (a chargeback), pauses or provisional unlocks that end at night, whether they began before
     // the window or inside it, and any of these at the window's first instant.
-    if let Some(quiet) = policy.settings().quiet_hours
+    if let Some(quiet) = inputs.policy.settings().quiet_hours
         && decision.state.severity() > DeviceState::Reminder.severity()
         && !matches!(decision.reason, Reason::ManualLock { .. })
-        && let Some((opened, closes)) = quiet_window_around(quiet, plan.time_zone(), now)
+        && let Some((opened, closes)) = quiet_window_around(quiet, inputs.plan.time_zone(), now)
     {
         let since = calendar::just_before(opened);
-        let mildest =
-            mildest_before_quiet_hours(plan, payments, overrides, policy, since, now, depth);
+        let mildest = mildest_before_quiet_hours(inputs, since, now, depth);
         let held = if mildest.severity() < DeviceState::Reminder.severity() {
             DeviceState::Reminder
         } else {
@@ -291,10 +297,7 @@ const CHANGES_IN_ONE_WINDOW: usize = 64;
 /// to, not including, `until`. It walks the instants at which that decision changes, so it sees
 /// a state however briefly it held; it spends one unit of the look-back budget.
 fn mildest_before_quiet_hours(
-    plan: &InstallmentPlan,
-    payments: &PaymentLog,
-    overrides: &[Override],
-    policy: &LockPolicy,
+    inputs: Inputs<'_>,
     from: Timestamp,
     until: Timestamp,
     depth: u8,
@@ -305,7 +308,7 @@ fn mildest_before_quiet_hours(
     let mut at = from;
     let mut mildest = DeviceState::Locked;
     for _ in 0..CHANGES_IN_ONE_WINDOW {
-        let d = decide_before_quiet_hours(plan, payments, overrides, policy, at, depth);
+        let d = decide_before_quiet_hours(inputs, at, depth);
         if d.state.severity() < mildest.severity() {
             mildest = d.state;
         }
@@ -319,16 +322,9 @@ fn mildest_before_quiet_hours(
 
 /// The state of the whole decision at an earlier instant `at`, spending one unit of the
 /// look-back budget; once it is spent, a reminder, which can only err towards the borrower.
-fn look_back(
-    plan: &InstallmentPlan,
-    payments: &PaymentLog,
-    overrides: &[Override],
-    policy: &LockPolicy,
-    at: Timestamp,
-    depth: u8,
-) -> DeviceState {
+fn look_back(inputs: Inputs<'_>, at: Timestamp, depth: u8) -> DeviceState {
     match depth.checked_sub(1) {
-        Some(depth) => decide_within(plan, payments, overrides, policy, at, depth).state,
+        Some(depth) => decide_within(inputs, at, depth).state,
         None => DeviceState::Reminder,
     }
 }

@@ -56,12 +56,7 @@ impl Imei {
     /// Parses an IMEI as people write it: 15 digits, optionally grouped with spaces or dashes
     /// (`35-209900-176148-1`), with a correct Luhn check digit.
     pub fn parse(input: &str) -> Result<Imei, ImeiError> {
-        let digits = digits_of(input)?;
-        if digits.len() != 15 {
-            return Err(ImeiError::WrongLength {
-                found: digits.len(),
-            });
-        }
+        let digits = digits_of(input, 15, |found| ImeiError::WrongLength { found })?;
         let expected = luhn_check_digit(&digits[..14]);
         let found = digits[14];
         if expected != found {
@@ -73,12 +68,7 @@ impl Imei {
     /// Converts a 16-digit IMEISV (14 identity digits and a 2-digit software version, which
     /// is what many phones report) to the IMEI of the same device.
     pub fn from_imeisv(input: &str) -> Result<Imei, ImeiError> {
-        let digits = digits_of(input)?;
-        if digits.len() != 16 {
-            return Err(ImeiError::WrongImeisvLength {
-                found: digits.len(),
-            });
-        }
+        let digits = digits_of(input, 16, |found| ImeiError::WrongImeisvLength { found })?;
         let check = luhn_check_digit(&digits[..14]);
         Ok(Imei(
             digits[..14]
@@ -106,8 +96,13 @@ impl fmt::Display for Imei {
     }
 }
 
-/// Keeps the digits, skipping the separators people use, and refuses anything else.
-fn digits_of(input: &str) -> Result<Vec<u8>, ImeiError> {
+/// Keeps the digits, skipping the separators people use, and refuses anything else; there must
+/// be `len` of them, or `wrong_length` says how many there were.
+fn digits_of(
+    input: &str,
+    len: usize,
+    wrong_length: fn(usize) -> ImeiError,
+) -> Result<Vec<u8>, ImeiError> {
     let mut digits = Vec::with_capacity(16);
     for (index, ch) in input.chars().enumerate() {
         match ch {
@@ -124,7 +119,29 @@ fn digits_of(input: &str) -> Result<Vec<u8>, ImeiError> {
     if digits.is_empty() {
         return Err(ImeiError::Empty);
     }
+    if digits.len() != len {
+        return Err(wrong_length(digits.len()));
+    }
     Ok(digits)
+}
+
+/// `input` without surrounding whitespace, refused with `empty` if nothing is left and with
+/// `too_long` (given the count) if more than `max` characters are.
+pub(crate) fn trimmed_within<E>(
+    input: &str,
+    max: usize,
+    empty: E,
+    too_long: impl FnOnce(usize) -> E,
+) -> Result<&str, E> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(empty);
+    }
+    let count = trimmed.chars().count();
+    if count > max {
+        return Err(too_long(count));
+    }
+    Ok(trimmed)
 }
 
 /// The Luhn check digit for the given digits: counting from the right, every other digit
@@ -183,17 +200,12 @@ impl SerialNumber {
 
     /// Parses a serial number, trimming surrounding whitespace.
     pub fn parse(input: &str) -> Result<SerialNumber, SerialError> {
-        let trimmed = input.trim();
-        if trimmed.is_empty() {
-            return Err(SerialError::Empty);
-        }
-        let count = trimmed.chars().count();
-        if count > Self::MAX_LEN {
-            return Err(SerialError::TooLong {
-                found: count,
+        let trimmed = trimmed_within(input, Self::MAX_LEN, SerialError::Empty, |found| {
+            SerialError::TooLong {
+                found,
                 max: Self::MAX_LEN,
-            });
-        }
+            }
+        })?;
         if let Some((index, found)) = trimmed
             .chars()
             .enumerate()

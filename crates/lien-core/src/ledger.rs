@@ -8,6 +8,7 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 
+use crate::identity::trimmed_within;
 use crate::money::{Currency, Money};
 use crate::plan::InstallmentPlan;
 
@@ -76,17 +77,15 @@ impl PaymentRef {
 
     /// Parses a reference: not empty, at most [`PaymentRef::MAX_LEN`] characters, trimmed.
     pub fn parse(input: &str) -> Result<PaymentRef, PaymentError> {
-        let trimmed = input.trim();
-        if trimmed.is_empty() {
-            return Err(PaymentError::EmptyReference);
-        }
-        let count = trimmed.chars().count();
-        if count > Self::MAX_LEN {
-            return Err(PaymentError::ReferenceTooLong {
-                found: count,
+        let trimmed = trimmed_within(
+            input,
+            Self::MAX_LEN,
+            PaymentError::EmptyReference,
+            |found| PaymentError::ReferenceTooLong {
+                found,
                 max: Self::MAX_LEN,
-            });
-        }
+            },
+        )?;
         Ok(PaymentRef(trimmed.to_owned()))
     }
 

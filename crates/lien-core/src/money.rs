@@ -108,18 +108,18 @@ impl Money {
 
     /// The sum, refusing mixed currencies and overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
-        self.same_currency(other)?;
-        self.minor
-            .checked_add(other.minor)
-            .map(|minor| Money::new(minor, self.currency))
-            .ok_or(MoneyError::Overflow)
+        self.combine(other, i64::checked_add)
     }
 
     /// The difference, refusing mixed currencies and overflow.
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
+        self.combine(other, i64::checked_sub)
+    }
+
+    /// `op` on the two amounts, refusing mixed currencies and overflow.
+    fn combine(self, other: Money, op: fn(i64, i64) -> Option<i64>) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        self.minor
-            .checked_sub(other.minor)
+        op(self.minor, other.minor)
             .map(|minor| Money::new(minor, self.currency))
             .ok_or(MoneyError::Overflow)
     }

@@ -222,23 +222,26 @@ mod tests {
         Money::new(minor, Currency::parse("KES").unwrap())
     }
 
-    fn nairobi() -> TimeZone {
-        TimeZone::get("Africa/Nairobi").unwrap()
-    }
-
-    fn installment(due: Date, amount: Money) -> Installment {
-        Installment { due, amount }
+    /// A plan in Nairobi with this down payment and these (due date, amount) installments.
+    fn nairobi_plan(
+        down_payment: Money,
+        installments: &[(Date, Money)],
+    ) -> Result<InstallmentPlan, PlanError> {
+        InstallmentPlan::new(
+            TimeZone::get("Africa/Nairobi").unwrap(),
+            down_payment,
+            installments
+                .iter()
+                .map(|&(due, amount)| Installment { due, amount })
+                .collect(),
+        )
     }
 
     #[test]
     fn refuses_installments_out_of_order() {
-        let err = InstallmentPlan::new(
-            nairobi(),
+        let err = nairobi_plan(
             kes(0),
-            vec![
-                installment(date(2026, 2, 1), kes(100)),
-                installment(date(2026, 1, 1), kes(100)),
-            ],
+            &[(date(2026, 2, 1), kes(100)), (date(2026, 1, 1), kes(100))],
         )
         .unwrap_err();
         assert!(matches!(err, PlanError::NotInDateOrder { index: 2, .. }));
@@ -247,13 +250,9 @@ mod tests {
 
     #[test]
     fn refuses_two_installments_on_one_date() {
-        let err = InstallmentPlan::new(
-            nairobi(),
+        let err = nairobi_plan(
             kes(0),
-            vec![
-                installment(date(2026, 1, 1), kes(100)),
-                installment(date(2026, 1, 1), kes(100)),
-            ],
+            &[(date(2026, 1, 1), kes(100)), (date(2026, 1, 1), kes(100))],
         );
         assert!(matches!(
             err,
@@ -264,13 +263,9 @@ mod tests {
     #[test]
     fn refuses_two_currencies() {
         let inr = Money::new(100, Currency::parse("INR").unwrap());
-        let err = InstallmentPlan::new(
-            nairobi(),
+        let err = nairobi_plan(
             kes(0),
-            vec![
-                installment(date(2026, 1, 1), kes(100)),
-                installment(date(2026, 2, 1), inr),
-            ],
+            &[(date(2026, 1, 1), kes(100)), (date(2026, 2, 1), inr)],
         )
         .unwrap_err();
         assert!(matches!(err, PlanError::MixedCurrencies { index: 2, .. }));
@@ -283,38 +278,26 @@ mod tests {
     #[test]
     fn refuses_non_positive_amounts_and_empty_plans() {
         for amount in [0, -1] {
-            let err = InstallmentPlan::new(
-                nairobi(),
-                kes(0),
-                vec![installment(date(2026, 1, 1), kes(amount))],
-            );
+            let err = nairobi_plan(kes(0), &[(date(2026, 1, 1), kes(amount))]);
             assert!(matches!(
                 err,
                 Err(PlanError::NonPositiveAmount { index: 1, .. })
             ));
         }
-        assert_eq!(
-            InstallmentPlan::new(nairobi(), kes(0), vec![]),
-            Err(PlanError::NoInstallments)
-        );
+        assert_eq!(nairobi_plan(kes(0), &[]), Err(PlanError::NoInstallments));
         assert!(matches!(
-            InstallmentPlan::new(
-                nairobi(),
-                kes(-1),
-                vec![installment(date(2026, 1, 1), kes(1))]
-            ),
+            nairobi_plan(kes(-1), &[(date(2026, 1, 1), kes(1))]),
             Err(PlanError::NegativeDownPayment(_))
         ));
     }
 
     #[test]
     fn totals_and_late_instant_follow_the_local_calendar() {
-        let plan = InstallmentPlan::new(
-            nairobi(),
+        let plan = nairobi_plan(
             kes(5_000),
-            vec![
-                installment(date(2026, 1, 31), kes(1_000)),
-                installment(date(2026, 2, 28), kes(1_500)),
+            &[
+                (date(2026, 1, 31), kes(1_000)),
+                (date(2026, 2, 28), kes(1_500)),
             ],
         )
         .unwrap();

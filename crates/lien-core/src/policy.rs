@@ -454,70 +454,72 @@ mod tests {
         assert_eq!(s.notices[0].at_days_past_due + s.notices[0].cure_days, 81);
     }
 
+    /// The strict-dealer preset's settings changed by `f`, checked.
+    fn strict_dealer_with(f: &dyn Fn(&mut PolicySettings)) -> Result<LockPolicy, PolicyError> {
+        let mut s = Preset::StrictDealer.settings();
+        f(&mut s);
+        LockPolicy::new(s)
+    }
+
     #[test]
     fn refuses_settings_that_contradict_themselves() {
-        let base = Preset::StrictDealer.settings();
-        let with = |f: &dyn Fn(&mut PolicySettings)| {
-            let mut s = base.clone();
-            f(&mut s);
-            LockPolicy::new(s)
-        };
         assert_eq!(
-            with(&|s| s.escalations.reverse()),
+            strict_dealer_with(&|s| s.escalations.reverse()),
             Err(PolicyError::EscalationsOutOfOrder { index: 2 })
         );
         // Two restricted steps in a row are fine; a lock followed by a milder step is not.
-        assert!(with(&|s| s.escalations[1].restriction = Restriction::Restricted).is_ok());
+        assert!(
+            strict_dealer_with(&|s| s.escalations[1].restriction = Restriction::Restricted).is_ok()
+        );
         assert_eq!(
-            with(&|s| {
+            strict_dealer_with(&|s| {
                 s.escalations[0].restriction = Restriction::Locked;
                 s.escalations[1].restriction = Restriction::Restricted;
             }),
             Err(PolicyError::EscalationsDeescalate { index: 2 })
         );
-        let err = with(&|s| s.grace_days = 2).unwrap_err();
+        let err = strict_dealer_with(&|s| s.grace_days = 2).unwrap_err();
         assert_eq!(
             err.to_string(),
             "notice 1 is at day 1, inside the 2-day grace period"
         );
         assert_eq!(
-            with(&|s| s.min_arrears_percent = 101),
+            strict_dealer_with(&|s| s.min_arrears_percent = 101),
             Err(PolicyError::ArrearsPercentOutOfRange(101))
         );
-        assert_eq!(with(&|s| s.lease_days = 0), Err(PolicyError::LeaseTooShort));
+        assert_eq!(
+            strict_dealer_with(&|s| s.lease_days = 0),
+            Err(PolicyError::LeaseTooShort)
+        );
         assert!(matches!(
-            with(&|s| s.lease_warning_days = 7),
+            strict_dealer_with(&|s| s.lease_warning_days = 7),
             Err(PolicyError::WarningNotShorterThanLease { .. })
         ));
     }
 
     #[test]
     fn refuses_numbers_past_their_bounds_naming_them() {
-        let base = Preset::StrictDealer.settings();
-        let with = |f: &dyn Fn(&mut PolicySettings)| {
-            let mut s = base.clone();
-            f(&mut s);
-            LockPolicy::new(s)
-        };
         assert_eq!(
-            with(&|s| s.lease_days = u32::MAX).unwrap_err().to_string(),
+            strict_dealer_with(&|s| s.lease_days = u32::MAX)
+                .unwrap_err()
+                .to_string(),
             "lease_days is 4294967295; it must be at most 365"
         );
-        assert!(with(&|s| s.lease_days = PolicySettings::MAX_LEASE_DAYS).is_ok());
+        assert!(strict_dealer_with(&|s| s.lease_days = PolicySettings::MAX_LEASE_DAYS).is_ok());
         assert_eq!(
-            with(&|s| s.notices[0].cure_days = 366)
+            strict_dealer_with(&|s| s.notices[0].cure_days = 366)
                 .unwrap_err()
                 .to_string(),
             "notices[0].cure_days is 366; it must be at most 365"
         );
         assert_eq!(
-            with(&|s| s.escalations[1].at_days_past_due = 3651)
+            strict_dealer_with(&|s| s.escalations[1].at_days_past_due = 3651)
                 .unwrap_err()
                 .to_string(),
             "escalations[1].at_days_past_due is 3651; it must be at most 3650"
         );
         assert!(matches!(
-            with(&|s| s.notices = (1..=17).map(|d| Notice { at_days_past_due: d, cure_days: 1 }).collect()),
+            strict_dealer_with(&|s| s.notices = (1..=17).map(|d| Notice { at_days_past_due: d, cure_days: 1 }).collect()),
             Err(PolicyError::OutOfBounds { field, .. }) if field == "notices"
         ));
     }

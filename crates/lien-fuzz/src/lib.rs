@@ -532,37 +532,34 @@ pub fn appeal_form(data: &[u8]) {
 /// input is tried as a `PlanJson` (checked with `domain::parse_plan`), a `PolicyJson`
 /// (`domain::parse_policy`) and a whole `EnrollRequest` (`check_enrollment`).
 ///
+/// If `data` is a `$json`, it serialises and parses back to itself, and `$parse` either
+/// accepts it the same way twice or refuses it naming a field under `$field`. A macro rather
+/// than a generic function because this crate names no serde trait, only serde_json.
+macro_rules! round_trips_and_checks_the_same_again {
+    ($data:expr, $json:ty, $parse:expr, $field:expr) => {
+        if let Ok(value) = serde_json::from_slice::<$json>($data) {
+            let again = serde_json::to_vec(&value).expect("a value serialises");
+            assert_eq!(
+                serde_json::from_slice::<$json>(&again).ok().as_ref(),
+                Some(&value)
+            );
+            match $parse(&value) {
+                Ok(parsed) => assert_eq!($parse(&value).ok(), Some(parsed)),
+                Err(e) => {
+                    refused_field(&e, &[$field]);
+                }
+            }
+        }
+    };
+}
+
 /// Invariants: an accepted value serialises and parses back to the same value, and checks the
 /// same way again; a refusal names a field under `plan` or `policy`.
 pub fn policy_plan(data: &[u8]) {
     use lien_server::domain::{parse_plan, parse_policy};
     use lien_server::fuzzing::check_enrollment;
-    if let Ok(plan) = serde_json::from_slice::<PlanJson>(data) {
-        let again = serde_json::to_vec(&plan).expect("a plan serialises");
-        assert_eq!(
-            serde_json::from_slice::<PlanJson>(&again).ok().as_ref(),
-            Some(&plan)
-        );
-        match parse_plan(&plan) {
-            Ok(parsed) => assert_eq!(parse_plan(&plan).ok(), Some(parsed)),
-            Err(e) => {
-                refused_field(&e, &["plan"]);
-            }
-        }
-    }
-    if let Ok(policy) = serde_json::from_slice::<PolicyJson>(data) {
-        let again = serde_json::to_vec(&policy).expect("a policy serialises");
-        assert_eq!(
-            serde_json::from_slice::<PolicyJson>(&again).ok().as_ref(),
-            Some(&policy)
-        );
-        match parse_policy(&policy) {
-            Ok(parsed) => assert_eq!(parse_policy(&policy).ok(), Some(parsed)),
-            Err(e) => {
-                refused_field(&e, &["policy"]);
-            }
-        }
-    }
+    round_trips_and_checks_the_same_again!(data, PlanJson, parse_plan, "plan");
+    round_trips_and_checks_the_same_again!(data, PolicyJson, parse_policy, "policy");
     if let Ok(request) = serde_json::from_slice::<EnrollRequest>(data) {
         let value = serde_json::to_value(&request).expect("an enrollment serialises");
         let again: EnrollRequest =

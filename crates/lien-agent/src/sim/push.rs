@@ -8,12 +8,11 @@
 
 use std::time::Duration;
 
-use lien_proto::device_api::{
-    CheckinResponse, DEVICE_HEADER, PUSH_EVENT, PUSH_PATH, SIGNATURE_HEADER,
-};
+use lien_proto::device_api::{CheckinResponse, PUSH_EVENT, PUSH_PATH};
 
 use crate::agent::{SignedCheckin, TransportError};
 use crate::entropy::{Entropy, below};
+use crate::sim::transport::{refused, signed_post};
 
 /// Reconnection delays: drawn uniformly below a backoff that starts at `first` and doubles
 /// after each failed attempt up to `max`; a channel that delivered a token resets it.
@@ -94,28 +93,15 @@ impl PushChannel {
     /// Opens the channel with a signed request.
     pub async fn open(&mut self, request: &SignedCheckin) -> Result<(), TransportError> {
         self.close();
-        let response = self
-            .client
-            .post(format!("{}{PUSH_PATH}", self.base))
-            .header(DEVICE_HEADER, &request.device_id)
-            .header(SIGNATURE_HEADER, &request.signature)
-            .header("content-type", "application/json")
+        let response = signed_post(&self.client, format!("{}{PUSH_PATH}", self.base), request)
             .header("accept", "text/event-stream")
-            .body(request.body.clone())
             .send()
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or(text);
-            return Err(TransportError::Refused {
-                status: status.as_u16(),
-                message,
-            });
+            return Err(refused(status, text));
         }
         self.connects += 1;
         self.response = Some(response);

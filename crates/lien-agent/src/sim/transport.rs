@@ -79,16 +79,14 @@ impl HttpTransport {
         if !self.online {
             return Err(TransportError::Unreachable("offline".into()));
         }
-        let response = self
-            .client
-            .post(format!("{}{CHECKIN_PATH}", self.base))
-            .header(DEVICE_HEADER, &checkin.device_id)
-            .header(SIGNATURE_HEADER, &checkin.signature)
-            .header("content-type", "application/json")
-            .body(checkin.body.clone())
-            .send()
-            .await
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let response = signed_post(
+            &self.client,
+            format!("{}{CHECKIN_PATH}", self.base),
+            checkin,
+        )
+        .send()
+        .await
+        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         read(response).await
     }
 }
@@ -102,14 +100,33 @@ async fn read<T: for<'de> serde::Deserialize<'de>>(
         .await
         .map_err(|e| TransportError::Unreachable(e.to_string()))?;
     if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        return Err(TransportError::Refused {
-            status: status.as_u16(),
-            message,
-        });
+        return Err(refused(status, text));
     }
     serde_json::from_str(&text).map_err(|e| TransportError::BadAnswer(e.to_string()))
+}
+
+/// A POST of a signed device request to `url`: its device and signature headers, its JSON body.
+pub(crate) fn signed_post(
+    client: &reqwest::Client,
+    url: String,
+    signed: &SignedCheckin,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header(DEVICE_HEADER, &signed.device_id)
+        .header(SIGNATURE_HEADER, &signed.signature)
+        .header("content-type", "application/json")
+        .body(signed.body.clone())
+}
+
+/// A refusal with this status: the server's `message` if the body has one, else the body.
+pub(crate) fn refused(status: reqwest::StatusCode, text: String) -> TransportError {
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    TransportError::Refused {
+        status: status.as_u16(),
+        message,
+    }
 }

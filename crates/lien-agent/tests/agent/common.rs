@@ -9,8 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::SigningKey;
 use lien_agent::storage::{hmac_sha256, seal, unseal};
 use lien_agent::{
-    Agent, AgentConfig, Area, Enforcement, Identity, InjectedFault, MemoryStorage, Mode, Now,
-    Outgoing, Platform, RecordKind, RollbackSlot, Screen, SeededEntropy, Storage, StorageError,
+    Agent, AgentConfig, Area, CodeOutcome, Enforcement, Identity, InjectedFault, MemoryStorage,
+    Mode, Now, Outgoing, Platform, RecordKind, RollbackSlot, Screen, SeededEntropy, Storage,
+    StorageError,
 };
 use lien_proto::device_api::{
     CheckinRequest, CheckinResponse, DeviceEventJson, HelloChallenge, HelloResponse,
@@ -372,6 +373,17 @@ impl Rig {
     /// Shuts down, replaces the protected record with `record`, and boots.
     pub fn reboot_with_record(&mut self, record: Vec<u8>) {
         self.reboot_with(|s| s.put_raw(Area::Protected, Some(record)));
+    }
+
+    /// The borrower enters `code` on the lock screen now.
+    pub fn enter_code(&mut self, code: &str) -> CodeOutcome {
+        let now = self.now();
+        self.agent().enter_code(code, now)
+    }
+
+    /// Whether `code`, entered now, is accepted.
+    pub fn code_accepted(&mut self, code: &str) -> bool {
+        matches!(self.enter_code(code), CodeOutcome::Accepted { .. })
     }
 
     pub fn mode(&mut self) -> Mode {

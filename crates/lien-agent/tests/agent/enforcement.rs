@@ -198,11 +198,7 @@ fn an_offline_code_unlocks_once_and_a_newer_token_ends_it() {
     let challenge = rig.challenge();
     // Support issued two codes the phone never saw; the third works.
     let third = code(3, &challenge);
-    let now = rig.now();
-    assert!(matches!(
-        rig.agent().enter_code(&third, now),
-        CodeOutcome::Accepted { .. }
-    ));
+    assert!(rig.code_accepted(&third));
     assert!(!rig.locked());
     assert!(matches!(
         rig.screen(),
@@ -223,11 +219,7 @@ fn an_offline_code_unlocks_once_and_a_newer_token_ends_it() {
     rig.new_token(TokenState::Locked);
     assert!(rig.locked());
     // The same code against the new challenge is refused: its counter is spent.
-    let now = rig.now();
-    assert!(matches!(
-        rig.agent().enter_code(&third, now),
-        CodeOutcome::Wrong { .. }
-    ));
+    assert!(matches!(rig.enter_code(&third), CodeOutcome::Wrong { .. }));
     assert!(rig.locked());
 }
 
@@ -235,8 +227,7 @@ fn an_offline_code_unlocks_once_and_a_newer_token_ends_it() {
 fn an_offline_unlock_ends_after_its_hours() {
     let mut rig = locked_rig();
     let challenge = rig.challenge();
-    let now = rig.now();
-    rig.agent().enter_code(&code(1, &challenge), now);
+    rig.enter_code(&code(1, &challenge));
     rig.advance(48 * 3600 - 60);
     assert!(!rig.locked());
     rig.advance(60);
@@ -244,11 +235,7 @@ fn an_offline_unlock_ends_after_its_hours() {
     // A new challenge, and the next counter.
     let second = rig.challenge();
     assert_ne!(second, challenge);
-    let now = rig.now();
-    assert!(matches!(
-        rig.agent().enter_code(&code(2, &second), now),
-        CodeOutcome::Accepted { .. }
-    ));
+    assert!(rig.code_accepted(&code(2, &second)));
 }
 
 #[test]
@@ -256,17 +243,15 @@ fn the_throttle_and_the_challenge_survive_a_reboot() {
     let mut rig = locked_rig();
     let challenge = rig.challenge();
     for _ in 0..5 {
-        let now = rig.now();
-        rig.agent().enter_code("11111111", now);
+        rig.enter_code("11111111");
     }
     rig.advance(30);
     rig.reboot_with(|_| {});
     assert!(rig.locked());
     assert_eq!(rig.challenge(), challenge);
     let right = code(1, &challenge);
-    let now = rig.now();
     assert_eq!(
-        rig.agent().enter_code(&right, now),
+        rig.enter_code(&right),
         CodeOutcome::Throttled {
             wait: Duration::from_secs(30)
         }
@@ -277,11 +262,7 @@ fn the_throttle_and_the_challenge_survive_a_reboot() {
         "{text}"
     );
     rig.advance(30);
-    let now = rig.now();
-    assert!(matches!(
-        rig.agent().enter_code(&right, now),
-        CodeOutcome::Accepted { .. }
-    ));
+    assert!(rig.code_accepted(&right));
 }
 
 #[test]
@@ -292,17 +273,12 @@ fn a_code_that_cannot_be_recorded_does_not_unlock() {
     rig.agent()
         .storage_mut()
         .fail_next_write(InjectedFault::Fail);
-    let now = rig.now();
-    assert_eq!(rig.agent().enter_code(&right, now), CodeOutcome::NotSaved);
+    assert_eq!(rig.enter_code(&right), CodeOutcome::NotSaved);
     assert!(rig.locked());
     // After a reboot the stored state is still the locked one, and the code was not spent.
     rig.reboot_with(|_| {});
     assert!(rig.locked());
-    let now = rig.now();
-    assert!(matches!(
-        rig.agent().enter_code(&right, now),
-        CodeOutcome::Accepted { .. }
-    ));
+    assert!(rig.code_accepted(&right));
 }
 
 #[test]
@@ -425,11 +401,7 @@ fn restricted_and_reminder_screens_say_what_is_limited_and_what_is_due() {
     let challenge = restricted
         .challenge
         .expect("a challenge for an offline code");
-    let now = rig.now();
-    assert!(matches!(
-        rig.agent().enter_code(&code(1, &challenge), now),
-        CodeOutcome::Accepted { .. }
-    ));
+    assert!(rig.code_accepted(&code(1, &challenge)));
     assert!(matches!(rig.screen(), Screen::Normal { .. }));
 
     // A reminder close to the end of the lease also says to go online.
@@ -568,29 +540,11 @@ fn a_fake_servers_hello_answers_neither_free_nor_bind_the_phone() {
     // A financed answer whose receipt vouches for other secrets than those it carries.
     let mut agent = pinned_phone(&server);
     agent.hello_request(now, &server.challenge()).unwrap();
-    let lien_proto::device_api::HelloResponse::Financed {
-        device_id,
-        offline_key,
-        offline_suite,
-        server_keys,
-        token,
-        checkin_interval_secs,
-        receipt,
-        ..
-    } = server.hello(TokenState::Active, START)
-    else {
+    let mut swapped = server.hello(TokenState::Active, START);
+    let lien_proto::device_api::HelloResponse::Financed { credential, .. } = &mut swapped else {
         unreachable!()
     };
-    let swapped = lien_proto::device_api::HelloResponse::Financed {
-        device_id,
-        credential: STANDARD.encode(b"the fake server's credential"),
-        offline_key,
-        offline_suite,
-        server_keys,
-        token,
-        checkin_interval_secs,
-        receipt,
-    };
+    *credential = STANDARD.encode(b"the fake server's credential");
     agent.on_hello(Ok(swapped), now);
     assert_eq!(agent.status().mode, Mode::Unbound);
     // The server's real answers work.

@@ -114,6 +114,24 @@ fn tamper_details(events: &[DeviceEventJson]) -> Vec<&str> {
         .collect()
 }
 
+/// What the phone shows with one day left on its lease.
+fn one_day_left() -> Screen {
+    Screen::Normal {
+        banner: Some(Banner::GoOnline {
+            remaining: Duration::from_secs(DAY as u64),
+        }),
+    }
+}
+
+/// The server's hello answer locks the phone again, which has reported tampering that
+/// mentions `what`.
+fn relocked_reporting(rig: &mut Rig, what: &str) {
+    rig.hello(TokenState::Locked);
+    assert!(rig.locked());
+    let details = tamper_details(&rig.reported()).join("; ");
+    assert!(details.contains(what), "{details}");
+}
+
 #[test]
 fn no_tampering_frees_a_locked_phone_and_each_is_reported() {
     for tamper in TAMPERS {
@@ -148,7 +166,7 @@ fn no_tampering_frees_a_locked_phone_and_each_is_reported() {
         assert!(!text.contains("Unlock challenge"), "{text}");
         let now = rig.now();
         assert_eq!(
-            rig.agent().enter_code(&code(1, "12345678"), now),
+            rig.enter_code(&code(1, "12345678")),
             CodeOutcome::NothingToUnlock
         );
         assert!(rig.locked());
@@ -221,12 +239,7 @@ fn a_reset_lease_gives_no_offline_time_back() {
         let mut rig = active_rig();
         // Nine days offline: one day left, and the phone says so.
         rig.advance(9 * DAY);
-        let one_day_left = Screen::Normal {
-            banner: Some(Banner::GoOnline {
-                remaining: Duration::from_secs(DAY as u64),
-            }),
-        };
-        assert_eq!(rig.screen(), one_day_left);
+        assert_eq!(rig.screen(), one_day_left());
         // The count is set back to zero in storage.
         rig.reboot_with(|s| {
             let record = s.load(Area::Protected).unwrap().unwrap();
@@ -234,7 +247,7 @@ fn a_reset_lease_gives_no_offline_time_back() {
             s.put_raw(Area::Protected, Some(forged));
         });
         assert_eq!(rig.mode(), Mode::Recovering, "{how:?}");
-        assert_eq!(rig.screen(), one_day_left, "{how:?}");
+        assert_eq!(rig.screen(), one_day_left(), "{how:?}");
         // Rebooting while recovering gives nothing back either, and reports it only once.
         rig.advance(DAY / 2);
         rig.reboot_with(|_| {});
@@ -273,38 +286,14 @@ fn a_hello_that_returns_the_token_already_enforced_keeps_its_lease() {
     // The server has nothing newer: its hello answer carries the same token, which says
     // nothing about how old it is. The day left stays a day.
     let held = rig.agent().token().unwrap().to_string();
-    let HelloResponse::Financed {
-        device_id,
-        credential,
-        offline_key,
-        offline_suite,
-        server_keys,
-        checkin_interval_secs,
-        receipt,
-        ..
-    } = rig.server.hello(TokenState::Active, rig.wall)
-    else {
+    let mut answer = rig.server.hello(TokenState::Active, rig.wall);
+    let HelloResponse::Financed { token, .. } = &mut answer else {
         unreachable!()
     };
-    rig.hello_with(HelloResponse::Financed {
-        device_id,
-        credential,
-        offline_key,
-        offline_suite,
-        server_keys,
-        token: held,
-        checkin_interval_secs,
-        receipt,
-    });
+    *token = held;
+    rig.hello_with(answer);
     assert_eq!(rig.mode(), Mode::Bound);
-    assert_eq!(
-        rig.screen(),
-        Screen::Normal {
-            banner: Some(Banner::GoOnline {
-                remaining: Duration::from_secs(DAY as u64)
-            })
-        }
-    );
+    assert_eq!(rig.screen(), one_day_left());
     // Offline since: the lease ends when it would have.
     let now = rig.now();
     rig.agent().checkin_request(now).unwrap();
@@ -323,13 +312,11 @@ fn a_reset_throttle_gains_no_tries() {
         let mut rig = locked_rig();
         let challenge = rig.challenge();
         for _ in 0..6 {
-            let now = rig.now();
-            rig.agent().enter_code("11111111", now);
+            rig.enter_code("11111111");
         }
         let right = code(1, &challenge);
-        let now = rig.now();
         assert!(matches!(
-            rig.agent().enter_code(&right, now),
+            rig.enter_code(&right),
             CodeOutcome::Throttled { .. }
         ));
         // The wrong codes are erased from storage.
@@ -344,11 +331,7 @@ fn a_reset_throttle_gains_no_tries() {
         // Refused: still locked, and no code is even tried until the server is reached.
         assert_eq!(rig.mode(), Mode::Recovering, "{how:?}");
         assert!(rig.locked());
-        let now = rig.now();
-        assert_eq!(
-            rig.agent().enter_code(&right, now),
-            CodeOutcome::NothingToUnlock
-        );
+        assert_eq!(rig.enter_code(&right), CodeOutcome::NothingToUnlock);
         assert!(rig.locked(), "{how:?}");
         rig.hello(TokenState::Locked);
         assert!(rig.locked());
@@ -409,14 +392,7 @@ fn a_whole_state_rollback_gives_no_lease_back() {
     // ...restored on day nine, when the phone warns that one day is left.
     rig.reboot_with(|storage| *storage = backup);
     assert_eq!(rig.mode(), Mode::Recovering);
-    assert_eq!(
-        rig.screen(),
-        Screen::Normal {
-            banner: Some(Banner::GoOnline {
-                remaining: Duration::from_secs(DAY as u64)
-            })
-        }
-    );
+    assert_eq!(rig.screen(), one_day_left());
     rig.advance(DAY);
     assert!(rig.locked());
     assert_eq!(rig.title().unwrap(), OFFLINE_TITLE);
@@ -431,10 +407,7 @@ fn a_reflashed_phone_keeps_the_last_verified_lock_until_the_server_answers() {
     });
     assert_eq!(rig.mode(), Mode::Recovering);
     assert!(rig.locked());
-    rig.hello(TokenState::Locked);
-    assert!(rig.locked());
-    let details = tamper_details(&rig.reported()).join("; ");
-    assert!(details.contains("protected state missing"), "{details}");
+    relocked_reporting(&mut rig, "protected state missing");
 }
 
 #[test]
@@ -507,10 +480,7 @@ fn without_a_rollback_slot_a_bad_record_means_setting_up_again() {
         }
     );
     assert!(rig.restrictions().is_empty());
-    rig.hello(TokenState::Locked);
-    assert!(rig.locked());
-    let details = tamper_details(&rig.reported()).join("; ");
-    assert!(details.contains("fails its MAC"), "{details}");
+    relocked_reporting(&mut rig, "fails its MAC");
 }
 
 #[test]
@@ -548,10 +518,7 @@ fn a_record_in_the_old_unkeyed_format_counts_as_absent() {
             banner: Some(Banner::SettingUp)
         }
     );
-    rig.hello(TokenState::Locked);
-    assert!(rig.locked());
-    let details = tamper_details(&rig.reported()).join("; ");
-    assert!(details.contains("LNA1"), "{details}");
+    relocked_reporting(&mut rig, "LNA1");
 }
 
 /// `lien-proto/vectors/protected-storage.json`: the agent reads the worked example and refuses every

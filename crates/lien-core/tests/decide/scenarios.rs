@@ -53,6 +53,102 @@ fn overdue_since(d: Date) -> Reason {
     Reason::Overdue { since: d }
 }
 
+/// A reminder, held there by a dispute freeze.
+#[track_caller]
+fn assert_frozen_at_reminder(d: &Decision) {
+    assert_eq!(
+        (d.state, d.reason.clone()),
+        (DeviceState::Reminder, Reason::DisputeFreeze)
+    );
+}
+
+/// `d` changes next at `t` (UTC), when the phone is restricted.
+#[track_caller]
+fn assert_restricted_from(d: &Decision, at: impl Fn(Timestamp) -> Decision, t: &str) {
+    assert_eq!(d.next_change, Some(utc(t)));
+    assert_eq!(at(utc(t)).state, DeviceState::Restricted);
+}
+
+/// A borrower on a preset with weekly installments (see [`weekly_plan`]), some payments and
+/// some overrides, whose phone is decided at instants given in Nairobi local time.
+struct Borrower {
+    plan: InstallmentPlan,
+    policy: LockPolicy,
+    payments: PaymentLog,
+    overrides: Vec<Override>,
+}
+
+impl Borrower {
+    /// `weeks` weekly installments on `preset`; nothing paid, no override.
+    fn new(preset: Preset, weeks: i64) -> Borrower {
+        let plan = weekly_plan(weeks);
+        Borrower {
+            payments: PaymentLog::empty(plan.currency()),
+            plan,
+            policy: LockPolicy::preset(preset),
+            overrides: vec![],
+        }
+    }
+
+    /// The same on the Kenya preset.
+    fn kenya(weeks: i64) -> Borrower {
+        Borrower::new(Preset::Kenya, weeks)
+    }
+
+    /// With these payments and reversals instead.
+    fn paying(self, payments: Vec<Payment>, reversals: Vec<Reversal>) -> Borrower {
+        Borrower {
+            payments: log(payments, reversals),
+            ..self
+        }
+    }
+
+    /// With the whole plan paid at `paid` (local) and charged back at `reversed` (local).
+    fn charged_back(self, paid: &str, reversed: &str) -> Borrower {
+        let payments = charged_back(&self.plan, local(paid), local(reversed));
+        Borrower { payments, ..self }
+    }
+
+    /// With KES 500.00 paid by card on 2 March at 09:00 and charged back at `at` (local).
+    fn card_charged_back(self, at: &str) -> Borrower {
+        let paid = payment("CARD-9", 50_000, local("2026-03-02T09:00"));
+        let reversal = Reversal {
+            reference: paid.reference.clone(),
+            at: local(at),
+        };
+        self.paying(vec![paid], vec![reversal])
+    }
+
+    /// With one more override, from `from` until `until` (local).
+    fn with(mut self, kind: OverrideKind, from: &str, until: Option<&str>) -> Borrower {
+        let o = Override::new(kind, local(from), until.map(local)).unwrap();
+        self.overrides.push(o);
+        self
+    }
+
+    /// The decision at `s`, Nairobi local time.
+    fn at(&self, s: &str) -> Decision {
+        decide(
+            &self.plan,
+            &self.payments,
+            &self.overrides,
+            &self.policy,
+            local(s),
+        )
+    }
+
+    /// `ended` is a reminder whose lock waits for `morning` (local), and the phone locks then.
+    #[track_caller]
+    fn assert_locks_only_at(&self, ended: &Decision, morning: &str) {
+        assert_eq!(ended.state, DeviceState::Reminder);
+        assert_eq!(
+            ended.next_restriction,
+            Some((local(morning), DeviceState::Locked))
+        );
+        assert_eq!(self.at(morning).state, DeviceState::Locked);
+    }
+}
+
 #[test]
 fn kenya_missed_payment_reminds_then_locks_after_the_night_then_payment_unlocks() {
     let plan = weekly_plan(10);
@@ -97,14 +193,12 @@ fn kenya_missed_payment_reminds_then_locks_after_the_night_then_payment_unlocks(
 
 #[test]
 fn a_partial_payment_below_the_minimum_arrears_keeps_the_phone_unlocked() {
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
     // 10% of KES 500 is KES 50: KES 460 paid leaves KES 40 owed, under the threshold.
-    let paid = log(
+    let paid = Borrower::kenya(4).paying(
         vec![payment("P1", 46_000, local("2026-03-02T09:00"))],
         vec![],
     );
-    let d = decide(&plan, &paid, &[], &policy, local("2026-03-08T12:00"));
+    let d = paid.at("2026-03-08T12:00");
     assert_eq!(d.state, DeviceState::Reminder);
     assert_eq!(d.amount_due, kes(4_000));
     assert_eq!(d.next_restriction, None);
@@ -112,33 +206,18 @@ fn a_partial_payment_below_the_minimum_arrears_keeps_the_phone_unlocked() {
 
 #[test]
 fn a_chargeback_brings_arrears_back_but_not_a_lock_at_night() {
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let paid = payment("CARD-9", 50_000, local("2026-03-02T09:00"));
-    let reversal = Reversal {
-        reference: paid.reference.clone(),
-        at: local("2026-03-07T22:00"),
-    };
-    let charged_back = log(vec![paid], vec![reversal]);
-    let at = |s| decide(&plan, &charged_back, &[], &policy, local(s));
-    assert_eq!(at("2026-03-07T21:59").state, DeviceState::Active);
-    let night = at("2026-03-07T22:00");
-    assert_eq!(night.state, DeviceState::Reminder);
+    let borrower = Borrower::kenya(4).card_charged_back("2026-03-07T22:00");
+    assert_eq!(borrower.at("2026-03-07T21:59").state, DeviceState::Active);
+    let night = borrower.at("2026-03-07T22:00");
     assert_eq!(night.amount_due, kes(50_000));
     assert_eq!(night.next_change, Some(local("2026-03-08T07:00")));
-    assert_eq!(
-        night.next_restriction,
-        Some((local("2026-03-08T07:00"), DeviceState::Locked))
-    );
-    assert_eq!(at("2026-03-08T07:00").state, DeviceState::Locked);
+    borrower.assert_locks_only_at(&night, "2026-03-08T07:00");
 }
 
 #[test]
 fn strict_dealer_restricts_before_it_locks() {
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::StrictDealer);
-    let nothing = log(vec![], vec![]);
-    let at = |s| decide(&plan, &nothing, &[], &policy, local(s)).state;
+    let borrower = Borrower::new(Preset::StrictDealer, 4);
+    let at = |s| borrower.at(s).state;
     assert_eq!(at("2026-03-03T12:00"), DeviceState::Reminder);
     assert_eq!(at("2026-03-04T06:59"), DeviceState::Reminder);
     assert_eq!(at("2026-03-04T07:00"), DeviceState::Restricted);
@@ -181,89 +260,51 @@ fn india_draft_serves_two_notices_and_waits_ninety_days() {
 
 #[test]
 fn overrides_take_precedence_in_a_fixed_order() {
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let nothing = log(vec![], vec![]);
-    let locked_at = local("2026-03-09T12:00");
-    assert_eq!(
-        decide(&plan, &nothing, &[], &policy, locked_at).state,
-        DeviceState::Locked
-    );
+    let locked_at = "2026-03-09T12:00";
+    assert_eq!(Borrower::kenya(4).at(locked_at).state, DeviceState::Locked);
 
-    let until = local("2026-03-12T00:00");
-    let provisional = Override::new(
+    let until = "2026-03-12T00:00";
+    let provisional = Borrower::kenya(4).with(
         OverrideKind::ProvisionalUnlock,
-        local("2026-03-09T08:00"),
+        "2026-03-09T08:00",
         Some(until),
-    )
-    .unwrap();
-    let d = decide(
-        &plan,
-        &nothing,
-        std::slice::from_ref(&provisional),
-        &policy,
-        locked_at,
     );
+    let d = provisional.at(locked_at);
     assert_eq!(d.state, DeviceState::Active);
-    assert_eq!(d.reason, Reason::ProvisionalUnlock { until });
+    assert_eq!(
+        d.reason,
+        Reason::ProvisionalUnlock {
+            until: local(until)
+        }
+    );
     assert_eq!(d.amount_due, kes(50_000), "the debt is still shown");
     // It ends at midnight, inside the quiet hours: the lock comes back at 07:00, not at night.
-    let ended = decide(
-        &plan,
-        &nothing,
-        std::slice::from_ref(&provisional),
-        &policy,
-        until,
-    );
-    assert_eq!(ended.state, DeviceState::Reminder);
-    assert_eq!(
-        ended.next_restriction,
-        Some((local("2026-03-12T07:00"), DeviceState::Locked))
-    );
-    assert_eq!(
-        decide(
-            &plan,
-            &nothing,
-            &[provisional],
-            &policy,
-            local("2026-03-12T07:00")
-        )
-        .state,
-        DeviceState::Locked
-    );
+    provisional.assert_locks_only_at(&provisional.at(until), "2026-03-12T07:00");
 
-    let pause = Override::new(
-        OverrideKind::HardshipPause,
-        local("2026-03-01T00:00"),
-        Some(until),
-    )
-    .unwrap();
-    let d = decide(&plan, &nothing, &[pause], &policy, locked_at);
+    let d = Borrower::kenya(4)
+        .with(OverrideKind::HardshipPause, "2026-03-01T00:00", Some(until))
+        .at(locked_at);
     assert_eq!(d.state, DeviceState::Reminder);
-    assert_eq!(d.reason, Reason::HardshipPause { until });
+    assert_eq!(
+        d.reason,
+        Reason::HardshipPause {
+            until: local(until)
+        }
+    );
 
     // A freeze opened on day 2 holds the phone at a reminder, even past day 4.
-    let freeze =
-        Override::new(OverrideKind::DisputeFreeze, local("2026-03-04T12:00"), None).unwrap();
-    let d = decide(&plan, &nothing, &[freeze], &policy, locked_at);
+    let d = Borrower::kenya(4)
+        .with(OverrideKind::DisputeFreeze, "2026-03-04T12:00", None)
+        .at(locked_at);
     assert_eq!(d.state, DeviceState::Reminder);
     assert_eq!(d.reason, Reason::DisputeFreeze);
 
-    let manual = Override::new(
-        OverrideKind::ManualLock {
-            reason: "Reported stolen by the owner".into(),
-        },
-        local("2026-03-02T10:00"),
-        None,
-    )
-    .unwrap();
-    let d = decide(
-        &plan,
-        &nothing,
-        &[manual],
-        &policy,
-        local("2026-03-02T10:00"),
-    );
+    let manual = OverrideKind::ManualLock {
+        reason: "Reported stolen by the owner".into(),
+    };
+    let d = Borrower::kenya(4)
+        .with(manual, "2026-03-02T10:00", None)
+        .at("2026-03-02T10:00");
     assert_eq!(d.state, DeviceState::Locked);
     assert_eq!(
         d.reason,
@@ -275,87 +316,48 @@ fn overrides_take_precedence_in_a_fixed_order() {
 
 #[test]
 fn release_is_final_and_paid_in_full_is_reported() {
-    let plan = weekly_plan(2);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let all = log(
-        vec![payment("P1", 100_000, local("2026-03-01T09:00"))],
-        vec![],
-    );
-    let d = decide(&plan, &all, &[], &policy, local("2026-03-01T09:00"));
+    let paid_at = local("2026-03-01T09:00");
+    let d = Borrower::kenya(2)
+        .paying(vec![payment("P1", 100_000, paid_at)], vec![])
+        .at("2026-03-01T09:00");
     assert_eq!(
         (d.state, d.reason),
         (DeviceState::Active, Reason::PaidInFull)
     );
     assert_eq!(d.next_change, None);
 
-    let release = Override::new(OverrideKind::Release, local("2026-03-01T10:00"), None).unwrap();
-    let reversed = log(
-        vec![payment("P1", 100_000, local("2026-03-01T09:00"))],
-        vec![Reversal {
-            reference: PaymentRef::parse("P1").unwrap(),
-            at: local("2026-03-01T11:00"),
-        }],
-    );
-    let d = decide(
-        &plan,
-        &reversed,
-        &[release],
-        &policy,
-        local("2027-01-01T00:00"),
-    );
+    let reversal = Reversal {
+        reference: PaymentRef::parse("P1").unwrap(),
+        at: local("2026-03-01T11:00"),
+    };
+    let d = Borrower::kenya(2)
+        .paying(vec![payment("P1", 100_000, paid_at)], vec![reversal])
+        .with(OverrideKind::Release, "2026-03-01T10:00", None)
+        .at("2027-01-01T00:00");
     assert_eq!(d.state, DeviceState::Released);
     assert_eq!(d.next_change, None);
 }
 
 #[test]
 fn a_freeze_holds_the_phone_where_the_whole_decision_had_it() {
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
     // A chargeback at 22:00 brings arrears back; quiet hours hold the lock until 07:00, and a
     // dispute opened at 23:00 must keep it from coming at all while the dispute is open.
-    let paid = payment("CARD-9", 50_000, local("2026-03-02T09:00"));
-    let charged_back = log(
-        vec![paid.clone()],
-        vec![Reversal {
-            reference: paid.reference,
-            at: local("2026-03-07T22:00"),
-        }],
-    );
-    let freeze =
-        Override::new(OverrideKind::DisputeFreeze, local("2026-03-07T23:00"), None).unwrap();
-    let d = decide(
-        &plan,
-        &charged_back,
-        std::slice::from_ref(&freeze),
-        &policy,
-        local("2026-03-08T07:00"),
-    );
-    assert_eq!(
-        (d.state, d.reason),
-        (DeviceState::Reminder, Reason::DisputeFreeze)
-    );
+    let d = Borrower::kenya(4)
+        .card_charged_back("2026-03-07T22:00")
+        .with(OverrideKind::DisputeFreeze, "2026-03-07T23:00", None)
+        .at("2026-03-08T07:00");
+    assert_frozen_at_reminder(&d);
 
     // A freeze opened during a hardship pause keeps the phone at a reminder after the pause.
-    let nothing = log(vec![], vec![]);
-    let pause = Override::new(
-        OverrideKind::HardshipPause,
-        local("2026-03-03T12:00"),
-        Some(local("2026-03-10T12:00")),
-    )
-    .unwrap();
-    let freeze =
-        Override::new(OverrideKind::DisputeFreeze, local("2026-03-09T12:00"), None).unwrap();
-    let d = decide(
-        &plan,
-        &nothing,
-        &[pause, freeze],
-        &policy,
-        local("2026-03-11T12:00"),
-    );
-    assert_eq!(
-        (d.state, d.reason),
-        (DeviceState::Reminder, Reason::DisputeFreeze)
-    );
+    let d = Borrower::kenya(4)
+        .with(
+            OverrideKind::HardshipPause,
+            "2026-03-03T12:00",
+            Some("2026-03-10T12:00"),
+        )
+        .with(OverrideKind::DisputeFreeze, "2026-03-09T12:00", None)
+        .at("2026-03-11T12:00");
+    assert_frozen_at_reminder(&d);
 }
 
 #[test]
@@ -519,11 +521,7 @@ fn a_hardship_pause_ending_as_the_quiet_hours_open_restricts_only_when_they_clos
     let ended = at(until);
     assert_eq!(ended.state, DeviceState::Reminder);
     assert_eq!(ended.reason, overdue_since(date(2026, 3, 1)));
-    assert_eq!(ended.next_change, Some(utc("2026-04-13T00:30:00Z")));
-    assert_eq!(
-        at(utc("2026-04-13T00:30:00Z")).state,
-        DeviceState::Restricted
-    );
+    assert_restricted_from(&ended, at, "2026-04-13T00:30:00Z");
 }
 
 #[test]
@@ -556,53 +554,32 @@ fn arrears_that_reach_the_minimum_at_midnight_restrict_only_after_the_quiet_hour
     let midnight = at(utc("2026-02-28T00:00:00Z"));
     assert_eq!(midnight.state, DeviceState::Reminder);
     assert_eq!(midnight.amount_due, kes(4));
-    assert_eq!(midnight.next_change, Some(utc("2026-02-28T00:30:00Z")));
-    assert_eq!(
-        at(utc("2026-02-28T00:30:00Z")).state,
-        DeviceState::Restricted
-    );
+    assert_restricted_from(&midnight, at, "2026-02-28T00:30:00Z");
 }
 
 #[test]
 fn a_provisional_unlock_ending_as_the_quiet_hours_open_locks_only_in_the_morning() {
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let nothing = log(vec![], vec![]);
-    let until = local("2026-03-10T20:00");
-    let unlock = Override::new(
+    let borrower = Borrower::kenya(4).with(
         OverrideKind::ProvisionalUnlock,
-        local("2026-03-09T12:00"),
-        Some(until),
-    )
-    .unwrap();
-    let at = |s| {
-        decide(
-            &plan,
-            &nothing,
-            std::slice::from_ref(&unlock),
-            &policy,
-            local(s),
-        )
-    };
-    assert_eq!(at("2026-03-10T19:59:59").state, DeviceState::Active);
-    let ended = at("2026-03-10T20:00");
-    assert_eq!(ended.state, DeviceState::Reminder);
-    assert_eq!(
-        ended.next_restriction,
-        Some((local("2026-03-11T07:00"), DeviceState::Locked))
+        "2026-03-09T12:00",
+        Some("2026-03-10T20:00"),
     );
-    assert_eq!(at("2026-03-11T07:00").state, DeviceState::Locked);
+    assert_eq!(
+        borrower.at("2026-03-10T19:59:59").state,
+        DeviceState::Active
+    );
+    let ended = borrower.at("2026-03-10T20:00");
+    borrower.assert_locks_only_at(&ended, "2026-03-11T07:00");
 }
 
 #[test]
 fn a_freeze_opened_with_a_chargeback_keeps_the_phone_as_it_was() {
     // The borrower disputes a card chargeback at the instant it is recorded, in the daytime.
-    let plan = weekly_plan(1);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let instant = local("2026-03-20T10:00");
-    let payments = charged_back(&plan, local("2026-03-02T09:00"), instant);
-    let freeze = Override::new(OverrideKind::DisputeFreeze, instant, None).unwrap();
-    let d = decide(&plan, &payments, &[freeze], &policy, instant);
+    let instant = "2026-03-20T10:00";
+    let d = Borrower::kenya(1)
+        .charged_back("2026-03-02T09:00", instant)
+        .with(OverrideKind::DisputeFreeze, instant, None)
+        .at(instant);
     assert_eq!(
         (d.state, d.reason),
         (DeviceState::Active, Reason::DisputeFreeze)
@@ -613,26 +590,12 @@ fn a_freeze_opened_with_a_chargeback_keeps_the_phone_as_it_was() {
 #[test]
 fn a_freeze_opened_as_a_lock_falls_due_holds_the_reminder() {
     // Kenya locks on day 4 at 07:00, after the quiet hours; the dispute opens at that instant.
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let nothing = log(vec![], vec![]);
-    let due = local("2026-03-06T07:00");
-    assert_eq!(
-        decide(&plan, &nothing, &[], &policy, due).state,
-        DeviceState::Locked
-    );
-    let freeze = Override::new(OverrideKind::DisputeFreeze, due, None).unwrap();
-    let d = decide(
-        &plan,
-        &nothing,
-        &[freeze],
-        &policy,
-        local("2026-03-08T12:00"),
-    );
-    assert_eq!(
-        (d.state, d.reason),
-        (DeviceState::Reminder, Reason::DisputeFreeze)
-    );
+    let due = "2026-03-06T07:00";
+    assert_eq!(Borrower::kenya(4).at(due).state, DeviceState::Locked);
+    let d = Borrower::kenya(4)
+        .with(OverrideKind::DisputeFreeze, due, None)
+        .at("2026-03-08T12:00");
+    assert_frozen_at_reminder(&d);
 }
 
 #[test]
@@ -665,81 +628,43 @@ fn a_lock_between_the_two_runs_of_a_repeated_hour_stays_when_the_window_opens_ag
 #[test]
 fn a_provisional_unlock_granted_and_ended_in_one_night_does_not_relock_until_morning() {
     // Locked since day 4; support unlocks the phone at 23:00 for a few hours, ending at 03:00.
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let nothing = log(vec![], vec![]);
-    let unlock = Override::new(
+    let borrower = Borrower::kenya(4).with(
         OverrideKind::ProvisionalUnlock,
-        local("2026-03-09T23:00"),
-        Some(local("2026-03-10T03:00")),
-    )
-    .unwrap();
-    let at = |s| {
-        decide(
-            &plan,
-            &nothing,
-            std::slice::from_ref(&unlock),
-            &policy,
-            local(s),
-        )
-    };
-    assert_eq!(at("2026-03-09T22:59").state, DeviceState::Locked);
-    assert_eq!(at("2026-03-09T23:00").state, DeviceState::Active);
-    let ended = at("2026-03-10T03:00");
-    assert_eq!(ended.state, DeviceState::Reminder);
-    assert_eq!(
-        ended.next_restriction,
-        Some((local("2026-03-10T07:00"), DeviceState::Locked))
+        "2026-03-09T23:00",
+        Some("2026-03-10T03:00"),
     );
-    assert_eq!(at("2026-03-10T07:00").state, DeviceState::Locked);
+    assert_eq!(borrower.at("2026-03-09T22:59").state, DeviceState::Locked);
+    assert_eq!(borrower.at("2026-03-09T23:00").state, DeviceState::Active);
+    let ended = borrower.at("2026-03-10T03:00");
+    borrower.assert_locks_only_at(&ended, "2026-03-10T07:00");
 }
 
 #[test]
 fn a_payment_and_its_chargeback_in_one_night_do_not_relock_until_morning() {
     // Locked since day 4; a card payment at 21:00 unlocks the phone, its chargeback at 02:00
     // brings the arrears back, and the lock waits for the end of the quiet hours.
-    let plan = weekly_plan(1);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let payments = charged_back(&plan, local("2026-03-09T21:00"), local("2026-03-10T02:00"));
-    let at = |s| decide(&plan, &payments, &[], &policy, local(s));
-    assert_eq!(at("2026-03-09T20:59").state, DeviceState::Locked);
-    assert_eq!(at("2026-03-09T21:00").state, DeviceState::Active);
-    let back = at("2026-03-10T02:00");
+    let borrower = Borrower::kenya(1).charged_back("2026-03-09T21:00", "2026-03-10T02:00");
+    assert_eq!(borrower.at("2026-03-09T20:59").state, DeviceState::Locked);
+    assert_eq!(borrower.at("2026-03-09T21:00").state, DeviceState::Active);
+    let back = borrower.at("2026-03-10T02:00");
     assert_eq!(back.state, DeviceState::Reminder);
     assert_eq!(back.amount_due, kes(50_000));
     assert_eq!(back.next_change, Some(local("2026-03-10T07:00")));
-    assert_eq!(at("2026-03-10T07:00").state, DeviceState::Locked);
+    assert_eq!(borrower.at("2026-03-10T07:00").state, DeviceState::Locked);
 }
 
 #[test]
 fn a_dispute_closed_at_night_or_as_the_quiet_hours_open_locks_only_in_the_morning() {
     // A freeze opened on day 2 held the phone at a reminder; the lock was due on day 4.
-    let plan = weekly_plan(4);
-    let policy = LockPolicy::preset(Preset::Kenya);
-    let nothing = log(vec![], vec![]);
     for closed in ["2026-03-09T23:00", "2026-03-09T20:00"] {
-        let freeze = Override::new(
+        let borrower = Borrower::kenya(4).with(
             OverrideKind::DisputeFreeze,
-            local("2026-03-04T12:00"),
-            Some(local(closed)),
-        )
-        .unwrap();
-        let at = |s| {
-            decide(
-                &plan,
-                &nothing,
-                std::slice::from_ref(&freeze),
-                &policy,
-                local(s),
-            )
-        };
-        let ended = at(closed);
+            "2026-03-04T12:00",
+            Some(closed),
+        );
+        let ended = borrower.at(closed);
         assert_eq!(ended.state, DeviceState::Reminder, "closed at {closed}");
         assert_eq!(ended.next_change, Some(local("2026-03-10T00:00")));
-        assert_eq!(
-            ended.next_restriction,
-            Some((local("2026-03-10T07:00"), DeviceState::Locked))
-        );
-        assert_eq!(at("2026-03-10T07:00").state, DeviceState::Locked);
+        borrower.assert_locks_only_at(&ended, "2026-03-10T07:00");
     }
 }

@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 
 use lien_proto::attestation::{
-    ATTESTATION_EXTENSION_OID, AttestationError, Attested, AuthorizationField, DevelopmentRoot,
-    FactoryIdentity, KeyDescriptionFields, MAX_CERTIFICATE_LEN, SecurityLevel, TrustedRoots,
-    TrustedRootsError, verify,
+    ATTESTATION_EXTENSION_OID, AttestationError, Attested, AttestedKey, AuthorizationField,
+    DevelopmentRoot, FactoryIdentity, KeyDescriptionFields, MAX_CERTIFICATE_LEN, MintError,
+    SecurityLevel, TrustedRoots, TrustedRootsError, verify,
 };
 use rcgen::{CertificateParams, CustomExtension, Issuer, KeyPair, PublicKeyData};
 use serde_json::{Value, json};
@@ -35,6 +35,28 @@ fn phone(root: &DevelopmentRoot) -> FactoryIdentity {
         .unwrap()
 }
 
+/// What `verify` says of `chain`, given to `root`'s verifier for CHALLENGE at NOW.
+fn verified(root: &DevelopmentRoot, chain: &[Vec<u8>]) -> Result<Attested, AttestationError> {
+    verify(chain, &root.trusted_roots(), CHALLENGE, NOW)
+}
+
+/// What `verify` says, for CHALLENGE at NOW, of the chain `attest` has a genuine phone make.
+fn verify_attested(
+    attest: impl FnOnce(&FactoryIdentity) -> Result<AttestedKey, MintError>,
+) -> Result<Attested, AttestationError> {
+    let root = root();
+    let chain = attest(&phone(&root)).unwrap().chain;
+    verified(&root, &chain)
+}
+
+/// What `verify` says of a genuine phone's attestation of CHALLENGE whose KeyDescription
+/// `edit` changed before it was signed.
+fn verify_edited(
+    edit: impl FnOnce(&mut KeyDescriptionFields),
+) -> Result<Attested, AttestationError> {
+    verify_attested(|phone| phone.attest_with(CHALLENGE, NOW, edit))
+}
+
 /// The SubjectPublicKeyInfo of a device key the phone holds.
 fn spki_of(device_key_pkcs8: &[u8]) -> Vec<u8> {
     KeyPair::try_from(device_key_pkcs8)
@@ -48,6 +70,17 @@ fn flip_signature(mut chain: Vec<Vec<u8>>, index: usize) -> Vec<Vec<u8>> {
     chain
 }
 
+/// A certificate to be, whose KeyDescription claims `imei` for CHALLENGE: what a forger writes.
+fn forged_params(imei: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let forged = KeyDescriptionFields::for_phone(CHALLENGE, imei, None, "FORGED");
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        &ATTESTATION_EXTENSION_OID,
+        forged.to_der(),
+    )];
+    params
+}
+
 /// The chain extension attack: an app on a genuine phone has its own key attested, then signs a
 /// forged leaf with that key, claiming another IMEI, and presents
 /// `[forged leaf, its attested key's certificate, factory, root]`.
@@ -56,12 +89,7 @@ fn forged_with_attested_key(phone: &FactoryIdentity, forged_imei: &str) -> Vec<V
     let attested_key = KeyPair::try_from(genuine.device_key_pkcs8.as_slice()).unwrap();
     let issuer =
         Issuer::from_ca_cert_der(&genuine.chain[0].as_slice().into(), &attested_key).unwrap();
-    let mut params = CertificateParams::default();
-    let forged = KeyDescriptionFields::for_phone(CHALLENGE, forged_imei, None, "FORGED");
-    params.custom_extensions = vec![CustomExtension::from_oid_content(
-        &ATTESTATION_EXTENSION_OID,
-        forged.to_der(),
-    )];
+    let params = forged_params(forged_imei);
     let forged_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let leaf = params.signed_by(&forged_key, &issuer).unwrap();
     [vec![leaf.der().to_vec()], genuine.chain].concat()
@@ -91,7 +119,7 @@ fn a_good_chain_gives_the_phone_identifiers_and_its_key() {
     assert_eq!(attested.chain.len(), 3);
     assert_eq!(attested.chain[2], root.certificate_der());
 
-    let result = verify(&attested.chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &attested.chain).unwrap();
     assert_eq!(
         result,
         Attested {
@@ -124,7 +152,7 @@ fn a_single_sim_phone_has_no_second_imei() {
         .mint_factory_identity(IMEI1, None, SERIAL, NOW)
         .unwrap();
     let attested = phone.attest(CHALLENGE, NOW).unwrap();
-    let result = verify(&attested.chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &attested.chain).unwrap();
     assert_eq!(result.imei1, IMEI1);
     assert_eq!(result.imei2, None);
 }
@@ -134,7 +162,7 @@ fn a_chain_without_the_root_certificate_verifies_when_its_top_is_signed_by_the_r
     let root = root();
     let mut chain = phone(&root).attest(CHALLENGE, NOW).unwrap().chain;
     chain.pop();
-    let result = verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &chain).unwrap();
     assert_eq!(result.imei1, IMEI1);
 }
 
@@ -146,7 +174,7 @@ fn a_chain_for_another_imei_verifies_and_names_that_imei() {
         .mint_factory_identity(OTHER_IMEI, None, "OTHER", NOW)
         .unwrap();
     let chain = other.attest(CHALLENGE, NOW).unwrap().chain;
-    let result = verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &chain).unwrap();
     assert_eq!(result.imei1, OTHER_IMEI);
     assert_ne!(result.imei1, IMEI1);
 }
@@ -173,12 +201,7 @@ fn a_lone_leaf_carrying_the_roots_public_key_is_untrusted() {
         .raw
         .to_vec();
     let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&root_key).unwrap();
-    let mut params = CertificateParams::default();
-    let forged = KeyDescriptionFields::for_phone(CHALLENGE, OTHER_IMEI, None, "FORGED");
-    params.custom_extensions = vec![CustomExtension::from_oid_content(
-        &ATTESTATION_EXTENSION_OID,
-        forged.to_der(),
-    )];
+    let params = forged_params(OTHER_IMEI);
     let attacker = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let attacker_ca = CertificateParams::default().self_signed(&attacker).unwrap();
     let issuer = Issuer::from_ca_cert_der(attacker_ca.der(), &attacker).unwrap();
@@ -196,10 +219,8 @@ fn a_lone_leaf_carrying_the_roots_public_key_is_untrusted() {
 
 #[test]
 fn an_attestation_for_another_challenge_is_refused() {
-    let root = root();
-    let chain = phone(&root).attest(b"an old challenge", NOW).unwrap().chain;
     assert_eq!(
-        verify(&chain, &root.trusted_roots(), CHALLENGE, NOW),
+        verify_attested(|phone| phone.attest(b"an old challenge", NOW)),
         Err(AttestationError::ChallengeMismatch)
     );
 }
@@ -228,11 +249,11 @@ fn a_chain_missing_its_intermediate_is_refused() {
     let mut chain = phone(&root).attest(CHALLENGE, NOW).unwrap().chain;
     chain.remove(1);
     assert_eq!(
-        verify(&chain, &root.trusted_roots(), CHALLENGE, NOW),
+        verified(&root, &chain),
         Err(AttestationError::BadSignature { index: 0 })
     );
     assert_eq!(
-        verify(&chain[..1], &root.trusted_roots(), CHALLENGE, NOW),
+        verified(&root, &chain[..1]),
         Err(AttestationError::UntrustedRoot)
     );
 }
@@ -243,7 +264,7 @@ fn tags_out_of_order_and_unknown_tags_are_accepted() {
     let attested = phone(&root)
         .attest_with(CHALLENGE, NOW, out_of_order)
         .unwrap();
-    let result = verify(&attested.chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &attested.chain).unwrap();
     assert_eq!(result.imei1, IMEI1);
     assert_eq!(result.imei2.as_deref(), Some(IMEI2));
     assert_eq!(result.serial.as_deref(), Some(SERIAL));
@@ -251,48 +272,34 @@ fn tags_out_of_order_and_unknown_tags_are_accepted() {
 
 #[test]
 fn identifiers_only_in_software_enforced_are_not_attested() {
-    let root = root();
-    let chain = phone(&root)
-        .attest_with(CHALLENGE, NOW, |fields| {
-            fields.software_enforced = std::mem::take(&mut fields.hardware_enforced);
-        })
-        .unwrap()
-        .chain;
     assert_eq!(
-        verify(&chain, &root.trusted_roots(), CHALLENGE, NOW),
+        verify_edited(|fields| {
+            fields.software_enforced = std::mem::take(&mut fields.hardware_enforced);
+        }),
         Err(AttestationError::NoImei)
     );
 }
 
 #[test]
 fn nothing_in_software_enforced_is_read() {
-    let root = root();
-    let chain = phone(&root)
-        .attest_with(CHALLENGE, NOW, |fields| {
-            fields.software_enforced = vec![
-                AuthorizationField::octets(AuthorizationField::IMEI, OTHER_IMEI.as_bytes()),
-                AuthorizationField::octets(AuthorizationField::IMEI, &[0xff, 0x00]),
-            ];
-        })
-        .unwrap()
-        .chain;
-    let result = verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verify_edited(|fields| {
+        fields.software_enforced = vec![
+            AuthorizationField::octets(AuthorizationField::IMEI, OTHER_IMEI.as_bytes()),
+            AuthorizationField::octets(AuthorizationField::IMEI, &[0xff, 0x00]),
+        ];
+    })
+    .unwrap();
     assert_eq!(result.imei1, IMEI1);
 }
 
 #[test]
 fn a_serial_without_an_imei_is_not_enough() {
-    let root = root();
-    let chain = phone(&root)
-        .attest_with(CHALLENGE, NOW, |fields| {
+    assert_eq!(
+        verify_edited(|fields| {
             fields
                 .hardware_enforced
                 .retain(|field| field.tag == AuthorizationField::SERIAL);
-        })
-        .unwrap()
-        .chain;
-    assert_eq!(
-        verify(&chain, &root.trusted_roots(), CHALLENGE, NOW),
+        }),
         Err(AttestationError::NoImei)
     );
 }
@@ -324,15 +331,11 @@ fn a_key_attested_in_software_is_refused() {
 
 #[test]
 fn a_strongbox_attestation_says_so() {
-    let root = root();
-    let chain = phone(&root)
-        .attest_with(CHALLENGE, NOW, |fields| {
-            fields.attestation_security_level = SecurityLevel::StrongBox;
-            fields.key_mint_security_level = SecurityLevel::StrongBox;
-        })
-        .unwrap()
-        .chain;
-    let result = verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verify_edited(|fields| {
+        fields.attestation_security_level = SecurityLevel::StrongBox;
+        fields.key_mint_security_level = SecurityLevel::StrongBox;
+    })
+    .unwrap();
     assert_eq!(result.security_level, SecurityLevel::StrongBox);
 }
 
@@ -351,7 +354,7 @@ fn a_chain_of_more_than_eight_certificates_is_refused_before_anything_else() {
     );
     // Eight is within the limit, so the chain gets as far as its signatures.
     assert_eq!(
-        verify(&vec![leaf; 8], &root.trusted_roots(), CHALLENGE, NOW),
+        verified(&root, &vec![leaf; 8]),
         Err(AttestationError::BadSignature { index: 0 })
     );
 }
@@ -436,16 +439,14 @@ fn the_leaf_dates_are_not_checked() {
         .attest(CHALLENGE, NOW + 5 * YEAR)
         .unwrap()
         .chain;
-    let result = verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &chain).unwrap();
     assert_eq!(result.imei1, IMEI1);
 }
 
 #[test]
 fn a_leaf_without_the_attestation_extension_is_refused() {
-    let root = root();
-    let chain = phone(&root).attest_with_extension(None, NOW).unwrap().chain;
     assert_eq!(
-        verify(&chain, &root.trusted_roots(), CHALLENGE, NOW),
+        verify_attested(|phone| phone.attest_with_extension(None, NOW)),
         Err(AttestationError::NoAttestationExtension)
     );
 }
@@ -455,7 +456,7 @@ fn a_leaf_forged_with_an_attested_key_is_refused() {
     let root = root();
     let chain = forged_with_attested_key(&phone(&root), OTHER_IMEI);
     assert_eq!(
-        verify(&chain, &root.trusted_roots(), CHALLENGE, NOW),
+        verified(&root, &chain),
         Err(AttestationError::AttestationExtensionOutsideLeaf { index: 1 })
     );
 }
@@ -570,7 +571,7 @@ fn a_development_root_survives_its_pem_file() {
     assert_eq!(read.certificate_der(), root.certificate_der());
     // The key came back too: what it signs verifies under the original root.
     let chain = phone(&read).attest(CHALLENGE, NOW).unwrap().chain;
-    assert!(verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).is_ok());
+    assert!(verified(&root, &chain).is_ok());
 
     // A key beside another root's certificate is refused when read.
     let other = DevelopmentRoot::generate(NOW).unwrap();
@@ -591,7 +592,7 @@ fn a_factory_identity_survives_its_file() {
     assert_eq!(read.serial(), SERIAL);
     assert_eq!(read.certificate_der(), phone.certificate_der());
     let chain = read.attest(CHALLENGE, NOW).unwrap().chain;
-    let result = verify(&chain, &root.trusted_roots(), CHALLENGE, NOW).unwrap();
+    let result = verified(&root, &chain).unwrap();
     assert_eq!(result.imei1, IMEI1);
 
     // Another phone's key beside this phone's certificate is refused when read.
@@ -634,7 +635,7 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         .mint_factory_identity(OTHER_IMEI, None, "LIEN0000043", NOW - 7 * DAY)
         .unwrap();
     let good = dual.attest(CHALLENGE, NOW).unwrap();
-    let attested = |key: &lien_proto::attestation::AttestedKey,
+    let attested = |key: &AttestedKey,
                     imei1: &str,
                     imei2: Option<&str>,
                     serial: &str,
@@ -645,7 +646,7 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         security_level: level,
         public_key_spki: spki_of(&key.device_key_pkcs8),
     };
-    let valid = |key: &lien_proto::attestation::AttestedKey| {
+    let valid = |key: &AttestedKey| {
         Ok(attested(
             key,
             IMEI1,
@@ -679,12 +680,15 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         now: NOW,
         expect,
     };
+    // A case whose chain is the whole of a dual-SIM phone's attestation, which verifies.
+    let verifies = |name, description, key: &AttestedKey| {
+        case(name, description, key.chain.clone(), valid(key))
+    };
     vec![
-        case(
+        verifies(
             "dual-imei",
             "A dual-SIM phone's TEE attestation: serial, IMEI and second IMEI in hardwareEnforced.",
-            good.chain.clone(),
-            valid(&good),
+            &good,
         ),
         case(
             "single-imei",
@@ -704,11 +708,10 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
             without_root.chain[..2].to_vec(),
             valid(&without_root),
         ),
-        case(
+        verifies(
             "fields-out-of-order",
             "hardwareEnforced lists [723], [702], [714], [705], [713], [1]; softwareEnforced has [701] and the undefined [9999]. Identifier tags are picked by number and the rest skipped.",
-            unordered.chain.clone(),
-            valid(&unordered),
+            &unordered,
         ),
         case(
             "strongbox",

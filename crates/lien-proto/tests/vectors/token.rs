@@ -77,6 +77,16 @@ fn sign(key: &SigningKey, claims: &StatusClaims) -> Vec<u8> {
     TokenSigner::new(key.clone()).sign(claims)
 }
 
+/// A protected header naming `algorithm` and, if there is one, the key id `kid`.
+fn header(algorithm: iana::Algorithm, kid: Option<Vec<u8>>) -> coset::Header {
+    let builder = HeaderBuilder::new().algorithm(algorithm);
+    match kid {
+        Some(kid) => builder.key_id(kid),
+        None => builder,
+    }
+    .build()
+}
+
 /// Signs `payload` with the server key under an arbitrary protected header, to build tokens
 /// whose only fault is in the header or the payload.
 fn signed_with(protected: coset::Header, payload: Vec<u8>) -> Vec<u8> {
@@ -200,10 +210,7 @@ fn cases() -> Vec<Case> {
             name: "wrong-algorithm",
             description: "A correct Ed25519 signature, but the protected header says ES256: the algorithm is checked before the key and the signature.",
             token: signed_with(
-                HeaderBuilder::new()
-                    .algorithm(iana::Algorithm::ES256)
-                    .key_id(server_kid.clone())
-                    .build(),
+                header(iana::Algorithm::ES256, Some(server_kid.clone())),
                 claims_cbor(&claims(TokenState::Active, 1)),
             ),
             device_id: DEVICE,
@@ -249,9 +256,7 @@ fn cases() -> Vec<Case> {
             name: "missing-kid",
             description: "Correctly signed by the server key, but with no kid in the protected header.",
             token: signed_with(
-                HeaderBuilder::new()
-                    .algorithm(iana::Algorithm::EdDSA)
-                    .build(),
+                header(iana::Algorithm::EdDSA, None),
                 claims_cbor(&claims(TokenState::Active, 1)),
             ),
             device_id: DEVICE,
@@ -262,10 +267,7 @@ fn cases() -> Vec<Case> {
             name: "claims-not-a-map",
             description: "Correctly signed, but the payload is the CBOR integer 42 instead of the claims map.",
             token: signed_with(
-                HeaderBuilder::new()
-                    .algorithm(iana::Algorithm::EdDSA)
-                    .key_id(server_kid.clone())
-                    .build(),
+                header(iana::Algorithm::EdDSA, Some(server_kid.clone())),
                 vec![0x18, 0x2a],
             ),
             device_id: DEVICE,

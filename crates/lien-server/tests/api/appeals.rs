@@ -3,136 +3,33 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, FinancedPhone, Reply, TestApp, imei, postgres_url, spawn_app_with};
+use crate::common::{
+    Backend, Part, Reply, TestApp, World, imei, post_form, postgres_url, receipt_png,
+};
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
-use lien_agent::sim::Phone;
 use lien_server::attachments::AttachmentStoreKind;
-use lien_server::config::Settings;
 use serde_json::{Value, json};
 
 /// A PNG's first bytes and a little more: what once passed the content check, and no longer
 /// passes for a document.
 const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
 
-/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
-fn receipt_png(size: usize) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend_from_slice(kind);
-        c.extend_from_slice(data);
-        c.extend_from_slice(&[0; 4]);
-        c
-    };
-    let mut b = PNG[..8].to_vec();
-    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
-    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
-    b.extend(chunk(b"IEND", b""));
-    b
-}
-
 /// The uniform refusal of an appellant who did not prove holding the phone.
 fn not_proven() -> Value {
     json!({"error": "not_found", "message": "phone with this IMEI and status code not found"})
 }
 
-/// One part of a multipart form.
-enum Part<'a> {
-    /// A text field: name, value.
-    Text(&'a str, &'a str),
-    /// A file: field name, file name, declared type, content.
-    File(&'a str, &'a str, &'a str, &'a [u8]),
-}
-
-/// Posts a multipart form as a browser would; returns the answer.
-async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
-    let boundary = "----lienTestBoundary7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    for part in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match part {
-            Part::Text(name, value) => {
-                body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                        .as_bytes(),
-                );
-            }
-            Part::File(name, file_name, content_type, bytes) => {
-                body.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
-                         Content-Type: {content_type}\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(bytes);
-                body.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let response = app
-        .client
-        .post(format!("{}{path}", app.base))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    Reply {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-struct World {
-    app: TestApp,
-    key: String,
-    device_id: String,
-    imei: String,
-    phone: Phone,
-}
-
 impl World {
-    /// A phone on the Kenya preset (KES 1,000.00 due 1 February, locked on day 4 past due).
-    async fn new(backend: Backend) -> World {
-        World::new_with(backend, |_| {}).await
+    /// Posts the public appeal form with these parts, as the borrower's browser does.
+    async fn appeal(&self, parts: &[Part<'_>]) -> Reply {
+        post_form(&self.app, "/v1/public/appeals", parts).await
     }
 
-    /// The same, on a server with these settings.
-    async fn new_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> World {
-        let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
-        let app = spawn_app_with(backend, start, configure).await;
-        let (_, key) = app.financier("Duka Phones").await;
-        let FinancedPhone {
-            device_id,
-            imei,
-            phone,
-        } = app.financed_phone(&key, &app.base).await;
-        World {
-            app,
-            key,
-            device_id,
-            imei,
-            phone,
-        }
-    }
-
-    async fn advance(&mut self, by: Duration) {
-        self.app.advance_with(&mut self.phone, by).await;
-    }
-
-    async fn advance_to(&mut self, at: &str) {
-        self.app.advance_to_with(&mut self.phone, at).await;
-    }
-
-    fn locked(&self) -> bool {
-        matches!(self.phone.screen(), Screen::Locked(_))
+    /// The financier's `decision` on appeal `reference`, giving `reason`; returns the answer.
+    async fn answer(&self, reference: &str, decision: &str, reason: &str) -> Reply {
+        let body = json!({ "decision": decision, "reason": reason });
+        self.app.answer_appeal(&self.key, reference, body).await
     }
 
     /// The status code the phone's reminder, restricted or lock screen shows.
@@ -169,29 +66,13 @@ impl World {
     }
 
     async fn device(&self) -> Value {
-        let r = self
-            .app
-            .call(
-                "GET",
-                &format!("/v1/devices/{}", self.device_id),
-                &self.key,
-                None,
-            )
-            .await;
+        let r = self.on_device("GET", "", None).await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.body
     }
 
     async fn history_actions(&self) -> Vec<String> {
-        let r = self
-            .app
-            .call(
-                "GET",
-                &format!("/v1/devices/{}/history", self.device_id),
-                &self.key,
-                None,
-            )
-            .await;
+        let r = self.on_device("GET", "/history", None).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let records = r.body["records"]
             .as_array()
@@ -207,56 +88,56 @@ impl World {
     /// The borrower, holding the locked phone, says they paid KES 1,000.00 by M-Pesa on
     /// 3 February, with a receipt, and gives the IMEI and status code from the lock screen.
     async fn appeal_paid(&self) -> Reply {
-        self.appeal_paid_with(&self.shown_code(), "1000.00", "KES", &receipt_png(4096))
+        self.appeal_paid_with(&self.shown_code(), "1000.00", "KES")
             .await
     }
 
-    /// A payment appeal with this status code, amount, currency and receipt.
-    async fn appeal_paid_with(
-        &self,
-        code: &str,
-        amount: &str,
-        currency: &str,
-        receipt: &[u8],
-    ) -> Reply {
-        post_form(
-            &self.app,
-            "/v1/public/appeals",
-            &[
-                Part::Text("imei", &self.imei),
-                Part::Text("status_code", code),
-                Part::Text("claim", "paid"),
-                Part::Text("contact", "+254 711 000 111"),
-                Part::Text("payment_reference", "MPESA-QX12"),
-                Part::Text("paid_on", "2026-02-03"),
-                Part::Text("amount", amount),
-                Part::Text("currency", currency),
-                Part::File("receipt", "receipt.png", "image/png", receipt),
-            ],
-        )
-        .await
+    /// A payment appeal with this status code, amount and currency, and a 4 KiB receipt.
+    async fn appeal_paid_with(&self, code: &str, amount: &str, currency: &str) -> Reply {
+        let receipt = receipt_png(4096);
+        let mut parts = self.paid_claim(code, "+254 711 000 111", "MPESA-QX12", "2026-02-03");
+        parts.extend([
+            Part::Text("amount", amount),
+            Part::Text("currency", currency),
+            Part::File("receipt", "receipt.png", "image/png", &receipt),
+        ]);
+        self.appeal(&parts).await
+    }
+
+    /// The fields of a payment appeal about this phone, up to the date paid.
+    fn paid_claim<'a>(
+        &'a self,
+        code: &'a str,
+        contact: &'a str,
+        reference: &'a str,
+        paid_on: &'a str,
+    ) -> Vec<Part<'a>> {
+        vec![
+            Part::Text("imei", &self.imei),
+            Part::Text("status_code", code),
+            Part::Text("claim", "paid"),
+            Part::Text("contact", contact),
+            Part::Text("payment_reference", reference),
+            Part::Text("paid_on", paid_on),
+        ]
     }
 
     /// A "wrong lock" appeal about `imei` with this status code: no document needed.
     async fn appeal_wrong_lock(&self, imei: &str, code: &str) -> Reply {
-        post_form(
-            &self.app,
-            "/v1/public/appeals",
-            &[
-                Part::Text("imei", imei),
-                Part::Text("status_code", code),
-                Part::Text("claim", "wrong_lock"),
-                Part::Text("contact", "+254 711 000 111"),
-                Part::Text("statement", "This is not my contract"),
-            ],
-        )
+        self.appeal(&[
+            Part::Text("imei", imei),
+            Part::Text("status_code", code),
+            Part::Text("claim", "wrong_lock"),
+            Part::Text("contact", "+254 711 000 111"),
+            Part::Text("statement", "This is not my contract"),
+        ])
         .await
     }
 
     async fn follow(&self, reference: &str) -> Value {
         let r = self
             .app
-            .call("GET", &format!("/v1/public/appeals/{reference}"), "", None)
+            .get(&format!("/v1/public/appeals/{reference}"), "")
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.body
@@ -286,10 +167,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
         "the default response deadline is 72 hours"
     );
     // The financier sees the appeal and can download the receipt; the public cannot.
-    let listed = w
-        .app
-        .call("GET", "/v1/appeals?status=open", &w.key, None)
-        .await;
+    let listed = w.app.get("/v1/appeals?status=open", &w.key).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.body[0]["reference"], reference.as_str());
     assert_eq!(listed.body[0]["attachment"]["media_type"], "image/png");
@@ -308,26 +186,16 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
     );
     let anonymous = w
         .app
-        .call(
-            "GET",
-            &format!("/v1/appeals/{reference}/attachment"),
-            "",
-            None,
-        )
+        .get(&format!("/v1/appeals/{reference}/attachment"), "")
         .await;
     assert_eq!(anonymous.status, 401);
     // Support sees every appeal; another financier sees none of these.
     let support = w.app.support_key().await;
-    let seen = w
-        .app
-        .call("GET", &format!("/v1/appeals/{reference}"), &support, None)
+    w.app
+        .read(&support, &format!("/v1/appeals/{reference}"))
         .await;
-    assert_eq!(seen.status, 200, "{}", seen.body);
     let (_, other) = w.app.financier("Other Credit").await;
-    let hidden = w
-        .app
-        .call("GET", &format!("/v1/appeals/{reference}"), &other, None)
-        .await;
+    let hidden = w.app.get(&format!("/v1/appeals/{reference}"), &other).await;
     assert_eq!(hidden.status, 404, "{}", hidden.body);
 
     // Unanswered: still locked just before the deadline, and nothing gets worse.
@@ -353,13 +221,7 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
 
     // The financier confirms the payment: the provisional unlock becomes a plain active state.
     let answered = w
-        .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
-            &w.key,
-            Some(json!({"decision": "accept", "reason": "M-Pesa confirms the payment"})),
-        )
+        .answer(&reference, "accept", "M-Pesa confirms the payment")
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(answered.body["status"], "accepted");
@@ -370,22 +232,9 @@ async fn unanswered_payment_appeal_unlocks_then_accepting_records_the_payment(ba
         "{device}"
     );
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.phone.render()
-    );
+    w.assert_normal();
     // A second answer is refused.
-    let again = w
-        .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
-            &w.key,
-            Some(json!({"decision": "reject", "reason": "changed my mind"})),
-        )
-        .await;
+    let again = w.answer(&reference, "reject", "changed my mind").await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(w.follow(&reference).await["status"], "accepted");
 
@@ -408,15 +257,7 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
 
     // A second appeal while one is open is refused, naming the open one to the holder...
     let second = w.appeal_paid().await;
-    assert_eq!(second.status, 409, "{}", second.body);
-    assert!(
-        second.body["message"]
-            .as_str()
-            .unwrap()
-            .contains(reference.as_str()),
-        "{}",
-        second.body
-    );
+    second.assert_refused(409, reference.as_str());
     // ...and to a stranger it is the same refusal as for any wrong code: no reference leaks.
     let stranger = w
         .appeal_wrong_lock(&w.imei, &w.wrong_code(&w.shown_code()))
@@ -426,28 +267,15 @@ async fn a_rejected_appeal_shows_the_reason_and_the_lock_stays(backend: Backend)
 
     let no_reason = w
         .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
-            &w.key,
-            Some(json!({"decision": "reject"})),
-        )
+        .answer_appeal(&w.key, &reference, json!({"decision": "reject"}))
         .await;
-    assert_eq!(no_reason.status, 422, "{}", no_reason.body);
-    assert!(
-        no_reason.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("reason:")
-    );
+    no_reason.assert_invalid("reason");
 
     let rejected = w
-        .app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
-            &w.key,
-            Some(json!({"decision": "reject", "reason": "No payment MPESA-QX12 reached our till"})),
+        .answer(
+            &reference,
+            "reject",
+            "No payment MPESA-QX12 reached our till",
         )
         .await;
     assert_eq!(rejected.status, 200, "{}", rejected.body);
@@ -542,64 +370,30 @@ async fn bad_uploads_are_refused_with_the_field_named_and_nothing_written(backen
         ),
     ];
     for (name, content_type, bytes, message) in cases {
-        let r = post_form(
-            &w.app,
-            "/v1/public/appeals",
-            &[
-                Part::Text("imei", &w.imei),
-                Part::Text("status_code", &code),
-                Part::Text("claim", "paid"),
-                Part::Text("contact", "+254 711 000 111"),
-                Part::Text("payment_reference", "MPESA-QX12"),
-                Part::Text("paid_on", "2026-01-09"),
-                Part::Text("amount", "1000"),
-                Part::Text("currency", "KES"),
-                Part::File("receipt", name, content_type, bytes),
-            ],
-        )
-        .await;
+        let mut parts = w.paid_claim(&code, "+254 711 000 111", "MPESA-QX12", "2026-01-09");
+        parts.extend([
+            Part::Text("amount", "1000"),
+            Part::Text("currency", "KES"),
+            Part::File("receipt", name, content_type, bytes),
+        ]);
+        let r = w.appeal(&parts).await;
         assert_eq!(r.status, 422, "{name}: {}", r.body);
         let text = r.body["message"].as_str().unwrap_or_default();
         assert!(text.starts_with(message), "{name}: {text}");
     }
     // Missing and wrong fields are named too.
-    let r = post_form(
-        &w.app,
-        "/v1/public/appeals",
-        &[
-            Part::Text("imei", &w.imei),
-            Part::Text("status_code", &code),
-            Part::Text("claim", "paid"),
-            Part::Text("contact", "x"),
-            Part::Text("payment_reference", "R1"),
-            Part::Text("paid_on", "yesterday"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body["message"].as_str().unwrap().starts_with("paid_on:"));
-    let r = post_form(&w.app, "/v1/public/appeals", &[Part::Text("claim", "paid")]).await;
-    assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body["message"].as_str().unwrap().starts_with("imei:"));
+    let r = w.appeal(&w.paid_claim(&code, "x", "R1", "yesterday")).await;
+    r.assert_invalid("paid_on");
+    let r = w.appeal(&[Part::Text("claim", "paid")]).await;
+    r.assert_invalid("imei");
     // The IMEI alone is not enough: the status code from the lock screen is asked for.
-    let r = post_form(
-        &w.app,
-        "/v1/public/appeals",
-        &[Part::Text("imei", &w.imei), Part::Text("claim", "paid")],
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.body);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("status_code:"),
-        "{}",
-        r.body
-    );
+    let r = w
+        .appeal(&[Part::Text("imei", &w.imei), Part::Text("claim", "paid")])
+        .await;
+    r.assert_invalid("status_code");
 
     // Nothing half-written: no appeal, no history entry, no file.
-    let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
+    let listed = w.app.get("/v1/appeals", &w.key).await;
     assert_eq!(listed.body, json!([]));
     assert!(
         !w.history_actions()
@@ -617,9 +411,7 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     let check = |imei: String| {
         let app = &w.app;
         async move {
-            let r = app
-                .call("GET", &format!("/v1/public/imei/{imei}"), "", None)
-                .await;
+            let r = app.get(&format!("/v1/public/imei/{imei}"), "").await;
             assert_eq!(r.status, 200, "{}", r.body);
             r.body
         }
@@ -634,10 +426,7 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     assert_eq!(check(imei("35693803564999")).await["status"], "clear");
     assert_eq!(check("123456789012345".into()).await["status"], "unknown");
     w.advance_to("2026-02-05T10:00:00+03:00").await;
-    let r = w
-        .app
-        .call("GET", &format!("/v1/public/imei/{}", w.imei), "", None)
-        .await;
+    let r = w.app.get(&format!("/v1/public/imei/{}", w.imei), "").await;
     assert_eq!(r.body["status"], "locked", "{}", r.body);
 
     // Ten at once (the burst) have been used up by now or soon; the next is refused.
@@ -669,10 +458,7 @@ async fn the_imei_check_says_little_and_is_rate_limited(backend: Backend) {
     );
     // Time passes; the client may ask again.
     w.app.clock.advance(SignedDuration::from_secs(retry as i64));
-    let again = w
-        .app
-        .call("GET", &format!("/v1/public/imei/{}", w.imei), "", None)
-        .await;
+    let again = w.app.get(&format!("/v1/public/imei/{}", w.imei), "").await;
     assert_eq!(again.status, 200, "{}", again.body);
 }
 
@@ -684,24 +470,15 @@ async fn a_stranger_with_the_imei_is_refused_and_escalation_proceeds(backend: Ba
 
     // Someone who only knows the IMEI (the public check says it is financed) is asked for the
     // code; with a guess, the answer is the one an IMEI nobody finances gets.
-    let no_code = post_form(
-        &w.app,
-        "/v1/public/appeals",
-        &[
+    let no_code = w
+        .appeal(&[
             Part::Text("imei", &w.imei),
             Part::Text("claim", "wrong_lock"),
             Part::Text("contact", "+254 711 000 111"),
             Part::Text("statement", "Not my contract"),
-        ],
-    )
-    .await;
-    assert_eq!(no_code.status, 422, "{}", no_code.body);
-    assert!(
-        no_code.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("status_code:")
-    );
+        ])
+        .await;
+    no_code.assert_invalid("status_code");
     let guessed = w.appeal_wrong_lock(&w.imei, &w.wrong_code(&code)).await;
     assert_eq!(guessed.status, 404, "{}", guessed.body);
     assert_eq!(guessed.body, not_proven());
@@ -735,7 +512,7 @@ async fn a_stranger_with_the_imei_is_refused_and_escalation_proceeds(backend: Ba
     );
 
     // No appeal, no freeze: the financier's escalation goes ahead and the phone locks on day 4.
-    let listed = w.app.call("GET", "/v1/appeals", &w.key, None).await;
+    let listed = w.app.get("/v1/appeals", &w.key).await;
     assert_eq!(listed.body, json!([]));
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
@@ -758,19 +535,15 @@ async fn a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure(backend: 
     let code = w.shown_code();
 
     // The amount must be in the plan's currency.
-    let dollars = w
-        .appeal_paid_with(&code, "1000.00", "USD", &receipt_png(4096))
-        .await;
+    let dollars = w.appeal_paid_with(&code, "1000.00", "USD").await;
     assert_eq!(dollars.status, 422, "{}", dollars.body);
-    let message = dollars.body["message"].as_str().unwrap();
+    let message = dollars.message();
     assert!(message.starts_with("currency:"), "{message}");
     assert!(message.contains("KES"), "{message}");
 
     // A claim of less than what is overdue opens an appeal (the freeze holds) but buys no
     // provisional unlock: recording it would not lift the lock either.
-    let short = w
-        .appeal_paid_with(&code, "10.00", "KES", &receipt_png(4096))
-        .await;
+    let short = w.appeal_paid_with(&code, "10.00", "KES").await;
     assert_eq!(short.status, 201, "{}", short.body);
     let withheld = short.body["provisional_unlock_withheld"].as_str().unwrap();
     assert!(withheld.contains("does not cover"), "{withheld}");
@@ -801,27 +574,12 @@ async fn a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure(backend: 
 
 async fn a_released_phone_cannot_be_appealed(backend: Backend) {
     let mut w = World::new(backend).await;
-    let paid = w
-        .app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{}/payments", w.device_id),
-            &w.key,
-            Some(json!({"reference": "MPESA-ALL", "amount_minor": 300000, "currency": "KES"})),
-            &[("Idempotency-Key", "MPESA-ALL")],
-        )
-        .await;
-    assert_eq!(paid.status, 200, "{}", paid.body);
+    w.pay("MPESA-ALL", 300_000).await;
     // Paid off: released after the cancel window, with no call.
     w.advance(Duration::from_secs(73 * 3600)).await;
     w.phone.check_again().await;
     let r = w.appeal_wrong_lock(&w.imei, "12345678").await;
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert!(
-        r.body["message"].as_str().unwrap().contains("released"),
-        "{}",
-        r.body
-    );
+    r.assert_refused(409, "released");
 }
 
 async fn accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release(backend: Backend) {
@@ -829,9 +587,7 @@ async fn accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
     // The borrower paid the whole plan (KES 3,000.00) outside the financier's system.
-    let opened = w
-        .appeal_paid_with(&w.shown_code(), "3000.00", "KES", &receipt_png(4096))
-        .await;
+    let opened = w.appeal_paid_with(&w.shown_code(), "3000.00", "KES").await;
     assert_eq!(opened.status, 201, "{}", opened.body);
     let reference = opened.body["reference"].as_str().unwrap().to_string();
     let answered = w
@@ -863,7 +619,7 @@ async fn accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release
 
 /// The public "why is my phone locked" page for a status code.
 async fn why(app: &TestApp, code: &str) -> Reply {
-    app.call("GET", &format!("/why?q={code}"), "", None).await
+    app.get(&format!("/why?q={code}"), "").await
 }
 
 async fn superseded_status_codes_stop_matching(backend: Backend) {
@@ -904,17 +660,9 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
 
     // Support, signed in, still looks up the old code.
     let support = w.app.support_key().await;
-    let looked_up = w
-        .app
-        .call(
-            "GET",
-            &format!("/v1/status-codes/{reminder_code}"),
-            &support,
-            None,
-        )
-        .await;
-    assert_eq!(looked_up.status, 200, "{}", looked_up.body);
-    assert_eq!(looked_up.body[0]["device_id"], w.device_id.as_str());
+    let path = format!("/v1/status-codes/{reminder_code}");
+    let looked_up = w.app.read(&support, &path).await;
+    assert_eq!(looked_up[0]["device_id"], w.device_id.as_str());
 }
 
 on_both_backends!(
@@ -931,13 +679,8 @@ on_both_backends!(
 
 /// `GET /v1/appeals/{reference}/attachment` on `app` with `key`: status, content type, body.
 async fn download(app: &TestApp, reference: &str, key: &str) -> (u16, String, Vec<u8>) {
-    let response = app
-        .client
-        .get(format!("{}/v1/appeals/{reference}/attachment", app.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/v1/appeals/{reference}/attachment");
+    let response = app.get_response(&path, Some(key)).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

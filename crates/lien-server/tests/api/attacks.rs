@@ -8,7 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use std::net::SocketAddr;
 
 use crate::common::{
-    self, Backend, Reply, TestApp, imei, next_counter, postgres_url, spawn_app, spawn_app_with,
+    self, Backend, Part, Reply, TestApp, imei, next_counter, post_form, postgres_url, spawn_app,
+    spawn_app_with, typed,
 };
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
@@ -36,21 +37,6 @@ async fn bound_phone(backend: Backend) -> (TestApp, String, String, String) {
     let device_id = hello.body["device_id"].as_str().unwrap().to_string();
     let credential = hello.body["credential"].as_str().unwrap().to_string();
     (app, key, device_id, credential)
-}
-
-/// The device as the financier sees it, and its history: what a refused request must leave
-/// as it was.
-async fn seen_by_financier(app: &TestApp, key: &str, device_id: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    for path in [
-        format!("/v1/devices/{device_id}"),
-        format!("/v1/devices/{device_id}/history"),
-    ] {
-        let reply = app.call("GET", &path, key, None).await;
-        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
-        seen.push(reply.body);
-    }
-    seen
 }
 
 fn refused(reply: &Reply, status: u16, mentions: &[&str]) {
@@ -94,7 +80,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
         .await;
     assert_eq!(first.status, 200, "{}", first.body);
     app.running.state.flush_last_seen().await;
-    let after_first = seen_by_financier(&app, &key, &device_id).await;
+    let after_first = app.seen(&key, &device_id).await;
     let row = app.running.state.store.device(&device_id).await.unwrap();
     let again = app
         .raw_checkin(&device_id, &credential, original.clone())
@@ -107,7 +93,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
     let later = app.raw_checkin(&device_id, &credential, original).await;
     refused(&later, 401, &["replayed"]);
     assert_eq!(
-        seen_by_financier(&app, &key, &device_id).await,
+        app.seen(&key, &device_id).await,
         after_first,
         "a replay wrote something"
     );
@@ -135,7 +121,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
 async fn a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing(backend: Backend) {
     let (app, key, device_id, credential) = bound_phone(backend).await;
     app.running.state.flush_last_seen().await;
-    let before = seen_by_financier(&app, &key, &device_id).await;
+    let before = app.seen(&key, &device_id).await;
     let with_events = |count: usize| {
         let events: Vec<Value> = (0..count)
             .map(|i| json!({"kind": "tamper", "detail": format!("event {i}")}))
@@ -171,7 +157,7 @@ async fn a_checkin_with_ten_thousand_events_is_refused_and_writes_nothing(backen
     );
     app.running.state.flush_last_seen().await;
     assert_eq!(
-        seen_by_financier(&app, &key, &device_id).await,
+        app.seen(&key, &device_id).await,
         before,
         "a refused check-in wrote something"
     );
@@ -231,6 +217,22 @@ async fn the_servers_own_batch_never_makes_a_phones_request_look_replayed(backen
     app.running.stop().await;
 }
 
+/// The attestation chain of a phone with this IMEI and serial whose factory identity `root`
+/// minted, for `challenge` (base64) at `now`.
+fn chain_from(
+    root: &DevelopmentRoot,
+    imei: &str,
+    serial: &str,
+    challenge: &str,
+    now: i64,
+) -> Vec<Vec<u8>> {
+    root.mint_factory_identity(imei, None, serial, now)
+        .unwrap()
+        .attest(&bytes(challenge), now)
+        .unwrap()
+        .chain
+}
+
 /// The challenge bytes of a base64 challenge.
 fn bytes(challenge: &str) -> Vec<u8> {
     STANDARD.decode(challenge).unwrap()
@@ -241,7 +243,7 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     let phone_imei = imei("35693803564380");
     let now = app.clock_now().as_second();
     app.running.state.flush_last_seen().await;
-    let before = seen_by_financier(&app, &key, &device_id).await;
+    let before = app.seen(&key, &device_id).await;
     let generation = || async {
         let device = app.running.state.store.device(&device_id).await.unwrap();
         device.binding.unwrap().generation
@@ -268,25 +270,14 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     );
     // A chain from an attestation root the server does not trust.
     let stranger = DevelopmentRoot::generate(now - 86_400).unwrap();
-    let untrusted = stranger
-        .mint_factory_identity(&phone_imei, None, "SN1001", now)
-        .unwrap()
-        .attest(&bytes(&challenge), now)
-        .unwrap()
-        .chain;
+    let untrusted = chain_from(&stranger, &phone_imei, "SN1001", &challenge, now);
     refusal(
         &app.hello_with(&phone_imei, "SN1001", &challenge, &untrusted)
             .await,
     );
     // A genuine chain from another phone, presented for this one.
     let other_imei = imei("49015420323751");
-    let other = app
-        .dev_root()
-        .mint_factory_identity(&other_imei, None, "SN-OTHER", now)
-        .unwrap()
-        .attest(&bytes(&challenge), now)
-        .unwrap()
-        .chain;
+    let other = chain_from(&app.dev_root(), &other_imei, "SN-OTHER", &challenge, now);
     refusal(
         &app.hello_with(&phone_imei, "SN1001", &challenge, &other)
             .await,
@@ -327,7 +318,7 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     assert_eq!(replayed, bare);
 
     // Nothing refused was written, and the real phone keeps working.
-    let after = seen_by_financier(&app, &key, &device_id).await;
+    let after = app.seen(&key, &device_id).await;
     assert_eq!(after[0]["last_check_in"], before[0]["last_check_in"]);
     let history = |v: &Value| v["records"].as_array().unwrap().len();
     assert_eq!(
@@ -347,13 +338,13 @@ async fn an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written(backend
     let (app, _key, _device_id, _credential) = bound_phone(backend).await;
     let free_imei = imei("49015420323751");
     let challenge = app.hello_challenge().await;
-    let chain = app
-        .dev_root()
-        .mint_factory_identity(&free_imei, None, "SN-FREE", app.clock_now().as_second())
-        .unwrap()
-        .attest(&bytes(&challenge), app.clock_now().as_second())
-        .unwrap()
-        .chain;
+    let chain = chain_from(
+        &app.dev_root(),
+        &free_imei,
+        "SN-FREE",
+        &challenge,
+        app.clock_now().as_second(),
+    );
     let reply = app
         .hello_with(&free_imei, "SN-FREE", &challenge, &chain)
         .await;
@@ -408,13 +399,7 @@ async fn a_challenge_from_a_server_whose_clock_is_ahead_is_still_used_once(backe
     app.clock.advance(SignedDuration::from_secs(20));
     let challenge = app.hello_challenge().await;
     app.clock.advance(SignedDuration::from_secs(-20));
-    let chain = app
-        .dev_root()
-        .mint_factory_identity(&phone_imei, None, "SN1001", now)
-        .unwrap()
-        .attest(&bytes(&challenge), now)
-        .unwrap()
-        .chain;
+    let chain = chain_from(&app.dev_root(), &phone_imei, "SN1001", &challenge, now);
     let first = app
         .hello_with(&phone_imei, "SN1001", &challenge, &chain)
         .await;
@@ -569,79 +554,94 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout(backend:
     app.running.stop().await;
 }
 
+/// The raw answer to `GET /healthz` on a new connection to `addr`.
+async fn healthz(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    text
+}
+
+/// `n` connections to `addr` that send nothing, as a flood holds them.
+async fn open_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    held
+}
+
+/// While `n` idle connections are held, `/healthz` (asked up to `tries` times) is answered 503
+/// with a body that mentions `why`; once they close it is answered 200 again.
+async fn busy_while_held(addr: SocketAddr, n: usize, tries: usize, why: &str) {
+    let held = open_connections(addr, n).await;
+    let busy = healthz_until(addr, "HTTP/1.1 503", tries).await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains(why), "{busy}");
+    drop(held);
+    let recovered = healthz_until(addr, "HTTP/1.1 200", 100).await;
+    assert!(recovered.starts_with("HTTP/1.1 200"), "{recovered}");
+}
+
+/// Asks `/healthz` every 20 ms, at most `tries` times, until the answer starts with `wanted`;
+/// returns the last answer.
+async fn healthz_until(addr: SocketAddr, wanted: &str, tries: usize) -> String {
+    let mut answer = String::new();
+    for _ in 0..tries {
+        answer = healthz(addr).await;
+        if answer.starts_with(wanted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    answer
+}
+
+/// A fresh server where Duka Phones has enrolled contract C-1001 (IMEI 356938035643809,
+/// serial SN1001): the server, the financier's key and the device's id.
+async fn one_device(backend: Backend) -> (TestApp, String, String) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    (app, key, device_id)
+}
+
 async fn with_every_connection_taken_the_server_refuses_cleanly_and_recovers(backend: Backend) {
     let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
         s.max_connections = 3;
     })
     .await;
     let addr = app.running.addr;
-    let healthz = || async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text).await;
-        text
-    };
-    assert!(healthz().await.starts_with("HTTP/1.1 200"));
+    assert!(healthz(addr).await.starts_with("HTTP/1.1 200"));
     // Three idle connections, as a flood would hold them.
-    let mut idle = Vec::new();
-    for _ in 0..3 {
-        idle.push(TcpStream::connect(addr).await.unwrap());
-    }
-    let mut busy = String::new();
-    for _ in 0..50 {
-        busy = healthz().await;
-        if busy.starts_with("HTTP/1.1 503") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
-    assert!(busy.contains("too many open connections"), "{busy}");
-    drop(idle);
-    let mut answer = String::new();
-    for _ in 0..100 {
-        answer = healthz().await;
-        if answer.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    busy_while_held(addr, 3, 50, "too many open connections").await;
     app.running.stop().await;
 }
 
 async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
+    let (app, key, device_id) = one_device(backend).await;
     let phone_imei = imei("35693803564380");
-    let device_id = app
-        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-        .await;
     let locked = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/devices/{device_id}/lock"),
             &key,
-            Some(json!({
+            json!({
                 "message": "Borrower Jane W., ID 1234: call Duka Phones.",
                 "note": "Jane's cousin reported the phone; ID card 98765",
-            })),
+            }),
         )
         .await;
     assert_eq!(locked.status, 200, "{}", locked.body);
     // The financier sees both: the message in the decision, the note in the history.
     assert!(locked.body.to_string().contains("Borrower Jane W."));
     let history = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            &key,
-            None,
-        )
+        .get(&format!("/v1/devices/{device_id}/history"), &key)
         .await;
     assert!(history.body.to_string().contains("ID card 98765"));
     assert!(!locked.body.to_string().contains("ID card 98765"));
@@ -651,15 +651,7 @@ async fn no_public_answer_shows_a_manual_locks_words(backend: Backend) {
         format!("/appeal?q={phone_imei}"),
         format!("/v1/public/imei/{phone_imei}"),
     ] {
-        let text = app
-            .client
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.get_text(&path, None).await;
         assert!(
             !text.contains("Jane"),
             "{path} shows the lock's words: {text}"
@@ -681,22 +673,20 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
         ("data:text/html,hi", "payment_link"),
     ] {
         let reply = app
-            .call(
-                "POST",
+            .post(
                 "/v1/financiers",
                 &app.admin_key,
-                Some(json!({"name": "X", "contact": "Y", "payment_link": link})),
+                json!({"name": "X", "contact": "Y", "payment_link": link}),
             )
             .await;
         refused(&reply, 422, &[field]);
         assert_documented("POST", "/v1/financiers", 422);
     }
     let made = app
-        .call(
-            "POST",
+        .post(
             "/v1/financiers",
             &app.admin_key,
-            Some(json!({"name": "X", "contact": "Y", "payment_link": "https://pay.example/duka"})),
+            json!({"name": "X", "contact": "Y", "payment_link": "https://pay.example/duka"}),
         )
         .await;
     assert_eq!(made.status, 201, "{}", made.body);
@@ -728,15 +718,13 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
             "cure_days",
         ),
     ] {
-        let reply = app
-            .call("POST", "/v1/devices", &key, Some(custom(&*change)))
-            .await;
+        let reply = app.post("/v1/devices", &key, custom(&*change)).await;
         refused(&reply, 422, &[field]);
     }
     let mut far = common::enrollment("C-10", &imei("35693803564381"), "SN10");
     far["plan"]["installments"][0]["due"] = json!("9999-12-31");
     refused(
-        &app.call("POST", "/v1/devices", &key, Some(far)).await,
+        &app.post("/v1/devices", &key, far).await,
         422,
         &["plan", "due dates must be in the years"],
     );
@@ -744,23 +732,14 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
     let device_id = app
         .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
         .await;
-    let pay = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "P1", "amount_minor": i64::MAX, "currency": "KES"})),
-            &[("Idempotency-Key", "p1")],
-        )
-        .await;
+    let pay = app.pay(&key, &device_id, "P1", i64::MAX, "p1").await;
     refused(&pay, 422, &["amount_minor"]);
     assert_documented("POST", &format!("/v1/devices/{device_id}/payments"), 422);
     let unlock = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/devices/{device_id}/unlock"),
             &key,
-            Some(json!({"reason": "x", "provisional_hours": 4_000_000_000u32})),
+            json!({"reason": "x", "provisional_hours": 4_000_000_000u32}),
         )
         .await;
     refused(&unlock, 422, &["provisional_hours"]);
@@ -771,52 +750,29 @@ async fn out_of_bound_numbers_and_unsafe_links_are_refused_naming_the_field(back
 async fn a_reversal_dated_in_the_future_is_refused_and_the_real_one_still_goes_in(
     backend: Backend,
 ) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "P1", "amount_minor": 1000, "currency": "KES"})),
-            &[("Idempotency-Key", "p1")],
-        )
-        .await;
+    let (app, key, device_id) = one_device(backend).await;
+    let paid = app.pay(&key, &device_id, "P1", 1000, "p1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let path = format!("/v1/devices/{device_id}/payments/P1/reversal");
     let future = app
-        .call_with(
-            "POST",
+        .post_once(
             &path,
             &key,
-            Some(json!({"reason": "chargeback", "at": "2026-02-01T00:00:00Z"})),
-            &[("Idempotency-Key", "r1")],
+            json!({"reason": "chargeback", "at": "2026-02-01T00:00:00Z"}),
+            "r1",
         )
         .await;
     refused(&future, 422, &["at", "in the future"]);
     assert_documented("POST", &path, 422);
     let now = app
-        .call_with(
-            "POST",
-            &path,
-            &key,
-            Some(json!({"reason": "chargeback"})),
-            &[("Idempotency-Key", "r2")],
-        )
+        .post_once(&path, &key, json!({"reason": "chargeback"}), "r2")
         .await;
     assert_eq!(now.status, 200, "{}", now.body);
     app.running.stop().await;
 }
 
 async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(backend: Backend) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (app, key, device_id) = one_device(backend).await;
     let big = "a".repeat(20 * 1024 * 1024);
     for (path, content_type) in [
         ("/v1/financiers".to_string(), "application/json"),
@@ -826,47 +782,32 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
         ),
         ("/v1/devices/bulk".to_string(), "text/csv"),
     ] {
-        let response = app
-            .client
-            .post(format!("{}{path}", app.base))
-            .bearer_auth(&key)
-            .header("content-type", content_type)
-            .header("Idempotency-Key", "big")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 413, "{path}");
+        let headers = [
+            typed(content_type),
+            ("Idempotency-Key".into(), "big".into()),
+        ];
+        let response = app.post_as(&key, &path, &headers, big.clone()).await;
+        assert_eq!(response.status, 413, "{path}");
         assert_documented("POST", &path, 413);
-        let body: Value = response.json().await.expect("a JSON error body");
-        assert_eq!(body["error"], "too_large", "{path}");
+        assert_eq!(
+            response.body["error"], "too_large",
+            "{path}: {}",
+            response.body
+        );
     }
+    let csv = "contract,imei,serial\nC-1,356938035643809,SN1\n".to_string();
     let wrong = app
-        .client
-        .post(format!("{}/v1/devices/bulk", app.base))
-        .bearer_auth(&key)
-        .header("content-type", "text/csv")
-        .body("contract,imei,serial\nC-1,356938035643809,SN1\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status().as_u16(), 400);
+        .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], csv)
+        .await;
+    assert_eq!(wrong.status, 400);
     assert_documented("POST", "/v1/devices/bulk", 400);
-    let body: Value = wrong.json().await.unwrap();
-    assert!(
-        body["message"].as_str().unwrap().contains("CSV header"),
-        "{body}"
-    );
+    assert!(wrong.message().contains("CSV header"), "{}", wrong.body);
     app.running.stop().await;
 }
 
 async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(backend: Backend) {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
+    let (app, key, device_id) = one_device(backend).await;
     let phone_imei = imei("35693803564380");
-    let device_id = app
-        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
-        .await;
     let nul = "a\u{0}b";
     let mut enrollment = common::enrollment(nul, &imei("35693803564381"), "SN2");
     enrollment["model"] = json!(nul);
@@ -964,17 +905,14 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
     }
     // Whatever the body says it is: some handlers parse JSON from any body.
     for content_type in ["text/plain", "Application/JSON", "application/x+json"] {
-        let reply = app
-            .client
-            .post(format!("{}{device}/payments", app.base))
-            .bearer_auth(&key)
-            .header("content-type", content_type)
-            .header("Idempotency-Key", "nul-typed")
-            .body(r#"{"reference":"R\u00001","amount_minor":5,"currency":"KES"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status().as_u16(), 422, "{content_type}");
+        let headers = [
+            typed(content_type),
+            ("Idempotency-Key".into(), "nul-typed".into()),
+        ];
+        let body = r#"{"reference":"R\u00001","amount_minor":5,"currency":"KES"}"#;
+        let path = format!("{device}/payments");
+        let reply = app.post_as(&key, &path, &headers, body.into()).await;
+        assert_eq!(reply.status, 422, "{content_type}");
     }
     let csv = format!(
         "contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n\
@@ -982,47 +920,24 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
         imei("35693803564382")
     );
     let bulk = app
-        .client
-        .post(format!("{}/v1/devices/bulk", app.base))
-        .bearer_auth(&key)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bulk.status().as_u16(), 200);
-    let bulk: Value = bulk.json().await.unwrap();
+        .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], csv)
+        .await;
+    assert_eq!(bulk.status, 200);
+    let bulk = bulk.body;
     assert_eq!(bulk["failed"], 1, "{bulk}");
     assert!(bulk["rows"][0]["error"].as_str().unwrap().contains("model"));
-    let boundary = "----lienNul";
-    let mut form = String::new();
-    for (name, value) in [
-        ("imei", phone_imei.as_str()),
-        ("claim", "wrong_lock"),
-        ("contact", nul),
-        ("statement", "x"),
-    ] {
-        form.push_str(&format!(
-            "--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    form.push_str(&format!("--{boundary}--\r\n"));
-    let appeal = app
-        .client
-        .post(format!("{}/v1/public/appeals", app.base))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        (400..500).contains(&appeal.status().as_u16()),
-        "{}",
-        appeal.text().await.unwrap()
-    );
+    let appeal = post_form(
+        &app,
+        "/v1/public/appeals",
+        &[
+            Part::Text("imei", &phone_imei),
+            Part::Text("claim", "wrong_lock"),
+            Part::Text("contact", nul),
+            Part::Text("statement", "x"),
+        ],
+    )
+    .await;
+    assert!((400..500).contains(&appeal.status), "{}", appeal.body);
     app.running.stop().await;
 }
 
@@ -1082,47 +997,13 @@ async fn a_client_that_never_reads_is_cut_off_and_one_address_cannot_take_every_
     );
 
     // One address may hold its share of connections and no more; the others still get in.
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(TcpStream::connect(addr).await.unwrap());
-    }
-    let mut fifth = TcpStream::connect(addr).await.unwrap();
-    fifth
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    let _ = fifth.read_to_string(&mut answer).await;
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("from your address"), "{answer}");
-    drop(held);
-    let mut recovered = String::new();
-    for _ in 0..100 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: lien\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        recovered.clear();
-        let _ = stream.read_to_string(&mut recovered).await;
-        if recovered.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(recovered.starts_with("HTTP/1.1 200"), "{recovered}");
+    busy_while_held(addr, 4, 1, "from your address").await;
     app.running.stop().await;
 }
 
 async fn metrics_need_the_token(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let get = |token: Option<&str>| {
-        let mut request = app.client.get(format!("{}/metrics", app.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
+    let get = async |token| app.get_response("/metrics", token).await.status().as_u16();
     assert_eq!(get(None).await, 401);
     assert_documented("GET", "/metrics", 401);
     assert_eq!(get(Some("guess")).await, 401);
@@ -1132,7 +1013,7 @@ async fn metrics_need_the_token(backend: Backend) {
         s.metrics_token = None;
     })
     .await;
-    let reply = open.call("GET", "/metrics", "", None).await;
+    let reply = open.get("/metrics", "").await;
     refused(&reply, 404, &["metrics_token"]);
     open.running.stop().await;
 }

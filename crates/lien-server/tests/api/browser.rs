@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{self, Backend, spawn_app};
+use crate::common::{self, Backend, receipt_png, spawn_app};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -179,22 +179,6 @@ impl Driver {
     }
 }
 
-/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
-fn receipt_png(size: usize) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend_from_slice(kind);
-        c.extend_from_slice(data);
-        c.extend_from_slice(&[0; 4]);
-        c
-    };
-    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
-    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
-    b.extend(chunk(b"IEND", b""));
-    b
-}
-
 #[tokio::test]
 async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() {
     let Some(browser) = Driver::start().await else {
@@ -251,11 +235,10 @@ async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() 
     assert_eq!(listed.body[0]["reference"], reference.as_str());
     assert_eq!(listed.body[0]["attachment"]["media_type"], "image/png");
     let answered = app
-        .call(
-            "POST",
-            &format!("/v1/appeals/{reference}/decision"),
+        .answer_appeal(
             &key,
-            Some(json!({"decision": "reject", "reason": "No such payment <reached> our till"})),
+            &reference,
+            json!({"decision": "reject", "reason": "No such payment <reached> our till"}),
         )
         .await;
     assert_eq!(answered.status, 200, "{}", answered.body);

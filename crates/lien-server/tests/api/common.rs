@@ -114,16 +114,7 @@ pub async fn spawn_app_with(
     let clock = ManualClock::new(start_time);
     let state = AppState::new(store, Arc::new(clock.clone()), secrets, settings);
     let admin_key = lien_server::create_platform_admin(&state).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = start(state, listener, false).await.unwrap();
-    TestApp {
-        base: format!("http://{}", running.addr),
-        clock,
-        client: reqwest::Client::new(),
-        admin_key,
-        running,
-        _dir: dir,
-    }
+    serve(state, clock, admin_key, dir).await
 }
 
 impl TestApp {
@@ -134,18 +125,8 @@ impl TestApp {
         let url = settings.database_url.clone().expect("a database URL");
         assert!(url.starts_with("postgres"), "only PostgreSQL is shared");
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
-        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
-        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = start(state, listener, false).await.unwrap();
-        TestApp {
-            base: format!("http://{}", running.addr),
-            clock: self.clock.clone(),
-            client: reqwest::Client::new(),
-            admin_key: self.admin_key.clone(),
-            running,
-            _dir: tempfile::tempdir().unwrap(),
-        }
+        self.serve_peer(store, settings, tempfile::tempdir().unwrap())
+            .await
     }
 }
 
@@ -167,18 +148,7 @@ impl TestApp {
         settings.data_dir = dir.path().to_path_buf();
         configure(&mut settings);
         let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("open the store"));
-        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
-        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = start(state, listener, false).await.unwrap();
-        TestApp {
-            base: format!("http://{}", running.addr),
-            clock: self.clock.clone(),
-            client: reqwest::Client::new(),
-            admin_key: self.admin_key.clone(),
-            running,
-            _dir: dir,
-        }
+        self.serve_peer(store, settings, dir).await
     }
 }
 
@@ -187,23 +157,44 @@ impl TestApp {
     /// clock: on SQLite, which one process serves, the nearest thing to a second server.
     pub async fn spawn_on_same_store(&self) -> TestApp {
         let settings = self.running.state.settings.clone();
-        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
-        let state = AppState::new(
+        self.serve_peer(
             self.running.state.store.clone(),
-            Arc::new(self.clock.clone()),
-            secrets,
             settings,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = start(state, listener, false).await.unwrap();
-        TestApp {
-            base: format!("http://{}", running.addr),
-            clock: self.clock.clone(),
-            client: reqwest::Client::new(),
-            admin_key: self.admin_key.clone(),
-            running,
-            _dir: tempfile::tempdir().unwrap(),
-        }
+            tempfile::tempdir().unwrap(),
+        )
+        .await
+    }
+
+    /// Serves `store` with these settings, this server's clock and admin key, and the keys in
+    /// the settings' data directory; `dir` lives as long as the server.
+    async fn serve_peer(
+        &self,
+        store: Arc<dyn Store>,
+        settings: Settings,
+        dir: tempfile::TempDir,
+    ) -> TestApp {
+        let secrets = Secrets::load_or_create(&settings.data_dir).unwrap();
+        let state = AppState::new(store, Arc::new(self.clock.clone()), secrets, settings);
+        serve(state, self.clock.clone(), self.admin_key.clone(), dir).await
+    }
+}
+
+/// Starts serving `state` on a free port.
+async fn serve(
+    state: AppState,
+    clock: ManualClock,
+    admin_key: String,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = start(state, listener, false).await.unwrap();
+    TestApp {
+        base: format!("http://{}", running.addr),
+        clock,
+        client: reqwest::Client::new(),
+        admin_key,
+        running,
+        _dir: dir,
     }
 }
 
@@ -253,16 +244,15 @@ impl TestApp {
         imei: &str,
         serial: &str,
     ) -> String {
-        let enrolled = self
-            .call(
-                "POST",
-                "/v1/devices",
-                key,
-                Some(enrollment(contract, imei, serial)),
-            )
-            .await;
+        let enrolled = self.enroll(key, contract, imei, serial).await;
         assert_eq!(enrolled.status, 201, "{}", enrolled.body);
         enrolled.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Asks to enroll a device (see [`enrollment`]); returns the answer.
+    pub async fn enroll(&self, key: &str, contract: &str, imei: &str, serial: &str) -> Reply {
+        let body = enrollment(contract, imei, serial);
+        self.call("POST", "/v1/devices", key, Some(body)).await
     }
 
     /// Creates a financier and its admin key; returns (financier id, key).
@@ -578,4 +568,324 @@ impl TestApp {
         self.advance_with(phone, std::time::Duration::from_secs(by as u64))
             .await;
     }
+}
+
+impl TestApp {
+    /// Records a payment of `amount_minor` KES with reference `reference` on `device_id`, under
+    /// this idempotency key; returns the answer.
+    pub async fn pay(
+        &self,
+        key: &str,
+        device_id: &str,
+        reference: &str,
+        amount_minor: i64,
+        idempotency_key: &str,
+    ) -> Reply {
+        self.pay_with(
+            key,
+            device_id,
+            json!({"reference": reference, "amount_minor": amount_minor, "currency": "KES"}),
+            idempotency_key,
+        )
+        .await
+    }
+
+    /// Posts this payment body to `device_id`, under this idempotency key; returns the answer.
+    pub async fn pay_with(
+        &self,
+        key: &str,
+        device_id: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> Reply {
+        let path = format!("/v1/devices/{device_id}/payments");
+        self.post_once(&path, key, body, idempotency_key).await
+    }
+
+    /// `POST path` with an API key, a JSON body and an idempotency key.
+    pub async fn post_once(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> Reply {
+        let headers = [("Idempotency-Key", idempotency_key)];
+        self.call_with("POST", path, key, Some(body), &headers)
+            .await
+    }
+
+    /// Locks `device_id`, showing `message` on the phone; returns the answer.
+    pub async fn lock(&self, key: &str, device_id: &str, message: &str) -> Reply {
+        let body = json!({ "message": message });
+        self.device_action(key, device_id, "lock", body).await
+    }
+
+    /// Asks for `device_id`'s release, giving `reason`; returns the answer.
+    pub async fn release(&self, key: &str, device_id: &str, reason: &str) -> Reply {
+        let body = json!({ "reason": reason });
+        self.device_action(key, device_id, "release", body).await
+    }
+
+    /// `POST /v1/devices/{device_id}/{action}` with this body.
+    async fn device_action(&self, key: &str, device_id: &str, action: &str, body: Value) -> Reply {
+        let path = format!("/v1/devices/{device_id}/{action}");
+        self.call("POST", &path, key, Some(body)).await
+    }
+}
+
+impl Reply {
+    /// The request was refused with `status` and a message that mentions `mentions`.
+    #[track_caller]
+    pub fn assert_refused(&self, status: u16, mentions: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(self.message().contains(mentions), "{}", self.body);
+    }
+
+    /// The request was refused as invalid (422), with a message that starts by naming `field`.
+    #[track_caller]
+    pub fn assert_invalid(&self, field: &str) {
+        assert_eq!(self.status, 422, "{}", self.body);
+        let message = self.message();
+        assert!(message.starts_with(&format!("{field}:")), "{message}");
+    }
+
+    /// The request was refused as forbidden; `context` says which, should it not be.
+    pub fn assert_forbidden(&self, context: &str) {
+        assert_eq!(self.status, 403, "{context}: {}", self.body);
+        assert_eq!(self.body["error"], "forbidden");
+    }
+
+    /// The error message a client is shown (the body must have one).
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap()
+    }
+}
+
+/// A server with one financed phone on the Kenya preset (three monthly installments of
+/// KES 1,000.00 from 1 February, locked on day 4 past due, 10-day lease with 3 days' warning).
+pub struct World {
+    pub app: TestApp,
+    pub key: String,
+    pub device_id: String,
+    pub imei: String,
+    pub phone: lien_agent::sim::Phone,
+}
+
+impl World {
+    /// The world on a fresh server, started 10 January 2026.
+    pub async fn new(backend: Backend) -> World {
+        World::new_with(backend, |_| {}).await
+    }
+
+    /// The same, on a server with these settings.
+    pub async fn new_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> World {
+        let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
+        let app = spawn_app_with(backend, start, configure).await;
+        let (_, key) = app.financier("Duka Phones").await;
+        let FinancedPhone {
+            device_id,
+            imei,
+            phone,
+        } = app.financed_phone(&key, &app.base).await;
+        World {
+            app,
+            key,
+            device_id,
+            imei,
+            phone,
+        }
+    }
+
+    /// Time passes for the server and the phone: the scheduler runs, then the phone wakes.
+    pub async fn advance(&mut self, by: std::time::Duration) {
+        self.app.advance_with(&mut self.phone, by).await;
+    }
+
+    /// Moves both to `at`.
+    pub async fn advance_to(&mut self, at: &str) {
+        self.app.advance_to_with(&mut self.phone, at).await;
+    }
+
+    /// Whether the phone shows its lock screen.
+    pub fn locked(&self) -> bool {
+        matches!(self.phone.screen(), lien_agent::Screen::Locked(_))
+    }
+
+    /// The phone shows its normal screen, with no banner.
+    pub fn assert_normal(&self) {
+        let normal = lien_agent::Screen::Normal { banner: None };
+        assert_eq!(self.phone.screen(), &normal, "{}", self.phone.render());
+    }
+
+    /// Sends a request as the financier to the device's `suffix` (`""`, `/history`...).
+    pub async fn on_device(&self, method: &str, suffix: &str, body: Option<Value>) -> Reply {
+        let path = format!("/v1/devices/{}{suffix}", self.device_id);
+        self.app.call(method, &path, &self.key, body).await
+    }
+
+    /// The borrower pays `minor` KES with this reference (also the idempotency key).
+    pub async fn pay(&self, reference: &str, minor: i64) {
+        let paid = self
+            .app
+            .pay(&self.key, &self.device_id, reference, minor, reference)
+            .await;
+        assert_eq!(paid.status, 200, "{}", paid.body);
+    }
+}
+
+impl TestApp {
+    /// GETs each of `paths` with `key`; every one must answer 200. Returns the bodies, in order.
+    pub async fn read_all(&self, key: &str, paths: &[String]) -> Vec<Value> {
+        let mut seen = Vec::new();
+        for path in paths {
+            seen.push(self.read(key, path).await);
+        }
+        seen
+    }
+
+    /// GETs `path` with `key`, which must answer 200; returns the body.
+    pub async fn read(&self, key: &str, path: &str) -> Value {
+        let reply = self.call("GET", path, key, None).await;
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        reply.body
+    }
+
+    /// What a financier can see of a device: its status and its history, in that order.
+    pub async fn seen(&self, key: &str, device_id: &str) -> Vec<Value> {
+        self.read_all(key, &device_paths(device_id)).await
+    }
+}
+
+/// A device's status and history paths.
+pub fn device_paths(device_id: &str) -> Vec<String> {
+    vec![
+        format!("/v1/devices/{device_id}"),
+        format!("/v1/devices/{device_id}/history"),
+    ]
+}
+
+/// A PNG of `size` bytes laid out as one (IHDR, IDAT, IEND), as a photo of a receipt is.
+pub fn receipt_png(size: usize) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&[0; 4]);
+        c
+    };
+    let mut b = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    b.extend(chunk(b"IHDR", &[0, 0, 2, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]));
+    b.extend(chunk(b"IDAT", &vec![0x78; size.saturating_sub(57)]));
+    b.extend(chunk(b"IEND", b""));
+    b
+}
+
+impl TestApp {
+    /// The financier's answer to appeal `reference`: `body` holds the decision and its reason.
+    pub async fn answer_appeal(&self, key: &str, reference: &str, body: Value) -> Reply {
+        let path = format!("/v1/appeals/{reference}/decision");
+        self.call("POST", &path, key, Some(body)).await
+    }
+}
+
+/// One part of a multipart form.
+pub enum Part<'a> {
+    /// A text field: name, value.
+    Text(&'a str, &'a str),
+    /// A file: field name, file name, declared type, content.
+    File(&'a str, &'a str, &'a str, &'a [u8]),
+}
+
+/// Posts a multipart form as a browser would; returns the answer.
+pub async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
+    let boundary = "----lienTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            Part::Text(name, value) => {
+                body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                        .as_bytes(),
+                );
+            }
+            Part::File(name, file_name, content_type, bytes) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+                         Content-Type: {content_type}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+impl TestApp {
+    /// `GET path` with an API key.
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call("GET", path, key, None).await
+    }
+
+    /// `POST path` with an API key and a JSON body.
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.call("POST", path, key, Some(body)).await
+    }
+
+    /// The body of `GET path`, as text, sent with `bearer` if there is one.
+    pub async fn get_text(&self, path: &str, bearer: Option<&str>) -> String {
+        self.get_response(path, bearer).await.text().await.unwrap()
+    }
+
+    /// The response to `GET path`, sent with `bearer` if there is one, for reading headers or
+    /// bytes.
+    pub async fn get_response(&self, path: &str, bearer: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("the server answers")
+    }
+}
+
+impl TestApp {
+    /// `POST path` with `key`, these headers and exactly this body.
+    pub async fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: String,
+    ) -> Reply {
+        let mut all = vec![bearer(key)];
+        all.extend_from_slice(headers);
+        self.send("POST", path, &all, Some(body)).await
+    }
+}
+
+/// A `Content-Type` header, for [`TestApp::send`].
+pub fn typed(content_type: &str) -> (String, String) {
+    ("content-type".to_string(), content_type.to_string())
 }

@@ -6,7 +6,6 @@
 use crate::common::{self, Backend, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 /// A device id that no device has.
@@ -120,24 +119,6 @@ impl Route {
     }
 }
 
-/// What a financier can see of a device: its status and its history.
-async fn seen(app: &TestApp, key: &str, device_id: &str) -> (Value, Value) {
-    let status = app
-        .call("GET", &format!("/v1/devices/{device_id}"), key, None)
-        .await;
-    assert_eq!(status.status, 200, "{}", status.body);
-    let history = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            key,
-            None,
-        )
-        .await;
-    assert_eq!(history.status, 200, "{}", history.body);
-    (status.body, history.body)
-}
-
 fn device_ids(page: &Value) -> Vec<String> {
     page["devices"]
         .as_array()
@@ -147,7 +128,8 @@ fn device_ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn isolation(app: TestApp) {
+async fn financiers_see_only_their_own_devices(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let (fin_a, key_a) = app.financier("Duka Phones").await;
     let (_fin_b, key_b) = app.financier("Other Lender").await;
 
@@ -164,13 +146,7 @@ async fn isolation(app: TestApp) {
     assert_eq!(hello.status, 200, "{}", hello.body);
     assert_eq!(hello.body["device_id"], device_a.as_str());
     let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_a}/payments"),
-            &key_a,
-            Some(json!({"reference": A_PAYMENT, "amount_minor": 100000, "currency": "KES"})),
-            &[("Idempotency-Key", "a-pay-1")],
-        )
+        .pay(&key_a, &device_a, A_PAYMENT, 100000, "a-pay-1")
         .await;
     assert_eq!(paid.status, 200, "{}", paid.body);
 
@@ -179,7 +155,7 @@ async fn isolation(app: TestApp) {
     let not_found = json!({"error": "not_found", "message": "device not found"});
     for target in [&device_a, &pending_a] {
         for r in DEVICE_ROUTES {
-            let before = seen(&app, &key_a, target).await;
+            let before = app.seen(&key_a, target).await;
             let on_a = r.call(&app, &key_b, target).await;
             let on_none = r.call(&app, &key_b, NO_DEVICE).await;
             let what = format!("{} {}", r.method, r.path);
@@ -190,7 +166,7 @@ async fn isolation(app: TestApp) {
             // handler's answer.
             assert_eq!(on_a.body, not_found, "{what}");
             assert_eq!(
-                seen(&app, &key_a, target).await,
+                app.seen(&key_a, target).await,
                 before,
                 "{what} by B changed A's device"
             );
@@ -210,41 +186,30 @@ async fn isolation(app: TestApp) {
 
     // Lists: B never sees A's devices, whatever the filter; A never sees B's.
     for query in ["", "?state=active", "?limit=1", "?overdue=false"] {
-        let page_b = app
-            .call("GET", &format!("/v1/devices{query}"), &key_b, None)
-            .await;
+        let page_b = app.get(&format!("/v1/devices{query}"), &key_b).await;
         assert_eq!(page_b.status, 200, "{}", page_b.body);
         let ids = device_ids(&page_b.body);
         assert!(!ids.contains(&device_a), "{query}: {ids:?}");
         assert!(!ids.contains(&pending_a), "{query}: {ids:?}");
     }
-    let page_b = app.call("GET", "/v1/devices", &key_b, None).await;
+    let page_b = app.get("/v1/devices", &key_b).await;
     assert_eq!(device_ids(&page_b.body), std::slice::from_ref(&device_b));
     // Starting B's pages from A's device id lists B's devices only, too.
     let page_b = app
-        .call(
-            "GET",
-            &format!("/v1/devices?cursor={device_a}"),
-            &key_b,
-            None,
-        )
+        .get(&format!("/v1/devices?cursor={device_a}"), &key_b)
         .await;
     assert!(
         device_ids(&page_b.body).iter().all(|id| id == &device_b),
         "{}",
         page_b.body
     );
-    let mut page_a = device_ids(&app.call("GET", "/v1/devices", &key_a, None).await.body);
+    let mut page_a = device_ids(&app.get("/v1/devices", &key_a).await.body);
     page_a.sort();
     let mut own_a = vec![device_a.clone(), pending_a.clone()];
     own_a.sort();
     assert_eq!(page_a, own_a);
     // The platform sees every financier's devices.
-    let all = device_ids(
-        &app.call("GET", "/v1/devices", &app.admin_key, None)
-            .await
-            .body,
-    );
+    let all = device_ids(&app.get("/v1/devices", &app.admin_key).await.body);
     assert_eq!(all.len(), 3, "{all:?}");
 
     // Status codes: the code of A's token is A's (and support's) to look up, not B's; for B it
@@ -255,9 +220,7 @@ async fn isolation(app: TestApp) {
     let code = lien_proto::status_code(&token);
     let support = app.support_key().await;
     for (who, key) in [("A", &key_a), ("support", &support)] {
-        let found = app
-            .call("GET", &format!("/v1/status-codes/{code}"), key, None)
-            .await;
+        let found = app.get(&format!("/v1/status-codes/{code}"), key).await;
         assert_eq!(found.status, 200, "{who}: {}", found.body);
         assert_eq!(
             found.body[0]["device_id"],
@@ -266,9 +229,7 @@ async fn isolation(app: TestApp) {
             found.body
         );
     }
-    let for_b = app
-        .call("GET", &format!("/v1/status-codes/{code}"), &key_b, None)
-        .await;
+    let for_b = app.get(&format!("/v1/status-codes/{code}"), &key_b).await;
     assert_eq!(for_b.status, 404, "{}", for_b.body);
     let unknown_code = if code == "00000000" {
         "00000001"
@@ -276,19 +237,14 @@ async fn isolation(app: TestApp) {
         "00000000"
     };
     let no_code = app
-        .call(
-            "GET",
-            &format!("/v1/status-codes/{unknown_code}"),
-            &key_b,
-            None,
-        )
+        .get(&format!("/v1/status-codes/{unknown_code}"), &key_b)
         .await;
     assert_eq!(no_code.status, 404, "{}", no_code.body);
     assert_eq!(for_b.body, no_code.body);
 
     // Financiers: B sees only itself, and cannot make keys for A, which answers as a financier
     // that does not exist.
-    let financiers = app.call("GET", "/v1/financiers", &key_b, None).await;
+    let financiers = app.get("/v1/financiers", &key_b).await;
     assert_eq!(financiers.status, 200, "{}", financiers.body);
     let names: Vec<&str> = financiers
         .body
@@ -300,19 +256,17 @@ async fn isolation(app: TestApp) {
     assert_eq!(names, ["Other Lender"]);
     let new_key = json!({"role": "financier-admin", "label": "a way in"});
     let for_a = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/financiers/{fin_a}/api-keys"),
             &key_b,
-            Some(new_key.clone()),
+            new_key.clone(),
         )
         .await;
     let for_none = app
-        .call(
-            "POST",
+        .post(
             "/v1/financiers/fin_0000000000000000/api-keys",
             &key_b,
-            Some(new_key),
+            new_key,
         )
         .await;
     assert_eq!(for_a.status, 404, "{}", for_a.body);
@@ -321,7 +275,7 @@ async fn isolation(app: TestApp) {
     // Roles. A's agent records payments and reversals, reads, and may do nothing that locks,
     // unlocks or releases.
     let agent = app.financier_key(&fin_a, "financier-agent").await;
-    let before = seen(&app, &key_a, &device_a).await;
+    let before = app.seen(&key_a, &device_a).await;
     let forbidden: &[(&str, &str, Option<Value>)] = &[
         ("POST", "lock", Some(json!({"message": "late"}))),
         ("POST", "unlock", Some(json!({"reason": "paid"}))),
@@ -353,58 +307,37 @@ async fn isolation(app: TestApp) {
                 body.clone(),
             )
             .await;
-        assert_eq!(
-            refused.status, 403,
-            "agent {method} {action}: {}",
-            refused.body
-        );
-        assert_eq!(refused.body["error"], "forbidden");
+        refused.assert_forbidden(&format!("agent {method} {action}"));
         assert!(
-            refused.body["message"]
-                .as_str()
-                .unwrap()
-                .contains("financier-agent"),
+            refused.message().contains("financier-agent"),
             "{}",
             refused.body
         );
     }
-    assert_eq!(seen(&app, &agent, &device_a).await, before);
+    assert_eq!(app.seen(&agent, &device_a).await, before);
     let agent_paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_a}/payments"),
-            &agent,
-            Some(json!({"reference": "MPESA-AG1", "amount_minor": 1000, "currency": "KES"})),
-            &[("Idempotency-Key", "agent-pay-1")],
-        )
+        .pay(&agent, &device_a, "MPESA-AG1", 1000, "agent-pay-1")
         .await;
     assert_eq!(agent_paid.status, 200, "{}", agent_paid.body);
     // The agent is confined to A's devices as the admin is.
     let agent_on_b = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_b}/payments"),
-            &agent,
-            Some(json!({"reference": "MPESA-AG2", "amount_minor": 1000, "currency": "KES"})),
-            &[("Idempotency-Key", "agent-pay-2")],
-        )
+        .pay(&agent, &device_b, "MPESA-AG2", 1000, "agent-pay-2")
         .await;
     assert_eq!(agent_on_b.status, 404, "{}", agent_on_b.body);
     assert_eq!(agent_on_b.body, not_found);
     // Nor can an agent make itself a key.
     let agent_key = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/financiers/{fin_a}/api-keys"),
             &agent,
-            Some(json!({"role": "financier-admin", "label": "me"})),
+            json!({"role": "financier-admin", "label": "me"}),
         )
         .await;
     assert_eq!(agent_key.status, 403, "{}", agent_key.body);
 
     // The platform admin reads any device, but neither locks nor records payments; support
     // reads, and neither locks nor changes a policy.
-    let before = seen(&app, &app.admin_key, &device_b).await;
+    let before = app.seen(&app.admin_key, &device_b).await;
     let support_policy = app
         .call(
             "PUT",
@@ -415,46 +348,17 @@ async fn isolation(app: TestApp) {
         .await;
     assert_eq!(support_policy.status, 403, "{}", support_policy.body);
     for key in [&app.admin_key, &support] {
-        assert_eq!(seen(&app, key, &device_a).await.0["id"], device_a.as_str());
-        let lock = app
-            .call(
-                "POST",
-                &format!("/v1/devices/{device_b}/lock"),
-                key,
-                Some(json!({"message": "late"})),
-            )
-            .await;
+        assert_eq!(app.seen(key, &device_a).await[0]["id"], device_a.as_str());
+        let lock = app.lock(key, &device_b, "late").await;
         assert_eq!(lock.status, 403, "{}", lock.body);
         let pay = app
-            .call_with(
-                "POST",
-                &format!("/v1/devices/{device_b}/payments"),
-                key,
-                Some(json!({"reference": "MPESA-P1", "amount_minor": 1000, "currency": "KES"})),
-                &[("Idempotency-Key", "platform-pay-1")],
-            )
+            .pay(key, &device_b, "MPESA-P1", 1000, "platform-pay-1")
             .await;
         assert_eq!(pay.status, 403, "{}", pay.body);
     }
-    assert_eq!(seen(&app, &app.admin_key, &device_b).await, before);
+    assert_eq!(app.seen(&app.admin_key, &device_b).await, before);
 
     app.running.stop().await;
 }
 
-fn start() -> Timestamp {
-    "2026-01-10T09:00:00Z".parse().unwrap()
-}
-
-#[tokio::test]
-async fn financiers_see_only_their_own_devices_on_sqlite() {
-    isolation(spawn_app(Backend::Sqlite, start()).await).await;
-}
-
-#[tokio::test]
-async fn financiers_see_only_their_own_devices_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-        return;
-    }
-    isolation(spawn_app(Backend::Postgres, start()).await).await;
-}
+on_both_backends!(financiers_see_only_their_own_devices);

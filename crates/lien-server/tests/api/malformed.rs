@@ -2,10 +2,12 @@
 //! device, bad signature, stale timestamp...) gets a 4xx whose message names the problem,
 //! and leaves nothing written. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{Backend, Reply, TestApp, bearer, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{
+    Backend, Reply, TestApp, bearer, device_paths, enrollment, imei, postgres_url, spawn_app,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::{Value, json};
 
 /// A device id that no device has.
@@ -25,17 +27,9 @@ struct Case {
 
 /// What could change: the financier's device list, and the financed device's status and history.
 async fn world(app: &TestApp, key: &str, device_id: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    for path in [
-        "/v1/devices".to_string(),
-        format!("/v1/devices/{device_id}"),
-        format!("/v1/devices/{device_id}/history"),
-    ] {
-        let reply = app.call("GET", &path, key, None).await;
-        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
-        seen.push(reply.body);
-    }
-    seen
+    let mut paths = vec!["/v1/devices".to_string()];
+    paths.extend(device_paths(device_id));
+    app.read_all(key, &paths).await
 }
 
 /// Asserts the answer is `status` with a JSON error whose message has every one of `mentions`.
@@ -82,7 +76,8 @@ fn strings(mentions: &[&str]) -> Vec<String> {
     mentions.iter().map(|m| m.to_string()).collect()
 }
 
-async fn malformed(app: TestApp) {
+async fn malformed_requests_are_refused_and_write_nothing(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let (_fin, key) = app.financier("Duka Phones").await;
     let auth = || vec![bearer(&key)];
     let keyed = |idempotency_key: &str| {
@@ -94,30 +89,13 @@ async fn malformed(app: TestApp) {
 
     // A financed, bound phone with one payment.
     let imei_d = imei("35693803564380");
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &key,
-            Some(enrollment("C-D", &imei_d, "SND1")),
-        )
-        .await;
-    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-    let device = enrolled.body["id"].as_str().unwrap().to_string();
+    let device = app.enroll_device(&key, "C-D", &imei_d, "SND1").await;
     let hello = app.hello(&imei_d, "SND1").await;
     assert_eq!(hello.status, 200, "{}", hello.body);
     let credential = STANDARD
         .decode(hello.body["credential"].as_str().unwrap())
         .unwrap();
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            &key,
-            Some(json!({"reference": "PAY-1", "amount_minor": 100000, "currency": "KES"})),
-            &[("Idempotency-Key", "setup-pay-1")],
-        )
-        .await;
+    let paid = app.pay(&key, &device, "PAY-1", 100000, "setup-pay-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     let token_sequence = world(&app, &key, &device).await[1]["token_sequence"]
         .as_i64()
@@ -951,17 +929,9 @@ async fn malformed(app: TestApp) {
 
     // Nothing refused left a trace: the well-formed enrollment takes the IMEI and contract the
     // refused ones named, and the payment takes the Idempotency-Key the refused ones carried.
-    let enrolled = app.call("POST", "/v1/devices", &key, Some(good)).await;
+    let enrolled = app.post("/v1/devices", &key, good).await;
     assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-    let paid = app
-        .call_with(
-            "POST",
-            &pay_path,
-            &key,
-            Some(good_pay),
-            &[("Idempotency-Key", "bad-1")],
-        )
-        .await;
+    let paid = app.post_once(&pay_path, &key, good_pay, "bad-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     // And the device still checks in with the state the refusals found.
     let fine = app
@@ -977,20 +947,4 @@ fn hello_credential(credential: &[u8]) -> String {
     STANDARD.encode(credential)
 }
 
-fn start() -> Timestamp {
-    "2026-01-10T09:00:00Z".parse().unwrap()
-}
-
-#[tokio::test]
-async fn malformed_requests_are_refused_and_write_nothing_on_sqlite() {
-    malformed(spawn_app(Backend::Sqlite, start()).await).await;
-}
-
-#[tokio::test]
-async fn malformed_requests_are_refused_and_write_nothing_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-        return;
-    }
-    malformed(spawn_app(Backend::Postgres, start()).await).await;
-}
+on_both_backends!(malformed_requests_are_refused_and_write_nothing);

@@ -1,12 +1,18 @@
 //! Running the platform beyond the story: platform-wide API keys, changing a device's lock
 //! policy, and the metrics a change moves. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{self, Backend, METRICS_TOKEN, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{self, Backend, METRICS_TOKEN, Reply, TestApp, imei, postgres_url, spawn_app};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 /// Moves to day 4 past the first due date, in the morning, and lets the scheduler decide:
 /// on the Kenya preset the unpaid phones are now locked.
+/// Revokes `target` (a key) with `key`; returns the answer.
+async fn revoke(app: &TestApp, key: &str, target: &str) -> Reply {
+    let path = format!("/v1/api-keys/{}/revoke", key_id(target));
+    app.call("POST", &path, key, None).await
+}
+
 async fn overdue_and_locked(app: &TestApp, device_ids: &[&str]) {
     app.clock
         .set("2026-02-05T10:00:00+03:00".parse::<Timestamp>().unwrap());
@@ -20,21 +26,14 @@ async fn overdue_and_locked(app: &TestApp, device_ids: &[&str]) {
 }
 
 async fn status(app: &TestApp, key: &str, device_id: &str) -> Value {
-    let reply = app
-        .call("GET", &format!("/v1/devices/{device_id}"), key, None)
-        .await;
+    let reply = app.get(&format!("/v1/devices/{device_id}"), key).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.body
 }
 
 async fn history(app: &TestApp, key: &str, device_id: &str) -> Value {
     let reply = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            key,
-            None,
-        )
+        .get(&format!("/v1/devices/{device_id}/history"), key)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["chain_intact"], true, "{}", reply.body);
@@ -63,11 +62,10 @@ async fn platform_keys(app: TestApp) {
 
     // The platform admin makes a support key: shown once, platform-wide.
     let created = app
-        .call(
-            "POST",
+        .post(
             "/v1/api-keys",
             &app.admin_key,
-            Some(json!({"role": "support", "label": "support desk"})),
+            json!({"role": "support", "label": "support desk"}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -82,11 +80,10 @@ async fn platform_keys(app: TestApp) {
         assert_eq!(status(&app, &support, device).await["id"], device.as_str());
     }
     let unlocked = app
-        .call(
-            "POST",
+        .post(
             &format!("/v1/devices/{device_b}/unlock"),
             &support,
-            Some(json!({"reason": "borrower called: salary on Friday", "provisional_hours": 48})),
+            json!({"reason": "borrower called: salary on Friday", "provisional_hours": 48}),
         )
         .await;
     assert_eq!(unlocked.status, 200, "{}", unlocked.body);
@@ -103,11 +100,10 @@ async fn platform_keys(app: TestApp) {
     // A platform admin key made this way makes keys too.
     let second_admin = app.platform_key("platform-admin").await;
     let another = app
-        .call(
-            "POST",
+        .post(
             "/v1/api-keys",
             &second_admin,
-            Some(json!({"role": "support", "label": "night shift"})),
+            json!({"role": "support", "label": "night shift"}),
         )
         .await;
     assert_eq!(another.status, 201, "{}", another.body);
@@ -121,30 +117,23 @@ async fn platform_keys(app: TestApp) {
     ] {
         for role in ["support", "platform-admin"] {
             let refused = app
-                .call(
-                    "POST",
+                .post(
                     "/v1/api-keys",
                     key,
-                    Some(json!({"role": role, "label": "a way in"})),
+                    json!({"role": role, "label": "a way in"}),
                 )
                 .await;
-            assert_eq!(
-                refused.status, 403,
-                "{who} asking for {role}: {}",
-                refused.body
-            );
-            assert_eq!(refused.body["error"], "forbidden");
+            refused.assert_forbidden(&format!("{who} asking for {role}"));
         }
     }
 
     // A financier's role belongs on the financier's route: 422, naming the field.
     for role in ["financier-admin", "financier-agent"] {
         let refused = app
-            .call(
-                "POST",
+            .post(
                 "/v1/api-keys",
                 &app.admin_key,
-                Some(json!({"role": role, "label": "back office"})),
+                json!({"role": role, "label": "back office"}),
             )
             .await;
         assert_eq!(refused.status, 422, "{role}: {}", refused.body);
@@ -266,14 +255,7 @@ async fn policy_change(app: TestApp) {
     assert_eq!(record["after"]["state"], "locked");
 
     // Once released, the policy is as final as the rest.
-    let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{device}/release"),
-            &key,
-            Some(json!({"reason": "written off"})),
-        )
-        .await;
+    let release = app.release(&key, &device, "written off").await;
     assert_eq!(release.status, 200, "{}", release.body);
     app.clock.advance(SignedDuration::from_hours(73));
     app.run_scheduler().await;
@@ -289,31 +271,14 @@ async fn policy_change(app: TestApp) {
         None,
     )
     .await;
-    assert_eq!(refused.status, 409, "{}", refused.body);
-    assert!(
-        refused.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("released"),
-        "{}",
-        refused.body
-    );
+    refused.assert_refused(409, "released");
 
     app.running.stop().await;
 }
 
 /// A counter's value in the `/metrics` text.
 async fn counter(app: &TestApp, name: &str) -> u64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics", Some(METRICS_TOKEN)).await;
     let prefix = format!("{name} ");
     text.lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))
@@ -338,30 +303,14 @@ async fn tokens_signed(app: TestApp) {
     let before = counter(&app, SIGNED).await;
 
     // The payment cures the arrears: one new token, counted once.
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-1", "amount_minor": 100000, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let paid = app.pay(&key, &device, "MPESA-1", 100000, "pay-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(paid.body["decision"]["state"], "active");
     assert_eq!(paid.body["token_sequence"], locked + 1);
     assert_eq!(counter(&app, SIGNED).await, before + 1);
 
     // A payment that changes nothing the phone shows signs nothing.
-    let more = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-2", "amount_minor": 100, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-2")],
-        )
-        .await;
+    let more = app.pay(&key, &device, "MPESA-2", 100, "pay-2").await;
     assert_eq!(more.status, 200, "{}", more.body);
     assert_eq!(more.body["token_sequence"], locked + 1);
     assert_eq!(counter(&app, SIGNED).await, before + 1);
@@ -400,42 +349,29 @@ async fn api_key_lifecycle(app: TestApp) {
     // A key that expires in a day; expiries in the past or too far ahead are refused by name.
     let tomorrow = "2026-01-11T09:00:00Z";
     let created = app
-        .call(
-            "POST",
+        .post(
             &keys_of_a,
             &key_a,
-            Some(json!({"role": "financier-agent", "label": "temp", "expires_at": tomorrow})),
+            json!({"role": "financier-agent", "label": "temp", "expires_at": tomorrow}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.body["expires_at"], tomorrow);
     let temp = created.body["key"].as_str().unwrap().to_string();
     for bad in ["2026-01-10T08:59:59Z", "2031-01-11T09:00:00Z", "tomorrow"] {
-        let refused = app
-            .call(
-                "POST",
-                &keys_of_a,
-                &key_a,
-                Some(json!({"role": "financier-agent", "label": "x", "expires_at": bad})),
-            )
-            .await;
+        let agent_key = json!({"role": "financier-agent", "label": "x", "expires_at": bad});
+        let refused = app.post(&keys_of_a, &key_a, agent_key).await;
         assert_eq!(refused.status, 422, "{bad}: {}", refused.body);
         assert!(
-            refused.body["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("expires_at: "),
+            refused.message().starts_with("expires_at: "),
             "{}",
             refused.body
         );
     }
 
     // Used now; listed with its last use, its expiry and no secret.
-    assert_eq!(
-        app.call("GET", "/v1/devices", &temp, None).await.status,
-        200
-    );
-    let list = app.call("GET", "/v1/api-keys", &key_a, None).await;
+    assert_eq!(app.get("/v1/devices", &temp).await.status, 200);
+    let list = app.get("/v1/api-keys", &key_a).await;
     assert_eq!(list.status, 200, "{}", list.body);
     let text = list.body.to_string();
     assert!(
@@ -455,32 +391,18 @@ async fn api_key_lifecycle(app: TestApp) {
 
     // Last use is written at most once a minute.
     app.clock.advance(SignedDuration::from_secs(30));
-    assert_eq!(
-        app.call("GET", "/v1/devices", &temp, None).await.status,
-        200
-    );
+    assert_eq!(app.get("/v1/devices", &temp).await.status, 200);
     let keys = listed(&app, &key_a, &keys_of_a).await;
     assert_eq!(keys[&key_id(&temp)]["last_used_at"], "2026-01-10T09:00:00Z");
     app.clock.advance(SignedDuration::from_secs(31));
-    assert_eq!(
-        app.call("GET", "/v1/devices", &temp, None).await.status,
-        200
-    );
+    assert_eq!(app.get("/v1/devices", &temp).await.status, 200);
     let keys = listed(&app, &key_a, &keys_of_a).await;
     assert_eq!(keys[&key_id(&temp)]["last_used_at"], "2026-01-10T09:01:01Z");
 
     // A day later it has expired: refused, and listed as expired.
     app.clock.set(tomorrow.parse().unwrap());
-    let expired = app.call("GET", "/v1/devices", &temp, None).await;
-    assert_eq!(expired.status, 401, "{}", expired.body);
-    assert!(
-        expired.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("expired at 2026-01-11T09:00:00Z"),
-        "{}",
-        expired.body
-    );
+    let expired = app.get("/v1/devices", &temp).await;
+    expired.assert_refused(401, "expired at 2026-01-11T09:00:00Z");
     assert_eq!(
         listed(&app, &key_a, &keys_of_a).await[&key_id(&temp)]["status"],
         "expired"
@@ -489,42 +411,17 @@ async fn api_key_lifecycle(app: TestApp) {
     // Revoked: refused at once here and on a second server over the same database.
     let agent = app.financier_key(&fin_a, "financier-agent").await;
     let peer = second_server(&app).await;
-    assert_eq!(
-        peer.call("GET", "/v1/devices", &agent, None).await.status,
-        200
-    );
-    let revoked = app
-        .call(
-            "POST",
-            &format!("/v1/api-keys/{}/revoke", key_id(&agent)),
-            &key_a,
-            None,
-        )
-        .await;
+    assert_eq!(peer.get("/v1/devices", &agent).await.status, 200);
+    let revoked = revoke(&app, &key_a, &agent).await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     assert_eq!(revoked.body["status"], "revoked");
     assert_eq!(revoked.body["revoked_at"], tomorrow);
     for server in [&app, &peer] {
-        let refused = server.call("GET", "/v1/devices", &agent, None).await;
-        assert_eq!(refused.status, 401, "{}", refused.body);
-        assert!(
-            refused.body["message"]
-                .as_str()
-                .unwrap()
-                .contains("revoked"),
-            "{}",
-            refused.body
-        );
+        let refused = server.get("/v1/devices", &agent).await;
+        refused.assert_refused(401, "revoked");
     }
     // Revoking it again changes nothing.
-    let again = app
-        .call(
-            "POST",
-            &format!("/v1/api-keys/{}/revoke", key_id(&agent)),
-            &key_a,
-            None,
-        )
-        .await;
+    let again = revoke(&app, &key_a, &agent).await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["revoked_at"], tomorrow);
     peer.running.stop().await;
@@ -542,19 +439,11 @@ async fn api_key_lifecycle(app: TestApp) {
         assert_eq!(reply.status, 404, "{id}: {}", reply.body);
     }
     let other = app
-        .call(
-            "GET",
-            &format!("/v1/financiers/{fin_b}/api-keys"),
-            &key_a,
-            None,
-        )
+        .get(&format!("/v1/financiers/{fin_b}/api-keys"), &key_a)
         .await;
     assert_eq!(other.status, 404, "{}", other.body);
     let agent_b = app.financier_key(&fin_b, "financier-agent").await;
-    assert_eq!(
-        app.call("GET", "/v1/api-keys", &agent_b, None).await.status,
-        403
-    );
+    assert_eq!(app.get("/v1/api-keys", &agent_b).await.status, 403);
 
     // The platform admin lists the platform's keys, and any financier's.
     let platform = listed(&app, &app.admin_key, "/v1/api-keys").await;
@@ -579,15 +468,7 @@ async fn api_key_lifecycle(app: TestApp) {
             None,
         )
         .await;
-    assert_eq!(last.status, 409, "{}", last.body);
-    assert!(
-        last.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("last active platform admin"),
-        "{}",
-        last.body
-    );
+    last.assert_refused(409, "last active platform admin");
     let second_admin = app.platform_key("platform-admin").await;
     let first_gone = app
         .call(
@@ -598,12 +479,7 @@ async fn api_key_lifecycle(app: TestApp) {
         )
         .await;
     assert_eq!(first_gone.status, 200, "{}", first_gone.body);
-    assert_eq!(
-        app.call("GET", "/v1/financiers", &app.admin_key, None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(app.get("/v1/financiers", &app.admin_key).await.status, 401);
     let itself = app
         .call(
             "POST",

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, FinancedPhone, TestApp, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{Backend, World, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
@@ -20,49 +20,25 @@ use serde_json::json;
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;
 
-/// A server with one financed phone on the Kenya preset (three monthly installments of
-/// KES 1,000.00 from 1 February, locked on day 4 past due, 10-day lease with 3 days' warning).
-struct World {
-    app: TestApp,
-    key: String,
-    device_id: String,
-    phone: Phone,
+/// The shared [`World`], whose phone starts with the normal screen.
+async fn world(backend: Backend) -> World {
+    let w = World::new(backend).await;
+    w.assert_normal();
+    w
 }
 
 impl World {
-    async fn new(backend: Backend) -> World {
-        let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
-        let app = spawn_app(backend, start).await;
-        let (_, key) = app.financier("Duka Phones").await;
-        let FinancedPhone {
-            device_id, phone, ..
-        } = app.financed_phone(&key, &app.base).await;
-        assert_eq!(phone.screen(), &Screen::Normal { banner: None });
-        World {
-            app,
-            key,
-            device_id,
-            phone,
-        }
-    }
-
-    /// Time passes for the server and the phone: the scheduler runs, then the phone wakes.
-    async fn advance(&mut self, by: Duration) {
-        self.app.advance_with(&mut self.phone, by).await;
-    }
-
-    /// Moves both to `at`.
-    async fn advance_to(&mut self, at: &str) {
-        self.app.advance_to_with(&mut self.phone, at).await;
-    }
-
     /// The phone's screen as text, for assertions and for failure messages.
     fn text(&self) -> String {
         self.phone.render()
     }
 
-    fn locked(&self) -> bool {
-        matches!(self.phone.screen(), Screen::Locked(_))
+    /// The banner over the normal screen, if the phone shows one.
+    fn banner(&self) -> Option<&Banner> {
+        match self.phone.screen() {
+            Screen::Normal { banner } => banner.as_ref(),
+            _ => None,
+        }
     }
 
     /// The lock screen's challenge.
@@ -73,31 +49,10 @@ impl World {
         }
     }
 
-    async fn pay(&self, reference: &str, minor: i64) {
-        let paid = self
-            .app
-            .call_with(
-                "POST",
-                &format!("/v1/devices/{}/payments", self.device_id),
-                &self.key,
-                Some(json!({"reference": reference, "amount_minor": minor, "currency": "KES"})),
-                &[("Idempotency-Key", reference)],
-            )
-            .await;
-        assert_eq!(paid.status, 200, "{}", paid.body);
-    }
-
     /// What the financier's offline-unlock route answers for `challenge`.
     async fn offline_code(&self, challenge: &str) -> String {
-        let code = self
-            .app
-            .call(
-                "POST",
-                &format!("/v1/devices/{}/offline-unlock", self.device_id),
-                &self.key,
-                Some(json!({"challenge": challenge, "reason": "borrower called, no network"})),
-            )
-            .await;
+        let body = json!({"challenge": challenge, "reason": "borrower called, no network"});
+        let code = self.on_device("POST", "/offline-unlock", Some(body)).await;
         assert_eq!(code.status, 200, "{}", code.body);
         code.body["response"].as_str().unwrap().to_string()
     }
@@ -116,7 +71,7 @@ impl World {
 }
 
 async fn missed_payment_reminds_then_locks_on_time_and_payment_unlocks(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     // Day 1 past due: a reminder, nothing limited but the factory reset.
     w.advance_to("2026-02-02T10:00:00+03:00").await;
     let Screen::Reminder(reminder) = w.phone.screen() else {
@@ -135,10 +90,7 @@ async fn missed_payment_reminds_then_locks_on_time_and_payment_unlocks(backend: 
     );
 
     // The policy names the instant of the lock; one second before it the phone is not locked.
-    let status = w
-        .app
-        .call("GET", &format!("/v1/devices/{}", w.device_id), &w.key, None)
-        .await;
+    let status = w.on_device("GET", "", None).await;
     assert_eq!(status.body["decision"]["next_restriction_state"], "locked");
     let lock_at: Timestamp = status.body["decision"]["next_restriction_at"]
         .as_str()
@@ -170,11 +122,9 @@ async fn missed_payment_reminds_then_locks_on_time_and_payment_unlocks(backend: 
     };
     let looked_up = w
         .app
-        .call(
-            "GET",
+        .get(
             &format!("/v1/status-codes/{}", lock.details.status_code),
             &w.key,
-            None,
         )
         .await;
     assert_eq!(looked_up.status, 200, "{}", looked_up.body);
@@ -187,18 +137,13 @@ async fn missed_payment_reminds_then_locks_on_time_and_payment_unlocks(backend: 
         "nothing changes on the phone before it checks in"
     );
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     assert!(w.phone.enforcement().restrictions().len() <= 1);
     w.app.running.stop().await;
 }
 
 async fn factory_reset_and_reflash_keep_the_lock(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     w.miss_a_payment_until_locked().await;
     let hellos = w.phone.hellos_sent();
 
@@ -229,24 +174,14 @@ async fn factory_reset_and_reflash_keep_the_lock(backend: Backend) {
 }
 
 async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     w.phone.set_online(false);
     // Kenya: a 10-day lease with 3 days' warning, counted from the last token.
     w.advance(Duration::from_secs(7 * DAY - 60)).await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     w.advance(Duration::from_secs(60)).await;
     assert!(
-        matches!(
-            w.phone.screen(),
-            Screen::Normal {
-                banner: Some(Banner::GoOnline { .. })
-            }
-        ),
+        matches!(w.banner(), Some(Banner::GoOnline { .. })),
         "{}",
         w.text()
     );
@@ -267,12 +202,7 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
         CodeOutcome::Accepted { .. }
     ));
     assert!(
-        matches!(
-            w.phone.screen(),
-            Screen::Normal {
-                banner: Some(Banner::UnlockedByCode { .. })
-            }
-        ),
+        matches!(w.banner(), Some(Banner::UnlockedByCode { .. })),
         "{}",
         w.text()
     );
@@ -296,17 +226,12 @@ async fn offline_past_the_lease_locks_then_a_code_unlocks_once(backend: Backend)
     // Back online, a check-in brings a fresh token with a fresh lease: unlocked.
     w.phone.set_online(true);
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     w.app.running.stop().await;
 }
 
 async fn a_phone_set_up_again_after_fifteen_offline_codes_accepts_the_sixteenth(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     w.miss_a_payment_until_locked().await;
     // Support has read out fifteen codes over the months (this phone never needed them).
     for i in 0..15 {
@@ -332,7 +257,7 @@ async fn a_phone_set_up_again_after_fifteen_offline_codes_accepts_the_sixteenth(
 }
 
 async fn moving_the_wall_clock_changes_nothing(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     w.miss_a_payment_until_locked().await;
     let locked = w.text();
     let checkins = w.server_checkins();
@@ -356,17 +281,12 @@ async fn moving_the_wall_clock_changes_nothing(backend: Backend) {
     // And a paid phone a year "in the past" is unlocked as usual.
     w.pay("MPESA-1", 100_000).await;
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     w.app.running.stop().await;
 }
 
 async fn forged_and_replayed_tokens_are_refused(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     let active_token = w.phone.agent().token().unwrap().to_string();
     w.miss_a_payment_until_locked().await;
     let locked = w.text();
@@ -401,20 +321,15 @@ async fn forged_and_replayed_tokens_are_refused(backend: Backend) {
     // The real server's next token is still taken.
     w.pay("MPESA-1", 100_000).await;
     w.phone.check_again().await;
-    assert_eq!(
-        w.phone.screen(),
-        &Screen::Normal { banner: None },
-        "{}",
-        w.text()
-    );
+    w.assert_normal();
     // And the replay of the lock, now older, is refused in turn.
     w.phone.deliver_checkin(answer(active_token));
-    assert_eq!(w.phone.screen(), &Screen::Normal { banner: None });
+    w.assert_normal();
     w.app.running.stop().await;
 }
 
 async fn payoff_releases_for_good_and_check_ins_stop(backend: Backend) {
-    let mut w = World::new(backend).await;
+    let mut w = world(backend).await;
     // Paying the plan off schedules the release, with no call.
     w.pay("MPESA-ALL", 300_000).await;
     // The release becomes final after its cancel window; the next check-in brings it.
@@ -461,16 +376,10 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
         let serial = format!("SN-F{n}");
         // Ten are financed; two were never enrolled and run free.
         if n < 10 {
-            let enrolled = app
-                .call(
-                    "POST",
-                    "/v1/devices",
-                    &key,
-                    Some(enrollment(&format!("C-F{n}"), &phone_imei, &serial)),
-                )
-                .await;
-            assert_eq!(enrolled.status, 201, "{}", enrolled.body);
-            device_ids.push(enrolled.body["id"].as_str().unwrap().to_string());
+            device_ids.push(
+                app.enroll_device(&key, &format!("C-F{n}"), &phone_imei, &serial)
+                    .await,
+            );
         }
         let identity = Identity {
             imei1: phone_imei,
@@ -494,12 +403,7 @@ async fn a_fleet_sets_up_checks_in_and_follows_locks(backend: Backend) {
     assert_eq!(setup.locked, 0);
     for id in &device_ids[..3] {
         let locked = app
-            .call(
-                "POST",
-                &format!("/v1/devices/{id}/lock"),
-                &key,
-                Some(json!({"message": "Locked by Duka Phones: please call us."})),
-            )
+            .lock(&key, id, "Locked by Duka Phones: please call us.")
             .await;
         assert_eq!(locked.status, 200, "{}", locked.body);
     }

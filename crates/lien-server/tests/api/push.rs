@@ -33,16 +33,15 @@ async fn lock_by_schedule(app: &TestApp) {
 }
 
 async fn pay(app: &TestApp, key: &str, device_id: &str, reference: &str, minor: i64) {
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            key,
-            Some(json!({"reference": reference, "amount_minor": minor, "currency": "KES"})),
-            &[("Idempotency-Key", reference)],
-        )
-        .await;
+    let paid = app.pay(key, device_id, reference, minor, reference).await;
     assert_eq!(paid.status, 200, "{}", paid.body);
+}
+
+/// The next push reaches `phone` in time and leaves it locked or not, as `locked` says;
+/// `what` names the push.
+async fn assert_pushed(phone: &mut Phone, locked_after: bool, what: &str) {
+    assert_eq!(phone.next_push(WAIT).await, Some(true), "{what}");
+    assert_eq!(locked(phone), locked_after, "{}", phone.render());
 }
 
 fn locked(phone: &Phone) -> bool {
@@ -59,20 +58,10 @@ async fn a_phone_connected_by_push_is_locked_and_unlocked_without_checking_in(ba
     let phone_checkins = phone.checkins_sent();
 
     lock_by_schedule(&app).await;
-    assert_eq!(
-        phone.next_push(WAIT).await,
-        Some(true),
-        "the lock is pushed"
-    );
-    assert!(locked(&phone), "{}", phone.render());
+    assert_pushed(&mut phone, true, "the lock is pushed").await;
 
     pay(&app, &key, &device_id, "MPESA-1", 100_000).await;
-    assert_eq!(
-        phone.next_push(WAIT).await,
-        Some(true),
-        "the unlock is pushed"
-    );
-    assert!(!locked(&phone), "{}", phone.render());
+    assert_pushed(&mut phone, false, "the unlock is pushed").await;
 
     // Neither side checked in: the tokens came over the channel.
     assert_eq!(app.running.state.metrics.checkins.get(), server_checkins);
@@ -139,21 +128,11 @@ async fn a_payment_on_one_server_reaches_a_phone_connected_to_another(backend: B
 
     // The scheduler runs on A; the lock reaches the phone on B.
     lock_by_schedule(&a).await;
-    assert_eq!(
-        phone.next_push(WAIT).await,
-        Some(true),
-        "the lock crosses servers"
-    );
-    assert!(locked(&phone), "{}", phone.render());
+    assert_pushed(&mut phone, true, "the lock crosses servers").await;
 
     let checkins_on_b = b.running.state.metrics.checkins.get();
     pay(&a, &key, &device_id, "MPESA-1", 100_000).await;
-    assert_eq!(
-        phone.next_push(WAIT).await,
-        Some(true),
-        "the unlock crosses servers"
-    );
-    assert!(!locked(&phone), "{}", phone.render());
+    assert_pushed(&mut phone, false, "the unlock crosses servers").await;
     assert_eq!(b.running.state.metrics.checkins.get(), checkins_on_b);
     assert_eq!(a.running.state.metrics.checkins.get(), 0);
     b.running.stop().await;
@@ -181,12 +160,7 @@ async fn after_a_server_restart_the_phone_reconnects_and_gets_the_current_token(
         .unwrap();
     // Locked while the phone was away: the reopened channel carries the current token.
     let lock = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{device_id}/lock"),
-            &key,
-            Some(json!({"message": "Locked by Duka Phones: please call us."})),
-        )
+        .lock(&key, &device_id, "Locked by Duka Phones: please call us.")
         .await;
     assert_eq!(lock.status, 200, "{}", lock.body);
     assert_eq!(phone.next_push(WAIT).await, Some(true));

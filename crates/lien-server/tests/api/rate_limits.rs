@@ -24,15 +24,21 @@ fn tight_limits(behind_proxy: bool) -> impl FnOnce(&mut Settings) {
     }
 }
 
+/// A request without a key, from the client a proxy names in `X-Forwarded-For`.
+async fn sent_from(app: &TestApp, method: &str, path: &str, forwarded_for: &str) -> Reply {
+    let header = ("X-Forwarded-For".to_string(), forwarded_for.to_string());
+    app.send(method, path, &[header], None).await
+}
+
 /// An IMEI check with this `X-Forwarded-For`.
 async fn check_from(app: &TestApp, forwarded_for: &str) -> Reply {
-    app.send(
-        "GET",
-        &format!("/v1/public/imei/{}", imei("35693803564380")),
-        &[("X-Forwarded-For".to_string(), forwarded_for.to_string())],
-        None,
-    )
-    .await
+    let path = format!("/v1/public/imei/{}", imei("35693803564380"));
+    sent_from(app, "GET", &path, forwarded_for).await
+}
+
+/// A hello challenge with this `X-Forwarded-For`.
+async fn challenge_from(app: &TestApp, forwarded_for: &str) -> Reply {
+    sent_from(app, "POST", "/v1/device/hello/challenge", forwarded_for).await
 }
 
 fn assert_limited(reply: &Reply, retry_after_secs: u64) {
@@ -57,14 +63,8 @@ async fn behind_a_trusted_proxy_an_ipv6_slash_64_is_one_client() {
     assert_limited(&check_from(&app, "2001:db8:1:2:ffff::9").await, 10);
     assert_limited(&check_from(&app, "203.0.113.50, 2001:db8:1:2::4").await, 10);
     // The borrower pages count against the same allowance.
-    let page = app
-        .send(
-            "GET",
-            &format!("/check?imei={}", imei("35693803564380")),
-            &[("X-Forwarded-For".to_string(), "2001:db8:1:2::5".to_string())],
-            None,
-        )
-        .await;
+    let page_path = format!("/check?imei={}", imei("35693803564380"));
+    let page = sent_from(&app, "GET", &page_path, "2001:db8:1:2::5").await;
     assert_eq!(page.status, 429);
 
     // Another /64, and an IPv4 client, each have their own.
@@ -78,24 +78,10 @@ async fn behind_a_trusted_proxy_an_ipv6_slash_64_is_one_client() {
 
     // Hello challenges are limited the same way, on their own allowance.
     for _ in 0..2 {
-        let reply = app
-            .send(
-                "POST",
-                "/v1/device/hello/challenge",
-                &[("X-Forwarded-For".to_string(), "2001:db8:1:2::8".to_string())],
-                None,
-            )
-            .await;
+        let reply = challenge_from(&app, "2001:db8:1:2::8").await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    let reply = app
-        .send(
-            "POST",
-            "/v1/device/hello/challenge",
-            &[("X-Forwarded-For".to_string(), "2001:db8:1:2::9".to_string())],
-            None,
-        )
-        .await;
+    let reply = challenge_from(&app, "2001:db8:1:2::9").await;
     assert_limited(&reply, 10);
     app.running.stop().await;
 }
@@ -121,32 +107,16 @@ async fn status_code_look_ups_are_limited_per_api_key() {
     let (_financier, key) = app.financier("Duka Phones").await;
     // 20 at once (nothing has this code), then one every 2 seconds.
     for _ in 0..20 {
-        let reply = app
-            .call("GET", "/v1/status-codes/12345678", &key, None)
-            .await;
+        let reply = app.get("/v1/status-codes/12345678", &key).await;
         assert_eq!(reply.status, 404, "{}", reply.body);
     }
-    let limited = app
-        .call("GET", "/v1/status-codes/12345678", &key, None)
-        .await;
-    assert_eq!(limited.status, 429, "{}", limited.body);
-    assert!(
-        limited.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("status-code look-ups with this API key"),
-        "{}",
-        limited.body
-    );
+    let limited = app.get("/v1/status-codes/12345678", &key).await;
+    limited.assert_refused(429, "status-code look-ups with this API key");
     // Another key has its own allowance.
-    let other = app
-        .call("GET", "/v1/status-codes/12345678", &app.admin_key, None)
-        .await;
+    let other = app.get("/v1/status-codes/12345678", &app.admin_key).await;
     assert_eq!(other.status, 404, "{}", other.body);
     app.clock.advance(SignedDuration::from_secs(2));
-    let again = app
-        .call("GET", "/v1/status-codes/12345678", &key, None)
-        .await;
+    let again = app.get("/v1/status-codes/12345678", &key).await;
     assert_eq!(again.status, 404, "{}", again.body);
     app.running.stop().await;
 }

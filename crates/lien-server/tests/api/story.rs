@@ -1,7 +1,7 @@
 //! The whole story over real HTTP: enroll, hello, check-in, time passes, reminder, lock,
 //! payment, unlock at the next check-in, payoff, release. Once on SQLite and once on PostgreSQL.
 
-use crate::common::{Backend, TestApp, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{Backend, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
@@ -15,19 +15,32 @@ fn verify(keys: &PinnedKeys, device_id: &str, token_b64: &str, highest: u64) -> 
         .expect("a valid token from a pinned key")
 }
 
-async fn story(app: TestApp) {
+/// A check-in from the phone that has applied token `applied`: the token in the answer,
+/// verified as the phone does.
+async fn checked_in(
+    app: &TestApp,
+    keys: &PinnedKeys,
+    device_id: &str,
+    credential: &str,
+    applied: u64,
+) -> StatusClaims {
+    let checkin = app.checkin(device_id, credential, applied as i64).await;
+    assert_eq!(checkin.status, 200, "{}", checkin.body);
+    verify(
+        keys,
+        device_id,
+        checkin.body["token"].as_str().unwrap(),
+        applied,
+    )
+}
+
+async fn the_whole_story(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
     let (_fin, key) = app.financier("Duka Phones").await;
     let phone_imei = imei("35693803564380");
 
     // Enroll at the point of sale.
-    let enrolled = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &key,
-            Some(enrollment("C-1001", &phone_imei, "SN1001")),
-        )
-        .await;
+    let enrolled = app.enroll(&key, "C-1001", &phone_imei, "SN1001").await;
     assert_eq!(enrolled.status, 201, "{}", enrolled.body);
     assert_eq!(enrolled.body["pending"], true);
     assert_eq!(enrolled.body["decision"]["state"], "active");
@@ -35,23 +48,9 @@ async fn story(app: TestApp) {
 
     // The same IMEI cannot be financed twice.
     let (_other, other_key) = app.financier("Other Lender").await;
-    let twice = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &other_key,
-            Some(enrollment("X-1", &phone_imei, "SN1001")),
-        )
-        .await;
+    let twice = app.enroll(&other_key, "X-1", &phone_imei, "SN1001").await;
     assert_eq!(twice.status, 409);
-    assert!(
-        twice.body["message"]
-            .as_str()
-            .unwrap()
-            .contains(&phone_imei),
-        "{}",
-        twice.body
-    );
+    assert!(twice.message().contains(&phone_imei), "{}", twice.body);
 
     // The phone's first boot.
     let hello = app.hello(&phone_imei, "SN1001").await;
@@ -69,114 +68,47 @@ async fn story(app: TestApp) {
     assert_eq!(first.state, TokenState::Active);
 
     // Check-in: active.
-    let checkin = app
-        .checkin(&device_id, &credential, first.sequence as i64)
-        .await;
-    assert_eq!(checkin.status, 200, "{}", checkin.body);
-    let claims = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        first.sequence,
-    );
+    let claims = checked_in(&app, &keys, &device_id, &credential, first.sequence).await;
     assert_eq!(claims.state, TokenState::Active);
 
     // The first installment falls due on 1 February and is not paid. Day 1 past due: reminder.
     app.clock
         .set("2026-02-02T10:00:00+03:00".parse::<Timestamp>().unwrap());
     assert!(app.run_scheduler().await >= 1);
-    let checkin = app
-        .checkin(&device_id, &credential, claims.sequence as i64)
-        .await;
-    let claims = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        claims.sequence,
-    );
+    let claims = checked_in(&app, &keys, &device_id, &credential, claims.sequence).await;
     assert_eq!(claims.state, TokenState::Reminder, "{claims:?}");
 
     // Day 4 past due, in the morning (not in quiet hours): locked, with the amount due.
     app.clock
         .set("2026-02-05T10:00:00+03:00".parse::<Timestamp>().unwrap());
     app.run_scheduler().await;
-    let checkin = app
-        .checkin(&device_id, &credential, claims.sequence as i64)
-        .await;
-    let locked = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        claims.sequence,
-    );
+    let locked = checked_in(&app, &keys, &device_id, &credential, claims.sequence).await;
     assert_eq!(locked.state, TokenState::Locked, "{locked:?}");
     assert_eq!(locked.screen.amount_due.as_ref().unwrap().minor, 100000);
     assert_eq!(locked.screen.financier_name, "Duka Phones");
-    let status = app
-        .call("GET", &format!("/v1/devices/{device_id}"), &key, None)
-        .await;
+    let status = app.get(&format!("/v1/devices/{device_id}"), &key).await;
     assert_eq!(status.body["decision"]["state"], "locked");
     assert_eq!(status.body["pending"], false);
 
     // The borrower pays; the unlock token is written with the payment.
     let pay = json!({"reference": "MPESA-1", "amount_minor": 100000, "currency": "KES"});
-    let paid = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(pay.clone()),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let paid = app.pay_with(&key, &device_id, pay.clone(), "pay-1").await;
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(paid.body["decision"]["state"], "active");
     // A retry with the same key returns the same response and records nothing twice.
-    let retry = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(pay),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let retry = app.pay_with(&key, &device_id, pay, "pay-1").await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.body, paid.body);
-    let reused = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-2", "amount_minor": 5, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-1")],
-        )
-        .await;
+    let reused = app.pay(&key, &device_id, "MPESA-2", 5, "pay-1").await;
     assert_eq!(reused.status, 409, "{}", reused.body);
 
     // The next check-in carries the unlock.
-    let checkin = app
-        .checkin(&device_id, &credential, locked.sequence as i64)
-        .await;
-    let unlocked = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        locked.sequence,
-    );
+    let unlocked = checked_in(&app, &keys, &device_id, &credential, locked.sequence).await;
     assert_eq!(unlocked.state, TokenState::Active);
     assert!(unlocked.sequence > locked.sequence);
 
     // Payoff: the release comes with it, final after its cancel window.
-    let payoff = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device_id}/payments"),
-            &key,
-            Some(json!({"reference": "MPESA-3", "amount_minor": 200000, "currency": "KES"})),
-            &[("Idempotency-Key", "pay-3")],
-        )
-        .await;
+    let payoff = app.pay(&key, &device_id, "MPESA-3", 200000, "pay-3").await;
     assert_eq!(
         payoff.body["decision"]["reason"]["code"], "paid_in_full",
         "{}",
@@ -192,15 +124,7 @@ async fn story(app: TestApp) {
     // After the window the release is final: a token that never expires, and the IMEI is free.
     app.clock.advance(SignedDuration::from_hours(73));
     app.run_scheduler().await;
-    let checkin = app
-        .checkin(&device_id, &credential, unlocked.sequence as i64)
-        .await;
-    let released = verify(
-        &keys,
-        &device_id,
-        checkin.body["token"].as_str().unwrap(),
-        unlocked.sequence,
-    );
+    let released = checked_in(&app, &keys, &device_id, &credential, unlocked.sequence).await;
     assert_eq!(released.state, TokenState::Released);
     assert!(released.lease.is_none());
     assert_eq!(
@@ -210,12 +134,7 @@ async fn story(app: TestApp) {
 
     // Every step is in the device's audit chain, and the chain is intact.
     let history = app
-        .call(
-            "GET",
-            &format!("/v1/devices/{device_id}/history"),
-            &key,
-            None,
-        )
+        .get(&format!("/v1/devices/{device_id}/history"), &key)
         .await;
     assert_eq!(history.body["chain_intact"], true);
     let actions: Vec<&str> = history.body["records"]
@@ -242,20 +161,4 @@ async fn story(app: TestApp) {
     app.running.stop().await;
 }
 
-fn start() -> Timestamp {
-    "2026-01-10T09:00:00Z".parse().unwrap()
-}
-
-#[tokio::test]
-async fn the_whole_story_on_sqlite() {
-    story(spawn_app(Backend::Sqlite, start()).await).await;
-}
-
-#[tokio::test]
-async fn the_whole_story_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LIEN_TEST_POSTGRES_URL is not set");
-        return;
-    }
-    story(spawn_app(Backend::Postgres, start()).await).await;
-}
+on_both_backends!(the_whole_story);

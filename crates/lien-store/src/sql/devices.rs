@@ -10,7 +10,7 @@ use super::checkin_cache::Lookup;
 use super::device_writes::{Versions, apply_all, check};
 use super::rows::{Value, fetch_in, insert_rows};
 use super::tenants::financier_by_id;
-use super::{SqlStore, backend, unique_or_backend};
+use super::{SqlStore, backend, first_column, unique_or_backend};
 use crate::{
     Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
     DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, ReversalRecord, Schedule,
@@ -523,11 +523,8 @@ impl Devices for SqlStore {
         .bind(superseded_since_us)
         .fetch_all(&self.read)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, sqlx::Error>>()
         .map_err(backend)
+        .and_then(|rows| first_column(&rows))
     }
 
     async fn snapshot(&self, id: &str) -> Result<DeviceSnapshot, StoreError> {
@@ -561,11 +558,8 @@ impl Schedule for SqlStore {
                 .bind(wanted as i64)
                 .fetch_all(&self.write)
                 .await
-                .map_err(backend)?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<Vec<String>, _>>()
                 .map_err(backend)
+                .and_then(|rows| first_column(&rows))
             };
             return claims
                 .claim(now_us, claim_until_us, limit as usize, read_due)
@@ -583,11 +577,8 @@ impl Schedule for SqlStore {
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await
-            .map_err(backend)?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
+            .map_err(backend)
+            .and_then(|rows| first_column(&rows))?;
         tx.commit().await.map_err(backend)?;
         Ok(ids)
     }

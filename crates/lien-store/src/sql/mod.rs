@@ -21,8 +21,8 @@ mod warm_up;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions as _, Executor, Row};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions as _, Executor, Row};
 
 use crate::StoreError;
 
@@ -230,11 +230,8 @@ impl SqlStore {
         let applied: Vec<i64> = sqlx::query("SELECT version FROM lien_schema")
             .fetch_all(&mut *tx)
             .await
-            .map_err(backend)?
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
+            .map_err(backend)
+            .and_then(|rows| first_column(&rows))?;
         let migrations = match self.dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
             Dialect::Postgres => POSTGRES_MIGRATIONS,
@@ -341,6 +338,17 @@ fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError>
 /// Wraps a driver error: its text goes to the log through the error chain, never to a client.
 fn backend(err: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(err))
+}
+
+/// The first column of every row.
+fn first_column<T>(rows: &[AnyRow]) -> Result<Vec<T>, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    rows.iter()
+        .map(|r| r.try_get::<T, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(backend)
 }
 
 /// A unique-key violation becomes a conflict described by `what`; anything else is a backend error.

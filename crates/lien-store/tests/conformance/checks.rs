@@ -200,13 +200,7 @@ pub async fn api_keys_list_revoke_and_last_use(db: Db) {
     // Revoking writes the time and one audit record in the key's chain; again, nothing more.
     let before = db.audit_chain("financier:fin_a").await.unwrap().len();
     let at = T0 + 2 * SECOND * 60;
-    let revoked = db
-        .revoke_api_key(
-            "key_05",
-            at,
-            "financier:fin_a",
-            &entry("api_key_revoked", "key_05"),
-        )
+    let revoked = revoke(&db, "key_05", at, "financier:fin_a", "key_05")
         .await
         .unwrap();
     assert_eq!(revoked.revoked_us, Some(at));
@@ -217,13 +211,7 @@ pub async fn api_keys_list_revoke_and_last_use(db: Db) {
             .revoked_us,
         Some(at)
     );
-    let again = db
-        .revoke_api_key(
-            "key_05",
-            at + DAY,
-            "financier:fin_a",
-            &entry("api_key_revoked", "again"),
-        )
+    let again = revoke(&db, "key_05", at + DAY, "financier:fin_a", "again")
         .await
         .unwrap();
     assert_eq!(again.revoked_us, Some(at), "the first revocation stands");
@@ -231,56 +219,27 @@ pub async fn api_keys_list_revoke_and_last_use(db: Db) {
     assert_eq!(chain.len(), before + 1);
     assert_eq!(chain.last().unwrap().entry.action, "api_key_revoked");
     assert_eq!(verify_chain(&chain), Ok(()));
-    not_found(
-        db.revoke_api_key("key_ff", at, "platform", &entry("api_key_revoked", "none"))
-            .await,
-    );
+    not_found(revoke(&db, "key_ff", at, "platform", "none").await);
 
     // Two platform admins: once the second has expired, the first is the last active one
     // and cannot be revoked; while both are active, either can.
     let after_expiry = T0 + 2 * DAY;
-    let message = conflict(
-        db.revoke_api_key(
-            "key_01",
-            after_expiry,
-            "platform",
-            &entry("api_key_revoked", "1"),
-        )
-        .await,
-    );
+    let message = conflict(revoke(&db, "key_01", after_expiry, "platform", "1").await);
     assert!(message.contains("last active platform admin"), "{message}");
     assert_eq!(db.api_key("key_01").await.unwrap().revoked_us, None);
     let platform_before = db.audit_chain("platform").await.unwrap().len();
-    db.revoke_api_key(
-        "key_01",
-        T0 + 60 * SECOND,
-        "platform",
-        &entry("api_key_revoked", "1"),
-    )
-    .await
-    .unwrap();
-    conflict(
-        db.revoke_api_key(
-            "key_02",
-            T0 + 120 * SECOND,
-            "platform",
-            &entry("api_key_revoked", "2"),
-        )
-        .await,
-    );
+    revoke(&db, "key_01", T0 + 60 * SECOND, "platform", "1")
+        .await
+        .unwrap();
+    conflict(revoke(&db, "key_02", T0 + 120 * SECOND, "platform", "2").await);
     assert_eq!(
         db.audit_chain("platform").await.unwrap().len(),
         platform_before + 1
     );
     // Revoking a non-admin key never needs another admin.
-    db.revoke_api_key(
-        "key_03",
-        T0 + 120 * SECOND,
-        "platform",
-        &entry("api_key_revoked", "3"),
-    )
-    .await
-    .unwrap();
+    revoke(&db, "key_03", T0 + 120 * SECOND, "platform", "3")
+        .await
+        .unwrap();
     assert!(db.has_platform_admin().await.unwrap());
 }
 
@@ -363,11 +322,7 @@ pub async fn enroll_stores_decision_token_and_audit(db: Db) {
 pub async fn enroll_refuses_a_financed_imei(db: Db) {
     add_financier(&db, "fin_a").await;
     add_financier(&db, "fin_b").await;
-    let first = NewDevice {
-        imei2: Some(imei("first/2")),
-        ..new_device("dev_first", "fin_a")
-    };
-    db.enroll(&first, enrollment("active", 0)).await.unwrap();
+    let first = enroll_with_imei2(&db, "dev_first", "fin_a", "first/2").await;
     let held = [first.imei1.clone(), first.imei2.clone().unwrap()];
 
     let attempts = [
@@ -496,30 +451,26 @@ pub async fn duplicate_payment_writes_nothing(db: Db) {
         &db,
         "dev_1",
         DeviceChange {
-            payment: Some(payment("MPESA-1", 5000)),
             audit: vec![entry("payment", "first")],
-            ..DeviceChange::default()
+            ..with_payment("MPESA-1", 5000)
         },
     )
     .await;
-    let before = db.snapshot("dev_1").await.unwrap();
-    let chain_before = db.audit_chain("dev_1").await.unwrap();
+    let before = written(&db, "dev_1").await;
 
     let repeat = DeviceChange {
-        payment: Some(payment("MPESA-1", 7000)),
         decision: Some(decision("locked", 999)),
         next_eval_us: Some(T0 + 99 * DAY),
         token: Some(token(2, "locked", "DUP2")),
         new_override: Some(manual_lock()),
         audit: vec![entry("payment", "repeat")],
         idempotency: Some(response("fin_a", "idem-dup")),
-        ..DeviceChange::default()
+        ..with_payment("MPESA-1", 7000)
     };
     let message = conflict(db.update_device("dev_1", fixed(repeat)).await);
     assert!(message.contains("MPESA-1"), "{message}");
 
-    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
-    assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
+    assert_eq!(written(&db, "dev_1").await, before);
     assert!(db.tokens_by_status_code("DUP2").await.unwrap().is_empty());
     assert_eq!(
         db.idempotent_response("fin_a", "idem-dup").await.unwrap(),
@@ -548,53 +499,28 @@ pub async fn refused_change_writes_nothing(db: Db) {
 pub async fn token_sequence_must_increase(db: Db) {
     add_financier(&db, "fin_a").await;
     enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
-    let before = db.snapshot("dev_1").await.unwrap();
-    let chain_before = db.audit_chain("dev_1").await.unwrap();
+    let before = written(&db, "dev_1").await;
 
     let stale = DeviceChange {
-        payment: Some(payment("MPESA-9", 100)),
         decision: Some(decision("locked", 50)),
         next_eval_us: Some(T0 + 5 * DAY),
         token: Some(token(1, "locked", "STALE")),
         audit: vec![entry("decision", "stale token")],
-        ..DeviceChange::default()
+        ..with_payment("MPESA-9", 100)
     };
     conflict(db.update_device("dev_1", fixed(stale)).await);
-    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
-    assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
+    assert_eq!(written(&db, "dev_1").await, before);
     assert!(db.tokens_by_status_code("STALE").await.unwrap().is_empty());
 
     let second = token(2, "locked", "SEQ2");
-    let record = update(
-        &db,
-        "dev_1",
-        DeviceChange {
-            token: Some(second.clone()),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    let record = update(&db, "dev_1", with_token(second.clone())).await;
     assert_eq!(record.token, Some(second));
     conflict(
-        db.update_device(
-            "dev_1",
-            fixed(DeviceChange {
-                token: Some(token(2, "active", "SEQ2B")),
-                ..DeviceChange::default()
-            }),
-        )
-        .await,
+        db.update_device("dev_1", fixed(with_token(token(2, "active", "SEQ2B"))))
+            .await,
     );
     let fifth = token(5, "active", "SEQ5");
-    let record = update(
-        &db,
-        "dev_1",
-        DeviceChange {
-            token: Some(fifth.clone()),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    let record = update(&db, "dev_1", with_token(fifth.clone())).await;
     assert_eq!(record.token, Some(fifth));
     assert_eq!(db.checkin_view("dev_1").await.unwrap().token_sequence, 5);
 }
@@ -608,15 +534,7 @@ pub async fn binding_counts_generations(db: Db) {
         0
     );
 
-    let first = update(
-        &db,
-        "dev_1",
-        DeviceChange {
-            binding: Some((b"key-one".to_vec(), T0 + SECOND)),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    let first = update(&db, "dev_1", with_binding(b"key-one", T0 + SECOND)).await;
     let expected = Binding {
         generation: 1,
         device_key: b"key-one".to_vec(),
@@ -624,15 +542,7 @@ pub async fn binding_counts_generations(db: Db) {
     };
     assert_eq!(first.binding, Some(expected));
 
-    update(
-        &db,
-        "dev_1",
-        DeviceChange {
-            binding: Some((b"key-two".to_vec(), T0 + DAY)),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    update(&db, "dev_1", with_binding(b"key-two", T0 + DAY)).await;
     let expected = Binding {
         generation: 2,
         device_key: b"key-two".to_vec(),
@@ -656,15 +566,7 @@ pub async fn binding_counts_generations(db: Db) {
 pub async fn reversal_policy_and_ocra_counter(db: Db) {
     add_financier(&db, "fin_a").await;
     enroll(&db, "fin_a", "dev_1", Some(T0 + DAY)).await;
-    update(
-        &db,
-        "dev_1",
-        DeviceChange {
-            payment: Some(payment("MPESA-1", 5000)),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    update(&db, "dev_1", with_payment("MPESA-1", 5000)).await;
     let reversal = ReversalRecord {
         reference: "MPESA-1".to_string(),
         at_us: T0 + DAY,
@@ -706,11 +608,7 @@ pub async fn reversal_policy_and_ocra_counter(db: Db) {
 pub async fn release_frees_the_imeis(db: Db) {
     add_financier(&db, "fin_a").await;
     add_financier(&db, "fin_b").await;
-    let first = NewDevice {
-        imei2: Some(imei("dev_a/2")),
-        ..new_device("dev_a", "fin_a")
-    };
-    db.enroll(&first, enrollment("active", 0)).await.unwrap();
+    let first = enroll_with_imei2(&db, "dev_a", "fin_a", "dev_a/2").await;
     let released = update(
         &db,
         "dev_a",
@@ -773,25 +671,9 @@ pub async fn overrides_are_added_and_updated(db: Db) {
         ..manual_lock()
     };
     for o in [pause.clone(), manual_lock()] {
-        update(
-            &db,
-            "dev_1",
-            DeviceChange {
-                new_override: Some(o),
-                ..DeviceChange::default()
-            },
-        )
-        .await;
+        update(&db, "dev_1", with_override(o)).await;
     }
-    update(
-        &db,
-        "dev_2",
-        DeviceChange {
-            new_override: Some(manual_lock()),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    update(&db, "dev_2", with_override(manual_lock())).await;
 
     let overrides = db.snapshot("dev_1").await.unwrap().overrides;
     assert_eq!(overrides.len(), 2);
@@ -978,10 +860,9 @@ pub async fn idempotent_response_is_kept_once(db: Db) {
         &db,
         "dev_1",
         DeviceChange {
-            payment: Some(payment("MPESA-1", 5000)),
             audit: vec![entry("payment", "MPESA-1")],
             idempotency: Some(kept.clone()),
-            ..DeviceChange::default()
+            ..with_payment("MPESA-1", 5000)
         },
     )
     .await;
@@ -992,8 +873,7 @@ pub async fn idempotent_response_is_kept_once(db: Db) {
     assert_eq!(db.idempotent_response("fin_b", "k1").await.unwrap(), None);
     assert_eq!(db.idempotent_response("fin_a", "k2").await.unwrap(), None);
 
-    let before = db.snapshot("dev_1").await.unwrap();
-    let chain_before = db.audit_chain("dev_1").await.unwrap();
+    let before = written(&db, "dev_1").await;
     let reuse = DeviceChange {
         payment: Some(payment("MPESA-2", 3000)),
         decision: Some(decision("locked", 1)),
@@ -1009,8 +889,7 @@ pub async fn idempotent_response_is_kept_once(db: Db) {
         matches!(reused, Err(StoreError::IdempotencyConflict)),
         "{reused:?}"
     );
-    assert_eq!(db.snapshot("dev_1").await.unwrap(), before);
-    assert_eq!(db.audit_chain("dev_1").await.unwrap(), chain_before);
+    assert_eq!(written(&db, "dev_1").await, before);
     assert_eq!(
         db.idempotent_response("fin_a", "k1").await.unwrap(),
         Some(kept)
@@ -1252,15 +1131,7 @@ pub async fn checkin_view_and_last_seen(db: Db) {
         7,
         "lowered, or raised under another binding"
     );
-    update(
-        &db,
-        "dev_1",
-        DeviceChange {
-            binding: Some((b"new key".to_vec(), T0 + 500)),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    update(&db, "dev_1", with_binding(b"new key", T0 + 500)).await;
     assert_eq!(
         db.checkin_view("dev_1").await.unwrap().binding_generation,
         2
@@ -1304,15 +1175,7 @@ pub async fn tokens_by_status_code(db: Db) {
     )
     .await
     .unwrap();
-    update(
-        &db,
-        "dev_a",
-        DeviceChange {
-            token: Some(token(2, "locked", "K7Q2")),
-            ..DeviceChange::default()
-        },
-    )
-    .await;
+    update(&db, "dev_a", with_token(token(2, "locked", "K7Q2"))).await;
 
     let found = db.tokens_by_status_code("K7Q2").await.unwrap();
     let expected = [
@@ -1379,37 +1242,30 @@ pub async fn recent_status_codes_leave_superseded_ones_out(db: Db) {
             .is_empty()
     );
 
-    let ids = |found: Vec<StatusCodeMatch>| {
-        found
-            .into_iter()
-            .map(|m| (m.device_id, m.sequence))
-            .collect::<Vec<_>>()
-    };
     assert_eq!(
-        ids(db
-            .recent_tokens_by_status_code("ENR1", T0 + 2 * DAY)
-            .await
-            .unwrap()),
+        recent_matches(&db, "ENR1", T0 + 2 * DAY).await,
         [("dev_b".to_string(), 1)]
     );
     assert_eq!(
-        ids(db.recent_tokens_by_status_code("ENR1", T0).await.unwrap()),
+        recent_matches(&db, "ENR1", T0).await,
         [("dev_a".to_string(), 1), ("dev_b".to_string(), 1)]
     );
     assert_eq!(
-        ids(db
-            .recent_tokens_by_status_code("A2", T0 + 2 * DAY)
-            .await
-            .unwrap()),
+        recent_matches(&db, "A2", T0 + 2 * DAY).await,
         [("dev_a".to_string(), 2)]
     );
-    assert!(
-        db.recent_tokens_by_status_code("A2", T0 + 4 * DAY)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(recent_matches(&db, "A2", T0 + 4 * DAY).await.is_empty());
     assert_eq!(db.tokens_by_status_code("ENR1").await.unwrap().len(), 2);
+}
+
+/// The devices and sequences the public look-up of `code` finds since `since_us`.
+async fn recent_matches(db: &Db, code: &str, since_us: i64) -> Vec<(String, i64)> {
+    db.recent_tokens_by_status_code(code, since_us)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.device_id, m.sequence))
+        .collect()
 }
 
 /// Claimed ids, sorted.
@@ -1606,15 +1462,7 @@ pub async fn checkin_views_follow_writes(db: Db) {
         .collect();
     for sequence in 2..=WRITES {
         let code = format!("RACE{sequence}");
-        update(
-            &db,
-            "dev_1",
-            DeviceChange {
-                token: Some(token(sequence, "active", &code)),
-                ..DeviceChange::default()
-            },
-        )
-        .await;
+        update(&db, "dev_1", with_token(token(sequence, "active", &code))).await;
         let seen = db.checkin_view("dev_1").await.unwrap();
         assert_eq!(
             seen.token_sequence, sequence,
@@ -1902,10 +1750,7 @@ pub async fn a_write_finishes_when_its_caller_gives_up(db: Db) {
     let (computed, change_ran) = tokio::sync::oneshot::channel();
     let change: ChangeFn = Box::new(move |_| {
         let _ = computed.send(());
-        Ok(DeviceChange {
-            token: Some(token(2, "active", "GIVEUP")),
-            ..DeviceChange::default()
-        })
+        Ok(with_token(token(2, "active", "GIVEUP")))
     });
     let store = db.store.clone();
     let caller = tokio::spawn(async move { store.update_device("dev_1", change).await });
@@ -1975,14 +1820,8 @@ pub async fn committed_token_changes_are_announced(db: Db) {
     let quiet = Duration::from_millis(300);
 
     conflict(
-        db.update_device(
-            "dev_1",
-            fixed(DeviceChange {
-                token: Some(token(1, "locked", "STALE")),
-                ..DeviceChange::default()
-            }),
-        )
-        .await,
+        db.update_device("dev_1", fixed(with_token(token(1, "locked", "STALE"))))
+            .await,
     );
     update(
         &db,
@@ -2255,10 +2094,7 @@ pub async fn warm_up_keeps_no_view_older_than_a_write(db: Db) {
         let changes = batch
             .iter()
             .map(|id| {
-                let change = DeviceChange {
-                    token: Some(token(2, "active", "WARM2")),
-                    ..DeviceChange::default()
-                };
+                let change = with_token(token(2, "active", "WARM2"));
                 (id.clone(), fixed(change))
             })
             .collect();

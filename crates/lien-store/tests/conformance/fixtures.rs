@@ -4,8 +4,8 @@ use std::fmt::Debug;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use lien_store::{
-    AuditEntry, ChangeFn, DecisionRecord, DeviceChange, DeviceRecord, DeviceSnapshot, Financier,
-    NewDevice, PaymentRecord, StoreError, TokenRecord,
+    ApiKeyRecord, AuditEntry, AuditRecord, ChangeFn, DecisionRecord, DeviceChange, DeviceRecord,
+    DeviceSnapshot, Financier, NewDevice, OverrideRecord, PaymentRecord, StoreError, TokenRecord,
 };
 
 use crate::Db;
@@ -134,6 +134,74 @@ pub fn change(f: impl FnOnce(&DeviceSnapshot) -> DeviceChange + Send + 'static) 
 /// A change function that ignores the snapshot.
 pub fn fixed(c: DeviceChange) -> ChangeFn {
     change(move |_| c)
+}
+
+/// A change that only writes `t` as the current token.
+pub fn with_token(t: TokenRecord) -> DeviceChange {
+    DeviceChange {
+        token: Some(t),
+        ..DeviceChange::default()
+    }
+}
+
+/// A change that only binds the device to `key` at `at_us`.
+pub fn with_binding(key: &[u8], at_us: i64) -> DeviceChange {
+    DeviceChange {
+        binding: Some((key.to_vec(), at_us)),
+        ..DeviceChange::default()
+    }
+}
+
+/// A change that only adds `o`.
+pub fn with_override(o: OverrideRecord) -> DeviceChange {
+    DeviceChange {
+        new_override: Some(o),
+        ..DeviceChange::default()
+    }
+}
+
+/// A change that only records a payment of `amount` with this reference.
+pub fn with_payment(reference: &str, amount: i64) -> DeviceChange {
+    DeviceChange {
+        payment: Some(payment(reference, amount)),
+        ..DeviceChange::default()
+    }
+}
+
+/// What is written about device `id`: its snapshot and its audit chain.
+pub async fn written(db: &Db, id: &str) -> (DeviceSnapshot, Vec<AuditRecord>) {
+    (
+        db.snapshot(id).await.unwrap(),
+        db.audit_chain(id).await.unwrap(),
+    )
+}
+
+/// Revokes key `id` at `at_us`, audited in `chain` as `api_key_revoked` with `detail`.
+pub async fn revoke(
+    db: &Db,
+    id: &str,
+    at_us: i64,
+    chain: &str,
+    detail: &str,
+) -> Result<ApiKeyRecord, StoreError> {
+    db.revoke_api_key(id, at_us, chain, &entry("api_key_revoked", detail))
+        .await
+}
+
+/// Enrolls device `id` of `financier_id`, active, with a second IMEI made from `imei2_seed`;
+/// returns what was enrolled.
+pub async fn enroll_with_imei2(
+    db: &Db,
+    id: &str,
+    financier_id: &str,
+    imei2_seed: &str,
+) -> NewDevice {
+    let device = NewDevice {
+        imei2: Some(imei(imei2_seed)),
+        ..new_device(id, financier_id)
+    };
+    db.enroll(&device, enrollment("active", 0)).await.unwrap();
+    device
 }
 
 /// Applies `c` to device `id`, which must succeed.

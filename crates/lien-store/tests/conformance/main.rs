@@ -49,6 +49,17 @@ impl Db {
     }
 }
 
+/// The store at `url`, opened as the server opens it.
+async fn open(url: String) -> Db {
+    let store = SqlStore::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e:?}"));
+    Db {
+        store: Arc::new(store),
+        url,
+    }
+}
+
 /// Runs `check` on a new SQLite file, which lives as long as the check.
 async fn on_sqlite<F, Fut>(check: F)
 where
@@ -57,14 +68,7 @@ where
 {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = SqlStore::open(&url)
-        .await
-        .unwrap_or_else(|e| panic!("opening {url}: {e:?}"));
-    check(Db {
-        store: Arc::new(store),
-        url,
-    })
-    .await;
+    check(open(url).await).await;
 }
 
 /// Runs `check` on a new database of the PostgreSQL server named by `LIEN_TEST_POSTGRES_URL`,
@@ -91,14 +95,7 @@ where
         .unwrap_or_else(|e| panic!("CREATE DATABASE {database}: {e}"));
     eprintln!("postgres::{name}: database {database}");
     let url = with_database(&server, &database);
-    let store = SqlStore::open(&url)
-        .await
-        .unwrap_or_else(|e| panic!("opening {url}: {e:?}"));
-    check(Db {
-        store: Arc::new(store),
-        url,
-    })
-    .await;
+    check(open(url).await).await;
     // FORCE ends the store's pooled connections, which outlive the check.
     admin
         .execute(AssertSqlSafe(format!(

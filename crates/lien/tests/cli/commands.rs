@@ -10,6 +10,28 @@ fn lien(args: &[&str]) -> Output {
         .expect("the lien binary runs")
 }
 
+/// Runs `lien` with `args`, which must succeed; returns what it printed to standard output.
+fn succeeds(args: &[&str]) -> String {
+    let out = lien(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Runs `lien` with `args`, which must exit with status 1 (a user error).
+fn fails(args: &[&str]) -> Output {
+    let out = lien(args);
+    assert_eq!(out.status.code(), Some(1));
+    out
+}
+
+/// Fails unless `text` contains every one of `expected`.
+#[track_caller]
+fn assert_contains_all(text: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(text.contains(e), "{e:?} missing from:\n{text}");
+    }
+}
+
 /// What the command printed to standard output.
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
@@ -22,9 +44,7 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn no_arguments_prints_version_and_commands_and_succeeds() {
-    let out = lien(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = succeeds(&[]);
     assert!(
         text.starts_with(&format!("lien {}\n", env!("CARGO_PKG_VERSION"))),
         "{text}"
@@ -47,28 +67,28 @@ fn version_flag_prints_the_version() {
 
 #[test]
 fn imei_is_normalised_and_its_tac_shown() {
-    let out = lien(&["imei", "35-209900-176148-1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        stdout(&out),
+        succeeds(&["imei", "35-209900-176148-1"]),
         "IMEI 352099001761481 is valid\nTAC 35209900\n"
     );
 }
 
 #[test]
 fn imeisv_is_converted_to_the_imei() {
-    let out = lien(&["imei", "35 209900 176148 23"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(text.contains("IMEISV 3520990017614823"), "{text}");
-    assert!(text.contains("IMEI 352099001761481"), "{text}");
-    assert!(text.contains("TAC 35209900"), "{text}");
+    let text = succeeds(&["imei", "35 209900 176148 23"]);
+    assert_contains_all(
+        &text,
+        &[
+            "IMEISV 3520990017614823",
+            "IMEI 352099001761481",
+            "TAC 35209900",
+        ],
+    );
 }
 
 #[test]
 fn wrong_check_digit_fails_and_says_which() {
-    let out = lien(&["imei", "352099001761482"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = fails(&["imei", "352099001761482"]);
     assert!(stdout(&out).is_empty());
     assert_eq!(
         stderr(&out),
@@ -78,38 +98,37 @@ fn wrong_check_digit_fails_and_says_which() {
 
 #[test]
 fn policy_lists_the_presets() {
-    let out = lien(&["policy"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    for name in ["strict-dealer", "kenya", "india-draft"] {
-        assert!(text.contains(name), "{text}");
-    }
+    let text = succeeds(&["policy"]);
+    assert_contains_all(&text, &["strict-dealer", "kenya", "india-draft"]);
 }
 
 #[test]
 fn policy_india_draft_shows_day_90_and_both_notices() {
-    let out = lien(&["policy", "india-draft"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(text.contains("minimum days past due:  90\n"), "{text}");
-    assert!(text.contains("  day 60, then 21 days to pay\n"), "{text}");
-    assert!(text.contains("  day 81, then 7 days to pay\n"), "{text}");
-    assert!(text.contains("  day 90: locked"), "{text}");
-    assert!(
-        text.contains("quiet hours:            19:00-08:00\n"),
-        "{text}"
+    let text = succeeds(&["policy", "india-draft"]);
+    assert_contains_all(
+        &text,
+        &[
+            "minimum days past due:  90\n",
+            "  day 60, then 21 days to pay\n",
+            "  day 81, then 7 days to pay\n",
+            "  day 90: locked",
+            "quiet hours:            19:00-08:00\n",
+        ],
     );
 }
 
 #[test]
 fn unknown_policy_fails_and_names_the_presets() {
-    let out = lien(&["policy", "lenient"]);
-    assert_eq!(out.status.code(), Some(1));
-    let text = stderr(&out);
-    assert!(text.contains("unknown policy \"lenient\""), "{text}");
-    for name in ["strict-dealer", "kenya", "india-draft"] {
-        assert!(text.contains(name), "{text}");
-    }
+    let out = fails(&["policy", "lenient"]);
+    assert_contains_all(
+        &stderr(&out),
+        &[
+            "unknown policy \"lenient\"",
+            "strict-dealer",
+            "kenya",
+            "india-draft",
+        ],
+    );
 }
 
 /// `lien` beside a `lien-bench` (here `echo`, which prints what it was given) in a directory of
@@ -150,11 +169,12 @@ fn bench_without_lien_bench_says_how_to_build_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let text = stderr(&out);
-    assert!(text.contains("`lien-bench`, which is not beside"), "{text}");
-    assert!(
-        text.contains("cargo build --release -p lien-bench"),
-        "{text}"
+    assert_contains_all(
+        &stderr(&out),
+        &[
+            "`lien-bench`, which is not beside",
+            "cargo build --release -p lien-bench",
+        ],
     );
 }
 
