@@ -15,6 +15,7 @@ mod browser;
 mod isolation;
 mod malformed;
 mod management;
+mod mpesa;
 mod phone;
 mod push;
 mod rate_limits;
