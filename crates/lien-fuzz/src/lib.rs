@@ -578,13 +578,25 @@ pub fn policy_plan(data: &[u8]) {
 /// Invariants: an accepted payment has a transaction id of 1 to 32 letters and digits, a
 /// positive amount no larger than the largest payment, and a trimmed account of at most 64
 /// characters, and parses the same way again; its debug form never shows the payer's number; a
-/// refusal names one of Daraja's fields and answers with one of Daraja's rejection codes.
+/// refusal names one of Daraja's fields and answers with one of Daraja's rejection codes. A
+/// confirmation (`parse_confirmed`) is taken whenever a validation is, the same way, and is
+/// refused only for the transaction id, the time or the amount.
 pub fn mpesa_callback(data: &[u8]) {
     use lien_server::commands::payments::MAX_PAYMENT_MINOR;
     use lien_server::providers::mpesa::{C2bCallback, C2bPayment};
     let Ok(callback) = serde_json::from_slice::<C2bCallback>(data) else {
         return;
     };
+    let confirmed = C2bPayment::parse_confirmed(&callback);
+    if let Err(refused) = &confirmed {
+        assert!(
+            ["TransID", "TransTime", "TransAmount"]
+                .iter()
+                .any(|f| refused.message.starts_with(&format!("{f}: "))),
+            "a confirmation refused for {:?}",
+            refused.message
+        );
+    }
     match C2bPayment::parse(&callback) {
         Ok(payment) => {
             assert!(
@@ -595,6 +607,7 @@ pub fn mpesa_callback(data: &[u8]) {
             assert!(payment.account.chars().count() <= 64);
             assert_eq!(payment.account.trim(), payment.account);
             assert_eq!(C2bPayment::parse(&callback).ok(), Some(payment.clone()));
+            assert_eq!(confirmed.ok(), Some(payment.clone()));
             if let Some(number) = callback.msisdn.as_deref().map(str::trim)
                 && number.len() >= 4
             {

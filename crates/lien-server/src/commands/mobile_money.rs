@@ -172,7 +172,7 @@ pub async fn confirm(
     endpoint: &MpesaEndpointRecord,
     callback: &mpesa::C2bCallback,
 ) -> Result<Confirmed, ApiError> {
-    let payment = C2bPayment::parse(callback).map_err(Refused::into_api_error)?;
+    let payment = C2bPayment::parse_confirmed(callback).map_err(Refused::into_api_error)?;
     let financier_id = &endpoint.financier_id;
     // A transaction kept as unmatched stays there, even if its account was enrolled since: the
     // financier assigns it, so that it is never recorded twice.
@@ -185,7 +185,18 @@ pub async fn confirm(
         return Ok(Confirmed::Repeated);
     }
     let actor = provider_actor(endpoint);
-    let reason = match payable_device(state, financier_id, &payment.account).await? {
+    let matched = if payment.account_complete {
+        payable_device(state, financier_id, &payment.account).await?
+    } else {
+        Err(Refused {
+            rejection: Rejection::InvalidAccount,
+            message: format!(
+                "BillRefNumber: longer than any account number ({} characters kept)",
+                mpesa::MAX_ACCOUNT_CHARS
+            ),
+        })
+    };
+    let reason = match matched {
         Ok(device) => {
             let device_id = device.enrolled.id;
             let key = provider_key(&payment.trans_id, payment.amount_minor, &device_id);

@@ -73,6 +73,9 @@ pub const MAX_ACCOUNT_CHARS: usize = 64;
 /// The longest transaction id: Daraja's are 10 characters.
 pub const MAX_TRANS_ID_CHARS: usize = 32;
 
+/// The longest payer's number (or the provider's mask or hash of it) that is hashed.
+const MAX_MSISDN_CHARS: usize = 128;
+
 /// The longest any other field may be.
 const MAX_FIELD_CHARS: usize = 100;
 
@@ -231,6 +234,8 @@ pub struct C2bPayment {
     pub amount_minor: i64,
     /// The account number, trimmed; empty when the borrower typed none (a till payment).
     pub account: String,
+    /// Whether `account` is all that was typed (a confirmation's is cut to its bound).
+    pub account_complete: bool,
     /// The payer's number as sent, to be hashed; never stored.
     msisdn: Option<String>,
 }
@@ -247,9 +252,21 @@ impl std::fmt::Debug for C2bPayment {
 }
 
 impl C2bPayment {
-    /// Checks a callback: every field bounded, the transaction id, the time and the amount
+    /// Checks a validation: every field bounded, the transaction id, the time and the amount
     /// read. The account is checked against the devices by the caller.
     pub fn parse(callback: &C2bCallback) -> Result<C2bPayment, Refused> {
+        C2bPayment::read(callback, true)
+    }
+
+    /// Checks a confirmation. M-Pesa has taken the money by then, so only what a payment cannot
+    /// be recorded without (the transaction id, the time, the amount) is refused: a field Lien
+    /// does not keep is ignored when it is too long, a payer's number then goes unhashed, and
+    /// an account number too long for any device is cut to its bound and matches none.
+    pub fn parse_confirmed(callback: &C2bCallback) -> Result<C2bPayment, Refused> {
+        C2bPayment::read(callback, false)
+    }
+
+    fn read(callback: &C2bCallback, strict: bool) -> Result<C2bPayment, Refused> {
         let optional = [
             ("TransactionType", &callback.transaction_type),
             ("BusinessShortCode", &callback.business_short_code),
@@ -261,9 +278,10 @@ impl C2bPayment {
             ("LastName", &callback.last_name),
         ];
         for (field, value) in optional {
-            if value
-                .as_deref()
-                .is_some_and(|v| v.chars().count() > MAX_FIELD_CHARS)
+            if strict
+                && value
+                    .as_deref()
+                    .is_some_and(|v| v.chars().count() > MAX_FIELD_CHARS)
             {
                 return Err(Refused::new(
                     Rejection::Other,
@@ -285,33 +303,45 @@ impl C2bPayment {
         }
         let received_at = parse_trans_time(&callback.trans_time)?;
         let amount_minor = parse_amount(&callback.trans_amount)?;
-        let account = callback.bill_ref_number.as_deref().unwrap_or("").trim();
-        if account.chars().count() > MAX_ACCOUNT_CHARS {
+        let typed = callback.bill_ref_number.as_deref().unwrap_or("").trim();
+        let account_complete = typed.chars().count() <= MAX_ACCOUNT_CHARS;
+        if strict && !account_complete {
             return Err(Refused::new(
                 Rejection::InvalidAccount,
                 "BillRefNumber",
                 format!("must be at most {MAX_ACCOUNT_CHARS} characters"),
             ));
         }
+        let account = typed
+            .chars()
+            .take(MAX_ACCOUNT_CHARS)
+            .collect::<String>()
+            .trim_end()
+            .to_string();
+        // Any text: the provider masks or hashes numbers in forms of its own choosing.
         let msisdn = match callback.msisdn.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(number) => {
-                let allowed = |c: char| c.is_ascii_digit() || c == '*' || c == '+';
-                if number.chars().count() > 32 || !number.chars().all(allowed) {
-                    return Err(Refused::new(
-                        Rejection::InvalidMsisdn,
-                        "MSISDN",
-                        "must be a phone number of at most 32 digits",
-                    ));
-                }
+            Some(number)
+                if number.chars().count() <= MAX_MSISDN_CHARS
+                    && !number.chars().any(char::is_control) =>
+            {
                 Some(number.to_string())
             }
+            Some(_) if strict => {
+                return Err(Refused::new(
+                    Rejection::InvalidMsisdn,
+                    "MSISDN",
+                    format!("must be at most {MAX_MSISDN_CHARS} printable characters"),
+                ));
+            }
+            Some(_) => None,
         };
         Ok(C2bPayment {
             trans_id: trans_id.to_string(),
             received_at,
             amount_minor,
-            account: account.to_string(),
+            account,
+            account_complete,
             msisdn,
         })
     }
@@ -643,13 +673,41 @@ mod tests {
             Rejection::Other
         );
         let mut bad_number = callback("10", "20260205103000");
-        bad_number.msisdn = Some("call me".into());
+        bad_number.msisdn = Some("1".repeat(129));
         assert_eq!(
             C2bPayment::parse(&bad_number)
                 .unwrap_err()
                 .answer()
                 .result_code,
             "C2B00011"
+        );
+    }
+
+    #[test]
+    fn a_confirmation_is_refused_only_for_what_a_payment_needs() {
+        let mut odd = callback("10", "20260205103000");
+        odd.msisdn = Some("1".repeat(129));
+        odd.first_name = Some("x".repeat(500));
+        odd.bill_ref_number = Some("A".repeat(70));
+        let payment = C2bPayment::parse_confirmed(&odd).unwrap();
+        assert_eq!(payment.payer_hash(&[1; 32]), None);
+        assert!(!payment.account_complete);
+        assert_eq!(payment.account, "A".repeat(MAX_ACCOUNT_CHARS));
+        // A number the provider masked or hashed is hashed as it came.
+        odd.msisdn = Some("2547 ***** 126".into());
+        assert!(
+            C2bPayment::parse_confirmed(&odd)
+                .unwrap()
+                .payer_hash(&[1; 32])
+                .is_some()
+        );
+        let mut no_amount = callback("0", "20260205103000");
+        no_amount.msisdn = None;
+        assert_eq!(
+            C2bPayment::parse_confirmed(&no_amount)
+                .unwrap_err()
+                .rejection,
+            Rejection::InvalidAmount
         );
     }
 
