@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Backend, Reply, TestApp, enrollment, imei, postgres_url, spawn_app};
+use crate::common::{
+    Backend, Reply, TestApp, enrollment, imei, postgres_url, spawn_app, spawn_app_with,
+};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use lien_agent::Screen;
@@ -462,6 +464,34 @@ async fn a_device_not_payable_in_shillings_is_refused(backend: Backend) {
     app.running.stop().await;
 }
 
+async fn guessing_tokens_is_rate_limited_but_the_provider_is_not(backend: Backend) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.public_rate_per_minute = 1;
+        s.public_rate_burst = 2;
+    })
+    .await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    app.enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
+    let body = daraja(&app, "RKTLIMIT01", "C-1001", "10");
+    let guessed = format!("mpt_{}", "B".repeat(43));
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(post(&app, &guessed, "validation", &body).await.status);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [404, 404, 429]);
+    // The provider, from the same address, is not held to the public allowance.
+    for _ in 0..5 {
+        let reply = post(&app, &token, "validation", &body).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    app.running.stop().await;
+}
+
 /// Neither the payer's number nor names are anywhere in the database's text: not in the
 /// payments, the unmatched payments, the audit log or the kept responses. On SQLite, not in
 /// the database's files at all.
@@ -506,4 +536,5 @@ on_both_backends!(
     a_wrong_token_is_not_found_and_writes_nothing,
     callbacks_come_only_from_the_allowed_sources,
     a_device_not_payable_in_shillings_is_refused,
+    guessing_tokens_is_rate_limited_but_the_provider_is_not,
 );
