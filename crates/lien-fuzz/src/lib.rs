@@ -569,11 +569,87 @@ pub fn policy_plan(data: &[u8]) {
     }
 }
 
+/// M-Pesa's C2B callback (Daraja's validation and confirmation JSON): serde into
+/// `C2bCallback`, then `C2bPayment::parse`.
+///
+/// Invariants: an accepted payment has a transaction id of 1 to 32 letters and digits, a
+/// positive amount no larger than the largest payment, and a trimmed account of at most 64
+/// characters, and parses the same way again; its debug form never shows the payer's number; a
+/// refusal names one of Daraja's fields and answers with one of Daraja's rejection codes. A
+/// confirmation (`parse_confirmed`) is taken whenever a validation is, the same way, and is
+/// refused only for the transaction id, the time or the amount.
+pub fn mpesa_callback(data: &[u8]) {
+    use lien_server::commands::payments::MAX_PAYMENT_MINOR;
+    use lien_server::providers::mpesa::{C2bCallback, C2bPayment};
+    let Ok(callback) = serde_json::from_slice::<C2bCallback>(data) else {
+        return;
+    };
+    let confirmed = C2bPayment::parse_confirmed(&callback);
+    if let Err(refused) = &confirmed {
+        assert!(
+            ["TransID", "TransTime", "TransAmount"]
+                .iter()
+                .any(|f| refused.message.starts_with(&format!("{f}: "))),
+            "a confirmation refused for {:?}",
+            refused.message
+        );
+    }
+    match C2bPayment::parse(&callback) {
+        Ok(payment) => {
+            assert!(
+                (1..=32).contains(&payment.trans_id.len())
+                    && payment.trans_id.chars().all(|c| c.is_ascii_alphanumeric())
+            );
+            assert!(payment.amount_minor > 0 && payment.amount_minor <= MAX_PAYMENT_MINOR);
+            assert!(payment.account.chars().count() <= 64);
+            assert_eq!(payment.account.trim(), payment.account);
+            assert_eq!(C2bPayment::parse(&callback).ok(), Some(payment.clone()));
+            assert_eq!(confirmed.ok(), Some(payment.clone()));
+            if let Some(number) = callback.msisdn.as_deref().map(str::trim)
+                && number.len() >= 4
+            {
+                assert!(!format!("{payment:?}").contains(number));
+            }
+        }
+        Err(refused) => {
+            let (field, _) = refused
+                .message
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("refusal {:?} names no field", refused.message));
+            assert!(
+                [
+                    "TransactionType",
+                    "TransID",
+                    "TransTime",
+                    "TransAmount",
+                    "BusinessShortCode",
+                    "BillRefNumber",
+                    "InvoiceNumber",
+                    "OrgAccountBalance",
+                    "ThirdPartyTransID",
+                    "MSISDN",
+                    "FirstName",
+                    "MiddleName",
+                    "LastName",
+                ]
+                .contains(&field),
+                "refusal {:?} names {field:?}",
+                refused.message
+            );
+            let code = refused.answer().result_code;
+            assert!(
+                ["C2B00011", "C2B00012", "C2B00013", "C2B00016"].contains(&code.as_str()),
+                "{code}"
+            );
+        }
+    }
+}
+
 /// A fuzz target: any bytes in, a panic on a finding.
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as the corpus directories are named.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("identity", identity),
     ("status_token", status_token),
     ("ocra", ocra),
@@ -581,4 +657,5 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("bulk_csv", bulk_csv),
     ("appeal_form", appeal_form),
     ("policy_plan", policy_plan),
+    ("mpesa_callback", mpesa_callback),
 ];

@@ -42,6 +42,13 @@ const STATUS_CODES_PER_MINUTE: u32 = 30;
 /// How many status codes one key may look up at once.
 const STATUS_CODE_BURST: u32 = 20;
 
+/// Payment-provider callbacks per client address and minute, after a first burst: M-Pesa
+/// calls from a few addresses, twice for every payment to a paybill, so the allowance is far
+/// above the public endpoints' and bounds only a flood (see `routes::providers`).
+const PROVIDER_CALLBACKS_PER_MINUTE: u32 = 6_000;
+/// How many callbacks one address may send at once.
+const PROVIDER_CALLBACK_BURST: u32 = 1_000;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -77,6 +84,8 @@ pub struct Inner {
     pub hello_imei_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-API-key limits on status-code look-ups (see [`STATUS_CODES_PER_MINUTE`]).
     pub status_code_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per-client limits on payment-provider callbacks (see [`PROVIDER_CALLBACKS_PER_MINUTE`]).
+    pub provider_limit: crate::rate_limit::RateLimiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -115,6 +124,11 @@ impl AppState {
             STATUS_CODE_BURST,
             clock.clone(),
         );
+        let provider_limit = crate::rate_limit::RateLimiter::new(
+            PROVIDER_CALLBACKS_PER_MINUTE,
+            PROVIDER_CALLBACK_BURST,
+            clock.clone(),
+        );
         let attachments = crate::attachments::from_settings(
             settings.attachment_store,
             settings.data_dir.clone(),
@@ -136,6 +150,7 @@ impl AppState {
             hello_limit,
             hello_imei_limit,
             status_code_limit,
+            provider_limit,
         }))
     }
 

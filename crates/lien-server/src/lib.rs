@@ -22,6 +22,7 @@ pub mod no_nul;
 pub mod openapi;
 pub mod pages;
 pub mod private_files;
+pub mod providers;
 pub mod push;
 pub mod rate_limit;
 pub mod routes;

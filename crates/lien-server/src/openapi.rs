@@ -61,6 +61,15 @@ use crate::routes::{appeals, public};
         appeals::AppealView,
         appeals::AttachmentView,
         appeals::AppealDecision,
+        crate::providers::mpesa::C2bCallback,
+        crate::providers::mpesa::ValidationAnswer,
+        crate::providers::mpesa::ConfirmationAnswer,
+        crate::providers::mpesa::EndpointRequest,
+        crate::providers::mpesa::EndpointCreated,
+        crate::providers::mpesa::EndpointView,
+        crate::providers::UnmatchedPaymentView,
+        crate::providers::UnmatchedPaymentList,
+        crate::providers::AssignmentRequest,
     )),
     tags(
         (name = "financiers", description = "Financiers and their API keys, and the platform's own keys."),
@@ -68,6 +77,7 @@ use crate::routes::{appeals, public};
         (name = "phone", description = "What the phone calls: hello at setup, then signed check-ins."),
         (name = "public", description = "Without an account: the IMEI check, and opening and following an appeal. Rate limited per client address."),
         (name = "appeals", description = "Borrowers' appeals, for the device's financier (who answers) and support (who sees all)."),
+        (name = "providers", description = "Payment providers' callbacks (M-Pesa C2B through Daraja, authenticated by the token in their path), the financier's endpoint for them, and the payments that matched no device."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
     )
 )]
@@ -425,7 +435,9 @@ mod tests {
                     secured,
                     path.starts_with("/v1/")
                         && !path.starts_with("/v1/device/")
-                        && !path.starts_with("/v1/public/"),
+                        && !path.starts_with("/v1/public/")
+                        // Authenticated by the token in the path: the provider has no API key.
+                        && !path.starts_with("/v1/providers/"),
                     "{method} {path}: the api_key requirement is wrong"
                 );
             }

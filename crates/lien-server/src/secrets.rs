@@ -93,6 +93,12 @@ impl Secrets {
         self.derive(b"lien-ocra-key-v1", device_id, generation)
     }
 
+    /// The key a financier's payers' phone numbers are hashed under (HMAC-SHA256), so that
+    /// none is stored in clear and the hashes of one financier say nothing to another.
+    pub fn payer_key(&self, financier_id: &str) -> [u8; 32] {
+        self.derive(b"lien-payer-v1", financier_id, 0)
+    }
+
     fn derive(&self, label: &[u8], device_id: &str, generation: i64) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.device_root).expect("any key length");
         mac.update(label);

@@ -10,6 +10,7 @@
 
 pub mod appeals;
 pub mod audit;
+pub mod mobile_money;
 mod records;
 mod sql;
 
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 pub use appeals::{
     AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, Attachments, ImeiHistory,
 };
+pub use mobile_money::{MobileMoney, MpesaEndpointRecord, UnmatchedPaymentRecord, UnmatchedStatus};
 pub use records::*;
 pub use sql::SqlStore;
 
@@ -341,7 +343,15 @@ pub trait Idempotency: Send + Sync {
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
-    Tenants + Devices + Schedule + AuditLog + Idempotency + Appeals + ImeiHistory + Attachments
+    Tenants
+    + Devices
+    + Schedule
+    + AuditLog
+    + Idempotency
+    + Appeals
+    + ImeiHistory
+    + Attachments
+    + MobileMoney
 {
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

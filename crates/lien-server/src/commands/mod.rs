@@ -28,6 +28,7 @@
 pub mod appeals;
 pub mod device_change;
 pub mod enrollment;
+pub mod mobile_money;
 pub mod overrides;
 pub mod payments;
 pub mod payoff;

@@ -6,6 +6,7 @@ pub mod appeals;
 pub(crate) mod devices;
 pub(crate) mod ops;
 pub(crate) mod phone;
+pub(crate) mod providers;
 pub mod public;
 pub(crate) mod push;
 
@@ -21,6 +22,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::providers::mpesa::MAX_CALLBACK_BODY_BYTES;
 
 /// What a request body to the financier API may weigh: policies, plans and enrollments are a
 /// few KiB. Routes that take more (bulk CSV, appeal uploads) or less (the phone's) say so.
@@ -82,6 +84,20 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         .routes(routes!(appeals::attachment))
         .routes(routes!(appeals::decide))
         .routes(routes!(push::push).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)))
+        .routes(
+            routes!(providers::mpesa_validation)
+                .layer(DefaultBodyLimit::max(MAX_CALLBACK_BODY_BYTES)),
+        )
+        .routes(
+            routes!(providers::mpesa_confirmation)
+                .layer(DefaultBodyLimit::max(MAX_CALLBACK_BODY_BYTES)),
+        )
+        .routes(routes!(
+            providers::put_mpesa_endpoint,
+            providers::get_mpesa_endpoint
+        ))
+        .routes(routes!(providers::list_unmatched))
+        .routes(routes!(providers::assign_unmatched))
         .split_for_parts();
     (router, crate::openapi::complete(document))
 }

@@ -15,6 +15,7 @@ mod browser;
 mod isolation;
 mod malformed;
 mod management;
+mod mpesa;
 mod payoff;
 mod phone;
 mod push;

@@ -13,6 +13,7 @@ mod checkpoint;
 mod claims;
 mod device_writes;
 mod devices;
+mod mobile_money;
 mod notify;
 mod rows;
 mod tenants;
@@ -47,6 +48,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_attachments.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_mobile_money.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -73,6 +78,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../migrations/postgres/0007_attachments.sql"),
+    ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_mobile_money.sql"),
     ),
 ];
 

@@ -8,6 +8,7 @@
 
 mod checks;
 mod fixtures;
+mod mobile_money;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -195,6 +196,9 @@ conformance![
     a_write_finishes_when_its_caller_gives_up,
     committed_token_changes_are_announced,
     appeals_are_written_with_the_change_and_answered_once,
+    mpesa_endpoints_are_found_by_token_and_rotated,
+    devices_are_found_by_contract_ref,
+    unmatched_payments_are_kept_once_and_assigned_once,
     attachments_are_kept_whole_by_key,
     warm_up_keeps_no_view_older_than_a_write,
 ];

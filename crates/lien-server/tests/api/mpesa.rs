@@ -1,0 +1,540 @@
+//! M-Pesa's C2B callbacks (Daraja): a borrower pays the financier's paybill with the contract
+//! reference as account number, and the phone, locked and holding a push channel, is unlocked
+//! within a second of the confirmation; nothing a confirmation brings is lost or applied twice.
+//! On SQLite and, when LIEN_TEST_POSTGRES_URL is set, on PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    Backend, Reply, TestApp, enrollment, imei, postgres_url, spawn_app, spawn_app_with,
+};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use lien_agent::Screen;
+use lien_agent::sim::{Phone, PushBackoff};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection};
+
+/// Long enough for any loaded CI machine to deliver a push; the promise (a second) is checked
+/// separately, on the time the push took.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The payer's number and names as Daraja sends them: none may be stored in clear.
+const MSISDN: &str = "254708374149";
+const FIRST_NAME: &str = "Wanjiku";
+const LAST_NAME: &str = "Kamau";
+
+/// A financier with a financed phone (contract C-1001, set up), its M-Pesa endpoint token,
+/// and the phone connected by push and locked by the schedule.
+struct Story {
+    app: TestApp,
+    financier_id: String,
+    key: String,
+    token: String,
+    device_id: String,
+    phone: Phone,
+}
+
+async fn locked_phone_with_endpoint(backend: Backend) -> Story {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let financed = app.financed_phone(&key, &app.base).await;
+    let mut phone = financed.phone;
+    phone.enable_push(PushBackoff::default());
+    phone.connect_push().await.expect("the push channel opens");
+    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
+
+    // Day 4 past the missed February installment, in the morning in Nairobi: locked.
+    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
+    app.clock.advance(SignedDuration::from_secs(
+        at.as_second() - app.clock_now().as_second(),
+    ));
+    assert!(app.run_scheduler().await >= 1);
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the lock is pushed"
+    );
+    assert!(locked(&phone), "{}", phone.render());
+    Story {
+        app,
+        financier_id,
+        key,
+        token,
+        device_id: financed.device_id,
+        phone,
+    }
+}
+
+async fn create_endpoint(app: &TestApp, key: &str, financier_id: &str, body: Value) -> String {
+    let created = app
+        .call(
+            "POST",
+            &format!("/v1/financiers/{financier_id}/mpesa-endpoint"),
+            key,
+            Some(body),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let token = created.body["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("mpt_"), "{token}");
+    assert_eq!(
+        created.body["confirmation_path"],
+        format!("/v1/providers/mpesa/{token}/confirmation")
+    );
+    token
+}
+
+fn locked(phone: &Phone) -> bool {
+    matches!(phone.screen(), Screen::Locked(_))
+}
+
+/// A C2B callback as Daraja documents it, at the server's time in Nairobi.
+fn daraja(app: &TestApp, trans_id: &str, account: &str, amount: &str) -> Value {
+    let trans_time = app
+        .clock_now()
+        .to_zoned(TimeZone::get("Africa/Nairobi").unwrap())
+        .strftime("%Y%m%d%H%M%S")
+        .to_string();
+    json!({
+        "TransactionType": "Pay Bill",
+        "TransID": trans_id,
+        "TransTime": trans_time,
+        "TransAmount": amount,
+        "BusinessShortCode": "600638",
+        "BillRefNumber": account,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "49197.00",
+        "ThirdPartyTransID": "",
+        "MSISDN": MSISDN,
+        "FirstName": FIRST_NAME,
+        "MiddleName": "",
+        "LastName": LAST_NAME,
+    })
+}
+
+/// Posts a callback as Daraja does: no API key, the token in the path.
+async fn post(app: &TestApp, token: &str, which: &str, body: &Value) -> Reply {
+    app.send(
+        "POST",
+        &format!("/v1/providers/mpesa/{token}/{which}"),
+        &[],
+        Some(body.to_string()),
+    )
+    .await
+}
+
+/// The device's payments and audit records, as stored.
+async fn written(app: &TestApp, device_id: &str) -> (usize, usize, i64) {
+    let store = &app.running.state.store;
+    let snapshot = store.snapshot(device_id).await.unwrap();
+    let audit = store.audit_chain(device_id).await.unwrap();
+    let sequence = snapshot.device.token.map_or(0, |t| t.sequence);
+    (snapshot.payments.len(), audit.len(), sequence)
+}
+
+async fn unmatched(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
+    let listed = app
+        .call("GET", &format!("/v1/unmatched-payments{query}"), key, None)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    listed.body["payments"].as_array().unwrap().clone()
+}
+
+async fn a_paybill_payment_unlocks_the_phone_within_a_second_once(backend: Backend) {
+    let Story {
+        app,
+        token,
+        device_id,
+        mut phone,
+        key,
+        ..
+    } = locked_phone_with_endpoint(backend).await;
+
+    let validation = post(
+        &app,
+        &token,
+        "validation",
+        &daraja(&app, "RKTQDM7W6S", "C-1001", "1000.00"),
+    )
+    .await;
+    assert_eq!(validation.status, 200, "{}", validation.body);
+    assert_eq!(
+        validation.body,
+        json!({"ResultCode": "0", "ResultDesc": "Accepted"})
+    );
+    // A validation writes nothing.
+    let before = written(&app, &device_id).await;
+    assert_eq!(before.0, 0);
+
+    let confirmation = daraja(&app, "RKTQDM7W6S", "C-1001", "1000.00");
+    let sent = Instant::now();
+    let confirmed = post(&app, &token, "confirmation", &confirmation).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    assert_eq!(confirmed.body["ResultCode"], 0);
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the unlock is pushed"
+    );
+    let took = sent.elapsed();
+    assert!(!locked(&phone), "{}", phone.render());
+    assert!(
+        took < Duration::from_secs(1),
+        "the phone was unlocked {took:?} after the confirmation"
+    );
+    let after = written(&app, &device_id).await;
+    assert_eq!(after.0, 1, "one payment");
+    let payment = &app
+        .running
+        .state
+        .store
+        .snapshot(&device_id)
+        .await
+        .unwrap()
+        .payments[0];
+    assert_eq!(payment.reference, "RKTQDM7W6S");
+    assert_eq!(payment.amount_minor, 100_000);
+    assert_eq!(payment.currency, "KES");
+
+    // Daraja sends the same confirmation again, five times: nothing changes.
+    for _ in 0..5 {
+        let again = post(&app, &token, "confirmation", &confirmation).await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.body["ResultCode"], 0);
+    }
+    assert_eq!(written(&app, &device_id).await, after);
+    assert_eq!(phone.next_push(Duration::from_millis(300)).await, None);
+    assert!(!locked(&phone));
+    assert!(unmatched(&app, &key, "").await.is_empty());
+
+    assert_no_payer_in_clear(&app).await;
+    app.running.stop().await;
+}
+
+async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend: Backend) {
+    let Story {
+        app,
+        token,
+        device_id,
+        mut phone,
+        key,
+        financier_id,
+    } = locked_phone_with_endpoint(backend).await;
+
+    // The borrower mistypes the account number: the validation refuses it...
+    let typo = daraja(&app, "RKT1TYPO01", "C-1010", "1000.00");
+    let validation = post(&app, &token, "validation", &typo).await;
+    assert_eq!(validation.status, 200, "{}", validation.body);
+    assert_eq!(validation.body["ResultCode"], "C2B00012");
+    assert!(
+        validation.body["ResultDesc"]
+            .as_str()
+            .unwrap()
+            .contains("C-1010"),
+        "{}",
+        validation.body
+    );
+
+    // ...but a shortcode without validation confirms it all the same: it is kept, once.
+    let before = written(&app, &device_id).await;
+    for _ in 0..3 {
+        let confirmed = post(&app, &token, "confirmation", &typo).await;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+        assert_eq!(confirmed.body["ResultCode"], 0);
+    }
+    assert_eq!(written(&app, &device_id).await, before);
+    assert!(locked(&phone));
+    let open = unmatched(&app, &key, "?status=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let kept = &open[0];
+    assert_eq!(kept["reference"], "RKT1TYPO01");
+    assert_eq!(kept["account"], "C-1010");
+    assert_eq!(kept["amount_minor"], 100_000);
+    assert_eq!(kept["currency"], "KES");
+    assert_eq!(kept["financier_id"], financier_id.as_str());
+    assert_eq!(kept["status"], "open");
+    assert!(kept.get("msisdn").is_none());
+    let id = kept["id"].as_str().unwrap().to_string();
+
+    // Another financier sees none of it and cannot assign it.
+    let (_, other_key) = app.financier("Other Lender").await;
+    assert!(unmatched(&app, &other_key, "").await.is_empty());
+    let refused = app
+        .call(
+            "POST",
+            &format!("/v1/unmatched-payments/{id}/assignment"),
+            &other_key,
+            Some(json!({"device_id": device_id})),
+        )
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+
+    let assignment = format!("/v1/unmatched-payments/{id}/assignment");
+    let assign = || {
+        app.call(
+            "POST",
+            &assignment,
+            &key,
+            Some(json!({"device_id": device_id})),
+        )
+    };
+    let assigned = assign().await;
+    assert_eq!(assigned.status, 200, "{}", assigned.body);
+    assert_eq!(assigned.body["status"], "assigned");
+    assert_eq!(assigned.body["device_id"], device_id.as_str());
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the unlock is pushed"
+    );
+    assert!(!locked(&phone), "{}", phone.render());
+    let after = written(&app, &device_id).await;
+    assert_eq!(after.0, before.0 + 1);
+
+    // Assigning again, or confirming again, changes nothing.
+    let again = assign().await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body, assigned.body);
+    let confirmed = post(&app, &token, "confirmation", &typo).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    assert_eq!(written(&app, &device_id).await, after);
+    assert!(unmatched(&app, &key, "?status=open").await.is_empty());
+    assert_eq!(unmatched(&app, &key, "?status=assigned").await.len(), 1);
+
+    // The payer is kept only as a keyed hash.
+    let stored = app
+        .running
+        .state
+        .store
+        .unmatched_payment(&id)
+        .await
+        .unwrap();
+    let hash = stored.payer_hash.expect("the payer's hash");
+    assert_eq!(hash.len(), 32);
+    assert!(!hash.windows(MSISDN.len()).any(|w| w == MSISDN.as_bytes()));
+    assert_no_payer_in_clear(&app).await;
+    app.running.stop().await;
+}
+
+async fn a_wrong_token_is_not_found_and_writes_nothing(backend: Backend) {
+    let Story {
+        app,
+        token,
+        device_id,
+        key,
+        financier_id,
+        ..
+    } = locked_phone_with_endpoint(backend).await;
+    let before = written(&app, &device_id).await;
+    let body = daraja(&app, "RKTWRONG01", "C-1001", "1000.00");
+    let guessed = format!("mpt_{}", "A".repeat(43));
+    for bad in [guessed.as_str(), "lien_notatoken", "x"] {
+        for which in ["validation", "confirmation"] {
+            let reply = post(&app, bad, which, &body).await;
+            assert_eq!(reply.status, 404, "{which} with {bad}: {}", reply.body);
+        }
+    }
+    // A rotated token stops at once.
+    let rotated = create_endpoint(&app, &key, &financier_id, json!({})).await;
+    assert_ne!(rotated, token);
+    let reply = post(&app, &token, "confirmation", &body).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(written(&app, &device_id).await, before);
+    assert!(unmatched(&app, &key, "").await.is_empty());
+
+    // The endpoint shows no token.
+    let shown = app
+        .call(
+            "GET",
+            &format!("/v1/financiers/{financier_id}/mpesa-endpoint"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(!shown.body.to_string().contains(&rotated));
+    app.running.stop().await;
+}
+
+async fn callbacks_come_only_from_the_allowed_sources(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    app.enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let elsewhere = create_endpoint(
+        &app,
+        &key,
+        &financier_id,
+        json!({"allowed_sources": ["196.201.214.0/24"]}),
+    )
+    .await;
+    let body = daraja(&app, "RKTSOURCE1", "C-1001", "10");
+    let reply = post(&app, &elsewhere, "validation", &body).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let here = create_endpoint(
+        &app,
+        &key,
+        &financier_id,
+        json!({"allowed_sources": ["196.201.214.0/24", "127.0.0.1"]}),
+    )
+    .await;
+    let reply = post(&app, &here, "validation", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["ResultCode"], "0");
+    let bad = app
+        .call(
+            "POST",
+            &format!("/v1/financiers/{financier_id}/mpesa-endpoint"),
+            &key,
+            Some(json!({"allowed_sources": ["safaricom"]})),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    app.running.stop().await;
+}
+
+async fn a_device_not_payable_in_shillings_is_refused(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let mut ugx = enrollment("U-2002", &imei("35693803564381"), "SN2002");
+    ugx["plan"]["currency"] = json!("UGX");
+    ugx["plan"]["time_zone"] = json!("Africa/Kampala");
+    let enrolled = app.call("POST", "/v1/devices", &key, Some(ugx)).await;
+    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+    let device_id = enrolled.body["id"].as_str().unwrap().to_string();
+    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
+
+    let body = daraja(&app, "RKTUGX0001", "U-2002", "500.00");
+    let validation = post(&app, &token, "validation", &body).await;
+    assert_eq!(validation.status, 200, "{}", validation.body);
+    assert_eq!(validation.body["ResultCode"], "C2B00016");
+    assert!(
+        validation.body["ResultDesc"]
+            .as_str()
+            .unwrap()
+            .contains("UGX"),
+        "{}",
+        validation.body
+    );
+
+    // Confirmed anyway: kept, not recorded in the wrong currency; and it cannot be assigned
+    // to that device.
+    let before = written(&app, &device_id).await;
+    let confirmed = post(&app, &token, "confirmation", &body).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    assert_eq!(written(&app, &device_id).await, before);
+    let kept = unmatched(&app, &key, "").await;
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0]["reason"].as_str().unwrap().contains("UGX"),
+        "{kept:?}"
+    );
+    let refused = app
+        .call(
+            "POST",
+            &format!(
+                "/v1/unmatched-payments/{}/assignment",
+                kept[0]["id"].as_str().unwrap()
+            ),
+            &key,
+            Some(json!({"device_id": device_id})),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(written(&app, &device_id).await, before);
+
+    // Amounts M-Pesa could not have taken are refused with Daraja's code, or as a 422.
+    for amount in ["0", "-10", "10.005"] {
+        let bad = daraja(&app, "RKTAMOUNT1", "U-2002", amount);
+        let validation = post(&app, &token, "validation", &bad).await;
+        assert_eq!(validation.body["ResultCode"], "C2B00013", "{amount}");
+        let confirmation = post(&app, &token, "confirmation", &bad).await;
+        assert_eq!(confirmation.status, 422, "{amount}: {}", confirmation.body);
+        assert!(
+            confirmation.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("TransAmount"),
+            "{}",
+            confirmation.body
+        );
+    }
+    assert_eq!(unmatched(&app, &key, "").await.len(), 1);
+    app.running.stop().await;
+}
+
+async fn guessing_tokens_is_rate_limited_but_the_provider_is_not(backend: Backend) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.public_rate_per_minute = 1;
+        s.public_rate_burst = 2;
+    })
+    .await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    app.enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
+    let body = daraja(&app, "RKTLIMIT01", "C-1001", "10");
+    let guessed = format!("mpt_{}", "B".repeat(43));
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(post(&app, &guessed, "validation", &body).await.status);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [404, 404, 429]);
+    // The provider, from the same address, is not held to the public allowance.
+    for _ in 0..5 {
+        let reply = post(&app, &token, "validation", &body).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    app.running.stop().await;
+}
+
+/// Neither the payer's number nor names are anywhere in the database's text: not in the
+/// payments, the unmatched payments, the audit log or the kept responses. On SQLite, not in
+/// the database's files at all.
+async fn assert_no_payer_in_clear(app: &TestApp) {
+    sqlx::any::install_default_drivers();
+    let url = app.running.state.settings.database_url.clone().unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let checks = [
+        "SELECT COUNT(*) FROM payments WHERE reference LIKE $1",
+        "SELECT COUNT(*) FROM unmatched_payments WHERE account LIKE $1 OR reason LIKE $1 \
+         OR provider_ref LIKE $1",
+        "SELECT COUNT(*) FROM audit WHERE reason LIKE $1 OR before_json LIKE $1 \
+         OR after_json LIKE $1 OR actor LIKE $1",
+        "SELECT COUNT(*) FROM idempotency WHERE body LIKE $1 OR key LIKE $1",
+    ];
+    for needle in [MSISDN, FIRST_NAME, LAST_NAME] {
+        for sql in checks {
+            let found: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(format!("%{needle}%"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert_eq!(found, 0, "{needle} is stored: {sql}");
+        }
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        for file in [path.to_string(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            for needle in [MSISDN, FIRST_NAME, LAST_NAME] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} is in {file}"
+                );
+            }
+        }
+    }
+}
+
+on_both_backends!(
+    a_paybill_payment_unlocks_the_phone_within_a_second_once,
+    an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone,
+    a_wrong_token_is_not_found_and_writes_nothing,
+    callbacks_come_only_from_the_allowed_sources,
+    a_device_not_payable_in_shillings_is_refused,
+    guessing_tokens_is_rate_limited_but_the_provider_is_not,
+);

@@ -1,0 +1,136 @@
+//! Payments that reach Lien from a payment provider itself: the financier's M-Pesa endpoint
+//! (whose callback URLs carry a token stored here as its hash) and the confirmed payments that
+//! matched no device, kept until the financier assigns them.
+//!
+//! A payment that matches a device is recorded on it through [`crate::Devices::update_device`]
+//! like any other; only what cannot be recorded there is written here. Assigning an unmatched
+//! payment records it on the device first (idempotently, on the provider's transaction id) and
+//! then marks it assigned here, so an assignment cut short in between is finished by the next
+//! attempt, and can never record the money twice.
+
+use async_trait::async_trait;
+
+use crate::{AuditEntry, StoreError};
+
+/// A financier's M-Pesa endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MpesaEndpointRecord {
+    /// The financier whose payments arrive there.
+    pub financier_id: String,
+    /// SHA-256 of the token in the callback URLs.
+    pub token_hash: Vec<u8>,
+    /// JSON array of the networks (CIDR) callbacks may come from; empty for any.
+    pub allowed_sources: String,
+    /// When the current token was created, Unix microseconds.
+    pub created_us: i64,
+}
+
+/// A confirmed payment that matched no device, or one that could not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmatchedPaymentRecord {
+    /// Stable id, `unm_` and hex.
+    pub id: String,
+    /// The financier whose endpoint received it.
+    pub financier_id: String,
+    /// The provider's name, e.g. `mpesa`.
+    pub provider: String,
+    /// The provider's transaction id (M-Pesa's `TransID`): unique per financier and provider.
+    pub provider_ref: String,
+    /// The account number the payer typed.
+    pub account: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When the provider received it, Unix microseconds.
+    pub received_us: i64,
+    /// A keyed hash of the payer's phone number, never the number.
+    pub payer_hash: Option<Vec<u8>>,
+    /// Why it matched no device, in words for the financier.
+    pub reason: String,
+    /// When Lien kept it, Unix microseconds.
+    pub recorded_us: i64,
+    /// The device it was assigned to, once assigned.
+    pub assigned_device_id: Option<String>,
+    /// When it was assigned.
+    pub assigned_us: Option<i64>,
+    /// Who assigned it (an API key's id).
+    pub assigned_by: Option<String>,
+}
+
+/// Which unmatched payments to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnmatchedStatus {
+    /// Every one.
+    #[default]
+    All,
+    /// Those not assigned yet.
+    Open,
+    /// Those assigned to a device.
+    Assigned,
+}
+
+/// Provider endpoints and unmatched payments.
+#[async_trait]
+pub trait MobileMoney: Send + Sync {
+    /// Creates the financier's M-Pesa endpoint or replaces its token and sources (a rotation:
+    /// the old token stops working at once), audited in `chain`.
+    async fn put_mpesa_endpoint(
+        &self,
+        endpoint: &MpesaEndpointRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The financier's M-Pesa endpoint.
+    async fn mpesa_endpoint(&self, financier_id: &str) -> Result<MpesaEndpointRecord, StoreError>;
+    /// The M-Pesa endpoint whose token has this hash.
+    async fn mpesa_endpoint_by_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<MpesaEndpointRecord, StoreError>;
+    /// The id of the financier's device with this contract reference (exactly as stored).
+    async fn device_id_by_contract_ref(
+        &self,
+        financier_id: &str,
+        contract_ref: &str,
+    ) -> Result<String, StoreError>;
+    /// Keeps an unmatched payment, audited in `chain`, and returns the stored row and whether
+    /// it is new. A payment with the same financier, provider and `provider_ref` is kept once:
+    /// a repeat returns the row stored first and writes nothing.
+    async fn add_unmatched_payment(
+        &self,
+        payment: &UnmatchedPaymentRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(UnmatchedPaymentRecord, bool), StoreError>;
+    /// One unmatched payment.
+    async fn unmatched_payment(&self, id: &str) -> Result<UnmatchedPaymentRecord, StoreError>;
+    /// The unmatched payment with this provider reference, if one is kept.
+    async fn unmatched_payment_by_ref(
+        &self,
+        financier_id: &str,
+        provider: &str,
+        provider_ref: &str,
+    ) -> Result<Option<UnmatchedPaymentRecord>, StoreError>;
+    /// The unmatched payments of `financier_id` (of every financier for `None`), newest first,
+    /// at most `limit`.
+    async fn unmatched_payments(
+        &self,
+        financier_id: Option<&str>,
+        status: UnmatchedStatus,
+        limit: u32,
+    ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError>;
+    /// Marks the payment assigned to `device_id` at `at_us` by `by`, audited in `chain`, and
+    /// returns it as it now stands. One already assigned to this device is returned as it is,
+    /// with no second audit record; one assigned to another device is a
+    /// [`StoreError::Conflict`].
+    async fn assign_unmatched_payment(
+        &self,
+        id: &str,
+        device_id: &str,
+        at_us: i64,
+        by: &str,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<UnmatchedPaymentRecord, StoreError>;
+}

@@ -1,0 +1,227 @@
+//! The checks of provider endpoints and unmatched payments (`lien_store::MobileMoney`).
+
+use lien_store::{MpesaEndpointRecord, StoreError, UnmatchedPaymentRecord, UnmatchedStatus};
+
+use crate::Db;
+use crate::fixtures::*;
+
+fn endpoint(financier: &str, token_hash: &[u8]) -> MpesaEndpointRecord {
+    MpesaEndpointRecord {
+        financier_id: financier.to_string(),
+        token_hash: token_hash.to_vec(),
+        allowed_sources: r#"["196.201.214.0/24"]"#.to_string(),
+        created_us: T0,
+    }
+}
+
+fn unmatched(id: &str, financier: &str, reference: &str) -> UnmatchedPaymentRecord {
+    UnmatchedPaymentRecord {
+        id: id.to_string(),
+        financier_id: financier.to_string(),
+        provider: "mpesa".to_string(),
+        provider_ref: reference.to_string(),
+        account: "NO-SUCH-LOAN".to_string(),
+        amount_minor: 150_000,
+        currency: "KES".to_string(),
+        received_us: T0,
+        payer_hash: Some(vec![7; 32]),
+        reason: "no device has this account number".to_string(),
+        recorded_us: T0 + SECOND,
+        assigned_device_id: None,
+        assigned_us: None,
+        assigned_by: None,
+    }
+}
+
+/// An endpoint is found by its token's hash until it is rotated, and then only by the new one;
+/// each creation and rotation is audited in the chain given.
+pub async fn mpesa_endpoints_are_found_by_token_and_rotated(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    not_found(db.mpesa_endpoint("fin_a").await);
+    db.put_mpesa_endpoint(
+        &endpoint("fin_a", &[1; 32]),
+        "financier:fin_a",
+        &entry("mpesa_endpoint", "created"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.mpesa_endpoint_by_token(&[1; 32]).await.unwrap(),
+        endpoint("fin_a", &[1; 32])
+    );
+    assert_eq!(
+        db.mpesa_endpoint("fin_a").await.unwrap(),
+        endpoint("fin_a", &[1; 32])
+    );
+
+    let rotated = MpesaEndpointRecord {
+        allowed_sources: "[]".to_string(),
+        created_us: T0 + DAY,
+        ..endpoint("fin_a", &[2; 32])
+    };
+    db.put_mpesa_endpoint(
+        &rotated,
+        "financier:fin_a",
+        &entry("mpesa_endpoint", "rotated"),
+    )
+    .await
+    .unwrap();
+    not_found(db.mpesa_endpoint_by_token(&[1; 32]).await);
+    assert_eq!(db.mpesa_endpoint_by_token(&[2; 32]).await.unwrap(), rotated);
+    assert_eq!(db.audit_chain("financier:fin_a").await.unwrap().len(), 2);
+
+    // Another financier cannot take a token in use.
+    conflict(
+        db.put_mpesa_endpoint(
+            &endpoint("fin_b", &[2; 32]),
+            "financier:fin_b",
+            &entry("mpesa_endpoint", "created"),
+        )
+        .await,
+    );
+    not_found(db.mpesa_endpoint("fin_b").await);
+    assert!(db.audit_chain("financier:fin_b").await.unwrap().is_empty());
+}
+
+/// A device is found by its financier's contract reference, and only by it.
+pub async fn devices_are_found_by_contract_ref(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    enroll(&db, "fin_a", "dev_1", None).await;
+    assert_eq!(
+        db.device_id_by_contract_ref("fin_a", "C-dev_1")
+            .await
+            .unwrap(),
+        "dev_1"
+    );
+    not_found(db.device_id_by_contract_ref("fin_b", "C-dev_1").await);
+    not_found(db.device_id_by_contract_ref("fin_a", "c-dev_1").await);
+}
+
+/// An unmatched payment is kept once per provider reference, listed by financier and status,
+/// and assigned once: again to the same device changes nothing, to another is a conflict.
+pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    enroll(&db, "fin_a", "dev_1", None).await;
+    enroll(&db, "fin_a", "dev_2", None).await;
+    let chain = "financier:fin_a";
+
+    let first = unmatched("unm_1", "fin_a", "RKTQDM7W6S");
+    let (kept, new) = db
+        .add_unmatched_payment(&first, chain, &entry("unmatched_payment", "kept"))
+        .await
+        .unwrap();
+    assert!(new);
+    assert_eq!(kept, first);
+    // The same transaction again, under another id (a repeated callback): nothing is added.
+    let (kept, new) = db
+        .add_unmatched_payment(
+            &unmatched("unm_2", "fin_a", "RKTQDM7W6S"),
+            chain,
+            &entry("unmatched_payment", "kept"),
+        )
+        .await
+        .unwrap();
+    assert!(!new);
+    assert_eq!(kept, first);
+    not_found(db.unmatched_payment("unm_2").await);
+    assert_eq!(db.audit_chain(chain).await.unwrap().len(), 1);
+    // Another financier's transaction with the same reference is its own.
+    db.add_unmatched_payment(
+        &unmatched("unm_3", "fin_b", "RKTQDM7W6S"),
+        "financier:fin_b",
+        &entry("unmatched_payment", "kept"),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        db.unmatched_payment_by_ref("fin_a", "mpesa", "RKTQDM7W6S")
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        db.unmatched_payment_by_ref("fin_a", "mpesa", "OTHER")
+            .await
+            .unwrap(),
+        None
+    );
+    let ids =
+        |list: Vec<UnmatchedPaymentRecord>| list.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(db
+            .unmatched_payments(Some("fin_a"), UnmatchedStatus::All, 100)
+            .await
+            .unwrap()),
+        ["unm_1"]
+    );
+    assert_eq!(
+        db.unmatched_payments(None, UnmatchedStatus::Open, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let assigned = db
+        .assign_unmatched_payment(
+            "unm_1",
+            "dev_1",
+            T0 + DAY,
+            "key_test",
+            chain,
+            &entry("unmatched_payment_assigned", "dev_1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(assigned.assigned_device_id.as_deref(), Some("dev_1"));
+    assert_eq!(assigned.assigned_us, Some(T0 + DAY));
+    assert_eq!(db.unmatched_payment("unm_1").await.unwrap(), assigned);
+    // Again to the same device: as it is, with no second record.
+    let again = db
+        .assign_unmatched_payment(
+            "unm_1",
+            "dev_1",
+            T0 + 2 * DAY,
+            "key_other",
+            chain,
+            &entry("unmatched_payment_assigned", "dev_1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, assigned);
+    conflict(
+        db.assign_unmatched_payment(
+            "unm_1",
+            "dev_2",
+            T0 + 2 * DAY,
+            "key_test",
+            chain,
+            &entry("unmatched_payment_assigned", "dev_2"),
+        )
+        .await,
+    );
+    assert_eq!(db.audit_chain(chain).await.unwrap().len(), 2);
+    assert!(matches!(
+        db.assign_unmatched_payment("unm_9", "dev_1", T0, "key_test", chain, &entry("a", "b"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        ids(db
+            .unmatched_payments(Some("fin_a"), UnmatchedStatus::Open, 100)
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(db
+            .unmatched_payments(Some("fin_a"), UnmatchedStatus::Assigned, 100)
+            .await
+            .unwrap()),
+        ["unm_1"]
+    );
+}
