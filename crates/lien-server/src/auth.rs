@@ -112,6 +112,10 @@ impl Role {
     }
 }
 
+/// The start of the audit name of a payment provider acting for a financier (`provider:mpesa`);
+/// API key ids start `key_`, so neither can pass for the other.
+pub const PROVIDER_ACTOR_PREFIX: &str = "provider:";
+
 /// The caller of a financier API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -124,6 +128,17 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// Whether this caller is a payment provider's confirmation rather than a person's key.
+    pub fn is_payment_provider(&self) -> bool {
+        self.key_id.starts_with(PROVIDER_ACTOR_PREFIX)
+    }
+
+    /// Whether money this caller records may, by paying the plan off, schedule the release: a
+    /// role that may release anyway, or a provider that holds the money.
+    pub fn vouches_for_payoff(&self) -> bool {
+        self.role.may(Action::Lock) || self.is_payment_provider()
+    }
+
     /// Refuses the request unless the role may do `action`.
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
         if self.role.may(action) {

@@ -58,6 +58,10 @@ pub struct Mutation {
     pub change: DeviceChange,
     /// A response other than the device view (an offline code, a hello's credential).
     pub response: Option<serde_json::Value>,
+    /// Whether a payment in this change that pays the plan off schedules the automatic
+    /// release: only when whoever vouches for the money may release the phone anyway (see
+    /// `payoff`). A payoff without it is recorded in the history and left to a financier admin.
+    pub releases_at_payoff: bool,
 }
 
 impl Mutation {
@@ -71,6 +75,7 @@ impl Mutation {
                 ..DeviceChange::default()
             },
             response: None,
+            releases_at_payoff: false,
         }
     }
 }
@@ -164,10 +169,12 @@ pub fn completed(
         reason,
         mut change,
         response,
+        releases_at_payoff,
     } = mutation;
     // A change that pays the plan off, or takes the payoff back, brings its release with it.
     let window = SignedDuration::from_hours(state.settings.release_cancel_hours as i64);
-    let payoff = super::payoff::follow_payoff(snapshot, &mut change, window, now)?;
+    let payoff =
+        super::payoff::follow_payoff(snapshot, &mut change, window, now, releases_at_payoff)?;
     let next = with_inputs(snapshot, &change);
     let evaluation = evaluate_for_write(state, &next, now)?;
     let before = domain::stored_view(&snapshot.device.decision)?;

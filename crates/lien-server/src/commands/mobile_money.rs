@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::device_change::{Applied, IdempotencyKey};
 use super::payments::record_payment;
 use crate::app::AppState;
-use crate::auth::{Action, Actor, Role};
+use crate::auth::{Action, Actor, PROVIDER_ACTOR_PREFIX, Role};
 use crate::clock::micros;
 use crate::domain::rfc3339;
 use crate::error::ApiError;
@@ -53,7 +53,7 @@ pub enum Confirmed {
 /// the audit log as the provider.
 fn provider_actor(endpoint: &MpesaEndpointRecord) -> Actor {
     Actor {
-        key_id: format!("provider:{}", mpesa::PROVIDER),
+        key_id: format!("{PROVIDER_ACTOR_PREFIX}{}", mpesa::PROVIDER),
         role: Role::FinancierAgent,
         financier_id: Some(endpoint.financier_id.clone()),
     }
@@ -87,7 +87,9 @@ async fn payable_device(
         Err(StoreError::NotFound) => {
             return refused(
                 Rejection::InvalidAccount,
-                format!("no device has the account number {account:?}"),
+                // Not quoted: borrowers often type their phone number, and this reason goes to
+                // the audit chain, which is never erased; the row keeps what was typed.
+                "no device has this account number".to_string(),
             );
         }
         Err(e) => return Err(e.into()),
@@ -97,7 +99,9 @@ async fn payable_device(
         Err(StoreError::NotFound) => {
             return refused(
                 Rejection::InvalidAccount,
-                format!("no device has the account number {account:?}"),
+                // Not quoted: borrowers often type their phone number, and this reason goes to
+                // the audit chain, which is never erased; the row keeps what was typed.
+                "no device has this account number".to_string(),
             );
         }
         Err(e) => return Err(e.into()),
@@ -142,6 +146,10 @@ pub async fn validate(
 
 /// The idempotency key and request hash a provider payment is recorded under: the same for
 /// the confirmation and for an assignment to the same device, different for another device.
+/// The start of the idempotency keys the M-Pesa callbacks use in a financier's scope; the API
+/// refuses a client's key that starts with it, so no client can take a transaction's key.
+pub const MPESA_KEY_PREFIX: &str = "mpesa:";
+
 fn provider_key(trans_id: &str, amount_minor: i64, device_id: &str) -> IdempotencyKey {
     let mut hash = Sha256::new();
     hash.update(
@@ -152,7 +160,7 @@ fn provider_key(trans_id: &str, amount_minor: i64, device_id: &str) -> Idempoten
         .as_bytes(),
     );
     IdempotencyKey {
-        key: format!("{}:{trans_id}", mpesa::PROVIDER),
+        key: format!("{MPESA_KEY_PREFIX}{trans_id}"),
         request_hash: hash.finalize().to_vec(),
     }
 }
@@ -203,16 +211,11 @@ pub async fn confirm(
             match record_payment(state, &actor, &device_id, key, payment_request(&payment)).await {
                 Ok(Applied::Fresh(_)) => return Ok(Confirmed::Recorded { device_id }),
                 Ok(Applied::Replayed { .. }) => return Ok(Confirmed::Repeated),
-                // The reference is on the device already (the financier recorded it by hand),
-                // or the key was used for this transaction with another amount: recorded once.
+                // The reference is on the device already (the financier recorded it by hand,
+                // perhaps with another amount), or the key was used for this transaction with
+                // another amount: kept for the financier to look at, never dropped unseen.
                 Err(ApiError::Conflict(message)) => {
-                    tracing::warn!(
-                        trans_id = %payment.trans_id,
-                        device = %device_id,
-                        %message,
-                        "an M-Pesa confirmation repeats a recorded payment"
-                    );
-                    return Ok(Confirmed::Repeated);
+                    format!("TransID: conflicts with what device {device_id} has: {message}")
                 }
                 // The ledger refused it (a time ahead of the clock, say): kept for the
                 // financier, with the reason.

@@ -185,6 +185,7 @@ pub async fn unlock(
                 ..DeviceChange::default()
             },
             response: None,
+            releases_at_payoff: false,
         };
         Ok((mutation, ()))
     })
@@ -255,6 +256,7 @@ pub async fn cancel_release(state: &AppState, actor: &Actor, device_id: &str) ->
                 ..DeviceChange::default()
             },
             response: None,
+            releases_at_payoff: false,
         };
         Ok((mutation, ()))
     })
@@ -327,6 +329,7 @@ pub async fn offline_code(
                 ..DeviceChange::default()
             },
             response: Some(body),
+            releases_at_payoff: false,
         };
         Ok((mutation, code))
     })
@@ -358,6 +361,7 @@ pub async fn change_policy(
                 ..DeviceChange::default()
             },
             response: None,
+            releases_at_payoff: false,
         };
         Ok((mutation, ()))
     })

@@ -36,6 +36,7 @@ pub async fn record_payment(
     req: PaymentRequest,
 ) -> Result<Applied<Changed<()>>, ApiError> {
     actor.require(Action::RecordPayment)?;
+    let releases_at_payoff = actor.vouches_for_payoff();
     change_device(state, actor, device_id, Some(key), move |snapshot, now| {
         let currency = parse_currency("currency", &req.currency)?;
         if req.amount_minor > MAX_PAYMENT_MINOR {
@@ -78,6 +79,7 @@ pub async fn record_payment(
                 ..DeviceChange::default()
             },
             response: None,
+            releases_at_payoff,
         };
         Ok((mutation, ()))
     })
@@ -125,6 +127,7 @@ pub async fn reverse_payment(
                 ..DeviceChange::default()
             },
             response: None,
+            releases_at_payoff: false,
         };
         Ok((mutation, ()))
     })

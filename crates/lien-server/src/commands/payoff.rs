@@ -16,6 +16,14 @@
 //!   and the window exists for this. A release the financier asked for by hand stands: it was
 //!   an explicit act, which they can cancel themselves. Once final, a release stays final.
 //!
+//! Who vouches for the money matters, because a release is final: the payoff schedules the
+//! release only when the payment comes from someone who may release the phone anyway (a
+//! financier admin) or from a payment provider's confirmation (money the provider holds).
+//! A payoff typed in by an agent, or by an agent accepting a borrower's payment appeal, would
+//! otherwise let a role that cannot release free a phone for good with a payment it then
+//! reverses after the window; it is recorded (`paid_in_full`) and the release waits for a
+//! financier admin. The command says which (`Mutation::releases_at_payoff`).
+//!
 //! An automatic release is told apart by its actor, `payoff:<payment reference>`. Because the
 //! rule follows crossings, a payment after the payoff (an overpayment) does not bring back a
 //! release the financier cancelled; a reversal followed by a new payment that pays the plan
@@ -48,13 +56,14 @@ pub struct PayoffStep {
 }
 
 /// Adds to `change` what the payoff rule asks of it (see the module's comment): the release
-/// scheduled from `now + window`, or an automatic release cancelled. Returns what it did, to
-/// audit, or `None` when the change does not cross "paid in full".
+/// scheduled from `now + window` if `may_schedule`, or an automatic release cancelled. Returns
+/// what it did, to audit, or `None` when the change does not cross "paid in full".
 pub fn follow_payoff(
     snapshot: &DeviceSnapshot,
     change: &mut DeviceChange,
     window: SignedDuration,
     now: Timestamp,
+    may_schedule: bool,
 ) -> Result<Option<PayoffStep>, ApiError> {
     if change.payment.is_none() && change.reversal.is_none() {
         return Ok(None);
@@ -80,6 +89,15 @@ pub fn follow_payoff(
             return Ok(None);
         }
         let reference = change.payment.as_ref().map_or("", |p| p.reference.as_str());
+        if !may_schedule {
+            return Ok(Some(PayoffStep {
+                action: "paid_in_full",
+                reason: format!(
+                    "paid in full by payment {reference}, recorded by a role that cannot release \
+                     the phone: a financier admin releases it"
+                ),
+            }));
+        }
         let from = now + window;
         let reason = format!(
             "paid in full by payment {reference}: released at {} unless cancelled before",

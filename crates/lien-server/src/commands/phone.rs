@@ -61,6 +61,7 @@ pub async fn bind(
                     ..DeviceChange::default()
                 },
                 response: Some(serde_json::Value::Null),
+                releases_at_payoff: false,
             };
             let (change, _, _, _) = complete(&closure_state, snapshot, "device", mutation, now)?;
             Ok((change, ()))

@@ -24,6 +24,7 @@ pub fn decide(
         reason: "the schedule reached its next step".into(),
         change: DeviceChange::default(),
         response: Some(serde_json::Value::Null),
+        releases_at_payoff: false,
     };
     let (mut change, _, before, after) = complete(state, snapshot, "scheduler", mutation, now)?;
     if before == after {

@@ -364,9 +364,64 @@ async fn a_bad_release_at_payoff_is_refused_naming_the_field(backend: Backend) {
     app.running.stop().await;
 }
 
+/// A payoff typed in by an agent, who may record payments but not release, does not release
+/// the phone: a release is final, and the agent could reverse the payment after the window.
+/// It is recorded, and a financier admin releases.
+async fn an_agents_payoff_waits_for_a_financier_admin(backend: Backend) {
+    let app = spawn_app(backend, start()).await;
+    let (financier, admin) = app.financier("Duka Phones").await;
+    let agent = app.financier_key(&financier, "financier-agent").await;
+    let phone_imei = imei("35693803564380");
+    let r = app
+        .call(
+            "POST",
+            "/v1/devices",
+            &admin,
+            Some(enrollment("C-1001", &phone_imei, "SN1001")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    let paid = pay(&app, &agent, &id, "CASH-ALL", WHOLE_PLAN).await;
+    assert_eq!(paid.body["decision"]["reason"]["code"], "paid_in_full");
+    assert_eq!(paid.body["release_final_at"], Value::Null, "{}", paid.body);
+    let steps = history(&app, &admin, &id).await;
+    assert_eq!(
+        actions(&steps)[1..],
+        ["payment", "paid_in_full"],
+        "{steps:?}"
+    );
+    assert!(
+        steps[2].1.contains("a financier admin releases it"),
+        "{steps:?}"
+    );
+
+    past_the_window(&app).await;
+    assert_eq!(
+        device(&app, &admin, &id).await["decision"]["state"],
+        "active"
+    );
+    assert_eq!(
+        imei_check(&app, &phone_imei).await,
+        "financed_good_standing"
+    );
+    let release = app
+        .call(
+            "POST",
+            &format!("/v1/devices/{id}/release"),
+            &admin,
+            Some(json!({"reason": "cash counted in the branch"})),
+        )
+        .await;
+    assert_eq!(release.status, 200, "{}", release.body);
+    app.running.stop().await;
+}
+
 on_both_backends!(
     a_paid_off_device_is_released_after_the_window_without_any_call,
     a_by_hand_policy_is_not_released_at_payoff,
+    an_agents_payoff_waits_for_a_financier_admin,
     a_reversal_in_the_window_cancels_the_automatic_release,
     a_release_asked_by_hand_survives_a_reversal,
     a_phone_on_push_learns_the_release_at_once,

@@ -75,7 +75,8 @@ impl MobileMoney for SqlStore {
         endpoint_from(&row)
     }
 
-    #[tracing::instrument(skip(self))]
+    // The account number a borrower typed may be their phone number: not in traces.
+    #[tracing::instrument(skip(self, contract_ref))]
     async fn device_id_by_contract_ref(
         &self,
         financier_id: &str,

@@ -412,6 +412,7 @@ pub async fn answer_appeal(
         && ClaimKind::stored(&appeal.claim)? == ClaimKind::Paid
         && answer.record_payment.unwrap_or(true);
     let decided_by = actor.key_id.clone();
+    let releases_at_payoff = actor.vouches_for_payoff();
     let a = appeal.clone();
     change_device(
         state,
@@ -419,7 +420,7 @@ pub async fn answer_appeal(
         &appeal.device_id,
         None,
         move |snapshot, now| {
-            let mutation = answer_mutation(
+            let mut mutation = answer_mutation(
                 snapshot,
                 now,
                 &a,
@@ -428,6 +429,7 @@ pub async fn answer_appeal(
                 record_payment,
                 decided_by,
             )?;
+            mutation.releases_at_payoff = releases_at_payoff;
             Ok((mutation, ()))
         },
     )

@@ -254,6 +254,7 @@ pub fn answer_mutation(
             ..DeviceChange::default()
         },
         response: None,
+        releases_at_payoff: false,
     })
 }
 
@@ -327,6 +328,7 @@ pub fn open_mutation(
             ..DeviceChange::default()
         },
         response: Some(serde_json::Value::Null),
+        releases_at_payoff: false,
     };
     let opened = OpenedAppeal {
         record,
