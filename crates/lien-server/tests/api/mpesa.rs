@@ -230,8 +230,7 @@ async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend:
     // The answer does not repeat what was typed: borrowers often type their phone number,
     // and the same words go to the financier's history. The unmatched row keeps it.
     assert_eq!(
-        validation.body["ResultDesc"],
-        "Rejected: BillRefNumber: no device has this account number",
+        validation.body["ResultDesc"], "Rejected: BillRefNumber: no device has this account number",
         "{}",
         validation.body
     );
