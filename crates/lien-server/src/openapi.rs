@@ -70,6 +70,19 @@ use crate::routes::{appeals, public};
         crate::providers::UnmatchedPaymentView,
         crate::providers::UnmatchedPaymentList,
         crate::providers::AssignmentRequest,
+        crate::providers::generic::PaymentCallback,
+        crate::providers::generic::ProviderRequest,
+        crate::providers::generic::ProviderCreated,
+        crate::routes::providers::PaymentAnswer,
+        crate::routes::providers::PaymentOutcome,
+        crate::providers::statement::ReconciliationReport,
+        crate::providers::statement::ReconciliationCounts,
+        crate::providers::statement::MissingPayment,
+        crate::providers::statement::MissingOutcome,
+        crate::providers::statement::MismatchedPayment,
+        crate::providers::statement::MismatchedField,
+        crate::providers::statement::PaymentSide,
+        crate::providers::statement::LienOnlyPayment,
     )),
     tags(
         (name = "financiers", description = "Financiers and their API keys, and the platform's own keys."),
@@ -77,7 +90,7 @@ use crate::routes::{appeals, public};
         (name = "phone", description = "What the phone calls: hello at setup, then signed check-ins."),
         (name = "public", description = "Without an account: the IMEI check, and opening and following an appeal. Rate limited per client address."),
         (name = "appeals", description = "Borrowers' appeals, for the device's financier (who answers) and support (who sees all)."),
-        (name = "providers", description = "Payment providers' callbacks (M-Pesa C2B through Daraja, authenticated by the token in their path), the financier's endpoint for them, and the payments that matched no device."),
+        (name = "providers", description = "Payment providers' callbacks (M-Pesa C2B through Daraja, authenticated by the token in their path; any other provider's payments signed per Standard Webhooks), the financier's endpoints and providers, the payments that matched no device, and the reconciliation of a provider's statement."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
     )
 )]
