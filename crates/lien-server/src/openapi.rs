@@ -73,6 +73,8 @@ use crate::routes::{appeals, public};
         crate::providers::generic::PaymentCallback,
         crate::providers::generic::ProviderRequest,
         crate::providers::generic::ProviderCreated,
+        crate::providers::generic::ProviderView,
+        crate::providers::generic::ProviderList,
         crate::routes::providers::PaymentAnswer,
         crate::routes::providers::PaymentOutcome,
         crate::providers::statement::ReconciliationReport,

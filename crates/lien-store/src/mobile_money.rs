@@ -186,6 +186,21 @@ pub trait MobileMoney: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One payment provider.
     async fn payment_provider(&self, id: &str) -> Result<PaymentProviderRecord, StoreError>;
+    /// The financier's payment providers, by name.
+    async fn payment_providers(
+        &self,
+        financier_id: &str,
+    ) -> Result<Vec<PaymentProviderRecord>, StoreError>;
+    /// Gives the provider a new salt (so a new secret: the old one stops at once) made at
+    /// `created_us`, audited in `chain`.
+    async fn rotate_payment_provider(
+        &self,
+        id: &str,
+        secret_salt: &[u8],
+        created_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
     /// The financier's payment provider with this name.
     async fn payment_provider_by_name(
         &self,

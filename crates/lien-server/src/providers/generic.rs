@@ -384,6 +384,101 @@ pub async fn create_provider(
     })
 }
 
+/// A provider as listed: everything but its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    /// `ppr_` and hex.
+    pub id: String,
+    /// The financier.
+    pub financier_id: String,
+    /// The name.
+    pub name: String,
+    /// Where the provider posts payments.
+    pub callback_path: String,
+    /// When its current secret was made.
+    pub created_at: String,
+}
+
+/// The financier's providers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderList {
+    /// By name.
+    pub providers: Vec<ProviderView>,
+}
+
+/// The financier's providers, without their secrets.
+pub async fn list_providers(
+    state: &AppState,
+    actor: &Actor,
+    financier_id: &str,
+) -> Result<ProviderList, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    if !actor.sees_financier(financier_id) {
+        return Err(ApiError::NotFound("financier"));
+    }
+    let providers = state.store.payment_providers(financier_id).await?;
+    Ok(ProviderList {
+        providers: providers
+            .into_iter()
+            .map(|p| ProviderView {
+                callback_path: callback_path(&p.id),
+                created_at: rfc3339(crate::clock::from_micros(p.created_us)),
+                id: p.id,
+                financier_id: p.financier_id,
+                name: p.name,
+            })
+            .collect(),
+    })
+}
+
+/// Gives the financier's provider a new secret, shown this once; the old one stops at once.
+pub async fn rotate_secret(
+    state: &AppState,
+    actor: &Actor,
+    financier_id: &str,
+    provider_id: &str,
+) -> Result<ProviderCreated, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let mut record = match state.store.payment_provider(provider_id).await {
+        Ok(found) if found.financier_id == financier_id && actor.sees_financier(financier_id) => {
+            found
+        }
+        Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::NotFound("payment provider")),
+        Err(e) => return Err(e.into()),
+    };
+    let now = state.clock.now();
+    record.secret_salt = crate::secrets::random_bytes()
+        .map_err(ApiError::Internal)?
+        .to_vec();
+    record.created_us = micros(now);
+    let audit = AuditEntry {
+        at_us: micros(now),
+        actor: actor.key_id.clone(),
+        action: "payment_provider_rotated".into(),
+        reason: format!("payment provider {}: new secret", record.name),
+        before_json: serde_json::json!({ "id": record.id }).to_string(),
+        after_json: serde_json::json!({ "id": record.id, "name": record.name }).to_string(),
+    };
+    state
+        .store
+        .rotate_payment_provider(
+            &record.id,
+            &record.secret_salt,
+            record.created_us,
+            &crate::api_keys::chain(Some(financier_id)),
+            &audit,
+        )
+        .await?;
+    Ok(ProviderCreated {
+        secret: secret_text(&secret(state, &record)),
+        callback_path: callback_path(&record.id),
+        id: record.id,
+        financier_id: record.financier_id,
+        name: record.name,
+        created_at: rfc3339(now),
+    })
+}
+
 /// The provider a callback's path names, if it is one (`None` for an unknown id).
 pub async fn provider(
     state: &AppState,

@@ -99,7 +99,11 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         ))
         .routes(routes!(providers::list_unmatched))
         .routes(routes!(providers::assign_unmatched))
-        .routes(routes!(providers::create_payment_provider))
+        .routes(routes!(
+            providers::create_payment_provider,
+            providers::list_payment_providers
+        ))
+        .routes(routes!(providers::rotate_payment_provider_secret))
         .routes(
             routes!(providers::generic_payment)
                 .layer(DefaultBodyLimit::max(GENERIC_CALLBACK_BODY_BYTES)),

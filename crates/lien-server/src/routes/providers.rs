@@ -25,7 +25,9 @@ use crate::auth::{Action, Actor};
 use crate::commands::mobile_money::{self, Confirmed};
 use crate::commands::reconciliation;
 use crate::error::{ApiError, ErrorBody};
-use crate::providers::generic::{self, PaymentCallback, ProviderCreated, ProviderRequest};
+use crate::providers::generic::{
+    self, PaymentCallback, ProviderCreated, ProviderList, ProviderRequest,
+};
 use crate::providers::mpesa::{
     self, C2bCallback, ConfirmationAnswer, EndpointCreated, EndpointRequest, EndpointView,
     ValidationAnswer,
@@ -296,6 +298,54 @@ pub async fn create_payment_provider(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// The financier's payment providers, without their secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/financiers/{id}/payment-providers",
+    tag = "providers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The financier's id.")),
+    responses(
+        (status = 200, description = "The financier's providers by name, each with its callback path and when its secret was made.", body = ProviderList),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn list_payment_providers(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<ProviderList>, ApiError> {
+    Ok(Json(generic::list_providers(&state, &actor, &id).await?))
+}
+
+/// Gives a payment provider a new signing secret.
+#[utoipa::path(
+    post,
+    path = "/v1/financiers/{id}/payment-providers/{provider_id}/secret",
+    tag = "providers",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The financier's id."),
+        ("provider_id" = String, Path, description = "The provider's id, `ppr_` and hex."),
+    ),
+    responses(
+        (status = 201, description = "The provider with its new secret, shown this once; the old secret stops at once.", body = ProviderCreated),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such provider, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn rotate_payment_provider_secret(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((id, provider_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<ProviderCreated>), ApiError> {
+    let rotated = generic::rotate_secret(&state, &actor, &id, &provider_id).await?;
+    Ok((StatusCode::CREATED, Json(rotated)))
+}
+
 /// What a signed payment became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -425,6 +475,9 @@ pub async fn reconcile(
     actor.require(Action::RecordPayment)?;
     let Query(q) = query?;
     let financier_id = match (&actor.financier_id, q.financier) {
+        (Some(own), Some(chosen)) if *own != chosen => {
+            return Err(ApiError::NotFound("financier"));
+        }
         (Some(own), _) => own.clone(),
         (None, Some(chosen)) => chosen,
         (None, None) => {

@@ -270,6 +270,67 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
     assert_eq!(listed[0]["provider"], "equity-bank");
     assert_eq!(listed[0]["reference"], "EQ-77003");
 
+    // The provider is listed without its secret; a new secret stops the old one at once.
+    let listed = app
+        .call(
+            "GET",
+            &format!("/v1/financiers/{financier_id}/payment-providers"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let provider_id = listed.body["providers"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(listed.body["providers"][0]["callback_path"], path.as_str());
+    assert!(listed.body["providers"][0].get("secret").is_none());
+    let rotated = app
+        .call(
+            "POST",
+            &format!("/v1/financiers/{financier_id}/payment-providers/{provider_id}/secret"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let new_secret = STANDARD
+        .decode(
+            rotated.body["secret"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("whsec_")
+                .unwrap(),
+        )
+        .unwrap();
+    let late = payment(&app, "EQ-77004", "C-1001", "5.00");
+    post_signed(
+        &app,
+        &path,
+        "msg_6",
+        now2,
+        &sign(&secret, "msg_6", now2, late.as_bytes()),
+        &late,
+    )
+    .await
+    .assert_refused(401, "webhook-signature");
+    let accepted = post_signed(
+        &app,
+        &path,
+        "msg_6",
+        now2,
+        &sign(&new_secret, "msg_6", now2, late.as_bytes()),
+        &late,
+    )
+    .await;
+    assert_eq!(
+        accepted.body,
+        json!({"outcome": "recorded"}),
+        "{}",
+        accepted.body
+    );
+
     // An unknown provider is not found.
     let missing = post_signed(
         &app,

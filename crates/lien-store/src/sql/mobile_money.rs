@@ -337,6 +337,48 @@ impl MobileMoney for SqlStore {
     }
 
     #[tracing::instrument(skip(self))]
+    async fn payment_providers(
+        &self,
+        financier_id: &str,
+    ) -> Result<Vec<PaymentProviderRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROVIDER_COLUMNS} FROM payment_providers WHERE financier_id = $1 ORDER BY name"
+        )))
+        .bind(financier_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(provider_from).collect()
+    }
+
+    #[tracing::instrument(skip(self, secret_salt, audit))]
+    async fn rotate_payment_provider(
+        &self,
+        id: &str,
+        secret_salt: &[u8],
+        created_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let updated = sqlx::query(
+            "UPDATE payment_providers SET secret_salt = $2, created_us = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(secret_salt.to_vec())
+        .bind(created_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    #[tracing::instrument(skip(self))]
     async fn payment_provider_by_name(
         &self,
         financier_id: &str,

@@ -277,6 +277,32 @@ pub async fn payment_providers_are_named_once_and_remember_webhook_ids(db: Db) {
     .await
     .unwrap();
     assert_eq!(db.audit_chain("financier:fin_a").await.unwrap().len(), 1);
+    db.rotate_payment_provider(
+        "ppr_1",
+        &[4; 32],
+        T0 + DAY,
+        "financier:fin_a",
+        &entry("payment_provider", "rotated"),
+    )
+    .await
+    .unwrap();
+    let rotated = PaymentProviderRecord {
+        secret_salt: vec![4; 32],
+        created_us: T0 + DAY,
+        ..bank.clone()
+    };
+    assert_eq!(db.payment_providers("fin_a").await.unwrap(), [rotated]);
+    assert_eq!(db.audit_chain("financier:fin_a").await.unwrap().len(), 2);
+    not_found(
+        db.rotate_payment_provider(
+            "ppr_9",
+            &[4; 32],
+            T0,
+            "financier:fin_a",
+            &entry("payment_provider", "rotated"),
+        )
+        .await,
+    );
 
     assert!(!db.webhook_seen("ppr_1", "msg_1").await.unwrap());
     assert!(
