@@ -202,14 +202,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Api
 
 /// The `v1` signature of a message under `secret`, as `webhook-signature` carries it.
 pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("v1,{}", STANDARD.encode(mac(secret, id, timestamp, body)))
+    format!(
+        "v1,{}",
+        STANDARD.encode(mac(secret, id, &timestamp.to_string(), body))
+    )
 }
 
-fn mac(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+/// The MAC over the headers as sent (the timestamp's text, not its value reformatted).
+fn mac(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(id.as_bytes());
     mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
     mac.finalize().into_bytes().to_vec()
@@ -242,7 +246,7 @@ pub fn verify(
     let sent = Timestamp::from_second(seconds).map_err(|_| {
         ApiError::Unauthorized("webhook-timestamp: not a number of Unix seconds".into())
     })?;
-    let expected = mac(secret, id, seconds, body);
+    let expected = mac(secret, id, timestamp, body);
     // Every entry is compared, so the time taken says nothing about which one matched.
     let mut matched = subtle::Choice::from(0);
     for entry in signatures
