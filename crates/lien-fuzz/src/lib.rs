@@ -651,8 +651,138 @@ pub fn mpesa_callback(data: &[u8]) {
 /// A fuzz target: any bytes in, a panic on a finding.
 pub type Target = fn(&[u8]);
 
+/// A provider's statement (CSV), as a reconciliation reads it for the period from 5 February
+/// to 7 March 2026; the first byte chooses whether M-Pesa's default currency applies.
+///
+/// Invariants: an accepted line has a transaction id of 1 to 64 printable ASCII characters
+/// without spaces, a trimmed account of 1 to 64 characters, a positive amount no larger than the
+/// largest payment, an upper-case ISO 4217 currency and a time within the period; transaction
+/// ids are distinct and lines at most the limit; a refusal is a 400 or names the header, the
+/// statement or a line and its column.
+pub fn provider_statement(data: &[u8]) {
+    use lien_server::commands::payments::MAX_PAYMENT_MINOR;
+    use lien_server::error::ApiError;
+    use lien_server::providers::statement::{MAX_STATEMENT_LINES, parse_period, read_statement};
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let (from, to) = parse_period("2026-02-05T00:00:00Z", "2026-03-07T00:00:00Z").unwrap();
+    let default = (first % 2 == 0).then_some("KES");
+    match read_statement(body, from, to, default) {
+        Ok(lines) => {
+            assert!(lines.len() <= MAX_STATEMENT_LINES);
+            let mut seen = std::collections::HashSet::new();
+            for line in &lines {
+                assert!(seen.insert(line.reference.clone()), "{line:?} twice");
+                assert!((1..=64).contains(&line.reference.chars().count()));
+                assert!(line.reference.chars().all(|c| c.is_ascii_graphic()));
+                assert!((1..=64).contains(&line.account.chars().count()));
+                assert_eq!(line.account.trim(), line.account);
+                assert!(line.amount_minor > 0 && line.amount_minor <= MAX_PAYMENT_MINOR);
+                assert!(
+                    line.currency.len() == 3
+                        && line.currency.chars().all(|c| c.is_ascii_uppercase())
+                );
+                assert!(line.paid_at >= from && line.paid_at < to);
+            }
+        }
+        Err(ApiError::BadRequest(_)) => {}
+        Err(ApiError::Invalid(message)) => assert!(
+            message.starts_with("header: ")
+                || message.starts_with("statement: ")
+                || message.starts_with("line "),
+            "refusal {message:?} names nothing"
+        ),
+        Err(other) => panic!("a statement refused with {other:?}"),
+    }
+}
+
+/// A signed provider payment: the JSON body (`PaymentCallback::parse`), and the Standard
+/// Webhooks check of the same bytes under headers taken from the body's first line.
+///
+/// Invariants: an accepted payment has a reference of 1 to 64 printable ASCII characters, a
+/// trimmed account of 1 to 64 characters, a positive amount no larger than the largest payment
+/// and an upper-case currency, and parses the same again; a refusal names a field. A signature
+/// check never passes for a signature Lien did not make, and always for one it did.
+pub fn signed_payment(data: &[u8]) {
+    use lien_server::commands::payments::MAX_PAYMENT_MINOR;
+    use lien_server::providers::generic::{PaymentCallback, sign, verify};
+    let secret = [5u8; 32];
+    let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    // Headers from the first line (`id timestamp signature...`), the body after it.
+    let text = String::from_utf8_lossy(data);
+    let (head, body) = text.split_once('\n').unwrap_or(("", &text));
+    let mut parts = head.splitn(3, ' ');
+    let (id, timestamp, signature) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let mut headers = axum::http::HeaderMap::new();
+    for (name, value) in [
+        ("webhook-id", id),
+        ("webhook-timestamp", timestamp),
+        ("webhook-signature", signature),
+    ] {
+        if let Ok(value) = axum::http::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(verified) = verify(&secret, &headers, body.as_bytes(), now) {
+        // Only a signature made with the secret passes.
+        let seconds: i64 = timestamp.parse().unwrap();
+        if seconds.to_string() == timestamp {
+            assert!(signature.contains(&sign(&secret, id, seconds, body.as_bytes())[3..]));
+        }
+        assert_eq!(verified.id, id);
+    }
+    if let Ok(seconds) = timestamp.parse::<i64>()
+        && (seconds - now.as_second()).abs() <= 300
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_graphic())
+        && let Ok(value) = axum::http::HeaderValue::from_str(id)
+    {
+        let mut signed = axum::http::HeaderMap::new();
+        signed.insert("webhook-id", value);
+        signed.insert(
+            "webhook-timestamp",
+            axum::http::HeaderValue::from_str(&seconds.to_string()).unwrap(),
+        );
+        signed.insert(
+            "webhook-signature",
+            axum::http::HeaderValue::from_str(&sign(&secret, id, seconds, body.as_bytes()))
+                .unwrap(),
+        );
+        assert!(verify(&secret, &signed, body.as_bytes(), now).is_ok());
+    }
+    let Ok(callback) = serde_json::from_str::<PaymentCallback>(body) else {
+        return;
+    };
+    match callback.parse() {
+        Ok(payment) => {
+            assert!((1..=64).contains(&payment.reference.chars().count()));
+            assert!(payment.reference.chars().all(|c| c.is_ascii_graphic()));
+            assert!((1..=64).contains(&payment.account.chars().count()));
+            assert_eq!(payment.account.trim(), payment.account);
+            assert!(payment.amount_minor > 0 && payment.amount_minor <= MAX_PAYMENT_MINOR);
+            assert!(payment.currency.chars().all(|c| c.is_ascii_uppercase()));
+            assert_eq!(callback.parse().ok(), Some(payment));
+        }
+        Err(refused) => {
+            let message = refused.to_string();
+            assert!(
+                ["reference", "account", "amount", "currency", "paid_at"]
+                    .iter()
+                    .any(|f| message.starts_with(&format!("{f}: "))),
+                "refusal {message:?} names no field"
+            );
+        }
+    }
+}
+
 /// Every target by name, as the corpus directories are named.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("identity", identity),
     ("status_token", status_token),
     ("ocra", ocra),
@@ -661,4 +791,6 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("appeal_form", appeal_form),
     ("policy_plan", policy_plan),
     ("mpesa_callback", mpesa_callback),
+    ("provider_statement", provider_statement),
+    ("signed_payment", signed_payment),
 ];

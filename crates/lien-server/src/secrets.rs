@@ -99,6 +99,17 @@ impl Secrets {
         self.derive(b"lien-payer-v1", financier_id, 0)
     }
 
+    /// The signing secret of a payment provider's callbacks (Standard Webhooks), derived so that
+    /// none is stored: the provider's id and its random salt (a new salt is a new secret).
+    pub fn webhook_secret(&self, provider_id: &str, salt: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.device_root).expect("any key length");
+        mac.update(b"lien-webhook-secret-v1");
+        mac.update(&(provider_id.len() as u64).to_be_bytes());
+        mac.update(provider_id.as_bytes());
+        mac.update(salt);
+        mac.finalize().into_bytes().into()
+    }
+
     fn derive(&self, label: &[u8], device_id: &str, generation: i64) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.device_root).expect("any key length");
         mac.update(label);

@@ -19,7 +19,10 @@ use async_trait::async_trait;
 pub use appeals::{
     AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, Attachments, ImeiHistory,
 };
-pub use mobile_money::{MobileMoney, MpesaEndpointRecord, UnmatchedPaymentRecord, UnmatchedStatus};
+pub use mobile_money::{
+    MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
+    UnmatchedPaymentRecord, UnmatchedStatus,
+};
 pub use records::*;
 pub use sql::SqlStore;
 

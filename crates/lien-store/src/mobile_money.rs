@@ -58,6 +58,40 @@ pub struct UnmatchedPaymentRecord {
     pub assigned_by: Option<String>,
 }
 
+/// A payment provider a financier named, whose callbacks are signed per Standard Webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentProviderRecord {
+    /// Stable id, `ppr_` and hex.
+    pub id: String,
+    /// The financier whose payments it brings.
+    pub financier_id: String,
+    /// The financier's name for it, unique per financier: the provider in unmatched payments
+    /// and idempotency keys.
+    pub name: String,
+    /// Random bytes the signing secret is derived from (with the server's root key); never the
+    /// secret itself.
+    pub secret_salt: Vec<u8>,
+    /// When it was made, Unix microseconds.
+    pub created_us: i64,
+}
+
+/// A payment recorded on one of a financier's devices, as a statement is matched against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPaymentRecord {
+    /// The device it is recorded on.
+    pub device_id: String,
+    /// The device's contract reference: the account a provider's payer names.
+    pub contract_ref: String,
+    /// The payment's reference (a provider's transaction id).
+    pub reference: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When the money was received, Unix microseconds.
+    pub received_us: i64,
+}
+
 /// Which unmatched payments to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnmatchedStatus {
@@ -133,4 +167,72 @@ pub trait MobileMoney: Send + Sync {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<UnmatchedPaymentRecord, StoreError>;
+    /// The unmatched payments of a financier's provider received in `[from_us, to_us)`,
+    /// assigned or not.
+    async fn unmatched_payments_between(
+        &self,
+        financier_id: &str,
+        provider: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError>;
+    /// Adds a payment provider, audited in `chain`; a name the financier already uses is a
+    /// [`StoreError::Conflict`].
+    async fn create_payment_provider(
+        &self,
+        provider: &PaymentProviderRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// One payment provider.
+    async fn payment_provider(&self, id: &str) -> Result<PaymentProviderRecord, StoreError>;
+    /// The financier's payment providers, by name.
+    async fn payment_providers(
+        &self,
+        financier_id: &str,
+    ) -> Result<Vec<PaymentProviderRecord>, StoreError>;
+    /// Gives the provider a new salt (so a new secret: the old one stops at once) made at
+    /// `created_us`, audited in `chain`.
+    async fn rotate_payment_provider(
+        &self,
+        id: &str,
+        secret_salt: &[u8],
+        created_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The financier's payment provider with this name.
+    async fn payment_provider_by_name(
+        &self,
+        financier_id: &str,
+        name: &str,
+    ) -> Result<PaymentProviderRecord, StoreError>;
+    /// Whether a message with this `webhook-id` was accepted from the provider (and is still
+    /// remembered).
+    async fn webhook_seen(&self, provider_id: &str, webhook_id: &str) -> Result<bool, StoreError>;
+    /// Remembers an accepted message's `webhook-id` with its timestamp, and forgets those whose
+    /// timestamp is before `forget_before_us`. Returns false if the id was remembered already.
+    async fn remember_webhook(
+        &self,
+        provider_id: &str,
+        webhook_id: &str,
+        message_us: i64,
+        forget_before_us: i64,
+    ) -> Result<bool, StoreError>;
+    /// The payments on the financier's devices recorded from `provider` (under the idempotency
+    /// key `<provider>:<reference>` in the financier's scope) and received in
+    /// `[from_us, to_us)`, oldest first.
+    async fn provider_payments(
+        &self,
+        financier_id: &str,
+        provider: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<RecordedPaymentRecord>, StoreError>;
+    /// The payments on the financier's devices with this reference, however they were recorded.
+    async fn payments_by_reference(
+        &self,
+        financier_id: &str,
+        reference: &str,
+    ) -> Result<Vec<RecordedPaymentRecord>, StoreError>;
 }

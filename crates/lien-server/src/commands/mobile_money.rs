@@ -1,8 +1,9 @@
-//! Payments a provider brings (M-Pesa's C2B callbacks), and the assignment of those that
-//! matched no device.
+//! Payments a provider brings (M-Pesa's C2B callbacks, other providers' signed callbacks, the
+//! lines a reconciliation finds missing), and the assignment of those that matched no device.
 //!
 //! A confirmed payment is recorded through [`record_payment`], the command behind
-//! `POST /v1/devices/{id}/payments`, under the idempotency key `mpesa:<TransID>` in the
+//! `POST /v1/devices/{id}/payments`, under the idempotency key `provider:<provider>:<reference>`
+//! (`provider:mpesa:<TransID>` for M-Pesa; a client may not use the prefix) in the
 //! financier's scope, with the `TransID` as the payment's reference: the same confirmation
 //! sent again is answered from the kept response and writes nothing, and its unlock token is
 //! written with the payment and pushed from the store like any other. A confirmation that no
@@ -16,8 +17,10 @@
 //! the next attempt (the payment replays, the row is marked), and an attempt for another
 //! device is refused by the key, so the money is recorded once, on one device.
 
+use jiff::Timestamp;
 use lien_store::{
-    AuditEntry, DeviceRecord, MpesaEndpointRecord, StoreError, UnmatchedPaymentRecord,
+    AuditEntry, DeviceRecord, MpesaEndpointRecord, PaymentProviderRecord, StoreError,
+    UnmatchedPaymentRecord,
 };
 use sha2::{Digest, Sha256};
 
@@ -29,6 +32,7 @@ use crate::clock::micros;
 use crate::domain::rfc3339;
 use crate::error::ApiError;
 use crate::input::new_id;
+use crate::providers::generic;
 use crate::providers::mpesa::{self, C2bPayment, Refused, Rejection, ValidationAnswer};
 use crate::wire::PaymentRequest;
 
@@ -49,27 +53,29 @@ pub enum Confirmed {
     },
 }
 
-/// The caller a provider's callbacks act as: an agent of the endpoint's financier, named in
-/// the audit log as the provider.
-fn provider_actor(endpoint: &MpesaEndpointRecord) -> Actor {
+/// The caller a provider's callbacks act as: an agent of the financier, named in the audit
+/// log as the provider.
+pub fn provider_actor(financier_id: &str, provider: &str) -> Actor {
     Actor {
-        key_id: format!("{PROVIDER_ACTOR_PREFIX}{}", mpesa::PROVIDER),
+        key_id: format!("{PROVIDER_ACTOR_PREFIX}{provider}"),
         role: Role::FinancierAgent,
-        financier_id: Some(endpoint.financier_id.clone()),
+        financier_id: Some(financier_id.to_string()),
     }
 }
 
-/// The device the account number names, if it can take a payment in shillings; otherwise why
-/// not, in words for the financier (`Err` of the inner result).
+/// The device the account number names, if it can take a payment in `currency`; otherwise
+/// why not, in words for the financier naming `field` (`Err` of the inner result).
 async fn payable_device(
     state: &AppState,
     financier_id: &str,
     account: &str,
+    currency: &str,
+    field: &str,
 ) -> Result<Result<DeviceRecord, Refused>, ApiError> {
     let refused = |rejection, problem: String| {
         Ok(Err(Refused {
             rejection,
-            message: format!("BillRefNumber: {problem}"),
+            message: format!("{field}: {problem}"),
         }))
     };
     if account.is_empty() {
@@ -106,13 +112,12 @@ async fn payable_device(
         }
         Err(e) => return Err(e.into()),
     };
-    if device.decision.currency != mpesa::CURRENCY {
+    if device.decision.currency != currency {
         return refused(
             Rejection::Other,
             format!(
-                "the account is payable in {}, not in {}",
+                "the account is payable in {}, not in {currency}",
                 device.decision.currency,
-                mpesa::CURRENCY
             ),
         );
     }
@@ -137,41 +142,68 @@ pub async fn validate(
         Err(refused) => return Ok(refused.answer()),
     };
     Ok(
-        match payable_device(state, &endpoint.financier_id, &payment.account).await? {
+        match payable_device(
+            state,
+            &endpoint.financier_id,
+            &payment.account,
+            mpesa::CURRENCY,
+            ACCOUNT_FIELD_MPESA,
+        )
+        .await?
+        {
             Ok(_) => ValidationAnswer::accepted(),
             Err(refused) => refused.answer(),
         },
     )
 }
 
-/// The idempotency key and request hash a provider payment is recorded under: the same for
-/// the confirmation and for an assignment to the same device, different for another device.
-/// The start of the idempotency keys the M-Pesa callbacks use in a financier's scope; the API
-/// refuses a client's key that starts with it, so no client can take a transaction's key.
-pub const MPESA_KEY_PREFIX: &str = "mpesa:";
+/// The name M-Pesa gives the account number.
+const ACCOUNT_FIELD_MPESA: &str = "BillRefNumber";
 
-fn provider_key(trans_id: &str, amount_minor: i64, device_id: &str) -> IdempotencyKey {
+/// The idempotency key and request hash a provider payment is recorded under: the same for
+/// the callback, an assignment and a reconciliation for the same device, different for another
+/// device.
+/// The start of the idempotency keys payment providers use in a financier's scope
+/// (`provider:<name>:<reference>`); the API refuses a client's key that starts with it, so no
+/// client can take a provider transaction's key.
+pub const PROVIDER_KEY_PREFIX: &str = "provider:";
+
+fn provider_key(
+    provider: &str,
+    reference: &str,
+    amount_minor: i64,
+    device_id: &str,
+) -> IdempotencyKey {
     let mut hash = Sha256::new();
-    hash.update(
-        format!(
-            "{}\n{trans_id}\n{amount_minor}\n{device_id}",
-            mpesa::PROVIDER
-        )
-        .as_bytes(),
-    );
+    hash.update(format!("{provider}\n{reference}\n{amount_minor}\n{device_id}").as_bytes());
     IdempotencyKey {
-        key: format!("{MPESA_KEY_PREFIX}{trans_id}"),
+        key: format!("{PROVIDER_KEY_PREFIX}{provider}:{reference}"),
         request_hash: hash.finalize().to_vec(),
     }
 }
 
-fn payment_request(payment: &C2bPayment) -> PaymentRequest {
-    PaymentRequest {
-        reference: payment.trans_id.clone(),
-        amount_minor: payment.amount_minor,
-        currency: mpesa::CURRENCY.into(),
-        received_at: Some(rfc3339(payment.received_at)),
-    }
+/// A payment a provider reports (a callback, a line of its statement), checked: what
+/// [`take_payment`] records on a device or keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderPayment {
+    /// The provider's name: `mpesa`, or one the financier gave.
+    pub provider: String,
+    /// The provider's transaction id: the payment's reference.
+    pub reference: String,
+    /// The account number: a contract reference.
+    pub account: String,
+    /// False if the account number was cut to length: then it matches no device.
+    pub account_complete: bool,
+    /// What the provider calls the account, for the financier's reading of a refusal.
+    pub account_field: &'static str,
+    /// Amount in minor units, positive.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When the provider took it.
+    pub received_at: Timestamp,
+    /// A keyed hash of the payer's number, when the provider sent one.
+    pub payer_hash: Option<Vec<u8>>,
 }
 
 /// Takes a confirmation: records the payment on its device, or keeps it as unmatched.
@@ -182,46 +214,99 @@ pub async fn confirm(
 ) -> Result<Confirmed, ApiError> {
     let payment = C2bPayment::parse_confirmed(callback).map_err(Refused::into_api_error)?;
     let financier_id = &endpoint.financier_id;
+    let taken = ProviderPayment {
+        provider: mpesa::PROVIDER.into(),
+        reference: payment.trans_id.clone(),
+        account: payment.account.clone(),
+        account_complete: payment.account_complete,
+        account_field: ACCOUNT_FIELD_MPESA,
+        amount_minor: payment.amount_minor,
+        currency: mpesa::CURRENCY.into(),
+        received_at: payment.received_at,
+        payer_hash: payment.payer_hash(&state.secrets.payer_key(financier_id)),
+    };
+    let actor = provider_actor(financier_id, mpesa::PROVIDER);
+    take_payment(state, &actor, financier_id, &taken).await
+}
+
+/// Records a provider's payment on the device its account names, through [`record_payment`]
+/// under the key `<provider>:<reference>` in the financier's scope, or keeps it as unmatched
+/// (once per reference) when no device can take it. `actor` is who the audit log names.
+pub async fn take_payment(
+    state: &AppState,
+    actor: &Actor,
+    financier_id: &str,
+    payment: &ProviderPayment,
+) -> Result<Confirmed, ApiError> {
+    let provider = payment.provider.as_str();
     // A transaction kept as unmatched stays there, even if its account was enrolled since: the
     // financier assigns it, so that it is never recorded twice.
     if state
         .store
-        .unmatched_payment_by_ref(financier_id, mpesa::PROVIDER, &payment.trans_id)
+        .unmatched_payment_by_ref(financier_id, provider, &payment.reference)
         .await?
         .is_some()
     {
         return Ok(Confirmed::Repeated);
     }
-    let actor = provider_actor(endpoint);
+    let field = payment.account_field;
     let matched = if payment.account_complete {
-        payable_device(state, financier_id, &payment.account).await?
+        payable_device(
+            state,
+            financier_id,
+            &payment.account,
+            &payment.currency,
+            field,
+        )
+        .await?
     } else {
         Err(Refused {
             rejection: Rejection::InvalidAccount,
             message: format!(
-                "BillRefNumber: longer than any account number ({} characters kept)",
-                mpesa::MAX_ACCOUNT_CHARS
+                "{field}: longer than any account number ({} characters kept)",
+                payment.account.chars().count()
             ),
         })
     };
     let reason = match matched {
         Ok(device) => {
             let device_id = device.enrolled.id;
-            let key = provider_key(&payment.trans_id, payment.amount_minor, &device_id);
-            match record_payment(state, &actor, &device_id, key, payment_request(&payment)).await {
+            let key = provider_key(
+                provider,
+                &payment.reference,
+                payment.amount_minor,
+                &device_id,
+            );
+            let request = PaymentRequest {
+                reference: payment.reference.clone(),
+                amount_minor: payment.amount_minor,
+                currency: payment.currency.clone(),
+                received_at: Some(rfc3339(payment.received_at)),
+            };
+            // Recorded in the financier's scope, where every provider payment is keyed.
+            let scoped = Actor {
+                financier_id: Some(financier_id.to_string()),
+                ..actor.clone()
+            };
+            match record_payment(state, &scoped, &device_id, key, request).await {
                 Ok(Applied::Fresh(_)) => return Ok(Confirmed::Recorded { device_id }),
                 Ok(Applied::Replayed { .. }) => return Ok(Confirmed::Repeated),
                 // The reference is on the device already (the financier recorded it by hand,
                 // perhaps with another amount), or the key was used for this transaction with
                 // another amount: kept for the financier to look at, never dropped unseen.
                 Err(ApiError::Conflict(message)) => {
-                    format!("TransID: conflicts with what device {device_id} has: {message}")
+                    let field = if provider == mpesa::PROVIDER {
+                        "TransID"
+                    } else {
+                        "reference"
+                    };
+                    format!("{field}: conflicts with what device {device_id} has: {message}")
                 }
                 // The ledger refused it (a time ahead of the clock, say): kept for the
                 // financier, with the reason.
                 Err(ApiError::Invalid(message)) => message,
                 Err(ApiError::NotFound(_)) => {
-                    format!("BillRefNumber: the device {device_id} is gone")
+                    format!("{field}: the device {device_id} is gone")
                 }
                 Err(other) => return Err(other),
             }
@@ -231,14 +316,14 @@ pub async fn confirm(
     let now = state.clock.now();
     let record = UnmatchedPaymentRecord {
         id: new_id("unm")?,
-        financier_id: financier_id.clone(),
-        provider: mpesa::PROVIDER.into(),
-        provider_ref: payment.trans_id.clone(),
+        financier_id: financier_id.to_string(),
+        provider: provider.into(),
+        provider_ref: payment.reference.clone(),
         account: payment.account.clone(),
         amount_minor: payment.amount_minor,
-        currency: mpesa::CURRENCY.into(),
+        currency: payment.currency.clone(),
         received_us: micros(payment.received_at),
-        payer_hash: payment.payer_hash(&state.secrets.payer_key(financier_id)),
+        payer_hash: payment.payer_hash.clone(),
         reason,
         recorded_us: micros(now),
         assigned_device_id: None,
@@ -311,6 +396,7 @@ pub async fn assign_unmatched(
         Err(e) => return Err(e.into()),
     };
     let key = provider_key(
+        &payment.provider,
         &payment.provider_ref,
         payment.amount_minor,
         &device.enrolled.id,
@@ -350,4 +436,48 @@ pub async fn assign_unmatched(
             &audit,
         )
         .await?)
+}
+
+/// Takes a payment a provider signed (see `providers::generic`), whose signature and
+/// timestamp the handler has checked: refused (409) if its `webhook-id` was accepted before,
+/// otherwise recorded on its device or kept as unmatched, and only then its `webhook-id`
+/// remembered, so that a message Lien failed to take may be sent again.
+pub async fn signed_payment(
+    state: &AppState,
+    provider: &PaymentProviderRecord,
+    message: &generic::Verified,
+    callback: &generic::PaymentCallback,
+) -> Result<Confirmed, ApiError> {
+    if state.store.webhook_seen(&provider.id, &message.id).await? {
+        return Err(ApiError::Conflict(
+            "webhook-id: this message was received already".into(),
+        ));
+    }
+    let payment = callback.parse()?;
+    let taken = ProviderPayment {
+        provider: provider.name.clone(),
+        reference: payment.reference,
+        account: payment.account,
+        account_complete: true,
+        account_field: "account",
+        amount_minor: payment.amount_minor,
+        currency: payment.currency,
+        received_at: payment.paid_at,
+        payer_hash: None,
+    };
+    let actor = provider_actor(&provider.financier_id, &provider.name);
+    let outcome = take_payment(state, &actor, &provider.financier_id, &taken).await?;
+    // Kept while a message with its timestamp could still pass the check (older ones are
+    // refused by their timestamp alone), with the tolerance again as a margin.
+    let forget_before = state.clock.now().as_second() - 2 * generic::TOLERANCE_SECS;
+    state
+        .store
+        .remember_webhook(
+            &provider.id,
+            &message.id,
+            micros(message.timestamp),
+            forget_before.saturating_mul(1_000_000),
+        )
+        .await?;
+    Ok(outcome)
 }

@@ -33,6 +33,7 @@ pub mod overrides;
 pub mod payments;
 pub mod payoff;
 pub mod phone;
+pub mod reconciliation;
 pub mod scheduled;
 
 pub use device_change::{

@@ -1,10 +1,13 @@
-//! Payment providers that call Lien themselves, rather than through a financier's own code.
+//! Payment providers that call Lien themselves, rather than through a financier's own code,
+//! and their statements.
 //!
 //! Each provider module reads the provider's callbacks into typed values and manages the
 //! financier's endpoint (its secret and where callbacks may come from); the device changes a
 //! callback causes are commands (`commands::mobile_money`), like every other device change.
 
+pub mod generic;
 pub mod mpesa;
+pub mod statement;
 
 use lien_store::UnmatchedPaymentRecord;
 use serde::{Deserialize, Serialize};

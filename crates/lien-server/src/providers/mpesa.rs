@@ -356,7 +356,7 @@ impl C2bPayment {
 }
 
 /// `TransTime`: `YYYYMMDDHHMMSS`, the provider's local time.
-fn parse_trans_time(text: &str) -> Result<Timestamp, Refused> {
+pub(crate) fn parse_trans_time(text: &str) -> Result<Timestamp, Refused> {
     let text = text.trim();
     let refused = || {
         Refused::new(

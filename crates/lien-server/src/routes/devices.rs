@@ -486,11 +486,11 @@ fn optional_idempotency_key(
             "Idempotency-Key must have 1 to 200 characters".into(),
         ));
     }
-    if key.starts_with(commands::mobile_money::MPESA_KEY_PREFIX) {
+    if key.starts_with(commands::mobile_money::PROVIDER_KEY_PREFIX) {
         return Err(ApiError::BadRequest(format!(
-            "Idempotency-Key must not start with {:?}: Lien keeps those for M-Pesa's \
-             confirmations",
-            commands::mobile_money::MPESA_KEY_PREFIX
+            "Idempotency-Key must not start with {:?}: Lien keeps those for payment \
+             providers' callbacks",
+            commands::mobile_money::PROVIDER_KEY_PREFIX
         )));
     }
     let mut hash = Sha256::new();

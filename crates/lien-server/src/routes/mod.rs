@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::commands;
 use crate::error::ApiError;
+use crate::providers::generic::MAX_CALLBACK_BODY_BYTES as GENERIC_CALLBACK_BODY_BYTES;
 use crate::providers::mpesa::MAX_CALLBACK_BODY_BYTES;
 
 /// What a request body to the financier API may weigh: policies, plans and enrollments are a
@@ -98,6 +99,16 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         ))
         .routes(routes!(providers::list_unmatched))
         .routes(routes!(providers::assign_unmatched))
+        .routes(routes!(
+            providers::create_payment_provider,
+            providers::list_payment_providers
+        ))
+        .routes(routes!(providers::rotate_payment_provider_secret))
+        .routes(
+            routes!(providers::generic_payment)
+                .layer(DefaultBodyLimit::max(GENERIC_CALLBACK_BODY_BYTES)),
+        )
+        .routes(routes!(providers::reconcile).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
         .split_for_parts();
     (router, crate::openapi::complete(document))
 }

@@ -1,5 +1,6 @@
-//! Payment providers' callbacks (M-Pesa's C2B validation and confirmation), the financier's
-//! endpoint for them, and the unmatched payments they leave.
+//! Payment providers' callbacks (M-Pesa's C2B validation and confirmation, other providers'
+//! signed payments), the financier's endpoints and providers, the unmatched payments they
+//! leave, and the reconciliation of a provider's statement.
 //!
 //! The callbacks carry no API key: the token in their path is the secret (see
 //! `providers::mpesa`). Every callback costs one request of the client's provider allowance
@@ -12,20 +13,26 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lien_store::{MpesaEndpointRecord, UnmatchedStatus};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::public::PublicClient;
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::commands::mobile_money::{self, Confirmed};
+use crate::commands::reconciliation;
 use crate::error::{ApiError, ErrorBody};
+use crate::providers::generic::{
+    self, PaymentCallback, ProviderCreated, ProviderList, ProviderRequest,
+};
 use crate::providers::mpesa::{
     self, C2bCallback, ConfirmationAnswer, EndpointCreated, EndpointRequest, EndpointView,
     ValidationAnswer,
 };
+use crate::providers::statement::{ReconciliationReport, parse_period};
 use crate::providers::{AssignmentRequest, UnmatchedPaymentList, UnmatchedPaymentView};
 
 /// The most unmatched payments one list returns.
@@ -259,4 +266,231 @@ pub async fn assign_unmatched(
     let assigned =
         mobile_money::assign_unmatched(&state, &actor, &id, req.device_id.trim()).await?;
     Ok(Json(UnmatchedPaymentView::of(&assigned)))
+}
+
+/// Adds a payment provider (any provider or bank other than M-Pesa) for the financier.
+#[utoipa::path(
+    post,
+    path = "/v1/financiers/{id}/payment-providers",
+    tag = "providers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The financier's id.")),
+    request_body = ProviderRequest,
+    responses(
+        (status = 201, description = "The provider, with its Standard Webhooks signing secret (`whsec_` and base64) shown this once, and the path it posts payments to (after this server's address).", body = ProviderCreated),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "The financier has a provider with this name.", body = ErrorBody),
+        (status = 422, description = "The name is not 1 to 32 lower-case letters, digits and `-`, or is `mpesa`.", body = ErrorBody),
+    )
+)]
+pub async fn create_payment_provider(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<ProviderRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ProviderCreated>), ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let Json(req) = body?;
+    let created = generic::create_provider(&state, &actor, &id, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The financier's payment providers, without their secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/financiers/{id}/payment-providers",
+    tag = "providers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The financier's id.")),
+    responses(
+        (status = 200, description = "The financier's providers by name, each with its callback path and when its secret was made.", body = ProviderList),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn list_payment_providers(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<ProviderList>, ApiError> {
+    Ok(Json(generic::list_providers(&state, &actor, &id).await?))
+}
+
+/// Gives a payment provider a new signing secret.
+#[utoipa::path(
+    post,
+    path = "/v1/financiers/{id}/payment-providers/{provider_id}/secret",
+    tag = "providers",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The financier's id."),
+        ("provider_id" = String, Path, description = "The provider's id, `ppr_` and hex."),
+    ),
+    responses(
+        (status = 201, description = "The provider with its new secret, shown this once; the old secret stops at once.", body = ProviderCreated),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such provider, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn rotate_payment_provider_secret(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((id, provider_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<ProviderCreated>), ApiError> {
+    let rotated = generic::rotate_secret(&state, &actor, &id, &provider_id).await?;
+    Ok((StatusCode::CREATED, Json(rotated)))
+}
+
+/// What a signed payment became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentOutcome {
+    /// Recorded on the device whose contract reference is the account.
+    Recorded,
+    /// This reference was recorded or kept before: nothing changed.
+    Repeated,
+    /// No device could take it: kept as an unmatched payment for the financier to assign.
+    Unmatched,
+}
+
+/// The answer to a signed payment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentAnswer {
+    /// What became of it.
+    pub outcome: PaymentOutcome,
+}
+
+/// A payment from one of the financier's providers, signed per Standard Webhooks.
+#[utoipa::path(
+    post,
+    path = "/v1/providers/generic/{provider_id}/payments",
+    tag = "providers",
+    params(
+        ("provider_id" = String, Path, description = "The provider's id, `ppr_` and hex, as made by `POST /v1/financiers/{id}/payment-providers`."),
+        ("webhook-id" = String, Header, description = "The message's id; a message whose id was accepted before is refused."),
+        ("webhook-timestamp" = String, Header, description = "When the message was signed, in Unix seconds; at most five minutes from the server's clock."),
+        ("webhook-signature" = String, Header, description = "Space-separated `v1,<base64>` entries, one of them the HMAC-SHA256 under the provider's secret (the base64 after `whsec_`, decoded) of `<webhook-id>.<webhook-timestamp>.<body>`."),
+    ),
+    request_body = PaymentCallback,
+    responses(
+        (status = 200, description = "The payment is recorded on the device whose contract reference is `account` (its `reference` is the payment's reference and, as `provider:<provider name>:<reference>`, idempotency key, so the same payment in a new message changes nothing), or kept as an unmatched payment.", body = PaymentAnswer),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "A header is missing, the timestamp is not within five minutes, or no signature matches; the message names the header. Nothing is written.", body = ErrorBody),
+        (status = 404, description = "No provider has this id.", body = ErrorBody),
+        (status = 409, description = "A message with this `webhook-id` was accepted already (a replay). Nothing is written.", body = ErrorBody),
+        (status = 413, description = "The body is over 4 KiB.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address; see Retry-After.", body = ErrorBody),
+    )
+)]
+pub async fn generic_payment(
+    State(state): State<AppState>,
+    client: PublicClient,
+    Path(provider_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if let Err(limited) = state.provider_limit.check(client.key()) {
+        return Ok(limited.into_response());
+    }
+    // An unknown provider or a bad signature also costs the client's public allowance, as the
+    // public endpoints do, so that neither ids nor secrets can be tried fast.
+    let Some(provider) = generic::provider(&state, &provider_id).await? else {
+        return match client.check(&state) {
+            Err(limited) => Ok(limited.into_response()),
+            Ok(()) => Err(ApiError::NotFound("payment provider")),
+        };
+    };
+    let body = body?;
+    let secret = generic::secret(&state, &provider);
+    let message = match generic::verify(&secret, &headers, &body, state.clock.now()) {
+        Ok(message) => message,
+        Err(refused) => {
+            return match client.check(&state) {
+                Err(limited) => Ok(limited.into_response()),
+                Ok(()) => Err(refused),
+            };
+        }
+    };
+    let Json(callback) = Json::<PaymentCallback>::from_bytes(&body)?;
+    let outcome = match mobile_money::signed_payment(&state, &provider, &message, &callback).await?
+    {
+        Confirmed::Recorded { device_id } => {
+            tracing::info!(financier = %provider.financier_id, provider = %provider.name, device = %device_id, "provider payment recorded");
+            PaymentOutcome::Recorded
+        }
+        Confirmed::Repeated => PaymentOutcome::Repeated,
+        Confirmed::Unmatched { id } => {
+            tracing::info!(financier = %provider.financier_id, provider = %provider.name, unmatched = %id, "provider payment kept as unmatched");
+            PaymentOutcome::Unmatched
+        }
+    };
+    Ok(Json(PaymentAnswer { outcome }).into_response())
+}
+
+/// The period and provider of a reconciliation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileQuery {
+    provider: String,
+    from: String,
+    to: String,
+    financier: Option<String>,
+}
+
+/// Reconciles a provider's statement for a period against the payments Lien has from it.
+#[utoipa::path(
+    post,
+    path = "/v1/reconciliations",
+    tag = "providers",
+    security(("api_key" = [])),
+    params(
+        ("provider" = String, Query, description = "`mpesa`, or the name of one of the financier's payment providers."),
+        ("from" = String, Query, description = "The period's start, RFC 3339, included."),
+        ("to" = String, Query, description = "The period's end, RFC 3339, excluded; at most 31 days after `from`."),
+        ("financier" = Option<String>, Query, description = "The financier, for the platform's roles; a financier's key reconciles its own."),
+    ),
+    request_body(content = String, content_type = "text/csv", description = "The provider's statement: a header line naming the columns `transaction_id`, `account` (the device's contract reference), `amount` (a decimal, e.g. `1000.00`), `currency` (ISO 4217; may be left out for M-Pesa) and `paid_at` (RFC 3339, or M-Pesa's `YYYYMMDDHHMMSS` in Nairobi time), in any order, other columns ignored; every line within the period. At most 20000 lines."),
+    responses(
+        (status = 200, description = "The report: the statement's transactions Lien lacked (`missing`, now recorded on their devices through the payment command under the provider's idempotency key, or kept as unmatched), those whose account, amount or currency differ (`mismatched`, not changed), and Lien's payments from the provider in the period that the statement lacks (`lien_only`). The same statement again applies nothing more.", body = ReconciliationReport),
+        (status = 400, description = "The CSV cannot be read, or a query parameter is unknown or missing.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "The role may not record payments.", body = ErrorBody),
+        (status = 404, description = "No such financier or payment provider, or not the caller's.", body = ErrorBody),
+        (status = 413, description = "The statement is over 8 MiB.", body = ErrorBody),
+        (status = 422, description = "The period, a column or a line is refused; the message names the line and the column. Nothing is applied.", body = ErrorBody),
+    )
+)]
+pub async fn reconcile(
+    State(state): State<AppState>,
+    actor: Actor,
+    query: Result<Query<ReconcileQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ReconciliationReport>, ApiError> {
+    actor.require(Action::RecordPayment)?;
+    let Query(q) = query?;
+    let financier_id = match (&actor.financier_id, q.financier) {
+        (Some(own), Some(chosen)) if *own != chosen => {
+            return Err(ApiError::NotFound("financier"));
+        }
+        (Some(own), _) => own.clone(),
+        (None, Some(chosen)) => chosen,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "financier",
+                "is required for the platform's roles",
+            ));
+        }
+    };
+    let period = parse_period(&q.from, &q.to)?;
+    let body = body?;
+    Ok(Json(
+        reconciliation::reconcile(&state, &actor, &financier_id, &q.provider, period, &body)
+            .await?,
+    ))
 }

@@ -15,6 +15,7 @@ mod browser;
 mod isolation;
 mod malformed;
 mod management;
+mod money_in;
 mod mpesa;
 mod payoff;
 mod phone;

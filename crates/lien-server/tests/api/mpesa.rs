@@ -540,11 +540,20 @@ async fn a_confirmation_is_never_swallowed_by_a_payment_typed_in_by_hand(backend
         ..
     } = locked_phone_with_endpoint(backend).await;
     let taken = app
-        .pay(&key, &device_id, "RKTQDM7W6S", 50_000, "mpesa:RKTQDM7W6S")
+        .pay(
+            &key,
+            &device_id,
+            "RKTQDM7W6S",
+            50_000,
+            "provider:mpesa:RKTQDM7W6S",
+        )
         .await;
     assert_eq!(taken.status, 400, "{}", taken.body);
     assert!(
-        taken.body["message"].as_str().unwrap().contains("mpesa:"),
+        taken.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("provider:"),
         "{}",
         taken.body
     );

@@ -7,9 +7,16 @@ use sqlx::{AssertSqlSafe, Row};
 use super::audit_log::append_audit;
 use super::{SqlStore, backend, unique_or_backend};
 use crate::{
-    AuditEntry, MobileMoney, MpesaEndpointRecord, StoreError, UnmatchedPaymentRecord,
-    UnmatchedStatus,
+    AuditEntry, MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
+    StoreError, UnmatchedPaymentRecord, UnmatchedStatus,
 };
+
+/// The columns [`provider_from`] reads, in its order.
+const PROVIDER_COLUMNS: &str = "id, financier_id, name, secret_salt, created_us";
+
+/// The columns [`recorded_from`] reads, in its order, from `payments p JOIN devices d`.
+const RECORDED_COLUMNS: &str =
+    "p.device_id, d.contract_ref, p.reference, p.amount_minor, p.currency, p.received_us";
 
 /// The columns [`endpoint_from`] reads, in its order.
 const ENDPOINT_COLUMNS: &str = "financier_id, token_hash, allowed_sources, created_us";
@@ -270,6 +277,215 @@ impl MobileMoney for SqlStore {
             ..payment
         })
     }
+
+    #[tracing::instrument(skip(self))]
+    async fn unmatched_payments_between(
+        &self,
+        financier_id: &str,
+        provider: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments \
+             WHERE financier_id = $1 AND provider = $2 AND received_us >= $3 AND received_us < $4 \
+             ORDER BY received_us, id"
+        )))
+        .bind(financier_id)
+        .bind(provider)
+        .bind(from_us)
+        .bind(to_us)
+        .fetch_all(&self.write)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(unmatched_from).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(financier = %provider.financier_id, provider = %provider.name))]
+    async fn create_payment_provider(
+        &self,
+        provider: &PaymentProviderRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO payment_providers ({PROVIDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        )))
+        .bind(&provider.id)
+        .bind(&provider.financier_id)
+        .bind(&provider.name)
+        .bind(provider.secret_salt.clone())
+        .bind(provider.created_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_or_backend(e, "the financier has a payment provider with this name"))?;
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn payment_provider(&self, id: &str) -> Result<PaymentProviderRecord, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROVIDER_COLUMNS} FROM payment_providers WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        provider_from(&row)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn payment_providers(
+        &self,
+        financier_id: &str,
+    ) -> Result<Vec<PaymentProviderRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROVIDER_COLUMNS} FROM payment_providers WHERE financier_id = $1 ORDER BY name"
+        )))
+        .bind(financier_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(provider_from).collect()
+    }
+
+    #[tracing::instrument(skip(self, secret_salt, audit))]
+    async fn rotate_payment_provider(
+        &self,
+        id: &str,
+        secret_salt: &[u8],
+        created_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let updated = sqlx::query(
+            "UPDATE payment_providers SET secret_salt = $2, created_us = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(secret_salt.to_vec())
+        .bind(created_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn payment_provider_by_name(
+        &self,
+        financier_id: &str,
+        name: &str,
+    ) -> Result<PaymentProviderRecord, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROVIDER_COLUMNS} FROM payment_providers WHERE financier_id = $1 AND name = $2"
+        )))
+        .bind(financier_id)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        provider_from(&row)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn webhook_seen(&self, provider_id: &str, webhook_id: &str) -> Result<bool, StoreError> {
+        // The writer, not a reader: a replay racing the first message must see its commit.
+        Ok(
+            sqlx::query(
+                "SELECT 1 FROM webhook_messages WHERE provider_id = $1 AND webhook_id = $2",
+            )
+            .bind(provider_id)
+            .bind(webhook_id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?
+            .is_some(),
+        )
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn remember_webhook(
+        &self,
+        provider_id: &str,
+        webhook_id: &str,
+        message_us: i64,
+        forget_before_us: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM webhook_messages WHERE provider_id = $1 AND message_us < $2")
+            .bind(provider_id)
+            .bind(forget_before_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_messages (provider_id, webhook_id, message_us) \
+             VALUES ($1, $2, $3) ON CONFLICT (provider_id, webhook_id) DO NOTHING",
+        )
+        .bind(provider_id)
+        .bind(webhook_id)
+        .bind(message_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(inserted == 1)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn provider_payments(
+        &self,
+        financier_id: &str,
+        provider: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<RecordedPaymentRecord>, StoreError> {
+        // A payment a provider brought is recorded under the key `<provider>:<reference>` in
+        // the financier's idempotency scope (its callback, an assignment or a reconciliation).
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RECORDED_COLUMNS} FROM payments p JOIN devices d ON d.id = p.device_id \
+             JOIN idempotency i ON i.scope = d.financier_id AND i.key = $2 || p.reference \
+             WHERE d.financier_id = $1 AND p.received_us >= $3 AND p.received_us < $4 \
+             ORDER BY p.received_us, p.reference"
+        )))
+        .bind(financier_id)
+        .bind(format!("{provider}:"))
+        .bind(from_us)
+        .bind(to_us)
+        .fetch_all(&self.write)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(recorded_from).collect()
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn payments_by_reference(
+        &self,
+        financier_id: &str,
+        reference: &str,
+    ) -> Result<Vec<RecordedPaymentRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RECORDED_COLUMNS} FROM payments p JOIN devices d ON d.id = p.device_id \
+             WHERE p.reference = $2 AND d.financier_id = $1 ORDER BY p.device_id"
+        )))
+        .bind(financier_id)
+        .bind(reference)
+        .fetch_all(&self.write)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(recorded_from).collect()
+    }
 }
 
 fn endpoint_from(row: &AnyRow) -> Result<MpesaEndpointRecord, StoreError> {
@@ -301,6 +517,33 @@ fn unmatched_from(row: &AnyRow) -> Result<UnmatchedPaymentRecord, StoreError> {
             assigned_device_id: row.try_get(11)?,
             assigned_us: row.try_get(12)?,
             assigned_by: row.try_get(13)?,
+        })
+    })()
+    .map_err(backend)
+}
+
+fn provider_from(row: &AnyRow) -> Result<PaymentProviderRecord, StoreError> {
+    (|| {
+        Ok(PaymentProviderRecord {
+            id: row.try_get(0)?,
+            financier_id: row.try_get(1)?,
+            name: row.try_get(2)?,
+            secret_salt: row.try_get(3)?,
+            created_us: row.try_get(4)?,
+        })
+    })()
+    .map_err(backend)
+}
+
+fn recorded_from(row: &AnyRow) -> Result<RecordedPaymentRecord, StoreError> {
+    (|| {
+        Ok(RecordedPaymentRecord {
+            device_id: row.try_get(0)?,
+            contract_ref: row.try_get(1)?,
+            reference: row.try_get(2)?,
+            amount_minor: row.try_get(3)?,
+            currency: row.try_get(4)?,
+            received_us: row.try_get(5)?,
         })
     })()
     .map_err(backend)

@@ -52,6 +52,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_mobile_money.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_reconciliation.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -82,6 +86,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/postgres/0008_mobile_money.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_reconciliation.sql"),
     ),
 ];
 

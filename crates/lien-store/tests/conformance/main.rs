@@ -199,6 +199,8 @@ conformance![
     mpesa_endpoints_are_found_by_token_and_rotated,
     devices_are_found_by_contract_ref,
     unmatched_payments_are_kept_once_and_assigned_once,
+    payment_providers_are_named_once_and_remember_webhook_ids,
+    provider_payments_are_found_by_their_idempotency_key,
     attachments_are_kept_whole_by_key,
     warm_up_keeps_no_view_older_than_a_write,
 ];

@@ -1,6 +1,9 @@
 //! The checks of provider endpoints and unmatched payments (`lien_store::MobileMoney`).
 
-use lien_store::{MpesaEndpointRecord, StoreError, UnmatchedPaymentRecord, UnmatchedStatus};
+use lien_store::{
+    DeviceChange, IdempotentResponse, MpesaEndpointRecord, PaymentProviderRecord,
+    RecordedPaymentRecord, StoreError, UnmatchedPaymentRecord, UnmatchedStatus,
+};
 
 use crate::Db;
 use crate::fixtures::*;
@@ -223,5 +226,164 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
             .await
             .unwrap()),
         ["unm_1"]
+    );
+}
+
+fn provider(id: &str, financier: &str, name: &str) -> PaymentProviderRecord {
+    PaymentProviderRecord {
+        id: id.to_string(),
+        financier_id: financier.to_string(),
+        name: name.to_string(),
+        secret_salt: vec![3; 32],
+        created_us: T0,
+    }
+}
+
+/// A payment provider's name is the financier's own; a `webhook-id` is remembered once per
+/// provider, and forgotten once older than the time given.
+pub async fn payment_providers_are_named_once_and_remember_webhook_ids(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    let bank = provider("ppr_1", "fin_a", "equity-bank");
+    db.create_payment_provider(
+        &bank,
+        "financier:fin_a",
+        &entry("payment_provider", "created"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.payment_provider("ppr_1").await.unwrap(), bank);
+    assert_eq!(
+        db.payment_provider_by_name("fin_a", "equity-bank")
+            .await
+            .unwrap(),
+        bank
+    );
+    not_found(db.payment_provider_by_name("fin_b", "equity-bank").await);
+    conflict(
+        db.create_payment_provider(
+            &provider("ppr_2", "fin_a", "equity-bank"),
+            "financier:fin_a",
+            &entry("payment_provider", "created"),
+        )
+        .await,
+    );
+    // Another financier may use the same name.
+    db.create_payment_provider(
+        &provider("ppr_3", "fin_b", "equity-bank"),
+        "financier:fin_b",
+        &entry("payment_provider", "created"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.audit_chain("financier:fin_a").await.unwrap().len(), 1);
+    db.rotate_payment_provider(
+        "ppr_1",
+        &[4; 32],
+        T0 + DAY,
+        "financier:fin_a",
+        &entry("payment_provider", "rotated"),
+    )
+    .await
+    .unwrap();
+    let rotated = PaymentProviderRecord {
+        secret_salt: vec![4; 32],
+        created_us: T0 + DAY,
+        ..bank.clone()
+    };
+    assert_eq!(db.payment_providers("fin_a").await.unwrap(), [rotated]);
+    assert_eq!(db.audit_chain("financier:fin_a").await.unwrap().len(), 2);
+    not_found(
+        db.rotate_payment_provider(
+            "ppr_9",
+            &[4; 32],
+            T0,
+            "financier:fin_a",
+            &entry("payment_provider", "rotated"),
+        )
+        .await,
+    );
+
+    assert!(!db.webhook_seen("ppr_1", "msg_1").await.unwrap());
+    assert!(
+        db.remember_webhook("ppr_1", "msg_1", T0, T0 - DAY)
+            .await
+            .unwrap()
+    );
+    assert!(db.webhook_seen("ppr_1", "msg_1").await.unwrap());
+    assert!(
+        !db.remember_webhook("ppr_1", "msg_1", T0, T0 - DAY)
+            .await
+            .unwrap()
+    );
+    assert!(!db.webhook_seen("ppr_3", "msg_1").await.unwrap());
+    // A later message makes the old one forgotten.
+    assert!(
+        db.remember_webhook("ppr_1", "msg_2", T0 + DAY, T0 + 1)
+            .await
+            .unwrap()
+    );
+    assert!(!db.webhook_seen("ppr_1", "msg_1").await.unwrap());
+    assert!(db.webhook_seen("ppr_1", "msg_2").await.unwrap());
+}
+
+/// A provider's payments are those recorded under its idempotency key in the financier's
+/// scope, in the period; any payment is found by its reference within the financier.
+pub async fn provider_payments_are_found_by_their_idempotency_key(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_1", None).await;
+    let keyed = |reference: &str, key: &str| DeviceChange {
+        idempotency: Some(IdempotentResponse {
+            scope: "fin_a".to_string(),
+            key: key.to_string(),
+            request_hash: vec![1; 32],
+            status: 201,
+            body: "{}".to_string(),
+        }),
+        ..with_payment(reference, 1000)
+    };
+    update(&db, "dev_1", keyed("RKA1", "mpesa:RKA1")).await;
+    update(&db, "dev_1", keyed("EQ1", "equity-bank:EQ1")).await;
+    update(&db, "dev_1", keyed("HAND1", "client-key-1")).await;
+    let references = |found: Vec<RecordedPaymentRecord>| {
+        found.into_iter().map(|p| p.reference).collect::<Vec<_>>()
+    };
+    let mpesa = db
+        .provider_payments("fin_a", "mpesa", T0, T0 + DAY)
+        .await
+        .unwrap();
+    assert_eq!(mpesa[0].contract_ref, "C-dev_1");
+    assert_eq!(mpesa[0].device_id, "dev_1");
+    assert_eq!(references(mpesa), ["RKA1"]);
+    assert_eq!(
+        references(
+            db.provider_payments("fin_a", "equity-bank", T0, T0 + DAY)
+                .await
+                .unwrap()
+        ),
+        ["EQ1"]
+    );
+    // The period leaves out a payment received at its end.
+    assert!(
+        db.provider_payments("fin_a", "mpesa", T0, T0 + SECOND)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        references(db.payments_by_reference("fin_a", "HAND1").await.unwrap()),
+        ["HAND1"]
+    );
+    assert!(
+        db.payments_by_reference("fin_b", "HAND1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.unmatched_payments_between("fin_a", "mpesa", T0, T0 + DAY)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

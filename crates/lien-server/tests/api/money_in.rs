@@ -1,0 +1,499 @@
+//! Money in, events out: a payment signed per Standard Webhooks by any provider unlocks a locked
+//! phone, and nothing unsigned, stale or replayed writes anything; a provider's statement
+//! reconciled against what Lien recorded applies what a lost callback left out, reports what
+//! differs, and changes nothing more when run again. On SQLite and, when LIEN_TEST_POSTGRES_URL
+//! is set, on PostgreSQL.
+
+use std::time::Duration;
+
+use crate::common::{Backend, Reply, TestApp, postgres_url, spawn_app};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jiff::{SignedDuration, Timestamp};
+use lien_agent::Screen;
+use lien_agent::sim::{Phone, PushBackoff};
+use lien_server::providers::generic::sign;
+use serde_json::json;
+
+/// Long enough for any loaded CI machine to deliver a push.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A financier with a financed phone (contract C-1001) connected by push and locked by the
+/// schedule: day 4 past the missed February installment.
+struct Story {
+    app: TestApp,
+    financier_id: String,
+    key: String,
+    device_id: String,
+    phone: Phone,
+}
+
+async fn locked_phone(backend: Backend) -> Story {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let financed = app.financed_phone(&key, &app.base).await;
+    let mut phone = financed.phone;
+    phone.enable_push(PushBackoff::default());
+    phone.connect_push().await.expect("the push channel opens");
+    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
+    app.clock.advance(SignedDuration::from_secs(
+        at.as_second() - app.clock_now().as_second(),
+    ));
+    assert!(app.run_scheduler().await >= 1);
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the lock is pushed"
+    );
+    assert!(locked(&phone), "{}", phone.render());
+    Story {
+        app,
+        financier_id,
+        key,
+        device_id: financed.device_id,
+        phone,
+    }
+}
+
+fn locked(phone: &Phone) -> bool {
+    matches!(phone.screen(), Screen::Locked(_))
+}
+
+/// What is written for the device and the financier: payments, device audit records, token
+/// sequence, and the financier's audit records (unmatched payments, providers).
+async fn written(app: &TestApp, financier_id: &str, device_id: &str) -> (usize, usize, i64, usize) {
+    let store = &app.running.state.store;
+    let snapshot = store.snapshot(device_id).await.unwrap();
+    let audit = store.audit_chain(device_id).await.unwrap();
+    let financier_audit = store
+        .audit_chain(&lien_server::api_keys::chain(Some(financier_id)))
+        .await
+        .unwrap();
+    let sequence = snapshot.device.token.map_or(0, |t| t.sequence);
+    (
+        snapshot.payments.len(),
+        audit.len(),
+        sequence,
+        financier_audit.len(),
+    )
+}
+
+/// Creates a provider; returns its id, secret key bytes and callback path.
+async fn create_provider(
+    app: &TestApp,
+    key: &str,
+    financier_id: &str,
+) -> (String, Vec<u8>, String) {
+    let created = app
+        .call(
+            "POST",
+            &format!("/v1/financiers/{financier_id}/payment-providers"),
+            key,
+            Some(json!({"name": "equity-bank"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let secret = created.body["secret"].as_str().unwrap();
+    let decoded = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+        .unwrap();
+    (
+        created.body["id"].as_str().unwrap().to_string(),
+        decoded,
+        created.body["callback_path"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Posts `body` to `path` with Standard Webhooks headers.
+async fn post_signed(
+    app: &TestApp,
+    path: &str,
+    id: &str,
+    timestamp: i64,
+    signature: &str,
+    body: &str,
+) -> Reply {
+    app.send(
+        "POST",
+        path,
+        &[
+            ("webhook-id".to_string(), id.to_string()),
+            ("webhook-timestamp".to_string(), timestamp.to_string()),
+            ("webhook-signature".to_string(), signature.to_string()),
+        ],
+        Some(body.to_string()),
+    )
+    .await
+}
+
+fn payment(app: &TestApp, reference: &str, account: &str, amount: &str) -> String {
+    json!({
+        "reference": reference,
+        "account": account,
+        "amount": amount,
+        "currency": "KES",
+        "paid_at": app.clock_now().to_string(),
+    })
+    .to_string()
+}
+
+async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(backend: Backend) {
+    let Story {
+        app,
+        financier_id,
+        key,
+        device_id,
+        mut phone,
+    } = locked_phone(backend).await;
+    let (_, secret, path) = create_provider(&app, &key, &financier_id).await;
+    let now = app.clock_now().as_second();
+    let body = payment(&app, "EQ-77001", "C-1001", "1000.00");
+    let before = written(&app, &financier_id, &device_id).await;
+
+    // A bad signature, a signature under another secret, a stale and a future timestamp, a
+    // missing header: 401, naming the header, and nothing written.
+    let good = sign(&secret, "msg_1", now, body.as_bytes());
+    let refusals = [
+        ("msg_1", now, "v1,AAAA".to_string(), "webhook-signature"),
+        (
+            "msg_1",
+            now,
+            sign(&[9; 32], "msg_1", now, body.as_bytes()),
+            "webhook-signature",
+        ),
+        ("msg_2", now, good.clone(), "webhook-signature"),
+        (
+            "msg_1",
+            now - 301,
+            sign(&secret, "msg_1", now - 301, body.as_bytes()),
+            "webhook-timestamp",
+        ),
+        (
+            "msg_1",
+            now + 301,
+            sign(&secret, "msg_1", now + 301, body.as_bytes()),
+            "webhook-timestamp",
+        ),
+    ];
+    for (id, timestamp, signature, header) in refusals {
+        let refused = post_signed(&app, &path, id, timestamp, &signature, &body).await;
+        refused.assert_refused(401, header);
+    }
+    let unsigned = app.send("POST", &path, &[], Some(body.clone())).await;
+    unsigned.assert_refused(401, "webhook-id");
+    // A tampered body under a good signature.
+    let tampered = payment(&app, "EQ-77001", "C-1001", "9000.00");
+    post_signed(&app, &path, "msg_1", now, &good, &tampered)
+        .await
+        .assert_refused(401, "webhook-signature");
+    assert_eq!(written(&app, &financier_id, &device_id).await, before);
+    assert!(locked(&phone));
+
+    // The signed payment: recorded, and the unlock pushed.
+    let paid = post_signed(&app, &path, "msg_1", now, &good, &body).await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.body, json!({"outcome": "recorded"}));
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the unlock is pushed"
+    );
+    assert!(!locked(&phone), "{}", phone.render());
+    let after = written(&app, &financier_id, &device_id).await;
+    assert_eq!(after.0, before.0 + 1, "one payment");
+    let stored = &app
+        .running
+        .state
+        .store
+        .snapshot(&device_id)
+        .await
+        .unwrap()
+        .payments[0];
+    assert_eq!(stored.reference, "EQ-77001");
+    assert_eq!(stored.amount_minor, 100_000);
+
+    // The same message again, a minute later: a replay, refused, nothing written.
+    app.clock.advance(SignedDuration::from_secs(60));
+    post_signed(&app, &path, "msg_1", now, &good, &body)
+        .await
+        .assert_refused(409, "webhook-id");
+    assert_eq!(written(&app, &financier_id, &device_id).await, after);
+
+    // The same payment in a new message (the provider sent it twice): idempotent.
+    let now2 = app.clock_now().as_second();
+    let again = post_signed(
+        &app,
+        &path,
+        "msg_2",
+        now2,
+        &sign(&secret, "msg_2", now2, body.as_bytes()),
+        &body,
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body, json!({"outcome": "repeated"}));
+    assert_eq!(written(&app, &financier_id, &device_id).await, after);
+
+    // Bad fields are named (422), and write nothing.
+    let bad = json!({
+        "reference": "EQ-77002", "account": "C-1001", "amount": "-5",
+        "currency": "KES", "paid_at": app.clock_now().to_string(),
+    })
+    .to_string();
+    post_signed(
+        &app,
+        &path,
+        "msg_3",
+        now2,
+        &sign(&secret, "msg_3", now2, bad.as_bytes()),
+        &bad,
+    )
+    .await
+    .assert_invalid("amount");
+    assert_eq!(written(&app, &financier_id, &device_id).await, after);
+
+    // An unknown account: kept as an unmatched payment of this provider.
+    let stray = payment(&app, "EQ-77003", "C-9999", "50.00");
+    let kept = post_signed(
+        &app,
+        &path,
+        "msg_4",
+        now2,
+        &sign(&secret, "msg_4", now2, stray.as_bytes()),
+        &stray,
+    )
+    .await;
+    assert_eq!(kept.body, json!({"outcome": "unmatched"}), "{}", kept.body);
+    let listed = app.call("GET", "/v1/unmatched-payments", &key, None).await;
+    let listed = listed.body["payments"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["provider"], "equity-bank");
+    assert_eq!(listed[0]["reference"], "EQ-77003");
+
+    // The provider is listed without its secret; a new secret stops the old one at once.
+    let listed = app
+        .call(
+            "GET",
+            &format!("/v1/financiers/{financier_id}/payment-providers"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let provider_id = listed.body["providers"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(listed.body["providers"][0]["callback_path"], path.as_str());
+    assert!(listed.body["providers"][0].get("secret").is_none());
+    let rotated = app
+        .call(
+            "POST",
+            &format!("/v1/financiers/{financier_id}/payment-providers/{provider_id}/secret"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let new_secret = STANDARD
+        .decode(
+            rotated.body["secret"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("whsec_")
+                .unwrap(),
+        )
+        .unwrap();
+    let late = payment(&app, "EQ-77004", "C-1001", "5.00");
+    post_signed(
+        &app,
+        &path,
+        "msg_6",
+        now2,
+        &sign(&secret, "msg_6", now2, late.as_bytes()),
+        &late,
+    )
+    .await
+    .assert_refused(401, "webhook-signature");
+    let accepted = post_signed(
+        &app,
+        &path,
+        "msg_6",
+        now2,
+        &sign(&new_secret, "msg_6", now2, late.as_bytes()),
+        &late,
+    )
+    .await;
+    assert_eq!(
+        accepted.body,
+        json!({"outcome": "recorded"}),
+        "{}",
+        accepted.body
+    );
+
+    // An unknown provider is not found.
+    let missing = post_signed(
+        &app,
+        "/v1/providers/generic/ppr_0000000000000000/payments",
+        "msg_5",
+        now2,
+        &good,
+        &body,
+    )
+    .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+}
+
+/// Posts a statement for 5 February 2026, Nairobi time.
+async fn reconcile(app: &TestApp, key: &str, provider: &str, csv: &str) -> Reply {
+    app.send(
+        "POST",
+        &format!(
+            "/v1/reconciliations?provider={provider}&from=2026-02-05T00:00:00%2B03:00&to=2026-02-06T00:00:00%2B03:00"
+        ),
+        &[
+            ("authorization".to_string(), format!("Bearer {key}")),
+            ("content-type".to_string(), "text/csv".to_string()),
+        ],
+        Some(csv.to_string()),
+    )
+    .await
+}
+
+/// A Daraja confirmation at the server's time.
+async fn confirm_mpesa(app: &TestApp, token: &str, trans_id: &str, amount: &str) {
+    let trans_time = app
+        .clock_now()
+        .to_zoned(jiff::tz::TimeZone::get("Africa/Nairobi").unwrap())
+        .strftime("%Y%m%d%H%M%S")
+        .to_string();
+    let body = json!({
+        "TransactionType": "Pay Bill",
+        "TransID": trans_id,
+        "TransTime": trans_time,
+        "TransAmount": amount,
+        "BusinessShortCode": "600638",
+        "BillRefNumber": "C-1001",
+    });
+    let confirmed = app
+        .send(
+            "POST",
+            &format!("/v1/providers/mpesa/{token}/confirmation"),
+            &[],
+            Some(body.to_string()),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+}
+
+async fn a_statement_with_a_missing_and_a_mismatched_payment_reports_and_fixes_exactly_those(
+    backend: Backend,
+) {
+    let Story {
+        app,
+        financier_id,
+        key,
+        device_id,
+        mut phone,
+    } = locked_phone(backend).await;
+    let created = app
+        .call(
+            "POST",
+            &format!("/v1/financiers/{financier_id}/mpesa-endpoint"),
+            &key,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let token = created.body["token"].as_str().unwrap().to_string();
+
+    // Two small payments arrive by callback (the phone stays locked); the third, which would
+    // unlock it, is lost in transit.
+    confirm_mpesa(&app, &token, "RKA0000001", "10.00").await;
+    confirm_mpesa(&app, &token, "RKA0000002", "20.00").await;
+    assert!(locked(&phone), "{}", phone.render());
+    let before = written(&app, &financier_id, &device_id).await;
+    assert_eq!(before.0, 2);
+
+    // The day's statement: the first matches, the second says 25.00 (mismatched), the third is
+    // missing from Lien. M-Pesa's own time form, and a column Lien ignores.
+    let csv = "transaction_id,paid_at,account,amount,details\n\
+               RKA0000001,20260205100000,C-1001,10.00,Pay Bill\n\
+               RKA0000002,20260205100000,C-1001,25.00,Pay Bill\n\
+               RKA0000003,20260205100000,C-1001,1000.00,Pay Bill\n";
+    let report = reconcile(&app, &key, "mpesa", csv).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let body = &report.body;
+    assert_eq!(
+        body["counts"],
+        json!({"statement": 3, "matched": 1, "missing": 1, "mismatched": 1, "lien_only": 0}),
+        "{body}"
+    );
+    assert_eq!(body["missing"][0]["transaction_id"], "RKA0000003");
+    assert_eq!(body["missing"][0]["outcome"], "recorded");
+    assert_eq!(body["missing"][0]["device_id"], device_id.as_str());
+    assert_eq!(body["mismatched"][0]["transaction_id"], "RKA0000002");
+    assert_eq!(body["mismatched"][0]["fields"], json!(["amount"]));
+    assert_eq!(body["mismatched"][0]["statement"]["amount_minor"], 2500);
+    assert_eq!(body["mismatched"][0]["lien"]["amount_minor"], 2000);
+
+    // The missing payment is applied through the payment path: the phone unlocks (after the
+    // pushes of the smaller payments, which lowered the amount due).
+    let deadline = std::time::Instant::now() + WAIT;
+    while locked(&phone) && std::time::Instant::now() < deadline {
+        phone.next_push(deadline - std::time::Instant::now()).await;
+    }
+    assert!(!locked(&phone), "{}", phone.render());
+    let after = written(&app, &financier_id, &device_id).await;
+    assert_eq!(after.0, 3, "the missing payment is recorded");
+    let payments = app
+        .running
+        .state
+        .store
+        .snapshot(&device_id)
+        .await
+        .unwrap()
+        .payments;
+    let mismatched = payments
+        .iter()
+        .find(|p| p.reference == "RKA0000002")
+        .unwrap();
+    assert_eq!(mismatched.amount_minor, 2000, "the mismatched one is left");
+
+    // Again: the same report but nothing missing, and nothing written.
+    let again = reconcile(&app, &key, "mpesa", csv).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(
+        again.body["counts"],
+        json!({"statement": 3, "matched": 2, "missing": 0, "mismatched": 1, "lien_only": 0}),
+        "{}",
+        again.body
+    );
+    assert_eq!(written(&app, &financier_id, &device_id).await, after);
+
+    // A late callback for the recovered payment changes nothing either.
+    confirm_mpesa(&app, &token, "RKA0000003", "1000.00").await;
+    assert_eq!(written(&app, &financier_id, &device_id).await, after);
+
+    // A statement that lacks one of Lien's payments reports it; a bad line is named and
+    // applies nothing.
+    let partial = "transaction_id,paid_at,account,amount\n\
+                   RKA0000001,20260205100000,C-1001,10.00\n";
+    let report = reconcile(&app, &key, "mpesa", partial).await;
+    assert_eq!(report.body["counts"]["lien_only"], 2, "{}", report.body);
+    let bad = "transaction_id,paid_at,account,amount\n\
+               RKA0000009,20260205100000,C-1001,1000.00\n\
+               RKA0000010,20260207100000,C-1001,5.00\n";
+    reconcile(&app, &key, "mpesa", bad)
+        .await
+        .assert_invalid("line 3, paid_at");
+    assert_eq!(written(&app, &financier_id, &device_id).await, after);
+    reconcile(&app, &key, "nobody", partial)
+        .await
+        .assert_refused(404, "payment provider");
+}
+
+on_both_backends!(
+    a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes,
+    a_statement_with_a_missing_and_a_mismatched_payment_reports_and_fixes_exactly_those,
+);
