@@ -21,3 +21,4 @@ mod phone;
 mod push;
 mod rate_limits;
 mod story;
+mod webhooks;
