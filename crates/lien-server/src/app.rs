@@ -86,6 +86,8 @@ pub struct Inner {
     pub status_code_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-client limits on payment-provider callbacks (see [`PROVIDER_CALLBACKS_PER_MINUTE`]).
     pub provider_limit: crate::rate_limit::RateLimiter,
+    /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
+    pub webhook_client: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -135,6 +137,13 @@ impl AppState {
             store.clone(),
             clock.clone(),
         );
+        let webhook_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(
+                settings.webhook_timeout_secs.clamp(1, 30),
+            ))
+            .build()
+            .unwrap_or_default();
         AppState(Arc::new(Inner {
             store,
             attachments,
@@ -151,6 +160,7 @@ impl AppState {
             hello_imei_limit,
             status_code_limit,
             provider_limit,
+            webhook_client,
         }))
     }
 
@@ -396,6 +406,7 @@ pub async fn start(
     let (shutdown, stopping) = watch::channel(false);
     if background {
         tokio::spawn(crate::scheduler::run(state.clone(), stopping.clone()));
+        tokio::spawn(crate::webhooks::run(state.clone(), stopping.clone()));
     }
     // Push is fed whether or not the scheduler runs here: changes come from every writer.
     state.push.open();

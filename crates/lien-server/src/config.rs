@@ -81,6 +81,15 @@ pub struct Settings {
     /// for the per-client limits. Empty: the connection's peer is the client, and the header
     /// is ignored (see `client_addr`).
     pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
+    /// How often the webhook worker looks for events to deliver, in milliseconds.
+    pub webhook_interval_ms: u64,
+    /// How long one webhook attempt may take, in seconds (at most 30: a claim lasts 60).
+    pub webhook_timeout_secs: u64,
+    /// How many webhook attempts one server makes at once.
+    pub webhook_concurrency: u32,
+    /// Whether webhook endpoints may be plain `http://` URLs. Off by default: events carry
+    /// contract references and amounts. For development and tests only.
+    pub webhook_allow_http: bool,
 }
 
 impl Default for Settings {
@@ -112,6 +121,10 @@ impl Default for Settings {
             metrics_token: None,
             metrics_listen: None,
             trusted_proxies: Vec::new(),
+            webhook_interval_ms: 1000,
+            webhook_timeout_secs: 10,
+            webhook_concurrency: 8,
+            webhook_allow_http: false,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
+pub mod webhooks;
 pub mod wire;
 
 use std::path::Path;

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub push_connections: Gauge,
     /// Tokens sent over push channels (the current token at connect included).
     pub tokens_pushed: Counter,
+    /// Webhook deliveries the receiver took.
+    pub webhooks_delivered: Counter,
+    /// Webhook attempts that failed (to be retried or given up).
+    pub webhook_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -79,8 +83,22 @@ impl Default for Metrics {
             "Tokens sent over push channels",
             tokens_pushed.clone(),
         );
+        let webhooks_delivered = Counter::default();
+        let webhook_failures = Counter::default();
+        registry.register(
+            "webhooks_delivered",
+            "Webhook deliveries the receiver took",
+            webhooks_delivered.clone(),
+        );
+        registry.register(
+            "webhook_failures",
+            "Webhook attempts that failed",
+            webhook_failures.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            webhooks_delivered,
+            webhook_failures,
             push_connections,
             tokens_pushed,
             checkins,

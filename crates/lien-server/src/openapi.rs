@@ -93,6 +93,7 @@ use crate::routes::{appeals, public};
         (name = "public", description = "Without an account: the IMEI check, and opening and following an appeal. Rate limited per client address."),
         (name = "appeals", description = "Borrowers' appeals, for the device's financier (who answers) and support (who sees all)."),
         (name = "providers", description = "Payment providers' callbacks (M-Pesa C2B through Daraja, authenticated by the token in their path; any other provider's payments signed per Standard Webhooks), the financier's endpoints and providers, the payments that matched no device, and the reconciliation of a provider's statement."),
+        (name = "webhooks", description = "The financier's webhook endpoints (Standard Webhooks): events out, signed, retried for about three days, with a delivery log and redelivery."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
     )
 )]

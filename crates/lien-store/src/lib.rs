@@ -13,6 +13,7 @@ pub mod audit;
 pub mod mobile_money;
 mod records;
 mod sql;
+pub mod webhooks;
 
 use async_trait::async_trait;
 
@@ -25,6 +26,10 @@ pub use mobile_money::{
 };
 pub use records::*;
 pub use sql::SqlStore;
+pub use webhooks::{
+    AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent, StoredEvent,
+    WebhookEndpointRecord, Webhooks,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +360,7 @@ pub trait Store:
     + ImeiHistory
     + Attachments
     + MobileMoney
+    + Webhooks
 {
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

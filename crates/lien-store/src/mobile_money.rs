@@ -130,12 +130,14 @@ pub trait MobileMoney: Send + Sync {
     ) -> Result<String, StoreError>;
     /// Keeps an unmatched payment, audited in `chain`, and returns the stored row and whether
     /// it is new. A payment with the same financier, provider and `provider_ref` is kept once:
-    /// a repeat returns the row stored first and writes nothing.
+    /// a repeat returns the row stored first and writes nothing. `event` (the financier's
+    /// `payment.unmatched`) is written to the outbox in the same transaction, only if new.
     async fn add_unmatched_payment(
         &self,
         payment: &UnmatchedPaymentRecord,
         chain: &str,
         audit: &AuditEntry,
+        event: Option<&crate::OutboxEvent>,
     ) -> Result<(UnmatchedPaymentRecord, bool), StoreError>;
     /// One unmatched payment.
     async fn unmatched_payment(&self, id: &str) -> Result<UnmatchedPaymentRecord, StoreError>;

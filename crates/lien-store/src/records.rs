@@ -310,6 +310,9 @@ pub struct DeviceChange {
     pub idempotency: Option<IdempotentResponse>,
     /// An appeal opened or answered.
     pub appeal: Option<crate::AppealWrite>,
+    /// Events for the financier's webhooks, written to the outbox with the change; the store
+    /// gives each the device's version after the change as its sequence.
+    pub outbox: Vec<crate::OutboxEvent>,
 }
 
 /// What the check-in path reads: one row, nothing else.

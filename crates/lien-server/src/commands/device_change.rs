@@ -182,6 +182,10 @@ pub fn completed(
     if evaluation.view.state == DeviceStateJson::Released && snapshot.device.released_us.is_none() {
         change.released_us = Some(now_us);
     }
+    // The financier's webhooks hear of the change in its own transaction (the outbox).
+    let events =
+        crate::webhooks::events::of_change(snapshot, &change, &before, &evaluation.view, now)?;
+    change.outbox.extend(events);
     // A policy change is audited with the policy before and after beside the decisions, so
     // the history says what the new decision was taken under.
     let policies = change

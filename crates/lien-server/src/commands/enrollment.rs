@@ -83,7 +83,9 @@ pub fn prepare_enrollment(
         overrides: vec![],
     };
     let evaluation = evaluate_for_write(state, &snapshot, now)?;
+    let enrolled = crate::webhooks::events::enrolled(&snapshot, &evaluation.view, now)?;
     let change = DeviceChange {
+        outbox: vec![enrolled],
         audit: vec![AuditEntry {
             at_us: micros(now),
             actor: actor.to_string(),

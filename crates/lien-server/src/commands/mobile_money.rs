@@ -345,9 +345,16 @@ pub async fn take_payment(
         })
         .to_string(),
     };
+    // Written with the row, and only if the row is new: a repeated callback tells no one again.
+    let event = crate::webhooks::events::unmatched(&record, now)?;
     let (kept, new) = state
         .store
-        .add_unmatched_payment(&record, &crate::api_keys::chain(Some(financier_id)), &audit)
+        .add_unmatched_payment(
+            &record,
+            &crate::api_keys::chain(Some(financier_id)),
+            &audit,
+            Some(&event),
+        )
         .await?;
     Ok(if new {
         Confirmed::Unmatched { id: kept.id }

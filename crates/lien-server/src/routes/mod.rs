@@ -9,6 +9,7 @@ pub(crate) mod phone;
 pub(crate) mod providers;
 pub mod public;
 pub(crate) mod push;
+pub(crate) mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::{Extension, Router};
@@ -109,6 +110,11 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
                 .layer(DefaultBodyLimit::max(GENERIC_CALLBACK_BODY_BYTES)),
         )
         .routes(routes!(providers::reconcile).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
+        .routes(routes!(webhooks::create_endpoint, webhooks::list_endpoints))
+        .routes(routes!(webhooks::delete_endpoint))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::redeliver))
         .split_for_parts();
     (router, crate::openapi::complete(document))
 }

@@ -22,3 +22,4 @@ mod phone;
 mod push;
 mod rate_limits;
 mod story;
+mod webhooks;

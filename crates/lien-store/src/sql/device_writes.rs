@@ -59,6 +59,18 @@ pub(super) async fn apply_all(
         .collect();
     for (current, change) in &changes {
         apply_own_rows(tx, &current.enrolled.id, change).await?;
+        if !change.outbox.is_empty() {
+            // Every write moves the version by one (`update_rows`), and the version read here
+            // is the one written over (under the row lock, or checked by `Versions::AsRead`).
+            super::webhooks::insert_events(
+                tx,
+                &current.enrolled.financier_id,
+                Some(&current.enrolled.id),
+                Some(current.version + 1),
+                &change.outbox,
+            )
+            .await?;
+        }
     }
     let tokens = changes
         .iter()

@@ -106,6 +106,7 @@ impl MobileMoney for SqlStore {
         payment: &UnmatchedPaymentRecord,
         chain: &str,
         audit: &AuditEntry,
+        event: Option<&crate::OutboxEvent>,
     ) -> Result<(UnmatchedPaymentRecord, bool), StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let inserted = sqlx::query(AssertSqlSafe(format!(
@@ -149,6 +150,14 @@ impl MobileMoney for SqlStore {
             return Ok((kept, false));
         }
         append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        super::webhooks::insert_events(
+            &mut tx,
+            &payment.financier_id,
+            None,
+            None,
+            event.map(std::slice::from_ref).unwrap_or_default(),
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok((payment.clone(), true))
     }

@@ -18,6 +18,7 @@ mod notify;
 mod rows;
 mod tenants;
 mod warm_up;
+mod webhooks;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -52,6 +53,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_mobile_money.sql"),
     ),
+    (9, include_str!("../../migrations/sqlite/0009_webhooks.sql")),
     (
         10,
         include_str!("../../migrations/sqlite/0010_reconciliation.sql"),
@@ -86,6 +88,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/postgres/0008_mobile_money.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_webhooks.sql"),
     ),
     (
         10,

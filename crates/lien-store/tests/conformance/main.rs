@@ -9,6 +9,7 @@
 mod checks;
 mod fixtures;
 mod mobile_money;
+mod webhooks;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -203,6 +204,7 @@ conformance![
     provider_payments_are_found_by_their_idempotency_key,
     attachments_are_kept_whole_by_key,
     warm_up_keeps_no_view_older_than_a_write,
+    webhook_events_are_written_with_the_change_and_delivered_once_in_order,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

@@ -113,7 +113,7 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
 
     let first = unmatched("unm_1", "fin_a", "RKTQDM7W6S");
     let (kept, new) = db
-        .add_unmatched_payment(&first, chain, &entry("unmatched_payment", "kept"))
+        .add_unmatched_payment(&first, chain, &entry("unmatched_payment", "kept"), None)
         .await
         .unwrap();
     assert!(new);
@@ -124,6 +124,7 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
             &unmatched("unm_2", "fin_a", "RKTQDM7W6S"),
             chain,
             &entry("unmatched_payment", "kept"),
+            None,
         )
         .await
         .unwrap();
@@ -136,6 +137,7 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
         &unmatched("unm_3", "fin_b", "RKTQDM7W6S"),
         "financier:fin_b",
         &entry("unmatched_payment", "kept"),
+        None,
     )
     .await
     .unwrap();

@@ -180,20 +180,31 @@ fn bench_without_lien_bench_says_how_to_build_it() {
 
 /// A `lien serve` child on a free port, with its data directory, its stderr lines so far and
 /// its first admin key.
-struct Served {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
+pub(crate) struct Served {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
     log: std::sync::Arc<std::sync::Mutex<String>>,
     stdout: String,
 }
 
 impl Served {
     fn start(data_dir: &std::path::Path) -> Served {
+        Served::start_with(data_dir, &[], true)
+    }
+
+    /// Starts `lien serve` on `data_dir` with these environment variables; reads the line the
+    /// first start prints, when `first` is true (a restart prints none).
+    pub(crate) fn start_with(
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        first: bool,
+    ) -> Served {
         use std::io::{BufRead, BufReader};
         use std::process::Stdio;
         let mut child = Command::new(env!("CARGO_BIN_EXE_lien"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .current_dir(data_dir.parent().unwrap())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -222,8 +233,10 @@ impl Served {
             .parse()
             .unwrap();
         let mut stdout = String::new();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut stdout).unwrap();
+        if first {
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            out.read_line(&mut stdout).unwrap();
+        }
         Served {
             child,
             addr,
@@ -245,7 +258,7 @@ impl Served {
     }
 
     /// Sends one request and returns the whole answer.
-    fn request(&self, text: &str) -> String {
+    pub(crate) fn request(&self, text: &str) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
         stream.write_all(text.as_bytes()).unwrap();

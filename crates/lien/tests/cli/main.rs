@@ -5,3 +5,4 @@
 
 mod commands;
 mod phone;
+mod webhooks;

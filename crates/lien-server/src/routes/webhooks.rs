@@ -1,0 +1,394 @@
+//! A financier's webhook endpoints: create (the secret shown once), list, delete, rotate the
+//! secret, read the delivery log, and send an event again. The events and their delivery are
+//! in `crate::webhooks`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use jiff::SignedDuration;
+use lien_store::{DeliveryRecord, WebhookEndpointRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::{Action, Actor};
+use crate::clock::{from_micros, micros};
+use crate::domain::rfc3339;
+use crate::error::{ApiError, ErrorBody};
+use crate::input::new_id;
+use crate::webhooks::events::EventType;
+use crate::webhooks::signature::new_secret;
+
+/// How long a rotated secret keeps signing beside the new one.
+const ROTATION_OVERLAP_HOURS: i64 = 24;
+
+/// How many endpoints a financier may have.
+const MAX_ENDPOINTS: usize = 20;
+
+/// How many deliveries the log shows.
+const LOG_LIMIT: u32 = 500;
+
+/// A new endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointRequest {
+    /// Where to post events: an `https` URL.
+    pub url: String,
+    /// The event types to send; all when absent or empty.
+    #[serde(default)]
+    pub event_types: Vec<EventType>,
+}
+
+/// An endpoint, without its secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointView {
+    /// Id, `whe_` and hex.
+    pub id: String,
+    /// Where events are posted.
+    pub url: String,
+    /// The event types sent there; empty for all.
+    pub event_types: Vec<String>,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// When it was disabled because the receiver answered 410 Gone, if it was.
+    pub disabled_at: Option<String>,
+    /// Until when the secret before the last rotation still signs, if it does.
+    pub previous_secret_until: Option<String>,
+}
+
+/// An endpoint with its signing secret, shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointCreated {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// The signing secret (`whsec_` and base64), as Standard Webhooks libraries take it. Shown
+    /// only now; Lien keeps it to sign with.
+    pub secret: String,
+}
+
+/// The caller's endpoints.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointList {
+    /// Oldest first.
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// One event's delivery to an endpoint.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    /// The event's id (its `webhook-id`).
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed` (given up).
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When it is tried next, while pending.
+    pub next_attempt_at: Option<String>,
+    /// When it was last tried.
+    pub last_attempt_at: Option<String>,
+    /// The HTTP status of the receiver's last answer, if it answered.
+    pub last_response_status: Option<i64>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// When the receiver took it.
+    pub delivered_at: Option<String>,
+}
+
+/// An endpoint's delivery log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    /// Newest event first, at most 500.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+fn view(e: &WebhookEndpointRecord, now_us: i64) -> EndpointView {
+    EndpointView {
+        id: e.id.clone(),
+        url: e.url.clone(),
+        event_types: e.event_types.clone(),
+        created_at: rfc3339(from_micros(e.created_us)),
+        disabled_at: e.disabled_us.map(|us| rfc3339(from_micros(us))),
+        previous_secret_until: e
+            .previous_secret_until_us
+            .filter(|until| *until > now_us)
+            .map(|us| rfc3339(from_micros(us))),
+    }
+}
+
+fn delivery_view(d: DeliveryRecord) -> DeliveryView {
+    let at = |us: i64| rfc3339(from_micros(us));
+    DeliveryView {
+        event_id: d.event_id,
+        event_type: d.event_type,
+        status: d.status.as_str().to_string(),
+        attempts: d.attempts,
+        next_attempt_at: (d.status == lien_store::DeliveryStatus::Pending)
+            .then(|| at(d.next_attempt_us)),
+        last_attempt_at: d.last_attempt_us.map(at),
+        last_response_status: d.last_status,
+        last_error: d.last_error,
+        delivered_at: d.delivered_us.map(at),
+    }
+}
+
+/// The financier a caller manages webhooks for: only a financier's own keys do.
+fn own_financier(actor: &Actor) -> Result<&str, ApiError> {
+    actor.financier_id.as_deref().ok_or_else(|| {
+        ApiError::Forbidden("webhook endpoints are managed with a financier's API key".into())
+    })
+}
+
+/// The caller's endpoint `id`; another financier's is not found.
+async fn own_endpoint(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<WebhookEndpointRecord, ApiError> {
+    let financier = own_financier(actor)?;
+    match state.store.webhook_endpoint(id).await {
+        Ok(e) if e.financier_id == financier => Ok(e),
+        Ok(_) | Err(lien_store::StoreError::NotFound) => {
+            Err(ApiError::NotFound("webhook endpoint"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The endpoint's URL, checked: absolute, `https` (or `http` where the settings allow it, for
+/// development), with a host and no credentials.
+fn endpoint_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    if raw.len() > 2048 {
+        return Err(ApiError::invalid("url", "is longer than 2048 characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|e| ApiError::invalid("url", e))?;
+    let scheme_ok =
+        url.scheme() == "https" || (url.scheme() == "http" && state.settings.webhook_allow_http);
+    if !scheme_ok {
+        return Err(ApiError::invalid("url", "must be an https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid("url", "has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::invalid("url", "must not carry credentials"));
+    }
+    Ok(url.to_string())
+}
+
+/// Creates an endpoint.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    request_body = EndpointRequest,
+    responses(
+        (status = 201, description = "The endpoint, with its signing secret shown this once. Events are posted to it as Standard Webhooks: headers `webhook-id`, `webhook-timestamp` and `webhook-signature`; the body's `data` carries the device's `sequence`.", body = EndpointCreated),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 409, description = "The financier has as many endpoints as it may.", body = ErrorBody),
+        (status = 422, description = "The URL is not an https URL, or an event type is unknown.", body = ErrorBody),
+    )
+)]
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    actor: Actor,
+    body: Result<Json<EndpointRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<EndpointCreated>), ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let financier = own_financier(&actor)?;
+    let Json(req) = body?;
+    let url = endpoint_url(&state, &req.url)?;
+    if state.store.webhook_endpoints(financier).await?.len() >= MAX_ENDPOINTS {
+        return Err(ApiError::Conflict(format!(
+            "a financier may have at most {MAX_ENDPOINTS} webhook endpoints"
+        )));
+    }
+    let mut types: Vec<String> = req
+        .event_types
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect();
+    types.sort();
+    types.dedup();
+    let now_us = micros(state.clock.now());
+    let record = WebhookEndpointRecord {
+        id: new_id("whe")?,
+        financier_id: financier.to_string(),
+        url,
+        event_types: types,
+        secret: new_secret()?,
+        previous_secret: None,
+        previous_secret_until_us: None,
+        created_us: now_us,
+        disabled_us: None,
+    };
+    state.store.create_webhook_endpoint(&record).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EndpointCreated {
+            endpoint: view(&record, now_us),
+            secret: record.secret,
+        }),
+    ))
+}
+
+/// Lists the caller's endpoints.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller's endpoints, without their secrets.", body = EndpointList),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "Not a financier's key, or its role may not read.", body = ErrorBody),
+    )
+)]
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<Json<EndpointList>, ApiError> {
+    actor.require(Action::Read)?;
+    let financier = own_financier(&actor)?;
+    let now_us = micros(state.clock.now());
+    let endpoints = state.store.webhook_endpoints(financier).await?;
+    Ok(Json(EndpointList {
+        endpoints: endpoints.iter().map(|e| view(e, now_us)).collect(),
+    }))
+}
+
+/// Deletes an endpoint.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook-endpoints/{id}",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id.")),
+    responses(
+        (status = 204, description = "Deleted: nothing more is sent there."),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    state
+        .store
+        .delete_webhook_endpoint(&endpoint.id, micros(state.clock.now()))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotates an endpoint's secret.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints/{id}/secret",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id.")),
+    responses(
+        (status = 201, description = "The new secret, shown this once. For 24 hours every delivery carries two signatures, one under each secret, so the receiver can switch at its own pace.", body = EndpointCreated),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<EndpointCreated>), ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    let now = state.clock.now();
+    let until = now + SignedDuration::from_hours(ROTATION_OVERLAP_HOURS);
+    let secret = new_secret()?;
+    let rotated = state
+        .store
+        .rotate_webhook_secret(&endpoint.id, &secret, micros(until))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EndpointCreated {
+            endpoint: view(&rotated, micros(now)),
+            secret,
+        }),
+    ))
+}
+
+/// The endpoint's delivery log.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints/{id}/deliveries",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id.")),
+    responses(
+        (status = 200, description = "Each event's delivery to the endpoint, newest first, with the receiver's last response status.", body = DeliveryList),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "Not a financier's key, or its role may not read.", body = ErrorBody),
+        (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    actor.require(Action::Read)?;
+    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    let deliveries = state
+        .store
+        .webhook_deliveries(&endpoint.id, LOG_LIMIT)
+        .await?;
+    Ok(Json(DeliveryList {
+        deliveries: deliveries.into_iter().map(delivery_view).collect(),
+    }))
+}
+
+/// Sends an event to the endpoint again.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints/{id}/deliveries/{event_id}/redeliver",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id."),
+        ("event_id" = String, Path, description = "The event's id (`webhook-id`)."),
+    ),
+    responses(
+        (status = 202, description = "The event is sent again now, with the same `webhook-id`, whatever became of it before.", body = DeliveryView),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
+        (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such endpoint or delivery, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    let delivery = match state
+        .store
+        .redeliver(&endpoint.id, &event_id, micros(state.clock.now()))
+        .await
+    {
+        Err(lien_store::StoreError::NotFound) => return Err(ApiError::NotFound("delivery")),
+        other => other?,
+    };
+    Ok((StatusCode::ACCEPTED, Json(delivery_view(delivery))))
+}

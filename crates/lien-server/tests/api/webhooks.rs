@@ -1,0 +1,422 @@
+//! Webhooks to financiers, received by a real HTTP receiver on 127.0.0.1 that checks every
+//! delivery's signature with its own reading of the Standard Webhooks specification (not the
+//! server's code): each event arrives once after the receiver refused its first attempts, in
+//! sequence order per device; 410 Gone disables the endpoint; a rotation signs with both
+//! secrets; an event is sent again on request. On SQLite and, when LIEN_TEST_POSTGRES_URL is
+//! set, on PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use jiff::SignedDuration;
+use lien_server::clock::{Clock, ManualClock};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::common::{Backend, TestApp, imei, postgres_url, spawn_app_with};
+
+/// Standard Webhooks' default tolerance for `webhook-timestamp`.
+const TOLERANCE_SECS: i64 = 5 * 60;
+
+/// A delivery the receiver verified and took.
+#[derive(Debug, Clone)]
+struct Taken {
+    id: String,
+    event_type: String,
+    device_id: Option<String>,
+    sequence: Option<i64>,
+    signatures: usize,
+}
+
+/// The receiver's state: the secret it verifies with, what it answers, what it took.
+struct Receiver {
+    clock: ManualClock,
+    /// The secrets of the endpoints that post here, any of which may sign.
+    secrets: Mutex<Vec<String>>,
+    /// Refuse (500) this many attempts of each message before taking it.
+    fail_first: usize,
+    /// Answer 410 Gone to everything.
+    gone: bool,
+    /// Attempts per endpoint (the path's last segment) and message.
+    attempts: Mutex<HashMap<(String, String), usize>>,
+    taken: Mutex<Vec<Taken>>,
+    bad_signatures: Mutex<Vec<String>>,
+}
+
+/// Verifies a delivery as the specification says: the signed content is
+/// `{webhook-id}.{webhook-timestamp}.{body}`, the key is the base64 after `whsec_`, the MAC is
+/// HMAC-SHA256, and `webhook-signature` holds space-separated `v1,<base64>` entries, any of
+/// which may match; the timestamp must be within the tolerance of now. Returns how many
+/// signatures were offered, or why it is refused.
+fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<usize, String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(format!("no {name}"))
+    };
+    let id = header("webhook-id")?;
+    let timestamp = header("webhook-timestamp")?;
+    let signatures = header("webhook-signature")?;
+    let ts: i64 = timestamp.parse().map_err(|_| "bad timestamp".to_string())?;
+    if (now - ts).abs() > TOLERANCE_SECS {
+        return Err(format!("timestamp {ts} too far from {now}"));
+    }
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").ok_or("secret prefix")?)
+        .map_err(|e| e.to_string())?;
+    let mut content = Vec::new();
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    let offered: Vec<&str> = signatures.split(' ').collect();
+    for entry in &offered {
+        let Some((version, sig)) = entry.split_once(',') else {
+            continue;
+        };
+        if version != "v1" {
+            continue;
+        }
+        let Ok(sig) = STANDARD.decode(sig) else {
+            continue;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(&content);
+        if mac.verify_slice(&sig).is_ok() {
+            return Ok(offered.len());
+        }
+    }
+    Err("no signature matches".to_string())
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    if receiver.gone {
+        return StatusCode::GONE;
+    }
+    let now = receiver.clock.now().as_second();
+    let secrets = receiver.secrets.lock().unwrap().clone();
+    let verified = secrets
+        .iter()
+        .map(|secret| verify(secret, &headers, &body, now))
+        .find(Result::is_ok)
+        .unwrap_or_else(|| Err("no secret verifies it".to_string()));
+    let offered = match verified {
+        Ok(n) => n,
+        Err(why) => {
+            receiver.bad_signatures.lock().unwrap().push(why);
+            return StatusCode::UNAUTHORIZED;
+        }
+    };
+    let id = headers["webhook-id"].to_str().unwrap().to_string();
+    {
+        let mut attempts = receiver.attempts.lock().unwrap();
+        let n = attempts.entry((endpoint, id.clone())).or_default();
+        *n += 1;
+        if *n <= receiver.fail_first {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        event["data"]["device_id"].is_string(),
+        event["type"] != "payment.unmatched"
+    );
+    receiver.taken.lock().unwrap().push(Taken {
+        id,
+        event_type: event["type"].as_str().unwrap().to_string(),
+        device_id: event["data"]["device_id"].as_str().map(str::to_string),
+        sequence: event["data"]["sequence"].as_i64(),
+        signatures: offered,
+    });
+    StatusCode::NO_CONTENT
+}
+
+/// Starts a receiver; returns it and its URL.
+async fn receiver(app: &TestApp, fail_first: usize, gone: bool) -> (Arc<Receiver>, String) {
+    let receiver = Arc::new(Receiver {
+        clock: app.clock.clone(),
+        secrets: Mutex::default(),
+        fail_first,
+        gone,
+        attempts: Mutex::default(),
+        taken: Mutex::default(),
+        bad_signatures: Mutex::default(),
+    });
+    let router = axum::Router::new()
+        .route("/hook/{endpoint}", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (receiver, format!("http://{addr}/hook/"))
+}
+
+async fn app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.webhook_allow_http = true
+    })
+    .await
+}
+
+/// Makes an endpoint for `url`; returns its id and the secret shown.
+async fn endpoint(app: &TestApp, key: &str, url: &str, types: Value) -> (String, String) {
+    let created = app
+        .call(
+            "POST",
+            "/v1/webhook-endpoints",
+            key,
+            Some(json!({ "url": url, "event_types": types })),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    (created.body["id"].as_str().unwrap().to_string(), secret)
+}
+
+/// Runs the delivery worker's pass, as the background task would.
+async fn deliver(app: &TestApp) -> usize {
+    lien_server::webhooks::deliver_due(&app.running.state)
+        .await
+        .unwrap()
+}
+
+/// Delivers, then moves the clock past the longest of the first two waits (5 s and 5 min, a
+/// fifth either way), until nothing is left to try.
+async fn deliver_with_retries(app: &TestApp) {
+    for _ in 0..60 {
+        deliver(app).await;
+        app.clock.advance(SignedDuration::from_secs(7 * 60));
+    }
+}
+
+async fn each_event_arrives_once_in_order_after_failed_attempts(backend: Backend) {
+    let app = app(backend).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let (receiver, url) = receiver(&app, 2, false).await;
+    let (endpoint_id, secret) = endpoint(&app, &key, &format!("{url}all"), json!([])).await;
+    receiver.secrets.lock().unwrap().push(secret);
+    // A second endpoint that wants payments only.
+    let (payments_only, secret) = endpoint(
+        &app,
+        &key,
+        &format!("{url}payments"),
+        json!(["payment.applied"]),
+    )
+    .await;
+    receiver.secrets.lock().unwrap().push(secret);
+
+    let a = app
+        .enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+    let b = app
+        .enroll_device(&key, "C-2", &imei("35693803564381"), "SN2")
+        .await;
+    assert_eq!(app.pay(&key, &a, "P-1", 10_000, "k1").await.status, 200);
+    assert_eq!(app.lock(&key, &a, "Call us").await.status, 200);
+    assert_eq!(app.pay(&key, &b, "P-2", 10_000, "k2").await.status, 200);
+    assert_eq!(app.release(&key, &b, "paid in cash").await.status, 200);
+    // A retried request writes nothing and so tells nothing again.
+    assert_eq!(app.pay(&key, &a, "P-1", 10_000, "k1").await.status, 200);
+
+    deliver_with_retries(&app).await;
+
+    assert!(
+        receiver.bad_signatures.lock().unwrap().is_empty(),
+        "{:?}",
+        receiver.bad_signatures.lock().unwrap()
+    );
+    let outbox = app
+        .running
+        .state
+        .store
+        .outbox_events(&financier_id)
+        .await
+        .unwrap();
+    let types: Vec<&str> = outbox.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "device.enrolled",
+            "device.enrolled",
+            "payment.applied",
+            "device.state_changed",
+            "payment.applied",
+            "release.started",
+        ]
+    );
+    let taken = receiver.taken.lock().unwrap().clone();
+    // Every event once to the first endpoint, and the two payments once more to the second.
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for t in &taken {
+        *counts.entry(t.id.as_str()).or_default() += 1;
+    }
+    for e in &outbox {
+        let expected = if e.event.event_type == "payment.applied" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(counts.get(e.event.id.as_str()), Some(&expected), "{e:?}");
+    }
+    assert_eq!(taken.len(), outbox.len() + 2);
+    // Three attempts of each event at each endpoint: two refused, one taken.
+    let attempts = receiver.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), outbox.len() + 2);
+    assert!(attempts.values().all(|n| *n == 3), "{attempts:?}");
+    // In sequence order per device.
+    for device in [&a, &b] {
+        let sequences: Vec<i64> = taken
+            .iter()
+            .filter(|t| t.device_id.as_deref() == Some(device.as_str()))
+            .filter(|t| t.event_type != "payment.applied")
+            .map(|t| t.sequence.unwrap())
+            .collect();
+        assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+        assert!(!sequences.is_empty());
+    }
+    let state_changed = outbox
+        .iter()
+        .find(|e| e.event.event_type == "device.state_changed")
+        .unwrap();
+    let data: Value = serde_json::from_str(&state_changed.event.payload).unwrap();
+    assert_eq!(data["to"], "locked");
+    assert_eq!(data["decision"]["state"], "locked");
+
+    // The delivery log: each delivered with the receiver's status, after three attempts.
+    let log = app
+        .call(
+            "GET",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    let deliveries = log.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), outbox.len());
+    for d in deliveries {
+        assert_eq!(d["status"], "delivered", "{d}");
+        assert_eq!(d["attempts"], 3, "{d}");
+        assert_eq!(d["last_response_status"], 204, "{d}");
+    }
+    let only = app
+        .call(
+            "GET",
+            &format!("/v1/webhook-endpoints/{payments_only}/deliveries"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(only.body["deliveries"].as_array().unwrap().len(), 2);
+
+    // Sent again by hand: the same id once more.
+    let first = outbox[0].event.id.clone();
+    let again = app
+        .call(
+            "POST",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries/{first}/redeliver"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    deliver(&app).await;
+    let n = receiver
+        .taken
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| t.id == first)
+        .count();
+    assert_eq!(n, 2);
+
+    // A rotation: two signatures for a day, and the receiver's new secret verifies them.
+    let rotated = app
+        .call(
+            "POST",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/secret"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    // Only the new secret: the old one's signature is ignored, the new one's verifies.
+    *receiver.secrets.lock().unwrap() = vec![rotated.body["secret"].as_str().unwrap().to_string()];
+    assert_eq!(app.lock(&key, &b, "Call us").await.status, 200);
+    deliver_with_retries(&app).await;
+    let last = receiver.taken.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.event_type, "device.state_changed");
+    assert_eq!(last.signatures, 2);
+    assert!(receiver.bad_signatures.lock().unwrap().is_empty());
+
+    // Another financier sees none of these endpoints.
+    let (_, other) = app.financier("Other").await;
+    let listed = app.call("GET", "/v1/webhook-endpoints", &other, None).await;
+    assert_eq!(listed.body["endpoints"], json!([]));
+    let stolen = app
+        .call(
+            "GET",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"),
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(stolen.status, 404);
+}
+
+async fn gone_disables_the_endpoint_and_http_is_refused_by_default(backend: Backend) {
+    let app = app(backend).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let (_, url) = receiver(&app, 0, true).await;
+    let (endpoint_id, _) = endpoint(&app, &key, &format!("{url}gone"), json!([])).await;
+    app.enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+    assert_eq!(deliver(&app).await, 1);
+    let listed = app.call("GET", "/v1/webhook-endpoints", &key, None).await;
+    assert_eq!(listed.body["endpoints"][0]["id"], endpoint_id.as_str());
+    assert!(listed.body["endpoints"][0]["disabled_at"].is_string());
+    app.enroll_device(&key, "C-2", &imei("35693803564381"), "SN2")
+        .await;
+    assert_eq!(deliver(&app).await, 0, "nothing more is sent there");
+
+    let plain = crate::common::spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (_, plain_key) = plain.financier("Duka Phones").await;
+    let refused = plain
+        .call(
+            "POST",
+            "/v1/webhook-endpoints",
+            &plain_key,
+            Some(json!({ "url": "http://hooks.example/x" })),
+        )
+        .await;
+    refused.assert_invalid("url");
+    let deleted = app
+        .call(
+            "DELETE",
+            &format!("/v1/webhook-endpoints/{endpoint_id}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let listed = app.call("GET", "/v1/webhook-endpoints", &key, None).await;
+    assert_eq!(listed.body["endpoints"], json!([]));
+}
+
+on_both_backends!(
+    each_event_arrives_once_in_order_after_failed_attempts,
+    gone_disables_the_endpoint_and_http_is_refused_by_default,
+);
