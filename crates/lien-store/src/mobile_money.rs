@@ -221,13 +221,13 @@ pub trait MobileMoney: Send + Sync {
         message_us: i64,
         forget_before_us: i64,
     ) -> Result<bool, StoreError>;
-    /// The payments on the financier's devices recorded from `provider` (under the idempotency
-    /// key `<provider>:<reference>` in the financier's scope) and received in
-    /// `[from_us, to_us)`, oldest first.
+    /// The payments on the financier's devices recorded under the idempotency key
+    /// `<key_prefix><reference>` in the financier's scope (a provider's payments, whose keys the
+    /// server makes) and received in `[from_us, to_us)`, oldest first.
     async fn provider_payments(
         &self,
         financier_id: &str,
-        provider: &str,
+        key_prefix: &str,
         from_us: i64,
         to_us: i64,
     ) -> Result<Vec<RecordedPaymentRecord>, StoreError>;

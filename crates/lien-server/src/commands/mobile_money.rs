@@ -168,6 +168,11 @@ const ACCOUNT_FIELD_MPESA: &str = "BillRefNumber";
 /// client can take a provider transaction's key.
 pub const PROVIDER_KEY_PREFIX: &str = "provider:";
 
+/// What every idempotency key of `provider`'s payments starts with; the reference follows.
+pub fn provider_key_prefix(provider: &str) -> String {
+    format!("{PROVIDER_KEY_PREFIX}{provider}:")
+}
+
 fn provider_key(
     provider: &str,
     reference: &str,
@@ -177,7 +182,7 @@ fn provider_key(
     let mut hash = Sha256::new();
     hash.update(format!("{provider}\n{reference}\n{amount_minor}\n{device_id}").as_bytes());
     IdempotencyKey {
-        key: format!("{PROVIDER_KEY_PREFIX}{provider}:{reference}"),
+        key: format!("{}{reference}", provider_key_prefix(provider)),
         request_hash: hash.finalize().to_vec(),
     }
 }

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use lien_store::{RecordedPaymentRecord, StoreError, UnmatchedPaymentRecord};
 
-use super::mobile_money::{Confirmed, ProviderPayment, take_payment};
+use super::mobile_money::{Confirmed, ProviderPayment, provider_key_prefix, take_payment};
 use crate::app::AppState;
 use crate::auth::{Action, Actor, Role};
 use crate::clock::{from_micros, micros};
@@ -120,7 +120,12 @@ pub async fn reconcile(
     let mut held: HashMap<String, Held> = HashMap::new();
     for payment in state
         .store
-        .provider_payments(financier_id, &provider, from_us, to_us)
+        .provider_payments(
+            financier_id,
+            &provider_key_prefix(&provider),
+            from_us,
+            to_us,
+        )
         .await?
     {
         held.entry(payment.reference.clone())

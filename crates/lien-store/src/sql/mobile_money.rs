@@ -456,12 +456,13 @@ impl MobileMoney for SqlStore {
     async fn provider_payments(
         &self,
         financier_id: &str,
-        provider: &str,
+        key_prefix: &str,
         from_us: i64,
         to_us: i64,
     ) -> Result<Vec<RecordedPaymentRecord>, StoreError> {
-        // A payment a provider brought is recorded under the key `<provider>:<reference>` in
-        // the financier's idempotency scope (its callback, an assignment or a reconciliation).
+        // A payment a provider brought is recorded under a key of the caller's making, the
+        // prefix and the reference, in the financier's idempotency scope (its callback, an
+        // assignment or a reconciliation).
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RECORDED_COLUMNS} FROM payments p JOIN devices d ON d.id = p.device_id \
              JOIN idempotency i ON i.scope = d.financier_id AND i.key = $2 || p.reference \
@@ -469,7 +470,7 @@ impl MobileMoney for SqlStore {
              ORDER BY p.received_us, p.reference"
         )))
         .bind(financier_id)
-        .bind(format!("{provider}:"))
+        .bind(key_prefix)
         .bind(from_us)
         .bind(to_us)
         .fetch_all(&self.write)

@@ -344,14 +344,14 @@ pub async fn provider_payments_are_found_by_their_idempotency_key(db: Db) {
         }),
         ..with_payment(reference, 1000)
     };
-    update(&db, "dev_1", keyed("RKA1", "mpesa:RKA1")).await;
-    update(&db, "dev_1", keyed("EQ1", "equity-bank:EQ1")).await;
+    update(&db, "dev_1", keyed("RKA1", "provider:mpesa:RKA1")).await;
+    update(&db, "dev_1", keyed("EQ1", "provider:equity-bank:EQ1")).await;
     update(&db, "dev_1", keyed("HAND1", "client-key-1")).await;
     let references = |found: Vec<RecordedPaymentRecord>| {
         found.into_iter().map(|p| p.reference).collect::<Vec<_>>()
     };
     let mpesa = db
-        .provider_payments("fin_a", "mpesa", T0, T0 + DAY)
+        .provider_payments("fin_a", "provider:mpesa:", T0, T0 + DAY)
         .await
         .unwrap();
     assert_eq!(mpesa[0].contract_ref, "C-dev_1");
@@ -359,7 +359,7 @@ pub async fn provider_payments_are_found_by_their_idempotency_key(db: Db) {
     assert_eq!(references(mpesa), ["RKA1"]);
     assert_eq!(
         references(
-            db.provider_payments("fin_a", "equity-bank", T0, T0 + DAY)
+            db.provider_payments("fin_a", "provider:equity-bank:", T0, T0 + DAY)
                 .await
                 .unwrap()
         ),
@@ -367,7 +367,7 @@ pub async fn provider_payments_are_found_by_their_idempotency_key(db: Db) {
     );
     // The period leaves out a payment received at its end.
     assert!(
-        db.provider_payments("fin_a", "mpesa", T0, T0 + SECOND)
+        db.provider_payments("fin_a", "provider:mpesa:", T0, T0 + SECOND)
             .await
             .unwrap()
             .is_empty()
