@@ -46,3 +46,21 @@ pub use overrides::{
     reminder, unlock,
 };
 pub use payments::{record_payment, reverse_payment};
+
+/// The financier `financier_id`, if the actor may see it: another financier's, like a missing
+/// one, is "not found", so an id says nothing about whether it exists.
+pub async fn visible_financier(
+    state: &crate::app::AppState,
+    actor: &crate::auth::Actor,
+    financier_id: &str,
+) -> Result<lien_store::Financier, crate::error::ApiError> {
+    use crate::error::ApiError;
+    if !actor.sees_financier(financier_id) {
+        return Err(ApiError::NotFound("financier"));
+    }
+    match state.store.financier(financier_id).await {
+        Ok(financier) => Ok(financier),
+        Err(lien_store::StoreError::NotFound) => Err(ApiError::NotFound("financier")),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -104,14 +104,7 @@ pub async fn reconcile(
     body: &[u8],
 ) -> Result<ReconciliationReport, ApiError> {
     actor.require(Action::RecordPayment)?;
-    if !actor.sees_financier(financier_id) {
-        return Err(ApiError::NotFound("financier"));
-    }
-    match state.store.financier(financier_id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
-        Err(e) => return Err(e.into()),
-    }
+    crate::commands::visible_financier(state, actor, financier_id).await?;
     let provider = provider_name(state, financier_id, provider).await?;
     let default_currency = (provider == mpesa::PROVIDER).then_some(mpesa::CURRENCY);
     let lines = read_statement(body, from, to, default_currency)?;

@@ -347,14 +347,7 @@ pub async fn create_provider(
     req: ProviderRequest,
 ) -> Result<ProviderCreated, ApiError> {
     actor.require(Action::ManageKeys)?;
-    if !actor.sees_financier(financier_id) {
-        return Err(ApiError::NotFound("financier"));
-    }
-    match state.store.financier(financier_id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
-        Err(e) => return Err(e.into()),
-    }
+    crate::commands::visible_financier(state, actor, financier_id).await?;
     let name = parse_name(&req.name)?;
     let now = state.clock.now();
     let record = PaymentProviderRecord {

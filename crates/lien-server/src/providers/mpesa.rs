@@ -496,14 +496,7 @@ pub async fn put_endpoint(
     req: EndpointRequest,
 ) -> Result<EndpointCreated, ApiError> {
     actor.require(Action::ManageKeys)?;
-    if !actor.sees_financier(financier_id) {
-        return Err(ApiError::NotFound("financier"));
-    }
-    match state.store.financier(financier_id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
-        Err(e) => return Err(e.into()),
-    }
+    crate::commands::visible_financier(state, actor, financier_id).await?;
     let sources: Vec<String> = parse_sources(&req.allowed_sources)?
         .iter()
         .map(IpNet::to_string)

@@ -273,14 +273,7 @@ async fn keys_of(
     actor.require(Action::ManageKeys)?;
     match &financier_id {
         Some(id) => {
-            if !actor.sees_financier(id) {
-                return Err(ApiError::NotFound("financier"));
-            }
-            match state.store.financier(id).await {
-                Ok(_) => {}
-                Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
-                Err(err) => return Err(err.into()),
-            }
+            crate::commands::visible_financier(state, actor, id).await?;
         }
         None => actor.require(Action::ManagePlatformKeys)?,
     }

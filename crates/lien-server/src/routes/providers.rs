@@ -73,7 +73,6 @@ fn callback(body: Result<Bytes, BytesRejection>) -> Result<C2bCallback, ApiError
     request_body = C2bCallback,
     responses(
         (status = 200, description = "`ResultCode` `0` accepts the payment; a Daraja code (`C2B00012`: no device has this account number; `C2B00013`: an amount Lien refuses; `C2B00016`: the device is not payable in KES, or a field is malformed) rejects it, and the money stays with the borrower. Nothing is written.", body = ValidationAnswer),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 403, description = "The endpoint does not take callbacks from this address.", body = ErrorBody),
         (status = 404, description = "No endpoint has this token.", body = ErrorBody),
         (status = 422, description = "A required field is missing or not text.", body = ErrorBody),
@@ -109,7 +108,6 @@ pub async fn mpesa_validation(
     request_body = C2bCallback,
     responses(
         (status = 200, description = "The payment is recorded on the device whose contract reference is the `BillRefNumber` (its `TransID` is the payment's reference and idempotency key, so a repeat changes nothing), or kept as an unmatched payment for the financier to assign.", body = ConfirmationAnswer),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 403, description = "The endpoint does not take callbacks from this address.", body = ErrorBody),
         (status = 404, description = "No endpoint has this token.", body = ErrorBody),
         (status = 422, description = "A field is refused (a non-positive or too precise `TransAmount`, a malformed `TransTime` or `TransID`); the message names it.", body = ErrorBody),
@@ -152,8 +150,6 @@ pub async fn mpesa_confirmation(
     request_body = EndpointRequest,
     responses(
         (status = 201, description = "The endpoint, with its token shown this once: register `validation_path` and `confirmation_path` (after this server's address) with Daraja. An endpoint made before gets a new token, and the old one stops at once.", body = EndpointCreated),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
         (status = 422, description = "An allowed source is not an address or a network, or there are too many.", body = ErrorBody),
@@ -180,7 +176,6 @@ pub async fn put_mpesa_endpoint(
     params(("id" = String, Path, description = "The financier's id.")),
     responses(
         (status = 200, description = "The endpoint's allowed sources and when its token was made.", body = EndpointView),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No endpoint, or not the caller's.", body = ErrorBody),
     )
@@ -210,7 +205,6 @@ pub struct UnmatchedQuery {
     responses(
         (status = 200, description = "The caller's unmatched payments (every financier's for the platform's roles), newest first, at most 500.", body = UnmatchedPaymentList),
         (status = 400, description = "A query parameter is unknown.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not read.", body = ErrorBody),
         (status = 422, description = "`status` is neither `open` nor `assigned`.", body = ErrorBody),
     )
@@ -247,8 +241,6 @@ pub async fn list_unmatched(
     request_body = AssignmentRequest,
     responses(
         (status = 200, description = "The payment is recorded on the device (as a payment whose reference is the provider's transaction id) and marked assigned; again for the same device changes nothing.", body = UnmatchedPaymentView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not record payments.", body = ErrorBody),
         (status = 404, description = "No such payment or device, or not the caller's.", body = ErrorBody),
         (status = 409, description = "The payment is assigned to another device, or its reference is already recorded there.", body = ErrorBody),
@@ -278,8 +270,6 @@ pub async fn assign_unmatched(
     request_body = ProviderRequest,
     responses(
         (status = 201, description = "The provider, with its Standard Webhooks signing secret (`whsec_` and base64) shown this once, and the path it posts payments to (after this server's address).", body = ProviderCreated),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
         (status = 409, description = "The financier has a provider with this name.", body = ErrorBody),
@@ -307,7 +297,6 @@ pub async fn create_payment_provider(
     params(("id" = String, Path, description = "The financier's id.")),
     responses(
         (status = 200, description = "The financier's providers by name, each with its callback path and when its secret was made.", body = ProviderList),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
     )
@@ -332,7 +321,6 @@ pub async fn list_payment_providers(
     ),
     responses(
         (status = 201, description = "The provider with its new secret, shown this once; the old secret stops at once.", body = ProviderCreated),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such provider, or not the caller's.", body = ErrorBody),
     )
@@ -379,7 +367,6 @@ pub struct PaymentAnswer {
     request_body = PaymentCallback,
     responses(
         (status = 200, description = "The payment is recorded on the device whose contract reference is `account` (its `reference` is the payment's reference and, as `provider:<provider name>:<reference>`, idempotency key, so the same payment in a new message changes nothing), or kept as an unmatched payment.", body = PaymentAnswer),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
         (status = 401, description = "A header is missing, the timestamp is not within five minutes, or no signature matches; the message names the header. Nothing is written.", body = ErrorBody),
         (status = 404, description = "No provider has this id.", body = ErrorBody),
         (status = 409, description = "A message with this `webhook-id` was accepted already (a replay). Nothing is written.", body = ErrorBody),
@@ -459,7 +446,6 @@ pub struct ReconcileQuery {
     responses(
         (status = 200, description = "The report: the statement's transactions Lien lacked (`missing`, now recorded on their devices through the payment command under the provider's idempotency key, or kept as unmatched), those whose account, amount or currency differ (`mismatched`, not changed), and Lien's payments from the provider in the period that the statement lacks (`lien_only`). The same statement again applies nothing more.", body = ReconciliationReport),
         (status = 400, description = "The CSV cannot be read, or a query parameter is unknown or missing.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "The role may not record payments.", body = ErrorBody),
         (status = 404, description = "No such financier or payment provider, or not the caller's.", body = ErrorBody),
         (status = 413, description = "The statement is over 8 MiB.", body = ErrorBody),

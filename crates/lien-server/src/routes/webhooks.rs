@@ -188,8 +188,6 @@ fn endpoint_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
     request_body = EndpointRequest,
     responses(
         (status = 201, description = "The endpoint, with its signing secret shown this once. Events are posted to it as Standard Webhooks: headers `webhook-id`, `webhook-timestamp` and `webhook-signature`; the body's `data` carries the device's `sequence`.", body = EndpointCreated),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
         (status = 409, description = "The financier has as many endpoints as it may.", body = ErrorBody),
         (status = 422, description = "The URL is not an https URL, or an event type is unknown.", body = ErrorBody),
@@ -246,7 +244,6 @@ pub async fn create_endpoint(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The caller's endpoints, without their secrets.", body = EndpointList),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Not a financier's key, or its role may not read.", body = ErrorBody),
     )
 )]
@@ -272,7 +269,6 @@ pub async fn list_endpoints(
     params(("id" = String, Path, description = "The endpoint's id.")),
     responses(
         (status = 204, description = "Deleted: nothing more is sent there."),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
     )
@@ -300,7 +296,6 @@ pub async fn delete_endpoint(
     params(("id" = String, Path, description = "The endpoint's id.")),
     responses(
         (status = 201, description = "The new secret, shown this once. For 24 hours every delivery carries two signatures, one under each secret, so the receiver can switch at its own pace.", body = EndpointCreated),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
     )
@@ -337,7 +332,6 @@ pub async fn rotate_secret(
     params(("id" = String, Path, description = "The endpoint's id.")),
     responses(
         (status = 200, description = "Each event's delivery to the endpoint, newest first, with the receiver's last response status.", body = DeliveryList),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Not a financier's key, or its role may not read.", body = ErrorBody),
         (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
     )
@@ -370,7 +364,6 @@ pub async fn list_deliveries(
     ),
     responses(
         (status = 202, description = "The event is sent again now, with the same `webhook-id`, whatever became of it before.", body = DeliveryView),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = ErrorBody),
         (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such endpoint or delivery, or not the caller's.", body = ErrorBody),
     )
