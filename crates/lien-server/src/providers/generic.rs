@@ -238,7 +238,8 @@ pub fn verify(
     let seconds: i64 = timestamp.parse().map_err(|_| {
         ApiError::Unauthorized("webhook-timestamp: not a number of Unix seconds".into())
     })?;
-    if (seconds - now.as_second()).abs() > TOLERANCE_SECS {
+    // `abs_diff`: a timestamp near i64's ends must be refused, not overflow.
+    if seconds.abs_diff(now.as_second()) > TOLERANCE_SECS.unsigned_abs() {
         return Err(ApiError::Unauthorized(format!(
             "webhook-timestamp: more than {TOLERANCE_SECS} seconds from the server's clock"
         )));

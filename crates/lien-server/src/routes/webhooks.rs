@@ -176,7 +176,89 @@ fn endpoint_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ApiError::invalid("url", "must not carry credentials"));
     }
+    // Outside development, the server is not made to post into its own network. A name that
+    // resolves to such an address is not caught here (see README, "Webhooks").
+    if !state.settings.webhook_allow_http && url.host().is_some_and(|h| internal_host(&h)) {
+        return Err(ApiError::invalid(
+            "url",
+            "must not name a loopback, private, link-local or unspecified address",
+        ));
+    }
     Ok(url.to_string())
+}
+
+/// Whether a URL's host names this machine or a private network by itself: `localhost`, or an
+/// address that is loopback, private (RFC 1918, IPv6 unique local), link-local, unspecified or
+/// IPv4 carried in IPv6.
+fn internal_host(host: &url::Host<&str>) -> bool {
+    use std::net::IpAddr;
+    let ip = match host {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            return name == "localhost" || name.ends_with(".localhost");
+        }
+        url::Host::Ipv4(v4) => IpAddr::V4(*v4),
+        url::Host::Ipv6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(*v6),
+        },
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::internal_host;
+
+    fn internal(url: &str) -> bool {
+        let url = url::Url::parse(url).unwrap();
+        internal_host(&url.host().unwrap())
+    }
+
+    #[test]
+    fn the_servers_own_networks_are_told_apart_from_the_internet() {
+        for url in [
+            "https://localhost/",
+            "https://LOCALHOST./",
+            "https://a.localhost/",
+            "https://127.0.0.1:5432/",
+            "https://10.1.2.3/",
+            "https://172.16.0.9/",
+            "https://192.168.1.1/",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://0.0.0.0/",
+            "https://[::1]/",
+            "https://[::]/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(internal(url), "{url}");
+        }
+        for url in [
+            "https://hooks.example.com/lien",
+            "https://203.0.113.7/",
+            "https://[2001:db8::1]/",
+            "https://172.32.0.1/",
+        ] {
+            assert!(!internal(url), "{url}");
+        }
+    }
 }
 
 /// Creates an endpoint.
