@@ -12,7 +12,7 @@
 //! - **Progress on writes**: a client that stops reading its answers (for example one that
 //!   pipelines requests and never reads) is cut off once a write has waited the request timeout,
 //!   instead of holding its slot forever. Reading has its own limits (the header timeout in
-//!   hyper, the body deadline in `app`).
+//!   hyper, the body deadline in `deadline`).
 
 use std::collections::HashMap;
 use std::future::Future as _;

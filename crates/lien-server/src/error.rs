@@ -147,13 +147,13 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 
 /// A body that could not be read: over the route's limit (413), or cut off.
 impl ApiError {
-    /// A body that could not be read because it came too slowly (see `app::deadline`): a 408
+    /// A body that could not be read because it came too slowly (see `crate::deadline`): a 408
     /// with the deadline's own words; `None` for any other failure.
     pub fn from_body_error(error: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
         let mut cause = Some(error);
         while let Some(err) = cause {
             let text = err.to_string();
-            if let Some(at) = text.find(crate::app::BODY_TOO_SLOW) {
+            if let Some(at) = text.find(crate::deadline::BODY_TOO_SLOW) {
                 return Some(ApiError::Timeout(text[at..].to_string()));
             }
             cause = err.source();

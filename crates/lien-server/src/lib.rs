@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connections;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 #[doc(hidden)]
