@@ -136,13 +136,27 @@ impl AppState {
             store.clone(),
             clock.clone(),
         );
-        let webhook_client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(
-                settings.webhook_timeout_secs.clamp(1, 30),
-            ))
-            .build()
-            .unwrap_or_default();
+        // A setting that cannot be honoured (an unreadable extra root) stops `lien serve`
+        // before this (`serve` builds the client first); here it leaves the client without it.
+        let webhook_client = crate::webhooks::client::build(
+            &settings,
+            Arc::new(crate::webhooks::client::SystemResolver),
+        )
+        .unwrap_or_else(|err| {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "webhook client without its settings"
+            );
+            let plain = Settings {
+                webhook_extra_roots: Vec::new(),
+                ..settings.clone()
+            };
+            crate::webhooks::client::build(
+                &plain,
+                Arc::new(crate::webhooks::client::SystemResolver),
+            )
+            .unwrap_or_default()
+        });
         AppState(Arc::new(Inner {
             store,
             attachments,

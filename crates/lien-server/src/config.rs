@@ -87,9 +87,22 @@ pub struct Settings {
     pub webhook_timeout_secs: u64,
     /// How many webhook attempts one server makes at once.
     pub webhook_concurrency: u32,
-    /// Whether webhook endpoints may be plain `http://` URLs. Off by default: events carry
-    /// contract references and amounts. For development and tests only.
+    /// Of those, how many may go to one endpoint at once, so that a receiver that hangs holds
+    /// only these few until their timeout and the rest keep serving other financiers.
+    pub webhook_endpoint_concurrency: u32,
+    /// Whether webhook endpoints may be plain `http://` URLs, and may be (or resolve to)
+    /// this machine or a private network. Off by default: events carry contract references
+    /// and amounts, and the server must not be made to post into its own network. For
+    /// development and tests only.
     pub webhook_allow_http: bool,
+    /// PEM files of certificate authorities trusted for webhook receivers besides the
+    /// operating system's roots (a financier's private CA; tests' own).
+    pub webhook_extra_roots: Vec<PathBuf>,
+    /// After a secret rotation, how many hours the previous secret still signs beside the new
+    /// one (1 to 720), so that a receiver can switch at its own pace.
+    pub webhook_rotation_overlap_hours: u32,
+    /// How many days delivered events and their delivery log are kept (at least 1).
+    pub webhook_retention_days: u32,
 }
 
 impl Default for Settings {
@@ -123,8 +136,12 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             webhook_interval_ms: 1000,
             webhook_timeout_secs: 10,
-            webhook_concurrency: 8,
+            webhook_concurrency: 16,
+            webhook_endpoint_concurrency: 2,
             webhook_allow_http: false,
+            webhook_extra_roots: Vec::new(),
+            webhook_rotation_overlap_hours: 24,
+            webhook_retention_days: 30,
         }
     }
 }

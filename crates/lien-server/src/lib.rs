@@ -29,6 +29,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
+pub mod tls;
 pub mod webhooks;
 pub mod wire;
 
@@ -97,6 +98,9 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     settings.max_connections = connections::fit_to_descriptor_limit(settings.max_connections);
+    // Refuses to start with webhook settings it cannot honour (an unreadable extra root),
+    // rather than deliver without them.
+    webhooks::client::build(&settings, Arc::new(webhooks::client::SystemResolver))?;
     let state = AppState::new(store.clone(), Arc::new(SystemClock), secrets, settings);
     let addr = listener.local_addr()?;
     if !store.has_platform_admin().await? {

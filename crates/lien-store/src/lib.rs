@@ -27,8 +27,8 @@ pub use mobile_money::{
 pub use records::*;
 pub use sql::SqlStore;
 pub use webhooks::{
-    AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent, StoredEvent,
-    WebhookEndpointRecord, Webhooks,
+    AttemptOutcome, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent,
+    StoredEvent, WebhookEndpointRecord, Webhooks,
 };
 
 /// Why a store operation failed.

@@ -8,10 +8,15 @@
 //! one server at a time (a claim with an expiry, so a server that dies mid-delivery only delays
 //! the event). A device's deliveries to an endpoint are claimed one at a time, oldest first, so
 //! its events arrive in order; a retry holds back the device's later events, not other devices'.
+//!
+//! A claim names its holder, and only the holder's outcome is recorded: a server whose claim
+//! ran out and was taken over by another cannot overwrite what the other recorded. An endpoint
+//! has at most a few deliveries claimed at once ([`Claim::per_endpoint`]), so a receiver that
+//! hangs holds that many of a server's attempts, not all of them.
 
 use async_trait::async_trait;
 
-use crate::StoreError;
+use crate::{AuditEntry, StoreError};
 
 /// An event to write with a change, in the change's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +136,22 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
 }
 
+/// A request for due deliveries (see [`Webhooks::claim_deliveries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// Now, Unix microseconds: deliveries due by then, and claims that ran out by then.
+    pub now_us: i64,
+    /// When the claims run out.
+    pub until_us: i64,
+    /// How many deliveries at most.
+    pub limit: u32,
+    /// How many deliveries of one endpoint may be claimed at once, counting those still
+    /// claimed from before.
+    pub per_endpoint: u32,
+    /// Who claims: only this holder's outcome is recorded (see [`Webhooks::finish_delivery`]).
+    pub holder: &'a str,
+}
+
 /// What came of an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -152,11 +173,27 @@ pub enum AttemptOutcome {
 /// Webhook endpoints, the outbox and deliveries.
 #[async_trait]
 pub trait Webhooks: Send + Sync {
-    /// Stores a new endpoint.
+    /// Stores a new endpoint, audited in `chain`, unless its financier has `max` endpoints
+    /// (not deleted) already: then [`StoreError::Conflict`]. The count and the insert are one
+    /// transaction, under a lock of the financier's row on PostgreSQL, so concurrent creations
+    /// cannot pass the cap together.
     async fn create_webhook_endpoint(
         &self,
         endpoint: &WebhookEndpointRecord,
+        max: usize,
+        chain: &str,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError>;
+    /// Changes an endpoint's URL and event types and enables it again (after a 410 Gone),
+    /// audited in `chain`; returns it as it now stands.
+    async fn update_webhook_endpoint(
+        &self,
+        id: &str,
+        url: &str,
+        event_types: &[String],
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<WebhookEndpointRecord, StoreError>;
     /// One endpoint (not deleted).
     async fn webhook_endpoint(&self, id: &str) -> Result<WebhookEndpointRecord, StoreError>;
     /// The financier's endpoints (not deleted), oldest first.
@@ -164,35 +201,53 @@ pub trait Webhooks: Send + Sync {
         &self,
         financier_id: &str,
     ) -> Result<Vec<WebhookEndpointRecord>, StoreError>;
-    /// Deletes an endpoint: nothing more is sent there; its log stays.
-    async fn delete_webhook_endpoint(&self, id: &str, at_us: i64) -> Result<(), StoreError>;
-    /// Replaces the endpoint's secret; the old one signs too until `previous_until_us`.
+    /// Deletes an endpoint, audited in `chain`: nothing more is sent there, its secrets are
+    /// wiped; its log stays until it is pruned.
+    async fn delete_webhook_endpoint(
+        &self,
+        id: &str,
+        at_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Replaces the endpoint's secret, audited in `chain`; the old one signs too until
+    /// `previous_until_us`.
     async fn rotate_webhook_secret(
         &self,
         id: &str,
         secret: &str,
         previous_until_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
     ) -> Result<WebhookEndpointRecord, StoreError>;
     /// Makes the deliveries of up to `limit` events not yet fanned out, oldest first, one per
     /// endpoint of the event's financier that wants its type; returns how many events.
     async fn fan_out_events(&self, limit: u32) -> Result<usize, StoreError>;
-    /// Claims up to `limit` deliveries due at `now_us` until `claim_until_us`: pending, of an
-    /// endpoint neither disabled nor deleted, unclaimed (or their claim ran out), and the
-    /// oldest pending one of their device at their endpoint.
-    async fn claim_deliveries(
-        &self,
-        now_us: i64,
-        claim_until_us: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    /// Records an attempt's outcome and ends the claim.
+    /// Claims up to `claim.limit` deliveries due at `claim.now_us` for `claim.holder`:
+    /// pending, of an endpoint neither disabled nor deleted, unclaimed (or their claim ran
+    /// out), the oldest pending one of their device at their endpoint, and no more per
+    /// endpoint than `claim.per_endpoint` with those still claimed.
+    async fn claim_deliveries(&self, claim: Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Records an attempt's outcome and ends the claim, if `holder` still holds it; returns
+    /// whether it did. A holder whose claim was taken over records nothing.
     async fn finish_delivery(
         &self,
         endpoint_id: &str,
         event_id: &str,
+        holder: &str,
         at_us: i64,
         outcome: &AttemptOutcome,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Housekeeping, in one transaction of at most `limit` events: forgets the previous
+    /// secrets whose overlap ended by `now_us`, and deletes events created before
+    /// `before_us` with their deliveries, unless one of those is still pending at an endpoint
+    /// that can take it. Returns how many events were deleted.
+    async fn prune_webhooks(
+        &self,
+        now_us: i64,
+        before_us: i64,
+        limit: u32,
+    ) -> Result<usize, StoreError>;
     /// The endpoint's deliveries, newest first, at most `limit`.
     async fn webhook_deliveries(
         &self,

@@ -61,6 +61,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any HTTP client is built (`lien phone`'s, the server's webhook client).
+    lien_server::tls::install_crypto_provider();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -111,7 +111,10 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         )
         .routes(routes!(providers::reconcile).layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES)))
         .routes(routes!(webhooks::create_endpoint, webhooks::list_endpoints))
-        .routes(routes!(webhooks::delete_endpoint))
+        .routes(routes!(
+            webhooks::delete_endpoint,
+            webhooks::update_endpoint
+        ))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::redeliver))

@@ -1,13 +1,14 @@
-//! A financier's webhook endpoints: create (the secret shown once), list, delete, rotate the
-//! secret, read the delivery log, and send an event again. The events and their delivery are
-//! in `crate::webhooks`.
+//! A financier's webhook endpoints: create (the secret shown once), list, change, delete,
+//! rotate the secret, read the delivery log, and send an event again. The events and their
+//! delivery are in `crate::webhooks`. Creating, changing, deleting and rotating are audited in
+//! the financier's chain, in the transaction that does them.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use jiff::SignedDuration;
-use lien_store::{DeliveryRecord, WebhookEndpointRecord};
+use lien_store::{AuditEntry, DeliveryRecord, WebhookEndpointRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -20,8 +21,9 @@ use crate::input::new_id;
 use crate::webhooks::events::EventType;
 use crate::webhooks::signature::new_secret;
 
-/// How long a rotated secret keeps signing beside the new one.
-const ROTATION_OVERLAP_HOURS: i64 = 24;
+/// The longest a rotated secret may keep signing beside the new one (30 days), whatever the
+/// settings say.
+const MAX_ROTATION_OVERLAP_HOURS: u32 = 720;
 
 /// How many endpoints a financier may have.
 const MAX_ENDPOINTS: usize = 20;
@@ -29,7 +31,7 @@ const MAX_ENDPOINTS: usize = 20;
 /// How many deliveries the log shows.
 const LOG_LIMIT: u32 = 500;
 
-/// A new endpoint.
+/// A new endpoint, or an endpoint's new URL and event types.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
@@ -177,7 +179,8 @@ fn endpoint_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
         return Err(ApiError::invalid("url", "must not carry credentials"));
     }
     // Outside development, the server is not made to post into its own network. A name that
-    // resolves to such an address is not caught here (see README, "Webhooks").
+    // resolves to such an address is caught when it is resolved, at each delivery
+    // (`webhooks::client`).
     if !state.settings.webhook_allow_http && url.host().is_some_and(|h| internal_host(&h)) {
         return Err(ApiError::invalid(
             "url",
@@ -188,8 +191,7 @@ fn endpoint_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
 }
 
 /// Whether a URL's host names this machine or a private network by itself: `localhost`, or an
-/// address that is loopback, private (RFC 1918, IPv6 unique local), link-local, unspecified or
-/// IPv4 carried in IPv6.
+/// address that is not public (`webhooks::client::is_public`).
 fn internal_host(host: &url::Host<&str>) -> bool {
     use std::net::IpAddr;
     let ip = match host {
@@ -198,27 +200,9 @@ fn internal_host(host: &url::Host<&str>) -> bool {
             return name == "localhost" || name.ends_with(".localhost");
         }
         url::Host::Ipv4(v4) => IpAddr::V4(*v4),
-        url::Host::Ipv6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(*v6),
-        },
+        url::Host::Ipv6(v6) => IpAddr::V6(*v6),
     };
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
+    !crate::webhooks::client::is_public(ip)
 }
 
 #[cfg(test)]
@@ -284,18 +268,7 @@ pub async fn create_endpoint(
     let financier = own_financier(&actor)?;
     let Json(req) = body?;
     let url = endpoint_url(&state, &req.url)?;
-    if state.store.webhook_endpoints(financier).await?.len() >= MAX_ENDPOINTS {
-        return Err(ApiError::Conflict(format!(
-            "a financier may have at most {MAX_ENDPOINTS} webhook endpoints"
-        )));
-    }
-    let mut types: Vec<String> = req
-        .event_types
-        .iter()
-        .map(|t| t.as_str().to_string())
-        .collect();
-    types.sort();
-    types.dedup();
+    let types = event_types(&req.event_types);
     let now_us = micros(state.clock.now());
     let record = WebhookEndpointRecord {
         id: new_id("whe")?,
@@ -308,7 +281,20 @@ pub async fn create_endpoint(
         created_us: now_us,
         disabled_us: None,
     };
-    state.store.create_webhook_endpoint(&record).await?;
+    let audit = audit(
+        &actor,
+        now_us,
+        "webhook_endpoint_created",
+        &record,
+        "null".into(),
+        described(&record),
+    );
+    // The cap is checked in the creating transaction, so concurrent creations cannot pass it
+    // together.
+    state
+        .store
+        .create_webhook_endpoint(&record, MAX_ENDPOINTS, &chain(financier), &audit)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {
@@ -316,6 +302,109 @@ pub async fn create_endpoint(
             secret: record.secret,
         }),
     ))
+}
+
+/// The event types asked for, as stored: sorted, each once.
+fn event_types(requested: &[EventType]) -> Vec<String> {
+    let mut types: Vec<String> = requested.iter().map(|t| t.as_str().to_string()).collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
+/// The financier's audit chain.
+fn chain(financier: &str) -> String {
+    crate::api_keys::chain(Some(financier))
+}
+
+/// An endpoint as its audit records describe it: never its secret.
+fn described(e: &WebhookEndpointRecord) -> String {
+    serde_json::json!({
+        "id": e.id,
+        "url": e.url,
+        "event_types": e.event_types,
+        "disabled": e.disabled_us.is_some(),
+    })
+    .to_string()
+}
+
+/// The audit record of `action` on endpoint `e` by `actor`.
+fn audit(
+    actor: &Actor,
+    at_us: i64,
+    action: &str,
+    e: &WebhookEndpointRecord,
+    before_json: String,
+    after_json: String,
+) -> AuditEntry {
+    AuditEntry {
+        at_us,
+        actor: actor.key_id.clone(),
+        action: action.into(),
+        reason: format!("webhook endpoint {}", e.id),
+        before_json,
+        after_json,
+    }
+}
+
+/// Changes an endpoint's URL and event types.
+#[utoipa::path(
+    put,
+    path = "/v1/webhook-endpoints/{id}",
+    tag = "webhooks",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id.")),
+    request_body = EndpointRequest,
+    responses(
+        (status = 200, description = "The endpoint as it now stands, enabled again if a 410 Gone had disabled it. Its secret is unchanged; events not yet delivered go to the new URL.", body = EndpointView),
+        (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
+        (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
+        (status = 422, description = "The URL is not an https URL, or an event type is unknown.", body = ErrorBody),
+    )
+)]
+pub async fn update_endpoint(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<EndpointRequest>, JsonRejection>,
+) -> Result<Json<EndpointView>, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    let Json(req) = body?;
+    let url = endpoint_url(&state, &req.url)?;
+    let types = event_types(&req.event_types);
+    let now_us = micros(state.clock.now());
+    let after = WebhookEndpointRecord {
+        url: url.clone(),
+        event_types: types.clone(),
+        disabled_us: None,
+        ..endpoint.clone()
+    };
+    let audit = audit(
+        &actor,
+        now_us,
+        "webhook_endpoint_updated",
+        &endpoint,
+        described(&endpoint),
+        described(&after),
+    );
+    let updated = match state
+        .store
+        .update_webhook_endpoint(
+            &endpoint.id,
+            &url,
+            &types,
+            &chain(&endpoint.financier_id),
+            &audit,
+        )
+        .await
+    {
+        Err(lien_store::StoreError::NotFound) => {
+            return Err(ApiError::NotFound("webhook endpoint"));
+        }
+        other => other?,
+    };
+    Ok(Json(view(&updated, now_us)))
 }
 
 /// Lists the caller's endpoints.
@@ -362,11 +451,25 @@ pub async fn delete_endpoint(
 ) -> Result<StatusCode, ApiError> {
     actor.require(Action::ManageKeys)?;
     let endpoint = own_endpoint(&state, &actor, &id).await?;
-    state
+    let now_us = micros(state.clock.now());
+    let audit = audit(
+        &actor,
+        now_us,
+        "webhook_endpoint_deleted",
+        &endpoint,
+        described(&endpoint),
+        "null".into(),
+    );
+    match state
         .store
-        .delete_webhook_endpoint(&endpoint.id, micros(state.clock.now()))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .delete_webhook_endpoint(&endpoint.id, now_us, &chain(&endpoint.financier_id), &audit)
+        .await
+    {
+        Err(lien_store::StoreError::NotFound) => Err(ApiError::NotFound("webhook endpoint")),
+        other => other
+            .map(|()| StatusCode::NO_CONTENT)
+            .map_err(ApiError::from),
+    }
 }
 
 /// Rotates an endpoint's secret.
@@ -377,7 +480,7 @@ pub async fn delete_endpoint(
     security(("api_key" = [])),
     params(("id" = String, Path, description = "The endpoint's id.")),
     responses(
-        (status = 201, description = "The new secret, shown this once. For 24 hours every delivery carries two signatures, one under each secret, so the receiver can switch at its own pace.", body = EndpointCreated),
+        (status = 201, description = "The new secret, shown this once. Until `previous_secret_until` (24 hours by default, the server's `webhook_rotation_overlap_hours`) every delivery carries two signatures, one under each secret, so the receiver can switch at its own pace; after it, only the new secret signs.", body = EndpointCreated),
         (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such endpoint, or not the caller's.", body = ErrorBody),
     )
@@ -390,12 +493,37 @@ pub async fn rotate_secret(
     actor.require(Action::ManageKeys)?;
     let endpoint = own_endpoint(&state, &actor, &id).await?;
     let now = state.clock.now();
-    let until = now + SignedDuration::from_hours(ROTATION_OVERLAP_HOURS);
+    let overlap = state
+        .settings
+        .webhook_rotation_overlap_hours
+        .clamp(1, MAX_ROTATION_OVERLAP_HOURS);
+    let until = now + SignedDuration::from_hours(i64::from(overlap));
     let secret = new_secret()?;
-    let rotated = state
+    let audit = audit(
+        &actor,
+        micros(now),
+        "webhook_secret_rotated",
+        &endpoint,
+        described(&endpoint),
+        serde_json::json!({ "id": endpoint.id, "previous_secret_until": rfc3339(until) })
+            .to_string(),
+    );
+    let rotated = match state
         .store
-        .rotate_webhook_secret(&endpoint.id, &secret, micros(until))
-        .await?;
+        .rotate_webhook_secret(
+            &endpoint.id,
+            &secret,
+            micros(until),
+            &chain(&endpoint.financier_id),
+            &audit,
+        )
+        .await
+    {
+        Err(lien_store::StoreError::NotFound) => {
+            return Err(ApiError::NotFound("webhook endpoint"));
+        }
+        other => other?,
+    };
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {

@@ -60,7 +60,11 @@ impl Driver {
             child,
             base: format!("http://127.0.0.1:{port}"),
             session: String::new(),
-            http: reqwest::Client::new(),
+            http: {
+                // This test's client may be the process's first (see `lien_server::tls`).
+                lien_server::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
         };
         let mut ready = false;
         // Generous: on a loaded two-core CI machine chromedriver can take seconds to start.

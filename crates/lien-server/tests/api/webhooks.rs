@@ -416,7 +416,340 @@ async fn gone_disables_the_endpoint_and_http_is_refused_by_default(backend: Back
     assert_eq!(listed.body["endpoints"], json!([]));
 }
 
+/// A self-signed certificate for `names`, and the file its PEM is kept in (for
+/// `webhook_extra_roots`).
+fn certificate(
+    names: &[&str],
+    dir: &std::path::Path,
+    file: &str,
+) -> (rcgen::CertifiedKey<rcgen::KeyPair>, std::path::PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, cert.cert.pem()).unwrap();
+    (cert, path)
+}
+
+/// Serves the receiver over TLS with `cert`; returns its address.
+async fn serve_tls(
+    receiver: Arc<Receiver>,
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> std::net::SocketAddr {
+    use tokio_rustls::rustls;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let router = axum::Router::new()
+        .route("/hook/{endpoint}", axum::routing::post(receive))
+        .with_state(receiver);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn new_receiver(app: &TestApp) -> Arc<Receiver> {
+    Arc::new(Receiver {
+        clock: app.clock.clone(),
+        secrets: Mutex::default(),
+        fail_first: 0,
+        gone: false,
+        attempts: Mutex::default(),
+        taken: Mutex::default(),
+        bad_signatures: Mutex::default(),
+    })
+}
+
+/// The endpoint's delivery log, newest first.
+async fn log(app: &TestApp, key: &str, endpoint_id: &str) -> Vec<Value> {
+    let log = app
+        .call(
+            "GET",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    log.body["deliveries"].as_array().unwrap().clone()
+}
+
+async fn https_is_delivered_to_a_trusted_certificate_and_refused_to_another(backend: Backend) {
+    let certs = tempfile::tempdir().unwrap();
+    let (trusted, root) = certificate(&["localhost"], certs.path(), "trusted.pem");
+    // Same name, but made by nobody the server trusts.
+    let (untrusted, _) = certificate(&["localhost"], certs.path(), "untrusted.pem");
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.webhook_allow_http = true;
+        s.webhook_extra_roots = vec![root];
+    })
+    .await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let good = new_receiver(&app);
+    let good_addr = serve_tls(good.clone(), &trusted).await;
+    let bad = new_receiver(&app);
+    let bad_addr = serve_tls(bad.clone(), &untrusted).await;
+    let url = |addr: std::net::SocketAddr| format!("https://localhost:{}/hook/x", addr.port());
+    let (good_id, secret) = endpoint(&app, &key, &url(good_addr), json!([])).await;
+    good.secrets.lock().unwrap().push(secret);
+    let (bad_id, secret) = endpoint(&app, &key, &url(bad_addr), json!([])).await;
+    bad.secrets.lock().unwrap().push(secret);
+    app.enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+    assert_eq!(deliver(&app).await, 2);
+
+    assert_eq!(good.taken.lock().unwrap().len(), 1, "delivered over HTTPS");
+    let delivered = log(&app, &key, &good_id).await;
+    assert_eq!(delivered[0]["status"], "delivered", "{delivered:?}");
+    assert!(bad.taken.lock().unwrap().is_empty());
+    let refused = log(&app, &key, &bad_id).await;
+    assert_eq!(refused[0]["status"], "pending", "{refused:?}");
+    let error = refused[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("TLS certificate was refused"),
+        "the log says why: {error}"
+    );
+}
+
+/// Resolves every name to one address, as a DNS answer the server does not control would.
+struct Resolves(std::net::SocketAddr);
+
+impl reqwest::dns::Resolve for Resolves {
+    fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addr = self.0;
+        Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
+    }
+}
+
+async fn a_public_name_resolving_to_this_machine_is_refused_at_delivery(backend: Backend) {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, root) = certificate(&["hooks.example.com"], certs.path(), "root.pem");
+    // Production settings: https only, no local targets.
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.webhook_extra_roots = vec![root];
+    })
+    .await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let receiver = new_receiver(&app);
+    let addr = serve_tls(receiver.clone(), &cert).await;
+    let url = format!("https://hooks.example.com:{}/hook/x", addr.port());
+    let (endpoint_id, secret) = endpoint(&app, &key, &url, json!([])).await;
+    receiver.secrets.lock().unwrap().push(secret);
+    app.enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+
+    // The name resolves to 127.0.0.1 at delivery time.
+    let state = &app.running.state;
+    let rebinding = Arc::new(Resolves(addr));
+    let client = lien_server::webhooks::client::build(&state.settings, rebinding.clone()).unwrap();
+    lien_server::webhooks::deliver_due_with(state, &client)
+        .await
+        .unwrap();
+    assert!(
+        receiver.taken.lock().unwrap().is_empty(),
+        "nothing was sent"
+    );
+    let refused = log(&app, &key, &endpoint_id).await;
+    let error = refused[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("resolves only to loopback"), "{error}");
+
+    // The same answer is followed where local targets are allowed (development), so the
+    // refusal above is the resolver's doing.
+    let local = lien_server::config::Settings {
+        webhook_allow_http: true,
+        ..state.settings.clone()
+    };
+    let client = lien_server::webhooks::client::build(&local, rebinding).unwrap();
+    app.clock.advance(SignedDuration::from_secs(10));
+    lien_server::webhooks::deliver_due_with(state, &client)
+        .await
+        .unwrap();
+    assert_eq!(receiver.taken.lock().unwrap().len(), 1);
+}
+
+/// A receiver that takes the connection and never answers.
+async fn hang() -> StatusCode {
+    std::future::pending::<()>().await;
+    StatusCode::NO_CONTENT
+}
+
+async fn a_hanging_receiver_does_not_hold_up_another_financiers(backend: Backend) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.webhook_allow_http = true;
+        s.webhook_timeout_secs = 30;
+        s.webhook_concurrency = 4;
+    })
+    .await;
+    let (_, slow_key) = app.financier("Slow Phones").await;
+    let (_, fast_key) = app.financier("Fast Phones").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/hook/{endpoint}", axum::routing::post(hang));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    endpoint(
+        &app,
+        &slow_key,
+        &format!("http://{slow_addr}/hook/slow"),
+        json!([]),
+    )
+    .await;
+    let (fast, url) = receiver(&app, 0, false).await;
+    let (_, secret) = endpoint(&app, &fast_key, &format!("{url}fast"), json!([])).await;
+    fast.secrets.lock().unwrap().push(secret);
+    // The slow financier's events come first, each about a device of its own.
+    for i in 0..6 {
+        app.enroll_device(
+            &slow_key,
+            &format!("S-{i}"),
+            &imei(&format!("3569380356440{i}")),
+            &format!("SS{i}"),
+        )
+        .await;
+    }
+    for i in 0..6 {
+        app.enroll_device(
+            &fast_key,
+            &format!("F-{i}"),
+            &imei(&format!("3569380356450{i}")),
+            &format!("SF{i}"),
+        )
+        .await;
+    }
+
+    let state = app.running.state.clone();
+    let pass = tokio::spawn(async move { lien_server::webhooks::deliver_due(&state).await });
+    let started = std::time::Instant::now();
+    while fast.taken.lock().unwrap().len() < 6 && started.elapsed().as_secs() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let arrived = fast.taken.lock().unwrap().len();
+    pass.abort();
+    assert_eq!(
+        arrived, 6,
+        "every event of the other financier arrives while the slow one's attempts wait out their 30 s"
+    );
+}
+
+async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audited(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, "2026-01-10T09:00:00Z".parse().unwrap(), |s| {
+        s.webhook_allow_http = true;
+        s.webhook_rotation_overlap_hours = 2;
+    })
+    .await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let (receiver, url) = receiver(&app, 0, false).await;
+    let (endpoint_id, old) = endpoint(&app, &key, &format!("{url}x"), json!([])).await;
+    // The receiver keeps only the old secret throughout.
+    receiver.secrets.lock().unwrap().push(old);
+    let device = app
+        .enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+    deliver(&app).await;
+    let rotated = app
+        .call(
+            "POST",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/secret"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    assert_eq!(
+        rotated.body["previous_secret_until"], "2026-01-10T11:00:00Z",
+        "the overlap the settings ask for"
+    );
+    // An hour in, the old secret still verifies.
+    app.clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(app.lock(&key, &device, "Call us").await.status, 200);
+    deliver(&app).await;
+    assert_eq!(receiver.taken.lock().unwrap().len(), 2);
+    assert!(receiver.bad_signatures.lock().unwrap().is_empty());
+    // After the overlap, only the new secret signs: the old one no longer verifies.
+    app.clock.advance(SignedDuration::from_hours(2));
+    assert_eq!(
+        app.pay(&key, &device, "P-1", 10_000, "k1").await.status,
+        200
+    );
+    deliver(&app).await;
+    assert_eq!(receiver.taken.lock().unwrap().len(), 2);
+    assert!(!receiver.bad_signatures.lock().unwrap().is_empty());
+    let last = log(&app, &key, &endpoint_id).await;
+    assert_eq!(last[0]["last_response_status"], 401, "{last:?}");
+
+    // Changed (and enabled again), then deleted: each act in the financier's audit chain.
+    let changed = app
+        .call(
+            "PUT",
+            &format!("/v1/webhook-endpoints/{endpoint_id}"),
+            &key,
+            Some(json!({ "url": format!("{url}y"), "event_types": ["payment.applied"] })),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.body["event_types"], json!(["payment.applied"]));
+    let deleted = app
+        .call(
+            "DELETE",
+            &format!("/v1/webhook-endpoints/{endpoint_id}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    let chain = app
+        .running
+        .state
+        .store
+        .audit_chain(&format!("financier:{financier_id}"))
+        .await
+        .unwrap();
+    let acts: Vec<&str> = chain
+        .iter()
+        .map(|r| r.entry.action.as_str())
+        .filter(|a| a.starts_with("webhook"))
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            "webhook_endpoint_created",
+            "webhook_secret_rotated",
+            "webhook_endpoint_updated",
+            "webhook_endpoint_deleted",
+        ]
+    );
+    assert!(
+        chain.iter().all(|r| !r.entry.after_json.contains("whsec_")),
+        "no secret in the audit log"
+    );
+}
+
 on_both_backends!(
     each_event_arrives_once_in_order_after_failed_attempts,
     gone_disables_the_endpoint_and_http_is_refused_by_default,
+    https_is_delivered_to_a_trusted_certificate_and_refused_to_another,
+    a_public_name_resolving_to_this_machine_is_refused_at_delivery,
+    a_hanging_receiver_does_not_hold_up_another_financiers,
+    a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audited,
 );

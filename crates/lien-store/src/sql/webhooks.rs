@@ -6,17 +6,34 @@
 //! and made with `ON CONFLICT DO NOTHING`) and takes its events under row locks on PostgreSQL,
 //! oldest first, so a device's later event never gets its delivery before an earlier one. A
 //! claim is taken with a guarded `UPDATE` (`claimed_until_us <= now`): of two servers that
-//! picked the same delivery, one updates it and the other finds it taken and leaves it.
+//! picked the same delivery, one updates it and the other finds it taken and leaves it. The
+//! claim records its holder, and an outcome is written only where the holder still matches
+//! (`claimed_by`), so a late pass whose claim was taken over writes nothing.
+//!
+//! The per-endpoint cap counts the endpoint's deliveries claimed and not run out at the time
+//! of the claim. On PostgreSQL two servers claiming at the same instant may each see the same
+//! count and together exceed the cap by one claim's worth; the cap bounds how much one hanging
+//! receiver can hold of a server's attempts, which that does not undo.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use super::audit_log::append_audit;
 use super::{Dialect, SqlStore, backend, unique_or_backend};
 use crate::{
-    AttemptOutcome, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent, StoreError,
-    StoredEvent, WebhookEndpointRecord, Webhooks,
+    AttemptOutcome, AuditEntry, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus,
+    OutboxEvent, StoreError, StoredEvent, WebhookEndpointRecord, Webhooks,
 };
+
+/// The events pruning may delete: fanned out, older than `$1`, and with no delivery still
+/// pending at an endpoint that can take it (a redelivery asked for by hand, a retry).
+const PRUNABLE: &str = "o.fanned_out = 1 AND o.created_us < $1 AND NOT EXISTS ( \
+     SELECT 1 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+     WHERE d.event_id = o.id AND d.status = 'pending' \
+     AND e.deleted_us IS NULL AND e.disabled_us IS NULL)";
 
 /// The columns [`endpoint_from`] reads, in its order.
 const ENDPOINT_COLUMNS: &str = "id, financier_id, url, event_types, secret, previous_secret, \
@@ -115,7 +132,35 @@ impl Webhooks for SqlStore {
     async fn create_webhook_endpoint(
         &self,
         endpoint: &WebhookEndpointRecord,
+        max: usize,
+        chain: &str,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // The financier's row, locked on PostgreSQL, serialises its concurrent creations, so
+        // that each counts the others' endpoints; SQLite's one writer does so already.
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM financiers WHERE id = $1{}",
+            self.dialect.for_update()
+        )))
+        .bind(&endpoint.financier_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE financier_id = $1 AND deleted_us IS NULL",
+        )
+        .bind(&endpoint.financier_id)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(backend)?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+            return Err(StoreError::Conflict(format!(
+                "a financier may have at most {max} webhook endpoints"
+            )));
+        }
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         )))
@@ -128,10 +173,47 @@ impl Webhooks for SqlStore {
         .bind(endpoint.previous_secret_until_us)
         .bind(endpoint.created_us)
         .bind(endpoint.disabled_us)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(|e| unique_or_backend(e, "this endpoint id is taken"))?;
-        Ok(())
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    #[tracing::instrument(skip(self, audit))]
+    async fn update_webhook_endpoint(
+        &self,
+        id: &str,
+        url: &str,
+        event_types: &[String],
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<WebhookEndpointRecord, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $1, event_types = $2, disabled_us = NULL \
+             WHERE id = $3 AND deleted_us IS NULL",
+        )
+        .bind(url)
+        .bind(event_types.join(" "))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let endpoint = endpoint_from(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(endpoint)
     }
 
     #[tracing::instrument(skip(self))]
@@ -165,29 +247,43 @@ impl Webhooks for SqlStore {
         .collect()
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn delete_webhook_endpoint(&self, id: &str, at_us: i64) -> Result<(), StoreError> {
+    #[tracing::instrument(skip(self, audit))]
+    async fn delete_webhook_endpoint(
+        &self,
+        id: &str,
+        at_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // The secrets go with it: nothing is signed for a deleted endpoint again, and a copy
+        // of the database taken later holds none of them.
         let done = sqlx::query(
-            "UPDATE webhook_endpoints SET deleted_us = $1 WHERE id = $2 AND deleted_us IS NULL",
+            "UPDATE webhook_endpoints SET deleted_us = $1, secret = '', previous_secret = NULL, \
+             previous_secret_until_us = NULL WHERE id = $2 AND deleted_us IS NULL",
         )
         .bind(at_us)
         .bind(id)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
     }
 
-    #[tracing::instrument(skip(self, secret))]
+    #[tracing::instrument(skip(self, secret, audit))]
     async fn rotate_webhook_secret(
         &self,
         id: &str,
         secret: &str,
         previous_until_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
     ) -> Result<WebhookEndpointRecord, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, secret = $1, \
              previous_secret_until_us = $2 WHERE id = $3 AND deleted_us IS NULL",
@@ -195,13 +291,23 @@ impl Webhooks for SqlStore {
         .bind(secret)
         .bind(previous_until_us)
         .bind(id)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.webhook_endpoint(id).await
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let endpoint = endpoint_from(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(endpoint)
     }
 
     #[tracing::instrument(skip(self))]
@@ -272,24 +378,22 @@ impl Webhooks for SqlStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn claim_deliveries(
-        &self,
-        now_us: i64,
-        claim_until_us: i64,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    async fn claim_deliveries(&self, claim: Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let lock = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
         };
+        let in_flight = "(SELECT COUNT(*) FROM webhook_deliveries f WHERE f.endpoint_id = d.endpoint_id \
+             AND f.status = 'pending' AND f.claimed_until_us > $1)";
         let mut tx = self.write.begin().await.map_err(backend)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT d.attempts, {EVENT_COLUMNS}, {} \
+            "SELECT {in_flight}, d.attempts, {EVENT_COLUMNS}, {} \
              FROM webhook_deliveries d \
              JOIN outbox o ON o.id = d.event_id \
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              WHERE d.status = 'pending' AND d.next_attempt_us <= $1 AND d.claimed_until_us <= $1 \
              AND e.disabled_us IS NULL AND e.deleted_us IS NULL \
+             AND {in_flight} < $3 \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
                  AND p.device_id = d.device_id AND p.seq < d.seq AND p.status = 'pending') \
              ORDER BY d.seq LIMIT $2{lock}",
@@ -299,29 +403,39 @@ impl Webhooks for SqlStore {
                 .collect::<Vec<_>>()
                 .join(", ")
         )))
-        .bind(now_us)
-        .bind(i64::from(limit))
+        .bind(claim.now_us)
+        .bind(i64::from(claim.limit))
+        .bind(i64::from(claim.per_endpoint))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
+        // Each endpoint's share of this claim: what the cap leaves beside its claims in flight.
+        let mut taken_per_endpoint: HashMap<String, i64> = HashMap::new();
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            let attempts: i64 = row.try_get(0).map_err(backend)?;
-            let event = event_at(row, 1)?;
-            let endpoint = endpoint_at(row, 8)?;
+            let in_flight: i64 = row.try_get(0).map_err(backend)?;
+            let attempts: i64 = row.try_get(1).map_err(backend)?;
+            let event = event_at(row, 2)?;
+            let endpoint = endpoint_at(row, 9)?;
+            let share = taken_per_endpoint.entry(endpoint.id.clone()).or_default();
+            if in_flight + *share >= i64::from(claim.per_endpoint) {
+                continue;
+            }
             let taken = sqlx::query(
-                "UPDATE webhook_deliveries SET claimed_until_us = $1 \
-                 WHERE endpoint_id = $2 AND event_id = $3 AND claimed_until_us <= $4 AND status = 'pending'",
+                "UPDATE webhook_deliveries SET claimed_until_us = $1, claimed_by = $2 \
+                 WHERE endpoint_id = $3 AND event_id = $4 AND claimed_until_us <= $5 AND status = 'pending'",
             )
-            .bind(claim_until_us)
+            .bind(claim.until_us)
+            .bind(claim.holder)
             .bind(&endpoint.id)
             .bind(&event.event.id)
-            .bind(now_us)
+            .bind(claim.now_us)
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
             if taken == 1 {
+                *share += 1;
                 claimed.push(ClaimedDelivery {
                     event,
                     endpoint,
@@ -338,9 +452,10 @@ impl Webhooks for SqlStore {
         &self,
         endpoint_id: &str,
         event_id: &str,
+        holder: &str,
         at_us: i64,
         outcome: &AttemptOutcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let (status, next, last_status, error, delivered) = match outcome {
             AttemptOutcome::Delivered(code) => (
@@ -373,11 +488,11 @@ impl Webhooks for SqlStore {
                 None,
             ),
         };
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
-             next_attempt_us = COALESCE($2, next_attempt_us), claimed_until_us = 0, \
+             next_attempt_us = COALESCE($2, next_attempt_us), claimed_until_us = 0, claimed_by = NULL, \
              last_attempt_us = $3, last_status = $4, last_error = $5, delivered_us = $6 \
-             WHERE endpoint_id = $7 AND event_id = $8",
+             WHERE endpoint_id = $7 AND event_id = $8 AND claimed_by = $9 AND status = 'pending'",
         )
         .bind(status.as_str())
         .bind(next)
@@ -387,9 +502,13 @@ impl Webhooks for SqlStore {
         .bind(delivered)
         .bind(endpoint_id)
         .bind(event_id)
+        .bind(holder)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
         if *outcome == AttemptOutcome::Gone {
             sqlx::query(
                 "UPDATE webhook_endpoints SET disabled_us = $1 WHERE id = $2 AND disabled_us IS NULL",
@@ -400,7 +519,49 @@ impl Webhooks for SqlStore {
             .await
             .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn prune_webhooks(
+        &self,
+        now_us: i64,
+        before_us: i64,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE webhook_endpoints SET previous_secret = NULL, previous_secret_until_us = NULL \
+             WHERE previous_secret_until_us <= $1",
+        )
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // The same oldest events twice: their deliveries first, as they refer to the events.
+        let batch = format!(
+            "SELECT o.id FROM outbox o WHERE {PRUNABLE} ORDER BY o.created_us, o.seq LIMIT $2"
+        );
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM webhook_deliveries WHERE event_id IN ({batch})"
+        )))
+        .bind(before_us)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let deleted = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM outbox WHERE id IN ({batch})"
+        )))
+        .bind(before_us)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
     #[tracing::instrument(skip(self))]
@@ -431,8 +592,8 @@ impl Webhooks for SqlStore {
         now_us: i64,
     ) -> Result<DeliveryRecord, StoreError> {
         let done = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_us = $1, claimed_until_us = 0 \
-             WHERE endpoint_id = $2 AND event_id = $3",
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_us = $1, claimed_until_us = 0, \
+             claimed_by = NULL WHERE endpoint_id = $2 AND event_id = $3",
         )
         .bind(now_us)
         .bind(endpoint_id)

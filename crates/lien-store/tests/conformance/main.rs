@@ -205,6 +205,9 @@ conformance![
     attachments_are_kept_whole_by_key,
     warm_up_keeps_no_view_older_than_a_write,
     webhook_events_are_written_with_the_change_and_delivered_once_in_order,
+    webhook_endpoints_are_capped_under_concurrent_creation_and_audited,
+    webhook_claims_leave_room_for_other_endpoints,
+    old_webhook_events_are_pruned_in_batches,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

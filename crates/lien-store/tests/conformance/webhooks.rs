@@ -1,7 +1,8 @@
 //! The checks of webhook endpoints, the outbox and deliveries (`lien_store::Webhooks`).
 
 use lien_store::{
-    AttemptOutcome, DeliveryStatus, DeviceChange, OutboxEvent, WebhookEndpointRecord,
+    AttemptOutcome, Claim, ClaimedDelivery, DeliveryStatus, DeviceChange, OutboxEvent, StoreError,
+    WebhookEndpointRecord,
 };
 
 use crate::Db;
@@ -30,6 +31,33 @@ fn endpoint(id: &str, financier: &str, types: &[&str]) -> WebhookEndpointRecord 
     }
 }
 
+/// The holder of the claims these checks take, unless they say otherwise.
+const HOLDER: &str = "whp_1";
+
+/// Claims as `HOLDER`, with no per-endpoint cap to speak of.
+async fn claim(db: &Db, now_us: i64, until_us: i64, limit: u32) -> Vec<ClaimedDelivery> {
+    db.claim_deliveries(Claim {
+        now_us,
+        until_us,
+        limit,
+        per_endpoint: 100,
+        holder: HOLDER,
+    })
+    .await
+    .unwrap()
+}
+
+/// Stores an endpoint, audited, under a cap of 20.
+async fn create(db: &Db, e: &WebhookEndpointRecord) -> Result<(), StoreError> {
+    db.create_webhook_endpoint(
+        e,
+        20,
+        &format!("financier:{}", e.financier_id),
+        &entry("webhook_endpoint_created", &e.id),
+    )
+    .await
+}
+
 fn with_events(events: Vec<OutboxEvent>) -> DeviceChange {
     DeviceChange {
         outbox: events,
@@ -40,15 +68,13 @@ fn with_events(events: Vec<OutboxEvent>) -> DeviceChange {
 pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_order(db: Db) {
     add_financier(&db, "fin_a").await;
     add_financier(&db, "fin_b").await;
-    db.create_webhook_endpoint(&endpoint("whe_all", "fin_a", &[]))
+    create(&db, &endpoint("whe_all", "fin_a", &[]))
         .await
         .unwrap();
-    db.create_webhook_endpoint(&endpoint("whe_pay", "fin_a", &["payment.applied"]))
+    create(&db, &endpoint("whe_pay", "fin_a", &["payment.applied"]))
         .await
         .unwrap();
-    db.create_webhook_endpoint(&endpoint("whe_b", "fin_b", &[]))
-        .await
-        .unwrap();
+    create(&db, &endpoint("whe_b", "fin_b", &[])).await.unwrap();
     let enrolled = db
         .enroll(
             &new_device("dev_1", "fin_a"),
@@ -99,7 +125,7 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
     assert_eq!(db.fan_out_events(100).await.unwrap(), 0, "fanned out once");
 
     // One delivery per device and endpoint at a time: the oldest.
-    let claimed = db.claim_deliveries(T0, T0 + 60 * SECOND, 10).await.unwrap();
+    let claimed = claim(&db, T0, T0 + 60 * SECOND, 10).await;
     let mut got: Vec<(String, String)> = claimed
         .iter()
         .map(|c| (c.endpoint.id.clone(), c.event.event.id.clone()))
@@ -113,16 +139,14 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
         ]
     );
     assert!(
-        db.claim_deliveries(T0, T0 + 60 * SECOND, 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        claim(&db, T0, T0 + 60 * SECOND, 10).await.is_empty(),
         "claimed deliveries are not claimed again, and hold back their device's later ones"
     );
     // A failure holds the device's later events back until it is retried.
     db.finish_delivery(
         "whe_all",
         "msg_1",
+        HOLDER,
         T0,
         &AttemptOutcome::Failed {
             status: Some(500),
@@ -132,46 +156,75 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
     )
     .await
     .unwrap();
-    db.finish_delivery("whe_pay", "msg_2", T0, &AttemptOutcome::Delivered(204))
-        .await
-        .unwrap();
+    db.finish_delivery(
+        "whe_pay",
+        "msg_2",
+        HOLDER,
+        T0,
+        &AttemptOutcome::Delivered(204),
+    )
+    .await
+    .unwrap();
     assert!(
-        db.claim_deliveries(T0 + SECOND, T0 + 60 * SECOND, 10)
+        claim(&db, T0 + SECOND, T0 + 60 * SECOND, 10)
             .await
-            .unwrap()
             .is_empty()
     );
-    let claimed = db
-        .claim_deliveries(T0 + 5 * SECOND, T0 + 65 * SECOND, 10)
-        .await
-        .unwrap();
+    let claimed = claim(&db, T0 + 5 * SECOND, T0 + 65 * SECOND, 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].event.event.id, "msg_1");
     assert_eq!(claimed[0].attempts, 1);
     db.finish_delivery(
         "whe_all",
         "msg_1",
+        HOLDER,
         T0 + 5 * SECOND,
         &AttemptOutcome::Delivered(200),
     )
     .await
     .unwrap();
-    let claimed = db
-        .claim_deliveries(T0 + 6 * SECOND, T0 + 66 * SECOND, 10)
-        .await
-        .unwrap();
+    let claimed = claim(&db, T0 + 6 * SECOND, T0 + 66 * SECOND, 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].event.event.id, "msg_2");
-    // A claim that ran out may be taken by another server.
+    // A claim that ran out may be taken by another server; the first holder, late, then
+    // records nothing, and the new holder's outcome stands.
     let again = db
-        .claim_deliveries(T0 + 67 * SECOND, T0 + 127 * SECOND, 10)
+        .claim_deliveries(Claim {
+            now_us: T0 + 67 * SECOND,
+            until_us: T0 + 127 * SECOND,
+            limit: 10,
+            per_endpoint: 2,
+            holder: "whp_2",
+        })
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
-    // 410 Gone disables the endpoint.
-    db.finish_delivery("whe_all", "msg_2", T0 + 67 * SECOND, &AttemptOutcome::Gone)
+    let late = db
+        .finish_delivery(
+            "whe_all",
+            "msg_2",
+            HOLDER,
+            T0 + 68 * SECOND,
+            &AttemptOutcome::Delivered(200),
+        )
         .await
         .unwrap();
+    assert!(
+        !late,
+        "a claim taken over is not the late holder's to finish"
+    );
+    // 410 Gone disables the endpoint.
+    assert!(
+        db.finish_delivery(
+            "whe_all",
+            "msg_2",
+            "whp_2",
+            T0 + 69 * SECOND,
+            &AttemptOutcome::Gone
+        )
+        .await
+        .unwrap()
+    );
     assert!(
         db.webhook_endpoint("whe_all")
             .await
@@ -179,12 +232,7 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
             .disabled_us
             .is_some()
     );
-    assert!(
-        db.claim_deliveries(T0 + DAY, T0 + DAY, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim(&db, T0 + DAY, T0 + DAY, 10).await.is_empty());
 
     let log = db.webhook_deliveries("whe_all", 10).await.unwrap();
     let statuses: Vec<(&str, DeliveryStatus, Option<i64>, i64)> = log
@@ -202,21 +250,31 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
     // A redelivery makes a delivered event pending again.
     let again = db.redeliver("whe_pay", "msg_2", T0 + DAY).await.unwrap();
     assert_eq!(again.status, DeliveryStatus::Pending);
-    let claimed = db
-        .claim_deliveries(T0 + DAY, T0 + DAY + SECOND, 10)
-        .await
-        .unwrap();
+    let claimed = claim(&db, T0 + DAY, T0 + DAY + SECOND, 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].endpoint.id, "whe_pay");
 
     // Rotation keeps the previous secret; deletion hides the endpoint.
     let rotated = db
-        .rotate_webhook_secret("whe_pay", "whsec_bmV3", T0 + DAY)
+        .rotate_webhook_secret(
+            "whe_pay",
+            "whsec_bmV3",
+            T0 + DAY,
+            "financier:fin_a",
+            &entry("webhook_secret_rotated", "whe_pay"),
+        )
         .await
         .unwrap();
     assert_eq!(rotated.secret, "whsec_bmV3");
     assert_eq!(rotated.previous_secret.as_deref(), Some("whsec_c2VjcmV0"));
-    db.delete_webhook_endpoint("whe_pay", T0).await.unwrap();
+    db.delete_webhook_endpoint(
+        "whe_pay",
+        T0,
+        "financier:fin_a",
+        &entry("webhook_endpoint_deleted", "whe_pay"),
+    )
+    .await
+    .unwrap();
     not_found(db.webhook_endpoint("whe_pay").await);
     let left: Vec<String> = db
         .webhook_endpoints("fin_a")
@@ -226,4 +284,211 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
         .map(|e| e.id)
         .collect();
     assert_eq!(left, ["whe_all"]);
+}
+
+/// The cap on a financier's endpoints holds when its creations race, and each creation is in
+/// the financier's audit chain.
+pub async fn webhook_endpoints_are_capped_under_concurrent_creation_and_audited(db: Db) {
+    add_financier(&db, "fin_a").await;
+    let tasks: Vec<_> = (0..25)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(
+                async move { create(&db, &endpoint(&format!("whe_{i}"), "fin_a", &[])).await },
+            )
+        })
+        .collect();
+    let mut made = 0;
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::Conflict(why)) => {
+                assert!(why.contains("at most 20"), "{why}");
+                refused += 1;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((made, refused), (20, 5));
+    assert_eq!(db.webhook_endpoints("fin_a").await.unwrap().len(), 20);
+    let chain = db.audit_chain("financier:fin_a").await.unwrap();
+    let created = chain
+        .iter()
+        .filter(|r| r.entry.action == "webhook_endpoint_created")
+        .count();
+    assert_eq!(
+        created, 20,
+        "one audit record per endpoint made, none for a refusal"
+    );
+    // A deleted endpoint frees its place.
+    db.delete_webhook_endpoint("whe_0", T0, "financier:fin_a", &entry("deleted", "whe_0"))
+        .await
+        .unwrap();
+    create(&db, &endpoint("whe_new", "fin_a", &[]))
+        .await
+        .unwrap();
+}
+
+/// An endpoint has at most `per_endpoint` deliveries claimed at once, counting earlier
+/// claims, so a receiver that hangs cannot take every claim.
+pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    create(&db, &endpoint("whe_slow", "fin_a", &[]))
+        .await
+        .unwrap();
+    create(&db, &endpoint("whe_fast", "fin_b", &[]))
+        .await
+        .unwrap();
+    for i in 0..6 {
+        for fin in ["fin_a", "fin_b"] {
+            db.enroll(
+                &new_device(&format!("dev_{fin}_{i}"), fin),
+                DeviceChange {
+                    outbox: vec![event(&format!("msg_{fin}_{i}"), "device.enrolled")],
+                    ..enrollment("active", 0)
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+    db.fan_out_events(100).await.unwrap();
+    let capped = |now_us, limit| Claim {
+        now_us,
+        until_us: now_us + 60 * SECOND,
+        limit,
+        per_endpoint: 2,
+        holder: HOLDER,
+    };
+    let endpoints = |claimed: &[ClaimedDelivery]| {
+        let mut ids: Vec<String> = claimed.iter().map(|c| c.endpoint.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let first = db.claim_deliveries(capped(T0, 3)).await.unwrap();
+    assert_eq!(first.len(), 3);
+    let second = db.claim_deliveries(capped(T0, 10)).await.unwrap();
+    let mut all = first.clone();
+    all.extend(second.iter().cloned());
+    assert_eq!(
+        endpoints(&all),
+        ["whe_fast", "whe_fast", "whe_slow", "whe_slow"]
+    );
+    assert!(
+        db.claim_deliveries(capped(T0, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One of the fast endpoint's ends: it gets one more, the slow one still none.
+    let fast = all.iter().find(|c| c.endpoint.id == "whe_fast").unwrap();
+    db.finish_delivery(
+        "whe_fast",
+        &fast.event.event.id,
+        HOLDER,
+        T0,
+        &AttemptOutcome::Delivered(204),
+    )
+    .await
+    .unwrap();
+    let third = db.claim_deliveries(capped(T0, 10)).await.unwrap();
+    assert_eq!(endpoints(&third), ["whe_fast"]);
+    // Claims that ran out no longer count.
+    let later = db
+        .claim_deliveries(capped(T0 + 61 * SECOND, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        endpoints(&later),
+        ["whe_fast", "whe_fast", "whe_slow", "whe_slow"]
+    );
+}
+
+/// Old events whose deliveries are over go, with their log, a batch at a time; an event still
+/// pending somewhere that can take it stays; a rotated secret is forgotten after its overlap.
+pub async fn old_webhook_events_are_pruned_in_batches(db: Db) {
+    add_financier(&db, "fin_a").await;
+    create(&db, &endpoint("whe_1", "fin_a", &[])).await.unwrap();
+    db.enroll(
+        &new_device("dev_1", "fin_a"),
+        DeviceChange {
+            outbox: vec![event("msg_1", "device.enrolled")],
+            ..enrollment("active", 0)
+        },
+    )
+    .await
+    .unwrap();
+    for (i, id) in ["msg_2", "msg_3", "msg_4"].iter().enumerate() {
+        update(
+            &db,
+            "dev_1",
+            with_events(vec![OutboxEvent {
+                created_us: T0 + i as i64 * SECOND,
+                ..event(id, "device.state_changed")
+            }]),
+        )
+        .await;
+    }
+    db.fan_out_events(100).await.unwrap();
+    // msg_1 to msg_3 delivered, msg_4 still pending.
+    for (i, id) in ["msg_1", "msg_2", "msg_3"].iter().enumerate() {
+        let now = T0 + i as i64 * SECOND;
+        let claimed = claim(&db, now, now + 60 * SECOND, 10).await;
+        assert_eq!(claimed[0].event.event.id, *id);
+        db.finish_delivery("whe_1", id, HOLDER, now, &AttemptOutcome::Delivered(204))
+            .await
+            .unwrap();
+    }
+    db.rotate_webhook_secret(
+        "whe_1",
+        "whsec_bmV3",
+        T0 + DAY,
+        "financier:fin_a",
+        &entry("rotated", "whe_1"),
+    )
+    .await
+    .unwrap();
+
+    let now = T0 + 40 * DAY;
+    let before = T0 + 10 * DAY;
+    // Not yet old: nothing goes.
+    assert_eq!(db.prune_webhooks(T0, T0, 2).await.unwrap(), 0);
+    assert_eq!(db.outbox_events("fin_a").await.unwrap().len(), 4);
+    assert!(
+        db.webhook_endpoint("whe_1")
+            .await
+            .unwrap()
+            .previous_secret
+            .is_some()
+    );
+    assert_eq!(db.prune_webhooks(now, before, 2).await.unwrap(), 2);
+    assert_eq!(db.prune_webhooks(now, before, 2).await.unwrap(), 1);
+    assert_eq!(db.prune_webhooks(now, before, 2).await.unwrap(), 0);
+    let left: Vec<String> = db
+        .outbox_events("fin_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.id)
+        .collect();
+    assert_eq!(left, ["msg_4"], "a pending delivery keeps its event");
+    let log: Vec<String> = db
+        .webhook_deliveries("whe_1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(log, ["msg_4"]);
+    let endpoint = db.webhook_endpoint("whe_1").await.unwrap();
+    assert_eq!(endpoint.previous_secret, None, "the overlap is over");
+    assert_eq!(endpoint.secret, "whsec_bmV3");
+    // Once its endpoint is deleted, nothing keeps it.
+    db.delete_webhook_endpoint("whe_1", now, "financier:fin_a", &entry("deleted", "whe_1"))
+        .await
+        .unwrap();
+    assert_eq!(db.prune_webhooks(now, before, 2).await.unwrap(), 1);
+    assert!(db.outbox_events("fin_a").await.unwrap().is_empty());
 }
