@@ -58,6 +58,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_reconciliation.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_unmatched_pages.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -96,6 +100,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../migrations/postgres/0010_reconciliation.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_unmatched_pages.sql"),
     ),
 ];
 
