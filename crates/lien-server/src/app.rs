@@ -48,6 +48,14 @@ const PROVIDER_CALLBACKS_PER_MINUTE: u32 = 6_000;
 /// How many callbacks one address may send at once.
 const PROVIDER_CALLBACK_BURST: u32 = 1_000;
 
+/// Statement reconciliations per financier and minute, after a first burst. A financier
+/// reconciles each provider's statement once a day or so, and again after fixing what a report
+/// showed; a run reads up to 20,000 lines and may record as many payments, so the allowance
+/// bounds what a leaked or looping admin key can make the server do.
+const RECONCILIATIONS_PER_MINUTE: u32 = 2;
+/// How many reconciliations one financier may start at once (one at a time still runs).
+const RECONCILIATION_BURST: u32 = 10;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -85,6 +93,10 @@ pub struct Inner {
     pub status_code_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-client limits on payment-provider callbacks (see [`PROVIDER_CALLBACKS_PER_MINUTE`]).
     pub provider_limit: crate::rate_limit::RateLimiter,
+    /// Per-financier limits on reconciliations (see [`RECONCILIATIONS_PER_MINUTE`]).
+    pub reconciliation_limit: crate::rate_limit::RateLimiter<String>,
+    /// The reconciliations running on this server, one per financier at most.
+    pub reconciliations: crate::commands::reconciliation::Running,
     /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
     pub webhook_client: reqwest::Client,
 }
@@ -130,6 +142,11 @@ impl AppState {
             PROVIDER_CALLBACK_BURST,
             clock.clone(),
         );
+        let reconciliation_limit = crate::rate_limit::RateLimiter::new(
+            RECONCILIATIONS_PER_MINUTE,
+            RECONCILIATION_BURST,
+            clock.clone(),
+        );
         let attachments = crate::attachments::from_settings(
             settings.attachment_store,
             settings.data_dir.clone(),
@@ -173,6 +190,8 @@ impl AppState {
             hello_imei_limit,
             status_code_limit,
             provider_limit,
+            reconciliation_limit,
+            reconciliations: Default::default(),
             webhook_client,
         }))
     }

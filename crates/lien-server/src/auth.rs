@@ -94,6 +94,11 @@ pub enum Action {
     ProvisionalUnlock,
     /// Answer a borrower's appeal (accepting a payment appeal records the payment).
     AnswerAppeal,
+    /// Reconcile a provider's statement: its missing lines are recorded as the provider's own
+    /// payments, under the provider's idempotency keys and vouched for at payoff as a provider's
+    /// are, so only a role that may release a phone anyway may vouch for a statement. An agent
+    /// records the cash it takes one payment at a time instead.
+    Reconcile,
 }
 
 impl Role {
@@ -269,6 +274,14 @@ mod tests {
         assert!(Role::FinancierAgent.may(Action::RecordPayment));
         assert!(!Role::FinancierAgent.may(Action::Lock));
         assert!(!Role::FinancierAgent.may(Action::ProvisionalUnlock));
+    }
+
+    #[test]
+    fn only_financier_admins_reconcile_statements() {
+        assert!(Role::FinancierAdmin.may(Action::Reconcile));
+        for role in [Role::FinancierAgent, Role::Support, Role::PlatformAdmin] {
+            assert!(!role.may(Action::Reconcile), "{role:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use appeals::{
 };
 pub use mobile_money::{
     MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
-    UnmatchedPaymentRecord, UnmatchedStatus,
+    StatementHoldings, StatementQuery, UnmatchedFilter, UnmatchedPaymentRecord, UnmatchedStatus,
 };
 pub use records::*;
 pub use sql::SqlStore;

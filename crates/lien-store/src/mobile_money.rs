@@ -104,6 +104,54 @@ pub enum UnmatchedStatus {
     Assigned,
 }
 
+/// A page of unmatched payments: newest first (by when Lien kept them, then by id), after the
+/// last one of the previous page. Nothing is ever pruned: assigned payments are money records
+/// and stay listed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnmatchedFilter {
+    /// The financier's, or every financier's for `None`.
+    pub financier_id: Option<String>,
+    /// Open, assigned or all.
+    pub status: UnmatchedStatus,
+    /// The `recorded_us` and id of the previous page's last payment: only those listed after
+    /// it come.
+    pub after: Option<(i64, String)>,
+    /// The most to return.
+    pub limit: u32,
+}
+
+/// What a provider's statement for a period is matched against, for [`MobileMoney::statement_holdings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementQuery<'a> {
+    /// The financier.
+    pub financier_id: &'a str,
+    /// The provider's name, as in unmatched payments.
+    pub provider: &'a str,
+    /// What the idempotency keys of the provider's payments start with; the reference follows.
+    pub key_prefix: &'a str,
+    /// The period's start, Unix microseconds, included.
+    pub from_us: i64,
+    /// The period's end, excluded.
+    pub to_us: i64,
+    /// The statement's transaction ids.
+    pub references: &'a [String],
+}
+
+/// What Lien holds of a provider's payments for a statement (see [`StatementQuery`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatementHoldings {
+    /// The payments on the financier's devices recorded under the provider's key prefix and
+    /// received in the period, oldest first.
+    pub recorded: Vec<RecordedPaymentRecord>,
+    /// The provider's unmatched payments received in the period, assigned or not, oldest first.
+    pub unmatched: Vec<UnmatchedPaymentRecord>,
+    /// For the statement's references found in neither list above: the financier's payments
+    /// with that reference however and whenever they were recorded, by device.
+    pub recorded_elsewhere: Vec<RecordedPaymentRecord>,
+    /// For the same references: the provider's unmatched payments with that reference.
+    pub unmatched_elsewhere: Vec<UnmatchedPaymentRecord>,
+}
+
 /// Provider endpoints and unmatched payments.
 #[async_trait]
 pub trait MobileMoney: Send + Sync {
@@ -148,13 +196,10 @@ pub trait MobileMoney: Send + Sync {
         provider: &str,
         provider_ref: &str,
     ) -> Result<Option<UnmatchedPaymentRecord>, StoreError>;
-    /// The unmatched payments of `financier_id` (of every financier for `None`), newest first,
-    /// at most `limit`.
+    /// A page of unmatched payments (see [`UnmatchedFilter`]).
     async fn unmatched_payments(
         &self,
-        financier_id: Option<&str>,
-        status: UnmatchedStatus,
-        limit: u32,
+        filter: &UnmatchedFilter,
     ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError>;
     /// Marks the payment assigned to `device_id` at `at_us` by `by`, audited in `chain`, and
     /// returns it as it now stands. One already assigned to this device is returned as it is,
@@ -169,15 +214,6 @@ pub trait MobileMoney: Send + Sync {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<UnmatchedPaymentRecord, StoreError>;
-    /// The unmatched payments of a financier's provider received in `[from_us, to_us)`,
-    /// assigned or not.
-    async fn unmatched_payments_between(
-        &self,
-        financier_id: &str,
-        provider: &str,
-        from_us: i64,
-        to_us: i64,
-    ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError>;
     /// Adds a payment provider, audited in `chain`; a name the financier already uses is a
     /// [`StoreError::Conflict`].
     async fn create_payment_provider(
@@ -221,20 +257,11 @@ pub trait MobileMoney: Send + Sync {
         message_us: i64,
         forget_before_us: i64,
     ) -> Result<bool, StoreError>;
-    /// The payments on the financier's devices recorded under the idempotency key
-    /// `<key_prefix><reference>` in the financier's scope (a provider's payments, whose keys the
-    /// server makes) and received in `[from_us, to_us)`, oldest first.
-    async fn provider_payments(
+    /// What Lien holds for a provider's statement, read from one snapshot on a reader: a few
+    /// statements for the period, and the statement's references not found there looked up a
+    /// few hundred at a time, so that the cost follows the lines Lien lacks, not every line.
+    async fn statement_holdings(
         &self,
-        financier_id: &str,
-        key_prefix: &str,
-        from_us: i64,
-        to_us: i64,
-    ) -> Result<Vec<RecordedPaymentRecord>, StoreError>;
-    /// The payments on the financier's devices with this reference, however they were recorded.
-    async fn payments_by_reference(
-        &self,
-        financier_id: &str,
-        reference: &str,
-    ) -> Result<Vec<RecordedPaymentRecord>, StoreError>;
+        query: &StatementQuery<'_>,
+    ) -> Result<StatementHoldings, StoreError>;
 }

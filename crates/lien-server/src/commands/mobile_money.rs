@@ -381,9 +381,18 @@ pub async fn unmatched_payment(
     }
 }
 
+/// The 409 for an unmatched payment that went to `device_id`, not to the one asked for.
+fn assigned_elsewhere(device_id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "device_id: this payment is already assigned to device {device_id}"
+    ))
+}
+
 /// Assigns an unmatched payment to a device of its financier: records it there through the
 /// payment command (idempotent on the provider's transaction id), then marks it assigned.
-/// Again for the same device changes nothing; for another device it is a conflict.
+/// Again for the same device changes nothing and answers the same; for another device it is
+/// a conflict naming the device the money went to. A device whose plan is in another currency
+/// is refused, naming `currency`, before anything is written.
 pub async fn assign_unmatched(
     state: &AppState,
     actor: &Actor,
@@ -394,11 +403,7 @@ pub async fn assign_unmatched(
     let payment = unmatched_payment(state, actor, id).await?;
     match payment.assigned_device_id.as_deref() {
         Some(assigned) if assigned == device_id => return Ok(payment),
-        Some(_) => {
-            return Err(ApiError::Conflict(
-                "this payment is already assigned to another device".into(),
-            ));
-        }
+        Some(assigned) => return Err(assigned_elsewhere(assigned)),
         None => {}
     }
     // The device must be the payment's financier's, whoever the caller is.
@@ -407,6 +412,17 @@ pub async fn assign_unmatched(
         Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::NotFound("device")),
         Err(e) => return Err(e.into()),
     };
+    // The ledger refuses it too, under the device's lock; said here first in the words of
+    // an assignment, where the request has no currency of its own to correct.
+    if device.decision.currency != payment.currency {
+        return Err(ApiError::invalid(
+            "currency",
+            format!(
+                "the payment is in {}; device {device_id}'s plan is in {}",
+                payment.currency, device.decision.currency
+            ),
+        ));
+    }
     let key = provider_key(
         &payment.provider,
         &payment.provider_ref,
@@ -424,7 +440,22 @@ pub async fn assign_unmatched(
         financier_id: Some(payment.financier_id.clone()),
         ..actor.clone()
     };
-    record_payment(state, &scoped, device_id, key, request).await?;
+    match record_payment(state, &scoped, device_id, key, request).await {
+        Ok(_) => {}
+        // Another assignment to another device got there first (the provider's key is taken
+        // for another request): name where the money went, once that assignment has marked
+        // the row; until then its own message says what clashed.
+        Err(ApiError::Conflict(message)) => {
+            return Err(match state.store.unmatched_payment(&payment.id).await {
+                Ok(now) => match now.assigned_device_id.as_deref() {
+                    Some(assigned) if assigned != device_id => assigned_elsewhere(assigned),
+                    _ => ApiError::Conflict(message),
+                },
+                Err(_) => ApiError::Conflict(message),
+            });
+        }
+        Err(other) => return Err(other),
+    }
     let now = state.clock.now();
     let audit = AuditEntry {
         at_us: micros(now),
@@ -437,7 +468,7 @@ pub async fn assign_unmatched(
         before_json: serde_json::json!({"id": payment.id, "device_id": null}).to_string(),
         after_json: serde_json::json!({"id": payment.id, "device_id": device_id}).to_string(),
     };
-    Ok(state
+    match state
         .store
         .assign_unmatched_payment(
             &payment.id,
@@ -447,7 +478,14 @@ pub async fn assign_unmatched(
             &crate::api_keys::chain(Some(&payment.financier_id)),
             &audit,
         )
-        .await?)
+        .await
+    {
+        Ok(assigned) => Ok(assigned),
+        Err(StoreError::Conflict(message)) => {
+            Err(ApiError::Conflict(format!("device_id: {message}")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Takes a payment a provider signed (see `providers::generic`), whose signature and

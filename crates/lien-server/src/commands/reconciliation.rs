@@ -20,14 +20,33 @@
 //! which the audit log already records one by one (each applied line with the actor
 //! `reconciliation:<key id>`); the financier keeps its statements, and reconciling one again
 //! reproduces the report.
+//!
+//! **Who vouches.** A missing line is recorded under the provider's own idempotency key, where
+//! its late callback would land, and as money the provider holds: a payoff it causes schedules
+//! the release, as a provider's callback does. So only a financier admin, who may release a
+//! phone anyway, may reconcile ([`Action::Reconcile`]); the lines are applied with the admin's
+//! standing under the actor `reconciliation:<key id>`. An agent is refused (403) before anything
+//! is read: it could otherwise plant a provider's key for a transaction that never was, and
+//! the provider's real payment under that id would then be taken for a repeat.
+//!
+//! **Cost.** A statement has up to `MAX_STATEMENT_LINES` lines. What Lien holds for it is read
+//! in one snapshot on a reader (`MobileMoney::statement_holdings`: the period's provider
+//! payments and unmatched payments, then only the references found in neither, a few hundred
+//! at a time), so a statement Lien already has costs a handful of queries; each missing line
+//! costs one payment, through the same transaction as any other. Runs are bounded per server:
+//! one at a time per financier and [`MAX_RUNNING`] in all ([`Running`]), and a per-financier
+//! rate (`AppState::reconciliation_limit`); a refused run is a 429 with `Retry-After` and reads
+//! nothing. With several servers each keeps its own bounds, which still bound the whole.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use lien_store::{RecordedPaymentRecord, StoreError, UnmatchedPaymentRecord};
+use axum::response::Response;
+use lien_store::{RecordedPaymentRecord, StatementQuery, StoreError, UnmatchedPaymentRecord};
 
 use super::mobile_money::{Confirmed, ProviderPayment, provider_key_prefix, take_payment};
 use crate::app::AppState;
-use crate::auth::{Action, Actor, Role};
+use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
 use crate::domain::rfc3339;
 use crate::error::ApiError;
@@ -36,6 +55,113 @@ use crate::providers::statement::{
     LienOnlyPayment, MismatchedField, MismatchedPayment, MissingOutcome, MissingPayment,
     PaymentSide, ReconciliationCounts, ReconciliationReport, StatementLine, read_statement,
 };
+use crate::rate_limit::Limited;
+
+/// The most reconciliations one server runs at once, over all financiers.
+pub const MAX_RUNNING: usize = 4;
+
+/// How long a client refused because a run is going on is asked to wait, in seconds.
+const RUNNING_RETRY_AFTER_SECS: u64 = 10;
+
+/// The reconciliations running on this server, by financier (see the module's comment).
+#[derive(Debug, Default)]
+pub struct Running(Arc<Mutex<HashSet<String>>>);
+
+impl Running {
+    /// Claims the financier's turn, or says why not.
+    pub fn start(&self, financier_id: &str) -> Result<RunningGuard, &'static str> {
+        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if running.contains(financier_id) {
+            return Err("a reconciliation for this financier is running already");
+        }
+        if running.len() >= MAX_RUNNING {
+            return Err("this server is running as many reconciliations as it takes at once");
+        }
+        running.insert(financier_id.to_string());
+        Ok(RunningGuard {
+            running: self.0.clone(),
+            financier_id: financier_id.to_string(),
+        })
+    }
+}
+
+/// A financier's turn: ends when dropped, however the run ends (a client that goes away
+/// drops the request's future, and the guard with it).
+#[derive(Debug)]
+pub struct RunningGuard {
+    running: Arc<Mutex<HashSet<String>>>,
+    financier_id: String,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.financier_id);
+    }
+}
+
+/// A reconciliation allowed to run: the caller may vouch for the financier's statements, and
+/// the financier has its turn.
+#[derive(Debug)]
+pub struct Admitted {
+    actor: Actor,
+    financier_id: String,
+    _turn: RunningGuard,
+}
+
+/// Why a reconciliation must wait: the 429 to answer, with `Retry-After`.
+#[derive(Debug)]
+pub struct Busy {
+    limited: Limited,
+    what: &'static str,
+}
+
+impl Busy {
+    /// The 429.
+    pub fn respond(self) -> Response {
+        self.limited.respond(self.what)
+    }
+}
+
+/// Admits a reconciliation of `financier_id`'s statement by `actor`: refused (403) unless the
+/// role may vouch for statements, not found for another financier's, and told to wait (the
+/// inner `Err`) while over the financier's rate or while a run is going on.
+pub async fn admit(
+    state: &AppState,
+    actor: &Actor,
+    financier_id: &str,
+) -> Result<Result<Admitted, Busy>, ApiError> {
+    if !actor.role.may(Action::Reconcile) {
+        return Err(ApiError::Forbidden(format!(
+            "the {} role may not reconcile statements: their missing lines are recorded as the \
+             provider's own payments, which only a financier admin vouches for; record a \
+             payment with POST /v1/devices/{{id}}/payments",
+            actor.role.name()
+        )));
+    }
+    crate::commands::visible_financier(state, actor, financier_id).await?;
+    if let Err(limited) = state.reconciliation_limit.check(financier_id.to_string()) {
+        return Ok(Err(Busy {
+            limited,
+            what: "too many reconciliations for this financier",
+        }));
+    }
+    match state.reconciliations.start(financier_id) {
+        Ok(turn) => Ok(Ok(Admitted {
+            actor: actor.clone(),
+            financier_id: financier_id.to_string(),
+            _turn: turn,
+        })),
+        Err(what) => Ok(Err(Busy {
+            limited: Limited {
+                retry_after_secs: RUNNING_RETRY_AFTER_SECS,
+            },
+            what,
+        })),
+    }
+}
 
 /// What Lien has for a transaction id.
 enum Held {
@@ -97,59 +223,73 @@ async fn provider_name(
 /// and Lien's payments the statement lacks.
 pub async fn reconcile(
     state: &AppState,
-    actor: &Actor,
-    financier_id: &str,
+    run: &Admitted,
     provider: &str,
     (from, to): (jiff::Timestamp, jiff::Timestamp),
     body: &[u8],
 ) -> Result<ReconciliationReport, ApiError> {
-    actor.require(Action::RecordPayment)?;
-    crate::commands::visible_financier(state, actor, financier_id).await?;
+    let financier_id = run.financier_id.as_str();
     let provider = provider_name(state, financier_id, provider).await?;
     let default_currency = (provider == mpesa::PROVIDER).then_some(mpesa::CURRENCY);
     let lines = read_statement(body, from, to, default_currency)?;
 
-    let (from_us, to_us) = (micros(from), micros(to));
-    let mut held: HashMap<String, Held> = HashMap::new();
-    for payment in state
+    let references: Vec<String> = lines.iter().map(|l| l.reference.clone()).collect();
+    let key_prefix = provider_key_prefix(&provider);
+    let holdings = state
         .store
-        .provider_payments(
+        .statement_holdings(&StatementQuery {
             financier_id,
-            &provider_key_prefix(&provider),
-            from_us,
-            to_us,
-        )
-        .await?
-    {
+            provider: &provider,
+            key_prefix: &key_prefix,
+            from_us: micros(from),
+            to_us: micros(to),
+            references: &references,
+        })
+        .await?;
+    let mut held: HashMap<String, Held> = HashMap::new();
+    for payment in holdings.recorded {
         held.entry(payment.reference.clone())
             .or_insert(Held::Recorded(payment));
     }
-    for kept in state
-        .store
-        .unmatched_payments_between(financier_id, &provider, from_us, to_us)
-        .await?
-    {
+    // Found outside the period's own: recorded by hand or at another time (the first device
+    // by id, as the store orders them), or kept as unmatched at another time, or assigned.
+    let mut elsewhere: HashMap<String, Held> = HashMap::new();
+    for kept in holdings.unmatched {
         // An assigned one is on its device, under the provider's key: found above if it was
         // received in the period, as it was.
         if kept.assigned_device_id.is_none() {
             held.entry(kept.provider_ref.clone())
                 .or_insert(Held::Unmatched(kept));
+        } else {
+            elsewhere
+                .entry(kept.provider_ref.clone())
+                .or_insert(Held::Unmatched(kept));
         }
     }
+    for payment in holdings.recorded_elsewhere {
+        // A payment on a device comes before an unmatched payment of the same reference.
+        elsewhere.insert(payment.reference.clone(), Held::Recorded(payment));
+    }
+    for kept in holdings.unmatched_elsewhere {
+        elsewhere
+            .entry(kept.provider_ref.clone())
+            .or_insert(Held::Unmatched(kept));
+    }
 
+    // The lines are applied with the admitted admin's standing, so that a payoff they cause
+    // schedules the release as the provider's callback would have.
     let applying = Actor {
-        key_id: format!("reconciliation:{}", actor.key_id),
-        role: Role::FinancierAgent,
+        key_id: format!("reconciliation:{}", run.actor.key_id),
+        role: run.actor.role,
         financier_id: Some(financier_id.to_string()),
     };
     let mut matched = 0;
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
     for line in &lines {
-        let found = match held.remove(&line.reference) {
-            Some(found) => Some(found),
-            None => elsewhere(state, financier_id, &provider, &line.reference).await?,
-        };
+        let found = held
+            .remove(&line.reference)
+            .or_else(|| elsewhere.remove(&line.reference));
         match found {
             Some(found) => {
                 let lien = found.side();
@@ -211,30 +351,6 @@ pub async fn reconcile(
     Ok(report)
 }
 
-/// A transaction Lien has outside the period's provider payments: recorded by hand or at
-/// another time, or kept as unmatched and since assigned.
-async fn elsewhere(
-    state: &AppState,
-    financier_id: &str,
-    provider: &str,
-    reference: &str,
-) -> Result<Option<Held>, ApiError> {
-    if let Some(recorded) = state
-        .store
-        .payments_by_reference(financier_id, reference)
-        .await?
-        .into_iter()
-        .next()
-    {
-        return Ok(Some(Held::Recorded(recorded)));
-    }
-    Ok(state
-        .store
-        .unmatched_payment_by_ref(financier_id, provider, reference)
-        .await?
-        .map(Held::Unmatched))
-}
-
 fn differences(line: &StatementLine, lien: &PaymentSide) -> Vec<MismatchedField> {
     let mut fields = Vec::new();
     if line.amount_minor != lien.amount_minor {
@@ -285,4 +401,31 @@ async fn apply(
         device_id,
         unmatched_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_per_financier_and_a_few_in_all() {
+        let running = Running::default();
+        let first = running.start("fin_1").unwrap();
+        assert!(
+            running
+                .start("fin_1")
+                .unwrap_err()
+                .contains("running already")
+        );
+        let others: Vec<RunningGuard> = (2..=MAX_RUNNING)
+            .map(|i| running.start(&format!("fin_{i}")).unwrap())
+            .collect();
+        assert!(running.start("fin_9").unwrap_err().contains("as many"));
+        // A run's end, however it ends, frees its financier's turn and a place.
+        drop(first);
+        let again = running.start("fin_1").unwrap();
+        drop(others);
+        drop(again);
+        assert!(running.start("fin_9").is_ok());
+    }
 }

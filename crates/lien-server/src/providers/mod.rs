@@ -77,8 +77,10 @@ impl UnmatchedPaymentView {
 /// The financier's unmatched payments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UnmatchedPaymentList {
-    /// Newest first, at most 500.
+    /// Newest first (by when Lien kept them), at most `limit`.
     pub payments: Vec<UnmatchedPaymentView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Assigns an unmatched payment to a device.

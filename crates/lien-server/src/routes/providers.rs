@@ -15,7 +15,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lien_store::{MpesaEndpointRecord, UnmatchedStatus};
+use lien_store::{MpesaEndpointRecord, UnmatchedFilter, UnmatchedStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,8 +35,11 @@ use crate::providers::mpesa::{
 use crate::providers::statement::{ReconciliationReport, parse_period};
 use crate::providers::{AssignmentRequest, UnmatchedPaymentList, UnmatchedPaymentView};
 
-/// The most unmatched payments one list returns.
-pub const MAX_UNMATCHED_LISTED: u32 = 500;
+/// The most unmatched payments one page lists.
+pub const MAX_UNMATCHED_PAGE: u32 = 500;
+
+/// The unmatched payments one page lists when the client does not say.
+const DEFAULT_UNMATCHED_PAGE: u32 = 100;
 
 /// The endpoint a callback's token names, from an allowed source, or the answer to give
 /// instead: 429 when the client is over its allowance, 404 for an unknown token, 403 for a
@@ -193,20 +196,43 @@ pub async fn get_mpesa_endpoint(
 #[serde(deny_unknown_fields)]
 pub struct UnmatchedQuery {
     status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
 }
 
-/// The caller's unmatched payments.
+/// The `next_cursor` after `last`: when Lien kept it and its id, the order the list is in.
+fn unmatched_cursor(last: &lien_store::UnmatchedPaymentRecord) -> String {
+    format!("{}.{}", last.recorded_us, last.id)
+}
+
+/// Reads a `next_cursor` back.
+fn parse_unmatched_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let refused = || ApiError::invalid("cursor", "is not a next_cursor of this list");
+    let (us, id) = cursor.split_once('.').ok_or_else(refused)?;
+    let us = us.parse::<i64>().map_err(|_| refused())?;
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(refused());
+    }
+    Ok((us, id.to_string()))
+}
+
+/// The caller's unmatched payments, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/unmatched-payments",
     tag = "providers",
     security(("api_key" = [])),
-    params(("status" = Option<String>, Query, description = "`open` (not assigned yet) or `assigned`; all when absent.")),
+    params(
+        ("status" = Option<String>, Query, description = "`open` (not assigned yet) or `assigned`; all when absent."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 100)."),
+    ),
     responses(
-        (status = 200, description = "The caller's unmatched payments (every financier's for the platform's roles), newest first, at most 500.", body = UnmatchedPaymentList),
-        (status = 400, description = "A query parameter is unknown.", body = ErrorBody),
+        (status = 200, description = "A page of the caller's unmatched payments (every financier's for the platform's roles), newest first. Assigned payments stay listed: they are money records, never deleted.", body = UnmatchedPaymentList),
+        (status = 400, description = "A query parameter is unknown or has the wrong type.", body = ErrorBody),
         (status = 403, description = "The role may not read.", body = ErrorBody),
-        (status = 422, description = "`status` is neither `open` nor `assigned`.", body = ErrorBody),
+        (status = 422, description = "`status` is neither `open` nor `assigned`, `limit` is out of range, or `cursor` is not a `next_cursor`.", body = ErrorBody),
     )
 )]
 pub async fn list_unmatched(
@@ -222,12 +248,36 @@ pub async fn list_unmatched(
         Some("assigned") => UnmatchedStatus::Assigned,
         Some(_) => return Err(ApiError::invalid("status", "must be open or assigned")),
     };
-    let payments = state
+    let limit = q.limit.unwrap_or(DEFAULT_UNMATCHED_PAGE);
+    if !(1..=MAX_UNMATCHED_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_UNMATCHED_PAGE}"),
+        ));
+    }
+    let after = q
+        .cursor
+        .as_deref()
+        .map(parse_unmatched_cursor)
+        .transpose()?;
+    let mut payments = state
         .store
-        .unmatched_payments(actor.financier_id.as_deref(), status, MAX_UNMATCHED_LISTED)
+        .unmatched_payments(&UnmatchedFilter {
+            financier_id: actor.financier_id.clone(),
+            status,
+            after,
+            limit: limit + 1,
+        })
         .await?;
+    let next_cursor = if payments.len() > limit as usize {
+        payments.truncate(limit as usize);
+        payments.last().map(unmatched_cursor)
+    } else {
+        None
+    };
     Ok(Json(UnmatchedPaymentList {
         payments: payments.iter().map(UnmatchedPaymentView::of).collect(),
+        next_cursor,
     }))
 }
 
@@ -240,11 +290,11 @@ pub async fn list_unmatched(
     params(("id" = String, Path, description = "The unmatched payment's id, `unm_` and hex.")),
     request_body = AssignmentRequest,
     responses(
-        (status = 200, description = "The payment is recorded on the device (as a payment whose reference is the provider's transaction id) and marked assigned; again for the same device changes nothing.", body = UnmatchedPaymentView),
+        (status = 200, description = "The payment is recorded on the device through the payment command (as a payment whose reference is the provider's transaction id, under the provider's idempotency key) and marked assigned; again for the same device changes nothing and answers the same.", body = UnmatchedPaymentView),
         (status = 403, description = "The role may not record payments.", body = ErrorBody),
         (status = 404, description = "No such payment or device, or not the caller's.", body = ErrorBody),
-        (status = 409, description = "The payment is assigned to another device, or its reference is already recorded there.", body = ErrorBody),
-        (status = 422, description = "The device cannot take the payment (its plan is in another currency).", body = ErrorBody),
+        (status = 409, description = "The payment went to another device (the message names it), or its reference is already recorded on this one.", body = ErrorBody),
+        (status = 422, description = "`currency`: the device's plan is in another currency than the payment. Nothing is written.", body = ErrorBody),
     )
 )]
 pub async fn assign_unmatched(
@@ -253,7 +303,6 @@ pub async fn assign_unmatched(
     Path(id): Path<String>,
     body: Result<Json<AssignmentRequest>, JsonRejection>,
 ) -> Result<Json<UnmatchedPaymentView>, ApiError> {
-    actor.require(Action::RecordPayment)?;
     let Json(req) = body?;
     let assigned =
         mobile_money::assign_unmatched(&state, &actor, &id, req.device_id.trim()).await?;
@@ -446,10 +495,11 @@ pub struct ReconcileQuery {
     responses(
         (status = 200, description = "The report: the statement's transactions Lien lacked (`missing`, now recorded on their devices through the payment command under the provider's idempotency key, or kept as unmatched), those whose account, amount or currency differ (`mismatched`, not changed), and Lien's payments from the provider in the period that the statement lacks (`lien_only`). The same statement again applies nothing more.", body = ReconciliationReport),
         (status = 400, description = "The CSV cannot be read, or a query parameter is unknown or missing.", body = ErrorBody),
-        (status = 403, description = "The role may not record payments.", body = ErrorBody),
+        (status = 403, description = "The role may not reconcile: only a financier admin vouches for a provider's statement, whose missing lines are recorded as the provider's own payments.", body = ErrorBody),
         (status = 404, description = "No such financier or payment provider, or not the caller's.", body = ErrorBody),
         (status = 413, description = "The statement is over 8 MiB.", body = ErrorBody),
-        (status = 422, description = "The period, a column or a line is refused; the message names the line and the column. Nothing is applied.", body = ErrorBody),
+        (status = 422, description = "The period, a column or a line is refused, or the statement has more than 20000 lines; the message names the line and the column. Nothing is applied.", body = ErrorBody),
+        (status = 429, description = "A reconciliation for the financier is running on this server (one at a time), the server runs as many as it takes, or the financier is over its allowance (2 a minute after 10 at once); see Retry-After. Nothing is read.", body = ErrorBody),
     )
 )]
 pub async fn reconcile(
@@ -457,8 +507,7 @@ pub async fn reconcile(
     actor: Actor,
     query: Result<Query<ReconcileQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ReconciliationReport>, ApiError> {
-    actor.require(Action::RecordPayment)?;
+) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let financier_id = match (&actor.financier_id, q.financier) {
         (Some(own), Some(chosen)) if *own != chosen => {
@@ -473,10 +522,12 @@ pub async fn reconcile(
             ));
         }
     };
+    let run = match reconciliation::admit(&state, &actor, &financier_id).await? {
+        Ok(run) => run,
+        Err(busy) => return Ok(busy.respond()),
+    };
     let period = parse_period(&q.from, &q.to)?;
     let body = body?;
-    Ok(Json(
-        reconciliation::reconcile(&state, &actor, &financier_id, &q.provider, period, &body)
-            .await?,
-    ))
+    let report = reconciliation::reconcile(&state, &run, &q.provider, period, &body).await?;
+    Ok(Json(report).into_response())
 }

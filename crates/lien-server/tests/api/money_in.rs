@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, Reply, TestApp, postgres_url, spawn_app};
+use crate::common::{Backend, Reply, TestApp, imei, postgres_url, spawn_app};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
@@ -346,11 +346,32 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
 
 /// Posts a statement for 5 February 2026, Nairobi time.
 async fn reconcile(app: &TestApp, key: &str, provider: &str, csv: &str) -> Reply {
+    reconcile_day(
+        app,
+        key,
+        provider,
+        "2026-02-05T00:00:00%2B03:00",
+        "2026-02-06T00:00:00%2B03:00",
+        csv,
+    )
+    .await
+}
+
+/// 10 January 2026, UTC: the day the tests' servers start (at 09:00).
+const JANUARY_10: (&str, &str) = ("2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z");
+
+/// Posts a statement for the period `[from, to)` (RFC 3339, escaped for a query).
+async fn reconcile_day(
+    app: &TestApp,
+    key: &str,
+    provider: &str,
+    from: &str,
+    to: &str,
+    csv: &str,
+) -> Reply {
     app.send(
         "POST",
-        &format!(
-            "/v1/reconciliations?provider={provider}&from=2026-02-05T00:00:00%2B03:00&to=2026-02-06T00:00:00%2B03:00"
-        ),
+        &format!("/v1/reconciliations?provider={provider}&from={from}&to={to}"),
         &[
             ("authorization".to_string(), format!("Bearer {key}")),
             ("content-type".to_string(), "text/csv".to_string()),
@@ -493,7 +514,172 @@ async fn a_statement_with_a_missing_and_a_mismatched_payment_reports_and_fixes_e
         .assert_refused(404, "payment provider");
 }
 
+/// The device's history as (actor, action) pairs.
+async fn history(app: &TestApp, key: &str, device_id: &str) -> Vec<(String, String)> {
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/devices/{device_id}/history"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn only_a_financier_admin_reconciles_and_its_statement_vouches_for_a_payoff(
+    backend: Backend,
+) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, admin) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&admin, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let agent = app.financier_key(&financier_id, "financier-agent").await;
+    // The whole plan (three installments of KES 1,000.00) paid by M-Pesa at 08:00, its
+    // callback lost in transit.
+    let csv = "transaction_id,paid_at,account,amount\n\
+               RKP0000001,2026-01-10T08:00:00Z,C-1001,3000.00\n";
+    let (from, to) = JANUARY_10;
+    let before = written(&app, &financier_id, &device_id).await;
+
+    // An agent may not vouch for a provider's statement: refused, saying why, and nothing is
+    // written, so no provider key is taken for a transaction the provider may never have had.
+    let refused = reconcile_day(&app, &agent, "mpesa", from, to, csv).await;
+    refused.assert_forbidden("an agent's reconciliation");
+    assert!(
+        refused.message().contains("financier-agent") && refused.message().contains("vouch"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(written(&app, &financier_id, &device_id).await, before);
+
+    // The admin's: the missing line is recorded, and the payoff it causes schedules the
+    // release exactly as the provider's own callback would have.
+    let report = reconcile_day(&app, &admin, "mpesa", from, to, csv).await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(
+        report.body["missing"][0]["outcome"], "recorded",
+        "{}",
+        report.body
+    );
+    let device = app
+        .call("GET", &format!("/v1/devices/{device_id}"), &admin, None)
+        .await;
+    assert_eq!(
+        device.body["decision"]["reason"]["code"], "paid_in_full",
+        "{}",
+        device.body
+    );
+    assert!(
+        device.body["release_final_at"].is_string(),
+        "the release is scheduled: {}",
+        device.body
+    );
+    let steps = history(&app, &admin, &device_id).await;
+    let applied = steps
+        .iter()
+        .find(|(_, action)| action == "payment")
+        .expect("the payment is in the history");
+    assert!(applied.0.starts_with("reconciliation:key_"), "{steps:?}");
+    assert!(
+        steps
+            .iter()
+            .any(|(_, action)| action == "release_requested"),
+        "{steps:?}"
+    );
+}
+
+async fn reconciliations_run_one_at_a_time_within_a_rate_per_financier(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, admin) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&admin, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let (_, other) = app.financier("Other Lender").await;
+    let (from, to) = JANUARY_10;
+    let csv = "transaction_id,paid_at,account,amount\n\
+               RKP0000002,2026-01-10T08:00:00Z,C-1001,10.00\n";
+    let empty = "transaction_id,paid_at,account,amount\n";
+    let before = written(&app, &financier_id, &device_id).await;
+
+    // While a reconciliation of the financier's runs on this server, another waits: a 429
+    // that says why and when to come back, and nothing read or written. Another financier's
+    // is not held up.
+    let turn = app
+        .running
+        .state
+        .reconciliations
+        .start(&financier_id)
+        .unwrap();
+    let waiting = reconcile_day(&app, &admin, "mpesa", from, to, csv).await;
+    waiting.assert_refused(429, "running already");
+    assert!(
+        waiting.message().contains("try again in"),
+        "{}",
+        waiting.body
+    );
+    assert_eq!(written(&app, &financier_id, &device_id).await, before);
+    let theirs = reconcile_day(&app, &other, "mpesa", from, to, empty).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.body);
+    drop(turn);
+    let ran = reconcile_day(&app, &admin, "mpesa", from, to, csv).await;
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert_eq!(ran.body["counts"]["missing"], 1, "{}", ran.body);
+
+    // A statement over the line cap is refused whole, saying what the cap is.
+    let mut long = String::from("transaction_id,paid_at,account,amount\n");
+    for i in 0..20_001 {
+        long.push_str(&format!("RKL{i:07},2026-01-10T08:00:00Z,C-1001,1.00\n"));
+    }
+    reconcile_day(&app, &admin, "mpesa", from, to, &long)
+        .await
+        .assert_refused(422, "more than 20000 lines");
+    assert_eq!(
+        written(&app, &financier_id, &device_id).await.0,
+        before.0 + 1
+    );
+
+    // The financier's allowance: after the burst, a 429 until it refills; the other
+    // financier's is its own.
+    let mut runs = 0;
+    let limited = loop {
+        let reply = reconcile_day(&app, &admin, "mpesa", from, to, csv).await;
+        if reply.status == 429 {
+            break reply;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        runs += 1;
+        assert!(runs <= 10, "no limit after {runs} more runs");
+    };
+    limited.assert_refused(429, "too many reconciliations for this financier");
+    assert!(
+        limited.message().contains("try again in"),
+        "{}",
+        limited.body
+    );
+    let theirs = reconcile_day(&app, &other, "mpesa", from, to, empty).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.body);
+    app.clock.advance(SignedDuration::from_secs(30));
+    let refilled = reconcile_day(&app, &admin, "mpesa", from, to, csv).await;
+    assert_eq!(refilled.status, 200, "{}", refilled.body);
+    assert_eq!(refilled.body["counts"]["matched"], 1, "{}", refilled.body);
+}
+
 on_both_backends!(
     a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes,
     a_statement_with_a_missing_and_a_mismatched_payment_reports_and_fixes_exactly_those,
+    only_a_financier_admin_reconciles_and_its_statement_vouches_for_a_payoff,
+    reconciliations_run_one_at_a_time_within_a_rate_per_financier,
 );

@@ -295,6 +295,23 @@ async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend:
     let again = assign().await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body, assigned.body);
+    // To another device: refused, naming the device the money went to.
+    let other_device = app
+        .enroll_device(&key, "C-1002", &imei("35693803564381"), "SN1002")
+        .await;
+    let elsewhere = app
+        .call(
+            "POST",
+            &assignment,
+            &key,
+            Some(json!({"device_id": other_device})),
+        )
+        .await;
+    elsewhere.assert_refused(
+        409,
+        &format!("device_id: this payment is already assigned to device {device_id}"),
+    );
+    assert_eq!(written(&app, &other_device).await.0, 0);
     let confirmed = post(&app, &token, "confirmation", &typo).await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     assert_eq!(written(&app, &device_id).await, after);
@@ -440,8 +457,14 @@ async fn a_device_not_payable_in_shillings_is_refused(backend: Backend) {
             Some(json!({"device_id": device_id})),
         )
         .await;
-    assert_eq!(refused.status, 422, "{}", refused.body);
+    refused.assert_invalid("currency");
+    assert!(
+        refused.message().contains("KES") && refused.message().contains("UGX"),
+        "{}",
+        refused.body
+    );
     assert_eq!(written(&app, &device_id).await, before);
+    assert_eq!(unmatched(&app, &key, "?status=open").await.len(), 1);
 
     // Amounts M-Pesa could not have taken are refused with Daraja's code, or as a 422.
     for amount in ["0", "-10", "10.005"] {
@@ -584,6 +607,102 @@ async fn a_confirmation_is_never_swallowed_by_a_payment_typed_in_by_hand(backend
     app.running.stop().await;
 }
 
+/// The financier's unmatched payments come a page at a time, newest first, the open and the
+/// assigned alike: an assigned one is a money record and stays listed.
+async fn unmatched_payments_are_listed_in_pages(backend: Backend) {
+    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
+    for i in 1..=5 {
+        let typo = daraja(&app, &format!("RKTPAGE00{i}"), "C-9999", "10.00");
+        let confirmed = post(&app, &token, "confirmation", &typo).await;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+        app.clock.advance(SignedDuration::from_secs(60));
+    }
+    let oldest = unmatched(&app, &key, "?limit=500").await.pop().unwrap();
+    let assigned = app
+        .call(
+            "POST",
+            &format!(
+                "/v1/unmatched-payments/{}/assignment",
+                oldest["id"].as_str().unwrap()
+            ),
+            &key,
+            Some(json!({"device_id": device_id})),
+        )
+        .await;
+    assert_eq!(assigned.status, 200, "{}", assigned.body);
+
+    // Every page after the one before, to the end: all five, newest first, once each.
+    let pages = |query: &'static str, limit: u32| {
+        let (app, key) = (&app, &key);
+        async move {
+            let mut references = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let after = cursor
+                    .as_deref()
+                    .map(|c| format!("&cursor={c}"))
+                    .unwrap_or_default();
+                let page = app
+                    .call(
+                        "GET",
+                        &format!("/v1/unmatched-payments?limit={limit}{query}{after}"),
+                        key,
+                        None,
+                    )
+                    .await;
+                assert_eq!(page.status, 200, "{}", page.body);
+                let listed = page.body["payments"].as_array().unwrap();
+                assert!(listed.len() <= limit as usize);
+                references.push(
+                    listed
+                        .iter()
+                        .map(|p| p["reference"].as_str().unwrap().to_string())
+                        .collect::<Vec<_>>(),
+                );
+                match page.body["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => return references,
+                }
+            }
+        }
+    };
+    assert_eq!(
+        pages("", 2).await,
+        [
+            vec!["RKTPAGE005", "RKTPAGE004"],
+            vec!["RKTPAGE003", "RKTPAGE002"],
+            vec!["RKTPAGE001"]
+        ]
+    );
+    assert_eq!(
+        pages("&status=open", 3).await,
+        [
+            vec!["RKTPAGE005", "RKTPAGE004", "RKTPAGE003"],
+            vec!["RKTPAGE002"]
+        ]
+    );
+    assert_eq!(pages("&status=assigned", 3).await, [vec!["RKTPAGE001"]]);
+
+    // Bad paging is named.
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=501", "limit"),
+        ("?cursor=nonsense", "cursor"),
+        ("?cursor=12.unm%20x", "cursor"),
+        ("?status=unknown", "status"),
+    ] {
+        app.call("GET", &format!("/v1/unmatched-payments{query}"), &key, None)
+            .await
+            .assert_invalid(field);
+    }
+    app.running.stop().await;
+}
+
 on_both_backends!(
     a_paybill_payment_unlocks_the_phone_within_a_second_once,
     an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone,
@@ -592,4 +711,5 @@ on_both_backends!(
     a_device_not_payable_in_shillings_is_refused,
     guessing_tokens_is_rate_limited_but_the_provider_is_not,
     a_confirmation_is_never_swallowed_by_a_payment_typed_in_by_hand,
+    unmatched_payments_are_listed_in_pages,
 );

@@ -1,14 +1,18 @@
 //! Provider endpoints and unmatched payments (see [`crate::mobile_money`]).
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::audit_log::append_audit;
+use super::rows::{Value, fetch_in_after};
 use super::{SqlStore, backend, unique_or_backend};
 use crate::{
     AuditEntry, MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
-    StoreError, UnmatchedPaymentRecord, UnmatchedStatus,
+    StatementHoldings, StatementQuery, StoreError, UnmatchedFilter, UnmatchedPaymentRecord,
+    UnmatchedStatus,
 };
 
 /// The columns [`provider_from`] reads, in its order.
@@ -201,38 +205,51 @@ impl MobileMoney for SqlStore {
     #[tracing::instrument(skip(self))]
     async fn unmatched_payments(
         &self,
-        financier_id: Option<&str>,
-        status: UnmatchedStatus,
-        limit: u32,
+        filter: &UnmatchedFilter,
     ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError> {
-        let status_clause = match status {
-            UnmatchedStatus::All => "",
-            UnmatchedStatus::Open => " AND assigned_device_id IS NULL",
-            UnmatchedStatus::Assigned => " AND assigned_device_id IS NOT NULL",
+        let mut clauses = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
         };
-        let limit = i64::from(limit);
-        let rows = match financier_id {
-            Some(financier) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments WHERE financier_id = $1\
-                 {status_clause} ORDER BY recorded_us DESC, id DESC LIMIT $2"
-                )))
-                .bind(financier)
-                .bind(limit)
-                .fetch_all(&self.read)
-                .await
-            }
-            None => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments WHERE 1 = 1\
-                 {status_clause} ORDER BY recorded_us DESC, id DESC LIMIT $1"
-                )))
-                .bind(limit)
-                .fetch_all(&self.read)
-                .await
-            }
+        if filter.financier_id.is_some() {
+            clauses.push(format!("financier_id = {}", next()));
         }
-        .map_err(backend)?;
+        match filter.status {
+            UnmatchedStatus::All => {}
+            UnmatchedStatus::Open => clauses.push("assigned_device_id IS NULL".into()),
+            UnmatchedStatus::Assigned => clauses.push("assigned_device_id IS NOT NULL".into()),
+        }
+        if filter.after.is_some() {
+            // Newest first: after the previous page's last means older, or as old with a
+            // smaller id.
+            let (us, id) = (next(), next());
+            clauses.push(format!(
+                "(recorded_us < {us} OR (recorded_us = {us} AND id < {id}))"
+            ));
+        }
+        let limit = next();
+        let filters = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments{filters} \
+             ORDER BY recorded_us DESC, id DESC LIMIT {limit}"
+        )));
+        if let Some(financier) = &filter.financier_id {
+            query = query.bind(financier.clone());
+        }
+        if let Some((us, id)) = &filter.after {
+            query = query.bind(*us).bind(id.clone());
+        }
+        let rows = query
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
         rows.iter().map(unmatched_from).collect()
     }
 
@@ -259,10 +276,10 @@ impl MobileMoney for SqlStore {
         let payment = unmatched_from(&row)?;
         match payment.assigned_device_id.as_deref() {
             Some(assigned) if assigned == device_id => return Ok(payment),
-            Some(_) => {
-                return Err(StoreError::Conflict(
-                    "this payment is already assigned to another device".into(),
-                ));
+            Some(other) => {
+                return Err(StoreError::Conflict(format!(
+                    "this payment is already assigned to device {other}"
+                )));
             }
             None => {}
         }
@@ -285,29 +302,6 @@ impl MobileMoney for SqlStore {
             assigned_by: Some(by.to_string()),
             ..payment
         })
-    }
-
-    #[tracing::instrument(skip(self))]
-    async fn unmatched_payments_between(
-        &self,
-        financier_id: &str,
-        provider: &str,
-        from_us: i64,
-        to_us: i64,
-    ) -> Result<Vec<UnmatchedPaymentRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments \
-             WHERE financier_id = $1 AND provider = $2 AND received_us >= $3 AND received_us < $4 \
-             ORDER BY received_us, id"
-        )))
-        .bind(financier_id)
-        .bind(provider)
-        .bind(from_us)
-        .bind(to_us)
-        .fetch_all(&self.write)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(unmatched_from).collect()
     }
 
     #[tracing::instrument(skip_all, fields(financier = %provider.financier_id, provider = %provider.name))]
@@ -452,49 +446,106 @@ impl MobileMoney for SqlStore {
         Ok(inserted == 1)
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn provider_payments(
+    #[tracing::instrument(skip_all, fields(financier = %query.financier_id, provider = %query.provider, lines = query.references.len()))]
+    async fn statement_holdings(
         &self,
-        financier_id: &str,
-        key_prefix: &str,
-        from_us: i64,
-        to_us: i64,
-    ) -> Result<Vec<RecordedPaymentRecord>, StoreError> {
-        // A payment a provider brought is recorded under a key of the caller's making, the
+        query: &StatementQuery<'_>,
+    ) -> Result<StatementHoldings, StoreError> {
+        // A reader, in one transaction: the report is of one moment, and on SQLite the one
+        // writer is left to the writes. Nothing is decided on these rows but the report: a
+        // missing line is taken through the payment path, whose idempotency key is checked
+        // in the writing transaction, so a payment committed meanwhile is not recorded twice.
+        let mut tx = self.read.begin().await.map_err(backend)?;
+        // A payment a provider brought is recorded under a key of the server's making, the
         // prefix and the reference, in the financier's idempotency scope (its callback, an
         // assignment or a reconciliation).
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let recorded = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RECORDED_COLUMNS} FROM payments p JOIN devices d ON d.id = p.device_id \
              JOIN idempotency i ON i.scope = d.financier_id AND i.key = $2 || p.reference \
              WHERE d.financier_id = $1 AND p.received_us >= $3 AND p.received_us < $4 \
              ORDER BY p.received_us, p.reference"
         )))
-        .bind(financier_id)
-        .bind(key_prefix)
-        .bind(from_us)
-        .bind(to_us)
-        .fetch_all(&self.write)
+        .bind(query.financier_id)
+        .bind(query.key_prefix)
+        .bind(query.from_us)
+        .bind(query.to_us)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(backend)?;
-        rows.iter().map(recorded_from).collect()
-    }
-
-    #[tracing::instrument(skip(self))]
-    async fn payments_by_reference(
-        &self,
-        financier_id: &str,
-        reference: &str,
-    ) -> Result<Vec<RecordedPaymentRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RECORDED_COLUMNS} FROM payments p JOIN devices d ON d.id = p.device_id \
-             WHERE p.reference = $2 AND d.financier_id = $1 ORDER BY p.device_id"
+        .map_err(backend)?
+        .iter()
+        .map(recorded_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        let unmatched = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments \
+             WHERE financier_id = $1 AND provider = $2 AND received_us >= $3 AND received_us < $4 \
+             ORDER BY received_us, id"
         )))
-        .bind(financier_id)
-        .bind(reference)
-        .fetch_all(&self.write)
+        .bind(query.financier_id)
+        .bind(query.provider)
+        .bind(query.from_us)
+        .bind(query.to_us)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(backend)?;
-        rows.iter().map(recorded_from).collect()
+        .map_err(backend)?
+        .iter()
+        .map(unmatched_from)
+        .collect::<Result<Vec<_>, _>>()?;
+
+        let found: HashSet<&str> = recorded
+            .iter()
+            .map(|p| p.reference.as_str())
+            .chain(unmatched.iter().map(|u| u.provider_ref.as_str()))
+            .collect();
+        let mut others: Vec<&str> = query
+            .references
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !found.contains(r))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        let financier = [Value::from(query.financier_id)];
+        let recorded_elsewhere = fetch_in_after(
+            &mut tx,
+            |before, list| {
+                format!(
+                    "SELECT {RECORDED_COLUMNS} FROM payments p JOIN devices d ON d.id = p.device_id \
+                     WHERE d.financier_id = {} AND p.reference IN ({list}) \
+                     ORDER BY p.reference, p.device_id",
+                    before[0]
+                )
+            },
+            &financier,
+            &others,
+        )
+        .await?
+        .iter()
+        .map(recorded_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        let unmatched_elsewhere = fetch_in_after(
+            &mut tx,
+            |before, list| {
+                format!(
+                    "SELECT {UNMATCHED_COLUMNS} FROM unmatched_payments \
+                     WHERE financier_id = {} AND provider = {} AND provider_ref IN ({list}) \
+                     ORDER BY provider_ref",
+                    before[0], before[1]
+                )
+            },
+            &[Value::from(query.financier_id), Value::from(query.provider)],
+            &others,
+        )
+        .await?
+        .iter()
+        .map(unmatched_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await.map_err(backend)?;
+        Ok(StatementHoldings {
+            recorded,
+            unmatched,
+            recorded_elsewhere,
+            unmatched_elsewhere,
+        })
     }
 }
 

@@ -62,6 +62,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_webhook_claims.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_unmatched_pages.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -104,6 +108,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../migrations/postgres/0011_webhook_claims.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_unmatched_pages.sql"),
     ),
 ];
 

@@ -171,12 +171,31 @@ pub(super) async fn fetch_in(
     select: impl Fn(&str) -> String,
     ids: &[&str],
 ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    fetch_in_after(tx, |_, list| select(list), &[], ids).await
+}
+
+/// [`fetch_in`] for a `select` with other placeholders before its `IN (...)`, bound to
+/// `leading` in order: `select` is given them first (`$1`... on PostgreSQL, `?` on SQLite,
+/// where the statement must use them in that order, before the list).
+pub(super) async fn fetch_in_after(
+    tx: &mut Transaction<'_, Any>,
+    select: impl Fn(&[String], &str) -> String,
+    leading: &[Value],
+    ids: &[&str],
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let before: Vec<String> = (1..=leading.len())
+        .map(|n| placeholders(tx, n, 1))
+        .collect();
     let mut rows = Vec::new();
     for chunk in ids.chunks(ROWS_PER_INSERT) {
-        let sql = select(&placeholders(tx, 1, chunk.len()));
+        let sql = select(&before, &placeholders(tx, leading.len() + 1, chunk.len()));
         let query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let values = leading
+            .iter()
+            .cloned()
+            .chain(chunk.iter().map(|id| Value::from(*id)));
         rows.extend(
-            bind_all(query, chunk.iter().map(|id| Value::from(*id)))
+            bind_all(query, values)
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(backend)?,

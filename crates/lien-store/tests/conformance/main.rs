@@ -200,6 +200,7 @@ conformance![
     mpesa_endpoints_are_found_by_token_and_rotated,
     devices_are_found_by_contract_ref,
     unmatched_payments_are_kept_once_and_assigned_once,
+    unmatched_payments_are_listed_in_pages,
     payment_providers_are_named_once_and_remember_webhook_ids,
     provider_payments_are_found_by_their_idempotency_key,
     attachments_are_kept_whole_by_key,

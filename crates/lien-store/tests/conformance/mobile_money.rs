@@ -2,7 +2,8 @@
 
 use lien_store::{
     DeviceChange, IdempotentResponse, MpesaEndpointRecord, PaymentProviderRecord,
-    RecordedPaymentRecord, StoreError, UnmatchedPaymentRecord, UnmatchedStatus,
+    RecordedPaymentRecord, StatementQuery, StoreError, UnmatchedFilter, UnmatchedPaymentRecord,
+    UnmatchedStatus,
 };
 
 use crate::Db;
@@ -158,13 +159,13 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
         |list: Vec<UnmatchedPaymentRecord>| list.into_iter().map(|p| p.id).collect::<Vec<_>>();
     assert_eq!(
         ids(db
-            .unmatched_payments(Some("fin_a"), UnmatchedStatus::All, 100)
+            .unmatched_payments(&listing(Some("fin_a"), UnmatchedStatus::All))
             .await
             .unwrap()),
         ["unm_1"]
     );
     assert_eq!(
-        db.unmatched_payments(None, UnmatchedStatus::Open, 100)
+        db.unmatched_payments(&listing(None, UnmatchedStatus::Open))
             .await
             .unwrap()
             .len(),
@@ -198,7 +199,7 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
         .await
         .unwrap();
     assert_eq!(again, assigned);
-    conflict(
+    let refused = conflict(
         db.assign_unmatched_payment(
             "unm_1",
             "dev_2",
@@ -209,6 +210,7 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
         )
         .await,
     );
+    assert!(refused.contains("dev_1"), "names where it went: {refused}");
     assert_eq!(db.audit_chain(chain).await.unwrap().len(), 2);
     assert!(matches!(
         db.assign_unmatched_payment("unm_9", "dev_1", T0, "key_test", chain, &entry("a", "b"))
@@ -217,18 +219,28 @@ pub async fn unmatched_payments_are_kept_once_and_assigned_once(db: Db) {
     ));
     assert_eq!(
         ids(db
-            .unmatched_payments(Some("fin_a"), UnmatchedStatus::Open, 100)
+            .unmatched_payments(&listing(Some("fin_a"), UnmatchedStatus::Open))
             .await
             .unwrap()),
         Vec::<String>::new()
     );
     assert_eq!(
         ids(db
-            .unmatched_payments(Some("fin_a"), UnmatchedStatus::Assigned, 100)
+            .unmatched_payments(&listing(Some("fin_a"), UnmatchedStatus::Assigned))
             .await
             .unwrap()),
         ["unm_1"]
     );
+}
+
+/// The first page of `financier`'s unmatched payments with `status`.
+fn listing(financier: Option<&str>, status: UnmatchedStatus) -> UnmatchedFilter {
+    UnmatchedFilter {
+        financier_id: financier.map(str::to_string),
+        status,
+        after: None,
+        limit: 100,
+    }
 }
 
 fn provider(id: &str, financier: &str, name: &str) -> PaymentProviderRecord {
@@ -329,8 +341,94 @@ pub async fn payment_providers_are_named_once_and_remember_webhook_ids(db: Db) {
     assert!(db.webhook_seen("ppr_1", "msg_2").await.unwrap());
 }
 
+/// Unmatched payments are listed newest first a page at a time, each page after the last of
+/// the one before, with none left out or repeated, whether open or assigned.
+pub async fn unmatched_payments_are_listed_in_pages(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    enroll(&db, "fin_a", "dev_1", None).await;
+    let chain = "financier:fin_a";
+    // Five kept at three instants (two pairs share one, so ids break the tie), and one of
+    // another financier.
+    for (i, at) in [(1, 0), (2, 1), (3, 1), (4, 2), (5, 2)] {
+        let kept = UnmatchedPaymentRecord {
+            recorded_us: T0 + at * SECOND,
+            ..unmatched(&format!("unm_{i}"), "fin_a", &format!("REF{i}"))
+        };
+        db.add_unmatched_payment(&kept, chain, &entry("unmatched_payment", "kept"), None)
+            .await
+            .unwrap();
+    }
+    db.add_unmatched_payment(
+        &unmatched("unm_9", "fin_b", "REF9"),
+        "financier:fin_b",
+        &entry("unmatched_payment", "kept"),
+        None,
+    )
+    .await
+    .unwrap();
+    db.assign_unmatched_payment(
+        "unm_3",
+        "dev_1",
+        T0 + DAY,
+        "key_test",
+        chain,
+        &entry("a", "b"),
+    )
+    .await
+    .unwrap();
+
+    let pages = |status: UnmatchedStatus, limit: u32| {
+        let db = db.clone();
+        async move {
+            let mut pages = Vec::new();
+            let mut after = None;
+            loop {
+                let page = db
+                    .unmatched_payments(&UnmatchedFilter {
+                        financier_id: Some("fin_a".to_string()),
+                        status,
+                        after: after.clone(),
+                        limit,
+                    })
+                    .await
+                    .unwrap();
+                let ids: Vec<String> = page.iter().map(|p| p.id.clone()).collect();
+                after = page.last().map(|p| (p.recorded_us, p.id.clone()));
+                let last = page.len() < limit as usize;
+                pages.push(ids);
+                if last {
+                    return pages;
+                }
+            }
+        }
+    };
+    assert_eq!(
+        pages(UnmatchedStatus::All, 2).await,
+        [
+            vec!["unm_5", "unm_4"],
+            vec!["unm_3", "unm_2"],
+            vec!["unm_1"]
+        ]
+    );
+    assert_eq!(
+        pages(UnmatchedStatus::Open, 3).await,
+        [vec!["unm_5", "unm_4", "unm_2"], vec!["unm_1"]]
+    );
+    assert_eq!(pages(UnmatchedStatus::Assigned, 3).await, [vec!["unm_3"]]);
+    // The platform's list has every financier's.
+    assert_eq!(
+        db.unmatched_payments(&listing(None, UnmatchedStatus::All))
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+}
+
 /// A provider's payments are those recorded under its idempotency key in the financier's
-/// scope, in the period; any payment is found by its reference within the financier.
+/// scope, in the period; a statement's other references are found among all the financier's
+/// payments and the provider's unmatched ones.
 pub async fn provider_payments_are_found_by_their_idempotency_key(db: Db) {
     add_financier(&db, "fin_a").await;
     enroll(&db, "fin_a", "dev_1", None).await;
@@ -347,45 +445,75 @@ pub async fn provider_payments_are_found_by_their_idempotency_key(db: Db) {
     update(&db, "dev_1", keyed("RKA1", "provider:mpesa:RKA1")).await;
     update(&db, "dev_1", keyed("EQ1", "provider:equity-bank:EQ1")).await;
     update(&db, "dev_1", keyed("HAND1", "client-key-1")).await;
-    let references = |found: Vec<RecordedPaymentRecord>| {
-        found.into_iter().map(|p| p.reference).collect::<Vec<_>>()
+    let references = |found: &[RecordedPaymentRecord]| {
+        found
+            .iter()
+            .map(|p| p.reference.clone())
+            .collect::<Vec<_>>()
+    };
+    db.add_unmatched_payment(
+        &UnmatchedPaymentRecord {
+            received_us: T0 + SECOND,
+            ..unmatched("unm_1", "fin_a", "RKA9")
+        },
+        "financier:fin_a",
+        &entry("unmatched_payment", "kept"),
+        None,
+    )
+    .await
+    .unwrap();
+    let statement: Vec<String> = ["RKA1", "HAND1", "RKA9", "EQ1", "NOWHERE"]
+        .map(String::from)
+        .to_vec();
+    let query = |prefix: &'static str, provider: &'static str, to_us: i64| StatementQuery {
+        financier_id: "fin_a",
+        provider,
+        key_prefix: prefix,
+        from_us: T0 + 1,
+        to_us,
+        references: &statement,
     };
     let mpesa = db
-        .provider_payments("fin_a", "provider:mpesa:", T0, T0 + DAY)
+        .statement_holdings(&query("provider:mpesa:", "mpesa", T0 + DAY))
         .await
         .unwrap();
-    assert_eq!(mpesa[0].contract_ref, "C-dev_1");
-    assert_eq!(mpesa[0].device_id, "dev_1");
-    assert_eq!(references(mpesa), ["RKA1"]);
+    assert_eq!(mpesa.recorded[0].contract_ref, "C-dev_1");
+    assert_eq!(mpesa.recorded[0].received_us, T0 + SECOND);
+    assert_eq!(mpesa.recorded[0].device_id, "dev_1");
+    assert_eq!(references(&mpesa.recorded), ["RKA1"]);
+    let ids =
+        |found: &[UnmatchedPaymentRecord]| found.iter().map(|u| u.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&mpesa.unmatched), ["unm_1"]);
+    // Only the references found in neither are looked up elsewhere: the payment typed in by
+    // hand and the other provider's are found by reference, however they were keyed.
+    assert_eq!(references(&mpesa.recorded_elsewhere), ["EQ1", "HAND1"]);
+    assert!(mpesa.unmatched_elsewhere.is_empty());
+    let equity = db
+        .statement_holdings(&query("provider:equity-bank:", "equity-bank", T0 + DAY))
+        .await
+        .unwrap();
+    assert_eq!(references(&equity.recorded), ["EQ1"]);
+    assert!(equity.unmatched.is_empty());
+    assert_eq!(references(&equity.recorded_elsewhere), ["HAND1", "RKA1"]);
+    // The period leaves out what was received at its end: found elsewhere instead.
+    let early = db
+        .statement_holdings(&query("provider:mpesa:", "mpesa", T0 + SECOND))
+        .await
+        .unwrap();
+    assert!(early.recorded.is_empty());
+    assert!(early.unmatched.is_empty());
     assert_eq!(
-        references(
-            db.provider_payments("fin_a", "provider:equity-bank:", T0, T0 + DAY)
-                .await
-                .unwrap()
-        ),
-        ["EQ1"]
+        references(&early.recorded_elsewhere),
+        ["EQ1", "HAND1", "RKA1"]
     );
-    // The period leaves out a payment received at its end.
-    assert!(
-        db.provider_payments("fin_a", "provider:mpesa:", T0, T0 + SECOND)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        references(db.payments_by_reference("fin_a", "HAND1").await.unwrap()),
-        ["HAND1"]
-    );
-    assert!(
-        db.payments_by_reference("fin_b", "HAND1")
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        db.unmatched_payments_between("fin_a", "mpesa", T0, T0 + DAY)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(ids(&early.unmatched_elsewhere), ["unm_1"]);
+    // Another financier's reading finds none of it.
+    let theirs = db
+        .statement_holdings(&StatementQuery {
+            financier_id: "fin_b",
+            ..query("provider:mpesa:", "mpesa", T0 + DAY)
+        })
+        .await
+        .unwrap();
+    assert_eq!(theirs, Default::default());
 }
