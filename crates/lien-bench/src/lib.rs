@@ -6,7 +6,10 @@
 //! - `payment-to-unlock` (`push`) and `idle-connections` (`idle`): the push channel's latency and
 //!   memory, with the phones in a child process (`phones`);
 //! - `scheduler`: evaluating the plans that fall due at one instant;
-//! - `hello`: attested hellos a second.
+//! - `hello`: attested hellos a second;
+//! - `provider-unlock` (`provider`): a payment provider's callback to the phone's unlock, over
+//!   `payment-to-unlock`'s phones;
+//! - `webhooks`: events delivered to a financier's endpoint a second, and their lag.
 //!
 //! What they share is written once: the server's setup (`setup`), the HTTP/1.1 client
 //! (`http`), latency distributions (`latency`) and what is read of `/proc` (`procfs`).
@@ -23,9 +26,11 @@ mod idle;
 mod latency;
 mod phones;
 mod procfs;
+mod provider;
 mod push;
 mod scheduler;
 mod setup;
+mod webhooks;
 
 /// Lien's load generator: measures the server on this machine (`BENCHMARKS.md` records the
 /// method and the results). `lien bench ...` runs it with the same arguments.
@@ -52,6 +57,13 @@ enum Benchmark {
     /// Attested hellos a second: each phone fetches a challenge, attests a new key for it
     /// (outside the timing) and says hello; the server verifies the chain and binds.
     Hello(hello::HelloArgs),
+    /// Phones connected by push, M-Pesa confirmations (or, with --signed, a provider's signed
+    /// payments) at a steady rate: latency from each callback's 200 to the phone applying the
+    /// unlock.
+    ProviderUnlock(provider::ProviderArgs),
+    /// Payments on many devices, the webhook worker running as in `lien serve`, a receiver in
+    /// this process: events delivered a second and the lag from each change to its event.
+    Webhooks(webhooks::WebhookArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -62,6 +74,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Benchmark::IdleConnections(args) => idle::idle_connections(args),
         Benchmark::Scheduler(args) => scheduler::scheduler(args),
         Benchmark::Hello(args) => hello::hello(args),
+        Benchmark::ProviderUnlock(args) => provider::provider_unlock(args),
+        Benchmark::Webhooks(args) => webhooks::webhooks(args),
     }
 }
 

@@ -60,6 +60,16 @@ pub struct PaymentArgs {
     pinned_key: Option<String>,
 }
 
+/// What [`PushBench::push_unlocks`] measured.
+pub struct Unlocks {
+    /// From each payment (the instant `Since` says) to its phone applying the unlock.
+    pub unlocks: Latencies,
+    /// How many phones had the unlock before that instant (counted as 0 ms).
+    pub early: usize,
+    /// From each payment's first byte to its 200.
+    pub answers: Latencies,
+}
+
 /// A push benchmark's server, serving, with its fleet.
 pub struct PushBench {
     // Dropped in this order: the server, then its runtime and the database's directory.
@@ -101,60 +111,191 @@ impl PushBench {
             bench,
         })
     }
+
+    /// Connects every phone of the fleet by push, in the phones' process, pays for the phones
+    /// at `indices` with `payment` (`what` names them in the report) at `rate` per second,
+    /// and waits until each has applied its unlock. Fails if a paid phone has not unlocked
+    /// 30 s after the last payment, or if the server answered a check-in meanwhile (the
+    /// unlocks came over push only).
+    pub fn push_unlocks(
+        &self,
+        indices: &[usize],
+        rate: u32,
+        what: &str,
+        payment: Payment,
+        since: Since,
+    ) -> Result<Unlocks> {
+        let n = self.fleet.len();
+        let server = self.server.addr;
+        let paid: Arc<Vec<OnceLock<Instant>>> = Arc::new((0..n).map(|_| OnceLock::new()).collect());
+        let applied: Arc<Vec<OnceLock<Instant>>> =
+            Arc::new((0..n).map(|_| OnceLock::new()).collect());
+        // The phones' process is `payment-to-unlock`'s, whichever benchmark pays: it says which
+        // phone applied an unlock as soon as it has.
+        let key_b64 = STANDARD.encode(self.pinned_key.as_bytes());
+        let mut phones = Phones::spawn(
+            server,
+            &self.fleet,
+            &["payment-to-unlock", "--pinned-key", &key_b64],
+        )?;
+        let open_secs = phones.open()?;
+        println!(
+            "push: {n} phones connected in {open_secs:.1} s, in a separate process; {} push \
+             connections open on the server",
+            self.server.state.push.devices()
+        );
+        let unlocks_heard = phones.report_unlocks(applied.clone())?;
+        let phase = self.bench.load_rt.block_on(async {
+            let checkins_before = self.server.state.metrics.checkins.get();
+            let paying = Instant::now();
+            let answers =
+                pay_all(server, payment, indices.to_vec(), rate, paid.clone(), since).await?;
+            let pay_secs = paying.elapsed().as_secs_f64();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while indices.iter().any(|&i| applied[i].get().is_none()) {
+                ensure!(
+                    !unlocks_heard.is_finished(),
+                    "the phones' process stopped reporting"
+                );
+                if Instant::now() >= deadline {
+                    // What the server holds for the first few, to tell a payment not taken
+                    // from one taken but not (yet) deciding the device.
+                    let mut seen = Vec::new();
+                    for &i in indices
+                        .iter()
+                        .filter(|&&i| applied[i].get().is_none())
+                        .take(3)
+                    {
+                        let snapshot = self.server.state.store.snapshot(&self.fleet[i].id).await?;
+                        let token = snapshot.device.token.map(|t| (t.sequence, t.state));
+                        seen.push(format!(
+                            "phone {i}: token {token:?}, {} payments",
+                            snapshot.payments.len()
+                        ));
+                    }
+                    bail!("some paid phones never unlocked ({})", seen.join("; "));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ensure!(
+                self.server.state.metrics.checkins.get() == checkins_before,
+                "no phone checked in during the push phase"
+            );
+            println!(
+                "push: {} {what} in {pay_secs:.1} s ({:.1} per second)",
+                indices.len(),
+                indices.len() as f64 / pay_secs
+            );
+            let (unlocks, early) = latencies(indices, &paid, &applied)?;
+            anyhow::Ok(Unlocks {
+                unlocks,
+                early,
+                answers,
+            })
+        });
+        let figures = match phase {
+            Ok(figures) => figures,
+            // The reading thread's own error says more than that it stopped.
+            Err(err) if unlocks_heard.is_finished() => {
+                return Err(match unlocks_heard.join() {
+                    Ok(Err(cause)) => cause.context(err),
+                    _ => err,
+                });
+            }
+            Err(err) => return Err(err),
+        };
+        phones.stop()?;
+        unlocks_heard
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread reading the phones' process panicked"))??;
+        Ok(figures)
+    }
 }
 
-/// Sends one payment per device in `devices`, at `rate` per second, over a few keep-alive
-/// connections, recording each 2xx in `paid`.
-async fn pay_all(
+/// How a benchmark pays for a phone: the request for the phone at an index of the fleet,
+/// built as it is sent, so that whatever it carries of the time (a provider's transaction time,
+/// a signature's timestamp) is as fresh as a real provider's.
+pub type Payment = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
+
+/// The financier API's payment of the arrears (KES 2,000.00) on `fleet[i]`, under an
+/// Idempotency-Key, with the financier-admin `key`.
+pub fn api_payment(fleet: Arc<Vec<Device>>, key: String) -> Payment {
+    Arc::new(move |i| {
+        let id = &fleet[i].id;
+        let body = r#"{"reference":"BENCH-PAY","amount_minor":200000,"currency":"KES"}"#;
+        post(
+            &format!("/v1/devices/{id}/payments"),
+            &format!("authorization: Bearer {key}\r\nidempotency-key: pay-{id}\r\n"),
+            body,
+        )
+    })
+}
+
+/// Which instant of a payment a benchmark times its phone's unlock from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// The request's first byte written: a provider's view, which waits for nothing.
+    Sent,
+    /// Its 200 read: the financier's view, which knows the payment is taken only then.
+    Answered,
+}
+
+/// Sends `payment` for each phone in `indices`, at `rate` per second, over a few keep-alive
+/// connections, recording in `paid` the instant `since` says of each. Returns the time each
+/// took to be answered.
+pub async fn pay_all(
     server: SocketAddr,
-    key: String,
-    devices: Vec<(usize, String)>,
+    payment: Payment,
+    indices: Vec<usize>,
     rate: u32,
     paid: Arc<Vec<OnceLock<Instant>>>,
-) -> Result<()> {
+    since: Since,
+) -> Result<Latencies> {
     const CONNECTIONS: usize = 8;
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let mut tasks = JoinSet::new();
     for c in 0..CONNECTIONS {
-        let mine: Vec<(usize, (usize, String))> = devices
+        let mine: Vec<(usize, usize)> = indices
             .iter()
-            .cloned()
+            .copied()
             .enumerate()
             .filter(|(k, _)| k % CONNECTIONS == c)
             .collect();
-        let key = key.clone();
+        let payment = payment.clone();
         let paid = paid.clone();
         tasks.spawn(async move {
             let mut conn = Conn::open(server).await?;
-            for (k, (index, id)) in mine {
+            let mut answers = Latencies::default();
+            for (k, index) in mine {
                 tokio::time::sleep_until((started + interval * k as u32).into()).await;
-                let body = r#"{"reference":"BENCH-PAY","amount_minor":200000,"currency":"KES"}"#;
-                let request = post(
-                    &format!("/v1/devices/{id}/payments"),
-                    &format!("authorization: Bearer {key}\r\nidempotency-key: pay-{id}\r\n"),
-                    body,
-                );
+                let request = payment(index);
+                let sent = Instant::now();
                 let (status, answer) = conn.exchange(&request).await?;
-                let at = Instant::now();
+                let answered = Instant::now();
                 ensure!(
                     status == 200,
                     "a payment failed: {status} {}",
                     String::from_utf8_lossy(answer)
                 );
-                let _ = paid[index].set(at);
+                answers.record(answered - sent);
+                let _ = paid[index].set(match since {
+                    Since::Sent => sent,
+                    Since::Answered => answered,
+                });
             }
-            anyhow::Ok(())
+            anyhow::Ok(answers)
         });
     }
+    let mut answers = Latencies::default();
     while let Some(joined) = tasks.join_next().await {
-        joined??;
+        answers.add(&joined??);
     }
-    Ok(())
+    Ok(answers)
 }
 
 /// A financier-admin API key for the bench's financier, through the API.
-async fn financier_key(server: &Running) -> Result<String> {
+pub async fn financier_key(server: &Running) -> Result<String> {
     let admin = lien_server::create_platform_admin(&server.state).await?;
     let request = post(
         "/v1/financiers/fin_bench/api-keys",
@@ -230,72 +371,22 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
     let load_rt = &bench.bench.load_rt;
     let key = load_rt.block_on(financier_key(&bench.server))?;
     let fleet = Arc::new(bench.fleet.clone());
-    let n = fleet.len();
     let server = bench.server.addr;
     let pinned = Arc::new(PinnedKeys::new([bench.pinned_key]));
 
-    // Phase 1: every phone connected by push, in the phones' process, which says which phone
-    // applied an unlock as soon as it has; the first `payments` phones are paid for.
-    let paid: Arc<Vec<OnceLock<Instant>>> = Arc::new((0..n).map(|_| OnceLock::new()).collect());
-    let applied: Arc<Vec<OnceLock<Instant>>> = Arc::new((0..n).map(|_| OnceLock::new()).collect());
+    // Phase 1: every phone connected by push; the first `payments` phones are paid for.
     let push_indices: Vec<usize> = (0..args.payments as usize).collect();
-    let key_b64 = STANDARD.encode(bench.pinned_key.as_bytes());
-    let mut phones = Phones::spawn(
-        server,
-        &bench.fleet,
-        &["payment-to-unlock", "--pinned-key", &key_b64],
+    let Unlocks {
+        unlocks: push,
+        early: push_early,
+        ..
+    } = bench.push_unlocks(
+        &push_indices,
+        args.rate,
+        "payments",
+        api_payment(fleet.clone(), key.clone()),
+        Since::Answered,
     )?;
-    let open_secs = phones.open()?;
-    println!(
-        "push: {n} phones connected in {open_secs:.1} s, in a separate process; {} push \
-         connections open on the server",
-        bench.server.state.push.devices()
-    );
-    let unlocks_heard = phones.report_unlocks(applied.clone())?;
-    let phase = load_rt.block_on(async {
-        let checkins_before = bench.server.state.metrics.checkins.get();
-        let devices = push_indices
-            .iter()
-            .map(|&i| (i, fleet[i].id.clone()))
-            .collect();
-        let paying = Instant::now();
-        pay_all(server, key.clone(), devices, args.rate, paid.clone()).await?;
-        let pay_secs = paying.elapsed().as_secs_f64();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while push_indices.iter().any(|&i| applied[i].get().is_none()) {
-            ensure!(
-                !unlocks_heard.is_finished(),
-                "the phones' process stopped reporting"
-            );
-            ensure!(Instant::now() < deadline, "some paid phones never unlocked");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        ensure!(
-            bench.server.state.metrics.checkins.get() == checkins_before,
-            "no phone checked in during the push phase"
-        );
-        println!(
-            "push: {} payments in {pay_secs:.1} s ({:.1} per second)",
-            push_indices.len(),
-            push_indices.len() as f64 / pay_secs
-        );
-        anyhow::Ok(latencies(&push_indices, &paid, &applied)?)
-    });
-    let (push, push_early) = match phase {
-        Ok(figures) => figures,
-        // The reading thread's own error says more than that it stopped.
-        Err(err) if unlocks_heard.is_finished() => {
-            return Err(match unlocks_heard.join() {
-                Ok(Err(cause)) => cause.context(err),
-                _ => err,
-            });
-        }
-        Err(err) => return Err(err),
-    };
-    phones.stop()?;
-    unlocks_heard
-        .join()
-        .map_err(|_| anyhow::anyhow!("the thread reading the phones' process panicked"))??;
 
     println!();
     println!(
@@ -387,8 +478,16 @@ async fn next_checkin_phase(
             }
         });
     }
-    let devices = indices.iter().map(|&i| (i, fleet[i].id.clone())).collect();
-    pay_all(server, key, devices, args.rate, paid.clone()).await?;
+    let payment = api_payment(fleet.clone(), key);
+    pay_all(
+        server,
+        payment,
+        indices.clone(),
+        args.rate,
+        paid.clone(),
+        Since::Answered,
+    )
+    .await?;
     while let Some(joined) = phones.join_next().await {
         joined??;
     }

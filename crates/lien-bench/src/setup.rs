@@ -55,6 +55,10 @@ impl Bench {
         let settings = Settings {
             data_dir: dir.path().to_path_buf(),
             database_url,
+            // The benchmarks' thousands of phones come from eight loopback addresses (see
+            // `http::source`), each standing for many phones: the share one client may hold
+            // (1,000 by default) would refuse the push channels beyond 8,000.
+            max_connections_per_client: 0,
             ..Settings::default()
         };
         Ok(Bench {
@@ -94,9 +98,19 @@ impl Bench {
 
     /// Starts the server on a loopback port, on the server's runtime, without the scheduler.
     pub fn serve(&self, state: AppState) -> Result<Running> {
+        self.start(state, false)
+    }
+
+    /// Starts the server as `lien serve` runs it, with the scheduler and the webhook delivery
+    /// worker in the background, on a loopback port, on the server's runtime.
+    pub fn serve_with_workers(&self, state: AppState) -> Result<Running> {
+        self.start(state, true)
+    }
+
+    fn start(&self, state: AppState, background: bool) -> Result<Running> {
         self.server_rt.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
-            start(state, listener, false).await
+            start(state, listener, background).await
         })
     }
 
@@ -274,6 +288,11 @@ pub fn bench_identity(i: u32) -> Result<(Imei, String)> {
     ))
 }
 
+/// Device number `i`'s contract reference: the account number a borrower pays it under.
+pub fn contract_ref(i: u32) -> String {
+    format!("bench-{i:07}")
+}
+
 /// Device number `i`'s enrollment, bound, ready for the store, and the bench's view of it.
 fn prepare_one(
     state: &AppState,
@@ -283,7 +302,7 @@ fn prepare_one(
 ) -> Result<((NewDevice, DeviceChange), Device)> {
     let (imei, serial) = bench_identity(i)?;
     let req = EnrollRequest {
-        contract_ref: format!("bench-{i:07}"),
+        contract_ref: contract_ref(i),
         imei1: imei.as_str().to_string(),
         imei2: None,
         serial,

@@ -113,3 +113,53 @@ fn bench_hello_binds_every_phone_and_prints_the_rate() {
         "{text}"
     );
 }
+
+/// Money in and events out at a small scale: a provider's callbacks unlock phones over push
+/// (M-Pesa's confirmation, then a signed payment), and a financier's endpoint hears of
+/// payments. The figures are printed, not asserted.
+#[test]
+fn bench_provider_unlock_and_webhooks_print_their_figures() {
+    for (flag, row) in [(None, "M-Pesa "), (Some("--signed"), "signed payment ")] {
+        let mut args = vec!["provider-unlock", "--phones", "30", "--payments", "10"];
+        args.extend(flag);
+        let out = lien_bench(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("30 push connections open on the server"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(row) && l.split_whitespace().any(|w| w == "10")),
+            "{text}"
+        );
+        assert!(text.contains("p999 ms"), "{text}");
+        assert!(
+            text.contains("callback to unlock p99 ") && text.contains("(target under 1000 ms: "),
+            "{text}"
+        );
+    }
+
+    let out = lien_bench(&[
+        "webhooks",
+        "--devices",
+        "30",
+        "--changes",
+        "10",
+        "--rate",
+        "100",
+        "--interval-ms",
+        "50",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    // Each payment unlocks its device: a payment event and a state change, each delivered.
+    assert!(text.contains("delivered: 20 events in "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lag ") && l.split_whitespace().any(|w| w == "20")),
+        "{text}"
+    );
+    assert!(text.contains("webhook lag p99 "), "{text}");
+}
