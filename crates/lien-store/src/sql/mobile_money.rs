@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::audit_log::append_audit;
-use super::{SqlStore, backend, unique_or_backend};
+use super::{Found as _, SqlStore, backend, unique_or_backend};
 use crate::{
     AuditEntry, MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
     StoreError, UnmatchedPaymentRecord, UnmatchedStatus,
@@ -59,10 +59,8 @@ impl MobileMoney for SqlStore {
             "SELECT {ENDPOINT_COLUMNS} FROM mpesa_endpoints WHERE financier_id = $1"
         )))
         .bind(financier_id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         endpoint_from(&row)
     }
 
@@ -75,10 +73,8 @@ impl MobileMoney for SqlStore {
             "SELECT {ENDPOINT_COLUMNS} FROM mpesa_endpoints WHERE token_hash = $1"
         )))
         .bind(token_hash.to_vec())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         endpoint_from(&row)
     }
 
@@ -339,10 +335,8 @@ impl MobileMoney for SqlStore {
             "SELECT {PROVIDER_COLUMNS} FROM payment_providers WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         provider_from(&row)
     }
 
@@ -399,10 +393,8 @@ impl MobileMoney for SqlStore {
         )))
         .bind(financier_id)
         .bind(name)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         provider_from(&row)
     }
 
