@@ -226,9 +226,14 @@ pub fn parse_instant(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     })
 }
 
-/// Renders an instant for clients.
+/// Renders an instant for clients, to the second below it. Never rounded up: a time read back
+/// from this text (a provider's payment, dated to the millisecond) must not land in the future,
+/// where the ledger would not count it yet and the phone would wait for the scheduler's next pass.
 pub fn rfc3339(t: Timestamp) -> String {
-    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+    let second = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Trunc);
+    t.round(second).unwrap_or(t).to_string()
 }
 
 /// Whether an override takes part in the decision now: not cancelled, and a kind the core knows.
@@ -603,6 +608,14 @@ pub fn stored_view(record: &DecisionRecord) -> Result<DecisionView, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_is_rendered_to_the_second_below_it_never_above() {
+        let paid: Timestamp = "2026-03-01T09:00:00.700Z".parse().unwrap();
+        assert_eq!(rfc3339(paid), "2026-03-01T09:00:00Z");
+        let whole: Timestamp = "2026-03-01T09:00:00Z".parse().unwrap();
+        assert_eq!(rfc3339(whole), "2026-03-01T09:00:00Z");
+    }
 
     #[test]
     fn a_stored_kind_is_read_back_by_its_word() {

@@ -46,6 +46,14 @@ pub fn parse_imei(field: &str, text: &str) -> Result<Imei, ApiError> {
     parsed.map_err(|e| ApiError::invalid(field, e))
 }
 
+/// A phone's IMEIs as a request names them: `imei1`, and `imei2` where it has a second SIM
+/// slot; an error names the field.
+pub fn parse_imeis(imei1: &str, imei2: Option<&str>) -> Result<(Imei, Option<Imei>), ApiError> {
+    let imei1 = parse_imei("imei1", imei1)?;
+    let imei2 = imei2.map(|i| parse_imei("imei2", i)).transpose()?;
+    Ok((imei1, imei2))
+}
+
 /// A new id: `prefix_` and 16 hex digits of randomness.
 pub fn new_id(prefix: &str) -> Result<String, ApiError> {
     let bytes = crate::secrets::random_bytes().map_err(ApiError::Internal)?;

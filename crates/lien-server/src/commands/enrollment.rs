@@ -12,7 +12,7 @@ use crate::auth::{Action, Actor};
 use crate::clock::micros;
 use crate::domain;
 use crate::error::ApiError;
-use crate::input::{new_id, parse_imei, required_text};
+use crate::input::{new_id, parse_imeis, required_text};
 use crate::wire::{DeviceView, EnrollRequest};
 
 /// The checks of an enrollment that need no state: the IMEIs, the serial, the plan and the
@@ -21,12 +21,7 @@ use crate::wire::{DeviceView, EnrollRequest};
 pub fn check_enrollment(
     req: &EnrollRequest,
 ) -> Result<(Imei, Option<Imei>, SerialNumber), ApiError> {
-    let imei1 = parse_imei("imei1", &req.imei1)?;
-    let imei2 = req
-        .imei2
-        .as_deref()
-        .map(|i| parse_imei("imei2", i))
-        .transpose()?;
+    let (imei1, imei2) = parse_imeis(&req.imei1, req.imei2.as_deref())?;
     if imei2.as_ref() == Some(&imei1) {
         return Err(ApiError::invalid("imei2", "must differ from imei1"));
     }

@@ -339,6 +339,18 @@ pub fn callback_path(provider_id: &str) -> String {
     format!("/v1/providers/generic/{provider_id}/payments")
 }
 
+/// The answer to a new provider or a new secret: the provider with its secret, shown this once.
+fn created(state: &AppState, record: PaymentProviderRecord, now: Timestamp) -> ProviderCreated {
+    ProviderCreated {
+        secret: secret_text(&secret(state, &record)),
+        callback_path: callback_path(&record.id),
+        id: record.id,
+        financier_id: record.financier_id,
+        name: record.name,
+        created_at: rfc3339(now),
+    }
+}
+
 /// Adds a payment provider for the financier, audited in its chain; the secret is in the
 /// answer only.
 pub async fn create_provider(
@@ -372,14 +384,7 @@ pub async fn create_provider(
         .store
         .create_payment_provider(&record, &crate::api_keys::chain(Some(financier_id)), &audit)
         .await?;
-    Ok(ProviderCreated {
-        secret: secret_text(&secret(state, &record)),
-        callback_path: callback_path(&record.id),
-        id: record.id,
-        financier_id: record.financier_id,
-        name,
-        created_at: rfc3339(now),
-    })
+    Ok(created(state, record, now))
 }
 
 /// A provider as listed: everything but its secret.
@@ -467,14 +472,7 @@ pub async fn rotate_secret(
             &audit,
         )
         .await?;
-    Ok(ProviderCreated {
-        secret: secret_text(&secret(state, &record)),
-        callback_path: callback_path(&record.id),
-        id: record.id,
-        financier_id: record.financier_id,
-        name: record.name,
-        created_at: rfc3339(now),
-    })
+    Ok(created(state, record, now))
 }
 
 /// The provider a callback's path names, if it is one (`None` for an unknown id).

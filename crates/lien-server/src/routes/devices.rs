@@ -573,110 +573,72 @@ pub async fn reverse_payment(
     applied_json(commands::reverse_payment(&state, &actor, &id, reference, key, req).await?)
 }
 
-/// `POST /v1/devices/{id}/lock`: lock by hand, with a message for the phone and, if wanted, a
-/// note for the financier's history.
-#[utoipa::path(
-    post,
-    path = "/v1/devices/{id}/lock",
-    tag = "devices",
-    security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
-    ),
-    request_body = LockRequest,
-    responses(
-        (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
-        (status = 409, description = "The device is released, which is final.", body = ErrorBody),
-    )
-)]
-pub async fn lock(
-    State(state): State<AppState>,
-    actor: Actor,
-    Path(id): Path<String>,
-    body: Result<Json<LockRequest>, JsonRejection>,
-) -> Result<JsonText, ApiError> {
-    let Json(req) = body?;
-    applied_json(commands::lock(&state, &actor, &id, req).await?)
+/// A `POST /v1/devices/{id}/<command>` that takes the command's JSON request and answers the
+/// device as it now stands. Lock, unlock, reminder and release differ only in their request,
+/// their command and what their answers say, so each is declared by this macro, documented
+/// from its arguments: `$ok` describes the 200, `$conflict` the 409.
+macro_rules! device_command {
+    ($(#[doc = $doc:literal])* $name:ident($request:ty), $path:literal, ok = $ok:literal, conflict = $conflict:literal $(,)?) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "devices",
+            security(("api_key" = [])),
+            params(
+                ("id" = String, Path, description = "The device's id, `dev_` and hex."),
+            ),
+            request_body = $request,
+            responses(
+                (status = 200, description = $ok, body = DeviceView),
+                (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
+                (status = 409, description = $conflict, body = ErrorBody),
+            )
+        )]
+        pub async fn $name(
+            State(state): State<AppState>,
+            actor: Actor,
+            Path(id): Path<String>,
+            body: Result<Json<$request>, JsonRejection>,
+        ) -> Result<JsonText, ApiError> {
+            let Json(req) = body?;
+            applied_json(commands::$name(&state, &actor, &id, req).await?)
+        }
+    };
 }
 
-/// `POST /v1/devices/{id}/unlock`: lift manual locks, and with `provisional_hours` unlock a
-/// phone the schedule restricts, for that long.
-#[utoipa::path(
-    post,
-    path = "/v1/devices/{id}/unlock",
-    tag = "devices",
-    security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
-    ),
-    request_body = UnlockRequest,
-    responses(
-        (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
-        (status = 409, description = "The device is released, or has no manual lock to lift and no `provisional_hours` was given.", body = ErrorBody),
-    )
-)]
-pub async fn unlock(
-    State(state): State<AppState>,
-    actor: Actor,
-    Path(id): Path<String>,
-    body: Result<Json<UnlockRequest>, JsonRejection>,
-) -> Result<JsonText, ApiError> {
-    let Json(req) = body?;
-    applied_json(commands::unlock(&state, &actor, &id, req).await?)
+device_command! {
+    /// `POST /v1/devices/{id}/lock`: lock by hand, with a message for the phone and, if wanted, a
+    /// note for the financier's history.
+    lock(LockRequest),
+    "/v1/devices/{id}/lock",
+    ok = "The device as it now stands.",
+    conflict = "The device is released, which is final.",
 }
 
-/// `POST /v1/devices/{id}/reminder`: a message on the phone for a few days.
-#[utoipa::path(
-    post,
-    path = "/v1/devices/{id}/reminder",
-    tag = "devices",
-    security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
-    ),
-    request_body = ReminderRequest,
-    responses(
-        (status = 200, description = "The device as it now stands.", body = DeviceView),
-        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
-        (status = 409, description = "The device is released, which is final.", body = ErrorBody),
-    )
-)]
-pub async fn reminder(
-    State(state): State<AppState>,
-    actor: Actor,
-    Path(id): Path<String>,
-    body: Result<Json<ReminderRequest>, JsonRejection>,
-) -> Result<JsonText, ApiError> {
-    let Json(req) = body?;
-    applied_json(commands::reminder(&state, &actor, &id, req).await?)
+device_command! {
+    /// `POST /v1/devices/{id}/unlock`: lift manual locks, and with `provisional_hours` unlock a
+    /// phone the schedule restricts, for that long.
+    unlock(UnlockRequest),
+    "/v1/devices/{id}/unlock",
+    ok = "The device as it now stands.",
+    conflict = "The device is released, or has no manual lock to lift and no `provisional_hours` was given.",
 }
 
-/// `POST /v1/devices/{id}/release`: the claim ends after the cancel window.
-#[utoipa::path(
-    post,
-    path = "/v1/devices/{id}/release",
-    tag = "devices",
-    security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "The device's id, `dev_` and hex."),
-    ),
-    request_body = ReleaseRequest,
-    responses(
-        (status = 200, description = "The device; `release_final_at` says when the release becomes final.", body = DeviceView),
-        (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
-        (status = 409, description = "The device is released, or a release is already pending (the payment that paid the plan off schedules one, unless the policy's `release_at_payoff` is `by_hand`).", body = ErrorBody),
-    )
-)]
-pub async fn release(
-    State(state): State<AppState>,
-    actor: Actor,
-    Path(id): Path<String>,
-    body: Result<Json<ReleaseRequest>, JsonRejection>,
-) -> Result<JsonText, ApiError> {
-    let Json(req) = body?;
-    applied_json(commands::release(&state, &actor, &id, req).await?)
+device_command! {
+    /// `POST /v1/devices/{id}/reminder`: a message on the phone for a few days.
+    reminder(ReminderRequest),
+    "/v1/devices/{id}/reminder",
+    ok = "The device as it now stands.",
+    conflict = "The device is released, which is final.",
+}
+
+device_command! {
+    /// `POST /v1/devices/{id}/release`: the claim ends after the cancel window.
+    release(ReleaseRequest),
+    "/v1/devices/{id}/release",
+    ok = "The device; `release_final_at` says when the release becomes final.",
+    conflict = "The device is released, or a release is already pending (the payment that paid the plan off schedules one, unless the policy's `release_at_payoff` is `by_hand`).",
 }
 
 /// `DELETE /v1/devices/{id}/release`: cancel a pending release within its window, whether the

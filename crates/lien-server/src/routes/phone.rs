@@ -21,7 +21,7 @@ use crate::clock::micros;
 use crate::commands::OFFLINE_SUITE;
 use crate::commands::phone::BindError;
 use crate::error::{ApiError, ErrorBody};
-use crate::input::parse_imei;
+use crate::input::parse_imeis;
 use crate::routes::public::PublicClient;
 pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
@@ -135,12 +135,7 @@ pub async fn hello(
         return Ok(limited.into_response());
     }
     let Json(req) = body?;
-    let imei1 = parse_imei("imei1", &req.imei1)?;
-    let imei2 = req
-        .imei2
-        .as_deref()
-        .map(|i| parse_imei("imei2", i))
-        .transpose()?;
+    let (imei1, imei2) = parse_imeis(&req.imei1, req.imei2.as_deref())?;
     let chain = req
         .attestation
         .iter()

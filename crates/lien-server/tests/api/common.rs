@@ -615,6 +615,12 @@ impl TestApp {
             .await
     }
 
+    /// The payments stored for `device_id`, read from the store rather than through the API.
+    pub async fn stored_payments(&self, device_id: &str) -> Vec<lien_store::PaymentRecord> {
+        let snapshot = self.running.state.store.snapshot(device_id).await;
+        snapshot.unwrap().payments
+    }
+
     /// Locks `device_id`, showing `message` on the phone; returns the answer.
     pub async fn lock(&self, key: &str, device_id: &str, message: &str) -> Reply {
         let body = json!({ "message": message });
@@ -659,6 +665,58 @@ impl Reply {
     /// The error message a client is shown (the body must have one).
     pub fn message(&self) -> &str {
         self.body["message"].as_str().unwrap()
+    }
+}
+
+/// Whether `phone` shows its lock screen.
+pub fn locked(phone: &lien_agent::sim::Phone) -> bool {
+    matches!(phone.screen(), lien_agent::Screen::Locked(_))
+}
+
+/// Moves `app` to day 4 past the missed February installment, in the morning in Nairobi, and
+/// runs the scheduler: contract C-1001 is locked.
+pub async fn lock_by_schedule(app: &TestApp) {
+    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
+    let by = at.as_second() - app.clock_now().as_second();
+    app.clock.advance(jiff::SignedDuration::from_secs(by));
+    assert!(app.run_scheduler().await >= 1);
+}
+
+/// A financier with a financed phone (contract C-1001) connected by push and locked by the
+/// schedule, the lock pushed: where a payment arriving from outside is to unlock it.
+pub struct LockedOnPush {
+    pub app: TestApp,
+    pub financier_id: String,
+    pub key: String,
+    pub device_id: String,
+    pub phone: lien_agent::sim::Phone,
+}
+
+impl LockedOnPush {
+    /// The story on a fresh server, started 10 January 2026.
+    pub async fn new(backend: Backend) -> LockedOnPush {
+        /// Long enough for any loaded CI machine to deliver a push.
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
+        let (financier_id, key) = app.financier("Duka Phones").await;
+        let financed = app.financed_phone(&key, &app.base).await;
+        let mut phone = financed.phone;
+        phone.enable_push(lien_agent::sim::PushBackoff::default());
+        phone.connect_push().await.expect("the push channel opens");
+        lock_by_schedule(&app).await;
+        assert_eq!(
+            phone.next_push(WAIT).await,
+            Some(true),
+            "the lock is pushed"
+        );
+        assert!(locked(&phone), "{}", phone.render());
+        LockedOnPush {
+            app,
+            financier_id,
+            key,
+            device_id: financed.device_id,
+            phone,
+        }
     }
 }
 
@@ -709,7 +767,7 @@ impl World {
 
     /// Whether the phone shows its lock screen.
     pub fn locked(&self) -> bool {
-        matches!(self.phone.screen(), lien_agent::Screen::Locked(_))
+        locked(&self.phone)
     }
 
     /// The phone shows its normal screen, with no banner.

@@ -6,58 +6,16 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, Reply, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{Backend, LockedOnPush, Reply, TestApp, imei, locked, postgres_url, spawn_app};
+use crate::mpesa::{create_endpoint, daraja, post as post_mpesa};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::{SignedDuration, Timestamp};
-use lien_agent::Screen;
-use lien_agent::sim::{Phone, PushBackoff};
+use jiff::SignedDuration;
 use lien_server::providers::generic::sign;
 use serde_json::json;
 
 /// Long enough for any loaded CI machine to deliver a push.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A financier with a financed phone (contract C-1001) connected by push and locked by the
-/// schedule: day 4 past the missed February installment.
-struct Story {
-    app: TestApp,
-    financier_id: String,
-    key: String,
-    device_id: String,
-    phone: Phone,
-}
-
-async fn locked_phone(backend: Backend) -> Story {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (financier_id, key) = app.financier("Duka Phones").await;
-    let financed = app.financed_phone(&key, &app.base).await;
-    let mut phone = financed.phone;
-    phone.enable_push(PushBackoff::default());
-    phone.connect_push().await.expect("the push channel opens");
-    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
-    app.clock.advance(SignedDuration::from_secs(
-        at.as_second() - app.clock_now().as_second(),
-    ));
-    assert!(app.run_scheduler().await >= 1);
-    assert_eq!(
-        phone.next_push(WAIT).await,
-        Some(true),
-        "the lock is pushed"
-    );
-    assert!(locked(&phone), "{}", phone.render());
-    Story {
-        app,
-        financier_id,
-        key,
-        device_id: financed.device_id,
-        phone,
-    }
-}
-
-fn locked(phone: &Phone) -> bool {
-    matches!(phone.screen(), Screen::Locked(_))
-}
 
 /// What is written for the device and the financier: payments, device audit records, token
 /// sequence, and the financier's audit records (unmatched payments, providers).
@@ -126,6 +84,19 @@ async fn post_signed(
     .await
 }
 
+/// Posts `body` to `path` as message `id` sent at `timestamp`, signed with `secret`.
+async fn post_signed_by(
+    app: &TestApp,
+    path: &str,
+    secret: &[u8],
+    id: &str,
+    timestamp: i64,
+    body: &str,
+) -> Reply {
+    let signature = sign(secret, id, timestamp, body.as_bytes());
+    post_signed(app, path, id, timestamp, &signature, body).await
+}
+
 fn payment(app: &TestApp, reference: &str, account: &str, amount: &str) -> String {
     json!({
         "reference": reference,
@@ -138,13 +109,13 @@ fn payment(app: &TestApp, reference: &str, account: &str, amount: &str) -> Strin
 }
 
 async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(backend: Backend) {
-    let Story {
+    let LockedOnPush {
         app,
         financier_id,
         key,
         device_id,
         mut phone,
-    } = locked_phone(backend).await;
+    } = LockedOnPush::new(backend).await;
     let (_, secret, path) = create_provider(&app, &key, &financier_id).await;
     let now = app.clock_now().as_second();
     let body = payment(&app, "EQ-77001", "C-1001", "1000.00");
@@ -201,14 +172,7 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
     assert!(!locked(&phone), "{}", phone.render());
     let after = written(&app, &financier_id, &device_id).await;
     assert_eq!(after.0, before.0 + 1, "one payment");
-    let stored = &app
-        .running
-        .state
-        .store
-        .snapshot(&device_id)
-        .await
-        .unwrap()
-        .payments[0];
+    let stored = &app.stored_payments(&device_id).await[0];
     assert_eq!(stored.reference, "EQ-77001");
     assert_eq!(stored.amount_minor, 100_000);
 
@@ -221,15 +185,7 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
 
     // The same payment in a new message (the provider sent it twice): idempotent.
     let now2 = app.clock_now().as_second();
-    let again = post_signed(
-        &app,
-        &path,
-        "msg_2",
-        now2,
-        &sign(&secret, "msg_2", now2, body.as_bytes()),
-        &body,
-    )
-    .await;
+    let again = post_signed_by(&app, &path, &secret, "msg_2", now2, &body).await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body, json!({"outcome": "repeated"}));
     assert_eq!(written(&app, &financier_id, &device_id).await, after);
@@ -240,29 +196,14 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
         "currency": "KES", "paid_at": app.clock_now().to_string(),
     })
     .to_string();
-    post_signed(
-        &app,
-        &path,
-        "msg_3",
-        now2,
-        &sign(&secret, "msg_3", now2, bad.as_bytes()),
-        &bad,
-    )
-    .await
-    .assert_invalid("amount");
+    post_signed_by(&app, &path, &secret, "msg_3", now2, &bad)
+        .await
+        .assert_invalid("amount");
     assert_eq!(written(&app, &financier_id, &device_id).await, after);
 
     // An unknown account: kept as an unmatched payment of this provider.
     let stray = payment(&app, "EQ-77003", "C-9999", "50.00");
-    let kept = post_signed(
-        &app,
-        &path,
-        "msg_4",
-        now2,
-        &sign(&secret, "msg_4", now2, stray.as_bytes()),
-        &stray,
-    )
-    .await;
+    let kept = post_signed_by(&app, &path, &secret, "msg_4", now2, &stray).await;
     assert_eq!(kept.body, json!({"outcome": "unmatched"}), "{}", kept.body);
     let listed = app.call("GET", "/v1/unmatched-payments", &key, None).await;
     let listed = listed.body["payments"].as_array().unwrap();
@@ -305,25 +246,10 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
         )
         .unwrap();
     let late = payment(&app, "EQ-77004", "C-1001", "5.00");
-    post_signed(
-        &app,
-        &path,
-        "msg_6",
-        now2,
-        &sign(&secret, "msg_6", now2, late.as_bytes()),
-        &late,
-    )
-    .await
-    .assert_refused(401, "webhook-signature");
-    let accepted = post_signed(
-        &app,
-        &path,
-        "msg_6",
-        now2,
-        &sign(&new_secret, "msg_6", now2, late.as_bytes()),
-        &late,
-    )
-    .await;
+    post_signed_by(&app, &path, &secret, "msg_6", now2, &late)
+        .await
+        .assert_refused(401, "webhook-signature");
+    let accepted = post_signed_by(&app, &path, &new_secret, "msg_6", now2, &late).await;
     assert_eq!(
         accepted.body,
         json!({"outcome": "recorded"}),
@@ -381,52 +307,24 @@ async fn reconcile_day(
     .await
 }
 
-/// A Daraja confirmation at the server's time.
+/// A Daraja confirmation of a payment to contract C-1001, at the server's time.
 async fn confirm_mpesa(app: &TestApp, token: &str, trans_id: &str, amount: &str) {
-    let trans_time = app
-        .clock_now()
-        .to_zoned(jiff::tz::TimeZone::get("Africa/Nairobi").unwrap())
-        .strftime("%Y%m%d%H%M%S")
-        .to_string();
-    let body = json!({
-        "TransactionType": "Pay Bill",
-        "TransID": trans_id,
-        "TransTime": trans_time,
-        "TransAmount": amount,
-        "BusinessShortCode": "600638",
-        "BillRefNumber": "C-1001",
-    });
-    let confirmed = app
-        .send(
-            "POST",
-            &format!("/v1/providers/mpesa/{token}/confirmation"),
-            &[],
-            Some(body.to_string()),
-        )
-        .await;
+    let body = daraja(app, trans_id, "C-1001", amount);
+    let confirmed = post_mpesa(app, token, "confirmation", &body).await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
 }
 
 async fn a_statement_with_a_missing_and_a_mismatched_payment_reports_and_fixes_exactly_those(
     backend: Backend,
 ) {
-    let Story {
+    let LockedOnPush {
         app,
         financier_id,
         key,
         device_id,
         mut phone,
-    } = locked_phone(backend).await;
-    let created = app
-        .call(
-            "POST",
-            &format!("/v1/financiers/{financier_id}/mpesa-endpoint"),
-            &key,
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let token = created.body["token"].as_str().unwrap().to_string();
+    } = LockedOnPush::new(backend).await;
+    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
 
     // Two small payments arrive by callback (the phone stays locked); the third, which would
     // unlock it, is lost in transit.
@@ -467,14 +365,7 @@ async fn a_statement_with_a_missing_and_a_mismatched_payment_reports_and_fixes_e
     assert!(!locked(&phone), "{}", phone.render());
     let after = written(&app, &financier_id, &device_id).await;
     assert_eq!(after.0, 3, "the missing payment is recorded");
-    let payments = app
-        .running
-        .state
-        .store
-        .snapshot(&device_id)
-        .await
-        .unwrap()
-        .payments;
+    let payments = app.stored_payments(&device_id).await;
     let mismatched = payments
         .iter()
         .find(|p| p.reference == "RKA0000002")

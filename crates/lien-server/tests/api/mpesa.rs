@@ -6,12 +6,10 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Backend, Reply, TestApp, enrollment, imei, postgres_url, spawn_app, spawn_app_with,
+    Backend, LockedOnPush, Reply, TestApp, enrollment, imei, locked, postgres_url, spawn_app,
+    spawn_app_with,
 };
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
-use lien_agent::Screen;
-use lien_agent::sim::{Phone, PushBackoff};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -24,49 +22,20 @@ const MSISDN: &str = "254708374149";
 const FIRST_NAME: &str = "Wanjiku";
 const LAST_NAME: &str = "Kamau";
 
-/// A financier with a financed phone (contract C-1001, set up), its M-Pesa endpoint token,
-/// and the phone connected by push and locked by the schedule.
-struct Story {
-    app: TestApp,
-    financier_id: String,
-    key: String,
-    token: String,
-    device_id: String,
-    phone: Phone,
+/// [`LockedOnPush`], and the financier's M-Pesa endpoint token.
+async fn locked_phone_with_endpoint(backend: Backend) -> (LockedOnPush, String) {
+    let story = LockedOnPush::new(backend).await;
+    let token = create_endpoint(&story.app, &story.key, &story.financier_id, json!({})).await;
+    (story, token)
 }
 
-async fn locked_phone_with_endpoint(backend: Backend) -> Story {
-    let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (financier_id, key) = app.financier("Duka Phones").await;
-    let financed = app.financed_phone(&key, &app.base).await;
-    let mut phone = financed.phone;
-    phone.enable_push(PushBackoff::default());
-    phone.connect_push().await.expect("the push channel opens");
-    let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
-
-    // Day 4 past the missed February installment, in the morning in Nairobi: locked.
-    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
-    app.clock.advance(SignedDuration::from_secs(
-        at.as_second() - app.clock_now().as_second(),
-    ));
-    assert!(app.run_scheduler().await >= 1);
-    assert_eq!(
-        phone.next_push(WAIT).await,
-        Some(true),
-        "the lock is pushed"
-    );
-    assert!(locked(&phone), "{}", phone.render());
-    Story {
-        app,
-        financier_id,
-        key,
-        token,
-        device_id: financed.device_id,
-        phone,
-    }
-}
-
-async fn create_endpoint(app: &TestApp, key: &str, financier_id: &str, body: Value) -> String {
+/// Creates (or renews) the financier's M-Pesa endpoint with this body; returns its token.
+pub(crate) async fn create_endpoint(
+    app: &TestApp,
+    key: &str,
+    financier_id: &str,
+    body: Value,
+) -> String {
     let created = app
         .call(
             "POST",
@@ -85,12 +54,8 @@ async fn create_endpoint(app: &TestApp, key: &str, financier_id: &str, body: Val
     token
 }
 
-fn locked(phone: &Phone) -> bool {
-    matches!(phone.screen(), Screen::Locked(_))
-}
-
 /// A C2B callback as Daraja documents it, at the server's time in Nairobi.
-fn daraja(app: &TestApp, trans_id: &str, account: &str, amount: &str) -> Value {
+pub(crate) fn daraja(app: &TestApp, trans_id: &str, account: &str, amount: &str) -> Value {
     let trans_time = app
         .clock_now()
         .to_zoned(TimeZone::get("Africa/Nairobi").unwrap())
@@ -114,7 +79,7 @@ fn daraja(app: &TestApp, trans_id: &str, account: &str, amount: &str) -> Value {
 }
 
 /// Posts a callback as Daraja does: no API key, the token in the path.
-async fn post(app: &TestApp, token: &str, which: &str, body: &Value) -> Reply {
+pub(crate) async fn post(app: &TestApp, token: &str, which: &str, body: &Value) -> Reply {
     app.send(
         "POST",
         &format!("/v1/providers/mpesa/{token}/{which}"),
@@ -142,14 +107,16 @@ async fn unmatched(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
 }
 
 async fn a_paybill_payment_unlocks_the_phone_within_a_second_once(backend: Backend) {
-    let Story {
-        app,
+    let (
+        LockedOnPush {
+            app,
+            device_id,
+            mut phone,
+            key,
+            ..
+        },
         token,
-        device_id,
-        mut phone,
-        key,
-        ..
-    } = locked_phone_with_endpoint(backend).await;
+    ) = locked_phone_with_endpoint(backend).await;
 
     let validation = post(
         &app,
@@ -185,14 +152,7 @@ async fn a_paybill_payment_unlocks_the_phone_within_a_second_once(backend: Backe
     );
     let after = written(&app, &device_id).await;
     assert_eq!(after.0, 1, "one payment");
-    let payment = &app
-        .running
-        .state
-        .store
-        .snapshot(&device_id)
-        .await
-        .unwrap()
-        .payments[0];
+    let payment = &app.stored_payments(&device_id).await[0];
     assert_eq!(payment.reference, "RKTQDM7W6S");
     assert_eq!(payment.amount_minor, 100_000);
     assert_eq!(payment.currency, "KES");
@@ -213,14 +173,16 @@ async fn a_paybill_payment_unlocks_the_phone_within_a_second_once(backend: Backe
 }
 
 async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend: Backend) {
-    let Story {
-        app,
+    let (
+        LockedOnPush {
+            app,
+            device_id,
+            mut phone,
+            key,
+            financier_id,
+        },
         token,
-        device_id,
-        mut phone,
-        key,
-        financier_id,
-    } = locked_phone_with_endpoint(backend).await;
+    ) = locked_phone_with_endpoint(backend).await;
 
     // The borrower mistypes the account number: the validation refuses it...
     let typo = daraja(&app, "RKT1TYPO01", "C-1010", "1000.00");
@@ -334,14 +296,16 @@ async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend:
 }
 
 async fn a_wrong_token_is_not_found_and_writes_nothing(backend: Backend) {
-    let Story {
-        app,
+    let (
+        LockedOnPush {
+            app,
+            device_id,
+            key,
+            financier_id,
+            ..
+        },
         token,
-        device_id,
-        key,
-        financier_id,
-        ..
-    } = locked_phone_with_endpoint(backend).await;
+    ) = locked_phone_with_endpoint(backend).await;
     let before = written(&app, &device_id).await;
     let body = daraja(&app, "RKTWRONG01", "C-1001", "1000.00");
     let guessed = format!("mpt_{}", "A".repeat(43));
@@ -555,13 +519,15 @@ async fn assert_no_payer_in_clear(app: &TestApp) {
 /// No client can take a transaction's key, and a confirmation that conflicts with a payment
 /// typed in by hand is kept for the financier rather than acknowledged and dropped.
 async fn a_confirmation_is_never_swallowed_by_a_payment_typed_in_by_hand(backend: Backend) {
-    let Story {
-        app,
+    let (
+        LockedOnPush {
+            app,
+            device_id,
+            key,
+            ..
+        },
         token,
-        device_id,
-        key,
-        ..
-    } = locked_phone_with_endpoint(backend).await;
+    ) = locked_phone_with_endpoint(backend).await;
     let taken = app
         .pay(
             &key,

@@ -45,15 +45,7 @@ fn custom_policy(release_at_payoff: &str) -> Value {
 }
 
 async fn pay(app: &TestApp, key: &str, device: &str, reference: &str, minor: i64) -> Reply {
-    let r = app
-        .call_with(
-            "POST",
-            &format!("/v1/devices/{device}/payments"),
-            key,
-            Some(json!({"reference": reference, "amount_minor": minor, "currency": "KES"})),
-            &[("Idempotency-Key", reference)],
-        )
-        .await;
+    let r = app.pay(key, device, reference, minor, reference).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r
 }
@@ -159,14 +151,7 @@ async fn a_paid_off_device_is_released_after_the_window_without_any_call(backend
         "{steps:?}"
     );
     // One release at a time: asking again is a conflict, and nothing is added.
-    let again = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{id}/release"),
-            &key,
-            Some(json!({"reason": "paid off"})),
-        )
-        .await;
+    let again = app.release(&key, &id, "paid off").await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(
         imei_check(&app, &phone_imei).await,
@@ -223,12 +208,7 @@ async fn a_by_hand_policy_is_not_released_at_payoff(backend: Backend) {
 
     // The financier releases it by hand when it chooses.
     let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{id}/release"),
-            &key,
-            Some(json!({"reason": "paid off, checked in our books"})),
-        )
+        .release(&key, &id, "paid off, checked in our books")
         .await;
     assert_eq!(release.status, 200, "{}", release.body);
     assert!(
@@ -297,14 +277,7 @@ async fn a_release_asked_by_hand_survives_a_reversal(backend: Backend) {
     let app = spawn_app(backend, start()).await;
     let (key, id, _) = enrolled(&app, custom_policy("by_hand")).await;
     pay(&app, &key, &id, "MPESA-ALL", WHOLE_PLAN).await;
-    let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{id}/release"),
-            &key,
-            Some(json!({"reason": "paid off"})),
-        )
-        .await;
+    let release = app.release(&key, &id, "paid off").await;
     assert_eq!(release.status, 200, "{}", release.body);
     // The financier's own release is its explicit act: a reversal leaves it to them.
     let reversed = reverse(&app, &key, &id, "MPESA-ALL").await;
@@ -372,16 +345,9 @@ async fn an_agents_payoff_waits_for_a_financier_admin(backend: Backend) {
     let (financier, admin) = app.financier("Duka Phones").await;
     let agent = app.financier_key(&financier, "financier-agent").await;
     let phone_imei = imei("35693803564380");
-    let r = app
-        .call(
-            "POST",
-            "/v1/devices",
-            &admin,
-            Some(enrollment("C-1001", &phone_imei, "SN1001")),
-        )
+    let id = app
+        .enroll_device(&admin, "C-1001", &phone_imei, "SN1001")
         .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
 
     let paid = pay(&app, &agent, &id, "CASH-ALL", WHOLE_PLAN).await;
     assert_eq!(paid.body["decision"]["reason"]["code"], "paid_in_full");
@@ -406,14 +372,7 @@ async fn an_agents_payoff_waits_for_a_financier_admin(backend: Backend) {
         imei_check(&app, &phone_imei).await,
         "financed_good_standing"
     );
-    let release = app
-        .call(
-            "POST",
-            &format!("/v1/devices/{id}/release"),
-            &admin,
-            Some(json!({"reason": "cash counted in the branch"})),
-        )
-        .await;
+    let release = app.release(&admin, &id, "cash counted in the branch").await;
     assert_eq!(release.status, 200, "{}", release.body);
     app.running.stop().await;
 }

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, FinancedPhone, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{
+    Backend, FinancedPhone, TestApp, imei, lock_by_schedule, locked, postgres_url, spawn_app,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jiff::{SignedDuration, Timestamp};
-use lien_agent::Screen;
+use jiff::SignedDuration;
 use lien_agent::sim::{Phone, PushBackoff};
 use serde_json::json;
 
@@ -23,15 +24,6 @@ async fn financed_phone(app: &TestApp) -> (String, String, Phone) {
     (financed.device_id, key, financed.phone)
 }
 
-/// Moves the server to day 4 past the missed February installment, in the morning in Nairobi,
-/// and runs the scheduler: the device is locked.
-async fn lock_by_schedule(app: &TestApp) {
-    let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
-    let by = at.as_second() - app.clock_now().as_second();
-    app.clock.advance(SignedDuration::from_secs(by));
-    assert!(app.run_scheduler().await >= 1);
-}
-
 async fn pay(app: &TestApp, key: &str, device_id: &str, reference: &str, minor: i64) {
     let paid = app.pay(key, device_id, reference, minor, reference).await;
     assert_eq!(paid.status, 200, "{}", paid.body);
@@ -42,10 +34,6 @@ async fn pay(app: &TestApp, key: &str, device_id: &str, reference: &str, minor: 
 async fn assert_pushed(phone: &mut Phone, locked_after: bool, what: &str) {
     assert_eq!(phone.next_push(WAIT).await, Some(true), "{what}");
     assert_eq!(locked(phone), locked_after, "{}", phone.render());
-}
-
-fn locked(phone: &Phone) -> bool {
-    matches!(phone.screen(), Screen::Locked(_))
 }
 
 async fn a_phone_connected_by_push_is_locked_and_unlocked_without_checking_in(backend: Backend) {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{SqlStore, backend, unique_or_backend};
+use super::{Found as _, SqlStore, backend, unique_or_backend};
 use crate::StoreError;
 use crate::appeals::{
     AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, Attachments, ImeiHistory,
@@ -138,10 +138,8 @@ impl Appeals for SqlStore {
             "SELECT {COLUMNS} FROM appeals WHERE reference = $1"
         )))
         .bind(reference)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         appeal_from(&row)
     }
 
@@ -226,10 +224,8 @@ impl Attachments for SqlStore {
     async fn attachment(&self, key: &str) -> Result<(Vec<u8>, String), StoreError> {
         let row = sqlx::query("SELECT content, media_type FROM attachments WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .ok_or(StoreError::NotFound)?;
+            .found(&self.read)
+            .await?;
         Ok((
             row.try_get(0).map_err(backend)?,
             row.try_get(1).map_err(backend)?,

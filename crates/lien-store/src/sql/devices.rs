@@ -10,7 +10,7 @@ use super::checkin_cache::Lookup;
 use super::device_writes::{Versions, apply_all, check};
 use super::rows::{Value, fetch_in, insert_rows};
 use super::tenants::financier_by_id;
-use super::{SqlStore, backend, first_column, unique_or_backend};
+use super::{Found as _, SqlStore, backend, first_column, unique_or_backend};
 use crate::{
     Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
     DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, ReversalRecord, Schedule,
@@ -42,6 +42,24 @@ pub(super) fn checkin_view_from(row: &AnyRow, first: usize) -> Result<CheckinVie
         applied_sequence: row.try_get(first + 4)?,
         checkin_counter: row.try_get(first + 5)?,
     })
+}
+
+/// The tokens showing the status code `$1`, with their devices' financiers, as
+/// [`status_code_match_from`] reads them; a statement adds its own conditions and order.
+const STATUS_CODE_MATCHES: &str = "SELECT t.device_id, d.financier_id, t.sequence, t.state, \
+     t.issued_us FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.status_code = $1";
+
+fn status_code_match_from(row: &AnyRow) -> Result<StatusCodeMatch, StoreError> {
+    (|| {
+        Ok(StatusCodeMatch {
+            device_id: row.try_get(0)?,
+            financier_id: row.try_get(1)?,
+            sequence: row.try_get(2)?,
+            state: row.try_get(3)?,
+            issued_us: row.try_get(4)?,
+        })
+    })()
+    .map_err(backend)
 }
 
 fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
@@ -257,10 +275,8 @@ impl SqlStore {
             "SELECT {CHECKIN_COLUMNS} FROM devices WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         checkin_view_from(&row, 0).map_err(backend)
     }
 }
@@ -290,10 +306,8 @@ impl Devices for SqlStore {
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         device_from(&row)
     }
 
@@ -302,10 +316,8 @@ impl Devices for SqlStore {
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = (SELECT device_id FROM device_imeis WHERE imei = $1)"
         )))
         .bind(imei)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         device_from(&row)
     }
 
@@ -453,26 +465,16 @@ impl Devices for SqlStore {
     }
 
     async fn tokens_by_status_code(&self, code: &str) -> Result<Vec<StatusCodeMatch>, StoreError> {
-        sqlx::query(
-            "SELECT t.device_id, d.financier_id, t.sequence, t.state, t.issued_us FROM tokens t \
-             JOIN devices d ON d.id = t.device_id WHERE t.status_code = $1 ORDER BY t.device_id, t.sequence",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "{STATUS_CODE_MATCHES} ORDER BY t.device_id, t.sequence"
+        )))
         .bind(code)
         .fetch_all(&self.read)
         .await
         .map_err(backend)?
         .iter()
-        .map(|r| {
-            Ok(StatusCodeMatch {
-                device_id: r.try_get(0)?,
-                financier_id: r.try_get(1)?,
-                sequence: r.try_get(2)?,
-                state: r.try_get(3)?,
-                issued_us: r.try_get(4)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)
+        .map(status_code_match_from)
+        .collect()
     }
 
     #[tracing::instrument(skip(self, code))]
@@ -483,29 +485,19 @@ impl Devices for SqlStore {
     ) -> Result<Vec<StatusCodeMatch>, StoreError> {
         // A token is still shown, or was until recently, when no later token of its device
         // was issued before the cut-off.
-        sqlx::query(
-            "SELECT t.device_id, d.financier_id, t.sequence, t.state, t.issued_us FROM tokens t \
-             JOIN devices d ON d.id = t.device_id WHERE t.status_code = $1 AND NOT EXISTS \
-             (SELECT 1 FROM tokens n WHERE n.device_id = t.device_id AND n.sequence > t.sequence \
-             AND n.issued_us < $2) ORDER BY t.device_id, t.sequence",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "{STATUS_CODE_MATCHES} AND NOT EXISTS (SELECT 1 FROM tokens n WHERE \
+             n.device_id = t.device_id AND n.sequence > t.sequence AND n.issued_us < $2) \
+             ORDER BY t.device_id, t.sequence"
+        )))
         .bind(code)
         .bind(superseded_since_us)
         .fetch_all(&self.read)
         .await
         .map_err(backend)?
         .iter()
-        .map(|r| {
-            Ok(StatusCodeMatch {
-                device_id: r.try_get(0)?,
-                financier_id: r.try_get(1)?,
-                sequence: r.try_get(2)?,
-                state: r.try_get(3)?,
-                issued_us: r.try_get(4)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)
+        .map(status_code_match_from)
+        .collect()
     }
 
     #[tracing::instrument(skip(self))]

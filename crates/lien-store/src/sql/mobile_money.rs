@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::audit_log::append_audit;
 use super::rows::{Value, fetch_in_after};
-use super::{SqlStore, backend, unique_or_backend};
+use super::{Found as _, SqlStore, backend, unique_or_backend};
 use crate::{
     AuditEntry, MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
     StatementHoldings, StatementQuery, StoreError, UnmatchedFilter, UnmatchedPaymentRecord,
@@ -63,10 +63,8 @@ impl MobileMoney for SqlStore {
             "SELECT {ENDPOINT_COLUMNS} FROM mpesa_endpoints WHERE financier_id = $1"
         )))
         .bind(financier_id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         endpoint_from(&row)
     }
 
@@ -79,10 +77,8 @@ impl MobileMoney for SqlStore {
             "SELECT {ENDPOINT_COLUMNS} FROM mpesa_endpoints WHERE token_hash = $1"
         )))
         .bind(token_hash.to_vec())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         endpoint_from(&row)
     }
 
@@ -333,10 +329,8 @@ impl MobileMoney for SqlStore {
             "SELECT {PROVIDER_COLUMNS} FROM payment_providers WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         provider_from(&row)
     }
 
@@ -393,10 +387,8 @@ impl MobileMoney for SqlStore {
         )))
         .bind(financier_id)
         .bind(name)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         provider_from(&row)
     }
 

@@ -379,6 +379,28 @@ fn backend(err: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(err))
 }
 
+/// A read by a key: [`Found::found`] is the one row the query finds, or
+/// [`StoreError::NotFound`], so that every such read maps a missing row the same way.
+trait Found<'q> {
+    async fn found<'e, 'c: 'e, E>(self, executor: E) -> Result<AnyRow, StoreError>
+    where
+        'q: 'e,
+        E: Executor<'c, Database = Any>;
+}
+
+impl<'q> Found<'q> for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    async fn found<'e, 'c: 'e, E>(self, executor: E) -> Result<AnyRow, StoreError>
+    where
+        'q: 'e,
+        E: Executor<'c, Database = Any>,
+    {
+        self.fetch_optional(executor)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound)
+    }
+}
+
 /// The first column of every row.
 fn first_column<T>(rows: &[AnyRow]) -> Result<Vec<T>, StoreError>
 where

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::audit_log::append_audit;
-use super::{SqlStore, backend, unique_or_backend};
+use super::{Found as _, SqlStore, backend, unique_or_backend};
 use crate::{
     ApiKeyRecord, AuditEntry, AuditLog, AuditRecord, Financier, Idempotency, IdempotentResponse,
     Store, StoreError, Tenants,
@@ -87,10 +87,8 @@ impl Tenants for SqlStore {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
         )))
         .bind(key_hash.to_vec())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         key_from(&row)
     }
 
@@ -108,10 +106,8 @@ impl Tenants for SqlStore {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
+        .found(&self.read)
+        .await?;
         key_from(&row)
     }
 
@@ -146,10 +142,8 @@ impl Tenants for SqlStore {
         // A key's role never changes, so it may be read before any lock is taken.
         let role: String = sqlx::query("SELECT role FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or(StoreError::NotFound)?
+            .found(&mut *tx)
+            .await?
             .try_get(0)
             .map_err(backend)?;
         let key = if role == PLATFORM_ADMIN {
@@ -255,10 +249,8 @@ where
         "SELECT id, name, contact, payment_link, created_us FROM financiers WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(executor)
-    .await
-    .map_err(backend)?
-    .ok_or(StoreError::NotFound)?;
+    .found(executor)
+    .await?;
     financier_from(&row)
 }
 
