@@ -9,6 +9,7 @@ use crate::common::{
     Backend, LockedOnPush, Reply, TestApp, enrollment, imei, locked, postgres_url, spawn_app,
     spawn_app_with,
 };
+use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
