@@ -48,7 +48,9 @@ impl Fleet {
         config: AgentConfig,
         concurrency: usize,
     ) -> Fleet {
-        let client = reqwest::Client::new();
+        let client = super::client_builder()
+            .build()
+            .expect("a default client builds");
         let phones = identities
             .into_iter()
             .map(|identity| {

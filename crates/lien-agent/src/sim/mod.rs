@@ -8,6 +8,7 @@
 
 mod clock;
 mod fleet;
+mod http;
 mod phone;
 mod platform;
 mod push;
@@ -15,6 +16,7 @@ mod transport;
 
 pub use clock::SimClock;
 pub use fleet::{Fleet, FleetReport};
+pub use http::client_builder;
 pub use phone::{Phone, factory_identity};
 pub use platform::{RecordingPlatform, SimHardware};
 pub use push::{PushBackoff, PushChannel};

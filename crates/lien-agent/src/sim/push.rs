@@ -50,10 +50,10 @@ impl PushChannel {
     /// A channel to `base` (e.g. `http://127.0.0.1:8080`), not yet open. Its client has no
     /// overall request timeout: the response is meant to last.
     pub fn new(base: &str, policy: PushBackoff, entropy: Box<dyn Entropy>) -> PushChannel {
-        let client = reqwest::Client::builder()
+        let client = super::client_builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .unwrap_or_default();
+            .expect("a client with only a connect timeout builds");
         PushChannel {
             client,
             base: base.trim_end_matches('/').to_string(),

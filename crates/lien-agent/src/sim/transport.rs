@@ -21,10 +21,10 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// A transport to `base` (e.g. `http://127.0.0.1:8080`) with its own client.
     pub fn new(base: &str) -> HttpTransport {
-        let client = reqwest::Client::builder()
+        let client = super::client_builder()
             .timeout(Duration::from_secs(30))
             .build()
-            .unwrap_or_default();
+            .expect("a client with only a timeout builds");
         HttpTransport::with_client(base, client)
     }
 
