@@ -56,6 +56,14 @@ const RECONCILIATIONS_PER_MINUTE: u32 = 2;
 /// How many reconciliations one financier may start at once (one at a time still runs).
 const RECONCILIATION_BURST: u32 = 10;
 
+/// Manual webhook redeliveries per financier and minute, after a first burst. A person
+/// redelivers an event or two after fixing a receiver; a script catching up after an outage may
+/// ask for a few hundred, slowly. Each is a write, and each attempt still waits for the
+/// endpoint's and the financier's share of the delivery worker.
+const REDELIVERIES_PER_MINUTE: u32 = 120;
+/// How many redeliveries one financier may ask for at once.
+const REDELIVERY_BURST: u32 = 60;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -95,6 +103,8 @@ pub struct Inner {
     pub provider_limit: crate::rate_limit::RateLimiter,
     /// Per-financier limits on reconciliations (see [`RECONCILIATIONS_PER_MINUTE`]).
     pub reconciliation_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per-financier limits on manual webhook redeliveries (see [`REDELIVERIES_PER_MINUTE`]).
+    pub redelivery_limit: crate::rate_limit::RateLimiter<String>,
     /// The reconciliations running on this server, one per financier at most.
     pub reconciliations: crate::commands::reconciliation::Running,
     /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
@@ -147,6 +157,11 @@ impl AppState {
             RECONCILIATION_BURST,
             clock.clone(),
         );
+        let redelivery_limit = crate::rate_limit::RateLimiter::new(
+            REDELIVERIES_PER_MINUTE,
+            REDELIVERY_BURST,
+            clock.clone(),
+        );
         let attachments = crate::attachments::from_settings(
             settings.attachment_store,
             settings.data_dir.clone(),
@@ -168,11 +183,13 @@ impl AppState {
                 webhook_extra_roots: Vec::new(),
                 ..settings.clone()
             };
+            // Never a client without the address checks and redirect policy: a client that
+            // cannot be built that way is a broken TLS setup, not something to serve around.
             crate::webhooks::client::build(
                 &plain,
                 Arc::new(crate::webhooks::client::SystemResolver),
             )
-            .unwrap_or_default()
+            .expect("the webhook client builds without extra roots")
         });
         AppState(Arc::new(Inner {
             store,
@@ -191,6 +208,7 @@ impl AppState {
             status_code_limit,
             provider_limit,
             reconciliation_limit,
+            redelivery_limit,
             reconciliations: Default::default(),
             webhook_client,
         }))

@@ -90,6 +90,9 @@ pub struct Settings {
     /// Of those, how many may go to one endpoint at once, so that a receiver that hangs holds
     /// only these few until their timeout and the rest keep serving other financiers.
     pub webhook_endpoint_concurrency: u32,
+    /// Of those, how many may go to one financier's endpoints together, so that a financier
+    /// with many hanging receivers still leaves the rest to the other financiers.
+    pub webhook_financier_concurrency: u32,
     /// Whether webhook endpoints may be plain `http://` URLs, and may be (or resolve to)
     /// this machine or a private network. Off by default: events carry contract references
     /// and amounts, and the server must not be made to post into its own network. For
@@ -138,6 +141,7 @@ impl Default for Settings {
             webhook_timeout_secs: 10,
             webhook_concurrency: 16,
             webhook_endpoint_concurrency: 2,
+            webhook_financier_concurrency: 4,
             webhook_allow_http: false,
             webhook_extra_roots: Vec::new(),
             webhook_rotation_overlap_hours: 24,

@@ -12,7 +12,9 @@
 //! A claim names its holder, and only the holder's outcome is recorded: a server whose claim
 //! ran out and was taken over by another cannot overwrite what the other recorded. An endpoint
 //! has at most a few deliveries claimed at once ([`Claim::per_endpoint`]), so a receiver that
-//! hangs holds that many of a server's attempts, not all of them.
+//! hangs holds that many of a server's attempts, not all of them; and a financier's endpoints
+//! together at most [`Claim::per_financier`], so one financier with many hanging endpoints
+//! cannot take every attempt either.
 
 use async_trait::async_trait;
 
@@ -148,6 +150,9 @@ pub struct Claim<'a> {
     /// How many deliveries of one endpoint may be claimed at once, counting those still
     /// claimed from before.
     pub per_endpoint: u32,
+    /// How many deliveries to one financier's endpoints may be claimed at once, counting those
+    /// still claimed from before.
+    pub per_financier: u32,
     /// Who claims: only this holder's outcome is recorded (see [`Webhooks::finish_delivery`]).
     pub holder: &'a str,
 }
@@ -226,7 +231,8 @@ pub trait Webhooks: Send + Sync {
     /// Claims up to `claim.limit` deliveries due at `claim.now_us` for `claim.holder`:
     /// pending, of an endpoint neither disabled nor deleted, unclaimed (or their claim ran
     /// out), the oldest pending one of their device at their endpoint, and no more per
-    /// endpoint than `claim.per_endpoint` with those still claimed.
+    /// endpoint than `claim.per_endpoint`, nor per financier than `claim.per_financier`, with
+    /// those still claimed.
     async fn claim_deliveries(&self, claim: Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError>;
     /// Records an attempt's outcome and ends the claim, if `holder` still holds it; returns
     /// whether it did. A holder whose claim was taken over records nothing.
@@ -254,7 +260,8 @@ pub trait Webhooks: Send + Sync {
         endpoint_id: &str,
         limit: u32,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
-    /// Sends an event to the endpoint again, at `now_us`, whatever became of it.
+    /// Sends an event to the endpoint again, at `now_us`, whatever became of it; refused with
+    /// [`StoreError::Conflict`] while an attempt holds it (see [`Webhooks::claim_deliveries`]).
     async fn redeliver(
         &self,
         endpoint_id: &str,

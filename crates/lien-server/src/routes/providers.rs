@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lien_store::{MpesaEndpointRecord, UnmatchedFilter, UnmatchedStatus};
@@ -506,7 +506,9 @@ pub async fn reconcile(
     State(state): State<AppState>,
     actor: Actor,
     query: Result<Query<ReconcileQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    // The body is read only once the run is admitted: a refused caller (a role that may
+    // not reconcile, a financier over its rate) costs no 8 MiB buffer.
+    request: Request,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let financier_id = match (&actor.financier_id, q.financier) {
@@ -527,7 +529,7 @@ pub async fn reconcile(
         Err(busy) => return Ok(busy.respond()),
     };
     let period = parse_period(&q.from, &q.to)?;
-    let body = body?;
+    let body = Bytes::from_request(request, &state).await?;
     let report = reconciliation::reconcile(&state, &run, &q.provider, period, &body).await?;
     Ok(Json(report).into_response())
 }

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use jiff::SignedDuration;
 use lien_store::{AuditEntry, DeliveryRecord, WebhookEndpointRecord};
 use serde::{Deserialize, Serialize};
@@ -317,15 +318,24 @@ fn chain(financier: &str) -> String {
     crate::api_keys::chain(Some(financier))
 }
 
-/// An endpoint as its audit records describe it: never its secret.
+/// An endpoint as its audit records describe it: never its secret, and of its URL only the
+/// origin (scheme, host and port), since receivers often carry a token of their own in the
+/// path or query, and the audit chain is read by more people than the financier's admins.
 fn described(e: &WebhookEndpointRecord) -> String {
     serde_json::json!({
         "id": e.id,
-        "url": e.url,
+        "url": url_origin(&e.url),
         "event_types": e.event_types,
         "disabled": e.disabled_us.is_some(),
     })
     .to_string()
+}
+
+/// `url`'s origin (`https://hooks.example.com:8443`), or nothing when it cannot be read.
+fn url_origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 /// The audit record of `action` on endpoint `e` by `actor`.
@@ -576,15 +586,20 @@ pub async fn list_deliveries(
         (status = 202, description = "The event is sent again now, with the same `webhook-id`, whatever became of it before.", body = DeliveryView),
         (status = 403, description = "Not a financier's key, or its role may not manage the financier's secrets.", body = ErrorBody),
         (status = 404, description = "No such endpoint or delivery, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "The event is being sent to the endpoint right now; its outcome will be in the delivery log within a minute. Nothing changed.", body = ErrorBody),
+        (status = 429, description = "The financier asked for more than 120 redeliveries a minute (after 60 at once); see Retry-After. Nothing changed.", body = ErrorBody),
     )
 )]
 pub async fn redeliver(
     State(state): State<AppState>,
     actor: Actor,
     Path((id, event_id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+) -> Result<Response, ApiError> {
     actor.require(Action::ManageKeys)?;
     let endpoint = own_endpoint(&state, &actor, &id).await?;
+    if let Err(limited) = state.redelivery_limit.check(endpoint.financier_id.clone()) {
+        return Ok(limited.respond("too many redeliveries for this financier"));
+    }
     let delivery = match state
         .store
         .redeliver(&endpoint.id, &event_id, micros(state.clock.now()))
@@ -593,5 +608,5 @@ pub async fn redeliver(
         Err(lien_store::StoreError::NotFound) => return Err(ApiError::NotFound("delivery")),
         other => other?,
     };
-    Ok((StatusCode::ACCEPTED, Json(delivery_view(delivery))))
+    Ok((StatusCode::ACCEPTED, Json(delivery_view(delivery))).into_response())
 }

@@ -33,6 +33,9 @@ pub fn build(settings: &Settings, resolver: Arc<dyn Resolve>) -> anyhow::Result<
     crate::tls::install_crypto_provider();
     let allow_local = settings.webhook_allow_http;
     let mut builder = reqwest::Client::builder()
+        // No proxy from the environment (`HTTPS_PROXY` and the like): a proxy would resolve
+        // and connect on the server's behalf, past the address checks below.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(
             settings.webhook_timeout_secs.clamp(1, MAX_TIMEOUT_SECS),
@@ -126,33 +129,50 @@ pub fn refused_target(url: &str, allow_local: bool) -> Option<String> {
 }
 
 /// Whether an address is on the internet at large: not loopback, private (RFC 1918, IPv6
-/// unique local), shared (carrier-grade NAT), link-local (where cloud metadata services
-/// answer), unspecified, broadcast or multicast, including IPv4 carried in IPv6 (mapped, or
-/// NAT64's well-known prefix).
+/// unique local and the old site-local), shared (carrier-grade NAT), link-local (where cloud
+/// metadata services answer), unspecified, broadcast, multicast or reserved (240/4), nor one of
+/// IANA's special-purpose IPv4 blocks that reach no one's server (192.0.0/24, the benchmarking
+/// 198.18/15); and an IPv6 address that carries an IPv4 one (mapped, the old compatible form,
+/// 6to4, NAT64's well-known prefix) only if that IPv4 address is. NAT64's local-use prefix
+/// (64:ff9b:1::/48) and Teredo (2001::/32), whose IPv4 address is an operator's or obscured,
+/// are refused.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => public_v4(v4),
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                public_v4(Ipv4Addr::new(a, b, c, d))
+            };
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return public_v4(v4);
             }
-            let s = v6.segments();
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                // ::a.b.c.d, IPv4-compatible (deprecated, but a stack may still route it).
+                return embedded(s[6], s[7]);
+            }
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return public_v4(Ipv4Addr::new(a, b, c, d));
+                return embedded(s[6], s[7]);
+            }
+            if s[0] == 0x2002 {
+                return embedded(s[1], s[2]);
             }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || (s[0], s[1]) == (0x64, 0xff9b) // 64:ff9b:1::/48 and the rest of 64:ff9b::/32
+                || (s[0], s[1]) == (0x2001, 0) // Teredo
                 || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80)
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0)
         }
     }
 }
 
 fn public_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, ..] = v4.octets();
+    let [a, b, c, _] = v4.octets();
     !(v4.is_loopback()
         || v4.is_private()
         || v4.is_link_local()
@@ -160,7 +180,10 @@ fn public_v4(v4: Ipv4Addr) -> bool {
         || v4.is_broadcast()
         || v4.is_multicast()
         || a == 0
-        || (a == 100 && (b & 0xc0) == 64))
+        || a >= 240
+        || (a == 100 && (b & 0xc0) == 64)
+        || (a, b, c) == (192, 0, 0)
+        || (a == 198 && (b & 0xfe) == 18))
 }
 
 /// What went wrong with a request that got no answer, in words for the delivery log (no URL:
@@ -232,6 +255,19 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "240.0.0.1",
+            "250.1.2.3",
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.0.0.8",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -244,6 +280,11 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "198.20.0.1",
+            "192.0.1.1",
+            "::8.8.8.8",
+            "2002:808:808::1",
+            "2001:4860::8888",
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }

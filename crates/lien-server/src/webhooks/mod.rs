@@ -19,8 +19,9 @@
 //! which is how Standard Webhooks receivers tell a repeat.
 //!
 //! One slow receiver does not hold up the others: a pass keeps at most
-//! `webhook_endpoint_concurrency` attempts in flight per endpoint (counted in the store, so
-//! across passes), and claims again as soon as any attempt ends, so while a hanging receiver's
+//! `webhook_endpoint_concurrency` attempts in flight per endpoint and
+//! `webhook_financier_concurrency` per financier (counted in the store, so across passes and
+//! servers), and claims again as soon as any attempt ends, so while a hanging receiver's
 //! few attempts wait for their timeout, the other slots keep serving everyone else.
 //!
 //! Delivery runs on a task of its own, never in a request: a financier's API call or a
@@ -129,6 +130,7 @@ pub async fn deliver_due_with(state: &AppState, client: &reqwest::Client) -> any
     let holder = crate::input::new_id("whp")?;
     let slots = state.settings.webhook_concurrency.max(1);
     let per_endpoint = state.settings.webhook_endpoint_concurrency.max(1);
+    let per_financier = state.settings.webhook_financier_concurrency.max(1);
     // Attempts run as tasks of their own, so that each goes on (and finishes its write)
     // while this loop waits for the store to claim more: on SQLite an attempt left unpolled
     // inside its write would hold the one write connection the claim needs.
@@ -147,6 +149,7 @@ pub async fn deliver_due_with(state: &AppState, client: &reqwest::Client) -> any
                     until_us: micros(now + SignedDuration::from_secs(CLAIM_SECS)),
                     limit: slots - in_flight.len() as u32,
                     per_endpoint,
+                    per_financier,
                     holder: &holder,
                 })
                 .await?;

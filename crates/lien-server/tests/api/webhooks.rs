@@ -598,6 +598,8 @@ async fn a_hanging_receiver_does_not_hold_up_another_financiers(backend: Backend
         s.webhook_allow_http = true;
         s.webhook_timeout_secs = 30;
         s.webhook_concurrency = 4;
+        s.webhook_endpoint_concurrency = 2;
+        s.webhook_financier_concurrency = 2;
     })
     .await;
     let (_, slow_key) = app.financier("Slow Phones").await;
@@ -606,13 +608,16 @@ async fn a_hanging_receiver_does_not_hold_up_another_financiers(backend: Backend
     let slow_addr = listener.local_addr().unwrap();
     let router = axum::Router::new().route("/hook/{endpoint}", axum::routing::post(hang));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    endpoint(
-        &app,
-        &slow_key,
-        &format!("http://{slow_addr}/hook/slow"),
-        json!([]),
-    )
-    .await;
+    // Three hanging endpoints: by the endpoint cap alone they would hold all four slots.
+    for name in ["slow1", "slow2", "slow3"] {
+        endpoint(
+            &app,
+            &slow_key,
+            &format!("http://{slow_addr}/hook/{name}"),
+            json!([]),
+        )
+        .await;
+    }
     let (fast, url) = receiver(&app, 0, false).await;
     let (_, secret) = endpoint(&app, &fast_key, &format!("{url}fast"), json!([])).await;
     fast.secrets.lock().unwrap().push(secret);
@@ -650,6 +655,38 @@ async fn a_hanging_receiver_does_not_hold_up_another_financiers(backend: Backend
     );
 }
 
+async fn redeliveries_are_rate_limited_per_financier(backend: Backend) {
+    let app = app(backend).await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let (_, url) = receiver(&app, 0, false).await;
+    let (endpoint_id, _) = endpoint(&app, &key, &format!("{url}x"), json!([])).await;
+    app.enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+    deliver(&app).await;
+    let event = log(&app, &key, &endpoint_id).await[0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/webhook-endpoints/{endpoint_id}/deliveries/{event}/redeliver");
+    for i in 0..60 {
+        let again = app.call("POST", &path, &key, None).await;
+        assert_eq!(again.status, 202, "redelivery {i}: {}", again.body);
+    }
+    let limited = app.call("POST", &path, &key, None).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(
+        limited.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many redeliveries for this financier"),
+        "{}",
+        limited.body
+    );
+    // The allowance refills with the server's clock.
+    app.clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(app.call("POST", &path, &key, None).await.status, 202);
+}
+
 async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audited(
     backend: Backend,
 ) {
@@ -660,7 +697,9 @@ async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audit
     .await;
     let (financier_id, key) = app.financier("Duka Phones").await;
     let (receiver, url) = receiver(&app, 0, false).await;
-    let (endpoint_id, old) = endpoint(&app, &key, &format!("{url}x"), json!([])).await;
+    // The receiver's own token rides in the query, as many receivers' do.
+    let (endpoint_id, old) =
+        endpoint(&app, &key, &format!("{url}x?token=rcv_tok_1"), json!([])).await;
     // The receiver keeps only the old secret throughout.
     receiver.secrets.lock().unwrap().push(old);
     let device = app
@@ -743,6 +782,23 @@ async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audit
         chain.iter().all(|r| !r.entry.after_json.contains("whsec_")),
         "no secret in the audit log"
     );
+    let origin = url.trim_end_matches("/hook/");
+    let created = chain
+        .iter()
+        .find(|r| r.entry.action == "webhook_endpoint_created")
+        .unwrap();
+    assert!(
+        created.entry.after_json.contains(&format!("\"{origin}\"")),
+        "the endpoint's origin is in the audit log: {}",
+        created.entry.after_json
+    );
+    assert!(
+        chain
+            .iter()
+            .all(|r| !r.entry.after_json.contains("rcv_tok")
+                && !r.entry.after_json.contains("/hook/")),
+        "neither the receiver's token nor its path is in the audit log"
+    );
 }
 
 on_both_backends!(
@@ -751,5 +807,6 @@ on_both_backends!(
     https_is_delivered_to_a_trusted_certificate_and_refused_to_another,
     a_public_name_resolving_to_this_machine_is_refused_at_delivery,
     a_hanging_receiver_does_not_hold_up_another_financiers,
+    redeliveries_are_rate_limited_per_financier,
     a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audited,
 );

@@ -180,7 +180,8 @@ impl Webhooks for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
-    #[tracing::instrument(skip(self, audit))]
+    // Not the URL: it may carry the receiver's own token.
+    #[tracing::instrument(skip(self, url, audit))]
     async fn update_webhook_endpoint(
         &self,
         id: &str,
@@ -385,15 +386,21 @@ impl Webhooks for SqlStore {
         };
         let in_flight = "(SELECT COUNT(*) FROM webhook_deliveries f WHERE f.endpoint_id = d.endpoint_id \
              AND f.status = 'pending' AND f.claimed_until_us > $1)";
+        // Through the financier's endpoints (a handful, by webhook_endpoints_by_financier),
+        // each counted by webhook_deliveries_in_flight.
+        let financier_in_flight = "(SELECT COUNT(*) FROM webhook_endpoints fe \
+             JOIN webhook_deliveries ff ON ff.endpoint_id = fe.id \
+             WHERE fe.financier_id = e.financier_id \
+             AND ff.status = 'pending' AND ff.claimed_until_us > $1)";
         let mut tx = self.write.begin().await.map_err(backend)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {in_flight}, d.attempts, {EVENT_COLUMNS}, {} \
+            "SELECT {in_flight}, {financier_in_flight}, d.attempts, {EVENT_COLUMNS}, {} \
              FROM webhook_deliveries d \
              JOIN outbox o ON o.id = d.event_id \
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              WHERE d.status = 'pending' AND d.next_attempt_us <= $1 AND d.claimed_until_us <= $1 \
              AND e.disabled_us IS NULL AND e.deleted_us IS NULL \
-             AND {in_flight} < $3 \
+             AND {in_flight} < $3 AND {financier_in_flight} < $4 \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
                  AND p.device_id = d.device_id AND p.seq < d.seq AND p.status = 'pending') \
              ORDER BY d.seq LIMIT $2{lock}",
@@ -406,19 +413,29 @@ impl Webhooks for SqlStore {
         .bind(claim.now_us)
         .bind(i64::from(claim.limit))
         .bind(i64::from(claim.per_endpoint))
+        .bind(i64::from(claim.per_financier))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        // Each endpoint's share of this claim: what the cap leaves beside its claims in flight.
+        // Each endpoint's and financier's share of this claim: what the caps leave beside
+        // their claims in flight.
         let mut taken_per_endpoint: HashMap<String, i64> = HashMap::new();
+        let mut taken_per_financier: HashMap<String, i64> = HashMap::new();
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let in_flight: i64 = row.try_get(0).map_err(backend)?;
-            let attempts: i64 = row.try_get(1).map_err(backend)?;
-            let event = event_at(row, 2)?;
-            let endpoint = endpoint_at(row, 9)?;
-            let share = taken_per_endpoint.entry(endpoint.id.clone()).or_default();
-            if in_flight + *share >= i64::from(claim.per_endpoint) {
+            let financier_in_flight: i64 = row.try_get(1).map_err(backend)?;
+            let attempts: i64 = row.try_get(2).map_err(backend)?;
+            let event = event_at(row, 3)?;
+            let endpoint = endpoint_at(row, 10)?;
+            let endpoint_share = taken_per_endpoint.get(&endpoint.id).copied().unwrap_or(0);
+            let financier_share = taken_per_financier
+                .get(&endpoint.financier_id)
+                .copied()
+                .unwrap_or(0);
+            if in_flight + endpoint_share >= i64::from(claim.per_endpoint)
+                || financier_in_flight + financier_share >= i64::from(claim.per_financier)
+            {
                 continue;
             }
             let taken = sqlx::query(
@@ -435,7 +452,10 @@ impl Webhooks for SqlStore {
             .map_err(backend)?
             .rows_affected();
             if taken == 1 {
-                *share += 1;
+                *taken_per_endpoint.entry(endpoint.id.clone()).or_default() += 1;
+                *taken_per_financier
+                    .entry(endpoint.financier_id.clone())
+                    .or_default() += 1;
                 claimed.push(ClaimedDelivery {
                     event,
                     endpoint,
@@ -591,9 +611,11 @@ impl Webhooks for SqlStore {
         event_id: &str,
         now_us: i64,
     ) -> Result<DeliveryRecord, StoreError> {
+        // A delivery being sent right now keeps its claim: clearing it would let a second
+        // attempt start beside the first (a double send, and one more beyond the endpoint's cap).
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_us = $1, claimed_until_us = 0, \
-             claimed_by = NULL WHERE endpoint_id = $2 AND event_id = $3",
+             claimed_by = NULL WHERE endpoint_id = $2 AND event_id = $3 AND claimed_until_us <= $1",
         )
         .bind(now_us)
         .bind(endpoint_id)
@@ -602,7 +624,22 @@ impl Webhooks for SqlStore {
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            let exists = sqlx::query(
+                "SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2",
+            )
+            .bind(endpoint_id)
+            .bind(event_id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?;
+            return Err(match exists {
+                Some(_) => StoreError::Conflict(
+                    "the event is being sent to this endpoint right now; its outcome will be in the \
+                     delivery log within a minute"
+                        .to_string(),
+                ),
+                None => StoreError::NotFound,
+            });
         }
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN outbox o ON o.id = d.event_id \

@@ -208,6 +208,7 @@ conformance![
     webhook_events_are_written_with_the_change_and_delivered_once_in_order,
     webhook_endpoints_are_capped_under_concurrent_creation_and_audited,
     webhook_claims_leave_room_for_other_endpoints,
+    webhook_claims_leave_room_for_other_financiers,
     old_webhook_events_are_pruned_in_batches,
 ];
 

@@ -41,6 +41,7 @@ async fn claim(db: &Db, now_us: i64, until_us: i64, limit: u32) -> Vec<ClaimedDe
         until_us,
         limit,
         per_endpoint: 100,
+        per_financier: 100,
         holder: HOLDER,
     })
     .await
@@ -194,6 +195,7 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
             until_us: T0 + 127 * SECOND,
             limit: 10,
             per_endpoint: 2,
+            per_financier: 100,
             holder: "whp_2",
         })
         .await
@@ -253,6 +255,20 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
     let claimed = claim(&db, T0 + DAY, T0 + DAY + SECOND, 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].endpoint.id, "whe_pay");
+    // While that attempt holds its claim, a second redelivery is refused rather than starting
+    // another attempt beside it; once the claim has run out, it is allowed again.
+    let held = db.redeliver("whe_pay", "msg_2", T0 + DAY).await;
+    assert!(
+        matches!(&held, Err(StoreError::Conflict(why)) if why.contains("right now")),
+        "{held:?}"
+    );
+    assert!(
+        claim(&db, T0 + DAY, T0 + DAY + SECOND, 10).await.is_empty(),
+        "the refused redelivery left the claim in place"
+    );
+    not_found(db.redeliver("whe_pay", "msg_404", T0 + DAY).await);
+    let later = db.redeliver("whe_pay", "msg_2", T0 + DAY + SECOND).await;
+    assert_eq!(later.unwrap().status, DeliveryStatus::Pending);
 
     // Rotation keeps the previous secret; deletion hides the endpoint.
     let rotated = db
@@ -360,6 +376,7 @@ pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
         until_us: now_us + 60 * SECOND,
         limit,
         per_endpoint: 2,
+        per_financier: 100,
         holder: HOLDER,
     };
     let endpoints = |claimed: &[ClaimedDelivery]| {
@@ -491,4 +508,80 @@ pub async fn old_webhook_events_are_pruned_in_batches(db: Db) {
         .unwrap();
     assert_eq!(db.prune_webhooks(now, before, 2).await.unwrap(), 1);
     assert!(db.outbox_events("fin_a").await.unwrap().is_empty());
+}
+
+/// A financier's endpoints together have at most `per_financier` deliveries claimed at once,
+/// counting earlier claims, so a financier with many hanging receivers cannot take every claim
+/// by spreading them over endpoints.
+pub async fn webhook_claims_leave_room_for_other_financiers(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    for id in ["whe_a1", "whe_a2", "whe_a3"] {
+        create(&db, &endpoint(id, "fin_a", &[])).await.unwrap();
+    }
+    create(&db, &endpoint("whe_b", "fin_b", &[])).await.unwrap();
+    for i in 0..4 {
+        for fin in ["fin_a", "fin_b"] {
+            db.enroll(
+                &new_device(&format!("dev_{fin}_{i}"), fin),
+                DeviceChange {
+                    outbox: vec![event(&format!("msg_{fin}_{i}"), "device.enrolled")],
+                    ..enrollment("active", 0)
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+    db.fan_out_events(100).await.unwrap();
+    let capped = |now_us, limit| Claim {
+        now_us,
+        until_us: now_us + 60 * SECOND,
+        limit,
+        per_endpoint: 2,
+        per_financier: 3,
+        holder: HOLDER,
+    };
+    let financiers = |claimed: &[ClaimedDelivery]| {
+        let mut ids: Vec<String> = claimed
+            .iter()
+            .map(|c| c.endpoint.financier_id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // fin_a has 12 deliveries due over three endpoints (6 allowed by the endpoint cap alone),
+    // and they come first; it gets 3 across two claims, and fin_b its 2.
+    let first = db.claim_deliveries(capped(T0, 2)).await.unwrap();
+    assert_eq!(financiers(&first), ["fin_a", "fin_a"]);
+    let mut all = first.clone();
+    all.extend(db.claim_deliveries(capped(T0, 20)).await.unwrap());
+    assert_eq!(
+        financiers(&all),
+        ["fin_a", "fin_a", "fin_a", "fin_b", "fin_b"]
+    );
+    assert!(
+        db.claim_deliveries(capped(T0, 20))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One of fin_a's ends: it gets exactly one more.
+    let done = all
+        .iter()
+        .find(|c| c.endpoint.financier_id == "fin_a")
+        .unwrap();
+    assert!(
+        db.finish_delivery(
+            &done.endpoint.id,
+            &done.event.event.id,
+            HOLDER,
+            T0,
+            &AttemptOutcome::Delivered(204),
+        )
+        .await
+        .unwrap()
+    );
+    let next = db.claim_deliveries(capped(T0, 20)).await.unwrap();
+    assert_eq!(financiers(&next), ["fin_a"]);
 }
