@@ -64,6 +64,17 @@ const REDELIVERIES_PER_MINUTE: u32 = 120;
 /// How many redeliveries one financier may ask for at once.
 const REDELIVERY_BURST: u32 = 60;
 
+/// Console sign-in attempts per client address and minute, after a first burst: enough for a
+/// shop's few people behind one address to mistype, far too few to guess passwords.
+const SIGN_INS_PER_MINUTE: u32 = 20;
+/// How many sign-in attempts one address may make at once.
+const SIGN_IN_BURST: u32 = 10;
+/// Console sign-in attempts per e-mail address and minute, after a first burst: guessing one
+/// person's password from many addresses is as slow as from one.
+const SIGN_INS_PER_EMAIL_PER_MINUTE: u32 = 5;
+/// How many sign-in attempts for one e-mail address may come at once.
+const SIGN_IN_BURST_PER_EMAIL: u32 = 5;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -105,6 +116,10 @@ pub struct Inner {
     pub reconciliation_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-financier limits on manual webhook redeliveries (see [`REDELIVERIES_PER_MINUTE`]).
     pub redelivery_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per-client limits on console sign-ins (see [`SIGN_INS_PER_MINUTE`]).
+    pub sign_in_limit: crate::rate_limit::RateLimiter,
+    /// Per-address limits on console sign-ins (see [`SIGN_INS_PER_EMAIL_PER_MINUTE`]).
+    pub sign_in_email_limit: crate::rate_limit::RateLimiter<String>,
     /// The reconciliations running on this server, one per financier at most.
     pub reconciliations: crate::commands::reconciliation::Running,
     /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
@@ -162,6 +177,13 @@ impl AppState {
             REDELIVERY_BURST,
             clock.clone(),
         );
+        let sign_in_limit =
+            crate::rate_limit::RateLimiter::new(SIGN_INS_PER_MINUTE, SIGN_IN_BURST, clock.clone());
+        let sign_in_email_limit = crate::rate_limit::RateLimiter::new(
+            SIGN_INS_PER_EMAIL_PER_MINUTE,
+            SIGN_IN_BURST_PER_EMAIL,
+            clock.clone(),
+        );
         let attachments = crate::attachments::from_settings(
             settings.attachment_store,
             settings.data_dir.clone(),
@@ -209,6 +231,8 @@ impl AppState {
             provider_limit,
             reconciliation_limit,
             redelivery_limit,
+            sign_in_limit,
+            sign_in_email_limit,
             reconciliations: Default::default(),
             webhook_client,
         }))

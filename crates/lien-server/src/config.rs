@@ -106,6 +106,10 @@ pub struct Settings {
     pub webhook_rotation_overlap_hours: u32,
     /// How many days delivered events and their delivery log are kept (at least 1).
     pub webhook_retention_days: u32,
+    /// Whether the console's cookies may travel over plain `http://` to a server not on this
+    /// machine (a shop's own network without TLS). Off by default: the session cookie is then
+    /// `Secure`, and the console is reached over HTTPS (or on `localhost`).
+    pub console_allow_http: bool,
 }
 
 impl Default for Settings {
@@ -146,6 +150,7 @@ impl Default for Settings {
             webhook_extra_roots: Vec::new(),
             webhook_rotation_overlap_hours: 24,
             webhook_retention_days: 30,
+            console_allow_http: false,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod deadline;
 pub mod domain;
 pub mod error;
@@ -155,6 +156,11 @@ fn hand_over_first_key(
         println!("    {key}\n");
         println!("Try it:");
         println!("    curl -H 'Authorization: Bearer {key}' http://{addr}/v1/financiers\n");
+        println!("To use the console, invite yourself, then open the link it returns:");
+        println!(
+            "    curl -H 'Authorization: Bearer {key}' -H 'content-type: application/json' \\\n      \
+             -d '{{\"email\":\"you@example.com\",\"role\":\"platform-admin\"}}' http://{addr}/v1/invitations\n"
+        );
         return Ok(());
     }
     let path = data_dir.join(FIRST_ADMIN_KEY_FILE);

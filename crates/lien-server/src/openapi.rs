@@ -94,6 +94,7 @@ use crate::routes::{appeals, public};
         (name = "appeals", description = "Borrowers' appeals, for the device's financier (who answers) and support (who sees all)."),
         (name = "providers", description = "Payment providers' callbacks (M-Pesa C2B through Daraja, authenticated by the token in their path; any other provider's payments signed per Standard Webhooks), the financier's endpoints and providers, the payments that matched no device, and the reconciliation of a provider's statement."),
         (name = "webhooks", description = "The financier's webhook endpoints (Standard Webhooks): events out, signed, retried for about three days, with a delivery log and redelivery."),
+        (name = "people", description = "Inviting people to the console (`/console`), where they sign in with an e-mail address and a password."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
     )
 )]
@@ -402,7 +403,8 @@ mod tests {
     }
 
     /// `routes::api` and `routes::router` add no route behind the document's back: no route
-    /// is added but through `routes!`, and the only router merged in is the borrower's pages.
+    /// is added but through `routes!`, and the only routers merged in are the HTML ones (the
+    /// borrower's pages and the console), which are not part of the JSON API.
     #[test]
     fn routes_are_added_only_through_the_routes_macro() {
         let source = include_str!("routes/mod.rs");
@@ -426,11 +428,12 @@ mod tests {
                 );
             }
             let merges: Vec<_> = body.match_indices(".merge(").collect();
-            let pages = body.matches(".merge(crate::pages::router(").count();
+            let html = body.matches(".merge(crate::pages::router(").count()
+                + body.matches(".merge(crate::console::router(").count();
             assert_eq!(
                 merges.len(),
-                pages,
-                "`{function}..)` merges a router other than the pages'"
+                html,
+                "`{function}..)` merges a router other than the pages' and the console's"
             );
         }
     }

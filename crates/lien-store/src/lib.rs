@@ -11,6 +11,7 @@
 pub mod appeals;
 pub mod audit;
 pub mod mobile_money;
+pub mod people;
 mod records;
 mod sql;
 pub mod webhooks;
@@ -24,6 +25,7 @@ pub use mobile_money::{
     MobileMoney, MpesaEndpointRecord, PaymentProviderRecord, RecordedPaymentRecord,
     StatementHoldings, StatementQuery, UnmatchedFilter, UnmatchedPaymentRecord, UnmatchedStatus,
 };
+pub use people::{InvitationRecord, People, PersonRecord, SessionRecord};
 pub use records::*;
 pub use sql::SqlStore;
 pub use webhooks::{
@@ -361,6 +363,7 @@ pub trait Store:
     + Attachments
     + MobileMoney
     + Webhooks
+    + People
 {
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -32,7 +32,9 @@ pub mod mobile_money;
 pub mod overrides;
 pub mod payments;
 pub mod payoff;
+pub mod people;
 pub mod phone;
+pub mod reads;
 pub mod reconciliation;
 pub mod scheduled;
 

@@ -6,22 +6,22 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse as _;
-use lien_store::{DeviceFilter, DeviceSnapshot};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{JsonText, applied_json, json_text};
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
-use crate::clock::{from_micros, micros};
+use crate::clock::from_micros;
 use crate::commands::enrollment::own_financier;
-use crate::commands::{self, IdempotencyKey, device_view, pending_release};
+use crate::commands::reads::{self, DeviceQuery};
+use crate::commands::{self, IdempotencyKey, device_view};
 use crate::domain::{self, rfc3339};
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
-    AuditView, DevicePage, DeviceStateJson, DeviceView, EnrollRequest, HistoryView, LockRequest,
-    OfflineCode, OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson,
-    ReleaseRequest, ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
+    DevicePage, DeviceStateJson, DeviceView, EnrollRequest, HistoryView, LockRequest, OfflineCode,
+    OfflineCodeRequest, PaymentRequest, PlanJson, PolicyChangeRequest, PolicyJson, ReleaseRequest,
+    ReminderRequest, ReversalRequest, StatusCodeView, UnlockRequest,
 };
 
 /// `POST /v1/devices`: enroll one device.
@@ -329,7 +329,6 @@ pub async fn list(
     actor: Actor,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<DevicePage>, ApiError> {
-    actor.require(Action::Read)?;
     let Query(q) = query?;
     // The state is read here rather than by the query's parser, so that an unknown one is
     // refused as a field (422) like every other value, not as a malformed query (400).
@@ -339,45 +338,26 @@ pub async fn list(
         .map(str::parse::<DeviceStateJson>)
         .transpose()
         .map_err(|e| ApiError::invalid("state", e))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
-    let now = state.clock.now();
-    let filter = DeviceFilter {
-        financier_id: actor.financier_id.clone(),
-        state: only_state.map(|s| s.as_str().to_string()),
-        overdue: q.overdue,
-        not_seen_since_us: q
-            .not_seen_days
-            .map(|d| micros(now) - i64::from(d) * 86_400_000_000),
-        after_id: q.cursor,
-        limit: limit + 1,
-    };
-    let mut devices = state.store.list_devices(&filter).await?;
-    let next_cursor = if devices.len() > limit as usize {
-        devices.truncate(limit as usize);
-        devices.last().map(|d| d.enrolled.id.clone())
-    } else {
-        None
-    };
+    let page = reads::list_devices(
+        &state,
+        &actor,
+        DeviceQuery {
+            state: only_state,
+            overdue: q.overdue,
+            not_seen_days: q.not_seen_days,
+            cursor: q.cursor,
+            limit: q.limit,
+        },
+    )
+    .await?;
     Ok(Json(DevicePage {
-        devices: devices.iter().map(device_view).collect::<Result<_, _>>()?,
-        next_cursor,
+        devices: page
+            .devices
+            .iter()
+            .map(device_view)
+            .collect::<Result<_, _>>()?,
+        next_cursor: page.next_cursor,
     }))
-}
-
-/// A device's snapshot, if the caller may see it.
-async fn visible_snapshot(
-    state: &AppState,
-    actor: &Actor,
-    id: &str,
-) -> Result<DeviceSnapshot, ApiError> {
-    let snapshot = state.store.snapshot(id).await?;
-    if !actor.sees_financier(&snapshot.device.enrolled.financier_id) {
-        return Err(ApiError::NotFound("device"));
-    }
-    Ok(snapshot)
 }
 
 /// `GET /v1/devices/{id}`.
@@ -399,12 +379,8 @@ pub async fn status(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::Read)?;
-    let snapshot = visible_snapshot(&state, &actor, &id).await?;
-    let mut view = device_view(&snapshot.device)?;
-    view.release_final_at =
-        pending_release(&snapshot, state.clock.now()).map(|o| rfc3339(from_micros(o.from_us)));
-    json_text(StatusCode::OK, &view)
+    let snapshot = reads::visible_snapshot(&state, &actor, &id).await?;
+    json_text(StatusCode::OK, &reads::status_view(&state, &snapshot)?)
 }
 
 /// `GET /v1/devices/{id}/history`: the device's audit chain.
@@ -426,28 +402,7 @@ pub async fn history(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<HistoryView>, ApiError> {
-    actor.require(Action::Read)?;
-    actor.visible(state.store.device(&id).await?)?;
-    let records = state.store.audit_chain(&id).await?;
-    let chain_intact = lien_store::audit::verify_chain(&records).is_ok();
-    let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
-    Ok(Json(HistoryView {
-        records: records
-            .iter()
-            .map(|r| AuditView {
-                seq: r.seq,
-                at: rfc3339(from_micros(r.entry.at_us)),
-                actor: r.entry.actor.clone(),
-                action: r.entry.action.clone(),
-                reason: r.entry.reason.clone(),
-                before: parse(&r.entry.before_json),
-                after: parse(&r.entry.after_json),
-                prev_hash: hex::encode(&r.prev_hash),
-                hash: hex::encode(&r.hash),
-            })
-            .collect(),
-        chain_intact,
-    }))
+    Ok(Json(reads::history(&state, &actor, &id).await?))
 }
 
 /// The `Idempotency-Key` header, required on payments and reversals.

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub mod appeals;
 pub(crate) mod devices;
 pub(crate) mod ops;
+pub(crate) mod people;
 pub(crate) mod phone;
 pub(crate) mod providers;
 pub mod public;
@@ -118,6 +119,7 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(people::invite))
         .split_for_parts();
     (router, crate::openapi::complete(document))
 }
@@ -129,6 +131,8 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
     api.layer(Extension(crate::openapi::Document::new(&document)))
         // The borrower's HTML pages: not part of the JSON API or its document.
         .merge(crate::pages::router(settings))
+        // The console for financiers and support: HTML too, behind its own sign-in.
+        .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
 }
 

@@ -12,6 +12,7 @@ mod common;
 mod appeals;
 mod attacks;
 mod browser;
+mod console;
 mod isolation;
 mod malformed;
 mod management;

@@ -186,6 +186,20 @@ async fn endpoint(app: &TestApp, key: &str, url: &str, types: Value) -> (String,
     (created.body["id"].as_str().unwrap().to_string(), secret)
 }
 
+/// Rotates the endpoint's secret; returns the answer (the new secret, the old one's end).
+async fn rotate(app: &TestApp, key: &str, endpoint_id: &str) -> Value {
+    let rotated = app
+        .call(
+            "POST",
+            &format!("/v1/webhook-endpoints/{endpoint_id}/secret"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    rotated.body
+}
+
 /// Runs the delivery worker's pass, as the background task would.
 async fn deliver(app: &TestApp) -> usize {
     lien_server::webhooks::deliver_due(&app.running.state)
@@ -344,17 +358,9 @@ async fn each_event_arrives_once_in_order_after_failed_attempts(backend: Backend
     assert_eq!(n, 2);
 
     // A rotation: two signatures for a day, and the receiver's new secret verifies them.
-    let rotated = app
-        .call(
-            "POST",
-            &format!("/v1/webhook-endpoints/{endpoint_id}/secret"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let rotated = rotate(&app, &key, &endpoint_id).await;
     // Only the new secret: the old one's signature is ignored, the new one's verifies.
-    *receiver.secrets.lock().unwrap() = vec![rotated.body["secret"].as_str().unwrap().to_string()];
+    *receiver.secrets.lock().unwrap() = vec![rotated["secret"].as_str().unwrap().to_string()];
     assert_eq!(app.lock(&key, &b, "Call us").await.status, 200);
     deliver_with_retries(&app).await;
     let last = receiver.taken.lock().unwrap().last().cloned().unwrap();
@@ -706,17 +712,9 @@ async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audit
         .enroll_device(&key, "C-1", &imei("35693803564380"), "SN1")
         .await;
     deliver(&app).await;
-    let rotated = app
-        .call(
-            "POST",
-            &format!("/v1/webhook-endpoints/{endpoint_id}/secret"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let rotated = rotate(&app, &key, &endpoint_id).await;
     assert_eq!(
-        rotated.body["previous_secret_until"], "2026-01-10T11:00:00Z",
+        rotated["previous_secret_until"], "2026-01-10T11:00:00Z",
         "the overlap the settings ask for"
     );
     // An hour in, the old secret still verifies.

@@ -15,6 +15,7 @@ mod device_writes;
 mod devices;
 mod mobile_money;
 mod notify;
+mod people;
 mod rows;
 mod tenants;
 mod warm_up;
@@ -66,6 +67,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_unmatched_pages.sql"),
     ),
+    (13, include_str!("../../migrations/sqlite/0013_people.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -112,6 +114,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../migrations/postgres/0012_unmatched_pages.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/postgres/0013_people.sql"),
     ),
 ];
 

@@ -12,6 +12,7 @@ use lien_store::{
 use crate::Db;
 use crate::fixtures::*;
 pub use crate::mobile_money::*;
+pub use crate::people::*;
 pub use crate::webhooks::*;
 
 /// Opening a migrated database again applies nothing twice and keeps what was written.

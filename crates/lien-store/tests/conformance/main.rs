@@ -9,6 +9,7 @@
 mod checks;
 mod fixtures;
 mod mobile_money;
+mod people;
 mod webhooks;
 
 use std::future::Future;
@@ -210,6 +211,7 @@ conformance![
     webhook_claims_leave_room_for_other_endpoints,
     webhook_claims_leave_room_for_other_financiers,
     old_webhook_events_are_pruned_in_batches,
+    invitations_are_accepted_once_and_sessions_end,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

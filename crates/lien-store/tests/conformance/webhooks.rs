@@ -346,18 +346,10 @@ pub async fn webhook_endpoints_are_capped_under_concurrent_creation_and_audited(
         .unwrap();
 }
 
-/// An endpoint has at most `per_endpoint` deliveries claimed at once, counting earlier
-/// claims, so a receiver that hangs cannot take every claim.
-pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
-    add_financier(&db, "fin_a").await;
-    add_financier(&db, "fin_b").await;
-    create(&db, &endpoint("whe_slow", "fin_a", &[]))
-        .await
-        .unwrap();
-    create(&db, &endpoint("whe_fast", "fin_b", &[]))
-        .await
-        .unwrap();
-    for i in 0..6 {
+/// Enrolls `n` devices of fin_a and of fin_b in turn (fin_a's first), each with an enrollment
+/// event, and fans the events out.
+async fn enroll_in_turn(db: &Db, n: usize) {
+    for i in 0..n {
         for fin in ["fin_a", "fin_b"] {
             db.enroll(
                 &new_device(&format!("dev_{fin}_{i}"), fin),
@@ -371,6 +363,20 @@ pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
         }
     }
     db.fan_out_events(100).await.unwrap();
+}
+
+/// An endpoint has at most `per_endpoint` deliveries claimed at once, counting earlier
+/// claims, so a receiver that hangs cannot take every claim.
+pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    create(&db, &endpoint("whe_slow", "fin_a", &[]))
+        .await
+        .unwrap();
+    create(&db, &endpoint("whe_fast", "fin_b", &[]))
+        .await
+        .unwrap();
+    enroll_in_turn(&db, 6).await;
     let capped = |now_us, limit| Claim {
         now_us,
         until_us: now_us + 60 * SECOND,
@@ -520,20 +526,7 @@ pub async fn webhook_claims_leave_room_for_other_financiers(db: Db) {
         create(&db, &endpoint(id, "fin_a", &[])).await.unwrap();
     }
     create(&db, &endpoint("whe_b", "fin_b", &[])).await.unwrap();
-    for i in 0..4 {
-        for fin in ["fin_a", "fin_b"] {
-            db.enroll(
-                &new_device(&format!("dev_{fin}_{i}"), fin),
-                DeviceChange {
-                    outbox: vec![event(&format!("msg_{fin}_{i}"), "device.enrolled")],
-                    ..enrollment("active", 0)
-                },
-            )
-            .await
-            .unwrap();
-        }
-    }
-    db.fan_out_events(100).await.unwrap();
+    enroll_in_turn(&db, 4).await;
     let capped = |now_us, limit| Claim {
         now_us,
         until_us: now_us + 60 * SECOND,

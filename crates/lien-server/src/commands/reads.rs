@@ -1,0 +1,193 @@
+//! Reading devices, for the API and the console alike: one device with its pending release,
+//! its audit history, a filtered page of a financier's devices, and a search by IMEI, status
+//! code or contract reference. Each read checks the role and hides other financiers' devices
+//! exactly as the commands that change them do.
+
+use lien_store::{DeviceFilter, DeviceRecord, DeviceSnapshot, StoreError};
+
+use crate::app::AppState;
+use crate::auth::{Action, Actor};
+use crate::clock::{from_micros, micros};
+use crate::commands::{device_view, pending_release};
+use crate::domain::rfc3339;
+use crate::error::ApiError;
+use crate::wire::{AuditView, DeviceStateJson, DeviceView, HistoryView};
+
+/// The largest page of devices.
+pub const MAX_PAGE: u32 = 500;
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Which devices to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    /// Only devices in this state.
+    pub state: Option<DeviceStateJson>,
+    /// Only devices with an amount due.
+    pub overdue: bool,
+    /// Only devices not seen for at least this many days.
+    pub not_seen_days: Option<u32>,
+    /// The id after which the page starts (the previous page's `next_cursor`).
+    pub cursor: Option<String>,
+    /// Page size, 1 to [`MAX_PAGE`]; [`DEFAULT_PAGE`] when `None`.
+    pub limit: Option<u32>,
+}
+
+/// A page of devices.
+#[derive(Debug, Clone)]
+pub struct DeviceList {
+    /// The devices, in id order.
+    pub devices: Vec<DeviceRecord>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// The device's snapshot, if the actor may read it; another financier's is "not found".
+pub async fn visible_snapshot(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<DeviceSnapshot, ApiError> {
+    actor.require(Action::Read)?;
+    let snapshot = state.store.snapshot(id).await?;
+    if !actor.sees_financier(&snapshot.device.enrolled.financier_id) {
+        return Err(ApiError::NotFound("device"));
+    }
+    Ok(snapshot)
+}
+
+/// The device as the financier sees it, with the instant its pending release becomes final.
+pub fn status_view(state: &AppState, snapshot: &DeviceSnapshot) -> Result<DeviceView, ApiError> {
+    let mut view = device_view(&snapshot.device)?;
+    view.release_final_at =
+        pending_release(snapshot, state.clock.now()).map(|o| rfc3339(from_micros(o.from_us)));
+    Ok(view)
+}
+
+/// The device's audit chain, oldest first, and whether every hash links up.
+pub async fn history(state: &AppState, actor: &Actor, id: &str) -> Result<HistoryView, ApiError> {
+    actor.require(Action::Read)?;
+    actor.visible(state.store.device(id).await?)?;
+    let records = state.store.audit_chain(id).await?;
+    let chain_intact = lien_store::audit::verify_chain(&records).is_ok();
+    let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    Ok(HistoryView {
+        records: records
+            .iter()
+            .map(|r| AuditView {
+                seq: r.seq,
+                at: rfc3339(from_micros(r.entry.at_us)),
+                actor: r.entry.actor.clone(),
+                action: r.entry.action.clone(),
+                reason: r.entry.reason.clone(),
+                before: parse(&r.entry.before_json),
+                after: parse(&r.entry.after_json),
+                prev_hash: hex::encode(&r.prev_hash),
+                hash: hex::encode(&r.hash),
+            })
+            .collect(),
+        chain_intact,
+    })
+}
+
+/// A page of the actor's devices (a platform role's: every financier's), filtered.
+pub async fn list_devices(
+    state: &AppState,
+    actor: &Actor,
+    query: DeviceQuery,
+) -> Result<DeviceList, ApiError> {
+    actor.require(Action::Read)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let now = state.clock.now();
+    let filter = DeviceFilter {
+        financier_id: actor.financier_id.clone(),
+        state: query.state.map(|s| s.as_str().to_string()),
+        overdue: query.overdue,
+        not_seen_since_us: query
+            .not_seen_days
+            .map(|d| micros(now) - i64::from(d) * 86_400_000_000),
+        after_id: query.cursor,
+        limit: limit + 1,
+    };
+    let mut devices = state.store.list_devices(&filter).await?;
+    let next_cursor = if devices.len() > limit as usize {
+        devices.truncate(limit as usize);
+        devices.last().map(|d| d.enrolled.id.clone())
+    } else {
+        None
+    };
+    Ok(DeviceList {
+        devices,
+        next_cursor,
+    })
+}
+
+/// The actor's devices that `text` names: an IMEI (15 digits, spaces and dashes ignored), a
+/// status code from a lock screen (8 digits; rate-limited per actor like the API's look-up),
+/// or a contract reference (exactly as enrolled). Empty when none does.
+pub async fn find_devices(
+    state: &AppState,
+    actor: &Actor,
+    text: &str,
+) -> Result<Vec<DeviceRecord>, ApiError> {
+    actor.require(Action::Read)?;
+    let text = text.trim();
+    let digits: String = text.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let mut ids: Vec<String> = Vec::new();
+    if digits.len() == 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        match state.store.device_by_imei(&digits).await {
+            Ok(device) => ids.push(device.enrolled.id),
+            Err(StoreError::NotFound) => {}
+            Err(err) => return Err(err.into()),
+        }
+    } else if digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Err(limited) = state.status_code_limit.check(actor.key_id.clone()) {
+            return Err(ApiError::Forbidden(format!(
+                "too many status-code look-ups; try again in {} seconds",
+                limited.retry_after_secs
+            )));
+        }
+        for m in state.store.tokens_by_status_code(&digits).await? {
+            ids.push(m.device_id);
+        }
+    }
+    if !text.is_empty() && text.len() <= 64 {
+        let financiers = match &actor.financier_id {
+            Some(own) => vec![own.clone()],
+            None => state
+                .store
+                .financiers()
+                .await?
+                .into_iter()
+                .map(|f| f.id)
+                .collect(),
+        };
+        for financier in financiers {
+            match state
+                .store
+                .device_id_by_contract_ref(&financier, text)
+                .await
+            {
+                Ok(id) => ids.push(id),
+                Err(StoreError::NotFound) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        let device = state.store.device(&id).await?;
+        if actor.sees_financier(&device.enrolled.financier_id) {
+            found.push(device);
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,284 @@
+//! The devices: a searchable, filtered list in pages, and one device with why it is in its
+//! state, what happens next, its plan, payments and audited history.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use lien_money::Style;
+use maud::{Markup, html};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use super::{Person, error_box, error_page, page, when};
+use crate::app::AppState;
+use crate::clock::from_micros;
+use crate::commands::reads::{self, DeviceQuery};
+use crate::commands::{device_view, people::SignedIn};
+use crate::domain::rfc3339;
+use crate::error::ApiError;
+use crate::wire::{DeviceStateJson, DeviceView, MoneyJson, PlanJson};
+
+/// The list's query: a search, filters and the page.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    overdue: Option<String>,
+    #[serde(default)]
+    not_seen_days: String,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The link to the page after `cursor`, with the same filters.
+    fn next_link(&self, cursor: &str) -> String {
+        let enc = |v: &str| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string();
+        let mut link = format!(
+            "/console/devices?state={}&not_seen_days={}&cursor={}",
+            enc(&self.state),
+            enc(&self.not_seen_days),
+            enc(cursor)
+        );
+        if self.overdue.is_some() {
+            link.push_str("&overdue=on");
+        }
+        link
+    }
+
+    /// The filters as the commands layer takes them, or the field that is refused.
+    fn device_query(&self) -> Result<DeviceQuery, ApiError> {
+        let state = match self.state.as_str() {
+            "" => None,
+            name => Some(
+                name.parse::<DeviceStateJson>()
+                    .map_err(|e| ApiError::invalid("state", e))?,
+            ),
+        };
+        let not_seen_days = match self.not_seen_days.trim() {
+            "" => None,
+            days => Some(days.parse::<u32>().map_err(|_| {
+                ApiError::invalid("not_seen_days", "must be a whole number of days")
+            })?),
+        };
+        Ok(DeviceQuery {
+            state,
+            overdue: self.overdue.is_some(),
+            not_seen_days,
+            cursor: self.cursor.clone().filter(|c| !c.is_empty()),
+            limit: Some(PAGE),
+        })
+    }
+}
+
+/// Devices per page.
+const PAGE: u32 = 50;
+
+/// The device list: a search by IMEI, status code or contract reference, or a filtered page.
+pub async fn list(
+    State(state): State<AppState>,
+    person: Person,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let me = &person.0;
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(rejection) => return error_page(Some(me), rejection.into()),
+    };
+    let (devices, next, error) = if !q.q.trim().is_empty() {
+        match reads::find_devices(&state, &me.actor, &q.q).await {
+            Ok(found) => (found, None, None),
+            Err(err) => (Vec::new(), None, Some(err)),
+        }
+    } else {
+        match q.device_query() {
+            Ok(filters) => match reads::list_devices(&state, &me.actor, filters).await {
+                Ok(page) => (page.devices, page.next_cursor, None),
+                Err(err) => (Vec::new(), None, Some(err)),
+            },
+            Err(err) => (Vec::new(), None, Some(err)),
+        }
+    };
+    if let Some(err @ (ApiError::Forbidden(_) | ApiError::Internal(_))) = error {
+        return error_page(Some(me), err);
+    }
+    let views: Result<Vec<DeviceView>, ApiError> = devices.iter().map(device_view).collect();
+    let views = match views {
+        Ok(views) => views,
+        Err(err) => return error_page(Some(me), err),
+    };
+    let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
+    let body = html! {
+        (filters(&q))
+        @if let Some(err) = &error { (error_box(err)) }
+        @if views.is_empty() && error.is_none() {
+            p id="none" { "No devices match." }
+        } @else {
+            (device_table(&views))
+        }
+        @if let Some(cursor) = next {
+            p { a id="next" href=(q.next_link(&cursor)) { "Next page" } }
+        }
+    };
+    page(status, Some(me), "Devices", body)
+}
+
+fn filters(q: &ListQuery) -> Markup {
+    html! {
+        form method="get" action="/console/devices" {
+            label for="q" { "IMEI, status code or contract reference " }
+            input id="q" name="q" value=(q.q) autocomplete="off";
+            button type="submit" { "Find" }
+        }
+        form method="get" action="/console/devices" {
+            label for="state" { "State " }
+            select id="state" name="state" {
+                option value="" { "any" }
+                @for s in DeviceStateJson::ALL {
+                    option value=(s.as_str()) selected[q.state == s.as_str()] { (s.as_str()) }
+                }
+            }
+            " "
+            label { input type="checkbox" name="overdue" checked[q.overdue.is_some()]; " overdue" }
+            " "
+            label for="not_seen_days" { "not seen for days " }
+            input id="not_seen_days" name="not_seen_days" value=(q.not_seen_days) inputmode="numeric" size="4";
+            " "
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+fn money(m: &MoneyJson) -> String {
+    lien_money::format(m.minor, &m.currency, Style::Grouped)
+}
+
+fn device_table(views: &[DeviceView]) -> Markup {
+    html! {
+        div class="scroll" {
+            table id="devices" {
+                thead { tr {
+                    th { "Contract" } th { "IMEI" } th { "Model" } th { "State" } th { "Why" }
+                    th { "Due now" } th { "Last check-in" }
+                } }
+                tbody {
+                    @for d in views {
+                        tr {
+                            td { a href={ "/console/devices/" (d.id) } { (d.contract_ref) } }
+                            td { (d.imei1) }
+                            td { (d.model) }
+                            td class="state" { (d.decision.state.as_str()) }
+                            td { (d.decision.reason.text) }
+                            td { (money(&d.decision.amount_due)) }
+                            td { @match &d.last_check_in { Some(at) => (when(at)), None => "never" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One device: its state and why, what comes next, the plan, payments and the history.
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+) -> Response {
+    let me = &person.0;
+    match device_page(&state, me, &id).await {
+        Ok(body) => page(StatusCode::OK, Some(me), "Device", body),
+        Err(err) => error_page(Some(me), err),
+    }
+}
+
+async fn device_page(state: &AppState, me: &SignedIn, id: &str) -> Result<Markup, ApiError> {
+    let snapshot = reads::visible_snapshot(state, &me.actor, id).await?;
+    let view = reads::status_view(state, &snapshot)?;
+    let history = reads::history(state, &me.actor, id).await?;
+    let plan: Option<PlanJson> = serde_json::from_str(&snapshot.device.enrolled.plan_json).ok();
+    let d = &view.decision;
+    Ok(html! {
+        dl id="summary" {
+            dt { "Contract" } dd { (view.contract_ref) }
+            dt { "Financier" } dd { (snapshot.financier.name) }
+            dt { "IMEI" } dd { (view.imei1) @if let Some(second) = &view.imei2 { ", " (second) } }
+            dt { "Serial, model" } dd { (view.serial) ", " (view.model) }
+            dt { "State" } dd id="state" { strong { (d.state.as_str()) } }
+            dt { "Why" } dd id="reason" { (d.reason.text) }
+            dt { "Due now" } dd { (money(&d.amount_due)) }
+            dt { "Left to pay" } dd { (money(&d.outstanding)) }
+            @if d.credit.minor > 0 { dt { "Credit" } dd { (money(&d.credit)) } }
+            dt { "Next change" } dd id="next-change" {
+                @match (&d.next_change_at, &d.next_restriction_at, d.next_restriction_state) {
+                    (_, Some(at), Some(next)) => { (next.as_str()) " on " (when(at)) " unless paid" }
+                    (Some(at), _, _) => { "re-evaluated on " (when(at)) }
+                    _ => "none scheduled",
+                }
+            }
+            @if let Some(at) = &view.release_final_at {
+                dt { "Release" } dd { "final on " (when(at)) }
+            }
+            dt { "Phone" } dd id="phone" {
+                @if view.pending { "not yet set up (no hello)" }
+                @else {
+                    "last check-in "
+                    @match &view.last_check_in { Some(at) => (when(at)), None => "never" }
+                    "; holds token " (view.applied_sequence.unwrap_or(0)) " of " (view.token_sequence)
+                    @if view.applied_sequence.unwrap_or(0) >= view.token_sequence { " (up to date)" }
+                    @else { " (not yet acknowledged)" }
+                }
+            }
+        }
+        @if let Some(plan) = &plan {
+            h2 { "Plan" }
+            p { "Down payment " (lien_money::format(plan.down_payment_minor, &plan.currency, Style::Grouped))
+                ", in " (plan.time_zone) }
+            div class="scroll" {
+                table id="plan" {
+                    thead { tr { th { "Due" } th { "Amount" } } }
+                    tbody { @for i in &plan.installments {
+                        tr { td { (i.due) } td { (lien_money::format(i.amount_minor, &plan.currency, Style::Grouped)) } }
+                    } }
+                }
+            }
+        }
+        h2 { "Payments" }
+        @if snapshot.payments.is_empty() { p { "None yet." } }
+        @else {
+            div class="scroll" {
+                table id="payments" {
+                    thead { tr { th { "Received" } th { "Reference" } th { "Amount" } th { "Reversed" } } }
+                    tbody { @for p in &snapshot.payments {
+                        tr {
+                            td { (when(&rfc3339(from_micros(p.received_us)))) }
+                            td { (p.reference) }
+                            td { (lien_money::format(p.amount_minor, &p.currency, Style::Grouped)) }
+                            td { @if let Some(r) = snapshot.reversals.iter().find(|r| r.reference == p.reference) {
+                                (when(&rfc3339(from_micros(r.at_us))))
+                            } }
+                        }
+                    } }
+                }
+            }
+        }
+        h2 { "History" }
+        @if history.chain_intact {
+            p id="chain" class="box ok" { "The audit chain is intact: every record links to the one before." }
+        } @else {
+            p id="chain" class="box err" { "The audit chain does not link up: a record was changed or removed." }
+        }
+        div class="scroll" {
+            table id="history" {
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Why" } } }
+                tbody { @for r in history.records.iter().rev() {
+                    tr { td { (when(&r.at)) } td { (r.actor) } td { (r.action) } td { (r.reason) } }
+                } }
+            }
+        }
+    })
+}

@@ -1,0 +1,281 @@
+//! The console: server-rendered pages for the people who run financiers and support, under
+//! `/console`.
+//!
+//! Every page is a maud template (values escaped by construction), works without JavaScript,
+//! and is served with a Content-Security-Policy that allows no script at all. Every action goes
+//! through the commands layer with the signed-in person as its actor: the console adds no rule of
+//! its own, and what a role may not do through the API it may not do here.
+//!
+//! **Sessions and forms.** A signed-in request carries the `lien_session` cookie (HttpOnly,
+//! SameSite=Strict, Secure unless the server is reached on this machine or `console_allow_http`
+//! is set, scoped to `/console`). Every form that acts carries the session's CSRF token, compared
+//! in constant time; the sign-in and invitation forms, before any session, carry a token that
+//! must equal the `lien_form` cookie set with the form (a double submit), so another site
+//! cannot sign a browser in to an account of its choosing either. A request whose session has
+//! ended is sent to the sign-in page and changes nothing.
+
+mod access;
+mod devices;
+mod people;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use cookie::{Cookie, SameSite};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::commands::people::SignedIn;
+use crate::error::ApiError;
+
+/// The session cookie.
+const SESSION_COOKIE: &str = "lien_session";
+/// The pre-session form cookie (sign-in, invitation).
+const FORM_COOKIE: &str = "lien_form";
+/// Where the console's cookies are sent.
+const COOKIE_PATH: &str = "/console";
+
+/// The console's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(home))
+        .route(
+            "/console/sign-in",
+            get(access::sign_in_form).post(access::sign_in),
+        )
+        .route("/console/sign-out", post(access::sign_out))
+        .route(
+            "/console/invitations/{token}",
+            get(access::invitation_form).post(access::accept_invitation),
+        )
+        .route("/console/people", get(people::list).post(people::invite))
+        .route("/console/devices", get(devices::list))
+        .route("/console/devices/{id}", get(devices::show))
+}
+
+/// `/console`: the devices for someone signed in, the sign-in page for anyone else.
+async fn home(session: Session) -> Response {
+    match session.0 {
+        Some(_) => Redirect::to("/console/devices").into_response(),
+        None => Redirect::to("/console/sign-in").into_response(),
+    }
+}
+
+/// The request's session, if it has one that is open.
+pub struct Session(pub Option<SignedIn>);
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Session, Response> {
+        let Some(cookie) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Ok(Session(None));
+        };
+        match crate::commands::people::signed_in(state, &cookie).await {
+            Ok(found) => Ok(Session(found)),
+            Err(err) => Err(error_page(None, err)),
+        }
+    }
+}
+
+/// A signed-in request; anyone else is sent to the sign-in page.
+pub struct Person(pub SignedIn);
+
+impl FromRequestParts<AppState> for Person {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Person, Response> {
+        match Session::from_request_parts(parts, state).await?.0 {
+            Some(signed_in) => Ok(Person(signed_in)),
+            None => Err(Redirect::to("/console/sign-in").into_response()),
+        }
+    }
+}
+
+impl Person {
+    /// The refusal of a form that does not carry this session's CSRF token; `None` when it does.
+    pub fn csrf_refusal(&self, offered: &str) -> Option<Response> {
+        (!self.0.csrf_matches(offered)).then(|| forbidden_form(Some(&self.0)))
+    }
+}
+
+/// The 403 of a form without its token: nothing was done.
+fn forbidden_form(person: Option<&SignedIn>) -> Response {
+    error_page(
+        person,
+        ApiError::Forbidden(
+            "This form has expired or did not come from this console. Nothing was changed; \
+             open the page again and resend it."
+                .into(),
+        ),
+    )
+}
+
+/// The value of cookie `name` in the request, if it has one.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// Whether the console's cookies may be sent over plain HTTP: for a server reached on this
+/// machine (a browser treats `localhost` as secure, but not every browser a loopback address),
+/// or when the operator says so (`console_allow_http`, for a shop's own network).
+fn insecure_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    if state.settings.console_allow_http {
+        return true;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// A `Set-Cookie` for one of the console's cookies; `None` removes it.
+fn set_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    value: Option<&str>,
+) -> HeaderValue {
+    let mut cookie = Cookie::build((name.to_string(), value.unwrap_or("").to_string()))
+        .path(COOKIE_PATH)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(!insecure_ok(state, headers));
+    if value.is_none() {
+        cookie = cookie.max_age(cookie::time::Duration::ZERO);
+    }
+    HeaderValue::from_str(&cookie.build().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Whether a pre-session form's token equals its cookie's.
+fn form_token_matches(headers: &HeaderMap, offered: &str) -> bool {
+    cookie_value(headers, FORM_COOKIE).is_some_and(|expected| {
+        !offered.is_empty() && bool::from(expected.as_bytes().ct_eq(offered.as_bytes()))
+    })
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:0 auto;padding:.5em;line-height:1.4}\
+input,select,button{font-size:1em;box-sizing:border-box;margin:.2em 0 .6em}\
+form.stack input,form.stack select{width:100%}\
+.box{border:1px solid #888;padding:.5em;margin:.5em 0}.err{border-color:#b00;color:#b00}\
+.ok{border-color:#070}\
+nav{display:flex;flex-wrap:wrap;gap:1em;align-items:center;border-bottom:1px solid #888;padding-bottom:.3em}\
+nav form{margin-left:auto}nav button{margin:0}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.25em .4em;border-bottom:1px solid #ccc}\
+.scroll{overflow-x:auto}\
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:bold}dd{margin:0}\
+code{word-break:break-all}";
+
+/// A whole console page, with the navigation of `person`'s role when signed in.
+fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup) -> Response {
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · Lien console" }
+                // A constant of ours, and raw text in a style element: not escaped.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                @if let Some(p) = person {
+                    nav {
+                        a href="/console/devices" { "Devices" }
+                        @if matches!(p.actor.role, Role::PlatformAdmin | Role::FinancierAdmin) {
+                            a href="/console/people" { "People" }
+                        }
+                        span { (p.person.name) " · " (p.person.role) }
+                        form method="post" action="/console/sign-out" {
+                            input type="hidden" name="csrf" value=(p.session.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                h1 { (title) }
+                (body)
+            }
+        }
+    };
+    let mut response = (status, html.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// An error as a page: the message names the field; a 5xx says nothing internal.
+fn error_page(person: Option<&SignedIn>, err: ApiError) -> Response {
+    if let ApiError::Internal(e) = &err {
+        tracing::error!(error = format!("{e:#}"), "console page failed");
+    }
+    let message = match &err {
+        ApiError::Internal(_) => "Something went wrong on our side. Please try again later.".into(),
+        ApiError::NotFound(what) => format!("No such {what}, or not yours to see."),
+        other => other.to_string(),
+    };
+    let title = match err.status() {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "Please check",
+    };
+    page(
+        err.status(),
+        person,
+        title,
+        html! { p class="box err" id="error" { (message) } },
+    )
+}
+
+/// The error box shown above a form sent back with what was typed.
+fn error_box(err: &ApiError) -> Markup {
+    let message = match err {
+        ApiError::Internal(_) => "Something went wrong on our side. Please try again later.".into(),
+        other => other.to_string(),
+    };
+    html! { p class="box err" id="error" role="alert" { (message) } }
+}
+
+/// A UTC instant as people read it (`2026-02-05 07:30 UTC`), from RFC 3339 text.
+fn when(rfc3339: &str) -> String {
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(at) => at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}

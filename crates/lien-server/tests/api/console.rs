@@ -1,0 +1,396 @@
+//! The console over HTTP, as a browser without JavaScript uses it: cookies, forms and their
+//! tokens, redirects. (The browser test walks the same pages in Chromium.)
+
+use std::collections::HashMap;
+
+use jiff::SignedDuration;
+use serde_json::json;
+
+use crate::common::{Backend, TestApp, imei, postgres_url, spawn_app};
+
+const START: &str = "2026-01-10T09:00:00Z";
+const PASSWORD: &str = "a long enough passphrase";
+
+/// A browser: its cookies, no redirects followed (the tests look at each one).
+struct Browser {
+    base: String,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+/// A page as the browser got it.
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Page {
+    /// The value of the form field `name` on the page (the first one).
+    fn field(&self, name: &str) -> String {
+        let at = self
+            .body
+            .find(&format!("name=\"{name}\" value=\""))
+            .unwrap_or_else(|| panic!("no field {name} in {}", self.body));
+        let rest = &self.body[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+
+    fn shows(&self, text: &str) -> bool {
+        self.body.contains(text)
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            base: app.base.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let response = request
+            .header("cookie", cookie.join("; "))
+            .send()
+            .await
+            .unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            assert!(set.contains("HttpOnly"), "{set}");
+            assert!(set.contains("SameSite=Strict"), "{set}");
+            let (name, rest) = set.split_once('=').unwrap();
+            let value = rest.split(';').next().unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        Page {
+            status: response.status().as_u16(),
+            location: response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string()),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.client.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(request).await
+    }
+
+    /// Accepts the invitation at `path` with `name` and the test password.
+    async fn accept(&mut self, path: &str, name: &str) -> Page {
+        let form = self.get(path).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let token = form.field("form_token");
+        self.post(
+            path,
+            &[
+                ("form_token", &token),
+                ("name", name),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
+        )
+        .await
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        let form = self.get("/console/sign-in").await;
+        let token = form.field("form_token");
+        self.post(
+            "/console/sign-in",
+            &[
+                ("form_token", &token),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// The session's CSRF token, from a page that has a form.
+    async fn csrf(&mut self) -> String {
+        self.get("/console/devices").await.field("csrf")
+    }
+}
+
+/// Invites `email` as `role` with the platform admin's API key; returns the link's path.
+async fn invite_by_api(app: &TestApp, email: &str, role: &str) -> String {
+    let invited = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            &app.admin_key,
+            Some(json!({ "email": email, "role": role })),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    invited.body["invitation_path"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A platform admin signed in through an invitation made with the first API key.
+async fn platform_admin(app: &TestApp) -> Browser {
+    let path = invite_by_api(app, "Admin@Lien.example", "platform-admin").await;
+    let mut browser = Browser::new(app);
+    let accepted = browser.accept(&path, "Amina Admin").await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    assert_eq!(accepted.location.as_deref(), Some("/console/devices"));
+    browser
+}
+
+async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backend: Backend) {
+    let app = spawn_app(backend, START.parse().unwrap()).await;
+    let (duka, duka_key) = app.financier("Duka Phones").await;
+    let (_, other_key) = app.financier("Other Phones").await;
+    let own = app
+        .enroll_device(&duka_key, "C-1", &imei("35693803564380"), "SN1")
+        .await;
+    let theirs = app
+        .enroll_device(&other_key, "O-1", &imei("35693803564390"), "SN2")
+        .await;
+
+    let mut admin = platform_admin(&app).await;
+    let devices = admin.get("/console/devices").await;
+    assert_eq!(devices.status, 200);
+    assert!(devices.shows("Amina Admin"), "{}", devices.body);
+    assert!(
+        devices.shows("C-1") && devices.shows("O-1"),
+        "the platform sees every financier's"
+    );
+
+    // The admin invites Duka's admin from the people page; the link is shown once.
+    let csrf = admin.csrf().await;
+    let invited = admin
+        .post(
+            "/console/people",
+            &[
+                ("csrf", &csrf),
+                ("email", "wanjiru@duka.example"),
+                ("role", "financier-admin"),
+                ("financier", &duka),
+            ],
+        )
+        .await;
+    assert_eq!(invited.status, 200, "{}", invited.body);
+    let link = invited.body[invited.body.find("/console/invitations/").unwrap()..]
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(invited.shows("wanjiru@duka.example"));
+
+    let mut wanjiru = Browser::new(&app);
+    let accepted = wanjiru.accept(&link, "Wanjiru").await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    let list = wanjiru.get("/console/devices").await;
+    assert!(list.shows("C-1"), "{}", list.body);
+    assert!(
+        !list.shows("O-1"),
+        "another financier's device is not listed"
+    );
+    let mine = wanjiru.get(&format!("/console/devices/{own}")).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert!(mine.shows("The audit chain is intact"), "{}", mine.body);
+    assert!(
+        mine.shows("device_enrolled") || mine.shows("enrolled"),
+        "{}",
+        mine.body
+    );
+    let other = wanjiru.get(&format!("/console/devices/{theirs}")).await;
+    assert_eq!(other.status, 404, "another financier's device is not found");
+    assert!(!other.shows("O-1"));
+    // Found by IMEI and by contract reference, but not another's.
+    let by_imei = wanjiru
+        .get(&format!("/console/devices?q={}", imei("35693803564380")))
+        .await;
+    assert!(by_imei.shows(&own), "{}", by_imei.body);
+    let by_ref = wanjiru.get("/console/devices?q=O-1").await;
+    assert!(by_ref.shows("No devices match"), "{}", by_ref.body);
+
+    // The link worked once.
+    let again = Browser::new(&app).get(&link).await;
+    assert_eq!(again.status, 404);
+    // The invitation and its acceptance are in Duka's audit chain, by the people who did them.
+    let chain = app
+        .running
+        .state
+        .store
+        .audit_chain(&format!("financier:{duka}"))
+        .await
+        .unwrap();
+    let acts: Vec<(&str, bool)> = chain
+        .iter()
+        .filter(|r| r.entry.action != "api_key_created")
+        .map(|r| (r.entry.action.as_str(), r.entry.actor.starts_with("per_")))
+        .collect();
+    assert_eq!(
+        acts,
+        [("person_invited", true), ("invitation_accepted", true)]
+    );
+}
+
+async fn forms_without_their_token_or_session_change_nothing(backend: Backend) {
+    let app = spawn_app(backend, START.parse().unwrap()).await;
+    let mut admin = platform_admin(&app).await;
+    // Without the CSRF token: refused, nobody invited.
+    let forged = admin
+        .post(
+            "/console/people",
+            &[
+                ("email", "mallory@evil.example"),
+                ("role", "platform-admin"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let people = admin.get("/console/people").await;
+    assert!(!people.shows("mallory@evil.example"));
+    // A bad address: the field is named, what was typed is kept, nobody invited.
+    let csrf = admin.csrf().await;
+    let bad = admin
+        .post(
+            "/console/people",
+            &[
+                ("csrf", &csrf),
+                ("email", "not-an-address"),
+                ("role", "support"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.shows("email: is not an e-mail address"), "{}", bad.body);
+    assert!(bad.shows("value=\"not-an-address\""), "{}", bad.body);
+
+    // Signed out, the old cookie acts no more, even with the right token.
+    let session = admin.cookies.get("lien_session").cloned().unwrap();
+    let out = admin.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location.as_deref(), Some("/console/sign-in"));
+    admin.cookies.insert("lien_session".into(), session);
+    let replayed = admin
+        .post(
+            "/console/people",
+            &[
+                ("csrf", &csrf),
+                ("email", "late@lien.example"),
+                ("role", "support"),
+            ],
+        )
+        .await;
+    assert_eq!(replayed.status, 303);
+    assert_eq!(replayed.location.as_deref(), Some("/console/sign-in"));
+
+    // The sign-in form without its cookie's token is refused; a wrong password keeps the
+    // address; the right one signs in.
+    let mut browser = Browser::new(&app);
+    let no_token = browser
+        .post(
+            "/console/sign-in",
+            &[("email", "admin@lien.example"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    let wrong = browser
+        .sign_in("admin@lien.example", "not the password")
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.shows("value=\"admin@lien.example\""),
+        "{}",
+        wrong.body
+    );
+    assert!(wrong.shows("the e-mail address or the password is wrong"));
+    let unknown = browser.sign_in("nobody@lien.example", PASSWORD).await;
+    assert_eq!(
+        unknown.status, 401,
+        "the same answer for an unknown address"
+    );
+    let right = browser.sign_in("ADMIN@lien.example ", PASSWORD).await;
+    assert_eq!(right.status, 303, "{}", right.body);
+    assert_eq!(
+        browser.get("/console/people").await.status,
+        200,
+        "signed in again"
+    );
+    // Thirty idle minutes end the session.
+    app.clock.advance(SignedDuration::from_mins(31));
+    let idle = browser.get("/console/people").await;
+    assert_eq!(idle.location.as_deref(), Some("/console/sign-in"));
+}
+
+async fn an_invitation_with_a_bad_password_still_works_and_sign_ins_are_limited(backend: Backend) {
+    let app = spawn_app(backend, START.parse().unwrap()).await;
+    let path = invite_by_api(&app, "support@lien.example", "support").await;
+    let mut browser = Browser::new(&app);
+    let form = browser.get(&path).await;
+    let token = form.field("form_token");
+    let short = browser
+        .post(
+            &path,
+            &[
+                ("form_token", &token),
+                ("name", "Sam Support"),
+                ("password", "short"),
+                ("password_again", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(short.status, 422, "{}", short.body);
+    assert!(short.shows("password: must be 12 to 128 characters"));
+    assert!(
+        short.shows("value=\"Sam Support\""),
+        "what was typed is kept"
+    );
+    // Nothing was written: the link still works.
+    let accepted = browser.accept(&path, "Sam Support").await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    // Support reads every device but may not see or invite people.
+    let people = browser.get("/console/people").await;
+    assert_eq!(people.status, 403, "{}", people.body);
+
+    // Five wrong passwords for one address, then even the right one waits.
+    let mut guesser = Browser::new(&app);
+    for _ in 0..5 {
+        let wrong = guesser
+            .sign_in("support@lien.example", "guess guess guess")
+            .await;
+        assert_eq!(wrong.status, 401);
+    }
+    let limited = guesser.sign_in("support@lien.example", PASSWORD).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.shows("too many sign-in attempts"));
+}
+
+on_both_backends!(
+    invitations_lead_to_a_financier_admin_who_sees_only_their_devices,
+    forms_without_their_token_or_session_change_nothing,
+    an_invitation_with_a_bad_password_still_works_and_sign_ins_are_limited,
+);
