@@ -1,6 +1,8 @@
 //! The devices: a searchable, filtered list in pages, and one device with why it is in its
 //! state, what happens next, its plan, payments and audited history.
 
+use std::collections::HashMap;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,12 +14,13 @@ use serde::Deserialize;
 
 use super::{Person, error_box, error_page, page, when};
 use crate::app::AppState;
+use crate::auth::Action;
 use crate::clock::from_micros;
 use crate::commands::reads::{self, DeviceQuery};
 use crate::commands::{device_view, people::SignedIn};
 use crate::domain::rfc3339;
 use crate::error::ApiError;
-use crate::wire::{DeviceStateJson, DeviceView, MoneyJson, PlanJson};
+use crate::wire::{DeviceStateJson, DeviceView, MoneyJson, OfflineCode, PlanJson};
 
 /// The list's query: a search, filters and the page.
 #[derive(Debug, Default, Deserialize)]
@@ -183,26 +186,99 @@ fn device_table(views: &[DeviceView]) -> Markup {
     }
 }
 
-/// One device: its state and why, what comes next, the plan, payments and the history.
+/// A form that was refused: which, why, and what was typed in it.
+pub struct Failed {
+    /// The action (see [`super::actions::ACTIONS`]).
+    pub action: &'static str,
+    /// Why.
+    pub error: ApiError,
+    /// The form's fields as sent.
+    pub typed: HashMap<String, String>,
+}
+
+impl Failed {
+    fn typed_in(failed: Option<&Failed>, action: &str, field: &str) -> String {
+        failed
+            .filter(|f| f.action == action)
+            .and_then(|f| f.typed.get(field).cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// The device page's query: which action was just done.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// One device: its state and why, what comes next, the plan, payments and the history, and
+/// the actions the person's role may take.
 pub async fn show(
     State(state): State<AppState>,
     person: Person,
     Path(id): Path<String>,
+    query: Result<Query<ShowQuery>, QueryRejection>,
 ) -> Response {
     let me = &person.0;
-    match device_page(&state, me, &id).await {
-        Ok(body) => page(StatusCode::OK, Some(me), "Device", body),
+    let done = query.ok().and_then(|Query(q)| q.done);
+    match render_device(&state, me, &id, done.as_deref(), None, None).await {
+        Ok(page) => page,
         Err(err) => error_page(Some(me), err),
     }
 }
 
-async fn device_page(state: &AppState, me: &SignedIn, id: &str) -> Result<Markup, ApiError> {
+/// What a done action's notice says (a fixed text per action: nothing from the query is shown).
+fn done_notice(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "payment" => "Payment recorded. The phone is told at once.",
+        "reversal" => "Payment reversed.",
+        "lock" => "Locked. The phone is told at once.",
+        "unlock" => "Unlocked. The phone is told at once.",
+        "provisional-unlock" => "Provisionally unlocked.",
+        "reminder" => "Reminder sent to the phone.",
+        "release" => "Release scheduled; it becomes final after the cancel window.",
+        "cancel-release" => "Release cancelled.",
+        "policy" => "Policy changed.",
+        _ => return None,
+    })
+}
+
+/// The device page, with a done action's notice, a refused form, or an offline code to read out.
+pub async fn render_device(
+    state: &AppState,
+    me: &SignedIn,
+    id: &str,
+    done: Option<&str>,
+    failed: Option<&Failed>,
+    code: Option<&OfflineCode>,
+) -> Result<Response, ApiError> {
     let snapshot = reads::visible_snapshot(state, &me.actor, id).await?;
     let view = reads::status_view(state, &snapshot)?;
     let history = reads::history(state, &me.actor, id).await?;
     let plan: Option<PlanJson> = serde_json::from_str(&snapshot.device.enrolled.plan_json).ok();
+    let form_key = crate::commands::people::random_token()?;
+    let may = |action| me.actor.role.may(action);
     let d = &view.decision;
-    Ok(html! {
+    let path = format!("/console/devices/{}", view.id);
+    let error_for = |action: &str| {
+        failed
+            .filter(|f| f.action == action)
+            .map(|f| error_box(&f.error))
+    };
+    let typed = |action: &str, field: &str| Failed::typed_in(failed, action, field);
+    let csrf = &me.session.csrf;
+    let body = html! {
+        @if let Some(notice) = done.and_then(done_notice) {
+            p class="box ok" id="done" role="status" { (notice) }
+        }
+        @if let Some(code) = code {
+            div class="box ok" id="offline-code" {
+                p { "Read this response to the borrower; it is shown once:" }
+                p { strong { code { (code.response) } } }
+                p { "The phone stays unlocked until " (when(&code.unlocked_until)) "." }
+            }
+        }
         dl id="summary" {
             dt { "Contract" } dd { (view.contract_ref) }
             dt { "Financier" } dd { (snapshot.financier.name) }
@@ -234,6 +310,111 @@ async fn device_page(state: &AppState, me: &SignedIn, id: &str) -> Result<Markup
                 }
             }
         }
+        @if may(Action::RecordPayment) && snapshot.device.released_us.is_none() {
+            h2 { "Record a payment" }
+            @if let Some(err) = error_for("payment") { (err) }
+            form class="stack" method="post" action={ (path) "/payment" } id="payment-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="form_key" value=(form_key);
+                label for="amount" { "Amount (" (plan.as_ref().map_or("", |p| p.currency.as_str())) ")" }
+                input id="amount" name="amount" value=(typed("payment", "amount")) inputmode="decimal" required;
+                label for="reference" { "Receipt or transaction reference" }
+                input id="reference" name="reference" value=(typed("payment", "reference")) maxlength="64" required;
+                button type="submit" { "Record payment" }
+            }
+        }
+        @if may(Action::Lock) && snapshot.device.released_us.is_none() {
+            h2 { "Lock" }
+            @if let Some(err) = error_for("lock") { (err) }
+            form class="stack" method="post" action={ (path) "/lock" } id="lock-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="message" { "Message on the lock screen (whom to call; nothing personal)" }
+                input id="message" name="message" value=(typed("lock", "message")) maxlength="200" required;
+                label for="note" { "Private note (never sent to the phone)" }
+                input id="note" name="note" value=(typed("lock", "note")) maxlength="500";
+                label { input type="checkbox" name="confirm" required; " I confirm: lock this phone now" }
+                button type="submit" { "Lock" }
+            }
+            h2 { "Reminder" }
+            @if let Some(err) = error_for("reminder") { (err) }
+            form class="stack" method="post" action={ (path) "/reminder" } id="reminder-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="reminder-message" { "Message" }
+                input id="reminder-message" name="message" value=(typed("reminder", "message")) maxlength="200" required;
+                label for="days" { "Days on the phone (default 3)" }
+                input id="days" name="days" value=(typed("reminder", "days")) inputmode="numeric";
+                button type="submit" { "Send reminder" }
+            }
+        }
+        @if may(Action::Unlock) && snapshot.device.released_us.is_none() {
+            h2 { "Unlock" }
+            @if let Some(err) = error_for("unlock") { (err) }
+            form class="stack" method="post" action={ (path) "/unlock" } id="unlock-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="unlock-reason" { "Why" }
+                input id="unlock-reason" name="reason" value=(typed("unlock", "reason")) maxlength="200" required;
+                button type="submit" { "Lift manual locks" }
+            }
+        }
+        @if may(Action::ProvisionalUnlock) && snapshot.device.released_us.is_none() {
+            h2 { "Provisional unlock" }
+            @if let Some(err) = error_for("provisional-unlock") { (err) }
+            form class="stack" method="post" action={ (path) "/provisional-unlock" } id="provisional-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="provisional-reason" { "Why" }
+                input id="provisional-reason" name="reason" value=(typed("provisional-unlock", "reason")) maxlength="200" required;
+                label for="provisional-hours" { "Hours" }
+                input id="provisional-hours" name="hours" value=(typed("provisional-unlock", "hours")) inputmode="numeric" required;
+                button type="submit" { "Unlock provisionally" }
+            }
+            h2 { "Offline unlock code" }
+            @if let Some(err) = error_for("offline-code") { (err) }
+            form class="stack" method="post" action={ (path) "/offline-code" } id="offline-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="challenge" { "Challenge on the lock screen (8 digits)" }
+                input id="challenge" name="challenge" value=(typed("offline-code", "challenge")) inputmode="numeric" maxlength="8" required;
+                label for="offline-reason" { "Why" }
+                input id="offline-reason" name="reason" value=(typed("offline-code", "reason")) maxlength="200" required;
+                label for="offline-hours" { "Hours unlocked (default 48, at most 168)" }
+                input id="offline-hours" name="hours" value=(typed("offline-code", "hours")) inputmode="numeric";
+                button type="submit" { "Make the code" }
+            }
+        }
+        @if may(Action::ChangePolicy) && snapshot.device.released_us.is_none() {
+            h2 { "Lock policy" }
+            @if let Some(err) = error_for("policy") { (err) }
+            form class="stack" method="post" action={ (path) "/policy" } id="policy-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="preset" { "Preset" }
+                select id="preset" name="preset" {
+                    @for p in ["strict-dealer", "kenya", "india-draft"] {
+                        option value=(p) selected[typed("policy", "preset") == p] { (p) }
+                    }
+                }
+                label for="policy-reason" { "Why" }
+                input id="policy-reason" name="reason" value=(typed("policy", "reason")) maxlength="200" required;
+                button type="submit" { "Change policy" }
+            }
+        }
+        @if may(Action::Lock) && snapshot.device.released_us.is_none() {
+            h2 { "Release" }
+            @if view.release_final_at.is_some() {
+                @if let Some(err) = error_for("cancel-release") { (err) }
+                form method="post" action={ (path) "/cancel-release" } id="cancel-release-form" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Cancel the release" }
+                }
+            } @else {
+                @if let Some(err) = error_for("release") { (err) }
+                form class="stack" method="post" action={ (path) "/release" } id="release-form" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="release-reason" { "Why" }
+                    input id="release-reason" name="reason" value=(typed("release", "reason")) maxlength="200" required;
+                    label { input type="checkbox" name="confirm" required; " I confirm: free this phone for good after the cancel window" }
+                    button type="submit" { "Release" }
+                }
+            }
+        }
         @if let Some(plan) = &plan {
             h2 { "Plan" }
             p { "Down payment " (lien_money::format(plan.down_payment_minor, &plan.currency, Style::Grouped))
@@ -248,6 +429,7 @@ async fn device_page(state: &AppState, me: &SignedIn, id: &str) -> Result<Markup
             }
         }
         h2 { "Payments" }
+        @if let Some(err) = error_for("reversal") { (err) }
         @if snapshot.payments.is_empty() { p { "None yet." } }
         @else {
             div class="scroll" {
@@ -258,9 +440,20 @@ async fn device_page(state: &AppState, me: &SignedIn, id: &str) -> Result<Markup
                             td { (when(&rfc3339(from_micros(p.received_us)))) }
                             td { (p.reference) }
                             td { (lien_money::format(p.amount_minor, &p.currency, Style::Grouped)) }
-                            td { @if let Some(r) = snapshot.reversals.iter().find(|r| r.reference == p.reference) {
-                                (when(&rfc3339(from_micros(r.at_us))))
-                            } }
+                            td {
+                                @if let Some(r) = snapshot.reversals.iter().find(|r| r.reference == p.reference) {
+                                    (when(&rfc3339(from_micros(r.at_us))))
+                                } @else if may(Action::RecordPayment) {
+                                    form method="post" action={ (path) "/reversal" } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="form_key" value=(form_key);
+                                        input type="hidden" name="reference" value=(p.reference);
+                                        input name="reason" placeholder="why" maxlength="200" required;
+                                        label { input type="checkbox" name="confirm" required; " confirm" }
+                                        button type="submit" { "Reverse" }
+                                    }
+                                }
+                            }
                         }
                     } }
                 }
@@ -280,5 +473,11 @@ async fn device_page(state: &AppState, me: &SignedIn, id: &str) -> Result<Markup
                 } }
             }
         }
-    })
+    };
+    Ok(page(
+        StatusCode::OK,
+        Some(me),
+        &format!("Device {}", view.contract_ref),
+        body,
+    ))
 }

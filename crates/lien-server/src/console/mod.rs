@@ -15,6 +15,7 @@
 //! ended is sent to the sign-in page and changes nothing.
 
 mod access;
+mod actions;
 mod devices;
 mod people;
 
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/people", get(people::list).post(people::invite))
         .route("/console/devices", get(devices::list))
         .route("/console/devices/{id}", get(devices::show))
+        .route("/console/devices/{id}/{action}", post(actions::act))
 }
 
 /// `/console`: the devices for someone signed in, the sign-in page for anyone else.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use jiff::SignedDuration;
 use serde_json::json;
 
-use crate::common::{Backend, TestApp, imei, postgres_url, spawn_app};
+use crate::common::{Backend, LockedOnPush, TestApp, imei, locked, postgres_url, spawn_app};
 
 const START: &str = "2026-01-10T09:00:00Z";
 const PASSWORD: &str = "a long enough passphrase";
@@ -389,7 +389,174 @@ async fn an_invitation_with_a_bad_password_still_works_and_sign_ins_are_limited(
     assert!(limited.shows("too many sign-in attempts"));
 }
 
+/// A person of the financier with `role`, invited by the platform admin and signed in.
+async fn financier_person(app: &TestApp, financier_id: &str, email: &str, role: &str) -> Browser {
+    let invited = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            &app.admin_key,
+            Some(json!({ "email": email, "role": role, "financier_id": financier_id })),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    let mut browser = Browser::new(app);
+    let accepted = browser
+        .accept(invited.body["invitation_path"].as_str().unwrap(), role)
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    browser
+}
+
+async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
+    let mut story = LockedOnPush::new(backend).await;
+    let app = &story.app;
+    let page = format!("/console/devices/{}", story.device_id);
+    let mut agent = financier_person(
+        app,
+        &story.financier_id,
+        "agent@duka.example",
+        "financier-agent",
+    )
+    .await;
+    let seen = agent.get(&page).await;
+    assert!(seen.shows("<strong>locked</strong>"), "{}", seen.body);
+    assert!(seen.shows("id=\"payment-form\""));
+    assert!(
+        !seen.shows("id=\"lock-form\"") && !seen.shows("id=\"policy-form\""),
+        "an agent sees no lock or policy form"
+    );
+    let csrf = seen.field("csrf");
+    let form_key = seen.field("form_key");
+
+    // A bad amount: named, kept, nothing recorded.
+    let bad = agent
+        .post(
+            &format!("{page}/payment"),
+            &[
+                ("csrf", &csrf),
+                ("form_key", &form_key),
+                ("amount", "1.000,00"),
+                ("reference", "R-1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.shows("amount:"), "{}", bad.body);
+    assert!(bad.shows("value=\"1.000,00\""));
+    assert!(app.stored_payments(&story.device_id).await.is_empty());
+
+    // The payment, sent twice (a double click): recorded once, and the phone unlocks.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("form_key", &form_key),
+        ("amount", "1,000.00"),
+        ("reference", "R-1"),
+    ];
+    let paid = agent.post(&format!("{page}/payment"), &form).await;
+    assert_eq!(paid.status, 303, "{}", paid.body);
+    assert_eq!(
+        paid.location.as_deref(),
+        Some(&*format!("{page}?done=payment"))
+    );
+    assert_eq!(
+        agent.post(&format!("{page}/payment"), &form).await.status,
+        303
+    );
+    let payments = app.stored_payments(&story.device_id).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0].amount_minor, 100_000);
+    assert_eq!(
+        story
+            .phone
+            .next_push(std::time::Duration::from_secs(10))
+            .await,
+        Some(true),
+        "the payment is pushed"
+    );
+    assert!(!locked(&story.phone), "{}", story.phone.render());
+    // Its next check-in tells the server which token it holds.
+    story.phone.check_again().await;
+    // (Check-in times are written once a second; the test does not wait for the second.)
+    app.running.state.flush_last_seen().await;
+    let after = agent.get(&format!("{page}?done=payment")).await;
+    assert!(after.shows("Payment recorded."), "{}", after.body);
+    assert!(after.shows("<strong>active</strong>"), "{}", after.body);
+    assert!(
+        after.shows("last check-in 2026-02-05 07:00 UTC; holds token 3 of 3 (up to date)"),
+        "the phone acknowledged the new token: {}",
+        after.body
+    );
+
+    // The agent may not lock, whatever it sends.
+    let lock = agent
+        .post(
+            &format!("{page}/lock"),
+            &[("csrf", &csrf), ("message", "Call us"), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(lock.status, 403, "{}", lock.body);
+
+    // The admin's lock needs its confirmation box; without it nothing is written.
+    let mut admin = financier_person(
+        app,
+        &story.financier_id,
+        "boss@duka.example",
+        "financier-admin",
+    )
+    .await;
+    let csrf = admin.get(&page).await.field("csrf");
+    let unconfirmed = admin
+        .post(
+            &format!("{page}/lock"),
+            &[("csrf", &csrf), ("message", "Call us")],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    assert!(unconfirmed.shows("confirm: tick the box"));
+    assert!(unconfirmed.shows("value=\"Call us\""));
+    assert!(!locked(&story.phone));
+    let locked_now = admin
+        .post(
+            &format!("{page}/lock"),
+            &[("csrf", &csrf), ("message", "Call us"), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(locked_now.status, 303, "{}", locked_now.body);
+    assert_eq!(
+        story
+            .phone
+            .next_push(std::time::Duration::from_secs(10))
+            .await,
+        Some(true)
+    );
+    assert!(locked(&story.phone), "{}", story.phone.render());
+    // The history names the people who acted.
+    let history = admin.get(&page).await;
+    assert!(
+        history.shows("manual_lock") || history.shows("lock"),
+        "{}",
+        history.body
+    );
+    let chain = app
+        .running
+        .state
+        .store
+        .audit_chain(&story.device_id)
+        .await
+        .unwrap();
+    assert!(
+        chain
+            .iter()
+            .filter(|r| r.entry.actor.starts_with("per_"))
+            .count()
+            >= 2,
+        "the payment and the lock are audited under the people who made them"
+    );
+}
+
 on_both_backends!(
+    a_payment_from_the_console_unlocks_the_phone_once,
     invitations_lead_to_a_financier_admin_who_sees_only_their_devices,
     forms_without_their_token_or_session_change_nothing,
     an_invitation_with_a_bad_password_still_works_and_sign_ins_are_limited,
