@@ -132,12 +132,12 @@ pub async fn list(
 
 fn filters(q: &ListQuery) -> Markup {
     html! {
-        form method="get" action="/console/devices" {
+        form method="get" action="/console/devices" id="search" {
             label for="q" { "IMEI, status code or contract reference " }
             input id="q" name="q" value=(q.q) autocomplete="off";
             button type="submit" { "Find" }
         }
-        form method="get" action="/console/devices" {
+        form method="get" action="/console/devices" id="filter" {
             label for="state" { "State " }
             select id="state" name="state" {
                 option value="" { "any" }

@@ -259,3 +259,148 @@ async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() 
 
     let _ = browser.call("DELETE", "", Value::Null).await;
 }
+
+impl Driver {
+    /// Saves a screenshot of the page as `name`.png where the test run keeps its files
+    /// (`target/tmp/console-screens`), for people to look at.
+    async fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let png = self.call("GET", "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("a screenshot"))
+            .expect("base64 PNG");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screens");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Clicks a button that sends a form, and waits until the browser is on the page it
+    /// leads to (a later `find` would otherwise find elements of the page it leaves).
+    async fn submit(&self, css: &str) {
+        let before = self.call("GET", "/url", Value::Null).await;
+        self.click(css).await;
+        for _ in 0..200 {
+            if self.call("GET", "/url", Value::Null).await != before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("sending the form with {css} led nowhere from {before}");
+    }
+
+    async fn select(&self, css: &str, value: &str) {
+        self.click(&format!("{css} option[value='{value}']")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_financier_admin_invited_in_the_console_takes_a_payment_that_unlocks_the_phone() {
+    let Some(browser) = Driver::start().await else {
+        return;
+    };
+    let start: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap();
+    let app = spawn_app(Backend::Sqlite, start).await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let common::FinancedPhone {
+        device_id,
+        mut phone,
+        ..
+    } = app.financed_phone(&key, &app.base).await;
+    app.advance_to_with(&mut phone, "2026-02-05T10:00:00+03:00")
+        .await;
+    assert!(common::locked(&phone), "{}", phone.render());
+
+    // The platform admin's first account, from the first API key.
+    let invited = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            &app.admin_key,
+            Some(json!({"email": "admin@lien.example", "role": "platform-admin"})),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    let link = format!(
+        "{}{}",
+        app.base,
+        invited.body["invitation_path"].as_str().unwrap()
+    );
+    browser.go(&link).await;
+    browser.screenshot("invitation").await;
+    browser.type_into("#name", "Amina Admin").await;
+    browser
+        .type_into("#password", "a long enough passphrase")
+        .await;
+    browser
+        .type_into("#password_again", "a long enough passphrase")
+        .await;
+    browser.submit("form button").await;
+    assert!(browser.text("h1").await.contains("Devices"));
+
+    // The admin invites Duka's admin.
+    browser.go(&format!("{}/console/people", app.base)).await;
+    browser.type_into("#email", "wanjiru@duka.example").await;
+    browser.select("#role", "financier-admin").await;
+    browser.select("#financier", &financier_id).await;
+    browser.click("form.stack button").await;
+    let wanjiru_link = browser.text("#invitation-link").await;
+    assert!(
+        wanjiru_link.contains("/console/invitations/inv_"),
+        "{wanjiru_link}"
+    );
+    browser.screenshot("people").await;
+    browser.submit("nav button").await;
+    assert!(browser.text("h1").await.contains("Sign in"));
+
+    // Wanjiru accepts, finds the locked phone and sees why.
+    browser.go(&wanjiru_link).await;
+    browser.type_into("#name", "Wanjiru").await;
+    browser
+        .type_into("#password", "another long passphrase")
+        .await;
+    browser
+        .type_into("#password_again", "another long passphrase")
+        .await;
+    browser.submit("form button").await;
+    browser.screenshot("devices").await;
+    browser.type_into("#q", "C-1001").await;
+    browser.submit("#search button").await;
+    browser.submit("#devices a").await;
+    assert_eq!(browser.text("#state").await, "locked");
+    let why = browser.text("#reason").await;
+    assert!(why.contains("overdue installment"), "{why}");
+    browser.screenshot("device-locked").await;
+
+    // A payment: the phone is told at once, and its next check-in shows it holds the token.
+    browser.type_into("#amount", "1,000.00").await;
+    browser.type_into("#reference", "CASH-0042").await;
+    browser.submit("#payment-form button").await;
+    assert!(browser.text("#done").await.contains("Payment recorded"));
+    assert_eq!(browser.text("#state").await, "active");
+    // (This phone has no push channel: it learns at its check-in, and says it holds the new
+    // token at the one after.)
+    phone.check_again().await;
+    assert!(!common::locked(&phone), "{}", phone.render());
+    phone.check_again().await;
+    app.running.state.flush_last_seen().await;
+    browser
+        .go(&format!("{}/console/devices/{device_id}", app.base))
+        .await;
+    assert!(
+        browser.text("#phone").await.contains("(up to date)"),
+        "{}",
+        browser.text("#phone").await
+    );
+    browser.screenshot("device-paid").await;
+
+    // Another financier's device is not found.
+    browser
+        .go(&format!(
+            "{}/console/devices/dev_0000000000000000",
+            app.base
+        ))
+        .await;
+    assert!(browser.text("h1").await.contains("Not found"));
+
+    let _ = browser.call("DELETE", "", Value::Null).await;
+}
