@@ -69,11 +69,18 @@ const REDELIVERY_BURST: u32 = 60;
 const SIGN_INS_PER_MINUTE: u32 = 20;
 /// How many sign-in attempts one address may make at once.
 const SIGN_IN_BURST: u32 = 10;
-/// Console sign-in attempts per e-mail address and minute, after a first burst: guessing one
-/// person's password from many addresses is as slow as from one.
+/// Console sign-in attempts per e-mail address from one client address, per minute, after a
+/// first burst: a guesser at one address is slowed to a crawl, while the person signing in from
+/// their own address is not held up by a stranger's guesses elsewhere.
 const SIGN_INS_PER_EMAIL_PER_MINUTE: u32 = 5;
-/// How many sign-in attempts for one e-mail address may come at once.
+/// How many sign-in attempts for one e-mail address one client address may make at once.
 const SIGN_IN_BURST_PER_EMAIL: u32 = 5;
+/// Console sign-in attempts per e-mail address from all client addresses together, per
+/// minute, after a first burst: bounds guessing spread over many addresses; locking a person
+/// out takes that many attempts a minute from several addresses, each within its own limit.
+const SIGN_INS_PER_ACCOUNT_PER_MINUTE: u32 = 30;
+/// How many sign-in attempts for one e-mail address may come at once from everywhere.
+const SIGN_IN_BURST_PER_ACCOUNT: u32 = 30;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -118,8 +125,16 @@ pub struct Inner {
     pub redelivery_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-client limits on console sign-ins (see [`SIGN_INS_PER_MINUTE`]).
     pub sign_in_limit: crate::rate_limit::RateLimiter,
-    /// Per-address limits on console sign-ins (see [`SIGN_INS_PER_EMAIL_PER_MINUTE`]).
-    pub sign_in_email_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per e-mail address and client limits on console sign-ins (see
+    /// [`SIGN_INS_PER_EMAIL_PER_MINUTE`]).
+    pub sign_in_email_limit: crate::rate_limit::RateLimiter<(String, crate::rate_limit::ClientKey)>,
+    /// Per e-mail address limits on console sign-ins from everywhere (see
+    /// [`SIGN_INS_PER_ACCOUNT_PER_MINUTE`]).
+    pub sign_in_account_limit: crate::rate_limit::RateLimiter<String>,
+    /// Password hashes computed at once (argon2id takes 19 MiB and most of a core each): a
+    /// flood of sign-ins waits for these, or is told to come back, rather than exhausting
+    /// memory or the blocking threads the scheduler also uses.
+    pub password_hashing: tokio::sync::Semaphore,
     /// The reconciliations running on this server, one per financier at most.
     pub reconciliations: crate::commands::reconciliation::Running,
     /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
@@ -184,6 +199,14 @@ impl AppState {
             SIGN_IN_BURST_PER_EMAIL,
             clock.clone(),
         );
+        let sign_in_account_limit = crate::rate_limit::RateLimiter::new(
+            SIGN_INS_PER_ACCOUNT_PER_MINUTE,
+            SIGN_IN_BURST_PER_ACCOUNT,
+            clock.clone(),
+        );
+        let password_hashing = tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
+        );
         let attachments = crate::attachments::from_settings(
             settings.attachment_store,
             settings.data_dir.clone(),
@@ -233,6 +256,8 @@ impl AppState {
             redelivery_limit,
             sign_in_limit,
             sign_in_email_limit,
+            sign_in_account_limit,
+            password_hashing,
             reconciliations: Default::default(),
             webhook_client,
         }))

@@ -107,8 +107,9 @@ pub struct Settings {
     /// How many days delivered events and their delivery log are kept (at least 1).
     pub webhook_retention_days: u32,
     /// Whether the console's cookies may travel over plain `http://` to a server not on this
-    /// machine (a shop's own network without TLS). Off by default: the session cookie is then
-    /// `Secure`, and the console is reached over HTTPS (or on `localhost`).
+    /// machine (a shop's own network without TLS). Off by default: the session cookie is
+    /// `Secure`, and the console is reached over HTTPS (or on `localhost`, which browsers treat
+    /// as secure).
     pub console_allow_http: bool,
 }
 

@@ -2,8 +2,8 @@
 //! they live in private route modules. A re-export only, so that the fuzzers run exactly the
 //! code the handlers run; not an API.
 
+pub use crate::commands::bulk::{bulk_csv_reader, bulk_csv_row};
 pub use crate::commands::check_enrollment;
 pub use crate::input::parse_imei;
 pub use crate::routes::appeals::{AppealForm, Upload, check_form, check_upload, read_form};
-pub use crate::routes::devices::{bulk_csv_reader, bulk_csv_row};
 pub use crate::routes::phone::validate_checkin;

@@ -100,6 +100,27 @@ pub trait People: Send + Sync {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<PersonRecord, StoreError>;
+    /// Sends a person who has not yet accepted an invitation a new one: their earlier links
+    /// stop working, and `invitation` is stored, audited in `chain`, in one transaction.
+    /// [`StoreError::NotFound`] unless the person exists, has no password and is not disabled.
+    async fn reinvite(
+        &self,
+        invitation: &InvitationRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Disables the person at `at_us`: no sign-in from then on, every session of theirs ended
+    /// and every open invitation withdrawn, audited in `chain`, in one transaction. Disabling
+    /// a disabled person changes nothing. [`StoreError::NotFound`] when there is no such person.
+    async fn disable_person(
+        &self,
+        person_id: &str,
+        at_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<PersonRecord, StoreError>;
+    /// The person with this id.
+    async fn person(&self, id: &str) -> Result<PersonRecord, StoreError>;
     /// The person with this (lower-cased) e-mail address.
     async fn person_by_email(&self, email: &str) -> Result<PersonRecord, StoreError>;
     /// A financier's people (`Some`), or everyone (`None`), oldest first.

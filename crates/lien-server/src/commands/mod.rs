@@ -26,6 +26,7 @@
 //! [`ApiError`]: crate::error::ApiError
 
 pub mod appeals;
+pub mod bulk;
 pub mod device_change;
 pub mod enrollment;
 pub mod mobile_money;

@@ -152,6 +152,29 @@ pub async fn invite(
     let now_us = micros(state.clock.now());
     let token = format!("inv_{}", random_token()?);
     let expires_us = now_us + SignedDuration::from_hours(24 * INVITATION_DAYS).as_micros() as i64;
+    // Someone invited before who has not set a password (a link lost or expired) is sent a new
+    // link, if the inviter may see them and asks for the same role: the old links stop.
+    match state.store.person_by_email(&email).await {
+        Ok(pending)
+            if pending.password_hash.is_none()
+                && pending.disabled_us.is_none()
+                && pending.role == invitation.role.name()
+                && pending.financier_id == financier_id
+                && actor
+                    .financier_id
+                    .as_ref()
+                    .is_none_or(|own| pending.financier_id.as_ref() == Some(own)) =>
+        {
+            return reinvite(state, actor, pending, token, now_us, expires_us).await;
+        }
+        Ok(_) => {
+            return Err(ApiError::Conflict(
+                "someone with this e-mail address is already invited".into(),
+            ));
+        }
+        Err(StoreError::NotFound) => {}
+        Err(err) => return Err(err.into()),
+    }
     let person = PersonRecord {
         id: new_id("per")?,
         email,
@@ -186,6 +209,88 @@ pub async fn invite(
         token,
         expires_us,
     })
+}
+
+/// A new link for someone invited before who has not accepted.
+async fn reinvite(
+    state: &AppState,
+    actor: &Actor,
+    person: PersonRecord,
+    token: String,
+    now_us: i64,
+    expires_us: i64,
+) -> Result<Invited, ApiError> {
+    let record = InvitationRecord {
+        token_hash: hash_key(&token),
+        person_id: person.id.clone(),
+        created_us: now_us,
+        expires_us,
+        accepted_us: None,
+    };
+    let audit = AuditEntry {
+        at_us: now_us,
+        actor: actor.key_id.clone(),
+        action: "person_reinvited".into(),
+        reason: format!("person {}", person.id),
+        before_json: "null".into(),
+        after_json: described(&person),
+    };
+    let chain = crate::api_keys::chain(person.financier_id.as_deref());
+    match state.store.reinvite(&record, &chain, &audit).await {
+        Err(StoreError::NotFound) => Err(ApiError::Conflict(
+            "someone with this e-mail address is already invited".into(),
+        )),
+        other => other.map_err(ApiError::from),
+    }?;
+    Ok(Invited {
+        person,
+        token,
+        expires_us,
+    })
+}
+
+/// Disables a person, as an admin who may see them: they cannot sign in again, their sessions
+/// end and their open invitations stop working. Nobody disables themselves (an admin would
+/// lock themselves out by a slip).
+pub async fn disable(
+    state: &AppState,
+    actor: &Actor,
+    person_id: &str,
+) -> Result<PersonRecord, ApiError> {
+    actor.require(Action::ManageKeys)?;
+    let person = match state.store.person(person_id).await {
+        Ok(person) => person,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("person")),
+        Err(err) => return Err(err.into()),
+    };
+    let visible = match &actor.financier_id {
+        Some(own) => person.financier_id.as_ref() == Some(own),
+        None => actor.role == Role::PlatformAdmin,
+    };
+    if !visible {
+        return Err(ApiError::NotFound("person"));
+    }
+    if person.id == actor.key_id {
+        return Err(ApiError::Conflict(
+            "you cannot disable yourself; ask another admin".into(),
+        ));
+    }
+    let now_us = micros(state.clock.now());
+    let audit = AuditEntry {
+        at_us: now_us,
+        actor: actor.key_id.clone(),
+        action: "person_disabled".into(),
+        reason: format!("person {}", person.id),
+        before_json: described(&person),
+        after_json: "null".into(),
+    };
+    let chain = crate::api_keys::chain(person.financier_id.as_deref());
+    let disabled = state
+        .store
+        .disable_person(&person.id, now_us, &chain, &audit)
+        .await?;
+    tracing::info!(person = %person.id, by = %actor.key_id, "person disabled");
+    Ok(disabled)
 }
 
 /// The person an invitation link is for, if it still works.
@@ -228,7 +333,7 @@ pub async fn accept(
             "is not the same as the password",
         ));
     }
-    let hash = hash_password(password.to_string()).await?;
+    let hash = hash_password(state, password.to_string()).await?;
     let (cookie, session) = new_session(state, &person.id)?;
     let audit = AuditEntry {
         at_us: session.created_us,
@@ -275,18 +380,24 @@ pub async fn sign_in(
     email: &str,
     password: &str,
 ) -> Result<Opened, SignInError> {
-    let email = email.trim().to_lowercase();
     state
         .sign_in_limit
         .check(client)
         .map_err(|l| SignInError::TooMany(l.retry_after_secs))?;
-    state
-        .sign_in_email_limit
-        .check(email.clone())
-        .map_err(|l| SignInError::TooMany(l.retry_after_secs))?;
-    if password.chars().count() > MAX_PASSWORD_CHARS {
+    let email = email.trim().to_lowercase();
+    // Nobody has a longer address or password: refused before it costs a limiter entry, a
+    // look-up or a hash.
+    if email.chars().count() > MAX_EMAIL_CHARS || password.chars().count() > MAX_PASSWORD_CHARS {
         return Err(SignInError::Wrong);
     }
+    state
+        .sign_in_email_limit
+        .check((email.clone(), client))
+        .map_err(|l| SignInError::TooMany(l.retry_after_secs))?;
+    state
+        .sign_in_account_limit
+        .check(email.clone())
+        .map_err(|l| SignInError::TooMany(l.retry_after_secs))?;
     let person = match state.store.person_by_email(&email).await {
         Ok(person) => Some(person),
         Err(StoreError::NotFound) => None,
@@ -296,7 +407,7 @@ pub async fn sign_in(
         .as_ref()
         .filter(|p| p.disabled_us.is_none())
         .and_then(|p| p.password_hash.clone());
-    let matches = verify_password(password.to_string(), stored).await?;
+    let matches = verify_password(state, password.to_string(), stored).await?;
     let Some(person) = person.filter(|_| matches) else {
         tracing::info!("console sign-in refused");
         return Err(SignInError::Wrong);
@@ -318,6 +429,14 @@ pub async fn sign_in(
 /// The signed-in request whose session cookie is `cookie`, if its session is still open; notes
 /// its use (at most once a minute).
 pub async fn signed_in(state: &AppState, cookie: &str) -> Result<Option<SignedIn>, ApiError> {
+    // Only what `random_token` makes can be a session: anything else costs no database read.
+    if cookie.len() != TOKEN_CHARS
+        || !cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Ok(None);
+    }
     let id_hash = hash_key(cookie);
     let (session, person) = match state.store.session(&id_hash).await {
         Ok(found) => found,
@@ -389,6 +508,9 @@ fn new_session(state: &AppState, person_id: &str) -> Result<(String, SessionReco
     Ok((cookie, session))
 }
 
+/// The length of a [`random_token`]: 32 bytes in base64url without padding.
+const TOKEN_CHARS: usize = 43;
+
 /// 256 random bits, base64url.
 pub fn random_token() -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(crate::secrets::random_bytes().map_err(ApiError::Internal)?))
@@ -440,52 +562,85 @@ fn hasher() -> argon2::Argon2<'static> {
     argon2::Argon2::default()
 }
 
-/// Hashes a password (on a blocking thread) into a PHC string with a random salt.
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    let salt = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&salt[..16])
-            .map_err(|e| anyhow::anyhow!("password salt: {e}"))?;
-        hasher()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-    .map_err(ApiError::Internal)
+/// How long a sign-in waits for a free hashing slot before it is told to come back.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `work` (a password hash) on a blocking thread once one of the server's hashing slots
+/// is free ([`AppState::password_hashing`]); a request that waits too long is told to come
+/// back, so a flood of sign-ins costs at most that many hashes' memory at once.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _slot = tokio::time::timeout(HASHING_WAIT, state.password_hashing.acquire())
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(
+                "the server is busy signing people in; try again in a few seconds".into(),
+            )
+        })?
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// Whether `password` matches `stored` (on a blocking thread). Without a stored hash (nobody
-/// has the address, or they have not set a password) a fixed hash is checked instead, so that
-/// the time taken does not tell.
-async fn verify_password(password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    let known = stored.is_some();
-    let stored = match stored {
-        Some(hash) => hash,
-        None => decoy_hash().await?,
-    };
-    tokio::task::spawn_blocking(move || {
-        let matches = PasswordHash::new(&stored)
-            .map(|parsed| {
-                hasher()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        known && matches
+/// Hashes a password into a PHC string with a random salt.
+async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
+    let salt = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
+    hashing(state, move || hash_with_salt(&password, &salt))
+        .await?
+        .map_err(ApiError::Internal)
+}
+
+fn hash_with_salt(password: &str, salt: &[u8; 32]) -> anyhow::Result<String> {
+    let salt =
+        SaltString::encode_b64(&salt[..16]).map_err(|e| anyhow::anyhow!("password salt: {e}"))?;
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+}
+
+/// Whether `password` matches `stored`. Without a stored hash (nobody has the address, or
+/// they have not set a password) a fixed hash is checked instead, so that the time taken does
+/// not tell.
+async fn verify_password(
+    state: &AppState,
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
+    hashing(state, move || match stored {
+        Some(hash) => verifies(&password, &hash),
+        None => {
+            // Costs what a real check costs, and never matches.
+            let decoy = decoy_hash().unwrap_or_default();
+            let _ = verifies(&password, &decoy);
+            false
+        }
     })
     .await
-    .map_err(|e| ApiError::Internal(e.into()))
+}
+
+fn verifies(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|parsed| {
+            hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// A hash of a random password, made once per process, checked when there is nothing to check.
-async fn decoy_hash() -> Result<String, ApiError> {
-    static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    DECOY
-        .get_or_try_init(|| async { hash_password(random_token()?).await })
-        .await
-        .cloned()
+fn decoy_hash() -> Result<String, ApiError> {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(hash) = DECOY.get() {
+        return Ok(hash.clone());
+    }
+    let salt = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
+    let hash = hash_with_salt(&random_token()?, &salt).map_err(ApiError::Internal)?;
+    Ok(DECOY.get_or_init(|| hash).clone())
 }
 
 #[cfg(test)]
@@ -510,23 +665,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_password_verifies_against_its_hash_only() {
-        let hash = hash_password("correct horse battery".into()).await.unwrap();
+    #[test]
+    fn a_password_verifies_against_its_hash_only() {
+        let hash = hash_with_salt("correct horse battery", &[7; 32]).unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(
-            verify_password("correct horse battery".into(), Some(hash.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !verify_password("correct horse battery!".into(), Some(hash))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !verify_password("anything".into(), None).await.unwrap(),
-            "no stored hash never matches"
-        );
+        assert!(verifies("correct horse battery", &hash));
+        assert!(!verifies("correct horse battery!", &hash));
+        assert!(!verifies("correct horse battery", "not a hash"));
     }
 }

@@ -18,6 +18,9 @@ pub const MAX_PAGE: u32 = 500;
 /// The page size when none is asked for.
 pub const DEFAULT_PAGE: u32 = 50;
 
+/// The longest "not seen for" filter, in days: a hundred years.
+pub const MAX_NOT_SEEN_DAYS: u32 = 36_500;
+
 /// Which devices to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceQuery {
@@ -102,6 +105,12 @@ pub async fn list_devices(
         return Err(ApiError::invalid(
             "limit",
             format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if query.not_seen_days.is_some_and(|d| d > MAX_NOT_SEEN_DAYS) {
+        return Err(ApiError::invalid(
+            "not_seen_days",
+            format!("must be at most {MAX_NOT_SEEN_DAYS}"),
         ));
     }
     let now = state.clock.now();

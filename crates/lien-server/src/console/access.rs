@@ -8,8 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{
-    FORM_COOKIE, Person, SESSION_COOKIE, Session, cookie_value, error_box, error_page,
-    form_token_matches, page, set_cookie,
+    Jar, Person, Session, cookie_value, error_box, error_page, form_token_matches, page, set_cookie,
 };
 use crate::app::AppState;
 use crate::commands::people::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Opened, SignInError};
@@ -50,7 +49,6 @@ pub struct CsrfOnly {
 /// A pre-session form's page, with a fresh form token set as its cookie.
 fn with_form_token(
     state: &AppState,
-    headers: &HeaderMap,
     status: StatusCode,
     title: &str,
     body: impl FnOnce(&str) -> Markup,
@@ -62,7 +60,7 @@ fn with_form_token(
     let mut response = page(status, None, title, body(&token));
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(state, headers, FORM_COOKIE, Some(&token)),
+        set_cookie(state, Jar::Form, Some(&token)),
     );
     response
 }
@@ -83,15 +81,11 @@ fn sign_in_markup(token: &str, email: &str, error: Option<&ApiError>) -> Markup 
 }
 
 /// The sign-in page (or the devices, for someone signed in).
-pub async fn sign_in_form(
-    State(state): State<AppState>,
-    session: Session,
-    headers: HeaderMap,
-) -> Response {
+pub async fn sign_in_form(State(state): State<AppState>, session: Session) -> Response {
     if session.0.is_some() {
         return Redirect::to("/console/devices").into_response();
     }
-    with_form_token(&state, &headers, StatusCode::OK, "Sign in", |token| {
+    with_form_token(&state, StatusCode::OK, "Sign in", |token| {
         sign_in_markup(token, "", None)
     })
 }
@@ -105,11 +99,11 @@ pub async fn sign_in(
 ) -> Response {
     let again = |status: StatusCode, err: ApiError| {
         let email = form.email.clone();
-        with_form_token(&state, &headers, status, "Sign in", move |token| {
+        with_form_token(&state, status, "Sign in", move |token| {
             sign_in_markup(token, &email, Some(&err))
         })
     };
-    if !form_token_matches(&headers, &form.form_token) {
+    if !form_token_matches(&state, &headers, &form.form_token) {
         return again(
             StatusCode::FORBIDDEN,
             ApiError::Forbidden(
@@ -119,7 +113,7 @@ pub async fn sign_in(
         );
     }
     match people::sign_in(&state, client.key(), &form.email, &form.password).await {
-        Ok(opened) => signed_in_response(&state, &headers, opened, "/console/devices"),
+        Ok(opened) => signed_in_response(&state, opened, "/console/devices"),
         Err(SignInError::Wrong) => again(
             StatusCode::UNAUTHORIZED,
             ApiError::Unauthorized(SignInError::Wrong.to_string()),
@@ -139,17 +133,14 @@ pub async fn sign_in(
 }
 
 /// The redirect after a session opens: its cookie set, the form's cookie removed.
-fn signed_in_response(state: &AppState, headers: &HeaderMap, opened: Opened, to: &str) -> Response {
+fn signed_in_response(state: &AppState, opened: Opened, to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     let set = response.headers_mut();
     set.append(
         header::SET_COOKIE,
-        set_cookie(state, headers, SESSION_COOKIE, Some(&opened.cookie)),
+        set_cookie(state, Jar::Session, Some(&opened.cookie)),
     );
-    set.append(
-        header::SET_COOKIE,
-        set_cookie(state, headers, FORM_COOKIE, None),
-    );
+    set.append(header::SET_COOKIE, set_cookie(state, Jar::Form, None));
     response
 }
 
@@ -163,16 +154,15 @@ pub async fn sign_out(
     if let Some(refused) = person.csrf_refusal(&form.csrf) {
         return refused;
     }
-    if let Some(cookie) = cookie_value(&headers, SESSION_COOKIE)
+    if let Some(cookie) = cookie_value(&headers, Jar::Session.name(&state))
         && let Err(err) = people::sign_out(&state, &cookie).await
     {
         return error_page(Some(&person.0), err);
     }
     let mut response = Redirect::to("/console/sign-in").into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(&state, &headers, SESSION_COOKIE, None),
-    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, Jar::Session, None));
     response
 }
 
@@ -202,17 +192,13 @@ fn invitation_markup(
 }
 
 /// The page of an invitation link: who it is for, and the form to accept it.
-pub async fn invitation_form(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn invitation_form(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let person = match people::invitation(&state, &token).await {
         Ok(person) => person,
         Err(err) => return gone_invitation(err),
     };
     let path = format!("/console/invitations/{token}");
-    with_form_token(&state, &headers, StatusCode::OK, "Welcome", |form_token| {
+    with_form_token(&state, StatusCode::OK, "Welcome", |form_token| {
         invitation_markup(&path, form_token, &person.email, &person.role, "", None)
     })
 }
@@ -230,7 +216,7 @@ pub async fn accept_invitation(
     };
     let path = format!("/console/invitations/{token}");
     let again = |status: StatusCode, err: ApiError| {
-        with_form_token(&state, &headers, status, "Welcome", |form_token| {
+        with_form_token(&state, status, "Welcome", |form_token| {
             invitation_markup(
                 &path,
                 form_token,
@@ -241,7 +227,7 @@ pub async fn accept_invitation(
             )
         })
     };
-    if !form_token_matches(&headers, &form.form_token) {
+    if !form_token_matches(&state, &headers, &form.form_token) {
         return again(
             StatusCode::FORBIDDEN,
             ApiError::Forbidden(
@@ -259,7 +245,7 @@ pub async fn accept_invitation(
     )
     .await
     {
-        Ok(opened) => signed_in_response(&state, &headers, opened, "/console/devices"),
+        Ok(opened) => signed_in_response(&state, opened, "/console/devices"),
         Err(err @ ApiError::NotFound(_)) => gone_invitation(err),
         Err(err) => again(err.status(), err),
     }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use lien_money::Style;
 use maud::{Markup, html};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -51,6 +53,12 @@ impl ListQuery {
             link.push_str("&overdue=on");
         }
         link
+    }
+
+    /// The CSV export of every device these filters match.
+    fn export_link(&self) -> String {
+        self.next_link("")
+            .replacen("/console/devices?", "/console/devices.csv?", 1)
     }
 
     /// The filters as the commands layer takes them, or the field that is refused.
@@ -116,6 +124,9 @@ pub async fn list(
     };
     let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     let body = html! {
+        @if me.actor.role.may(Action::Enroll) {
+            p { a href="/console/devices/upload" id="upload" { "Enroll devices from a CSV file" } }
+        }
         (filters(&q))
         @if let Some(err) = &error { (error_box(err)) }
         @if views.is_empty() && error.is_none() {
@@ -125,6 +136,9 @@ pub async fn list(
         }
         @if let Some(cursor) = next {
             p { a id="next" href=(q.next_link(&cursor)) { "Next page" } }
+        }
+        @if q.q.trim().is_empty() {
+            p { a id="export" href=(q.export_link()) { "All devices matching these filters, as CSV" } }
         }
     };
     page(status, Some(me), "Devices", body)
@@ -480,4 +494,121 @@ pub async fn render_device(
         &format!("Device {}", view.contract_ref),
         body,
     ))
+}
+
+/// The CSV export: every device the filters match, read from the store a page at a time and
+/// sent as it is read, so that a fleet is never held in memory at once.
+pub async fn export(
+    State(state): State<AppState>,
+    person: Person,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let me = person.0;
+    let filters = match query
+        .map_err(ApiError::from)
+        .and_then(|Query(q)| q.device_query())
+    {
+        Ok(filters) => filters,
+        Err(err) => return error_page(Some(&me), err),
+    };
+    // The first page is read before answering, so that a refusal is a page, not a broken file.
+    let first = match reads::list_devices(&state, &me.actor, export_page(&filters, None)).await {
+        Ok(first) => first,
+        Err(err) => return error_page(Some(&me), err),
+    };
+    let header =
+        "id,contract_ref,imei1,imei2,serial,model,state,reason,amount_due,currency,last_check_in\n";
+    let pages = futures_util::stream::unfold(
+        (Some(first), filters, state, me),
+        |(page, filters, state, me)| async move {
+            let page = page?;
+            let text = csv_rows(&page.devices);
+            let next = match page.next_cursor {
+                Some(cursor) => {
+                    match reads::list_devices(
+                        &state,
+                        &me.actor,
+                        export_page(&filters, Some(cursor)),
+                    )
+                    .await
+                    {
+                        Ok(next) => Some(next),
+                        Err(err) => {
+                            // The file ends short; the log says why.
+                            tracing::error!(error = %err, "device export stopped");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(text),
+                (next, filters, state, me),
+            ))
+        },
+    );
+    let body =
+        futures_util::stream::once(
+            async move { Ok::<_, std::convert::Infallible>(header.to_string()) },
+        )
+        .chain(pages);
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"devices.csv\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// A page of the export: the largest the store reads at once.
+fn export_page(filters: &DeviceQuery, cursor: Option<String>) -> DeviceQuery {
+    DeviceQuery {
+        cursor,
+        limit: Some(reads::MAX_PAGE),
+        ..filters.clone()
+    }
+}
+
+/// Devices as CSV lines (quoted by the csv crate where a field needs it).
+fn csv_rows(devices: &[lien_store::DeviceRecord]) -> String {
+    let mut out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for device in devices {
+        let Ok(view) = device_view(device) else {
+            continue;
+        };
+        let d = &view.decision;
+        let amount = lien_money::format_decimal(
+            d.amount_due.minor,
+            lien_money::minor_digits(&d.amount_due.currency).unwrap_or(2),
+            Style::Plain,
+        );
+        // The reason's word, as the JSON API writes it.
+        let reason = serde_json::to_value(d.reason.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = out.write_record([
+            view.id.as_str(),
+            &view.contract_ref,
+            &view.imei1,
+            view.imei2.as_deref().unwrap_or(""),
+            &view.serial,
+            &view.model,
+            d.state.as_str(),
+            &reason,
+            &amount,
+            &d.amount_due.currency,
+            view.last_check_in.as_deref().unwrap_or(""),
+        ]);
+    }
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
 }

@@ -6,11 +6,12 @@
 //! through the commands layer with the signed-in person as its actor: the console adds no rule of
 //! its own, and what a role may not do through the API it may not do here.
 //!
-//! **Sessions and forms.** A signed-in request carries the `lien_session` cookie (HttpOnly,
-//! SameSite=Strict, Secure unless the server is reached on this machine or `console_allow_http`
-//! is set, scoped to `/console`). Every form that acts carries the session's CSRF token, compared
+//! **Sessions and forms.** A signed-in request carries the `__Host-lien_session` cookie
+//! (HttpOnly, SameSite=Strict, Secure, for this host only; browsers take Secure cookies from
+//! `http://localhost` and `127.0.0.1` too). Only `console_allow_http`, for a shop's network
+//! without TLS, drops `Secure` and the prefix: the settings decide, never the request. Every form that acts carries the session's CSRF token, compared
 //! in constant time; the sign-in and invitation forms, before any session, carry a token that
-//! must equal the `lien_form` cookie set with the form (a double submit), so another site
+//! must equal the `__Host-lien_form` cookie set with the form (a double submit), so another site
 //! cannot sign a browser in to an account of its choosing either. A request whose session has
 //! ended is sent to the sign-in page and changes nothing.
 
@@ -18,8 +19,10 @@ mod access;
 mod actions;
 mod devices;
 mod people;
+mod upload;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -34,12 +37,28 @@ use crate::auth::Role;
 use crate::commands::people::SignedIn;
 use crate::error::ApiError;
 
-/// The session cookie.
-const SESSION_COOKIE: &str = "lien_session";
-/// The pre-session form cookie (sign-in, invitation).
-const FORM_COOKIE: &str = "lien_form";
-/// Where the console's cookies are sent.
-const COOKIE_PATH: &str = "/console";
+/// Which of the console's two cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Jar {
+    /// The session.
+    Session,
+    /// The pre-session form token (sign-in, invitation).
+    Form,
+}
+
+impl Jar {
+    /// The cookie's name. Over HTTPS (the default) a `__Host-` name: browsers take it only
+    /// when it is `Secure`, for the whole host and no other, so a neighbouring subdomain or a
+    /// plain-HTTP answer cannot plant one. With `console_allow_http`, a plain name.
+    fn name(self, state: &AppState) -> &'static str {
+        match (self, state.settings.console_allow_http) {
+            (Jar::Session, false) => "__Host-lien_session",
+            (Jar::Form, false) => "__Host-lien_form",
+            (Jar::Session, true) => "lien_session",
+            (Jar::Form, true) => "lien_form",
+        }
+    }
+}
 
 /// The console's routes.
 pub fn router() -> Router<AppState> {
@@ -55,7 +74,15 @@ pub fn router() -> Router<AppState> {
             get(access::invitation_form).post(access::accept_invitation),
         )
         .route("/console/people", get(people::list).post(people::invite))
+        .route("/console/people/{id}/disable", post(people::disable))
         .route("/console/devices", get(devices::list))
+        .route("/console/devices.csv", get(devices::export))
+        .route(
+            "/console/devices/upload",
+            get(upload::form)
+                .post(upload::upload)
+                .layer(DefaultBodyLimit::max(crate::routes::MAX_BULK_BODY_BYTES)),
+        )
         .route("/console/devices/{id}", get(devices::show))
         .route("/console/devices/{id}/{action}", post(actions::act))
 }
@@ -75,7 +102,7 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Session, Response> {
-        let Some(cookie) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+        let Some(cookie) = cookie_value(&parts.headers, Jar::Session.name(state)) else {
             return Ok(Session(None));
         };
         match crate::commands::people::signed_in(state, &cookie).await {
@@ -130,36 +157,15 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_string())
 }
 
-/// Whether the console's cookies may be sent over plain HTTP: for a server reached on this
-/// machine (a browser treats `localhost` as secure, but not every browser a loopback address),
-/// or when the operator says so (`console_allow_http`, for a shop's own network).
-fn insecure_ok(state: &AppState, headers: &HeaderMap) -> bool {
-    if state.settings.console_allow_http {
-        return true;
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
-}
-
-/// A `Set-Cookie` for one of the console's cookies; `None` removes it.
-fn set_cookie(
-    state: &AppState,
-    headers: &HeaderMap,
-    name: &str,
-    value: Option<&str>,
-) -> HeaderValue {
-    let mut cookie = Cookie::build((name.to_string(), value.unwrap_or("").to_string()))
-        .path(COOKIE_PATH)
+/// A `Set-Cookie` for one of the console's cookies; `None` removes it. `Secure` unless
+/// `console_allow_http` is set: decided by the settings alone, never by the request (a proxy
+/// that sends `Host: localhost` must not make every session cookie travel in clear).
+fn set_cookie(state: &AppState, jar: Jar, value: Option<&str>) -> HeaderValue {
+    let mut cookie = Cookie::build((jar.name(state), value.unwrap_or("").to_string()))
+        .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(!insecure_ok(state, headers));
+        .secure(!state.settings.console_allow_http);
     if value.is_none() {
         cookie = cookie.max_age(cookie::time::Duration::ZERO);
     }
@@ -168,8 +174,8 @@ fn set_cookie(
 }
 
 /// Whether a pre-session form's token equals its cookie's.
-fn form_token_matches(headers: &HeaderMap, offered: &str) -> bool {
-    cookie_value(headers, FORM_COOKIE).is_some_and(|expected| {
+fn form_token_matches(state: &AppState, headers: &HeaderMap, offered: &str) -> bool {
+    cookie_value(headers, Jar::Form.name(state)).is_some_and(|expected| {
         !offered.is_empty() && bool::from(expected.as_bytes().ct_eq(offered.as_bytes()))
     })
 }

@@ -3,12 +3,12 @@
 use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use lien_store::PersonRecord;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Person, error_box, error_page, insecure_ok, page, when};
+use super::{Person, error_box, error_page, page, when};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::clock::from_micros;
@@ -89,7 +89,11 @@ fn invitation_link(state: &AppState, headers: &HeaderMap, invited: &Invited) -> 
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let scheme = if insecure_ok(state, headers) {
+    // Only what the inviter is shown (the link works under any name of this server): HTTPS,
+    // unless the console is served over HTTP or reached on this very machine.
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let on_this_machine = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    let scheme = if state.settings.console_allow_http || on_this_machine {
         "http"
     } else {
         "https"
@@ -134,7 +138,7 @@ async fn render(
             (invite_form(me, roles, &financiers, typed))
         }
         h2 { "People" }
-        (people_table(&everyone))
+        (people_table(me, &everyone))
     };
     page(status, Some(me), "People", body)
 }
@@ -173,11 +177,11 @@ fn invite_form(
     }
 }
 
-fn people_table(everyone: &[PersonRecord]) -> Markup {
+fn people_table(me: &crate::commands::people::SignedIn, everyone: &[PersonRecord]) -> Markup {
     html! {
         div class="scroll" {
             table id="people" {
-                thead { tr { th { "Name" } th { "E-mail" } th { "Role" } th { "Since" } th { "Status" } } }
+                thead { tr { th { "Name" } th { "E-mail" } th { "Role" } th { "Since" } th { "Status" } th {} } }
                 tbody {
                     @for p in everyone {
                         tr {
@@ -190,10 +194,51 @@ fn people_table(everyone: &[PersonRecord]) -> Markup {
                                 @else if p.password_hash.is_none() { "invited" }
                                 @else { "active" }
                             }
+                            td {
+                                @if p.disabled_us.is_none() && p.id != me.person.id {
+                                    form method="post" action={ "/console/people/" (p.id) "/disable" } {
+                                        input type="hidden" name="csrf" value=(me.session.csrf);
+                                        label { input type="checkbox" name="confirm" required; " confirm" }
+                                        button type="submit" { "Disable" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// What the disable form sends.
+#[derive(Debug, Deserialize)]
+pub struct DisableForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Disables a person: no more sign-ins, their sessions end, their links stop.
+pub async fn disable(
+    State(state): State<AppState>,
+    person: Person,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<DisableForm>,
+) -> Response {
+    if let Some(refused) = person.csrf_refusal(&form.csrf) {
+        return refused;
+    }
+    if form.confirm != "on" {
+        let err = ApiError::invalid("confirm", "tick the box to confirm");
+        return render(&state, &person, None, None, Some(err)).await;
+    }
+    match people::disable(&state, &person.0.actor, &id).await {
+        Ok(_) => axum::response::Redirect::to("/console/people").into_response(),
+        Err(err @ (ApiError::Conflict(_) | ApiError::Invalid(_))) => {
+            render(&state, &person, None, None, Some(err)).await
+        }
+        Err(err) => error_page(Some(&person.0), err),
     }
 }

@@ -855,8 +855,8 @@ pub enum Part<'a> {
     File(&'a str, &'a str, &'a str, &'a [u8]),
 }
 
-/// Posts a multipart form as a browser would; returns the answer.
-pub async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
+/// A multipart form's content type and body, as a browser would send them.
+pub fn multipart_body(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = "----lienTestBoundary7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     for part in parts {
@@ -882,13 +882,16 @@ pub async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
         }
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Posts a multipart form as a browser would; returns the answer.
+pub async fn post_form(app: &TestApp, path: &str, parts: &[Part<'_>]) -> Reply {
+    let (content_type, body) = multipart_body(parts);
     let response = app
         .client
         .post(format!("{}{path}", app.base))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use jiff::SignedDuration;
 use serde_json::json;
 
-use crate::common::{Backend, LockedOnPush, TestApp, imei, locked, postgres_url, spawn_app};
+use crate::common::{
+    Backend, LockedOnPush, Part, TestApp, imei, locked, multipart_body, postgres_url, spawn_app,
+    spawn_app_with,
+};
 
 const START: &str = "2026-01-10T09:00:00Z";
 const PASSWORD: &str = "a long enough passphrase";
@@ -16,6 +19,8 @@ struct Browser {
     base: String,
     client: reqwest::Client,
     cookies: HashMap<String, String>,
+    /// Sent as `X-Forwarded-For` (for a server that trusts this machine as its proxy).
+    from: Option<String>,
 }
 
 /// A page as the browser got it.
@@ -50,6 +55,15 @@ impl Browser {
                 .build()
                 .unwrap(),
             cookies: HashMap::new(),
+            from: None,
+        }
+    }
+
+    /// A browser at client address `ip`, behind the test's trusted proxy.
+    fn at(app: &TestApp, ip: &str) -> Browser {
+        Browser {
+            from: Some(ip.to_string()),
+            ..Browser::new(app)
         }
     }
 
@@ -59,15 +73,22 @@ impl Browser {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let response = request
-            .header("cookie", cookie.join("; "))
-            .send()
-            .await
-            .unwrap();
+        let mut request = request.header("cookie", cookie.join("; "));
+        if let Some(ip) = &self.from {
+            request = request.header("x-forwarded-for", ip);
+        }
+        let response = request.send().await.unwrap();
         for set in response.headers().get_all("set-cookie") {
             let set = set.to_str().unwrap();
             assert!(set.contains("HttpOnly"), "{set}");
             assert!(set.contains("SameSite=Strict"), "{set}");
+            // Secure whatever the Host header says, and for this host only.
+            let attributes: Vec<&str> = set.split("; ").collect();
+            assert!(set.starts_with("__Host-"), "{set}");
+            assert!(
+                attributes.contains(&"Secure") && attributes.contains(&"Path=/"),
+                "{set}"
+            );
             let (name, rest) = set.split_once('=').unwrap();
             let value = rest.split(';').next().unwrap();
             if value.is_empty() {
@@ -291,10 +312,10 @@ async fn forms_without_their_token_or_session_change_nothing(backend: Backend) {
     assert!(bad.shows("value=\"not-an-address\""), "{}", bad.body);
 
     // Signed out, the old cookie acts no more, even with the right token.
-    let session = admin.cookies.get("lien_session").cloned().unwrap();
+    let session = admin.cookies.get("__Host-lien_session").cloned().unwrap();
     let out = admin.post("/console/sign-out", &[("csrf", &csrf)]).await;
     assert_eq!(out.location.as_deref(), Some("/console/sign-in"));
-    admin.cookies.insert("lien_session".into(), session);
+    admin.cookies.insert("__Host-lien_session".into(), session);
     let replayed = admin
         .post(
             "/console/people",
@@ -555,7 +576,178 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     );
 }
 
+async fn a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again(backend: Backend) {
+    let app = spawn_app(backend, START.parse().unwrap()).await;
+    let (duka, _) = app.financier("Duka Phones").await;
+    let mut admin = platform_admin(&app).await;
+    let mut agent = financier_person(&app, &duka, "agent@duka.example", "financier-agent").await;
+    assert_eq!(agent.get("/console/devices").await.status, 200);
+
+    // A link that was lost: inviting the same address again sends a new one, and the old stops.
+    let first = invite_by_api(&app, "late@duka.example", "support").await;
+    let second = invite_by_api(&app, "late@duka.example", "support").await;
+    assert_ne!(first, second);
+    assert_eq!(Browser::new(&app).get(&first).await.status, 404);
+    assert_eq!(Browser::new(&app).get(&second).await.status, 200);
+    // Someone who has set a password is not invited again.
+    let taken = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            &app.admin_key,
+            Some(json!({ "email": "agent@duka.example", "role": "financier-agent", "financier_id": duka })),
+        )
+        .await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+
+    // The admin disables the agent: their open session ends at once, and they cannot sign in.
+    let people = admin.get("/console/people").await;
+    let agent_id = {
+        let at = people.body.find("agent@duka.example").unwrap();
+        let form = &people.body[at..];
+        let start = form.find("/console/people/").unwrap() + "/console/people/".len();
+        form[start..start + form[start..].find('/').unwrap()].to_string()
+    };
+    let csrf = people.field("csrf");
+    let unconfirmed = admin
+        .post(
+            &format!("/console/people/{agent_id}/disable"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    assert_eq!(
+        agent.get("/console/devices").await.status,
+        200,
+        "nothing changed"
+    );
+    let disabled = admin
+        .post(
+            &format!("/console/people/{agent_id}/disable"),
+            &[("csrf", &csrf), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(disabled.status, 303, "{}", disabled.body);
+    assert_eq!(
+        agent.get("/console/devices").await.location.as_deref(),
+        Some("/console/sign-in")
+    );
+    let again = Browser::new(&app)
+        .sign_in("agent@duka.example", PASSWORD)
+        .await;
+    assert_eq!(again.status, 401);
+    assert!(admin.get("/console/people").await.shows("disabled"));
+}
+
+async fn a_strangers_guesses_do_not_lock_the_owner_out(backend: Backend) {
+    let app = spawn_app_with(backend, START.parse().unwrap(), |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let path = invite_by_api(&app, "owner@lien.example", "support").await;
+    let accepted = Browser::at(&app, "198.51.100.7")
+        .accept(&path, "Owner")
+        .await;
+    assert_eq!(accepted.status, 303);
+    let mut stranger = Browser::at(&app, "203.0.113.9");
+    for _ in 0..5 {
+        assert_eq!(
+            stranger
+                .sign_in("owner@lien.example", "guess guess guess")
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(
+        stranger
+            .sign_in("owner@lien.example", PASSWORD)
+            .await
+            .status,
+        429,
+        "the guesser is slowed"
+    );
+    let owner = Browser::at(&app, "198.51.100.7")
+        .sign_in("owner@lien.example", PASSWORD)
+        .await;
+    assert_eq!(
+        owner.status, 303,
+        "the owner, elsewhere, is not: {}",
+        owner.body
+    );
+    // An address longer than anyone's is refused before it costs anything.
+    let long = format!("{}@lien.example", "a".repeat(60_000));
+    assert_eq!(stranger.sign_in(&long, PASSWORD).await.status, 401);
+}
+
+async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend) {
+    let app = spawn_app(backend, START.parse().unwrap()).await;
+    let (duka, _) = app.financier("Duka Phones").await;
+    let mut boss = financier_person(&app, &duka, "boss@duka.example", "financier-admin").await;
+    let form = boss.get("/console/devices/upload").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.field("csrf");
+    let mut csv =
+        String::from("contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n");
+    for i in 0..50 {
+        csv.push_str(&format!(
+            "B-{i:03},{},S{i},Phone X,KES,Africa/Nairobi,2026-02-01:100000;2026-03-01:100000,kenya\n",
+            imei(&format!("3569380357{i:04}"))
+        ));
+    }
+    csv.push_str("B-BAD,123,S-BAD,Phone X,KES,Africa/Nairobi,2026-02-01:100000,kenya\n");
+    let (client, url) = (
+        boss.client.clone(),
+        format!("{}/console/devices/upload", boss.base),
+    );
+    let upload = |parts: &[Part<'_>]| {
+        let (content_type, body) = multipart_body(parts);
+        client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let request = upload(&[
+        Part::Text("csrf", &csrf),
+        Part::File("file", "devices.csv", "text/csv", csv.as_bytes()),
+    ]);
+    let done = boss.send(request).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.shows("50 enrolled, 1 refused."), "{}", done.body);
+    assert!(
+        done.shows("imei1"),
+        "the refused row says why: {}",
+        done.body
+    );
+    // Without the token nothing is read.
+    let forged = upload(&[Part::File("file", "x.csv", "text/csv", b"contract_ref\n")]);
+    assert_eq!(boss.send(forged).await.status, 403);
+
+    // The list pages through them; the export has them all, one line each.
+    let first = boss.get("/console/devices").await;
+    assert_eq!(
+        first
+            .body
+            .matches("<tr><td><a href=\"/console/devices/dev_")
+            .count(),
+        50
+    );
+    assert!(!first.shows("id=\"next\""), "50 devices fill one page");
+    let export = boss
+        .get("/console/devices.csv?state=&not_seen_days=&cursor=")
+        .await;
+    assert_eq!(export.status, 200);
+    assert_eq!(export.body.lines().count(), 51, "{}", export.body);
+    assert!(export.body.starts_with("id,contract_ref,imei1"));
+    let bad = boss.get("/console/devices?not_seen_days=4294967295").await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.shows("not_seen_days: must be at most 36500"));
+}
+
 on_both_backends!(
+    a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again,
+    a_strangers_guesses_do_not_lock_the_owner_out,
+    devices_are_uploaded_from_a_file_exported_and_filtered,
     a_payment_from_the_console_unlocks_the_phone_once,
     invitations_lead_to_a_financier_admin_who_sees_only_their_devices,
     forms_without_their_token_or_session_change_nothing,

@@ -42,18 +42,7 @@ impl People for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_or_backend(e, "someone with this e-mail address is already invited"))?;
-        sqlx::query(
-            "INSERT INTO invitations (token_hash, person_id, created_us, expires_us, accepted_us) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(invitation.token_hash.clone())
-        .bind(&invitation.person_id)
-        .bind(invitation.created_us)
-        .bind(invitation.expires_us)
-        .bind(invitation.accepted_us)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        insert_invitation(&mut tx, invitation).await?;
         append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(backend)
     }
@@ -119,6 +108,77 @@ impl People for SqlStore {
         let person = person_at(&row, 0)?;
         tx.commit().await.map_err(backend)?;
         Ok(person)
+    }
+
+    #[tracing::instrument(skip_all, fields(person = %invitation.person_id))]
+    async fn reinvite(
+        &self,
+        invitation: &InvitationRecord,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let pending = sqlx::query(
+            "SELECT 1 FROM people WHERE id = $1 AND password_hash IS NULL AND disabled_us IS NULL",
+        )
+        .bind(&invitation.person_id)
+        .found(&mut *tx)
+        .await;
+        pending?;
+        withdraw_invitations(&mut tx, &invitation.person_id, invitation.created_us).await?;
+        insert_invitation(&mut tx, invitation).await?;
+        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    #[tracing::instrument(skip(self, audit))]
+    async fn disable_person(
+        &self,
+        person_id: &str,
+        at_us: i64,
+        chain: &str,
+        audit: &AuditEntry,
+    ) -> Result<PersonRecord, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let disabled =
+            sqlx::query("UPDATE people SET disabled_us = $1 WHERE id = $2 AND disabled_us IS NULL")
+                .bind(at_us)
+                .bind(person_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        if disabled == 1 {
+            sqlx::query(
+                "UPDATE sessions SET revoked_us = $1 WHERE person_id = $2 AND revoked_us IS NULL",
+            )
+            .bind(at_us)
+            .bind(person_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            withdraw_invitations(&mut tx, person_id, at_us).await?;
+            append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+        }
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = $1"
+        )))
+        .bind(person_id)
+        .found(&mut *tx)
+        .await?;
+        let person = person_at(&row, 0)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(person)
+    }
+
+    async fn person(&self, id: &str) -> Result<PersonRecord, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = $1"
+        )))
+        .bind(id)
+        .found(&self.read)
+        .await?;
+        person_at(&row, 0)
     }
 
     async fn person_by_email(&self, email: &str) -> Result<PersonRecord, StoreError> {
@@ -193,6 +253,43 @@ impl People for SqlStore {
         .map_err(backend)?;
         Ok(())
     }
+}
+
+async fn insert_invitation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    invitation: &InvitationRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO invitations (token_hash, person_id, created_us, expires_us, accepted_us) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(invitation.token_hash.clone())
+    .bind(&invitation.person_id)
+    .bind(invitation.created_us)
+    .bind(invitation.expires_us)
+    .bind(invitation.accepted_us)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Ends every open invitation of the person at `at_us`.
+async fn withdraw_invitations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    person_id: &str,
+    at_us: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE invitations SET expires_us = $1 WHERE person_id = $2 AND accepted_us IS NULL \
+         AND expires_us > $1",
+    )
+    .bind(at_us)
+    .bind(person_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 async fn insert_session(
