@@ -17,6 +17,7 @@
 
 mod access;
 mod actions;
+mod appeals;
 mod devices;
 mod people;
 mod upload;
@@ -72,6 +73,16 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/invitations/{token}",
             get(access::invitation_form).post(access::accept_invitation),
+        )
+        .route("/console/appeals", get(appeals::queue))
+        .route("/console/appeals/{reference}", get(appeals::show))
+        .route(
+            "/console/appeals/{reference}/decision",
+            post(appeals::decide),
+        )
+        .route(
+            "/console/appeals/{reference}/document",
+            get(appeals::document),
         )
         .route("/console/people", get(people::list).post(people::invite))
         .route("/console/people/{id}/disable", post(people::disable))
@@ -208,6 +219,7 @@ fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup
                 @if let Some(p) = person {
                     nav {
                         a href="/console/devices" { "Devices" }
+                        a href="/console/appeals" { "Appeals" }
                         @if matches!(p.actor.role, Role::PlatformAdmin | Role::FinancierAdmin) {
                             a href="/console/people" { "People" }
                         }

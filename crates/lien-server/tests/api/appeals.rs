@@ -87,7 +87,7 @@ impl World {
 
     /// The borrower, holding the locked phone, says they paid KES 1,000.00 by M-Pesa on
     /// 3 February, with a receipt, and gives the IMEI and status code from the lock screen.
-    async fn appeal_paid(&self) -> Reply {
+    pub(crate) async fn appeal_paid(&self) -> Reply {
         self.appeal_paid_with(&self.shown_code(), "1000.00", "KES")
             .await
     }

@@ -7,8 +7,8 @@ use jiff::SignedDuration;
 use serde_json::json;
 
 use crate::common::{
-    Backend, LockedOnPush, Part, TestApp, imei, locked, multipart_body, postgres_url, spawn_app,
-    spawn_app_with,
+    Backend, LockedOnPush, Part, TestApp, World, imei, locked, multipart_body, postgres_url,
+    receipt_png, spawn_app, spawn_app_with,
 };
 
 const START: &str = "2026-01-10T09:00:00Z";
@@ -744,7 +744,114 @@ async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend
     assert!(bad.shows("not_seen_days: must be at most 36500"));
 }
 
+async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    let opened = w.appeal_paid().await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let reference = opened.body["reference"].as_str().unwrap().to_string();
+    let financier = w
+        .app
+        .running
+        .state
+        .store
+        .device(&w.device_id)
+        .await
+        .unwrap()
+        .enrolled
+        .financier_id;
+
+    // Support sees the queue and the receipt, but does not answer.
+    let support_path = invite_by_api(&w.app, "support@lien.example", "support").await;
+    let mut support = Browser::new(&w.app);
+    support.accept(&support_path, "Sam").await;
+    let queue = support.get("/console/appeals").await;
+    assert!(queue.shows(&reference), "{}", queue.body);
+    assert!(
+        queue.shows("2026-02-08 07:00 UTC"),
+        "the deadline, 72 hours on: {}",
+        queue.body
+    );
+    let seen = support.get(&format!("/console/appeals/{reference}")).await;
+    assert!(
+        seen.shows("MPESA-QX12") && seen.shows("id=\"document\""),
+        "{}",
+        seen.body
+    );
+    assert!(
+        !seen.shows("id=\"answer-form\""),
+        "support does not answer appeals"
+    );
+    let document = support
+        .client
+        .get(format!(
+            "{}/console/appeals/{reference}/document",
+            w.app.base
+        ))
+        .header(
+            "cookie",
+            format!(
+                "__Host-lien_session={}",
+                support.cookies["__Host-lien_session"]
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status(), 200);
+    assert_eq!(document.headers()["content-type"], "image/png");
+    assert!(
+        document.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox"),
+        "nothing in a document runs"
+    );
+    assert_eq!(document.bytes().await.unwrap(), receipt_png(4096));
+
+    // The financier's agent rejects without a reason: refused, nothing answered; then accepts.
+    let mut agent =
+        financier_person(&w.app, &financier, "agent@duka.example", "financier-agent").await;
+    let page = agent.get(&format!("/console/appeals/{reference}")).await;
+    let csrf = page.field("csrf");
+    let path = format!("/console/appeals/{reference}/decision");
+    let unreasoned = agent
+        .post(
+            &path,
+            &[("csrf", &csrf), ("decision", "reject"), ("reason", "")],
+        )
+        .await;
+    assert_eq!(unreasoned.status, 422, "{}", unreasoned.body);
+    assert!(unreasoned.shows("reason: say why"), "{}", unreasoned.body);
+    let accepted = agent
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("decision", "accept"),
+                ("reason", "Seen on our till"),
+                ("record_payment", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    let answered = agent.get(&format!("/console/appeals/{reference}")).await;
+    assert!(
+        answered.shows("<strong>accepted</strong>"),
+        "{}",
+        answered.body
+    );
+    assert_eq!(
+        w.app.stored_payments(&w.device_id).await.len(),
+        1,
+        "the claimed payment is recorded"
+    );
+    w.phone.check_again().await;
+    assert!(!w.locked(), "{}", w.phone.render());
+}
+
 on_both_backends!(
+    an_appeal_is_answered_from_the_queue_with_its_receipt_in_view,
     a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again,
     a_strangers_guesses_do_not_lock_the_owner_out,
     devices_are_uploaded_from_a_file_exported_and_filtered,

@@ -366,6 +366,68 @@ async fn check_appeal_history(
     history_refusal(latest.first(), now_us, cooldown_us)
 }
 
+/// The actor's appeals (a platform role's: every financier's), newest first, at most `limit`
+/// (1 to 1000).
+pub async fn list_appeals(
+    state: &AppState,
+    actor: &Actor,
+    status: Option<AppealStatus>,
+    device_id: Option<String>,
+    limit: u32,
+) -> Result<Vec<AppealRecord>, ApiError> {
+    actor.require(Action::Read)?;
+    let filter = lien_store::AppealFilter {
+        financier_id: actor.financier_id.clone(),
+        status: status.map(|s| s.as_str().to_string()),
+        device_id,
+        limit: limit.clamp(1, 1000),
+    };
+    Ok(state.store.list_appeals(&filter).await?)
+}
+
+/// The document uploaded with an appeal the actor may read: the appeal, the document's record
+/// and its bytes. A document this server cannot reach (kept locally by another server) is
+/// [`ApiError::Unavailable`], saying why.
+pub async fn attachment(
+    state: &AppState,
+    actor: &Actor,
+    reference: &str,
+) -> Result<(AppealRecord, lien_store::AttachmentRecord, Vec<u8>), ApiError> {
+    use crate::attachments::AttachmentStoreKind;
+    actor.require(Action::Read)?;
+    let a = visible_appeal(state, actor, reference).await?;
+    let file = a
+        .attachment
+        .clone()
+        .ok_or(ApiError::NotFound("attachment"))?;
+    match state.attachments.get(&file.path).await {
+        Ok(Some((bytes, _))) => Ok((a, file, bytes)),
+        Ok(None) => {
+            tracing::warn!(
+                key = file.path,
+                "an appeal's document is not in this server's attachment store"
+            );
+            let why = match state.settings.attachment_store {
+                AttachmentStoreKind::Local => {
+                    "this server does not hold the appeal's document: it was received by \
+                     another server that keeps documents locally; servers sharing a database \
+                     need attachment_store = \"database\""
+                }
+                // Kept in the database before this server's setting changed, or lost there.
+                AttachmentStoreKind::Database => {
+                    "the appeal's document is not in the database's attachment store: it may \
+                     have been received while a server kept documents locally \
+                     (attachment_store = \"local\")"
+                }
+            };
+            Err(ApiError::Unavailable(why.into()))
+        }
+        Err(e) => Err(ApiError::Internal(
+            anyhow::Error::new(e).context("reading an upload"),
+        )),
+    }
+}
+
 /// An appeal the caller may see; another financier's is "not found" like a missing one.
 pub async fn visible_appeal(
     state: &AppState,

@@ -7,14 +7,13 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lien_core::Imei;
-use lien_store::{AppealFilter, AppealRecord, DeviceRecord, StoreError};
+use lien_store::{AppealRecord, DeviceRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::super::json_text;
 use super::form::{AppealForm, checked_request, plausible_reference, read_form};
 use crate::app::AppState;
-use crate::attachments::AttachmentStoreKind;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
 use crate::commands::appeals::rules::{progress, superseded_cutoff_us};
@@ -354,7 +353,6 @@ pub async fn list(
     actor: Actor,
     Query(query): Query<AppealQuery>,
 ) -> Result<Json<Vec<AppealView>>, ApiError> {
-    actor.require(Action::Read)?;
     let status = match &query.status {
         Some(s) => Some(
             AppealStatus::parse(s)
@@ -362,14 +360,15 @@ pub async fn list(
         ),
         None => None,
     };
-    let filter = AppealFilter {
-        financier_id: actor.financier_id.clone(),
-        status: status.map(|s| s.as_str().to_string()),
-        device_id: query.device_id,
-        limit: query.limit.unwrap_or(100).clamp(1, 1000),
-    };
     let now_us = micros(state.clock.now());
-    let appeals = state.store.list_appeals(&filter).await?;
+    let appeals = appeals::list_appeals(
+        &state,
+        &actor,
+        status,
+        query.device_id,
+        query.limit.unwrap_or(100),
+    )
+    .await?;
     Ok(Json(
         appeals
             .iter()
@@ -418,37 +417,7 @@ pub async fn attachment(
     actor: Actor,
     Path(reference): Path<String>,
 ) -> Result<Response, ApiError> {
-    actor.require(Action::Read)?;
-    let a = visible_appeal(&state, &actor, &reference).await?;
-    let file = a.attachment.ok_or(ApiError::NotFound("attachment"))?;
-    let bytes = match state.attachments.get(&file.path).await {
-        Ok(Some((bytes, _))) => bytes,
-        Ok(None) => {
-            tracing::warn!(
-                key = file.path,
-                "an appeal's document is not in this server's attachment store"
-            );
-            let why = match state.settings.attachment_store {
-                AttachmentStoreKind::Local => {
-                    "this server does not hold the appeal's document: it was received by \
-                     another server that keeps documents locally; servers sharing a database \
-                     need attachment_store = \"database\""
-                }
-                // Kept in the database before this server's setting changed, or lost there.
-                AttachmentStoreKind::Database => {
-                    "the appeal's document is not in the database's attachment store: it may \
-                     have been received while a server kept documents locally \
-                     (attachment_store = \"local\")"
-                }
-            };
-            return Err(ApiError::Unavailable(why.into()));
-        }
-        Err(e) => {
-            return Err(ApiError::Internal(
-                anyhow::Error::new(e).context("reading an upload"),
-            ));
-        }
-    };
+    let (a, file, bytes) = appeals::attachment(&state, &actor, &reference).await?;
     let ext = file.path.rsplit('.').next().unwrap_or("bin");
     let mut headers = HeaderMap::new();
     let value = |s: &str| {
