@@ -9,7 +9,8 @@
 //! - `hello`: attested hellos a second;
 //! - `provider-unlock` (`provider`): a payment provider's callback to the phone's unlock, over
 //!   `payment-to-unlock`'s phones;
-//! - `webhooks`: events delivered to a financier's endpoint a second, and their lag.
+//! - `webhooks`: events delivered to a financier's endpoint a second, and their lag;
+//! - `console`: the console's device list for a financier with a large portfolio.
 //!
 //! What they share is written once: the server's setup (`setup`), the HTTP/1.1 client
 //! (`http`), latency distributions (`latency`) and what is read of `/proc` (`procfs`).
@@ -20,6 +21,7 @@
 use anyhow::Result;
 
 mod checkin;
+mod console;
 mod hello;
 mod http;
 mod idle;
@@ -64,6 +66,9 @@ enum Benchmark {
     /// Payments on many devices, the webhook worker running as in `lien serve`, a receiver in
     /// this process: events delivered a second and the lag from each change to its event.
     Webhooks(webhooks::WebhookArgs),
+    /// A financier's portfolio of many devices: how fast the console's device list answers
+    /// (first page, deep page, filters, searches), one request at a time.
+    Console(console::ConsoleArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -76,6 +81,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Benchmark::Hello(args) => hello::hello(args),
         Benchmark::ProviderUnlock(args) => provider::provider_unlock(args),
         Benchmark::Webhooks(args) => webhooks::webhooks(args),
+        Benchmark::Console(args) => console::console(args),
     }
 }
 

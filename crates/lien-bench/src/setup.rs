@@ -168,12 +168,23 @@ pub enum Plans {
     /// One device in ten with its first installment in 2 days, the others in 40: the tenth
     /// change state at one instant (the due date), before anyone's lease needs renewing.
     OneInTenSooner,
+    /// One device in ten overdue (and locked) as [`Plans::Overdue`], the others current: a
+    /// portfolio to search and filter.
+    OneInTenOverdue,
 }
 
 impl Plans {
     fn plan(self, i: u32, today: jiff::civil::Date) -> PlanJson {
+        if let Plans::OneInTenOverdue = self {
+            let each = if i.is_multiple_of(10) {
+                Plans::Overdue
+            } else {
+                Plans::Current
+            };
+            return each.plan(i, today);
+        }
         let first: i64 = match self {
-            Plans::Current => 30,
+            Plans::Current | Plans::OneInTenOverdue => 30,
             Plans::Overdue => -60,
             Plans::OneInTenSooner if i.is_multiple_of(10) => 2,
             Plans::OneInTenSooner => 40,

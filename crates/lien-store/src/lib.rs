@@ -260,6 +260,15 @@ pub trait Devices: Send + Sync {
     async fn device(&self, id: &str) -> Result<DeviceRecord, StoreError>;
     /// The device that holds a claim on this IMEI.
     async fn device_by_imei(&self, imei: &str) -> Result<DeviceRecord, StoreError>;
+    /// The portfolio of a financier (`Some`) or of every financier (`None`): devices by state,
+    /// overdue, not seen since `not_seen_since_us`, and payments recorded since
+    /// `payments_since_us`. Counted by the database, never by loading devices.
+    async fn portfolio(
+        &self,
+        financier_id: Option<&str>,
+        not_seen_since_us: i64,
+        payments_since_us: i64,
+    ) -> Result<Portfolio, StoreError>;
     /// Devices matching the filter, by id.
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Reads the snapshot under the device's lock, asks `change` what to do, applies it.

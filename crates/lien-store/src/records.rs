@@ -387,3 +387,16 @@ pub enum DeviceFeed {
     /// you care about.
     Resync,
 }
+
+/// A financier's portfolio at a glance (or the whole platform's), for the console's overview.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Portfolio {
+    /// Devices by state (`active`, `reminder`, `restricted`, `locked`, `released`).
+    pub by_state: Vec<(String, i64)>,
+    /// Devices with an amount due, and that amount, by currency.
+    pub overdue: Vec<(String, i64, i64)>,
+    /// Devices not seen since the time asked (never seen included).
+    pub not_seen: i64,
+    /// Payments recorded since the time asked, and their amount, by currency.
+    pub payments: Vec<(String, i64, i64)>,
+}

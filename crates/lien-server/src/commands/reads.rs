@@ -200,3 +200,27 @@ pub async fn find_devices(
     }
     Ok(found)
 }
+
+/// How many days without a check-in the overview counts as "not seen".
+pub const NOT_SEEN_DAYS: i64 = 7;
+
+/// The actor's portfolio at the server's now: devices by state, overdue, not seen for
+/// [`NOT_SEEN_DAYS`], and payments since midnight UTC.
+pub async fn portfolio(state: &AppState, actor: &Actor) -> Result<lien_store::Portfolio, ApiError> {
+    actor.require(Action::Read)?;
+    let now = state.clock.now();
+    let midnight = now
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .start_of_day()
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .timestamp();
+    let not_seen_since = now - jiff::SignedDuration::from_hours(24 * NOT_SEEN_DAYS);
+    Ok(state
+        .store
+        .portfolio(
+            actor.financier_id.as_deref(),
+            micros(not_seen_since),
+            micros(midnight),
+        )
+        .await?)
+}

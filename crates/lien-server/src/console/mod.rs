@@ -19,6 +19,7 @@ mod access;
 mod actions;
 mod appeals;
 mod devices;
+mod overview;
 mod people;
 mod upload;
 
@@ -86,6 +87,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/people", get(people::list).post(people::invite))
         .route("/console/people/{id}/disable", post(people::disable))
+        .route("/console/overview", get(overview::overview))
         .route("/console/devices", get(devices::list))
         .route("/console/devices.csv", get(devices::export))
         .route(
@@ -101,7 +103,7 @@ pub fn router() -> Router<AppState> {
 /// `/console`: the devices for someone signed in, the sign-in page for anyone else.
 async fn home(session: Session) -> Response {
     match session.0 {
-        Some(_) => Redirect::to("/console/devices").into_response(),
+        Some(_) => Redirect::to("/console/overview").into_response(),
         None => Redirect::to("/console/sign-in").into_response(),
     }
 }
@@ -218,6 +220,7 @@ fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup
             body {
                 @if let Some(p) = person {
                     nav {
+                        a href="/console/overview" { "Overview" }
                         a href="/console/devices" { "Devices" }
                         a href="/console/appeals" { "Appeals" }
                         @if matches!(p.actor.role, Role::PlatformAdmin | Role::FinancierAdmin) {

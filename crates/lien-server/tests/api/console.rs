@@ -208,6 +208,18 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
         "the platform sees every financier's"
     );
 
+    let overview = admin.get("/console/overview").await;
+    assert!(
+        overview.shows("id=\"count-all\"><strong>2<"),
+        "the platform's overview counts every financier's: {}",
+        overview.body
+    );
+    assert!(
+        overview.shows("2 devices</a> have not checked in"),
+        "{}",
+        overview.body
+    );
+
     // The admin invites Duka's admin from the people page; the link is shown once.
     let csrf = admin.csrf().await;
     let invited = admin
@@ -245,6 +257,12 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
         mine.shows("device_enrolled") || mine.shows("enrolled"),
         "{}",
         mine.body
+    );
+    let own_overview = wanjiru.get("/console/overview").await;
+    assert!(
+        own_overview.shows("id=\"count-all\"><strong>1<"),
+        "{}",
+        own_overview.body
     );
     let other = wanjiru.get(&format!("/console/devices/{theirs}")).await;
     assert_eq!(other.status, 404, "another financier's device is not found");
@@ -552,6 +570,24 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         Some(true)
     );
     assert!(locked(&story.phone), "{}", story.phone.render());
+    // The overview counts the locked phone and today's payment.
+    let overview = admin.get("/console/overview").await;
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    assert!(
+        overview.shows("id=\"count-locked\">1<"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.shows("id=\"count-all\"><strong>1<"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.shows("1 payments, KES 1,000.00"),
+        "{}",
+        overview.body
+    );
     // The history names the people who acted.
     let history = admin.get(&page).await;
     assert!(

@@ -13,8 +13,8 @@ use super::tenants::financier_by_id;
 use super::{Found as _, SqlStore, backend, first_column, unique_or_backend};
 use crate::{
     Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
-    DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, ReversalRecord, Schedule,
-    Seen, StatusCodeMatch, StoreError, TokenRecord,
+    DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, Portfolio, ReversalRecord,
+    Schedule, Seen, StatusCodeMatch, StoreError, TokenRecord,
 };
 
 /// The columns [`device_from`] reads, in its order, for a query `FROM devices`.
@@ -319,6 +319,79 @@ impl Devices for SqlStore {
         .found(&self.read)
         .await?;
         device_from(&row)
+    }
+
+    async fn portfolio(
+        &self,
+        financier_id: Option<&str>,
+        not_seen_since_us: i64,
+        payments_since_us: i64,
+    ) -> Result<Portfolio, StoreError> {
+        // One financier's rows (by its index), or every row for the platform's roles.
+        let (devices, payments) = match financier_id {
+            Some(_) => (
+                "devices d WHERE d.financier_id = $1",
+                "payments p JOIN devices d ON d.id = p.device_id WHERE d.financier_id = $1 AND",
+            ),
+            None => (
+                "devices d WHERE CAST($1 AS TEXT) IS NULL",
+                "payments p WHERE CAST($1 AS TEXT) IS NULL AND",
+            ),
+        };
+        let financier = financier_id.map(str::to_string);
+        let by_state = sqlx::query(AssertSqlSafe(format!(
+            "SELECT d.state, COUNT(*) FROM {devices} GROUP BY d.state ORDER BY d.state"
+        )))
+        .bind(financier.clone())
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<(String, i64)>, sqlx::Error>>()
+        .map_err(backend)?;
+        let overdue = sqlx::query(AssertSqlSafe(format!(
+            "SELECT d.currency, COUNT(*), CAST(SUM(d.amount_due_minor) AS BIGINT) FROM {devices} \
+             AND d.amount_due_minor > 0 GROUP BY d.currency ORDER BY d.currency"
+        )))
+        .bind(financier.clone())
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<(String, i64, i64)>, sqlx::Error>>()
+        .map_err(backend)?;
+        let not_seen: i64 = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {devices} AND d.released_us IS NULL \
+             AND (d.last_seen_us IS NULL OR d.last_seen_us < $2)"
+        )))
+        .bind(financier.clone())
+        .bind(not_seen_since_us)
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?
+        .try_get(0)
+        .map_err(backend)?;
+        let payments = sqlx::query(AssertSqlSafe(format!(
+            "SELECT p.currency, COUNT(*), CAST(SUM(p.amount_minor) AS BIGINT) FROM {payments} p.recorded_us >= $2 \
+             GROUP BY p.currency ORDER BY p.currency"
+        )))
+        .bind(financier)
+        .bind(payments_since_us)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<(String, i64, i64)>, sqlx::Error>>()
+        .map_err(backend)?;
+        Ok(Portfolio {
+            by_state,
+            overdue,
+            not_seen,
+            payments,
+        })
     }
 
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError> {

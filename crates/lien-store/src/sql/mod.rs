@@ -68,6 +68,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0012_unmatched_pages.sql"),
     ),
     (13, include_str!("../../migrations/sqlite/0013_people.sql")),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_portfolio.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -118,6 +122,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         13,
         include_str!("../../migrations/postgres/0013_people.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_portfolio.sql"),
     ),
 ];
 
