@@ -90,8 +90,11 @@ pub struct AppealFilter {
     pub status: Option<String>,
     /// Only appeals about this device.
     pub device_id: Option<String>,
-    /// At most this many, newest first.
+    /// At most this many, newest first (or, with `soonest_deadline_first`, the ones whose
+    /// answer is due soonest first).
     pub limit: u32,
+    /// Order by the response deadline, soonest first: a queue to work through.
+    pub soonest_deadline_first: bool,
 }
 
 /// Appeals. They are written only through [`crate::Devices::update_device`], with the device's

@@ -197,12 +197,15 @@ pub async fn enroll_csv(
         failed: 0,
         rows: Vec::new(),
     };
-    for (i, record) in reader.records().enumerate() {
-        if i >= BULK_MAX_ROWS {
-            return Err(ApiError::BadRequest(format!(
-                "at most {BULK_MAX_ROWS} rows per request; split the file"
-            )));
-        }
+    // Every record is read before any is enrolled: a file over the limit is refused whole,
+    // not after its first rows were written.
+    let records: Vec<_> = reader.records().take(BULK_MAX_ROWS + 1).collect();
+    if records.len() > BULK_MAX_ROWS {
+        return Err(ApiError::BadRequest(format!(
+            "at most {BULK_MAX_ROWS} rows per request; split the file"
+        )));
+    }
+    for (i, record) in records.into_iter().enumerate() {
         let line = i + 2;
         let (contract_ref, outcome) = match bulk_csv_row(&headers, record) {
             Ok((contract_ref, req)) => {

@@ -249,16 +249,21 @@ fn form_key(
     let mut names: Vec<&String> = fields.keys().filter(|k| *k != "csrf").collect();
     names.sort();
     for name in names {
-        hash.update(name.as_bytes());
-        hash.update(b"=");
-        hash.update(fields[name].as_bytes());
-        hash.update(b"\n");
+        // Each part with its length first, so that no two different forms hash alike.
+        for part in [name.as_bytes(), fields[name].as_bytes()] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
     }
     Ok(IdempotencyKey {
-        key: format!("console:{key}"),
+        key: format!("{CONSOLE_KEY_PREFIX}{key}"),
         request_hash: hash.finalize().to_vec(),
     })
 }
+
+/// The start of the idempotency keys of the console's forms; the API refuses keys that start
+/// with it, so that no API client can take one.
+pub const CONSOLE_KEY_PREFIX: &str = "console:";
 
 /// Refuses an action that cannot be taken back unless its confirmation box is ticked.
 fn confirmed(fields: &HashMap<String, String>) -> Result<(), ApiError> {

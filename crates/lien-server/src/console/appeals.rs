@@ -52,7 +52,7 @@ pub async fn queue(
         Ok(listed) => listed,
         Err(err) => return error_page(Some(me), err),
     };
-    let mut views = match listed
+    let views = match listed
         .iter()
         .map(|a| appeal_view(a, now_us))
         .collect::<Result<Vec<_>, _>>()
@@ -60,9 +60,6 @@ pub async fn queue(
         Ok(views) => views,
         Err(err) => return error_page(Some(me), err),
     };
-    if status == Some(AppealStatus::Open) {
-        views.sort_by(|a, b| a.deadline.cmp(&b.deadline));
-    }
     let body = html! {
         p {
             @for (value, label) in [("open", "Open"), ("accepted", "Accepted"), ("rejected", "Rejected"), ("all", "All")] {
@@ -197,8 +194,9 @@ pub async fn decide(
     }
 }
 
-/// The appeal's document, to view in the browser: only the three kinds an upload can be
-/// (recognised from its content when it was taken), sandboxed so that nothing in it runs.
+/// The appeal's document: an image to view in the browser, a PDF to download, served only as
+/// the three kinds an upload can be (recognised from its content when it was taken), nosniff
+/// and sandboxed so that nothing in it runs.
 pub async fn document(
     State(state): State<AppState>,
     person: Person,
@@ -217,9 +215,15 @@ pub async fn document(
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    // A PDF opens in the browser's own viewer, where no CSP applies: it is downloaded instead.
+    let disposition = if media_type.starts_with("image/") {
+        "inline"
+    } else {
+        "attachment"
+    };
     headers.insert(
         header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("inline"),
+        HeaderValue::from_static(disposition),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -271,7 +271,13 @@ pub async fn render_device(
     let view = reads::status_view(state, &snapshot)?;
     let history = reads::history(state, &me.actor, id).await?;
     let plan: Option<PlanJson> = serde_json::from_str(&snapshot.device.enrolled.plan_json).ok();
+    // Each form that records money carries a key of its own (see `actions::form_key`).
     let form_key = crate::commands::people::random_token()?;
+    let reversal_keys = snapshot
+        .payments
+        .iter()
+        .map(|_| crate::commands::people::random_token())
+        .collect::<Result<Vec<_>, _>>()?;
     let may = |action| me.actor.role.may(action);
     let d = &view.decision;
     let path = format!("/console/devices/{}", view.id);
@@ -449,7 +455,7 @@ pub async fn render_device(
             div class="scroll" {
                 table id="payments" {
                     thead { tr { th { "Received" } th { "Reference" } th { "Amount" } th { "Reversed" } } }
-                    tbody { @for p in &snapshot.payments {
+                    tbody { @for (p, reversal_key) in snapshot.payments.iter().zip(&reversal_keys) {
                         tr {
                             td { (when(&rfc3339(from_micros(p.received_us)))) }
                             td { (p.reference) }
@@ -460,7 +466,7 @@ pub async fn render_device(
                                 } @else if may(Action::RecordPayment) {
                                     form method="post" action={ (path) "/reversal" } {
                                         input type="hidden" name="csrf" value=(csrf);
-                                        input type="hidden" name="form_key" value=(form_key);
+                                        input type="hidden" name="form_key" value=(reversal_key);
                                         input type="hidden" name="reference" value=(p.reference);
                                         input name="reason" placeholder="why" maxlength="200" required;
                                         label { input type="checkbox" name="confirm" required; " confirm" }
@@ -598,11 +604,11 @@ fn csv_rows(devices: &[lien_store::DeviceRecord]) -> String {
             .unwrap_or_default();
         let _ = out.write_record([
             view.id.as_str(),
-            &view.contract_ref,
+            &inert(&view.contract_ref),
             &view.imei1,
             view.imei2.as_deref().unwrap_or(""),
-            &view.serial,
-            &view.model,
+            &inert(&view.serial),
+            &inert(&view.model),
             d.state.as_str(),
             &reason,
             &amount,
@@ -611,4 +617,27 @@ fn csv_rows(devices: &[lien_store::DeviceRecord]) -> String {
         ]);
     }
     String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A financier's text as a spreadsheet cell that stays text: one that a spreadsheet would read
+/// as a formula (starting `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`,
+/// which spreadsheets do not show but which keeps the cell text.
+fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_kept_as_text() {
+        assert_eq!(inert("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(inert("C-1001"), "C-1001");
+    }
 }

@@ -17,6 +17,7 @@
 
 mod access;
 mod actions;
+pub use actions::CONSOLE_KEY_PREFIX;
 mod appeals;
 mod devices;
 mod overview;

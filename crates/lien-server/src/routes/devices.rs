@@ -231,6 +231,12 @@ fn optional_idempotency_key(
             commands::mobile_money::PROVIDER_KEY_PREFIX
         )));
     }
+    if key.starts_with(crate::console::CONSOLE_KEY_PREFIX) {
+        return Err(ApiError::BadRequest(format!(
+            "Idempotency-Key must not start with {:?}: Lien keeps those for the console's forms",
+            crate::console::CONSOLE_KEY_PREFIX
+        )));
+    }
     let mut hash = Sha256::new();
     hash.update(method.as_str().as_bytes());
     hash.update(b" ");

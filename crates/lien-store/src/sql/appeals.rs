@@ -162,8 +162,13 @@ impl Appeals for SqlStore {
         } else {
             format!(" WHERE {}", clauses.join(" AND "))
         };
+        let order = if filter.soonest_deadline_first {
+            "deadline_us, reference"
+        } else {
+            "opened_us DESC, reference"
+        };
         let sql = format!(
-            "SELECT {COLUMNS} FROM appeals{where_clause} ORDER BY opened_us DESC, reference LIMIT ${}",
+            "SELECT {COLUMNS} FROM appeals{where_clause} ORDER BY {order} LIMIT ${}",
             values.len() + 1
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -281,6 +281,27 @@ impl SqlStore {
     }
 }
 
+/// A sum of minor units that cannot overflow for any portfolio that fits in a database: the
+/// millions and the rest summed apart (each within `i64` for a million devices owing the most
+/// an amount can be), joined
+/// by [`counted_sum`]. (A plain `SUM` of amounts near `i64::MAX` fails on both databases, and
+/// one financier's absurd plan would then break every overview.)
+fn split_sum(column: &str) -> String {
+    format!("CAST(SUM({column} / 1000000) AS BIGINT), CAST(SUM({column} % 1000000) AS BIGINT)")
+}
+
+/// A row of currency, count and a [`split_sum`]: the sum saturates at `i64::MAX`.
+fn counted_sum(row: &AnyRow) -> Result<(String, i64, i64), sqlx::Error> {
+    let millions: i64 = row.try_get(2)?;
+    let rest: i64 = row.try_get(3)?;
+    let total = i128::from(millions) * 1_000_000 + i128::from(rest);
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        i64::try_from(total).unwrap_or(i64::MAX),
+    ))
+}
+
 #[async_trait]
 impl Devices for SqlStore {
     #[tracing::instrument(skip_all, fields(device = %device.id))]
@@ -351,15 +372,16 @@ impl Devices for SqlStore {
         .collect::<Result<Vec<(String, i64)>, sqlx::Error>>()
         .map_err(backend)?;
         let overdue = sqlx::query(AssertSqlSafe(format!(
-            "SELECT d.currency, COUNT(*), CAST(SUM(d.amount_due_minor) AS BIGINT) FROM {devices} \
-             AND d.amount_due_minor > 0 GROUP BY d.currency ORDER BY d.currency"
+            "SELECT d.currency, COUNT(*), {} FROM {devices} \
+             AND d.amount_due_minor > 0 GROUP BY d.currency ORDER BY d.currency",
+            split_sum("d.amount_due_minor")
         )))
         .bind(financier.clone())
         .fetch_all(&self.read)
         .await
         .map_err(backend)?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(counted_sum)
         .collect::<Result<Vec<(String, i64, i64)>, sqlx::Error>>()
         .map_err(backend)?;
         let not_seen: i64 = sqlx::query(AssertSqlSafe(format!(
@@ -374,8 +396,9 @@ impl Devices for SqlStore {
         .try_get(0)
         .map_err(backend)?;
         let payments = sqlx::query(AssertSqlSafe(format!(
-            "SELECT p.currency, COUNT(*), CAST(SUM(p.amount_minor) AS BIGINT) FROM {payments} p.recorded_us >= $2 \
-             GROUP BY p.currency ORDER BY p.currency"
+            "SELECT p.currency, COUNT(*), {} FROM {payments} p.recorded_us >= $2 \
+             GROUP BY p.currency ORDER BY p.currency",
+            split_sum("p.amount_minor")
         )))
         .bind(financier)
         .bind(payments_since_us)
@@ -383,7 +406,7 @@ impl Devices for SqlStore {
         .await
         .map_err(backend)?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(counted_sum)
         .collect::<Result<Vec<(String, i64, i64)>, sqlx::Error>>()
         .map_err(backend)?;
         Ok(Portfolio {

@@ -78,7 +78,8 @@ impl People for SqlStore {
         let accepted = sqlx::query(
             "UPDATE invitations SET accepted_us = $1 WHERE token_hash = $2 AND person_id = $3 \
              AND accepted_us IS NULL AND expires_us > $1 \
-             AND EXISTS (SELECT 1 FROM people WHERE id = $3 AND disabled_us IS NULL)",
+             AND EXISTS (SELECT 1 FROM people WHERE id = $3 AND disabled_us IS NULL \
+             AND password_hash IS NULL)",
         )
         .bind(now_us)
         .bind(token_hash.to_vec())

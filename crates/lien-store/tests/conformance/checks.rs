@@ -2014,6 +2014,7 @@ pub async fn appeals_are_written_with_the_change_and_answered_once(db: Db) {
         status: status.map(str::to_string),
         device_id: None,
         limit: 100,
+        soonest_deadline_first: false,
     };
     let refs = |appeals: Vec<AppealRecord>| -> Vec<String> {
         appeals.into_iter().map(|a| a.reference).collect()

@@ -212,6 +212,7 @@ conformance![
     webhook_claims_leave_room_for_other_financiers,
     old_webhook_events_are_pruned_in_batches,
     invitations_are_accepted_once_and_sessions_end,
+    portfolios_are_counted_per_financier_and_never_overflow,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

@@ -155,3 +155,34 @@ pub async fn invitations_are_accepted_once_and_sessions_end(db: Db) {
     assert_eq!(db.people(Some("fin_a")).await.unwrap().len(), 2);
     assert!(db.people(Some("fin_b")).await.unwrap().is_empty());
 }
+
+/// The overview's figures: by state, overdue, not seen and payments, one financier's or
+/// everyone's, and sums of amounts too large for a plain `SUM` saturate instead of failing.
+pub async fn portfolios_are_counted_per_financier_and_never_overflow(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    let huge = i64::MAX / 2 + 1;
+    for (id, financier, state, due) in [
+        ("dev_a1", "fin_a", "locked", huge),
+        ("dev_a2", "fin_a", "locked", huge),
+        ("dev_a3", "fin_a", "active", 0),
+        ("dev_b1", "fin_b", "reminder", 5_000),
+    ] {
+        db.enroll(&new_device(id, financier), enrollment(state, due))
+            .await
+            .unwrap();
+    }
+    let a = db.portfolio(Some("fin_a"), T0, T0).await.unwrap();
+    assert_eq!(
+        a.by_state,
+        [("active".to_string(), 1), ("locked".to_string(), 2)]
+    );
+    assert_eq!(a.overdue, [("KES".to_string(), 2, i64::MAX)]);
+    assert_eq!(a.not_seen, 3, "never seen counts as not seen");
+    let all = db.portfolio(None, T0, T0).await.unwrap();
+    assert_eq!(all.by_state.iter().map(|(_, n)| n).sum::<i64>(), 4);
+    assert_eq!(all.overdue, [("KES".to_string(), 3, i64::MAX)]);
+    let b = db.portfolio(Some("fin_b"), T0, T0).await.unwrap();
+    assert_eq!(b.overdue, [("KES".to_string(), 1, 5_000)]);
+    assert!(b.payments.is_empty());
+}

@@ -381,6 +381,8 @@ pub async fn list_appeals(
         status: status.map(|s| s.as_str().to_string()),
         device_id,
         limit: limit.clamp(1, 1000),
+        // Open appeals are a queue: the most urgent first, however many there are.
+        soonest_deadline_first: status == Some(AppealStatus::Open),
     };
     Ok(state.store.list_appeals(&filter).await?)
 }
