@@ -87,6 +87,16 @@ fn page(status: StatusCode, title: &str, body: Markup) -> Response {
             }
         }
     };
+    html_response(
+        status,
+        html,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    )
+}
+
+/// An HTML page as a response: its type, `csp` as its Content-Security-Policy, and no type
+/// sniffing. The borrower's pages and the console both answer this way.
+pub fn html_response(status: StatusCode, html: Markup, csp: &'static str) -> Response {
     let mut response = (status, html.into_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -95,9 +105,7 @@ fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -186,8 +186,29 @@ pub async fn invite(
         created_us: now_us,
         disabled_us: None,
     };
+    let (record, audit, chain) =
+        invitation_of(actor, &person, &token, now_us, expires_us, "person_invited");
+    state.store.invite(&person, &record, &chain, &audit).await?;
+    tracing::info!(person = %person.id, role = %person.role, by = %actor.key_id, "person invited");
+    Ok(Invited {
+        person,
+        token,
+        expires_us,
+    })
+}
+
+/// The invitation of `person` with `token`, its audit record of `action` by `actor`, and the
+/// audit chain it goes in (the person's financier's, or the platform's).
+fn invitation_of(
+    actor: &Actor,
+    person: &PersonRecord,
+    token: &str,
+    now_us: i64,
+    expires_us: i64,
+    action: &str,
+) -> (InvitationRecord, AuditEntry, String) {
     let record = InvitationRecord {
-        token_hash: hash_key(&token),
+        token_hash: hash_key(token),
         person_id: person.id.clone(),
         created_us: now_us,
         expires_us,
@@ -196,19 +217,13 @@ pub async fn invite(
     let audit = AuditEntry {
         at_us: now_us,
         actor: actor.key_id.clone(),
-        action: "person_invited".into(),
+        action: action.into(),
         reason: format!("person {}", person.id),
         before_json: "null".into(),
-        after_json: described(&person),
+        after_json: described(person),
     };
     let chain = crate::api_keys::chain(person.financier_id.as_deref());
-    state.store.invite(&person, &record, &chain, &audit).await?;
-    tracing::info!(person = %person.id, role = %person.role, by = %actor.key_id, "person invited");
-    Ok(Invited {
-        person,
-        token,
-        expires_us,
-    })
+    (record, audit, chain)
 }
 
 /// A new link for someone invited before who has not accepted.
@@ -220,22 +235,14 @@ async fn reinvite(
     now_us: i64,
     expires_us: i64,
 ) -> Result<Invited, ApiError> {
-    let record = InvitationRecord {
-        token_hash: hash_key(&token),
-        person_id: person.id.clone(),
-        created_us: now_us,
+    let (record, audit, chain) = invitation_of(
+        actor,
+        &person,
+        &token,
+        now_us,
         expires_us,
-        accepted_us: None,
-    };
-    let audit = AuditEntry {
-        at_us: now_us,
-        actor: actor.key_id.clone(),
-        action: "person_reinvited".into(),
-        reason: format!("person {}", person.id),
-        before_json: "null".into(),
-        after_json: described(&person),
-    };
-    let chain = crate::api_keys::chain(person.financier_id.as_deref());
+        "person_reinvited",
+    );
     match state.store.reinvite(&record, &chain, &audit).await {
         Err(StoreError::NotFound) => Err(ApiError::Conflict(
             "someone with this e-mail address is already invited".into(),

@@ -288,6 +288,19 @@ pub async fn render_device(
     };
     let typed = |action: &str, field: &str| Failed::typed_in(failed, action, field);
     let csrf = &me.session.csrf;
+    // One of the device's actions: its title, the error it was refused with (if it was), and
+    // its form, which carries the session's token.
+    let action_form = |title: &str, action: &str, button: &str, fields: Markup| {
+        html! {
+            h2 { (title) }
+            @if let Some(err) = error_for(action) { (err) }
+            form class="stack" method="post" action={ (path) "/" (action) } id={ (action) "-form" } {
+                input type="hidden" name="csrf" value=(csrf);
+                (fields)
+                button type="submit" { (button) }
+            }
+        }
+    };
     let body = html! {
         @if let Some(notice) = done.and_then(done_notice) {
             p class="box ok" id="done" role="status" { (notice) }
@@ -331,80 +344,53 @@ pub async fn render_device(
             }
         }
         @if may(Action::RecordPayment) && snapshot.device.released_us.is_none() {
-            h2 { "Record a payment" }
-            @if let Some(err) = error_for("payment") { (err) }
-            form class="stack" method="post" action={ (path) "/payment" } id="payment-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            (action_form("Record a payment", "payment", "Record payment", html! {
                 input type="hidden" name="form_key" value=(form_key);
                 label for="amount" { "Amount (" (plan.as_ref().map_or("", |p| p.currency.as_str())) ")" }
                 input id="amount" name="amount" value=(typed("payment", "amount")) inputmode="decimal" required;
                 label for="reference" { "Receipt or transaction reference" }
                 input id="reference" name="reference" value=(typed("payment", "reference")) maxlength="64" required;
-                button type="submit" { "Record payment" }
-            }
+            }))
         }
         @if may(Action::Lock) && snapshot.device.released_us.is_none() {
-            h2 { "Lock" }
-            @if let Some(err) = error_for("lock") { (err) }
-            form class="stack" method="post" action={ (path) "/lock" } id="lock-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            (action_form("Lock", "lock", "Lock", html! {
                 label for="message" { "Message on the lock screen (whom to call; nothing personal)" }
                 input id="message" name="message" value=(typed("lock", "message")) maxlength="200" required;
                 label for="note" { "Private note (never sent to the phone)" }
                 input id="note" name="note" value=(typed("lock", "note")) maxlength="500";
                 label { input type="checkbox" name="confirm" required; " I confirm: lock this phone now" }
-                button type="submit" { "Lock" }
-            }
-            h2 { "Reminder" }
-            @if let Some(err) = error_for("reminder") { (err) }
-            form class="stack" method="post" action={ (path) "/reminder" } id="reminder-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            }))
+            (action_form("Reminder", "reminder", "Send reminder", html! {
                 label for="reminder-message" { "Message" }
                 input id="reminder-message" name="message" value=(typed("reminder", "message")) maxlength="200" required;
                 label for="days" { "Days on the phone (default 3)" }
                 input id="days" name="days" value=(typed("reminder", "days")) inputmode="numeric";
-                button type="submit" { "Send reminder" }
-            }
+            }))
         }
         @if may(Action::Unlock) && snapshot.device.released_us.is_none() {
-            h2 { "Unlock" }
-            @if let Some(err) = error_for("unlock") { (err) }
-            form class="stack" method="post" action={ (path) "/unlock" } id="unlock-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            (action_form("Unlock", "unlock", "Lift manual locks", html! {
                 label for="unlock-reason" { "Why" }
                 input id="unlock-reason" name="reason" value=(typed("unlock", "reason")) maxlength="200" required;
-                button type="submit" { "Lift manual locks" }
-            }
+            }))
         }
         @if may(Action::ProvisionalUnlock) && snapshot.device.released_us.is_none() {
-            h2 { "Provisional unlock" }
-            @if let Some(err) = error_for("provisional-unlock") { (err) }
-            form class="stack" method="post" action={ (path) "/provisional-unlock" } id="provisional-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            (action_form("Provisional unlock", "provisional-unlock", "Unlock provisionally", html! {
                 label for="provisional-reason" { "Why" }
                 input id="provisional-reason" name="reason" value=(typed("provisional-unlock", "reason")) maxlength="200" required;
                 label for="provisional-hours" { "Hours" }
                 input id="provisional-hours" name="hours" value=(typed("provisional-unlock", "hours")) inputmode="numeric" required;
-                button type="submit" { "Unlock provisionally" }
-            }
-            h2 { "Offline unlock code" }
-            @if let Some(err) = error_for("offline-code") { (err) }
-            form class="stack" method="post" action={ (path) "/offline-code" } id="offline-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            }))
+            (action_form("Offline unlock code", "offline-code", "Make the code", html! {
                 label for="challenge" { "Challenge on the lock screen (8 digits)" }
                 input id="challenge" name="challenge" value=(typed("offline-code", "challenge")) inputmode="numeric" maxlength="8" required;
                 label for="offline-reason" { "Why" }
                 input id="offline-reason" name="reason" value=(typed("offline-code", "reason")) maxlength="200" required;
                 label for="offline-hours" { "Hours unlocked (default 48, at most 168)" }
                 input id="offline-hours" name="hours" value=(typed("offline-code", "hours")) inputmode="numeric";
-                button type="submit" { "Make the code" }
-            }
+            }))
         }
         @if may(Action::ChangePolicy) && snapshot.device.released_us.is_none() {
-            h2 { "Lock policy" }
-            @if let Some(err) = error_for("policy") { (err) }
-            form class="stack" method="post" action={ (path) "/policy" } id="policy-form" {
-                input type="hidden" name="csrf" value=(csrf);
+            (action_form("Lock policy", "policy", "Change policy", html! {
                 label for="preset" { "Preset" }
                 select id="preset" name="preset" {
                     @for p in ["strict-dealer", "kenya", "india-draft"] {
@@ -413,8 +399,7 @@ pub async fn render_device(
                 }
                 label for="policy-reason" { "Why" }
                 input id="policy-reason" name="reason" value=(typed("policy", "reason")) maxlength="200" required;
-                button type="submit" { "Change policy" }
-            }
+            }))
         }
         @if may(Action::Lock) && snapshot.device.released_us.is_none() {
             h2 { "Release" }
