@@ -531,3 +531,60 @@ pub async fn signed_payment(
         .await?;
     Ok(outcome)
 }
+
+/// Unmatched payments per page when none is asked for.
+pub const DEFAULT_UNMATCHED_PAGE: u32 = 100;
+/// The largest page of unmatched payments.
+pub const MAX_UNMATCHED_PAGE: u32 = 500;
+
+/// The actor's unmatched payments (a platform role's: every financier's) with `status`, a page
+/// of `limit` after `cursor` (the previous page's), and the next page's cursor if there is one.
+pub async fn list_unmatched(
+    state: &AppState,
+    actor: &Actor,
+    status: lien_store::UnmatchedStatus,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<UnmatchedPaymentRecord>, Option<String>), ApiError> {
+    actor.require(Action::Read)?;
+    if !(1..=MAX_UNMATCHED_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_UNMATCHED_PAGE}"),
+        ));
+    }
+    let after = cursor.map(parse_unmatched_cursor).transpose()?;
+    let mut payments = state
+        .store
+        .unmatched_payments(&lien_store::UnmatchedFilter {
+            financier_id: actor.financier_id.clone(),
+            status,
+            after,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = if payments.len() > limit as usize {
+        payments.truncate(limit as usize);
+        payments.last().map(unmatched_cursor)
+    } else {
+        None
+    };
+    Ok((payments, next_cursor))
+}
+
+/// The `next_cursor` after `last`: when Lien kept it and its id, the order the list is in.
+fn unmatched_cursor(last: &lien_store::UnmatchedPaymentRecord) -> String {
+    format!("{}.{}", last.recorded_us, last.id)
+}
+
+/// Reads a `next_cursor` back.
+fn parse_unmatched_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let refused = || ApiError::invalid("cursor", "is not a next_cursor of this list");
+    let (us, id) = cursor.split_once('.').ok_or_else(refused)?;
+    let us = us.parse::<i64>().map_err(|_| refused())?;
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(refused());
+    }
+    Ok((us, id.to_string()))
+}

@@ -22,6 +22,7 @@ mod appeals;
 mod devices;
 mod overview;
 mod people;
+mod settings;
 mod upload;
 
 use axum::Router;
@@ -88,6 +89,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/people", get(people::list).post(people::invite))
         .route("/console/people/{id}/disable", post(people::disable))
+        .route("/console/settings", get(settings::show))
+        .route("/console/settings/keys", post(settings::create_key))
+        .route(
+            "/console/settings/keys/{id}/revoke",
+            post(settings::revoke_key),
+        )
+        .route("/console/settings/unmatched/{id}", post(settings::assign))
         .route("/console/overview", get(overview::overview))
         .route("/console/devices", get(devices::list))
         .route("/console/devices.csv", get(devices::export))
@@ -227,6 +235,7 @@ fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup
                         @if matches!(p.actor.role, Role::PlatformAdmin | Role::FinancierAdmin) {
                             a href="/console/people" { "People" }
                         }
+                        a href="/console/settings" { "Settings" }
                         span { (p.person.name) " · " (p.person.role) }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(p.session.csrf);

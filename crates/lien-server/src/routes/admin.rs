@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lien_store::{AuditEntry, Financier, StoreError};
+use lien_store::{AuditEntry, Financier};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -13,6 +13,7 @@ use crate::api_keys;
 use crate::app::AppState;
 use crate::auth::{Action, Actor, Role};
 use crate::clock::micros;
+use crate::commands::keys;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{new_id, payment_link, required_text};
 use crate::wire::{ApiKeyCreated, ApiKeyView, FinancierView, NewApiKey, NewFinancier};
@@ -117,28 +118,13 @@ pub async fn create_api_key(
         return Err(ApiError::NotFound("financier"));
     }
     let Json(body) = body?;
-    if !body.role.is_financier_role() {
-        return Err(ApiError::invalid(
-            "role",
-            "a financier's key is financier-admin or financier-agent",
-        ));
-    }
-    match state.store.financier(&financier_id).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("financier")),
-        Err(err) => return Err(err.into()),
-    }
-    let label = required_text("label", &body.label, 80)?;
-    let now = state.clock.now();
-    let expires_us = api_keys::parse_expiry(body.expires_at.as_deref(), now)?;
-    let created = api_keys::issue(
-        state.store.as_ref(),
-        now,
-        &actor.key_id,
-        body.role,
+    let created = keys::issue(
+        &state,
+        &actor,
         Some(financier_id),
-        label,
-        expires_us,
+        body.role,
+        &body.label,
+        body.expires_at.as_deref(),
     )
     .await?;
     json_text(StatusCode::CREATED, &created)
@@ -166,24 +152,13 @@ pub async fn create_platform_key(
 ) -> Result<JsonText, ApiError> {
     actor.require(Action::ManagePlatformKeys)?;
     let Json(body) = body?;
-    if body.role.is_financier_role() {
-        return Err(ApiError::invalid(
-            "role",
-            "a platform key is support or platform-admin; create a financier's key with \
-             POST /v1/financiers/{id}/api-keys",
-        ));
-    }
-    let label = required_text("label", &body.label, 80)?;
-    let now = state.clock.now();
-    let expires_us = api_keys::parse_expiry(body.expires_at.as_deref(), now)?;
-    let created = api_keys::issue(
-        state.store.as_ref(),
-        now,
-        &actor.key_id,
-        body.role,
+    let created = keys::issue(
+        &state,
+        &actor,
         None,
-        label,
-        expires_us,
+        body.role,
+        &body.label,
+        body.expires_at.as_deref(),
     )
     .await?;
     json_text(StatusCode::CREATED, &created)
@@ -270,20 +245,7 @@ async fn keys_of(
     actor: &Actor,
     financier_id: Option<String>,
 ) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
-    actor.require(Action::ManageKeys)?;
-    match &financier_id {
-        Some(id) => {
-            crate::commands::visible_financier(state, actor, id).await?;
-        }
-        None => actor.require(Action::ManagePlatformKeys)?,
-    }
-    let now = state.clock.now();
-    let keys = state.store.api_keys(financier_id.as_deref()).await?;
-    Ok(Json(
-        keys.iter()
-            .map(|k| api_keys::view(k, now))
-            .collect::<Result<_, _>>()?,
-    ))
+    Ok(Json(keys::list(state, actor, financier_id).await?))
 }
 
 /// `POST /v1/api-keys/{id}/revoke`: the key stops working at once, on every server.
@@ -305,22 +267,5 @@ pub async fn revoke_key(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
-    actor.require(Action::ManageKeys)?;
-    let key = match state.store.api_key(&id).await {
-        Ok(key) => key,
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("API key")),
-        Err(err) => return Err(err.into()),
-    };
-    // Another financier's key, or a platform key for a financier, is "not found", exactly
-    // like a key that does not exist.
-    let manages = match &key.financier_id {
-        Some(financier) => actor.sees_financier(financier),
-        None => actor.role.may(Action::ManagePlatformKeys),
-    };
-    if !manages {
-        return Err(ApiError::NotFound("API key"));
-    }
-    let now = state.clock.now();
-    let revoked = api_keys::revoke(state.store.as_ref(), now, &actor.key_id, &key).await?;
-    Ok(Json(api_keys::view(&revoked, now)?))
+    Ok(Json(keys::revoke(&state, &actor, &id).await?))
 }

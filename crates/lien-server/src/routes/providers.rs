@@ -15,7 +15,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lien_store::{MpesaEndpointRecord, UnmatchedFilter, UnmatchedStatus};
+use lien_store::{MpesaEndpointRecord, UnmatchedStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -34,12 +34,6 @@ use crate::providers::mpesa::{
 };
 use crate::providers::statement::{ReconciliationReport, parse_period};
 use crate::providers::{AssignmentRequest, UnmatchedPaymentList, UnmatchedPaymentView};
-
-/// The most unmatched payments one page lists.
-pub const MAX_UNMATCHED_PAGE: u32 = 500;
-
-/// The unmatched payments one page lists when the client does not say.
-const DEFAULT_UNMATCHED_PAGE: u32 = 100;
 
 /// The endpoint a callback's token names, from an allowed source, or the answer to give
 /// instead: 429 when the client is over its allowance, 404 for an unknown token, 403 for a
@@ -200,23 +194,6 @@ pub struct UnmatchedQuery {
     limit: Option<u32>,
 }
 
-/// The `next_cursor` after `last`: when Lien kept it and its id, the order the list is in.
-fn unmatched_cursor(last: &lien_store::UnmatchedPaymentRecord) -> String {
-    format!("{}.{}", last.recorded_us, last.id)
-}
-
-/// Reads a `next_cursor` back.
-fn parse_unmatched_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    let refused = || ApiError::invalid("cursor", "is not a next_cursor of this list");
-    let (us, id) = cursor.split_once('.').ok_or_else(refused)?;
-    let us = us.parse::<i64>().map_err(|_| refused())?;
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(refused());
-    }
-    Ok((us, id.to_string()))
-}
-
 /// The caller's unmatched payments, a page at a time.
 #[utoipa::path(
     get,
@@ -240,7 +217,6 @@ pub async fn list_unmatched(
     actor: Actor,
     query: Result<Query<UnmatchedQuery>, QueryRejection>,
 ) -> Result<Json<UnmatchedPaymentList>, ApiError> {
-    actor.require(Action::Read)?;
     let Query(q) = query?;
     let status = match q.status.as_deref() {
         None => UnmatchedStatus::All,
@@ -248,33 +224,14 @@ pub async fn list_unmatched(
         Some("assigned") => UnmatchedStatus::Assigned,
         Some(_) => return Err(ApiError::invalid("status", "must be open or assigned")),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_UNMATCHED_PAGE);
-    if !(1..=MAX_UNMATCHED_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_UNMATCHED_PAGE}"),
-        ));
-    }
-    let after = q
-        .cursor
-        .as_deref()
-        .map(parse_unmatched_cursor)
-        .transpose()?;
-    let mut payments = state
-        .store
-        .unmatched_payments(&UnmatchedFilter {
-            financier_id: actor.financier_id.clone(),
-            status,
-            after,
-            limit: limit + 1,
-        })
-        .await?;
-    let next_cursor = if payments.len() > limit as usize {
-        payments.truncate(limit as usize);
-        payments.last().map(unmatched_cursor)
-    } else {
-        None
-    };
+    let (payments, next_cursor) = mobile_money::list_unmatched(
+        &state,
+        &actor,
+        status,
+        q.cursor.as_deref(),
+        q.limit.unwrap_or(mobile_money::DEFAULT_UNMATCHED_PAGE),
+    )
+    .await?;
     Ok(Json(UnmatchedPaymentList {
         payments: payments.iter().map(UnmatchedPaymentView::of).collect(),
         next_cursor,

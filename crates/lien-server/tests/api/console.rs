@@ -886,7 +886,134 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
     assert!(!w.locked(), "{}", w.phone.render());
 }
 
+async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(backend: Backend) {
+    let story = LockedOnPush::new(backend).await;
+    let app = &story.app;
+    let mut boss = financier_person(
+        app,
+        &story.financier_id,
+        "boss@duka.example",
+        "financier-admin",
+    )
+    .await;
+    let settings = boss.get("/console/settings").await;
+    assert_eq!(settings.status, 200, "{}", settings.body);
+    let csrf = settings.field("csrf");
+
+    // A key for the back office: shown once, and it works.
+    let bad = boss
+        .post(
+            "/console/settings/keys",
+            &[
+                ("csrf", &csrf),
+                ("label", "till"),
+                ("role", "financier-agent"),
+                ("expires_at", "yesterday"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.shows("expires_at"), "{}", bad.body);
+    assert!(bad.shows("value=\"till\""));
+    let created = boss
+        .post(
+            "/console/settings/keys",
+            &[
+                ("csrf", &csrf),
+                ("label", "till"),
+                ("role", "financier-agent"),
+                ("expires_at", ""),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let key = {
+        let at = created.body.find("id=\"new-key\">").unwrap() + "id=\"new-key\">".len();
+        created.body[at..at + created.body[at..].find('<').unwrap()].to_string()
+    };
+    let devices = app.call("GET", "/v1/devices", &key, None).await;
+    assert_eq!(devices.status, 200, "the new key works: {}", devices.body);
+    assert!(
+        !boss.get("/console/settings").await.shows(&key),
+        "shown once"
+    );
+
+    // Revoked from the console, it stops at once.
+    let listed = boss.get("/console/settings").await;
+    let key_id = key_id_labelled(&listed.body, "till");
+    let revoked = boss
+        .post(
+            &format!("/console/settings/keys/{key_id}/revoke"),
+            &[("csrf", &csrf), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    assert_eq!(app.call("GET", "/v1/devices", &key, None).await.status, 401);
+
+    // Money for an account nobody has waits; assigned from the console, it unlocks the phone.
+    let token =
+        crate::mpesa::create_endpoint(app, &story.key, &story.financier_id, json!({})).await;
+    let paid = crate::mpesa::post(
+        app,
+        &token,
+        "confirmation",
+        &crate::mpesa::daraja(app, "RKTQDM7W6S", "C-100I", "1000.00"),
+    )
+    .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let waiting = boss.get("/console/settings").await;
+    assert!(
+        waiting.shows("RKTQDM7W6S") && waiting.shows("C-100I"),
+        "{}",
+        waiting.body
+    );
+    let unmatched_id = {
+        let at = waiting.body.find("/console/settings/unmatched/").unwrap()
+            + "/console/settings/unmatched/".len();
+        waiting.body[at..at + waiting.body[at..].find('"').unwrap()].to_string()
+    };
+    let assigned = boss
+        .post(
+            &format!("/console/settings/unmatched/{unmatched_id}"),
+            &[("csrf", &csrf), ("device_id", &story.device_id)],
+        )
+        .await;
+    assert_eq!(assigned.status, 303, "{}", assigned.body);
+    assert_eq!(app.stored_payments(&story.device_id).await.len(), 1);
+    assert!(boss.get("/console/settings").await.shows("None open."));
+
+    // An agent sees no keys, and cannot issue one whatever it sends.
+    let mut agent = financier_person(
+        app,
+        &story.financier_id,
+        "agent@duka.example",
+        "financier-agent",
+    )
+    .await;
+    let theirs = agent.get("/console/settings").await;
+    assert!(!theirs.shows("id=\"key-form\""), "{}", theirs.body);
+    let forced = agent
+        .post(
+            "/console/settings/keys",
+            &[
+                ("csrf", &theirs.field("csrf")),
+                ("label", "mine"),
+                ("role", "financier-admin"),
+            ],
+        )
+        .await;
+    assert_eq!(forced.status, 403, "{}", forced.body);
+}
+
+/// The public id of the key labelled `label` in the settings page's key table.
+fn key_id_labelled(page: &str, label: &str) -> String {
+    let row = page.find(&format!("<td>{label}</td>")).unwrap();
+    let start = page[..row].rfind("<code>").unwrap() + "<code>".len();
+    page[start..start + page[start..].find('<').unwrap()].to_string()
+}
+
 on_both_backends!(
+    keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings,
     an_appeal_is_answered_from_the_queue_with_its_receipt_in_view,
     a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again,
     a_strangers_guesses_do_not_lock_the_owner_out,

@@ -1,0 +1,293 @@
+//! Settings: the API keys an admin manages (issue, list, revoke) and the payments that matched
+//! no device (list, assign to a device). Each through the same commands as the API.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use lien_store::UnmatchedStatus;
+use maud::{Markup, html};
+
+use super::{Person, error_box, error_page, page, when};
+use crate::app::AppState;
+use crate::auth::{Action, Role};
+use crate::clock::from_micros;
+use crate::commands::people::SignedIn;
+use crate::commands::{keys, mobile_money};
+use crate::domain::rfc3339;
+use crate::error::ApiError;
+use crate::wire::{ApiKeyCreated, ApiKeyStatus};
+
+/// A form refused on the settings page: which, why, and what was typed.
+struct Refused {
+    form: &'static str,
+    error: ApiError,
+    typed: HashMap<String, String>,
+}
+
+/// The settings page.
+pub async fn show(State(state): State<AppState>, person: Person) -> Response {
+    render(&state, &person.0, None, None).await
+}
+
+/// The roles a key may be issued with by `role`: a financier's for a financier admin; a
+/// platform admin issues the platform's own keys here (a financier's are issued by its admins).
+fn key_roles(role: Role) -> &'static [Role] {
+    match role {
+        Role::PlatformAdmin => &[Role::Support, Role::PlatformAdmin],
+        Role::FinancierAdmin => &[Role::FinancierAgent, Role::FinancierAdmin],
+        Role::FinancierAgent | Role::Support => &[],
+    }
+}
+
+async fn render(
+    state: &AppState,
+    me: &SignedIn,
+    created: Option<&ApiKeyCreated>,
+    refused: Option<Refused>,
+) -> Response {
+    let actor = &me.actor;
+    let manages_keys = actor.role.may(Action::ManageKeys);
+    let keys = if manages_keys {
+        match keys::list(state, actor, actor.financier_id.clone()).await {
+            Ok(keys) => keys,
+            Err(err) => return error_page(Some(me), err),
+        }
+    } else {
+        Vec::new()
+    };
+    let unmatched = match mobile_money::list_unmatched(
+        state,
+        actor,
+        UnmatchedStatus::Open,
+        None,
+        mobile_money::DEFAULT_UNMATCHED_PAGE,
+    )
+    .await
+    {
+        Ok((payments, _)) => payments,
+        Err(err) => return error_page(Some(me), err),
+    };
+    let error_for = |form: &str| {
+        refused
+            .as_ref()
+            .filter(|r| r.form == form)
+            .map(|r| error_box(&r.error))
+    };
+    let typed = |form: &str, field: &str| {
+        refused
+            .as_ref()
+            .filter(|r| r.form == form)
+            .and_then(|r| r.typed.get(field).cloned())
+            .unwrap_or_default()
+    };
+    let status = refused
+        .as_ref()
+        .map_or(StatusCode::OK, |r| r.error.status());
+    let csrf = &me.session.csrf;
+    let body = html! {
+        @if manages_keys {
+            h2 { "API keys" }
+            @if let Some(key) = created {
+                div class="box ok" id="key-created" {
+                    p { "The new key (" (key.role.name()) "). It is shown this once; keep it where your back office keeps secrets:" }
+                    p { code id="new-key" { (key.key) } }
+                }
+            }
+            (keys_table(me, &keys))
+            @if let Some(err) = error_for("key") { (err) }
+            form class="stack" method="post" action="/console/settings/keys" id="key-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="label" { "What the key is for" }
+                input id="label" name="label" value=(typed("key", "label")) maxlength="80" required;
+                label for="key-role" { "Role" }
+                select id="key-role" name="role" {
+                    @for role in key_roles(actor.role) {
+                        option value=(role.name()) selected[typed("key", "role") == role.name()] { (role.name()) }
+                    }
+                }
+                label for="expires_at" { "Expires (optional, e.g. 2027-06-30T00:00:00Z)" }
+                input id="expires_at" name="expires_at" value=(typed("key", "expires_at"));
+                button type="submit" { "Create a key" }
+            }
+        }
+        h2 { "Payments that matched no device" }
+        @if let Some(err) = error_for("assign") { (err) }
+        @if unmatched.is_empty() { p id="no-unmatched" { "None open." } }
+        @else {
+            div class="scroll" {
+                table id="unmatched" {
+                    thead { tr { th { "Received" } th { "Provider" } th { "Reference" } th { "Account typed" } th { "Amount" } th { "Why" } th {} } }
+                    tbody { @for p in &unmatched {
+                        tr {
+                            td { (when(&rfc3339(from_micros(p.received_us)))) }
+                            td { (p.provider) }
+                            td { (p.provider_ref) }
+                            td { (p.account) }
+                            td { (lien_money::format(p.amount_minor, &p.currency, lien_money::Style::Grouped)) }
+                            td { (p.reason) }
+                            td {
+                                @if actor.role.may(Action::RecordPayment) {
+                                    form method="post" action={ "/console/settings/unmatched/" (p.id) } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input name="device_id" placeholder="dev_…" value=(typed("assign", "device_id")) required;
+                                        button type="submit" { "Assign" }
+                                    }
+                                }
+                            }
+                        }
+                    } }
+                }
+            }
+        }
+    };
+    page(status, Some(me), "Settings", body)
+}
+
+fn keys_table(me: &SignedIn, keys: &[crate::wire::ApiKeyView]) -> Markup {
+    html! {
+        div class="scroll" {
+            table id="keys" {
+                thead { tr { th { "Key" } th { "For" } th { "Role" } th { "Status" } th { "Last used" } th {} } }
+                tbody { @for k in keys {
+                    tr {
+                        td { code { (k.id) } }
+                        td { (k.label) }
+                        td { (k.role.name()) }
+                        td { (status_name(k.status)) }
+                        td { @match &k.last_used_at { Some(at) => (when(at)), None => "never" } }
+                        td {
+                            @if k.status == ApiKeyStatus::Active {
+                                form method="post" action={ "/console/settings/keys/" (k.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(me.session.csrf);
+                                    label { input type="checkbox" name="confirm" required; " confirm" }
+                                    button type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn status_name(status: ApiKeyStatus) -> &'static str {
+    match status {
+        ApiKeyStatus::Active => "active",
+        ApiKeyStatus::Expired => "expired",
+        ApiKeyStatus::Revoked => "revoked",
+    }
+}
+
+/// Issues a key; shows it once.
+pub async fn create_key(
+    State(state): State<AppState>,
+    person: Person,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    if let Some(refused) = person.csrf_refusal(field("csrf")) {
+        return refused;
+    }
+    let me = &person.0;
+    let issued = match Role::from_name(field("role")) {
+        Some(role) => {
+            let expires = Some(field("expires_at").trim()).filter(|e| !e.is_empty());
+            keys::issue(
+                &state,
+                &me.actor,
+                me.actor.financier_id.clone(),
+                role,
+                field("label"),
+                expires,
+            )
+            .await
+        }
+        None => Err(ApiError::invalid("role", "choose one of the roles listed")),
+    };
+    match issued {
+        Ok(created) => render(&state, me, Some(&created), None).await,
+        Err(err @ (ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Internal(_))) => {
+            error_page(Some(me), err)
+        }
+        Err(error) => {
+            let refused = Refused {
+                form: "key",
+                error,
+                typed: fields,
+            };
+            render(&state, me, None, Some(refused)).await
+        }
+    }
+}
+
+/// Revokes a key.
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    if let Some(refused) = person.csrf_refusal(field("csrf")) {
+        return refused;
+    }
+    let me = &person.0;
+    if field("confirm") != "on" {
+        let refused = Refused {
+            form: "key",
+            error: ApiError::invalid(
+                "confirm",
+                "tick the box to confirm: a revoked key stops at once",
+            ),
+            typed: HashMap::new(),
+        };
+        return render(&state, me, None, Some(refused)).await;
+    }
+    match keys::revoke(&state, &me.actor, &id).await {
+        Ok(_) => Redirect::to("/console/settings").into_response(),
+        Err(err @ ApiError::Conflict(_)) => {
+            let refused = Refused {
+                form: "key",
+                error: err,
+                typed: HashMap::new(),
+            };
+            render(&state, me, None, Some(refused)).await
+        }
+        Err(err) => error_page(Some(me), err),
+    }
+}
+
+/// Assigns an unmatched payment to a device: the payment is recorded on it.
+pub async fn assign(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    if let Some(refused) = person.csrf_refusal(field("csrf")) {
+        return refused;
+    }
+    let me = &person.0;
+    match mobile_money::assign_unmatched(&state, &me.actor, &id, field("device_id").trim()).await {
+        Ok(assigned) => match assigned.assigned_device_id {
+            Some(device) => {
+                Redirect::to(&format!("/console/devices/{device}?done=payment")).into_response()
+            }
+            None => Redirect::to("/console/settings").into_response(),
+        },
+        Err(err @ (ApiError::Forbidden(_) | ApiError::Internal(_))) => error_page(Some(me), err),
+        Err(error) => {
+            let refused = Refused {
+                form: "assign",
+                error,
+                typed: fields,
+            };
+            render(&state, me, None, Some(refused)).await
+        }
+    }
+}
