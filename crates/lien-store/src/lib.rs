@@ -13,6 +13,7 @@ pub mod audit;
 pub mod mobile_money;
 pub mod people;
 mod records;
+pub mod reports;
 mod sql;
 pub mod webhooks;
 
@@ -27,6 +28,7 @@ pub use mobile_money::{
 };
 pub use people::{InvitationRecord, People, PersonRecord, SessionRecord};
 pub use records::*;
+pub use reports::{ActivityCursor, DayPayments, Reports};
 pub use sql::SqlStore;
 pub use webhooks::{
     AttemptOutcome, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent,
@@ -373,6 +375,7 @@ pub trait Store:
     + MobileMoney
     + Webhooks
     + People
+    + Reports
 {
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -224,3 +224,72 @@ pub async fn portfolio(state: &AppState, actor: &Actor) -> Result<lien_store::Po
         )
         .await?)
 }
+
+/// The longest period a report covers, in days.
+pub const MAX_REPORT_DAYS: i64 = 366;
+
+/// A report's period from the dates a person typed (`YYYY-MM-DD`, UTC; `to` included), as
+/// `[from_us, to_us)`; at most [`MAX_REPORT_DAYS`].
+pub fn report_period(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
+    let day = |field: &str, text: &str| {
+        text.trim()
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::invalid(field, "is not a date such as 2026-02-05"))
+    };
+    let (first, last) = (day("from", from)?, day("to", to)?);
+    if last < first {
+        return Err(ApiError::invalid("to", "is before from"));
+    }
+    let start = |d: jiff::civil::Date| -> Result<i64, ApiError> {
+        Ok(micros(
+            d.to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .timestamp(),
+        ))
+    };
+    let end = last
+        .tomorrow()
+        .map_err(|_| ApiError::invalid("to", "is too far ahead"))?;
+    let (from_us, to_us) = (start(first)?, start(end)?);
+    if to_us - from_us > MAX_REPORT_DAYS * 86_400_000_000 {
+        return Err(ApiError::invalid(
+            "to",
+            format!("a report covers at most {MAX_REPORT_DAYS} days"),
+        ));
+    }
+    Ok((from_us, to_us))
+}
+
+/// A page of the actor's activity in a period (see [`lien_store::Reports::activity`]).
+pub async fn activity(
+    state: &AppState,
+    actor: &Actor,
+    period: (i64, i64),
+    after: Option<&lien_store::ActivityCursor>,
+    limit: u32,
+) -> Result<Vec<lien_store::AuditRecord>, ApiError> {
+    actor.require(Action::Read)?;
+    Ok(state
+        .store
+        .activity(
+            actor.financier_id.as_deref(),
+            period.0,
+            period.1,
+            after,
+            limit,
+        )
+        .await?)
+}
+
+/// The actor's payments in a period, by day and currency.
+pub async fn payments_by_day(
+    state: &AppState,
+    actor: &Actor,
+    period: (i64, i64),
+) -> Result<Vec<lien_store::DayPayments>, ApiError> {
+    actor.require(Action::Read)?;
+    Ok(state
+        .store
+        .payments_by_day(actor.financier_id.as_deref(), period.0, period.1)
+        .await?)
+}

@@ -607,7 +607,7 @@ fn csv_rows(devices: &[lien_store::DeviceRecord]) -> String {
 /// A financier's text as a spreadsheet cell that stays text: one that a spreadsheet would read
 /// as a formula (starting `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`,
 /// which spreadsheets do not show but which keeps the cell text.
-fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn inert(text: &str) -> std::borrow::Cow<'_, str> {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}").into()
     } else {

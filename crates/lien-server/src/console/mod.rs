@@ -22,6 +22,7 @@ mod appeals;
 mod devices;
 mod overview;
 mod people;
+mod reports;
 mod settings;
 mod upload;
 
@@ -89,6 +90,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/people", get(people::list).post(people::invite))
         .route("/console/people/{id}/disable", post(people::disable))
+        .route("/console/reports", get(reports::show))
+        .route("/console/reports/activity.csv", get(reports::activity))
         .route("/console/settings", get(settings::show))
         .route("/console/settings/keys", post(settings::create_key))
         .route(
@@ -235,6 +238,7 @@ fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup
                         @if matches!(p.actor.role, Role::PlatformAdmin | Role::FinancierAdmin) {
                             a href="/console/people" { "People" }
                         }
+                        a href="/console/reports" { "Reports" }
                         a href="/console/settings" { "Settings" }
                         span { (p.person.name) " · " (p.person.role) }
                         form method="post" action="/console/sign-out" {

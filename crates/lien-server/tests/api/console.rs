@@ -258,6 +258,15 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
         "{}",
         mine.body
     );
+    let activity = wanjiru
+        .get("/console/reports/activity.csv?from=2026-01-10&to=2026-01-10")
+        .await;
+    assert!(activity.body.contains(&own), "{}", activity.body);
+    assert!(
+        !activity.body.contains(&theirs),
+        "another financier's activity is not in the report: {}",
+        activity.body
+    );
     let own_overview = wanjiru.get("/console/overview").await;
     assert!(
         own_overview.shows("id=\"count-all\"><strong>1<"),
@@ -588,6 +597,34 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         "{}",
         overview.body
     );
+    // The reports: today's payment by day, and the period's activity as CSV.
+    let reports = admin
+        .get("/console/reports?from=2026-02-01&to=2026-02-05")
+        .await;
+    assert_eq!(reports.status, 200, "{}", reports.body);
+    assert!(
+        reports.shows("<td>2026-02-05</td><td>1</td><td>KES 1,000.00</td>"),
+        "{}",
+        reports.body
+    );
+    let activity = admin
+        .get("/console/reports/activity.csv?from=2026-02-01&to=2026-02-05")
+        .await;
+    assert_eq!(activity.status, 200);
+    let lines: Vec<&str> = activity.body.lines().collect();
+    assert_eq!(lines[0], "at,chain,seq,actor,action,reason");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(",per_") && l.contains(",payment,")),
+        "{}",
+        activity.body
+    );
+    let refused = admin
+        .get("/console/reports?from=2026-02-05&to=2026-02-01")
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.shows("to: is before from"));
     // The history names the people who acted.
     let history = admin.get(&page).await;
     assert!(

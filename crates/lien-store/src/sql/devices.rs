@@ -286,12 +286,12 @@ impl SqlStore {
 /// an amount can be), joined
 /// by [`counted_sum`]. (A plain `SUM` of amounts near `i64::MAX` fails on both databases, and
 /// one financier's absurd plan would then break every overview.)
-fn split_sum(column: &str) -> String {
+pub(super) fn split_sum(column: &str) -> String {
     format!("CAST(SUM({column} / 1000000) AS BIGINT), CAST(SUM({column} % 1000000) AS BIGINT)")
 }
 
 /// A row of currency, count and a [`split_sum`]: the sum saturates at `i64::MAX`.
-fn counted_sum(row: &AnyRow) -> Result<(String, i64, i64), sqlx::Error> {
+pub(super) fn counted_sum(row: &AnyRow) -> Result<(String, i64, i64), sqlx::Error> {
     let millions: i64 = row.try_get(2)?;
     let rest: i64 = row.try_get(3)?;
     let total = i128::from(millions) * 1_000_000 + i128::from(rest);

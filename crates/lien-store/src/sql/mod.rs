@@ -16,6 +16,7 @@ mod devices;
 mod mobile_money;
 mod notify;
 mod people;
+mod reports;
 mod rows;
 mod tenants;
 mod warm_up;

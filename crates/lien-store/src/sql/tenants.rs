@@ -270,33 +270,16 @@ fn financier_from(row: &AnyRow) -> Result<Financier, StoreError> {
 #[async_trait]
 impl AuditLog for SqlStore {
     async fn audit_chain(&self, chain: &str) -> Result<Vec<AuditRecord>, StoreError> {
-        sqlx::query(
-            "SELECT chain, seq, at_us, actor, action, reason, before_json, after_json, prev_hash, hash \
-             FROM audit WHERE chain = $1 ORDER BY seq",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE chain = $1 ORDER BY seq"
+        )))
         .bind(chain)
         .fetch_all(&self.read)
         .await
         .map_err(backend)?
         .iter()
-        .map(|row| {
-            Ok(AuditRecord {
-                chain: row.try_get(0)?,
-                seq: row.try_get(1)?,
-                entry: AuditEntry {
-                    at_us: row.try_get(2)?,
-                    actor: row.try_get(3)?,
-                    action: row.try_get(4)?,
-                    reason: row.try_get(5)?,
-                    before_json: row.try_get(6)?,
-                    after_json: row.try_get(7)?,
-                },
-                prev_hash: row.try_get(8)?,
-                hash: row.try_get(9)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)
+        .map(audit_record_from)
+        .collect()
     }
 }
 
@@ -349,4 +332,29 @@ impl Store for SqlStore {
     fn device_changes(&self) -> tokio::sync::broadcast::Receiver<crate::DeviceFeed> {
         self.feed.subscribe()
     }
+}
+
+/// The columns [`audit_record_from`] reads, in its order.
+pub(super) const AUDIT_COLUMNS: &str =
+    "chain, seq, at_us, actor, action, reason, before_json, after_json, prev_hash, hash";
+
+/// An audit record from a row of [`AUDIT_COLUMNS`].
+pub(super) fn audit_record_from(row: &AnyRow) -> Result<AuditRecord, StoreError> {
+    (|| {
+        Ok(AuditRecord {
+            chain: row.try_get(0)?,
+            seq: row.try_get(1)?,
+            entry: AuditEntry {
+                at_us: row.try_get(2)?,
+                actor: row.try_get(3)?,
+                action: row.try_get(4)?,
+                reason: row.try_get(5)?,
+                before_json: row.try_get(6)?,
+                after_json: row.try_get(7)?,
+            },
+            prev_hash: row.try_get(8)?,
+            hash: row.try_get(9)?,
+        })
+    })()
+    .map_err(backend)
 }

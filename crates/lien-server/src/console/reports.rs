@@ -1,0 +1,172 @@
+//! Reports: payments by day for a period, and the activity log of the period as CSV (every
+//! audited act on the financier's devices and on the financier itself), read a page at a time.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use lien_money::Style;
+use maud::html;
+use serde::Deserialize;
+
+use super::{Person, error_box, error_page, page};
+use crate::app::AppState;
+use crate::clock::from_micros;
+use crate::commands::reads;
+use crate::domain::rfc3339;
+
+/// Rows of the activity log read at once.
+const ACTIVITY_PAGE: u32 = 1000;
+
+/// The period asked for (UTC dates, both included); the last 30 days by default.
+#[derive(Debug, Default, Deserialize)]
+pub struct PeriodQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+impl PeriodQuery {
+    fn dates(&self, state: &AppState) -> (String, String) {
+        let today = state.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let default_from = today
+            .checked_sub(jiff::Span::new().days(29))
+            .unwrap_or(today);
+        (
+            self.from
+                .clone()
+                .unwrap_or_else(|| default_from.to_string()),
+            self.to.clone().unwrap_or_else(|| today.to_string()),
+        )
+    }
+}
+
+/// The reports page.
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    query: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Response {
+    let me = &person.0;
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let (from, to) = q.dates(&state);
+    let days = match reads::report_period(&from, &to) {
+        Ok(period) => reads::payments_by_day(&state, &me.actor, period)
+            .await
+            .map(|days| (period, days)),
+        Err(err) => Err(err),
+    };
+    let (status, error, rows) = match days {
+        Ok((period, days)) => (StatusCode::OK, None, Some((period, days))),
+        Err(err @ crate::error::ApiError::Invalid(_)) => (err.status(), Some(err), None),
+        Err(err) => return error_page(Some(me), err),
+    };
+    let body = html! {
+        form method="get" action="/console/reports" id="period" {
+            label for="from" { "From " } input id="from" name="from" value=(from) size="10";
+            " " label for="to" { "to " } input id="to" name="to" value=(to) size="10";
+            " (UTC, both included) "
+            button type="submit" { "Show" }
+        }
+        @if let Some(err) = &error { (error_box(err)) }
+        @if let Some(((from_us, _), days)) = &rows {
+            h2 { "Payments by day" }
+            @if days.is_empty() { p id="no-payments" { "No payments in this period." } }
+            @else {
+                div class="scroll" {
+                    table id="payments-by-day" {
+                        thead { tr { th { "Day" } th { "Payments" } th { "Amount" } } }
+                        tbody { @for d in days {
+                            tr {
+                                td { (rfc3339(from_micros(from_us + d.day * 86_400_000_000)).get(..10).unwrap_or("")) }
+                                td { (d.count) }
+                                td { (lien_money::format(d.amount_minor, &d.currency, Style::Grouped)) }
+                            }
+                        } }
+                    }
+                }
+            }
+            h2 { "Activity" }
+            p { a id="activity" href={ "/console/reports/activity.csv?from=" (from) "&to=" (to) } {
+                "Every audited act of the period, as CSV" } }
+        }
+    };
+    page(status, Some(me), "Reports", body)
+}
+
+/// The activity log of a period as CSV, streamed a page at a time.
+pub async fn activity(
+    State(state): State<AppState>,
+    person: Person,
+    query: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Response {
+    let me = person.0;
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let (from, to) = q.dates(&state);
+    let period = match reads::report_period(&from, &to) {
+        Ok(period) => period,
+        Err(err) => return error_page(Some(&me), err),
+    };
+    let first = match reads::activity(&state, &me.actor, period, None, ACTIVITY_PAGE).await {
+        Ok(first) => first,
+        Err(err) => return error_page(Some(&me), err),
+    };
+    let pages = futures_util::stream::unfold(Some(first), move |page| {
+        let (state, me) = (state.clone(), me.clone());
+        async move {
+            let page = page?;
+            let text = csv_lines(&page);
+            let next = match page.last() {
+                Some(last) if page.len() == ACTIVITY_PAGE as usize => {
+                    let after = (last.entry.at_us, last.chain.clone(), last.seq);
+                    match reads::activity(&state, &me.actor, period, Some(&after), ACTIVITY_PAGE)
+                        .await
+                    {
+                        Ok(next) => Some(next),
+                        Err(err) => {
+                            tracing::error!(error = %err, "activity export stopped");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            Some((Ok::<_, std::convert::Infallible>(text), next))
+        }
+    });
+    let header = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>("at,chain,seq,actor,action,reason\n".to_string())
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"activity.csv\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(header.chain(pages)),
+    )
+        .into_response()
+}
+
+/// Audit records as CSV lines; text a spreadsheet would run is kept inert.
+fn csv_lines(records: &[lien_store::AuditRecord]) -> String {
+    let mut out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for r in records {
+        let _ = out.write_record([
+            rfc3339(from_micros(r.entry.at_us)).as_str(),
+            &r.chain,
+            &r.seq.to_string(),
+            &super::devices::inert(&r.entry.actor),
+            &r.entry.action,
+            &super::devices::inert(&r.entry.reason),
+        ]);
+    }
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}

@@ -1,0 +1,45 @@
+//! What the console's reports read: a financier's activity (the audit records of its devices
+//! and of the financier itself) in a period, a page at a time, and its payments by day.
+
+use async_trait::async_trait;
+
+use crate::{AuditRecord, StoreError};
+
+/// Where a page of activity starts: after this record (its time, chain and place in it).
+pub type ActivityCursor = (i64, String, i64);
+
+/// One day's payments in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayPayments {
+    /// The day, counted from the period's start (0 for its first day).
+    pub day: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// How many payments were recorded that day.
+    pub count: i64,
+    /// Their sum in minor units (saturating).
+    pub amount_minor: i64,
+}
+
+/// The reports' reads.
+#[async_trait]
+pub trait Reports: Send + Sync {
+    /// The audit records of `financier_id`'s devices and of the financier itself (`None`:
+    /// every chain) made in `[from_us, to_us)`, by time, after `after`, at most `limit`.
+    async fn activity(
+        &self,
+        financier_id: Option<&str>,
+        from_us: i64,
+        to_us: i64,
+        after: Option<&ActivityCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The payments recorded on `financier_id`'s devices (`None`: every device) in
+    /// `[from_us, to_us)`, by day from `from_us` and currency.
+    async fn payments_by_day(
+        &self,
+        financier_id: Option<&str>,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<DayPayments>, StoreError>;
+}
