@@ -39,6 +39,7 @@ pub mod phone;
 pub mod reads;
 pub mod reconciliation;
 pub mod scheduled;
+pub mod webhook_endpoints;
 
 pub use device_change::{
     Applied, Changed, IdempotencyKey, Mutation, change_device, complete, device_view,

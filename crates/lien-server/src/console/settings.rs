@@ -15,10 +15,13 @@ use crate::app::AppState;
 use crate::auth::{Action, Role};
 use crate::clock::from_micros;
 use crate::commands::people::SignedIn;
-use crate::commands::{keys, mobile_money};
+use crate::commands::{keys, mobile_money, webhook_endpoints};
 use crate::domain::rfc3339;
 use crate::error::ApiError;
 use crate::wire::{ApiKeyCreated, ApiKeyStatus};
+
+/// How many of an endpoint's latest deliveries the page shows.
+const WEBHOOK_LOG_SHOWN: u32 = 20;
 
 /// A form refused on the settings page: which, why, and what was typed.
 struct Refused {
@@ -70,6 +73,21 @@ async fn render(
         Ok((payments, _)) => payments,
         Err(err) => return error_page(Some(me), err),
     };
+    // The financier's endpoints with their latest deliveries (the platform has none).
+    let mut webhooks = Vec::new();
+    if actor.financier_id.is_some() {
+        let endpoints = match webhook_endpoints::list(state, actor).await {
+            Ok(endpoints) => endpoints,
+            Err(err) => return error_page(Some(me), err),
+        };
+        for endpoint in endpoints {
+            match webhook_endpoints::deliveries(state, actor, &endpoint.id, WEBHOOK_LOG_SHOWN).await
+            {
+                Ok(found) => webhooks.push(found),
+                Err(err) => return error_page(Some(me), err),
+            }
+        }
+    }
     let error_for = |form: &str| {
         refused
             .as_ref()
@@ -111,6 +129,41 @@ async fn render(
                 label for="expires_at" { "Expires (optional, e.g. 2027-06-30T00:00:00Z)" }
                 input id="expires_at" name="expires_at" value=(typed("key", "expires_at"));
                 button type="submit" { "Create a key" }
+            }
+        }
+        @if actor.financier_id.is_some() {
+            h2 { "Webhooks" }
+            @if webhooks.is_empty() {
+                p id="no-webhooks" { "No endpoints. Financiers register them with the API (POST /v1/webhook-endpoints)." }
+            }
+            @for (endpoint, log) in &webhooks {
+                div class="box" id={ "endpoint-" (endpoint.id) } {
+                    p {
+                        code { (endpoint.url) } " — "
+                        @if endpoint.event_types.is_empty() { "every event" } @else { (endpoint.event_types.join(", ")) }
+                        @if endpoint.disabled_us.is_some() { strong { " — disabled (it answered 410 Gone)" } }
+                    }
+                    @if log.is_empty() { p { "Nothing sent yet." } }
+                    @else {
+                        div class="scroll" {
+                            table {
+                                thead { tr { th { "Event" } th { "Status" } th { "Attempts" } th { "Last answer" } th { "Last attempt" } } }
+                                tbody { @for d in log {
+                                    tr {
+                                        td { (d.event_type) }
+                                        td { (d.status.as_str()) }
+                                        td { (d.attempts) }
+                                        td {
+                                            @if let Some(code) = d.last_status { (code) " " }
+                                            @if let Some(error) = &d.last_error { (error) }
+                                        }
+                                        td { @match d.last_attempt_us { Some(us) => (when(&rfc3339(from_micros(us)))), None => "—" } }
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                }
             }
         }
         h2 { "Payments that matched no device" }

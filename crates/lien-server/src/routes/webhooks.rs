@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::{from_micros, micros};
+use crate::commands::webhook_endpoints::{self, own_endpoint, own_financier};
 use crate::domain::rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::new_id;
@@ -135,29 +136,6 @@ fn delivery_view(d: DeliveryRecord) -> DeliveryView {
         last_response_status: d.last_status,
         last_error: d.last_error,
         delivered_at: d.delivered_us.map(at),
-    }
-}
-
-/// The financier a caller manages webhooks for: only a financier's own keys do.
-fn own_financier(actor: &Actor) -> Result<&str, ApiError> {
-    actor.financier_id.as_deref().ok_or_else(|| {
-        ApiError::Forbidden("webhook endpoints are managed with a financier's API key".into())
-    })
-}
-
-/// The caller's endpoint `id`; another financier's is not found.
-async fn own_endpoint(
-    state: &AppState,
-    actor: &Actor,
-    id: &str,
-) -> Result<WebhookEndpointRecord, ApiError> {
-    let financier = own_financier(actor)?;
-    match state.store.webhook_endpoint(id).await {
-        Ok(e) if e.financier_id == financier => Ok(e),
-        Ok(_) | Err(lien_store::StoreError::NotFound) => {
-            Err(ApiError::NotFound("webhook endpoint"))
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -432,10 +410,8 @@ pub async fn list_endpoints(
     State(state): State<AppState>,
     actor: Actor,
 ) -> Result<Json<EndpointList>, ApiError> {
-    actor.require(Action::Read)?;
-    let financier = own_financier(&actor)?;
     let now_us = micros(state.clock.now());
-    let endpoints = state.store.webhook_endpoints(financier).await?;
+    let endpoints = webhook_endpoints::list(&state, &actor).await?;
     Ok(Json(EndpointList {
         endpoints: endpoints.iter().map(|e| view(e, now_us)).collect(),
     }))
@@ -561,12 +537,7 @@ pub async fn list_deliveries(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    actor.require(Action::Read)?;
-    let endpoint = own_endpoint(&state, &actor, &id).await?;
-    let deliveries = state
-        .store
-        .webhook_deliveries(&endpoint.id, LOG_LIMIT)
-        .await?;
+    let (_, deliveries) = webhook_endpoints::deliveries(&state, &actor, &id, LOG_LIMIT).await?;
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(delivery_view).collect(),
     }))

@@ -1019,6 +1019,23 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
     assert_eq!(app.stored_payments(&story.device_id).await.len(), 1);
     assert!(boss.get("/console/settings").await.shows("None open."));
 
+    // The financier's webhook endpoints, with their delivery logs.
+    let endpoint = app
+        .call(
+            "POST",
+            "/v1/webhook-endpoints",
+            &story.key,
+            Some(json!({ "url": "https://hooks.duka.example/lien", "event_types": ["payment.applied"] })),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{}", endpoint.body);
+    let hooks = boss.get("/console/settings").await;
+    assert!(
+        hooks.shows("https://hooks.duka.example/lien"),
+        "{}",
+        hooks.body
+    );
+    assert!(hooks.shows("payment.applied"));
     // An agent sees no keys, and cannot issue one whatever it sends.
     let mut agent = financier_person(
         app,
