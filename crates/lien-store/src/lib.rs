@@ -204,6 +204,14 @@ pub trait Tenants: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One financier.
     async fn financier(&self, id: &str) -> Result<Financier, StoreError>;
+    /// Changes a financier's public name, contact and payment link (its id and creation stay),
+    /// audited in its own chain, in one transaction; [`StoreError::NotFound`] when there is no
+    /// such financier.
+    async fn update_financier(
+        &self,
+        financier: &Financier,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
     /// All financiers, by id.
     async fn financiers(&self) -> Result<Vec<Financier>, StoreError>;
     /// Stores an API key's hash, audited in `chain`.

@@ -29,6 +29,7 @@ pub mod appeals;
 pub mod bulk;
 pub mod device_change;
 pub mod enrollment;
+pub mod financiers;
 pub mod keys;
 pub mod mobile_money;
 pub mod overrides;

@@ -93,6 +93,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/reports", get(reports::show))
         .route("/console/reports/activity.csv", get(reports::activity))
         .route("/console/settings", get(settings::show))
+        .route("/console/settings/profile", post(settings::save_profile))
         .route("/console/settings/keys", post(settings::create_key))
         .route(
             "/console/settings/keys/{id}/revoke",

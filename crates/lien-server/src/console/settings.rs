@@ -105,7 +105,32 @@ async fn render(
         .as_ref()
         .map_or(StatusCode::OK, |r| r.error.status());
     let csrf = &me.session.csrf;
+    let profile = match (&actor.financier_id, manages_keys) {
+        (Some(id), true) => match crate::commands::visible_financier(state, actor, id).await {
+            Ok(f) => Some(f),
+            Err(err) => return error_page(Some(me), err),
+        },
+        _ => None,
+    };
     let body = html! {
+        @if let Some(f) = &profile {
+            h2 { "Public profile" }
+            p { "What borrowers see on their lock screens and on the public pages." }
+            @if let Some(err) = error_for("profile") { (err) }
+            form class="stack" method="post" action="/console/settings/profile" id="profile-form" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="name" { "Name" }
+                input id="name" name="name" maxlength="80" required
+                    value=(refused_or(&typed("profile", "name"), &f.name));
+                label for="contact" { "Contact (phone or address)" }
+                input id="contact" name="contact" maxlength="120" required
+                    value=(refused_or(&typed("profile", "contact"), &f.contact));
+                label for="payment_link" { "Where borrowers pay (an https link; optional)" }
+                input id="payment_link" name="payment_link"
+                    value=(refused_or(&typed("profile", "payment_link"), f.payment_link.as_deref().unwrap_or("")));
+                button type="submit" { "Save" }
+            }
+        }
         @if manages_keys {
             h2 { "API keys" }
             @if let Some(key) = created {
@@ -224,6 +249,45 @@ fn keys_table(me: &SignedIn, keys: &[crate::wire::ApiKeyView]) -> Markup {
                 } }
             }
         }
+    }
+}
+
+/// What was typed into a refused form, or else what is stored.
+fn refused_or<'a>(typed: &'a str, stored: &'a str) -> &'a str {
+    if typed.is_empty() { stored } else { typed }
+}
+
+/// Saves the financier's public profile.
+pub async fn save_profile(
+    State(state): State<AppState>,
+    person: Person,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    if let Some(refused) = person.csrf_refusal(&field("csrf")) {
+        return refused;
+    }
+    let me = &person.0;
+    let Some(financier) = me.actor.financier_id.clone() else {
+        return error_page(Some(me), ApiError::NotFound("financier"));
+    };
+    let profile = crate::wire::NewFinancier {
+        name: field("name"),
+        contact: field("contact"),
+        payment_link: Some(field("payment_link")),
+    };
+    match crate::commands::financiers::update_profile(&state, &me.actor, &financier, &profile).await
+    {
+        Ok(_) => Redirect::to("/console/settings").into_response(),
+        Err(error @ ApiError::Invalid(_)) => {
+            let refused = Refused {
+                form: "profile",
+                error,
+                typed: fields,
+            };
+            render(&state, me, None, Some(refused)).await
+        }
+        Err(err) => error_page(Some(me), err),
     }
 }
 

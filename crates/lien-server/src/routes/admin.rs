@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lien_store::{AuditEntry, Financier};
+use lien_store::AuditEntry;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -13,19 +13,11 @@ use crate::api_keys;
 use crate::app::AppState;
 use crate::auth::{Action, Actor, Role};
 use crate::clock::micros;
+use crate::commands::financiers::{self, view};
 use crate::commands::keys;
 use crate::error::{ApiError, ErrorBody};
-use crate::input::{new_id, payment_link, required_text};
+use crate::input::new_id;
 use crate::wire::{ApiKeyCreated, ApiKeyView, FinancierView, NewApiKey, NewFinancier};
-
-fn view(f: Financier) -> FinancierView {
-    FinancierView {
-        id: f.id,
-        name: f.name,
-        contact: f.contact,
-        payment_link: f.payment_link,
-    }
-}
 
 /// `POST /v1/financiers`: platform admins create financiers.
 #[utoipa::path(
@@ -47,13 +39,7 @@ pub async fn create_financier(
     actor.require(Action::ManageFinanciers)?;
     let Json(body) = body?;
     let now = state.clock.now();
-    let financier = Financier {
-        id: new_id("fin")?,
-        name: required_text("name", &body.name, 80)?,
-        contact: required_text("contact", &body.contact, 120)?,
-        payment_link: body.payment_link.as_deref().map(payment_link).transpose()?,
-        created_us: micros(now),
-    };
+    let financier = financiers::checked(new_id("fin")?, &body, micros(now))?;
     let audit = AuditEntry {
         at_us: micros(now),
         actor: actor.key_id.clone(),
@@ -268,4 +254,31 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
     Ok(Json(keys::revoke(&state, &actor, &id).await?))
+}
+
+/// `PUT /v1/financiers/{id}`: the financier's public name, contact and payment link.
+#[utoipa::path(
+    put,
+    path = "/v1/financiers/{id}",
+    tag = "financiers",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The financier's id, `fin_` and hex.")),
+    request_body = NewFinancier,
+    responses(
+        (status = 200, description = "The financier as changed; phones show it with their next token.", body = FinancierView),
+        (status = 403, description = "The role may not change it: its own admins and platform admins do.", body = ErrorBody),
+        (status = 404, description = "No such financier, or not the caller's.", body = ErrorBody),
+        (status = 422, description = "A field is refused; the message names it.", body = ErrorBody),
+    )
+)]
+pub async fn update_financier(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Result<Json<NewFinancier>, JsonRejection>,
+) -> Result<Json<FinancierView>, ApiError> {
+    let Json(body) = body?;
+    Ok(Json(
+        financiers::update_profile(&state, &actor, &id, &body).await?,
+    ))
 }

@@ -120,6 +120,7 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::redeliver))
         .routes(routes!(people::invite))
+        .routes(routes!(admin::update_financier))
         .split_for_parts();
     (router, crate::openapi::complete(document))
 }

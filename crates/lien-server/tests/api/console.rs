@@ -1019,6 +1019,50 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
     assert_eq!(app.stored_payments(&story.device_id).await.len(), 1);
     assert!(boss.get("/console/settings").await.shows("None open."));
 
+    // The public profile: a bad link is named and nothing changes; a good one is saved and
+    // is what the public IMEI check shows.
+    let bad_link = boss
+        .post(
+            "/console/settings/profile",
+            &[
+                ("csrf", &csrf),
+                ("name", "Duka Phones Ltd"),
+                ("contact", "+254 711 000 000"),
+                ("payment_link", "javascript:alert(1)"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_link.status, 422, "{}", bad_link.body);
+    assert!(bad_link.shows("payment_link"), "{}", bad_link.body);
+    assert!(bad_link.shows("value=\"Duka Phones Ltd\""));
+    let saved = boss
+        .post(
+            "/console/settings/profile",
+            &[
+                ("csrf", &csrf),
+                ("name", "Duka Phones Ltd"),
+                ("contact", "+254 711 000 000"),
+                ("payment_link", "https://pay.duka.example"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let shown = app.call("GET", "/v1/financiers", &story.key, None).await;
+    assert_eq!(shown.body[0]["name"], "Duka Phones Ltd", "{}", shown.body);
+    assert_eq!(shown.body[0]["payment_link"], "https://pay.duka.example/");
+    let chain = app
+        .running
+        .state
+        .store
+        .audit_chain(&format!("financier:{}", story.financier_id))
+        .await
+        .unwrap();
+    assert!(
+        chain
+            .iter()
+            .any(|r| r.entry.action == "financier_updated" && r.entry.actor.starts_with("per_"))
+    );
+
     // The financier's webhook endpoints, with their delivery logs.
     let endpoint = app
         .call(

@@ -38,6 +38,32 @@ impl Tenants for SqlStore {
         tx.commit().await.map_err(backend)
     }
 
+    #[tracing::instrument(skip_all, fields(financier = %financier.id))]
+    async fn update_financier(
+        &self,
+        financier: &Financier,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let changed = sqlx::query(
+            "UPDATE financiers SET name = $1, contact = $2, payment_link = $3 WHERE id = $4",
+        )
+        .bind(&financier.name)
+        .bind(&financier.contact)
+        .bind(financier.payment_link.clone())
+        .bind(&financier.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let chain = format!("financier:{}", financier.id);
+        append_audit(&mut tx, &chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(backend)
+    }
+
     async fn financier(&self, id: &str) -> Result<Financier, StoreError> {
         financier_by_id(&self.read, id).await
     }
