@@ -243,7 +243,7 @@ pub fn report_period(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
     let start = |d: jiff::civil::Date| -> Result<i64, ApiError> {
         Ok(micros(
             d.to_zoned(jiff::tz::TimeZone::UTC)
-                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(|_| ApiError::invalid("from", "is out of the range of dates Lien keeps"))?
                 .timestamp(),
         ))
     };

@@ -509,41 +509,35 @@ pub async fn export(
     };
     let header =
         "id,contract_ref,imei1,imei2,serial,model,state,reason,amount_due,currency,last_check_in\n";
+    // Each step yields a page's lines and reads the next; a read that fails ends the download
+    // with an error (the connection is cut), never with a file that looks whole.
     let pages = futures_util::stream::unfold(
-        (Some(first), filters, state, me),
-        |(page, filters, state, me)| async move {
-            let page = page?;
+        (Some(Ok(first)), filters, state, me),
+        |(step, filters, state, me)| async move {
+            let page = match step? {
+                Ok(page) => page,
+                Err(why) => {
+                    return Some((Err(std::io::Error::other(why)), (None, filters, state, me)));
+                }
+            };
             let text = csv_rows(&page.devices);
             let next = match page.next_cursor {
-                Some(cursor) => {
-                    match reads::list_devices(
-                        &state,
-                        &me.actor,
-                        export_page(&filters, Some(cursor)),
-                    )
-                    .await
-                    {
-                        Ok(next) => Some(next),
-                        Err(err) => {
-                            // The file ends short; the log says why.
+                Some(cursor) => Some(
+                    reads::list_devices(&state, &me.actor, export_page(&filters, Some(cursor)))
+                        .await
+                        .map_err(|err| {
                             tracing::error!(error = %err, "device export stopped");
-                            None
-                        }
-                    }
-                }
+                            "the device export stopped: reading the next page failed"
+                        }),
+                ),
                 None => None,
             };
-            Some((
-                Ok::<_, std::convert::Infallible>(text),
-                (next, filters, state, me),
-            ))
+            Some((Ok(text), (next, filters, state, me)))
         },
     );
     let body =
-        futures_util::stream::once(
-            async move { Ok::<_, std::convert::Infallible>(header.to_string()) },
-        )
-        .chain(pages);
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(header.to_string()) })
+            .chain(pages);
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -113,31 +113,35 @@ pub async fn activity(
         Ok(first) => first,
         Err(err) => return error_page(Some(&me), err),
     };
-    let pages = futures_util::stream::unfold(Some(first), move |page| {
+    // Each step yields a page's lines and reads the next; a read that fails ends the download
+    // with an error (the connection is cut), never with a file that looks whole.
+    let pages = futures_util::stream::unfold(Some(Ok(first)), move |step| {
         let (state, me) = (state.clone(), me.clone());
         async move {
-            let page = page?;
+            let page = match step? {
+                Ok(page) => page,
+                Err(why) => return Some((Err(std::io::Error::other(why)), None)),
+            };
             let text = csv_lines(&page);
             let next = match page.last() {
                 Some(last) if page.len() == ACTIVITY_PAGE as usize => {
                     let after = (last.entry.at_us, last.chain.clone(), last.seq);
-                    match reads::activity(&state, &me.actor, period, Some(&after), ACTIVITY_PAGE)
-                        .await
-                    {
-                        Ok(next) => Some(next),
-                        Err(err) => {
-                            tracing::error!(error = %err, "activity export stopped");
-                            None
-                        }
-                    }
+                    Some(
+                        reads::activity(&state, &me.actor, period, Some(&after), ACTIVITY_PAGE)
+                            .await
+                            .map_err(|err| {
+                                tracing::error!(error = %err, "activity export stopped");
+                                "the activity export stopped: reading the next page failed"
+                            }),
+                    )
                 }
                 _ => None,
             };
-            Some((Ok::<_, std::convert::Infallible>(text), next))
+            Some((Ok(text), next))
         }
     });
     let header = futures_util::stream::once(async {
-        Ok::<_, std::convert::Infallible>("at,chain,seq,actor,action,reason\n".to_string())
+        Ok::<_, std::io::Error>("at,chain,seq,actor,action,reason\n".to_string())
     });
     (
         [

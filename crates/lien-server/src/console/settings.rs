@@ -164,7 +164,8 @@ async fn render(
             @for (endpoint, log) in &webhooks {
                 div class="box" id={ "endpoint-" (endpoint.id) } {
                     p {
-                        code { (endpoint.url) } " — "
+                        // The path may carry the receiver's own token: only admins see it.
+                        code { @if manages_keys { (endpoint.url) } @else { (origin(&endpoint.url)) } } " — "
                         @if endpoint.event_types.is_empty() { "every event" } @else { (endpoint.event_types.join(", ")) }
                         @if endpoint.disabled_us.is_some() { strong { " — disabled (it answered 410 Gone)" } }
                     }
@@ -250,6 +251,13 @@ fn keys_table(me: &SignedIn, keys: &[crate::wire::ApiKeyView]) -> Markup {
             }
         }
     }
+}
+
+/// A URL's origin (`https://hooks.example.com`), or nothing when it cannot be read.
+fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 /// What was typed into a refused form, or else what is stored.

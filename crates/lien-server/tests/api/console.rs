@@ -625,6 +625,10 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         .await;
     assert_eq!(refused.status, 422);
     assert!(refused.shows("to: is before from"));
+    let far = admin
+        .get("/console/reports?from=-009999-01-01&to=-009999-01-02")
+        .await;
+    assert_eq!(far.status, 422, "{}", far.body);
     // The history names the people who acted.
     let history = admin.get(&page).await;
     assert!(
@@ -1090,6 +1094,11 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
     .await;
     let theirs = agent.get("/console/settings").await;
     assert!(!theirs.shows("id=\"key-form\""), "{}", theirs.body);
+    assert!(
+        theirs.shows("https://hooks.duka.example<") && !theirs.shows("/lien"),
+        "an agent sees an endpoint's origin, not its path: {}",
+        theirs.body
+    );
     let forced = agent
         .post(
             "/console/settings/keys",

@@ -2,5 +2,3 @@
 -- paging), and its payments by when they were recorded (payments today).
 CREATE INDEX devices_financier_state ON devices (financier_id, state, id);
 CREATE INDEX payments_by_recorded ON payments (recorded_us);
--- The console's activity report: a financier's audit records in a period, by time.
-CREATE INDEX audit_by_time ON audit (at_us);

@@ -73,6 +73,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_portfolio.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_audit_by_time.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -127,6 +131,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         14,
         include_str!("../../migrations/postgres/0014_portfolio.sql"),
+    ),
+    (
+        15,
+        include_str!("../../migrations/postgres/0015_audit_by_time.sql"),
     ),
 ];
 

@@ -34,6 +34,9 @@ impl Reports for SqlStore {
             Some((at, chain, seq)) => (*at, chain.clone(), *seq),
             None => (i64::MIN, String::new(), 0),
         };
+        // The index scan starts at the cursor's time, not the period's: each page reads from
+        // where the last one ended (the comparison below only settles ties at that instant).
+        let lower = from_us.max(after_at);
         let columns = AUDIT_COLUMNS
             .split(", ")
             .map(|c| format!("a.{c}"))
@@ -44,7 +47,7 @@ impl Reports for SqlStore {
              AND (a.at_us > $6 OR (a.at_us = $6 AND (a.chain > $7 OR (a.chain = $7 AND a.seq > $8)))) \
              {whose} ORDER BY a.at_us, a.chain, a.seq LIMIT $3"
         )))
-        .bind(from_us)
+        .bind(lower)
         .bind(to_us)
         .bind(i64::from(limit))
         .bind(financier_id.map(|f| format!("financier:{f}")))

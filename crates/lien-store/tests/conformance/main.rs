@@ -213,6 +213,7 @@ conformance![
     old_webhook_events_are_pruned_in_batches,
     invitations_are_accepted_once_and_sessions_end,
     portfolios_are_counted_per_financier_and_never_overflow,
+    activity_pages_hold_their_order_across_ties,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

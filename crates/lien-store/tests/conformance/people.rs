@@ -186,3 +186,47 @@ pub async fn portfolios_are_counted_per_financier_and_never_overflow(db: Db) {
     assert_eq!(b.overdue, [("KES".to_string(), 1, 5_000)]);
     assert!(b.payments.is_empty());
 }
+
+/// A financier's activity in a period comes a page at a time, in (time, chain, place) order,
+/// records at the same instant neither skipped nor repeated across pages, and another
+/// financier's never.
+pub async fn activity_pages_hold_their_order_across_ties(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    for (id, financier) in [
+        ("dev_a1", "fin_a"),
+        ("dev_a2", "fin_a"),
+        ("dev_a3", "fin_a"),
+        ("dev_b1", "fin_b"),
+    ] {
+        db.enroll(&new_device(id, financier), enrollment("active", 0))
+            .await
+            .unwrap();
+    }
+    // Every enrollment's record is at T0: three ties for fin_a.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db
+            .activity(Some("fin_a"), T0, T0 + 1, after.as_ref(), 2)
+            .await
+            .unwrap();
+        seen.extend(page.iter().map(|r| r.chain.clone()));
+        match page.last() {
+            Some(last) if page.len() == 2 => {
+                after = Some((last.entry.at_us, last.chain.clone(), last.seq));
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["dev_a1", "dev_a2", "dev_a3"]);
+    let everyone = db.activity(None, T0, T0 + 1, None, 10).await.unwrap();
+    assert!(everyone.iter().any(|r| r.chain == "dev_b1"));
+    assert!(
+        db.activity(Some("fin_a"), T0 + 1, T0 + 2, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the period's end is excluded"
+    );
+}
