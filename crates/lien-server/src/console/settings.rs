@@ -20,6 +20,9 @@ use crate::domain::rfc3339;
 use crate::error::ApiError;
 use crate::wire::{ApiKeyCreated, ApiKeyStatus};
 
+/// How long a key made in the console lasts unless the person says otherwise, in days.
+const CONSOLE_KEY_DAYS: i64 = 365;
+
 /// How many of an endpoint's latest deliveries the page shows.
 const WEBHOOK_LOG_SHOWN: u32 = 20;
 
@@ -105,6 +108,10 @@ async fn render(
         .as_ref()
         .map_or(StatusCode::OK, |r| r.error.status());
     let csrf = &me.session.csrf;
+    // A key made here expires (a year on unless changed): a person's keys should not outlive
+    // their part in the work by default. Keys without an expiry are made with the API.
+    let default_expiry =
+        rfc3339(state.clock.now() + jiff::SignedDuration::from_hours(24 * CONSOLE_KEY_DAYS));
     let profile = match (&actor.financier_id, manages_keys) {
         (Some(id), true) => match crate::commands::visible_financier(state, actor, id).await {
             Ok(f) => Some(f),
@@ -151,8 +158,9 @@ async fn render(
                         option value=(role.name()) selected[typed("key", "role") == role.name()] { (role.name()) }
                     }
                 }
-                label for="expires_at" { "Expires (optional, e.g. 2027-06-30T00:00:00Z)" }
-                input id="expires_at" name="expires_at" value=(typed("key", "expires_at"));
+                label for="expires_at" { "Expires (RFC 3339, at most 5 years ahead)" }
+                input id="expires_at" name="expires_at" required
+                    value=(refused_or(&typed("key", "expires_at"), &default_expiry));
                 button type="submit" { "Create a key" }
             }
         }
@@ -318,19 +326,27 @@ pub async fn create_key(
         return refused;
     }
     let me = &person.0;
+    if let Err(err) = me.actor.require(Action::ManageKeys) {
+        return error_page(Some(me), err);
+    }
     let issued = match Role::from_name(field("role")) {
-        Some(role) => {
-            let expires = Some(field("expires_at").trim()).filter(|e| !e.is_empty());
-            keys::issue(
-                &state,
-                &me.actor,
-                me.actor.financier_id.clone(),
-                role,
-                field("label"),
-                expires,
-            )
-            .await
-        }
+        Some(role) => match Some(field("expires_at").trim()).filter(|e| !e.is_empty()) {
+            Some(expires) => {
+                keys::issue(
+                    &state,
+                    &me.actor,
+                    me.actor.financier_id.clone(),
+                    role,
+                    field("label"),
+                    Some(expires),
+                )
+                .await
+            }
+            None => Err(ApiError::invalid(
+                "expires_at",
+                "a key made in the console expires: give a date",
+            )),
+        },
         None => Err(ApiError::invalid("role", "choose one of the roles listed")),
     };
     match issued {

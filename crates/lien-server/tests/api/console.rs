@@ -963,11 +963,16 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
                 ("csrf", &csrf),
                 ("label", "till"),
                 ("role", "financier-agent"),
-                ("expires_at", ""),
+                ("expires_at", "2026-06-30T00:00:00Z"),
             ],
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
+    assert!(
+        created.shows("value=\"2027-02-05T07:00:00Z\""),
+        "the form offers a year's expiry: {}",
+        created.body
+    );
     let key = {
         let at = created.body.find("id=\"new-key\">").unwrap() + "id=\"new-key\">".len();
         created.body[at..at + created.body[at..].find('<').unwrap()].to_string()
