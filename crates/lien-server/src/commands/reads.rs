@@ -71,6 +71,19 @@ pub fn status_view(state: &AppState, snapshot: &DeviceSnapshot) -> Result<Device
 pub async fn history(state: &AppState, actor: &Actor, id: &str) -> Result<HistoryView, ApiError> {
     actor.require(Action::Read)?;
     actor.visible(state.store.device(id).await?)?;
+    chain_view(state, id).await
+}
+
+/// The audit chain of a device the caller has already read (with [`visible_snapshot`]), so
+/// that a page showing both reads the device once.
+pub async fn history_of(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+) -> Result<HistoryView, ApiError> {
+    chain_view(state, &snapshot.device.enrolled.id).await
+}
+
+async fn chain_view(state: &AppState, id: &str) -> Result<HistoryView, ApiError> {
     let records = state.store.audit_chain(id).await?;
     let chain_intact = lien_store::audit::verify_chain(&records).is_ok();
     let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);

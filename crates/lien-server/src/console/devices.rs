@@ -269,7 +269,7 @@ pub async fn render_device(
 ) -> Result<Response, ApiError> {
     let snapshot = reads::visible_snapshot(state, &me.actor, id).await?;
     let view = reads::status_view(state, &snapshot)?;
-    let history = reads::history(state, &me.actor, id).await?;
+    let history = reads::history_of(state, &snapshot).await?;
     let plan: Option<PlanJson> = serde_json::from_str(&snapshot.device.enrolled.plan_json).ok();
     // Each form that records money carries a key of its own (see `actions::form_key`).
     let form_key = crate::commands::people::random_token()?;

@@ -33,6 +33,18 @@ struct Refused {
     typed: HashMap<String, String>,
 }
 
+/// The settings page again, with `error` above `form` and what was typed in it.
+async fn refuse(
+    state: &AppState,
+    me: &SignedIn,
+    form: &'static str,
+    error: ApiError,
+    typed: HashMap<String, String>,
+) -> Response {
+    let refused = Refused { form, error, typed };
+    render(state, me, None, Some(refused)).await
+}
+
 /// The settings page.
 pub async fn show(State(state): State<AppState>, person: Person) -> Response {
     render(&state, &person.0, None, None).await
@@ -295,14 +307,7 @@ pub async fn save_profile(
     match crate::commands::financiers::update_profile(&state, &me.actor, &financier, &profile).await
     {
         Ok(_) => Redirect::to("/console/settings").into_response(),
-        Err(error @ ApiError::Invalid(_)) => {
-            let refused = Refused {
-                form: "profile",
-                error,
-                typed: fields,
-            };
-            render(&state, me, None, Some(refused)).await
-        }
+        Err(error @ ApiError::Invalid(_)) => refuse(&state, me, "profile", error, fields).await,
         Err(err) => error_page(Some(me), err),
     }
 }
@@ -354,14 +359,7 @@ pub async fn create_key(
         Err(err @ (ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Internal(_))) => {
             error_page(Some(me), err)
         }
-        Err(error) => {
-            let refused = Refused {
-                form: "key",
-                error,
-                typed: fields,
-            };
-            render(&state, me, None, Some(refused)).await
-        }
+        Err(error) => refuse(&state, me, "key", error, fields).await,
     }
 }
 
@@ -378,26 +376,15 @@ pub async fn revoke_key(
     }
     let me = &person.0;
     if field("confirm") != "on" {
-        let refused = Refused {
-            form: "key",
-            error: ApiError::invalid(
-                "confirm",
-                "tick the box to confirm: a revoked key stops at once",
-            ),
-            typed: HashMap::new(),
-        };
-        return render(&state, me, None, Some(refused)).await;
+        let error = ApiError::invalid(
+            "confirm",
+            "tick the box to confirm: a revoked key stops at once",
+        );
+        return refuse(&state, me, "key", error, HashMap::new()).await;
     }
     match keys::revoke(&state, &me.actor, &id).await {
         Ok(_) => Redirect::to("/console/settings").into_response(),
-        Err(err @ ApiError::Conflict(_)) => {
-            let refused = Refused {
-                form: "key",
-                error: err,
-                typed: HashMap::new(),
-            };
-            render(&state, me, None, Some(refused)).await
-        }
+        Err(err @ ApiError::Conflict(_)) => refuse(&state, me, "key", err, HashMap::new()).await,
         Err(err) => error_page(Some(me), err),
     }
 }
@@ -422,13 +409,6 @@ pub async fn assign(
             None => Redirect::to("/console/settings").into_response(),
         },
         Err(err @ (ApiError::Forbidden(_) | ApiError::Internal(_))) => error_page(Some(me), err),
-        Err(error) => {
-            let refused = Refused {
-                form: "assign",
-                error,
-                typed: fields,
-            };
-            render(&state, me, None, Some(refused)).await
-        }
+        Err(error) => refuse(&state, me, "assign", error, fields).await,
     }
 }

@@ -987,6 +987,14 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
     // Revoked from the console, it stops at once.
     let listed = boss.get("/console/settings").await;
     let key_id = key_id_labelled(&listed.body, "till");
+    let unconfirmed = boss
+        .post(
+            &format!("/console/settings/keys/{key_id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    assert_eq!(app.call("GET", "/v1/devices", &key, None).await.status, 200);
     let revoked = boss
         .post(
             &format!("/console/settings/keys/{key_id}/revoke"),

@@ -100,13 +100,7 @@ impl People for SqlStore {
             .map_err(backend)?;
         insert_session(&mut tx, session).await?;
         append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = $1"
-        )))
-        .bind(&session.person_id)
-        .found(&mut *tx)
-        .await?;
-        let person = person_at(&row, 0)?;
+        let person = person_by_id(&mut *tx, &session.person_id).await?;
         tx.commit().await.map_err(backend)?;
         Ok(person)
     }
@@ -161,25 +155,13 @@ impl People for SqlStore {
             withdraw_invitations(&mut tx, person_id, at_us).await?;
             append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
         }
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = $1"
-        )))
-        .bind(person_id)
-        .found(&mut *tx)
-        .await?;
-        let person = person_at(&row, 0)?;
+        let person = person_by_id(&mut *tx, person_id).await?;
         tx.commit().await.map_err(backend)?;
         Ok(person)
     }
 
     async fn person(&self, id: &str) -> Result<PersonRecord, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = $1"
-        )))
-        .bind(id)
-        .found(&self.read)
-        .await?;
-        person_at(&row, 0)
+        person_by_id(&self.read, id).await
     }
 
     async fn person_by_email(&self, email: &str) -> Result<PersonRecord, StoreError> {
@@ -254,6 +236,20 @@ impl People for SqlStore {
         .map_err(backend)?;
         Ok(())
     }
+}
+
+/// The person with this id, read with `executor` (a pool, or a transaction that just wrote it).
+async fn person_by_id<'c, E>(executor: E, id: &str) -> Result<PersonRecord, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = $1"
+    )))
+    .bind(id)
+    .found(executor)
+    .await?;
+    person_at(&row, 0)
 }
 
 async fn insert_invitation(
