@@ -923,17 +923,25 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// Takes a token pushed by the server. It is verified exactly like a checked-in one (pinned
     /// key, this device, a sequence never below the highest seen), so a pushed token can never
     /// downgrade the phone; a refused one is reported at the next check-in. Returns whether it
-    /// was taken. The check-in schedule is left alone.
+    /// was taken. A new token makes a check-in due at once: it tells the server the phone
+    /// holds the token (its applied sequence), which is how the financier sees how fast a
+    /// payment reached the phone, and when a notice was really shown.
     pub fn on_push(&mut self, pushed: &CheckinResponse, now: Now) -> bool {
         self.tick(now);
         if self.mode != Mode::Bound {
             return false;
         }
+        let held_before = self.protected.highest_sequence;
         let taken = match self.accept(pushed) {
             Ok(()) => {
                 self.anchor = Some((pushed.server_time, now.mono));
                 self.try_wall_clock = false;
                 self.notice = None;
+                // Only a new token: the same one, sent again as a channel reopens, needs no
+                // word back (a restart of the server would otherwise bring every phone at once).
+                if self.protected.highest_sequence > held_before {
+                    self.schedule.at_once(now.mono);
+                }
                 true
             }
             Err(why) => {

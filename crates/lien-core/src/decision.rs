@@ -95,6 +95,10 @@ pub struct Decision {
     pub outstanding: Money,
     /// Paid beyond the plan's total.
     pub credit: Money,
+    /// The due date of the oldest installment that is late and unpaid, whatever the state's
+    /// reason (a manual lock can hide it); `None` when nothing is late or the device is
+    /// released. How old the arrears are, for a financier's reports.
+    pub overdue_since: Option<Date>,
     /// How many of the policy's notices have been served for the current arrears.
     pub notices_served: usize,
     /// When the next restriction will start if nothing is paid, for the reminder screen.
@@ -168,6 +172,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         amount_due: money(standing.arrears),
         outstanding: money(standing.outstanding),
         credit: money(standing.credit),
+        overdue_since: standing.oldest_late,
         notices_served: 0,
         next_restriction: None,
         next_change: None,
@@ -179,6 +184,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
     {
         decision.state = DeviceState::Released;
         decision.reason = Reason::Released;
+        decision.overdue_since = None;
         return decision;
     }
 

@@ -282,34 +282,71 @@ pub(crate) struct Standing {
     pub(crate) next_unpaid: Option<Date>,
 }
 
+/// One installment as the ledger stands: what of it is paid, payments covering the
+/// installments oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallmentStanding {
+    /// Its due date, in the plan's time zone.
+    pub due: Date,
+    /// What it asks.
+    pub amount: Money,
+    /// What the payments cover of it.
+    pub paid: Money,
+    /// Whether it is late (due before the day asked about) and not fully paid.
+    pub late: bool,
+}
+
+/// Each installment of `plan` with what `paid` (minor units in the plan's currency) covers of
+/// it, oldest first, on the local date `today`; and what is left over as credit.
+pub fn installments_paid(
+    plan: &InstallmentPlan,
+    paid: i128,
+    today: Date,
+) -> (Vec<InstallmentStanding>, i128) {
+    let mut remaining = paid.max(0);
+    let standings = plan
+        .installments()
+        .iter()
+        .map(|installment| {
+            let amount = installment.amount.minor();
+            let covered = remaining.min(i128::from(amount));
+            remaining -= covered;
+            let covered = i64::try_from(covered).expect("at most an installment's amount");
+            InstallmentStanding {
+                due: installment.due,
+                amount: installment.amount,
+                paid: Money::new(covered, installment.amount.currency()),
+                late: covered < amount && installment.due < today,
+            }
+        })
+        .collect();
+    (standings, remaining)
+}
+
 impl Standing {
     /// Applies `paid` to the installments oldest first, on the local date `today`.
     pub(crate) fn settle(plan: &InstallmentPlan, paid: i128, today: Date) -> Standing {
-        let mut remaining = paid.max(0);
+        let (installments, credit) = installments_paid(plan, paid, today);
         let mut standing = Standing {
             arrears: 0,
             outstanding: 0,
-            credit: 0,
+            credit,
             oldest_late: None,
             next_unpaid: None,
         };
-        for installment in plan.installments() {
-            let amount = i128::from(installment.amount.minor());
-            let covered = remaining.min(amount);
-            remaining -= covered;
-            let unpaid = amount - covered;
+        for installment in installments {
+            let unpaid = i128::from(installment.amount.minor() - installment.paid.minor());
             if unpaid == 0 {
                 continue;
             }
             standing.outstanding += unpaid;
-            if installment.due < today {
+            if installment.late {
                 standing.arrears += unpaid;
                 standing.oldest_late.get_or_insert(installment.due);
             } else {
                 standing.next_unpaid.get_or_insert(installment.due);
             }
         }
-        standing.credit = remaining;
         standing
     }
 }
@@ -370,6 +407,24 @@ mod tests {
         assert_eq!(s.oldest_late, Some(date(2026, 2, 1)));
         assert_eq!(s.next_unpaid, Some(date(2026, 3, 1)));
         assert_eq!(s.credit, 0);
+    }
+
+    #[test]
+    fn each_installment_shows_what_covers_it_oldest_first() {
+        let (installments, credit) = installments_paid(&plan(), 150, date(2026, 2, 15));
+        let shown: Vec<_> = installments
+            .iter()
+            .map(|i| (i.due.to_string(), i.paid.minor(), i.late))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("2026-01-01".to_string(), 100, false),
+                ("2026-02-01".to_string(), 50, true),
+                ("2026-03-01".to_string(), 0, false),
+            ]
+        );
+        assert_eq!(credit, 0);
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub mod policy;
 
 pub use decision::{Decision, DeviceState, Reason, decide};
 pub use identity::{DeviceIdentity, IdentityError, Imei, ImeiError, SerialError, SerialNumber};
-pub use ledger::{Payment, PaymentError, PaymentLog, PaymentRef, Reversal};
+pub use ledger::{
+    InstallmentStanding, Payment, PaymentError, PaymentLog, PaymentRef, Reversal, installments_paid,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use overrides::{Override, OverrideError, OverrideKind};
 pub use plan::{Installment, InstallmentPlan, PlanError};

@@ -589,6 +589,7 @@ pub fn evaluate(
         .map_err(|e| internal(format!("decision: {e}")))?,
         amount_due_minor: decision.amount_due.minor(),
         currency: decision.amount_due.currency().code().to_string(),
+        overdue_since: decision.overdue_since.map(|d| d.to_string()),
     };
     Ok(Evaluation {
         view,

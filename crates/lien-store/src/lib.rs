@@ -28,7 +28,7 @@ pub use mobile_money::{
 };
 pub use people::{InvitationRecord, People, PersonRecord, SessionRecord};
 pub use records::*;
-pub use reports::{ActivityCursor, DayPayments, Reports};
+pub use reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports};
 pub use sql::SqlStore;
 pub use webhooks::{
     AttemptOutcome, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent,
@@ -278,6 +278,7 @@ pub trait Devices: Send + Sync {
         financier_id: Option<&str>,
         not_seen_since_us: i64,
         payments_since_us: i64,
+        age_cutoffs: &[String; 3],
     ) -> Result<Portfolio, StoreError>;
     /// Devices matching the filter, by id.
     async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError>;

@@ -55,6 +55,9 @@ pub struct DecisionRecord {
     pub amount_due_minor: i64,
     /// Currency of every amount of the device.
     pub currency: String,
+    /// The due date (`YYYY-MM-DD`, the plan's local date) of the oldest late unpaid
+    /// installment, whatever the state's reason; `None` when nothing is late.
+    pub overdue_since: Option<String>,
 }
 
 /// A signed status token as stored.
@@ -151,6 +154,10 @@ pub struct PaymentRecord {
     pub received_us: i64,
     /// When Lien was told.
     pub recorded_us: i64,
+    /// When the phone first reported holding the token this payment's change issued (or a
+    /// later one); `None` until it has, or when the payment issued no token. Set by the store
+    /// from [`DeviceChange::acknowledged_us`]; a new payment leaves it `None`.
+    pub acknowledged_us: Option<i64>,
 }
 
 /// A reversal (chargeback) of an earlier payment.
@@ -304,6 +311,9 @@ pub struct DeviceChange {
     pub events: Vec<DeviceEvent>,
     /// The token sequence the phone reported it applied.
     pub applied_sequence: Option<i64>,
+    /// When the phone reported `applied_sequence`: the payments whose tokens it covers are
+    /// marked acknowledged at this time, if they were not already.
+    pub acknowledged_us: Option<i64>,
     /// Audit records for the device's chain.
     pub audit: Vec<AuditEntry>,
     /// The response to keep for the request's `Idempotency-Key`.
@@ -399,4 +409,45 @@ pub struct Portfolio {
     pub not_seen: i64,
     /// Payments recorded since the time asked, and their amount, by currency.
     pub payments: Vec<(String, i64, i64)>,
+    /// Devices with an amount due by how long overdue, youngest first.
+    pub arrears_by_age: Vec<ArrearsByAge>,
+}
+
+/// How long a group of devices has been overdue, for [`Portfolio::arrears_by_age`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ArrearsAge {
+    /// Overdue since on or after the first cut-off asked (1 to 30 days past due).
+    UpToFirst,
+    /// Since on or after the second cut-off.
+    UpToSecond,
+    /// Since on or after the third.
+    UpToThird,
+    /// Older than the third cut-off.
+    Older,
+    /// Not recorded yet (a device last evaluated before Lien recorded it).
+    Unknown,
+}
+
+impl ArrearsAge {
+    /// In the order the store numbers them.
+    pub const ALL: [ArrearsAge; 5] = [
+        ArrearsAge::UpToFirst,
+        ArrearsAge::UpToSecond,
+        ArrearsAge::UpToThird,
+        ArrearsAge::Older,
+        ArrearsAge::Unknown,
+    ];
+}
+
+/// Devices overdue for about as long, in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrearsByAge {
+    /// How long.
+    pub age: ArrearsAge,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// How many devices.
+    pub devices: i64,
+    /// What they owe now, minor units (saturating).
+    pub amount_minor: i64,
 }

@@ -1,5 +1,6 @@
 //! What the console's reports read: a financier's activity (the audit records of its devices
-//! and of the financier itself) in a period, a page at a time, and its payments by day.
+//! and of the financier itself) in a period, a page at a time, its payments, locks and unlocks
+//! by day, and how fast payments reached the phones.
 
 use async_trait::async_trait;
 
@@ -19,6 +20,31 @@ pub struct DayPayments {
     pub count: i64,
     /// Their sum in minor units (saturating).
     pub amount_minor: i64,
+}
+
+/// One day's locks and unlocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayLocks {
+    /// The day, counted from the period's start (0 for its first day).
+    pub day: i64,
+    /// Tokens issued that day that lock a phone that was not locked.
+    pub locks: i64,
+    /// Tokens issued that day that leave the lock.
+    pub unlocks: i64,
+}
+
+/// How fast the payments recorded in a period reached their phones: from the payment's
+/// recording to the phone's report that it holds the token the payment issued.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PaymentAcks {
+    /// Payments whose token the phone has acknowledged.
+    pub acknowledged: i64,
+    /// Payments that issued a token the phone has not acknowledged yet.
+    pub waiting: i64,
+    /// The median time to acknowledgement, microseconds (`None` without any).
+    pub median_us: Option<i64>,
+    /// The 99th percentile (the nearest rank), microseconds.
+    pub p99_us: Option<i64>,
 }
 
 /// The reports' reads.
@@ -42,4 +68,20 @@ pub trait Reports: Send + Sync {
         from_us: i64,
         to_us: i64,
     ) -> Result<Vec<DayPayments>, StoreError>;
+    /// The locks and unlocks of `financier_id`'s devices (`None`: every device) in
+    /// `[from_us, to_us)`, by day from `from_us`; days without any are left out.
+    async fn locks_by_day(
+        &self,
+        financier_id: Option<&str>,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<DayLocks>, StoreError>;
+    /// How fast the payments recorded on `financier_id`'s devices (`None`: every device) in
+    /// `[from_us, to_us)` reached their phones.
+    async fn payment_acks(
+        &self,
+        financier_id: Option<&str>,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<PaymentAcks, StoreError>;
 }

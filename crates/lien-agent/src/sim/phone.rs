@@ -272,7 +272,12 @@ impl Phone {
                 Ok(Ok(Some(answer))) => {
                     let now = self.clock.now();
                     self.pushed += 1;
-                    break Some(self.agent_mut().on_push(&answer, now));
+                    let taken = self.agent_mut().on_push(&answer, now);
+                    // A new token makes a check-in due (it tells the server the phone holds
+                    // it): a real phone sends it at once, and so does this one.
+                    self.push = Some(channel);
+                    self.run_due().await;
+                    return Some(taken);
                 }
                 Ok(Ok(None) | Err(_)) => continue,
             }

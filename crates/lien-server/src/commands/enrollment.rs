@@ -61,6 +61,7 @@ pub fn prepare_enrollment(
                 json: "null".into(),
                 amount_due_minor: 0,
                 currency: req.plan.currency.clone(),
+                overdue_since: None,
             },
             next_eval_us: None,
             binding: None,

@@ -75,6 +75,7 @@ pub async fn record_payment(
                     currency: currency.code().to_string(),
                     received_us: micros(received_at),
                     recorded_us: micros(now),
+                    acknowledged_us: None,
                 }),
                 ..DeviceChange::default()
             },

@@ -90,6 +90,7 @@ pub async fn record_report(
     applied: i64,
     events: Vec<lien_store::DeviceEvent>,
 ) -> Result<(), ApiError> {
+    let now_us = crate::clock::micros(state.clock.now());
     let result = state
         .store
         .update_device_with(device_id, move |snapshot: &DeviceSnapshot| {
@@ -104,6 +105,7 @@ pub async fn record_report(
             let change = DeviceChange {
                 next_eval_us: device.next_eval_us,
                 applied_sequence: Some(applied),
+                acknowledged_us: Some(now_us),
                 checkin_counter: Some(counter),
                 events,
                 ..DeviceChange::default()

@@ -67,6 +67,23 @@ pub fn status_view(state: &AppState, snapshot: &DeviceSnapshot) -> Result<Device
     Ok(view)
 }
 
+/// The plan of a device the caller has already read, each installment with what is paid of it
+/// now (payments cover the oldest first, as the decision counts them), and the credit beyond
+/// the plan.
+pub fn plan_standing(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+) -> Result<(Vec<lien_core::InstallmentStanding>, i128), ApiError> {
+    let inputs = crate::domain::Inputs::of(snapshot)?;
+    let now = state.clock.now();
+    let today = now.to_zoned(inputs.plan.time_zone().clone()).date();
+    Ok(lien_core::installments_paid(
+        &inputs.plan,
+        inputs.payments.paid_at(now),
+        today,
+    ))
+}
+
 /// The device's audit chain, oldest first, and whether every hash links up.
 pub async fn history(state: &AppState, actor: &Actor, id: &str) -> Result<HistoryView, ApiError> {
     actor.require(Action::Read)?;
@@ -217,24 +234,88 @@ pub async fn find_devices(
 /// How many days without a check-in the overview counts as "not seen".
 pub const NOT_SEEN_DAYS: i64 = 7;
 
-/// The actor's portfolio at the server's now: devices by state, overdue, not seen for
-/// [`NOT_SEEN_DAYS`], and payments since midnight UTC.
+/// The days past due that end the first three of the arrears' age groups.
+pub const ARREARS_AGES: [i64; 3] = [30, 60, 90];
+
+/// The actor's portfolio at the server's now: devices by state, overdue (and for how long, in
+/// the groups of [`ARREARS_AGES`]), not seen for [`NOT_SEEN_DAYS`], and payments since midnight
+/// UTC.
 pub async fn portfolio(state: &AppState, actor: &Actor) -> Result<lien_store::Portfolio, ApiError> {
     actor.require(Action::Read)?;
     let now = state.clock.now();
-    let midnight = now
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .start_of_day()
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .timestamp();
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let not_seen_since = now - jiff::SignedDuration::from_hours(24 * NOT_SEEN_DAYS);
+    let cutoff = |days: i64| {
+        today
+            .checked_sub(jiff::Span::new().days(days))
+            .unwrap_or(today)
+            .to_string()
+    };
     Ok(state
         .store
         .portfolio(
             actor.financier_id.as_deref(),
             micros(not_seen_since),
-            micros(midnight),
+            micros(midnight_utc(now)?),
+            &ARREARS_AGES.map(cutoff),
         )
+        .await?)
+}
+
+/// The start of the UTC day of `now`.
+fn midnight_utc(now: jiff::Timestamp) -> Result<jiff::Timestamp, ApiError> {
+    Ok(now
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .start_of_day()
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .timestamp())
+}
+
+/// The actor's locks and unlocks since midnight UTC.
+pub async fn locks_today(state: &AppState, actor: &Actor) -> Result<(i64, i64), ApiError> {
+    actor.require(Action::Read)?;
+    let now = state.clock.now();
+    let days = state
+        .store
+        .locks_by_day(
+            actor.financier_id.as_deref(),
+            micros(midnight_utc(now)?),
+            micros(now) + 1,
+        )
+        .await?;
+    Ok(days
+        .iter()
+        .fold((0, 0), |(l, u), d| (l + d.locks, u + d.unlocks)))
+}
+
+/// How fast the actor's payments of the last 24 hours reached their phones.
+pub async fn payment_acks(
+    state: &AppState,
+    actor: &Actor,
+) -> Result<lien_store::PaymentAcks, ApiError> {
+    actor.require(Action::Read)?;
+    let now = state.clock.now();
+    let day_ago = now - jiff::SignedDuration::from_hours(24);
+    Ok(state
+        .store
+        .payment_acks(
+            actor.financier_id.as_deref(),
+            micros(day_ago),
+            micros(now) + 1,
+        )
+        .await?)
+}
+
+/// The actor's locks and unlocks in a period, by day.
+pub async fn locks_by_day(
+    state: &AppState,
+    actor: &Actor,
+    period: (i64, i64),
+) -> Result<Vec<lien_store::DayLocks>, ApiError> {
+    actor.require(Action::Read)?;
+    Ok(state
+        .store
+        .locks_by_day(actor.financier_id.as_deref(), period.0, period.1)
         .await?)
 }
 

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-use super::{Person, error_box, error_page, page, when};
+use super::{Person, error_box, error_page, page, took, when};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::clock::from_micros;
@@ -174,6 +174,10 @@ fn money(m: &MoneyJson) -> String {
     lien_money::format(m.minor, &m.currency, Style::Grouped)
 }
 
+fn money_of(m: &lien_core::Money) -> String {
+    lien_money::format(m.minor(), m.currency().code(), Style::Grouped)
+}
+
 fn device_table(views: &[DeviceView]) -> Markup {
     html! {
         div class="scroll" {
@@ -271,6 +275,7 @@ pub async fn render_device(
     let view = reads::status_view(state, &snapshot)?;
     let history = reads::history_of(state, &snapshot).await?;
     let plan: Option<PlanJson> = serde_json::from_str(&snapshot.device.enrolled.plan_json).ok();
+    let (installments, _) = reads::plan_standing(state, &snapshot)?;
     // Each form that records money carries a key of its own (see `actions::form_key`).
     let form_key = crate::commands::people::random_token()?;
     let reversal_keys = snapshot
@@ -426,9 +431,17 @@ pub async fn render_device(
                 ", in " (plan.time_zone) }
             div class="scroll" {
                 table id="plan" {
-                    thead { tr { th { "Due" } th { "Amount" } } }
-                    tbody { @for i in &plan.installments {
-                        tr { td { (i.due) } td { (lien_money::format(i.amount_minor, &plan.currency, Style::Grouped)) } }
+                    thead { tr { th { "Due" } th { "Amount" } th { "Paid" } th { "Standing" } } }
+                    tbody { @for i in &installments {
+                        tr class=[i.late.then_some("late")] {
+                            td { (i.due) }
+                            td { (money_of(&i.amount)) }
+                            td { (money_of(&i.paid)) }
+                            td { @if i.paid == i.amount { "paid" }
+                                 @else if i.late { "late" }
+                                 @else if i.paid.minor() > 0 { "part paid" }
+                                 @else { "due" } }
+                        }
                     } }
                 }
             }
@@ -439,12 +452,19 @@ pub async fn render_device(
         @else {
             div class="scroll" {
                 table id="payments" {
-                    thead { tr { th { "Received" } th { "Reference" } th { "Amount" } th { "Reversed" } } }
+                    thead { tr { th { "Received" } th { "Reference" } th { "Amount" } th { "Phone told" } th { "Reversed" } } }
                     tbody { @for (p, reversal_key) in snapshot.payments.iter().zip(&reversal_keys) {
                         tr {
                             td { (when(&rfc3339(from_micros(p.received_us)))) }
                             td { (p.reference) }
                             td { (lien_money::format(p.amount_minor, &p.currency, Style::Grouped)) }
+                            td class="acknowledged" {
+                                @match p.acknowledged_us {
+                                    Some(at) => { (when(&rfc3339(from_micros(at))))
+                                        " (" (took(at - p.recorded_us)) " after it was recorded)" }
+                                    None => "not yet acknowledged",
+                                }
+                            }
                             td {
                                 @if let Some(r) = snapshot.reversals.iter().find(|r| r.reference == p.reference) {
                                     (when(&rfc3339(from_micros(r.at_us))))

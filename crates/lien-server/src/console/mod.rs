@@ -307,3 +307,41 @@ fn when(rfc3339: &str) -> String {
         Err(_) => rfc3339.to_string(),
     }
 }
+
+/// A span of time in microseconds, as a person reads it: "180 ms", "4.2 s", "12 min",
+/// "3 h 5 min", "2 d 4 h".
+fn took(us: i64) -> String {
+    let us = us.max(0);
+    let (seconds, minutes) = (us / 1_000_000, us / 60_000_000);
+    match us {
+        0..1_000_000 => format!("{} ms", us / 1_000),
+        1_000_000..60_000_000 => format!("{}.{} s", seconds, us % 1_000_000 / 100_000),
+        60_000_000..3_600_000_000 => format!("{minutes} min"),
+        3_600_000_000..86_400_000_000 => format!("{} h {} min", minutes / 60, minutes % 60),
+        _ => format!("{} d {} h", minutes / 1_440, minutes % 1_440 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::took;
+
+    #[test]
+    fn spans_read_in_the_unit_that_suits_them() {
+        let shown: Vec<String> = [
+            -5,
+            180_000,
+            4_250_000,
+            12 * 60_000_000 + 5_000_000,
+            (3 * 60 + 5) * 60_000_000,
+            (2 * 24 + 4) * 3_600_000_000,
+        ]
+        .into_iter()
+        .map(took)
+        .collect();
+        assert_eq!(
+            shown,
+            ["0 ms", "180 ms", "4.2 s", "12 min", "3 h 5 min", "2 d 4 h"]
+        );
+    }
+}

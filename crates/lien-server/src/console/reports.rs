@@ -1,4 +1,4 @@
-//! Reports: payments by day for a period, and the activity log of the period as CSV (every
+//! Reports: payments, locks and unlocks by day for a period, and the activity log of the period as CSV (every
 //! audited act on the financier's devices and on the financier itself), read a page at a time.
 
 use axum::extract::rejection::QueryRejection;
@@ -52,12 +52,13 @@ pub async fn show(
     let me = &person.0;
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let (from, to) = q.dates(&state);
-    let days = match reads::report_period(&from, &to) {
-        Ok(period) => reads::payments_by_day(&state, &me.actor, period)
-            .await
-            .map(|days| (period, days)),
-        Err(err) => Err(err),
+    let read = async {
+        let period = reads::report_period(&from, &to)?;
+        let payments = reads::payments_by_day(&state, &me.actor, period).await?;
+        let locks = reads::locks_by_day(&state, &me.actor, period).await?;
+        Ok((period, (payments, locks)))
     };
+    let days = read.await;
     let (status, error, rows) = match days {
         Ok((period, days)) => (StatusCode::OK, None, Some((period, days))),
         Err(err @ crate::error::ApiError::Invalid(_)) => (err.status(), Some(err), None),
@@ -71,7 +72,7 @@ pub async fn show(
             button type="submit" { "Show" }
         }
         @if let Some(err) = &error { (error_box(err)) }
-        @if let Some(((from_us, _), days)) = &rows {
+        @if let Some(((from_us, _), (days, locks))) = &rows {
             h2 { "Payments by day" }
             @if days.is_empty() { p id="no-payments" { "No payments in this period." } }
             @else {
@@ -80,10 +81,22 @@ pub async fn show(
                         thead { tr { th { "Day" } th { "Payments" } th { "Amount" } } }
                         tbody { @for d in days {
                             tr {
-                                td { (rfc3339(from_micros(from_us + d.day * 86_400_000_000)).get(..10).unwrap_or("")) }
+                                td { (day(*from_us, d.day)) }
                                 td { (d.count) }
                                 td { (lien_money::format(d.amount_minor, &d.currency, Style::Grouped)) }
                             }
+                        } }
+                    }
+                }
+            }
+            h2 { "Locks and unlocks by day" }
+            @if locks.is_empty() { p id="no-locks" { "No phone was locked or unlocked in this period." } }
+            @else {
+                div class="scroll" {
+                    table id="locks-by-day" {
+                        thead { tr { th { "Day" } th { "Locked" } th { "Unlocked" } } }
+                        tbody { @for d in locks {
+                            tr { td { (day(*from_us, d.day)) } td { (d.locks) } td { (d.unlocks) } }
                         } }
                     }
                 }
@@ -94,6 +107,12 @@ pub async fn show(
         }
     };
     page(status, Some(me), "Reports", body)
+}
+
+/// The date of the `n`-th day of a period that starts at `from_us`.
+fn day(from_us: i64, n: i64) -> String {
+    let at = rfc3339(from_micros(from_us + n * 86_400_000_000));
+    at.get(..10).unwrap_or_default().to_string()
 }
 
 /// The activity log of a period as CSV, streamed a page at a time.

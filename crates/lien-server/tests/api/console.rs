@@ -476,6 +476,13 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     );
     let csrf = seen.field("csrf");
     let form_key = seen.field("form_key");
+    // The overview shows how old the arrears are.
+    let overview = agent.get("/console/overview").await;
+    assert!(
+        overview.shows("<td>1–30 days</td><td>1</td><td>KES 1,000.00</td>"),
+        "{}",
+        overview.body
+    );
 
     // A bad amount: named, kept, nothing recorded.
     let bad = agent
@@ -535,6 +542,13 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         "the phone acknowledged the new token: {}",
         after.body
     );
+    // The pushed token was acknowledged at once (the test's clock stands still).
+    assert!(
+        after.shows("2026-02-05 07:00 UTC (0 ms after it was recorded)"),
+        "the payment shows when its phone held it: {}",
+        after.body
+    );
+    assert!(after.shows("<td>part paid</td>") || after.shows("<td>paid</td>"));
 
     // The agent may not lock, whatever it sends.
     let lock = agent
@@ -597,6 +611,16 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         "{}",
         overview.body
     );
+    assert!(
+        overview.shows("median 0 ms, 99th percentile 0 ms, over 1 payments."),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.shows("id=\"locks-today\">2 locked, 1 unlocked."),
+        "the schedule's lock, the payment's unlock and the admin's lock: {}",
+        overview.body
+    );
     // The reports: today's payment by day, and the period's activity as CSV.
     let reports = admin
         .get("/console/reports?from=2026-02-01&to=2026-02-05")
@@ -605,6 +629,11 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     assert!(
         reports.shows("<td>2026-02-05</td><td>1</td><td>KES 1,000.00</td>"),
         "{}",
+        reports.body
+    );
+    assert!(
+        reports.shows("<tr><td>2026-02-05</td><td>2</td><td>1</td></tr>"),
+        "two locks and an unlock that day: {}",
         reports.body
     );
     let activity = admin

@@ -134,8 +134,8 @@ async fn apply_own_rows(
 ) -> Result<(), StoreError> {
     if let Some(p) = &change.payment {
         sqlx::query(
-            "INSERT INTO payments (device_id, reference, amount_minor, currency, received_us, recorded_us) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO payments (device_id, reference, amount_minor, currency, received_us, \
+             recorded_us, token_sequence) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
         .bind(&p.reference)
@@ -143,14 +143,30 @@ async fn apply_own_rows(
         .bind(&p.currency)
         .bind(p.received_us)
         .bind(p.recorded_us)
+        .bind(change.token.as_ref().map(|t| t.sequence))
         .execute(&mut **tx)
         .await
         .map_err(|e| {
             unique_or_backend(
                 e,
-                format!("a payment with reference {:?} is already recorded for this device", p.reference),
+                format!(
+                    "a payment with reference {:?} is already recorded for this device",
+                    p.reference
+                ),
             )
         })?;
+    }
+    if let (Some(applied), Some(at_us)) = (change.applied_sequence, change.acknowledged_us) {
+        sqlx::query(
+            "UPDATE payments SET acked_us = $1 WHERE device_id = $2 AND acked_us IS NULL \
+             AND token_sequence <= $3",
+        )
+        .bind(at_us)
+        .bind(id)
+        .bind(applied)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     }
     if let Some(r) = &change.reversal {
         sqlx::query(
@@ -237,6 +253,7 @@ fn row_values(change: &DeviceChange) -> (Vec<&'static str>, Vec<Value>) {
         set("decision_json", Value::from(&d.json));
         set("amount_due_minor", Value::from(d.amount_due_minor));
         set("currency", Value::from(&d.currency));
+        set("overdue_since", Value::from(&d.overdue_since));
     }
     set("next_eval_us", Value::from(change.next_eval_us));
     if let Some(t) = &change.token {

@@ -12,9 +12,9 @@ use super::rows::{Value, fetch_in, insert_rows};
 use super::tenants::financier_by_id;
 use super::{Found as _, SqlStore, backend, first_column, unique_or_backend};
 use crate::{
-    Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange, DeviceFilter, DeviceRecord,
-    DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord, Portfolio, ReversalRecord,
-    Schedule, Seen, StatusCodeMatch, StoreError, TokenRecord,
+    ArrearsAge, ArrearsByAge, Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange,
+    DeviceFilter, DeviceRecord, DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord,
+    Portfolio, ReversalRecord, Schedule, Seen, StatusCodeMatch, StoreError, TokenRecord,
 };
 
 /// The columns [`device_from`] reads, in its order, for a query `FROM devices`.
@@ -26,7 +26,7 @@ const DEVICE_COLUMNS: &str = "id, financier_id, contract_ref, imei1, imei2, seri
     next_eval_us, binding_generation, device_key, bound_us, token_sequence, token_state, \
     token_issued_us, token_lease_end_us, token, applied_sequence, last_seen_us, ocra_counter, \
     released_us, version, (SELECT t.status_code FROM tokens t WHERE t.device_id = devices.id \
-    AND t.sequence = devices.token_sequence), checkin_counter";
+    AND t.sequence = devices.token_sequence), checkin_counter, overdue_since";
 
 /// The columns of a check-in view, in the order [`checkin_view_from`] reads them.
 pub(super) const CHECKIN_COLUMNS: &str =
@@ -87,6 +87,7 @@ fn device_from(row: &AnyRow) -> Result<DeviceRecord, StoreError> {
                 json: row.try_get(11)?,
                 amount_due_minor: row.try_get(12)?,
                 currency: row.try_get(13)?,
+                overdue_since: row.try_get(30)?,
             },
             next_eval_us: row.try_get(14)?,
             binding: match (device_key, bound_us) {
@@ -161,8 +162,9 @@ impl SqlStore {
         }
         let mut payments = by_device(
             tx,
-            "SELECT device_id, reference, amount_minor, currency, received_us, recorded_us \
-             FROM payments WHERE device_id IN ({list}) ORDER BY device_id, recorded_us, reference",
+            "SELECT device_id, reference, amount_minor, currency, received_us, recorded_us, \
+             acked_us FROM payments WHERE device_id IN ({list}) \
+             ORDER BY device_id, recorded_us, reference",
             ids,
             |r| {
                 Ok(PaymentRecord {
@@ -171,6 +173,7 @@ impl SqlStore {
                     currency: r.try_get(3)?,
                     received_us: r.try_get(4)?,
                     recorded_us: r.try_get(5)?,
+                    acknowledged_us: r.try_get(6)?,
                 })
             },
         )
@@ -347,6 +350,7 @@ impl Devices for SqlStore {
         financier_id: Option<&str>,
         not_seen_since_us: i64,
         payments_since_us: i64,
+        age_cutoffs: &[String; 3],
     ) -> Result<Portfolio, StoreError> {
         // One financier's rows (by its index), or every row for the platform's roles.
         let (devices, payments) = match financier_id {
@@ -384,6 +388,35 @@ impl Devices for SqlStore {
         .map(counted_sum)
         .collect::<Result<Vec<(String, i64, i64)>, sqlx::Error>>()
         .map_err(backend)?;
+        // The due date of the oldest late installment, a `YYYY-MM-DD` text, against the
+        // cut-offs (older dates are smaller).
+        let arrears_by_age = sqlx::query(AssertSqlSafe(format!(
+            "SELECT d.currency, COUNT(*), {}, CAST(CASE WHEN d.overdue_since IS NULL THEN 4 \
+             WHEN d.overdue_since >= $2 THEN 0 WHEN d.overdue_since >= $3 THEN 1 \
+             WHEN d.overdue_since >= $4 THEN 2 ELSE 3 END AS BIGINT) AS age FROM {devices} \
+             AND d.amount_due_minor > 0 GROUP BY age, d.currency ORDER BY age, d.currency",
+            split_sum("d.amount_due_minor")
+        )))
+        .bind(financier.clone())
+        .bind(&age_cutoffs[0])
+        .bind(&age_cutoffs[1])
+        .bind(&age_cutoffs[2])
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            let (currency, devices, amount_minor) = counted_sum(row)?;
+            let age: i64 = row.try_get(4)?;
+            Ok(ArrearsByAge {
+                age: ArrearsAge::ALL[age.clamp(0, 4) as usize],
+                currency,
+                devices,
+                amount_minor,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(backend)?;
         let not_seen: i64 = sqlx::query(AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM {devices} AND d.released_us IS NULL \
              AND (d.last_seen_us IS NULL OR d.last_seen_us < $2)"
@@ -414,6 +447,7 @@ impl Devices for SqlStore {
             overdue,
             not_seen,
             payments,
+            arrears_by_age,
         })
     }
 

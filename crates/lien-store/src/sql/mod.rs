@@ -77,6 +77,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/sqlite/0015_audit_by_time.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_arrears_age_and_acks.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -135,6 +139,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         15,
         include_str!("../../migrations/postgres/0015_audit_by_time.sql"),
+    ),
+    (
+        16,
+        include_str!("../../migrations/postgres/0016_arrears_age_and_acks.sql"),
     ),
 ];
 

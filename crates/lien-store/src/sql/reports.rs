@@ -6,11 +6,22 @@ use sqlx::{AssertSqlSafe, Row};
 use super::devices::{counted_sum, split_sum};
 use super::tenants::{AUDIT_COLUMNS, audit_record_from};
 use super::{SqlStore, backend};
-use crate::reports::{ActivityCursor, DayPayments, Reports};
+use crate::reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports};
 use crate::{AuditRecord, StoreError};
 
 /// A day in microseconds.
 const DAY_US: i64 = 86_400_000_000;
+
+/// The condition on `{alias}.device_id` that keeps one financier's devices (bound as `$3`), or
+/// every device when `$3` is null.
+fn devices_of(financier_id: Option<&str>, alias: &str) -> String {
+    match financier_id {
+        Some(_) => format!(
+            "AND {alias}.device_id IN (SELECT d.id FROM devices d WHERE d.financier_id = $3)"
+        ),
+        None => "AND CAST($3 AS TEXT) IS NULL".to_string(),
+    }
+}
 
 #[async_trait]
 impl Reports for SqlStore {
@@ -69,10 +80,7 @@ impl Reports for SqlStore {
         from_us: i64,
         to_us: i64,
     ) -> Result<Vec<DayPayments>, StoreError> {
-        let whose = match financier_id {
-            Some(_) => "AND p.device_id IN (SELECT d.id FROM devices d WHERE d.financier_id = $3)",
-            None => "AND CAST($3 AS TEXT) IS NULL",
-        };
+        let whose = devices_of(financier_id, "p");
         sqlx::query(AssertSqlSafe(format!(
             "SELECT p.currency, COUNT(*), {}, (p.recorded_us - $1) / {DAY_US} AS day \
              FROM payments p WHERE p.recorded_us >= $1 AND p.recorded_us < $2 {whose} \
@@ -97,5 +105,103 @@ impl Reports for SqlStore {
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(backend)
+    }
+
+    async fn locks_by_day(
+        &self,
+        financier_id: Option<&str>,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<DayLocks>, StoreError> {
+        // A device's tokens are numbered one after another, so the token before is the one
+        // numbered one below (by the primary key).
+        let whose = devices_of(financier_id, "t");
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT (t.issued_us - $1) / {DAY_US} AS day, \
+             SUM(CASE WHEN t.state = 'locked' AND (b.state IS NULL OR b.state <> 'locked') \
+                 THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN t.state <> 'locked' AND b.state = 'locked' THEN 1 ELSE 0 END) \
+             FROM tokens t LEFT JOIN tokens b \
+             ON b.device_id = t.device_id AND b.sequence = t.sequence - 1 \
+             WHERE t.issued_us >= $1 AND t.issued_us < $2 {whose} \
+             GROUP BY day ORDER BY day"
+        )))
+        .bind(from_us)
+        .bind(to_us)
+        .bind(financier_id.map(str::to_string))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(DayLocks {
+                day: row.try_get(0)?,
+                locks: row.try_get(1)?,
+                unlocks: row.try_get(2)?,
+            })
+        })
+        .filter(|day: &Result<DayLocks, sqlx::Error>| {
+            day.as_ref().map_or(true, |d| d.locks + d.unlocks > 0)
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(backend)
+    }
+
+    async fn payment_acks(
+        &self,
+        financier_id: Option<&str>,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<PaymentAcks, StoreError> {
+        let whose = devices_of(financier_id, "p");
+        let period = format!(
+            "FROM payments p WHERE p.recorded_us >= $1 AND p.recorded_us < $2 {whose} \
+             AND p.token_sequence IS NOT NULL"
+        );
+        let counts = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(p.acked_us), COUNT(*) - COUNT(p.acked_us) {period}"
+        )))
+        .bind(from_us)
+        .bind(to_us)
+        .bind(financier_id.map(str::to_string))
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        let mut acks = PaymentAcks {
+            acknowledged: counts.try_get(0).map_err(backend)?,
+            waiting: counts.try_get(1).map_err(backend)?,
+            ..PaymentAcks::default()
+        };
+        if acks.acknowledged == 0 {
+            return Ok(acks);
+        }
+        // The nearest-rank percentiles: the delays in order, and the ones at the two ranks
+        // (computed here, so that only two rows come back).
+        let n = acks.acknowledged;
+        let rank = |percent: i64| ((percent * n + 99) / 100).max(1);
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT delay, place FROM (SELECT p.acked_us - p.recorded_us AS delay, \
+             ROW_NUMBER() OVER (ORDER BY p.acked_us - p.recorded_us) AS place \
+             {period} AND p.acked_us IS NOT NULL) ranked WHERE place = $4 OR place = $5"
+        )))
+        .bind(from_us)
+        .bind(to_us)
+        .bind(financier_id.map(str::to_string))
+        .bind(rank(50))
+        .bind(rank(99))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        for row in rows {
+            let delay: i64 = row.try_get(0).map_err(backend)?;
+            let at: i64 = row.try_get(1).map_err(backend)?;
+            if at == rank(50) {
+                acks.median_us = Some(delay);
+            }
+            if at == rank(99) {
+                acks.p99_us = Some(delay);
+            }
+        }
+        Ok(acks)
     }
 }

@@ -78,6 +78,7 @@ pub fn decision(state: &str, due: i64) -> DecisionRecord {
         json: format!(r#"{{"state":"{state}","due":{due}}}"#),
         amount_due_minor: due,
         currency: "KES".to_string(),
+        overdue_since: None,
     }
 }
 
@@ -123,6 +124,7 @@ pub fn payment(reference: &str, amount: i64) -> PaymentRecord {
         currency: "KES".to_string(),
         received_us: T0 + SECOND,
         recorded_us: T0 + 2 * SECOND,
+        acknowledged_us: None,
     }
 }
 

@@ -214,6 +214,9 @@ conformance![
     invitations_are_accepted_once_and_sessions_end,
     portfolios_are_counted_per_financier_and_never_overflow,
     activity_pages_hold_their_order_across_ties,
+    arrears_are_grouped_by_age,
+    locks_and_unlocks_are_counted_by_day,
+    payments_are_acknowledged_by_the_phone_once,
 ];
 
 /// Backend-independent: the scheme decides the backend, and an unknown one is refused by name.

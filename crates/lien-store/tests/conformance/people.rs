@@ -1,6 +1,9 @@
 //! Checks of the console's people, invitations and sessions.
 
-use lien_store::{InvitationRecord, PersonRecord, SessionRecord, StoreError};
+use lien_store::{
+    ArrearsAge, ArrearsByAge, DeviceChange, DevicesExt as _, InvitationRecord, PersonRecord,
+    SessionRecord, StoreError,
+};
 
 use crate::Db;
 use crate::fixtures::*;
@@ -172,19 +175,215 @@ pub async fn portfolios_are_counted_per_financier_and_never_overflow(db: Db) {
             .await
             .unwrap();
     }
-    let a = db.portfolio(Some("fin_a"), T0, T0).await.unwrap();
+    let a = db
+        .portfolio(Some("fin_a"), T0, T0, &cutoffs())
+        .await
+        .unwrap();
     assert_eq!(
         a.by_state,
         [("active".to_string(), 1), ("locked".to_string(), 2)]
     );
     assert_eq!(a.overdue, [("KES".to_string(), 2, i64::MAX)]);
     assert_eq!(a.not_seen, 3, "never seen counts as not seen");
-    let all = db.portfolio(None, T0, T0).await.unwrap();
+    let all = db.portfolio(None, T0, T0, &cutoffs()).await.unwrap();
     assert_eq!(all.by_state.iter().map(|(_, n)| n).sum::<i64>(), 4);
     assert_eq!(all.overdue, [("KES".to_string(), 3, i64::MAX)]);
-    let b = db.portfolio(Some("fin_b"), T0, T0).await.unwrap();
+    let b = db
+        .portfolio(Some("fin_b"), T0, T0, &cutoffs())
+        .await
+        .unwrap();
     assert_eq!(b.overdue, [("KES".to_string(), 1, 5_000)]);
     assert!(b.payments.is_empty());
+}
+
+/// The arrears' age groups of these checks: 1-30, 31-60, 61-90 days before 2026-04-01.
+fn cutoffs() -> [String; 3] {
+    ["2026-03-02", "2026-01-31", "2026-01-01"].map(String::from)
+}
+
+/// Devices in arrears are grouped by the due date of their oldest late installment, each
+/// financier's alone; one whose age is not recorded yet is counted apart, never dropped.
+pub async fn arrears_are_grouped_by_age(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    for (id, financier, due, since) in [
+        ("dev_a1", "fin_a", 100, Some("2026-03-31")),
+        ("dev_a2", "fin_a", 200, Some("2026-03-02")),
+        ("dev_a3", "fin_a", 400, Some("2026-03-01")),
+        ("dev_a4", "fin_a", 800, Some("2025-12-31")),
+        ("dev_a5", "fin_a", 1_600, None),
+        ("dev_a6", "fin_a", 0, None),
+        ("dev_b1", "fin_b", 3_200, Some("2026-03-31")),
+    ] {
+        let mut change = enrollment("reminder", due);
+        if let Some(d) = change.decision.as_mut() {
+            d.overdue_since = since.map(String::from);
+        }
+        db.enroll(&new_device(id, financier), change).await.unwrap();
+    }
+    let group = |age, devices, amount_minor| ArrearsByAge {
+        age,
+        currency: "KES".to_string(),
+        devices,
+        amount_minor,
+    };
+    let a = db
+        .portfolio(Some("fin_a"), T0, T0, &cutoffs())
+        .await
+        .unwrap();
+    assert_eq!(
+        a.arrears_by_age,
+        [
+            group(ArrearsAge::UpToFirst, 2, 300),
+            group(ArrearsAge::UpToSecond, 1, 400),
+            group(ArrearsAge::Older, 1, 800),
+            group(ArrearsAge::Unknown, 1, 1_600),
+        ]
+    );
+    let all = db.portfolio(None, T0, T0, &cutoffs()).await.unwrap();
+    assert_eq!(
+        all.arrears_by_age[0],
+        group(ArrearsAge::UpToFirst, 3, 3_500)
+    );
+    // A later decision records the age; paid up, the device leaves the groups.
+    db.update_device_with("dev_a5", |_| {
+        Ok::<_, StoreError>((
+            DeviceChange {
+                decision: Some(decision("active", 0)),
+                ..DeviceChange::default()
+            },
+            (),
+        ))
+    })
+    .await
+    .unwrap();
+    let a = db
+        .portfolio(Some("fin_a"), T0, T0, &cutoffs())
+        .await
+        .unwrap();
+    assert!(
+        a.arrears_by_age
+            .iter()
+            .all(|g| g.age != ArrearsAge::Unknown),
+        "{:?}",
+        a.arrears_by_age
+    );
+}
+
+/// A lock counts when a token locks a phone whose token before did not, an unlock when a
+/// token leaves the lock; by day, each financier's own.
+pub async fn locks_and_unlocks_are_counted_by_day(db: Db) {
+    add_financier(&db, "fin_a").await;
+    add_financier(&db, "fin_b").await;
+    for (id, financier) in [
+        ("dev_a1", "fin_a"),
+        ("dev_a2", "fin_a"),
+        ("dev_b1", "fin_b"),
+    ] {
+        enroll(&db, financier, id, None).await;
+    }
+    // Token 1 (active) came with the enrollment at T0 + 1.
+    let issue = |id: &'static str, sequence: i64, state: &'static str, at: i64| {
+        let db = db.clone();
+        async move {
+            let mut t = token(sequence, state, "CODE");
+            t.issued_us = at;
+            db.update_device_with(id, move |_| {
+                Ok::<_, StoreError>((
+                    DeviceChange {
+                        token: Some(t),
+                        ..DeviceChange::default()
+                    },
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        }
+    };
+    issue("dev_a1", 2, "locked", T0 + HOUR).await;
+    issue("dev_a1", 3, "locked", T0 + 2 * HOUR).await; // a new message: still locked
+    issue("dev_a1", 4, "active", T0 + DAY + HOUR).await;
+    issue("dev_a2", 2, "reminder", T0 + DAY + HOUR).await;
+    issue("dev_b1", 2, "locked", T0 + HOUR).await;
+    let days = db
+        .locks_by_day(Some("fin_a"), T0, T0 + 2 * DAY)
+        .await
+        .unwrap();
+    let shown: Vec<_> = days.iter().map(|d| (d.day, d.locks, d.unlocks)).collect();
+    assert_eq!(shown, [(0, 1, 0), (1, 0, 1)]);
+    let all = db.locks_by_day(None, T0, T0 + DAY).await.unwrap();
+    assert_eq!((all[0].locks, all[0].unlocks), (2, 0));
+}
+
+/// A payment is acknowledged when its phone reports holding the token the payment issued
+/// (or a later one), once; the median and 99th percentile are nearest ranks.
+pub async fn payments_are_acknowledged_by_the_phone_once(db: Db) {
+    add_financier(&db, "fin_a").await;
+    enroll(&db, "fin_a", "dev_a1", None).await;
+    enroll(&db, "fin_a", "dev_a2", None).await;
+    let pay = |id: &'static str, reference: &'static str, sequence: Option<i64>| {
+        let db = db.clone();
+        async move {
+            let mut p = payment(reference, 100);
+            p.recorded_us = T0 + SECOND;
+            let token = sequence.map(|s| token(s, "active", "PAID"));
+            db.update_device_with(id, move |_| {
+                Ok::<_, StoreError>((
+                    DeviceChange {
+                        payment: Some(p),
+                        token,
+                        ..DeviceChange::default()
+                    },
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let report = |id: &'static str, applied: i64, at: i64| {
+        let db = db.clone();
+        async move {
+            db.update_device_with(id, move |_| {
+                Ok::<_, StoreError>((
+                    DeviceChange {
+                        applied_sequence: Some(applied),
+                        acknowledged_us: Some(at),
+                        ..DeviceChange::default()
+                    },
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        }
+    };
+    pay("dev_a1", "P-1", Some(2)).await;
+    pay("dev_a1", "P-2", None).await; // changed nothing the phone holds
+    pay("dev_a2", "P-3", Some(2)).await;
+    let none = db.payment_acks(Some("fin_a"), T0, T0 + DAY).await.unwrap();
+    assert_eq!(
+        (none.acknowledged, none.waiting, none.median_us),
+        (0, 2, None)
+    );
+    report("dev_a1", 1, T0 + 2 * SECOND).await; // an older token: not yet
+    report("dev_a1", 2, T0 + 3 * SECOND).await;
+    report("dev_a1", 2, T0 + 9 * SECOND).await; // said again: the first time stands
+    report("dev_a2", 2, T0 + 11 * SECOND).await;
+    let acks = db.payment_acks(Some("fin_a"), T0, T0 + DAY).await.unwrap();
+    assert_eq!((acks.acknowledged, acks.waiting), (2, 0));
+    assert_eq!(acks.median_us, Some(2 * SECOND));
+    assert_eq!(acks.p99_us, Some(10 * SECOND));
+    let snapshot = db.snapshot("dev_a1").await.unwrap();
+    let shown: Vec<_> = snapshot
+        .payments
+        .iter()
+        .map(|p| (p.reference.as_str(), p.acknowledged_us))
+        .collect();
+    assert_eq!(shown, [("P-1", Some(T0 + 3 * SECOND)), ("P-2", None)]);
+    let elsewhere = db.payment_acks(Some("fin_b"), T0, T0 + DAY).await.unwrap();
+    assert_eq!(elsewhere, lien_store::PaymentAcks::default());
 }
 
 /// A financier's activity in a period comes a page at a time, in (time, chain, place) order,

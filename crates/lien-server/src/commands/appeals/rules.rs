@@ -219,6 +219,7 @@ pub fn answer_mutation(
             currency: currency.clone(),
             received_us: micros(received),
             recorded_us: now_us,
+            acknowledged_us: None,
         });
     }
     let status = if accept {
