@@ -609,23 +609,19 @@ async fn a_hanging_receiver_does_not_hold_up_another_financiers(backend: Backend
     let (_, secret) = endpoint(&app, &fast_key, &format!("{url}fast"), json!([])).await;
     fast.secrets.lock().unwrap().push(secret);
     // The slow financier's events come first, each about a device of its own.
-    for i in 0..6 {
-        app.enroll_device(
-            &slow_key,
-            &format!("S-{i}"),
-            &imei(&format!("3569380356440{i}")),
-            &format!("SS{i}"),
-        )
-        .await;
-    }
-    for i in 0..6 {
-        app.enroll_device(
-            &fast_key,
-            &format!("F-{i}"),
-            &imei(&format!("3569380356450{i}")),
-            &format!("SF{i}"),
-        )
-        .await;
+    for (key, letter, imei_start) in [
+        (&slow_key, 'S', "3569380356440"),
+        (&fast_key, 'F', "3569380356450"),
+    ] {
+        for i in 0..6 {
+            app.enroll_device(
+                key,
+                &format!("{letter}-{i}"),
+                &imei(&format!("{imei_start}{i}")),
+                &format!("S{letter}{i}"),
+            )
+            .await;
+        }
     }
 
     let state = app.running.state.clone();
