@@ -1081,64 +1081,41 @@ mod tests {
 
     #[test]
     fn bad_challenges_are_refused() {
+        use ChallengeFormat::{Alphanumeric, Hex, Numeric};
+        let character = |found, format| OcraError::ChallengeCharacter { found, format };
+        // Each suite is "OCRA-1:HOTP-SHA256-8:" and the challenge format given here.
+        let cases = [
+            ("QN08", "1234567a", character('a', Numeric)),
+            ("QN08", "-1234567", character('-', Numeric)),
+            (
+                "QN08",
+                "123456789",
+                OcraError::ChallengeTooLong { len: 9, max: 8 },
+            ),
+            ("QN08", "123", OcraError::ChallengeTooShort(3)),
+            ("QN08", "", OcraError::ChallengeTooShort(0)),
+            ("QA08", "SIG 1000", character(' ', Alphanumeric)),
+            ("QA08", "SIGé", character('é', Alphanumeric)),
+            ("QH08", "0123456g", character('g', Hex)),
+            (
+                "QH08",
+                "0123456789",
+                OcraError::ChallengeTooLong { len: 10, max: 8 },
+            ),
+        ];
+        for (format, text, refusal) in cases {
+            let s = suite(&format!("OCRA-1:HOTP-SHA256-8:{format}"));
+            assert_eq!(
+                s.respond(SEED32, challenge(text)),
+                Err(refusal),
+                "{format} {text:?}"
+            );
+        }
+
         let numeric = suite("OCRA-1:HOTP-SHA256-8:QN08");
-        assert_eq!(
-            numeric.respond(SEED32, challenge("1234567a")),
-            Err(OcraError::ChallengeCharacter {
-                found: 'a',
-                format: ChallengeFormat::Numeric
-            })
-        );
-        assert_eq!(
-            numeric.respond(SEED32, challenge("-1234567")),
-            Err(OcraError::ChallengeCharacter {
-                found: '-',
-                format: ChallengeFormat::Numeric
-            })
-        );
-        assert_eq!(
-            numeric.respond(SEED32, challenge("123456789")),
-            Err(OcraError::ChallengeTooLong { len: 9, max: 8 })
-        );
-        assert_eq!(
-            numeric.respond(SEED32, challenge("123")),
-            Err(OcraError::ChallengeTooShort(3))
-        );
-        assert_eq!(
-            numeric.respond(SEED32, challenge("")),
-            Err(OcraError::ChallengeTooShort(0))
-        );
         assert!(numeric.respond(SEED32, challenge("1234")).is_ok());
-
-        let alpha = suite("OCRA-1:HOTP-SHA256-8:QA08");
-        assert_eq!(
-            alpha.respond(SEED32, challenge("SIG 1000")),
-            Err(OcraError::ChallengeCharacter {
-                found: ' ',
-                format: ChallengeFormat::Alphanumeric
-            })
-        );
-        assert_eq!(
-            alpha.respond(SEED32, challenge("SIGé")),
-            Err(OcraError::ChallengeCharacter {
-                found: 'é',
-                format: ChallengeFormat::Alphanumeric
-            })
-        );
-
-        let hex = suite("OCRA-1:HOTP-SHA256-8:QH08");
-        assert_eq!(
-            hex.respond(SEED32, challenge("0123456g")),
-            Err(OcraError::ChallengeCharacter {
-                found: 'g',
-                format: ChallengeFormat::Hex
-            })
-        );
-        assert_eq!(
-            hex.respond(SEED32, challenge("0123456789")),
-            Err(OcraError::ChallengeTooLong { len: 10, max: 8 })
-        );
         // Hex digits are case-insensitive because they denote the same bytes.
+        let hex = suite("OCRA-1:HOTP-SHA256-8:QH08");
         assert_eq!(
             hex.respond(SEED32, challenge("ABCDEF01")),
             hex.respond(SEED32, challenge("abcdef01"))

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse as _;
 use serde::Deserialize;
@@ -188,14 +188,33 @@ pub async fn history(
     Ok(Json(reads::history(&state, &actor, &id).await?))
 }
 
-/// The `Idempotency-Key` header, required on payments and reversals.
-fn idempotency_key(
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<IdempotencyKey, ApiError> {
-    optional_idempotency_key(headers, method, uri, body)?.ok_or_else(|| {
+/// The body of a command that a client may retry, and its `Idempotency-Key` header if there
+/// is one: checked, and hashed with the method, the path and the body, so that the same key
+/// with another request is told apart. A malformed key is refused here, whether the command
+/// requires one or not.
+pub struct KeyedRequest {
+    key: Option<IdempotencyKey>,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for KeyedRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<KeyedRequest, ApiError> {
+        let (method, uri, headers) = (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().clone(),
+        );
+        let body = Bytes::from_request(req, state).await?;
+        let key = optional_idempotency_key(&headers, &method, &uri, &body)?;
+        Ok(KeyedRequest { key, body })
+    }
+}
+
+/// The `Idempotency-Key` of a payment or a reversal, which must have one.
+fn required_key(key: Option<IdempotencyKey>) -> Result<IdempotencyKey, ApiError> {
+    key.ok_or_else(|| {
         ApiError::BadRequest(
             "missing Idempotency-Key header: payments and reversals need one, so that a retry \
              never applies twice"
@@ -204,7 +223,8 @@ fn idempotency_key(
     })
 }
 
-/// The `Idempotency-Key` header if there is one, checked the same way as where it is required.
+/// The `Idempotency-Key` header if there is one, checked, with the hash of the request it came
+/// with.
 fn optional_idempotency_key(
     headers: &HeaderMap,
     method: &Method,
@@ -272,14 +292,10 @@ pub async fn record_payment(
     State(state): State<AppState>,
     actor: Actor,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: KeyedRequest,
 ) -> Result<JsonText, ApiError> {
-    let body = body?;
-    let key = idempotency_key(&headers, &method, &uri, &body)?;
-    let Json(req) = Json::<PaymentRequest>::from_bytes(&body)?;
+    let key = required_key(request.key)?;
+    let Json(req) = Json::<PaymentRequest>::from_bytes(&request.body)?;
     applied_json(commands::record_payment(&state, &actor, &id, key, req).await?)
 }
 
@@ -306,14 +322,10 @@ pub async fn reverse_payment(
     State(state): State<AppState>,
     actor: Actor,
     Path((id, reference)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: KeyedRequest,
 ) -> Result<JsonText, ApiError> {
-    let body = body?;
-    let key = idempotency_key(&headers, &method, &uri, &body)?;
-    let Json(req) = Json::<ReversalRequest>::from_bytes(&body)?;
+    let key = required_key(request.key)?;
+    let Json(req) = Json::<ReversalRequest>::from_bytes(&request.body)?;
     applied_json(commands::reverse_payment(&state, &actor, &id, reference, key, req).await?)
 }
 
@@ -462,16 +474,12 @@ pub async fn change_policy(
     State(state): State<AppState>,
     actor: Actor,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: KeyedRequest,
 ) -> Result<JsonText, ApiError> {
-    let body = body?;
     // Optional here, unlike on payments: setting the same policy twice leaves the device as
     // setting it once did; without a key, only the audit record is repeated.
-    let key = optional_idempotency_key(&headers, &method, &uri, &body)?;
-    let Json(req) = Json::<PolicyChangeRequest>::from_bytes(&body)?;
+    let key = request.key;
+    let Json(req) = Json::<PolicyChangeRequest>::from_bytes(&request.body)?;
     applied_json(commands::change_policy(&state, &actor, &id, key, req).await?)
 }
 

@@ -335,6 +335,15 @@ fn audit(
     }
 }
 
+/// The store's answer to a change of an endpoint read a moment before. `NotFound` means it was
+/// deleted in between, and is said as a missing endpoint, not as the store's default (a device).
+fn endpoint_changed<T>(answer: Result<T, lien_store::StoreError>) -> Result<T, ApiError> {
+    match answer {
+        Err(lien_store::StoreError::NotFound) => Err(ApiError::NotFound("webhook endpoint")),
+        other => Ok(other?),
+    }
+}
+
 /// Changes an endpoint's URL and event types.
 #[utoipa::path(
     put,
@@ -376,22 +385,18 @@ pub async fn update_endpoint(
         described(&endpoint),
         described(&after),
     );
-    let updated = match state
-        .store
-        .update_webhook_endpoint(
-            &endpoint.id,
-            &url,
-            &types,
-            &chain(&endpoint.financier_id),
-            &audit,
-        )
-        .await
-    {
-        Err(lien_store::StoreError::NotFound) => {
-            return Err(ApiError::NotFound("webhook endpoint"));
-        }
-        other => other?,
-    };
+    let updated = endpoint_changed(
+        state
+            .store
+            .update_webhook_endpoint(
+                &endpoint.id,
+                &url,
+                &types,
+                &chain(&endpoint.financier_id),
+                &audit,
+            )
+            .await,
+    )?;
     Ok(Json(view(&updated, now_us)))
 }
 
@@ -446,16 +451,13 @@ pub async fn delete_endpoint(
         described(&endpoint),
         "null".into(),
     );
-    match state
-        .store
-        .delete_webhook_endpoint(&endpoint.id, now_us, &chain(&endpoint.financier_id), &audit)
-        .await
-    {
-        Err(lien_store::StoreError::NotFound) => Err(ApiError::NotFound("webhook endpoint")),
-        other => other
-            .map(|()| StatusCode::NO_CONTENT)
-            .map_err(ApiError::from),
-    }
+    endpoint_changed(
+        state
+            .store
+            .delete_webhook_endpoint(&endpoint.id, now_us, &chain(&endpoint.financier_id), &audit)
+            .await,
+    )?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Rotates an endpoint's secret.
@@ -494,22 +496,18 @@ pub async fn rotate_secret(
         serde_json::json!({ "id": endpoint.id, "previous_secret_until": rfc3339(until) })
             .to_string(),
     );
-    let rotated = match state
-        .store
-        .rotate_webhook_secret(
-            &endpoint.id,
-            &secret,
-            micros(until),
-            &chain(&endpoint.financier_id),
-            &audit,
-        )
-        .await
-    {
-        Err(lien_store::StoreError::NotFound) => {
-            return Err(ApiError::NotFound("webhook endpoint"));
-        }
-        other => other?,
-    };
+    let rotated = endpoint_changed(
+        state
+            .store
+            .rotate_webhook_secret(
+                &endpoint.id,
+                &secret,
+                micros(until),
+                &chain(&endpoint.financier_id),
+                &audit,
+            )
+            .await,
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {

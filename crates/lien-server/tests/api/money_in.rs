@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, LockedOnPush, Reply, TestApp, imei, locked, postgres_url, spawn_app};
-use crate::mpesa::{create_endpoint, daraja, post as post_mpesa};
+use crate::common::{Backend, LockedOnPush, Reply, TestApp, locked, postgres_url, spawn_app};
+use crate::mpesa::{create_endpoint, daraja, financier_with_device, post as post_mpesa};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::SignedDuration;
@@ -51,15 +51,19 @@ async fn create_provider(
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    let secret = created.body["secret"].as_str().unwrap();
-    let decoded = STANDARD
-        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
-        .unwrap();
     (
         created.body["id"].as_str().unwrap().to_string(),
-        decoded,
+        signing_key(&created.body),
         created.body["callback_path"].as_str().unwrap().to_string(),
     )
+}
+
+/// The key bytes of the `whsec_` secret a provider's creation or rotation shows.
+fn signing_key(shown: &serde_json::Value) -> Vec<u8> {
+    let secret = shown["secret"].as_str().unwrap();
+    STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+        .unwrap()
 }
 
 /// Posts `body` to `path` with Standard Webhooks headers.
@@ -236,15 +240,7 @@ async fn a_signed_payment_unlocks_once_and_nothing_unsigned_or_replayed_writes(b
         )
         .await;
     assert_eq!(rotated.status, 201, "{}", rotated.body);
-    let new_secret = STANDARD
-        .decode(
-            rotated.body["secret"]
-                .as_str()
-                .unwrap()
-                .strip_prefix("whsec_")
-                .unwrap(),
-        )
-        .unwrap();
+    let new_secret = signing_key(&rotated.body);
     let late = payment(&app, "EQ-77004", "C-1001", "5.00");
     post_signed_by(&app, &path, &secret, "msg_6", now2, &late)
         .await
@@ -433,10 +429,7 @@ async fn only_a_financier_admin_reconciles_and_its_statement_vouches_for_a_payof
     backend: Backend,
 ) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (financier_id, admin) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&admin, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (financier_id, admin, device_id) = financier_with_device(&app).await;
     let agent = app.financier_key(&financier_id, "financier-agent").await;
     // The whole plan (three installments of KES 1,000.00) paid by M-Pesa at 08:00, its
     // callback lost in transit.
@@ -494,10 +487,7 @@ async fn only_a_financier_admin_reconciles_and_its_statement_vouches_for_a_payof
 
 async fn reconciliations_run_one_at_a_time_within_a_rate_per_financier(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (financier_id, admin) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&admin, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (financier_id, admin, device_id) = financier_with_device(&app).await;
     let (_, other) = app.financier("Other Lender").await;
     let (from, to) = JANUARY_10;
     let csv = "transaction_id,paid_at,account,amount\n\

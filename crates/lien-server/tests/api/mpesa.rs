@@ -55,6 +55,16 @@ pub(crate) async fn create_endpoint(
     token
 }
 
+/// A financier, "Duka Phones", with one device enrolled on contract C-1001; returns the
+/// financier's id, its admin key and the device's id.
+pub(crate) async fn financier_with_device(app: &TestApp) -> (String, String, String) {
+    let (financier_id, key) = app.financier("Duka Phones").await;
+    let device_id = app
+        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
+        .await;
+    (financier_id, key, device_id)
+}
+
 /// A C2B callback as Daraja documents it, at the server's time in Nairobi.
 pub(crate) fn daraja(app: &TestApp, trans_id: &str, account: &str, amount: &str) -> Value {
     let trans_time = app
@@ -105,6 +115,17 @@ async fn unmatched(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
         .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     listed.body["payments"].as_array().unwrap().clone()
+}
+
+/// Assigns the unmatched payment to the device with `key`; returns the answer.
+async fn assign(app: &TestApp, key: &str, payment_id: &str, device_id: &str) -> Reply {
+    app.call(
+        "POST",
+        &format!("/v1/unmatched-payments/{payment_id}/assignment"),
+        key,
+        Some(json!({ "device_id": device_id })),
+    )
+    .await
 }
 
 async fn a_paybill_payment_unlocks_the_phone_within_a_second_once(backend: Backend) {
@@ -222,26 +243,10 @@ async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend:
     // Another financier sees none of it and cannot assign it.
     let (_, other_key) = app.financier("Other Lender").await;
     assert!(unmatched(&app, &other_key, "").await.is_empty());
-    let refused = app
-        .call(
-            "POST",
-            &format!("/v1/unmatched-payments/{id}/assignment"),
-            &other_key,
-            Some(json!({"device_id": device_id})),
-        )
-        .await;
+    let refused = assign(&app, &other_key, &id, &device_id).await;
     assert_eq!(refused.status, 404, "{}", refused.body);
 
-    let assignment = format!("/v1/unmatched-payments/{id}/assignment");
-    let assign = || {
-        app.call(
-            "POST",
-            &assignment,
-            &key,
-            Some(json!({"device_id": device_id})),
-        )
-    };
-    let assigned = assign().await;
+    let assigned = assign(&app, &key, &id, &device_id).await;
     assert_eq!(assigned.status, 200, "{}", assigned.body);
     assert_eq!(assigned.body["status"], "assigned");
     assert_eq!(assigned.body["device_id"], device_id.as_str());
@@ -255,21 +260,14 @@ async fn an_unknown_account_is_kept_and_once_assigned_unlocks_its_phone(backend:
     assert_eq!(after.0, before.0 + 1);
 
     // Assigning again, or confirming again, changes nothing.
-    let again = assign().await;
+    let again = assign(&app, &key, &id, &device_id).await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body, assigned.body);
     // To another device: refused, naming the device the money went to.
     let other_device = app
         .enroll_device(&key, "C-1002", &imei("35693803564381"), "SN1002")
         .await;
-    let elsewhere = app
-        .call(
-            "POST",
-            &assignment,
-            &key,
-            Some(json!({"device_id": other_device})),
-        )
-        .await;
+    let elsewhere = assign(&app, &key, &id, &other_device).await;
     elsewhere.assert_refused(
         409,
         &format!("device_id: this payment is already assigned to device {device_id}"),
@@ -340,9 +338,7 @@ async fn a_wrong_token_is_not_found_and_writes_nothing(backend: Backend) {
 
 async fn callbacks_come_only_from_the_allowed_sources(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (financier_id, key) = app.financier("Duka Phones").await;
-    app.enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (financier_id, key, _) = financier_with_device(&app).await;
     let elsewhere = create_endpoint(
         &app,
         &key,
@@ -411,17 +407,7 @@ async fn a_device_not_payable_in_shillings_is_refused(backend: Backend) {
         kept[0]["reason"].as_str().unwrap().contains("UGX"),
         "{kept:?}"
     );
-    let refused = app
-        .call(
-            "POST",
-            &format!(
-                "/v1/unmatched-payments/{}/assignment",
-                kept[0]["id"].as_str().unwrap()
-            ),
-            &key,
-            Some(json!({"device_id": device_id})),
-        )
-        .await;
+    let refused = assign(&app, &key, kept[0]["id"].as_str().unwrap(), &device_id).await;
     refused.assert_invalid("currency");
     assert!(
         refused.message().contains("KES") && refused.message().contains("UGX"),
@@ -457,9 +443,7 @@ async fn guessing_tokens_is_rate_limited_but_the_provider_is_not(backend: Backen
         s.public_rate_burst = 2;
     })
     .await;
-    let (financier_id, key) = app.financier("Duka Phones").await;
-    app.enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (financier_id, key, _) = financier_with_device(&app).await;
     let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
     let body = daraja(&app, "RKTLIMIT01", "C-1001", "10");
     let guessed = format!("mpt_{}", "B".repeat(43));
@@ -578,10 +562,7 @@ async fn a_confirmation_is_never_swallowed_by_a_payment_typed_in_by_hand(backend
 /// assigned alike: an assigned one is a money record and stays listed.
 async fn unmatched_payments_are_listed_in_pages(backend: Backend) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (financier_id, key) = app.financier("Duka Phones").await;
-    let device_id = app
-        .enroll_device(&key, "C-1001", &imei("35693803564380"), "SN1001")
-        .await;
+    let (financier_id, key, device_id) = financier_with_device(&app).await;
     let token = create_endpoint(&app, &key, &financier_id, json!({})).await;
     for i in 1..=5 {
         let typo = daraja(&app, &format!("RKTPAGE00{i}"), "C-9999", "10.00");
@@ -590,17 +571,7 @@ async fn unmatched_payments_are_listed_in_pages(backend: Backend) {
         app.clock.advance(SignedDuration::from_secs(60));
     }
     let oldest = unmatched(&app, &key, "?limit=500").await.pop().unwrap();
-    let assigned = app
-        .call(
-            "POST",
-            &format!(
-                "/v1/unmatched-payments/{}/assignment",
-                oldest["id"].as_str().unwrap()
-            ),
-            &key,
-            Some(json!({"device_id": device_id})),
-        )
-        .await;
+    let assigned = assign(&app, &key, oldest["id"].as_str().unwrap(), &device_id).await;
     assert_eq!(assigned.status, 200, "{}", assigned.body);
 
     // Every page after the one before, to the end: all five, newest first, once each.

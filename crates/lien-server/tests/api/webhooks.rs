@@ -18,7 +18,7 @@ use lien_server::clock::{Clock, ManualClock};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::common::{Backend, TestApp, imei, postgres_url, spawn_app_with};
+use crate::common::{Backend, Reply, TestApp, imei, postgres_url, spawn_app_with};
 
 /// Standard Webhooks' default tolerance for `webhook-timestamp`.
 const TOLERANCE_SECS: i64 = 5 * 60;
@@ -145,15 +145,7 @@ async fn receive(
 
 /// Starts a receiver; returns it and its URL.
 async fn receiver(app: &TestApp, fail_first: usize, gone: bool) -> (Arc<Receiver>, String) {
-    let receiver = Arc::new(Receiver {
-        clock: app.clock.clone(),
-        secrets: Mutex::default(),
-        fail_first,
-        gone,
-        attempts: Mutex::default(),
-        taken: Mutex::default(),
-        bad_signatures: Mutex::default(),
-    });
+    let receiver = new_receiver(app, fail_first, gone);
     let router = axum::Router::new()
         .route("/hook/{endpoint}", axum::routing::post(receive))
         .with_state(receiver.clone());
@@ -198,6 +190,17 @@ async fn rotate(app: &TestApp, key: &str, endpoint_id: &str) -> Value {
         .await;
     assert_eq!(rotated.status, 201, "{}", rotated.body);
     rotated.body
+}
+
+/// Deletes the endpoint; returns the answer.
+async fn delete_endpoint(app: &TestApp, key: &str, endpoint_id: &str) -> Reply {
+    app.call(
+        "DELETE",
+        &format!("/v1/webhook-endpoints/{endpoint_id}"),
+        key,
+        None,
+    )
+    .await
 }
 
 /// Runs the delivery worker's pass, as the background task would.
@@ -310,31 +313,14 @@ async fn each_event_arrives_once_in_order_after_failed_attempts(backend: Backend
     assert_eq!(data["decision"]["state"], "locked");
 
     // The delivery log: each delivered with the receiver's status, after three attempts.
-    let log = app
-        .call(
-            "GET",
-            &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(log.status, 200, "{}", log.body);
-    let deliveries = log.body["deliveries"].as_array().unwrap();
+    let deliveries = log(&app, &key, &endpoint_id).await;
     assert_eq!(deliveries.len(), outbox.len());
-    for d in deliveries {
+    for d in &deliveries {
         assert_eq!(d["status"], "delivered", "{d}");
         assert_eq!(d["attempts"], 3, "{d}");
         assert_eq!(d["last_response_status"], 204, "{d}");
     }
-    let only = app
-        .call(
-            "GET",
-            &format!("/v1/webhook-endpoints/{payments_only}/deliveries"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(only.body["deliveries"].as_array().unwrap().len(), 2);
+    assert_eq!(log(&app, &key, &payments_only).await.len(), 2);
 
     // Sent again by hand: the same id once more.
     let first = outbox[0].event.id.clone();
@@ -409,14 +395,7 @@ async fn gone_disables_the_endpoint_and_http_is_refused_by_default(backend: Back
         )
         .await;
     refused.assert_invalid("url");
-    let deleted = app
-        .call(
-            "DELETE",
-            &format!("/v1/webhook-endpoints/{endpoint_id}"),
-            &key,
-            None,
-        )
-        .await;
+    let deleted = delete_endpoint(&app, &key, &endpoint_id).await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
     let listed = app.call("GET", "/v1/webhook-endpoints", &key, None).await;
     assert_eq!(listed.body["endpoints"], json!([]));
@@ -474,12 +453,14 @@ async fn serve_tls(
     addr
 }
 
-fn new_receiver(app: &TestApp) -> Arc<Receiver> {
+/// A receiver's state, not serving yet, with no secrets and nothing taken: it refuses the first
+/// `fail_first` attempts of each message, and answers 410 Gone to everything if `gone`.
+fn new_receiver(app: &TestApp, fail_first: usize, gone: bool) -> Arc<Receiver> {
     Arc::new(Receiver {
         clock: app.clock.clone(),
         secrets: Mutex::default(),
-        fail_first: 0,
-        gone: false,
+        fail_first,
+        gone,
         attempts: Mutex::default(),
         taken: Mutex::default(),
         bad_signatures: Mutex::default(),
@@ -511,9 +492,9 @@ async fn https_is_delivered_to_a_trusted_certificate_and_refused_to_another(back
     })
     .await;
     let (_, key) = app.financier("Duka Phones").await;
-    let good = new_receiver(&app);
+    let good = new_receiver(&app, 0, false);
     let good_addr = serve_tls(good.clone(), &trusted).await;
-    let bad = new_receiver(&app);
+    let bad = new_receiver(&app, 0, false);
     let bad_addr = serve_tls(bad.clone(), &untrusted).await;
     let url = |addr: std::net::SocketAddr| format!("https://localhost:{}/hook/x", addr.port());
     let (good_id, secret) = endpoint(&app, &key, &url(good_addr), json!([])).await;
@@ -556,7 +537,7 @@ async fn a_public_name_resolving_to_this_machine_is_refused_at_delivery(backend:
     })
     .await;
     let (_, key) = app.financier("Duka Phones").await;
-    let receiver = new_receiver(&app);
+    let receiver = new_receiver(&app, 0, false);
     let addr = serve_tls(receiver.clone(), &cert).await;
     let url = format!("https://hooks.example.com:{}/hook/x", addr.port());
     let (endpoint_id, secret) = endpoint(&app, &key, &url, json!([])).await;
@@ -628,23 +609,19 @@ async fn a_hanging_receiver_does_not_hold_up_another_financiers(backend: Backend
     let (_, secret) = endpoint(&app, &fast_key, &format!("{url}fast"), json!([])).await;
     fast.secrets.lock().unwrap().push(secret);
     // The slow financier's events come first, each about a device of its own.
-    for i in 0..6 {
-        app.enroll_device(
-            &slow_key,
-            &format!("S-{i}"),
-            &imei(&format!("3569380356440{i}")),
-            &format!("SS{i}"),
-        )
-        .await;
-    }
-    for i in 0..6 {
-        app.enroll_device(
-            &fast_key,
-            &format!("F-{i}"),
-            &imei(&format!("3569380356450{i}")),
-            &format!("SF{i}"),
-        )
-        .await;
+    for (key, letter, imei_start) in [
+        (&slow_key, 'S', "3569380356440"),
+        (&fast_key, 'F', "3569380356450"),
+    ] {
+        for i in 0..6 {
+            app.enroll_device(
+                key,
+                &format!("{letter}-{i}"),
+                &imei(&format!("{imei_start}{i}")),
+                &format!("S{letter}{i}"),
+            )
+            .await;
+        }
     }
 
     let state = app.running.state.clone();
@@ -746,14 +723,7 @@ async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audit
         .await;
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert_eq!(changed.body["event_types"], json!(["payment.applied"]));
-    let deleted = app
-        .call(
-            "DELETE",
-            &format!("/v1/webhook-endpoints/{endpoint_id}"),
-            &key,
-            None,
-        )
-        .await;
+    let deleted = delete_endpoint(&app, &key, &endpoint_id).await;
     assert_eq!(deleted.status, 204);
     let chain = app
         .running

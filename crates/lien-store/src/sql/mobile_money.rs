@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
 use super::audit_log::append_audit;
 use super::rows::{Value, fetch_in_after};
@@ -30,6 +31,24 @@ const UNMATCHED_COLUMNS: &str = "id, financier_id, provider, provider_ref, accou
      currency, received_us, payer_hash, reason, recorded_us, assigned_device_id, assigned_us, \
      assigned_by";
 
+/// Runs `write` on `pool` (the writer) and appends its audit entry, in one transaction; a
+/// unique violation is a `Conflict` that says `taken`, and writes nothing.
+async fn write_audited(
+    pool: &AnyPool,
+    write: Query<'_, Any, AnyArguments>,
+    taken: &str,
+    chain: &str,
+    audit: &AuditEntry,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    write
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_or_backend(e, taken))?;
+    append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+    tx.commit().await.map_err(backend)
+}
+
 #[async_trait]
 impl MobileMoney for SqlStore {
     #[tracing::instrument(skip_all, fields(financier = %endpoint.financier_id))]
@@ -39,8 +58,7 @@ impl MobileMoney for SqlStore {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        sqlx::query(
+        let upsert = sqlx::query(
             "INSERT INTO mpesa_endpoints (financier_id, token_hash, allowed_sources, created_us) \
              VALUES ($1, $2, $3, $4) \
              ON CONFLICT (financier_id) DO UPDATE SET token_hash = excluded.token_hash, \
@@ -49,12 +67,15 @@ impl MobileMoney for SqlStore {
         .bind(&endpoint.financier_id)
         .bind(endpoint.token_hash.clone())
         .bind(&endpoint.allowed_sources)
-        .bind(endpoint.created_us)
-        .execute(&mut *tx)
+        .bind(endpoint.created_us);
+        write_audited(
+            &self.write,
+            upsert,
+            "this endpoint token is taken",
+            chain,
+            audit,
+        )
         .await
-        .map_err(|e| unique_or_backend(e, "this endpoint token is taken"))?;
-        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
-        tx.commit().await.map_err(backend)
     }
 
     #[tracing::instrument(skip(self))]
@@ -307,20 +328,22 @@ impl MobileMoney for SqlStore {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        sqlx::query(AssertSqlSafe(format!(
+        let insert = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO payment_providers ({PROVIDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
         )))
         .bind(&provider.id)
         .bind(&provider.financier_id)
         .bind(&provider.name)
         .bind(provider.secret_salt.clone())
-        .bind(provider.created_us)
-        .execute(&mut *tx)
+        .bind(provider.created_us);
+        write_audited(
+            &self.write,
+            insert,
+            "the financier has a payment provider with this name",
+            chain,
+            audit,
+        )
         .await
-        .map_err(|e| unique_or_backend(e, "the financier has a payment provider with this name"))?;
-        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
-        tx.commit().await.map_err(backend)
     }
 
     #[tracing::instrument(skip(self))]

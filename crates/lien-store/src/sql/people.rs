@@ -214,28 +214,42 @@ impl People for SqlStore {
     }
 
     async fn touch_session(&self, id_hash: &[u8], at_us: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        stamp_session(
+            &self.write,
             "UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2 AND last_seen_us < $1",
+            id_hash,
+            at_us,
         )
-        .bind(at_us)
-        .bind(id_hash.to_vec())
-        .execute(&self.write)
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn revoke_session(&self, id_hash: &[u8], at_us: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        stamp_session(
+            &self.write,
             "UPDATE sessions SET revoked_us = $1 WHERE id_hash = $2 AND revoked_us IS NULL",
+            id_hash,
+            at_us,
         )
+        .await
+    }
+}
+
+/// Runs `update` on `pool` (the writer), which sets one time of the session whose id hash is
+/// `$2` to `$1`; a session that is not there, or whose time the update's own condition keeps,
+/// is left as it is.
+async fn stamp_session(
+    pool: &sqlx::AnyPool,
+    update: &'static str,
+    id_hash: &[u8],
+    at_us: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(update)
         .bind(at_us)
         .bind(id_hash.to_vec())
-        .execute(&self.write)
+        .execute(pool)
         .await
         .map_err(backend)?;
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The person with this id, read with `executor` (a pool, or a transaction that just wrote it).

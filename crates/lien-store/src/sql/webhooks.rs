@@ -18,8 +18,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 use super::audit_log::append_audit;
 use super::{Dialect, SqlStore, backend, unique_or_backend};
@@ -126,6 +127,34 @@ fn event_at(row: &AnyRow, at: usize) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// Runs `update` of live endpoint `id` on `pool` (the writer) with its audit entry, in one
+/// transaction, and returns the endpoint as it now stands; `NotFound`, and nothing written, if
+/// the update matched no live endpoint.
+async fn update_endpoint_audited(
+    pool: &AnyPool,
+    update: Query<'_, Any, AnyArguments>,
+    id: &str,
+    chain: &str,
+    audit: &AuditEntry,
+) -> Result<WebhookEndpointRecord, StoreError> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let done = update.execute(&mut *tx).await.map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend)?;
+    let endpoint = endpoint_from(&row)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(endpoint)
+}
+
 #[async_trait]
 impl Webhooks for SqlStore {
     #[tracing::instrument(skip_all, fields(endpoint = %endpoint.id))]
@@ -190,31 +219,14 @@ impl Webhooks for SqlStore {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<WebhookEndpointRecord, StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE webhook_endpoints SET url = $1, event_types = $2, disabled_us = NULL \
              WHERE id = $3 AND deleted_us IS NULL",
         )
         .bind(url)
         .bind(event_types.join(" "))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let endpoint = endpoint_from(&row)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(endpoint)
+        .bind(id);
+        update_endpoint_audited(&self.write, update, id, chain, audit).await
     }
 
     #[tracing::instrument(skip(self))]
@@ -284,31 +296,14 @@ impl Webhooks for SqlStore {
         chain: &str,
         audit: &AuditEntry,
     ) -> Result<WebhookEndpointRecord, StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, secret = $1, \
              previous_secret_until_us = $2 WHERE id = $3 AND deleted_us IS NULL",
         )
         .bind(secret)
         .bind(previous_until_us)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        append_audit(&mut tx, chain, std::slice::from_ref(audit)).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let endpoint = endpoint_from(&row)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(endpoint)
+        .bind(id);
+        update_endpoint_audited(&self.write, update, id, chain, audit).await
     }
 
     #[tracing::instrument(skip(self))]

@@ -1,8 +1,8 @@
 //! The checks of webhook endpoints, the outbox and deliveries (`lien_store::Webhooks`).
 
 use lien_store::{
-    AttemptOutcome, Claim, ClaimedDelivery, DeliveryStatus, DeviceChange, OutboxEvent, StoreError,
-    WebhookEndpointRecord,
+    AttemptOutcome, Claim, ClaimedDelivery, DeliveryStatus, DeviceChange, DeviceRecord,
+    OutboxEvent, StoreError, WebhookEndpointRecord,
 };
 
 use crate::Db;
@@ -59,6 +59,20 @@ async fn create(db: &Db, e: &WebhookEndpointRecord) -> Result<(), StoreError> {
     .await
 }
 
+/// Enrolls device `id` of `financier`, active with nothing due, with its `device.enrolled`
+/// event `event_id` in the same change.
+async fn enroll_announced(db: &Db, id: &str, financier: &str, event_id: &str) -> DeviceRecord {
+    db.enroll(
+        &new_device(id, financier),
+        DeviceChange {
+            outbox: vec![event(event_id, "device.enrolled")],
+            ..enrollment("active", 0)
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn with_events(events: Vec<OutboxEvent>) -> DeviceChange {
     DeviceChange {
         outbox: events,
@@ -76,16 +90,7 @@ pub async fn webhook_events_are_written_with_the_change_and_delivered_once_in_or
         .await
         .unwrap();
     create(&db, &endpoint("whe_b", "fin_b", &[])).await.unwrap();
-    let enrolled = db
-        .enroll(
-            &new_device("dev_1", "fin_a"),
-            DeviceChange {
-                outbox: vec![event("msg_1", "device.enrolled")],
-                ..enrollment("active", 0)
-            },
-        )
-        .await
-        .unwrap();
+    let enrolled = enroll_announced(&db, "dev_1", "fin_a", "msg_1").await;
     update(
         &db,
         "dev_1",
@@ -353,18 +358,29 @@ pub async fn webhook_endpoints_are_capped_under_concurrent_creation_and_audited(
 async fn enroll_in_turn(db: &Db, n: usize) {
     for i in 0..n {
         for fin in ["fin_a", "fin_b"] {
-            db.enroll(
-                &new_device(&format!("dev_{fin}_{i}"), fin),
-                DeviceChange {
-                    outbox: vec![event(&format!("msg_{fin}_{i}"), "device.enrolled")],
-                    ..enrollment("active", 0)
-                },
+            enroll_announced(
+                db,
+                &format!("dev_{fin}_{i}"),
+                fin,
+                &format!("msg_{fin}_{i}"),
             )
-            .await
-            .unwrap();
+            .await;
         }
     }
     db.fan_out_events(100).await.unwrap();
+}
+
+/// A claim as `HOLDER` for a minute from `now_us` of at most `limit` deliveries, at most two
+/// of them for one endpoint and `per_financier` for one financier.
+fn claim_capped(now_us: i64, limit: u32, per_financier: u32) -> Claim<'static> {
+    Claim {
+        now_us,
+        until_us: now_us + 60 * SECOND,
+        limit,
+        per_endpoint: 2,
+        per_financier,
+        holder: HOLDER,
+    }
 }
 
 /// An endpoint has at most `per_endpoint` deliveries claimed at once, counting earlier
@@ -379,14 +395,7 @@ pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
         .await
         .unwrap();
     enroll_in_turn(&db, 6).await;
-    let capped = |now_us, limit| Claim {
-        now_us,
-        until_us: now_us + 60 * SECOND,
-        limit,
-        per_endpoint: 2,
-        per_financier: 100,
-        holder: HOLDER,
-    };
+    let capped = |now_us, limit| claim_capped(now_us, limit, 100);
     let endpoints = |claimed: &[ClaimedDelivery]| {
         let mut ids: Vec<String> = claimed.iter().map(|c| c.endpoint.id.clone()).collect();
         ids.sort();
@@ -436,15 +445,7 @@ pub async fn webhook_claims_leave_room_for_other_endpoints(db: Db) {
 pub async fn old_webhook_events_are_pruned_in_batches(db: Db) {
     add_financier(&db, "fin_a").await;
     create(&db, &endpoint("whe_1", "fin_a", &[])).await.unwrap();
-    db.enroll(
-        &new_device("dev_1", "fin_a"),
-        DeviceChange {
-            outbox: vec![event("msg_1", "device.enrolled")],
-            ..enrollment("active", 0)
-        },
-    )
-    .await
-    .unwrap();
+    enroll_announced(&db, "dev_1", "fin_a", "msg_1").await;
     for (i, id) in ["msg_2", "msg_3", "msg_4"].iter().enumerate() {
         update(
             &db,
@@ -529,14 +530,7 @@ pub async fn webhook_claims_leave_room_for_other_financiers(db: Db) {
     }
     create(&db, &endpoint("whe_b", "fin_b", &[])).await.unwrap();
     enroll_in_turn(&db, 4).await;
-    let capped = |now_us, limit| Claim {
-        now_us,
-        until_us: now_us + 60 * SECOND,
-        limit,
-        per_endpoint: 2,
-        per_financier: 3,
-        holder: HOLDER,
-    };
+    let capped = |now_us, limit| claim_capped(now_us, limit, 3);
     let financiers = |claimed: &[ClaimedDelivery]| {
         let mut ids: Vec<String> = claimed
             .iter()
