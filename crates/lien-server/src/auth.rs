@@ -35,7 +35,10 @@ pub enum Role {
     FinancierAdmin,
     /// Works for one financier: reads its devices and records payments; never locks.
     FinancierAgent,
-    /// The platform's support staff: reads every device, grants provisional unlocks.
+    /// The platform's support staff: reads every device, grants provisional unlocks and
+    /// answers appeals (the borrower's claim is reviewed by the operator as well as by the
+    /// financier). Accepting a payment appeal records the payment the borrower proved, in
+    /// support's name; it never schedules a release, which only a financier's admin vouches for.
     Support,
 }
 
@@ -112,7 +115,7 @@ impl Role {
             ),
             Role::FinancierAdmin => !matches!(action, ManageFinanciers | ManagePlatformKeys),
             Role::FinancierAgent => matches!(action, Read | RecordPayment | AnswerAppeal),
-            Role::Support => matches!(action, Read | ProvisionalUnlock),
+            Role::Support => matches!(action, Read | ProvisionalUnlock | AnswerAppeal),
         }
     }
 }
@@ -285,9 +288,10 @@ mod tests {
     }
 
     #[test]
-    fn support_reads_and_unlocks_provisionally_only() {
+    fn support_reads_unlocks_provisionally_and_answers_appeals_only() {
         assert!(Role::Support.may(Action::Read));
         assert!(Role::Support.may(Action::ProvisionalUnlock));
+        assert!(Role::Support.may(Action::AnswerAppeal));
         assert!(!Role::Support.may(Action::Lock));
         assert!(!Role::Support.may(Action::RecordPayment));
     }

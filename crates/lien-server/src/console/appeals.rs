@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{Person, error_box, error_page, page, when};
@@ -17,7 +17,7 @@ use crate::auth::Action;
 use crate::clock::micros;
 use crate::commands::appeals::{self, Answer, AppealStatus, Verdict};
 use crate::error::ApiError;
-use crate::routes::appeals::appeal_view;
+use crate::routes::appeals::{AppealView, appeal_view};
 
 /// The queue's filter.
 #[derive(Debug, Default, Deserialize)]
@@ -47,16 +47,7 @@ pub async fn queue(
             }
         },
     };
-    let now_us = micros(state.clock.now());
-    let listed = match appeals::list_appeals(&state, &me.actor, status, None, 1000).await {
-        Ok(listed) => listed,
-        Err(err) => return error_page(Some(me), err),
-    };
-    let views = match listed
-        .iter()
-        .map(|a| appeal_view(a, now_us))
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let views = match listed(&state, &me.actor, status, None, 1000).await {
         Ok(views) => views,
         Err(err) => return error_page(Some(me), err),
     };
@@ -67,12 +58,36 @@ pub async fn queue(
                 " "
             }
         }
+        (appeals_table(&views))
+    };
+    page(StatusCode::OK, Some(me), "Appeals", body)
+}
+
+/// The actor's appeals (of one device, or all), as the pages show them.
+pub(super) async fn listed(
+    state: &AppState,
+    actor: &crate::auth::Actor,
+    status: Option<AppealStatus>,
+    device_id: Option<String>,
+    limit: u32,
+) -> Result<Vec<AppealView>, ApiError> {
+    let now_us = micros(state.clock.now());
+    appeals::list_appeals(state, actor, status, device_id, limit)
+        .await?
+        .iter()
+        .map(|a| appeal_view(a, now_us))
+        .collect()
+}
+
+/// A table of appeals, each a link to its page.
+pub(super) fn appeals_table(views: &[AppealView]) -> Markup {
+    html! {
         @if views.is_empty() { p id="none" { "No appeals." } }
         @else {
             div class="scroll" {
                 table id="appeals" {
                     thead { tr { th { "Reference" } th { "Claim" } th { "Opened" } th { "Answer by" } th { "Status" } } }
-                    tbody { @for a in &views {
+                    tbody { @for a in views {
                         tr {
                             td { a href={ "/console/appeals/" (a.reference) } { (a.reference) } }
                             td { (a.claim.as_str()) }
@@ -84,8 +99,7 @@ pub async fn queue(
                 }
             }
         }
-    };
-    page(StatusCode::OK, Some(me), "Appeals", body)
+    }
 }
 
 /// One appeal, with its document and the answer form.
@@ -93,14 +107,24 @@ pub async fn show(
     State(state): State<AppState>,
     person: Person,
     Path(reference): Path<String>,
+    query: Result<Query<ShowQuery>, QueryRejection>,
 ) -> Response {
-    render(&state, &person, &reference, None, &HashMap::new()).await
+    let answered = query.is_ok_and(|Query(q)| q.answered.is_some());
+    render(&state, &person, &reference, answered, None, &HashMap::new()).await
+}
+
+/// An appeal page's query: `answered` after an answer was recorded.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    answered: Option<String>,
 }
 
 async fn render(
     state: &AppState,
     person: &Person,
     reference: &str,
+    answered: bool,
     error: Option<ApiError>,
     typed: &HashMap<String, String>,
 ) -> Response {
@@ -117,6 +141,7 @@ async fn render(
     let typed = |name: &str| typed.get(name).cloned().unwrap_or_default();
     let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     let body = html! {
+        @if answered { p id="done" class="box ok" { "Answer recorded. The borrower sees it on the appeal's page." } }
         dl id="appeal" {
             dt { "Status" } dd id="status" { strong { (a.status.as_str()) } " — " (a.progress) }
             dt { "Device" } dd { a href={ "/console/devices/" (a.device_id) } { (a.device_id) } }
@@ -177,7 +202,7 @@ pub async fn decide(
         "reject" => Verdict::Reject,
         _ => {
             let err = ApiError::invalid("decision", "accept or reject");
-            return render(&state, &person, &reference, Some(err), &fields).await;
+            return render(&state, &person, &reference, false, Some(err), &fields).await;
         }
     };
     let answer = Answer {
@@ -186,11 +211,11 @@ pub async fn decide(
         record_payment: Some(field("record_payment") == "on"),
     };
     match appeals::answer_appeal(&state, &person.0.actor, &reference, answer).await {
-        Ok(_) => Redirect::to(&format!("/console/appeals/{reference}")).into_response(),
+        Ok(_) => Redirect::to(&format!("/console/appeals/{reference}?answered=1")).into_response(),
         Err(err @ (ApiError::NotFound(_) | ApiError::Forbidden(_) | ApiError::Internal(_))) => {
             error_page(Some(&person.0), err)
         }
-        Err(err) => render(&state, &person, &reference, Some(err), &fields).await,
+        Err(err) => render(&state, &person, &reference, false, Some(err), &fields).await,
     }
 }
 

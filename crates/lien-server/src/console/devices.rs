@@ -274,6 +274,7 @@ pub async fn render_device(
     let snapshot = reads::visible_snapshot(state, &me.actor, id).await?;
     let view = reads::status_view(state, &snapshot)?;
     let history = reads::history_of(state, &snapshot).await?;
+    let appeals = super::appeals::listed(state, &me.actor, None, Some(id.to_string()), 20).await?;
     let plan: Option<PlanJson> = serde_json::from_str(&snapshot.device.enrolled.plan_json).ok();
     let (installments, _) = reads::plan_standing(state, &snapshot)?;
     // Each form that records money carries a key of its own (see `actions::form_key`).
@@ -484,6 +485,8 @@ pub async fn render_device(
                 }
             }
         }
+        h2 { "Appeals" }
+        (super::appeals::appeals_table(&appeals))
         h2 { "History" }
         @if history.chain_intact {
             p id="chain" class="box ok" { "The audit chain is intact: every record links to the one before." }

@@ -94,12 +94,23 @@ impl World {
 
     /// A payment appeal with this status code, amount and currency, and a 4 KiB receipt.
     async fn appeal_paid_with(&self, code: &str, amount: &str, currency: &str) -> Reply {
-        let receipt = receipt_png(4096);
+        self.appeal_paid_with_receipt(code, amount, currency, &receipt_png(4096))
+            .await
+    }
+
+    /// The same, with this PNG as the receipt.
+    pub(crate) async fn appeal_paid_with_receipt(
+        &self,
+        code: &str,
+        amount: &str,
+        currency: &str,
+        receipt: &[u8],
+    ) -> Reply {
         let mut parts = self.paid_claim(code, "+254 711 000 111", "MPESA-QX12", "2026-02-03");
         parts.extend([
             Part::Text("amount", amount),
             Part::Text("currency", currency),
-            Part::File("receipt", "receipt.png", "image/png", &receipt),
+            Part::File("receipt", "receipt.png", "image/png", receipt),
         ]);
         self.appeal(&parts).await
     }

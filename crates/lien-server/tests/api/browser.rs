@@ -291,6 +291,51 @@ impl Driver {
     async fn select(&self, css: &str, value: &str) {
         self.click(&format!("{css} option[value='{value}']")).await;
     }
+
+    /// The page's HTML as the browser holds it (to check that something is absent, which
+    /// `find` would wait for until its timeout).
+    async fn source(&self) -> String {
+        let source = self.call("GET", "/source", Value::Null).await;
+        source.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    async fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Opens an invitation link and accepts it with this name and password.
+    async fn accept_invitation(&self, link: &str, name: &str, password: &str) {
+        self.go(link).await;
+        self.type_into("#name", name).await;
+        self.type_into("#password", password).await;
+        self.type_into("#password_again", password).await;
+        self.submit("form button").await;
+    }
+}
+
+/// An invitation made with the platform's first API key, as the README's first sign-in does;
+/// the link to open.
+async fn invite_by_api(app: &common::TestApp, email: &str, role: &str) -> String {
+    let invited = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            &app.admin_key,
+            Some(json!({"email": email, "role": role})),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    format!(
+        "{}{}",
+        app.base,
+        invited.body["invitation_path"].as_str().unwrap()
+    )
 }
 
 #[tokio::test]
@@ -311,30 +356,12 @@ async fn a_financier_admin_invited_in_the_console_takes_a_payment_that_unlocks_t
     assert!(common::locked(&phone), "{}", phone.render());
 
     // The platform admin's first account, from the first API key.
-    let invited = app
-        .call(
-            "POST",
-            "/v1/invitations",
-            &app.admin_key,
-            Some(json!({"email": "admin@lien.example", "role": "platform-admin"})),
-        )
-        .await;
-    assert_eq!(invited.status, 201, "{}", invited.body);
-    let link = format!(
-        "{}{}",
-        app.base,
-        invited.body["invitation_path"].as_str().unwrap()
-    );
+    let link = invite_by_api(&app, "admin@lien.example", "platform-admin").await;
     browser.go(&link).await;
     browser.screenshot("invitation").await;
-    browser.type_into("#name", "Amina Admin").await;
     browser
-        .type_into("#password", "a long enough passphrase")
+        .accept_invitation(&link, "Amina Admin", "a long enough passphrase")
         .await;
-    browser
-        .type_into("#password_again", "a long enough passphrase")
-        .await;
-    browser.submit("form button").await;
     assert!(browser.text("h1").await.contains("Devices"));
 
     // The admin invites Duka's admin.
@@ -352,16 +379,24 @@ async fn a_financier_admin_invited_in_the_console_takes_a_payment_that_unlocks_t
     browser.submit("nav button").await;
     assert!(browser.text("h1").await.contains("Sign in"));
 
-    // Wanjiru accepts, finds the locked phone and sees why.
-    browser.go(&wanjiru_link).await;
-    browser.type_into("#name", "Wanjiru").await;
+    // Wanjiru accepts and enrolls her shop's 50 phones from a file.
     browser
-        .type_into("#password", "another long passphrase")
+        .accept_invitation(&wanjiru_link, "Wanjiru", "another long passphrase")
         .await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("devices.csv");
+    std::fs::write(&csv, fifty_devices()).unwrap();
     browser
-        .type_into("#password_again", "another long passphrase")
+        .go(&format!("{}/console/devices/upload", app.base))
         .await;
-    browser.submit("form button").await;
+    browser.type_into("#file", csv.to_str().unwrap()).await;
+    // The results come back at the same address (the form's); `text` waits for them.
+    browser.click("#upload-form button").await;
+    assert_eq!(browser.text("#outcome").await, "50 enrolled, 0 refused.");
+    browser.screenshot("upload").await;
+
+    // She finds the locked phone and sees why.
+    browser.go(&format!("{}/console/devices", app.base)).await;
     browser.screenshot("devices").await;
     browser.type_into("#q", "C-1001").await;
     browser.submit("#search button").await;
@@ -391,7 +426,33 @@ async fn a_financier_admin_invited_in_the_console_takes_a_payment_that_unlocks_t
         "{}",
         browser.text("#phone").await
     );
+    let told = browser.text("#payments .acknowledged").await;
+    assert!(
+        told.starts_with("2026-02-05 07:00 UTC (") && told.ends_with(" after it was recorded)"),
+        "when the phone said it holds the unlocking token: {told}"
+    );
     browser.screenshot("device-paid").await;
+
+    // Her agent, invited from People, takes payments but sees no policy form.
+    browser.go(&format!("{}/console/people", app.base)).await;
+    browser.type_into("#email", "otieno@duka.example").await;
+    browser.select("#role", "financier-agent").await;
+    browser.click("form.stack button").await;
+    let otieno_link = browser.text("#invitation-link").await;
+    browser.submit("nav button").await;
+    browser
+        .accept_invitation(&otieno_link, "Otieno", "an agent's long passphrase")
+        .await;
+    browser
+        .go(&format!("{}/console/devices/{device_id}", app.base))
+        .await;
+    assert_eq!(browser.text("#state").await, "active");
+    let source = browser.source().await;
+    assert!(source.contains("id=\"payment-form\""), "{source}");
+    assert!(
+        !source.contains("id=\"policy-form\"") && !source.contains("id=\"lock-form\""),
+        "an agent sees no policy or lock form"
+    );
 
     // Another financier's device is not found.
     browser
@@ -401,6 +462,85 @@ async fn a_financier_admin_invited_in_the_console_takes_a_payment_that_unlocks_t
         ))
         .await;
     assert!(browser.text("h1").await.contains("Not found"));
+
+    let _ = browser.call("DELETE", "", Value::Null).await;
+}
+
+/// A CSV of 50 phones for the console's upload, the first installment due in March.
+fn fifty_devices() -> String {
+    let mut csv =
+        String::from("contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n");
+    for i in 0..50 {
+        csv.push_str(&format!(
+            "S-{i:03},{},SX{i},Phone X,KES,Africa/Nairobi,2026-03-01:100000;2026-04-01:100000,kenya\n",
+            common::imei(&format!("3569380412{i:04}"))
+        ));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn support_finds_a_phone_by_its_status_code_and_accepts_its_appeal() {
+    let Some(browser) = Driver::start().await else {
+        return;
+    };
+    let mut w = common::World::new(Backend::Sqlite).await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    let lien_agent::Screen::Locked(lock) = w.phone.screen() else {
+        panic!("not locked: {}", w.phone.render());
+    };
+    let status_code = lock.details.status_code.clone();
+    // The borrower says they paid, with a photo of the receipt, from the public form.
+    let receipt = include_bytes!("fixtures/receipt.png");
+    let opened = w
+        .appeal_paid_with_receipt(&status_code, "1000.00", "KES", receipt)
+        .await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let reference = opened.body["reference"].as_str().unwrap().to_string();
+
+    // Support, invited by the platform, looks up the code the borrower reads out.
+    let link = invite_by_api(&w.app, "sam@lien.example", "support").await;
+    browser
+        .accept_invitation(&link, "Sam Support", "support's long passphrase")
+        .await;
+    browser.type_into("#q", &status_code).await;
+    browser.submit("#search button").await;
+    browser.submit("#devices a").await;
+    assert_eq!(browser.text("#appeals a").await, reference);
+    browser.submit("#appeals a").await;
+    // The receipt is shown in the page, and is a picture the browser could draw.
+    let width = browser
+        .script(
+            "const img = document.getElementById('document'); \
+             return img.complete ? img.naturalWidth : 0;",
+        )
+        .await;
+    assert_eq!(width, 240, "the receipt, 240 pixels wide, is drawn");
+    browser.screenshot("appeal").await;
+    browser
+        .type_into("#reason", "The till statement shows MPESA-QX12")
+        .await;
+    browser.submit("#accept").await;
+    assert!(browser.text("#done").await.contains("Answer recorded"));
+    let status = browser.text("#status").await;
+    assert!(status.starts_with("accepted"), "{status}");
+    browser.screenshot("appeal-accepted").await;
+    // The payment the borrower proved is recorded, in support's name.
+    let payments = w.app.stored_payments(&w.device_id).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0].reference, "MPESA-QX12");
+    let history = w.on_device("GET", "/history", None).await;
+    let records = history.body["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["actor"].as_str().is_some_and(|a| a.starts_with("per_"))),
+        "the answer is audited with the person: {}",
+        history.body
+    );
 
     let _ = browser.call("DELETE", "", Value::Null).await;
 }

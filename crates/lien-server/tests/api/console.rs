@@ -867,7 +867,7 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
         .enrolled
         .financier_id;
 
-    // Support sees the queue and the receipt, but does not answer.
+    // Support sees the queue, the receipt and the answer form.
     let support_path = invite_by_api(&w.app, "support@lien.example", "support").await;
     let mut support = Browser::new(&w.app);
     support.accept(&support_path, "Sam").await;
@@ -885,8 +885,9 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
         seen.body
     );
     assert!(
-        !seen.shows("id=\"answer-form\""),
-        "support does not answer appeals"
+        seen.shows("id=\"answer-form\""),
+        "support answers appeals: {}",
+        seen.body
     );
     let document = support
         .client
@@ -941,7 +942,10 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
         )
         .await;
     assert_eq!(accepted.status, 303, "{}", accepted.body);
-    let answered = agent.get(&format!("/console/appeals/{reference}")).await;
+    let back = accepted.location.clone().unwrap_or_default();
+    assert_eq!(back, format!("/console/appeals/{reference}?answered=1"));
+    let answered = agent.get(&back).await;
+    assert!(answered.shows("Answer recorded."), "{}", answered.body);
     assert!(
         answered.shows("<strong>accepted</strong>"),
         "{}",

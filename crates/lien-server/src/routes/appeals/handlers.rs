@@ -434,7 +434,7 @@ pub async fn attachment(
     Ok((headers, Body::from(bytes)).into_response())
 }
 
-/// The financier's answer to an appeal.
+/// The answer to an appeal.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppealDecision {
@@ -449,8 +449,9 @@ pub struct AppealDecision {
     pub record_payment: Option<bool>,
 }
 
-/// Answers an appeal: ends its dispute freeze and provisional unlock; accepting a payment
-/// appeal records the payment, in the same change.
+/// Answers an appeal (a financier's admin or agent, or the platform's support): ends its
+/// dispute freeze and provisional unlock; accepting a payment appeal records the payment, in
+/// the same change.
 #[utoipa::path(
     post,
     path = "/v1/appeals/{reference}/decision",
