@@ -25,6 +25,7 @@ mod people;
 mod reports;
 mod settings;
 mod upload;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -100,6 +101,15 @@ pub fn router() -> Router<AppState> {
             post(settings::revoke_key),
         )
         .route("/console/settings/unmatched/{id}", post(settings::assign))
+        .route("/console/settings/webhooks", post(webhooks::create))
+        .route(
+            "/console/settings/webhooks/{id}/rotate",
+            post(webhooks::rotate),
+        )
+        .route(
+            "/console/settings/webhooks/{id}/delete",
+            post(webhooks::delete),
+        )
         .route("/console/overview", get(overview::overview))
         .route("/console/devices", get(devices::list))
         .route("/console/devices.csv", get(devices::export))
@@ -208,7 +218,8 @@ fn form_token_matches(state: &AppState, headers: &HeaderMap, offered: &str) -> b
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:0 auto;padding:.5em;line-height:1.4}\
 input,select,button{font-size:1em;box-sizing:border-box;margin:.2em 0 .6em}\
-form.stack input,form.stack select{width:100%}\
+form.stack input:not([type=checkbox]),form.stack select{width:100%}form.inline{display:inline}\
+fieldset label{display:inline-block;margin-right:1em}tr.late{color:#b00}\
 .box{border:1px solid #888;padding:.5em;margin:.5em 0}.err{border-color:#b00;color:#b00}\
 .ok{border-color:#070}\
 nav{display:flex;flex-wrap:wrap;gap:1em;align-items:center;border-bottom:1px solid #888;padding-bottom:.3em}\

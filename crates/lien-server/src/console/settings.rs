@@ -1,5 +1,6 @@
-//! Settings: the API keys an admin manages (issue, list, revoke) and the payments that matched
-//! no device (list, assign to a device). Each through the same commands as the API.
+//! Settings: the financier's public profile, the API keys an admin manages (issue, list,
+//! revoke), the webhooks (see `webhooks`) and the payments that matched no device (list, assign
+//! to a device). Each through the same commands as the API.
 
 use std::collections::HashMap;
 
@@ -10,21 +11,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use lien_store::UnmatchedStatus;
 use maud::{Markup, html};
 
-use super::{Person, error_box, error_page, page, when};
+use super::{Person, error_box, error_page, page, webhooks, when};
 use crate::app::AppState;
 use crate::auth::{Action, Role};
 use crate::clock::from_micros;
 use crate::commands::people::SignedIn;
-use crate::commands::{keys, mobile_money, webhook_endpoints};
+use crate::commands::{keys, mobile_money};
 use crate::domain::rfc3339;
 use crate::error::ApiError;
 use crate::wire::{ApiKeyCreated, ApiKeyStatus};
 
 /// How long a key made in the console lasts unless the person says otherwise, in days.
 const CONSOLE_KEY_DAYS: i64 = 365;
-
-/// How many of an endpoint's latest deliveries the page shows.
-const WEBHOOK_LOG_SHOWN: u32 = 20;
 
 /// A form refused on the settings page: which, why, and what was typed.
 struct Refused {
@@ -34,7 +32,7 @@ struct Refused {
 }
 
 /// The settings page again, with `error` above `form` and what was typed in it.
-async fn refuse(
+pub(super) async fn refuse(
     state: &AppState,
     me: &SignedIn,
     form: &'static str,
@@ -88,21 +86,10 @@ async fn render(
         Ok((payments, _)) => payments,
         Err(err) => return error_page(Some(me), err),
     };
-    // The financier's endpoints with their latest deliveries (the platform has none).
-    let mut webhooks = Vec::new();
-    if actor.financier_id.is_some() {
-        let endpoints = match webhook_endpoints::list(state, actor).await {
-            Ok(endpoints) => endpoints,
-            Err(err) => return error_page(Some(me), err),
-        };
-        for endpoint in endpoints {
-            match webhook_endpoints::deliveries(state, actor, &endpoint.id, WEBHOOK_LOG_SHOWN).await
-            {
-                Ok(found) => webhooks.push(found),
-                Err(err) => return error_page(Some(me), err),
-            }
-        }
-    }
+    let logged = match webhooks::read(state, actor).await {
+        Ok(logged) => logged,
+        Err(err) => return error_page(Some(me), err),
+    };
     let error_for = |form: &str| {
         refused
             .as_ref()
@@ -177,40 +164,8 @@ async fn render(
             }
         }
         @if actor.financier_id.is_some() {
-            h2 { "Webhooks" }
-            @if webhooks.is_empty() {
-                p id="no-webhooks" { "No endpoints. Financiers register them with the API (POST /v1/webhook-endpoints)." }
-            }
-            @for (endpoint, log) in &webhooks {
-                div class="box" id={ "endpoint-" (endpoint.id) } {
-                    p {
-                        // The path may carry the receiver's own token: only admins see it.
-                        code { @if manages_keys { (endpoint.url) } @else { (origin(&endpoint.url)) } } " — "
-                        @if endpoint.event_types.is_empty() { "every event" } @else { (endpoint.event_types.join(", ")) }
-                        @if endpoint.disabled_us.is_some() { strong { " — disabled (it answered 410 Gone)" } }
-                    }
-                    @if log.is_empty() { p { "Nothing sent yet." } }
-                    @else {
-                        div class="scroll" {
-                            table {
-                                thead { tr { th { "Event" } th { "Status" } th { "Attempts" } th { "Last answer" } th { "Last attempt" } } }
-                                tbody { @for d in log {
-                                    tr {
-                                        td { (d.event_type) }
-                                        td { (d.status.as_str()) }
-                                        td { (d.attempts) }
-                                        td {
-                                            @if let Some(code) = d.last_status { (code) " " }
-                                            @if let Some(error) = &d.last_error { (error) }
-                                        }
-                                        td { @match d.last_attempt_us { Some(us) => (when(&rfc3339(from_micros(us)))), None => "—" } }
-                                    }
-                                } }
-                            }
-                        }
-                    }
-                }
-            }
+            (webhooks::section(me, &logged, refused.as_ref().filter(|r| r.form == "webhook")
+                .map(|r| (error_box(&r.error), &r.typed))))
         }
         h2 { "Payments that matched no device" }
         @if let Some(err) = error_for("assign") { (err) }
@@ -271,13 +226,6 @@ fn keys_table(me: &SignedIn, keys: &[crate::wire::ApiKeyView]) -> Markup {
             }
         }
     }
-}
-
-/// A URL's origin (`https://hooks.example.com`), or nothing when it cannot be read.
-fn origin(url: &str) -> String {
-    url::Url::parse(url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
 }
 
 /// What was typed into a refused form, or else what is stored.

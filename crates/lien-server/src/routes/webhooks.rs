@@ -1,34 +1,23 @@
-//! A financier's webhook endpoints: create (the secret shown once), list, change, delete,
-//! rotate the secret, read the delivery log, and send an event again. The events and their
-//! delivery are in `crate::webhooks`. Creating, changing, deleting and rotating are audited in
-//! the financier's chain, in the transaction that does them.
+//! A financier's webhook endpoints over the API: create (the secret shown once), list, change,
+//! delete, rotate the secret, read the delivery log, and send an event again. The rules are in
+//! `commands::webhook_endpoints`; the events and their delivery in `crate::webhooks`.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jiff::SignedDuration;
-use lien_store::{AuditEntry, DeliveryRecord, WebhookEndpointRecord};
+use lien_store::{DeliveryRecord, WebhookEndpointRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::auth::{Action, Actor};
+use crate::auth::Actor;
 use crate::clock::{from_micros, micros};
-use crate::commands::webhook_endpoints::{self, own_endpoint, own_financier};
+use crate::commands::webhook_endpoints;
 use crate::domain::rfc3339;
 use crate::error::{ApiError, ErrorBody};
-use crate::input::new_id;
 use crate::webhooks::events::EventType;
-use crate::webhooks::signature::new_secret;
-
-/// The longest a rotated secret may keep signing beside the new one (30 days), whatever the
-/// settings say.
-const MAX_ROTATION_OVERLAP_HOURS: u32 = 720;
-
-/// How many endpoints a financier may have.
-const MAX_ENDPOINTS: usize = 20;
 
 /// How many deliveries the log shows.
 const LOG_LIMIT: u32 = 500;
@@ -139,91 +128,6 @@ fn delivery_view(d: DeliveryRecord) -> DeliveryView {
     }
 }
 
-/// The endpoint's URL, checked: absolute, `https` (or `http` where the settings allow it, for
-/// development), with a host and no credentials.
-fn endpoint_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    if raw.len() > 2048 {
-        return Err(ApiError::invalid("url", "is longer than 2048 characters"));
-    }
-    let url = url::Url::parse(raw).map_err(|e| ApiError::invalid("url", e))?;
-    let scheme_ok =
-        url.scheme() == "https" || (url.scheme() == "http" && state.settings.webhook_allow_http);
-    if !scheme_ok {
-        return Err(ApiError::invalid("url", "must be an https URL"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid("url", "has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ApiError::invalid("url", "must not carry credentials"));
-    }
-    // Outside development, the server is not made to post into its own network. A name that
-    // resolves to such an address is caught when it is resolved, at each delivery
-    // (`webhooks::client`).
-    if !state.settings.webhook_allow_http && url.host().is_some_and(|h| internal_host(&h)) {
-        return Err(ApiError::invalid(
-            "url",
-            "must not name a loopback, private, link-local or unspecified address",
-        ));
-    }
-    Ok(url.to_string())
-}
-
-/// Whether a URL's host names this machine or a private network by itself: `localhost`, or an
-/// address that is not public (`webhooks::client::is_public`).
-fn internal_host(host: &url::Host<&str>) -> bool {
-    use std::net::IpAddr;
-    let ip = match host {
-        url::Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            return name == "localhost" || name.ends_with(".localhost");
-        }
-        url::Host::Ipv4(v4) => IpAddr::V4(*v4),
-        url::Host::Ipv6(v6) => IpAddr::V6(*v6),
-    };
-    !crate::webhooks::client::is_public(ip)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::internal_host;
-
-    fn internal(url: &str) -> bool {
-        let url = url::Url::parse(url).unwrap();
-        internal_host(&url.host().unwrap())
-    }
-
-    #[test]
-    fn the_servers_own_networks_are_told_apart_from_the_internet() {
-        for url in [
-            "https://localhost/",
-            "https://LOCALHOST./",
-            "https://a.localhost/",
-            "https://127.0.0.1:5432/",
-            "https://10.1.2.3/",
-            "https://172.16.0.9/",
-            "https://192.168.1.1/",
-            "https://169.254.169.254/latest/meta-data/",
-            "https://0.0.0.0/",
-            "https://[::1]/",
-            "https://[::]/",
-            "https://[fd00::1]/",
-            "https://[fe80::1]/",
-            "https://[::ffff:127.0.0.1]/",
-        ] {
-            assert!(internal(url), "{url}");
-        }
-        for url in [
-            "https://hooks.example.com/lien",
-            "https://203.0.113.7/",
-            "https://[2001:db8::1]/",
-            "https://172.32.0.1/",
-        ] {
-            assert!(!internal(url), "{url}");
-        }
-    }
-}
-
 /// Creates an endpoint.
 #[utoipa::path(
     post,
@@ -243,37 +147,11 @@ pub async fn create_endpoint(
     actor: Actor,
     body: Result<Json<EndpointRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<EndpointCreated>), ApiError> {
-    actor.require(Action::ManageKeys)?;
-    let financier = own_financier(&actor)?;
+    // Who may comes before what was sent.
+    webhook_endpoints::managed_financier(&actor)?;
     let Json(req) = body?;
-    let url = endpoint_url(&state, &req.url)?;
-    let types = event_types(&req.event_types);
+    let record = webhook_endpoints::create(&state, &actor, &req.url, &req.event_types).await?;
     let now_us = micros(state.clock.now());
-    let record = WebhookEndpointRecord {
-        id: new_id("whe")?,
-        financier_id: financier.to_string(),
-        url,
-        event_types: types,
-        secret: new_secret()?,
-        previous_secret: None,
-        previous_secret_until_us: None,
-        created_us: now_us,
-        disabled_us: None,
-    };
-    let audit = audit(
-        &actor,
-        now_us,
-        "webhook_endpoint_created",
-        &record,
-        "null".into(),
-        described(&record),
-    );
-    // The cap is checked in the creating transaction, so concurrent creations cannot pass it
-    // together.
-    state
-        .store
-        .create_webhook_endpoint(&record, MAX_ENDPOINTS, &chain(financier), &audit)
-        .await?;
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {
@@ -281,67 +159,6 @@ pub async fn create_endpoint(
             secret: record.secret,
         }),
     ))
-}
-
-/// The event types asked for, as stored: sorted, each once.
-fn event_types(requested: &[EventType]) -> Vec<String> {
-    let mut types: Vec<String> = requested.iter().map(|t| t.as_str().to_string()).collect();
-    types.sort();
-    types.dedup();
-    types
-}
-
-/// The financier's audit chain.
-fn chain(financier: &str) -> String {
-    crate::api_keys::chain(Some(financier))
-}
-
-/// An endpoint as its audit records describe it: never its secret, and of its URL only the
-/// origin (scheme, host and port), since receivers often carry a token of their own in the
-/// path or query, and the audit chain is read by more people than the financier's admins.
-fn described(e: &WebhookEndpointRecord) -> String {
-    serde_json::json!({
-        "id": e.id,
-        "url": url_origin(&e.url),
-        "event_types": e.event_types,
-        "disabled": e.disabled_us.is_some(),
-    })
-    .to_string()
-}
-
-/// `url`'s origin (`https://hooks.example.com:8443`), or nothing when it cannot be read.
-fn url_origin(url: &str) -> String {
-    url::Url::parse(url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
-}
-
-/// The audit record of `action` on endpoint `e` by `actor`.
-fn audit(
-    actor: &Actor,
-    at_us: i64,
-    action: &str,
-    e: &WebhookEndpointRecord,
-    before_json: String,
-    after_json: String,
-) -> AuditEntry {
-    AuditEntry {
-        at_us,
-        actor: actor.key_id.clone(),
-        action: action.into(),
-        reason: format!("webhook endpoint {}", e.id),
-        before_json,
-        after_json,
-    }
-}
-
-/// The store's answer to a change of an endpoint read a moment before. `NotFound` means it was
-/// deleted in between, and is said as a missing endpoint, not as the store's default (a device).
-fn endpoint_changed<T>(answer: Result<T, lien_store::StoreError>) -> Result<T, ApiError> {
-    match answer {
-        Err(lien_store::StoreError::NotFound) => Err(ApiError::NotFound("webhook endpoint")),
-        other => Ok(other?),
-    }
 }
 
 /// Changes an endpoint's URL and event types.
@@ -365,39 +182,11 @@ pub async fn update_endpoint(
     Path(id): Path<String>,
     body: Result<Json<EndpointRequest>, JsonRejection>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    actor.require(Action::ManageKeys)?;
-    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    let endpoint = webhook_endpoints::own_endpoint_to_manage(&state, &actor, &id).await?;
     let Json(req) = body?;
-    let url = endpoint_url(&state, &req.url)?;
-    let types = event_types(&req.event_types);
-    let now_us = micros(state.clock.now());
-    let after = WebhookEndpointRecord {
-        url: url.clone(),
-        event_types: types.clone(),
-        disabled_us: None,
-        ..endpoint.clone()
-    };
-    let audit = audit(
-        &actor,
-        now_us,
-        "webhook_endpoint_updated",
-        &endpoint,
-        described(&endpoint),
-        described(&after),
-    );
-    let updated = endpoint_changed(
-        state
-            .store
-            .update_webhook_endpoint(
-                &endpoint.id,
-                &url,
-                &types,
-                &chain(&endpoint.financier_id),
-                &audit,
-            )
-            .await,
-    )?;
-    Ok(Json(view(&updated, now_us)))
+    let updated =
+        webhook_endpoints::update(&state, &actor, endpoint, &req.url, &req.event_types).await?;
+    Ok(Json(view(&updated, micros(state.clock.now()))))
 }
 
 /// Lists the caller's endpoints.
@@ -440,23 +229,7 @@ pub async fn delete_endpoint(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    actor.require(Action::ManageKeys)?;
-    let endpoint = own_endpoint(&state, &actor, &id).await?;
-    let now_us = micros(state.clock.now());
-    let audit = audit(
-        &actor,
-        now_us,
-        "webhook_endpoint_deleted",
-        &endpoint,
-        described(&endpoint),
-        "null".into(),
-    );
-    endpoint_changed(
-        state
-            .store
-            .delete_webhook_endpoint(&endpoint.id, now_us, &chain(&endpoint.financier_id), &audit)
-            .await,
-    )?;
+    webhook_endpoints::delete(&state, &actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -478,41 +251,12 @@ pub async fn rotate_secret(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<EndpointCreated>), ApiError> {
-    actor.require(Action::ManageKeys)?;
-    let endpoint = own_endpoint(&state, &actor, &id).await?;
-    let now = state.clock.now();
-    let overlap = state
-        .settings
-        .webhook_rotation_overlap_hours
-        .clamp(1, MAX_ROTATION_OVERLAP_HOURS);
-    let until = now + SignedDuration::from_hours(i64::from(overlap));
-    let secret = new_secret()?;
-    let audit = audit(
-        &actor,
-        micros(now),
-        "webhook_secret_rotated",
-        &endpoint,
-        described(&endpoint),
-        serde_json::json!({ "id": endpoint.id, "previous_secret_until": rfc3339(until) })
-            .to_string(),
-    );
-    let rotated = endpoint_changed(
-        state
-            .store
-            .rotate_webhook_secret(
-                &endpoint.id,
-                &secret,
-                micros(until),
-                &chain(&endpoint.financier_id),
-                &audit,
-            )
-            .await,
-    )?;
+    let rotated = webhook_endpoints::rotate(&state, &actor, &id).await?;
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {
-            endpoint: view(&rotated, micros(now)),
-            secret,
+            endpoint: view(&rotated, micros(state.clock.now())),
+            secret: rotated.secret,
         }),
     ))
 }
@@ -564,8 +308,7 @@ pub async fn redeliver(
     actor: Actor,
     Path((id, event_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    actor.require(Action::ManageKeys)?;
-    let endpoint = own_endpoint(&state, &actor, &id).await?;
+    let endpoint = webhook_endpoints::own_endpoint_to_manage(&state, &actor, &id).await?;
     if let Err(limited) = state.redelivery_limit.check(endpoint.financier_id.clone()) {
         return Ok(limited.respond("too many redeliveries for this financier"));
     }

@@ -960,6 +960,168 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
     assert!(!w.locked(), "{}", w.phone.render());
 }
 
+/// The text of the element with id `id` (up to its first tag), e.g. a secret shown once.
+fn shown_in(body: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let at = body
+        .find(&marker)
+        .map(|at| at + marker.len())
+        .unwrap_or_else(|| panic!("no {id}: {body}"));
+    body[at..at + body[at..].find('<').unwrap()].to_string()
+}
+
+async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) {
+    let app = spawn_app(backend, START.parse().unwrap()).await;
+    let (duka, key) = app.financier("Duka Phones").await;
+    let mut boss = financier_person(&app, &duka, "boss@duka.example", "financier-admin").await;
+    let settings = boss.get("/console/settings").await;
+    assert!(settings.shows("No endpoints yet."), "{}", settings.body);
+    let csrf = settings.field("csrf");
+    let endpoints = || app.call("GET", "/v1/webhook-endpoints", &key, None);
+
+    // A URL into the server's own network is refused by name, kept, and nothing is made.
+    let refused = boss
+        .post(
+            "/console/settings/webhooks",
+            &[
+                ("csrf", &csrf),
+                ("url", "https://169.254.169.254/latest"),
+                ("event:payment.applied", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.shows("url: must not name"), "{}", refused.body);
+    assert!(refused.shows("value=\"https://169.254.169.254/latest\""));
+    assert!(
+        refused.shows("name=\"event:payment.applied\" checked"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(endpoints().await.body["endpoints"], json!([]));
+
+    // Added: the secret is shown once, and the API sees the endpoint with its events.
+    let added = boss
+        .post(
+            "/console/settings/webhooks",
+            &[
+                ("csrf", &csrf),
+                ("url", "https://hooks.duka.example/lien?token=t0k"),
+                ("event:payment.applied", "on"),
+                ("event:device.state_changed", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let secret = shown_in(&added.body, "new-secret");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let listed = endpoints().await.body["endpoints"].clone();
+    assert_eq!(
+        listed[0]["url"],
+        "https://hooks.duka.example/lien?token=t0k"
+    );
+    assert_eq!(
+        listed[0]["event_types"],
+        json!(["device.state_changed", "payment.applied"])
+    );
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let page = boss.get("/console/settings").await;
+    assert!(!page.shows(&secret), "shown once");
+    assert!(page.shows(&format!("/console/settings/webhooks/{id}/rotate")));
+
+    // Rotated: a new secret, the old one still signing for a while.
+    let rotated = boss
+        .post(
+            &format!("/console/settings/webhooks/{id}/rotate"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let new_secret = shown_in(&rotated.body, "new-secret");
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+    assert!(rotated.shows("also signed with the"), "{}", rotated.body);
+    assert!(endpoints().await.body["endpoints"][0]["previous_secret_until"].is_string());
+
+    // An agent sees the endpoint's origin, no buttons, and cannot act whatever it sends.
+    let mut agent = financier_person(&app, &duka, "agent@duka.example", "financier-agent").await;
+    let theirs = agent.get("/console/settings").await;
+    assert!(
+        theirs.shows("https://hooks.duka.example<"),
+        "{}",
+        theirs.body
+    );
+    assert!(!theirs.shows("token=t0k") && !theirs.shows("id=\"webhook-form\""));
+    let agent_csrf = theirs.field("csrf");
+    for path in [
+        "/console/settings/webhooks".to_string(),
+        format!("/console/settings/webhooks/{id}/rotate"),
+        format!("/console/settings/webhooks/{id}/delete"),
+    ] {
+        let forced = agent
+            .post(
+                &path,
+                &[
+                    ("csrf", &agent_csrf),
+                    ("url", "https://x.example"),
+                    ("confirm", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(forced.status, 403, "{path}: {}", forced.body);
+    }
+
+    // Deleted once confirmed; without the token nothing happens.
+    let unconfirmed = boss
+        .post(
+            &format!("/console/settings/webhooks/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    let forged = boss
+        .post(
+            &format!("/console/settings/webhooks/{id}/delete"),
+            &[("confirm", "on")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(
+        endpoints().await.body["endpoints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let deleted = boss
+        .post(
+            &format!("/console/settings/webhooks/{id}/delete"),
+            &[("csrf", &csrf), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    assert_eq!(endpoints().await.body["endpoints"], json!([]));
+    let chain = app
+        .running
+        .state
+        .store
+        .audit_chain(&format!("financier:{duka}"))
+        .await
+        .unwrap();
+    let by_person: Vec<&str> = chain
+        .iter()
+        .filter(|r| r.entry.actor.starts_with("per_") && r.entry.action.starts_with("webhook"))
+        .map(|r| r.entry.action.as_str())
+        .collect();
+    assert_eq!(
+        by_person,
+        [
+            "webhook_endpoint_created",
+            "webhook_secret_rotated",
+            "webhook_endpoint_deleted"
+        ]
+    );
+}
+
 async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(backend: Backend) {
     let story = LockedOnPush::new(backend).await;
     let app = &story.app;
@@ -1167,6 +1329,7 @@ fn key_id_labelled(page: &str, label: &str) -> String {
 
 on_both_backends!(
     keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings,
+    webhooks_are_added_rotated_and_deleted_from_settings,
     an_appeal_is_answered_from_the_queue_with_its_receipt_in_view,
     a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again,
     a_strangers_guesses_do_not_lock_the_owner_out,
