@@ -123,6 +123,14 @@ impl Busy {
     pub fn respond(self) -> Response {
         self.limited.respond(self.what)
     }
+
+    /// Why, and when to try again, in words.
+    pub fn explain(&self) -> String {
+        format!(
+            "{}; try again in {} seconds",
+            self.what, self.limited.retry_after_secs
+        )
+    }
 }
 
 /// Admits a reconciliation of `financier_id`'s statement by `actor`: refused (403) unless the

@@ -22,6 +22,7 @@ mod appeals;
 mod devices;
 mod overview;
 mod people;
+mod reconcile;
 mod reports;
 mod settings;
 mod upload;
@@ -117,6 +118,12 @@ pub fn router() -> Router<AppState> {
             "/console/devices/upload",
             get(upload::form)
                 .post(upload::upload)
+                .layer(DefaultBodyLimit::max(crate::routes::MAX_BULK_BODY_BYTES)),
+        )
+        .route(
+            "/console/reconcile",
+            get(reconcile::form)
+                .post(reconcile::reconcile)
                 .layer(DefaultBodyLimit::max(crate::routes::MAX_BULK_BODY_BYTES)),
         )
         .route("/console/devices/{id}", get(devices::show))
@@ -251,6 +258,9 @@ fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup
                             a href="/console/people" { "People" }
                         }
                         a href="/console/reports" { "Reports" }
+                        @if p.actor.role.may(crate::auth::Action::Reconcile) {
+                            a href="/console/reconcile" { "Reconcile" }
+                        }
                         a href="/console/settings" { "Settings" }
                         span { (p.person.name) " · " (p.person.role) }
                         form method="post" action="/console/sign-out" {

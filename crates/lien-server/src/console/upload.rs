@@ -1,6 +1,8 @@
 //! Bulk enrollment from the console: a CSV file uploaded from a form, enrolled row by row
 //! through the same command as the API's `POST /v1/devices/bulk`, with every row's outcome.
 
+use std::collections::HashMap;
+
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -44,44 +46,16 @@ fn upload_form(me: &SignedIn, error: Option<&ApiError>) -> Markup {
 }
 
 /// Enrolls the uploaded file; shows each row's outcome.
-pub async fn upload(
-    State(state): State<AppState>,
-    person: Person,
-    mut form: Multipart,
-) -> Response {
+pub async fn upload(State(state): State<AppState>, person: Person, form: Multipart) -> Response {
     let me = &person.0;
     if let Err(err) = me.actor.require(Action::Enroll) {
         return error_page(Some(me), err);
     }
-    // The token comes first in the form; nothing of the file is read before it is checked.
-    let mut file: Option<Vec<u8>> = None;
-    let mut checked = false;
-    loop {
-        let field = match form.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(err) => return again(me, err.status(), ApiError::BadRequest(err.body_text())),
-        };
-        match field.name() {
-            Some("csrf") => {
-                let offered = field.text().await.unwrap_or_default();
-                if let Some(refused) = person.csrf_refusal(&offered) {
-                    return refused;
-                }
-                checked = true;
-            }
-            Some("file") if checked => match field.bytes().await {
-                Ok(bytes) => file = Some(bytes.to_vec()),
-                Err(err) => {
-                    return again(me, err.status(), ApiError::TooLarge(err.body_text()));
-                }
-            },
-            _ => {}
-        }
-    }
-    if !checked {
-        return super::forbidden_form(Some(me));
-    }
+    let file = match read_upload(&person, form).await {
+        Ok(Ok(upload)) => upload.file,
+        Ok(Err((status, err))) => return again(me, status, err),
+        Err(refused) => return refused,
+    };
     let Some(file) = file.filter(|f| !f.is_empty()) else {
         return again(
             me,
@@ -140,4 +114,69 @@ fn outcome(result: &BulkResult) -> Markup {
         }
         p { a href="/console/devices/upload" { "Upload another file" } " · " a href="/console/devices" { "Devices" } }
     }
+}
+
+/// A file uploaded from a console form, with the form's other fields.
+pub(super) struct Upload {
+    /// The text fields after the token, by name (the last of a name wins).
+    pub fields: HashMap<String, String>,
+    /// The field named `file`, if one was sent.
+    pub file: Option<Vec<u8>>,
+}
+
+/// The longest text field of an upload form read, in bytes.
+const MAX_TEXT_FIELD: usize = 4096;
+
+/// Reads a console form sent as `multipart/form-data` whose first field is the session's
+/// token: nothing after it is read unless it matches, and a form without it is refused with
+/// the 403 page (the outer `Err`). A part that cannot be read (too large, malformed) is the
+/// inner `Err`, with the status to answer, for the caller to show on its form again.
+pub(super) async fn read_upload(
+    person: &Person,
+    mut form: Multipart,
+) -> Result<Result<Upload, (StatusCode, ApiError)>, Response> {
+    let mut upload = Upload {
+        fields: HashMap::new(),
+        file: None,
+    };
+    let mut checked = false;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(err) => return Ok(Err((err.status(), ApiError::BadRequest(err.body_text())))),
+        };
+        let Some(name) = field.name().map(str::to_string) else {
+            continue;
+        };
+        if name == "csrf" {
+            let offered = field.text().await.unwrap_or_default();
+            if let Some(refused) = person.csrf_refusal(&offered) {
+                return Err(refused);
+            }
+            checked = true;
+            continue;
+        }
+        if !checked {
+            break;
+        }
+        let bytes = match field.bytes().await {
+            Ok(bytes) => bytes,
+            Err(err) => return Ok(Err((err.status(), ApiError::TooLarge(err.body_text())))),
+        };
+        if name == "file" {
+            upload.file = Some(bytes.to_vec());
+        } else if bytes.len() <= MAX_TEXT_FIELD {
+            upload
+                .fields
+                .insert(name, String::from_utf8_lossy(&bytes).into_owned());
+        } else {
+            let err = ApiError::invalid(&name, format!("at most {MAX_TEXT_FIELD} bytes"));
+            return Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, err)));
+        }
+    }
+    if !checked {
+        return Err(super::forbidden_form(Some(&person.0)));
+    }
+    Ok(Ok(upload))
 }

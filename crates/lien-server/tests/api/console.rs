@@ -1122,6 +1122,93 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
     );
 }
 
+async fn a_statement_reconciled_from_the_console_applies_what_lien_lacked_once(backend: Backend) {
+    let mut story = LockedOnPush::new(backend).await;
+    let app = &story.app;
+    let mut boss = financier_person(
+        app,
+        &story.financier_id,
+        "boss@duka.example",
+        "financier-admin",
+    )
+    .await;
+    let form = boss.get("/console/reconcile").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(
+        form.shows("value=\"2026-02-05\""),
+        "today by default: {}",
+        form.body
+    );
+    let csrf = form.field("csrf");
+    // The callback for RKA1 never came; RKB2 names an account nobody has.
+    let statement = "transaction_id,account,amount,paid_at\n\
+                     RKA1,C-1001,1000.00,2026-02-05T06:30:00Z\n\
+                     RKB2,C-9999,50.00,2026-02-05T06:40:00Z\n";
+    let (client, url) = (
+        boss.client.clone(),
+        format!("{}/console/reconcile", boss.base),
+    );
+    let send = |csrf: &str, from: &str| {
+        let (content_type, body) = multipart_body(&[
+            Part::Text("csrf", csrf),
+            Part::Text("provider", "mpesa"),
+            Part::Text("from", from),
+            Part::Text("to", "2026-02-05"),
+            Part::File("file", "statement.csv", "text/csv", statement.as_bytes()),
+        ]);
+        client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+    };
+
+    // A bad date is named, what was typed is kept, and nothing is applied.
+    let bad = boss.send(send(&csrf, "5 Feb")).await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.shows("from: a date, YYYY-MM-DD"), "{}", bad.body);
+    assert!(bad.shows("value=\"5 Feb\""), "{}", bad.body);
+    assert!(app.stored_payments(&story.device_id).await.is_empty());
+    // Without the token nothing is read.
+    assert_eq!(boss.send(send("forged", "2026-02-05")).await.status, 403);
+
+    let done = boss.send(send(&csrf, "2026-02-05")).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.shows("2 transactions on the statement, 0 matched, 2 missing from Lien (now applied)"),
+        "{}",
+        done.body
+    );
+    assert!(done.shows("recorded on the device") && done.shows("kept as unmatched"));
+    assert_eq!(
+        story
+            .phone
+            .next_push(std::time::Duration::from_secs(10))
+            .await,
+        Some(true),
+        "the recovered payment unlocks the phone"
+    );
+    assert!(!locked(&story.phone), "{}", story.phone.render());
+    // The same statement again applies nothing more.
+    let again = boss.send(send(&csrf, "2026-02-05")).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(again.shows("2 matched, 0 missing"), "{}", again.body);
+    assert_eq!(app.stored_payments(&story.device_id).await.len(), 1);
+
+    // An agent neither sees the screen nor can post to it.
+    let mut agent = financier_person(
+        app,
+        &story.financier_id,
+        "agent@duka.example",
+        "financier-agent",
+    )
+    .await;
+    assert_eq!(agent.get("/console/reconcile").await.status, 403);
+    let theirs = agent.get("/console/overview").await;
+    assert!(!theirs.shows("href=\"/console/reconcile\""));
+    let forced = agent.send(send(&theirs.field("csrf"), "2026-02-05")).await;
+    assert_eq!(forced.status, 403, "{}", forced.body);
+}
+
 async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(backend: Backend) {
     let story = LockedOnPush::new(backend).await;
     let app = &story.app;
@@ -1330,6 +1417,7 @@ fn key_id_labelled(page: &str, label: &str) -> String {
 on_both_backends!(
     keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings,
     webhooks_are_added_rotated_and_deleted_from_settings,
+    a_statement_reconciled_from_the_console_applies_what_lien_lacked_once,
     an_appeal_is_answered_from_the_queue_with_its_receipt_in_view,
     a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again,
     a_strangers_guesses_do_not_lock_the_owner_out,
