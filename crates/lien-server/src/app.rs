@@ -137,6 +137,8 @@ pub struct Inner {
     pub password_hashing: tokio::sync::Semaphore,
     /// The reconciliations running on this server, one per financier at most.
     pub reconciliations: crate::commands::reconciliation::Running,
+    /// The bulk enrollments running in the background on this server (the console's uploads).
+    pub bulk_jobs: crate::commands::bulk_jobs::Jobs,
     /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
     pub webhook_client: reqwest::Client,
 }
@@ -259,6 +261,7 @@ impl AppState {
             sign_in_account_limit,
             password_hashing,
             reconciliations: Default::default(),
+            bulk_jobs: Default::default(),
             webhook_client,
         }))
     }

@@ -189,14 +189,30 @@ pub async fn enroll_csv(
     actor: &Actor,
     body: &[u8],
 ) -> Result<BulkResult, ApiError> {
+    let file = read_csv(state, actor, body).await?;
+    enroll_rows(state, actor, file, |_| {}).await
+}
+
+/// A bulk CSV read and checked as a whole, its rows not yet enrolled.
+pub struct BulkFile {
+    financier: lien_store::Financier,
+    headers: csv::StringRecord,
+    records: Vec<Result<csv::StringRecord, csv::Error>>,
+}
+
+impl BulkFile {
+    /// How many rows it has.
+    pub fn rows(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// Reads a bulk CSV for the actor's financier: refused as a whole (nothing enrolled) for a
+/// role that may not enroll, a header that would fail every row, or too many rows.
+pub async fn read_csv(state: &AppState, actor: &Actor, body: &[u8]) -> Result<BulkFile, ApiError> {
     actor.require(Action::Enroll)?;
     let financier = own_financier(state, actor).await?;
     let (mut reader, headers) = bulk_csv_reader(body)?;
-    let mut result = BulkResult {
-        enrolled: 0,
-        failed: 0,
-        rows: Vec::new(),
-    };
     // Every record is read before any is enrolled: a file over the limit is refused whole,
     // not after its first rows were written.
     let records: Vec<_> = reader.records().take(BULK_MAX_ROWS + 1).collect();
@@ -205,6 +221,31 @@ pub async fn enroll_csv(
             "at most {BULK_MAX_ROWS} rows per request; split the file"
         )));
     }
+    Ok(BulkFile {
+        financier,
+        headers,
+        records,
+    })
+}
+
+/// Enrolls the rows of `file`, each on its own (a refused row writes nothing and does not stop
+/// the others), telling `progress` how many are done after each.
+pub async fn enroll_rows(
+    state: &AppState,
+    actor: &Actor,
+    file: BulkFile,
+    progress: impl Fn(usize),
+) -> Result<BulkResult, ApiError> {
+    let BulkFile {
+        financier,
+        headers,
+        records,
+    } = file;
+    let mut result = BulkResult {
+        enrolled: 0,
+        failed: 0,
+        rows: Vec::new(),
+    };
     for (i, record) in records.into_iter().enumerate() {
         let line = i + 2;
         let (contract_ref, outcome) = match bulk_csv_row(&headers, record) {
@@ -239,6 +280,7 @@ pub async fn enroll_csv(
                 });
             }
         }
+        progress(i + 1);
     }
     if result.enrolled > 0 {
         state.scheduler_wake.notify_one();

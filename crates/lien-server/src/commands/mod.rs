@@ -27,6 +27,7 @@
 
 pub mod appeals;
 pub mod bulk;
+pub mod bulk_jobs;
 pub mod device_change;
 pub mod enrollment;
 pub mod financiers;

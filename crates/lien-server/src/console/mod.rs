@@ -126,6 +126,7 @@ pub fn router() -> Router<AppState> {
                 .post(reconcile::reconcile)
                 .layer(DefaultBodyLimit::max(crate::routes::MAX_BULK_BODY_BYTES)),
         )
+        .route("/console/uploads/{id}", get(upload::progress))
         .route("/console/devices/{id}", get(devices::show))
         .route("/console/devices/{id}/{action}", post(actions::act))
 }
@@ -238,12 +239,28 @@ code{word-break:break-all}";
 
 /// A whole console page, with the navigation of `person`'s role when signed in.
 fn page(status: StatusCode, person: Option<&SignedIn>, title: &str, body: Markup) -> Response {
+    whole_page(status, person, title, None, body)
+}
+
+/// A page that reloads itself every `seconds` (a job's progress), with no script.
+fn page_refreshing(person: &SignedIn, title: &str, seconds: u32, body: Markup) -> Response {
+    whole_page(StatusCode::OK, Some(person), title, Some(seconds), body)
+}
+
+fn whole_page(
+    status: StatusCode,
+    person: Option<&SignedIn>,
+    title: &str,
+    refresh_secs: Option<u32>,
+    body: Markup,
+) -> Response {
     let html = html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
+                @if let Some(seconds) = refresh_secs { meta http-equiv="refresh" content=(seconds); }
                 title { (title) " · Lien console" }
                 // A constant of ours, and raw text in a style element: not escaped.
                 style { (PreEscaped(STYLE)) }

@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Multipart, State};
+use std::time::Duration;
+
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use super::{Person, error_box, error_page, page};
 use crate::app::AppState;
 use crate::auth::Action;
-use crate::commands::bulk::{BULK_COLUMNS, BulkResult, enroll_csv};
+use crate::commands::bulk::{BULK_COLUMNS, BulkResult};
+use crate::commands::bulk_jobs::Progress;
 use crate::commands::people::SignedIn;
 use crate::error::ApiError;
 
@@ -63,20 +66,55 @@ pub async fn upload(State(state): State<AppState>, person: Person, form: Multipa
             ApiError::invalid("file", "choose a CSV file to upload"),
         );
     };
-    match enroll_csv(&state, &me.actor, &file).await {
-        Ok(result) => {
-            if result.enrolled > 0 {
-                state.scheduler_wake.notify_one();
-            }
-            page(
-                StatusCode::OK,
-                Some(me),
-                "Enrolled from a file",
-                outcome(&result),
-            )
+    match state.bulk_jobs.start(&state, &me.actor, &file).await {
+        Ok(job) => {
+            // A small file is done by the time its page is first shown; a large one's page
+            // shows how far it has come.
+            state.bulk_jobs.settle(&job, SETTLE).await;
+            Redirect::to(&format!("/console/uploads/{job}")).into_response()
         }
         Err(err @ (ApiError::Forbidden(_) | ApiError::Internal(_))) => error_page(Some(me), err),
         Err(err) => again(me, err.status(), err),
+    }
+}
+
+/// How long an upload's request waits for its rows before showing their progress instead.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// How often a running upload's page reloads itself, in seconds.
+const REFRESH_SECS: u32 = 2;
+
+/// An upload's page: how far its rows have come, then every row's outcome.
+pub async fn progress(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+) -> Response {
+    let me = &person.0;
+    match state.bulk_jobs.progress(&me.actor, &id) {
+        Ok(Progress::Running { done, total }) => {
+            let body = html! {
+                p id="progress-text" { "Enrolled " (done) " of " (total) " rows…" }
+                progress id="progress" value=(done) max=(total) { (done) " of " (total) }
+                p { "This page updates itself every " (REFRESH_SECS) " seconds. You may leave it: \
+                     the rows go on being enrolled, and their outcome stays here for an hour." }
+            };
+            super::page_refreshing(me, "Enrolling from a file", REFRESH_SECS, body)
+        }
+        Ok(Progress::Finished(result)) => page(
+            StatusCode::OK,
+            Some(me),
+            "Enrolled from a file",
+            outcome(&result),
+        ),
+        Ok(Progress::Failed(why)) => error_page(
+            Some(me),
+            ApiError::Unavailable(format!(
+                "the enrollment stopped ({why}); the rows before it are enrolled: look them up \
+                 in Devices before sending the file again"
+            )),
+        ),
+        Err(err) => error_page(Some(me), err),
     }
 }
 

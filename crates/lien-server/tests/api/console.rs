@@ -817,9 +817,19 @@ async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend
         Part::Text("csrf", &csrf),
         Part::File("file", "devices.csv", "text/csv", csv.as_bytes()),
     ]);
-    let done = boss.send(request).await;
+    // The rows are enrolled in the background; the upload's own page shows how far they have
+    // come, then their outcome (a small file is done by the time the page is first shown).
+    let started = boss.send(request).await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let job_page = started.location.clone().unwrap_or_default();
+    assert!(job_page.starts_with("/console/uploads/job_"), "{job_page}");
+    let done = boss.get(&job_page).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.shows("50 enrolled, 1 refused."), "{}", done.body);
+    // Nobody else sees it, not even a colleague.
+    let mut colleague =
+        financier_person(&app, &duka, "colleague@duka.example", "financier-admin").await;
+    assert_eq!(colleague.get(&job_page).await.status, 404);
     assert!(
         done.shows("imei1"),
         "the refused row says why: {}",

@@ -1,0 +1,237 @@
+//! Bulk enrollments that run on after the request that started them, so that a person who
+//! uploads thousands of rows watches them go (the console's progress page) instead of a
+//! request that hangs for a minute. A job is this server's: it lives in memory, is seen only
+//! by whoever started it, and is forgotten an hour after it started (or when the server stops;
+//! the rows it enrolled stay enrolled, each in its own transaction).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::bulk::{BulkResult, enroll_rows, read_csv};
+use crate::app::AppState;
+use crate::auth::Actor;
+use crate::clock::micros;
+use crate::error::ApiError;
+
+/// The most bulk jobs one server runs at once, over everyone.
+const MAX_RUNNING: usize = 2;
+/// How long a finished job's result is kept, in microseconds (an hour).
+const KEPT_US: i64 = 3_600_000_000;
+/// The most jobs kept at all; the oldest finished ones go first.
+const MAX_KEPT: usize = 200;
+
+/// Where a job stands.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Rows done of all the file's rows.
+    Running {
+        /// Rows enrolled or refused so far.
+        done: usize,
+        /// Rows in the file.
+        total: usize,
+    },
+    /// Every row's outcome.
+    Finished(Arc<BulkResult>),
+    /// Stopped by a failure of the server (a database error); the rows before it stay.
+    Failed(String),
+}
+
+impl Progress {
+    fn running(&self) -> bool {
+        matches!(self, Progress::Running { .. })
+    }
+}
+
+/// One job.
+#[derive(Debug)]
+struct Job {
+    /// Who started it (the actor's key id: a person's `per_…`): only they see it.
+    owner: String,
+    /// When it started, for forgetting it.
+    started_us: i64,
+    progress: watch::Receiver<Progress>,
+}
+
+/// The server's bulk jobs, by id.
+#[derive(Debug, Default)]
+pub struct Jobs(Mutex<HashMap<String, Job>>);
+
+impl Jobs {
+    /// Reads `body` as a bulk CSV (refused whole as `read_csv` refuses it) and starts enrolling
+    /// its rows in the background; returns the job's id. One job per person at a time, and a
+    /// few per server.
+    pub async fn start(
+        &self,
+        state: &AppState,
+        actor: &Actor,
+        body: &[u8],
+    ) -> Result<String, ApiError> {
+        let file = read_csv(state, actor, body).await?;
+        let id = crate::input::new_id("job")?;
+        let now_us = micros(state.clock.now());
+        let total = file.rows();
+        let (sender, receiver) = watch::channel(Progress::Running { done: 0, total });
+        {
+            let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            forget_old(&mut jobs, now_us);
+            let running = |job: &Job| job.progress.borrow().running();
+            if jobs
+                .values()
+                .any(|job| job.owner == actor.key_id && running(job))
+            {
+                return Err(ApiError::Conflict(
+                    "your previous upload is still being enrolled; wait for it to finish".into(),
+                ));
+            }
+            if jobs.values().filter(|job| running(job)).count() >= MAX_RUNNING {
+                return Err(ApiError::Unavailable(
+                    "this server is enrolling as many files as it takes at once; try again in a \
+                     minute"
+                        .into(),
+                ));
+            }
+            jobs.insert(
+                id.clone(),
+                Job {
+                    owner: actor.key_id.clone(),
+                    started_us: now_us,
+                    progress: receiver,
+                },
+            );
+        }
+        let (state, actor) = (state.clone(), actor.clone());
+        tokio::spawn(async move {
+            let outcome = enroll_rows(&state, &actor, file, |done| {
+                sender.send_replace(Progress::Running { done, total });
+            })
+            .await;
+            sender.send_replace(match outcome {
+                Ok(result) => Progress::Finished(Arc::new(result)),
+                Err(err) => {
+                    tracing::error!(error = %err, "a bulk enrollment stopped");
+                    Progress::Failed(err.to_string())
+                }
+            });
+        });
+        Ok(id)
+    }
+
+    /// Where the actor's job `id` stands; another's, or one forgotten, is not found.
+    pub fn progress(&self, actor: &Actor, id: &str) -> Result<Progress, ApiError> {
+        let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.get(id) {
+            Some(job) if job.owner == actor.key_id => Ok(job.progress.borrow().clone()),
+            _ => Err(ApiError::NotFound("upload")),
+        }
+    }
+
+    /// Waits up to `within` for job `id` to finish (a small file is done before its page is
+    /// first shown).
+    pub async fn settle(&self, id: &str, within: Duration) {
+        let receiver = {
+            let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.get(id).map(|job| job.progress.clone())
+        };
+        if let Some(mut receiver) = receiver {
+            let _ = tokio::time::timeout(within, receiver.wait_for(|p| !p.running())).await;
+        }
+    }
+}
+
+/// Forgets the ended jobs that started more than an hour ago, then the oldest ended ones
+/// while more than [`MAX_KEPT`] are kept. Running jobs are never forgotten.
+fn forget_old(jobs: &mut HashMap<String, Job>, now_us: i64) {
+    jobs.retain(|_, job| job.progress.borrow().running() || now_us - job.started_us < KEPT_US);
+    while jobs.len() >= MAX_KEPT {
+        let oldest = jobs
+            .iter()
+            .filter(|(_, job)| !job.progress.borrow().running())
+            .min_by_key(|(_, job)| job.started_us)
+            .map(|(id, _)| id.clone());
+        match oldest {
+            Some(id) => jobs.remove(&id),
+            None => break,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    fn actor(key_id: &str) -> Actor {
+        Actor {
+            key_id: key_id.to_string(),
+            role: Role::FinancierAdmin,
+            financier_id: Some("fin_1".to_string()),
+        }
+    }
+
+    /// A job of `owner` started at `started_us`, standing at `progress`.
+    fn job(owner: &str, started_us: i64, progress: Progress) -> Job {
+        let (_sender, receiver) = watch::channel(progress);
+        Job {
+            owner: owner.to_string(),
+            started_us,
+            progress: receiver,
+        }
+    }
+
+    fn finished() -> Progress {
+        Progress::Finished(Arc::new(BulkResult {
+            enrolled: 1,
+            failed: 0,
+            rows: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn a_job_is_seen_only_by_whoever_started_it() {
+        let jobs = Jobs::default();
+        let running = Progress::Running { done: 3, total: 10 };
+        jobs.0
+            .lock()
+            .unwrap()
+            .insert("job_1".into(), job("per_a", 0, running));
+        match jobs.progress(&actor("per_a"), "job_1") {
+            Ok(Progress::Running { done: 3, total: 10 }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            jobs.progress(&actor("per_b"), "job_1"),
+            Err(ApiError::NotFound("upload"))
+        ));
+        assert!(jobs.progress(&actor("per_a"), "job_2").is_err());
+    }
+
+    #[test]
+    fn ended_jobs_are_forgotten_after_an_hour_and_running_ones_never() {
+        let mut jobs = HashMap::from([
+            ("old".to_string(), job("per_a", 0, finished())),
+            ("recent".to_string(), job("per_a", KEPT_US, finished())),
+            (
+                "long".to_string(),
+                job("per_b", 0, Progress::Running { done: 1, total: 9 }),
+            ),
+        ]);
+        forget_old(&mut jobs, KEPT_US + 1);
+        let mut kept: Vec<_> = jobs.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["long", "recent"]);
+    }
+
+    #[test]
+    fn past_the_most_kept_the_oldest_ended_go_first() {
+        let mut jobs: HashMap<String, Job> = (0..MAX_KEPT as i64)
+            .map(|i| (format!("job_{i}"), job("per_a", i, finished())))
+            .collect();
+        forget_old(&mut jobs, 10);
+        assert_eq!(jobs.len(), MAX_KEPT - 1);
+        assert!(!jobs.contains_key("job_0"));
+        assert!(jobs.contains_key("job_1"));
+    }
+}
