@@ -1,8 +1,8 @@
 //! Bulk enrollments that run on after the request that started them, so that a person who
 //! uploads thousands of rows watches them go (the console's progress page) instead of a
 //! request that hangs for a minute. A job is this server's: it lives in memory, is seen only
-//! by whoever started it, and is forgotten an hour after it started (or when the server stops;
-//! the rows it enrolled stay enrolled, each in its own transaction).
+//! by whoever started it, and is forgotten an hour after it started, when they start another,
+//! or when the server stops (the rows it enrolled stay enrolled, each in its own transaction).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,8 +20,9 @@ use crate::error::ApiError;
 const MAX_RUNNING: usize = 2;
 /// How long a finished job's result is kept, in microseconds (an hour).
 const KEPT_US: i64 = 3_600_000_000;
-/// The most jobs kept at all; the oldest finished ones go first.
-const MAX_KEPT: usize = 200;
+/// The most jobs kept at all; the oldest finished ones go first. A finished job of 20,000 rows
+/// holds about 2 MB of outcomes, so this bounds what the server keeps to some tens of MB.
+const MAX_KEPT: usize = 20;
 
 /// Where a job stands.
 #[derive(Debug, Clone)]
@@ -76,6 +77,8 @@ impl Jobs {
         let (sender, receiver) = watch::channel(Progress::Running { done: 0, total });
         {
             let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // A person's new upload replaces their ended ones: the page shows the latest.
+            jobs.retain(|_, job| job.owner != actor.key_id || job.progress.borrow().running());
             forget_old(&mut jobs, now_us);
             let running = |job: &Job| job.progress.borrow().running();
             if jobs
