@@ -367,10 +367,21 @@ pub struct DeviceFilter {
     pub overdue: bool,
     /// Only devices not seen since this time (never seen included).
     pub not_seen_since_us: Option<i64>,
+    /// Only devices whose stored policy (the server's JSON, as written) matches.
+    pub policy_json: Option<TextMatch>,
     /// Only ids after this one (the cursor).
     pub after_id: Option<String>,
     /// At most this many.
     pub limit: u32,
+}
+
+/// A match on a stored text: equal to one, or to none of several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextMatch {
+    /// Equal to this.
+    Is(String),
+    /// Equal to none of these.
+    NoneOf(Vec<String>),
 }
 
 /// A token found by its status code.

@@ -28,6 +28,9 @@ pub struct DeviceQuery {
     pub state: Option<DeviceStateJson>,
     /// Only devices with an amount due.
     pub overdue: bool,
+    /// Only devices under this policy: a preset's name, or `custom` for settings of the
+    /// financier's own.
+    pub policy: Option<String>,
     /// Only devices not seen for at least this many days.
     pub not_seen_days: Option<u32>,
     /// The id after which the page starts (the previous page's `next_cursor`).
@@ -143,9 +146,11 @@ pub async fn list_devices(
             format!("must be at most {MAX_NOT_SEEN_DAYS}"),
         ));
     }
+    let policy_json = query.policy.as_deref().map(policy_match).transpose()?;
     let now = state.clock.now();
     let filter = DeviceFilter {
         financier_id: actor.financier_id.clone(),
+        policy_json,
         state: query.state.map(|s| s.as_str().to_string()),
         overdue: query.overdue,
         not_seen_since_us: query
@@ -165,6 +170,27 @@ pub async fn list_devices(
         devices,
         next_cursor,
     })
+}
+
+/// What a device's stored policy is for the filter `policy` (a preset's name, or `custom`): the
+/// text the commands store for that preset, or none of the presets' texts.
+fn policy_match(policy: &str) -> Result<lien_store::TextMatch, ApiError> {
+    let stored = |preset: lien_core::policy::Preset| {
+        serde_json::to_string(&crate::wire::PolicyJson::Preset(preset.name().to_string()))
+            .map_err(|e| ApiError::Internal(e.into()))
+    };
+    let presets = lien_core::policy::Preset::ALL;
+    if policy == "custom" {
+        let all = presets.into_iter().map(stored).collect::<Result<_, _>>()?;
+        return Ok(lien_store::TextMatch::NoneOf(all));
+    }
+    match lien_core::policy::Preset::from_name(policy) {
+        Some(preset) => Ok(lien_store::TextMatch::Is(stored(preset)?)),
+        None => Err(ApiError::invalid(
+            "policy",
+            "one of strict-dealer, kenya, india-draft or custom",
+        )),
+    }
 }
 
 /// The actor's devices that `text` names: an IMEI (15 digits, spaces and dashes ignored), a

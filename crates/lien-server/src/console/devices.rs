@@ -36,6 +36,8 @@ pub struct ListQuery {
     #[serde(default)]
     not_seen_days: String,
     #[serde(default)]
+    policy: String,
+    #[serde(default)]
     cursor: Option<String>,
 }
 
@@ -44,9 +46,10 @@ impl ListQuery {
     fn next_link(&self, cursor: &str) -> String {
         let enc = |v: &str| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string();
         let mut link = format!(
-            "/console/devices?state={}&not_seen_days={}&cursor={}",
+            "/console/devices?state={}&not_seen_days={}&policy={}&cursor={}",
             enc(&self.state),
             enc(&self.not_seen_days),
+            enc(&self.policy),
             enc(cursor)
         );
         if self.overdue.is_some() {
@@ -80,6 +83,7 @@ impl ListQuery {
             state,
             overdue: self.overdue.is_some(),
             not_seen_days,
+            policy: Some(self.policy.trim().to_string()).filter(|p| !p.is_empty()),
             cursor: self.cursor.clone().filter(|c| !c.is_empty()),
             limit: Some(PAGE),
         })
@@ -164,6 +168,14 @@ fn filters(q: &ListQuery) -> Markup {
             " "
             label for="not_seen_days" { "not seen for days " }
             input id="not_seen_days" name="not_seen_days" value=(q.not_seen_days) inputmode="numeric" size="4";
+            " "
+            label for="policy" { "policy " }
+            select id="policy" name="policy" {
+                option value="" { "any" }
+                @for p in lien_core::policy::Preset::ALL.map(|p| p.name()).into_iter().chain(["custom"]) {
+                    option value=(p) selected[q.policy == p] { (p) }
+                }
+            }
             " "
             button type="submit" { "Filter" }
         }

@@ -84,6 +84,7 @@ pub struct ListQuery {
     #[serde(default)]
     overdue: bool,
     not_seen_days: Option<u32>,
+    policy: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
 }
@@ -98,13 +99,14 @@ pub struct ListQuery {
         ("state" = Option<DeviceStateJson>, Query, description = "Only devices in this state: `active`, `reminder`, `restricted`, `locked` or `released`."),
         ("overdue" = Option<bool>, Query, description = "Only devices with an amount due (default false)."),
         ("not_seen_days" = Option<u32>, Query, description = "Only devices not seen for at least this many days."),
+        ("policy" = Option<String>, Query, description = "Only devices under this policy: `strict-dealer`, `kenya`, `india-draft`, or `custom` for settings of the financier's own."),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)."),
     ),
     responses(
         (status = 200, description = "A page of the caller's devices, in id order.", body = DevicePage),
         (status = 400, description = "A query parameter is unknown or has the wrong type.", body = ErrorBody),
-        (status = 422, description = "`state` or `limit` is refused.", body = ErrorBody),
+        (status = 422, description = "`state`, `policy` or `limit` is refused.", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -128,6 +130,7 @@ pub async fn list(
             state: only_state,
             overdue: q.overdue,
             not_seen_days: q.not_seen_days,
+            policy: q.policy,
             cursor: q.cursor,
             limit: q.limit,
         },

@@ -858,6 +858,26 @@ async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend
     let bad = boss.get("/console/devices?not_seen_days=4294967295").await;
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert!(bad.shows("not_seen_days: must be at most 36500"));
+    // By policy: every uploaded phone is on the kenya preset, none on custom settings, and
+    // the export follows the filter.
+    let kenya = boss.get("/console/devices?policy=kenya").await;
+    assert!(
+        kenya.shows("<option value=\"kenya\" selected>"),
+        "{}",
+        kenya.body
+    );
+    assert_eq!(
+        kenya
+            .body
+            .matches("<tr><td><a href=\"/console/devices/dev_")
+            .count(),
+        50
+    );
+    let custom = boss.get("/console/devices.csv?policy=custom").await;
+    assert_eq!(custom.body.lines().count(), 1, "{}", custom.body);
+    let unknown = boss.get("/console/devices?policy=lenient").await;
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(unknown.shows("policy: one of strict-dealer, kenya, india-draft or custom"));
 }
 
 async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: Backend) {

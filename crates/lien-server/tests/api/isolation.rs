@@ -185,7 +185,14 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
     }
 
     // Lists: B never sees A's devices, whatever the filter; A never sees B's.
-    for query in ["", "?state=active", "?limit=1", "?overdue=false"] {
+    for query in [
+        "",
+        "?state=active",
+        "?limit=1",
+        "?overdue=false",
+        "?policy=kenya",
+        "?policy=custom",
+    ] {
         let page_b = app.get(&format!("/v1/devices{query}"), &key_b).await;
         assert_eq!(page_b.status, 200, "{}", page_b.body);
         let ids = device_ids(&page_b.body);
@@ -208,6 +215,20 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
     let mut own_a = vec![device_a.clone(), pending_a.clone()];
     own_a.sort();
     assert_eq!(page_a, own_a);
+    // A moved its first device to the india-draft preset above; the other is still on kenya,
+    // and none is on settings of A's own.
+    let under = |policy: &'static str| {
+        let (app, key_a) = (&app, &key_a);
+        async move {
+            let page = app
+                .get(&format!("/v1/devices?policy={policy}"), key_a)
+                .await;
+            device_ids(&page.body)
+        }
+    };
+    assert_eq!(under("india-draft").await, [device_a.clone()]);
+    assert_eq!(under("kenya").await, [pending_a.clone()]);
+    assert!(device_ids(&app.get("/v1/devices?policy=custom", &key_a).await.body).is_empty());
     // The platform sees every financier's devices.
     let all = device_ids(&app.get("/v1/devices", &app.admin_key).await.body);
     assert_eq!(all.len(), 3, "{all:?}");

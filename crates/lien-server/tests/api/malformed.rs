@@ -631,6 +631,15 @@ async fn malformed_requests_are_refused_and_write_nothing(backend: Backend) {
             mentions: strings(&["state", "asleep"]),
         },
         Case {
+            name: "device list filtered on an unknown policy",
+            method: "GET",
+            path: "/v1/devices?policy=lenient".into(),
+            headers: auth(),
+            body: None,
+            status: 422,
+            mentions: strings(&["policy", "custom"]),
+        },
+        Case {
             name: "a status code of letters",
             method: "GET",
             path: "/v1/status-codes/abcdefgh".into(),

@@ -14,7 +14,7 @@ use super::{Found as _, SqlStore, backend, first_column, unique_or_backend};
 use crate::{
     ArrearsAge, ArrearsByAge, Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange,
     DeviceFilter, DeviceRecord, DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord,
-    Portfolio, ReversalRecord, Schedule, Seen, StatusCodeMatch, StoreError, TokenRecord,
+    Portfolio, ReversalRecord, Schedule, Seen, StatusCodeMatch, StoreError, TextMatch, TokenRecord,
 };
 
 /// The columns [`device_from`] reads, in its order, for a query `FROM devices`.
@@ -473,6 +473,19 @@ impl Devices for SqlStore {
         if let Some(a) = &filter.after_id {
             clauses.push(format!("id > ${}", next()));
             texts.push(a.clone());
+        }
+        match &filter.policy_json {
+            Some(TextMatch::Is(policy)) => {
+                clauses.push(format!("policy_json = ${}", next()));
+                texts.push(policy.clone());
+            }
+            Some(TextMatch::NoneOf(policies)) => {
+                for policy in policies {
+                    clauses.push(format!("policy_json <> ${}", next()));
+                    texts.push(policy.clone());
+                }
+            }
+            None => {}
         }
         if filter.overdue {
             clauses.push("amount_due_minor > 0".to_string());

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use lien_store::audit::verify_chain;
 use lien_store::{
     ApiKeyRecord, Attachments, Binding, ChangeFn, DeviceChange, DeviceEvent, DeviceFilter,
-    Financier, IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate, ReversalRecord, Seen,
-    SqlStore, StatusCodeMatch, StoreError, Tenants, TokenRecord,
+    DevicesExt as _, Financier, IdempotentResponse, NewDevice, OverrideRecord, OverrideUpdate,
+    ReversalRecord, Seen, SqlStore, StatusCodeMatch, StoreError, Tenants, TextMatch, TokenRecord,
 };
 
 use crate::Db;
@@ -977,11 +977,47 @@ pub async fn list_devices_filters(db: Db) {
     };
     assert_eq!(list(quiet).await, ["dev_a2", "dev_a3", "dev_b1"]);
 
+    // Every fixture device has the same policy text; dev_a2 gets another.
+    let standard = new_device("dev_a1", "fin_a").policy_json;
+    db.update_device_with("dev_a2", |_| {
+        Ok::<_, StoreError>((
+            DeviceChange {
+                policy_json: Some(r#"{"preset":"kenya"}"#.to_string()),
+                ..DeviceChange::default()
+            },
+            (),
+        ))
+    })
+    .await
+    .unwrap();
+    let kenya = DeviceFilter {
+        policy_json: Some(TextMatch::Is(r#"{"preset":"kenya"}"#.to_string())),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(list(kenya).await, ["dev_a2"]);
+    let others = DeviceFilter {
+        policy_json: Some(TextMatch::NoneOf(vec![
+            r#"{"preset":"kenya"}"#.to_string(),
+            "x".to_string(),
+        ])),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(list(others).await, ["dev_a1", "dev_a3", "dev_b1"]);
+    let none_at_all = DeviceFilter {
+        policy_json: Some(TextMatch::NoneOf(vec![
+            standard,
+            r#"{"preset":"kenya"}"#.to_string(),
+        ])),
+        ..DeviceFilter::default()
+    };
+    assert!(list(none_at_all).await.is_empty());
+
     let all_together = DeviceFilter {
         financier_id: fin("fin_a"),
         state: Some("grace".to_string()),
         overdue: true,
         not_seen_since_us: Some(T0 + 5 * DAY),
+        policy_json: Some(TextMatch::Is(r#"{"preset":"kenya"}"#.to_string())),
         after_id: Some("dev_a1".to_string()),
         limit: 0,
     };
