@@ -127,15 +127,24 @@ fn again(me: &SignedIn, status: StatusCode, err: ApiError) -> Response {
     )
 }
 
+/// The most rows listed one by one on an outcome page; past it only the refused rows are
+/// (every refused row always is: they are what the person must fix).
+const ROWS_LISTED: usize = 1000;
+
 fn outcome(result: &BulkResult) -> Markup {
+    let all = result.rows.len() <= ROWS_LISTED;
     html! {
         p class={ "box " @if result.failed == 0 { "ok" } @else { "err" } } id="outcome" {
             (result.enrolled) " enrolled, " (result.failed) " refused."
         }
+        @if !all {
+            p { "The refused rows are listed below; the enrolled ones are in "
+                a href="/console/devices" { "Devices" } "." }
+        }
         div class="scroll" {
             table id="rows" {
                 thead { tr { th { "Line" } th { "Contract" } th { "Outcome" } } }
-                tbody { @for row in &result.rows {
+                tbody { @for row in result.rows.iter().filter(|r| all || r.device_id.is_none()) {
                     tr {
                         td { (row.line) }
                         td { (row.contract_ref) }
@@ -217,4 +226,36 @@ pub(super) async fn read_upload(
         return Err(super::forbidden_form(Some(&person.0)));
     }
     Ok(Ok(upload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::bulk::BulkRow;
+
+    fn result(enrolled: usize, refused: usize) -> BulkResult {
+        let row = |line: usize, ok: bool| BulkRow {
+            line,
+            contract_ref: format!("C-{line}"),
+            device_id: ok.then(|| format!("dev_{line}")),
+            error: (!ok).then(|| "imei1: not an IMEI".to_string()),
+        };
+        BulkResult {
+            enrolled,
+            failed: refused,
+            rows: (0..enrolled + refused)
+                .map(|i| row(i + 2, i < enrolled))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_small_file_lists_every_row_and_a_large_one_its_refused_rows() {
+        let small = outcome(&result(3, 1)).into_string();
+        assert_eq!(small.matches("<tr><td>").count(), 4, "{small}");
+        let large = outcome(&result(ROWS_LISTED, 2)).into_string();
+        assert_eq!(large.matches("<tr><td>").count(), 2);
+        assert!(large.contains("1000 enrolled, 2 refused."));
+        assert!(large.contains("imei1: not an IMEI"));
+    }
 }
