@@ -10,13 +10,12 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
 
 use super::devices::{Failed, render_device};
-use super::{Person, error_page};
+use super::{Person, SignedForm, error_page};
 use crate::app::AppState;
 use crate::commands::{self, Applied, IdempotencyKey};
 use crate::error::ApiError;
@@ -42,17 +41,14 @@ pub const ACTIONS: [&str; 10] = [
 /// Sends one action's form: `POST /console/devices/{id}/{action}`.
 pub async fn act(
     State(state): State<AppState>,
-    person: Person,
     Path((id, action)): Path<(String, String)>,
-    Form(fields): Form<HashMap<String, String>>,
+    form: SignedForm,
 ) -> Response {
+    let SignedForm { person, fields } = form;
     let Some(action) = ACTIONS.iter().copied().find(|a| *a == action) else {
         return error_page(Some(&person.0), ApiError::NotFound("action"));
     };
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
     if matches!(action, "reversal" | "lock" | "release")
         && let Err(err) = confirmed(&fields)
     {

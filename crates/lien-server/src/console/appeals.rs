@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Person, error_box, error_page, page, when};
+use super::{Person, SignedForm, error_box, error_page, page, when};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::clock::micros;
@@ -189,20 +188,17 @@ async fn render(
 /// Answers an appeal.
 pub async fn decide(
     State(state): State<AppState>,
-    person: Person,
     Path(reference): Path<String>,
-    Form(fields): Form<HashMap<String, String>>,
+    form: SignedForm,
 ) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
+    let (person, fields) = (&form.person, &form.fields);
+    let field = |name: &str| form.field(name);
     let verdict = match field("decision") {
         "accept" => Verdict::Accept,
         "reject" => Verdict::Reject,
         _ => {
             let err = ApiError::invalid("decision", "accept or reject");
-            return render(&state, &person, &reference, false, Some(err), &fields).await;
+            return render(&state, person, &reference, false, Some(err), fields).await;
         }
     };
     let answer = Answer {
@@ -215,7 +211,7 @@ pub async fn decide(
         Err(err @ (ApiError::NotFound(_) | ApiError::Forbidden(_) | ApiError::Internal(_))) => {
             error_page(Some(&person.0), err)
         }
-        Err(err) => render(&state, &person, &reference, false, Some(err), &fields).await,
+        Err(err) => render(&state, person, &reference, false, Some(err), fields).await,
     }
 }
 

@@ -28,9 +28,11 @@ mod settings;
 mod upload;
 mod webhooks;
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -174,6 +176,51 @@ impl Person {
     /// The refusal of a form that does not carry this session's CSRF token; `None` when it does.
     pub fn csrf_refusal(&self, offered: &str) -> Option<Response> {
         (!self.0.csrf_matches(offered)).then(|| forbidden_form(Some(&self.0)))
+    }
+}
+
+/// A form sent by a signed-in person with their session's token: its fields by name. Anyone
+/// else is sent to the sign-in page, and a form without the token is refused with the 403 page
+/// before its handler runs, so no handler can forget the check.
+pub struct SignedForm {
+    /// Who sent it.
+    pub person: Person,
+    /// Its fields (the last of a name wins).
+    pub fields: HashMap<String, String>,
+}
+
+impl SignedForm {
+    /// Field `name`, empty when absent.
+    pub fn field(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+
+    /// The person who sent it.
+    pub fn me(&self) -> &SignedIn {
+        &self.person.0
+    }
+}
+
+impl FromRequest<AppState> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<SignedForm, Response> {
+        let (mut parts, body) = request.into_parts();
+        let person = Person::from_request_parts(&mut parts, state).await?;
+        let request = Request::from_parts(parts, body);
+        let fields = match axum::Form::<HashMap<String, String>>::from_request(request, state).await
+        {
+            Ok(axum::Form(fields)) => fields,
+            Err(rejection) => {
+                let err = ApiError::BadRequest(rejection.body_text());
+                return Err(error_page(Some(&person.0), err));
+            }
+        };
+        let form = SignedForm { person, fields };
+        match form.person.csrf_refusal(form.field("csrf")) {
+            Some(refused) => Err(refused),
+            None => Ok(form),
+        }
     }
 }
 

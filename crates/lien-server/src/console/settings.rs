@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use lien_store::UnmatchedStatus;
 use maud::{Markup, html};
 
-use super::{Person, error_box, error_page, page, webhooks, when};
+use super::{Person, SignedForm, error_box, error_page, page, webhooks, when};
 use crate::app::AppState;
 use crate::auth::{Action, Role};
 use crate::clock::from_micros;
@@ -234,16 +233,9 @@ fn refused_or<'a>(typed: &'a str, stored: &'a str) -> &'a str {
 }
 
 /// Saves the financier's public profile.
-pub async fn save_profile(
-    State(state): State<AppState>,
-    person: Person,
-    Form(fields): Form<HashMap<String, String>>,
-) -> Response {
-    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
-    if let Some(refused) = person.csrf_refusal(&field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
+pub async fn save_profile(State(state): State<AppState>, form: SignedForm) -> Response {
+    let field = |name: &str| form.field(name).to_string();
+    let me = form.me();
     let Some(financier) = me.actor.financier_id.clone() else {
         return error_page(Some(me), ApiError::NotFound("financier"));
     };
@@ -255,7 +247,9 @@ pub async fn save_profile(
     match crate::commands::financiers::update_profile(&state, &me.actor, &financier, &profile).await
     {
         Ok(_) => Redirect::to("/console/settings").into_response(),
-        Err(error @ ApiError::Invalid(_)) => refuse(&state, me, "profile", error, fields).await,
+        Err(error @ ApiError::Invalid(_)) => {
+            refuse(&state, me, "profile", error, form.fields.clone()).await
+        }
         Err(err) => error_page(Some(me), err),
     }
 }
@@ -269,16 +263,9 @@ fn status_name(status: ApiKeyStatus) -> &'static str {
 }
 
 /// Issues a key; shows it once.
-pub async fn create_key(
-    State(state): State<AppState>,
-    person: Person,
-    Form(fields): Form<HashMap<String, String>>,
-) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
+pub async fn create_key(State(state): State<AppState>, form: SignedForm) -> Response {
+    let field = |name: &str| form.field(name);
+    let me = form.me();
     if let Err(err) = me.actor.require(Action::ManageKeys) {
         return error_page(Some(me), err);
     }
@@ -307,22 +294,18 @@ pub async fn create_key(
         Err(err @ (ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Internal(_))) => {
             error_page(Some(me), err)
         }
-        Err(error) => refuse(&state, me, "key", error, fields).await,
+        Err(error) => refuse(&state, me, "key", error, form.fields.clone()).await,
     }
 }
 
 /// Revokes a key.
 pub async fn revoke_key(
     State(state): State<AppState>,
-    person: Person,
     Path(id): Path<String>,
-    Form(fields): Form<HashMap<String, String>>,
+    form: SignedForm,
 ) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
+    let field = |name: &str| form.field(name);
+    let me = form.me();
     if field("confirm") != "on" {
         let error = ApiError::invalid(
             "confirm",
@@ -340,15 +323,11 @@ pub async fn revoke_key(
 /// Assigns an unmatched payment to a device: the payment is recorded on it.
 pub async fn assign(
     State(state): State<AppState>,
-    person: Person,
     Path(id): Path<String>,
-    Form(fields): Form<HashMap<String, String>>,
+    form: SignedForm,
 ) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
+    let field = |name: &str| form.field(name);
+    let me = form.me();
     match mobile_money::assign_unmatched(&state, &me.actor, &id, field("device_id").trim()).await {
         Ok(assigned) => match assigned.assigned_device_id {
             Some(device) => {
@@ -357,6 +336,6 @@ pub async fn assign(
             None => Redirect::to("/console/settings").into_response(),
         },
         Err(err @ (ApiError::Forbidden(_) | ApiError::Internal(_))) => error_page(Some(me), err),
-        Err(error) => refuse(&state, me, "assign", error, fields).await,
+        Err(error) => refuse(&state, me, "assign", error, form.fields.clone()).await,
     }
 }

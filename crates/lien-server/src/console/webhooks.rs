@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use lien_store::{DeliveryRecord, WebhookEndpointRecord};
 use maud::{Markup, html};
 
-use super::{Person, error_page, page, when};
+use super::{SignedForm, error_page, page, when};
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::from_micros;
@@ -154,24 +153,16 @@ fn secret_page(me: &SignedIn, title: &str, endpoint: &WebhookEndpointRecord) -> 
 }
 
 /// Makes an endpoint; shows its secret once.
-pub async fn create(
-    State(state): State<AppState>,
-    person: Person,
-    Form(fields): Form<HashMap<String, String>>,
-) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
+pub async fn create(State(state): State<AppState>, form: SignedForm) -> Response {
+    let me = form.me();
     let types: Vec<EventType> = EventType::ALL
         .into_iter()
-        .filter(|t| field(&format!("event:{}", t.as_str())) == "on")
+        .filter(|t| form.field(&format!("event:{}", t.as_str())) == "on")
         .collect();
-    match webhook_endpoints::create(&state, &me.actor, field("url").trim(), &types).await {
+    match webhook_endpoints::create(&state, &me.actor, form.field("url").trim(), &types).await {
         Ok(endpoint) => secret_page(me, "Webhook endpoint added", &endpoint),
         Err(error @ (ApiError::Invalid(_) | ApiError::Conflict(_))) => {
-            super::settings::refuse(&state, me, "webhook", error, fields).await
+            super::settings::refuse(&state, me, "webhook", error, form.fields.clone()).await
         }
         Err(err) => error_page(Some(me), err),
     }
@@ -180,15 +171,10 @@ pub async fn create(
 /// Gives an endpoint a new secret; shows it once.
 pub async fn rotate(
     State(state): State<AppState>,
-    person: Person,
     Path(id): Path<String>,
-    Form(fields): Form<HashMap<String, String>>,
+    form: SignedForm,
 ) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
+    let me = form.me();
     match webhook_endpoints::rotate(&state, &me.actor, &id).await {
         Ok(endpoint) => secret_page(me, "Webhook secret rotated", &endpoint),
         Err(err) => error_page(Some(me), err),
@@ -198,16 +184,11 @@ pub async fn rotate(
 /// Deletes an endpoint, once confirmed.
 pub async fn delete(
     State(state): State<AppState>,
-    person: Person,
     Path(id): Path<String>,
-    Form(fields): Form<HashMap<String, String>>,
+    form: SignedForm,
 ) -> Response {
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    if let Some(refused) = person.csrf_refusal(field("csrf")) {
-        return refused;
-    }
-    let me = &person.0;
-    if field("confirm") != "on" {
+    let me = form.me();
+    if form.field("confirm") != "on" {
         let error = ApiError::invalid(
             "confirm",
             "tick the box to confirm: nothing more is sent to a deleted endpoint",
