@@ -923,23 +923,27 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// Takes a token pushed by the server. It is verified exactly like a checked-in one (pinned
     /// key, this device, a sequence never below the highest seen), so a pushed token can never
     /// downgrade the phone; a refused one is reported at the next check-in. Returns whether it
-    /// was taken. A new token makes a check-in due at once: it tells the server the phone
-    /// holds the token (its applied sequence), which is how the financier sees how fast a
-    /// payment reached the phone, and when a notice was really shown.
+    /// was taken. A new token that lifts a restriction (a payment's unlock) makes a check-in due
+    /// at once: it tells the server the phone holds the token (its applied sequence), which is
+    /// how the financier sees how fast a payment reached the phone. Other new tokens (the
+    /// scheduler's escalations, lease renewals) wait for the next check-in, so that a batch of
+    /// them does not bring every phone to the server in the same second.
     pub fn on_push(&mut self, pushed: &CheckinResponse, now: Now) -> bool {
         self.tick(now);
         if self.mode != Mode::Bound {
             return false;
         }
-        let held_before = self.protected.highest_sequence;
+        let held_before = self.held.as_ref().map(|h| h.claims.state);
         let taken = match self.accept(pushed) {
             Ok(()) => {
                 self.anchor = Some((pushed.server_time, now.mono));
                 self.try_wall_clock = false;
                 self.notice = None;
-                // Only a new token: the same one, sent again as a channel reopens, needs no
-                // word back (a restart of the server would otherwise bring every phone at once).
-                if self.protected.highest_sequence > held_before {
+                let held_now = self.held.as_ref().map(|h| h.claims.state);
+                if held_before
+                    .zip(held_now)
+                    .is_some_and(|(b, a)| severity(a) < severity(b))
+                {
                     self.schedule.at_once(now.mono);
                 }
                 true
@@ -1486,5 +1490,16 @@ impl std::fmt::Display for AgentStatus {
             writeln!(f, "last error: {error}")?;
         }
         Ok(())
+    }
+}
+
+/// How much a token state restricts the phone, for telling a lifted restriction from a new
+/// one (a released phone stops checking in altogether).
+fn severity(state: TokenState) -> u8 {
+    match state {
+        TokenState::Active | TokenState::Released => 0,
+        TokenState::Reminder => 1,
+        TokenState::Restricted => 2,
+        TokenState::Locked => 3,
     }
 }

@@ -38,7 +38,8 @@ pub enum Role {
     /// The platform's support staff: reads every device, grants provisional unlocks and
     /// answers appeals (the borrower's claim is reviewed by the operator as well as by the
     /// financier). Accepting a payment appeal records the payment the borrower proved, in
-    /// support's name; it never schedules a release, which only a financier's admin vouches for.
+    /// support's name, up to what is due (curing the arrears, never advancing the plan); it
+    /// never schedules a release, which only a financier's admin vouches for.
     Support,
 }
 

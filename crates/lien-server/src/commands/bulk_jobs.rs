@@ -51,9 +51,27 @@ impl Progress {
 struct Job {
     /// Who started it (the actor's key id: a person's `per_…`): only they see it.
     owner: String,
+    /// For whom: one job per financier runs at a time.
+    financier_id: Option<String>,
     /// When it started, for forgetting it.
     started_us: i64,
     progress: watch::Receiver<Progress>,
+}
+
+impl Job {
+    /// Where it stands. A job whose task ended without a word (it panicked) has failed: it
+    /// must not hold its place, nor its person's, for ever.
+    fn standing(&self) -> Progress {
+        let progress = self.progress.borrow().clone();
+        if progress.running() && self.progress.has_changed().is_err() {
+            return Progress::Failed("the enrollment stopped unexpectedly".into());
+        }
+        progress
+    }
+
+    fn running(&self) -> bool {
+        self.standing().running()
+    }
 }
 
 /// The server's bulk jobs, by id.
@@ -62,14 +80,15 @@ pub struct Jobs(Mutex<HashMap<String, Job>>);
 
 impl Jobs {
     /// Reads `body` as a bulk CSV (refused whole as `read_csv` refuses it) and starts enrolling
-    /// its rows in the background; returns the job's id. One job per person at a time, and a
-    /// few per server.
+    /// its rows in the background; returns the job's id. One job per financier at a time, and
+    /// a few per server; a refused upload is refused before its file is read.
     pub async fn start(
         &self,
         state: &AppState,
         actor: &Actor,
         body: &[u8],
     ) -> Result<String, ApiError> {
+        self.room_for(actor)?;
         let file = read_csv(state, actor, body).await?;
         let id = crate::input::new_id("job")?;
         let now_us = micros(state.clock.now());
@@ -77,29 +96,17 @@ impl Jobs {
         let (sender, receiver) = watch::channel(Progress::Running { done: 0, total });
         {
             let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked again under the lock that inserts: two uploads read at once cannot both
+            // take the last place.
+            refuse_when_full(&jobs, actor)?;
             // A person's new upload replaces their ended ones: the page shows the latest.
-            jobs.retain(|_, job| job.owner != actor.key_id || job.progress.borrow().running());
+            jobs.retain(|_, job| job.owner != actor.key_id || job.running());
             forget_old(&mut jobs, now_us);
-            let running = |job: &Job| job.progress.borrow().running();
-            if jobs
-                .values()
-                .any(|job| job.owner == actor.key_id && running(job))
-            {
-                return Err(ApiError::Conflict(
-                    "your previous upload is still being enrolled; wait for it to finish".into(),
-                ));
-            }
-            if jobs.values().filter(|job| running(job)).count() >= MAX_RUNNING {
-                return Err(ApiError::Unavailable(
-                    "this server is enrolling as many files as it takes at once; try again in a \
-                     minute"
-                        .into(),
-                ));
-            }
             jobs.insert(
                 id.clone(),
                 Job {
                     owner: actor.key_id.clone(),
+                    financier_id: actor.financier_id.clone(),
                     started_us: now_us,
                     progress: receiver,
                 },
@@ -126,7 +133,7 @@ impl Jobs {
     pub fn progress(&self, actor: &Actor, id: &str) -> Result<Progress, ApiError> {
         let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.get(id) {
-            Some(job) if job.owner == actor.key_id => Ok(job.progress.borrow().clone()),
+            Some(job) if job.owner == actor.key_id => Ok(job.standing()),
             _ => Err(ApiError::NotFound("upload")),
         }
     }
@@ -144,14 +151,41 @@ impl Jobs {
     }
 }
 
+impl Jobs {
+    /// Refuses a new job when the actor's financier has one running, or the server has as
+    /// many as it takes.
+    fn room_for(&self, actor: &Actor) -> Result<(), ApiError> {
+        refuse_when_full(&self.0.lock().unwrap_or_else(|e| e.into_inner()), actor)
+    }
+}
+
+fn refuse_when_full(jobs: &HashMap<String, Job>, actor: &Actor) -> Result<(), ApiError> {
+    let running: Vec<&Job> = jobs.values().filter(|job| job.running()).collect();
+    if running
+        .iter()
+        .any(|job| job.owner == actor.key_id || job.financier_id == actor.financier_id)
+    {
+        return Err(ApiError::Conflict(
+            "an upload for this financier is still being enrolled; wait for it to finish".into(),
+        ));
+    }
+    if running.len() >= MAX_RUNNING {
+        return Err(ApiError::Unavailable(
+            "this server is enrolling as many files as it takes at once; try again in a minute"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Forgets the ended jobs that started more than an hour ago, then the oldest ended ones
 /// while more than [`MAX_KEPT`] are kept. Running jobs are never forgotten.
 fn forget_old(jobs: &mut HashMap<String, Job>, now_us: i64) {
-    jobs.retain(|_, job| job.progress.borrow().running() || now_us - job.started_us < KEPT_US);
+    jobs.retain(|_, job| job.running() || now_us - job.started_us < KEPT_US);
     while jobs.len() >= MAX_KEPT {
         let oldest = jobs
             .iter()
-            .filter(|(_, job)| !job.progress.borrow().running())
+            .filter(|(_, job)| !job.running())
             .min_by_key(|(_, job)| job.started_us)
             .map(|(id, _)| id.clone());
         match oldest {
@@ -174,14 +208,27 @@ mod tests {
         }
     }
 
-    /// A job of `owner` started at `started_us`, standing at `progress`.
+    /// A job of `owner` started at `started_us`, standing at `progress`, its task alive.
     fn job(owner: &str, started_us: i64, progress: Progress) -> Job {
-        let (_sender, receiver) = watch::channel(progress);
-        Job {
+        let (job, sender) = job_and_task(owner, started_us, progress);
+        // The task goes on for the whole test.
+        std::mem::forget(sender);
+        job
+    }
+
+    fn job_and_task(
+        owner: &str,
+        started_us: i64,
+        progress: Progress,
+    ) -> (Job, watch::Sender<Progress>) {
+        let (sender, receiver) = watch::channel(progress);
+        let job = Job {
             owner: owner.to_string(),
+            financier_id: Some("fin_1".to_string()),
             started_us,
             progress: receiver,
-        }
+        };
+        (job, sender)
     }
 
     fn finished() -> Progress {
@@ -209,6 +256,30 @@ mod tests {
             Err(ApiError::NotFound("upload"))
         ));
         assert!(jobs.progress(&actor("per_a"), "job_2").is_err());
+    }
+
+    #[test]
+    fn one_job_runs_per_financier_and_a_crashed_one_lets_go() {
+        let jobs = Jobs::default();
+        let (running, task) = job_and_task("per_a", 0, Progress::Running { done: 1, total: 9 });
+        jobs.0.lock().unwrap().insert("job_1".into(), running);
+        // A colleague at the same financier waits; another financier does not.
+        assert!(matches!(
+            jobs.room_for(&actor("per_b")),
+            Err(ApiError::Conflict(_))
+        ));
+        let elsewhere = Actor {
+            financier_id: Some("fin_2".to_string()),
+            ..actor("per_c")
+        };
+        assert!(jobs.room_for(&elsewhere).is_ok());
+        // The task dies without a word: the job has failed, and the place is free.
+        drop(task);
+        assert!(matches!(
+            jobs.progress(&actor("per_a"), "job_1"),
+            Ok(Progress::Failed(_))
+        ));
+        assert!(jobs.room_for(&actor("per_b")).is_ok());
     }
 
     #[test]

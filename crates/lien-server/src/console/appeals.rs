@@ -140,7 +140,7 @@ async fn render(
     let typed = |name: &str| typed.get(name).cloned().unwrap_or_default();
     let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     let body = html! {
-        @if answered { p id="done" class="box ok" { "Answer recorded. The borrower sees it on the appeal's page." } }
+        @if answered && a.status != AppealStatus::Open { p id="done" class="box ok" { "Answer recorded. The borrower sees it on the appeal's page." } }
         dl id="appeal" {
             dt { "Status" } dd id="status" { strong { (a.status.as_str()) } " — " (a.progress) }
             dt { "Device" } dd { a href={ "/console/devices/" (a.device_id) } { (a.device_id) } }

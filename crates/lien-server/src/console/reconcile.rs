@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::upload::read_upload;
+use super::upload::signed_upload;
 use super::{Person, error_box, error_page, page, when};
 use crate::app::AppState;
 use crate::auth::Action;
@@ -87,7 +87,12 @@ pub async fn reconcile(State(state): State<AppState>, person: Person, form: Mult
         let err = ApiError::Forbidden("statements are reconciled by a financier's admin".into());
         return error_page(Some(me), err);
     };
-    // Who may, and whose turn it is, before a byte of the statement is read.
+    // The form's token first; then who may, and whose turn it is, before a byte of the
+    // statement is read.
+    let signed = match signed_upload(&person, form).await {
+        Ok(signed) => signed,
+        Err(refused) => return refused,
+    };
     let run = match reconciliation::admit(&state, &me.actor, &financier_id).await {
         Ok(Ok(run)) => run,
         Ok(Err(busy)) => {
@@ -101,13 +106,12 @@ pub async fn reconcile(State(state): State<AppState>, person: Person, form: Mult
         }
         Err(err) => return error_page(Some(me), err),
     };
-    let upload = match read_upload(&person, form).await {
-        Ok(Ok(upload)) => upload,
-        Ok(Err((status, err))) => {
+    let upload = match signed.read().await {
+        Ok(upload) => upload,
+        Err((status, err)) => {
             let body = reconcile_form(me, Some(&err), &HashMap::new());
             return page(status, Some(me), "Reconcile a statement", body);
         }
-        Err(refused) => return refused,
     };
     let field = |name: &str| upload.fields.get(name).map(String::as_str).unwrap_or("");
     let outcome = async {

@@ -54,10 +54,13 @@ pub async fn upload(State(state): State<AppState>, person: Person, form: Multipa
     if let Err(err) = me.actor.require(Action::Enroll) {
         return error_page(Some(me), err);
     }
-    let file = match read_upload(&person, form).await {
-        Ok(Ok(upload)) => upload.file,
-        Ok(Err((status, err))) => return again(me, status, err),
+    let signed = match signed_upload(&person, form).await {
+        Ok(signed) => signed,
         Err(refused) => return refused,
+    };
+    let file = match signed.read().await {
+        Ok(upload) => upload.file,
+        Err((status, err)) => return again(me, status, err),
     };
     let Some(file) = file.filter(|f| !f.is_empty()) else {
         return again(
@@ -174,58 +177,67 @@ pub(super) struct Upload {
 /// The longest text field of an upload form read, in bytes.
 const MAX_TEXT_FIELD: usize = 4096;
 
-/// Reads a console form sent as `multipart/form-data` whose first field is the session's
-/// token: nothing after it is read unless it matches, and a form without it is refused with
-/// the 403 page (the outer `Err`). A part that cannot be read (too large, malformed) is the
-/// inner `Err`, with the status to answer, for the caller to show on its form again.
-pub(super) async fn read_upload(
+/// A console form sent as `multipart/form-data` whose first field, the session's token, has
+/// been checked; nothing after it is read yet (a caller may admit the request first).
+pub(super) struct SignedUpload(Multipart);
+
+/// Checks the token in the form's first field: a form without it, or with another, is refused
+/// with the 403 page before anything else of it is read.
+pub(super) async fn signed_upload(
     person: &Person,
     mut form: Multipart,
-) -> Result<Result<Upload, (StatusCode, ApiError)>, Response> {
-    let mut upload = Upload {
-        fields: HashMap::new(),
-        file: None,
-    };
-    let mut checked = false;
-    loop {
-        let field = match form.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(err) => return Ok(Err((err.status(), ApiError::BadRequest(err.body_text())))),
-        };
-        let Some(name) = field.name().map(str::to_string) else {
-            continue;
-        };
-        if name == "csrf" {
+) -> Result<SignedUpload, Response> {
+    let refused = || super::forbidden_form(Some(&person.0));
+    match form.next_field().await {
+        Ok(Some(field)) if field.name() == Some("csrf") => {
             let offered = field.text().await.unwrap_or_default();
-            if let Some(refused) = person.csrf_refusal(&offered) {
-                return Err(refused);
+            match person.csrf_refusal(&offered) {
+                Some(refusal) => Err(refusal),
+                None => Ok(SignedUpload(form)),
             }
-            checked = true;
-            continue;
         }
-        if !checked {
-            break;
-        }
-        let bytes = match field.bytes().await {
-            Ok(bytes) => bytes,
-            Err(err) => return Ok(Err((err.status(), ApiError::TooLarge(err.body_text())))),
+        Ok(_) => Err(refused()),
+        Err(err) => Err(error_page(
+            Some(&person.0),
+            ApiError::BadRequest(err.body_text()),
+        )),
+    }
+}
+
+impl SignedUpload {
+    /// Reads the rest of the form. A part that cannot be read (too large, malformed) is the
+    /// `Err`, with the status to answer, for the caller to show on its form again.
+    pub(super) async fn read(self) -> Result<Upload, (StatusCode, ApiError)> {
+        let SignedUpload(mut form) = self;
+        let mut upload = Upload {
+            fields: HashMap::new(),
+            file: None,
         };
-        if name == "file" {
-            upload.file = Some(bytes.to_vec());
-        } else if bytes.len() <= MAX_TEXT_FIELD {
-            upload
-                .fields
-                .insert(name, String::from_utf8_lossy(&bytes).into_owned());
-        } else {
-            let err = ApiError::invalid(&name, format!("at most {MAX_TEXT_FIELD} bytes"));
-            return Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, err)));
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => return Ok(upload),
+                Err(err) => return Err((err.status(), ApiError::BadRequest(err.body_text()))),
+            };
+            let Some(name) = field.name().map(str::to_string) else {
+                continue;
+            };
+            let bytes = match field.bytes().await {
+                Ok(bytes) => bytes,
+                Err(err) => return Err((err.status(), ApiError::TooLarge(err.body_text()))),
+            };
+            if name == "file" {
+                upload.file = Some(bytes.to_vec());
+            } else if bytes.len() <= MAX_TEXT_FIELD {
+                upload
+                    .fields
+                    .insert(name, String::from_utf8_lossy(&bytes).into_owned());
+            } else {
+                let err = ApiError::invalid(&name, format!("at most {MAX_TEXT_FIELD} bytes"));
+                return Err((StatusCode::UNPROCESSABLE_ENTITY, err));
+            }
         }
     }
-    if !checked {
-        return Err(super::forbidden_form(Some(&person.0)));
-    }
-    Ok(Ok(upload))
 }
 
 #[cfg(test)]

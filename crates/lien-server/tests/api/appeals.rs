@@ -628,6 +628,44 @@ async fn accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release
     assert_eq!(w.device().await["decision"]["state"], "released");
 }
 
+async fn support_accepting_a_payment_appeal_records_no_more_than_is_due(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    // The borrower says they paid the whole plan (KES 3,000.00); KES 1,000.00 is due.
+    let opened = w.appeal_paid_with(&w.shown_code(), "3000.00", "KES").await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let reference = opened.body["reference"].as_str().unwrap().to_string();
+    let support = w.app.support_key().await;
+    let answered = w
+        .app
+        .call(
+            "POST",
+            &format!("/v1/appeals/{reference}/decision"),
+            &support,
+            Some(json!({"decision": "accept", "reason": "The receipt checks out"})),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(answered.body["status"], "accepted");
+    // Support cured the arrears the receipt proves; the rest is the financier's to record, and
+    // no release is scheduled.
+    let payments = w.app.stored_payments(&w.device_id).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(
+        (payments[0].reference.as_str(), payments[0].amount_minor),
+        ("MPESA-QX12", 100_000)
+    );
+    let device = w.device().await;
+    assert_eq!(device["decision"]["state"], "active", "{device}");
+    assert!(device["release_final_at"].is_null(), "{device}");
+    let history = w.on_device("GET", "/history", None).await;
+    assert!(
+        history.body.to_string().contains("up to the amount due"),
+        "{}",
+        history.body
+    );
+}
+
 /// The public "why is my phone locked" page for a status code.
 async fn why(app: &TestApp, code: &str) -> Reply {
     app.get(&format!("/why?q={code}"), "").await
@@ -678,6 +716,7 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
 
 on_both_backends!(
     accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release,
+    support_accepting_a_payment_appeal_records_no_more_than_is_due,
     a_stranger_with_the_imei_is_refused_and_escalation_proceeds,
     a_payment_claim_unlocks_at_the_deadline_only_if_it_would_cure,
     a_released_phone_cannot_be_appealed,

@@ -377,7 +377,8 @@ impl Devices for SqlStore {
         .map_err(backend)?;
         let overdue = sqlx::query(AssertSqlSafe(format!(
             "SELECT d.currency, COUNT(*), {} FROM {devices} \
-             AND d.amount_due_minor > 0 GROUP BY d.currency ORDER BY d.currency",
+             AND d.amount_due_minor > 0 AND d.released_us IS NULL \
+             GROUP BY d.currency ORDER BY d.currency",
             split_sum("d.amount_due_minor")
         )))
         .bind(financier.clone())
@@ -394,7 +395,8 @@ impl Devices for SqlStore {
             "SELECT d.currency, COUNT(*), {}, CAST(CASE WHEN d.overdue_since IS NULL THEN 4 \
              WHEN d.overdue_since >= $2 THEN 0 WHEN d.overdue_since >= $3 THEN 1 \
              WHEN d.overdue_since >= $4 THEN 2 ELSE 3 END AS BIGINT) AS age FROM {devices} \
-             AND d.amount_due_minor > 0 GROUP BY age, d.currency ORDER BY age, d.currency",
+             AND d.amount_due_minor > 0 AND d.released_us IS NULL \
+             GROUP BY age, d.currency ORDER BY age, d.currency",
             split_sum("d.amount_due_minor")
         )))
         .bind(financier.clone())

@@ -245,6 +245,28 @@ pub async fn arrears_are_grouped_by_age(db: Db) {
         all.arrears_by_age[0],
         group(ArrearsAge::UpToFirst, 3, 3_500)
     );
+    // A released device owes nothing any more, whatever its last decision said.
+    db.update_device_with("dev_a4", |_| {
+        Ok::<_, StoreError>((
+            DeviceChange {
+                released_us: Some(T0),
+                ..DeviceChange::default()
+            },
+            (),
+        ))
+    })
+    .await
+    .unwrap();
+    let a = db
+        .portfolio(Some("fin_a"), T0, T0, &cutoffs())
+        .await
+        .unwrap();
+    assert!(
+        a.arrears_by_age.iter().all(|g| g.age != ArrearsAge::Older),
+        "{:?}",
+        a.arrears_by_age
+    );
+    assert_eq!(a.overdue, [("KES".to_string(), 4, 2_300)]);
     // A later decision records the age; paid up, the device leaves the groups.
     db.update_device_with("dev_a5", |_| {
         Ok::<_, StoreError>((

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use self::rules::{
-    answer_mutation, appeal_terms, history_refusal, not_proven, open_mutation, status_code_matches,
-    superseded_cutoff_us,
+    Recording, answer_mutation, appeal_terms, history_refusal, not_proven, open_mutation,
+    status_code_matches, superseded_cutoff_us,
 };
 use super::device_change::{change_device, completed};
 use crate::app::AppState;
@@ -475,6 +475,11 @@ pub async fn answer_appeal(
     let record_payment = accept
         && ClaimKind::stored(&appeal.claim)? == ClaimKind::Paid
         && answer.record_payment.unwrap_or(true);
+    let recording = match (record_payment, actor.role.may(Action::RecordPayment)) {
+        (false, _) => Recording::Nothing,
+        (true, true) => Recording::Claimed,
+        (true, false) => Recording::UpToDue,
+    };
     let decided_by = actor.key_id.clone();
     let releases_at_payoff = actor.vouches_for_payoff();
     let a = appeal.clone();
@@ -484,15 +489,8 @@ pub async fn answer_appeal(
         &appeal.device_id,
         None,
         move |snapshot, now| {
-            let mut mutation = answer_mutation(
-                snapshot,
-                now,
-                &a,
-                accept,
-                reason,
-                record_payment,
-                decided_by,
-            )?;
+            let mut mutation =
+                answer_mutation(snapshot, now, &a, accept, reason, recording, decided_by)?;
             mutation.releases_at_payoff = releases_at_payoff;
             Ok((mutation, ()))
         },

@@ -146,8 +146,8 @@ pub fn appeal_terms(
 pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
     let deadline = rfc3339(from_micros(appeal.deadline_us));
     match AppealStatus::parse(&appeal.status) {
-        Some(AppealStatus::Accepted) => "Accepted by the financier.".to_string(),
-        Some(AppealStatus::Rejected) => "Rejected by the financier.".to_string(),
+        Some(AppealStatus::Accepted) => "Accepted.".to_string(),
+        Some(AppealStatus::Rejected) => "Rejected.".to_string(),
         Some(AppealStatus::Open) | None => match appeal.unlock_until_us {
             Some(until) if now_us >= appeal.deadline_us && now_us < until => format!(
                 "Not answered by the deadline ({deadline}): the phone is unlocked until {} \
@@ -176,16 +176,30 @@ pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
     }
 }
 
+/// How much of a claimed payment accepting an appeal records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// None of it.
+    Nothing,
+    /// All of it (a role that may record payments).
+    Claimed,
+    /// No more than what is due now: a role that may not record payments (support) can cure
+    /// the arrears the borrower proved paying, never advance the plan; the financier records
+    /// the rest, if any.
+    UpToDue,
+}
+
 /// The device change that answers an appeal: ends what the appeal put in force, records the
 /// claimed payment when accepting a payment appeal says so (and it is not already recorded,
-/// dated when it was paid but never in the future), and writes the answer.
+/// dated when it was paid but never in the future), as much of it as `recording` allows, and
+/// writes the answer.
 pub fn answer_mutation(
     snapshot: &DeviceSnapshot,
     now: Timestamp,
     appeal: &AppealRecord,
     accept: bool,
     reason: String,
-    record_payment: bool,
+    recording: Recording,
     decided_by: String,
 ) -> Result<Mutation, ApiError> {
     let now_us = micros(now);
@@ -196,7 +210,8 @@ pub fn answer_mutation(
         now_us,
     );
     let mut payment = None;
-    if record_payment
+    let mut capped = false;
+    if recording != Recording::Nothing
         && let (Some(reference), Some(minor), Some(currency), Some(paid_on)) = (
             &appeal.payment_reference,
             appeal.amount_minor,
@@ -213,7 +228,22 @@ pub fn answer_mutation(
             .map(|z| z.timestamp())
             .unwrap_or(now)
             .min(now);
-        payment = Some(PaymentRecord {
+        let minor = match recording {
+            Recording::UpToDue => {
+                let inputs = crate::domain::Inputs::of(snapshot)?;
+                let due = lien_core::decide(
+                    &inputs.plan,
+                    &inputs.payments,
+                    &inputs.overrides,
+                    &inputs.policy,
+                    now,
+                )
+                .amount_due;
+                minor.min(due.minor())
+            }
+            _ => minor,
+        };
+        payment = (minor > 0).then(|| PaymentRecord {
             reference: reference.clone(),
             amount_minor: minor,
             currency: currency.clone(),
@@ -221,6 +251,9 @@ pub fn answer_mutation(
             recorded_us: now_us,
             acknowledged_us: None,
         });
+        if recording == Recording::UpToDue && appeal.amount_minor != Some(minor) {
+            capped = true;
+        }
     }
     let status = if accept {
         AppealStatus::Accepted
@@ -234,6 +267,9 @@ pub fn answer_mutation(
     }
     if let Some(p) = &payment {
         audit_reason.push_str(&format!("; payment {} recorded", p.reference));
+        if capped {
+            audit_reason.push_str(" up to the amount due (the financier records the rest)");
+        }
     }
     Ok(Mutation {
         action: if accept {
@@ -407,7 +443,7 @@ mod tests {
         assert!(progress(&withheld, HOUR).contains("does not unlock the phone"));
         assert_eq!(
             progress(&appeal("accepted", Some(HOUR)), 2 * HOUR),
-            "Accepted by the financier."
+            "Accepted."
         );
     }
 }
