@@ -44,6 +44,12 @@ impl Page {
     fn shows(&self, text: &str) -> bool {
         self.body.contains(text)
     }
+
+    /// Fails, showing the page, unless it shows `text`.
+    #[track_caller]
+    fn assert_shows(&self, text: &str) {
+        assert!(self.shows(text), "no {text:?} in: {}", self.body);
+    }
 }
 
 impl Browser {
@@ -202,7 +208,7 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
     let mut admin = platform_admin(&app).await;
     let devices = admin.get("/console/devices").await;
     assert_eq!(devices.status, 200);
-    assert!(devices.shows("Amina Admin"), "{}", devices.body);
+    devices.assert_shows("Amina Admin");
     assert!(
         devices.shows("C-1") && devices.shows("O-1"),
         "the platform sees every financier's"
@@ -214,11 +220,7 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
         "the platform's overview counts every financier's: {}",
         overview.body
     );
-    assert!(
-        overview.shows("2 devices</a> have not checked in"),
-        "{}",
-        overview.body
-    );
+    overview.assert_shows("2 devices</a> have not checked in");
 
     // The admin invites Duka's admin from the people page; the link is shown once.
     let csrf = admin.csrf().await;
@@ -245,14 +247,14 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
     let accepted = wanjiru.accept(&link, "Wanjiru").await;
     assert_eq!(accepted.status, 303, "{}", accepted.body);
     let list = wanjiru.get("/console/devices").await;
-    assert!(list.shows("C-1"), "{}", list.body);
+    list.assert_shows("C-1");
     assert!(
         !list.shows("O-1"),
         "another financier's device is not listed"
     );
     let mine = wanjiru.get(&format!("/console/devices/{own}")).await;
     assert_eq!(mine.status, 200, "{}", mine.body);
-    assert!(mine.shows("The audit chain is intact"), "{}", mine.body);
+    mine.assert_shows("The audit chain is intact");
     assert!(
         mine.shows("device_enrolled") || mine.shows("enrolled"),
         "{}",
@@ -268,11 +270,7 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
         activity.body
     );
     let own_overview = wanjiru.get("/console/overview").await;
-    assert!(
-        own_overview.shows("id=\"count-all\"><strong>1<"),
-        "{}",
-        own_overview.body
-    );
+    own_overview.assert_shows("id=\"count-all\"><strong>1<");
     let other = wanjiru.get(&format!("/console/devices/{theirs}")).await;
     assert_eq!(other.status, 404, "another financier's device is not found");
     assert!(!other.shows("O-1"));
@@ -280,9 +278,9 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
     let by_imei = wanjiru
         .get(&format!("/console/devices?q={}", imei("35693803564380")))
         .await;
-    assert!(by_imei.shows(&own), "{}", by_imei.body);
+    by_imei.assert_shows(&own);
     let by_ref = wanjiru.get("/console/devices?q=O-1").await;
-    assert!(by_ref.shows("No devices match"), "{}", by_ref.body);
+    by_ref.assert_shows("No devices match");
 
     // The link worked once.
     let again = Browser::new(&app).get(&link).await;
@@ -335,8 +333,8 @@ async fn forms_without_their_token_or_session_change_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    assert!(bad.shows("email: is not an e-mail address"), "{}", bad.body);
-    assert!(bad.shows("value=\"not-an-address\""), "{}", bad.body);
+    bad.assert_shows("email: is not an e-mail address");
+    bad.assert_shows("value=\"not-an-address\"");
 
     // Signed out, the old cookie acts no more, even with the right token.
     let session = admin.cookies.get("__Host-lien_session").cloned().unwrap();
@@ -370,11 +368,7 @@ async fn forms_without_their_token_or_session_change_nothing(backend: Backend) {
         .sign_in("admin@lien.example", "not the password")
         .await;
     assert_eq!(wrong.status, 401);
-    assert!(
-        wrong.shows("value=\"admin@lien.example\""),
-        "{}",
-        wrong.body
-    );
+    wrong.assert_shows("value=\"admin@lien.example\"");
     assert!(wrong.shows("the e-mail address or the password is wrong"));
     let unknown = browser.sign_in("nobody@lien.example", PASSWORD).await;
     assert_eq!(
@@ -468,7 +462,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     )
     .await;
     let seen = agent.get(&page).await;
-    assert!(seen.shows("<strong>locked</strong>"), "{}", seen.body);
+    seen.assert_shows("<strong>locked</strong>");
     assert!(seen.shows("id=\"payment-form\""));
     assert!(
         !seen.shows("id=\"lock-form\"") && !seen.shows("id=\"policy-form\""),
@@ -478,11 +472,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     let form_key = seen.field("form_key");
     // The overview shows how old the arrears are.
     let overview = agent.get("/console/overview").await;
-    assert!(
-        overview.shows("<td>1–30 days</td><td>1</td><td>KES 1,000.00</td>"),
-        "{}",
-        overview.body
-    );
+    overview.assert_shows("<td>1–30 days</td><td>1</td><td>KES 1,000.00</td>");
 
     // A bad amount: named, kept, nothing recorded.
     let bad = agent
@@ -497,7 +487,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    assert!(bad.shows("amount:"), "{}", bad.body);
+    bad.assert_shows("amount:");
     assert!(bad.shows("value=\"1.000,00\""));
     assert!(app.stored_payments(&story.device_id).await.is_empty());
 
@@ -535,8 +525,8 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     // (Check-in times are written once a second; the test does not wait for the second.)
     app.running.state.flush_last_seen().await;
     let after = agent.get(&format!("{page}?done=payment")).await;
-    assert!(after.shows("Payment recorded."), "{}", after.body);
-    assert!(after.shows("<strong>active</strong>"), "{}", after.body);
+    after.assert_shows("Payment recorded.");
+    after.assert_shows("<strong>active</strong>");
     assert!(
         after.shows("last check-in 2026-02-05 07:00 UTC; holds token 3 of 3 (up to date)"),
         "the phone acknowledged the new token: {}",
@@ -596,26 +586,10 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     // The overview counts the locked phone and today's payment.
     let overview = admin.get("/console/overview").await;
     assert_eq!(overview.status, 200, "{}", overview.body);
-    assert!(
-        overview.shows("id=\"count-locked\">1<"),
-        "{}",
-        overview.body
-    );
-    assert!(
-        overview.shows("id=\"count-all\"><strong>1<"),
-        "{}",
-        overview.body
-    );
-    assert!(
-        overview.shows("1 payments, KES 1,000.00"),
-        "{}",
-        overview.body
-    );
-    assert!(
-        overview.shows("median 0 ms, 99th percentile 0 ms, over 1 payments."),
-        "{}",
-        overview.body
-    );
+    overview.assert_shows("id=\"count-locked\">1<");
+    overview.assert_shows("id=\"count-all\"><strong>1<");
+    overview.assert_shows("1 payments, KES 1,000.00");
+    overview.assert_shows("median 0 ms, 99th percentile 0 ms, over 1 payments.");
     assert!(
         overview.shows("id=\"locks-today\">2 locked, 1 unlocked."),
         "the schedule's lock, the payment's unlock and the admin's lock: {}",
@@ -626,11 +600,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         .get("/console/reports?from=2026-02-01&to=2026-02-05")
         .await;
     assert_eq!(reports.status, 200, "{}", reports.body);
-    assert!(
-        reports.shows("<td>2026-02-05</td><td>1</td><td>KES 1,000.00</td>"),
-        "{}",
-        reports.body
-    );
+    reports.assert_shows("<td>2026-02-05</td><td>1</td><td>KES 1,000.00</td>");
     assert!(
         reports.shows("<tr><td>2026-02-05</td><td>2</td><td>1</td></tr>"),
         "two locks and an unlock that day: {}",
@@ -825,7 +795,7 @@ async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend
     assert!(job_page.starts_with("/console/uploads/job_"), "{job_page}");
     let done = boss.get(&job_page).await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert!(done.shows("50 enrolled, 1 refused."), "{}", done.body);
+    done.assert_shows("50 enrolled, 1 refused.");
     // Nobody else sees it, not even a colleague.
     let mut colleague =
         financier_person(&app, &duka, "colleague@duka.example", "financier-admin").await;
@@ -861,11 +831,7 @@ async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend
     // By policy: every uploaded phone is on the kenya preset, none on custom settings, and
     // the export follows the filter.
     let kenya = boss.get("/console/devices?policy=kenya").await;
-    assert!(
-        kenya.shows("<option value=\"kenya\" selected>"),
-        "{}",
-        kenya.body
-    );
+    kenya.assert_shows("<option value=\"kenya\" selected>");
     assert_eq!(
         kenya
             .body
@@ -902,7 +868,7 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
     let mut support = Browser::new(&w.app);
     support.accept(&support_path, "Sam").await;
     let queue = support.get("/console/appeals").await;
-    assert!(queue.shows(&reference), "{}", queue.body);
+    queue.assert_shows(&reference);
     assert!(
         queue.shows("2026-02-08 07:00 UTC"),
         "the deadline, 72 hours on: {}",
@@ -959,7 +925,7 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
         )
         .await;
     assert_eq!(unreasoned.status, 422, "{}", unreasoned.body);
-    assert!(unreasoned.shows("reason: say why"), "{}", unreasoned.body);
+    unreasoned.assert_shows("reason: say why");
     let accepted = agent
         .post(
             &path,
@@ -975,12 +941,8 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
     let back = accepted.location.clone().unwrap_or_default();
     assert_eq!(back, format!("/console/appeals/{reference}?answered=1"));
     let answered = agent.get(&back).await;
-    assert!(answered.shows("Answer recorded."), "{}", answered.body);
-    assert!(
-        answered.shows("<strong>accepted</strong>"),
-        "{}",
-        answered.body
-    );
+    answered.assert_shows("Answer recorded.");
+    answered.assert_shows("<strong>accepted</strong>");
     assert_eq!(
         w.app.stored_payments(&w.device_id).await.len(),
         1,
@@ -1005,7 +967,7 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
     let (duka, key) = app.financier("Duka Phones").await;
     let mut boss = financier_person(&app, &duka, "boss@duka.example", "financier-admin").await;
     let settings = boss.get("/console/settings").await;
-    assert!(settings.shows("No endpoints yet."), "{}", settings.body);
+    settings.assert_shows("No endpoints yet.");
     let csrf = settings.field("csrf");
     let endpoints = || app.call("GET", "/v1/webhook-endpoints", &key, None);
 
@@ -1021,13 +983,9 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
         )
         .await;
     assert_eq!(refused.status, 422, "{}", refused.body);
-    assert!(refused.shows("url: must not name"), "{}", refused.body);
+    refused.assert_shows("url: must not name");
     assert!(refused.shows("value=\"https://169.254.169.254/latest\""));
-    assert!(
-        refused.shows("name=\"event:payment.applied\" checked"),
-        "{}",
-        refused.body
-    );
+    refused.assert_shows("name=\"event:payment.applied\" checked");
     assert_eq!(endpoints().await.body["endpoints"], json!([]));
 
     // Added: the secret is shown once, and the API sees the endpoint with its events.
@@ -1069,17 +1027,13 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     let new_secret = shown_in(&rotated.body, "new-secret");
     assert!(new_secret.starts_with("whsec_") && new_secret != secret);
-    assert!(rotated.shows("also signed with the"), "{}", rotated.body);
+    rotated.assert_shows("also signed with the");
     assert!(endpoints().await.body["endpoints"][0]["previous_secret_until"].is_string());
 
     // An agent sees the endpoint's origin, no buttons, and cannot act whatever it sends.
     let mut agent = financier_person(&app, &duka, "agent@duka.example", "financier-agent").await;
     let theirs = agent.get("/console/settings").await;
-    assert!(
-        theirs.shows("https://hooks.duka.example<"),
-        "{}",
-        theirs.body
-    );
+    theirs.assert_shows("https://hooks.duka.example<");
     assert!(!theirs.shows("token=t0k") && !theirs.shows("id=\"webhook-form\""));
     let agent_csrf = theirs.field("csrf");
     for path in [
@@ -1195,18 +1149,16 @@ async fn a_statement_reconciled_from_the_console_applies_what_lien_lacked_once(b
     // A bad date is named, what was typed is kept, and nothing is applied.
     let bad = boss.send(send(&csrf, "5 Feb")).await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    assert!(bad.shows("from: a date, YYYY-MM-DD"), "{}", bad.body);
-    assert!(bad.shows("value=\"5 Feb\""), "{}", bad.body);
+    bad.assert_shows("from: a date, YYYY-MM-DD");
+    bad.assert_shows("value=\"5 Feb\"");
     assert!(app.stored_payments(&story.device_id).await.is_empty());
     // Without the token nothing is read.
     assert_eq!(boss.send(send("forged", "2026-02-05")).await.status, 403);
 
     let done = boss.send(send(&csrf, "2026-02-05")).await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert!(
-        done.shows("2 transactions on the statement, 0 matched, 2 missing from Lien (now applied)"),
-        "{}",
-        done.body
+    done.assert_shows(
+        "2 transactions on the statement, 0 matched, 2 missing from Lien (now applied)",
     );
     assert!(done.shows("recorded on the device") && done.shows("kept as unmatched"));
     assert_eq!(
@@ -1221,7 +1173,7 @@ async fn a_statement_reconciled_from_the_console_applies_what_lien_lacked_once(b
     // The same statement again applies nothing more.
     let again = boss.send(send(&csrf, "2026-02-05")).await;
     assert_eq!(again.status, 200, "{}", again.body);
-    assert!(again.shows("2 matched, 0 missing"), "{}", again.body);
+    again.assert_shows("2 matched, 0 missing");
     assert_eq!(app.stored_payments(&story.device_id).await.len(), 1);
 
     // An agent neither sees the screen nor can post to it.
@@ -1266,7 +1218,7 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
         )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    assert!(bad.shows("expires_at"), "{}", bad.body);
+    bad.assert_shows("expires_at");
     assert!(bad.shows("value=\"till\""));
     let created = boss
         .post(
@@ -1362,7 +1314,7 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
         )
         .await;
     assert_eq!(bad_link.status, 422, "{}", bad_link.body);
-    assert!(bad_link.shows("payment_link"), "{}", bad_link.body);
+    bad_link.assert_shows("payment_link");
     assert!(bad_link.shows("value=\"Duka Phones Ltd\""));
     let saved = boss
         .post(
@@ -1403,11 +1355,7 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
         .await;
     assert_eq!(endpoint.status, 201, "{}", endpoint.body);
     let hooks = boss.get("/console/settings").await;
-    assert!(
-        hooks.shows("https://hooks.duka.example/lien"),
-        "{}",
-        hooks.body
-    );
+    hooks.assert_shows("https://hooks.duka.example/lien");
     assert!(hooks.shows("payment.applied"));
     // An agent sees no keys, and cannot issue one whatever it sends.
     let mut agent = financier_person(

@@ -1,6 +1,7 @@
 //! The reports' reads (see [`crate::reports`]).
 
 use async_trait::async_trait;
+use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::devices::{counted_sum, split_sum};
@@ -81,30 +82,26 @@ impl Reports for SqlStore {
         to_us: i64,
     ) -> Result<Vec<DayPayments>, StoreError> {
         let whose = devices_of(financier_id, "p");
-        sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT p.currency, COUNT(*), {}, (p.recorded_us - $1) / {DAY_US} AS day \
              FROM payments p WHERE p.recorded_us >= $1 AND p.recorded_us < $2 {whose} \
              GROUP BY day, p.currency ORDER BY day, p.currency",
             split_sum("p.amount_minor")
-        )))
-        .bind(from_us)
-        .bind(to_us)
-        .bind(financier_id.map(str::to_string))
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|row| {
-            let (currency, count, amount_minor) = counted_sum(row)?;
-            Ok(DayPayments {
-                day: row.try_get(4)?,
-                currency,
-                count,
-                amount_minor,
+        );
+        self.in_period(sql, from_us, to_us, financier_id)
+            .await?
+            .iter()
+            .map(|row| {
+                let (currency, count, amount_minor) = counted_sum(row)?;
+                Ok(DayPayments {
+                    day: row.try_get(4)?,
+                    currency,
+                    count,
+                    amount_minor,
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
     }
 
     async fn locks_by_day(
@@ -116,7 +113,7 @@ impl Reports for SqlStore {
         // A device's tokens are numbered one after another, so the token before is the one
         // numbered one below (by the primary key).
         let whose = devices_of(financier_id, "t");
-        sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT (t.issued_us - $1) / {DAY_US} AS day, \
              SUM(CASE WHEN t.state = 'locked' AND (b.state IS NULL OR b.state <> 'locked') \
                  THEN 1 ELSE 0 END), \
@@ -125,26 +122,22 @@ impl Reports for SqlStore {
              ON b.device_id = t.device_id AND b.sequence = t.sequence - 1 \
              WHERE t.issued_us >= $1 AND t.issued_us < $2 {whose} \
              GROUP BY day ORDER BY day"
-        )))
-        .bind(from_us)
-        .bind(to_us)
-        .bind(financier_id.map(str::to_string))
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|row| {
-            Ok(DayLocks {
-                day: row.try_get(0)?,
-                locks: row.try_get(1)?,
-                unlocks: row.try_get(2)?,
+        );
+        self.in_period(sql, from_us, to_us, financier_id)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DayLocks {
+                    day: row.try_get(0)?,
+                    locks: row.try_get(1)?,
+                    unlocks: row.try_get(2)?,
+                })
             })
-        })
-        .filter(|day: &Result<DayLocks, sqlx::Error>| {
-            day.as_ref().map_or(true, |d| d.locks + d.unlocks > 0)
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(backend)
+            .filter(|day: &Result<DayLocks, sqlx::Error>| {
+                day.as_ref().map_or(true, |d| d.locks + d.unlocks > 0)
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
     }
 
     async fn payment_acks(
@@ -158,15 +151,15 @@ impl Reports for SqlStore {
             "FROM payments p WHERE p.recorded_us >= $1 AND p.recorded_us < $2 {whose} \
              AND p.token_sequence IS NOT NULL"
         );
-        let counts = sqlx::query(AssertSqlSafe(format!(
-            "SELECT COUNT(p.acked_us), COUNT(*) - COUNT(p.acked_us) {period}"
-        )))
-        .bind(from_us)
-        .bind(to_us)
-        .bind(financier_id.map(str::to_string))
-        .fetch_one(&self.read)
-        .await
-        .map_err(backend)?;
+        let counts = self
+            .in_period(
+                format!("SELECT COUNT(p.acked_us), COUNT(*) - COUNT(p.acked_us) {period}"),
+                from_us,
+                to_us,
+                financier_id,
+            )
+            .await?;
+        let counts = counts.first().ok_or(StoreError::NotFound)?;
         let mut acks = PaymentAcks {
             acknowledged: counts.try_get(0).map_err(backend)?,
             waiting: counts.try_get(1).map_err(backend)?,
@@ -203,5 +196,25 @@ impl Reports for SqlStore {
             }
         }
         Ok(acks)
+    }
+}
+
+impl SqlStore {
+    /// The rows of `sql`, whose `$1` and `$2` are a period's bounds and `$3` a financier (or
+    /// null for every financier's). The text is built from constants; the values are bound.
+    async fn in_period(
+        &self,
+        sql: String,
+        from_us: i64,
+        to_us: i64,
+        financier_id: Option<&str>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(from_us)
+            .bind(to_us)
+            .bind(financier_id.map(str::to_string))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)
     }
 }

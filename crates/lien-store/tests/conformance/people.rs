@@ -1,8 +1,8 @@
 //! Checks of the console's people, invitations and sessions.
 
 use lien_store::{
-    ArrearsAge, ArrearsByAge, DeviceChange, DevicesExt as _, InvitationRecord, PersonRecord,
-    SessionRecord, StoreError,
+    ArrearsAge, ArrearsByAge, DeviceChange, InvitationRecord, PersonRecord, SessionRecord,
+    StoreError,
 };
 
 use crate::Db;
@@ -246,15 +246,13 @@ pub async fn arrears_are_grouped_by_age(db: Db) {
         group(ArrearsAge::UpToFirst, 3, 3_500)
     );
     // A released device owes nothing any more, whatever its last decision said.
-    db.update_device_with("dev_a4", |_| {
-        Ok::<_, StoreError>((
-            DeviceChange {
-                released_us: Some(T0),
-                ..DeviceChange::default()
-            },
-            (),
-        ))
-    })
+    db.update_device(
+        "dev_a4",
+        fixed(DeviceChange {
+            released_us: Some(T0),
+            ..DeviceChange::default()
+        }),
+    )
     .await
     .unwrap();
     let a = db
@@ -268,15 +266,13 @@ pub async fn arrears_are_grouped_by_age(db: Db) {
     );
     assert_eq!(a.overdue, [("KES".to_string(), 4, 2_300)]);
     // A later decision records the age; paid up, the device leaves the groups.
-    db.update_device_with("dev_a5", |_| {
-        Ok::<_, StoreError>((
-            DeviceChange {
-                decision: Some(decision("active", 0)),
-                ..DeviceChange::default()
-            },
-            (),
-        ))
-    })
+    db.update_device(
+        "dev_a5",
+        fixed(DeviceChange {
+            decision: Some(decision("active", 0)),
+            ..DeviceChange::default()
+        }),
+    )
     .await
     .unwrap();
     let a = db
@@ -310,15 +306,13 @@ pub async fn locks_and_unlocks_are_counted_by_day(db: Db) {
         async move {
             let mut t = token(sequence, state, "CODE");
             t.issued_us = at;
-            db.update_device_with(id, move |_| {
-                Ok::<_, StoreError>((
-                    DeviceChange {
-                        token: Some(t),
-                        ..DeviceChange::default()
-                    },
-                    (),
-                ))
-            })
+            db.update_device(
+                id,
+                fixed(DeviceChange {
+                    token: Some(t),
+                    ..DeviceChange::default()
+                }),
+            )
             .await
             .unwrap();
         }
@@ -350,16 +344,14 @@ pub async fn payments_are_acknowledged_by_the_phone_once(db: Db) {
             let mut p = payment(reference, 100);
             p.recorded_us = T0 + SECOND;
             let token = sequence.map(|s| token(s, "active", "PAID"));
-            db.update_device_with(id, move |_| {
-                Ok::<_, StoreError>((
-                    DeviceChange {
-                        payment: Some(p),
-                        token,
-                        ..DeviceChange::default()
-                    },
-                    (),
-                ))
-            })
+            db.update_device(
+                id,
+                fixed(DeviceChange {
+                    payment: Some(p),
+                    token,
+                    ..DeviceChange::default()
+                }),
+            )
             .await
             .unwrap();
         }
@@ -367,16 +359,14 @@ pub async fn payments_are_acknowledged_by_the_phone_once(db: Db) {
     let report = |id: &'static str, applied: i64, at: i64| {
         let db = db.clone();
         async move {
-            db.update_device_with(id, move |_| {
-                Ok::<_, StoreError>((
-                    DeviceChange {
-                        applied_sequence: Some(applied),
-                        acknowledged_us: Some(at),
-                        ..DeviceChange::default()
-                    },
-                    (),
-                ))
-            })
+            db.update_device(
+                id,
+                fixed(DeviceChange {
+                    applied_sequence: Some(applied),
+                    acknowledged_us: Some(at),
+                    ..DeviceChange::default()
+                }),
+            )
             .await
             .unwrap();
         }

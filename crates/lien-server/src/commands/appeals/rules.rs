@@ -89,15 +89,7 @@ pub fn unlock_withheld(
     appeal: &AppealRecord,
     now: Timestamp,
 ) -> Result<Option<String>, ApiError> {
-    let inputs = crate::domain::Inputs::of(snapshot)?;
-    let due = lien_core::decide(
-        &inputs.plan,
-        &inputs.payments,
-        &inputs.overrides,
-        &inputs.policy,
-        now,
-    )
-    .amount_due;
+    let due = amount_due_now(snapshot, now)?;
     if !due.is_positive() {
         return Ok(Some(
             "nothing is overdue on this phone now, so there is no lock for a payment to lift"
@@ -176,6 +168,19 @@ pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
     }
 }
 
+/// What the device owes now: paying it brings it back to good standing.
+fn amount_due_now(snapshot: &DeviceSnapshot, now: Timestamp) -> Result<lien_core::Money, ApiError> {
+    let inputs = crate::domain::Inputs::of(snapshot)?;
+    let decision = lien_core::decide(
+        &inputs.plan,
+        &inputs.payments,
+        &inputs.overrides,
+        &inputs.policy,
+        now,
+    );
+    Ok(decision.amount_due)
+}
+
 /// How much of a claimed payment accepting an appeal records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recording {
@@ -229,18 +234,7 @@ pub fn answer_mutation(
             .unwrap_or(now)
             .min(now);
         let minor = match recording {
-            Recording::UpToDue => {
-                let inputs = crate::domain::Inputs::of(snapshot)?;
-                let due = lien_core::decide(
-                    &inputs.plan,
-                    &inputs.payments,
-                    &inputs.overrides,
-                    &inputs.policy,
-                    now,
-                )
-                .amount_due;
-                minor.min(due.minor())
-            }
+            Recording::UpToDue => minor.min(amount_due_now(snapshot, now)?.minor()),
             _ => minor,
         };
         payment = (minor > 0).then(|| PaymentRecord {
