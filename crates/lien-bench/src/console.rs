@@ -4,8 +4,9 @@
 //! financier (one in ten overdue and locked), and a financier admin invited and signed in
 //! through the console's own commands (so the session is a real one, cookie and all). Then, one
 //! request at a time over a keep-alive connection, as a person clicking would: the first page of
-//! the list, a page deep in it (by cursor), the locked ones, the overdue ones, and a search by
-//! contract reference and by IMEI, each `--requests` times. Each request must answer 200 with
+//! the list, a page deep in it (by cursor), the locked ones, the overdue ones, a search by
+//! contract reference and by IMEI, the devices on one policy, and the overview (every count of
+//! the portfolio), each `--requests` times. Each request must answer 200 with
 //! the page; its time is from the first byte sent to the last byte of the page read.
 
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub fn console(args: &ConsoleArgs) -> Result<()> {
             "search by IMEI",
             format!("/console/devices?q={}", imei.as_str()),
         ),
+        ("policy=kenya", "/console/devices?policy=kenya".to_string()),
+        ("overview", "/console/overview".to_string()),
     ];
     let results = bench.load_rt.block_on(async {
         let mut conn = Conn::open(addr).await?;
@@ -113,7 +116,12 @@ pub fn console(args: &ConsoleArgs) -> Result<()> {
                     .await?;
                 latencies.record(sent.elapsed());
                 let text = std::str::from_utf8(body).context("the page is UTF-8")?;
-                rows = text.matches("<tr><td><a href=\"/console/devices/").count();
+                rows = if *name == "overview" {
+                    // The overview lists no device: it counts them all.
+                    usize::from(text.contains("id=\"count-all\""))
+                } else {
+                    text.matches("<tr><td><a href=\"/console/devices/").count()
+                };
             }
             ensure!(rows > 0, "{name}: the page lists no device");
             results.push((*name, latencies, rows));
@@ -123,7 +131,10 @@ pub fn console(args: &ConsoleArgs) -> Result<()> {
     let mut worst_p99: f64 = 0.0;
     for (name, latencies, rows) in &results {
         let p99 = latencies.quantile_ms(0.99);
-        worst_p99 = worst_p99.max(p99);
+        // The target is the device list's; the overview is measured, not held to it.
+        if *name != "overview" {
+            worst_p99 = worst_p99.max(p99);
+        }
         println!(
             "{name}: {rows} devices on the page, p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
             latencies.quantile_ms(0.5),
@@ -131,7 +142,7 @@ pub fn console(args: &ConsoleArgs) -> Result<()> {
         );
     }
     println!(
-        "slowest p99 {worst_p99:.1} ms (target under 200 ms: {})",
+        "slowest device list p99 {worst_p99:.1} ms (target under 200 ms: {})",
         if worst_p99 < 200.0 { "met" } else { "missed" }
     );
     bench.server_rt.block_on(running.stop());

@@ -97,6 +97,34 @@ pub(super) async fn apply_all(
         )
         .await?;
     }
+    // A token whose state is not its predecessor's is a transition (a lock, an unlock...):
+    // kept apart so that a day's are counted without reading every token.
+    let transitions = changes
+        .iter()
+        .filter_map(|(current, change)| {
+            let token = change.token.as_ref()?;
+            let before = current.token.as_ref().map(|t| t.state.as_str());
+            (before != Some(token.state.as_str())).then(|| {
+                vec![
+                    Value::from(&current.enrolled.id),
+                    Value::from(&current.enrolled.financier_id),
+                    Value::from(token.sequence),
+                    Value::Text(before.map(str::to_string)),
+                    Value::from(&token.state),
+                    Value::from(token.issued_us),
+                ]
+            })
+        })
+        .collect::<Vec<_>>();
+    if !transitions.is_empty() {
+        insert_rows(
+            tx,
+            "token_transitions (device_id, financier_id, sequence, from_state, to_state, at_us)",
+            transitions,
+            "this token sequence was already issued",
+        )
+        .await?;
+    }
     let audits: Vec<(&str, &[crate::AuditEntry])> = changes
         .iter()
         .map(|(current, change)| (current.enrolled.id.as_str(), change.audit.as_slice()))

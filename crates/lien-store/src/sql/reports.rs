@@ -110,17 +110,16 @@ impl Reports for SqlStore {
         from_us: i64,
         to_us: i64,
     ) -> Result<Vec<DayLocks>, StoreError> {
-        // A device's tokens are numbered one after another, so the token before is the one
-        // numbered one below (by the primary key).
-        let whose = devices_of(financier_id, "t");
+        // The token state's changes (written with each token), not the tokens themselves.
+        let whose = match financier_id {
+            Some(_) => "AND x.financier_id = $3",
+            None => "AND CAST($3 AS TEXT) IS NULL",
+        };
         let sql = format!(
-            "SELECT (t.issued_us - $1) / {DAY_US} AS day, \
-             SUM(CASE WHEN t.state = 'locked' AND (b.state IS NULL OR b.state <> 'locked') \
-                 THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN t.state <> 'locked' AND b.state = 'locked' THEN 1 ELSE 0 END) \
-             FROM tokens t LEFT JOIN tokens b \
-             ON b.device_id = t.device_id AND b.sequence = t.sequence - 1 \
-             WHERE t.issued_us >= $1 AND t.issued_us < $2 {whose} \
+            "SELECT (x.at_us - $1) / {DAY_US} AS day, \
+             SUM(CASE WHEN x.to_state = 'locked' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN x.from_state = 'locked' THEN 1 ELSE 0 END) \
+             FROM token_transitions x WHERE x.at_us >= $1 AND x.at_us < $2 {whose} \
              GROUP BY day ORDER BY day"
         );
         self.in_period(sql, from_us, to_us, financier_id)
