@@ -105,7 +105,9 @@ pub async fn record_report(
             let change = DeviceChange {
                 next_eval_us: device.next_eval_us,
                 applied_sequence: Some(applied),
-                acknowledged_us: Some(now_us),
+                // Only a higher sequence acknowledges payments: an event-only report, or a
+                // rollback's lower one, has nothing new to mark.
+                acknowledged_us: (Some(applied) > device.applied_sequence).then_some(now_us),
                 checkin_counter: Some(counter),
                 events,
                 ..DeviceChange::default()

@@ -263,14 +263,10 @@ pub const CONSOLE_KEY_PREFIX: &str = "console:";
 
 /// Refuses an action that cannot be taken back unless its confirmation box is ticked.
 fn confirmed(fields: &HashMap<String, String>) -> Result<(), ApiError> {
-    if fields.get("confirm").map(String::as_str) == Some("on") {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "confirm",
-            "tick the box to confirm: this cannot be undone from here",
-        ))
-    }
+    super::confirmation(
+        fields,
+        "tick the box to confirm: this cannot be undone from here",
+    )
 }
 
 /// A whole number of hours or days as typed.

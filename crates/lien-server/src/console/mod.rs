@@ -199,6 +199,20 @@ impl SignedForm {
     pub fn me(&self) -> &SignedIn {
         &self.person.0
     }
+
+    /// Refuses the action unless the form's confirmation box is ticked (see [`confirmation`]).
+    pub fn confirmed(&self, why: &str) -> Result<(), ApiError> {
+        confirmation(&self.fields, why)
+    }
+}
+
+/// Refuses an action that cannot be taken back unless its form's `confirm` box is ticked;
+/// `why` tells the person what ticking it means.
+fn confirmation(fields: &HashMap<String, String>, why: &str) -> Result<(), ApiError> {
+    match fields.get("confirm").map(String::as_str) {
+        Some("on") => Ok(()),
+        _ => Err(ApiError::invalid("confirm", why)),
+    }
 }
 
 impl FromRequest<AppState> for SignedForm {

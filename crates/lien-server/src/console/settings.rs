@@ -234,15 +234,14 @@ fn refused_or<'a>(typed: &'a str, stored: &'a str) -> &'a str {
 
 /// Saves the financier's public profile.
 pub async fn save_profile(State(state): State<AppState>, form: SignedForm) -> Response {
-    let field = |name: &str| form.field(name).to_string();
     let me = form.me();
     let Some(financier) = me.actor.financier_id.clone() else {
         return error_page(Some(me), ApiError::NotFound("financier"));
     };
     let profile = crate::wire::NewFinancier {
-        name: field("name"),
-        contact: field("contact"),
-        payment_link: Some(field("payment_link")),
+        name: form.field("name").to_string(),
+        contact: form.field("contact").to_string(),
+        payment_link: Some(form.field("payment_link").to_string()),
     };
     match crate::commands::financiers::update_profile(&state, &me.actor, &financier, &profile).await
     {
@@ -264,20 +263,19 @@ fn status_name(status: ApiKeyStatus) -> &'static str {
 
 /// Issues a key; shows it once.
 pub async fn create_key(State(state): State<AppState>, form: SignedForm) -> Response {
-    let field = |name: &str| form.field(name);
     let me = form.me();
     if let Err(err) = me.actor.require(Action::ManageKeys) {
         return error_page(Some(me), err);
     }
-    let issued = match Role::from_name(field("role")) {
-        Some(role) => match Some(field("expires_at").trim()).filter(|e| !e.is_empty()) {
+    let issued = match Role::from_name(form.field("role")) {
+        Some(role) => match Some(form.field("expires_at").trim()).filter(|e| !e.is_empty()) {
             Some(expires) => {
                 keys::issue(
                     &state,
                     &me.actor,
                     me.actor.financier_id.clone(),
                     role,
-                    field("label"),
+                    form.field("label"),
                     Some(expires),
                 )
                 .await
@@ -304,13 +302,8 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     form: SignedForm,
 ) -> Response {
-    let field = |name: &str| form.field(name);
     let me = form.me();
-    if field("confirm") != "on" {
-        let error = ApiError::invalid(
-            "confirm",
-            "tick the box to confirm: a revoked key stops at once",
-        );
+    if let Err(error) = form.confirmed("tick the box to confirm: a revoked key stops at once") {
         return refuse(&state, me, "key", error, HashMap::new()).await;
     }
     match keys::revoke(&state, &me.actor, &id).await {
@@ -326,9 +319,10 @@ pub async fn assign(
     Path(id): Path<String>,
     form: SignedForm,
 ) -> Response {
-    let field = |name: &str| form.field(name);
     let me = form.me();
-    match mobile_money::assign_unmatched(&state, &me.actor, &id, field("device_id").trim()).await {
+    match mobile_money::assign_unmatched(&state, &me.actor, &id, form.field("device_id").trim())
+        .await
+    {
         Ok(assigned) => match assigned.assigned_device_id {
             Some(device) => {
                 Redirect::to(&format!("/console/devices/{device}?done=payment")).into_response()

@@ -188,11 +188,9 @@ pub async fn delete(
     form: SignedForm,
 ) -> Response {
     let me = form.me();
-    if form.field("confirm") != "on" {
-        let error = ApiError::invalid(
-            "confirm",
-            "tick the box to confirm: nothing more is sent to a deleted endpoint",
-        );
+    if let Err(error) =
+        form.confirmed("tick the box to confirm: nothing more is sent to a deleted endpoint")
+    {
         return super::settings::refuse(&state, me, "webhook", error, HashMap::new()).await;
     }
     match webhook_endpoints::delete(&state, &me.actor, &id).await {
