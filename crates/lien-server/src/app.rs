@@ -56,6 +56,13 @@ const RECONCILIATIONS_PER_MINUTE: u32 = 2;
 /// How many reconciliations one financier may start at once (one at a time still runs).
 const RECONCILIATION_BURST: u32 = 10;
 
+/// Reports and exports per person (or key) and minute, after a first burst. Each reads a period
+/// of up to a year, or every device of a financier: a person looks at a few, while a script
+/// looping over them would keep the database scanning for everyone.
+const REPORTS_PER_MINUTE: u32 = 6;
+/// How many reports one person may ask for at once.
+const REPORT_BURST: u32 = 10;
+
 /// Manual webhook redeliveries per financier and minute, after a first burst. A person
 /// redelivers an event or two after fixing a receiver; a script catching up after an outage may
 /// ask for a few hundred, slowly. Each is a write, and each attempt still waits for the
@@ -121,6 +128,8 @@ pub struct Inner {
     pub provider_limit: crate::rate_limit::RateLimiter,
     /// Per-financier limits on reconciliations (see [`RECONCILIATIONS_PER_MINUTE`]).
     pub reconciliation_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per-person limits on the console's reports and exports (see [`REPORTS_PER_MINUTE`]).
+    pub report_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-financier limits on manual webhook redeliveries (see [`REDELIVERIES_PER_MINUTE`]).
     pub redelivery_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-client limits on console sign-ins (see [`SIGN_INS_PER_MINUTE`]).
@@ -189,6 +198,8 @@ impl AppState {
             RECONCILIATION_BURST,
             clock.clone(),
         );
+        let report_limit =
+            crate::rate_limit::RateLimiter::new(REPORTS_PER_MINUTE, REPORT_BURST, clock.clone());
         let redelivery_limit = crate::rate_limit::RateLimiter::new(
             REDELIVERIES_PER_MINUTE,
             REDELIVERY_BURST,
@@ -255,6 +266,7 @@ impl AppState {
             status_code_limit,
             provider_limit,
             reconciliation_limit,
+            report_limit,
             redelivery_limit,
             sign_in_limit,
             sign_in_email_limit,

@@ -530,6 +530,9 @@ pub async fn export(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let me = person.0;
+    if let Some(wait) = super::over_report_limit(&state, &me) {
+        return wait;
+    }
     let filters = match query
         .map_err(ApiError::from)
         .and_then(|Query(q)| q.device_query())

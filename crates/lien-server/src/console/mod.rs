@@ -238,6 +238,30 @@ impl FromRequest<AppState> for SignedForm {
     }
 }
 
+/// The 429 page of a person over their allowance of reports and exports (`None`: within it),
+/// with `Retry-After`.
+fn over_report_limit(state: &AppState, person: &SignedIn) -> Option<Response> {
+    let limited = state
+        .report_limit
+        .check(person.actor.key_id.clone())
+        .err()?;
+    let err = ApiError::Unavailable(format!(
+        "too many reports and exports at once; try again in {} seconds",
+        limited.retry_after_secs
+    ));
+    let mut response = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(person),
+        "Please wait",
+        html! { p class="box err" id="error" { (err.to_string()) } },
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(limited.retry_after_secs),
+    );
+    Some(response)
+}
+
 /// The 403 of a form without its token: nothing was done.
 fn forbidden_form(person: Option<&SignedIn>) -> Response {
     error_page(

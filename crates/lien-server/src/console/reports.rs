@@ -50,6 +50,9 @@ pub async fn show(
     query: Result<Query<PeriodQuery>, QueryRejection>,
 ) -> Response {
     let me = &person.0;
+    if let Some(wait) = super::over_report_limit(&state, me) {
+        return wait;
+    }
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let (from, to) = q.dates(&state);
     let read = async {
@@ -122,6 +125,9 @@ pub async fn activity(
     query: Result<Query<PeriodQuery>, QueryRejection>,
 ) -> Response {
     let me = person.0;
+    if let Some(wait) = super::over_report_limit(&state, &me) {
+        return wait;
+    }
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let (from, to) = q.dates(&state);
     let period = match reads::report_period(&from, &to) {

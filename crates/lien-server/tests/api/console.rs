@@ -841,6 +841,16 @@ async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend
     );
     let custom = boss.get("/console/devices.csv?policy=custom").await;
     assert_eq!(custom.body.lines().count(), 1, "{}", custom.body);
+    // Exports and reports are limited per person: 10 at once (two were read above), then 6 a
+    // minute; the test's clock stands still.
+    let mut answered = Vec::new();
+    for _ in 0..9 {
+        answered.push(boss.get("/console/devices.csv").await.status);
+    }
+    assert_eq!(answered, [200, 200, 200, 200, 200, 200, 200, 200, 429]);
+    let waiting = boss.get("/console/reports").await;
+    assert_eq!(waiting.status, 429, "{}", waiting.body);
+    waiting.assert_shows("too many reports and exports at once");
     let unknown = boss.get("/console/devices?policy=lenient").await;
     assert_eq!(unknown.status, 422, "{}", unknown.body);
     assert!(unknown.shows("policy: one of strict-dealer, kenya, india-draft or custom"));
