@@ -876,6 +876,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         };
         // The server read the events: they are delivered whatever the token turns out to be.
         self.in_flight_events.clear();
+        let held_before = self.held.as_ref().map(|h| h.claims.state);
         match self.accept(&answer) {
             Ok(()) => {
                 self.anchor = Some((answer.server_time, now.mono));
@@ -883,8 +884,16 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 self.retried_other_clock = false;
                 self.last_error = None;
                 self.notice = None;
+                let held_now = self.held.as_ref().map(|h| h.claims.state);
                 if self.mode == Mode::Released {
                     self.schedule.stop();
+                } else if held_before
+                    .zip(held_now)
+                    .is_some_and(|(b, a)| severity(a) < severity(b))
+                {
+                    // As for a pushed unlock: the next check-in, at once, tells the server the
+                    // phone holds it, or the unlock would be measured as late as that check-in.
+                    self.schedule.at_once(now.mono);
                 } else {
                     let wait = answer.next_checkin_at.saturating_sub(answer.server_time);
                     let wait = Duration::from_secs(wait.clamp(60, 7 * 86_400) as u64);

@@ -23,5 +23,5 @@ pub use overrides::{Override, OverrideError, OverrideKind};
 pub use plan::{Installment, InstallmentPlan, PlanError};
 pub use policy::{
     Escalation, LockPolicy, Notice, PayoffRelease, PolicyError, PolicySettings, Preset, QuietHours,
-    Restriction,
+    Restriction, UnlockPromise,
 };

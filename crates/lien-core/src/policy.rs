@@ -5,6 +5,8 @@
 
 use jiff::civil::Time;
 
+use crate::money::Money;
+
 /// How far a device is restricted. Ordered from least to most restrictive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Restriction {
@@ -69,6 +71,19 @@ pub enum PayoffRelease {
     ByHand,
 }
 
+/// How fast a payment must reach the phone, and what the borrower is owed when it does not.
+/// The decision function does not read it: the server measures each unlock against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnlockPromise {
+    /// Minutes from the payment's recording to the phone's acknowledgement of the token that
+    /// lifts its restriction.
+    pub within_minutes: u32,
+    /// Owed to the borrower for each started day by which an unlock is later than the promise;
+    /// `None`: nothing. In the policy's own currency, as a regulator writes it (rupees a day);
+    /// a plan in another currency is reported late without a figure.
+    pub compensation_per_day: Option<Money>,
+}
+
 /// The settings of a policy, as a financier writes them. Turned into a [`LockPolicy`] by
 /// [`LockPolicy::new`], which checks them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +109,8 @@ pub struct PolicySettings {
     /// Whether a device whose plan is paid in full is released automatically or by hand.
     /// The decision function does not read it: it governs the release the server schedules.
     pub release_at_payoff: PayoffRelease,
+    /// How fast a payment must unlock the phone, and the compensation when it does not.
+    pub unlock_promise: Option<UnlockPromise>,
 }
 
 impl PolicySettings {
@@ -108,6 +125,8 @@ impl PolicySettings {
     pub const MAX_NOTICES: usize = 16;
     /// The most escalations a policy may list.
     pub const MAX_ESCALATIONS: usize = 8;
+    /// The longest unlock promise, in minutes: a week.
+    pub const MAX_UNLOCK_MINUTES: u32 = 7 * 24 * 60;
 
     /// Each bounded number with its field name and bound, for the checks and the error.
     fn bounded(&self) -> Vec<(String, u64, u64)> {
@@ -152,6 +171,13 @@ impl PolicySettings {
                 format!("escalations[{i}].at_days_past_due"),
                 u64::from(e.at_days_past_due),
                 days,
+            ));
+        }
+        if let Some(promise) = &self.unlock_promise {
+            numbers.push((
+                "unlock_promise.within_minutes".to_string(),
+                u64::from(promise.within_minutes),
+                u64::from(Self::MAX_UNLOCK_MINUTES),
             ));
         }
         numbers
@@ -203,6 +229,9 @@ pub enum PolicyError {
         /// The lease days.
         lease: u32,
     },
+    /// An unlock promised in no time at all cannot be kept, and a compensation must be owed.
+    #[error("{0}")]
+    UnlockPromise(&'static str),
     /// A window from a time to the same time is meaningless.
     #[error("quiet hours start and end at the same time")]
     EmptyQuietHours,
@@ -287,6 +316,21 @@ impl LockPolicy {
         if settings.quiet_hours.is_some_and(|q| q.start == q.end) {
             return Err(PolicyError::EmptyQuietHours);
         }
+        if let Some(promise) = &settings.unlock_promise {
+            if promise.within_minutes == 0 {
+                return Err(PolicyError::UnlockPromise(
+                    "unlock_promise.within_minutes must be at least 1",
+                ));
+            }
+            if promise
+                .compensation_per_day
+                .is_some_and(|c| !c.is_positive())
+            {
+                return Err(PolicyError::UnlockPromise(
+                    "unlock_promise.compensation_per_day must be more than zero",
+                ));
+            }
+        }
         Ok(LockPolicy { settings })
     }
 
@@ -301,6 +345,13 @@ impl LockPolicy {
         LockPolicy::new(preset.settings()).expect("presets are valid")
     }
 }
+
+/// Lien's own promise where a market sets none: a phone online is unlocked within seconds of a
+/// payment (it is pushed), so an hour is late by any measure; no compensation is presumed.
+const LIEN_UNLOCK_PROMISE: UnlockPromise = UnlockPromise {
+    within_minutes: 60,
+    compensation_per_day: None,
+};
 
 /// Ready-made policies for common markets. Each one's settings say where they come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -378,6 +429,7 @@ impl Preset {
                 lease_warning_days: 2,
                 quiet_hours: hours(21, 7),
                 release_at_payoff: PayoffRelease::Automatic,
+                unlock_promise: Some(LIEN_UNLOCK_PROMISE),
             },
             // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
             // payment and unlocks it when the borrower pays by mobile money; Lien's brief
@@ -399,6 +451,7 @@ impl Preset {
                 lease_warning_days: 3,
                 quiet_hours: hours(20, 7),
                 release_at_payoff: PayoffRelease::Automatic,
+                unlock_promise: Some(LIEN_UNLOCK_PROMISE),
             },
             // The Reserve Bank of India's draft on the use of device locks in consumer loans,
             // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
@@ -428,6 +481,17 @@ impl Preset {
                 lease_warning_days: 7,
                 quiet_hours: hours(19, 8),
                 release_at_payoff: PayoffRelease::Automatic,
+                // The draft asks that a device be restored within an hour of payment and that
+                // the borrower be compensated for any delay. It names no figure; this follows
+                // the RBI's turnaround-time framework for failed digital payments (2019),
+                // which pays INR 100 for each day of delay. Check the final text.
+                unlock_promise: Some(UnlockPromise {
+                    within_minutes: 60,
+                    compensation_per_day: Some(Money::new(
+                        10_000, // INR 100.00
+                        crate::money::Currency::parse("INR").expect("INR is ISO 4217"),
+                    )),
+                }),
             },
         }
     }

@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use lien_core::{
     Currency, Decision, DeviceState, Escalation, Installment, InstallmentPlan, LockPolicy, Money,
     Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef, PayoffRelease, PolicySettings,
-    Preset, QuietHours, Reason, Restriction, Reversal, decide,
+    Preset, QuietHours, Reason, Restriction, Reversal, UnlockPromise, decide,
 };
 use lien_proto::{
     DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
@@ -202,6 +202,22 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
         release_at_payoff: match s.release_at_payoff {
             ReleaseAtPayoff::Automatic => PayoffRelease::Automatic,
             ReleaseAtPayoff::ByHand => PayoffRelease::ByHand,
+        },
+        unlock_promise: match &s.unlock_promise {
+            None => None,
+            Some(p) => Some(UnlockPromise {
+                within_minutes: p.within_minutes,
+                compensation_per_day: match &p.compensation_per_day {
+                    None => None,
+                    Some(m) => Some(Money::new(
+                        m.minor,
+                        parse_currency(
+                            "policy.custom.unlock_promise.compensation_per_day.currency",
+                            &m.currency,
+                        )?,
+                    )),
+                },
+            }),
         },
     })
 }

@@ -212,6 +212,23 @@ pub struct PolicySettingsJson {
     /// What happens when the plan is paid in full: `automatic` (the default) or `by_hand`.
     #[serde(default)]
     pub release_at_payoff: ReleaseAtPayoff,
+    /// How fast a payment must unlock the phone, and what is owed when it does not (the
+    /// late-unlocks report measures it); none by default.
+    #[serde(default)]
+    pub unlock_promise: Option<UnlockPromiseJson>,
+}
+
+/// How fast a payment must reach the phone: minutes from the payment's recording to the
+/// phone's acknowledgement of the token that lifts its restriction, and an optional
+/// compensation for each started day beyond that.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockPromiseJson {
+    /// Minutes, from 1 to 10,080 (a week).
+    pub within_minutes: u32,
+    /// Owed for each started day of delay beyond the promise, e.g. INR 10000 minor units.
+    #[serde(default)]
+    pub compensation_per_day: Option<MoneyJson>,
 }
 
 /// Whether a device whose plan is paid in full is released without a call. `automatic`: the

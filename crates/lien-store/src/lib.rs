@@ -28,7 +28,7 @@ pub use mobile_money::{
 };
 pub use people::{InvitationRecord, People, PersonRecord, SessionRecord};
 pub use records::*;
-pub use reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports};
+pub use reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports, UnlockPayment};
 pub use sql::SqlStore;
 pub use webhooks::{
     AttemptOutcome, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, OutboxEvent,

@@ -47,6 +47,26 @@ pub struct PaymentAcks {
     pub p99_us: Option<i64>,
 }
 
+/// A payment that lifted its phone's restriction (its change issued a token that left the
+/// restricted or locked state), with when the phone acknowledged that token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlockPayment {
+    /// The device.
+    pub device_id: String,
+    /// The device's policy, as the server stored it (its unlock promise is in it).
+    pub policy_json: String,
+    /// The payment's reference.
+    pub reference: String,
+    /// Its amount, minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When Lien recorded it.
+    pub recorded_us: i64,
+    /// When the phone first reported holding its token or a later one; `None`: not yet.
+    pub acked_us: Option<i64>,
+}
+
 /// The reports' reads.
 #[async_trait]
 pub trait Reports: Send + Sync {
@@ -84,4 +104,16 @@ pub trait Reports: Send + Sync {
         from_us: i64,
         to_us: i64,
     ) -> Result<PaymentAcks, StoreError>;
+    /// The payments recorded on `financier_id`'s devices (`None`: every device) in
+    /// `[from_us, to_us)` that lifted a restriction and reached the phone more than
+    /// `slower_than_us` after they were recorded, or have not reached it by `now_us` and are
+    /// that old: by recording time, at most `limit`.
+    async fn slow_unlocks(
+        &self,
+        financier_id: Option<&str>,
+        period: (i64, i64),
+        slower_than_us: i64,
+        now_us: i64,
+        limit: u32,
+    ) -> Result<Vec<UnlockPayment>, StoreError>;
 }

@@ -138,6 +138,7 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                         end: Time::constant(e, 30, 0, 0),
                     }),
                     release_at_payoff: lien_core::PayoffRelease::Automatic,
+                    unlock_promise: None,
                 })
                 .ok()
             },

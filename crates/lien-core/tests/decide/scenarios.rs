@@ -497,6 +497,7 @@ fn half_hour_after_midnight() -> LockPolicy {
             end: jiff::civil::Time::constant(0, 30, 0, 0),
         }),
         release_at_payoff: lien_core::PayoffRelease::Automatic,
+        unlock_promise: None,
     })
     .unwrap()
 }

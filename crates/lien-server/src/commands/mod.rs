@@ -32,6 +32,7 @@ pub mod device_change;
 pub mod enrollment;
 pub mod financiers;
 pub mod keys;
+pub mod late_unlocks;
 pub mod mobile_money;
 pub mod overrides;
 pub mod payments;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{Person, error_box, error_page, page};
 use crate::app::AppState;
 use crate::clock::from_micros;
-use crate::commands::reads;
+use crate::commands::{late_unlocks, reads};
 use crate::domain::rfc3339;
 
 /// Rows of the activity log read at once.
@@ -59,7 +59,8 @@ pub async fn show(
         let period = reads::report_period(&from, &to)?;
         let payments = reads::payments_by_day(&state, &me.actor, period).await?;
         let locks = reads::locks_by_day(&state, &me.actor, period).await?;
-        Ok((period, (payments, locks)))
+        let late = late_unlocks::late_unlocks(&state, &me.actor, period).await?;
+        Ok((period, (payments, locks, late)))
     };
     let days = read.await;
     let (status, error, rows) = match days {
@@ -75,7 +76,7 @@ pub async fn show(
             button type="submit" { "Show" }
         }
         @if let Some(err) = &error { (error_box(err)) }
-        @if let Some(((from_us, _), (days, locks))) = &rows {
+        @if let Some(((from_us, _), (days, locks, late))) = &rows {
             h2 { "Payments by day" }
             @if days.is_empty() { p id="no-payments" { "No payments in this period." } }
             @else {
@@ -104,12 +105,47 @@ pub async fn show(
                     }
                 }
             }
+            h2 { "Late unlocks" }
+            p { "Payments that lifted a phone's restriction later than its policy promises, \
+                 from Lien's recording of the payment to the phone's acknowledgement." }
+            @if late.late.is_empty() { p id="no-late-unlocks" { "Every unlock in this period kept its promise." } }
+            @else {
+                div class="scroll" {
+                    table id="late-unlocks" {
+                        thead { tr {
+                            th { "Device" } th { "Payment" } th { "Recorded" } th { "Unlock took" }
+                            th { "Promise" } th { "Owed to the borrower" }
+                        } }
+                        tbody { @for l in &late.late {
+                            tr {
+                                td { a href={ "/console/devices/" (l.payment.device_id) } { (l.payment.device_id) } }
+                                td { (l.payment.reference) " · "
+                                     (lien_money::format(l.payment.amount_minor, &l.payment.currency, Style::Grouped)) }
+                                td { (rfc3339(from_micros(l.payment.recorded_us))) }
+                                td { (took(l.delay)) @if l.payment.acked_us.is_none() { " (not yet)" } }
+                                td { (l.promise.within_minutes) " min" }
+                                td { @match l.compensation {
+                                    Some(m) => (lien_money::format(m.minor(), m.currency().code(), Style::Grouped)),
+                                    None => "—",
+                                } }
+                            }
+                        } }
+                    }
+                }
+                @if late.truncated { p { "Only the first 1,000 are listed; choose a shorter period." } }
+            }
             h2 { "Activity" }
             p { a id="activity" href={ "/console/reports/activity.csv?from=" (from) "&to=" (to) } {
                 "Every audited act of the period, as CSV" } }
         }
     };
     page(status, Some(me), "Reports", body)
+}
+
+/// A delay in whole hours and minutes, e.g. `26 h 05 min`.
+fn took(delay: jiff::SignedDuration) -> String {
+    let minutes = delay.as_secs() / 60;
+    format!("{} h {:02} min", minutes / 60, minutes % 60)
 }
 
 /// The date of the `n`-th day of a period that starts at `from_us`.

@@ -10,6 +10,7 @@ pub(crate) mod phone;
 pub(crate) mod providers;
 pub mod public;
 pub(crate) mod push;
+pub(crate) mod reports;
 pub(crate) mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
@@ -119,6 +120,7 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(reports::late_unlocks))
         .routes(routes!(people::invite))
         .routes(routes!(admin::update_financier))
         .split_for_parts();

@@ -23,4 +23,5 @@ mod phone;
 mod push;
 mod rate_limits;
 mod story;
+mod unlock_promise;
 mod webhooks;

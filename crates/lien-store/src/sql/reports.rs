@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::devices::{counted_sum, split_sum};
 use super::tenants::{AUDIT_COLUMNS, audit_record_from};
 use super::{SqlStore, backend};
-use crate::reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports};
+use crate::reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports, UnlockPayment};
 use crate::{AuditRecord, StoreError};
 
 /// A day in microseconds.
@@ -195,6 +195,54 @@ impl Reports for SqlStore {
             }
         }
         Ok(acks)
+    }
+
+    async fn slow_unlocks(
+        &self,
+        financier_id: Option<&str>,
+        (from_us, to_us): (i64, i64),
+        slower_than_us: i64,
+        now_us: i64,
+        limit: u32,
+    ) -> Result<Vec<UnlockPayment>, StoreError> {
+        let whose = devices_of(financier_id, "p");
+        // The payment's own token is the one whose transition lifted the restriction: a
+        // payment that left the phone as it was, or only lowered the amount, issued none.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT p.device_id, d.policy_json, p.reference, p.amount_minor, p.currency, \
+             p.recorded_us, p.acked_us \
+             FROM payments p \
+             JOIN token_transitions t ON t.device_id = p.device_id AND t.sequence = p.token_sequence \
+             JOIN devices d ON d.id = p.device_id \
+             WHERE p.recorded_us >= $1 AND p.recorded_us < $2 {whose} \
+             AND t.from_state IN ('restricted', 'locked') \
+             AND t.to_state IN ('active', 'reminder', 'released') \
+             AND COALESCE(p.acked_us, $4) - p.recorded_us > $5 \
+             ORDER BY p.recorded_us, p.device_id, p.reference LIMIT $6"
+        )))
+        .bind(from_us)
+        .bind(to_us)
+        .bind(financier_id.map(str::to_string))
+        .bind(now_us)
+        .bind(slower_than_us)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnlockPayment {
+                    device_id: row.try_get(0)?,
+                    policy_json: row.try_get(1)?,
+                    reference: row.try_get(2)?,
+                    amount_minor: row.try_get(3)?,
+                    currency: row.try_get(4)?,
+                    recorded_us: row.try_get(5)?,
+                    acked_us: row.try_get(6)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend)
     }
 }
 
