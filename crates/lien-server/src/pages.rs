@@ -156,7 +156,7 @@ fn page(reader: &Reader, status: StatusCode, title: &str, body: Markup) -> Respo
         (DOCTYPE)
         html lang=(reader.lang().code()) {
             head {
-                meta charset="utf-8";
+                meta charset="UTF-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 title { (title) " · Lien" }
                 // A constant of ours, and raw text in a style element: not escaped.
@@ -314,7 +314,7 @@ fn follow_form(reader: &Reader, value: &str) -> Markup {
 /// The link to "Which lock is this?", for a phone that may be locked by something else.
 fn other_lock(reader: &Reader) -> Markup {
     html! {
-        p id="other-lock" {
+        p id="other_lock" {
             (reader.t("imei-other-lock")) " "
             a href=(reader.link("/locks")) { (reader.t("locks-title")) }
         }
@@ -427,7 +427,7 @@ async fn why_body(state: &AppState, reader: &Reader, q: &str) -> Result<Markup, 
         div class="box" id="result" {
             p { strong id="state" { (state_words) } }
             p id="reason" { (reason) }
-            p id="as-of" { (reader.t_with("why-as-of", &[("time", &reader.date_time(now, &zone))])) }
+            p id="as_of" { (reader.t_with("why-as-of", &[("time", &reader.date_time(now, &zone))])) }
             @if view.amount_due.minor > 0 {
                 @if by_code {
                     p { (reader.t("why-amount-due")) " " strong id="amount" { (amount_due) } }
