@@ -271,7 +271,10 @@ mod tests {
         for deployment in deployments {
             assert!(!deployment.is_development_default(), "{deployment:?}");
             let err = deployment.check_deployment().unwrap_err();
-            assert!(err.to_string().starts_with("support_contact is not set"), "{err}");
+            assert!(
+                err.to_string().starts_with("support_contact is not set"),
+                "{err}"
+            );
             let blank = Settings {
                 support_contact: "  ".into(),
                 ..deployment.clone()

@@ -173,7 +173,10 @@ mod tests {
         for known in ["why-title", "locks-frp-heading", "month-12", "state-locked"] {
             assert!(used.contains(known), "{known} not found in the code");
         }
-        let missing: Vec<_> = used.iter().filter(|id| !english.contains_key(*id)).collect();
+        let missing: Vec<_> = used
+            .iter()
+            .filter(|id| !english.contains_key(*id))
+            .collect();
         assert!(missing.is_empty(), "not in the catalogues: {missing:?}");
     }
 

@@ -215,7 +215,11 @@ mod tests {
         assert_eq!(negotiate("sw-KE,en;q=0.8"), Some(Lang::Sw));
         assert_eq!(negotiate("fr, hi;q=0.9, en;q=0.5"), Some(Lang::Hi));
         assert_eq!(negotiate("en;q=0.4, SW;q=0.7"), Some(Lang::Sw));
-        assert_eq!(negotiate("hi-IN, sw"), Some(Lang::Hi), "equal quality: order");
+        assert_eq!(
+            negotiate("hi-IN, sw"),
+            Some(Lang::Hi),
+            "equal quality: order"
+        );
         assert_eq!(negotiate("de-DE, fr"), None);
         assert_eq!(negotiate("sw;q=0, en;q=0.1"), Some(Lang::En), "q=0 refuses");
         assert_eq!(negotiate("*"), None);
@@ -253,9 +257,21 @@ mod tests {
         );
         assert_eq!(PageLang::of(None, &headers).lang, Lang::Sw);
         let switched = PageLang::of(Some("q=1&lang=en"), &headers);
-        assert_eq!(switched, PageLang { lang: Lang::En, switched: true });
+        assert_eq!(
+            switched,
+            PageLang {
+                lang: Lang::En,
+                switched: true
+            }
+        );
         let cookie = switched.cookie().unwrap();
-        assert!(cookie.to_str().unwrap().starts_with("lien_lang=en"), "{cookie:?}");
-        assert_eq!(PageLang::of(Some("lang=fr"), &HeaderMap::new()).lang, Lang::En);
+        assert!(
+            cookie.to_str().unwrap().starts_with("lien_lang=en"),
+            "{cookie:?}"
+        );
+        assert_eq!(
+            PageLang::of(Some("lang=fr"), &HeaderMap::new()).lang,
+            Lang::En
+        );
     }
 }

@@ -12,8 +12,16 @@ use super::lang::Lang;
 const LOCKS: [(&str, &str, &str); 5] = [
     ("locks-lien-heading", "locks-lien-looks", "locks-lien-who"),
     ("locks-frp-heading", "locks-frp-looks", "locks-frp-who"),
-    ("locks-carrier-heading", "locks-carrier-looks", "locks-carrier-who"),
-    ("locks-account-heading", "locks-account-looks", "locks-account-who"),
+    (
+        "locks-carrier-heading",
+        "locks-carrier-looks",
+        "locks-carrier-who",
+    ),
+    (
+        "locks-account-heading",
+        "locks-account-looks",
+        "locks-account-who",
+    ),
     (
         "locks-bootloader-heading",
         "locks-bootloader-looks",

@@ -80,7 +80,12 @@ async fn the_status_page_speaks_the_browsers_language(backend: Backend) {
     assert_eq!(amount, "KES 1,000.00", "the lock screen groups thousands");
     let why = format!("/why?q={code}");
 
-    let sw = open(&world, &why, &[("accept-language", "sw-KE,sw;q=0.9,en;q=0.5")]).await;
+    let sw = open(
+        &world,
+        &why,
+        &[("accept-language", "sw-KE,sw;q=0.9,en;q=0.5")],
+    )
+    .await;
     assert_eq!(sw.status, 200);
     assert_eq!(sw.html_lang(), "sw");
     sw.shows("Imefungwa. Simu za dharura bado zinapigika.")
@@ -91,7 +96,10 @@ async fn the_status_page_speaks_the_browsers_language(backend: Backend) {
         .shows("+254 20 765 4321");
     assert!(!sw.html.contains("KES 1000.00"), "{}", sw.html);
     assert!(!sw.html.contains("T07:00:00Z"), "no raw UTC: {}", sw.html);
-    assert!(sw.set_cookie.is_none(), "nothing to remember without the switch");
+    assert!(
+        sw.set_cookie.is_none(),
+        "nothing to remember without the switch"
+    );
 
     let hi = open(&world, &why, &[("accept-language", "hi-IN, hi;q=0.9")]).await;
     assert_eq!(hi.html_lang(), "hi");
@@ -137,7 +145,12 @@ async fn the_switch_chooses_and_a_cookie_remembers(backend: Backend) {
     hi.shows("href=\"/check?lang=hi\"")
         .shows("<input type=\"hidden\" name=\"lang\" value=\"hi\">");
 
-    let remembered = open(&world, "/check", &[("accept-language", "sw"), ("cookie", "lien_lang=hi")]).await;
+    let remembered = open(
+        &world,
+        "/check",
+        &[("accept-language", "sw"), ("cookie", "lien_lang=hi")],
+    )
+    .await;
     assert_eq!(remembered.html_lang(), "hi");
     remembered.shows("क्या यह फ़ोन किस्तों पर है?");
 
