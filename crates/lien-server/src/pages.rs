@@ -226,7 +226,7 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
     }
     let message = match &err {
         ApiError::Internal(_) => reader.t("error-internal"),
-        ApiError::NotFound(_) => reader.t("error-not-found"),
+        ApiError::NotFound(what) => reader.t(not_found_id(what)),
         other => other.to_string(),
     };
     page(
@@ -238,6 +238,17 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
             (form)
         },
     )
+}
+
+/// The catalogue's words for what a look-up did not find.
+fn not_found_id(what: &str) -> &'static str {
+    match what {
+        "phone with this IMEI and status code" => "error-no-phone-with-code",
+        "status code" => "error-no-status-code",
+        "financed device with this IMEI" => "error-no-financed-imei",
+        "appeal" => "error-no-appeal",
+        _ => "error-not-found",
+    }
 }
 
 fn limited_page(reader: &Reader, limited: crate::rate_limit::Limited) -> Response {

@@ -26,6 +26,10 @@ nav-locks = Which lock is this?
 lang-label = Language:
 error-internal = Something went wrong on our side. Please try again later.
 error-not-found = Nothing was found for this number. Check it and try again.
+error-no-phone-with-code = No phone with this IMEI and status code found. Check both numbers on the lock screen and try again.
+error-no-status-code = No phone shows this status code now. Check the number on the lock screen, or enter the IMEI instead.
+error-no-financed-imei = No financed phone with this IMEI found. Check the number (dial *#06#) and try again.
+error-no-appeal = No appeal with this reference found. Check the reference and try again.
 error-wait-title = Please wait
 error-rate-limited = Too many requests from your connection. Try again in { $seconds } seconds.
 

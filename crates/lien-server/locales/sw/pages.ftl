@@ -25,6 +25,10 @@ nav-locks = Ni kufuli gani?
 lang-label = Lugha:
 error-internal = Kuna hitilafu upande wetu. Tafadhali jaribu tena baadaye.
 error-not-found = Hakuna kilichopatikana kwa namba hii. Iangalie na ujaribu tena.
+error-no-phone-with-code = Hakuna simu yenye IMEI hii na namba hii ya hali. Angalia namba zote mbili kwenye skrini ya kufuli na ujaribu tena.
+error-no-status-code = Hakuna simu inayoonyesha namba hii ya hali sasa. Angalia namba kwenye skrini ya kufuli, au weka IMEI badala yake.
+error-no-financed-imei = Hakuna simu ya mkopo yenye IMEI hii. Angalia namba (piga *#06#) na ujaribu tena.
+error-no-appeal = Hakuna rufaa yenye namba hii. Angalia namba ya rufaa na ujaribu tena.
 error-wait-title = Tafadhali subiri
 error-rate-limited = Maombi mengi mno kutoka kwenye muunganisho wako. Jaribu tena baada ya sekunde { $seconds }.
 
