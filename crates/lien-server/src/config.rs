@@ -28,7 +28,9 @@ pub struct Settings {
     pub scheduler_batch: u32,
     /// How often the scheduler looks for due devices, in milliseconds.
     pub scheduler_interval_ms: u64,
-    /// The platform's support contact, shown on the borrower pages and in IMEI checks.
+    /// The platform's support contact (a phone number, an e-mail or a web address), shown on
+    /// the borrower pages and in IMEI checks. The default is a placeholder that only the
+    /// development default ([`Settings::is_development_default`]) may start with.
     pub support_contact: String,
     /// Public requests (IMEI checks, appeals, page look-ups) per client (IPv4 address or IPv6
     /// /64) and minute; 0 switches the limit off.
@@ -116,7 +118,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            data_dir: PathBuf::from("lien-data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             checkin_interval_secs: 6 * 3600,
@@ -124,7 +126,7 @@ impl Default for Settings {
             release_cancel_hours: 72,
             scheduler_batch: 1000,
             scheduler_interval_ms: 1000,
-            support_contact: "the phone maker's support".to_string(),
+            support_contact: PLACEHOLDER_SUPPORT_CONTACT.to_string(),
             public_rate_per_minute: 30,
             public_rate_burst: 10,
             appeal_response_hours: 72,
@@ -156,7 +158,48 @@ impl Default for Settings {
     }
 }
 
+/// The default `support_contact`: words, not a way to reach anyone.
+pub const PLACEHOLDER_SUPPORT_CONTACT: &str = "the phone maker's support";
+
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "lien-data";
+
+/// A setting a deployment must give but did not.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    /// `support_contact` is empty or the placeholder outside the development default.
+    #[error(
+        "support_contact is not set: borrowers and buyers would be told to call {0:?}. Set \
+         support_contact (in lien.toml, or LIEN_SUPPORT_CONTACT) to a phone number, e-mail or \
+         web address where your support answers. Only the development default (listening on a \
+         loopback address, with the default data directory and database) may start without it."
+    )]
+    SupportContact(String),
+}
+
 impl Settings {
+    /// Whether these settings are the development default: a server that listens only on a
+    /// loopback address (so nobody else reaches it) and keeps its data in the default SQLite
+    /// database of the default data directory (so it is the newcomer's `lien serve` of the
+    /// README, not a deployment). Anything else is a deployment, held to its checks.
+    pub fn is_development_default(&self) -> bool {
+        self.listen.ip().is_loopback()
+            && self.database_url.is_none()
+            && self.data_dir == Path::new(DEFAULT_DATA_DIR)
+    }
+
+    /// Refuses settings a deployment must not start with: an empty or placeholder
+    /// `support_contact` (the pages would send borrowers nowhere), except in the development
+    /// default.
+    pub fn check_deployment(&self) -> Result<(), SettingsError> {
+        let contact = self.support_contact.trim();
+        let placeholder = contact.is_empty() || contact == PLACEHOLDER_SUPPORT_CONTACT;
+        if placeholder && !self.is_development_default() {
+            return Err(SettingsError::SupportContact(self.support_contact.clone()));
+        }
+        Ok(())
+    }
+
     /// Defaults, overlaid with `file` (if given, it must exist; else `lien.toml` if present),
     /// then with `LIEN_*` environment variables (`LIEN_DATABASE_URL`, `LIEN_LISTEN`, ...).
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -204,6 +247,45 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn only_the_development_default_may_keep_the_placeholder_support_contact() {
+        let dev = Settings::default();
+        assert!(dev.is_development_default());
+        assert_eq!(dev.check_deployment(), Ok(()));
+        let deployments = [
+            Settings {
+                listen: "0.0.0.0:8080".parse().unwrap(),
+                ..Settings::default()
+            },
+            Settings {
+                data_dir: "/var/lib/lien".into(),
+                ..Settings::default()
+            },
+            Settings {
+                database_url: Some("postgres://lien@db/lien".into()),
+                ..Settings::default()
+            },
+        ];
+        for deployment in deployments {
+            assert!(!deployment.is_development_default(), "{deployment:?}");
+            let err = deployment.check_deployment().unwrap_err();
+            assert!(
+                err.to_string().starts_with("support_contact is not set"),
+                "{err}"
+            );
+            let blank = Settings {
+                support_contact: "  ".into(),
+                ..deployment.clone()
+            };
+            assert!(blank.check_deployment().is_err());
+            let real = Settings {
+                support_contact: "+254 20 000 0000, help@maker.example".into(),
+                ..deployment
+            };
+            assert_eq!(real.check_deployment(), Ok(()));
+        }
     }
 
     #[test]

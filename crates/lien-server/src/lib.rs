@@ -82,6 +82,9 @@ fn redact(url: &str) -> String {
 /// Runs the server until Ctrl-C: opens the store, loads or creates the keys, creates the first
 /// platform admin key on first start (printed once), starts the scheduler, listens.
 pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
+    // Before anything is opened or created: a deployment without what it must have is refused
+    // with the setting's name.
+    settings.check_deployment()?;
     let store = open_store(&settings).await?;
     let mut secrets = Secrets::load_or_create(&settings.data_dir)?;
     // After the store and the keys: whatever they created, and whatever an older version left
@@ -179,4 +182,23 @@ fn hand_over_first_key(
 /// Creates a platform admin key (the first start, and tests).
 pub async fn create_platform_admin(state: &AppState) -> anyhow::Result<String> {
     Ok(routes::admin_key(state).await?.key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deployment_with_the_placeholder_support_contact_does_not_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let settings = Settings {
+            data_dir: data_dir.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Settings::default()
+        };
+        let err = serve(settings).await.unwrap_err();
+        assert!(err.to_string().contains("support_contact"), "{err:#}");
+        assert!(!data_dir.exists(), "nothing is created before the refusal");
+    }
 }

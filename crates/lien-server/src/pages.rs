@@ -1,5 +1,10 @@
 //! The borrower's pages: server-rendered HTML, small, without JavaScript, for a cheap phone's
-//! browser. "Why is my phone locked", open and follow an appeal, check an IMEI.
+//! browser. "Why is my phone locked", open and follow an appeal, check an IMEI, and "Which lock
+//! is this?" (`locks`).
+//!
+//! Every page is in the reader's language (`lang`: English, Swahili or Hindi, from `?lang=`, a
+//! cookie or `Accept-Language`), with its words from the Fluent catalogues (`catalog`), its
+//! times in the borrower's zone (`time`) and its amounts grouped as on the lock screen.
 //!
 //! The pages are maud templates, checked when the server is compiled: every value spliced into
 //! one is escaped by construction, and nothing but the constant style sheet is marked as markup.
@@ -16,20 +21,32 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Multipart, Query, State};
+use axum::extract::{FromRequestParts, Multipart, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, PercentEncode, utf8_percent_encode};
 
 use crate::app::AppState;
-use crate::clock::micros;
+use crate::clock::{from_micros, micros};
+use crate::commands::appeals::rules::Stage;
 use crate::commands::appeals::{AppealStatus, ClaimKind};
+use crate::domain::StoredKind;
 use crate::error::ApiError;
 use crate::routes::appeals;
 use crate::routes::public::{ImeiStatus, PublicClient, check_imei};
 use crate::wire::{DeviceStateJson, ReasonCode};
+
+mod catalog;
+mod lang;
+mod locks;
+mod time;
+
+pub use lang::{Lang, PageLang};
 
 /// The pages' routes. They are not part of the JSON API or its OpenAPI document.
 pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
@@ -37,6 +54,7 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
         .route("/", get(index))
         .route("/why", get(why))
         .route("/check", get(check))
+        .route("/locks", get(which_lock))
         .route(
             "/appeal",
             get(appeal_form)
@@ -49,7 +67,7 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
 const STYLE: &str = "body{font-family:sans-serif;max-width:34em;margin:0 auto;padding:.5em;line-height:1.4}\
 input,select,textarea,button{font-size:1em;width:100%;box-sizing:border-box;margin:.2em 0 .6em}\
 .box{border:1px solid #888;padding:.5em;margin:.5em 0}.err{border-color:#b00;color:#b00}\
-nav a{margin-right:1em}";
+nav a{margin-right:1em}.langs{font-size:.9em}.langs a{margin-right:.6em}";
 
 /// What a query value may keep as it is: RFC 3986's unreserved characters. Everything else,
 /// including `&`, `=`, `#` and `+`, is percent-encoded.
@@ -64,13 +82,81 @@ fn query_value(text: &str) -> PercentEncode<'_> {
     utf8_percent_encode(text, QUERY_VALUE)
 }
 
-/// A whole page.
-fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+/// A query longer than this is left out of the language switch's links (the switch then leads
+/// to the page without its look-up); ours are far shorter.
+const MAX_SWITCH_QUERY: usize = 512;
+
+/// Who reads the page: their language, and where the page is, for the language switch.
+struct Reader {
+    lang: PageLang,
+    /// The page's path (one of the router's).
+    path: String,
+    /// The page's query without `lang`, as the browser sent it (still percent-encoded).
+    query: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Reader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Reader, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let query = if raw.len() > MAX_SWITCH_QUERY {
+            String::new()
+        } else {
+            raw.split('&')
+                .filter(|pair| !pair.is_empty() && !pair.starts_with("lang="))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        Ok(Reader {
+            lang: PageLang::of(parts.uri.query(), &parts.headers),
+            path: parts.uri.path().to_string(),
+            query,
+        })
+    }
+}
+
+impl Reader {
+    fn lang(&self) -> Lang {
+        self.lang.lang
+    }
+
+    /// A message in the reader's language.
+    fn t(&self, id: &str) -> String {
+        catalog::message(self.lang(), id, &[])
+    }
+
+    /// A message in the reader's language, with its values.
+    fn t_with(&self, id: &str, args: &[(&str, &str)]) -> String {
+        catalog::message(self.lang(), id, args)
+    }
+
+    /// A link to one of the pages, keeping the reader's language.
+    fn link(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}lang={}", self.lang().code())
+    }
+
+    /// This page in another language.
+    fn switch_link(&self, lang: Lang) -> String {
+        let sep = if self.query.is_empty() { "" } else { "&" };
+        format!("{}?{}{sep}lang={}", self.path, self.query, lang.code())
+    }
+
+    /// An instant in the borrower's zone, in the reader's words.
+    fn date_time(&self, at: Timestamp, zone: &TimeZone) -> String {
+        time::date_time(self.lang(), at, zone)
+    }
+}
+
+/// A whole page, in the reader's language, with the language switch; a language chosen with
+/// the switch is remembered in a cookie.
+fn page(reader: &Reader, status: StatusCode, title: &str, body: Markup) -> Response {
     let html = html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(reader.lang().code()) {
             head {
-                meta charset="utf-8";
+                meta charset="UTF-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 title { (title) " · Lien" }
                 // A constant of ours, and raw text in a style element: not escaped.
@@ -78,20 +164,37 @@ fn page(status: StatusCode, title: &str, body: Markup) -> Response {
             }
             body {
                 nav {
-                    a href="/" { "Home" }
-                    a href="/check" { "IMEI check" }
-                    a href="/appeal" { "Appeal" }
+                    a href=(reader.link("/")) { (reader.t("nav-home")) }
+                    a href=(reader.link("/check")) { (reader.t("nav-check")) }
+                    a href=(reader.link("/appeal")) { (reader.t("nav-appeal")) }
+                    a href=(reader.link("/locks")) { (reader.t("nav-locks")) }
+                }
+                p class="langs" id="languages" {
+                    (reader.t("lang-label")) " "
+                    @for lang in Lang::ALL {
+                        @if lang == reader.lang() {
+                            strong lang=(lang.code()) { (lang.own_name()) } " "
+                        } @else {
+                            a href=(reader.switch_link(lang)) hreflang=(lang.code()) lang=(lang.code()) {
+                                (lang.own_name())
+                            } " "
+                        }
+                    }
                 }
                 h1 { (title) }
                 (body)
             }
         }
     };
-    html_response(
+    let mut response = html_response(
         status,
         html,
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-    )
+    );
+    if let Some(cookie) = reader.lang.cookie() {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// An HTML page as a response: its type, `csp` as its Content-Security-Policy, and no type
@@ -114,17 +217,20 @@ pub fn html_response(status: StatusCode, html: Markup, csp: &'static str) -> Res
     response
 }
 
-/// An error as a page: the message names the field; a 5xx says nothing internal.
-fn error_page(err: ApiError, title: &str, form: Markup) -> Response {
+/// An error as a page: the message names the field; a 5xx says nothing internal. A message
+/// about a field is the server's own (in English, naming the field); the common failures are
+/// in the reader's language.
+fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Response {
     if let ApiError::Internal(e) = &err {
         tracing::error!(error = format!("{e:#}"), "page failed");
     }
     let message = match &err {
-        ApiError::Internal(_) => "Something went wrong on our side. Please try again later.".into(),
-        ApiError::NotFound(what) => format!("No {what} found. Check the number and try again."),
+        ApiError::Internal(_) => reader.t("error-internal"),
+        ApiError::NotFound(what) => reader.t(not_found_id(what)),
         other => other.to_string(),
     };
     page(
+        reader,
         err.status(),
         title,
         html! {
@@ -134,14 +240,26 @@ fn error_page(err: ApiError, title: &str, form: Markup) -> Response {
     )
 }
 
-fn limited_page(limited: crate::rate_limit::Limited) -> Response {
+/// The catalogue's words for what a look-up did not find.
+fn not_found_id(what: &str) -> &'static str {
+    match what {
+        "phone with this IMEI and status code" => "error-no-phone-with-code",
+        "status code" => "error-no-status-code",
+        "financed device with this IMEI" => "error-no-financed-imei",
+        "appeal" => "error-no-appeal",
+        _ => "error-not-found",
+    }
+}
+
+fn limited_page(reader: &Reader, limited: crate::rate_limit::Limited) -> Response {
+    let seconds = limited.retry_after_secs.to_string();
     let mut response = page(
+        reader,
         StatusCode::TOO_MANY_REQUESTS,
-        "Please wait",
+        &reader.t("error-wait-title"),
         html! {
             p class="box err" id="error" {
-                "Too many requests from your connection. Try again in "
-                (limited.retry_after_secs) " seconds."
+                (reader.t_with("error-rate-limited", &[("seconds", &seconds)]))
             }
         },
     );
@@ -152,9 +270,18 @@ fn limited_page(limited: crate::rate_limit::Limited) -> Response {
     response
 }
 
-fn lookup_form(action: &str, name: &str, label: &str, value: &str, button: &str) -> Markup {
+/// A look-up form; it carries the reader's language, so the answer comes in it.
+fn lookup_form(
+    lang: Lang,
+    action: &str,
+    name: &str,
+    label: &str,
+    value: &str,
+    button: &str,
+) -> Markup {
     html! {
         form method="get" action=(action) {
+            input type="hidden" name="lang" value=(lang.code());
             label for=(name) { (label) }
             input id=(name) name=(name) value=(value) inputmode="text" autocomplete="off" required;
             button type="submit" { (button) }
@@ -162,46 +289,76 @@ fn lookup_form(action: &str, name: &str, label: &str, value: &str, button: &str)
     }
 }
 
-fn why_form(value: &str) -> Markup {
+fn why_form(reader: &Reader, value: &str) -> Markup {
     lookup_form(
+        reader.lang(),
         "/why",
         "q",
-        "IMEI (dial *#06#) or the status code on the lock screen",
+        &reader.t("why-label"),
         value,
-        "Why is my phone locked?",
+        &reader.t("why-button"),
     )
 }
 
-fn check_form(value: &str) -> Markup {
-    lookup_form("/check", "imei", "IMEI (dial *#06#)", value, "Check")
+fn check_form(reader: &Reader, value: &str) -> Markup {
+    lookup_form(
+        reader.lang(),
+        "/check",
+        "imei",
+        &reader.t("check-label"),
+        value,
+        &reader.t("check-button"),
+    )
 }
 
-fn follow_form(value: &str) -> Markup {
+fn follow_form(reader: &Reader, value: &str) -> Markup {
     lookup_form(
+        reader.lang(),
         "/appeal/status",
         "reference",
-        "Appeal reference (AP-…)",
+        &reader.t("follow-label"),
         value,
-        "Follow my appeal",
+        &reader.t("follow-button"),
     )
 }
 
-async fn index() -> Response {
+/// The link to "Which lock is this?", for a phone that may be locked by something else.
+fn other_lock(reader: &Reader) -> Markup {
+    html! {
+        p id="other_lock" {
+            (reader.t("imei-other-lock")) " "
+            a href=(reader.link("/locks")) { (reader.t("locks-title")) }
+        }
+    }
+}
+
+async fn index(reader: Reader) -> Response {
     page(
+        &reader,
         StatusCode::OK,
-        "Financed phones",
+        &reader.t("index-title"),
         html! {
-            h2 { "Why is my phone locked?" }
-            (why_form(""))
-            h2 { "Is this phone financed?" }
-            (check_form(""))
-            h2 { "Appeals" }
+            h2 { (reader.t("why-title")) }
+            (why_form(&reader, ""))
+            h2 { (reader.t("check-title")) }
+            (check_form(&reader, ""))
+            h2 { (reader.t("index-appeals")) }
             p {
-                a href="/appeal" { "Open an appeal" }
-                " if you paid and are still locked, if you own this phone, or if the lock is wrong."
+                a href=(reader.link("/appeal")) { (reader.t("index-appeal-link")) }
+                " " (reader.t("index-appeal-text"))
             }
-            (follow_form(""))
+            (follow_form(&reader, ""))
+            (other_lock(&reader))
         },
+    )
+}
+
+async fn which_lock(reader: Reader) -> Response {
+    page(
+        &reader,
+        StatusCode::OK,
+        &reader.t("locks-title"),
+        locks::body(reader.lang(), &reader.link("/check")),
     )
 }
 
@@ -216,38 +373,63 @@ struct Q {
 async fn why(
     State(state): State<AppState>,
     client: PublicClient,
+    reader: Reader,
     Query(query): Query<Q>,
 ) -> Response {
-    let title = "Why is my phone locked?";
+    let title = reader.t("why-title");
     let Some(q) = query.q.filter(|q| !q.trim().is_empty()) else {
-        return page(StatusCode::OK, title, why_form(""));
+        return page(&reader, StatusCode::OK, &title, why_form(&reader, ""));
     };
     if let Err(limited) = client.check(&state) {
-        return limited_page(limited);
+        return limited_page(&reader, limited);
     }
-    match why_body(&state, &q).await {
-        Ok(body) => page(StatusCode::OK, title, html! { (body) (why_form(&q)) }),
-        Err(e) => error_page(e, title, why_form(&q)),
+    match why_body(&state, &reader, &q).await {
+        Ok(body) => page(
+            &reader,
+            StatusCode::OK,
+            &title,
+            html! { (body) (why_form(&reader, &q)) },
+        ),
+        Err(e) => error_page(&reader, e, &title, why_form(&reader, &q)),
     }
 }
 
-async fn why_body(state: &AppState, q: &str) -> Result<Markup, ApiError> {
+async fn why_body(state: &AppState, reader: &Reader, q: &str) -> Result<Markup, ApiError> {
     let device = appeals::find_device(state, q).await?;
     let view = crate::domain::stored_view(&device.decision)?;
     let financier = state.store.financier(&device.enrolled.financier_id).await?;
+    let zone = time::plan_zone(&device.enrolled.plan_json);
+    let now = state.clock.now();
     let by_code = q.trim().len() == 8 && q.trim().bytes().all(|b| b.is_ascii_digit());
-    let state_words = match view.state {
-        DeviceStateJson::Active => "Not locked: payments are up to date.",
-        DeviceStateJson::Reminder => "Not locked: a payment reminder is showing.",
-        DeviceStateJson::Restricted => "Some functions are limited.",
-        DeviceStateJson::Locked => "Locked. Emergency calls still work.",
-        DeviceStateJson::Released => "Released: the phone is yours.",
-    };
+    let state_words = reader.t(match view.state {
+        DeviceStateJson::Active => "state-active",
+        DeviceStateJson::Reminder => "state-reminder",
+        DeviceStateJson::Restricted => "state-restricted",
+        DeviceStateJson::Locked => "state-locked",
+        DeviceStateJson::Released => "state-released",
+    });
+    let reason = reason_words(state, reader, &device, &view, &zone).await?;
+    // The same grouped amount the lock screen shows.
     let amount_due = lien_money::Amount {
         minor: view.amount_due.minor,
         code: &view.amount_due.currency,
-        style: lien_money::Style::Plain,
+        style: lien_money::Style::Grouped,
     };
+    // What comes next if nothing is paid: like the amount, only for the lock screen's code.
+    let next = view
+        .next_restriction_at
+        .as_deref()
+        .and_then(|at| at.parse::<Timestamp>().ok())
+        .zip(view.next_restriction_state)
+        .filter(|_| by_code)
+        .map(|(at, next)| {
+            let id = match next {
+                DeviceStateJson::Locked => "why-next-locked",
+                DeviceStateJson::Restricted => "why-next-restricted",
+                _ => "why-next-reminder",
+            };
+            reader.t_with(id, &[("time", &reader.date_time(at, &zone))])
+        });
     let payment_link = financier
         .payment_link
         .as_deref()
@@ -255,143 +437,255 @@ async fn why_body(state: &AppState, q: &str) -> Result<Markup, ApiError> {
     Ok(html! {
         div class="box" id="result" {
             p { strong id="state" { (state_words) } }
-            p { (public_reason(&view.reason)) }
+            p id="reason" { (reason) }
+            p id="as_of" { (reader.t_with("why-as-of", &[("time", &reader.date_time(now, &zone))])) }
             @if view.amount_due.minor > 0 {
                 @if by_code {
-                    p { "Amount due now: " strong id="amount" { (amount_due) } }
+                    p { (reader.t("why-amount-due")) " " strong id="amount" { (amount_due) } }
                 } @else {
-                    p {
-                        "To see the amount due, enter the status code shown on the lock screen \
-                         instead of the IMEI."
-                    }
+                    p { (reader.t("why-amount-by-code")) }
                 }
+            }
+            @if let Some(next) = next {
+                p id="next" { (next) }
             }
             @if let Some(link) = payment_link {
                 p {
-                    "How to pay: " a href=(link) rel="noreferrer" { (link) }
-                    ". The phone unlocks within seconds of a payment that brings you up to date."
+                    (reader.t("why-how-to-pay")) " " a href=(link) rel="noreferrer" { (link) }
+                    " " (reader.t("why-unlocks-fast"))
                 }
             }
             p {
-                "Whom to call: " (financier.name) " — " (financier.contact)
-                ". Platform support: " (state.settings.support_contact) "."
+                (reader.t("why-whom-to-call")) " " (financier.name) " — " (financier.contact) ". "
+                (reader.t("why-platform-support")) " " (state.settings.support_contact)
             }
         }
         p {
-            "Paid and still locked? "
-            a href={ "/appeal?q=" (query_value(q.trim())) } { "Open an appeal" }
-            "."
+            (reader.t("why-paid-still-locked")) " "
+            a href=(reader.link(&format!("/appeal?q={}", query_value(q.trim())))) {
+                (reader.t("why-open-appeal"))
+            }
+        }
+        (other_lock(reader))
+    })
+}
+
+/// The reason in the reader's language, from the reason's code and its figures (the due date,
+/// the end of an unlock or a pause), never from the server's English text. A manual lock's
+/// message is not shown: the financier wrote it for the phone's holder and it may name them,
+/// while this page shows anyone who knows the IMEI.
+async fn reason_words(
+    state: &AppState,
+    reader: &Reader,
+    device: &lien_store::DeviceRecord,
+    view: &crate::wire::DecisionView,
+    zone: &TimeZone,
+) -> Result<String, ApiError> {
+    let for_a_while = |kind: StoredKind, dated: &'static str, open: &'static str| async move {
+        let until = override_end(state, &device.enrolled.id, kind).await?;
+        Ok::<_, ApiError>(match until {
+            Some(until) => reader.t_with(dated, &[("time", &reader.date_time(until, zone))]),
+            None => reader.t(open),
+        })
+    };
+    Ok(match view.reason.code {
+        ReasonCode::GoodStanding => reader.t("reason-good-standing"),
+        ReasonCode::PaidInFull => reader.t("reason-paid-in-full"),
+        ReasonCode::ManualLock => reader.t("reason-manual-lock"),
+        ReasonCode::DisputeFreeze => reader.t("reason-dispute-freeze"),
+        ReasonCode::Released => reader.t("reason-released"),
+        ReasonCode::Overdue => {
+            let id = match view.state {
+                DeviceStateJson::Locked => "reason-overdue-locked",
+                DeviceStateJson::Restricted => "reason-overdue-restricted",
+                _ => "reason-overdue",
+            };
+            let since = device.decision.overdue_since.as_deref();
+            match since.and_then(|d| d.parse::<jiff::civil::Date>().ok()) {
+                Some(due) => reader.t_with(id, &[("date", &time::date(reader.lang(), due))]),
+                // Every overdue decision names its oldest late due date; should one not, the
+                // state's own words above say enough.
+                None => String::new(),
+            }
+        }
+        ReasonCode::ProvisionalUnlock => {
+            for_a_while(
+                StoredKind::ProvisionalUnlock,
+                "reason-provisional-unlock",
+                "reason-provisional-unlock-open",
+            )
+            .await?
+        }
+        ReasonCode::HardshipPause => {
+            for_a_while(
+                StoredKind::HardshipPause,
+                "reason-hardship-pause",
+                "reason-hardship-pause-open",
+            )
+            .await?
         }
     })
 }
 
-/// The reason as a public page may show it: the decision's own words, except a manual lock's
-/// message, which the financier wrote for the phone's holder and may name them; the page shows
-/// anyone who knows the IMEI.
-fn public_reason(reason: &crate::wire::ReasonView) -> String {
-    if reason.code == ReasonCode::ManualLock {
-        "Locked by the financier. Call them to find out why; the lock screen shows their message."
-            .into()
-    } else {
-        reason.text.clone()
-    }
+/// When the device's override of `kind` in force now ends (the latest, if several are).
+async fn override_end(
+    state: &AppState,
+    device_id: &str,
+    kind: StoredKind,
+) -> Result<Option<Timestamp>, ApiError> {
+    let now_us = micros(state.clock.now());
+    let snapshot = state.store.snapshot(device_id).await?;
+    Ok(snapshot
+        .overrides
+        .iter()
+        .filter(|o| o.kind == kind.as_str() && o.cancelled_us.is_none() && o.from_us <= now_us)
+        .filter_map(|o| o.until_us)
+        .filter(|until| *until > now_us)
+        .max()
+        .map(from_micros))
 }
 
 async fn check(
     State(state): State<AppState>,
     client: PublicClient,
+    reader: Reader,
     Query(query): Query<Q>,
 ) -> Response {
-    let title = "Is this phone financed?";
+    let title = reader.t("check-title");
     let Some(imei) = query.imei.filter(|q| !q.trim().is_empty()) else {
-        return page(StatusCode::OK, title, check_form(""));
+        return page(
+            &reader,
+            StatusCode::OK,
+            &title,
+            html! { (check_form(&reader, "")) (other_lock(&reader)) },
+        );
     };
     if let Err(limited) = client.check(&state) {
-        return limited_page(limited);
+        return limited_page(&reader, limited);
     }
     match check_imei(&state, &imei).await {
         Ok(answer) => {
-            let status_words = match answer.status {
-                ImeiStatus::Clear => "Clear",
-                ImeiStatus::FinancedGoodStanding => "Financed, in good standing",
-                ImeiStatus::Locked => "Financed and locked",
-                ImeiStatus::Released => "Released",
-                ImeiStatus::Unknown => "Unknown",
+            let status_words = reader.t(match answer.status {
+                ImeiStatus::Clear => "imei-clear",
+                ImeiStatus::FinancedGoodStanding => "imei-financed",
+                ImeiStatus::Locked => "imei-locked",
+                ImeiStatus::Released => "imei-released",
+                ImeiStatus::Unknown => "imei-unknown",
+            });
+            let financier_name = answer.financier.as_ref().map(|f| f.name.as_str());
+            let says = match (answer.status, financier_name) {
+                (ImeiStatus::Clear, _) => reader.t("imei-says-clear"),
+                (ImeiStatus::FinancedGoodStanding, Some(name)) => {
+                    reader.t_with("imei-says-financed", &[("financier", name)])
+                }
+                (ImeiStatus::Locked, Some(name)) => {
+                    reader.t_with("imei-says-locked", &[("financier", name)])
+                }
+                (ImeiStatus::Released, Some(_)) => reader.t("imei-says-released"),
+                (ImeiStatus::Released, None) => reader.t("imei-says-released-earlier"),
+                (ImeiStatus::Unknown, _) => reader.t("imei-says-unknown"),
+                // A financed answer always names its financier.
+                _ => answer.message.clone(),
             };
+            // The day the claim ended (UTC, as the JSON answer gives it).
+            let released_on = answer
+                .released_on
+                .as_deref()
+                .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+                .map(|d| time::date(reader.lang(), d));
             let body = html! {
                 div class="box" id="result" {
                     p { strong id="status" data-status=(answer.status.as_str()) { (status_words) } }
-                    p { (answer.message) }
-                    @if let Some(on) = &answer.released_on {
-                        p { "Released on " (on) "." }
+                    p id="says" { (says) }
+                    @if let Some(on) = &released_on {
+                        p { (reader.t_with("imei-released-on", &[("date", on)])) }
                     }
                     @if let Some(f) = &answer.financier {
-                        p { "Financier: " (f.name) " — " (f.contact) "." }
+                        p { (reader.t("imei-financier")) " " (f.name) " — " (f.contact) }
                     }
-                    p { "Platform support: " (answer.support_contact) "." }
+                    p { (reader.t("why-platform-support")) " " (answer.support_contact) }
                 }
-                (check_form(&imei))
+                (other_lock(&reader))
+                (check_form(&reader, &imei))
             };
-            page(StatusCode::OK, title, body)
+            page(&reader, StatusCode::OK, &title, body)
         }
-        Err(e) => error_page(e, title, check_form(&imei)),
+        Err(e) => error_page(&reader, e, &title, check_form(&reader, &imei)),
     }
 }
 
-/// What the borrower reads for each claim an appeal can make.
+/// The catalogue's words for each claim an appeal can make.
 fn claim_label(claim: ClaimKind) -> &'static str {
     match claim {
-        ClaimKind::Paid => "I paid and I am still locked",
-        ClaimKind::Owner => "I own this phone (bought second-hand)",
-        ClaimKind::WrongLock => "This lock is wrong",
+        ClaimKind::Paid => "appeal-claim-paid",
+        ClaimKind::Owner => "appeal-claim-owner",
+        ClaimKind::WrongLock => "appeal-claim-wrong-lock",
     }
 }
 
-fn appeal_form_html(values: &HashMap<String, String>, max_bytes: u64) -> Markup {
+/// The appeal form. `today` (the server's date) is the date paid it suggests: a borrower who
+/// paid and is still locked has usually paid in the last day or two, and the browser's date
+/// picker starts from it.
+fn appeal_form_html(
+    lang: Lang,
+    values: &HashMap<String, String>,
+    max_bytes: u64,
+    today: jiff::civil::Date,
+) -> Markup {
+    let t = |id: &str| catalog::message(lang, id, &[]);
     let v = |name: &str| values.get(name).map(String::as_str).unwrap_or("");
     let claim = values.get("claim").map(String::as_str).unwrap_or("paid");
+    let paid_on = values
+        .get("paid_on")
+        .cloned()
+        .unwrap_or_else(|| today.to_string());
     let limit = appeals::mib(max_bytes);
     html! {
-        form method="post" action="/appeal" enctype="multipart/form-data" {
-            p {
-                "Both numbers are on the phone's lock screen. The status code shows that you have \
-                 the phone; if the phone has just changed its code, use the new one."
-            }
-            label for="imei" { "IMEI (on the lock screen, or dial *#06#)" }
+        form method="post" action={ "/appeal?lang=" (lang.code()) } enctype="multipart/form-data" {
+            p { (t("appeal-numbers-hint")) }
+            label for="imei" { (t("appeal-imei-label")) }
             input id="imei" name="imei" value=(v("imei")) inputmode="numeric" autocomplete="off" required;
-            label for="status_code" { "Status code (8 digits, on the lock screen)" }
+            label for="status_code" { (t("appeal-code-label")) }
             input id="status_code" name="status_code" value=(v("status_code")) inputmode="numeric" autocomplete="off" required;
-            label for="claim" { "What happened?" }
+            label for="claim" { (t("appeal-claim-label")) }
             select id="claim" name="claim" {
                 @for kind in ClaimKind::ALL {
-                    option value=(kind.as_str()) selected[claim == kind.as_str()] { (claim_label(*kind)) }
+                    option value=(kind.as_str()) selected[claim == kind.as_str()] { (t(claim_label(*kind))) }
                 }
             }
-            label for="contact" { "Your phone number or e-mail, for the financier to reach you" }
+            label for="contact" { (t("appeal-contact-label")) }
             input id="contact" name="contact" value=(v("contact")) required;
             fieldset {
-                legend { "If you paid" }
-                label for="payment_reference" { "Payment reference (transaction code)" }
+                legend { (t("appeal-if-paid")) }
+                label for="payment_reference" { (t("appeal-reference-label")) }
                 input id="payment_reference" name="payment_reference" value=(v("payment_reference"));
-                label for="paid_on" { "Date paid (YYYY-MM-DD)" }
-                input id="paid_on" name="paid_on" value=(v("paid_on")) placeholder="2026-03-05";
-                label for="amount" { "Amount" }
+                label for="paid_on" { (t("appeal-paid-on-label")) }
+                input id="paid_on" name="paid_on" type="date" value=(paid_on);
+                label for="amount" { (t("appeal-amount-label")) }
                 input id="amount" name="amount" value=(v("amount")) inputmode="decimal";
-                label for="currency" { "Currency (e.g. KES)" }
+                label for="currency" { (t("appeal-currency-label")) }
                 input id="currency" name="currency" value=(v("currency"));
             }
             label for="receipt" {
-                "Receipt, or proof of purchase (PDF, JPEG or PNG, at most " (limit) ")"
+                (catalog::message(lang, "appeal-receipt-label", &[("limit", &limit.to_string())]))
             }
             input id="receipt" name="receipt" type="file" accept="application/pdf,image/jpeg,image/png";
-            label for="statement" { "Anything else we should know" }
+            label for="statement" { (t("appeal-statement-label")) }
             textarea id="statement" name="statement" rows="3" { (v("statement")) }
-            button id="submit" type="submit" { "Send the appeal" }
+            button id="submit" type="submit" { (t("appeal-send")) }
         }
     }
 }
 
-async fn appeal_form(State(state): State<AppState>, Query(query): Query<Q>) -> Response {
+fn today(state: &AppState) -> jiff::civil::Date {
+    state.clock.now().to_zoned(TimeZone::UTC).date()
+}
+
+async fn appeal_form(
+    State(state): State<AppState>,
+    reader: Reader,
+    Query(query): Query<Q>,
+) -> Response {
     let mut values = HashMap::new();
     if let Some(q) = query.q {
         // From the "why" page: an 8-digit status code, or an IMEI.
@@ -403,102 +697,163 @@ async fn appeal_form(State(state): State<AppState>, Query(query): Query<Q>) -> R
         };
         values.insert(field.to_string(), q);
     }
+    let max = state.settings.appeal_upload_max_bytes;
     page(
+        &reader,
         StatusCode::OK,
-        "Open an appeal",
+        &reader.t("appeal-title"),
         html! {
-            p {
-                "The financier must answer by a deadline. If you paid and they do not answer in \
-                 time, your phone is unlocked for a while. Nothing gets worse while your appeal \
-                 is open."
-            }
-            (appeal_form_html(&values, state.settings.appeal_upload_max_bytes))
+            p { (reader.t("appeal-intro")) }
+            (appeal_form_html(reader.lang(), &values, max, today(&state)))
         },
     )
+}
+
+/// Where an appeal stands, in the reader's words, its times in the borrower's zone.
+fn stage_words(reader: &Reader, stage: Stage, zone: &TimeZone) -> String {
+    let at = |us: i64| reader.date_time(from_micros(us), zone);
+    match stage {
+        Stage::Accepted => reader.t("progress-accepted"),
+        Stage::Rejected => reader.t("progress-rejected"),
+        Stage::UnlockedUntil {
+            deadline_us,
+            until_us,
+        } => reader.t_with(
+            "progress-unlocked",
+            &[("deadline", &at(deadline_us)), ("until", &at(until_us))],
+        ),
+        Stage::UnlockEnded {
+            deadline_us,
+            until_us,
+        } => reader.t_with(
+            "progress-unlock-ended",
+            &[("deadline", &at(deadline_us)), ("until", &at(until_us))],
+        ),
+        Stage::WaitingWithUnlock { deadline_us } => {
+            reader.t_with("progress-waiting-unlock", &[("deadline", &at(deadline_us))])
+        }
+        Stage::WaitingWithoutUnlock { deadline_us } => reader.t_with(
+            "progress-waiting-no-unlock",
+            &[("deadline", &at(deadline_us))],
+        ),
+        Stage::Waiting { deadline_us } => {
+            reader.t_with("progress-waiting", &[("deadline", &at(deadline_us))])
+        }
+    }
+}
+
+/// The time zone of the device an appeal is about (its plan's).
+async fn appeal_zone(
+    state: &AppState,
+    appeal: &lien_store::AppealRecord,
+) -> Result<TimeZone, ApiError> {
+    let device = state.store.device(&appeal.device_id).await?;
+    Ok(time::plan_zone(&device.enrolled.plan_json))
 }
 
 async fn appeal_submit(
     State(state): State<AppState>,
     client: PublicClient,
+    reader: Reader,
     multipart: Multipart,
 ) -> Response {
-    let title = "Open an appeal";
+    let title = reader.t("appeal-title");
     let max = state.settings.appeal_upload_max_bytes;
+    let lang = reader.lang();
     if let Err(limited) = client.check(&state) {
-        return limited_page(limited);
+        return limited_page(&reader, limited);
     }
     let form = match appeals::read_form(multipart, max).await {
         Ok(form) => form,
-        Err(e) => return error_page(e, title, appeal_form_html(&HashMap::new(), max)),
+        Err(e) => {
+            let form = appeal_form_html(lang, &HashMap::new(), max, today(&state));
+            return error_page(&reader, e, &title, form);
+        }
     };
     let values = form.fields.clone();
-    match appeals::open_appeal(&state, form).await {
-        Ok(opened) => {
-            let appeal = &opened.record;
-            let view = crate::commands::appeals::rules::progress(appeal, micros(state.clock.now()));
-            page(
-                StatusCode::CREATED,
-                "Your appeal is open",
-                html! {
-                    div class="box" id="result" {
-                        p { "Your reference: " strong id="reference" { (appeal.reference) } }
-                        p { "Keep it: it is the only way to follow your appeal." }
-                        p { (view) }
-                        @if let Some(why) = &opened.unlock_withheld {
-                            p id="withheld" {
-                                "No provisional unlock at the deadline: " (why) "."
-                            }
-                        }
-                    }
-                    p {
-                        a id="follow"
-                            href={ "/appeal/status?reference=" (query_value(&appeal.reference)) }
-                            { "Follow this appeal" }
-                    }
-                },
-            )
+    let opened = match appeals::open_appeal(&state, form).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let form = appeal_form_html(lang, &values, max, today(&state));
+            return error_page(&reader, e, &title, form);
         }
-        Err(e) => error_page(e, title, appeal_form_html(&values, max)),
-    }
+    };
+    let appeal = &opened.record;
+    let zone = match appeal_zone(&state, appeal).await {
+        Ok(zone) => zone,
+        Err(e) => {
+            // The appeal is open: say so, only without the borrower's zone.
+            tracing::error!(error = %e, "the appealed device's zone");
+            TimeZone::UTC
+        }
+    };
+    let stage = crate::commands::appeals::rules::stage(appeal, micros(state.clock.now()));
+    let follow = reader.link(&format!(
+        "/appeal/status?reference={}",
+        query_value(&appeal.reference)
+    ));
+    page(
+        &reader,
+        StatusCode::CREATED,
+        &reader.t("appeal-opened-title"),
+        html! {
+            div class="box" id="result" {
+                p { (reader.t("appeal-your-reference")) " " strong id="reference" { (appeal.reference) } }
+                p { (reader.t("appeal-keep-reference")) }
+                p id="progress" { (stage_words(&reader, stage, &zone)) }
+                @if let Some(why) = &opened.unlock_withheld {
+                    p id="withheld" { (reader.t_with("appeal-withheld", &[("why", why)])) }
+                }
+            }
+            p { a id="follow" href=(follow) { (reader.t("appeal-follow")) } }
+        },
+    )
 }
 
 async fn appeal_status(
     State(state): State<AppState>,
     client: PublicClient,
+    reader: Reader,
     Query(query): Query<Q>,
 ) -> Response {
-    let title = "Your appeal";
+    let title = reader.t("appeal-status-title");
     let Some(reference) = query.reference.filter(|q| !q.trim().is_empty()) else {
-        return page(StatusCode::OK, title, follow_form(""));
+        return page(&reader, StatusCode::OK, &title, follow_form(&reader, ""));
     };
     if let Err(limited) = client.check(&state) {
-        return limited_page(limited);
+        return limited_page(&reader, limited);
     }
-    match appeals::public_view(&state, &reference).await {
-        Ok(a) => {
-            let status_words = match a.status {
-                AppealStatus::Accepted => "Accepted",
-                AppealStatus::Rejected => "Rejected",
-                AppealStatus::Open => "Open",
-            };
-            let reason = a.decision_reason.as_deref().filter(|r| !r.is_empty());
-            let body = html! {
-                div class="box" id="result" {
-                    p { "Reference: " (a.reference) }
-                    p { "Status: " strong id="status" data-status=(a.status.as_str()) { (status_words) } }
-                    p { (a.progress) }
-                    p { "Answer due by: " (a.deadline) }
-                    @if let Some(reason) = reason {
-                        p { "The financier's reason: " span id="reason" { (reason) } }
-                    }
-                    p { "Financier: " (a.financier_name) " — " (a.financier_contact) "." }
-                }
-                (follow_form(&a.reference))
-            };
-            page(StatusCode::OK, title, body)
+    let found = match appeals::public_appeal(&state, &reference).await {
+        Ok(found) => found,
+        Err(e) => return error_page(&reader, e, &title, follow_form(&reader, &reference)),
+    };
+    let (a, record) = found;
+    let zone = match appeal_zone(&state, &record).await {
+        Ok(zone) => zone,
+        Err(e) => return error_page(&reader, e, &title, follow_form(&reader, &reference)),
+    };
+    let status_words = reader.t(match a.status {
+        AppealStatus::Accepted => "appeal-accepted",
+        AppealStatus::Rejected => "appeal-rejected",
+        AppealStatus::Open => "appeal-open",
+    });
+    let stage = crate::commands::appeals::rules::stage(&record, micros(state.clock.now()));
+    let deadline = reader.date_time(from_micros(record.deadline_us), &zone);
+    let reason = a.decision_reason.as_deref().filter(|r| !r.is_empty());
+    let body = html! {
+        div class="box" id="result" {
+            p { (reader.t("appeal-reference")) " " (a.reference) }
+            p { (reader.t("appeal-status")) " " strong id="status" data-status=(a.status.as_str()) { (status_words) } }
+            p id="progress" { (stage_words(&reader, stage, &zone)) }
+            p id="deadline" { (reader.t_with("appeal-due-by", &[("time", &deadline)])) }
+            @if let Some(reason) = reason {
+                p { (reader.t("appeal-financier-reason")) " " span id="reason" { (reason) } }
+            }
+            p { (reader.t("appeal-financier")) " " (a.financier_name) " — " (a.financier_contact) }
         }
-        Err(e) => error_page(e, title, follow_form(&reference)),
-    }
+        (follow_form(&reader, &a.reference))
+    };
+    page(&reader, StatusCode::OK, &title, body)
 }
 
 #[cfg(test)]
@@ -508,7 +863,7 @@ mod tests {
     #[test]
     fn everything_that_could_open_a_tag_or_leave_an_attribute_is_escaped() {
         let hostile = "\"><script>alert('x')</script> & \"q\"";
-        let form = lookup_form("/why", "q", "<b>label</b>", hostile, "Go").into_string();
+        let form = lookup_form(Lang::En, "/why", "q", "<b>label</b>", hostile, "Go").into_string();
         assert!(
             form.contains(
                 "value=\"&quot;&gt;&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;q&quot;\""
@@ -518,7 +873,8 @@ mod tests {
         assert!(form.contains("&lt;b&gt;label&lt;/b&gt;"), "{form}");
         assert!(!form.contains("<script") && !form.contains("<b>"), "{form}");
         let values = HashMap::from([("statement".to_string(), "</textarea><p>".to_string())]);
-        let appeal = appeal_form_html(&values, 1 << 20).into_string();
+        let today = "2026-03-05".parse().unwrap();
+        let appeal = appeal_form_html(Lang::Sw, &values, 1 << 20, today).into_string();
         assert!(
             appeal.contains("&lt;/textarea&gt;&lt;p&gt;</textarea>"),
             "{appeal}"

@@ -699,7 +699,7 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
     let current = why(&w.app, &lock_code).await;
     assert_eq!(current.status, 200, "{}", current.body);
     assert!(
-        current.body.as_str().unwrap().contains("KES 1000.00"),
+        current.body.as_str().unwrap().contains("KES 1,000.00"),
         "{}",
         current.body
     );

@@ -215,6 +215,25 @@ async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() 
     };
     let status_code = lock.details.status_code.clone();
 
+    // The borrower reads why in Swahili, chosen with the page's language switch: the amount
+    // as the lock screen writes it, the time in Nairobi.
+    browser.go(&format!("{}/why", app.base)).await;
+    browser.click("#languages a[hreflang='sw']").await;
+    assert_eq!(browser.attribute("html", "lang").await, "sw");
+    browser.type_into("#q", &status_code).await;
+    browser.click("form button").await;
+    assert_eq!(
+        browser.text("#state").await,
+        "Imefungwa. Simu za dharura bado zinapigika."
+    );
+    assert_eq!(browser.text("#amount").await, "KES 1,000.00");
+    assert_eq!(
+        browser.text("#as_of").await,
+        "Hali ilivyo tarehe 5 Februari 2026, saa 10:00 EAT."
+    );
+    // Back to English for the rest of the story.
+    browser.go(&format!("{}/?lang=en", app.base)).await;
+
     // The borrower opens an appeal with a receipt, giving the IMEI and status code.
     let dir = tempfile::tempdir().unwrap();
     let receipt = dir.path().join("receipt.png");
@@ -224,7 +243,11 @@ async fn a_borrower_checks_an_imei_appeals_with_a_receipt_and_sees_the_answer() 
     browser.type_into("#status_code", &status_code).await;
     browser.type_into("#contact", "+254 711 000 111").await;
     browser.type_into("#payment_reference", "MPESA-QX12").await;
-    browser.type_into("#paid_on", "2026-01-09").await;
+    // A date input: set as the browser's date picker would (typing follows the locale's order).
+    assert_eq!(browser.attribute("#paid_on", "type").await, "date");
+    browser
+        .script("document.getElementById('paid_on').value = '2026-01-09'; return true;")
+        .await;
     browser.type_into("#amount", "1000.00").await;
     browser.type_into("#currency", "KES").await;
     browser
@@ -490,6 +513,7 @@ async fn support_finds_a_phone_by_its_status_code_and_accepts_its_appeal() {
         panic!("not locked: {}", w.phone.render());
     };
     let status_code = lock.details.status_code.clone();
+
     // The borrower says they paid, with a photo of the receipt, from the public form.
     let receipt = include_bytes!("fixtures/receipt.png");
     let opened = w

@@ -18,6 +18,7 @@ mod malformed;
 mod management;
 mod money_in;
 mod mpesa;
+mod pages;
 mod payoff;
 mod phone;
 mod push;

@@ -204,6 +204,8 @@ impl Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lien"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            // A data directory of its own is a deployment, which must name its support.
+            .env("LIEN_SUPPORT_CONTACT", "+254 20 000 0000")
             .envs(env.iter().copied())
             .current_dir(data_dir.parent().unwrap())
             .stdout(Stdio::piped())
@@ -273,6 +275,24 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn a_deployment_without_a_support_contact_is_refused_naming_the_setting() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_lien"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("LIEN_SUPPORT_CONTACT")
+        .current_dir(root.path())
+        .output()
+        .expect("the lien binary runs");
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("support_contact is not set"), "{said}");
+    assert!(said.contains("LIEN_SUPPORT_CONTACT"), "{said}");
+    assert!(!data.exists(), "nothing is created before the refusal");
 }
 
 #[cfg(target_os = "linux")]

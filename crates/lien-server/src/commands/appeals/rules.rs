@@ -134,37 +134,109 @@ pub fn appeal_terms(
     Ok((response * 3_600_000_000, unlock * 3_600_000_000))
 }
 
-/// Where an appeal stands, in words the borrower understands.
-pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
-    let deadline = rfc3339(from_micros(appeal.deadline_us));
+/// Where an appeal stands, as a value: the API words it in English ([`progress`]), the
+/// borrower pages in the reader's language. Instants are microseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The financier accepted it.
+    Accepted,
+    /// The financier rejected it.
+    Rejected,
+    /// Unanswered at the deadline: the phone is unlocked until `until_us`.
+    UnlockedUntil {
+        /// The response deadline.
+        deadline_us: i64,
+        /// The end of the provisional unlock.
+        until_us: i64,
+    },
+    /// Unanswered, and the provisional unlock it earned has ended.
+    UnlockEnded {
+        /// The response deadline.
+        deadline_us: i64,
+        /// The end of the provisional unlock.
+        until_us: i64,
+    },
+    /// Waiting for an answer; the phone is unlocked for a while if none comes by the deadline.
+    WaitingWithUnlock {
+        /// The response deadline.
+        deadline_us: i64,
+    },
+    /// Waiting for an answer to a payment claim that earns no provisional unlock.
+    WaitingWithoutUnlock {
+        /// The response deadline.
+        deadline_us: i64,
+    },
+    /// Waiting for an answer to a claim that is not about a payment.
+    Waiting {
+        /// The response deadline.
+        deadline_us: i64,
+    },
+}
+
+/// Where an appeal stands at `now_us`.
+pub fn stage(appeal: &AppealRecord, now_us: i64) -> Stage {
+    let deadline_us = appeal.deadline_us;
     match AppealStatus::parse(&appeal.status) {
-        Some(AppealStatus::Accepted) => "Accepted.".to_string(),
-        Some(AppealStatus::Rejected) => "Rejected.".to_string(),
+        Some(AppealStatus::Accepted) => Stage::Accepted,
+        Some(AppealStatus::Rejected) => Stage::Rejected,
         Some(AppealStatus::Open) | None => match appeal.unlock_until_us {
-            Some(until) if now_us >= appeal.deadline_us && now_us < until => format!(
-                "Not answered by the deadline ({deadline}): the phone is unlocked until {} \
-                 while the financier reviews it.",
-                rfc3339(from_micros(until))
-            ),
-            Some(until) if now_us >= until => format!(
-                "Not answered by the deadline ({deadline}); the provisional unlock ended at {}. \
-                 The lock will not get worse while the appeal is open.",
-                rfc3339(from_micros(until))
-            ),
-            Some(_) => format!(
-                "Waiting for the financier, who must answer by {deadline}. If they do not, the \
-                 phone is unlocked for a while from then. Nothing gets worse meanwhile."
-            ),
-            None if ClaimKind::parse(&appeal.claim) == Some(ClaimKind::Paid) => format!(
-                "Waiting for the financier, who should answer by {deadline}. Nothing gets worse \
-                 meanwhile. This claim does not unlock the phone at the deadline: the amount \
-                 claimed does not lift what is overdue, or the payment is already recorded."
-            ),
-            None => format!(
-                "Waiting for the financier, who should answer by {deadline}. Nothing gets worse \
-                 meanwhile."
-            ),
+            Some(until_us) if now_us >= deadline_us && now_us < until_us => Stage::UnlockedUntil {
+                deadline_us,
+                until_us,
+            },
+            Some(until_us) if now_us >= until_us => Stage::UnlockEnded {
+                deadline_us,
+                until_us,
+            },
+            Some(_) => Stage::WaitingWithUnlock { deadline_us },
+            None if ClaimKind::parse(&appeal.claim) == Some(ClaimKind::Paid) => {
+                Stage::WaitingWithoutUnlock { deadline_us }
+            }
+            None => Stage::Waiting { deadline_us },
         },
+    }
+}
+
+/// Where an appeal stands, in words the borrower understands (English, for the API).
+pub fn progress(appeal: &AppealRecord, now_us: i64) -> String {
+    let at = |us: i64| rfc3339(from_micros(us));
+    match stage(appeal, now_us) {
+        Stage::Accepted => "Accepted.".to_string(),
+        Stage::Rejected => "Rejected.".to_string(),
+        Stage::UnlockedUntil {
+            deadline_us,
+            until_us,
+        } => format!(
+            "Not answered by the deadline ({}): the phone is unlocked until {} \
+             while the financier reviews it.",
+            at(deadline_us),
+            at(until_us)
+        ),
+        Stage::UnlockEnded {
+            deadline_us,
+            until_us,
+        } => format!(
+            "Not answered by the deadline ({}); the provisional unlock ended at {}. \
+             The lock will not get worse while the appeal is open.",
+            at(deadline_us),
+            at(until_us)
+        ),
+        Stage::WaitingWithUnlock { deadline_us } => format!(
+            "Waiting for the financier, who must answer by {}. If they do not, the \
+             phone is unlocked for a while from then. Nothing gets worse meanwhile.",
+            at(deadline_us)
+        ),
+        Stage::WaitingWithoutUnlock { deadline_us } => format!(
+            "Waiting for the financier, who should answer by {}. Nothing gets worse \
+             meanwhile. This claim does not unlock the phone at the deadline: the amount \
+             claimed does not lift what is overdue, or the payment is already recorded.",
+            at(deadline_us)
+        ),
+        Stage::Waiting { deadline_us } => format!(
+            "Waiting for the financier, who should answer by {}. Nothing gets worse \
+             meanwhile.",
+            at(deadline_us)
+        ),
     }
 }
 

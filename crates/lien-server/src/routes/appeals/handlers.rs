@@ -184,6 +184,15 @@ pub fn appeal_view(a: &AppealRecord, now_us: i64) -> Result<AppealView, ApiError
 
 /// The borrower's view of an appeal.
 pub async fn public_view(state: &AppState, reference: &str) -> Result<AppealPublicView, ApiError> {
+    Ok(public_appeal(state, reference).await?.0)
+}
+
+/// An appeal as its reference shows it, with the record it was read from (the borrower
+/// pages word its stage and times in the reader's language and zone).
+pub async fn public_appeal(
+    state: &AppState,
+    reference: &str,
+) -> Result<(AppealPublicView, lien_store::AppealRecord), ApiError> {
     let reference = reference.trim().to_ascii_uppercase();
     if !plausible_reference(&reference) {
         return Err(ApiError::invalid(
@@ -199,7 +208,7 @@ pub async fn public_view(state: &AppState, reference: &str) -> Result<AppealPubl
     let financier = state.store.financier(&a.financier_id).await?;
     let now_us = micros(state.clock.now());
     let at = |us: i64| rfc3339(from_micros(us));
-    Ok(AppealPublicView {
+    let view = AppealPublicView {
         reference: a.reference.clone(),
         claim: ClaimKind::stored(&a.claim)?,
         status: AppealStatus::stored(&a.status)?,
@@ -211,7 +220,8 @@ pub async fn public_view(state: &AppState, reference: &str) -> Result<AppealPubl
         decision_reason: a.decision_reason.clone(),
         financier_name: financier.name,
         financier_contact: financier.contact,
-    })
+    };
+    Ok((view, a))
 }
 
 /// The form fields of `POST /v1/public/appeals` (multipart/form-data), for the document.
