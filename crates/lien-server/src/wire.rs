@@ -212,6 +212,15 @@ pub struct PolicySettingsJson {
     /// What happens when the plan is paid in full: `automatic` (the default) or `by_hand`.
     #[serde(default)]
     pub release_at_payoff: ReleaseAtPayoff,
+    // Emergency use. Defaults of 0 keep policies stored before these fields existed loading,
+    // as offering none.
+    /// Hours the borrower may use a locked or restricted phone, offline, once per period
+    /// (at most 72; 0, the default: none).
+    #[serde(default)]
+    pub emergency_use_hours: u32,
+    /// At most one emergency window in this many days (at most 365; longer than a window).
+    #[serde(default)]
+    pub emergency_use_every_days: u32,
 }
 
 /// Whether a device whose plan is paid in full is released without a call. `automatic`: the

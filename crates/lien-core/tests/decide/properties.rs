@@ -138,6 +138,8 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                         end: Time::constant(e, 30, 0, 0),
                     }),
                     release_at_payoff: lien_core::PayoffRelease::Automatic,
+                    emergency_use_hours: 0,
+                    emergency_use_every_days: 0,
                 })
                 .ok()
             },

@@ -497,6 +497,8 @@ fn half_hour_after_midnight() -> LockPolicy {
             end: jiff::civil::Time::constant(0, 30, 0, 0),
         }),
         release_at_payoff: lien_core::PayoffRelease::Automatic,
+        emergency_use_hours: 0,
+        emergency_use_every_days: 0,
     })
     .unwrap()
 }
