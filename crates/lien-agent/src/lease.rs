@@ -90,6 +90,7 @@ mod tests {
                 ends_at: issued_at + 10 * DAY as i64,
                 warn_from: issued_at + 7 * DAY as i64,
             }),
+            emergency: None,
         }
     }
 
