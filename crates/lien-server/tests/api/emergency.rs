@@ -50,8 +50,14 @@ async fn a_locked_phone_offline_for_a_week_takes_its_emergency_window_once(backe
     // preset's 24 hours of emergency use every 30 days.
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
-    assert!(w.phone.render().contains("[Emergency use]"), "{}", w.phone.render());
-    let allowance = held_claims(&w).emergency.expect("the preset offers emergency use");
+    assert!(
+        w.phone.render().contains("[Emergency use]"),
+        "{}",
+        w.phone.render()
+    );
+    let allowance = held_claims(&w)
+        .emergency
+        .expect("the preset offers emergency use");
     assert_eq!((allowance.hours, allowance.every_days), (24, 30));
     assert_eq!(allowance.last_used_at, None);
 
@@ -77,8 +83,16 @@ async fn a_locked_phone_offline_for_a_week_takes_its_emergency_window_once(backe
         "{}",
         w.phone.render()
     );
-    assert!(w.phone.render().contains("Emergency use until"), "{}", w.phone.render());
-    assert!(!w.phone.enforcement().limits(lien_proto::DeviceRestriction::LockScreen));
+    assert!(
+        w.phone.render().contains("Emergency use until"),
+        "{}",
+        w.phone.render()
+    );
+    assert!(
+        !w.phone
+            .enforcement()
+            .limits(lien_proto::DeviceRestriction::LockScreen)
+    );
     // Taking it again while it runs starts nothing new; a reboot keeps it running.
     assert!(matches!(
         w.phone.take_emergency_use(),
@@ -91,7 +105,11 @@ async fn a_locked_phone_offline_for_a_week_takes_its_emergency_window_once(backe
     w.advance(Duration::from_secs(23 * HOUR)).await;
     assert!(w.locked(), "{}", w.phone.render());
     assert!(refused_too_soon(w.phone.take_emergency_use()));
-    assert!(w.phone.render().contains("already taken"), "{}", w.phone.render());
+    assert!(
+        w.phone.render().contains("already taken"),
+        "{}",
+        w.phone.render()
+    );
     // ...after a reboot, with the wall clock moved a year back or two months ahead, and after a
     // factory reset.
     w.phone.reboot().await;
@@ -119,9 +137,16 @@ async fn a_locked_phone_offline_for_a_week_takes_its_emergency_window_once(backe
     assert!(reported[0].1.contains("for 24 hours"), "{history:?}");
     let claims = held_claims(&w);
     assert!(claims.sequence > sequence_before);
-    let last = claims.emergency.unwrap().last_used_at.expect("the window is named");
+    let last = claims
+        .emergency
+        .unwrap()
+        .last_used_at
+        .expect("the window is named");
     let eight_days_after_lock = "2026-02-12T07:00:00Z".parse::<jiff::Timestamp>().unwrap();
-    assert!((last - eight_days_after_lock.as_second()).abs() < DAY as i64, "{last}");
+    assert!(
+        (last - eight_days_after_lock.as_second()).abs() < DAY as i64,
+        "{last}"
+    );
     assert!(w.locked(), "{}", w.phone.render());
     assert!(refused_too_soon(w.phone.take_emergency_use()));
 
@@ -147,7 +172,11 @@ async fn an_expired_lease_is_lifted_by_the_first_check_in(backend: Backend) {
         .advance(jiff::SignedDuration::from_secs(11 * DAY as i64));
     w.phone.advance(Duration::from_secs(11 * DAY)).await;
     assert!(w.locked(), "{}", w.phone.render());
-    assert!(w.phone.render().contains("offline too long"), "{}", w.phone.render());
+    assert!(
+        w.phone.render().contains("offline too long"),
+        "{}",
+        w.phone.render()
+    );
 
     // Back online, one check-in: the server signed no new token, yet the phone is unlocked,
     // because the server proved it answered this very check-in.
