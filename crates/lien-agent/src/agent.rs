@@ -16,12 +16,14 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::VerifyingKey;
 use lien_proto::device_api::{
     CheckinRequest, CheckinResponse, DeviceEventJson, EventKind, HelloChallenge, HelloRequest,
-    HelloResponse, MAX_CHECKIN_EVENTS, PushRequest, sign_checkin, truncate_detail,
+    HelloResponse, MAX_CHECKIN_EVENTS, PushRequest, emergency_use_detail, sign_checkin,
+    truncate_detail,
 };
 use lien_proto::hello::{Verdict, binding_digest};
 use lien_proto::ocra::OcraSuite;
 use lien_proto::{DeviceRestriction, LeaseStatus, PinnedKeys, StatusClaims, TokenState};
 
+use crate::emergency::Refusal;
 use crate::entropy::Entropy;
 use crate::lease::LeaseClock;
 use crate::offline_unlock::{self, CodeOutcome, UnlockRules};
@@ -148,6 +150,33 @@ pub enum TransportError {
     BadAnswer(String),
 }
 
+/// What came of the lock screen's "Emergency use".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmergencyOutcome {
+    /// A window started: the phone works as if in good standing for `length`, until the wall
+    /// clock reads `until` (Unix seconds).
+    Started {
+        /// How long it lasts.
+        length: Duration,
+        /// When it ends by the phone's wall clock.
+        until: i64,
+    },
+    /// A window is running already, for `remaining`.
+    Running {
+        /// Time left.
+        remaining: Duration,
+    },
+    /// A window was taken less than the policy's period ago: the next may start after `wait`.
+    TooSoon {
+        /// Time left before the next, at least.
+        wait: Duration,
+    },
+    /// Nothing to use it on (the phone is not locked or restricted), or the policy offers none.
+    NotOffered,
+    /// The window could not be recorded, so it was not started: try again.
+    NotSaved,
+}
+
 /// The parts of the binding in usable form.
 struct Keys {
     device_id: String,
@@ -182,6 +211,8 @@ pub struct AgentStatus {
     pub wrong_codes: u32,
     /// Time left on an offline unlock.
     pub unlocked_for: Option<Duration>,
+    /// Time left on an emergency-use window.
+    pub emergency_for: Option<Duration>,
     /// The monotonic time of the next request.
     pub next_request: Option<Duration>,
     /// Events waiting to be reported.
@@ -227,6 +258,10 @@ pub struct Agent<S: Storage, P: Platform> {
     /// Whether the check-in being answered was already the immediate retry on the other clock.
     retried_other_clock: bool,
     in_flight_events: Vec<(EventKind, String)>,
+    /// The counter of the check-in in flight and whether it asked for a contact proof.
+    in_flight_counter: Option<(u64, bool)>,
+    /// The emergency window the check-in in flight reports, by its start.
+    in_flight_emergency: Option<i64>,
     notice: Option<String>,
     /// The last request's failure in technical terms, for diagnostics (never on screen).
     last_error: Option<String>,
@@ -273,6 +308,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             try_wall_clock: false,
             retried_other_clock: false,
             in_flight_events: Vec::new(),
+            in_flight_counter: None,
+            in_flight_emergency: None,
             notice: None,
             last_error: None,
             shown: None,
@@ -403,8 +440,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             highest_sequence: claims.sequence,
             lease_elapsed_ms: last.lease_elapsed_ms,
             last_sync: last.last_sync,
+            emergency: last.emergency.clone(),
             ..Protected::default()
         };
+        self.protected
+            .emergency
+            .observe_signed_time(claims.issued_at);
         self.held = Some(Held {
             status_code: lien_proto::status_code(&bytes),
             claims,
@@ -435,6 +476,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         });
         self.keys = Some(keys);
         self.protected = protected;
+        if let Some(held) = &self.held {
+            // A record from before emergency use existed starts its trusted clock here.
+            self.protected
+                .emergency
+                .observe_signed_time(held.claims.issued_at);
+        }
         self.mode = Mode::Bound;
         Ok(())
     }
@@ -509,6 +556,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 }
             }
             times.push(offline_unlock::active(&self.protected.unlock).map(|d| self.last_mono + d));
+            times.push(
+                self.protected
+                    .emergency
+                    .active()
+                    .map(|d| self.last_mono + d),
+            );
             times.push(
                 offline_unlock::wait_left(&self.protected.unlock, &self.config.unlock)
                     .map(|d| self.last_mono + d),
@@ -738,7 +791,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             last_sync,
             unlock: Default::default(),
             request_counter: 0,
+            // The windows taken stay taken, whatever the binding.
+            emergency: std::mem::take(&mut self.protected.emergency),
         };
+        self.protected
+            .emergency
+            .observe_signed_time(claims.issued_at);
         self.last_known = None;
         self.held = Some(Held {
             status_code: lien_proto::status_code(&bytes),
@@ -757,21 +815,41 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// The check-in to send, signed; `None` unless the phone is bound.
     pub fn checkin_request(&mut self, now: Now) -> Option<SignedCheckin> {
         let counter = self.bound_request_counter(now)?;
-        let keys = self.keys.as_ref()?;
-        let take = self.ordinary.pending_events.len().min(MAX_CHECKIN_EVENTS);
+        // An emergency window goes out from the protected record until the server has it, so
+        // that a factory reset (which wipes the ordinary events) cannot lose its report.
+        let emergency = self.protected.emergency.unreported();
+        let room = MAX_CHECKIN_EVENTS - usize::from(emergency.is_some());
+        let take = self.ordinary.pending_events.len().min(room);
         self.in_flight_events = self.ordinary.pending_events.drain(..take).collect();
+        self.in_flight_emergency = emergency;
+        // A phone whose lease is running out or over asks for a contact proof, so that this
+        // check-in renews it even if the server has no newer token (see `lien_proto::contact`).
+        let want_contact = self.held.as_ref().is_some_and(|held| {
+            matches!(
+                self.lease().status(&held.claims),
+                LeaseStatus::Warning { .. } | LeaseStatus::Expired
+            )
+        });
+        self.in_flight_counter = Some((counter, want_contact));
+        let keys = self.keys.as_ref()?;
+        let mut events: Vec<DeviceEventJson> = self
+            .in_flight_events
+            .iter()
+            .map(|(kind, detail)| DeviceEventJson {
+                kind: kind.as_str().to_string(),
+                detail: detail.clone(),
+            })
+            .collect();
+        events.extend(emergency.map(|started| DeviceEventJson {
+            kind: EventKind::EmergencyUse.as_str().to_string(),
+            detail: emergency_use_detail(started),
+        }));
         let request = CheckinRequest {
             sent_at: self.sent_at(now),
             counter,
             applied_sequence: self.protected.highest_sequence as i64,
-            events: self
-                .in_flight_events
-                .iter()
-                .map(|(kind, detail)| DeviceEventJson {
-                    kind: kind.as_str().to_string(),
-                    detail: detail.clone(),
-                })
-                .collect(),
+            events,
+            want_contact,
         };
         let body = serde_json::to_vec(&request).expect("a check-in is plain data");
         let signature = sign_checkin(&keys.credential, &body);
@@ -857,6 +935,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 } else {
                     self.requeue_in_flight();
                 }
+                self.in_flight_emergency = None;
+                self.in_flight_counter = None;
                 self.notice = Some(failure_notice(&err));
                 self.last_error = Some(err.to_string());
                 let refused = matches!(err, TransportError::Refused { status: 401, .. });
@@ -877,8 +957,15 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         // The server read the events: they are delivered whatever the token turns out to be.
         self.in_flight_events.clear();
         let held_before = self.held.as_ref().map(|h| h.claims.state);
+        if let Some(started) = self.in_flight_emergency.take() {
+            self.protected.emergency.acknowledged(started);
+        }
+        let asked = self.in_flight_counter.take();
         match self.accept(&answer) {
             Ok(()) => {
+                if let Some((counter, true)) = asked {
+                    self.take_contact(&answer, counter);
+                }
                 self.anchor = Some((answer.server_time, now.mono));
                 self.try_wall_clock = false;
                 self.retried_other_clock = false;
@@ -970,6 +1057,40 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         taken
     }
 
+    /// Renews the lease on a contact proof for the check-in sent with `counter`, if the answer
+    /// carries one that verifies for it and for the token now held; anything less renews
+    /// nothing (and a proof that fails is reported: the server signs only good ones).
+    fn take_contact(&mut self, answer: &CheckinResponse, counter: u64) {
+        let (Some(keys), Some(held)) = (&self.keys, &self.held) else {
+            return;
+        };
+        let Some(proof) = answer.contact.as_deref() else {
+            return;
+        };
+        let verified = STANDARD
+            .decode(proof)
+            .map_err(|_| "not base64".to_string())
+            .and_then(|bytes| {
+                keys.pinned
+                    .verify_contact(&bytes, &keys.device_id, counter, held.claims.sequence)
+                    .map_err(|e| e.to_string())
+            });
+        match verified {
+            Ok(contact) => {
+                let mut lease = self.lease();
+                lease.contact();
+                self.protected.lease_elapsed_ms = millis(lease.elapsed());
+                self.protected
+                    .emergency
+                    .observe_signed_time(contact.server_time);
+                self.save_protected();
+            }
+            Err(why) => {
+                self.queue_event(EventKind::Tamper, format!("contact proof refused: {why}"));
+            }
+        }
+    }
+
     /// Verifies the token in a check-in answer and takes it if it is valid.
     fn accept(&mut self, answer: &CheckinResponse) -> Result<(), String> {
         let keys = self.keys.as_ref().ok_or("not bound")?;
@@ -999,6 +1120,9 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             }
             self.protected.token = Some(answer.token.clone());
             self.protected.highest_sequence = claims.sequence;
+            self.protected
+                .emergency
+                .observe_signed_time(claims.issued_at);
             if claims.state == TokenState::Released {
                 self.protected.released = true;
                 self.mode = Mode::Released;
@@ -1074,6 +1198,60 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         outcome
     }
 
+    /// The lock (or restricted) screen's "Emergency use": starts the window the held token
+    /// offers, offline, unless one was taken less than the policy's period ago (by this record,
+    /// or by the server's, which the token carries). The window is written to protected storage
+    /// before it starts, and reported at the next check-in. See `emergency.rs`.
+    pub fn take_emergency_use(&mut self, now: Now) -> EmergencyOutcome {
+        self.tick(now);
+        if let Some(remaining) = self.protected.emergency.active() {
+            return EmergencyOutcome::Running { remaining };
+        }
+        let restricted = matches!(
+            self.shown.as_ref().map(|(s, _)| s),
+            Some(Screen::Locked(_) | Screen::Restricted(_))
+        );
+        let allowance = self.held.as_ref().and_then(|h| h.claims.emergency);
+        if !restricted || !matches!(self.mode, Mode::Bound | Mode::Recovering) {
+            return EmergencyOutcome::NotOffered;
+        }
+        let before = self.protected.emergency.clone();
+        let outcome = match self.protected.emergency.take(allowance.as_ref(), now.wall) {
+            Err(Refusal::NotOffered) => EmergencyOutcome::NotOffered,
+            Err(Refusal::TooSoon { wait }) => EmergencyOutcome::TooSoon { wait },
+            Ok(_) if !self.save_protected() => {
+                // A window not recorded as taken could be taken again after a reboot.
+                self.protected.emergency = before;
+                self.protected_dirty = false;
+                EmergencyOutcome::NotSaved
+            }
+            Ok(_) => {
+                let window = self
+                    .protected
+                    .emergency
+                    .window
+                    .as_ref()
+                    .expect("just taken");
+                EmergencyOutcome::Started {
+                    length: Duration::from_millis(window.length_ms),
+                    until: window.until_wall,
+                }
+            }
+        };
+        self.notice = match outcome {
+            EmergencyOutcome::TooSoon { wait } => Some(format!(
+                "Emergency use was already taken. It can be taken again in {}.",
+                format_duration(wait)
+            )),
+            EmergencyOutcome::NotSaved => {
+                Some("Emergency use could not be saved. Please try again.".into())
+            }
+            _ => None,
+        };
+        self.enforce();
+        outcome
+    }
+
     /// Queues an event (`sim_change`, `tamper` or `other`) for the next check-in.
     pub fn report(&mut self, kind: &str, detail: &str) {
         // The server takes only its known kinds; anything else goes as "other", named.
@@ -1095,6 +1273,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             lease.advance(delta);
             self.protected.lease_elapsed_ms = millis(lease.elapsed());
             offline_unlock::advance(&mut self.protected.unlock, delta);
+            self.protected.emergency.advance(delta);
             self.unsaved += delta;
         }
         if self.protected_dirty || self.unsaved >= self.config.persist_every {
@@ -1160,6 +1339,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             unlock_counter: self.protected.unlock.counter,
             wrong_codes: self.protected.unlock.failures,
             unlocked_for: offline_unlock::active(&self.protected.unlock),
+            emergency_for: self.protected.emergency.active(),
             next_request: self.schedule.next(),
             pending_events: self.ordinary.pending_events.len(),
             notice: self.notice.clone(),
@@ -1251,6 +1431,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         let anchor = match &self.last_known {
             Some(last) => Anchor {
                 lease_elapsed_ms: self.protected.lease_elapsed_ms,
+                emergency: self.protected.emergency.clone(),
                 ..last.clone()
             },
             None => {
@@ -1262,6 +1443,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                     server_keys: binding.map(|b| b.server_keys.clone()).unwrap_or_default(),
                     lease_elapsed_ms: self.protected.lease_elapsed_ms,
                     last_sync: self.protected.last_sync,
+                    emergency: self.protected.emergency.clone(),
                 }
             }
         };
@@ -1326,6 +1508,30 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             return (
                 Screen::Normal {
                     banner: Some(Banner::UnlockedByCode {
+                        remaining: minutes(left),
+                    }),
+                },
+                Enforcement::new(kept, always),
+            );
+        }
+        if let Some(left) = self.protected.emergency.active() {
+            // Emergency use works like good standing; blocking a factory reset stays, as the
+            // phone is still financed.
+            let kept = claims
+                .restrictions
+                .iter()
+                .copied()
+                .filter(|r| *r == DeviceRestriction::FactoryReset);
+            let until = self
+                .protected
+                .emergency
+                .window
+                .as_ref()
+                .map_or(0, |w| w.until_wall);
+            return (
+                Screen::Normal {
+                    banner: Some(Banner::EmergencyUse {
+                        until,
                         remaining: minutes(left),
                     }),
                 },
@@ -1429,10 +1635,19 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// code against (not while recovering).
     fn actions(&self) -> Vec<Action> {
         let codes = self.keys.is_some();
-        lock_actions()
+        let mut actions: Vec<Action> = lock_actions()
             .into_iter()
             .filter(|action| codes || *action != Action::EnterCode)
-            .collect()
+            .collect();
+        let offered = self
+            .held
+            .as_ref()
+            .and_then(|h| h.claims.emergency)
+            .is_some_and(|e| e.hours > 0);
+        if offered {
+            actions.push(Action::EmergencyUse);
+        }
+        actions
     }
 
     /// The challenge to show, made (and kept) the first time a screen needs one. Without
@@ -1490,6 +1705,9 @@ impl std::fmt::Display for AgentStatus {
         )?;
         if let Some(left) = self.unlocked_for {
             writeln!(f, "unlocked by code for {}", format_duration(left))?;
+        }
+        if let Some(left) = self.emergency_for {
+            writeln!(f, "emergency use for {}", format_duration(left))?;
         }
         writeln!(f, "events to report: {}", self.pending_events)?;
         if let Some(notice) = &self.notice {

@@ -47,6 +47,14 @@ impl LeaseClock {
         self.elapsed = self.elapsed.max(age(claims, server_time));
     }
 
+    /// The server signed a contact proof for the check-in just sent, answering with the token
+    /// held (see `lien_proto::contact`): it was reached now, so the lease counts from now. Only
+    /// a proof bound to the request's own counter may do this; an unsigned answer only
+    /// [`confirm`](LeaseClock::confirm)s.
+    pub fn contact(&mut self) {
+        self.elapsed = Duration::ZERO;
+    }
+
     /// Where the lease stands for `claims`.
     pub fn status(&self, claims: &StatusClaims) -> LeaseStatus {
         claims.lease_status(self.elapsed)
@@ -82,6 +90,7 @@ mod tests {
                 ends_at: issued_at + 10 * DAY as i64,
                 warn_from: issued_at + 7 * DAY as i64,
             }),
+            emergency: None,
         }
     }
 

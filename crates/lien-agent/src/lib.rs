@@ -4,7 +4,8 @@
 //! [`Platform`] (the lock screen and the restrictions), keeps what must survive a factory
 //! reset in protected [`Storage`] (sealed under a key only the platform holds and, where the
 //! phone can, anchored against rollback: see [`storage`]), counts its offline lease on a
-//! monotonic clock, and accepts one-time offline unlock codes.
+//! monotonic clock, accepts one-time offline unlock codes, and grants the policy's emergency use
+//! offline.
 //!
 //! The core is sans-IO: it never opens a socket and never reads a clock. The caller passes the
 //! time ([`Now`]) into every call and carries the requests the agent prepares
@@ -17,6 +18,7 @@
 //! `lien phone` command and benchmarks.
 
 mod agent;
+mod emergency;
 pub mod entropy;
 pub mod lease;
 pub mod money;
@@ -32,7 +34,8 @@ mod time;
 pub mod sim;
 
 pub use agent::{
-    Agent, AgentConfig, AgentStatus, Identity, Mode, Outgoing, SignedCheckin, TransportError,
+    Agent, AgentConfig, AgentStatus, EmergencyOutcome, Identity, Mode, Outgoing, SignedCheckin,
+    TransportError,
 };
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use offline_unlock::{CodeOutcome, UnlockRules};

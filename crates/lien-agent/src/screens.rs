@@ -55,6 +55,13 @@ pub enum Banner {
     },
     /// Paid off and released: the financier has no more claim on the phone.
     Released,
+    /// The borrower took the policy's emergency use: the phone works until `until`.
+    EmergencyUse {
+        /// The wall-clock time it ends (Unix seconds), as the phone's clock read when it began.
+        until: i64,
+        /// Time left (whole minutes).
+        remaining: Duration,
+    },
 }
 
 /// What every screen about the financing shows.
@@ -87,6 +94,8 @@ pub enum Action {
     EnterCode,
     /// Call an emergency number: always present.
     EmergencyCall,
+    /// Take the policy's emergency use: present when the held token offers it.
+    EmergencyUse,
 }
 
 /// The reminder screen.
@@ -251,9 +260,17 @@ fn write_actions(
             Action::CheckAgain => "[Check again]",
             Action::EnterCode => "[Enter code]",
             Action::EmergencyCall => "[Emergency call]",
+            Action::EmergencyUse => "[Emergency use]",
         })
         .collect();
     writeln!(f, "{}", names.join(" "))
+}
+
+/// `HH:MM UTC` of a Unix time.
+fn clock_time(unix: i64) -> String {
+    let full = format_utc(unix);
+    full.split_once(' ')
+        .map_or(full.clone(), |(_, time)| time.to_string())
 }
 
 fn restriction_name(r: DeviceRestriction) -> &'static str {
@@ -289,6 +306,12 @@ impl fmt::Display for Screen {
                     Some(Banner::Released) => {
                         writeln!(f, "This device is paid off and released: it is yours.")
                     }
+                    Some(Banner::EmergencyUse { until, remaining }) => writeln!(
+                        f,
+                        "Emergency use until {} ({} left). The phone locks again after it.",
+                        clock_time(*until),
+                        format_duration(*remaining)
+                    ),
                 }
             }
             Screen::Reminder(r) => {

@@ -87,6 +87,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::emergency::EmergencyRecord;
 use crate::platform::Platform;
 use crate::storage::{Area, RecordKind, Storage, StorageError, seal, unseal};
 
@@ -148,6 +149,10 @@ pub(crate) struct Protected {
     /// `CheckinRequest::counter`); saved before the request leaves, so no counter is sent twice.
     #[serde(default)]
     pub request_counter: u64,
+    /// Emergency use: the trusted clock and the last window (see `emergency.rs`). Records from
+    /// before it existed load with none.
+    #[serde(default)]
+    pub emergency: EmergencyRecord,
 }
 
 /// Wiped by a factory reset.
@@ -176,6 +181,9 @@ pub(crate) struct Anchor {
     pub lease_elapsed_ms: u64,
     /// The server's time at the last successful check-in, for the lock screen.
     pub last_sync: Option<i64>,
+    /// Emergency use, so that a reflash cannot give back a window taken.
+    #[serde(default)]
+    pub emergency: EmergencyRecord,
 }
 
 /// What loading a record found.

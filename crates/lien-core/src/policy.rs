@@ -111,6 +111,14 @@ pub struct PolicySettings {
     pub release_at_payoff: PayoffRelease,
     /// How fast a payment must unlock the phone, and the compensation when it does not.
     pub unlock_promise: Option<UnlockPromise>,
+    // Emergency use (issue 20). The decision function does not read these either: the status
+    // token carries them, and the phone grants the window itself, offline, from the lock or
+    // restricted screen.
+    /// Hours the borrower may use a locked or restricted phone as if in good standing, once
+    /// per period, without any network. 0: no emergency use.
+    pub emergency_use_hours: u32,
+    /// At most one emergency window in this many days (counted from a window's start).
+    pub emergency_use_every_days: u32,
 }
 
 impl PolicySettings {
@@ -127,6 +135,10 @@ impl PolicySettings {
     pub const MAX_ESCALATIONS: usize = 8;
     /// The longest unlock promise, in minutes: a week.
     pub const MAX_UNLOCK_MINUTES: u32 = 7 * 24 * 60;
+    /// The longest emergency window, in hours: three days.
+    pub const MAX_EMERGENCY_USE_HOURS: u32 = 72;
+    /// The longest period between emergency windows, in days.
+    pub const MAX_EMERGENCY_USE_EVERY_DAYS: u32 = 365;
 
     /// Each bounded number with its field name and bound, for the checks and the error.
     fn bounded(&self) -> Vec<(String, u64, u64)> {
@@ -142,6 +154,16 @@ impl PolicySettings {
                 "lease_days".to_string(),
                 u64::from(self.lease_days),
                 u64::from(Self::MAX_LEASE_DAYS),
+            ),
+            (
+                "emergency_use_hours".to_string(),
+                u64::from(self.emergency_use_hours),
+                u64::from(Self::MAX_EMERGENCY_USE_HOURS),
+            ),
+            (
+                "emergency_use_every_days".to_string(),
+                u64::from(self.emergency_use_every_days),
+                u64::from(Self::MAX_EMERGENCY_USE_EVERY_DAYS),
             ),
             (
                 "notices".to_string(),
@@ -232,6 +254,17 @@ pub enum PolicyError {
     /// An unlock promised in no time at all cannot be kept, and a compensation must be owed.
     #[error("{0}")]
     UnlockPromise(&'static str),
+    /// An emergency window must fit in its period, or it could be taken back to back.
+    #[error(
+        "emergency_use_every_days ({every_days}) must be longer than an emergency_use_hours \
+         ({hours}) window"
+    )]
+    EmergencyWindowNotShorterThanPeriod {
+        /// The window, in hours.
+        hours: u32,
+        /// The period, in days.
+        every_days: u32,
+    },
     /// A window from a time to the same time is meaningless.
     #[error("quiet hours start and end at the same time")]
     EmptyQuietHours,
@@ -331,6 +364,13 @@ impl LockPolicy {
                 ));
             }
         }
+        let (hours, every_days) = (
+            settings.emergency_use_hours,
+            settings.emergency_use_every_days,
+        );
+        if hours > 0 && u64::from(hours) >= u64::from(every_days) * 24 {
+            return Err(PolicyError::EmergencyWindowNotShorterThanPeriod { hours, every_days });
+        }
         Ok(LockPolicy { settings })
     }
 
@@ -352,6 +392,16 @@ const LIEN_UNLOCK_PROMISE: UnlockPromise = UnlockPromise {
     within_minutes: 60,
     compensation_per_day: None,
 };
+// Emergency use, the same in every preset. California's rules for disabling financed goods
+// give the buyer 24 hours of emergency use after a first disablement, and PayJoy's charter
+// keeps emergency calls and customer service working on a locked phone; 24 hours a month is the
+// California window offered again each month, so a borrower in arrears for months still gets a
+// day of use for an emergency now and then, without making the lock meaningless. As summarised
+// in issue 20; check the text of the rules before relying on this.
+/// The emergency window of every preset, in hours.
+const EMERGENCY_USE_HOURS: u32 = 24;
+/// How often a preset's emergency window may be taken, in days.
+const EMERGENCY_USE_EVERY_DAYS: u32 = 30;
 
 /// Ready-made policies for common markets. Each one's settings say where they come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -430,6 +480,8 @@ impl Preset {
                 quiet_hours: hours(21, 7),
                 release_at_payoff: PayoffRelease::Automatic,
                 unlock_promise: Some(LIEN_UNLOCK_PROMISE),
+                emergency_use_hours: EMERGENCY_USE_HOURS,
+                emergency_use_every_days: EMERGENCY_USE_EVERY_DAYS,
             },
             // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
             // payment and unlocks it when the borrower pays by mobile money; Lien's brief
@@ -452,6 +504,8 @@ impl Preset {
                 quiet_hours: hours(20, 7),
                 release_at_payoff: PayoffRelease::Automatic,
                 unlock_promise: Some(LIEN_UNLOCK_PROMISE),
+                emergency_use_hours: EMERGENCY_USE_HOURS,
+                emergency_use_every_days: EMERGENCY_USE_EVERY_DAYS,
             },
             // The Reserve Bank of India's draft on the use of device locks in consumer loans,
             // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
@@ -492,6 +546,8 @@ impl Preset {
                         crate::money::Currency::parse("INR").expect("INR is ISO 4217"),
                     )),
                 }),
+                emergency_use_hours: EMERGENCY_USE_HOURS,
+                emergency_use_every_days: EMERGENCY_USE_EVERY_DAYS,
             },
         }
     }
@@ -586,6 +642,48 @@ mod tests {
             strict_dealer_with(&|s| s.notices = (1..=17).map(|d| Notice { at_days_past_due: d, cure_days: 1 }).collect()),
             Err(PolicyError::OutOfBounds { field, .. }) if field == "notices"
         ));
+    }
+
+    #[test]
+    fn an_emergency_window_is_bounded_and_fits_in_its_period() {
+        assert_eq!(Preset::Kenya.settings().emergency_use_hours, 24);
+        assert!(strict_dealer_with(&|s| s.emergency_use_hours = 0).is_ok());
+        assert!(
+            strict_dealer_with(&|s| {
+                s.emergency_use_hours = 0;
+                s.emergency_use_every_days = 0;
+            })
+            .is_ok()
+        );
+        assert_eq!(
+            strict_dealer_with(&|s| {
+                s.emergency_use_hours = 24;
+                s.emergency_use_every_days = 1;
+            }),
+            Err(PolicyError::EmergencyWindowNotShorterThanPeriod {
+                hours: 24,
+                every_days: 1
+            })
+        );
+        assert!(
+            strict_dealer_with(&|s| {
+                s.emergency_use_hours = 23;
+                s.emergency_use_every_days = 1;
+            })
+            .is_ok()
+        );
+        assert_eq!(
+            strict_dealer_with(&|s| s.emergency_use_hours = 73)
+                .unwrap_err()
+                .to_string(),
+            "emergency_use_hours is 73; it must be at most 72"
+        );
+        assert_eq!(
+            strict_dealer_with(&|s| s.emergency_use_every_days = 366)
+                .unwrap_err()
+                .to_string(),
+            "emergency_use_every_days is 366; it must be at most 365"
+        );
     }
 
     #[test]

@@ -55,11 +55,20 @@ pub enum EventKind {
     Tamper,
     /// Anything else, named in the detail.
     Other,
+    /// The borrower took the policy's emergency use on the lock (or restricted) screen; the
+    /// detail is the window's start, Unix seconds, as the phone's trusted clock reckons it
+    /// ([`emergency_use_detail`]).
+    EmergencyUse,
 }
 
 impl EventKind {
     /// Every kind a check-in may report.
-    pub const ALL: [EventKind; 3] = [EventKind::SimChange, EventKind::Tamper, EventKind::Other];
+    pub const ALL: [EventKind; 4] = [
+        EventKind::SimChange,
+        EventKind::Tamper,
+        EventKind::Other,
+        EventKind::EmergencyUse,
+    ];
 
     /// The kind's name on the wire (and in the server's records).
     pub const fn as_str(self) -> &'static str {
@@ -67,6 +76,7 @@ impl EventKind {
             EventKind::SimChange => "sim_change",
             EventKind::Tamper => "tamper",
             EventKind::Other => "other",
+            EventKind::EmergencyUse => "emergency_use",
         }
     }
 }
@@ -79,7 +89,7 @@ impl std::fmt::Display for EventKind {
 
 /// A name that is not an [`EventKind`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not sim_change, tamper or other")]
+#[error("{0:?} is not sim_change, tamper, other or emergency_use")]
 pub struct UnknownEventKind(pub String);
 
 impl std::str::FromStr for EventKind {
@@ -91,6 +101,20 @@ impl std::str::FromStr for EventKind {
             .find(|k| k.as_str() == name)
             .ok_or_else(|| UnknownEventKind(name.to_string()))
     }
+}
+
+/// The detail of an [`EventKind::EmergencyUse`] event: the window's start, Unix seconds.
+pub fn emergency_use_detail(started_at: i64) -> String {
+    started_at.to_string()
+}
+
+/// The start an [`EventKind::EmergencyUse`] event's detail names, if it is one.
+pub fn parse_emergency_use_detail(detail: &str) -> Option<i64> {
+    let digits = detail.trim();
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// `detail` cut to at most [`MAX_EVENT_DETAIL_BYTES`], at a character boundary.
@@ -205,6 +229,11 @@ pub struct CheckinRequest {
     /// What happened on the phone since the last check-in; at most [`MAX_CHECKIN_EVENTS`].
     #[serde(default)]
     pub events: Vec<DeviceEventJson>,
+    /// Asks for a contact proof in the answer ([`crate::contact`]): a phone whose lease is
+    /// running out or over sends it, so that reaching the server renews its lease at once.
+    /// Left out when false, so older phones' bodies are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub want_contact: bool,
 }
 
 /// The request that opens a push channel. Sent with the same headers and signature as a
@@ -229,7 +258,7 @@ pub struct DeviceEventJson {
     // An `EventKind`'s name (`EventKind::as_str`). It stays text here so that the server, not
     // the JSON parser, refuses an unknown kind, with the field-level message (`events.kind`)
     // it gives every check-in field; the schema still lists the kinds.
-    /// `sim_change`, `tamper` or `other`.
+    /// `sim_change`, `tamper`, `other` or `emergency_use`.
     #[cfg_attr(feature = "openapi", schema(value_type = EventKind))]
     pub kind: String,
     /// Free text, at most [`MAX_EVENT_DETAIL_BYTES`] bytes.
@@ -247,6 +276,10 @@ pub struct CheckinResponse {
     pub server_time: i64,
     /// When to check in next, Unix seconds.
     pub next_checkin_at: i64,
+    /// The contact proof (base64 COSE_Sign1, [`crate::contact`]) the check-in asked for with
+    /// `want_contact`; absent otherwise, and in pushed answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
 }
 
 #[cfg(test)]

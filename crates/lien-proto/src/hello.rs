@@ -191,6 +191,7 @@ mod tests {
             },
             issued_at: 1_767_000_000,
             lease: None,
+            emergency: None,
         };
         let token = server.sign(&claims);
         assert!(matches!(

@@ -13,7 +13,9 @@ pub mod hello;
 pub mod ocra;
 pub mod token;
 
+pub mod contact;
+
 pub use token::{
-    DeviceRestriction, KeyId, Lease, LeaseStatus, PinnedKeys, ScreenText, StatusClaims, TokenError,
-    TokenSigner, TokenState, UnknownTokenState, WireMoney, status_code,
+    DeviceRestriction, EmergencyAllowance, KeyId, Lease, LeaseStatus, PinnedKeys, ScreenText,
+    StatusClaims, TokenError, TokenSigner, TokenState, UnknownTokenState, WireMoney, status_code,
 };

@@ -198,6 +198,33 @@ pub struct Lease {
     pub warn_from: i64,
 }
 
+/// The emergency use a financed phone may take offline: a window of `hours` in which it works
+/// as if in good standing, at most once every `every_days`. Added after the first version of
+/// the claims, so it is optional: a token without it offers none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyAllowance {
+    /// How long one window lasts, in hours (at least 1).
+    pub hours: u32,
+    /// At most one window in this many days (at least 1, and longer than a window).
+    pub every_days: u32,
+    /// Unix seconds at which the last window this server knows of started, so that a phone
+    /// that lost its own record (a reflash, a new binding) cannot take another too soon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+}
+
+impl EmergencyAllowance {
+    /// One window's length.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(u64::from(self.hours) * 3600)
+    }
+
+    /// The time from the start of one window to the earliest start of the next.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(u64::from(self.every_days) * 86_400)
+    }
+}
+
 /// The claims of a status token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusClaims {
@@ -215,6 +242,10 @@ pub struct StatusClaims {
     pub issued_at: i64,
     /// The offline lease; absent only for a released device, whose token never expires.
     pub lease: Option<Lease>,
+    /// The emergency use the phone may take offline; absent when the policy offers none (and
+    /// in tokens from before it existed, which therefore encode exactly as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<EmergencyAllowance>,
 }
 
 /// Where a phone stands on its lease, given the time elapsed since it accepted the token.
@@ -280,6 +311,16 @@ impl StatusClaims {
                     "the lease must end after issue, with the warning in between",
                 ))
             }
+            _ => self.check_emergency(),
+        }
+    }
+
+    /// An emergency allowance names a window of at least an hour that fits in its period.
+    fn check_emergency(&self) -> Result<(), TokenError> {
+        match self.emergency {
+            Some(e) if e.hours == 0 || e.every_days == 0 || e.window() >= e.period() => Err(
+                TokenError::InvalidClaims("an emergency window must be shorter than its period"),
+            ),
             _ => Ok(()),
         }
     }

@@ -14,8 +14,8 @@ use lien_core::{
     Preset, QuietHours, Reason, Restriction, Reversal, UnlockPromise, decide,
 };
 use lien_proto::{
-    DeviceRestriction, Lease, ScreenText, StatusClaims, TokenSigner, TokenState, WireMoney,
-    status_code,
+    DeviceRestriction, EmergencyAllowance, Lease, ScreenText, StatusClaims, TokenSigner,
+    TokenState, WireMoney, status_code,
 };
 use lien_store::{DecisionRecord, DeviceSnapshot, OverrideRecord, TokenRecord};
 use serde::{Deserialize, Serialize};
@@ -43,17 +43,22 @@ pub enum StoredKind {
     Release,
     /// A reminder message on the phone.
     Message,
+    /// An emergency window the phone reported it took (from its start, for its length): the
+    /// decision function does not see it; the next token names the latest one's start, so
+    /// that no later state of the phone can take another too soon.
+    EmergencyUse,
 }
 
 impl StoredKind {
     /// Every kind.
-    pub const ALL: [StoredKind; 6] = [
+    pub const ALL: [StoredKind; 7] = [
         StoredKind::ManualLock,
         StoredKind::ProvisionalUnlock,
         StoredKind::HardshipPause,
         StoredKind::DisputeFreeze,
         StoredKind::Release,
         StoredKind::Message,
+        StoredKind::EmergencyUse,
     ];
 
     /// The word stored in the override's row.
@@ -65,6 +70,7 @@ impl StoredKind {
             StoredKind::DisputeFreeze => "dispute_freeze",
             StoredKind::Release => "release",
             StoredKind::Message => "message",
+            StoredKind::EmergencyUse => "emergency_use",
         }
     }
 
@@ -219,6 +225,8 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
                 },
             }),
         },
+        emergency_use_hours: s.emergency_use_hours,
+        emergency_use_every_days: s.emergency_use_every_days,
     })
 }
 
@@ -269,7 +277,7 @@ fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
         StoredKind::HardshipPause => OverrideKind::HardshipPause,
         StoredKind::DisputeFreeze => OverrideKind::DisputeFreeze,
         StoredKind::Release => OverrideKind::Release,
-        StoredKind::Message => return Ok(None),
+        StoredKind::Message | StoredKind::EmergencyUse => return Ok(None),
     };
     Override::new(kind, from_micros(o.from_us), o.until_us.map(from_micros))
         .map(Some)
@@ -290,6 +298,13 @@ pub struct Inputs {
     pub overrides: Vec<Override>,
     /// The policy.
     pub policy: LockPolicy,
+}
+
+/// The device's stored policy, checked.
+pub fn stored_policy(snapshot: &DeviceSnapshot) -> Result<LockPolicy, ApiError> {
+    let policy_json: PolicyJson = serde_json::from_str(&snapshot.device.enrolled.policy_json)
+        .map_err(|e| internal(format!("stored policy: {e}")))?;
+    parse_policy(&policy_json)
 }
 
 impl Inputs {
@@ -484,6 +499,32 @@ fn message_at(snapshot: &DeviceSnapshot, now: i64) -> Option<&OverrideRecord> {
         .max_by_key(|o| o.id)
 }
 
+/// The start of the latest emergency window the device reported, Unix seconds.
+pub fn last_emergency_use(snapshot: &DeviceSnapshot) -> Option<i64> {
+    snapshot
+        .overrides
+        .iter()
+        .filter(|o| StoredKind::of(&o.kind) == Some(StoredKind::EmergencyUse))
+        .map(|o| o.from_us.div_euclid(1_000_000))
+        .max()
+}
+
+/// The emergency use a token offers under `settings`: none for a released device or a policy
+/// without it.
+fn emergency_allowance(
+    snapshot: &DeviceSnapshot,
+    settings: &PolicySettings,
+    state: TokenState,
+) -> Option<EmergencyAllowance> {
+    (state != TokenState::Released && settings.emergency_use_hours > 0).then(|| {
+        EmergencyAllowance {
+            hours: settings.emergency_use_hours,
+            every_days: settings.emergency_use_every_days,
+            last_used_at: last_emergency_use(snapshot),
+        }
+    })
+}
+
 /// Evaluates a device at `now`: decision, next evaluation, and a new token when needed.
 pub fn evaluate(
     snapshot: &DeviceSnapshot,
@@ -522,11 +563,17 @@ pub fn evaluate(
         payment_link: financier.payment_link.clone(),
     };
     let restrictions = restrictions(state);
-    let token_basis = serde_json::to_string(&(state, &restrictions, &screen))
-        .map_err(|e| internal(format!("token basis: {e}")))?;
+    let settings = inputs.policy.settings();
+    let emergency = emergency_allowance(snapshot, settings, state);
+    // Without emergency use the basis is written as before the allowance existed, so that
+    // devices under such policies are not all signed a new token for nothing.
+    let token_basis = match &emergency {
+        None => serde_json::to_string(&(state, &restrictions, &screen)),
+        Some(allowance) => serde_json::to_string(&(state, &restrictions, &screen, allowance)),
+    }
+    .map_err(|e| internal(format!("token basis: {e}")))?;
 
     let stored: Option<StoredDecision> = serde_json::from_str(&snapshot.device.decision.json).ok();
-    let settings = inputs.policy.settings();
     let lease_length = SignedDuration::from_hours(24 * i64::from(settings.lease_days));
     let current = snapshot.device.token.as_ref();
     // A lease is renewed at half its length, so a phone that checks in on schedule never
@@ -556,6 +603,7 @@ pub fn evaluate(
             screen,
             issued_at,
             lease,
+            emergency,
         };
         let bytes = signer.sign(&claims);
         Some(TokenRecord {

@@ -216,6 +216,15 @@ pub struct PolicySettingsJson {
     /// late-unlocks report measures it); none by default.
     #[serde(default)]
     pub unlock_promise: Option<UnlockPromiseJson>,
+    // Emergency use. Defaults of 0 keep policies stored before these fields existed loading,
+    // as offering none.
+    /// Hours the borrower may use a locked or restricted phone, offline, once per period
+    /// (at most 72; 0, the default: none).
+    #[serde(default)]
+    pub emergency_use_hours: u32,
+    /// At most one emergency window in this many days (at most 365; longer than a window).
+    #[serde(default)]
+    pub emergency_use_every_days: u32,
 }
 
 /// How fast a payment must reach the phone: minutes from the payment's recording to the

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lien_agent::sim::{HttpTransport, Phone, SimClock, SimHardware, factory_identity};
-use lien_agent::{AgentConfig, CodeOutcome, FileStorage, Identity, MemoryStorage, Mode, Storage};
+use lien_agent::sim::{HttpTransport, Phone, PushBackoff, SimClock, SimHardware, factory_identity};
+use lien_agent::{
+    AgentConfig, CodeOutcome, EmergencyOutcome, FileStorage, Identity, MemoryStorage, Mode, Storage,
+};
 use lien_proto::attestation::DevelopmentRoot;
 
 /// Flags of `lien phone`.
@@ -49,6 +51,8 @@ Commands:
   help               this list
   check              tap \"Check again\": check in with the server now
   code NNNNNNNN      enter an offline unlock code
+  emergency          tap \"Emergency use\" on the lock screen: the policy's window of use,
+                     taken without the network, once per period
   reset              factory reset (keeps the protected state)
   reflash            full reflash (loses the protected state too; the secure hardware
                      keeps the last verified status until the server answers)
@@ -164,7 +168,11 @@ async fn drive(
     screen.show(&phone, true);
     phone.run_due().await;
     screen.show(&phone, false);
+    // The push channel stays open beside the terminal, so a payment shows within a second
+    // without typing `check`; check-ins go on as the fallback.
+    phone.enable_push(PushBackoff::default());
     loop {
+        let push = phone.push_enabled();
         let wait = phone
             .agent()
             .next_wakeup()
@@ -179,6 +187,11 @@ async fn drive(
                     Ok(Step::Continue) => screen.show(&phone, false),
                     Err(err) => println!("error: {err:#}"),
                 }
+            }
+            // `recv_push` is cancel-safe: losing the race to a typed line loses nothing.
+            Some(answer) = phone.recv_push(), if push => {
+                phone.take_push(answer).await;
+                screen.show(&phone, false);
             }
             _ = tokio::time::sleep(wait) => {
                 phone.run_due().await;
@@ -217,6 +230,10 @@ async fn command(phone: &mut Phone, line: &str) -> Result<Step> {
         ("code", Some(code)) => {
             let outcome = phone.enter_code(code);
             println!("{}", describe(&outcome));
+        }
+        ("emergency", None) => {
+            let outcome = phone.take_emergency_use();
+            println!("{}", describe_emergency(&outcome));
         }
         ("reset", None) => {
             println!("Factory reset: data wiped, protected state kept. Setting up...");
@@ -293,6 +310,26 @@ fn describe(outcome: &CodeOutcome) -> String {
         CodeOutcome::Malformed => "A code has 8 digits.".into(),
         CodeOutcome::NothingToUnlock => "Nothing to unlock.".into(),
         CodeOutcome::NotSaved => "The code could not be saved; try again.".into(),
+    }
+}
+
+fn describe_emergency(outcome: &EmergencyOutcome) -> String {
+    match outcome {
+        EmergencyOutcome::Started { length, .. } => format!(
+            "Emergency use started: the phone works for {}, then locks again.",
+            humanize(*length)
+        ),
+        EmergencyOutcome::Running { remaining } => {
+            format!("Emergency use is on: {} left.", humanize(*remaining))
+        }
+        EmergencyOutcome::TooSoon { wait } => format!(
+            "Emergency use refused: already taken; available again in {}.",
+            humanize(*wait)
+        ),
+        EmergencyOutcome::NotOffered => {
+            "No emergency use: the phone is not locked, or the policy offers none.".into()
+        }
+        EmergencyOutcome::NotSaved => "Emergency use could not be saved; try again.".into(),
     }
 }
 

@@ -107,6 +107,16 @@ fn show(name: &str) -> Result<String> {
         PayoffRelease::ByHand => "by hand, by the financier",
     };
     let _ = writeln!(out, "release at payoff:      {payoff}");
+    let emergency = if s.emergency_use_hours == 0 {
+        "none".to_owned()
+    } else {
+        format!(
+            "{} hours, at most once every {}, even offline",
+            s.emergency_use_hours,
+            days(s.emergency_use_every_days)
+        )
+    };
+    let _ = writeln!(out, "emergency use:          {emergency}");
     Ok(out)
 }
 

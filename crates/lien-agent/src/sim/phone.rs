@@ -9,7 +9,9 @@ use super::clock::SimClock;
 use super::platform::{RecordingPlatform, SimHardware};
 use super::push::{PushBackoff, PushChannel};
 use super::transport::HttpTransport;
-use crate::agent::{Agent, AgentConfig, AgentStatus, Identity, Outgoing, TransportError};
+use crate::agent::{
+    Agent, AgentConfig, AgentStatus, EmergencyOutcome, Identity, Outgoing, TransportError,
+};
 use crate::entropy::{Entropy, OsEntropy, SeededEntropy};
 use crate::offline_unlock::CodeOutcome;
 use crate::platform::Enforcement;
@@ -203,8 +205,14 @@ impl Phone {
     /// Takes the phone off the network, or puts it back.
     pub fn set_online(&mut self, online: bool) {
         self.transport.online = online;
-        if !online && let Some(push) = &mut self.push {
-            push.close();
+        if let Some(push) = &mut self.push {
+            if online {
+                // Back on the network: try the channel again at once, not after a backoff
+                // grown while offline.
+                push.reset_backoff();
+            } else {
+                push.close();
+            }
         }
     }
 
@@ -226,18 +234,18 @@ impl Phone {
 
     /// Opens the push channel now (no backoff) and takes the token it carries first.
     pub async fn connect_push(&mut self) -> Result<(), TransportError> {
-        let mut channel = self.push.take().ok_or_else(|| {
-            TransportError::Unreachable("push is not enabled on this phone".into())
-        })?;
-        let result = self.open_push(&mut channel).await;
-        self.push = Some(channel);
-        result?;
+        if self.push.is_none() {
+            return Err(TransportError::Unreachable(
+                "push is not enabled on this phone".into(),
+            ));
+        }
+        self.open_push().await?;
         // The server sends the current token at once.
         self.next_push(Duration::from_secs(10)).await;
         Ok(())
     }
 
-    async fn open_push(&mut self, channel: &mut PushChannel) -> Result<(), TransportError> {
+    async fn open_push(&mut self) -> Result<(), TransportError> {
         if !self.transport.online {
             return Err(TransportError::Unreachable("offline".into()));
         }
@@ -246,44 +254,65 @@ impl Phone {
             .agent_mut()
             .push_request(now)
             .ok_or_else(|| TransportError::Unreachable("the phone is not bound".into()))?;
-        channel.open(&request).await
+        match self.push.as_mut() {
+            Some(channel) => channel.open(&request).await,
+            None => Err(TransportError::Unreachable("push is not enabled".into())),
+        }
     }
 
     /// Waits up to `within` (real time) for the next pushed token and hands it to the agent;
     /// returns whether the agent took it, or `None` if nothing came. A dropped channel is
     /// reopened after a jittered backoff, within the same wait.
     pub async fn next_push(&mut self, within: Duration) -> Option<bool> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut channel = self.push.take()?;
-        let outcome = loop {
+        let answer = tokio::time::timeout(within, self.recv_push())
+            .await
+            .ok()
+            .flatten()?;
+        Some(self.take_push(answer).await)
+    }
+
+    /// Waits for the next pushed answer, reopening a dropped channel after a jittered backoff,
+    /// without handing it to the agent; `None` at once if push is not enabled. Cancel-safe:
+    /// it may lose a race in a `select!` (with the terminal's input, say) and be called again
+    /// without losing the channel, a token already read, or the backoff's progress. Hand what
+    /// it returns to [`Phone::take_push`].
+    pub async fn recv_push(&mut self) -> Option<CheckinResponse> {
+        loop {
+            let channel = self.push.as_mut()?;
             if !channel.is_open() {
-                let delay = channel.next_delay();
-                if tokio::time::Instant::now() + delay > deadline {
-                    tokio::time::sleep_until(deadline).await;
-                    break None;
+                // The instant of the next attempt is kept in the channel, so a wait cut short
+                // resumes rather than starts over.
+                let at = channel.retry_at();
+                tokio::time::sleep_until(at).await;
+                let opened = self.open_push().await;
+                if let Some(channel) = self.push.as_mut() {
+                    channel.attempted();
                 }
-                tokio::time::sleep(delay).await;
-                if self.open_push(&mut channel).await.is_err() {
+                if opened.is_err() {
                     continue;
                 }
             }
-            match tokio::time::timeout_at(deadline, channel.next()).await {
-                Err(_) => break None,
-                Ok(Ok(Some(answer))) => {
-                    let now = self.clock.now();
-                    self.pushed += 1;
-                    let taken = self.agent_mut().on_push(&answer, now);
-                    // A new token makes a check-in due (it tells the server the phone holds
-                    // it): a real phone sends it at once, and so does this one.
-                    self.push = Some(channel);
-                    self.run_due().await;
-                    return Some(taken);
-                }
-                Ok(Ok(None) | Err(_)) => continue,
+            match self.push.as_mut()?.next().await {
+                Ok(Some(answer)) => return Some(answer),
+                Ok(None) | Err(_) => continue,
             }
-        };
-        self.push = Some(channel);
-        outcome
+        }
+    }
+
+    /// Hands a pushed answer (from [`Phone::recv_push`]) to the agent; returns whether it took
+    /// the token. A new token that lifts a restriction makes a check-in due (it tells the
+    /// server the phone holds it): a real phone sends it at once, and so does this one.
+    pub async fn take_push(&mut self, answer: CheckinResponse) -> bool {
+        let now = self.clock.now();
+        self.pushed += 1;
+        let taken = self.agent_mut().on_push(&answer, now);
+        self.run_due().await;
+        taken
+    }
+
+    /// Whether the phone has a push channel (open or to be reopened).
+    pub fn push_enabled(&self) -> bool {
+        self.push.is_some()
     }
 
     /// Whether the push channel is open.
@@ -305,6 +334,12 @@ impl Phone {
     pub fn enter_code(&mut self, code: &str) -> CodeOutcome {
         let now = self.clock.now();
         self.agent_mut().enter_code(code, now)
+    }
+
+    /// Taps "Emergency use" on the lock (or restricted) screen.
+    pub fn take_emergency_use(&mut self) -> EmergencyOutcome {
+        let now = self.clock.now();
+        self.agent_mut().take_emergency_use(now)
     }
 
     /// Delivers a check-in answer as if it came from the network, e.g. from someone in the

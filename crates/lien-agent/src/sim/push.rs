@@ -44,6 +44,8 @@ pub struct PushChannel {
     backoff: Duration,
     entropy: Box<dyn Entropy>,
     connects: u64,
+    /// When the next attempt to open is due, once drawn (see [`PushChannel::retry_at`]).
+    retry_at: Option<tokio::time::Instant>,
 }
 
 impl PushChannel {
@@ -63,6 +65,7 @@ impl PushChannel {
             backoff: policy.first,
             entropy,
             connects: 0,
+            retry_at: None,
         }
     }
 
@@ -88,6 +91,29 @@ impl PushChannel {
         let delay = Duration::from_millis(below(&mut *self.entropy, bound + 1));
         self.backoff = (self.backoff * 2).min(self.policy.max);
         delay
+    }
+
+    /// When to try to open the channel next: drawn once with [`PushChannel::next_delay`] and
+    /// kept until [`PushChannel::attempted`], so that a caller whose wait is cancelled and
+    /// starts again waits for the same instant.
+    pub fn retry_at(&mut self) -> tokio::time::Instant {
+        if let Some(at) = self.retry_at {
+            return at;
+        }
+        let at = tokio::time::Instant::now() + self.next_delay();
+        self.retry_at = Some(at);
+        at
+    }
+
+    /// An attempt to open was made (whatever came of it): the next draws a new delay.
+    pub fn attempted(&mut self) {
+        self.retry_at = None;
+    }
+
+    /// Starts the backoff over, e.g. when the phone is back on the network.
+    pub fn reset_backoff(&mut self) {
+        self.backoff = self.policy.first;
+        self.retry_at = None;
     }
 
     /// Opens the channel with a signed request.

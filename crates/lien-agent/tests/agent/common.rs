@@ -237,6 +237,7 @@ pub fn sign(
             ends_at: at + 10 * DAY,
             warn_from: at + 7 * DAY,
         }),
+        emergency: None,
     })
 }
 
@@ -436,6 +437,7 @@ impl Rig {
             token,
             server_time,
             next_checkin_at: server_time + 6 * 3600,
+            contact: None,
         };
         self.agent().on_checkin(Ok(answer), now);
         serde_json::from_slice(&sent.body).unwrap()

@@ -139,6 +139,8 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                     }),
                     release_at_payoff: lien_core::PayoffRelease::Automatic,
                     unlock_promise: None,
+                    emergency_use_hours: 0,
+                    emergency_use_every_days: 0,
                 })
                 .ok()
             },

@@ -498,6 +498,8 @@ fn half_hour_after_midnight() -> LockPolicy {
         }),
         release_at_payoff: lien_core::PayoffRelease::Automatic,
         unlock_promise: None,
+        emergency_use_hours: 0,
+        emergency_use_every_days: 0,
     })
     .unwrap()
 }

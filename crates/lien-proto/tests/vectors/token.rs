@@ -58,6 +58,7 @@ fn claims(state: TokenState, sequence: u64) -> StatusClaims {
             ends_at: ISSUED + 10 * 86_400,
             warn_from: ISSUED + 7 * 86_400,
         }),
+        emergency: None,
     }
 }
 
@@ -149,7 +150,38 @@ fn cases() -> Vec<Case> {
         warn_from: ISSUED,
     });
 
+    // Emergency use, added to the claims later as an optional field: 24 hours every 30 days,
+    // the last window reported 40 days before issue.
+    let mut emergency = claims(TokenState::Locked, 10);
+    emergency.emergency = Some(EmergencyAllowance {
+        hours: 24,
+        every_days: 30,
+        last_used_at: Some(ISSUED - 40 * 86_400),
+    });
+    let mut endless_emergency = claims(TokenState::Locked, 11);
+    endless_emergency.emergency = Some(EmergencyAllowance {
+        hours: 48,
+        every_days: 2,
+        last_used_at: None,
+    });
+
     vec![
+        Case {
+            name: "locked-with-emergency-use",
+            description: "A locked phone whose policy offers 24 hours of emergency use every 30 days, the last window having started 40 days before issue. Tokens without `emergency` offer none.",
+            token: sign(&key, &emergency),
+            device_id: DEVICE,
+            highest_seen: 7,
+            expect: Ok(emergency.clone()),
+        },
+        Case {
+            name: "emergency-window-fills-its-period",
+            description: "A validly signed token whose emergency window (48 hours) is not shorter than its period (2 days): windows could be taken back to back.",
+            token: sign(&key, &endless_emergency),
+            device_id: DEVICE,
+            highest_seen: 0,
+            expect: Err("invalid-claims"),
+        },
         Case {
             name: "active",
             description: "A phone in good standing; its lease ends 10 days after issue, with a warning from day 7.",
@@ -387,7 +419,7 @@ fn every_vector_verifies_as_recorded() {
             (expected, Ok(claims)) => panic!("{name}: expected {expected}, accepted {claims:?}"),
         }
     }
-    assert_eq!(valid, 3);
+    assert_eq!(valid, 4);
 }
 
 #[test]

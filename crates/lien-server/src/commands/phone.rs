@@ -5,6 +5,7 @@ use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, DevicesExt, StoreEr
 
 use super::device_change::{Mutation, complete};
 use crate::app::AppState;
+use crate::domain::StoredKind;
 use crate::error::ApiError;
 
 /// Why a binding was not made.
@@ -78,22 +79,33 @@ pub async fn bind(
 }
 
 /// Writes what a check-in reports (the token sequence the phone applied, its events) and the
-/// request counter it was accepted under. The decision and its schedule stay as they are. The
-/// counter was claimed on this server; another server sharing the database may have accepted
-/// it already, so it is checked again under the device's lock, with the binding it was signed
-/// under: a report is never applied twice.
+/// request counter it was accepted under. The decision and its schedule stay as they are,
+/// unless the phone reports emergency use (`emergency_starts`, the windows' starts in Unix
+/// seconds, already checked): the latest is then recorded as an `emergency_use` override with
+/// its audit record, and the device evaluated again, so that the token signed in the same
+/// transaction names it and no later state of the phone (a reflash, a new binding) can take
+/// another window too soon. The counter was claimed on this server; another server sharing the
+/// database may have accepted it already, so it is checked again under the device's lock, with
+/// the binding it was signed under: a report is never applied twice. Returns the device as
+/// stored, whose token the check-in answers with.
 pub async fn record_report(
     state: &AppState,
     device_id: &str,
-    generation: i64,
-    counter: i64,
-    applied: i64,
-    events: Vec<lien_store::DeviceEvent>,
-) -> Result<(), ApiError> {
-    let now_us = crate::clock::micros(state.clock.now());
+    report: Report,
+) -> Result<DeviceRecord, ApiError> {
+    let now = state.clock.now();
+    let now_us = crate::clock::micros(now);
+    let closure_state = state.clone();
     let result = state
         .store
         .update_device_with(device_id, move |snapshot: &DeviceSnapshot| {
+            let Report {
+                generation,
+                counter,
+                applied,
+                events,
+                emergency_starts,
+            } = report;
             let device = &snapshot.device;
             let bound = device.binding.as_ref().map_or(0, |b| b.generation);
             if bound != generation {
@@ -112,12 +124,78 @@ pub async fn record_report(
                 events,
                 ..DeviceChange::default()
             };
-            Ok((change, ()))
+            match emergency_use(snapshot, &emergency_starts, now)? {
+                None => Ok((change, ())),
+                Some(mut mutation) => {
+                    mutation.change = DeviceChange {
+                        new_override: mutation.change.new_override,
+                        ..change
+                    };
+                    let (change, _, _, _) =
+                        complete(&closure_state, snapshot, "device", mutation, now)?;
+                    Ok((change, ()))
+                }
+            }
         })
         .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok((stored, ())) => Ok(stored),
         Err(UpdateError::Refused(e)) => Err(e),
         Err(UpdateError::Store(e)) => Err(e.into()),
     }
+}
+
+/// What a check-in reports, as [`record_report`] writes it.
+pub struct Report {
+    /// The binding the check-in was signed under.
+    pub generation: i64,
+    /// Its request counter.
+    pub counter: i64,
+    /// The token sequence the phone applied.
+    pub applied: i64,
+    /// Its events, as stored.
+    pub events: Vec<lien_store::DeviceEvent>,
+    /// The starts of the emergency windows it reports, Unix seconds.
+    pub emergency_starts: Vec<i64>,
+}
+
+/// The override recording the latest of the reported emergency windows, unless none was
+/// reported or it is already recorded (the phone sends a report again when the answer to the
+/// first was lost). A start is taken as the phone's trusted clock reckons it, but never after
+/// the server's own time: the phone enforces the period itself, and the server's record only
+/// has to keep later states of the phone from starting the count again.
+fn emergency_use(
+    snapshot: &DeviceSnapshot,
+    starts: &[i64],
+    now: Timestamp,
+) -> Result<Option<Mutation>, ApiError> {
+    let Some(reported) = starts.iter().copied().max() else {
+        return Ok(None);
+    };
+    let started = reported.min(now.as_second());
+    if crate::domain::last_emergency_use(snapshot).is_some_and(|last| last >= started) {
+        return Ok(None);
+    }
+    let policy = crate::domain::stored_policy(snapshot)?;
+    let hours = i64::from(policy.settings().emergency_use_hours.max(1));
+    let from = Timestamp::from_second(started)
+        .map_err(|_| ApiError::invalid("events.detail", "the start is not a valid time"))?;
+    let until = from
+        .checked_add(jiff::SignedDuration::from_hours(hours))
+        .map_err(|_| ApiError::invalid("events.detail", "the start is not a valid time"))?;
+    let reason = format!(
+        "emergency use taken on the phone from {} for {hours} hours, reported at check-in",
+        crate::domain::rfc3339(from)
+    );
+    let record = lien_store::OverrideRecord {
+        id: 0,
+        kind: StoredKind::EmergencyUse.as_str().to_string(),
+        reason,
+        from_us: crate::clock::micros(from),
+        until_us: Some(crate::clock::micros(until)),
+        cancelled_us: None,
+        actor: "device".to_string(),
+        created_us: crate::clock::micros(now),
+    };
+    Ok(Some(Mutation::add_override("emergency_use", record)))
 }

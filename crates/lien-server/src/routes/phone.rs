@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use lien_core::Imei;
 use lien_proto::attestation;
+use lien_proto::contact::Contact;
 use lien_proto::hello::{Receipt, Verdict, binding_digest};
 use lien_store::{CheckinView, DeviceEvent, StoreError};
 use sha2::Sha256;
@@ -19,7 +20,7 @@ use super::{JsonText, json_text};
 use crate::app::{AppState, Sighting};
 use crate::clock::micros;
 use crate::commands::OFFLINE_SUITE;
-use crate::commands::phone::BindError;
+use crate::commands::phone::{BindError, Report};
 use crate::error::{ApiError, ErrorBody};
 use crate::input::parse_imeis;
 use crate::routes::public::PublicClient;
@@ -27,7 +28,7 @@ pub use lien_proto::device_api::sign_checkin;
 use lien_proto::device_api::{
     CheckinRequest, CheckinResponse, DEVICE_HEADER, EventKind, HelloChallenge, HelloRequest,
     HelloResponse, MAX_CHECKIN_EVENTS, MAX_EVENT_DETAIL_BYTES, SIGNATURE_HEADER,
-    checkin_signature_valid,
+    checkin_signature_valid, parse_emergency_use_detail,
 };
 
 /// How long a hello challenge stays valid.
@@ -330,6 +331,14 @@ impl SignedRequest for CheckinRequest {
                     format!("is over {MAX_EVENT_DETAIL_BYTES} bytes"),
                 ));
             }
+            if e.kind == EventKind::EmergencyUse.as_str()
+                && parse_emergency_use_detail(&e.detail).is_none()
+            {
+                return Err(ApiError::invalid(
+                    "events.detail",
+                    "an emergency_use event's detail is the window's start, Unix seconds",
+                ));
+            }
         }
         Ok(())
     }
@@ -437,11 +446,11 @@ pub(crate) async fn authenticate<T: SignedRequest>(
     ),
     request_body = CheckinRequest,
     responses(
-        (status = 200, description = "The current status token and when to check in next.", body = CheckinResponse),
+        (status = 200, description = "The current status token and when to check in next; with `want_contact`, a contact proof signed for this request.", body = CheckinResponse),
         (status = 401, description = "A header is missing, the signature does not verify, the device has not said hello, `sent_at` is outside the server's window, or the counter was used before (a replay).", body = ErrorBody),
         (status = 404, description = "No such device.", body = ErrorBody),
         (status = 413, description = "The body is over 16 KiB; nothing was read or written.", body = ErrorBody),
-        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued, more than 8 events, a detail over 200 bytes or an unknown event kind.", body = ErrorBody),
+        (status = 422, description = "A field is refused, e.g. an `applied_sequence` never issued, more than 8 events, a detail over 200 bytes, an unknown event kind or an `emergency_use` detail that is not a start time.", body = ErrorBody),
     )
 )]
 pub async fn checkin(
@@ -458,9 +467,10 @@ pub async fn checkin(
         counter,
     } = authenticate::<CheckinRequest>(&state, &headers, &body).await?;
     let writes = req.writes(&view);
-    let token = view
+    let mut token = view
         .token
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a bound device has no token")))?;
+    let mut token_sequence = view.token_sequence;
     if writes {
         let events: Vec<DeviceEvent> = req
             .events
@@ -471,16 +481,40 @@ pub async fn checkin(
                 detail: e.detail.clone(),
             })
             .collect();
-        crate::commands::phone::record_report(
+        let emergency_starts = req
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::EmergencyUse.as_str())
+            .filter_map(|e| parse_emergency_use_detail(&e.detail))
+            .collect();
+        let stored = crate::commands::phone::record_report(
             &state,
             &device_id,
-            view.binding_generation,
-            counter,
-            req.applied_sequence,
-            events,
+            Report {
+                generation: view.binding_generation,
+                counter,
+                applied: req.applied_sequence,
+                events,
+                emergency_starts,
+            },
         )
         .await?;
+        // A report of emergency use signs a token naming it: the phone gets it now.
+        if let Some(stored) = stored.token {
+            token = stored.bytes;
+            token_sequence = stored.sequence;
+        }
     }
+    // Signed only when asked for, by a phone whose lease is running out or over: most
+    // check-ins sign nothing.
+    let contact = req.want_contact.then(|| {
+        STANDARD.encode(state.signer.sign_contact(&Contact {
+            device_id: device_id.clone(),
+            counter: counter as u64,
+            token_sequence: token_sequence as u64,
+            server_time: now.as_second(),
+        }))
+    });
     state.metrics.checkins.inc();
     json_text(
         axum::http::StatusCode::OK,
@@ -488,6 +522,7 @@ pub async fn checkin(
             token: STANDARD.encode(&token),
             server_time: now.as_second(),
             next_checkin_at: now.as_second() + state.settings.checkin_interval_secs as i64,
+            contact,
         },
     )
 }

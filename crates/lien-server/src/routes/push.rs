@@ -109,6 +109,7 @@ impl Channel {
             token: STANDARD.encode(token),
             server_time: now,
             next_checkin_at: now + self.state.settings.checkin_interval_secs as i64,
+            contact: None,
         };
         self.state.metrics.tokens_pushed.inc();
         Event::default()

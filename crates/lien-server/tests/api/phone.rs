@@ -296,6 +296,7 @@ async fn forged_and_replayed_tokens_are_refused(backend: Backend) {
         token,
         server_time,
         next_checkin_at: server_time + 6 * HOUR as i64,
+        contact: None,
     };
 
     // Someone in the middle replays the older "active" token.

@@ -153,3 +153,125 @@ async fn the_simulated_phone_shows_the_lock_screen_and_takes_commands() {
     assert!(after_clock.contains("== This device is locked =="), "{out}");
     running.stop().await;
 }
+
+/// What `lien phone` prints, line by line, as it prints it.
+fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines until one contains `wanted`, for at most `deadline`; returns everything read.
+fn read_until(
+    lines: &std::sync::mpsc::Receiver<String>,
+    wanted: &str,
+    deadline: std::time::Duration,
+) -> Result<String, String> {
+    let until = std::time::Instant::now() + deadline;
+    let mut seen = String::new();
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(wanted) {
+                    return Ok(seen);
+                }
+            }
+            Err(_) => return Err(seen),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_phone_unlocks_on_a_payment_without_being_told_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, admin, running) = server(dir.path()).await;
+    let financier = post(
+        &base,
+        "/v1/financiers",
+        &admin,
+        json!({"name": "Duka Phones", "contact": "+254 700 000 000"}),
+    )
+    .await;
+    let id = financier["id"].as_str().unwrap();
+    let key = post(
+        &base,
+        &format!("/v1/financiers/{id}/api-keys"),
+        &admin,
+        json!({"role": "financier-admin", "label": "test"}),
+    )
+    .await;
+    let key = key["key"].as_str().unwrap().to_string();
+    let imei = "356938035643809";
+    // An installment long overdue under a policy that locks the day after, with no quiet hours:
+    // locked whenever the test runs.
+    let device = post(
+        &base,
+        "/v1/devices",
+        &key,
+        json!({
+            "contract_ref": "C-PUSH", "imei1": imei, "serial": "SN-CLI", "model": "Phone X",
+            "plan": {"currency": "KES", "time_zone": "Africa/Nairobi", "down_payment_minor": 0,
+                     "installments": [{"due": "2020-01-01", "amount_minor": 125000}]},
+            "policy": {"custom": {
+                "grace_days": 0, "min_days_past_due": 0, "min_arrears_percent": 0,
+                "escalations": [{"at_days_past_due": 1, "restriction": "locked"}],
+                "lease_days": 10, "lease_warning_days": 3
+            }}
+        }),
+    )
+    .await;
+    let device_id = device["id"].as_str().unwrap().to_string();
+
+    let root = dir
+        .path()
+        .join(lien_server::secrets::DEV_ATTESTATION_ROOT_FILE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lien"))
+        .args([
+            "phone", "--server", &base, "--imei", imei, "--serial", "SN-CLI",
+        ])
+        .arg("--attestation-root")
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lien runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let locked = read_until(
+        &lines,
+        "== This device is locked",
+        std::time::Duration::from_secs(30),
+    );
+    assert!(locked.is_ok(), "no lock screen:\n{}", locked.unwrap_err());
+    // The terminal is waiting for a command: the borrower types none. The financier records
+    // the payment, and the unlock reaches the phone over its push channel.
+    let paid = reqwest::Client::new()
+        .post(format!("{base}/v1/devices/{device_id}/payments"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "PAY-1")
+        .json(&json!({"reference": "PAY-1", "amount_minor": 125000, "currency": "KES"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(paid.status().is_success(), "{}", paid.status());
+    // Generous: the push arrives within a second; this only bounds a hung test.
+    let unlocked = read_until(&lines, "== Home ==", std::time::Duration::from_secs(5));
+    stdin.write_all(b"quit\n").unwrap();
+    drop(stdin);
+    let _ = child.wait();
+    let shown = unlocked.unwrap_or_else(|seen| panic!("still locked 5 s after paying:\n{seen}"));
+    assert!(!shown.contains("Checked in."), "{shown}");
+    running.stop().await;
+}
