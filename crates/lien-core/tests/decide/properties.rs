@@ -138,6 +138,10 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                         end: Time::constant(e, 30, 0, 0),
                     }),
                     release_at_payoff: lien_core::PayoffRelease::Automatic,
+                    hardship_days_per_year: 0,
+                    hardship_auto_grant_days: 0,
+                    restructure_max_fee_percent: 0,
+                    restructure_by_support: false,
                 })
                 .ok()
             },
