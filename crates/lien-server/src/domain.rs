@@ -43,17 +43,21 @@ pub enum StoredKind {
     Release,
     /// A reminder message on the phone.
     Message,
+    /// A borrower's request for a hardship pause, waiting for the financier's answer (its end
+    /// is the end of the pause asked for); an answer cancels it. The decision does not see it.
+    HardshipRequest,
 }
 
 impl StoredKind {
     /// Every kind.
-    pub const ALL: [StoredKind; 6] = [
+    pub const ALL: [StoredKind; 7] = [
         StoredKind::ManualLock,
         StoredKind::ProvisionalUnlock,
         StoredKind::HardshipPause,
         StoredKind::DisputeFreeze,
         StoredKind::Release,
         StoredKind::Message,
+        StoredKind::HardshipRequest,
     ];
 
     /// The word stored in the override's row.
@@ -65,6 +69,7 @@ impl StoredKind {
             StoredKind::DisputeFreeze => "dispute_freeze",
             StoredKind::Release => "release",
             StoredKind::Message => "message",
+            StoredKind::HardshipRequest => "hardship_request",
         }
     }
 
@@ -203,6 +208,10 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
             ReleaseAtPayoff::Automatic => PayoffRelease::Automatic,
             ReleaseAtPayoff::ByHand => PayoffRelease::ByHand,
         },
+        hardship_days_per_year: s.hardship_days_per_year,
+        hardship_auto_grant_days: s.hardship_auto_grant_days,
+        restructure_max_fee_percent: s.restructure_max_fee_percent,
+        restructure_by_support: s.restructure_by_support,
     })
 }
 
@@ -253,7 +262,7 @@ fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
         StoredKind::HardshipPause => OverrideKind::HardshipPause,
         StoredKind::DisputeFreeze => OverrideKind::DisputeFreeze,
         StoredKind::Release => OverrideKind::Release,
-        StoredKind::Message => return Ok(None),
+        StoredKind::Message | StoredKind::HardshipRequest => return Ok(None),
     };
     Override::new(kind, from_micros(o.from_us), o.until_us.map(from_micros))
         .map(Some)

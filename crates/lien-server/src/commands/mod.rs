@@ -31,6 +31,7 @@ pub mod bulk_jobs;
 pub mod device_change;
 pub mod enrollment;
 pub mod financiers;
+pub mod hardship;
 pub mod keys;
 pub mod mobile_money;
 pub mod overrides;
@@ -40,6 +41,7 @@ pub mod people;
 pub mod phone;
 pub mod reads;
 pub mod reconciliation;
+pub mod restructure;
 pub mod scheduled;
 pub mod webhook_endpoints;
 
