@@ -13,6 +13,7 @@ mod appeals;
 mod attacks;
 mod browser;
 mod console;
+mod hardship;
 mod isolation;
 mod malformed;
 mod management;
