@@ -205,11 +205,17 @@ pub fn completed(
         .map(|after| (snapshot.device.enrolled.plan_json.as_str(), after));
     let audit_before = audit_json(
         &before,
-        &[("policy", policies.map(|p| p.0)), ("plan", plans.map(|p| p.0))],
+        &[
+            ("policy", policies.map(|p| p.0)),
+            ("plan", plans.map(|p| p.0)),
+        ],
     )?;
     let audit_after = audit_json(
         &evaluation.view,
-        &[("policy", policies.map(|p| p.1)), ("plan", plans.map(|p| p.1))],
+        &[
+            ("policy", policies.map(|p| p.1)),
+            ("plan", plans.map(|p| p.1)),
+        ],
     )?;
     // The payoff's own step follows the change that caused it in the history; the device
     // stands as the change left it on both sides of it.

@@ -12,7 +12,10 @@
 
 use jiff::{SignedDuration, Timestamp};
 use lien_core::Imei;
-use lien_store::{DeviceChange, DeviceSnapshot, DevicesExt, OverrideRecord, OverrideUpdate, StoreError, UpdateError};
+use lien_store::{
+    DeviceChange, DeviceSnapshot, DevicesExt, OverrideRecord, OverrideUpdate, StoreError,
+    UpdateError,
+};
 
 use super::appeals::{BORROWER, proven_device};
 use super::device_change::{Applied, Changed, IdempotencyKey, Mutation, change_device, completed};
@@ -112,7 +115,9 @@ impl Length {
     /// The end of a pause starting at `now`, and its length in whole days (rounded up).
     fn from(&self, now: Timestamp) -> Result<(Timestamp, u32), ApiError> {
         match *self {
-            Length::Days(days) => Ok((now + SignedDuration::from_hours(24 * i64::from(days)), days)),
+            Length::Days(days) => {
+                Ok((now + SignedDuration::from_hours(24 * i64::from(days)), days))
+            }
             Length::Until(until) => {
                 let secs = until.duration_since(now).as_secs();
                 if secs <= 0 {
@@ -179,7 +184,14 @@ pub async fn pause(
         not_released(snapshot)?;
         let (until, days) = length.from(now)?;
         checked_pause(snapshot, now, days, "days")?;
-        let pause = new_override(StoredKind::HardshipPause, reason, &who, now, Some(until), now);
+        let pause = new_override(
+            StoredKind::HardshipPause,
+            reason,
+            &who,
+            now,
+            Some(until),
+            now,
+        );
         let mut mutation = Mutation::add_override("hardship_pause", pause);
         mutation.change.override_updates = close_request(snapshot, now);
         Ok((mutation, ()))
@@ -232,7 +244,10 @@ pub async fn answer_request(
     let reason = if grant {
         let text = req.reason.trim();
         if text.chars().count() > MAX_REASON {
-            return Err(ApiError::invalid("reason", format!("at most {MAX_REASON} characters")));
+            return Err(ApiError::invalid(
+                "reason",
+                format!("at most {MAX_REASON} characters"),
+            ));
         }
         if text.is_empty() {
             "hardship request granted".to_string()
@@ -257,7 +272,14 @@ pub async fn answer_request(
             let days = days.unwrap_or_else(|| requested_days(request).max(1));
             checked_pause(snapshot, now, days, "days")?;
             let until = now + SignedDuration::from_hours(24 * i64::from(days));
-            let pause = new_override(StoredKind::HardshipPause, reason, &who, now, Some(until), now);
+            let pause = new_override(
+                StoredKind::HardshipPause,
+                reason,
+                &who,
+                now,
+                Some(until),
+                now,
+            );
             let mut m = Mutation::add_override("hardship_request_granted", pause);
             m.change.override_updates = closed;
             m

@@ -24,7 +24,8 @@ fn refusal(e: RestructureError) -> ApiError {
     match &e {
         RestructureError::NothingRemains => ApiError::Conflict(e.to_string()),
         RestructureError::CurrencyMismatch { .. } => ApiError::invalid("currency", e),
-        RestructureError::DueInPast { index, .. } | RestructureError::DueBeforeKept { index, .. } => {
+        RestructureError::DueInPast { index, .. }
+        | RestructureError::DueBeforeKept { index, .. } => {
             ApiError::invalid(&format!("installments[{}].due", index - 1), e)
         }
         _ => ApiError::invalid("installments", e),

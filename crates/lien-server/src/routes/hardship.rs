@@ -19,8 +19,7 @@ use crate::commands::restructure;
 use crate::domain::rfc3339;
 use crate::error::{ApiError, ErrorBody};
 use crate::wire::{
-    DeviceView, HardshipAnswerRequest, HardshipEndRequest, HardshipPauseRequest,
-    RestructureRequest,
+    DeviceView, HardshipAnswerRequest, HardshipEndRequest, HardshipPauseRequest, RestructureRequest,
 };
 
 /// What a borrower's request may weigh: an IMEI, a code, a number and 500 characters.

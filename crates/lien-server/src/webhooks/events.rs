@@ -192,7 +192,10 @@ pub fn of_change(
         }
     }
     if change.plan_json.is_some() {
-        push(EventType::PlanRestructured, json!({ "outstanding": after.outstanding }))?;
+        push(
+            EventType::PlanRestructured,
+            json!({ "outstanding": after.outstanding }),
+        )?;
     }
     for u in &change.override_updates {
         let cancels_release = u.cancelled_us.is_some()

@@ -49,17 +49,33 @@ async fn a_granted_request_shows_on_the_phone_and_nothing_escalates_until_it_end
     let mut w = World::new(backend).await;
     // Day 2 past the February installment: the reminder shows its status code.
     w.advance_to("2026-02-03T10:00:00+03:00").await;
-    assert!(matches!(w.phone.screen(), Screen::Reminder(_)), "{}", w.phone.render());
+    assert!(
+        matches!(w.phone.screen(), Screen::Reminder(_)),
+        "{}",
+        w.phone.render()
+    );
     let code = w.code_on_screen();
 
     // A wrong code and an IMEI no financier claims get the same answer.
-    let wrong = if code == "00000000" { "11111111" } else { "00000000" };
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
     let by_wrong_code = w.ask_for_pause(&w.imei, wrong, 10).await;
     let by_stranger = w.ask_for_pause(&imei("35000000000000"), &code, 10).await;
-    assert_eq!((by_wrong_code.status, &by_wrong_code.body), (404, &not_proven()));
-    assert_eq!((by_stranger.status, &by_stranger.body), (404, &not_proven()));
+    assert_eq!(
+        (by_wrong_code.status, &by_wrong_code.body),
+        (404, &not_proven())
+    );
+    assert_eq!(
+        (by_stranger.status, &by_stranger.body),
+        (404, &not_proven())
+    );
     // A bad field is named, whatever the phone.
-    w.ask_for_pause(&w.imei, &code, 0).await.assert_invalid("days");
+    w.ask_for_pause(&w.imei, &code, 0)
+        .await
+        .assert_invalid("days");
 
     // Ten days is more than the policy grants on request: it waits for the financier.
     let asked = w.ask_for_pause(&w.imei, &code, 10).await;
@@ -68,7 +84,11 @@ async fn a_granted_request_shows_on_the_phone_and_nothing_escalates_until_it_end
     let again = w.ask_for_pause(&w.imei, &code, 10).await;
     again.assert_refused(409, "already waiting");
     let device = w.on_device("GET", "", None).await;
-    assert_eq!(device.body["hardship_request"]["days"], 10, "{}", device.body);
+    assert_eq!(
+        device.body["hardship_request"]["days"], 10,
+        "{}",
+        device.body
+    );
     assert!(
         device.body["hardship_request"]["reason"]
             .as_str()
@@ -85,22 +105,49 @@ async fn a_granted_request_shows_on_the_phone_and_nothing_escalates_until_it_end
         )
         .await;
     assert_eq!(granted.status, 200, "{}", granted.body);
-    let until = granted.body["hardship_pause_until"].as_str().unwrap().to_string();
+    let until = granted.body["hardship_pause_until"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(until, "2026-02-13T07:00:00Z");
-    assert!(granted.body["hardship_request"].is_null(), "{}", granted.body);
+    assert!(
+        granted.body["hardship_request"].is_null(),
+        "{}",
+        granted.body
+    );
 
     // The phone shows the pause and its end; so does the public page for its code.
     w.phone.check_again().await;
-    assert!(matches!(w.phone.screen(), Screen::Reminder(_)), "{}", w.phone.render());
-    assert!(w.phone.render().contains(&format!("paused until {until}")), "{}", w.phone.render());
-    let page = w.app.get(&format!("/why?q={}", w.code_on_screen()), "").await;
+    assert!(
+        matches!(w.phone.screen(), Screen::Reminder(_)),
+        "{}",
+        w.phone.render()
+    );
+    assert!(
+        w.phone.render().contains(&format!("paused until {until}")),
+        "{}",
+        w.phone.render()
+    );
+    let page = w
+        .app
+        .get(&format!("/why?q={}", w.code_on_screen()), "")
+        .await;
     assert_eq!(page.status, 200);
-    assert!(page.body.as_str().unwrap().contains(&format!("paused until {until}")));
+    assert!(
+        page.body
+            .as_str()
+            .unwrap()
+            .contains(&format!("paused until {until}"))
+    );
 
     // Day 9 past due, well past the day-4 lock: still only a reminder.
     w.advance_to("2026-02-12T10:00:00+03:00").await;
     assert!(!w.locked(), "{}", w.phone.render());
-    assert!(matches!(w.phone.screen(), Screen::Reminder(_)), "{}", w.phone.render());
+    assert!(
+        matches!(w.phone.screen(), Screen::Reminder(_)),
+        "{}",
+        w.phone.render()
+    );
 
     // The pause ends; the schedule applies again.
     w.advance_to("2026-02-13T12:00:00+03:00").await;
@@ -116,8 +163,16 @@ async fn a_granted_request_shows_on_the_phone_and_nothing_escalates_until_it_end
         )
         .await;
     too_long.assert_invalid("days");
-    assert!(too_long.message().contains("hardship_days_per_year"), "{}", too_long.body);
-    assert!(too_long.message().contains("20 remain"), "{}", too_long.body);
+    assert!(
+        too_long.message().contains("hardship_days_per_year"),
+        "{}",
+        too_long.body
+    );
+    assert!(
+        too_long.message().contains("20 remain"),
+        "{}",
+        too_long.body
+    );
     // Asked from the phone, the bound is the same.
     let code = w.code_on_screen();
     let asked = w.ask_for_pause(&w.imei, &code, 21).await;
@@ -154,14 +209,26 @@ async fn a_short_request_is_granted_at_once_and_the_financier_may_end_it(backend
 
     // An agent may not end it without a reason; with one, the lock comes back.
     let ended = w
-        .on_device("POST", "/hardship-pauses/end", Some(json!({"reason": "found work"})))
+        .on_device(
+            "POST",
+            "/hardship-pauses/end",
+            Some(json!({"reason": "found work"})),
+        )
         .await;
     assert_eq!(ended.status, 200, "{}", ended.body);
-    assert!(ended.body["hardship_pause_until"].is_null(), "{}", ended.body);
+    assert!(
+        ended.body["hardship_pause_until"].is_null(),
+        "{}",
+        ended.body
+    );
     w.phone.check_again().await;
     assert!(w.locked(), "{}", w.phone.render());
     let none = w
-        .on_device("POST", "/hardship-pauses/end", Some(json!({"reason": "again"})))
+        .on_device(
+            "POST",
+            "/hardship-pauses/end",
+            Some(json!({"reason": "again"})),
+        )
         .await;
     none.assert_refused(409, "no hardship pause");
 }
@@ -179,16 +246,17 @@ fn new_schedule(last_minor: i64) -> Value {
     })
 }
 
-async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both(
-    backend: Backend,
-) {
+async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both(backend: Backend) {
     let mut w = World::new(backend).await;
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
     let path = format!("/v1/devices/{}/restructure", w.device_id);
 
     // Without an Idempotency-Key, nothing is done.
-    let unkeyed = w.app.call("POST", &path, &w.key, Some(new_schedule(100000))).await;
+    let unkeyed = w
+        .app
+        .call("POST", &path, &w.key, Some(new_schedule(100000)))
+        .await;
     assert_eq!(unkeyed.status, 400, "{}", unkeyed.body);
     // One shilling more than remains: the policy allows no fee.
     let more = w
@@ -196,7 +264,11 @@ async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both
         .post_once(&path, &w.key, new_schedule(100100), "restructure-more")
         .await;
     more.assert_invalid("installments");
-    assert!(more.message().contains("restructure_max_fee_percent"), "{}", more.body);
+    assert!(
+        more.message().contains("restructure_max_fee_percent"),
+        "{}",
+        more.body
+    );
     // Another currency is refused, naming it.
     let mut usd = new_schedule(100000);
     usd["currency"] = json!("USD");
@@ -205,7 +277,16 @@ async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both
         .await
         .assert_invalid("currency");
     // An agent may not restructure; nor may support under this policy.
-    let financier_id = w.app.running.state.store.device(&w.device_id).await.unwrap().enrolled.financier_id;
+    let financier_id = w
+        .app
+        .running
+        .state
+        .store
+        .device(&w.device_id)
+        .await
+        .unwrap()
+        .enrolled
+        .financier_id;
     let agent = w.app.financier_key(&financier_id, "financier-agent").await;
     w.app
         .post_once(&path, &agent, new_schedule(100000), "restructure-agent")
@@ -241,7 +322,10 @@ async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both
     assert_eq!(plans.len(), 2, "{}", device.body);
     assert_eq!(plans[0]["in_force"], false);
     assert_eq!(plans[0]["plan"]["installments"][0]["due"], "2026-02-01");
-    assert_eq!(plans[0]["reason"], "borrower in hardship, payments moved three months");
+    assert_eq!(
+        plans[0]["reason"],
+        "borrower in hardship, payments moved three months"
+    );
     assert_eq!(plans[1]["in_force"], true);
     assert_eq!(plans[1]["plan"]["installments"][0]["due"], "2026-05-01");
     // The history records the change once, with the plan before and after.
@@ -253,9 +337,15 @@ async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both
         .filter(|r| r["action"] == "plan_restructured")
         .collect();
     assert_eq!(records.len(), 1, "{}", history.body);
-    assert_eq!(records[0]["before"]["plan"]["installments"][0]["due"], "2026-02-01");
+    assert_eq!(
+        records[0]["before"]["plan"]["installments"][0]["due"],
+        "2026-02-01"
+    );
     assert_eq!(records[0]["before"]["state"], "locked");
-    assert_eq!(records[0]["after"]["plan"]["installments"][0]["due"], "2026-05-01");
+    assert_eq!(
+        records[0]["after"]["plan"]["installments"][0]["due"],
+        "2026-05-01"
+    );
     assert_eq!(records[0]["after"]["state"], "active");
 
     // The new schedule governs from now on: day 4 past the May installment locks again.
@@ -269,10 +359,18 @@ async fn a_plan_may_be_restructured_during_a_pause(backend: Backend) {
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
     let paused = w
-        .on_device("POST", "/hardship-pauses", Some(json!({"days": 14, "reason": "illness"})))
+        .on_device(
+            "POST",
+            "/hardship-pauses",
+            Some(json!({"days": 14, "reason": "illness"})),
+        )
         .await;
     assert_eq!(paused.status, 200, "{}", paused.body);
-    assert_eq!(paused.body["decision"]["state"], "reminder", "{}", paused.body);
+    assert_eq!(
+        paused.body["decision"]["state"], "reminder",
+        "{}",
+        paused.body
+    );
     let path = format!("/v1/devices/{}/restructure", w.device_id);
     let done = w
         .app

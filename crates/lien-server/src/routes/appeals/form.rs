@@ -374,7 +374,10 @@ pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<i64, 
 
 /// Reads the holder's proof (an appeal's, a hardship request's): the IMEI and the 8-digit status code the lock screen
 /// shows. A missing or malformed field is named (that says nothing about any phone).
-pub fn holder_proof(imei: Option<&str>, status_code: Option<&str>) -> Result<(Imei, String), ApiError> {
+pub fn holder_proof(
+    imei: Option<&str>,
+    status_code: Option<&str>,
+) -> Result<(Imei, String), ApiError> {
     let compact = |text: &str| -> String { text.chars().filter(|c| !c.is_whitespace()).collect() };
     let imei_text = imei.ok_or_else(|| {
         ApiError::invalid(
