@@ -6,14 +6,19 @@
 
 mod calendar;
 pub mod decision;
+pub mod hardship;
 pub mod identity;
 pub mod ledger;
 pub mod money;
 pub mod overrides;
 pub mod plan;
 pub mod policy;
+pub mod restructure;
 
 pub use decision::{Decision, DeviceState, Reason, decide};
+pub use hardship::{
+    HardshipError, check_hardship_pause, hardship_days_remaining, hardship_days_used,
+};
 pub use identity::{DeviceIdentity, IdentityError, Imei, ImeiError, SerialError, SerialNumber};
 pub use ledger::{
     InstallmentStanding, Payment, PaymentError, PaymentLog, PaymentRef, Reversal, installments_paid,
@@ -25,3 +30,4 @@ pub use policy::{
     Escalation, LockPolicy, Notice, PayoffRelease, PolicyError, PolicySettings, Preset, QuietHours,
     Restriction, UnlockPromise,
 };
+pub use restructure::{RestructureError, Restructured, restructure};

@@ -119,9 +119,26 @@ pub struct PolicySettings {
     pub emergency_use_hours: u32,
     /// At most one emergency window in this many days (counted from a window's start).
     pub emergency_use_every_days: u32,
+    // Fair to the borrower (issue 20): hardship pauses and restructuring.
+    /// The most days of hardship pause a device may have in any year (the pauses begun in the
+    /// 365 days before a new one, with it). A pause that would go beyond is refused.
+    pub hardship_days_per_year: u32,
+    /// A borrower's request for a pause of at most this many days is granted at once, without
+    /// waiting for the financier (0: every request waits for an answer).
+    pub hardship_auto_grant_days: u32,
+    /// The most a restructured schedule may add to what remains owed, as a percentage of it
+    /// (a fee for rescheduling); 0 means the new schedule asks exactly what remains.
+    pub restructure_max_fee_percent: u8,
+    /// Whether the platform's support staff may restructure a plan, beside the financier.
+    pub restructure_by_support: bool,
 }
 
 impl PolicySettings {
+    /// The most days of hardship pause a policy may allow in a year.
+    pub const MAX_HARDSHIP_DAYS_PER_YEAR: u32 = 365;
+    /// The highest restructuring fee a policy may allow, in percent of what remains.
+    pub const MAX_RESTRUCTURE_FEE_PERCENT: u8 = 25;
+
     /// The largest day a grace period, notice, escalation or minimum may name: ten years past
     /// due, beyond any real plan. Bounds keep every date the decision computes representable.
     pub const MAX_DAYS_PAST_DUE: u32 = 3650;
@@ -164,6 +181,21 @@ impl PolicySettings {
                 "emergency_use_every_days".to_string(),
                 u64::from(self.emergency_use_every_days),
                 u64::from(Self::MAX_EMERGENCY_USE_EVERY_DAYS),
+            ),
+            (
+                "hardship_days_per_year".to_string(),
+                u64::from(self.hardship_days_per_year),
+                u64::from(Self::MAX_HARDSHIP_DAYS_PER_YEAR),
+            ),
+            (
+                "hardship_auto_grant_days".to_string(),
+                u64::from(self.hardship_auto_grant_days),
+                u64::from(self.hardship_days_per_year),
+            ),
+            (
+                "restructure_max_fee_percent".to_string(),
+                u64::from(self.restructure_max_fee_percent),
+                u64::from(Self::MAX_RESTRUCTURE_FEE_PERCENT),
             ),
             (
                 "notices".to_string(),
@@ -482,6 +514,12 @@ impl Preset {
                 unlock_promise: Some(LIEN_UNLOCK_PROMISE),
                 emergency_use_hours: EMERGENCY_USE_HOURS,
                 emergency_use_every_days: EMERGENCY_USE_EVERY_DAYS,
+                // A month of pauses a year, none granted without the dealer looking, and
+                // no fee for rescheduling: our own floor, as no rule binds a small dealer.
+                hardship_days_per_year: 30,
+                hardship_auto_grant_days: 0,
+                restructure_max_fee_percent: 0,
+                restructure_by_support: false,
             },
             // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
             // payment and unlocks it when the borrower pays by mobile money; Lien's brief
@@ -506,6 +544,13 @@ impl Preset {
                 unlock_promise: Some(LIEN_UNLOCK_PROMISE),
                 emergency_use_hours: EMERGENCY_USE_HOURS,
                 emergency_use_every_days: EMERGENCY_USE_EVERY_DAYS,
+                // Pay-as-you-go plans are paid daily or weekly: a borrower who loses a week's
+                // income may pause a week at once by asking from the phone, up to a month a
+                // year. No fee for rescheduling (our own choice; issue 20).
+                hardship_days_per_year: 30,
+                hardship_auto_grant_days: 7,
+                restructure_max_fee_percent: 0,
+                restructure_by_support: false,
             },
             // The Reserve Bank of India's draft on the use of device locks in consumer loans,
             // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
@@ -548,6 +593,15 @@ impl Preset {
                 }),
                 emergency_use_hours: EMERGENCY_USE_HOURS,
                 emergency_use_every_days: EMERGENCY_USE_EVERY_DAYS,
+                // The RBI's fair practices expect lenders to consider restructuring for
+                // borrowers in genuine difficulty and forbid hidden charges: up to 90 days of
+                // pause a year, a fortnight granted on request, no fee for rescheduling, and
+                // the platform's support may reschedule too. Our reading; check the final
+                // rules before relying on it.
+                hardship_days_per_year: 90,
+                hardship_auto_grant_days: 14,
+                restructure_max_fee_percent: 0,
+                restructure_by_support: true,
             },
         }
     }

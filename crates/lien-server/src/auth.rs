@@ -103,6 +103,12 @@ pub enum Action {
     /// are, so only a role that may release a phone anyway may vouch for a statement. An agent
     /// records the cash it takes one payment at a time instead.
     Reconcile,
+    /// Pause restrictions for a borrower in hardship, end a pause, answer a borrower's request
+    /// for one: it only ever spares the phone, so whoever answers appeals may do it.
+    HardshipPause,
+    /// Reschedule what remains of a plan. Support may too where the device's policy says so
+    /// (`restructure_by_support`), which the command checks on the device.
+    Restructure,
 }
 
 impl Role {
@@ -115,8 +121,13 @@ impl Role {
                 ManageFinanciers | ManageKeys | ManagePlatformKeys | Read | ChangePolicy
             ),
             Role::FinancierAdmin => !matches!(action, ManageFinanciers | ManagePlatformKeys),
-            Role::FinancierAgent => matches!(action, Read | RecordPayment | AnswerAppeal),
-            Role::Support => matches!(action, Read | ProvisionalUnlock | AnswerAppeal),
+            Role::FinancierAgent => {
+                matches!(action, Read | RecordPayment | AnswerAppeal | HardshipPause)
+            }
+            Role::Support => matches!(
+                action,
+                Read | ProvisionalUnlock | AnswerAppeal | HardshipPause
+            ),
         }
     }
 }

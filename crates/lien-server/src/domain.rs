@@ -47,11 +47,14 @@ pub enum StoredKind {
     /// decision function does not see it; the next token names the latest one's start, so
     /// that no later state of the phone can take another too soon.
     EmergencyUse,
+    /// A borrower's request for a hardship pause, waiting for the financier's answer (its end
+    /// is the end of the pause asked for); an answer cancels it. The decision does not see it.
+    HardshipRequest,
 }
 
 impl StoredKind {
     /// Every kind.
-    pub const ALL: [StoredKind; 7] = [
+    pub const ALL: [StoredKind; 8] = [
         StoredKind::ManualLock,
         StoredKind::ProvisionalUnlock,
         StoredKind::HardshipPause,
@@ -59,6 +62,7 @@ impl StoredKind {
         StoredKind::Release,
         StoredKind::Message,
         StoredKind::EmergencyUse,
+        StoredKind::HardshipRequest,
     ];
 
     /// The word stored in the override's row.
@@ -71,6 +75,7 @@ impl StoredKind {
             StoredKind::Release => "release",
             StoredKind::Message => "message",
             StoredKind::EmergencyUse => "emergency_use",
+            StoredKind::HardshipRequest => "hardship_request",
         }
     }
 
@@ -227,6 +232,10 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
         },
         emergency_use_hours: s.emergency_use_hours,
         emergency_use_every_days: s.emergency_use_every_days,
+        hardship_days_per_year: s.hardship_days_per_year,
+        hardship_auto_grant_days: s.hardship_auto_grant_days,
+        restructure_max_fee_percent: s.restructure_max_fee_percent,
+        restructure_by_support: s.restructure_by_support,
     })
 }
 
@@ -277,7 +286,9 @@ fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
         StoredKind::HardshipPause => OverrideKind::HardshipPause,
         StoredKind::DisputeFreeze => OverrideKind::DisputeFreeze,
         StoredKind::Release => OverrideKind::Release,
-        StoredKind::Message | StoredKind::EmergencyUse => return Ok(None),
+        StoredKind::Message | StoredKind::EmergencyUse | StoredKind::HardshipRequest => {
+            return Ok(None);
+        }
     };
     Override::new(kind, from_micros(o.from_us), o.until_us.map(from_micros))
         .map(Some)

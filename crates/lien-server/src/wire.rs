@@ -225,6 +225,29 @@ pub struct PolicySettingsJson {
     /// At most one emergency window in this many days (at most 365; longer than a window).
     #[serde(default)]
     pub emergency_use_every_days: u32,
+    // Fair to the borrower (issue 20): hardship pauses and restructuring. Defaults let the
+    // policies stored before these fields load as they were, with a month of pauses a year.
+    /// The most days of hardship pause a device may have in any 365 days (default 30, at most
+    /// 365); a pause that would go beyond is refused.
+    #[serde(default = "default_hardship_days_per_year")]
+    pub hardship_days_per_year: u32,
+    /// A borrower's request for a pause of at most this many days is granted at once (default
+    /// 0: every request waits for the financier); at most `hardship_days_per_year`.
+    #[serde(default)]
+    pub hardship_auto_grant_days: u32,
+    /// The most a restructured schedule may add to what remains owed, in percent of it
+    /// (default 0: exactly what remains; at most 25).
+    #[serde(default)]
+    pub restructure_max_fee_percent: u8,
+    /// Whether the platform's support staff may restructure (default false: the financier's
+    /// admin only).
+    #[serde(default)]
+    pub restructure_by_support: bool,
+}
+
+/// The yearly hardship days of a policy that does not say (stored before issue 20).
+fn default_hardship_days_per_year() -> u32 {
+    30
 }
 
 /// How fast a payment must reach the phone: minutes from the payment's recording to the
@@ -534,6 +557,107 @@ pub struct DeviceView {
     /// When a pending release (asked for, or scheduled by the payment that paid the plan off)
     /// becomes final (RFC 3339), while it can still be cancelled.
     pub release_final_at: Option<String>,
+    /// The end of the hardship pause in effect or granted (RFC 3339): nothing is restricted
+    /// until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardship_pause_until: Option<String>,
+    /// The borrower's request for a hardship pause, while it waits for an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardship_request: Option<HardshipRequestView>,
+    /// Every schedule the device was held to, oldest first, the one in force last (only in
+    /// `GET /v1/devices/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plans: Option<Vec<PlanVersionView>>,
+}
+
+/// A borrower's request for a hardship pause, waiting for the financier's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HardshipRequestView {
+    /// When the borrower asked (RFC 3339).
+    pub requested_at: String,
+    /// How many days the borrower asked for.
+    pub days: u32,
+    /// The borrower's words.
+    pub reason: String,
+}
+
+/// One schedule of a device: an earlier plan a restructuring replaced, or the one in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanVersionView {
+    /// 1 for the plan enrolled with, then one more per restructuring.
+    pub version: i64,
+    /// Whether this is the plan in force.
+    pub in_force: bool,
+    /// The plan.
+    pub plan: PlanJson,
+    /// When it was replaced (RFC 3339), for an earlier plan.
+    pub superseded_at: Option<String>,
+    /// Who replaced it.
+    pub superseded_by: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// How long a hardship pause lasts: `days` from now, or `until` an instant. Exactly one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HardshipPauseRequest {
+    /// Days from now (1 to 365).
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// The end (RFC 3339), in the future, at most 365 days ahead.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Why; recorded in the audit log (at most 200 characters).
+    pub reason: String,
+}
+
+/// Ending a hardship pause before its time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HardshipEndRequest {
+    /// Why; recorded in the audit log (at most 200 characters).
+    pub reason: String,
+}
+
+/// The financier's answer to a borrower's request for a hardship pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HardshipVerdict {
+    /// Grant a pause (of `days`, or the days asked for).
+    Grant,
+    /// Refuse it; the reason says why.
+    Refuse,
+}
+
+/// The answer to a borrower's request for a hardship pause.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HardshipAnswerRequest {
+    /// Grant or refuse.
+    pub decision: HardshipVerdict,
+    /// For a grant: the pause's length in days (default: what the borrower asked for).
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// Why; recorded in the audit log; required to refuse (at most 200 characters).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A new schedule for what remains of a plan.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestructureRequest {
+    /// The new installments for what remains, in date order, in the plan's currency, due
+    /// today or later and after the last installment already paid. Together they ask exactly
+    /// what remains owed, plus at most the fee the policy's `restructure_max_fee_percent`
+    /// allows. The installments already paid stay (one paid in part stays with what was paid).
+    pub installments: Vec<InstallmentJson>,
+    /// The currency of the amounts, if given: it must be the plan's.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Why; recorded in the audit log (at most 200 characters).
+    pub reason: String,
 }
 
 /// A page of devices.

@@ -12,6 +12,7 @@ pub mod appeals;
 pub mod audit;
 pub mod mobile_money;
 pub mod people;
+pub mod plans;
 mod records;
 pub mod reports;
 mod sql;
@@ -27,6 +28,7 @@ pub use mobile_money::{
     StatementHoldings, StatementQuery, UnmatchedFilter, UnmatchedPaymentRecord, UnmatchedStatus,
 };
 pub use people::{InvitationRecord, People, PersonRecord, SessionRecord};
+pub use plans::{PlanHistory, PlanVersionRecord};
 pub use records::*;
 pub use reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports, UnlockPayment};
 pub use sql::SqlStore;
@@ -385,6 +387,7 @@ pub trait Store:
     + Webhooks
     + People
     + Reports
+    + PlanHistory
 {
     /// Whether the database answers, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

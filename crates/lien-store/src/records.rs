@@ -293,6 +293,11 @@ pub struct DeviceChange {
     pub override_updates: Vec<OverrideUpdate>,
     /// A new policy.
     pub policy_json: Option<String>,
+    /// A new installment plan (a restructuring); the plan it replaces is kept as
+    /// `superseded_plan`, in the same transaction.
+    pub plan_json: Option<String>,
+    /// The plan a restructuring replaced, to keep among the device's earlier plans.
+    pub superseded_plan: Option<crate::plans::PlanVersionRecord>,
     /// The decision after the change; `None` leaves it as it was.
     pub decision: Option<DecisionRecord>,
     /// The next evaluation time; always written (clearing a scheduler's claim).

@@ -500,6 +500,10 @@ fn half_hour_after_midnight() -> LockPolicy {
         unlock_promise: None,
         emergency_use_hours: 0,
         emergency_use_every_days: 0,
+        hardship_days_per_year: 0,
+        hardship_auto_grant_days: 0,
+        restructure_max_fee_percent: 0,
+        restructure_by_support: false,
     })
     .unwrap()
 }

@@ -33,6 +33,9 @@ pub fn device_view(device: &DeviceRecord) -> Result<DeviceView, ApiError> {
         applied_sequence: device.applied_sequence,
         // Filled in where the overrides are at hand (see `pending_release`).
         release_final_at: None,
+        hardship_pause_until: None,
+        hardship_request: None,
+        plans: None,
     })
 }
 
@@ -98,6 +101,9 @@ pub(crate) fn with_inputs(snapshot: &DeviceSnapshot, change: &DeviceChange) -> D
     }
     if let Some(policy) = &change.policy_json {
         next.device.enrolled.policy_json = policy.clone();
+    }
+    if let Some(plan) = &change.plan_json {
+        next.device.enrolled.plan_json = plan.clone();
     }
     if let Some((key, bound_us)) = &change.binding {
         let generation = next.device.binding.as_ref().map_or(0, |b| b.generation) + 1;
@@ -192,8 +198,25 @@ pub fn completed(
         .policy_json
         .as_deref()
         .map(|after| (snapshot.device.enrolled.policy_json.as_str(), after));
-    let audit_before = audit_json(&before, policies.map(|p| p.0))?;
-    let audit_after = audit_json(&evaluation.view, policies.map(|p| p.1))?;
+    // A restructuring likewise, with the plan before and after: the history shows both.
+    let plans = change
+        .plan_json
+        .as_deref()
+        .map(|after| (snapshot.device.enrolled.plan_json.as_str(), after));
+    let audit_before = audit_json(
+        &before,
+        &[
+            ("policy", policies.map(|p| p.0)),
+            ("plan", plans.map(|p| p.0)),
+        ],
+    )?;
+    let audit_after = audit_json(
+        &evaluation.view,
+        &[
+            ("policy", policies.map(|p| p.1)),
+            ("plan", plans.map(|p| p.1)),
+        ],
+    )?;
     // The payoff's own step follows the change that caused it in the history; the device
     // stands as the change left it on both sides of it.
     let payoff_audit = payoff.map(|step| AuditEntry {
@@ -223,6 +246,8 @@ pub fn completed(
     change.token = evaluation.token;
     let mut view = device_view(&after)?;
     view.release_final_at = pending_release(&next, now).map(|o| rfc3339(from_micros(o.from_us)));
+    view.hardship_pause_until = super::hardship::pause_until(&next, now).map(rfc3339);
+    view.hardship_request = super::hardship::request_view(&next);
     let body = match response {
         Some(value) => value.to_string(),
         None => serde_json::to_string(&view).map_err(|e| ApiError::Internal(e.into()))?,
@@ -236,16 +261,20 @@ pub fn completed(
     })
 }
 
-/// The audit record's JSON of a decision, with the policy (stored JSON) beside it if given.
-fn audit_json(view: &DecisionView, policy: Option<&str>) -> Result<String, ApiError> {
+/// The audit record's JSON of a decision, with the given stored JSON (the policy, the plan)
+/// beside it under their names, where given.
+fn audit_json(view: &DecisionView, extra: &[(&str, Option<&str>)]) -> Result<String, ApiError> {
     let internal = |e: serde_json::Error| ApiError::Internal(e.into());
-    let Some(policy) = policy else {
+    if extra.iter().all(|(_, json)| json.is_none()) {
         return serde_json::to_string(view).map_err(internal);
-    };
+    }
     let mut value = serde_json::to_value(view).map_err(internal)?;
-    let policy: serde_json::Value = serde_json::from_str(policy).map_err(internal)?;
-    if let Some(fields) = value.as_object_mut() {
-        fields.insert("policy".into(), policy);
+    for (name, json) in extra {
+        let Some(json) = json else { continue };
+        let stored: serde_json::Value = serde_json::from_str(json).map_err(internal)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert((*name).into(), stored);
+        }
     }
     Ok(value.to_string())
 }

@@ -31,6 +31,7 @@ pub mod bulk_jobs;
 pub mod device_change;
 pub mod enrollment;
 pub mod financiers;
+pub mod hardship;
 pub mod keys;
 pub mod late_unlocks;
 pub mod mobile_money;
@@ -41,6 +42,7 @@ pub mod people;
 pub mod phone;
 pub mod reads;
 pub mod reconciliation;
+pub mod restructure;
 pub mod scheduled;
 pub mod webhook_endpoints;
 

@@ -65,8 +65,50 @@ pub async fn visible_snapshot(
 /// The device as the financier sees it, with the instant its pending release becomes final.
 pub fn status_view(state: &AppState, snapshot: &DeviceSnapshot) -> Result<DeviceView, ApiError> {
     let mut view = device_view(&snapshot.device)?;
-    view.release_final_at =
-        pending_release(snapshot, state.clock.now()).map(|o| rfc3339(from_micros(o.from_us)));
+    let now = state.clock.now();
+    view.release_final_at = pending_release(snapshot, now).map(|o| rfc3339(from_micros(o.from_us)));
+    view.hardship_pause_until = super::hardship::pause_until(snapshot, now).map(rfc3339);
+    view.hardship_request = super::hardship::request_view(snapshot);
+    Ok(view)
+}
+
+/// The device as [`status_view`] shows it, with every schedule it was held to: the plans a
+/// restructuring replaced, oldest first, and the one in force.
+pub async fn device_detail(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+) -> Result<DeviceView, ApiError> {
+    let mut view = status_view(state, snapshot)?;
+    let parse = |json: &str| -> Result<crate::wire::PlanJson, ApiError> {
+        serde_json::from_str(json)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("stored plan")))
+    };
+    let earlier = state
+        .store
+        .plan_versions(&snapshot.device.enrolled.id)
+        .await?;
+    let mut plans = earlier
+        .iter()
+        .map(|v| {
+            Ok(crate::wire::PlanVersionView {
+                version: v.version,
+                in_force: false,
+                plan: parse(&v.plan_json)?,
+                superseded_at: Some(rfc3339(from_micros(v.superseded_us))),
+                superseded_by: Some(v.actor.clone()),
+                reason: Some(v.reason.clone()),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    plans.push(crate::wire::PlanVersionView {
+        version: earlier.last().map_or(1, |v| v.version + 1),
+        in_force: true,
+        plan: parse(&snapshot.device.enrolled.plan_json)?,
+        superseded_at: None,
+        superseded_by: None,
+        reason: None,
+    });
+    view.plans = Some(plans);
     Ok(view)
 }
 

@@ -156,7 +156,7 @@ pub async fn list(
         ("id" = String, Path, description = "The device's id, `dev_` and hex."),
     ),
     responses(
-        (status = 200, description = "The device.", body = DeviceView),
+        (status = 200, description = "The device, with every schedule it was held to (`plans`).", body = DeviceView),
         (status = 404, description = "No such device, or not the caller's: the two are indistinguishable.", body = ErrorBody),
     )
 )]
@@ -166,7 +166,10 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<JsonText, ApiError> {
     let snapshot = reads::visible_snapshot(&state, &actor, &id).await?;
-    json_text(StatusCode::OK, &reads::status_view(&state, &snapshot)?)
+    json_text(
+        StatusCode::OK,
+        &reads::device_detail(&state, &snapshot).await?,
+    )
 }
 
 /// `GET /v1/devices/{id}/history`: the device's audit chain.
@@ -196,8 +199,8 @@ pub async fn history(
 /// with another request is told apart. A malformed key is refused here, whether the command
 /// requires one or not.
 pub struct KeyedRequest {
-    key: Option<IdempotencyKey>,
-    body: Bytes,
+    pub(crate) key: Option<IdempotencyKey>,
+    pub(crate) body: Bytes,
 }
 
 impl<S: Send + Sync> FromRequest<S> for KeyedRequest {
@@ -216,10 +219,10 @@ impl<S: Send + Sync> FromRequest<S> for KeyedRequest {
 }
 
 /// The `Idempotency-Key` of a payment or a reversal, which must have one.
-fn required_key(key: Option<IdempotencyKey>) -> Result<IdempotencyKey, ApiError> {
+pub(crate) fn required_key(key: Option<IdempotencyKey>) -> Result<IdempotencyKey, ApiError> {
     key.ok_or_else(|| {
         ApiError::BadRequest(
-            "missing Idempotency-Key header: payments and reversals need one, so that a retry \
+            "missing Idempotency-Key header: payments, reversals and restructurings need one, so that a retry \
              never applies twice"
                 .into(),
         )

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub mod appeals;
 pub(crate) mod devices;
+pub(crate) mod hardship;
 pub(crate) mod ops;
 pub(crate) mod people;
 pub(crate) mod phone;
@@ -77,6 +78,14 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         .routes(routes!(devices::offline_unlock))
         .routes(routes!(devices::change_policy))
         .routes(routes!(devices::status_code))
+        .routes(routes!(hardship::pause))
+        .routes(routes!(hardship::end_pause))
+        .routes(routes!(hardship::answer_request))
+        .routes(routes!(hardship::restructure))
+        .routes(
+            routes!(hardship::borrower_request)
+                .layer(DefaultBodyLimit::max(hardship::MAX_REQUEST_BODY_BYTES)),
+        )
         .routes(routes!(phone::hello_challenge))
         .routes(routes!(phone::hello).layer(DefaultBodyLimit::max(MAX_HELLO_BODY_BYTES)))
         .routes(routes!(phone::checkin).layer(DefaultBodyLimit::max(MAX_CHECKIN_BODY_BYTES)))

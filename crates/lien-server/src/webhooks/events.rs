@@ -57,11 +57,20 @@ pub enum EventType {
     /// An appeal was answered.
     #[serde(rename = "appeal.answered")]
     AppealAnswered,
+    /// The borrower asked for a hardship pause, which waits for the financier's answer.
+    #[serde(rename = "hardship.requested")]
+    HardshipRequested,
+    /// A hardship pause began (granted by the financier or support, or at once by the policy).
+    #[serde(rename = "hardship.paused")]
+    HardshipPaused,
+    /// The plan was restructured: what remains follows a new schedule.
+    #[serde(rename = "plan.restructured")]
+    PlanRestructured,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 14] = [
         EventType::DeviceEnrolled,
         EventType::DeviceBound,
         EventType::StateChanged,
@@ -73,6 +82,9 @@ impl EventType {
         EventType::DeviceReleased,
         EventType::AppealOpened,
         EventType::AppealAnswered,
+        EventType::HardshipRequested,
+        EventType::HardshipPaused,
+        EventType::PlanRestructured,
     ];
 
     /// Its name, e.g. `payment.applied`.
@@ -89,6 +101,9 @@ impl EventType {
             EventType::DeviceReleased => "device.released",
             EventType::AppealOpened => "appeal.opened",
             EventType::AppealAnswered => "appeal.answered",
+            EventType::HardshipRequested => "hardship.requested",
+            EventType::HardshipPaused => "hardship.paused",
+            EventType::PlanRestructured => "plan.restructured",
         }
     }
 }
@@ -158,12 +173,29 @@ pub fn of_change(
         )?;
     }
     for o in change.new_override.iter().chain(&change.more_overrides) {
-        if StoredKind::of(&o.kind) == Some(StoredKind::Release) {
-            push(
+        let until = o.until_us.map(|u| rfc3339(from_micros(u)));
+        match StoredKind::of(&o.kind) {
+            Some(StoredKind::Release) => push(
                 EventType::ReleaseStarted,
                 json!({ "final_at": rfc3339(from_micros(o.from_us)), "reason": o.reason }),
-            )?;
+            )?,
+            // The borrower's words stay in the API (the device's `hardship_request`): an
+            // event names only what was asked.
+            Some(StoredKind::HardshipRequest) => {
+                push(EventType::HardshipRequested, json!({ "until": until }))?
+            }
+            Some(StoredKind::HardshipPause) => push(
+                EventType::HardshipPaused,
+                json!({ "from": rfc3339(from_micros(o.from_us)), "until": until, "by": o.actor }),
+            )?,
+            _ => {}
         }
+    }
+    if change.plan_json.is_some() {
+        push(
+            EventType::PlanRestructured,
+            json!({ "outstanding": after.outstanding }),
+        )?;
     }
     for u in &change.override_updates {
         let cancels_release = u.cancelled_us.is_some()

@@ -14,6 +14,7 @@ mod attacks;
 mod browser;
 mod console;
 mod emergency;
+mod hardship;
 mod isolation;
 mod malformed;
 mod management;

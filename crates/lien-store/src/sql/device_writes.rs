@@ -249,6 +249,9 @@ async fn apply_own_rows(
             .await
             .map_err(backend)?;
     }
+    if let Some(old) = &change.superseded_plan {
+        super::plans::keep(tx, id, old).await?;
+    }
     for e in &change.events {
         sqlx::query(
             "INSERT INTO device_events (device_id, at_us, kind, detail) VALUES ($1, $2, $3, $4)",
@@ -275,6 +278,9 @@ fn row_values(change: &DeviceChange) -> (Vec<&'static str>, Vec<Value>) {
     };
     if let Some(policy) = &change.policy_json {
         set("policy_json", Value::from(policy));
+    }
+    if let Some(plan) = &change.plan_json {
+        set("plan_json", Value::from(plan));
     }
     if let Some(d) = &change.decision {
         set("state", Value::from(&d.state));

@@ -16,6 +16,7 @@ mod devices;
 mod mobile_money;
 mod notify;
 mod people;
+mod plans;
 mod reports;
 mod rows;
 mod tenants;
@@ -81,6 +82,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../migrations/sqlite/0016_arrears_age_and_acks.sql"),
     ),
+    (
+        17,
+        include_str!("../../migrations/sqlite/0017_plan_versions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -143,6 +148,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         16,
         include_str!("../../migrations/postgres/0016_arrears_age_and_acks.sql"),
+    ),
+    (
+        17,
+        include_str!("../../migrations/postgres/0017_plan_versions.sql"),
     ),
 ];
 

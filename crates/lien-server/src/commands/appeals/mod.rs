@@ -39,7 +39,7 @@ use crate::error::ApiError;
 use crate::routes::public::RELEASE_SHOWN_DAYS;
 
 /// The actor the audit log records for what the borrower does without an account.
-const BORROWER: &str = "borrower";
+pub(crate) const BORROWER: &str = "borrower";
 
 /// What an appeal claims: the borrower paid (a receipt), owns the phone (a proof of purchase),
 /// or the lock is wrong for another reason (a statement).
@@ -314,7 +314,7 @@ async fn write_open(
 /// `status_code_grace_hours` (a phone shows its new code only after it has checked in), and is
 /// compared with each in constant time. Anything else is [`not_proven`], except a phone whose
 /// release the public IMEI check shows: that is a conflict, as nobody holds a claim to appeal.
-async fn proven_device(
+pub(crate) async fn proven_device(
     state: &AppState,
     imei: &Imei,
     code: &str,

@@ -372,11 +372,14 @@ pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<i64, 
     Ok(amount.minor())
 }
 
-/// Reads the holder's proof from a form: the IMEI and the 8-digit status code the lock screen
+/// Reads the holder's proof (an appeal's, a hardship request's): the IMEI and the 8-digit status code the lock screen
 /// shows. A missing or malformed field is named (that says nothing about any phone).
-pub(super) fn proof_fields(form: &AppealForm) -> Result<(Imei, String), ApiError> {
+pub fn holder_proof(
+    imei: Option<&str>,
+    status_code: Option<&str>,
+) -> Result<(Imei, String), ApiError> {
     let compact = |text: &str| -> String { text.chars().filter(|c| !c.is_whitespace()).collect() };
-    let imei_text = form.text("imei").ok_or_else(|| {
+    let imei_text = imei.ok_or_else(|| {
         ApiError::invalid(
             "imei",
             "enter the IMEI shown on the lock screen (or dial *#06#)",
@@ -388,7 +391,7 @@ pub(super) fn proof_fields(form: &AppealForm) -> Result<(Imei, String), ApiError
             format!("{e}; enter the 15-digit IMEI shown on the lock screen (or dial *#06#)"),
         )
     })?;
-    let code = compact(form.text("status_code").ok_or_else(|| {
+    let code = compact(status_code.ok_or_else(|| {
         ApiError::invalid(
             "status_code",
             "enter the 8-digit status code shown on the phone's lock screen; it shows that you \
@@ -402,6 +405,11 @@ pub(super) fn proof_fields(form: &AppealForm) -> Result<(Imei, String), ApiError
         ));
     }
     Ok((imei, code))
+}
+
+/// Reads the holder's proof from an appeal form (see [`holder_proof`]).
+pub(super) fn proof_fields(form: &AppealForm) -> Result<(Imei, String), ApiError> {
+    holder_proof(form.text("imei"), form.text("status_code"))
 }
 
 /// Checks a form as [`checked_request`] does before it looks anything up: the claim and the fields
