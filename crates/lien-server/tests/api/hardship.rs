@@ -133,11 +133,12 @@ async fn a_granted_request_shows_on_the_phone_and_nothing_escalates_until_it_end
         .get(&format!("/why?q={}", w.code_on_screen()), "")
         .await;
     assert_eq!(page.status, 200);
+    // The page shows the pause's end in the borrower's time: 07:00 UTC is 10:00 in Nairobi.
+    let shown = page.body.as_str().unwrap();
     assert!(
-        page.body
-            .as_str()
-            .unwrap()
-            .contains(&format!("paused until {until}"))
+        shown.contains("Payments are paused until")
+            && shown.contains("13 February 2026, 10:00 EAT"),
+        "{shown}"
     );
 
     // Day 9 past due, well past the day-4 lock: still only a reminder.
