@@ -103,8 +103,9 @@ pub enum Action {
     /// are, so only a role that may release a phone anyway may vouch for a statement. An agent
     /// records the cash it takes one payment at a time instead.
     Reconcile,
-    /// Pause restrictions for a borrower in hardship, end a pause, answer a borrower's request
-    /// for one: it only ever spares the phone, so whoever answers appeals may do it.
+    /// Pause restrictions for a borrower in hardship, answer a borrower's request for one: it
+    /// only ever spares the phone, so whoever answers appeals may do it. Ending a pause early
+    /// restricts again, so it takes `Lock`.
     HardshipPause,
     /// Reschedule what remains of a plan. Support may too where the device's policy says so
     /// (`restructure_by_support`), which the command checks on the device.

@@ -62,6 +62,23 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
                 .layer(crate::routes::appeal_body_limit(settings)),
         )
         .route("/appeal/status", get(appeal_status))
+        .layer(axum::middleware::map_response(private_by_reader))
+}
+
+/// A page differs by its reader's language (cookie, `Accept-Language`) and holds their look-up:
+/// no shared cache may keep it, or hand one reader's page to another.
+async fn private_by_reader(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Cookie, Accept-Language"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
 }
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:34em;margin:0 auto;padding:.5em;line-height:1.4}\

@@ -206,7 +206,9 @@ pub async fn end_pause(
     device_id: &str,
     req: HardshipEndRequest,
 ) -> DeviceResult {
-    actor.require(Action::HardshipPause)?;
+    // Ending a pause restricts the phone again at once, as a lock does: only a role that may
+    // lock does it, not the agents and support who may grant one.
+    actor.require(Action::Lock)?;
     let reason = required_text("reason", &req.reason, MAX_REASON)?;
     change_device(state, actor, device_id, None, move |snapshot, now| {
         not_released(snapshot)?;

@@ -173,11 +173,19 @@ fn emergency_use(
         return Ok(None);
     };
     let started = reported.min(now.as_second());
-    if crate::domain::last_emergency_use(snapshot).is_some_and(|last| last >= started) {
+    let policy = crate::domain::stored_policy(snapshot)?;
+    let settings = policy.settings();
+    let period = i64::from(settings.emergency_use_every_days) * 86_400;
+    // A start within the period of the last one recorded is not one a phone that enforces
+    // the period could take: a report again of a recorded window, or a phone's key used to
+    // add override rows at will. Neither is recorded, nor is any under a policy offering none.
+    if settings.emergency_use_hours == 0
+        || crate::domain::last_emergency_use(snapshot)
+            .is_some_and(|last| started < last.saturating_add(period.max(1)))
+    {
         return Ok(None);
     }
-    let policy = crate::domain::stored_policy(snapshot)?;
-    let hours = i64::from(policy.settings().emergency_use_hours.max(1));
+    let hours = i64::from(settings.emergency_use_hours);
     let from = Timestamp::from_second(started)
         .map_err(|_| ApiError::invalid("events.detail", "the start is not a valid time"))?;
     let until = from

@@ -64,6 +64,7 @@ pub async fn pause(
     request_body = HardshipEndRequest,
     responses(
         (status = 200, description = "The device as it now stands, decided under its schedule again.", body = DeviceView),
+        (status = 403, description = "The role may not do this: ending a pause restricts the phone again, so only a role that may lock (a financier admin) does it.", body = ErrorBody),
         (status = 404, description = "No such device, or not the caller's.", body = ErrorBody),
         (status = 409, description = "The device is released, or has no pause to end.", body = ErrorBody),
     )

@@ -208,7 +208,37 @@ async fn a_short_request_is_granted_at_once_and_the_financier_may_end_it(backend
     assert!(!w.locked(), "{}", w.phone.render());
     assert_eq!(w.token_state(), TokenState::Reminder);
 
-    // An agent may not end it without a reason; with one, the lock comes back.
+    // Ending it restricts the phone again, as a lock does: neither an agent nor support may.
+    let financier_id = w
+        .app
+        .running
+        .state
+        .store
+        .device(&w.device_id)
+        .await
+        .unwrap()
+        .enrolled
+        .financier_id;
+    let end_path = format!("/v1/devices/{}/hardship-pauses/end", w.device_id);
+    for (role, key) in [
+        (
+            "agent",
+            w.app.financier_key(&financier_id, "financier-agent").await,
+        ),
+        ("support", w.app.support_key().await),
+    ] {
+        w.app
+            .call(
+                "POST",
+                &end_path,
+                &key,
+                Some(json!({"reason": "found work"})),
+            )
+            .await
+            .assert_forbidden(role);
+    }
+    assert!(!w.locked(), "{}", w.phone.render());
+    // The financier ends it, giving a reason; the lock comes back.
     let ended = w
         .on_device(
             "POST",

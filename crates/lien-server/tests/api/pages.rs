@@ -9,6 +9,8 @@ use lien_agent::Screen;
 struct Seen {
     status: u16,
     set_cookie: Option<String>,
+    /// `Vary` and `Cache-Control`, which keep a shared cache from handing the page to another.
+    caching: (String, String),
     html: String,
 }
 
@@ -44,10 +46,18 @@ async fn open(world: &World, path: &str, headers: &[(&str, &str)]) -> Seen {
         .headers()
         .get("set-cookie")
         .map(|v| v.to_str().unwrap().to_string());
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_string())
+    };
+    let caching = (header("vary"), header("cache-control"));
     let html = response.text().await.unwrap();
     Seen {
         status,
         set_cookie,
+        caching,
         html,
     }
 }
@@ -131,6 +141,15 @@ async fn the_switch_chooses_and_a_cookie_remembers(backend: Backend) {
 
     // Each page links to itself in the other languages, keeping what was looked up.
     let sw = open(&world, &why, &browser_sw).await;
+    // The page depends on the reader's language and holds their look-up: no shared cache
+    // may keep it.
+    assert_eq!(
+        sw.caching,
+        (
+            "Cookie, Accept-Language".to_string(),
+            "private, no-store".to_string()
+        )
+    );
     sw.shows(&format!("href=\"/why?q={code}&amp;lang=hi\""))
         .shows(&format!("href=\"/why?q={code}&amp;lang=en\""))
         .shows("<strong lang=\"sw\">Kiswahili</strong>");
