@@ -258,8 +258,8 @@ pub struct Agent<S: Storage, P: Platform> {
     /// Whether the check-in being answered was already the immediate retry on the other clock.
     retried_other_clock: bool,
     in_flight_events: Vec<(EventKind, String)>,
-    /// The counter of the check-in in flight and whether it asked for a contact proof.
-    in_flight_counter: Option<(u64, bool)>,
+    /// The counter of the check-in in flight, whether it asked for a contact proof, and its MAC.
+    in_flight_counter: Option<(u64, bool, String)>,
     /// The emergency window the check-in in flight reports, by its start.
     in_flight_emergency: Option<i64>,
     notice: Option<String>,
@@ -830,7 +830,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 LeaseStatus::Warning { .. } | LeaseStatus::Expired
             )
         });
-        self.in_flight_counter = Some((counter, want_contact));
+        self.in_flight_counter = Some((counter, want_contact, String::new()));
         let keys = self.keys.as_ref()?;
         let mut events: Vec<DeviceEventJson> = self
             .in_flight_events
@@ -853,6 +853,10 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         };
         let body = serde_json::to_vec(&request).expect("a check-in is plain data");
         let signature = sign_checkin(&keys.credential, &body);
+        if let Some((_, _, mac)) = &mut self.in_flight_counter {
+            // A contact proof must name this very request (see `lien_proto::contact`).
+            mac.clone_from(&signature);
+        }
         self.schedule.sent(now.mono);
         Some(SignedCheckin {
             device_id: keys.device_id.clone(),
@@ -963,8 +967,8 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         let asked = self.in_flight_counter.take();
         match self.accept(&answer) {
             Ok(()) => {
-                if let Some((counter, true)) = asked {
-                    self.take_contact(&answer, counter);
+                if let Some((counter, true, mac)) = asked {
+                    self.take_contact(&answer, counter, &mac);
                 }
                 self.anchor = Some((answer.server_time, now.mono));
                 self.try_wall_clock = false;
@@ -1060,7 +1064,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// Renews the lease on a contact proof for the check-in sent with `counter`, if the answer
     /// carries one that verifies for it and for the token now held; anything less renews
     /// nothing (and a proof that fails is reported: the server signs only good ones).
-    fn take_contact(&mut self, answer: &CheckinResponse, counter: u64) {
+    fn take_contact(&mut self, answer: &CheckinResponse, counter: u64, mac: &str) {
         let (Some(keys), Some(held)) = (&self.keys, &self.held) else {
             return;
         };
@@ -1072,7 +1076,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
             .map_err(|_| "not base64".to_string())
             .and_then(|bytes| {
                 keys.pinned
-                    .verify_contact(&bytes, &keys.device_id, counter, held.claims.sequence)
+                    .verify_contact(
+                        &bytes,
+                        &keys.device_id,
+                        (counter, mac),
+                        held.claims.sequence,
+                    )
                     .map_err(|e| e.to_string())
             });
         match verified {

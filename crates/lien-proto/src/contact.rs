@@ -26,6 +26,8 @@ pub struct Contact {
     pub device_id: String,
     /// The counter of the check-in answered.
     pub counter: u64,
+    /// The check-in's MAC (the `X-Lien-Signature` it was sent with), base64.
+    pub request_mac: String,
     /// The sequence of the token in the same answer.
     pub token_sequence: u64,
     /// The server's time, Unix seconds.
@@ -51,19 +53,20 @@ impl TokenSigner {
 }
 
 impl PinnedKeys {
-    /// Verifies a contact proof for the check-in `device_id` sent with `counter`, answered
-    /// with the token of `token_sequence`: the signature under a pinned key first, then that
-    /// it answers this very request.
+    /// Verifies a contact proof for the check-in `device_id` sent with `counter` and
+    /// `request_mac`, answered with the token of `token_sequence`: the signature under a pinned
+    /// key first, then that it answers this very request.
     pub fn verify_contact(
         &self,
         proof: &[u8],
         device_id: &str,
-        counter: u64,
+        (counter, request_mac): (u64, &str),
         token_sequence: u64,
     ) -> Result<Contact, ContactError> {
         let contact: Contact = self.open(proof, Some(CONTACT_CONTENT_TYPE))?;
         if contact.device_id != device_id
             || contact.counter != counter
+            || contact.request_mac != request_mac
             || contact.token_sequence != token_sequence
         {
             return Err(ContactError::NotThisRequest);
@@ -84,14 +87,24 @@ mod tests {
         let contact = Contact {
             device_id: "dev_1".into(),
             counter: 42,
+            request_mac: "mac-42".into(),
             token_sequence: 3,
             server_time: 1_800_000_000,
         };
         let proof = signer.sign_contact(&contact);
-        assert_eq!(pinned.verify_contact(&proof, "dev_1", 42, 3), Ok(contact));
-        for (device, counter, sequence) in [("dev_2", 42, 3), ("dev_1", 41, 3), ("dev_1", 42, 4)] {
+        assert_eq!(
+            pinned.verify_contact(&proof, "dev_1", (42, "mac-42"), 3),
+            Ok(contact)
+        );
+        // Another device, counter, token, or the same counter of another binding (its MAC).
+        for (device, counter, mac, sequence) in [
+            ("dev_2", 42, "mac-42", 3),
+            ("dev_1", 41, "mac-42", 3),
+            ("dev_1", 42, "mac-42", 4),
+            ("dev_1", 42, "mac-of-another-binding", 3),
+        ] {
             assert_eq!(
-                pinned.verify_contact(&proof, device, counter, sequence),
+                pinned.verify_contact(&proof, device, (counter, mac), sequence),
                 Err(ContactError::NotThisRequest)
             );
         }
@@ -101,7 +114,7 @@ mod tests {
         ));
         let stranger = PinnedKeys::new([SigningKey::from_bytes(&[8; 32]).verifying_key()]);
         assert!(matches!(
-            stranger.verify_contact(&proof, "dev_1", 42, 3),
+            stranger.verify_contact(&proof, "dev_1", (42, "mac-42"), 3),
             Err(ContactError::Signature(TokenError::UnknownKey(_)))
         ));
     }

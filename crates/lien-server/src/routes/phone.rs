@@ -276,6 +276,8 @@ pub(crate) struct Authenticated<T> {
     pub now: jiff::Timestamp,
     /// Its counter, claimed: no other request may use it.
     pub counter: i64,
+    /// Its MAC (`X-Lien-Signature`), verified; a contact proof names it.
+    pub mac: Vec<u8>,
 }
 
 /// What [`authenticate`] reads of a signed device request.
@@ -431,6 +433,7 @@ pub(crate) async fn authenticate<T: SignedRequest>(
         request,
         now,
         counter,
+        mac: signature,
     })
 }
 
@@ -465,6 +468,7 @@ pub async fn checkin(
         request: req,
         now,
         counter,
+        mac,
     } = authenticate::<CheckinRequest>(&state, &headers, &body).await?;
     let writes = req.writes(&view);
     let mut token = view
@@ -511,6 +515,7 @@ pub async fn checkin(
         STANDARD.encode(state.signer.sign_contact(&Contact {
             device_id: device_id.clone(),
             counter: counter as u64,
+            request_mac: STANDARD.encode(&mac),
             token_sequence: token_sequence as u64,
             server_time: now.as_second(),
         }))
