@@ -366,8 +366,8 @@ pub enum RequestOutcome {
 
 /// A borrower asks for a hardship pause, proving they hold the phone as an appeal does. Every
 /// failure of the proof gets the one answer appeals give (`not_proven`); what is about the
-/// device (a pause already in effect, a request already waiting, the yearly bound) is said
-/// only once the proof holds. A request within `hardship_auto_grant_days` is granted at once;
+/// device (a pause already in effect, the yearly bound) is said only once the proof holds. A
+/// request replaces one still waiting. A request within `hardship_auto_grant_days` is granted at once;
 /// any other waits as an override the decision does not see, for the financier's answer.
 pub async fn request_pause(
     state: &AppState,
@@ -386,16 +386,10 @@ pub async fn request_pause(
         .store
         .update_device_with(&device.enrolled.id, move |snapshot: &DeviceSnapshot| {
             not_released(snapshot)?;
-            if open_request(snapshot).is_some() {
-                return Err(ApiError::Conflict(
-                    "a request for a hardship pause is already waiting for the financier's answer"
-                        .into(),
-                ));
-            }
             checked_pause(snapshot, now, days, "days")?;
             let policy = Inputs::of(snapshot)?.policy;
             let until = now + SignedDuration::from_hours(24 * i64::from(days));
-            let (mutation, outcome) = if days <= policy.settings().hardship_auto_grant_days {
+            let (mut mutation, outcome) = if days <= policy.settings().hardship_auto_grant_days {
                 let pause = borrowers(StoredKind::HardshipPause, reason, now, until);
                 (
                     Mutation::add_override("hardship_pause_auto_granted", pause),
@@ -408,6 +402,10 @@ pub async fn request_pause(
                     RequestOutcome::Waiting,
                 )
             };
+            // A new request replaces one still waiting: an unanswered request must not stand in
+            // the way of a pause the policy grants at once, nor keep the borrower from asking
+            // for another length.
+            mutation.change.override_updates = close_request(snapshot, now);
             let c = completed(&closure_state, snapshot, BORROWER, mutation, now)?;
             Ok((c.change, (c.before, c.after, outcome)))
         })

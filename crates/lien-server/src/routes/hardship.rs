@@ -183,7 +183,7 @@ pub struct HardshipRequestAnswer {
     responses(
         (status = 201, description = "Granted at once, or waiting for the financier.", body = HardshipRequestAnswer),
         (status = 404, description = "No phone with this IMEI shows this status code: the one answer whatever did not match.", body = ErrorBody),
-        (status = 409, description = "The phone is released; or, to a holder whose proof matches, a pause is already in effect or a request is already waiting.", body = ErrorBody),
+        (status = 409, description = "The phone is released; or, to a holder whose proof matches, a pause is already in effect. A new request replaces one still waiting for the financier.", body = ErrorBody),
         (status = 413, description = "The body is over 4 KiB.", body = ErrorBody),
         (status = 422, description = "A field is missing or wrong, or, to a holder whose proof matches, the pause would exceed the policy's `hardship_days_per_year` (the message says how many days remain); the message names the field.", body = ErrorBody),
         (status = 429, description = "Too many requests from this address; see Retry-After.", body = ErrorBody),

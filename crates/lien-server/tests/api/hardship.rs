@@ -81,8 +81,6 @@ async fn a_granted_request_shows_on_the_phone_and_nothing_escalates_until_it_end
     let asked = w.ask_for_pause(&w.imei, &code, 10).await;
     assert_eq!(asked.status, 201, "{}", asked.body);
     assert_eq!(asked.body["status"], "waiting");
-    let again = w.ask_for_pause(&w.imei, &code, 10).await;
-    again.assert_refused(409, "already waiting");
     let device = w.on_device("GET", "", None).await;
     assert_eq!(
         device.body["hardship_request"]["days"], 10,
@@ -200,10 +198,16 @@ async fn a_short_request_is_granted_at_once_and_the_financier_may_end_it(backend
     w.advance_to("2026-02-05T10:00:00+03:00").await;
     assert!(w.locked(), "{}", w.phone.render());
     let code = w.code_on_screen();
-    // Seven days is within the Kenya preset's hardship_auto_grant_days.
+    // Fourteen days waits for the financier, who does not answer.
+    let long = w.ask_for_pause(&w.imei, &code, 14).await;
+    assert_eq!(long.body["status"], "waiting", "{}", long.body);
+    // Seven days is within the Kenya preset's hardship_auto_grant_days: the waiting request
+    // does not stand in its way, it is replaced.
     let asked = w.ask_for_pause(&w.imei, &code, 7).await;
     assert_eq!(asked.status, 201, "{}", asked.body);
     assert_eq!(asked.body["status"], "granted");
+    let device = w.on_device("GET", "", None).await;
+    assert!(device.body["hardship_request"].is_null(), "{}", device.body);
     w.phone.check_again().await;
     assert!(!w.locked(), "{}", w.phone.render());
     assert_eq!(w.token_state(), TokenState::Reminder);
