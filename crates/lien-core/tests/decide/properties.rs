@@ -402,12 +402,21 @@ fn no_restriction_starts_in_quiet_hours_nor_under_a_freeze(
     Ok(())
 }
 
+/// The number of cases `PROPTEST_CASES` asks for, or `default`.
+fn cases_unless_set(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
     // A failing case's seed is written to `decide_properties.proptest-regressions` beside this
     // file; committed, it is replayed first on every run, so a failure found once stays found.
-    // `PROPTEST_CASES` overrides the number of cases.
+    // `PROPTEST_CASES` overrides the number of cases (a `cases` written here would override
+    // it, so it is read here).
     #![proptest_config(ProptestConfig {
-        cases: 512,
+        cases: cases_unless_set(512),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
