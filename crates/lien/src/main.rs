@@ -17,10 +17,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod admin_key;
 mod bench;
+mod beside;
 mod imei;
 mod phone;
 mod policy;
 mod serve;
+mod simulate;
 
 /// Lien: the platform behind financed phones' lock screens.
 #[derive(Debug, Parser)]
@@ -48,7 +50,7 @@ enum Command {
     /// Measure the server (runs `lien-bench`, built with `cargo build --release -p lien-bench`):
     /// `lien bench checkin` holds device check-ins against a bare HTTP responder in the same run;
     /// `lien bench --help` lists the others.
-    Bench(bench::Args),
+    Bench(beside::Args),
     /// Check an IMEI (or a 16-digit IMEISV) and show its normalised form and TAC.
     Imei(imei::Args),
     /// Run a simulated phone against a server: its lock screen in the terminal, commands
@@ -58,6 +60,10 @@ enum Command {
     Policy(policy::Args),
     /// Run the server: financier API, device endpoints and scheduler (SQLite by default).
     Serve(serve::Args),
+    /// Simulate a whole portfolio in virtual time (runs `lien-sim`, built with `cargo build
+    /// --release -p lien-sim`): `lien simulate --seed 1 --devices 10000 --days 100` reports
+    /// wrongful restriction minutes, late unlocks and payment-to-unlock times.
+    Simulate(beside::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,11 +89,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::AdminKey(command)) => admin_key::run(command),
-        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Bench(args)) => bench::LIEN_BENCH.run(&args),
         Some(Command::Imei(args)) => imei::run(&args),
         Some(Command::Phone(args)) => phone::run(args),
         Some(Command::Policy(args)) => policy::run(&args),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Simulate(args)) => simulate::LIEN_SIM.run(&args),
     }
 }
 

@@ -1,0 +1,322 @@
+//! The oracle: from a borrower's ground truth alone, when their phone may be restricted or
+//! locked, and how far.
+//!
+//! It is written from the policy's words, not from `lien_core::decide` (which it never calls,
+//! nor any of its helpers): the settings of the preset are read as data, and the rule is
+//! re-stated here, as issue 20 states it:
+//!
+//! - the arrears at an instant are what fell late (an installment is late from the local
+//!   midnight after its due date) minus what the server had been told was paid by then, net of
+//!   chargebacks; days past due count from the due date of the oldest installment the payments
+//!   do not cover, day `n` starting at local midnight `n` days after it;
+//! - an episode of arrears starts when something falls late with nothing late before, and ends
+//!   when nothing is late; each notice of the policy becomes available on its day past due
+//!   (never before the previous notice's cure period has ended), and is *served* when the
+//!   borrower's phone first shows a screen with the arrears at or after that (read from the
+//!   phone's own timeline, not from the server); its cure period ends `cure_days` local days
+//!   after, at the same local time;
+//! - a step of the policy may restrict only from its day past due, the policy's minimum, the
+//!   end of the grace period and every notice's cure period, and only while the arrears reach
+//!   the policy's percentage of the largest installment; never under a hardship pause or a
+//!   provisional unlock, never before enrollment;
+//! - inside the quiet hours nothing may be more restrictive than the least the rule allowed
+//!   since just before the window opened (so a device enrolled inside them stays free until
+//!   they end).
+//!
+//! Each choice it must make where the words leave room leans towards the server (a notice
+//! served at the first screen, not at the server's knowledge of it; the earliest availability
+//! in the episode): a wrongful minute it reports is one no reading of the rule allows.
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use lien_core::PolicySettings;
+
+use crate::phone::Look;
+
+/// The instant `date` at local `time` in `tz`.
+pub fn local(tz: &TimeZone, date: Date, time: Time) -> Timestamp {
+    tz.to_ambiguous_timestamp(date.to_datetime(time))
+        .compatible()
+        .expect("dates in range")
+}
+
+fn midnight(tz: &TimeZone, date: Date) -> Timestamp {
+    local(tz, date, Time::midnight())
+}
+
+/// The same local time `days` later.
+fn add_local_days(tz: &TimeZone, at: Timestamp, days: u32) -> Timestamp {
+    let dt = tz.to_datetime(at);
+    let later = dt.date() + i64::from(days).days();
+    local(tz, later, dt.time())
+}
+
+/// What the oracle reads of one borrower.
+pub struct Case<'a> {
+    /// The policy as the financier chose it.
+    pub settings: &'a PolicySettings,
+    /// The plan's time zone.
+    pub tz: &'a TimeZone,
+    /// Due dates and amounts.
+    pub installments: &'a [(Date, i64)],
+    /// Enrollment.
+    pub enrolled: Timestamp,
+    /// The end of the run.
+    pub end: Timestamp,
+    /// Money the server was told of, at the instant it was told: payments positive, their
+    /// chargebacks negative; each payment once, however many callbacks carried it.
+    pub money: &'a [(Timestamp, i64)],
+    /// Spans in which nothing may be restricted (hardship pauses, provisional unlocks).
+    pub reprieves: &'a [(Timestamp, Timestamp)],
+    /// What the phone showed, from when.
+    pub timeline: &'a [(Timestamp, Look)],
+}
+
+/// The oracle's answer: from each instant, the most severe restriction allowed (0: none,
+/// 2: restricted, 3: locked), until the next.
+pub type Allowed = Vec<(Timestamp, u8)>;
+
+/// Decides the allowed severity over the whole run.
+pub fn allowed(case: &Case<'_>) -> Allowed {
+    let s = case.settings;
+    let tz = case.tz;
+    let late_from: Vec<Timestamp> = case
+        .installments
+        .iter()
+        .map(|(due, _)| midnight(tz, *due + 1.days()))
+        .collect();
+    let largest = case.installments.iter().map(|(_, a)| *a).max().unwrap_or(0);
+    // Arrears count when arrears * 100 >= largest * percent.
+    let percent = i128::from(s.min_arrears_percent);
+    let largest = i128::from(largest);
+    let floor_day = s.min_days_past_due.max(s.grace_days + 1);
+
+    // The instants at which anything the rule reads can change, but for the notices', which
+    // are found as the walk goes.
+    let mut points: Vec<Timestamp> = vec![case.enrolled, case.end];
+    points.extend(late_from.iter().copied());
+    points.extend(case.money.iter().map(|(t, _)| *t));
+    for (from, until) in case.reprieves {
+        points.push(*from);
+        points.push(*until);
+    }
+    let mut days: Vec<u32> = vec![floor_day, s.grace_days + 1];
+    days.extend(s.escalations.iter().map(|e| e.at_days_past_due));
+    days.extend(s.notices.iter().map(|n| n.at_days_past_due));
+    for (due, _) in case.installments {
+        for n in &days {
+            points.push(midnight(tz, *due + i64::from(*n).days()));
+        }
+    }
+    let windows = quiet_windows(s, tz, case.enrolled, case.end);
+    for (open, close) in &windows {
+        points.push(*open);
+        points.push(*close);
+    }
+    points.extend(case.timeline.iter().map(|(t, _)| *t));
+    points.retain(|t| *t >= case.enrolled && *t <= case.end);
+    points.sort_unstable();
+    points.dedup();
+
+    let mut extra: std::collections::BTreeSet<Timestamp> = std::collections::BTreeSet::new();
+    let mut out: Allowed = Vec::new();
+    let mut episode: Option<Episode> = None;
+    let mut previous_raw = 0u8;
+    let mut window: Option<usize> = None;
+    let mut cap = 0u8;
+    let mut next_static = 0;
+    loop {
+        // The next point: a static one or one found on the way.
+        let from_static = points.get(next_static).copied();
+        let from_extra = extra.first().copied();
+        let t = match (from_static, from_extra) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => break,
+        };
+        if from_static == Some(t) {
+            next_static += 1;
+        }
+        if from_extra == Some(t) {
+            extra.pop_first();
+        }
+        if t >= case.end {
+            break;
+        }
+
+        // The standing at `t`.
+        let paid: i128 = case
+            .money
+            .iter()
+            .filter(|(at, _)| *at <= t)
+            .map(|(_, m)| i128::from(*m))
+            .sum();
+        let mut cumulative = 0i128;
+        let mut late = 0i128;
+        let mut since = None;
+        for (k, (due, amount)) in case.installments.iter().enumerate() {
+            cumulative += i128::from(*amount);
+            if late_from[k] <= t {
+                late = cumulative;
+                if since.is_none() && cumulative > paid {
+                    since = Some(*due);
+                }
+            }
+        }
+        let arrears = (late - paid).max(0);
+
+        let raw = match since {
+            None => {
+                episode = None;
+                0
+            }
+            Some(since) => {
+                let ep = episode.get_or_insert_with(|| Episode::new(since));
+                let day = |n: u32| midnight(tz, since + i64::from(n).days());
+                let first_day = |n: u32| midnight(tz, ep.since + i64::from(n).days());
+                // Notices: each served at the first screen with the arrears from when it is
+                // available.
+                let mut cured_from = Some(Timestamp::MIN);
+                let mut previous_cure = Timestamp::MIN;
+                for (k, notice) in s.notices.iter().enumerate() {
+                    let available = first_day(notice.at_days_past_due).max(previous_cure);
+                    if ep.served.len() <= k {
+                        match first_display(case.timeline, available) {
+                            Some(served) => ep.served.push(served),
+                            None => break,
+                        }
+                    }
+                    let served = ep.served[k];
+                    let cure_ends = add_local_days(tz, served, notice.cure_days);
+                    for p in [available, served, cure_ends] {
+                        if p > t {
+                            extra.insert(p);
+                        }
+                    }
+                    previous_cure = cure_ends;
+                    cured_from = cured_from.map(|c: Timestamp| c.max(cure_ends));
+                }
+                if ep.served.len() < s.notices.len() {
+                    cured_from = None;
+                }
+                let reprieve = case.reprieves.iter().any(|(a, b)| *a <= t && t < *b);
+                let mut raw = 0;
+                if let Some(cured) = cured_from
+                    && arrears > 0
+                    && arrears * 100 >= largest * percent
+                    && !reprieve
+                {
+                    for e in &s.escalations {
+                        let starts = day(e.at_days_past_due.max(floor_day)).max(cured);
+                        if starts <= t {
+                            raw = raw.max(match e.restriction {
+                                lien_core::Restriction::Restricted => 2,
+                                lien_core::Restriction::Locked => 3,
+                            });
+                        } else {
+                            extra.insert(starts);
+                        }
+                    }
+                }
+                raw
+            }
+        };
+
+        // The quiet hours' cap.
+        let inside = windows.iter().position(|(open, close)| *open <= t && t < *close);
+        let allowed = match inside {
+            Some(w) => {
+                if window != Some(w) {
+                    window = Some(w);
+                    cap = previous_raw;
+                }
+                cap = cap.min(raw);
+                raw.min(cap)
+            }
+            None => {
+                window = None;
+                raw
+            }
+        };
+        previous_raw = raw;
+        if out.last().map(|(_, a)| *a) != Some(allowed) {
+            out.push((t, allowed));
+        }
+    }
+    if out.is_empty() {
+        out.push((case.enrolled, 0));
+    }
+    out
+}
+
+/// One episode of arrears, as the walk knows it.
+struct Episode {
+    /// The oldest late due date when it began.
+    since: Date,
+    /// When each notice was served.
+    served: Vec<Timestamp>,
+}
+
+impl Episode {
+    fn new(since: Date) -> Episode {
+        Episode {
+            since,
+            served: Vec::new(),
+        }
+    }
+}
+
+/// The first instant at or after `from` at which the phone showed the arrears.
+fn first_display(timeline: &[(Timestamp, Look)], from: Timestamp) -> Option<Timestamp> {
+    // The look in force at `from`.
+    let at = timeline.partition_point(|(t, _)| *t <= from);
+    if at > 0 && timeline[at - 1].1.shows_arrears() {
+        return Some(from);
+    }
+    timeline[at..]
+        .iter()
+        .find(|(_, look)| look.shows_arrears())
+        .map(|(t, _)| *t)
+}
+
+/// The quiet windows that meet the run, in order.
+fn quiet_windows(
+    s: &PolicySettings,
+    tz: &TimeZone,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<(Timestamp, Timestamp)> {
+    let Some(q) = s.quiet_hours else {
+        return Vec::new();
+    };
+    let first = tz.to_datetime(from).date() - 1.days();
+    let last = tz.to_datetime(to).date() + 1.days();
+    let mut windows = Vec::new();
+    let mut date = first;
+    while date <= last {
+        let open = local(tz, date, q.start);
+        let close_date = if q.start < q.end {
+            date
+        } else {
+            date + 1.days()
+        };
+        let close = local(tz, close_date, q.end);
+        windows.push((open, close));
+        date += 1.days();
+    }
+    windows
+}
+
+/// The allowed severity at `t`.
+pub fn at(allowed: &Allowed, t: Timestamp) -> u8 {
+    let i = allowed.partition_point(|(from, _)| *from <= t);
+    if i == 0 { 0 } else { allowed[i - 1].1 }
+}
+
+/// How long, in whole minutes (rounded up), from `a` to `b`.
+pub fn minutes(a: Timestamp, b: Timestamp) -> i64 {
+    let d: SignedDuration = b.duration_since(a);
+    (d.as_secs() + 59).div_euclid(60)
+}

@@ -1,0 +1,598 @@
+//! The run: the scenario's events fed to the real server in virtual time, the scheduler run
+//! at every step, the phones woken when their agents ask and when the server's change feed
+//! names them, and the ground truth the oracle reads collected on the way.
+//!
+//! Time moves in steps of at least a minute, to the next instant anything can happen: an
+//! event of the scenario, a phone's own wake-up (a check-in due, its lease running out) or the
+//! scheduler's next due device. At each step, in this order: the events, one scheduler pass,
+//! the phones the feed names (a push channel carries their new token; the model is that it
+//! arrives within the step) and the phones whose wake-up came. Everything runs on one task,
+//! one thing at a time, so the order, and so the run, depends only on the seed.
+
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::cmp::Reverse;
+
+use anyhow::{Context, Result};
+use jiff::{SignedDuration, Timestamp};
+use lien_core::{Imei, Preset};
+use lien_proto::attestation::DevelopmentRoot;
+use lien_server::app::AppState;
+use lien_server::auth::{Actor, Role};
+use lien_server::clock::ManualClock;
+use lien_server::commands::device_change::{Applied, IdempotencyKey};
+use lien_server::commands::{hardship, mobile_money, overrides, payments, prepare_enrollment};
+use lien_server::wire::{
+    EnrollRequest, EscalationJson, HardshipPauseRequest, InstallmentJson, NoticeJson, PaymentRequest,
+    PlanJson, PolicyJson, PolicySettingsJson, RestrictionJson, ReversalRequest, UnlockRequest,
+};
+use lien_store::{AuditEntry, Financier};
+
+use crate::phone::{Look, SimPhone};
+use crate::scenario::{Action, Borrower, Scenario};
+use crate::server::{Heard, Server};
+use crate::{Config, Fault};
+
+/// What the run learnt about one device, for the oracle and the report.
+#[derive(Debug, Default)]
+pub struct Truth {
+    /// Money the server was told of (see `oracle::Case::money`).
+    pub money: Vec<(Timestamp, i64)>,
+    /// Pauses and provisional unlocks the server granted, with their spans.
+    pub reprieves: Vec<(Timestamp, Timestamp)>,
+    /// When the phone went off and on the network.
+    pub online: Vec<(Timestamp, bool)>,
+    /// What happened, in words, for a timeline.
+    pub log: Vec<(Timestamp, String)>,
+}
+
+/// Counts of what the run did.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// Payment callbacks sent (first ones).
+    pub payments: u64,
+    /// Of them, late (the money came in earlier than the callback).
+    pub late_callbacks: u64,
+    /// Repeated callbacks.
+    pub duplicates: u64,
+    /// Repeats that changed the ledger (must stay 0).
+    pub duplicates_applied: u64,
+    /// Chargebacks.
+    pub reversals: u64,
+    /// Hardship pauses granted, refused.
+    pub pauses: (u64, u64),
+    /// Provisional unlocks granted, refused.
+    pub provisional_unlocks: (u64, u64),
+    /// Commands refused that should not have been, by message.
+    pub refused: BTreeSet<String>,
+    /// Refusals counted.
+    pub refusals: u64,
+    /// Offline spells, wall-clock changes, factory resets, server restarts.
+    pub offline_spells: u64,
+    /// Wall-clock changes.
+    pub wall_clock_changes: u64,
+    /// Factory resets.
+    pub factory_resets: u64,
+    /// Server restarts.
+    pub restarts: u64,
+    /// Scheduler passes that evaluated devices, and the devices.
+    pub scheduled: u64,
+    /// Steps of virtual time.
+    pub steps: u64,
+}
+
+/// Everything the report is made from.
+pub struct Outcome {
+    /// Per device.
+    pub truths: Vec<Truth>,
+    /// Per device.
+    pub phones: Vec<SimPhone>,
+    /// The run's counts.
+    pub counts: Counts,
+}
+
+const FINANCIER: &str = "fin_sim";
+
+/// Runs `scenario` on a fresh server.
+pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
+    let dir = match &config.data_dir {
+        Some(parent) => {
+            std::fs::create_dir_all(parent)?;
+            tempfile::tempdir_in(parent)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    let settings = crate::server::settings(dir.path().to_path_buf(), config.database_url.clone());
+    let clock = ManualClock::new(scenario.start);
+    let mut server = Server::open(&settings, dir.path(), &clock).await?;
+    let financier = create_financier(&server.state).await?;
+    let ids = enroll(&server.state, &financier, scenario, config.plant).await?;
+    let index: HashMap<String, u32> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i as u32))
+        .collect();
+
+    let root_pem = std::fs::read_to_string(
+        dir.path()
+            .join(lien_server::secrets::DEV_ATTESTATION_ROOT_FILE),
+    )?;
+    let root = DevelopmentRoot::from_pem(&root_pem)?;
+    let mut phones: Vec<SimPhone> = scenario
+        .borrowers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let identity = identity(i as u32);
+            let factory =
+                lien_agent::sim::factory_identity(&root, &identity, scenario.start.as_second());
+            let mut phone = SimPhone::new(
+                identity,
+                factory,
+                i as u32,
+                config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                scenario.start,
+            );
+            phone.push = b.push;
+            phone
+        })
+        .collect();
+    let mut truths: Vec<Truth> = (0..phones.len()).map(|_| Truth::default()).collect();
+    let mut counts = Counts::default();
+
+    let provider = mobile_money::provider_actor(FINANCIER, "mpesa");
+    let admin = Actor {
+        key_id: "key_sim_admin".into(),
+        role: Role::FinancierAdmin,
+        financier_id: Some(FINANCIER.into()),
+    };
+    let support = Actor {
+        key_id: "key_sim_support".into(),
+        role: Role::Support,
+        financier_id: None,
+    };
+
+    // Every phone wakes at the start (its first hello).
+    let mut wakes: BinaryHeap<Reverse<(Timestamp, u32)>> = (0..phones.len() as u32)
+        .map(|i| Reverse((scenario.start, i)))
+        .collect();
+    let mut planned: Vec<Option<Timestamp>> = vec![Some(scenario.start); phones.len()];
+    let mut next_event = 0;
+    let mut now = scenario.start;
+    let mut first = true;
+    while now < scenario.end {
+        counts.steps += 1;
+        clock.set(now);
+        let mut woken: BTreeSet<u32> = BTreeSet::new();
+        let mut reconnected: BTreeSet<u32> = BTreeSet::new();
+
+        // The world acts.
+        while let Some(event) = scenario.events.get(next_event)
+            && event.at <= now
+        {
+            next_event += 1;
+            let d = event.device as usize;
+            match &event.action {
+                Action::Restart => {
+                    counts.restarts += 1;
+                    server = server.restart(&settings, dir.path(), &clock).await?;
+                }
+                Action::Pay {
+                    reference,
+                    amount,
+                    received,
+                    duplicate,
+                    same_key,
+                } => {
+                    let key = if *duplicate && !*same_key {
+                        format!("{reference}-retry")
+                    } else {
+                        reference.clone()
+                    };
+                    let request = PaymentRequest {
+                        reference: reference.clone(),
+                        amount_minor: *amount,
+                        currency: scenario.borrowers[d].currency.into(),
+                        received_at: Some(received.to_string()),
+                    };
+                    let result = payments::record_payment(
+                        &server.state,
+                        &provider,
+                        &ids[d],
+                        IdempotencyKey {
+                            request_hash: reference.as_bytes().to_vec(),
+                            key,
+                        },
+                        request,
+                    )
+                    .await;
+                    let late = *received < now;
+                    let what = format!(
+                        "{} {reference} of {amount} (paid {received}){}",
+                        if *duplicate { "repeated callback for" } else { "payment" },
+                        if late && !*duplicate { ", callback late" } else { "" }
+                    );
+                    if *duplicate {
+                        counts.duplicates += 1;
+                        if matches!(result, Ok(Applied::Fresh(_))) {
+                            counts.duplicates_applied += 1;
+                        }
+                    } else {
+                        counts.payments += 1;
+                        counts.late_callbacks += u64::from(late);
+                        truths[d].money.push((now, *amount));
+                        note_refusal(&mut counts, &result.as_ref().err().map(|e| e.to_string()));
+                    }
+                    truths[d].log.push((now, what));
+                }
+                Action::Reverse { reference } => {
+                    counts.reversals += 1;
+                    let result = payments::reverse_payment(
+                        &server.state,
+                        &admin,
+                        &ids[d],
+                        reference.clone(),
+                        IdempotencyKey {
+                            key: format!("{reference}-reversal"),
+                            request_hash: reference.as_bytes().to_vec(),
+                        },
+                        ReversalRequest {
+                            reason: "chargeback".into(),
+                            at: None,
+                        },
+                    )
+                    .await;
+                    note_refusal(&mut counts, &result.as_ref().err().map(|e| e.to_string()));
+                    if result.is_ok()
+                        && let Some(amount) = scenario_amount(scenario, event.device, reference)
+                    {
+                        truths[d].money.push((now, -amount));
+                    }
+                    truths[d].log.push((now, format!("chargeback of {reference}")));
+                }
+                Action::Hardship { days } => {
+                    let result = hardship::pause(
+                        &server.state,
+                        &admin,
+                        &ids[d],
+                        None,
+                        HardshipPauseRequest {
+                            days: Some(*days),
+                            until: None,
+                            reason: "lost work".into(),
+                        },
+                    )
+                    .await;
+                    let granted = result.is_ok();
+                    if granted {
+                        counts.pauses.0 += 1;
+                        truths[d]
+                            .reprieves
+                            .push((now, now + SignedDuration::from_hours(24 * i64::from(*days))));
+                    } else {
+                        counts.pauses.1 += 1;
+                    }
+                    truths[d].log.push((
+                        now,
+                        format!(
+                            "hardship pause of {days} days {}",
+                            if granted { "granted" } else { "refused" }
+                        ),
+                    ));
+                }
+                Action::ProvisionalUnlock { hours } => {
+                    let result = overrides::unlock(
+                        &server.state,
+                        &support,
+                        &ids[d],
+                        UnlockRequest {
+                            reason: "appeal under review".into(),
+                            provisional_hours: Some(*hours),
+                        },
+                    )
+                    .await;
+                    let granted = result.is_ok();
+                    if granted {
+                        counts.provisional_unlocks.0 += 1;
+                        truths[d]
+                            .reprieves
+                            .push((now, now + SignedDuration::from_hours(i64::from(*hours))));
+                    } else {
+                        counts.provisional_unlocks.1 += 1;
+                    }
+                    truths[d].log.push((
+                        now,
+                        format!(
+                            "provisional unlock of {hours} h {}",
+                            if granted { "granted" } else { "refused" }
+                        ),
+                    ));
+                }
+                Action::Offline => {
+                    counts.offline_spells += 1;
+                    phones[d].advance_to(now);
+                    phones[d].online = false;
+                    truths[d].online.push((now, false));
+                    truths[d].log.push((now, "phone offline".into()));
+                }
+                Action::Online => {
+                    phones[d].advance_to(now);
+                    truths[d].online.push((now, true));
+                    truths[d].log.push((now, "phone online".into()));
+                    reconnected.insert(event.device);
+                }
+                Action::ShiftWallClock { by } => {
+                    counts.wall_clock_changes += 1;
+                    phones[d].advance_to(now);
+                    phones[d].shift_wall_clock(*by);
+                    truths[d]
+                        .log
+                        .push((now, format!("wall clock moved by {by} s")));
+                    woken.insert(event.device);
+                }
+                Action::FactoryReset => {
+                    counts.factory_resets += 1;
+                    phones[d].advance_to(now);
+                    phones[d].factory_reset();
+                    truths[d].log.push((now, "factory reset".into()));
+                    woken.insert(event.device);
+                }
+            }
+        }
+
+        // The scheduler's pass.
+        let evaluated = lien_server::scheduler::run_due(&server.state)
+            .await
+            .context("a scheduler pass")?;
+        counts.scheduled += evaluated as u64;
+
+        // Push: who heard of a change.
+        let mut pushed: BTreeSet<u32> = BTreeSet::new();
+        match server.heard() {
+            Heard::Devices(changed) => {
+                pushed.extend(changed.iter().filter_map(|id| index.get(id).copied()));
+            }
+            Heard::Everything => pushed.extend(0..phones.len() as u32),
+        }
+        while let Some(Reverse((at, i))) = wakes.peek().copied()
+            && at <= now
+        {
+            wakes.pop();
+            if planned[i as usize] == Some(at) {
+                planned[i as usize] = None;
+                woken.insert(i);
+            }
+        }
+        let router = server.router.clone();
+        let all: BTreeSet<u32> = woken
+            .iter()
+            .chain(pushed.iter())
+            .chain(reconnected.iter())
+            .copied()
+            .collect();
+        for i in all {
+            let phone = &mut phones[i as usize];
+            phone.advance_to(now);
+            if reconnected.contains(&i) {
+                phone.reconnected(&router).await;
+            } else if pushed.contains(&i) && !first {
+                phone.pushed(&router).await;
+                phone.run_due(&router).await;
+            } else {
+                phone.run_due(&router).await;
+            }
+            let wake = phone
+                .next_wakeup()
+                .map(|t| t.max(now + SignedDuration::from_mins(1)));
+            if let Some(wake) = wake
+                && planned[i as usize].is_none_or(|p| wake < p)
+            {
+                planned[i as usize] = Some(wake);
+                wakes.push(Reverse((wake, i)));
+            }
+        }
+        // Changes the phones' own requests made (bindings, acknowledgements) are theirs
+        // already.
+        let _ = server.heard();
+        server.state.flush_last_seen().await;
+        first = false;
+
+        // The next instant anything can happen.
+        let mut next = scenario.end;
+        if let Some(event) = scenario.events.get(next_event) {
+            next = next.min(event.at);
+        }
+        if let Some(Reverse((at, _))) = wakes.peek() {
+            next = next.min(*at);
+        }
+        if let Some(due) = server.state.store.next_due().await? {
+            next = next.min(lien_server::clock::from_micros(due));
+        }
+        now = whole_minute(next.max(now + SignedDuration::from_mins(1)));
+    }
+    // Every phone's clocks to the end, so that the last screens hold until then.
+    let end = scenario.end;
+    clock.set(end);
+    for phone in &mut phones {
+        phone.advance_to(end);
+    }
+    server.state.flush_last_seen().await;
+    Ok(Outcome {
+        truths,
+        phones,
+        counts,
+    })
+}
+
+/// Rounds up to a whole minute.
+fn whole_minute(t: Timestamp) -> Timestamp {
+    let s = t.as_second();
+    let up = s + (60 - s.rem_euclid(60)) % 60;
+    Timestamp::from_second(up).expect("in range")
+}
+
+fn note_refusal(counts: &mut Counts, error: &Option<String>) {
+    if let Some(message) = error {
+        counts.refusals += 1;
+        counts.refused.insert(message.clone());
+    }
+}
+
+/// The amount of the payment `reference` of `device`, from the scenario.
+fn scenario_amount(scenario: &Scenario, device: u32, reference: &str) -> Option<i64> {
+    scenario.events.iter().find_map(|e| match &e.action {
+        Action::Pay {
+            reference: r,
+            amount,
+            duplicate: false,
+            ..
+        } if e.device == device && r == reference => Some(*amount),
+        _ => None,
+    })
+}
+
+/// Device `i`'s identity: IMEI from a made-up TAC, its serial.
+pub fn identity(i: u32) -> lien_agent::Identity {
+    let imei = Imei::from_imeisv(&format!("35209901{i:06}00")).expect("a valid IMEISV");
+    lien_agent::Identity {
+        imei1: imei.as_str().to_string(),
+        imei2: None,
+        serial: format!("SIM{i:07}"),
+        model: "Sim Phone".into(),
+    }
+}
+
+async fn create_financier(state: &AppState) -> Result<Financier> {
+    let now = state.clock.now();
+    let financier = Financier {
+        id: FINANCIER.into(),
+        name: "Simulated Finance".into(),
+        contact: "+254 700 000 000".into(),
+        payment_link: None,
+        created_us: now.as_microsecond(),
+    };
+    state
+        .store
+        .create_financier(
+            &financier,
+            &AuditEntry {
+                at_us: now.as_microsecond(),
+                actor: "sim".into(),
+                action: "financier_created".into(),
+                reason: "lien simulate".into(),
+                before_json: "null".into(),
+                after_json: "null".into(),
+            },
+        )
+        .await?;
+    Ok(financier)
+}
+
+/// Enrolls the portfolio at the start, a group per transaction, through the commands layer's
+/// enrollment (`prepare_enrollment`), as a bulk import does.
+async fn enroll(
+    state: &AppState,
+    financier: &Financier,
+    scenario: &Scenario,
+    fault: Fault,
+) -> Result<Vec<String>> {
+    let now = state.clock.now();
+    let mut ids = Vec::with_capacity(scenario.borrowers.len());
+    let mut group = Vec::new();
+    for (i, b) in scenario.borrowers.iter().enumerate() {
+        let identity = identity(i as u32);
+        let req = EnrollRequest {
+            contract_ref: format!("sim-{i:07}"),
+            imei1: identity.imei1.clone(),
+            imei2: None,
+            serial: identity.serial.clone(),
+            model: identity.model.clone(),
+            plan: PlanJson {
+                currency: b.currency.into(),
+                time_zone: b.time_zone.into(),
+                down_payment_minor: 0,
+                installments: b
+                    .installments
+                    .iter()
+                    .map(|(due, amount)| InstallmentJson {
+                        due: due.to_string(),
+                        amount_minor: *amount,
+                    })
+                    .collect(),
+            },
+            policy: policy(b, fault),
+        };
+        let (device, change) = prepare_enrollment(state, financier, "sim", &req, now)
+            .map_err(|e| anyhow::anyhow!("enrolling device {i}: {e}"))?;
+        ids.push(device.id.clone());
+        group.push((device, change));
+        if group.len() == 500 {
+            state.store.enroll_all(std::mem::take(&mut group)).await?;
+        }
+    }
+    if !group.is_empty() {
+        state.store.enroll_all(group).await?;
+    }
+    Ok(ids)
+}
+
+/// The policy a borrower is enrolled on: the preset by name, or, with the planted fault, the
+/// preset's settings without their quiet hours (while the oracle keeps them).
+fn policy(b: &Borrower, fault: Fault) -> PolicyJson {
+    match fault {
+        Fault::None => PolicyJson::Preset(b.preset.name().into()),
+        Fault::QuietHoursDropped => PolicyJson::Custom(without_quiet_hours(b.preset)),
+    }
+}
+
+fn without_quiet_hours(preset: Preset) -> PolicySettingsJson {
+    let s = preset.settings();
+    PolicySettingsJson {
+        grace_days: s.grace_days,
+        min_days_past_due: s.min_days_past_due,
+        min_arrears_percent: s.min_arrears_percent,
+        notices: s
+            .notices
+            .iter()
+            .map(|n| NoticeJson {
+                at_days_past_due: n.at_days_past_due,
+                cure_days: n.cure_days,
+            })
+            .collect(),
+        escalations: s
+            .escalations
+            .iter()
+            .map(|e| EscalationJson {
+                at_days_past_due: e.at_days_past_due,
+                restriction: match e.restriction {
+                    lien_core::Restriction::Restricted => RestrictionJson::Restricted,
+                    lien_core::Restriction::Locked => RestrictionJson::Locked,
+                },
+            })
+            .collect(),
+        lease_days: s.lease_days,
+        lease_warning_days: s.lease_warning_days,
+        quiet_hours: None,
+        appeal_response_hours: None,
+        appeal_unlock_hours: None,
+        release_at_payoff: Default::default(),
+        unlock_promise: None,
+        emergency_use_hours: s.emergency_use_hours,
+        emergency_use_every_days: s.emergency_use_every_days,
+        hardship_days_per_year: s.hardship_days_per_year,
+        hardship_auto_grant_days: s.hardship_auto_grant_days,
+        restructure_max_fee_percent: s.restructure_max_fee_percent,
+        restructure_by_support: s.restructure_by_support,
+    }
+}
+
+/// Whether the phone was online at `t`, from its changes.
+pub fn online_at(changes: &[(Timestamp, bool)], t: Timestamp) -> bool {
+    let i = changes.partition_point(|(at, _)| *at <= t);
+    i == 0 || changes[i - 1].1
+}
+
+/// The look of a phone at `t`.
+pub fn look_at(timeline: &[(Timestamp, Look)], t: Timestamp) -> Look {
+    let i = timeline.partition_point(|(at, _)| *at <= t);
+    if i == 0 { Look::Normal } else { timeline[i - 1].1 }
+}
