@@ -63,15 +63,25 @@ pub struct Config {
     /// feed then arrives asynchronously, so the report may differ from run to run).
     #[arg(long, env = "LIEN_SIM_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Where the temporary directory goes (the system's by default).
+    /// Where the temporary directory goes: by default `/dev/shm` where there is one (the
+    /// simulation judges rules, not disks, and a commit's `fsync` per step would dominate its
+    /// time), else the system's temporary directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The shortest step of virtual time, in minutes: everything due within one step happens
+    /// at its end (payments, check-ins, the scheduler), and the report's minutes are counted
+    /// on this grid.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub step_minutes: u32,
     /// Plant a bug to show the oracle catches it (for tests).
     #[arg(long, value_enum, default_value_t = Fault::None, hide = true)]
     pub plant: Fault,
-    /// How many wrongful devices' timelines to print.
+    /// How many wrongful devices' timelines to print (those with the most minutes).
     #[arg(long, default_value_t = 3)]
     pub timelines: usize,
+    /// Also print these devices' timelines.
+    #[arg(long, value_delimiter = ',')]
+    pub show: Vec<u32>,
 }
 
 /// The run's figures and its printed report.
@@ -93,10 +103,14 @@ pub struct Report {
 
 /// Runs the simulation `config` describes and reports.
 pub fn simulate(config: &Config) -> Result<Report> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = if std::env::var_os("LIEN_SIM_ONE_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(simulate_async(config))
 }
 
@@ -112,6 +126,8 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     let mut wrongful_devices = 0u64;
     let mut missed_devices = 0u64;
     let mut stories = Vec::new();
+    let mut late_list = Vec::new();
+    let mut missed_list = Vec::new();
     let mut by_preset = std::collections::BTreeMap::<&str, u64>::new();
     let mut by_habit = std::collections::BTreeMap::<&str, u64>::new();
     for (i, borrower) in scenario.borrowers.iter().enumerate() {
@@ -140,21 +156,18 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         );
         if f.wrongful + f.wrongful_lease > 0 {
             wrongful_devices += 1;
-            if stories.len() < config.timelines {
-                stories.push(measure::timeline(
-                    config.seed,
-                    i as u32,
-                    borrower,
-                    &tz,
-                    &allowed,
-                    truth,
-                    phone,
-                    &f,
-                ));
-            }
+            stories.push((-(f.wrongful + f.wrongful_lease), i));
+        } else if config.show.contains(&(i as u32)) {
+            stories.push((0, i));
         }
         if f.missed > 0 {
             missed_devices += 1;
+            if missed_list.len() < 10 {
+                missed_list.push(i);
+            }
+        }
+        if f.late_unlock > 0 && late_list.len() < 10 {
+            late_list.push(i);
         }
         all.wrongful += f.wrongful;
         all.wrongful_lease += f.wrongful_lease;
@@ -277,8 +290,48 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
          cure: {}",
         all.override_unlocks, all.unresolved
     );
-    for story in stories {
-        t.push_str(&story);
+    let ids = |list: &[usize]| list.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    if !late_list.is_empty() || !missed_list.is_empty() {
+        let _ = writeln!(
+            t,
+            "devices with late unlocks: [{}]; with missed enforcement: [{}] (first ten; --show \
+             prints their timelines)",
+            ids(&late_list),
+            ids(&missed_list)
+        );
+    }
+    // The devices with the most wrongful minutes first, and any asked for.
+    stories.sort_unstable();
+    let shown = stories
+        .iter()
+        .filter(|(_, i)| config.show.contains(&(*i as u32)))
+        .chain(stories.iter().take(config.timelines))
+        .map(|(_, i)| *i);
+    for i in shown {
+        let borrower = &scenario.borrowers[i];
+        let settings = borrower.preset.settings();
+        let tz = TimeZone::get(borrower.time_zone).expect("a bundled zone");
+        let (truth, phone) = (&outcome.truths[i], &outcome.phones[i]);
+        let allowed = measure::oracle_for(
+            borrower,
+            &settings,
+            &tz,
+            truth,
+            phone,
+            scenario.start,
+            scenario.end,
+        );
+        let f = measure::measure(&settings, &allowed, truth, phone, scenario.start, scenario.end);
+        t.push_str(&measure::timeline(
+            config.seed,
+            i as u32,
+            borrower,
+            &tz,
+            &allowed,
+            truth,
+            phone,
+            &f,
+        ));
     }
     Report {
         wrongful_minutes: all.wrongful + all.wrongful_lease,

@@ -65,6 +65,9 @@ pub struct Figures {
 
 struct Carry {
     cure: Timestamp,
+    /// The screen the phone kept: a different one (a lease lock replaced by a signed lock) is
+    /// a new restriction, judged afresh.
+    look: Look,
     severity: u8,
     heard: Option<Timestamp>,
     link: Link,
@@ -156,6 +159,17 @@ pub fn measure(
         if severity < 2 {
             if let Some(c) = carry.take() {
                 record_unlock(&mut f, &c, a);
+            } else if justified >= 2 && allow < justified {
+                // Cured and unlocked at the same instant.
+                let c = Carry {
+                    cure: a,
+                    look,
+                    severity: justified,
+                    heard: None,
+                    link: link_at(truth, phone, a),
+                    payment: truth.money.iter().any(|(t, m)| *t == a && *m > 0),
+                };
+                record_unlock(&mut f, &c, a);
             }
             justified = 0;
             if let Some(since) = allowed_since {
@@ -180,8 +194,12 @@ pub fn measure(
             }
             // An honest lease lock on a phone that is owed nothing now: it lifts when the
             // phone reaches the server.
+            if carry.as_ref().is_some_and(|c| c.look != look) {
+                carry = None;
+            }
             let c = carry.get_or_insert_with(|| Carry {
                 cure: a,
+                look,
                 severity,
                 heard: heard_after(a),
                 link: Link::Offline,
@@ -190,6 +208,9 @@ pub fn measure(
             split_carry(&mut f, c, a, b);
             continue;
         }
+        if carry.as_ref().is_some_and(|c| c.look != look) {
+            carry = None;
+        }
         if let Some(c) = carry.as_mut()
             && severity <= c.severity
         {
@@ -197,16 +218,11 @@ pub fn measure(
             continue;
         }
         if justified >= severity {
-            let link = if !online_at(&truth.online, a) {
-                Link::Offline
-            } else if phone.push {
-                Link::Push
-            } else {
-                Link::CheckinOnly
-            };
+            let link = link_at(truth, phone, a);
             let payment = truth.money.iter().any(|(t, m)| *t == a && *m > 0);
             let c = carry.insert(Carry {
                 cure: a,
+                look,
                 severity,
                 heard: heard_after(a),
                 link,
@@ -221,6 +237,16 @@ pub fn measure(
         f.unresolved += 1;
     }
     f
+}
+
+fn link_at(truth: &Truth, phone: &SimPhone, at: Timestamp) -> Link {
+    if !online_at(&truth.online, at) {
+        Link::Offline
+    } else if phone.push {
+        Link::Push
+    } else {
+        Link::CheckinOnly
+    }
 }
 
 fn split_carry(f: &mut Figures, c: &Carry, a: Timestamp, b: Timestamp) {
@@ -275,11 +301,12 @@ pub fn timeline(
     let identity = crate::run::identity(device);
     let _ = writeln!(
         out,
-        "wrongful restriction: seed {seed}, device {device} (IMEI {}), {} minutes ({} by lease), \
-         preset {}, {}, {}",
+        "timeline: seed {seed}, device {device} (IMEI {}), {} wrongful minutes ({} by lease), \
+         {} late unlock minutes, preset {}, {}, {}",
         identity.imei1,
         figures.wrongful + figures.wrongful_lease,
         figures.wrongful_lease,
+        figures.late_unlock,
         borrower.preset.name(),
         borrower.time_zone,
         if phone.push { "push" } else { "check-ins only" },

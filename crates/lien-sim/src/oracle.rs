@@ -173,7 +173,7 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
                 0
             }
             Some(since) => {
-                let ep = episode.get_or_insert_with(|| Episode::new(since));
+                let ep = episode.get_or_insert_with(|| Episode::new(since, t));
                 let day = |n: u32| midnight(tz, since + i64::from(n).days());
                 let first_day = |n: u32| midnight(tz, ep.since + i64::from(n).days());
                 // Notices: each served at the first screen with the arrears from when it is
@@ -181,7 +181,9 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
                 let mut cured_from = Some(Timestamp::MIN);
                 let mut previous_cure = Timestamp::MIN;
                 for (k, notice) in s.notices.iter().enumerate() {
-                    let available = first_day(notice.at_days_past_due).max(previous_cure);
+                    let available = first_day(notice.at_days_past_due)
+                        .max(previous_cure)
+                        .max(ep.began);
                     if ep.served.len() <= k {
                         match first_display(case.timeline, available) {
                             Some(served) => ep.served.push(served),
@@ -255,14 +257,17 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
 struct Episode {
     /// The oldest late due date when it began.
     since: Date,
+    /// When it began: a notice is served by a screen shown in the episode, not before.
+    began: Timestamp,
     /// When each notice was served.
     served: Vec<Timestamp>,
 }
 
 impl Episode {
-    fn new(since: Date) -> Episode {
+    fn new(since: Date, began: Timestamp) -> Episode {
         Episode {
             since,
+            began,
             served: Vec::new(),
         }
     }
