@@ -71,7 +71,7 @@ pub struct Config {
     /// The shortest step of virtual time, in minutes: everything due within one step happens
     /// at its end (payments, check-ins, the scheduler), and the report's minutes are counted
     /// on this grid.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub step_minutes: u32,
     /// Plant a bug to show the oracle catches it (for tests).
     #[arg(long, value_enum, default_value_t = Fault::None, hide = true)]
@@ -79,6 +79,9 @@ pub struct Config {
     /// How many wrongful devices' timelines to print (those with the most minutes).
     #[arg(long, default_value_t = 3)]
     pub timelines: usize,
+    /// Print this device's requests to standard error, to see why it did what it did.
+    #[arg(long, hide = true)]
+    pub trace: Option<u32>,
     /// Also print these devices' timelines.
     #[arg(long, value_delimiter = ',')]
     pub show: Vec<u32>,
@@ -104,7 +107,9 @@ pub struct Report {
 /// Runs the simulation `config` describes and reports.
 pub fn simulate(config: &Config) -> Result<Report> {
     let runtime = if std::env::var_os("LIEN_SIM_ONE_THREAD").is_some() {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -127,6 +132,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     let mut missed_devices = 0u64;
     let mut stories = Vec::new();
     let mut late_list = Vec::new();
+    let mut slowest = std::collections::BTreeMap::<String, (i64, usize)>::new();
     let mut missed_list = Vec::new();
     let mut by_preset = std::collections::BTreeMap::<&str, u64>::new();
     let mut by_habit = std::collections::BTreeMap::<&str, u64>::new();
@@ -174,6 +180,12 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         all.late_unlock += f.late_unlock;
         all.waiting += f.waiting;
         all.missed += f.missed;
+        for (link, minutes) in &f.unlocks {
+            let slot = slowest.entry(format!("{link:?}")).or_insert((0, 0));
+            if *minutes > slot.0 {
+                *slot = (*minutes, i);
+            }
+        }
         all.unlocks.extend(f.unlocks);
         all.override_unlocks += f.override_unlocks;
         all.unresolved += f.unresolved;
@@ -190,7 +202,11 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         config.devices,
         config.days,
         u64::from(config.devices) * u64::from(config.days),
-        if config.database_url.is_some() { "PostgreSQL" } else { "SQLite" }
+        if config.database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     if config.plant != Fault::None {
         let _ = writeln!(t, "planted bug: {:?}", config.plant);
@@ -238,7 +254,12 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         } else {
             format!(
                 " ({})",
-                c.refused.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                c.refused
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         }
     );
@@ -268,7 +289,8 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     );
     let _ = writeln!(
         t,
-        "payment to unlock (minutes of virtual time, steps of one minute):"
+        "payment to unlock (minutes of virtual time, on a grid of {} min):",
+        config.step_minutes
     );
     for (link, name) in [
         (Link::Push, "online, push"),
@@ -290,7 +312,21 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
          cure: {}",
         all.override_unlocks, all.unresolved
     );
-    let ids = |list: &[usize]| list.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let _ = writeln!(
+        t,
+        "  slowest: {}",
+        slowest
+            .iter()
+            .map(|(link, (m, i))| format!("{link} {m} min (device {i})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let ids = |list: &[usize]| {
+        list.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if !late_list.is_empty() || !missed_list.is_empty() {
         let _ = writeln!(
             t,
@@ -321,7 +357,14 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
             scenario.start,
             scenario.end,
         );
-        let f = measure::measure(&settings, &allowed, truth, phone, scenario.start, scenario.end);
+        let f = measure::measure(
+            &settings,
+            &allowed,
+            truth,
+            phone,
+            scenario.start,
+            scenario.end,
+        );
         t.push_str(&measure::timeline(
             config.seed,
             i as u32,

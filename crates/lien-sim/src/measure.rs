@@ -185,7 +185,10 @@ pub fn measure(
             carry = None;
             continue;
         }
-        // Restricted beyond the allowance.
+        // Restricted beyond the allowance: whatever allowance the restriction had is gone,
+        // so what follows a cure is judged afresh.
+        let had_allowance = justified;
+        justified = 0;
         if look == Look::LeaseLocked {
             let began = lease_started.unwrap_or(a);
             if premature.contains(&began) {
@@ -217,7 +220,7 @@ pub fn measure(
             split_carry(&mut f, c, a, b);
             continue;
         }
-        if justified >= severity {
+        if had_allowance >= severity {
             let link = link_at(truth, phone, a);
             let payment = truth.money.iter().any(|(t, m)| *t == a && *m > 0);
             let c = carry.insert(Carry {

@@ -227,7 +227,9 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         };
 
         // The quiet hours' cap.
-        let inside = windows.iter().position(|(open, close)| *open <= t && t < *close);
+        let inside = windows
+            .iter()
+            .position(|(open, close)| *open <= t && t < *close);
         let allowed = match inside {
             Some(w) => {
                 if window != Some(w) {
@@ -324,4 +326,68 @@ pub fn at(allowed: &Allowed, t: Timestamp) -> u8 {
 pub fn minutes(a: Timestamp, b: Timestamp) -> i64 {
     let d: SignedDuration = b.duration_since(a);
     (d.as_secs() + 59).div_euclid(60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+    use lien_core::Preset;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    /// A Kenya plan of one installment due 10 January, never paid, on a phone that shows the
+    /// reminder at 09:00 local on the 11th (06:00 UTC).
+    fn kenya(timeline: &[(Timestamp, Look)], reprieves: &[(Timestamp, Timestamp)]) -> Allowed {
+        let settings = Preset::Kenya.settings();
+        let tz = TimeZone::get("Africa/Nairobi").unwrap();
+        allowed(&Case {
+            settings: &settings,
+            tz: &tz,
+            installments: &[(date(2027, 1, 10), 100_000)],
+            enrolled: at("2027-01-01T09:00:00Z"),
+            end: at("2027-02-01T00:00:00Z"),
+            money: &[],
+            reprieves,
+            timeline,
+        })
+    }
+
+    #[test]
+    fn the_cure_period_runs_from_the_screen_and_the_lock_waits_for_the_quiet_hours_to_end() {
+        let shown = [
+            (at("2027-01-01T09:00:00Z"), Look::Normal),
+            (at("2027-01-11T06:00:00Z"), Look::Reminder),
+        ];
+        let allowed = kenya(&shown, &[]);
+        // Day 4 starts at midnight on the 14th, but the notice was served at 09:00 on the
+        // 11th: three local days later is 09:00 on the 14th (06:00 UTC), outside quiet hours.
+        assert_eq!(super::at(&allowed, at("2027-01-14T05:59:00Z")), 0);
+        assert_eq!(super::at(&allowed, at("2027-01-14T06:00:00Z")), 3);
+    }
+
+    #[test]
+    fn a_phone_that_never_showed_the_notice_may_not_be_locked() {
+        let shown = [(at("2027-01-01T09:00:00Z"), Look::Normal)];
+        let allowed = kenya(&shown, &[]);
+        assert_eq!(super::at(&allowed, at("2027-01-31T12:00:00Z")), 0);
+    }
+
+    #[test]
+    fn a_pause_frees_the_phone_and_its_end_in_the_quiet_hours_waits_for_the_morning() {
+        let shown = [
+            (at("2027-01-01T09:00:00Z"), Look::Normal),
+            (at("2027-01-11T06:00:00Z"), Look::Reminder),
+        ];
+        // Paused from the 15th at 09:00 local to the 18th at 22:00 local (19:00 UTC).
+        let pause = [(at("2027-01-15T06:00:00Z"), at("2027-01-18T19:00:00Z"))];
+        let allowed = kenya(&shown, &pause);
+        assert_eq!(super::at(&allowed, at("2027-01-15T05:00:00Z")), 3);
+        assert_eq!(super::at(&allowed, at("2027-01-16T12:00:00Z")), 0);
+        // 22:00 is inside the quiet hours (20:00 to 07:00): locked again only at 07:00.
+        assert_eq!(super::at(&allowed, at("2027-01-18T20:00:00Z")), 0);
+        assert_eq!(super::at(&allowed, at("2027-01-19T04:00:00Z")), 3);
+    }
 }

@@ -105,6 +105,8 @@ pub struct SimPhone {
     pub lease_locks: Vec<(Timestamp, Option<Timestamp>)>,
     /// Requests sent.
     pub requests: u64,
+    /// Print each request and its outcome to standard error (`--trace`).
+    pub trace: bool,
 }
 
 impl SimPhone {
@@ -140,6 +142,7 @@ impl SimPhone {
             contacts: Vec::new(),
             lease_locks: Vec::new(),
             requests: 0,
+            trace: false,
         };
         phone.boot(MemoryStorage::new(), hardware);
         phone
@@ -214,6 +217,12 @@ impl SimPhone {
     /// The phone hears of a change (a pushed token): online with a push channel, it asks for
     /// the current token at once.
     pub async fn pushed(&mut self, router: &Router) {
+        if self.trace {
+            eprintln!(
+                "{} pushed (online {}, push {})",
+                self.at, self.online, self.push
+            );
+        }
         if self.online && self.push {
             let now = self.clock.now();
             self.agent().check_again(now);
@@ -272,6 +281,13 @@ impl SimPhone {
                     };
                     if answer.is_ok() {
                         self.contacted();
+                    }
+                    if self.trace {
+                        eprintln!(
+                            "{} check-in: {:?}",
+                            self.at,
+                            answer.as_ref().map(|a| a.next_checkin_at)
+                        );
                     }
                     self.agent().on_checkin(answer, now);
                 }

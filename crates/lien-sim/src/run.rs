@@ -9,8 +9,8 @@
 //! arrives within the step) and the phones whose wake-up came. Everything runs on one task,
 //! one thing at a time, so the order, and so the run, depends only on the seed.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use anyhow::{Context, Result};
 use jiff::{SignedDuration, Timestamp};
@@ -22,8 +22,9 @@ use lien_server::clock::ManualClock;
 use lien_server::commands::device_change::{Applied, IdempotencyKey};
 use lien_server::commands::{hardship, mobile_money, overrides, payments, prepare_enrollment};
 use lien_server::wire::{
-    EnrollRequest, EscalationJson, HardshipPauseRequest, InstallmentJson, NoticeJson, PaymentRequest,
-    PlanJson, PolicyJson, PolicySettingsJson, RestrictionJson, ReversalRequest, UnlockRequest,
+    EnrollRequest, EscalationJson, HardshipPauseRequest, InstallmentJson, NoticeJson,
+    PaymentRequest, PlanJson, PolicyJson, PolicySettingsJson, RestrictionJson, ReversalRequest,
+    UnlockRequest,
 };
 use lien_store::{AuditEntry, Financier};
 
@@ -124,22 +125,41 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
             .join(lien_server::secrets::DEV_ATTESTATION_ROOT_FILE),
     )?;
     let root = DevelopmentRoot::from_pem(&root_pem)?;
-    let mut phones: Vec<Option<SimPhone>> = scenario
-        .borrowers
-        .iter()
+    // Minting a factory identity (a key pair and its certificate chain) is the setup's
+    // slowest part: on every core, each phone's in its own slot, so the order is the same.
+    let identities: Vec<_> = (0..scenario.borrowers.len() as u32).map(identity).collect();
+    let mut factories: Vec<Option<_>> = (0..identities.len()).map(|_| None).collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = identities.len().div_ceil(cores).max(1);
+    std::thread::scope(|scope| {
+        for (ids, slots) in identities.chunks(chunk).zip(factories.chunks_mut(chunk)) {
+            let root = &root;
+            scope.spawn(move || {
+                for (identity, slot) in ids.iter().zip(slots) {
+                    *slot = Some(lien_agent::sim::factory_identity(
+                        root,
+                        identity,
+                        scenario.start.as_second(),
+                    ));
+                }
+            });
+        }
+    });
+    let mut phones: Vec<Option<SimPhone>> = identities
+        .into_iter()
+        .zip(factories)
+        .zip(&scenario.borrowers)
         .enumerate()
-        .map(|(i, b)| {
-            let identity = identity(i as u32);
-            let factory =
-                lien_agent::sim::factory_identity(&root, &identity, scenario.start.as_second());
+        .map(|(i, ((identity, factory), b))| {
             let mut phone = SimPhone::new(
                 identity,
-                factory,
+                factory.expect("every phone's identity was minted"),
                 i as u32,
                 config.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 scenario.start,
             );
             phone.push = b.push;
+            phone.trace = config.trace == Some(i as u32);
             Some(phone)
         })
         .collect();
@@ -171,6 +191,7 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
         clock.set(now);
         let mut woken: BTreeSet<u32> = BTreeSet::new();
         let mut reconnected: BTreeSet<u32> = BTreeSet::new();
+        let mut restarted = false;
 
         // The world acts.
         while let Some(event) = scenario.events.get(next_event)
@@ -182,6 +203,9 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                 Action::Restart => {
                     counts.restarts += 1;
                     server = server.restart(&settings, dir.path(), &clock).await?;
+                    // The push channels closed with the old server; each phone opens its own
+                    // again and is sent the current token first.
+                    restarted = true;
                 }
                 Action::Pay {
                     reference,
@@ -212,11 +236,27 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                         request,
                     )
                     .await;
-                    let late = *received < now;
+                    if config.trace == Some(event.device) {
+                        match &result {
+                            Ok(Applied::Fresh(changed)) => {
+                                eprintln!("{now} payment {reference}: {:?}", changed.device)
+                            }
+                            other => eprintln!("{now} payment {reference}: {other:?}"),
+                        }
+                    }
+                    let late = event.at > *received;
                     let what = format!(
                         "{} {reference} of {amount} (paid {received}){}",
-                        if *duplicate { "repeated callback for" } else { "payment" },
-                        if late && !*duplicate { ", callback late" } else { "" }
+                        if *duplicate {
+                            "repeated callback for"
+                        } else {
+                            "payment"
+                        },
+                        if late && !*duplicate {
+                            ", callback late"
+                        } else {
+                            ""
+                        }
                     );
                     if *duplicate {
                         counts.duplicates += 1;
@@ -254,7 +294,9 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                     {
                         truths[d].money.push((now, -amount));
                     }
-                    truths[d].log.push((now, format!("chargeback of {reference}")));
+                    truths[d]
+                        .log
+                        .push((now, format!("chargeback of {reference}")));
                 }
                 Action::Hardship { days } => {
                     let result = hardship::pause(
@@ -360,6 +402,9 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
             }
             Heard::Everything => pushed.extend(0..phones.len() as u32),
         }
+        if restarted {
+            pushed.extend(0..phones.len() as u32);
+        }
         while let Some(Reverse((at, i))) = wakes.peek().copied()
             && at <= now
         {
@@ -401,9 +446,7 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
         }
         while let Some(done) = tasks.join_next().await {
             let (i, phone) = done.context("a phone's task")?;
-            let wake = phone
-                .next_wakeup()
-                .map(|t| t.max(now + step));
+            let wake = phone.next_wakeup().map(|t| t.max(now + step));
             if let Some(wake) = wake
                 && planned[i as usize].is_none_or(|p| wake < p)
             {
@@ -628,5 +671,9 @@ pub fn online_at(changes: &[(Timestamp, bool)], t: Timestamp) -> bool {
 /// The look of a phone at `t`.
 pub fn look_at(timeline: &[(Timestamp, Look)], t: Timestamp) -> Look {
     let i = timeline.partition_point(|(at, _)| *at <= t);
-    if i == 0 { Look::Normal } else { timeline[i - 1].1 }
+    if i == 0 {
+        Look::Normal
+    } else {
+        timeline[i - 1].1
+    }
 }

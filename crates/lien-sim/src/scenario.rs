@@ -247,7 +247,8 @@ fn draw_payments(
         format!("sim-{device}-{number}-{:04x}", rng.u16(..))
     };
     let mut pay = |rng: &mut fastrand::Rng, events: &mut Vec<Event>, day: Date, amount: i64| {
-        let at = local(&tz, day, rng.i8(6..=21), rng.i8(0..60)).max(start + SignedDuration::from_mins(1));
+        let at = local(&tz, day, rng.i8(6..=21), rng.i8(0..60))
+            .max(start + SignedDuration::from_mins(1));
         let r = reference(rng);
         send_payment(rng, device, r, amount, at, end, events);
     };
@@ -361,8 +362,13 @@ fn draw_overrides(
     let tz = TimeZone::get(b.time_zone).expect("a bundled time zone");
     let after_a_due_date = |rng: &mut fastrand::Rng, days: std::ops::RangeInclusive<i64>| {
         let (due, _) = *choose(rng, &b.installments);
-        local(&tz, due + rng.i64(days).days(), rng.i8(8..=18), rng.i8(0..60))
-            .max(start + SignedDuration::from_mins(1))
+        local(
+            &tz,
+            due + rng.i64(days).days(),
+            rng.i8(8..=18),
+            rng.i8(0..60),
+        )
+        .max(start + SignedDuration::from_mins(1))
     };
     if rng.u32(0..100) < 4 {
         let at = after_a_due_date(rng, 2..=6);
@@ -403,7 +409,8 @@ fn draw_phone(
             7..9 => rng.i64(24..=4 * 24),
             _ => rng.i64(7 * 24..=21 * 24),
         };
-        let back = leave + SignedDuration::from_hours(hours) + SignedDuration::from_mins(rng.i64(0..60));
+        let back =
+            leave + SignedDuration::from_hours(hours) + SignedDuration::from_mins(rng.i64(0..60));
         events.push(Event {
             at: leave,
             device,

@@ -50,7 +50,12 @@ impl Server {
     /// Stops this server as `lien serve` stops (last-seen times written) and opens it again
     /// on the same store and keys. What was in its memory (claims, check-in cache, rate
     /// limits, unwritten counters) is gone, as after a real restart.
-    pub async fn restart(self, settings: &Settings, dir: &Path, clock: &ManualClock) -> Result<Server> {
+    pub async fn restart(
+        self,
+        settings: &Settings,
+        dir: &Path,
+        clock: &ManualClock,
+    ) -> Result<Server> {
         self.state.flush_last_seen().await;
         drop(self);
         // The store's file lock goes with its last handle; background tasks (the check-in
@@ -59,9 +64,8 @@ impl Server {
         loop {
             match Server::open(settings, dir, clock).await {
                 Ok(server) => return Ok(server),
-                Err(err) if tries < 200 => {
+                Err(_) if tries < 200 => {
                     tries += 1;
-                    tracing_wait(&err);
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
                 Err(err) => return Err(err).context("reopening the store after a restart"),
@@ -85,8 +89,6 @@ impl Server {
         }
     }
 }
-
-fn tracing_wait(_err: &anyhow::Error) {}
 
 /// The settings of a simulated server on SQLite in `dir`, or on the PostgreSQL database
 /// `database_url`.

@@ -14,6 +14,7 @@ fn config(seed: u64, plant: Fault) -> Config {
         plant,
         timelines: 3,
         show: Vec::new(),
+        trace: None,
     }
 }
 
@@ -51,5 +52,9 @@ fn the_oracle_catches_locks_in_the_quiet_hours_when_the_server_is_fed_no_quiet_h
         planted.text,
         honest.text
     );
-    assert!(planted.text.contains("timeline: seed 7, device"), "{}", planted.text);
+    assert!(
+        planted.text.contains("timeline: seed 7, device"),
+        "{}",
+        planted.text
+    );
 }
