@@ -365,16 +365,16 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
             scenario.start,
             scenario.end,
         );
-        t.push_str(&measure::timeline(
-            config.seed,
-            i as u32,
+        t.push_str(&measure::timeline(&measure::Story {
+            seed: config.seed,
+            device: i as u32,
             borrower,
-            &tz,
-            &allowed,
+            tz: &tz,
+            allowed: &allowed,
             truth,
             phone,
-            &f,
-        ));
+            figures: &f,
+        }));
     }
     Report {
         wrongful_minutes: all.wrongful + all.wrongful_lease,

@@ -274,16 +274,37 @@ fn record_unlock(f: &mut Figures, c: &Carry, at: Timestamp) {
 
 /// A device's story, for a wrongful minute: what happened, what the phone showed and what
 /// the oracle allowed, in order.
-pub fn timeline(
-    seed: u64,
-    device: u32,
-    borrower: &Borrower,
-    tz: &TimeZone,
-    allowed: &Allowed,
-    truth: &Truth,
-    phone: &SimPhone,
-    figures: &Figures,
-) -> String {
+pub struct Story<'a> {
+    /// The run's seed.
+    pub seed: u64,
+    /// The device.
+    pub device: u32,
+    /// Its borrower.
+    pub borrower: &'a Borrower,
+    /// The plan's time zone.
+    pub tz: &'a TimeZone,
+    /// What the oracle allowed.
+    pub allowed: &'a Allowed,
+    /// What happened.
+    pub truth: &'a Truth,
+    /// The phone.
+    pub phone: &'a SimPhone,
+    /// Its figures.
+    pub figures: &'a Figures,
+}
+
+/// Renders a [`Story`].
+pub fn timeline(story: &Story<'_>) -> String {
+    let Story {
+        seed,
+        device,
+        borrower,
+        tz,
+        allowed,
+        truth,
+        phone,
+        figures,
+    } = *story;
     let mut lines: Vec<(Timestamp, u8, String)> = Vec::new();
     for (t, what) in &truth.log {
         lines.push((*t, 0, what.clone()));
@@ -291,7 +312,7 @@ pub fn timeline(
     for (t, look) in &phone.timeline {
         lines.push((*t, 1, format!("phone shows: {}", look.name())));
     }
-    for (t, a) in allowed {
+    for (t, a) in allowed.iter() {
         let what = match a {
             0 => "nothing",
             2 => "restricted",
@@ -299,7 +320,7 @@ pub fn timeline(
         };
         lines.push((*t, 2, format!("oracle allows: {what}")));
     }
-    lines.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    lines.sort_by_key(|x| (x.0, x.1));
     let mut out = String::new();
     let identity = crate::run::identity(device);
     let _ = writeln!(

@@ -131,10 +131,10 @@ fn unknown_policy_fails_and_names_the_presets() {
     );
 }
 
-/// `lien` beside a `lien-bench` (here `echo`, which prints what it was given) in a directory of
-/// its own; or beside nothing when `lien_bench` is `None`.
+/// `lien` beside a companion named `name` (`lien-bench`, `lien-sim`; here `echo`, which prints
+/// what it was given) in a directory of its own; or beside nothing when `target` is `None`.
 #[cfg(unix)]
-fn lien_beside(lien_bench: Option<&str>) -> tempfile::TempDir {
+fn lien_beside(name: &str, target: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let lien = dir.path().join("lien");
     // A hard link where it can be (the same file system as the build), else a copy: both make
@@ -142,8 +142,8 @@ fn lien_beside(lien_bench: Option<&str>) -> tempfile::TempDir {
     if std::fs::hard_link(env!("CARGO_BIN_EXE_lien"), &lien).is_err() {
         std::fs::copy(env!("CARGO_BIN_EXE_lien"), &lien).unwrap();
     }
-    if let Some(target) = lien_bench {
-        std::os::unix::fs::symlink(target, dir.path().join("lien-bench")).unwrap();
+    if let Some(target) = target {
+        std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
     }
     dir
 }
@@ -151,7 +151,7 @@ fn lien_beside(lien_bench: Option<&str>) -> tempfile::TempDir {
 #[cfg(unix)]
 #[test]
 fn bench_hands_every_argument_to_lien_bench() {
-    let dir = lien_beside(Some("/bin/echo"));
+    let dir = lien_beside("lien-bench", Some("/bin/echo"));
     let out = Command::new(dir.path().join("lien"))
         .args(["bench", "checkin", "--devices", "2000", "--help"])
         .output()
@@ -163,7 +163,7 @@ fn bench_hands_every_argument_to_lien_bench() {
 #[cfg(unix)]
 #[test]
 fn bench_without_lien_bench_says_how_to_build_it() {
-    let dir = lien_beside(None);
+    let dir = lien_beside("lien-bench", None);
     let out = Command::new(dir.path().join("lien"))
         .args(["bench", "checkin"])
         .output()
@@ -174,6 +174,44 @@ fn bench_without_lien_bench_says_how_to_build_it() {
         &[
             "`lien-bench`, which is not beside",
             "cargo build --release -p lien-bench",
+        ],
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn simulate_hands_every_argument_to_lien_sim() {
+    let dir = lien_beside("lien-sim", Some("/bin/echo"));
+    let out = Command::new(dir.path().join("lien"))
+        .args([
+            "simulate",
+            "--seed",
+            "7",
+            "--devices",
+            "10000",
+            "--days",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "--seed 7 --devices 10000 --days 100\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn simulate_without_lien_sim_says_how_to_build_it() {
+    let dir = lien_beside("lien-sim", None);
+    let out = Command::new(dir.path().join("lien"))
+        .args(["simulate", "--seed", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_contains_all(
+        &stderr(&out),
+        &[
+            "`lien-sim`, which is not beside",
+            "cargo build --release -p lien-sim",
         ],
     );
 }
