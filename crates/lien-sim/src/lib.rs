@@ -94,6 +94,9 @@ pub struct Report {
     pub wrongful_minutes: i64,
     /// Devices with any.
     pub wrongful_devices: u64,
+    /// Wrongful minutes by what the oracle said held the phone when each wrongful
+    /// restriction began.
+    pub wrongful_by: std::collections::BTreeMap<oracle::Why, i64>,
     /// Late unlock minutes.
     pub late_unlock_minutes: i64,
     /// Missed enforcement minutes, and devices.
@@ -176,6 +179,9 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
             late_list.push(i);
         }
         all.wrongful += f.wrongful;
+        for (why, minutes) in &f.wrongful_by {
+            *all.wrongful_by.entry(*why).or_default() += minutes;
+        }
         all.wrongful_lease += f.wrongful_lease;
         all.late_unlock += f.late_unlock;
         all.waiting += f.waiting;
@@ -275,6 +281,17 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         wrongful_devices,
         all.wrongful_lease
     );
+    if !all.wrongful_by.is_empty() {
+        let _ = writeln!(
+            t,
+            "  wrongful minutes by what the oracle said held the phone: {}",
+            all.wrongful_by
+                .iter()
+                .map(|(why, m)| format!("{} {m}", why.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(
         t,
         "late unlock minutes: {} (and {} minutes waiting for the phone to hear: offline, or its \
@@ -379,6 +396,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     Report {
         wrongful_minutes: all.wrongful + all.wrongful_lease,
         wrongful_devices,
+        wrongful_by: all.wrongful_by.clone(),
         late_unlock_minutes: all.late_unlock,
         missed_minutes: all.missed,
         missed_devices,

@@ -43,6 +43,8 @@ pub enum Link {
 pub struct Figures {
     /// Wrongful restriction minutes (token restrictions).
     pub wrongful: i64,
+    /// The same, by what the oracle said held the phone below the restriction.
+    pub wrongful_by: std::collections::BTreeMap<oracle::Why, i64>,
     /// Wrongful minutes of lease locks that came too soon.
     pub wrongful_lease: i64,
     /// Minutes restricted after a cure, after the phone had heard from the server.
@@ -107,7 +109,7 @@ pub fn measure(
 ) -> Figures {
     let mut f = Figures::default();
     let mut points: Vec<Timestamp> = vec![start, end];
-    points.extend(allowed.iter().map(|(t, _)| *t));
+    points.extend(allowed.iter().map(|(t, _, _)| *t));
     points.extend(phone.timeline.iter().map(|(t, _)| *t));
     points.retain(|t| *t >= start && *t <= end);
     points.sort_unstable();
@@ -130,6 +132,7 @@ pub fn measure(
     let mut carry: Option<Carry> = None;
     let mut allowed_since: Option<Timestamp> = None;
     let mut lease_started: Option<Timestamp> = None;
+    let mut wrong_cause: Option<oracle::Why> = None;
     for pair in points.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if a >= b {
@@ -137,7 +140,7 @@ pub fn measure(
         }
         let look = look_at(&phone.timeline, a);
         let severity = look.severity();
-        let allow = oracle::at(allowed, a);
+        let (allow, why) = oracle::why_at(allowed, a);
         let span = minutes(a, b);
         if allow >= 2 {
             allowed_since.get_or_insert(a);
@@ -156,6 +159,9 @@ pub fn measure(
             }
         }
 
+        if severity < 2 || allow >= severity {
+            wrong_cause = None;
+        }
         if severity < 2 {
             if let Some(c) = carry.take() {
                 record_unlock(&mut f, &c, a);
@@ -235,6 +241,10 @@ pub fn measure(
             continue;
         }
         f.wrongful += span;
+        // A wrongful restriction is put down to what held the phone when it began, however
+        // it went on (paid off while the phone still waits for its check-in, say).
+        let cause = *wrong_cause.get_or_insert(why);
+        *f.wrongful_by.entry(cause).or_default() += span;
     }
     if carry.is_some() {
         f.unresolved += 1;
@@ -312,13 +322,13 @@ pub fn timeline(story: &Story<'_>) -> String {
     for (t, look) in &phone.timeline {
         lines.push((*t, 1, format!("phone shows: {}", look.name())));
     }
-    for (t, a) in allowed.iter() {
+    for (t, a, why) in allowed.iter() {
         let what = match a {
             0 => "nothing",
             2 => "restricted",
             _ => "locked",
         };
-        lines.push((*t, 2, format!("oracle allows: {what}")));
+        lines.push((*t, 2, format!("oracle allows: {what} ({})", why.name())));
     }
     lines.sort_by_key(|x| (x.0, x.1));
     let mut out = String::new();
@@ -335,6 +345,14 @@ pub fn timeline(story: &Story<'_>) -> String {
         borrower.time_zone,
         if phone.push { "push" } else { "check-ins only" },
     );
+    if !figures.wrongful_by.is_empty() {
+        let by: Vec<String> = figures
+            .wrongful_by
+            .iter()
+            .map(|(why, m)| format!("{} {m}", why.name()))
+            .collect();
+        let _ = writeln!(out, "  wrongful minutes held by: {}", by.join(", "));
+    }
     let plan: Vec<String> = borrower
         .installments
         .iter()

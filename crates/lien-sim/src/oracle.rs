@@ -73,9 +73,35 @@ pub struct Case<'a> {
     pub timeline: &'a [(Timestamp, Look)],
 }
 
+/// What holds a phone below what the schedule alone would allow, for the report's breakdown
+/// of wrongful minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Why {
+    /// Nothing holds it: the schedule (arrears, days past due, thresholds) says this much.
+    Schedule,
+    /// A notice of the episode not yet served (shown on the phone), or its cure period.
+    Notice,
+    /// A hardship pause or a provisional unlock.
+    Reprieve,
+    /// The quiet hours.
+    Quiet,
+}
+
+impl Why {
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Schedule => "the schedule",
+            Why::Notice => "a notice not yet shown or its cure period",
+            Why::Reprieve => "a pause or provisional unlock",
+            Why::Quiet => "the quiet hours",
+        }
+    }
+}
+
 /// The oracle's answer: from each instant, the most severe restriction allowed (0: none,
-/// 2: restricted, 3: locked), until the next.
-pub type Allowed = Vec<(Timestamp, u8)>;
+/// 2: restricted, 3: locked), until the next, and what holds it there.
+pub type Allowed = Vec<(Timestamp, u8, Why)>;
 
 /// Decides the allowed severity over the whole run.
 pub fn allowed(case: &Case<'_>) -> Allowed {
@@ -170,7 +196,7 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         let raw = match since {
             None => {
                 episode = None;
-                0
+                (0, Why::Schedule)
             }
             Some(since) => {
                 let ep = episode.get_or_insert_with(|| Episode::new(since, t));
@@ -204,27 +230,40 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
                     cured_from = None;
                 }
                 let reprieve = case.reprieves.iter().any(|(a, b)| *a <= t && t < *b);
+                // What the schedule would allow with every notice served and cured, to say
+                // what held the phone below it.
+                let mut scheduled = 0;
                 let mut raw = 0;
-                if let Some(cured) = cured_from
-                    && arrears > 0
-                    && arrears * 100 >= largest * percent
-                    && !reprieve
-                {
+                if arrears > 0 && arrears * 100 >= largest * percent {
                     for e in &s.escalations {
-                        let starts = day(e.at_days_past_due.max(floor_day)).max(cured);
-                        if starts <= t {
-                            raw = raw.max(match e.restriction {
-                                lien_core::Restriction::Restricted => 2,
-                                lien_core::Restriction::Locked => 3,
-                            });
-                        } else {
+                        let severity = match e.restriction {
+                            lien_core::Restriction::Restricted => 2,
+                            lien_core::Restriction::Locked => 3,
+                        };
+                        let due = day(e.at_days_past_due.max(floor_day));
+                        if due <= t {
+                            scheduled = scheduled.max(severity);
+                        }
+                        let Some(cured) = cured_from else { continue };
+                        let starts = due.max(cured);
+                        if starts > t {
                             extra.insert(starts);
+                        } else if !reprieve {
+                            raw = raw.max(severity);
                         }
                     }
                 }
-                raw
+                let why = if raw >= scheduled {
+                    Why::Schedule
+                } else if reprieve {
+                    Why::Reprieve
+                } else {
+                    Why::Notice
+                };
+                (raw, why)
             }
         };
+        let (raw, why) = raw;
 
         // The quiet hours' cap.
         let inside = windows
@@ -245,12 +284,13 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
             }
         };
         previous_raw = raw;
-        if out.last().map(|(_, a)| *a) != Some(allowed) {
-            out.push((t, allowed));
+        let why = if allowed < raw { Why::Quiet } else { why };
+        if out.last().map(|(_, a, w)| (*a, *w)) != Some((allowed, why)) {
+            out.push((t, allowed, why));
         }
     }
     if out.is_empty() {
-        out.push((case.enrolled, 0));
+        out.push((case.enrolled, 0, Why::Schedule));
     }
     out
 }
@@ -318,8 +358,17 @@ fn quiet_windows(
 
 /// The allowed severity at `t`.
 pub fn at(allowed: &Allowed, t: Timestamp) -> u8 {
-    let i = allowed.partition_point(|(from, _)| *from <= t);
-    if i == 0 { 0 } else { allowed[i - 1].1 }
+    why_at(allowed, t).0
+}
+
+/// The allowed severity at `t`, and what holds it there.
+pub fn why_at(allowed: &Allowed, t: Timestamp) -> (u8, Why) {
+    let i = allowed.partition_point(|(from, _, _)| *from <= t);
+    if i == 0 {
+        (0, Why::Schedule)
+    } else {
+        (allowed[i - 1].1, allowed[i - 1].2)
+    }
 }
 
 /// How long, in whole minutes (rounded up), from `a` to `b`.
