@@ -6,6 +6,7 @@
 
 mod calendar;
 pub mod decision;
+pub mod delivery;
 pub mod hardship;
 pub mod identity;
 pub mod ledger;
@@ -15,7 +16,8 @@ pub mod plan;
 pub mod policy;
 pub mod restructure;
 
-pub use decision::{Decision, DeviceState, Reason, decide};
+pub use decision::{Decision, DeviceState, PendingNotice, Reason, decide};
+pub use delivery::Delivery;
 pub use hardship::{
     HardshipError, check_hardship_pause, hardship_days_remaining, hardship_days_used,
 };
