@@ -55,6 +55,7 @@ state-locked = Locked. Emergency calls still work.
 state-released = Released: the phone is yours.
 reason-good-standing = Your payments are up to date.
 reason-paid-in-full = Paid in full. Thank you.
+reason-due-soon = Your payments are up to date. The next installment falls due on { $date }.
 reason-overdue = An installment payment is overdue (it was due on { $date }).
 reason-overdue-restricted = Some functions are limited because an installment payment is overdue (it was due on { $date }).
 reason-overdue-locked = This phone is locked because an installment payment is overdue (it was due on { $date }).

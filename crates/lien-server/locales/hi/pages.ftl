@@ -54,6 +54,7 @@ state-locked = लॉक है। आपातकालीन कॉल अब 
 state-released = मुक्त: फ़ोन आपका है।
 reason-good-standing = आपके सभी भुगतान समय पर हैं।
 reason-paid-in-full = पूरा भुगतान हो गया। धन्यवाद।
+reason-due-soon = आपके भुगतान समय पर हैं। अगली किस्त { $date } को देय है।
 reason-overdue = किस्त का भुगतान बकाया है (यह { $date } को देय था)।
 reason-overdue-restricted = किस्त का भुगतान बकाया होने से कुछ सुविधाएँ सीमित हैं (यह { $date } को देय था)।
 reason-overdue-locked = किस्त का भुगतान बकाया होने से यह फ़ोन लॉक है (यह { $date } को देय था)।

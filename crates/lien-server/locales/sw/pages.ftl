@@ -54,6 +54,7 @@ state-locked = Imefungwa. Simu za dharura bado zinapigika.
 state-released = Imeachiliwa: simu ni yako.
 reason-good-standing = Hakuna malipo yako yaliyochelewa.
 reason-paid-in-full = Umelipa yote. Asante.
+reason-due-soon = Malipo yako yako sawa. Awamu inayofuata inadaiwa tarehe { $date }.
 reason-overdue = Malipo ya awamu yamechelewa (yalitakiwa tarehe { $date }).
 reason-overdue-restricted = Baadhi ya huduma zimezuiliwa kwa sababu malipo ya awamu yamechelewa (yalitakiwa tarehe { $date }).
 reason-overdue-locked = Simu hii imefungwa kwa sababu malipo ya awamu yamechelewa (yalitakiwa tarehe { $date }).

@@ -5,7 +5,7 @@ use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, DevicesExt, StoreEr
 
 use super::device_change::{Mutation, complete};
 use crate::app::AppState;
-use crate::domain::StoredKind;
+use crate::domain::{NoticeLog, StoredKind};
 use crate::error::ApiError;
 
 /// Why a binding was not made.
@@ -84,7 +84,8 @@ pub async fn bind(
 /// seconds, already checked): the latest is then recorded as an `emergency_use` override with
 /// its audit record, and the device evaluated again, so that the token signed in the same
 /// transaction names it and no later state of the phone (a reflash, a new binding) can take
-/// another window too soon. The counter was claimed on this server; another server sharing the
+/// another window too soon. A report that acknowledges the token showing a notice serves the
+/// notice: the device is evaluated again too, audited as `notice_served`. The counter was claimed on this server; another server sharing the
 /// database may have accepted it already, so it is checked again under the device's lock, with
 /// the binding it was signed under: a report is never applied twice. Returns the device as
 /// stored, whose token the check-in answers with.
@@ -124,18 +125,33 @@ pub async fn record_report(
                 events,
                 ..DeviceChange::default()
             };
-            match emergency_use(snapshot, &emergency_starts, now)? {
-                None => Ok((change, ())),
+            // Emergency use reported, or a report that acknowledges the token showing a
+            // notice: the decision is taken again now, in the same transaction. A served
+            // notice's cure period runs from this instant and its end is scheduled. Any other
+            // report leaves the decision as it is.
+            let notices = NoticeLog::of(snapshot);
+            let mutation = match emergency_use(snapshot, &emergency_starts, now)? {
                 Some(mut mutation) => {
                     mutation.change = DeviceChange {
                         new_override: mutation.change.new_override,
                         ..change
                     };
-                    let (change, _, _, _) =
-                        complete(&closure_state, snapshot, "device", mutation, now)?;
-                    Ok((change, ()))
+                    mutation
                 }
-            }
+                None if notices.acknowledges(Some(applied)) => Mutation {
+                    action: "notice_served",
+                    reason: format!(
+                        "the phone acknowledged notice {}",
+                        notices.shown.map_or(0, |shown| shown.index) + 1
+                    ),
+                    change,
+                    response: Some(serde_json::Value::Null),
+                    releases_at_payoff: false,
+                },
+                None => return Ok((change, ())),
+            };
+            let (change, _, _, _) = complete(&closure_state, snapshot, "device", mutation, now)?;
+            Ok((change, ()))
         })
         .await;
     match result {
