@@ -457,12 +457,14 @@ fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
             match (decision.state, decision.pending_notice) {
                 (DeviceState::Locked, _) => {
                     format!(
-                        "This device is locked due to an overdue installment payment (due {since})."
+                        "This device is locked due to an overdue installment payment (due {}).",
+                        date_text(*since)
                     )
                 }
                 (DeviceState::Restricted, _) => sentences(
                     format!(
-                        "Some functions are limited due to an overdue installment payment (due {since})."
+                        "Some functions are limited due to an overdue installment payment (due {}).",
+                        date_text(*since)
                     ),
                     what_happens(decision, due, tz),
                 ),

@@ -510,9 +510,10 @@ async fn reason_words(
         ReasonCode::PaidInFull => reader.t("reason-paid-in-full"),
         // The amount is for the lock screen's code only, like the amount due.
         ReasonCode::DueSoon => match view.reason.due_on.as_deref().map(str::parse) {
-            Some(Ok(due)) => {
-                reader.t_with("reason-due-soon", &[("date", &time::date(reader.lang(), due))])
-            }
+            Some(Ok(due)) => reader.t_with(
+                "reason-due-soon",
+                &[("date", &time::date(reader.lang(), due))],
+            ),
             _ => reader.t("reason-good-standing"),
         },
         ReasonCode::ManualLock => reader.t("reason-manual-lock"),
