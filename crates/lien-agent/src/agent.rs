@@ -1139,6 +1139,14 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         Ok(())
     }
 
+    /// The platform saw a SIM card that was not there before (`detail` says which slot): it is
+    /// reported at a check-in made at once, since the financier's policy may answer it.
+    pub fn sim_changed(&mut self, now: Now, detail: &str) {
+        self.queue_event(EventKind::SimChange, detail.to_string());
+        self.save_ordinary();
+        self.check_again(now);
+    }
+
     /// The lock screen's "Check again": a check-in (or hello) is due at once.
     pub fn check_again(&mut self, now: Now) {
         self.tick(now);

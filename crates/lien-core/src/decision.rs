@@ -14,7 +14,7 @@ use crate::ledger::{PaymentLog, Standing};
 use crate::money::Money;
 use crate::overrides::{Override, OverrideKind};
 use crate::plan::InstallmentPlan;
-use crate::policy::{LockPolicy, PolicySettings, QuietHours, Restriction};
+use crate::policy::{LockPolicy, PolicySettings, QuietHours, Restriction, SimChangeRule};
 
 /// What the phone does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +64,12 @@ pub enum Reason {
     },
     /// Every installment is paid; the financier can release the device.
     PaidInFull,
+    /// The phone reported a new SIM card at `since`, which the financier has not accepted;
+    /// the policy's SIM-change rule applies.
+    SimChanged {
+        /// When the change was reported.
+        since: Timestamp,
+    },
     /// An installment due on `since` is late and unpaid.
     Overdue {
         /// The due date of the oldest late installment; days past due are counted from it.
@@ -234,6 +240,25 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
     decision.next_restriction = scheduled.next_restriction;
     decision.state = scheduled.state;
     decision.reason = scheduled.reason;
+
+    // A SIM change not yet accepted applies the policy's rule, unless the arrears already ask
+    // as much. Its screen replaces the arrears' one, so no arrears notice is shown meanwhile.
+    if let Some(sim) = sim_change(
+        policy.settings(),
+        plan.time_zone(),
+        overrides,
+        now,
+        &mut next,
+    ) && sim.state.severity() > decision.state.severity()
+    {
+        decision.state = sim.state;
+        decision.reason = Reason::SimChanged { since: sim.since };
+        decision.pending_notice = None;
+        decision.next_restriction = [sim.restricted_from, decision.next_restriction]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at);
+    }
 
     let in_effect = |wanted: fn(&OverrideKind) -> bool| {
         overrides
@@ -546,6 +571,54 @@ fn schedule(
         notices_served_at,
         pending_notice,
         next_restriction,
+    }
+}
+
+/// What an unaccepted SIM change asks for at `now` under the policy's rule.
+struct SimChangeEffect {
+    state: DeviceState,
+    /// When the change was reported.
+    since: Timestamp,
+    /// When the restriction comes, if it is still to come.
+    restricted_from: Option<(Timestamp, DeviceState)>,
+}
+
+/// The effect of the earliest SIM change in effect at `now` (reported, not yet accepted), if
+/// the policy's rule gives it one. A restriction never starts in the quiet hours.
+fn sim_change(
+    settings: &PolicySettings,
+    tz: &jiff::tz::TimeZone,
+    overrides: &[Override],
+    now: Timestamp,
+    next: &mut NextChange,
+) -> Option<SimChangeEffect> {
+    let since = overrides
+        .iter()
+        .filter(|o| o.kind() == &OverrideKind::SimChange && o.in_effect(now))
+        .map(Override::from)
+        .min()?;
+    let reminder = |restricted_from| SimChangeEffect {
+        state: DeviceState::Reminder,
+        since,
+        restricted_from,
+    };
+    match settings.sim_change {
+        SimChangeRule::Ignore => None,
+        SimChangeRule::Remind => Some(reminder(None)),
+        SimChangeRule::Restrict { after_days } => {
+            let due = calendar::add_local_days(tz, since, after_days);
+            let at = outside_quiet_hours(settings.quiet_hours, tz, due);
+            if at <= now {
+                Some(SimChangeEffect {
+                    state: DeviceState::Restricted,
+                    since,
+                    restricted_from: None,
+                })
+            } else {
+                next.consider(at);
+                Some(reminder(Some((at, DeviceState::Restricted))))
+            }
+        }
     }
 }
 

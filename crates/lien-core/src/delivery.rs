@@ -10,7 +10,7 @@
 //!   notice `k - 1` has ended (a second notice is a last warning, not a duplicate);
 //! - it is *served* at the instant recorded for it (never before it was available), or, for a
 //!   phone never seen, by the policy's fallback, [`PolicySettings::notice_fallback_days`]
-//!   after it became available;
+//!   after it became available or the device was enrolled, whichever is later;
 //! - its cure period ends `cure_days` local days after it was served, at the same local time.
 
 use jiff::Timestamp;
@@ -84,9 +84,13 @@ impl Delivery {
     ) -> Option<Timestamp> {
         match self.notices_served.get(k) {
             Some(&at) => Some(at),
-            None if self.never_seen => settings
-                .notice_fallback_days
-                .map(|days| calendar::add_local_days(tz, available, days)),
+            // The financier's own channels can reach the borrower only once it has enrolled
+            // the device: for a plan enrolled already overdue, the fallback's days run from
+            // the enrollment, or it would count a notice as served before anyone gave it.
+            None if self.never_seen => settings.notice_fallback_days.map(|days| {
+                let from = self.enrolled_at.map_or(available, |e| e.max(available));
+                calendar::add_local_days(tz, from, days)
+            }),
             None => None,
         }
     }

@@ -30,6 +30,6 @@ pub use overrides::{Override, OverrideError, OverrideKind};
 pub use plan::{Installment, InstallmentPlan, PlanError};
 pub use policy::{
     Escalation, LockPolicy, Notice, PayoffRelease, PolicyError, PolicySettings, Preset, QuietHours,
-    Restriction, UnlockPromise,
+    Restriction, SimChangeRule, UnlockPromise,
 };
 pub use restructure::{RestructureError, Restructured, restructure};

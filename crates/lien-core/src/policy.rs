@@ -74,6 +74,27 @@ pub enum PayoffRelease {
     ByHand,
 }
 
+/// What a SIM change the phone reports does, until the financier accepts it.
+///
+/// Lenders watch SIM changes because a phone moved to another SIM is often a phone sold on,
+/// or a borrower who can no longer be reached; a new SIM is also what an honest borrower buys
+/// after losing the old one. So the strongest rule still starts with a notice and leaves time
+/// to call the financier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SimChangeRule {
+    /// Nothing happens (the change is recorded and audited only).
+    #[default]
+    Ignore,
+    /// The phone shows a reminder to contact the financier; nothing is restricted.
+    Remind,
+    /// A reminder first, then restricted `after_days` local days later (never in the quiet
+    /// hours), unless the financier has accepted the change.
+    Restrict {
+        /// Days between the notice and the restriction.
+        after_days: u32,
+    },
+}
+
 /// How fast a payment must reach the phone, and what the borrower is owed when it does not.
 /// The decision function does not read it: the server measures each unlock against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +172,8 @@ pub struct PolicySettings {
     /// How many days before an installment falls due the phone shows a reminder naming the
     /// amount and the date (0: none). The reminder stays through the grace period.
     pub remind_days_before: u32,
+    /// What a SIM change reported by the phone does until the financier accepts it.
+    pub sim_change: SimChangeRule,
 }
 
 impl PolicySettings {
@@ -178,6 +201,8 @@ impl PolicySettings {
     pub const MAX_EMERGENCY_USE_EVERY_DAYS: u32 = 365;
     /// The longest a reminder may come before its due date, in days: one monthly period.
     pub const MAX_REMIND_DAYS_BEFORE: u32 = 31;
+    /// The longest wait between a SIM change's notice and its restriction, in days.
+    pub const MAX_SIM_CHANGE_DAYS: u32 = 90;
 
     /// Each bounded number with its field name and bound, for the checks and the error.
     fn bounded(&self) -> Vec<(String, u64, u64)> {
@@ -213,6 +238,14 @@ impl PolicySettings {
                 "hardship_auto_grant_days".to_string(),
                 u64::from(self.hardship_auto_grant_days),
                 u64::from(self.hardship_days_per_year),
+            ),
+            (
+                "sim_change.after_days".to_string(),
+                match self.sim_change {
+                    SimChangeRule::Restrict { after_days } => u64::from(after_days),
+                    _ => 0,
+                },
+                u64::from(Self::MAX_SIM_CHANGE_DAYS),
             ),
             (
                 "restructure_max_fee_percent".to_string(),
@@ -561,6 +594,9 @@ impl Preset {
                 // ahead and a final one 48 hours before; a dealer paid weekly reminds 3 days
                 // ahead, which covers the final warning.
                 remind_days_before: 3,
+                // The phone is the dealer's only collateral: a new SIM is a notice, and two
+                // days later a restriction unless the borrower has called the dealer.
+                sim_change: SimChangeRule::Restrict { after_days: 2 },
             },
             // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
             // payment and unlocks it when the borrower pays by mobile money; Lien's brief
@@ -598,6 +634,9 @@ impl Preset {
                 // A reminder three days ahead: more than California's final 48 hours, and
                 // short enough for daily or weekly plans not to remind all the time.
                 remind_days_before: 3,
+                // Prepaid SIMs change often in Kenya; a reminder to tell the financier the
+                // new number is enough (our own choice).
+                sim_change: SimChangeRule::Remind,
             },
             // The Reserve Bank of India's draft on the use of device locks in consumer loans,
             // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
@@ -654,6 +693,8 @@ impl Preset {
                 notice_fallback_days: Some(7),
                 // Monthly plans: ten days ahead, as California's earliest warning.
                 remind_days_before: 10,
+                // The draft ties restriction to default only: a SIM change restricts nothing.
+                sim_change: SimChangeRule::Ignore,
             },
         }
     }

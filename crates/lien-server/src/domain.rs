@@ -12,7 +12,7 @@ use lien_core::{
     Currency, Decision, Delivery, DeviceState, Escalation, Installment, InstallmentPlan,
     LockPolicy, Money, Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef,
     PayoffRelease, PolicySettings, Preset, QuietHours, Reason, Restriction, Reversal,
-    UnlockPromise, decide,
+    SimChangeRule, UnlockPromise, decide,
 };
 use lien_proto::{
     DeviceRestriction, EmergencyAllowance, Lease, ScreenText, StatusClaims, TokenSigner,
@@ -51,11 +51,13 @@ pub enum StoredKind {
     /// A borrower's request for a hardship pause, waiting for the financier's answer (its end
     /// is the end of the pause asked for); an answer cancels it. The decision does not see it.
     HardshipRequest,
+    /// A SIM change the phone reported, from the report until the financier accepts it.
+    SimChange,
 }
 
 impl StoredKind {
     /// Every kind.
-    pub const ALL: [StoredKind; 8] = [
+    pub const ALL: [StoredKind; 9] = [
         StoredKind::ManualLock,
         StoredKind::ProvisionalUnlock,
         StoredKind::HardshipPause,
@@ -64,6 +66,7 @@ impl StoredKind {
         StoredKind::Message,
         StoredKind::EmergencyUse,
         StoredKind::HardshipRequest,
+        StoredKind::SimChange,
     ];
 
     /// The word stored in the override's row.
@@ -77,6 +80,7 @@ impl StoredKind {
             StoredKind::Message => "message",
             StoredKind::EmergencyUse => "emergency_use",
             StoredKind::HardshipRequest => "hardship_request",
+            StoredKind::SimChange => "sim_change",
         }
     }
 
@@ -239,6 +243,13 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
         restructure_by_support: s.restructure_by_support,
         notice_fallback_days: s.notice_fallback_days,
         remind_days_before: s.remind_days_before,
+        sim_change: match s.sim_change {
+            crate::wire::SimChangeJson::Ignore => SimChangeRule::Ignore,
+            crate::wire::SimChangeJson::Remind => SimChangeRule::Remind,
+            crate::wire::SimChangeJson::Restrict { after_days } => {
+                SimChangeRule::Restrict { after_days }
+            }
+        },
     })
 }
 
@@ -289,6 +300,7 @@ fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
         StoredKind::HardshipPause => OverrideKind::HardshipPause,
         StoredKind::DisputeFreeze => OverrideKind::DisputeFreeze,
         StoredKind::Release => OverrideKind::Release,
+        StoredKind::SimChange => OverrideKind::SimChange,
         StoredKind::Message | StoredKind::EmergencyUse | StoredKind::HardshipRequest => {
             return Ok(None);
         }
@@ -504,6 +516,18 @@ fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
         Reason::Released => (
             ReasonCode::Released,
             "This device is released: it is yours.".to_string(),
+        ),
+        Reason::SimChanged { .. } => (
+            ReasonCode::SimChanged,
+            sentences(
+                "A new SIM card was put in this phone. Please contact your financier.".to_string(),
+                decision.next_restriction.map(|(at, _)| {
+                    format!(
+                        "Some functions will be limited on {} unless the financier has heard from you.",
+                        when_text(at, tz)
+                    )
+                }),
+            ),
         ),
     };
     let due_on = match &decision.reason {

@@ -519,6 +519,7 @@ async fn reason_words(
         ReasonCode::ManualLock => reader.t("reason-manual-lock"),
         ReasonCode::DisputeFreeze => reader.t("reason-dispute-freeze"),
         ReasonCode::Released => reader.t("reason-released"),
+        ReasonCode::SimChanged => reader.t("reason-sim-changed"),
         ReasonCode::Overdue => {
             let id = match view.state {
                 DeviceStateJson::Locked => "reason-overdue-locked",

@@ -253,6 +253,29 @@ pub struct PolicySettingsJson {
     /// Days before a due date from which the phone shows a reminder (0: none).
     #[serde(default)]
     pub remind_days_before: u32,
+    /// What a SIM change the phone reports does until the financier accepts it (`POST
+    /// /v1/devices/{id}/sim-change/accept`): absent from policies stored before it, `ignore`.
+    #[serde(default)]
+    pub sim_change: SimChangeJson,
+}
+
+/// The SIM-change rule: `{"action": "ignore"}` (the default: recorded only), `{"action":
+/// "remind"}` (the phone reminds the borrower to contact the financier), or `{"action":
+/// "restrict", "after_days": 2}` (a reminder, then restricted that many days later, never in
+/// the quiet hours; at most 90).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SimChangeJson {
+    /// Recorded only.
+    #[default]
+    Ignore,
+    /// A reminder, nothing restricted.
+    Remind,
+    /// A reminder, then restricted.
+    Restrict {
+        /// Days from the change to the restriction.
+        after_days: u32,
+    },
 }
 
 /// The yearly hardship days of a policy that does not say (stored before issue 20).
@@ -506,13 +529,15 @@ pub enum ReasonCode {
     DisputeFreeze,
     /// The financier's claim has ended.
     Released,
+    /// The phone reported a new SIM card the financier has not accepted.
+    SimChanged,
 }
 
 /// Why a device is in its state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReasonView {
     /// `good_standing`, `paid_in_full`, `overdue`, `due_soon`, `manual_lock`, `provisional_unlock`,
-    /// `hardship_pause`, `dispute_freeze` or `released`.
+    /// `hardship_pause`, `dispute_freeze`, `released` or `sim_changed`.
     pub code: ReasonCode,
     /// In the borrower's words, as on the lock screen.
     pub text: String,
@@ -637,6 +662,15 @@ pub struct HardshipPauseRequest {
 #[serde(deny_unknown_fields)]
 pub struct HardshipEndRequest {
     /// Why; recorded in the audit log (at most 200 characters).
+    pub reason: String,
+}
+
+/// Accepting the SIM change a phone reported.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimChangeAcceptRequest {
+    /// Why, e.g. "the borrower called with the new number"; recorded in the audit log (at most
+    /// 200 characters).
     pub reason: String,
 }
 

@@ -114,6 +114,35 @@ fn a_phone_never_seen_is_served_by_the_fallback_rule() {
 }
 
 #[test]
+fn a_phone_never_seen_enrolled_overdue_has_the_fallback_days_from_its_enrollment() {
+    // Enrolled on 20 March, eighteen days past due, and never switched on. The notice was
+    // available from 3 March, but nobody could give it before the enrollment: served on
+    // 23 March at noon, cured on 26 March at noon, and only then locked.
+    let unseen = Delivery {
+        enrolled_at: Some(local("2026-03-20T12:00")),
+        never_seen: true,
+        ..Delivery::default()
+    };
+    let enrolled = kenya(&unseen, "2026-03-20T12:00");
+    assert_eq!(enrolled.state, DeviceState::Reminder);
+    assert_eq!(enrolled.notices_served, 0);
+    let served = kenya(&unseen, "2026-03-23T12:00");
+    assert_eq!(served.notices_served_at, vec![local("2026-03-23T12:00")]);
+    assert_eq!(
+        served.next_restriction,
+        Some((local("2026-03-26T12:00"), DeviceState::Locked))
+    );
+    assert_eq!(
+        kenya(&unseen, "2026-03-26T11:59").state,
+        DeviceState::Reminder
+    );
+    assert_eq!(
+        kenya(&unseen, "2026-03-26T12:00").state,
+        DeviceState::Locked
+    );
+}
+
+#[test]
 fn an_overdue_enrollment_starts_at_a_notice_even_at_night() {
     // Enrolled at 22:00 on 20 March, eighteen days past due: a notice, not a lock.
     let enrolled = Delivery {

@@ -66,6 +66,7 @@ reason-hardship-pause = Payments are paused until { $time }; nothing will be loc
 reason-hardship-pause-open = Payments are paused; nothing will be locked meanwhile.
 reason-dispute-freeze = A dispute is under review; nothing further will be restricted meanwhile.
 reason-released = This phone is released: it is yours.
+reason-sim-changed = A new SIM card was put in this phone. Contact the financier so that nothing is limited.
 why-as-of = Status on { $time }.
 why-amount-due = Amount due now:
 why-amount-by-code = To see the amount due, enter the status code shown on the lock screen instead of the IMEI.

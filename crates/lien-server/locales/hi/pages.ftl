@@ -65,6 +65,7 @@ reason-hardship-pause = भुगतान { $time } तक रोके गए 
 reason-hardship-pause-open = भुगतान रोके गए हैं; इस बीच कुछ भी लॉक नहीं होगा।
 reason-dispute-freeze = एक विवाद की जाँच चल रही है; इस बीच कोई और पाबंदी नहीं लगेगी।
 reason-released = यह फ़ोन मुक्त है: यह आपका है।
+reason-sim-changed = इस फ़ोन में नया सिम कार्ड लगाया गया है। ऋणदाता से संपर्क करें ताकि कुछ भी सीमित न हो।
 why-as-of = { $time } की स्थिति।
 why-amount-due = अभी देय राशि:
 why-amount-by-code = देय राशि देखने के लिए IMEI की जगह लॉक स्क्रीन पर दिखा स्टेटस कोड डालें।

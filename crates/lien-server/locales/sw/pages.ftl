@@ -65,6 +65,7 @@ reason-hardship-pause = Malipo yamesimamishwa hadi { $time }; hakuna kitakachofu
 reason-hardship-pause-open = Malipo yamesimamishwa; hakuna kitakachofungwa katika muda huo.
 reason-dispute-freeze = Malalamiko yanachunguzwa; hakuna kitakachozuiliwa zaidi katika muda huo.
 reason-released = Simu hii imeachiliwa: ni yako.
+reason-sim-changed = Kadi mpya ya SIM imewekwa kwenye simu hii. Wasiliana na mkopeshaji ili hakuna kitu kizuiliwe.
 why-as-of = Hali ilivyo tarehe { $time }.
 why-amount-due = Kiasi cha kulipa sasa:
 why-amount-by-code = Ili kuona kiasi cha kulipa, weka namba ya hali iliyo kwenye skrini ya kufuli badala ya IMEI.

@@ -115,6 +115,7 @@ pub async fn record_report(
             if device.checkin_counter >= counter {
                 return Err(crate::app::replayed(counter, device.checkin_counter));
             }
+            let sim_change = sim_change_reported(snapshot, &events, now);
             let change = DeviceChange {
                 next_eval_us: device.next_eval_us,
                 applied_sequence: Some(applied),
@@ -125,20 +126,31 @@ pub async fn record_report(
                 events,
                 ..DeviceChange::default()
             };
-            // Emergency use reported, or a report that acknowledges the token showing a
-            // notice: the decision is taken again now, in the same transaction. A served
-            // notice's cure period runs from this instant and its end is scheduled. Any other
-            // report leaves the decision as it is.
+            // Emergency use reported, a new SIM card, or a report that acknowledges the token
+            // showing a notice: the decision is taken again now, in the same transaction. A
+            // served notice's cure period runs from this instant and its end is scheduled. Any
+            // other report leaves the decision as it is.
             let notices = NoticeLog::of(snapshot);
-            let mutation = match emergency_use(snapshot, &emergency_starts, now)? {
-                Some(mut mutation) => {
+            let mutation = match (emergency_use(snapshot, &emergency_starts, now)?, sim_change) {
+                (Some(mut mutation), sim_change) => {
                     mutation.change = DeviceChange {
                         new_override: mutation.change.new_override,
+                        more_overrides: sim_change.into_iter().collect(),
                         ..change
                     };
                     mutation
                 }
-                None if notices.acknowledges(Some(applied)) => Mutation {
+                (None, Some(sim_change)) => Mutation {
+                    action: "sim_change_reported",
+                    reason: sim_change.reason.clone(),
+                    change: DeviceChange {
+                        new_override: Some(sim_change),
+                        ..change
+                    },
+                    response: Some(serde_json::Value::Null),
+                    releases_at_payoff: false,
+                },
+                (None, None) if notices.acknowledges(Some(applied)) => Mutation {
                     action: "notice_served",
                     reason: format!(
                         "the phone acknowledged notice {}",
@@ -148,7 +160,7 @@ pub async fn record_report(
                     response: Some(serde_json::Value::Null),
                     releases_at_payoff: false,
                 },
-                None => return Ok((change, ())),
+                (None, None) => return Ok((change, ())),
             };
             let (change, _, _, _) = complete(&closure_state, snapshot, "device", mutation, now)?;
             Ok((change, ()))
@@ -159,6 +171,43 @@ pub async fn record_report(
         Err(UpdateError::Refused(e)) => Err(e),
         Err(UpdateError::Store(e)) => Err(e.into()),
     }
+}
+
+/// The override that records a SIM change the phone reports among `events`, unless one is
+/// still open (reported and not yet accepted): a phone that reports the change again, or a
+/// borrower swapping SIM cards back and forth, adds no row and does not restart the rule's
+/// count. The policy's rule (`lien_core::SimChangeRule`) applies from the report until the
+/// financier accepts the change (`commands::sim_change::accept`).
+fn sim_change_reported(
+    snapshot: &DeviceSnapshot,
+    events: &[lien_store::DeviceEvent],
+    now: Timestamp,
+) -> Option<lien_store::OverrideRecord> {
+    let reported = events
+        .iter()
+        .any(|e| e.kind == lien_proto::device_api::EventKind::SimChange.as_str());
+    if !reported || open_sim_change(snapshot).is_some() {
+        return None;
+    }
+    Some(lien_store::OverrideRecord {
+        id: 0,
+        kind: StoredKind::SimChange.as_str().to_string(),
+        reason: "the phone reported a new SIM card".to_string(),
+        from_us: crate::clock::micros(now),
+        until_us: None,
+        cancelled_us: None,
+        actor: "device".to_string(),
+        created_us: crate::clock::micros(now),
+    })
+}
+
+/// The SIM change reported and not yet accepted, if any.
+pub fn open_sim_change(snapshot: &DeviceSnapshot) -> Option<&lien_store::OverrideRecord> {
+    snapshot.overrides.iter().find(|o| {
+        StoredKind::of(&o.kind) == Some(StoredKind::SimChange)
+            && o.cancelled_us.is_none()
+            && o.until_us.is_none()
+    })
 }
 
 /// What a check-in reports, as [`record_report`] writes it.
