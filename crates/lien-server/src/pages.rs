@@ -42,6 +42,7 @@ use crate::routes::public::{ImeiStatus, PublicClient, check_imei};
 use crate::wire::{DeviceStateJson, ReasonCode};
 
 mod catalog;
+mod hardship;
 mod lang;
 mod locks;
 mod time;
@@ -62,6 +63,12 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
                 .layer(crate::routes::appeal_body_limit(settings)),
         )
         .route("/appeal/status", get(appeal_status))
+        .route(
+            "/hardship",
+            get(hardship::request_form).post(hardship::submit).layer(
+                axum::extract::DefaultBodyLimit::max(hardship::MAX_FORM_BYTES),
+            ),
+        )
         .layer(axum::middleware::map_response(private_by_reader))
 }
 
@@ -481,6 +488,14 @@ async fn why_body(state: &AppState, reader: &Reader, q: &str) -> Result<Markup, 
             (reader.t("why-paid-still-locked")) " "
             a href=(reader.link(&format!("/appeal?q={}", query_value(q.trim())))) {
                 (reader.t("why-open-appeal"))
+            }
+        }
+        @if view.state != DeviceStateJson::Released {
+            p {
+                (reader.t("why-cannot-pay")) " "
+                a id="ask-pause" href=(reader.link(&format!("/hardship?q={}", query_value(q.trim())))) {
+                    (reader.t("why-ask-pause"))
+                }
             }
         }
         (other_lock(reader))

@@ -103,10 +103,25 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
         prop::option::of((0i8..24, prop::sample::select(vec![0i8, 30]), 0i8..24)),
         prop::option::of(0u32..10),
         prop_oneof![1 => Just(0u32), 1 => 1u32..10],
+        prop_oneof![
+            Just(SimChangeRule::Ignore),
+            Just(SimChangeRule::Remind),
+            (0u32..5).prop_map(|after_days| SimChangeRule::Restrict { after_days }),
+        ],
     )
         .prop_filter_map(
             "valid policy",
-            |(grace, min_dpd, percent, notices, escalations, quiet, fallback, remind)| {
+            |(
+                grace,
+                min_dpd,
+                percent,
+                notices,
+                escalations,
+                quiet,
+                fallback,
+                remind,
+                sim_change,
+            )| {
                 let mut day = grace;
                 let notices = notices
                     .into_iter()
@@ -157,6 +172,7 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                     restructure_by_support: false,
                     notice_fallback_days: fallback,
                     remind_days_before: remind,
+                    sim_change,
                 })
                 .ok()
             },
@@ -200,7 +216,7 @@ fn payments() -> impl Strategy<Value = (Vec<Payment>, Vec<Reversal>)> {
 
 fn overrides() -> impl Strategy<Value = Vec<Override>> {
     prop::collection::vec(
-        (0u8..5, 0i64..200 * DAY, prop::option::of(1i64..40 * DAY)),
+        (0u8..6, 0i64..200 * DAY, prop::option::of(1i64..40 * DAY)),
         0..3,
     )
     .prop_map(|entries| {
@@ -219,6 +235,7 @@ fn overrides() -> impl Strategy<Value = Vec<Override>> {
                     1 => (OverrideKind::ProvisionalUnlock, Some(end)),
                     2 => (OverrideKind::HardshipPause, Some(end)),
                     3 => (OverrideKind::DisputeFreeze, length.map(|_| end)),
+                    4 => (OverrideKind::SimChange, length.map(|_| end)),
                     _ => (OverrideKind::Release, None),
                 };
                 Override::new(kind, from, until).unwrap()
@@ -548,10 +565,12 @@ proptest! {
     fn paying_the_full_arrears_yields_active(case in case(true)) {
         let d = case.decide();
         let manual = case.overrides.iter().any(|o| {
-            matches!(o.kind(), OverrideKind::ManualLock { .. }) && o.in_effect(case.now)
+            matches!(o.kind(), OverrideKind::ManualLock { .. } | OverrideKind::SimChange)
+                && o.in_effect(case.now)
         });
         if !d.amount_due.is_positive() || manual {
-            // Nothing to cure, or an explicit lock that payment alone does not lift.
+            // Nothing to cure, or an explicit lock or a SIM change that payment alone does
+            // not lift.
             return Ok(());
         }
         let mut paid = case.clone();

@@ -66,6 +66,7 @@ fn served_on_their_day(preset: Preset) -> LockPolicy {
     LockPolicy::new(PolicySettings {
         notice_fallback_days: Some(0),
         remind_days_before: 0,
+        sim_change: lien_core::SimChangeRule::Ignore,
         ..preset.settings()
     })
     .unwrap()
@@ -537,6 +538,7 @@ fn half_hour_after_midnight() -> LockPolicy {
         restructure_by_support: false,
         notice_fallback_days: Some(0),
         remind_days_before: 0,
+        sim_change: lien_core::SimChangeRule::Ignore,
     })
     .unwrap()
 }

@@ -158,3 +158,14 @@ locks-bootloader-heading = Bootloader lock
 locks-bootloader-looks = Nothing you would notice: the phone works normally. This lock only stops other system software from being installed. A warning at start-up that the bootloader is unlocked means it has been opened, not locked.
 locks-bootloader-who = The owner, through the phone's developer settings ("OEM unlocking"), where the maker allows it. It is not a debt and does not stop you using the phone.
 locks-check-imei = If the IMEI check says "Clear" and the phone still shows a lock, it is not a financing lock from this service: ask the seller, the mobile network or the phone maker.
+
+## The borrower's request for a hardship pause.
+hardship-title = Ask for a pause in payments
+hardship-intro = If you cannot pay for a while (illness, lost work), ask your financier to pause the payments. While a pause lasts nothing on the phone is locked or limited; reminders go on. You need the IMEI and the 8-digit status code the phone's screen shows.
+hardship-days-label = How many days of pause you need
+hardship-reason-label = What happened (for your financier)
+hardship-send = Ask for a pause
+hardship-granted = Your payments are paused until { $time }. Nothing will be locked meanwhile.
+hardship-waiting = Your request was sent to your financier, who will answer it. Nothing changes on your phone until then.
+why-cannot-pay = Cannot pay for a while?
+why-ask-pause = Ask for a pause in payments

@@ -157,3 +157,14 @@ locks-bootloader-heading = Kufuli ya bootloader
 locks-bootloader-looks = Hakuna utakachogundua: simu inafanya kazi kama kawaida. Kufuli hii inazuia tu kuweka programu nyingine ya mfumo. Onyo wakati simu inawaka kwamba bootloader iko wazi linamaanisha imefunguliwa, si imefungwa.
 locks-bootloader-who = Mwenye simu, kupitia mipangilio ya wasanidi programu ("OEM unlocking"), pale mtengenezaji anaporuhusu. Si deni, na haikuzuii kutumia simu.
 locks-check-imei = Kama kuangalia IMEI kunasema "Haina mkopo" na simu bado inaonyesha kufuli, si kufuli ya mkopo ya huduma hii: uliza muuzaji, kampuni ya simu au mtengenezaji wa simu.
+
+## Ombi la mkopaji la kusitisha malipo kwa sababu ya shida.
+hardship-title = Omba kusitishwa kwa malipo
+hardship-intro = Ikiwa huwezi kulipa kwa muda (ugonjwa, kupoteza kazi), muombe mkopeshaji wako asitishe malipo. Wakati malipo yamesitishwa hakuna kitu kwenye simu kitakachofungwa au kuzuiliwa; vikumbusho vinaendelea. Unahitaji IMEI na msimbo wa hali wa tarakimu 8 unaoonyeshwa kwenye skrini ya simu.
+hardship-days-label = Unahitaji siku ngapi za kusitisha
+hardship-reason-label = Nini kilitokea (kwa mkopeshaji wako)
+hardship-send = Omba kusitishwa
+hardship-granted = Malipo yako yamesitishwa hadi { $time }. Hakuna kitakachofungwa kwa sasa.
+hardship-waiting = Ombi lako limetumwa kwa mkopeshaji wako, atakayelijibu. Hakuna kinachobadilika kwenye simu yako hadi wakati huo.
+why-cannot-pay = Huwezi kulipa kwa muda?
+why-ask-pause = Omba kusitishwa kwa malipo
