@@ -122,9 +122,23 @@ pub struct Decision {
     pub pending_notice: Option<PendingNotice>,
     /// When the next restriction will start if nothing is paid, for the reminder screen.
     pub next_restriction: Option<(Timestamp, DeviceState)>,
+    /// The SIM change in effect, if the policy answers it.
+    pub sim_change: Option<SimChangeStatus>,
     /// The next instant at which the decision can change without a new input; `None` when it
     /// never will (a released device, or a plan with nothing left to fall due).
     pub next_change: Option<Timestamp>,
+}
+
+/// A SIM change the phone reported and the financier has not accepted, under a policy that
+/// answers it: the server says so on the screen, whatever else the screen says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimChangeStatus {
+    /// When the phone reported it.
+    pub since: Timestamp,
+    /// Whether the phone has acknowledged a screen telling of it (`Delivery::sim_change_served`).
+    pub served: bool,
+    /// When it restricts the phone, under a restricting rule once served; `None` otherwise.
+    pub restricts_at: Option<Timestamp>,
 }
 
 /// A notice that is shown and waits to be served.
@@ -212,6 +226,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         notices_served_at: Vec::new(),
         pending_notice: None,
         next_restriction: None,
+        sim_change: None,
         next_change: None,
     };
 
@@ -242,22 +257,31 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
     decision.reason = scheduled.reason;
 
     // A SIM change not yet accepted applies the policy's rule, unless the arrears already ask
-    // as much. Its screen replaces the arrears' one, so no arrears notice is shown meanwhile.
+    // as much; the server tells of it on the screen either way (`Decision::sim_change`).
     if let Some(sim) = sim_change(
         policy.settings(),
         plan.time_zone(),
         overrides,
+        delivery,
         now,
         &mut next,
-    ) && sim.state.severity() > decision.state.severity()
-    {
-        decision.state = sim.state;
-        decision.reason = Reason::SimChanged { since: sim.since };
-        decision.pending_notice = None;
-        decision.next_restriction = [sim.restricted_from, decision.next_restriction]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(at, _)| *at);
+    ) {
+        decision.sim_change = Some(sim.status);
+        if sim.state.severity() > decision.state.severity() {
+            decision.state = sim.state;
+            decision.reason = Reason::SimChanged {
+                since: sim.status.since,
+            };
+            decision.pending_notice = None;
+        }
+        let restriction = sim.status.restricts_at.filter(|at| *at > now);
+        decision.next_restriction = [
+            restriction.map(|at| (at, DeviceState::Restricted)),
+            decision.next_restriction,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at);
     }
 
     let in_effect = |wanted: fn(&OverrideKind) -> bool| {
@@ -317,6 +341,9 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         if held.severity() < decision.state.severity() {
             decision.state = held;
             decision.reason = Reason::DisputeFreeze;
+            // The screen speaks of the dispute, not of the notice: it is not shown, so the
+            // phone's acknowledgement of this token must not serve it.
+            decision.pending_notice = None;
         }
         decision.next_restriction = None;
     }
@@ -577,18 +604,18 @@ fn schedule(
 /// What an unaccepted SIM change asks for at `now` under the policy's rule.
 struct SimChangeEffect {
     state: DeviceState,
-    /// When the change was reported.
-    since: Timestamp,
-    /// When the restriction comes, if it is still to come.
-    restricted_from: Option<(Timestamp, DeviceState)>,
+    status: SimChangeStatus,
 }
 
 /// The effect of the earliest SIM change in effect at `now` (reported, not yet accepted), if
-/// the policy's rule gives it one. A restriction never starts in the quiet hours.
+/// the policy's rule gives it one. Like an arrears notice, a restricting rule counts its days
+/// only from when the phone acknowledged a screen telling of the change (`delivery`), and a
+/// restriction never starts in the quiet hours.
 fn sim_change(
     settings: &PolicySettings,
     tz: &jiff::tz::TimeZone,
     overrides: &[Override],
+    delivery: &Delivery,
     now: Timestamp,
     next: &mut NextChange,
 ) -> Option<SimChangeEffect> {
@@ -597,29 +624,31 @@ fn sim_change(
         .filter(|o| o.kind() == &OverrideKind::SimChange && o.in_effect(now))
         .map(Override::from)
         .min()?;
-    let reminder = |restricted_from| SimChangeEffect {
-        state: DeviceState::Reminder,
-        since,
-        restricted_from,
+    let served = delivery.sim_change_served.map(|s| s.max(since));
+    let restricts_at = match settings.sim_change {
+        SimChangeRule::Ignore => return None,
+        SimChangeRule::Remind => None,
+        SimChangeRule::Restrict { after_days } => served.map(|served| {
+            let due = calendar::add_local_days(tz, served, after_days);
+            outside_quiet_hours(settings.quiet_hours, tz, due)
+        }),
     };
-    match settings.sim_change {
-        SimChangeRule::Ignore => None,
-        SimChangeRule::Remind => Some(reminder(None)),
-        SimChangeRule::Restrict { after_days } => {
-            let due = calendar::add_local_days(tz, since, after_days);
-            let at = outside_quiet_hours(settings.quiet_hours, tz, due);
-            if at <= now {
-                Some(SimChangeEffect {
-                    state: DeviceState::Restricted,
-                    since,
-                    restricted_from: None,
-                })
-            } else {
-                next.consider(at);
-                Some(reminder(Some((at, DeviceState::Restricted))))
-            }
+    let state = match restricts_at {
+        Some(at) if at <= now => DeviceState::Restricted,
+        Some(at) => {
+            next.consider(at);
+            DeviceState::Reminder
         }
-    }
+        None => DeviceState::Reminder,
+    };
+    Some(SimChangeEffect {
+        state,
+        status: SimChangeStatus {
+            since,
+            served: served.is_some(),
+            restricts_at,
+        },
+    })
 }
 
 /// When each escalation starts for an episode whose `n`-th day past due starts at `day(n)`,

@@ -32,6 +32,9 @@ pub struct Delivery {
     /// The phone has never been seen (no attested hello, no check-in): its notices are served
     /// by the policy's fallback rule.
     pub never_seen: bool,
+    /// When the phone acknowledged a screen telling of the SIM change now in effect; a
+    /// restricting SIM-change rule counts its days from then.
+    pub sim_change_served: Option<Timestamp>,
 }
 
 /// One notice of the current episode, as the delivery rule places it.

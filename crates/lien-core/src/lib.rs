@@ -16,7 +16,7 @@ pub mod plan;
 pub mod policy;
 pub mod restructure;
 
-pub use decision::{Decision, DeviceState, PendingNotice, Reason, decide};
+pub use decision::{Decision, DeviceState, PendingNotice, Reason, SimChangeStatus, decide};
 pub use delivery::Delivery;
 pub use hardship::{
     HardshipError, check_hardship_pause, hardship_days_remaining, hardship_days_used,

@@ -436,6 +436,19 @@ fn what_happens(decision: &Decision, amount: Money, tz: &TimeZone) -> Option<Str
     ))
 }
 
+/// What the screen says of a SIM change the financier has not accepted.
+fn sim_change_text(sim: &lien_core::SimChangeStatus, tz: &TimeZone) -> String {
+    sentences(
+        "A new SIM card was put in this phone. Please contact your financier.".to_string(),
+        sim.restricts_at.map(|at| {
+            format!(
+                "Some functions will be limited on {} unless the financier has heard from you.",
+                when_text(at, tz)
+            )
+        }),
+    )
+}
+
 /// `first`, followed by `then` when there is one.
 fn sentences(first: String, then: Option<String>) -> String {
     match then {
@@ -517,18 +530,19 @@ fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
             ReasonCode::Released,
             "This device is released: it is yours.".to_string(),
         ),
-        Reason::SimChanged { .. } => (
-            ReasonCode::SimChanged,
-            sentences(
-                "A new SIM card was put in this phone. Please contact your financier.".to_string(),
-                decision.next_restriction.map(|(at, _)| {
-                    format!(
-                        "Some functions will be limited on {} unless the financier has heard from you.",
-                        when_text(at, tz)
-                    )
-                }),
-            ),
-        ),
+        Reason::SimChanged { .. } => (ReasonCode::SimChanged, String::new()),
+    };
+    // A SIM change is told on every screen that reminds or restricts, whatever its reason.
+    let text = match (&decision.sim_change, decision.state) {
+        (Some(sim), DeviceState::Reminder | DeviceState::Restricted | DeviceState::Locked) => {
+            let told = sim_change_text(sim, tz);
+            if text.is_empty() {
+                told
+            } else {
+                format!("{text} {told}")
+            }
+        }
+        _ => text,
     };
     let due_on = match &decision.reason {
         Reason::DueSoon { due, .. } => Some(due.to_string()),
@@ -586,6 +600,38 @@ pub struct NoticeLog {
     /// The notice the phone is shown and has not acknowledged yet.
     #[serde(default)]
     pub shown: Option<ShownNotice>,
+    /// The screen telling of the SIM change in effect: shown and served as a notice is.
+    #[serde(default)]
+    pub sim: Option<SimNotice>,
+}
+
+/// What the phone was told of one SIM change (the `sim_change` override starting `since_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimNotice {
+    /// The change's report (the override's start), which ties this record to it.
+    pub since_us: i64,
+    /// The first token sequence whose screen told of it.
+    pub shown_sequence: Option<i64>,
+    /// When the phone acknowledged that token.
+    pub served_us: Option<i64>,
+}
+
+impl SimNotice {
+    fn acknowledges(&self, applied: Option<i64>) -> bool {
+        self.served_us.is_none()
+            && self
+                .shown_sequence
+                .is_some_and(|shown| applied.is_some_and(|a| a >= shown))
+    }
+}
+
+/// The SIM change the phone reported and the financier has not accepted, if any.
+pub fn open_sim_change(snapshot: &DeviceSnapshot) -> Option<&OverrideRecord> {
+    snapshot.overrides.iter().find(|o| {
+        StoredKind::of(&o.kind) == Some(StoredKind::SimChange)
+            && o.cancelled_us.is_none()
+            && o.until_us.is_none()
+    })
 }
 
 /// A notice on the phone's screen, waiting to be acknowledged.
@@ -600,23 +646,46 @@ pub struct ShownNotice {
 impl NoticeLog {
     /// The log stored with the device's decision (empty if none).
     pub fn of(snapshot: &DeviceSnapshot) -> NoticeLog {
-        serde_json::from_str::<StoredDecision>(&snapshot.device.decision.json)
-            .map(|s| s.notices)
-            .unwrap_or_default()
+        let json = &snapshot.device.decision.json;
+        let Ok(stored) = serde_json::from_str::<StoredDecision>(json) else {
+            return NoticeLog::default();
+        };
+        // A decision stored before notices had to be served (no `notices` in it) counted its
+        // notices as served when it decided them: they stay served, at the instant each became
+        // available (the decision places an earlier instant there), so that an upgrade does not
+        // turn every restricted phone back into one waiting for a notice.
+        let legacy = !json.contains("\"notices\":");
+        if legacy && stored.view.notices_served > 0 {
+            return NoticeLog {
+                served_us: vec![0; stored.view.notices_served],
+                ..NoticeLog::default()
+            };
+        }
+        stored.notices
     }
 
-    /// Whether a phone that applied the token `applied` has acknowledged the notice shown.
+    /// Whether a phone that applied the token `applied` has acknowledged the notice shown, or
+    /// the screen telling of its SIM change.
     pub fn acknowledges(&self, applied: Option<i64>) -> bool {
+        self.acknowledges_notice(applied) || self.sim.is_some_and(|sim| sim.acknowledges(applied))
+    }
+
+    fn acknowledges_notice(&self, applied: Option<i64>) -> bool {
         self.shown.is_some_and(|shown| {
             shown.index == self.served_us.len() && applied.is_some_and(|a| a >= shown.sequence)
         })
     }
 
-    /// The log with the shown notice served at `now_us` if `applied` acknowledges it.
+    /// The log with what `applied` acknowledges served at `now_us`.
     fn acknowledged(mut self, applied: Option<i64>, now_us: i64) -> NoticeLog {
-        if self.acknowledges(applied) {
+        if self.acknowledges_notice(applied) {
             self.served_us.push(now_us);
             self.shown = None;
+        }
+        if let Some(sim) = self.sim.as_mut()
+            && sim.acknowledges(applied)
+        {
+            sim.served_us = Some(now_us);
         }
         self
     }
@@ -704,10 +773,16 @@ pub fn evaluate(
     let now_us = micros(now);
     let device = &snapshot.device;
     let notices = NoticeLog::of(snapshot).acknowledged(device.applied_sequence, now_us);
+    let open_sim = open_sim_change(snapshot).map(|o| o.from_us);
     let delivery = Delivery {
         enrolled_at: Some(from_micros(device.enrolled.enrolled_us)),
         notices_served: notices.served_us.iter().copied().map(from_micros).collect(),
         never_seen: device.binding.is_none() && device.applied_sequence.is_none(),
+        sim_change_served: notices
+            .sim
+            .filter(|sim| Some(sim.since_us) == open_sim)
+            .and_then(|sim| sim.served_us)
+            .map(from_micros),
     };
     let decision = decide(
         &inputs.plan,
@@ -728,8 +803,16 @@ pub fn evaluate(
         state = TokenState::Reminder;
         reason = m.reason.clone();
     }
-    // A notice counts as shown only when the screen shows the decision's words, not a message.
-    let notice_on_screen = reason == view.reason.text;
+    // A notice counts as shown only when the screen shows the decision's words about the
+    // arrears, not a message nor another reason's.
+    let words_on_screen = reason == view.reason.text;
+    let notice_on_screen = words_on_screen && matches!(decision.reason, Reason::Overdue { .. });
+    // The SIM change is told on every reminder or restricted screen the decision's words make.
+    let sim_on_screen = words_on_screen
+        && matches!(
+            decision.state,
+            DeviceState::Reminder | DeviceState::Restricted | DeviceState::Locked
+        );
     let financier = &snapshot.financier;
     let screen = ScreenText {
         reason,
@@ -799,7 +882,7 @@ pub fn evaluate(
     let notices = next_notice_log(
         &decision,
         notices,
-        notice_on_screen,
+        (notice_on_screen, sim_on_screen),
         token.as_ref().or(current).map_or(0, |t| t.sequence),
     );
 
@@ -855,11 +938,25 @@ pub fn evaluate(
 fn next_notice_log(
     decision: &Decision,
     log: NoticeLog,
-    on_screen: bool,
+    (on_screen, sim_on_screen): (bool, bool),
     token_sequence: i64,
 ) -> NoticeLog {
+    let sim = decision.sim_change.map(|status| {
+        let since_us = micros(status.since);
+        let same = log.sim.filter(|sim| sim.since_us == since_us);
+        SimNotice {
+            since_us,
+            shown_sequence: same
+                .and_then(|sim| sim.shown_sequence)
+                .or(sim_on_screen.then_some(token_sequence)),
+            served_us: same.and_then(|sim| sim.served_us),
+        }
+    });
     if decision.overdue_since.is_none() {
-        return NoticeLog::default();
+        return NoticeLog {
+            sim,
+            ..NoticeLog::default()
+        };
     }
     let shown = decision
         .pending_notice
@@ -879,6 +976,7 @@ fn next_notice_log(
             .map(micros)
             .collect(),
         shown,
+        sim,
     }
 }
 

@@ -214,3 +214,76 @@ fn new_fields_are_bounded_and_named() {
         "notice_fallback_days is 366; it must be at most 365"
     );
 }
+
+#[test]
+fn a_notice_hidden_by_a_dispute_freeze_is_not_pending() {
+    // A dispute freeze opened while the plan was in good standing (before the reminder of 27
+    // February) holds the phone active: its screen speaks of the dispute, so no notice is
+    // shown and none can be served.
+    let freeze = Override::new(
+        OverrideKind::DisputeFreeze,
+        local("2026-02-20T12:00"),
+        Some(local("2026-03-20T12:00")),
+    )
+    .unwrap();
+    let plan = plan();
+    let nothing = PaymentLog::empty(plan.currency());
+    let policy = LockPolicy::preset(Preset::Kenya);
+    let d = decide(
+        &plan,
+        &nothing,
+        &[freeze],
+        &policy,
+        &seen(&[]),
+        local("2026-03-04T12:00"),
+    );
+    assert_eq!(d.reason, Reason::DisputeFreeze);
+    assert_eq!(d.pending_notice, None);
+}
+
+#[test]
+fn a_restricting_sim_rule_counts_its_days_from_the_acknowledged_notice() {
+    let policy = LockPolicy::new(PolicySettings {
+        sim_change: SimChangeRule::Restrict { after_days: 2 },
+        ..Preset::Kenya.settings()
+    })
+    .unwrap();
+    let changed = Override::new(OverrideKind::SimChange, local("2026-02-10T10:00"), None).unwrap();
+    let plan = plan();
+    let nothing = PaymentLog::empty(plan.currency());
+    let at = |delivery: &Delivery, when: &str| {
+        decide(
+            &plan,
+            &nothing,
+            std::slice::from_ref(&changed),
+            &policy,
+            delivery,
+            local(when),
+        )
+    };
+    // Never acknowledged: a reminder for as long as it lasts, never a restriction.
+    let unseen = at(&seen(&[]), "2026-02-20T10:00");
+    assert_eq!(unseen.state, DeviceState::Reminder);
+    assert_eq!(
+        unseen.reason,
+        Reason::SimChanged {
+            since: local("2026-02-10T10:00")
+        }
+    );
+    assert_eq!(unseen.sim_change.map(|s| s.served), Some(false));
+    // Acknowledged on 15 February at 21:00: two days on falls in the quiet hours, so 07:00.
+    let served = Delivery {
+        sim_change_served: Some(local("2026-02-15T21:00")),
+        ..seen(&[])
+    };
+    let before = at(&served, "2026-02-18T06:59");
+    assert_eq!(before.state, DeviceState::Reminder);
+    assert_eq!(
+        before.next_restriction,
+        Some((local("2026-02-18T07:00"), DeviceState::Restricted))
+    );
+    assert_eq!(
+        at(&served, "2026-02-18T07:00").state,
+        DeviceState::Restricted
+    );
+}

@@ -245,19 +245,23 @@ fn overrides() -> impl Strategy<Value = Vec<Override>> {
 }
 
 /// What reached the phone: an enrollment up to 60 days before `now` (or none), notices served
-/// at any instants (the rule never serves one before it is available), and a phone that may
-/// never have been seen.
+/// at any instants (the rule never serves one before it is available), a phone that may
+/// never have been seen, and a SIM-change notice served at any instant or not at all.
 fn delivery(now: i64) -> impl Strategy<Value = Delivery> {
     (
         prop::option::of(0i64..60 * DAY),
         prop::collection::vec(0i64..260 * DAY, 0..3),
         any::<bool>(),
+        prop::option::of(0i64..260 * DAY),
     )
-        .prop_map(move |(enrolled_before, served, never_seen)| Delivery {
-            enrolled_at: enrolled_before.map(|before| seconds_after_base(now - before)),
-            notices_served: served.into_iter().map(seconds_after_base).collect(),
-            never_seen,
-        })
+        .prop_map(
+            move |(enrolled_before, served, never_seen, sim_served)| Delivery {
+                enrolled_at: enrolled_before.map(|before| seconds_after_base(now - before)),
+                notices_served: served.into_iter().map(seconds_after_base).collect(),
+                never_seen,
+                sim_change_served: sim_served.map(seconds_after_base),
+            },
+        )
 }
 
 prop_compose! {

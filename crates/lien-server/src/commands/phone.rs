@@ -152,10 +152,12 @@ pub async fn record_report(
                 },
                 (None, None) if notices.acknowledges(Some(applied)) => Mutation {
                     action: "notice_served",
-                    reason: format!(
-                        "the phone acknowledged notice {}",
-                        notices.shown.map_or(0, |shown| shown.index) + 1
-                    ),
+                    reason: match notices.shown {
+                        Some(shown) => {
+                            format!("the phone acknowledged notice {}", shown.index + 1)
+                        }
+                        None => "the phone acknowledged the notice of its SIM change".into(),
+                    },
                     change,
                     response: Some(serde_json::Value::Null),
                     releases_at_payoff: false,
@@ -186,7 +188,15 @@ fn sim_change_reported(
     let reported = events
         .iter()
         .any(|e| e.kind == lien_proto::device_api::EventKind::SimChange.as_str());
-    if !reported || open_sim_change(snapshot).is_some() {
+    // Under a policy that ignores SIM changes the event is stored with the report and nothing
+    // opens: a policy changed later to restrict must not find old changes waiting, already past
+    // their days.
+    if !reported || crate::domain::open_sim_change(snapshot).is_some() {
+        return None;
+    }
+    let ignored = crate::domain::stored_policy(snapshot)
+        .is_ok_and(|p| p.settings().sim_change == lien_core::SimChangeRule::Ignore);
+    if ignored {
         return None;
     }
     Some(lien_store::OverrideRecord {
@@ -198,15 +208,6 @@ fn sim_change_reported(
         cancelled_us: None,
         actor: "device".to_string(),
         created_us: crate::clock::micros(now),
-    })
-}
-
-/// The SIM change reported and not yet accepted, if any.
-pub fn open_sim_change(snapshot: &DeviceSnapshot) -> Option<&lien_store::OverrideRecord> {
-    snapshot.overrides.iter().find(|o| {
-        StoredKind::of(&o.kind) == Some(StoredKind::SimChange)
-            && o.cancelled_us.is_none()
-            && o.until_us.is_none()
     })
 }
 

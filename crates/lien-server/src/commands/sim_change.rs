@@ -9,10 +9,10 @@ use lien_store::{DeviceChange, OverrideUpdate};
 
 use super::device_change::{Applied, Changed, Mutation, change_device};
 use super::overrides::not_released;
-use super::phone::open_sim_change;
 use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::micros;
+use crate::domain::open_sim_change;
 use crate::error::ApiError;
 use crate::input::required_text;
 use crate::wire::SimChangeAcceptRequest;

@@ -113,8 +113,11 @@ async fn request(
     let outcome = hardship::request_pause(state, request).await?;
     Ok(match outcome {
         RequestOutcome::Granted { until } => {
-            let device = crate::routes::appeals::find_device(state, &imei).await?;
-            let zone = time::plan_zone(&device.enrolled.plan_json);
+            // The pause is granted: a look-up that fails now only costs the borrower's zone.
+            let zone = match crate::routes::appeals::find_device(state, &imei).await {
+                Ok(device) => time::plan_zone(&device.enrolled.plan_json),
+                Err(_) => jiff::tz::TimeZone::UTC,
+            };
             let until = reader.date_time(until, &zone);
             html! {
                 p class="box ok" id="result" { (reader.t_with("hardship-granted", &[("time", &until)])) }
