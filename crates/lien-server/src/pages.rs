@@ -493,7 +493,7 @@ async fn why_body(state: &AppState, reader: &Reader, q: &str) -> Result<Markup, 
         @if view.state != DeviceStateJson::Released {
             p {
                 (reader.t("why-cannot-pay")) " "
-                a id="ask-pause" href=(reader.link(&format!("/hardship?q={}", query_value(q.trim())))) {
+                a id="ask_pause" href=(reader.link(&format!("/hardship?q={}", query_value(q.trim())))) {
                     (reader.t("why-ask-pause"))
                 }
             }
@@ -718,6 +718,22 @@ fn appeal_form_html(
     }
 }
 
+/// A form's values filled in from the "why" page's look-up `q`: an 8-digit status code, or an
+/// IMEI.
+fn prefilled(q: Option<String>) -> HashMap<String, String> {
+    let mut values = HashMap::new();
+    if let Some(q) = q {
+        let q = q.trim().to_string();
+        let field = if q.len() == 8 && q.bytes().all(|b| b.is_ascii_digit()) {
+            "status_code"
+        } else {
+            "imei"
+        };
+        values.insert(field.to_string(), q);
+    }
+    values
+}
+
 fn today(state: &AppState) -> jiff::civil::Date {
     state.clock.now().to_zoned(TimeZone::UTC).date()
 }
@@ -727,17 +743,7 @@ async fn appeal_form(
     reader: Reader,
     Query(query): Query<Q>,
 ) -> Response {
-    let mut values = HashMap::new();
-    if let Some(q) = query.q {
-        // From the "why" page: an 8-digit status code, or an IMEI.
-        let q = q.trim().to_string();
-        let field = if q.len() == 8 && q.bytes().all(|b| b.is_ascii_digit()) {
-            "status_code"
-        } else {
-            "imei"
-        };
-        values.insert(field.to_string(), q);
-    }
+    let values = prefilled(query.q);
     let max = state.settings.appeal_upload_max_bytes;
     page(
         &reader,

@@ -48,16 +48,7 @@ pub(super) struct FromWhy {
 
 /// `GET /hardship`: the form, with the status code or IMEI of the "why" page filled in.
 pub(super) async fn request_form(reader: Reader, Query(from): Query<FromWhy>) -> Response {
-    let mut values = HashMap::new();
-    if let Some(q) = from.q {
-        let q = q.trim().to_string();
-        let field = if q.len() == 8 && q.bytes().all(|b| b.is_ascii_digit()) {
-            "status_code"
-        } else {
-            "imei"
-        };
-        values.insert(field.to_string(), q);
-    }
+    let values = super::prefilled(from.q);
     page(
         &reader,
         StatusCode::OK,

@@ -89,7 +89,7 @@ async fn a_phone_never_seen_is_served_by_the_fallback_and_one_seen_by_its_acknow
     backend: Backend,
 ) {
     let app = spawn_app(backend, "2026-01-10T09:00:00Z".parse().unwrap()).await;
-    let (_, key) = app.financier("Duka Phones").await;
+    let (financier_id, key) = app.financier("Duka Phones").await;
     // A: sold in its box, never switched on. B: switched on once, then kept off the network.
     let never_seen = app
         .enroll_device(&key, "C-A", &imei("35693803564380"), "SNA")
@@ -106,6 +106,19 @@ async fn a_phone_never_seen_is_served_by_the_fallback_and_one_seen_by_its_acknow
         assert_eq!(d["notice_pending"], true, "{d}");
         assert_eq!(d["notices_served"], 0, "{d}");
     }
+    // The financier is told, so that it reaches the borrowers by its own means too.
+    let outbox = app
+        .running
+        .state
+        .store
+        .outbox_events(&financier_id)
+        .await
+        .unwrap();
+    let pending = outbox
+        .iter()
+        .filter(|e| e.event.event_type == "notice.pending")
+        .count();
+    assert_eq!(pending, 2);
 
     // Three days after the notice became available (midnight starting 2 February), A's notice
     // counts as served by the fallback: the financier had those days to reach the borrower by

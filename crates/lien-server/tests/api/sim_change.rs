@@ -47,6 +47,21 @@ async fn a_sim_change_under_a_remind_policy_reminds_and_does_not_lock(backend: B
         "{shown}"
     );
     assert_eq!(state(&w).await, ("reminder".into(), "sim_changed".into()));
+    // The financier is told by webhook.
+    let store = &w.app.running.state.store;
+    let financier_id = store
+        .device(&w.device_id)
+        .await
+        .unwrap()
+        .enrolled
+        .financier_id;
+    let outbox = store.outbox_events(&financier_id).await.unwrap();
+    assert!(
+        outbox
+            .iter()
+            .any(|e| e.event.event_type == "device.sim_changed"),
+        "{outbox:?}"
+    );
 
     // Ten days on, still only a reminder: the Kenya preset never restricts for a SIM.
     w.advance(Duration::from_secs(10 * DAY)).await;
