@@ -289,24 +289,6 @@ async fn check_device(api: &Api, id: &str, device: &DeviceModel, findings: &mut 
             return;
         }
     };
-    // Retries under the same key repeat the first answer, byte for byte.
-    for p in &device.payments {
-        if let Some(Answer::Acked { text, .. }) = p.kept_answer() {
-            let path = format!("/v1/devices/{id}/payments");
-            match api
-                .call(Method::POST, &path, Some(&p.key), Some(&p.body))
-                .await
-            {
-                Answer::Acked { text: again, .. } if &again == text => {
-                    findings.replays_matched += 1
-                }
-                again => findings.other.push(format!(
-                    "payment {} retried after the restart answered {again:?}, first {text}",
-                    p.reference
-                )),
-            }
-        }
-    }
     let history = match api.get(&format!("/v1/devices/{id}/history")).await {
         Ok(h) => h,
         Err(e) => {
@@ -419,5 +401,24 @@ async fn check_device(api: &Api, id: &str, device: &DeviceModel, findings: &mut 
             "{id}: release pending {pending}, expected {}",
             device.release_pending()
         ));
+    }
+    // Retries under the same key repeat the first answer, byte for byte. Last: a retry of a
+    // payment that was lost would apply it, and hide the loss from the counts above.
+    for p in &device.payments {
+        if let Some(Answer::Acked { text, .. }) = p.kept_answer() {
+            let path = format!("/v1/devices/{id}/payments");
+            match api
+                .call(Method::POST, &path, Some(&p.key), Some(&p.body))
+                .await
+            {
+                Answer::Acked { text: again, .. } if &again == text => {
+                    findings.replays_matched += 1
+                }
+                again => findings.other.push(format!(
+                    "payment {} retried after the restart answered {again:?}, first {text}",
+                    p.reference
+                )),
+            }
+        }
     }
 }

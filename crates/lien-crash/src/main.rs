@@ -86,8 +86,8 @@ fn main() -> Result<()> {
                 .as_ref()
                 .map(|o| {
                     format!(
-                        " | outage: readyz {:?}, payment {:?}, server alive {}, answering {} ms after the database",
-                        o.readyz, o.payment, o.server_alive, o.recovered_after_ms
+                        " | outage: readyz {:?} and payment {:?} in {} ms, server alive {}, answering {} ms after the database",
+                        o.readyz, o.payment, o.answered_in_ms, o.server_alive, o.recovered_after_ms
                     )
                 })
                 .unwrap_or_default();

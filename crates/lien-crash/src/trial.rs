@@ -77,6 +77,8 @@ pub struct Outage {
     pub readyz: Option<u16>,
     /// The status a payment got (5xx expected; `None` for no answer).
     pub payment: Option<u16>,
+    /// How long the server took to give both answers.
+    pub answered_in_ms: u64,
     /// Whether the `lien serve` process was still running.
     pub server_alive: bool,
     /// From the database's start to the server's first `/readyz` 200.
@@ -316,8 +318,10 @@ async fn outage(
     server: &Arc<Mutex<Server>>,
     cluster: &Arc<Cluster>,
 ) -> Result<Outage> {
-    let readyz = api.status_of("/readyz").await;
-    let payment = client.pay_any().await;
+    // Both at once: each waits for the server's pool to give up on the database.
+    let asked = Instant::now();
+    let (readyz, payment) = tokio::join!(api.status_of("/readyz"), client.pay_any());
+    let answered_in_ms = asked.elapsed().as_millis() as u64;
     let server_alive = server
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -340,12 +344,13 @@ async fn outage(
         readyz,
         payment: payment.status().or(payment.server_error()),
         server_alive,
+        answered_in_ms,
         recovered_after_ms: back.elapsed().as_millis() as u64,
     })
 }
 
 /// A financier and a financier-admin key for it.
-async fn financier(admin: &Api) -> Result<Api> {
+pub async fn financier(admin: &Api) -> Result<Api> {
     let financier = match admin
         .call(
             Method::POST,
