@@ -128,6 +128,35 @@ impl Api {
         }
     }
 
+    /// A POST without the API key, with these headers: a payment provider's signed callback.
+    pub async fn post_unauthenticated(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match response.text().await {
+                    Ok(text) if (200..300).contains(&status) => Answer::Acked { status, text },
+                    Ok(text) if (400..500).contains(&status) => Answer::Refused { status, text },
+                    Ok(text) => Answer::Lost(format!("{status} {text}")),
+                    Err(e) => Answer::Lost(format!("{status}, body cut: {e}")),
+                }
+            }
+            Err(e) => Answer::Lost(format!("{e}")),
+        }
+    }
+
     /// A GET that must succeed, as JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         match self.call(Method::GET, path, None, None).await {

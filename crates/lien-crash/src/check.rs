@@ -15,7 +15,9 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::api::{Answer, Api};
-use crate::workload::{ARREARS_MINOR, Client, CommandModel, DeviceModel, LATER_MINOR};
+use crate::workload::{
+    ARREARS_MINOR, Client, CommandModel, DeviceModel, LATER_MINOR, Provider, Via,
+};
 
 /// What a trial found; every list must be empty.
 #[derive(Debug, Default, Clone)]
@@ -128,6 +130,7 @@ pub fn count_sent(clients: &[Client], findings: &mut Findings) {
 /// Settles each write whose answer was lost, as the financier's system would after the
 /// restart.
 pub async fn settle(api: &Api, client: &mut Client, findings: &mut Findings) {
+    let provider = client.provider().cloned();
     for device in &mut client.devices {
         if matches!(device.enrolled, Answer::Lost(_)) {
             settle_enrollment(api, device, findings).await;
@@ -137,10 +140,33 @@ pub async fn settle(api: &Api, client: &mut Client, findings: &mut Findings) {
         };
         for p in &mut device.payments {
             if matches!(p.answer, Answer::Lost(_)) {
-                let path = format!("/v1/devices/{id}/payments");
-                let again = api
-                    .call(Method::POST, &path, Some(&p.key), Some(&p.body))
-                    .await;
+                let again = match (&p.via, &provider) {
+                    (
+                        Via::Provider {
+                            webhook_id,
+                            timestamp,
+                        },
+                        Some(provider),
+                    ) => {
+                        let body = p.body.to_string();
+                        match provider.deliver(api, webhook_id, *timestamp, &body).await {
+                            // The message was taken before the crash (its id is remembered
+                            // only after its payment commits): the provider's next message
+                            // for the same payment must change nothing.
+                            Answer::Refused { status: 409, .. } => {
+                                let id = format!("{webhook_id}-again");
+                                let now = jiff::Timestamp::now().as_second();
+                                provider.deliver(api, &id, now, &body).await
+                            }
+                            other => other,
+                        }
+                    }
+                    _ => {
+                        let path = format!("/v1/devices/{id}/payments");
+                        api.call(Method::POST, &path, Some(&p.key), Some(&p.body))
+                            .await
+                    }
+                };
                 if !again.is_acked() {
                     findings.other.push(format!(
                         "payment {} retried under its key after the restart: {again:?}",
@@ -275,11 +301,17 @@ pub async fn check(
             continue;
         };
         findings.devices += 1;
-        check_device(api, id, device, findings).await;
+        check_device(api, id, device, client.provider(), findings).await;
     }
 }
 
-async fn check_device(api: &Api, id: &str, device: &DeviceModel, findings: &mut Findings) {
+async fn check_device(
+    api: &Api,
+    id: &str,
+    device: &DeviceModel,
+    provider: Option<&Provider>,
+    findings: &mut Findings,
+) {
     let view = match api.get(&format!("/v1/devices/{id}")).await {
         Ok(v) => v,
         Err(e) => {
@@ -386,25 +418,86 @@ async fn check_device(api: &Api, id: &str, device: &DeviceModel, findings: &mut 
             device.net_paid()
         ));
     }
+    let story = || {
+        let sent: Vec<String> = device
+            .commands
+            .iter()
+            .map(|c| {
+                let said = match &c.answer {
+                    Answer::Acked { status, .. } | Answer::Refused { status, .. } => {
+                        status.to_string()
+                    }
+                    Answer::Lost(_) => "lost".into(),
+                };
+                format!(
+                    "{}{}:{said}",
+                    if c.reissued { "again " } else { "" },
+                    c.command.action()
+                )
+            })
+            .collect();
+        let recorded: Vec<String> = records
+            .iter()
+            .map(|r| r["action"].as_str().unwrap_or("?").to_string())
+            .collect();
+        format!(
+            "sent [{}], recorded [{}]",
+            sent.join(", "),
+            recorded.join(", ")
+        )
+    };
     let state = view["decision"]["state"].as_str().map(str::to_string);
     if state != device.expected_state() {
         findings.diverged.push(format!(
-            "{id}: state {state:?}, expected {:?} (manual lock {}, paid {})",
+            "{id}: state {state:?}, expected {:?} (manual lock {}, paid {}); {}",
             device.expected_state(),
             device.manually_locked(),
-            device.net_paid()
+            device.net_paid(),
+            story()
         ));
     }
     let pending = view["release_final_at"].is_string();
     if pending != device.release_pending() {
         findings.diverged.push(format!(
-            "{id}: release pending {pending}, expected {}",
-            device.release_pending()
+            "{id}: release pending {pending}, expected {}; {}",
+            device.release_pending(),
+            story()
         ));
     }
     // Retries under the same key repeat the first answer, byte for byte. Last: a retry of a
     // payment that was lost would apply it, and hide the loss from the counts above.
     for p in &device.payments {
+        if let (
+            Some(Answer::Acked { .. }),
+            Via::Provider {
+                webhook_id,
+                timestamp,
+            },
+            Some(provider),
+        ) = (p.kept_answer(), &p.via, provider)
+        {
+            // The same message again is refused as a replay; the provider's next message for
+            // the same payment is taken as a repeat, and changes nothing.
+            let body = p.body.to_string();
+            let again = provider.deliver(api, webhook_id, *timestamp, &body).await;
+            if again.status() != Some(409) {
+                findings.other.push(format!(
+                    "provider message {webhook_id} sent again answered {again:?}"
+                ));
+            }
+            let next = format!("{webhook_id}-redelivered");
+            let now = jiff::Timestamp::now().as_second();
+            let again = provider.deliver(api, &next, now, &body).await;
+            if again.json().is_some_and(|j| j["outcome"] == "repeated") {
+                findings.replays_matched += 1;
+            } else {
+                findings.other.push(format!(
+                    "provider payment {} delivered again answered {again:?}",
+                    p.reference
+                ));
+            }
+            continue;
+        }
         if let Some(Answer::Acked { text, .. }) = p.kept_answer() {
             let path = format!("/v1/devices/{id}/payments");
             match api

@@ -117,7 +117,8 @@ async fn run_on(
 ) -> Result<TrialReport> {
     let base = server_spec.base();
     let admin = Api::new(&base, &server_spec.admin_key()?);
-    let api = financier(&admin).await?;
+    let (api, financier_id) = financier(&admin).await?;
+    let provider = workload::Provider::create(&api, &financier_id).await?;
     let tag = format!("s{}", spec.seed);
     let mut rng = fastrand::Rng::with_seed(spec.seed);
 
@@ -160,7 +161,14 @@ async fn run_on(
             devices.push(device);
         }
         let client_seed = spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ c as u64;
-        clients.push(Client::new(c, api.clone(), client_seed, &tag, devices));
+        clients.push(Client::new(
+            c,
+            api.clone(),
+            client_seed,
+            &tag,
+            devices,
+            Some(provider.clone()),
+        ));
     }
 
     // The writes, and the fault at a seeded moment.
@@ -349,8 +357,8 @@ async fn outage(
     })
 }
 
-/// A financier and a financier-admin key for it.
-pub async fn financier(admin: &Api) -> Result<Api> {
+/// A financier and a financier-admin key for it, and its id.
+pub async fn financier(admin: &Api) -> Result<(Api, String)> {
     let financier = match admin
         .call(
             Method::POST,
@@ -376,5 +384,8 @@ pub async fn financier(admin: &Api) -> Result<Api> {
         a @ Answer::Acked { .. } => a.json().context("the key's JSON")?,
         other => bail!("creating the API key: {other:?}"),
     };
-    Ok(admin.with_key(key["key"].as_str().context("the key")?))
+    Ok((
+        admin.with_key(key["key"].as_str().context("the key")?),
+        id.to_string(),
+    ))
 }

@@ -21,6 +21,76 @@ pub const ARREARS_MINOR: i64 = 5_000;
 /// The installment due in 300 days, which keeps every plan from being paid off in a trial.
 pub const LATER_MINOR: i64 = 500_000;
 
+/// A payment provider the financier named: its payments arrive as signed callbacks
+/// (Standard Webhooks), recorded under the key `provider:<name>:<reference>`.
+#[derive(Clone)]
+pub struct Provider {
+    /// The path it posts payments to.
+    pub callback_path: String,
+    /// The signing key (the secret's base64 part, decoded).
+    key: Vec<u8>,
+}
+
+impl Provider {
+    /// Names a provider for `financier_id`.
+    pub async fn create(api: &Api, financier_id: &str) -> anyhow::Result<Provider> {
+        use base64::Engine;
+        let answer = api
+            .call(
+                Method::POST,
+                &format!("/v1/financiers/{financier_id}/payment-providers"),
+                None,
+                Some(&json!({"name": "crash-bank"})),
+            )
+            .await;
+        let created = answer
+            .json()
+            .ok_or_else(|| anyhow::anyhow!("naming the provider: {answer:?}"))?;
+        let secret = created["secret"].as_str().unwrap_or_default();
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(secret.strip_prefix("whsec_").unwrap_or(secret))?;
+        Ok(Provider {
+            callback_path: created["callback_path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            key,
+        })
+    }
+
+    /// Posts `body` as message `webhook_id` sent at `timestamp` (Unix seconds), signed.
+    pub async fn deliver(&self, api: &Api, webhook_id: &str, timestamp: i64, body: &str) -> Answer {
+        use base64::Engine;
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(format!("{webhook_id}.{timestamp}.{body}").as_bytes());
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let headers = [
+            ("webhook-id", webhook_id.to_string()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", format!("v1,{signature}")),
+        ];
+        api.post_unauthenticated(&self.callback_path, &headers, body.to_string())
+            .await
+    }
+}
+
+/// How a payment reached the server.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// `POST /v1/devices/{id}/payments` under the model's Idempotency-Key.
+    Api,
+    /// A provider's signed callback: this message.
+    Provider {
+        /// Its `webhook-id`.
+        webhook_id: String,
+        /// Its `webhook-timestamp`.
+        timestamp: i64,
+    },
+}
+
 /// One payment a client sent, with its reversal if one was sent.
 #[derive(Debug, Clone)]
 pub struct PaymentModel {
@@ -28,6 +98,8 @@ pub struct PaymentModel {
     pub reference: String,
     /// Its amount in minor units.
     pub amount: i64,
+    /// The API or a provider.
+    pub via: Via,
     /// Its Idempotency-Key.
     pub key: String,
     /// Its body.
@@ -178,21 +250,28 @@ impl DeviceModel {
             .sum()
     }
 
-    /// Whether the last acknowledged lock or unlock was a lock.
+    /// Whether the last lock or unlock in effect was a lock.
     pub fn manually_locked(&self) -> bool {
-        self.last_acked(Command::Lock, Command::Unlock)
+        self.last_in_effect(Command::Lock, Command::Unlock)
     }
 
-    /// Whether the last acknowledged release or cancellation was a release.
+    /// Whether the last release or cancellation in effect was a release.
     pub fn release_pending(&self) -> bool {
-        self.last_acked(Command::Release, Command::CancelRelease)
+        self.last_in_effect(Command::Release, Command::CancelRelease)
     }
 
-    fn last_acked(&self, on: Command, off: Command) -> bool {
+    /// Whether, of `on` and `off`, the last one in effect is `on`. A command is in effect when
+    /// it was acknowledged, or when, sent again after the restart, it was refused with a 409:
+    /// the refusal says the lost one already did it (no manual lock left to lift, a release
+    /// already pending, none left to cancel).
+    fn last_in_effect(&self, on: Command, off: Command) -> bool {
         self.commands
             .iter()
             .rev()
-            .find(|c| (c.command == on || c.command == off) && c.answer.is_acked())
+            .find(|c| {
+                (c.command == on || c.command == off)
+                    && (c.answer.is_acked() || (c.reissued && c.answer.status() == Some(409)))
+            })
             .is_some_and(|c| c.command == on)
     }
 
@@ -299,6 +378,7 @@ pub struct Client {
     pub replay_mismatches: Vec<String>,
     /// Requests refused although the model says they should be taken (409s and the like).
     pub unexpected_refusals: Vec<String>,
+    provider: Option<Provider>,
     rng: fastrand::Rng,
     tag: String,
     counter: u64,
@@ -306,11 +386,19 @@ pub struct Client {
 
 impl Client {
     /// A client with its own random stream.
-    pub fn new(index: usize, api: Api, seed: u64, tag: &str, devices: Vec<DeviceModel>) -> Client {
+    pub fn new(
+        index: usize,
+        api: Api,
+        seed: u64,
+        tag: &str,
+        devices: Vec<DeviceModel>,
+        provider: Option<Provider>,
+    ) -> Client {
         Client {
             index,
             api,
             devices,
+            provider,
             replays_matched: 0,
             replay_mismatches: Vec::new(),
             unexpected_refusals: Vec::new(),
@@ -349,6 +437,9 @@ impl Client {
         let d = known[self.rng.usize(0..known.len())];
         let id = self.devices[d].id.clone().expect("known devices have ids");
         match roll {
+            8..=52 if roll.is_multiple_of(3) && self.provider.is_some() => {
+                self.pay_by_provider(d, n).await
+            }
             8..=52 => self.pay(d, &id, n).await,
             53..=62 => self.reverse(d, &id, n).await,
             63..=69 => self.replay(d, &id).await,
@@ -386,6 +477,44 @@ impl Client {
         paid.answer.clone()
     }
 
+    /// A payment the provider reports for the device's contract.
+    async fn pay_by_provider(&mut self, d: usize, n: u64) -> bool {
+        let provider = self.provider.clone().expect("chosen only with a provider");
+        let reference = format!("{}-Q{}-{n}", self.tag, self.index);
+        let amount = self.rng.i64(500..=3_000);
+        let timestamp = jiff::Timestamp::now().as_second();
+        let body = json!({
+            "reference": reference,
+            "account": self.devices[d].contract_ref,
+            "amount": format!("{}.{:02}", amount / 100, amount % 100),
+            "currency": CURRENCY,
+            "paid_at": jiff::Timestamp::from_second(timestamp - 1).expect("now is a time").to_string(),
+        });
+        let webhook_id = format!("msg_{}_{}_{n}", self.tag, self.index);
+        let answer = provider
+            .deliver(&self.api, &webhook_id, timestamp, &body.to_string())
+            .await;
+        self.devices[d].payments.push(PaymentModel {
+            reference,
+            amount,
+            via: Via::Provider {
+                webhook_id,
+                timestamp,
+            },
+            key: String::new(),
+            body,
+            answer: answer.clone(),
+            resolved: None,
+            reversal: None,
+        });
+        self.settled(&answer, "provider payment")
+    }
+
+    /// The provider, if the client has one.
+    pub fn provider(&self) -> Option<&Provider> {
+        self.provider.as_ref()
+    }
+
     async fn pay(&mut self, d: usize, id: &str, n: u64) -> bool {
         let reference = format!("{}-P{}-{n}", self.tag, self.index);
         let amount = self.rng.i64(500..=3_000);
@@ -403,6 +532,7 @@ impl Client {
         self.devices[d].payments.push(PaymentModel {
             reference,
             amount,
+            via: Via::Api,
             key,
             body,
             answer: answer.clone(),
@@ -447,7 +577,10 @@ impl Client {
     /// Sends an acknowledged payment again under its key: the answer must be the first one.
     async fn replay(&mut self, d: usize, id: &str) -> bool {
         let acked: Vec<usize> = (0..self.devices[d].payments.len())
-            .filter(|&p| self.devices[d].payments[p].answer.is_acked())
+            .filter(|&p| {
+                let p = &self.devices[d].payments[p];
+                p.answer.is_acked() && matches!(p.via, Via::Api)
+            })
             .collect();
         if acked.is_empty() {
             return true;

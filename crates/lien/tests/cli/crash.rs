@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use lien_crash::api::{Answer, Api};
 use lien_crash::server::{Server, ServerSpec, free_port};
-use lien_crash::workload::{self, Client, PaymentModel};
+use lien_crash::workload::{self, Client, PaymentModel, Via};
 use lien_crash::{Backend, Campaign, CampaignReport, Findings, check};
 use reqwest::Method;
 use serde_json::json;
@@ -118,7 +118,7 @@ async fn the_checks_report_a_lost_and_a_duplicated_payment() {
     };
     let _server = Server::start(&spec).unwrap();
     let admin = Api::new(&spec.base(), &spec.admin_key().unwrap());
-    let api = lien_crash::trial::financier(&admin).await.unwrap();
+    let (api, _) = lien_crash::trial::financier(&admin).await.unwrap();
     let mut device = workload::enroll(&api, "t", 0, 1).await;
     let id = device.id.clone().expect("enrolled");
 
@@ -127,6 +127,7 @@ async fn the_checks_report_a_lost_and_a_duplicated_payment() {
         amount: 1_000,
         key: "never-sent".into(),
         body: json!({"reference": "NEVER-SENT", "amount_minor": 1_000, "currency": "KES"}),
+        via: Via::Api,
         answer: Answer::Acked {
             status: 200,
             text: "{}".into(),
@@ -149,6 +150,7 @@ async fn the_checks_report_a_lost_and_a_duplicated_payment() {
         amount: 2_000,
         key: "taken".into(),
         body,
+        via: Via::Api,
         answer: Answer::Refused {
             status: 409,
             text: "{}".into(),
@@ -157,7 +159,7 @@ async fn the_checks_report_a_lost_and_a_duplicated_payment() {
         reversal: None,
     };
     device.payments = vec![acknowledged_but_never_sent, taken_but_said_refused];
-    let client = Client::new(0, api.clone(), 1, "t", vec![device]);
+    let client = Client::new(0, api.clone(), 1, "t", vec![device], None);
 
     let mut findings = Findings::default();
     let listed = check::list_all(&api).await.unwrap();
