@@ -26,7 +26,8 @@ pub struct Findings {
     pub acknowledged: u64,
     /// Writes whose answer the fault took.
     pub unanswered: u64,
-    /// Of those, how many the server turned out to have applied.
+    /// Of those, how many the server turned out to have applied (payments, enrollments and
+    /// commands; the crash came between the commit and the answer).
     pub unanswered_applied: u64,
     /// Retries under an Idempotency-Key that repeated the first answer byte for byte.
     pub replays_matched: u64,
@@ -140,6 +141,11 @@ pub async fn settle(api: &Api, client: &mut Client, findings: &mut Findings) {
         };
         for p in &mut device.payments {
             if matches!(p.answer, Answer::Lost(_)) {
+                // Whether the crash came between the commit and the answer: the history says.
+                if recorded_before_settling(api, &id, &format!("payment {} of ", p.reference)).await
+                {
+                    findings.unanswered_applied += 1;
+                }
                 let again = match (&p.via, &provider) {
                     (
                         Via::Provider {
@@ -216,6 +222,17 @@ pub async fn settle(api: &Api, client: &mut Client, findings: &mut Findings) {
             });
         }
     }
+}
+
+/// Whether the device's history has a record whose reason starts with `reason`.
+async fn recorded_before_settling(api: &Api, id: &str, reason: &str) -> bool {
+    api.get(&format!("/v1/devices/{id}/history"))
+        .await
+        .ok()
+        .and_then(|h| h["records"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r["reason"].as_str().is_some_and(|x| x.starts_with(reason)))
 }
 
 async fn settle_enrollment(api: &Api, device: &mut DeviceModel, findings: &mut Findings) {

@@ -112,13 +112,14 @@ fn main() -> Result<()> {
     }))?;
     let f = &report.findings;
     println!(
-        "\n{} trials ({} failed to run), {} writes sent, {} acknowledged, {} unanswered: lost {}, duplicates {}, \
+        "\n{} trials ({} failed to run), {} writes sent, {} acknowledged, {} unanswered ({} of them found applied): lost {}, duplicates {}, \
          chains verified {} of {}, broken {}, phones converged {}, diverged {}, other problems {}, replays matched {}",
         report.trials,
         report.failed.len(),
         report.writes_sent,
         f.acknowledged,
         f.unanswered,
+        f.unanswered_applied,
         f.lost.len(),
         f.duplicates.len(),
         f.chains_verified,
