@@ -624,3 +624,107 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(commands: &[(Command, Answer, bool)], paid: i64) -> DeviceModel {
+        DeviceModel {
+            id: Some("dev_1".into()),
+            contract_ref: "C-1".into(),
+            imei: imei(1),
+            serial: "SN1".into(),
+            enroll_body: Value::Null,
+            enrolled: ok(),
+            unpaid_state: Some("restricted".into()),
+            phone: None,
+            payments: vec![PaymentModel {
+                reference: "P1".into(),
+                amount: paid,
+                via: Via::Api,
+                key: "k1".into(),
+                body: Value::Null,
+                answer: ok(),
+                resolved: None,
+                reversal: None,
+            }],
+            commands: commands
+                .iter()
+                .map(|(command, answer, reissued)| CommandModel {
+                    command: *command,
+                    answer: answer.clone(),
+                    reissued: *reissued,
+                })
+                .collect(),
+        }
+    }
+
+    fn ok() -> Answer {
+        Answer::Acked {
+            status: 200,
+            text: "{}".into(),
+        }
+    }
+
+    fn conflict() -> Answer {
+        Answer::Refused {
+            status: 409,
+            text: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn the_imeis_made_are_valid_and_distinct() {
+        // 35693803564380 with its check digit 9: a known valid IMEI.
+        assert_eq!(imei(693_803_564_380), "356938035643809");
+        assert_ne!(imei(1), imei(2));
+        assert_eq!(imei(7).len(), 15);
+    }
+
+    #[test]
+    fn the_expected_state_follows_locks_and_payments() {
+        assert_eq!(
+            device(&[], 1_000).expected_state().as_deref(),
+            Some("restricted")
+        );
+        assert_eq!(
+            device(&[], ARREARS_MINOR).expected_state().as_deref(),
+            Some("active")
+        );
+        let locked = device(&[(Command::Lock, ok(), false)], ARREARS_MINOR);
+        assert_eq!(locked.expected_state().as_deref(), Some("locked"));
+        let unlocked = device(
+            &[(Command::Lock, ok(), false), (Command::Unlock, ok(), false)],
+            ARREARS_MINOR,
+        );
+        assert_eq!(unlocked.expected_state().as_deref(), Some("active"));
+    }
+
+    /// Found by the first campaign: an unlock whose answer was lost, sent again and refused
+    /// because no manual lock was left, had done its work; the model kept the phone locked.
+    #[test]
+    fn a_lost_command_refused_when_sent_again_counts_as_done() {
+        let unlocked = device(
+            &[
+                (Command::Lock, ok(), false),
+                (Command::Unlock, Answer::Lost("killed".into()), false),
+                (Command::Unlock, conflict(), true),
+            ],
+            ARREARS_MINOR,
+        );
+        assert!(!unlocked.manually_locked());
+        assert_eq!(unlocked.expected_state().as_deref(), Some("active"));
+        let released = device(
+            &[
+                (Command::Release, Answer::Lost("killed".into()), false),
+                (Command::Release, conflict(), true),
+            ],
+            0,
+        );
+        assert!(released.release_pending());
+        // A refusal during the load is no such evidence.
+        let refused = device(&[(Command::Release, conflict(), false)], 0);
+        assert!(!refused.release_pending());
+    }
+}
