@@ -961,6 +961,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         // The server read the events: they are delivered whatever the token turns out to be.
         self.in_flight_events.clear();
         let held_before = self.held.as_ref().map(|h| h.claims.state);
+        let screen_before = self.held.as_ref().map(|h| h.claims.screen.reason.clone());
         if let Some(started) = self.in_flight_emergency.take() {
             self.protected.emergency.acknowledged(started);
         }
@@ -975,15 +976,12 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 self.retried_other_clock = false;
                 self.last_error = None;
                 self.notice = None;
-                let held_now = self.held.as_ref().map(|h| h.claims.state);
                 if self.mode == Mode::Released {
                     self.schedule.stop();
-                } else if held_before
-                    .zip(held_now)
-                    .is_some_and(|(b, a)| severity(a) < severity(b))
-                {
-                    // As for a pushed unlock: the next check-in, at once, tells the server the
-                    // phone holds it, or the unlock would be measured as late as that check-in.
+                } else if self.acknowledge_at_once(held_before, screen_before.as_deref()) {
+                    // As for a pushed token: the next check-in, at once, tells the server the
+                    // phone holds it, or the unlock would be measured as late as that check-in
+                    // and a notice's cure period would start only then.
                     self.schedule.at_once(now.mono);
                 } else {
                     let wait = answer.next_checkin_at.saturating_sub(answer.server_time);
@@ -1023,27 +1021,21 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// Takes a token pushed by the server. It is verified exactly like a checked-in one (pinned
     /// key, this device, a sequence never below the highest seen), so a pushed token can never
     /// downgrade the phone; a refused one is reported at the next check-in. Returns whether it
-    /// was taken. A new token that lifts a restriction (a payment's unlock) makes a check-in due
-    /// at once: it tells the server the phone holds the token (its applied sequence), which is
-    /// how the financier sees how fast a payment reached the phone. Other new tokens (the
-    /// scheduler's escalations, lease renewals) wait for the next check-in, so that a batch of
-    /// them does not bring every phone to the server in the same second.
+    /// was taken. A new token that lifts a restriction (a payment's unlock) or shows a new
+    /// reminder (a notice) makes a check-in due at once (see [`Agent::acknowledge_at_once`]).
     pub fn on_push(&mut self, pushed: &CheckinResponse, now: Now) -> bool {
         self.tick(now);
         if self.mode != Mode::Bound {
             return false;
         }
         let held_before = self.held.as_ref().map(|h| h.claims.state);
+        let screen_before = self.held.as_ref().map(|h| h.claims.screen.reason.clone());
         let taken = match self.accept(pushed) {
             Ok(()) => {
                 self.anchor = Some((pushed.server_time, now.mono));
                 self.try_wall_clock = false;
                 self.notice = None;
-                let held_now = self.held.as_ref().map(|h| h.claims.state);
-                if held_before
-                    .zip(held_now)
-                    .is_some_and(|(b, a)| severity(a) < severity(b))
-                {
+                if self.acknowledge_at_once(held_before, screen_before.as_deref()) {
                     self.schedule.at_once(now.mono);
                 }
                 true
@@ -1145,6 +1137,14 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         self.protected.last_sync = Some(answer.server_time);
         self.save_protected();
         Ok(())
+    }
+
+    /// The platform saw a SIM card that was not there before (`detail` says which slot): it is
+    /// reported at a check-in made at once, since the financier's policy may answer it.
+    pub fn sim_changed(&mut self, now: Now, detail: &str) {
+        self.queue_event(EventKind::SimChange, detail.to_string());
+        self.save_ordinary();
+        self.check_again(now);
     }
 
     /// The lock screen's "Check again": a check-in (or hello) is due at once.
@@ -1731,6 +1731,27 @@ impl std::fmt::Display for AgentStatus {
 
 /// How much a token state restricts the phone, for telling a lifted restriction from a new
 /// one (a released phone stops checking in altogether).
+impl<S: Storage, P: Platform> Agent<S, P> {
+    /// Whether the token just taken, after one of state `before` showing `screen_before`, is
+    /// to be acknowledged by a check-in at once. The check-in tells the server the phone holds
+    /// it (its applied sequence): for a token that lifts a restriction, that is how fast a
+    /// payment reached the phone; for a new reminder, it is when the borrower was shown the
+    /// notice, from which its cure period runs, so waiting for the next check-in would only
+    /// put the lock off. Other new tokens (the scheduler's escalations, lease renewals) wait
+    /// for the next check-in, so that a batch of them does not bring every phone to the server
+    /// in the same second.
+    fn acknowledge_at_once(&self, before: Option<TokenState>, screen_before: Option<&str>) -> bool {
+        let Some(now) = self.held.as_ref().map(|h| &h.claims) else {
+            return false;
+        };
+        let lifted = before.is_some_and(|b| severity(now.state) < severity(b));
+        let new_reminder = now.state == TokenState::Reminder
+            && (before != Some(TokenState::Reminder)
+                || screen_before != Some(now.screen.reason.as_str()));
+        lifted || new_reminder
+    }
+}
+
 fn severity(state: TokenState) -> u8 {
     match state {
         TokenState::Active | TokenState::Released => 0,

@@ -304,6 +304,39 @@ pub fn contract_ref(i: u32) -> String {
     format!("bench-{i:07}")
 }
 
+/// The plan's date today, in Nairobi.
+fn today_of(state: &AppState) -> jiff::civil::Date {
+    state
+        .clock
+        .now()
+        .to_zoned(TimeZone::get("Africa/Nairobi").expect("Nairobi's zone is built in"))
+        .date()
+}
+
+/// The Kenya preset, except for a plan already overdue, which is to start locked: an overdue
+/// enrollment under the preset starts at a notice that only the phone's acknowledgement serves,
+/// three days before any lock, and the benchmarks run in real time. Such a plan gets the
+/// preset's lock with no notice and no quiet hours, so it is locked from its enrollment.
+fn policy_for(plan: &PlanJson, today: jiff::civil::Date) -> Result<PolicyJson> {
+    let overdue = plan.installments.first().is_some_and(|first| {
+        first
+            .due
+            .parse::<jiff::civil::Date>()
+            .is_ok_and(|d| d < today)
+    });
+    if !overdue {
+        return Ok(PolicyJson::Preset("kenya".into()));
+    }
+    Ok(serde_json::from_value(serde_json::json!({"custom": {
+        "grace_days": 0,
+        "min_days_past_due": 4,
+        "min_arrears_percent": 10,
+        "escalations": [{"at_days_past_due": 4, "restriction": "locked"}],
+        "lease_days": 10,
+        "lease_warning_days": 3,
+    }}))?)
+}
+
 /// Device number `i`'s enrollment, bound, ready for the store, and the bench's view of it.
 fn prepare_one(
     state: &AppState,
@@ -319,7 +352,7 @@ fn prepare_one(
         serial,
         model: "Bench Phone".into(),
         plan: plan.clone(),
-        policy: PolicyJson::Preset("kenya".into()),
+        policy: policy_for(plan, today_of(state))?,
     };
     let now = state.clock.now();
     let (device, mut change) = prepare_enrollment(state, financier, "bench", &req, now)?;

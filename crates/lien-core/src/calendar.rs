@@ -88,6 +88,13 @@ pub(crate) fn transitions_between(
         .take_while(move |&t| t <= to)
 }
 
+/// The instant `days` local days after `at`, at the same local time (a time skipped by a
+/// daylight-saving gap moves to the gap's end), saturating at the end of the supported range.
+pub(crate) fn add_local_days(tz: &TimeZone, at: Timestamp, days: u32) -> Timestamp {
+    let local = tz.to_datetime(at);
+    at_local(tz, add_days(local.date(), i64::from(days)), local.time()).max(at)
+}
+
 /// The last instant before `at` (time is counted in nanoseconds), or `at` at the start of time.
 pub(crate) fn just_before(at: Timestamp) -> Timestamp {
     at.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(at)

@@ -9,11 +9,12 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use crate::calendar;
+use crate::delivery::{Delivery, notice_steps};
 use crate::ledger::{PaymentLog, Standing};
 use crate::money::Money;
 use crate::overrides::{Override, OverrideKind};
 use crate::plan::InstallmentPlan;
-use crate::policy::{LockPolicy, QuietHours, Restriction};
+use crate::policy::{LockPolicy, PolicySettings, QuietHours, Restriction, SimChangeRule};
 
 /// What the phone does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,8 +55,21 @@ impl DeviceState {
 pub enum Reason {
     /// Nothing is late.
     GoodStanding,
+    /// An installment falls due soon (the policy's reminder before the due date).
+    DueSoon {
+        /// Its due date.
+        due: Date,
+        /// What is left to pay of it.
+        amount: Money,
+    },
     /// Every installment is paid; the financier can release the device.
     PaidInFull,
+    /// The phone reported a new SIM card at `since`, which the financier has not accepted;
+    /// the policy's SIM-change rule applies.
+    SimChanged {
+        /// When the change was reported.
+        since: Timestamp,
+    },
     /// An installment due on `since` is late and unpaid.
     Overdue {
         /// The due date of the oldest late installment; days past due are counted from it.
@@ -101,11 +115,39 @@ pub struct Decision {
     pub overdue_since: Option<Date>,
     /// How many of the policy's notices have been served for the current arrears.
     pub notices_served: usize,
+    /// When each of them was served (acknowledged by the phone, or by the policy's fallback
+    /// for a phone never seen), in the policy's order: the server keeps these.
+    pub notices_served_at: Vec<Timestamp>,
+    /// The notice the borrower must be shown now: available and not yet served.
+    pub pending_notice: Option<PendingNotice>,
     /// When the next restriction will start if nothing is paid, for the reminder screen.
     pub next_restriction: Option<(Timestamp, DeviceState)>,
+    /// The SIM change in effect, if the policy answers it.
+    pub sim_change: Option<SimChangeStatus>,
     /// The next instant at which the decision can change without a new input; `None` when it
     /// never will (a released device, or a plan with nothing left to fall due).
     pub next_change: Option<Timestamp>,
+}
+
+/// A SIM change the phone reported and the financier has not accepted, under a policy that
+/// answers it: the server says so on the screen, whatever else the screen says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimChangeStatus {
+    /// When the phone reported it.
+    pub since: Timestamp,
+    /// Whether the phone has acknowledged a screen telling of it (`Delivery::sim_change_served`).
+    pub served: bool,
+    /// When it restricts the phone, under a restricting rule once served; `None` otherwise.
+    pub restricts_at: Option<Timestamp>,
+}
+
+/// A notice that is shown and waits to be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingNotice {
+    /// Its position in the policy's notices (0 for the first).
+    pub index: usize,
+    /// The days the borrower will have to pay once it is served.
+    pub cure_days: u32,
 }
 
 /// Decides the state of a device at `now`.
@@ -119,11 +161,15 @@ pub struct Decision {
 /// midnight, a pause that ends as the window opens) gets past them.
 /// Payments and overrides dated after `now` are not yet in effect; their instants are
 /// candidates for `next_change`.
+///
+/// No restriction comes before every notice of the policy was served and its cure period
+/// ended; `delivery` says when notices were served (see [`crate::delivery`] for the rule).
 pub fn decide(
     plan: &InstallmentPlan,
     payments: &PaymentLog,
     overrides: &[Override],
     policy: &LockPolicy,
+    delivery: &Delivery,
     now: Timestamp,
 ) -> Decision {
     let inputs = Inputs {
@@ -131,6 +177,7 @@ pub fn decide(
         payments,
         overrides,
         policy,
+        delivery,
     };
     decide_within(inputs, now, LOOKBACK_DEPTH)
 }
@@ -142,6 +189,7 @@ struct Inputs<'a> {
     payments: &'a PaymentLog,
     overrides: &'a [Override],
     policy: &'a LockPolicy,
+    delivery: &'a Delivery,
 }
 
 /// How deep decisions may consult earlier ones (for freezes and quiet hours). Each look-back
@@ -156,6 +204,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         payments,
         overrides,
         policy,
+        delivery,
     } = inputs;
     let mut next = NextChange::after(now);
     let currency = plan.currency();
@@ -174,7 +223,10 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         credit: money(standing.credit),
         overdue_since: standing.oldest_late,
         notices_served: 0,
+        notices_served_at: Vec::new(),
+        pending_notice: None,
         next_restriction: None,
+        sim_change: None,
         next_change: None,
     };
 
@@ -196,11 +248,41 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
     }
     payments.effective_instants().for_each(|t| next.consider(t));
 
-    let scheduled = schedule(plan, &standing, policy, now, &mut next);
-    decision.notices_served = scheduled.notices_served;
+    let scheduled = schedule(plan, &standing, policy, delivery, now, &mut next);
+    decision.notices_served = scheduled.notices_served_at.len();
+    decision.notices_served_at = scheduled.notices_served_at;
+    decision.pending_notice = scheduled.pending_notice;
     decision.next_restriction = scheduled.next_restriction;
     decision.state = scheduled.state;
     decision.reason = scheduled.reason;
+
+    // A SIM change not yet accepted applies the policy's rule, unless the arrears already ask
+    // as much; the server tells of it on the screen either way (`Decision::sim_change`).
+    if let Some(sim) = sim_change(
+        policy.settings(),
+        plan.time_zone(),
+        overrides,
+        delivery,
+        now,
+        &mut next,
+    ) {
+        decision.sim_change = Some(sim.status);
+        if sim.state.severity() > decision.state.severity() {
+            decision.state = sim.state;
+            decision.reason = Reason::SimChanged {
+                since: sim.status.since,
+            };
+            decision.pending_notice = None;
+        }
+        let restriction = sim.status.restricts_at.filter(|at| *at > now);
+        decision.next_restriction = [
+            restriction.map(|at| (at, DeviceState::Restricted)),
+            decision.next_restriction,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at);
+    }
 
     let in_effect = |wanted: fn(&OverrideKind) -> bool| {
         overrides
@@ -216,6 +298,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         decision.state = DeviceState::Active;
         decision.reason = Reason::ProvisionalUnlock { until };
         decision.next_restriction = None;
+        decision.pending_notice = None;
         decision.next_change = next.earliest;
         return decision;
     }
@@ -232,6 +315,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
             reason: reason.clone(),
         };
         decision.next_restriction = None;
+        decision.pending_notice = None;
         decision.next_change = next.earliest;
         return decision;
     }
@@ -244,6 +328,7 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         decision.state = DeviceState::Reminder;
         decision.reason = Reason::HardshipPause { until };
         decision.next_restriction = None;
+        decision.pending_notice = None;
     }
 
     // A freeze holds the device at the whole decision just before the freeze began (quiet hours,
@@ -256,6 +341,9 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         if held.severity() < decision.state.severity() {
             decision.state = held;
             decision.reason = Reason::DisputeFreeze;
+            // The screen speaks of the dispute, not of the notice: it is not shown, so the
+            // phone's acknowledgement of this token must not serve it.
+            decision.pending_notice = None;
         }
         decision.next_restriction = None;
     }
@@ -278,7 +366,14 @@ fn decide_within(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> Decision {
         && let Some((opened, closes)) = quiet_window_around(quiet, inputs.plan.time_zone(), now)
     {
         let since = calendar::just_before(opened);
-        let mildest = mildest_before_quiet_hours(inputs, since, now, depth);
+        // Before its enrollment the device was under no schedule: one enrolled inside the
+        // window was in good standing when it opened, whatever its plan says of that time.
+        let enrolled_inside = inputs.delivery.enrolled_at.is_some_and(|e| since < e);
+        let mildest = if enrolled_inside {
+            DeviceState::Active
+        } else {
+            mildest_before_quiet_hours(inputs, since, now, depth)
+        };
         let held = if mildest.severity() < DeviceState::Reminder.severity() {
             DeviceState::Reminder
         } else {
@@ -339,8 +434,21 @@ fn look_back(inputs: Inputs<'_>, at: Timestamp, depth: u8) -> DeviceState {
 struct Scheduled {
     state: DeviceState,
     reason: Reason,
-    notices_served: usize,
+    notices_served_at: Vec<Timestamp>,
+    pending_notice: Option<PendingNotice>,
     next_restriction: Option<(Timestamp, DeviceState)>,
+}
+
+impl Scheduled {
+    fn unrestricted(state: DeviceState, reason: Reason) -> Scheduled {
+        Scheduled {
+            state,
+            reason,
+            notices_served_at: Vec::new(),
+            pending_notice: None,
+            next_restriction: None,
+        }
+    }
 }
 
 /// Applies the policy to the plan's standing at `now`, and records in `next` every future
@@ -349,6 +457,7 @@ fn schedule(
     plan: &InstallmentPlan,
     standing: &Standing,
     policy: &LockPolicy,
+    delivery: &Delivery,
     now: Timestamp,
     next: &mut NextChange,
 ) -> Scheduled {
@@ -356,63 +465,121 @@ fn schedule(
     if let Some(due) = standing.next_unpaid {
         next.consider(plan.late_from(due));
     }
+    let tz = plan.time_zone();
+    let settings = policy.settings();
+    let largest = i128::from(plan.largest_installment().minor());
+    let enough_arrears =
+        |arrears: i128| arrears * 100 >= largest * i128::from(settings.min_arrears_percent);
+    let reminds_before = settings.remind_days_before > 0;
+
     let Some(since) = standing.oldest_late else {
         let reason = if standing.outstanding == 0 {
             Reason::PaidInFull
         } else {
             Reason::GoodStanding
         };
-        return Scheduled {
-            state: DeviceState::Active,
-            reason,
-            notices_served: 0,
-            next_restriction: None,
-        };
+        // The reminder before the next due date names the amount, the date, and what happens
+        // if it is not paid: the earliest restriction, as if every notice were served as soon
+        // as it is shown (the borrower's phone is online and acknowledges it).
+        if let Some(due) = standing.next_unpaid
+            && reminds_before
+        {
+            let from = calendar::start_of_day(
+                tz,
+                calendar::add_days(due, -i64::from(settings.remind_days_before)),
+            );
+            next.consider(from);
+            if from <= now {
+                let amount = Money::new(
+                    i64::try_from(standing.next_unpaid_amount).unwrap_or(i64::MAX),
+                    plan.currency(),
+                );
+                let next_restriction = if enough_arrears(standing.next_unpaid_amount) {
+                    projected_restriction(settings, tz, due, |_, available| Some(available))
+                } else {
+                    None
+                };
+                return Scheduled {
+                    next_restriction,
+                    ..Scheduled::unrestricted(
+                        DeviceState::Reminder,
+                        Reason::DueSoon { due, amount },
+                    )
+                };
+            }
+        }
+        return Scheduled::unrestricted(DeviceState::Active, reason);
     };
 
-    let tz = plan.time_zone();
-    let settings = policy.settings();
     // The start of the n-th day past due: day 1 starts at midnight after the due date.
     let day = |n: u32| calendar::start_of_day(tz, calendar::add_days(since, i64::from(n)));
     let reason = Reason::Overdue { since };
+    let serves = |k: usize, available: Timestamp| delivery.serves(settings, tz, k, available);
+    // What happens if nothing is paid, for the reminder screen, while no notice is waiting to
+    // be served (a waiting notice says how long the borrower has once it is).
+    let projection = || {
+        if enough_arrears(standing.arrears) {
+            projected_restriction(settings, tz, since, |k, available| {
+                serves(k, available).or(Some(available))
+            })
+        } else {
+            None
+        }
+    };
 
     let reminder_from = day(settings.grace_days.saturating_add(1));
     next.consider(reminder_from);
     if now < reminder_from {
-        return Scheduled {
-            state: DeviceState::Active,
-            reason,
-            notices_served: 0,
-            next_restriction: None,
+        // The grace period: no effect, but a policy that reminds before due dates keeps
+        // reminding (so that paying never turns the phone from active to a reminder).
+        return if reminds_before {
+            Scheduled {
+                next_restriction: projection(),
+                ..Scheduled::unrestricted(DeviceState::Reminder, reason)
+            }
+        } else {
+            Scheduled::unrestricted(DeviceState::Active, reason)
         };
     }
 
-    let mut notices_served = 0;
-    // No restriction before the minimum days past due, nor before every notice's cure period.
+    // No restriction before the minimum days past due, nor before every notice was served
+    // and its cure period over.
     let mut earliest_restriction = day(settings
         .min_days_past_due
         .max(settings.grace_days.saturating_add(1)));
-    for notice in &settings.notices {
-        let served = day(notice.at_days_past_due);
-        next.consider(served);
-        if served <= now {
-            notices_served += 1;
+    let mut notices_served_at = Vec::new();
+    let mut pending_notice = None;
+    let mut all_served = true;
+    for (index, step) in notice_steps(settings, tz, day, serves)
+        .into_iter()
+        .enumerate()
+    {
+        next.consider(step.available);
+        match (step.served, step.cure_ends) {
+            (Some(served), Some(cure_ends)) if served <= now => {
+                notices_served_at.push(served);
+                earliest_restriction = earliest_restriction.max(cure_ends);
+            }
+            (served, _) => {
+                if let Some(served) = served {
+                    next.consider(served);
+                }
+                if step.available <= now {
+                    pending_notice = Some(PendingNotice {
+                        index,
+                        cure_days: settings.notices[index].cure_days,
+                    });
+                }
+                all_served = false;
+                break;
+            }
         }
-        earliest_restriction = earliest_restriction.max(day(notice
-            .at_days_past_due
-            .saturating_add(notice.cure_days)));
     }
 
     let mut state = DeviceState::Reminder;
     let mut next_restriction = None;
-    let largest = i128::from(plan.largest_installment().minor());
-    let enough_arrears =
-        standing.arrears * 100 >= largest * i128::from(settings.min_arrears_percent);
-    if enough_arrears {
-        for escalation in &settings.escalations {
-            let due = day(escalation.at_days_past_due).max(earliest_restriction);
-            let starts = outside_quiet_hours(settings.quiet_hours, tz, due);
-            let escalated = DeviceState::from_restriction(escalation.restriction);
+    if all_served && enough_arrears(standing.arrears) {
+        for (starts, escalated) in escalation_starts(settings, tz, day, earliest_restriction) {
             if starts <= now {
                 state = escalated;
             } else {
@@ -422,13 +589,102 @@ fn schedule(
                 }
             }
         }
+    } else if !all_served && pending_notice.is_none() {
+        next_restriction = projection();
     }
     Scheduled {
         state,
         reason,
-        notices_served,
+        notices_served_at,
+        pending_notice,
         next_restriction,
     }
+}
+
+/// What an unaccepted SIM change asks for at `now` under the policy's rule.
+struct SimChangeEffect {
+    state: DeviceState,
+    status: SimChangeStatus,
+}
+
+/// The effect of the earliest SIM change in effect at `now` (reported, not yet accepted), if
+/// the policy's rule gives it one. Like an arrears notice, a restricting rule counts its days
+/// only from when the phone acknowledged a screen telling of the change (`delivery`), and a
+/// restriction never starts in the quiet hours.
+fn sim_change(
+    settings: &PolicySettings,
+    tz: &jiff::tz::TimeZone,
+    overrides: &[Override],
+    delivery: &Delivery,
+    now: Timestamp,
+    next: &mut NextChange,
+) -> Option<SimChangeEffect> {
+    let since = overrides
+        .iter()
+        .filter(|o| o.kind() == &OverrideKind::SimChange && o.in_effect(now))
+        .map(Override::from)
+        .min()?;
+    let served = delivery.sim_change_served.map(|s| s.max(since));
+    let restricts_at = match settings.sim_change {
+        SimChangeRule::Ignore => return None,
+        SimChangeRule::Remind => None,
+        SimChangeRule::Restrict { after_days } => served.map(|served| {
+            let due = calendar::add_local_days(tz, served, after_days);
+            outside_quiet_hours(settings.quiet_hours, tz, due)
+        }),
+    };
+    let state = match restricts_at {
+        Some(at) if at <= now => DeviceState::Restricted,
+        Some(at) => {
+            next.consider(at);
+            DeviceState::Reminder
+        }
+        None => DeviceState::Reminder,
+    };
+    Some(SimChangeEffect {
+        state,
+        status: SimChangeStatus {
+            since,
+            served: served.is_some(),
+            restricts_at,
+        },
+    })
+}
+
+/// When each escalation starts for an episode whose `n`-th day past due starts at `day(n)`,
+/// given the earliest instant a restriction may start: never in the quiet hours.
+fn escalation_starts(
+    settings: &PolicySettings,
+    tz: &jiff::tz::TimeZone,
+    day: impl Fn(u32) -> Timestamp,
+    earliest_restriction: Timestamp,
+) -> impl Iterator<Item = (Timestamp, DeviceState)> {
+    settings.escalations.iter().map(move |escalation| {
+        let due = day(escalation.at_days_past_due).max(earliest_restriction);
+        (
+            outside_quiet_hours(settings.quiet_hours, tz, due),
+            DeviceState::from_restriction(escalation.restriction),
+        )
+    })
+}
+
+/// The first restriction of an episode that began with the installment due on `since`, if
+/// nothing is paid and notice `k`, available at `a`, is served at `serve(k, a)`.
+fn projected_restriction(
+    settings: &PolicySettings,
+    tz: &jiff::tz::TimeZone,
+    since: Date,
+    serve: impl Fn(usize, Timestamp) -> Option<Timestamp>,
+) -> Option<(Timestamp, DeviceState)> {
+    let day = |n: u32| calendar::start_of_day(tz, calendar::add_days(since, i64::from(n)));
+    let steps = notice_steps(settings, tz, day, serve);
+    let earliest = steps.iter().try_fold(
+        day(settings
+            .min_days_past_due
+            .max(settings.grace_days.saturating_add(1))),
+        |earliest, step| step.cure_ends.map(|end| earliest.max(end)),
+    )?;
+    escalation_starts(settings, tz, day, earliest).next()
 }
 
 /// Moves an instant that falls in the quiet hours to the end of that window.

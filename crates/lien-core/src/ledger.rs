@@ -280,6 +280,8 @@ pub(crate) struct Standing {
     pub(crate) oldest_late: Option<Date>,
     /// The due date of the first installment not fully paid that is not late yet.
     pub(crate) next_unpaid: Option<Date>,
+    /// What is left to pay of that installment, for the reminder before its due date.
+    pub(crate) next_unpaid_amount: i128,
 }
 
 /// One installment as the ledger stands: what of it is paid, payments covering the
@@ -333,6 +335,7 @@ impl Standing {
             credit,
             oldest_late: None,
             next_unpaid: None,
+            next_unpaid_amount: 0,
         };
         for installment in installments {
             let unpaid = i128::from(installment.amount.minor() - installment.paid.minor());
@@ -343,8 +346,9 @@ impl Standing {
             if installment.late {
                 standing.arrears += unpaid;
                 standing.oldest_late.get_or_insert(installment.due);
-            } else {
-                standing.next_unpaid.get_or_insert(installment.due);
+            } else if standing.next_unpaid.is_none() {
+                standing.next_unpaid = Some(installment.due);
+                standing.next_unpaid_amount = unpaid;
             }
         }
         standing

@@ -6,6 +6,7 @@
 
 mod calendar;
 pub mod decision;
+pub mod delivery;
 pub mod hardship;
 pub mod identity;
 pub mod ledger;
@@ -15,7 +16,8 @@ pub mod plan;
 pub mod policy;
 pub mod restructure;
 
-pub use decision::{Decision, DeviceState, Reason, decide};
+pub use decision::{Decision, DeviceState, PendingNotice, Reason, SimChangeStatus, decide};
+pub use delivery::Delivery;
 pub use hardship::{
     HardshipError, check_hardship_pause, hardship_days_remaining, hardship_days_used,
 };
@@ -28,6 +30,6 @@ pub use overrides::{Override, OverrideError, OverrideKind};
 pub use plan::{Installment, InstallmentPlan, PlanError};
 pub use policy::{
     Escalation, LockPolicy, Notice, PayoffRelease, PolicyError, PolicySettings, Preset, QuietHours,
-    Restriction, UnlockPromise,
+    Restriction, SimChangeRule, UnlockPromise,
 };
 pub use restructure::{RestructureError, Restructured, restructure};

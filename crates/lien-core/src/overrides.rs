@@ -23,6 +23,9 @@ pub enum OverrideKind {
     DisputeFreeze,
     /// The financier gives up its claim on the device (paid off, or written off). Final.
     Release,
+    /// The phone reported a new SIM card: the policy's SIM-change rule applies from then until
+    /// the financier accepts the change (the override's end).
+    SimChange,
 }
 
 /// Why an override is refused.

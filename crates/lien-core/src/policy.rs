@@ -17,13 +17,16 @@ pub enum Restriction {
     Locked,
 }
 
-/// A formal reminder, served on a day past due, after which the borrower has `cure_days`
+/// A formal reminder, available from a day past due and served when it reaches the borrower
+/// (see [`PolicySettings::notice_fallback_days`]), after which the borrower has `cure_days`
 /// to pay before any restriction may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notice {
-    /// The day past due (1 = the day after the due date) on which the notice is served.
+    /// The day past due (1 = the day after the due date) from which the notice is shown. A
+    /// later notice is shown no earlier than the end of the cure period of the one before it.
     pub at_days_past_due: u32,
-    /// Full days the borrower has to pay after the notice before a restriction may start.
+    /// Days the borrower has to pay after the notice was served (to the same local time)
+    /// before a restriction may start.
     pub cure_days: u32,
 }
 
@@ -69,6 +72,27 @@ pub enum PayoffRelease {
     /// The financier releases the device by hand (it holds other claims, or checks the
     /// payoff in its own books first).
     ByHand,
+}
+
+/// What a SIM change the phone reports does, until the financier accepts it.
+///
+/// Lenders watch SIM changes because a phone moved to another SIM is often a phone sold on,
+/// or a borrower who can no longer be reached; a new SIM is also what an honest borrower buys
+/// after losing the old one. So the strongest rule still starts with a notice and leaves time
+/// to call the financier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SimChangeRule {
+    /// Nothing happens (the change is recorded and audited only).
+    #[default]
+    Ignore,
+    /// The phone shows a reminder to contact the financier; nothing is restricted.
+    Remind,
+    /// A reminder first, then restricted `after_days` local days later (never in the quiet
+    /// hours), unless the financier has accepted the change.
+    Restrict {
+        /// Days between the notice and the restriction.
+        after_days: u32,
+    },
 }
 
 /// How fast a payment must reach the phone, and what the borrower is owed when it does not.
@@ -131,6 +155,25 @@ pub struct PolicySettings {
     pub restructure_max_fee_percent: u8,
     /// Whether the platform's support staff may restructure a plan, beside the financier.
     pub restructure_by_support: bool,
+
+    // Fair notice (issue 20): a notice counts only once it reached the borrower, and the
+    // borrower hears of a payment before it falls due.
+    /// How a notice is served to a phone that has never been seen (no attested hello, no
+    /// check-in): `Some(n)` serves it `n` days after it became available, `None` never, so such
+    /// a device is never restricted by the schedule.
+    ///
+    /// A notice normally counts as served only when the phone acknowledges a token that shows
+    /// it, and its cure period runs from then. A phone that was never set up cannot show
+    /// anything, so the financier is told that the notice is available (its webhook and its own
+    /// channels: a letter, a text message, a call) and has these days to reach the borrower.
+    /// A phone that was seen and then kept offline needs no fallback: its lease ends and it
+    /// locks itself, with warnings, whatever the server decides.
+    pub notice_fallback_days: Option<u32>,
+    /// How many days before an installment falls due the phone shows a reminder naming the
+    /// amount and the date (0: none). The reminder stays through the grace period.
+    pub remind_days_before: u32,
+    /// What a SIM change reported by the phone does until the financier accepts it.
+    pub sim_change: SimChangeRule,
 }
 
 impl PolicySettings {
@@ -156,6 +199,10 @@ impl PolicySettings {
     pub const MAX_EMERGENCY_USE_HOURS: u32 = 72;
     /// The longest period between emergency windows, in days.
     pub const MAX_EMERGENCY_USE_EVERY_DAYS: u32 = 365;
+    /// The longest a reminder may come before its due date, in days: one monthly period.
+    pub const MAX_REMIND_DAYS_BEFORE: u32 = 31;
+    /// The longest wait between a SIM change's notice and its restriction, in days.
+    pub const MAX_SIM_CHANGE_DAYS: u32 = 90;
 
     /// Each bounded number with its field name and bound, for the checks and the error.
     fn bounded(&self) -> Vec<(String, u64, u64)> {
@@ -193,6 +240,14 @@ impl PolicySettings {
                 u64::from(self.hardship_days_per_year),
             ),
             (
+                "sim_change.after_days".to_string(),
+                match self.sim_change {
+                    SimChangeRule::Restrict { after_days } => u64::from(after_days),
+                    _ => 0,
+                },
+                u64::from(Self::MAX_SIM_CHANGE_DAYS),
+            ),
+            (
                 "restructure_max_fee_percent".to_string(),
                 u64::from(self.restructure_max_fee_percent),
                 u64::from(Self::MAX_RESTRUCTURE_FEE_PERCENT),
@@ -208,6 +263,18 @@ impl PolicySettings {
                 Self::MAX_ESCALATIONS as u64,
             ),
         ];
+        if let Some(fallback) = self.notice_fallback_days {
+            numbers.push((
+                "notice_fallback_days".to_string(),
+                u64::from(fallback),
+                u64::from(Self::MAX_CURE_DAYS),
+            ));
+        }
+        numbers.push((
+            "remind_days_before".to_string(),
+            u64::from(self.remind_days_before),
+            u64::from(Self::MAX_REMIND_DAYS_BEFORE),
+        ));
         for (i, n) in self.notices.iter().enumerate() {
             numbers.push((
                 format!("notices[{i}].at_days_past_due"),
@@ -520,6 +587,16 @@ impl Preset {
                 hardship_auto_grant_days: 0,
                 restructure_max_fee_percent: 0,
                 restructure_by_support: false,
+                // The dealer sells over the counter and calls its customers itself: two days
+                // to reach a borrower whose phone was never switched on.
+                notice_fallback_days: Some(2),
+                // California's rules for remote disabling devices want warnings 5 and 10 days
+                // ahead and a final one 48 hours before; a dealer paid weekly reminds 3 days
+                // ahead, which covers the final warning.
+                remind_days_before: 3,
+                // The phone is the dealer's only collateral: a new SIM is a notice, and two
+                // days later a restriction unless the borrower has called the dealer.
+                sim_change: SimChangeRule::Restrict { after_days: 2 },
             },
             // Kenyan pay-as-you-go phone financing locks a phone a few days after a missed
             // payment and unlocks it when the borrower pays by mobile money; Lien's brief
@@ -551,6 +628,15 @@ impl Preset {
                 hardship_auto_grant_days: 7,
                 restructure_max_fee_percent: 0,
                 restructure_by_support: false,
+                // Pay-as-you-go financiers text their customers; three days (the cure period)
+                // to reach one whose phone was never switched on.
+                notice_fallback_days: Some(3),
+                // A reminder three days ahead: more than California's final 48 hours, and
+                // short enough for daily or weekly plans not to remind all the time.
+                remind_days_before: 3,
+                // Prepaid SIMs change often in Kenya; a reminder to tell the financier the
+                // new number is enough (our own choice).
+                sim_change: SimChangeRule::Remind,
             },
             // The Reserve Bank of India's draft on the use of device locks in consumer loans,
             // as summarised in Lien's brief (issue 2): no restriction before 90 days past due,
@@ -602,6 +688,13 @@ impl Preset {
                 hardship_auto_grant_days: 14,
                 restructure_max_fee_percent: 0,
                 restructure_by_support: true,
+                // The draft wants the notice to reach the borrower; a phone never switched on
+                // gets it by the lender's letter, for which we allow a week.
+                notice_fallback_days: Some(7),
+                // Monthly plans: ten days ahead, as California's earliest warning.
+                remind_days_before: 10,
+                // The draft ties restriction to default only: a SIM change restricts nothing.
+                sim_change: SimChangeRule::Ignore,
             },
         }
     }

@@ -9,9 +9,10 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use lien_core::{
-    Currency, Decision, DeviceState, Escalation, Installment, InstallmentPlan, LockPolicy, Money,
-    Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef, PayoffRelease, PolicySettings,
-    Preset, QuietHours, Reason, Restriction, Reversal, UnlockPromise, decide,
+    Currency, Decision, Delivery, DeviceState, Escalation, Installment, InstallmentPlan,
+    LockPolicy, Money, Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef,
+    PayoffRelease, PolicySettings, Preset, QuietHours, Reason, Restriction, Reversal,
+    SimChangeRule, UnlockPromise, decide,
 };
 use lien_proto::{
     DeviceRestriction, EmergencyAllowance, Lease, ScreenText, StatusClaims, TokenSigner,
@@ -50,11 +51,13 @@ pub enum StoredKind {
     /// A borrower's request for a hardship pause, waiting for the financier's answer (its end
     /// is the end of the pause asked for); an answer cancels it. The decision does not see it.
     HardshipRequest,
+    /// A SIM change the phone reported, from the report until the financier accepts it.
+    SimChange,
 }
 
 impl StoredKind {
     /// Every kind.
-    pub const ALL: [StoredKind; 8] = [
+    pub const ALL: [StoredKind; 9] = [
         StoredKind::ManualLock,
         StoredKind::ProvisionalUnlock,
         StoredKind::HardshipPause,
@@ -63,6 +66,7 @@ impl StoredKind {
         StoredKind::Message,
         StoredKind::EmergencyUse,
         StoredKind::HardshipRequest,
+        StoredKind::SimChange,
     ];
 
     /// The word stored in the override's row.
@@ -76,6 +80,7 @@ impl StoredKind {
             StoredKind::Message => "message",
             StoredKind::EmergencyUse => "emergency_use",
             StoredKind::HardshipRequest => "hardship_request",
+            StoredKind::SimChange => "sim_change",
         }
     }
 
@@ -236,6 +241,15 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
         hardship_auto_grant_days: s.hardship_auto_grant_days,
         restructure_max_fee_percent: s.restructure_max_fee_percent,
         restructure_by_support: s.restructure_by_support,
+        notice_fallback_days: s.notice_fallback_days,
+        remind_days_before: s.remind_days_before,
+        sim_change: match s.sim_change {
+            crate::wire::SimChangeJson::Ignore => SimChangeRule::Ignore,
+            crate::wire::SimChangeJson::Remind => SimChangeRule::Remind,
+            crate::wire::SimChangeJson::Restrict { after_days } => {
+                SimChangeRule::Restrict { after_days }
+            }
+        },
     })
 }
 
@@ -286,6 +300,7 @@ fn core_override(o: &OverrideRecord) -> Result<Option<Override>, ApiError> {
         StoredKind::HardshipPause => OverrideKind::HardshipPause,
         StoredKind::DisputeFreeze => OverrideKind::DisputeFreeze,
         StoredKind::Release => OverrideKind::Release,
+        StoredKind::SimChange => OverrideKind::SimChange,
         StoredKind::Message | StoredKind::EmergencyUse | StoredKind::HardshipRequest => {
             return Ok(None);
         }
@@ -388,8 +403,64 @@ impl From<DeviceState> for DeviceStateJson {
     }
 }
 
-/// The reason in words the borrower understands, for the lock screen and the financier.
-fn reason_view(decision: &Decision) -> ReasonView {
+/// An amount as the borrower reads it, in the one money format (`lien-money`).
+fn amount_text(m: Money) -> String {
+    lien_money::format(m.minor(), m.currency().code(), lien_money::Style::Grouped)
+}
+
+/// A date as the borrower reads it: `6 March 2026`.
+fn date_text(d: Date) -> String {
+    d.strftime("%-d %B %Y").to_string()
+}
+
+/// An instant as the borrower reads it, in the plan's time zone: `6 March 2026 at 07:00`.
+fn when_text(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%-d %B %Y at %H:%M")
+        .to_string()
+}
+
+/// What happens next if `amount` is not paid, from the decision's next restriction:
+/// `Locked on 6 March 2026 at 07:00 unless KES 500.00 is paid.`
+fn what_happens(decision: &Decision, amount: Money, tz: &TimeZone) -> Option<String> {
+    let (at, state) = decision.next_restriction?;
+    let what = match state {
+        DeviceState::Locked => "Locked",
+        DeviceState::Restricted => "Restricted",
+        _ => return None,
+    };
+    Some(format!(
+        "{what} on {} unless {} is paid.",
+        when_text(at, tz),
+        amount_text(amount)
+    ))
+}
+
+/// What the screen says of a SIM change the financier has not accepted.
+fn sim_change_text(sim: &lien_core::SimChangeStatus, tz: &TimeZone) -> String {
+    sentences(
+        "A new SIM card was put in this phone. Please contact your financier.".to_string(),
+        sim.restricts_at.map(|at| {
+            format!(
+                "Some functions will be limited on {} unless the financier has heard from you.",
+                when_text(at, tz)
+            )
+        }),
+    )
+}
+
+/// `first`, followed by `then` when there is one.
+fn sentences(first: String, then: Option<String>) -> String {
+    match then {
+        Some(then) => format!("{first} {then}"),
+        None => first,
+    }
+}
+
+/// The reason in words the borrower understands, for the lock screen and the financier. Every
+/// reminder and restricted screen says what will happen and when, in the plan's time zone.
+fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
+    let due = decision.amount_due;
     let (code, text) = match &decision.reason {
         Reason::GoodStanding => (
             ReasonCode::GoodStanding,
@@ -399,20 +470,44 @@ fn reason_view(decision: &Decision) -> ReasonView {
             ReasonCode::PaidInFull,
             "Paid in full. Thank you.".to_string(),
         ),
+        Reason::DueSoon { due, amount } => (
+            ReasonCode::DueSoon,
+            sentences(
+                format!("{} is due on {}.", amount_text(*amount), date_text(*due)),
+                what_happens(decision, *amount, tz),
+            ),
+        ),
         Reason::Overdue { since } => (
             ReasonCode::Overdue,
-            match decision.state {
-                DeviceState::Locked => {
+            match (decision.state, decision.pending_notice) {
+                (DeviceState::Locked, _) => {
                     format!(
-                        "This device is locked due to an overdue installment payment (due {since})."
+                        "This device is locked due to an overdue installment payment (due {}).",
+                        date_text(*since)
                     )
                 }
-                DeviceState::Restricted => {
+                (DeviceState::Restricted, _) => sentences(
                     format!(
-                        "Some functions are limited due to an overdue installment payment (due {since})."
-                    )
-                }
-                _ => format!("An installment payment is overdue (due {since})."),
+                        "Some functions are limited due to an overdue installment payment (due {}).",
+                        date_text(*since)
+                    ),
+                    what_happens(decision, due, tz),
+                ),
+                (_, Some(notice)) => format!(
+                    "Notice: {} is overdue (due {}). If it is not paid within {} days of this \
+                     notice, the phone may be restricted or locked.",
+                    amount_text(due),
+                    date_text(*since),
+                    notice.cure_days
+                ),
+                _ => sentences(
+                    format!(
+                        "An installment payment of {} is overdue (due {}).",
+                        amount_text(due),
+                        date_text(*since)
+                    ),
+                    what_happens(decision, due, tz),
+                ),
             },
         ),
         Reason::ManualLock { reason } => (ReasonCode::ManualLock, reason.clone()),
@@ -435,19 +530,37 @@ fn reason_view(decision: &Decision) -> ReasonView {
             ReasonCode::Released,
             "This device is released: it is yours.".to_string(),
         ),
+        Reason::SimChanged { .. } => (ReasonCode::SimChanged, String::new()),
     };
-    ReasonView { code, text }
+    // A SIM change is told on every screen that reminds or restricts, whatever its reason.
+    let text = match (&decision.sim_change, decision.state) {
+        (Some(sim), DeviceState::Reminder | DeviceState::Restricted | DeviceState::Locked) => {
+            let told = sim_change_text(sim, tz);
+            if text.is_empty() {
+                told
+            } else {
+                format!("{text} {told}")
+            }
+        }
+        _ => text,
+    };
+    let due_on = match &decision.reason {
+        Reason::DueSoon { due, .. } => Some(due.to_string()),
+        _ => None,
+    };
+    ReasonView { code, text, due_on }
 }
 
-/// The decision as clients see it.
-pub fn decision_view(decision: &Decision) -> DecisionView {
+/// The decision as clients see it; dates on the screen are in the plan's time zone `tz`.
+pub fn decision_view(decision: &Decision, tz: &TimeZone) -> DecisionView {
     DecisionView {
         state: decision.state.into(),
-        reason: reason_view(decision),
+        reason: reason_view(decision, tz),
         amount_due: money(decision.amount_due),
         outstanding: money(decision.outstanding),
         credit: money(decision.credit),
         notices_served: decision.notices_served,
+        notice_pending: decision.pending_notice.is_some(),
         next_restriction_at: decision.next_restriction.map(|(t, _)| rfc3339(t)),
         next_restriction_state: decision.next_restriction.map(|(_, s)| s.into()),
         next_change_at: decision.next_change.map(rfc3339),
@@ -462,6 +575,120 @@ pub struct StoredDecision {
     pub view: DecisionView,
     /// The token's instructions (state, restrictions, screen) as JSON; equal means no new token.
     pub token_basis: String,
+    /// The notices of the current arrears episode: an input of the next decision, kept here
+    /// because they are facts about tokens, like `token_basis`. Absent from decisions stored
+    /// before notices had to be served: none served then.
+    #[serde(default)]
+    pub notices: NoticeLog,
+}
+
+/// Which notices of the current arrears episode were served, and which token first showed
+/// the one that waits.
+///
+/// A notice is served when the phone acknowledges (`applied_sequence`) a token at or above the
+/// one that first showed it: the check-in that reports it takes the decision again at once
+/// (`commands::phone::record_report`), so the cure period runs from the acknowledgement and
+/// its end is scheduled. A phone never seen is served by the policy's fallback, which the
+/// decision's `next_change` brings; the instant is recorded here when it passes, so a phone
+/// seen later does not take it back. The log empties when nothing is late: a new episode
+/// starts its notices afresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeLog {
+    /// When each notice was served, in the policy's order (microseconds).
+    #[serde(default)]
+    pub served_us: Vec<i64>,
+    /// The notice the phone is shown and has not acknowledged yet.
+    #[serde(default)]
+    pub shown: Option<ShownNotice>,
+    /// The screen telling of the SIM change in effect: shown and served as a notice is.
+    #[serde(default)]
+    pub sim: Option<SimNotice>,
+}
+
+/// What the phone was told of one SIM change (the `sim_change` override starting `since_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimNotice {
+    /// The change's report (the override's start), which ties this record to it.
+    pub since_us: i64,
+    /// The first token sequence whose screen told of it.
+    pub shown_sequence: Option<i64>,
+    /// When the phone acknowledged that token.
+    pub served_us: Option<i64>,
+}
+
+impl SimNotice {
+    fn acknowledges(&self, applied: Option<i64>) -> bool {
+        self.served_us.is_none()
+            && self
+                .shown_sequence
+                .is_some_and(|shown| applied.is_some_and(|a| a >= shown))
+    }
+}
+
+/// The SIM change the phone reported and the financier has not accepted, if any.
+pub fn open_sim_change(snapshot: &DeviceSnapshot) -> Option<&OverrideRecord> {
+    snapshot.overrides.iter().find(|o| {
+        StoredKind::of(&o.kind) == Some(StoredKind::SimChange)
+            && o.cancelled_us.is_none()
+            && o.until_us.is_none()
+    })
+}
+
+/// A notice on the phone's screen, waiting to be acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShownNotice {
+    /// Its position in the policy's notices.
+    pub index: usize,
+    /// The first token sequence that showed it.
+    pub sequence: i64,
+}
+
+impl NoticeLog {
+    /// The log stored with the device's decision (empty if none).
+    pub fn of(snapshot: &DeviceSnapshot) -> NoticeLog {
+        let json = &snapshot.device.decision.json;
+        let Ok(stored) = serde_json::from_str::<StoredDecision>(json) else {
+            return NoticeLog::default();
+        };
+        // A decision stored before notices had to be served (no `notices` in it) counted its
+        // notices as served when it decided them: they stay served, at the instant each became
+        // available (the decision places an earlier instant there), so that an upgrade does not
+        // turn every restricted phone back into one waiting for a notice.
+        let legacy = !json.contains("\"notices\":");
+        if legacy && stored.view.notices_served > 0 {
+            return NoticeLog {
+                served_us: vec![0; stored.view.notices_served],
+                ..NoticeLog::default()
+            };
+        }
+        stored.notices
+    }
+
+    /// Whether a phone that applied the token `applied` has acknowledged the notice shown, or
+    /// the screen telling of its SIM change.
+    pub fn acknowledges(&self, applied: Option<i64>) -> bool {
+        self.acknowledges_notice(applied) || self.sim.is_some_and(|sim| sim.acknowledges(applied))
+    }
+
+    fn acknowledges_notice(&self, applied: Option<i64>) -> bool {
+        self.shown.is_some_and(|shown| {
+            shown.index == self.served_us.len() && applied.is_some_and(|a| a >= shown.sequence)
+        })
+    }
+
+    /// The log with what `applied` acknowledges served at `now_us`.
+    fn acknowledged(mut self, applied: Option<i64>, now_us: i64) -> NoticeLog {
+        if self.acknowledges_notice(applied) {
+            self.served_us.push(now_us);
+            self.shown = None;
+        }
+        if let Some(sim) = self.sim.as_mut()
+            && sim.acknowledges(applied)
+        {
+            sim.served_us = Some(now_us);
+        }
+        self
+    }
 }
 
 /// The result of evaluating a device.
@@ -543,15 +770,29 @@ pub fn evaluate(
     signer: &TokenSigner,
 ) -> Result<Evaluation, ApiError> {
     let inputs = Inputs::of(snapshot)?;
+    let now_us = micros(now);
+    let device = &snapshot.device;
+    let notices = NoticeLog::of(snapshot).acknowledged(device.applied_sequence, now_us);
+    let open_sim = open_sim_change(snapshot).map(|o| o.from_us);
+    let delivery = Delivery {
+        enrolled_at: Some(from_micros(device.enrolled.enrolled_us)),
+        notices_served: notices.served_us.iter().copied().map(from_micros).collect(),
+        never_seen: device.binding.is_none() && device.applied_sequence.is_none(),
+        sim_change_served: notices
+            .sim
+            .filter(|sim| Some(sim.since_us) == open_sim)
+            .and_then(|sim| sim.served_us)
+            .map(from_micros),
+    };
     let decision = decide(
         &inputs.plan,
         &inputs.payments,
         &inputs.overrides,
         &inputs.policy,
+        &delivery,
         now,
     );
-    let view = decision_view(&decision);
-    let now_us = micros(now);
+    let view = decision_view(&decision, inputs.plan.time_zone());
 
     let mut state = token_state(decision.state);
     let mut reason = view.reason.text.clone();
@@ -562,6 +803,16 @@ pub fn evaluate(
         state = TokenState::Reminder;
         reason = m.reason.clone();
     }
+    // A notice counts as shown only when the screen shows the decision's words about the
+    // arrears, not a message nor another reason's.
+    let words_on_screen = reason == view.reason.text;
+    let notice_on_screen = words_on_screen && matches!(decision.reason, Reason::Overdue { .. });
+    // The SIM change is told on every reminder or restricted screen the decision's words make.
+    let sim_on_screen = words_on_screen
+        && matches!(
+            decision.state,
+            DeviceState::Reminder | DeviceState::Restricted | DeviceState::Locked
+        );
     let financier = &snapshot.financier;
     let screen = ScreenText {
         reason,
@@ -584,7 +835,7 @@ pub fn evaluate(
     }
     .map_err(|e| internal(format!("token basis: {e}")))?;
 
-    let stored: Option<StoredDecision> = serde_json::from_str(&snapshot.device.decision.json).ok();
+    let stored: Option<StoredDecision> = serde_json::from_str(&device.decision.json).ok();
     let lease_length = SignedDuration::from_hours(24 * i64::from(settings.lease_days));
     let current = snapshot.device.token.as_ref();
     // A lease is renewed at half its length, so a phone that checks in on schedule never
@@ -628,6 +879,12 @@ pub fn evaluate(
     } else {
         None
     };
+    let notices = next_notice_log(
+        &decision,
+        notices,
+        (notice_on_screen, sim_on_screen),
+        token.as_ref().or(current).map_or(0, |t| t.sequence),
+    );
 
     // Look again at the earliest of: the decision's own next change, the end of the
     // message, the start of a pending release, and the lease renewal of the newest token.
@@ -660,6 +917,7 @@ pub fn evaluate(
         json: serde_json::to_string(&StoredDecision {
             view: view.clone(),
             token_basis,
+            notices,
         })
         .map_err(|e| internal(format!("decision: {e}")))?,
         amount_due_minor: decision.amount_due.minor(),
@@ -672,6 +930,54 @@ pub fn evaluate(
         next_eval_us,
         token,
     })
+}
+
+/// The notice log to keep after `decision`: the notices it counts as served (acknowledged or
+/// by the fallback), and the one it shows, with the first token sequence that showed it, if
+/// the screen shows it (`on_screen`: no message in its place); empty once nothing is late.
+fn next_notice_log(
+    decision: &Decision,
+    log: NoticeLog,
+    (on_screen, sim_on_screen): (bool, bool),
+    token_sequence: i64,
+) -> NoticeLog {
+    let sim = decision.sim_change.map(|status| {
+        let since_us = micros(status.since);
+        let same = log.sim.filter(|sim| sim.since_us == since_us);
+        SimNotice {
+            since_us,
+            shown_sequence: same
+                .and_then(|sim| sim.shown_sequence)
+                .or(sim_on_screen.then_some(token_sequence)),
+            served_us: same.and_then(|sim| sim.served_us),
+        }
+    });
+    if decision.overdue_since.is_none() {
+        return NoticeLog {
+            sim,
+            ..NoticeLog::default()
+        };
+    }
+    let shown = decision
+        .pending_notice
+        .filter(|_| on_screen)
+        .map(|pending| ShownNotice {
+            index: pending.index,
+            sequence: match log.shown {
+                Some(shown) if shown.index == pending.index => shown.sequence,
+                _ => token_sequence,
+            },
+        });
+    NoticeLog {
+        served_us: decision
+            .notices_served_at
+            .iter()
+            .copied()
+            .map(micros)
+            .collect(),
+        shown,
+        sim,
+    }
 }
 
 /// The stored decision's view.

@@ -42,6 +42,7 @@ use crate::routes::public::{ImeiStatus, PublicClient, check_imei};
 use crate::wire::{DeviceStateJson, ReasonCode};
 
 mod catalog;
+mod hardship;
 mod lang;
 mod locks;
 mod time;
@@ -62,6 +63,12 @@ pub fn router(settings: &crate::config::Settings) -> Router<AppState> {
                 .layer(crate::routes::appeal_body_limit(settings)),
         )
         .route("/appeal/status", get(appeal_status))
+        .route(
+            "/hardship",
+            get(hardship::request_form).post(hardship::submit).layer(
+                axum::extract::DefaultBodyLimit::max(hardship::MAX_FORM_BYTES),
+            ),
+        )
         .layer(axum::middleware::map_response(private_by_reader))
 }
 
@@ -483,6 +490,14 @@ async fn why_body(state: &AppState, reader: &Reader, q: &str) -> Result<Markup, 
                 (reader.t("why-open-appeal"))
             }
         }
+        @if view.state != DeviceStateJson::Released {
+            p {
+                (reader.t("why-cannot-pay")) " "
+                a id="ask_pause" href=(reader.link(&format!("/hardship?q={}", query_value(q.trim())))) {
+                    (reader.t("why-ask-pause"))
+                }
+            }
+        }
         (other_lock(reader))
     })
 }
@@ -508,9 +523,18 @@ async fn reason_words(
     Ok(match view.reason.code {
         ReasonCode::GoodStanding => reader.t("reason-good-standing"),
         ReasonCode::PaidInFull => reader.t("reason-paid-in-full"),
+        // The amount is for the lock screen's code only, like the amount due.
+        ReasonCode::DueSoon => match view.reason.due_on.as_deref().map(str::parse) {
+            Some(Ok(due)) => reader.t_with(
+                "reason-due-soon",
+                &[("date", &time::date(reader.lang(), due))],
+            ),
+            _ => reader.t("reason-good-standing"),
+        },
         ReasonCode::ManualLock => reader.t("reason-manual-lock"),
         ReasonCode::DisputeFreeze => reader.t("reason-dispute-freeze"),
         ReasonCode::Released => reader.t("reason-released"),
+        ReasonCode::SimChanged => reader.t("reason-sim-changed"),
         ReasonCode::Overdue => {
             let id = match view.state {
                 DeviceStateJson::Locked => "reason-overdue-locked",
@@ -694,6 +718,22 @@ fn appeal_form_html(
     }
 }
 
+/// A form's values filled in from the "why" page's look-up `q`: an 8-digit status code, or an
+/// IMEI.
+fn prefilled(q: Option<String>) -> HashMap<String, String> {
+    let mut values = HashMap::new();
+    if let Some(q) = q {
+        let q = q.trim().to_string();
+        let field = if q.len() == 8 && q.bytes().all(|b| b.is_ascii_digit()) {
+            "status_code"
+        } else {
+            "imei"
+        };
+        values.insert(field.to_string(), q);
+    }
+    values
+}
+
 fn today(state: &AppState) -> jiff::civil::Date {
     state.clock.now().to_zoned(TimeZone::UTC).date()
 }
@@ -703,17 +743,7 @@ async fn appeal_form(
     reader: Reader,
     Query(query): Query<Q>,
 ) -> Response {
-    let mut values = HashMap::new();
-    if let Some(q) = query.q {
-        // From the "why" page: an 8-digit status code, or an IMEI.
-        let q = q.trim().to_string();
-        let field = if q.len() == 8 && q.bytes().all(|b| b.is_ascii_digit()) {
-            "status_code"
-        } else {
-            "imei"
-        };
-        values.insert(field.to_string(), q);
-    }
+    let values = prefilled(query.q);
     let max = state.settings.appeal_upload_max_bytes;
     page(
         &reader,

@@ -352,8 +352,9 @@ mod tests {
             .enrolled
             .id;
 
-        // Day 4 past the due date: the scheduler decides to lock.
-        clock.set("2026-02-05T10:00:00+03:00".parse().unwrap());
+        // The phone was never seen: the Kenya preset serves its notice 3 days after it was
+        // shown (5 February), and the 3 days to cure end on 8 February: the scheduler locks.
+        clock.set("2026-02-08T10:00:00+03:00".parse().unwrap());
         let now_us = micros(clock.now());
         let decided = decide_group(&state, vec![id.clone()]).await.unwrap();
         assert_eq!(decided.transitions[0].1, DeviceStateJson::Locked);

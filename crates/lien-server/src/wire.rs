@@ -243,6 +243,39 @@ pub struct PolicySettingsJson {
     /// admin only).
     #[serde(default)]
     pub restructure_by_support: bool,
+    // Fair notice (issue 20). Both absent from policies stored before them: such a policy
+    // never serves a notice to a phone never seen, and reminds only once a payment is late.
+    /// Days after a notice is first shown until it counts as served for a phone never seen
+    /// (the financier reaches the borrower by its own channels meanwhile); absent: never. A
+    /// phone that was seen serves a notice by acknowledging the token that shows it.
+    #[serde(default)]
+    pub notice_fallback_days: Option<u32>,
+    /// Days before a due date from which the phone shows a reminder (0: none).
+    #[serde(default)]
+    pub remind_days_before: u32,
+    /// What a SIM change the phone reports does until the financier accepts it (`POST
+    /// /v1/devices/{id}/sim-change/accept`): absent from policies stored before it, `ignore`.
+    #[serde(default)]
+    pub sim_change: SimChangeJson,
+}
+
+/// The SIM-change rule: `{"action": "ignore"}` (the default: recorded only), `{"action":
+/// "remind"}` (the phone reminds the borrower to contact the financier), or `{"action":
+/// "restrict", "after_days": 2}` (a reminder, then restricted that many days later, never in
+/// the quiet hours; at most 90).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SimChangeJson {
+    /// Recorded only.
+    #[default]
+    Ignore,
+    /// A reminder, nothing restricted.
+    Remind,
+    /// A reminder, then restricted.
+    Restrict {
+        /// Days from the change to the restriction.
+        after_days: u32,
+    },
 }
 
 /// The yearly hardship days of a policy that does not say (stored before issue 20).
@@ -484,6 +517,8 @@ pub enum ReasonCode {
     PaidInFull,
     /// An installment is overdue.
     Overdue,
+    /// An installment falls due soon.
+    DueSoon,
     /// The financier locked the phone by hand.
     ManualLock,
     /// Unlocked for a while, whatever the schedule says.
@@ -494,16 +529,21 @@ pub enum ReasonCode {
     DisputeFreeze,
     /// The financier's claim has ended.
     Released,
+    /// The phone reported a new SIM card the financier has not accepted.
+    SimChanged,
 }
 
 /// Why a device is in its state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReasonView {
-    /// `good_standing`, `paid_in_full`, `overdue`, `manual_lock`, `provisional_unlock`,
-    /// `hardship_pause`, `dispute_freeze` or `released`.
+    /// `good_standing`, `paid_in_full`, `overdue`, `due_soon`, `manual_lock`, `provisional_unlock`,
+    /// `hardship_pause`, `dispute_freeze`, `released` or `sim_changed`.
     pub code: ReasonCode,
     /// In the borrower's words, as on the lock screen.
     pub text: String,
+    /// For `due_soon`: the date the installment falls due (`YYYY-MM-DD`, the plan's date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_on: Option<String>,
 }
 
 /// The decision about a device at one instant.
@@ -519,8 +559,13 @@ pub struct DecisionView {
     pub outstanding: MoneyJson,
     /// Paid beyond the plan.
     pub credit: MoneyJson,
-    /// Notices served so far for the current arrears.
+    /// Notices served so far for the current arrears: acknowledged by the phone, or by the
+    /// policy's fallback for a phone never seen.
     pub notices_served: usize,
+    /// A notice is shown and waits for the phone to acknowledge it; its cure period starts
+    /// then.
+    #[serde(default)]
+    pub notice_pending: bool,
     /// The next restriction the schedule holds, if the arrears stay unpaid (RFC 3339).
     pub next_restriction_at: Option<String>,
     /// The state it would bring.
@@ -617,6 +662,15 @@ pub struct HardshipPauseRequest {
 #[serde(deny_unknown_fields)]
 pub struct HardshipEndRequest {
     /// Why; recorded in the audit log (at most 200 characters).
+    pub reason: String,
+}
+
+/// Accepting the SIM change a phone reported.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimChangeAcceptRequest {
+    /// Why, e.g. "the borrower called with the new number"; recorded in the audit log (at most
+    /// 200 characters).
     pub reason: String,
 }
 

@@ -179,6 +179,13 @@ impl Phone {
         }
     }
 
+    /// A new SIM card goes into slot `slot`; the phone reports it at once.
+    pub async fn change_sim(&mut self, slot: u8) {
+        let now = self.clock.now();
+        self.agent_mut().sim_changed(now, &format!("slot {slot}"));
+        self.run_due().await;
+    }
+
     /// Taps "Check again" and lets the check-in run.
     pub async fn check_again(&mut self) {
         let now = self.clock.now();

@@ -4,5 +4,6 @@
 //! One test binary, with a module per kind of test. `properties.proptest-regressions` stays
 //! beside `properties.rs`: proptest finds it by that source file's path.
 
+mod notices;
 mod properties;
 mod scenarios;

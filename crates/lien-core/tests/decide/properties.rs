@@ -37,6 +37,7 @@ struct Case {
     payments: Vec<Payment>,
     reversals: Vec<Reversal>,
     overrides: Vec<Override>,
+    delivery: Delivery,
     now: Timestamp,
 }
 
@@ -46,7 +47,14 @@ impl Case {
     }
 
     fn decide_at(&self, now: Timestamp) -> Decision {
-        decide(&self.plan, &self.log(), &self.overrides, &self.policy, now)
+        decide(
+            &self.plan,
+            &self.log(),
+            &self.overrides,
+            &self.policy,
+            &self.delivery,
+            now,
+        )
     }
 
     fn decide(&self) -> Decision {
@@ -93,10 +101,27 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
         prop::collection::vec((1u32..10, 0u32..10), 0..3),
         prop::collection::vec((1u32..15, any::<bool>()), 0..3),
         prop::option::of((0i8..24, prop::sample::select(vec![0i8, 30]), 0i8..24)),
+        prop::option::of(0u32..10),
+        prop_oneof![1 => Just(0u32), 1 => 1u32..10],
+        prop_oneof![
+            Just(SimChangeRule::Ignore),
+            Just(SimChangeRule::Remind),
+            (0u32..5).prop_map(|after_days| SimChangeRule::Restrict { after_days }),
+        ],
     )
         .prop_filter_map(
             "valid policy",
-            |(grace, min_dpd, percent, notices, escalations, quiet)| {
+            |(
+                grace,
+                min_dpd,
+                percent,
+                notices,
+                escalations,
+                quiet,
+                fallback,
+                remind,
+                sim_change,
+            )| {
                 let mut day = grace;
                 let notices = notices
                     .into_iter()
@@ -145,6 +170,9 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                     hardship_auto_grant_days: 0,
                     restructure_max_fee_percent: 0,
                     restructure_by_support: false,
+                    notice_fallback_days: fallback,
+                    remind_days_before: remind,
+                    sim_change,
                 })
                 .ok()
             },
@@ -188,7 +216,7 @@ fn payments() -> impl Strategy<Value = (Vec<Payment>, Vec<Reversal>)> {
 
 fn overrides() -> impl Strategy<Value = Vec<Override>> {
     prop::collection::vec(
-        (0u8..5, 0i64..200 * DAY, prop::option::of(1i64..40 * DAY)),
+        (0u8..6, 0i64..200 * DAY, prop::option::of(1i64..40 * DAY)),
         0..3,
     )
     .prop_map(|entries| {
@@ -207,6 +235,7 @@ fn overrides() -> impl Strategy<Value = Vec<Override>> {
                     1 => (OverrideKind::ProvisionalUnlock, Some(end)),
                     2 => (OverrideKind::HardshipPause, Some(end)),
                     3 => (OverrideKind::DisputeFreeze, length.map(|_| end)),
+                    4 => (OverrideKind::SimChange, length.map(|_| end)),
                     _ => (OverrideKind::Release, None),
                 };
                 Override::new(kind, from, until).unwrap()
@@ -215,13 +244,33 @@ fn overrides() -> impl Strategy<Value = Vec<Override>> {
     })
 }
 
+/// What reached the phone: an enrollment up to 60 days before `now` (or none), notices served
+/// at any instants (the rule never serves one before it is available), a phone that may
+/// never have been seen, and a SIM-change notice served at any instant or not at all.
+fn delivery(now: i64) -> impl Strategy<Value = Delivery> {
+    (
+        prop::option::of(0i64..60 * DAY),
+        prop::collection::vec(0i64..260 * DAY, 0..3),
+        any::<bool>(),
+        prop::option::of(0i64..260 * DAY),
+    )
+        .prop_map(
+            move |(enrolled_before, served, never_seen, sim_served)| Delivery {
+                enrolled_at: enrolled_before.map(|before| seconds_after_base(now - before)),
+                notices_served: served.into_iter().map(seconds_after_base).collect(),
+                never_seen,
+                sim_change_served: sim_served.map(seconds_after_base),
+            },
+        )
+}
+
 prop_compose! {
     fn case(with_overrides: bool)(
         plan in plan(),
         policy in policy(),
         (payments, reversals) in payments(),
         overrides in overrides(),
-        now in 0i64..260 * DAY,
+        (now, delivery) in (0i64..260 * DAY).prop_flat_map(|now| (Just(now), delivery(now))),
     ) -> Case {
         Case {
             plan,
@@ -229,6 +278,7 @@ prop_compose! {
             payments,
             reversals,
             overrides: if with_overrides { overrides } else { vec![] },
+            delivery,
             now: seconds_after_base(now),
         }
     }
@@ -267,9 +317,16 @@ fn daylight_saving_case() -> impl Strategy<Value = Case> {
                 case.plan.installments().to_vec(),
             )
             .unwrap();
+            let now = change + SignedDuration::from_secs(offset);
+            // The server decides only after enrollment.
+            let delivery = Delivery {
+                enrolled_at: case.delivery.enrolled_at.map(|e| e.min(now)),
+                ..case.delivery.clone()
+            };
             Case {
                 plan,
-                now: change + SignedDuration::from_secs(offset),
+                now,
+                delivery,
                 ..case
             }
         })
@@ -308,6 +365,7 @@ fn restriction_follows_the_policy(case: &Case) -> Result<(), TestCaseError> {
         );
     }
     prop_assert_eq!(d.notices_served, s.notices.len());
+    notices_were_served_and_cured(case, &d, since)?;
     let largest = case.plan.largest_installment().minor();
     prop_assert!(
         i128::from(d.amount_due.minor()) * 100
@@ -323,6 +381,65 @@ fn restriction_follows_the_policy(case: &Case) -> Result<(), TestCaseError> {
                 "restriction started in quiet hours: {earlier:?} -> {d:?}"
             );
         }
+    }
+    Ok(())
+}
+
+/// The earliest instant at which the local clock shows `local` (either reading of a time
+/// shown twice, or of a time a daylight-saving gap skips): no later than the decision's own
+/// reading of it.
+fn earliest_at_local(tz: &TimeZone, local: jiff::civil::DateTime) -> Timestamp {
+    use jiff::tz::AmbiguousOffset::*;
+    let offsets = match tz.to_ambiguous_timestamp(local).offset() {
+        Unambiguous { offset } => vec![offset],
+        Gap { before, after } | Fold { before, after } => vec![before, after],
+    };
+    offsets
+        .into_iter()
+        .filter_map(|offset| offset.to_timestamp(local).ok())
+        .min()
+        .unwrap()
+}
+
+/// Every notice of the policy was served (at the instant recorded for it, or by the fallback
+/// for a phone never seen), not before its day past due, and its cure period, counted from
+/// its service, is over at `now`.
+fn notices_were_served_and_cured(
+    case: &Case,
+    d: &Decision,
+    since: Date,
+) -> Result<(), TestCaseError> {
+    let s = case.policy.settings();
+    let tz = case.plan.time_zone();
+    prop_assert_eq!(d.notices_served_at.len(), s.notices.len());
+    prop_assert_eq!(d.pending_notice, None);
+    for (k, (notice, &served)) in s.notices.iter().zip(&d.notices_served_at).enumerate() {
+        prop_assert!(
+            served <= case.now,
+            "notice {k} served at {served}, after now"
+        );
+        prop_assert!(served >= day_past_due(tz, since, notice.at_days_past_due));
+        match case.delivery.notices_served.get(k) {
+            Some(&recorded) => prop_assert!(served >= recorded),
+            None => prop_assert!(
+                case.delivery.never_seen && s.notice_fallback_days.is_some(),
+                "notice {k} counted as served although nothing served it"
+            ),
+        }
+        let local = tz.to_datetime(served);
+        let cure_ends = earliest_at_local(
+            tz,
+            local
+                .date()
+                .checked_add(Span::new().days(i64::from(notice.cure_days)))
+                .unwrap()
+                .to_datetime(local.time()),
+        );
+        prop_assert!(
+            case.now >= cure_ends,
+            "restricted at {} inside notice {k}'s cure period (served {served}, ends {cure_ends})",
+            case.now
+        );
     }
     Ok(())
 }
@@ -427,13 +544,37 @@ proptest! {
     }
 
     #[test]
+    fn no_restriction_before_a_served_notice_and_its_cure_period(case in case(true)) {
+        let d = case.decide();
+        if let (DeviceState::Restricted | DeviceState::Locked, Reason::Overdue { since }) =
+            (d.state, &d.reason)
+        {
+            notices_were_served_and_cured(&case, &d, *since)?;
+        }
+    }
+
+    #[test]
+    fn a_device_enrolled_in_the_quiet_hours_is_not_restricted_then(case in case(false)) {
+        let mut enrolled = case.clone();
+        enrolled.delivery.enrolled_at = Some(case.now);
+        let d = enrolled.decide();
+        if let Some(quiet) = case.policy.settings().quiet_hours
+            && quiet.contains(case.plan.time_zone().to_datetime(case.now).time())
+        {
+            prop_assert!(d.state.severity() <= DeviceState::Reminder.severity(), "{d:?}");
+        }
+    }
+
+    #[test]
     fn paying_the_full_arrears_yields_active(case in case(true)) {
         let d = case.decide();
         let manual = case.overrides.iter().any(|o| {
-            matches!(o.kind(), OverrideKind::ManualLock { .. }) && o.in_effect(case.now)
+            matches!(o.kind(), OverrideKind::ManualLock { .. } | OverrideKind::SimChange)
+                && o.in_effect(case.now)
         });
         if !d.amount_due.is_positive() || manual {
-            // Nothing to cure, or an explicit lock that payment alone does not lift.
+            // Nothing to cure, or an explicit lock or a SIM change that payment alone does
+            // not lift.
             return Ok(());
         }
         let mut paid = case.clone();
@@ -443,8 +584,16 @@ proptest! {
             received_at: case.now,
         });
         let after = paid.decide();
-        prop_assert_eq!(after.state.severity(), 0, "{:?}", after);
+        // Nothing is late any more; the one reminder left is that of the next due date
+        // (shown over by a hardship pause, if one is in effect).
         prop_assert!(after.amount_due.is_zero());
+        prop_assert!(
+            after.state.severity() == 0
+                || (after.state == DeviceState::Reminder
+                    && matches!(after.reason, Reason::DueSoon { .. } | Reason::HardshipPause { .. })),
+            "{:?}",
+            after
+        );
     }
 
     #[test]

@@ -49,6 +49,29 @@ fn log(payments: Vec<Payment>, reversals: Vec<Reversal>) -> PaymentLog {
     PaymentLog::new(kes(0).currency(), payments, reversals).unwrap()
 }
 
+/// A phone never seen, whose notices the policy serves on their day (see
+/// [`served_on_their_day`]). These stories are about quiet hours, freezes and payments, told
+/// under the old rule that a notice counts on its day; the stories about notices that must
+/// reach the phone are in `notices.rs`.
+fn on_time() -> Delivery {
+    Delivery {
+        never_seen: true,
+        ..Delivery::default()
+    }
+}
+
+/// `preset`, with notices served on their day to a phone never seen and no reminder before
+/// the due date.
+fn served_on_their_day(preset: Preset) -> LockPolicy {
+    LockPolicy::new(PolicySettings {
+        notice_fallback_days: Some(0),
+        remind_days_before: 0,
+        sim_change: lien_core::SimChangeRule::Ignore,
+        ..preset.settings()
+    })
+    .unwrap()
+}
+
 fn overdue_since(d: Date) -> Reason {
     Reason::Overdue { since: d }
 }
@@ -85,7 +108,7 @@ impl Borrower {
         Borrower {
             payments: PaymentLog::empty(plan.currency()),
             plan,
-            policy: LockPolicy::preset(preset),
+            policy: served_on_their_day(preset),
             overrides: vec![],
         }
     }
@@ -133,6 +156,7 @@ impl Borrower {
             &self.payments,
             &self.overrides,
             &self.policy,
+            &on_time(),
             local(s),
         )
     }
@@ -152,9 +176,9 @@ impl Borrower {
 #[test]
 fn kenya_missed_payment_reminds_then_locks_after_the_night_then_payment_unlocks() {
     let plan = weekly_plan(10);
-    let policy = LockPolicy::preset(Preset::Kenya);
+    let policy = served_on_their_day(Preset::Kenya);
     let nothing = log(vec![], vec![]);
-    let at = |s| decide(&plan, &nothing, &[], &policy, local(s));
+    let at = |s| decide(&plan, &nothing, &[], &policy, &on_time(), local(s));
 
     let on_due_day = at("2026-03-02T18:00");
     assert_eq!(on_due_day.state, DeviceState::Active);
@@ -184,7 +208,14 @@ fn kenya_missed_payment_reminds_then_locks_after_the_night_then_payment_unlocks(
         vec![payment("MPESA-1", 50_000, local("2026-03-06T10:00"))],
         vec![],
     );
-    let after = decide(&plan, &paid, &[], &policy, local("2026-03-06T10:00"));
+    let after = decide(
+        &plan,
+        &paid,
+        &[],
+        &policy,
+        &on_time(),
+        local("2026-03-06T10:00"),
+    );
     assert_eq!(after.state, DeviceState::Active);
     assert_eq!(after.reason, Reason::GoodStanding);
     assert_eq!(after.amount_due, kes(0));
@@ -235,14 +266,14 @@ fn india_draft_serves_two_notices_and_waits_ninety_days() {
         }],
     )
     .unwrap();
-    let policy = LockPolicy::preset(Preset::IndiaDraft);
+    let policy = served_on_their_day(Preset::IndiaDraft);
     let nothing = PaymentLog::empty(plan.currency());
     let at = |s: &str| {
         let t = format!("{s}[Asia/Kolkata]")
             .parse::<jiff::Zoned>()
             .unwrap()
             .timestamp();
-        decide(&plan, &nothing, &[], &policy, t)
+        decide(&plan, &nothing, &[], &policy, &on_time(), t)
     };
     // Day 59 past due (31 Jan + 59 days = 31 Mar): a reminder, no notice yet.
     let day59 = at("2026-03-31T12:00");
@@ -363,7 +394,7 @@ fn a_freeze_holds_the_phone_where_the_whole_decision_had_it() {
 #[test]
 fn huge_day_settings_are_refused_and_the_largest_allowed_mean_never_rather_than_a_crash() {
     let plan = weekly_plan(2);
-    let mut settings = Preset::Kenya.settings();
+    let mut settings = served_on_their_day(Preset::Kenya).settings().clone();
     settings.min_days_past_due = 8_000_000;
     settings.notices[0].cure_days = u32::MAX;
     assert!(matches!(
@@ -378,6 +409,7 @@ fn huge_day_settings_are_refused_and_the_largest_allowed_mean_never_rather_than_
         &log(vec![], vec![]),
         &[],
         &policy,
+        &on_time(),
         local("2026-03-10T12:00"),
     );
     assert_eq!(d.state, DeviceState::Reminder);
@@ -396,7 +428,7 @@ fn quiet_hours_opening_in_a_daylight_saving_gap_open_when_the_gap_ends() {
         }],
     )
     .unwrap();
-    let mut settings = Preset::Kenya.settings();
+    let mut settings = served_on_their_day(Preset::Kenya).settings().clone();
     settings.quiet_hours = Some(QuietHours {
         start: jiff::civil::Time::constant(2, 30, 0, 0),
         end: jiff::civil::Time::constant(7, 0, 0, 0),
@@ -419,7 +451,7 @@ fn quiet_hours_opening_in_a_daylight_saving_gap_open_when_the_gap_ends() {
     )
     .unwrap();
     assert_eq!(
-        decide(&plan, &payments, &[], &policy, back).state,
+        decide(&plan, &payments, &[], &policy, &on_time(), back).state,
         DeviceState::Reminder
     );
 }
@@ -461,10 +493,10 @@ fn charged_back(plan: &InstallmentPlan, paid: Timestamp, reversed: Timestamp) ->
 fn a_chargeback_stamped_as_the_quiet_hours_open_waits_for_the_morning() {
     // London is on UTC in February; the Kenya preset's quiet hours are 20:00-07:00.
     let plan = one_installment("Europe/London", "KES", date(2026, 1, 2), 1);
-    let policy = LockPolicy::preset(Preset::Kenya);
+    let policy = served_on_their_day(Preset::Kenya);
     let opening = utc("2026-02-26T20:00:00Z");
     let payments = charged_back(&plan, utc("2026-02-12T01:26:03Z"), opening);
-    let at = |t| decide(&plan, &payments, &[], &policy, t);
+    let at = |t| decide(&plan, &payments, &[], &policy, &on_time(), t);
 
     assert_eq!(at(utc("2026-02-26T19:59:59Z")).state, DeviceState::Active);
     let night = at(opening);
@@ -504,6 +536,9 @@ fn half_hour_after_midnight() -> LockPolicy {
         hardship_auto_grant_days: 0,
         restructure_max_fee_percent: 0,
         restructure_by_support: false,
+        notice_fallback_days: Some(0),
+        remind_days_before: 0,
+        sim_change: lien_core::SimChangeRule::Ignore,
     })
     .unwrap()
 }
@@ -520,7 +555,16 @@ fn a_hardship_pause_ending_as_the_quiet_hours_open_restricts_only_when_they_clos
         Some(until),
     )
     .unwrap();
-    let at = |t| decide(&plan, &nothing, std::slice::from_ref(&pause), &policy, t);
+    let at = |t| {
+        decide(
+            &plan,
+            &nothing,
+            std::slice::from_ref(&pause),
+            &policy,
+            &on_time(),
+            t,
+        )
+    };
 
     let paused = at(utc("2026-04-12T23:59:59Z"));
     assert_eq!(paused.state, DeviceState::Reminder);
@@ -555,7 +599,7 @@ fn arrears_that_reach_the_minimum_at_midnight_restrict_only_after_the_quiet_hour
     settings.min_arrears_percent = 34;
     let policy = LockPolicy::new(settings).unwrap();
     let nothing = PaymentLog::empty(plan.currency());
-    let at = |t| decide(&plan, &nothing, &[], &policy, t);
+    let at = |t| decide(&plan, &nothing, &[], &policy, &on_time(), t);
 
     assert_eq!(at(utc("2026-02-27T23:59:59Z")).state, DeviceState::Reminder);
     let midnight = at(utc("2026-02-28T00:00:00Z"));
@@ -611,7 +655,7 @@ fn a_lock_between_the_two_runs_of_a_repeated_hour_stays_when_the_window_opens_ag
     // comes twice. Quiet hours 23:30-06:00 open at 02:30 UTC, close at 03:00 UTC when the clock
     // shows 23:00 again, and open anew at 03:30 UTC.
     let plan = one_installment("America/Santiago", "CLP", date(2026, 3, 1), 100_000);
-    let mut settings = Preset::Kenya.settings();
+    let mut settings = served_on_their_day(Preset::Kenya).settings().clone();
     settings.quiet_hours = Some(QuietHours {
         start: jiff::civil::Time::constant(23, 30, 0, 0),
         end: jiff::civil::Time::constant(6, 0, 0, 0),
@@ -623,7 +667,7 @@ fn a_lock_between_the_two_runs_of_a_repeated_hour_stays_when_the_window_opens_ag
         utc("2026-03-01T15:00:00Z"),
         utc("2026-04-05T03:10:00Z"),
     );
-    let at = |t| decide(&plan, &payments, &[], &policy, t);
+    let at = |t| decide(&plan, &payments, &[], &policy, &on_time(), t);
     let locked = at(utc("2026-04-05T03:10:00Z"));
     assert_eq!(locked.state, DeviceState::Locked);
     // The quiet hours that open again at 03:30 UTC lift nothing: the lock is not a new one.

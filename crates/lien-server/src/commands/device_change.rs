@@ -105,6 +105,9 @@ pub(crate) fn with_inputs(snapshot: &DeviceSnapshot, change: &DeviceChange) -> D
     if let Some(plan) = &change.plan_json {
         next.device.enrolled.plan_json = plan.clone();
     }
+    if let Some(applied) = change.applied_sequence {
+        next.device.applied_sequence = Some(applied);
+    }
     if let Some((key, bound_us)) = &change.binding {
         let generation = next.device.binding.as_ref().map_or(0, |b| b.generation) + 1;
         next.device.binding = Some(lien_store::Binding {

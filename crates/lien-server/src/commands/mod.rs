@@ -44,6 +44,7 @@ pub mod reads;
 pub mod reconciliation;
 pub mod restructure;
 pub mod scheduled;
+pub mod sim_change;
 pub mod webhook_endpoints;
 
 pub use device_change::{

@@ -5,7 +5,7 @@ use lien_store::{DeviceChange, DeviceRecord, DeviceSnapshot, DevicesExt, StoreEr
 
 use super::device_change::{Mutation, complete};
 use crate::app::AppState;
-use crate::domain::StoredKind;
+use crate::domain::{NoticeLog, StoredKind};
 use crate::error::ApiError;
 
 /// Why a binding was not made.
@@ -84,7 +84,8 @@ pub async fn bind(
 /// seconds, already checked): the latest is then recorded as an `emergency_use` override with
 /// its audit record, and the device evaluated again, so that the token signed in the same
 /// transaction names it and no later state of the phone (a reflash, a new binding) can take
-/// another window too soon. The counter was claimed on this server; another server sharing the
+/// another window too soon. A report that acknowledges the token showing a notice serves the
+/// notice: the device is evaluated again too, audited as `notice_served`. The counter was claimed on this server; another server sharing the
 /// database may have accepted it already, so it is checked again under the device's lock, with
 /// the binding it was signed under: a report is never applied twice. Returns the device as
 /// stored, whose token the check-in answers with.
@@ -114,6 +115,7 @@ pub async fn record_report(
             if device.checkin_counter >= counter {
                 return Err(crate::app::replayed(counter, device.checkin_counter));
             }
+            let sim_change = sim_change_reported(snapshot, &events, now);
             let change = DeviceChange {
                 next_eval_us: device.next_eval_us,
                 applied_sequence: Some(applied),
@@ -124,18 +126,46 @@ pub async fn record_report(
                 events,
                 ..DeviceChange::default()
             };
-            match emergency_use(snapshot, &emergency_starts, now)? {
-                None => Ok((change, ())),
-                Some(mut mutation) => {
+            // Emergency use reported, a new SIM card, or a report that acknowledges the token
+            // showing a notice: the decision is taken again now, in the same transaction. A
+            // served notice's cure period runs from this instant and its end is scheduled. Any
+            // other report leaves the decision as it is.
+            let notices = NoticeLog::of(snapshot);
+            let mutation = match (emergency_use(snapshot, &emergency_starts, now)?, sim_change) {
+                (Some(mut mutation), sim_change) => {
                     mutation.change = DeviceChange {
                         new_override: mutation.change.new_override,
+                        more_overrides: sim_change.into_iter().collect(),
                         ..change
                     };
-                    let (change, _, _, _) =
-                        complete(&closure_state, snapshot, "device", mutation, now)?;
-                    Ok((change, ()))
+                    mutation
                 }
-            }
+                (None, Some(sim_change)) => Mutation {
+                    action: "sim_change_reported",
+                    reason: sim_change.reason.clone(),
+                    change: DeviceChange {
+                        new_override: Some(sim_change),
+                        ..change
+                    },
+                    response: Some(serde_json::Value::Null),
+                    releases_at_payoff: false,
+                },
+                (None, None) if notices.acknowledges(Some(applied)) => Mutation {
+                    action: "notice_served",
+                    reason: match notices.shown {
+                        Some(shown) => {
+                            format!("the phone acknowledged notice {}", shown.index + 1)
+                        }
+                        None => "the phone acknowledged the notice of its SIM change".into(),
+                    },
+                    change,
+                    response: Some(serde_json::Value::Null),
+                    releases_at_payoff: false,
+                },
+                (None, None) => return Ok((change, ())),
+            };
+            let (change, _, _, _) = complete(&closure_state, snapshot, "device", mutation, now)?;
+            Ok((change, ()))
         })
         .await;
     match result {
@@ -143,6 +173,42 @@ pub async fn record_report(
         Err(UpdateError::Refused(e)) => Err(e),
         Err(UpdateError::Store(e)) => Err(e.into()),
     }
+}
+
+/// The override that records a SIM change the phone reports among `events`, unless one is
+/// still open (reported and not yet accepted): a phone that reports the change again, or a
+/// borrower swapping SIM cards back and forth, adds no row and does not restart the rule's
+/// count. The policy's rule (`lien_core::SimChangeRule`) applies from the report until the
+/// financier accepts the change (`commands::sim_change::accept`).
+fn sim_change_reported(
+    snapshot: &DeviceSnapshot,
+    events: &[lien_store::DeviceEvent],
+    now: Timestamp,
+) -> Option<lien_store::OverrideRecord> {
+    let reported = events
+        .iter()
+        .any(|e| e.kind == lien_proto::device_api::EventKind::SimChange.as_str());
+    // Under a policy that ignores SIM changes the event is stored with the report and nothing
+    // opens: a policy changed later to restrict must not find old changes waiting, already past
+    // their days.
+    if !reported || crate::domain::open_sim_change(snapshot).is_some() {
+        return None;
+    }
+    let ignored = crate::domain::stored_policy(snapshot)
+        .is_ok_and(|p| p.settings().sim_change == lien_core::SimChangeRule::Ignore);
+    if ignored {
+        return None;
+    }
+    Some(lien_store::OverrideRecord {
+        id: 0,
+        kind: StoredKind::SimChange.as_str().to_string(),
+        reason: "the phone reported a new SIM card".to_string(),
+        from_us: crate::clock::micros(now),
+        until_us: None,
+        cancelled_us: None,
+        actor: "device".to_string(),
+        created_us: crate::clock::micros(now),
+    })
 }
 
 /// What a check-in reports, as [`record_report`] writes it.

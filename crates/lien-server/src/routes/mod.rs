@@ -12,6 +12,7 @@ pub(crate) mod providers;
 pub mod public;
 pub(crate) mod push;
 pub(crate) mod reports;
+pub(crate) mod sim_change;
 pub(crate) mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
@@ -82,6 +83,7 @@ pub fn api(settings: &crate::config::Settings) -> (Router<AppState>, utoipa::ope
         .routes(routes!(hardship::end_pause))
         .routes(routes!(hardship::answer_request))
         .routes(routes!(hardship::restructure))
+        .routes(routes!(sim_change::accept))
         .routes(
             routes!(hardship::borrower_request)
                 .layer(DefaultBodyLimit::max(hardship::MAX_REQUEST_BODY_BYTES)),

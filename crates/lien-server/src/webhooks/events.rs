@@ -66,11 +66,20 @@ pub enum EventType {
     /// The plan was restructured: what remains follows a new schedule.
     #[serde(rename = "plan.restructured")]
     PlanRestructured,
+    /// A notice is shown and waits to be served (by the phone's acknowledgement, or, for a
+    /// phone never seen, by the policy's fallback): the financier's cue to reach the borrower
+    /// by its own means too.
+    #[serde(rename = "notice.pending")]
+    NoticePending,
+    /// The phone reported a new SIM card; the policy's SIM-change rule applies until the
+    /// financier accepts it.
+    #[serde(rename = "device.sim_changed")]
+    SimChanged,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 16] = [
         EventType::DeviceEnrolled,
         EventType::DeviceBound,
         EventType::StateChanged,
@@ -85,6 +94,8 @@ impl EventType {
         EventType::HardshipRequested,
         EventType::HardshipPaused,
         EventType::PlanRestructured,
+        EventType::NoticePending,
+        EventType::SimChanged,
     ];
 
     /// Its name, e.g. `payment.applied`.
@@ -104,6 +115,8 @@ impl EventType {
             EventType::HardshipRequested => "hardship.requested",
             EventType::HardshipPaused => "hardship.paused",
             EventType::PlanRestructured => "plan.restructured",
+            EventType::NoticePending => "notice.pending",
+            EventType::SimChanged => "device.sim_changed",
         }
     }
 }
@@ -188,6 +201,10 @@ pub fn of_change(
                 EventType::HardshipPaused,
                 json!({ "from": rfc3339(from_micros(o.from_us)), "until": until, "by": o.actor }),
             )?,
+            Some(StoredKind::SimChange) => push(
+                EventType::SimChanged,
+                json!({ "reported_at": rfc3339(from_micros(o.from_us)) }),
+            )?,
             _ => {}
         }
     }
@@ -220,6 +237,15 @@ pub fn of_change(
             json!({ "appeal": reference, "status": status }),
         )?,
         None => {}
+    }
+    if after.notice_pending && !before.notice_pending {
+        push(
+            EventType::NoticePending,
+            json!({
+                "notices_served": after.notices_served,
+                "amount_due": after.amount_due,
+            }),
+        )?;
     }
     if before.state != after.state && after.state != DeviceStateJson::Released {
         push(

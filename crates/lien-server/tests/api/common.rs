@@ -552,12 +552,24 @@ impl TestApp {
         }
     }
 
-    /// Time passes for this server and `phone`: the scheduler runs, then the phone wakes.
+    /// Time passes for this server and `phone`, in steps of at most six hours (the server's
+    /// check-in interval): in each the scheduler runs, then the phone wakes and does what fell
+    /// due, as a phone on the network does. So a notice the schedule brings on the way is
+    /// shown and acknowledged when it comes, and its cure period runs from then.
     pub async fn advance_with(&self, phone: &mut lien_agent::sim::Phone, by: std::time::Duration) {
-        self.clock
-            .advance(jiff::SignedDuration::from_secs(by.as_secs() as i64));
-        self.run_scheduler().await;
-        phone.advance(by).await;
+        const STEP: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+        let mut left = by;
+        loop {
+            let step = left.min(STEP);
+            self.clock
+                .advance(jiff::SignedDuration::from_secs(step.as_secs() as i64));
+            self.run_scheduler().await;
+            phone.advance(step).await;
+            left -= step;
+            if left.is_zero() {
+                return;
+            }
+        }
     }
 
     /// Moves this server and `phone` to `at` (RFC 3339, not in the past).
@@ -674,8 +686,32 @@ pub fn locked(phone: &lien_agent::sim::Phone) -> bool {
 }
 
 /// Moves `app` to day 4 past the missed February installment, in the morning in Nairobi, and
-/// runs the scheduler: contract C-1001 is locked.
-pub async fn lock_by_schedule(app: &TestApp) {
+/// runs the scheduler: contract C-1001, whose `phone` is connected by push and acknowledged
+/// the notice of day 1, is locked.
+pub async fn lock_by_schedule(app: &TestApp, phone: &mut lien_agent::sim::Phone) {
+    /// Long enough for any loaded CI machine to deliver a push.
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    // Day 1 past due, in the morning: the notice is pushed, and the phone acknowledges it at
+    // once, so its three days to cure run from now.
+    let notice: Timestamp = "2026-02-02T09:00:00+03:00".parse().unwrap();
+    let by = notice.as_second() - app.clock_now().as_second();
+    app.clock.advance(jiff::SignedDuration::from_secs(by));
+    phone
+        .advance(std::time::Duration::from_secs(by as u64))
+        .await;
+    assert!(app.run_scheduler().await >= 1);
+    assert_eq!(
+        phone.next_push(WAIT).await,
+        Some(true),
+        "the notice is pushed"
+    );
+    // Served, the notice names the lock's date: that token comes in the check-in's answer and
+    // is pushed too.
+    assert!(
+        phone.next_push(WAIT).await.is_some(),
+        "the served notice is pushed"
+    );
+    // Day 4, in the morning: the cure period has run.
     let at: Timestamp = "2026-02-05T10:00:00+03:00".parse().unwrap();
     let by = at.as_second() - app.clock_now().as_second();
     app.clock.advance(jiff::SignedDuration::from_secs(by));
@@ -703,7 +739,7 @@ impl LockedOnPush {
         let mut phone = financed.phone;
         phone.enable_push(lien_agent::sim::PushBackoff::default());
         phone.connect_push().await.expect("the push channel opens");
-        lock_by_schedule(&app).await;
+        lock_by_schedule(&app, &mut phone).await;
         assert_eq!(
             phone.next_push(WAIT).await,
             Some(true),

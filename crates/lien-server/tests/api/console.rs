@@ -528,7 +528,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     after.assert_shows("Payment recorded.");
     after.assert_shows("<strong>active</strong>");
     assert!(
-        after.shows("last check-in 2026-02-05 07:00 UTC; holds token 3 of 3 (up to date)"),
+        after.shows("last check-in 2026-02-05 07:00 UTC; holds token 5 of 5 (up to date)"),
         "the phone acknowledged the new token: {}",
         after.body
     );

@@ -224,7 +224,80 @@ async fn which_lock_is_this_in_three_languages(backend: Backend) {
     world.app.running.stop().await;
 }
 
+/// POSTs the hardship form, `fields` already encoded as `application/x-www-form-urlencoded`.
+async fn ask_pause(world: &World, lang: &str, fields: &str) -> Seen {
+    let response = world
+        .app
+        .client
+        .post(format!("{}/hardship?lang={lang}", world.app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(fields.to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    Seen {
+        status,
+        set_cookie: None,
+        caching: (String::new(), String::new()),
+        html: response.text().await.unwrap(),
+    }
+}
+
+async fn a_locked_borrower_asks_for_a_pause_from_the_page_in_swahili(backend: Backend) {
+    let (mut world, code, _) = locked_world(backend).await;
+    // The status page leads to the form, with the code filled in.
+    let why = open(&world, &format!("/why?q={code}&lang=sw"), &[]).await;
+    why.shows(&format!("href=\"/hardship?q={code}&amp;lang=sw\""));
+    let form = open(&world, &format!("/hardship?q={code}&lang=sw"), &[]).await;
+    assert_eq!(form.status, 200);
+    form.shows("<h1>Omba kusitishwa kwa malipo</h1>")
+        .shows(&format!("value=\"{code}\""));
+
+    // A wrong code: the one answer any failed proof gets, and what was typed stays.
+    let imei = world.imei.clone();
+    let wrong = ask_pause(
+        &world,
+        "sw",
+        &format!("imei={imei}&status_code=00000000&days=5&reason=nimeugua"),
+    )
+    .await;
+    assert_eq!(wrong.status, 404, "{}", wrong.html);
+    wrong.shows("value=\"00000000\"").shows("nimeugua");
+    // Days that are not a number are refused naming the field.
+    let bad = ask_pause(
+        &world,
+        "sw",
+        &format!("imei={imei}&status_code={code}&days=wiki&reason=nimeugua"),
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{}", bad.html);
+    bad.shows("days");
+
+    // Five days is within the Kenya preset's seven granted at once.
+    let granted = ask_pause(
+        &world,
+        "sw",
+        &format!("imei={imei}&status_code={code}&days=5&reason=nimeugua+hospitalini"),
+    )
+    .await;
+    assert_eq!(granted.status, 201, "{}", granted.html);
+    granted.shows("Malipo yako yamesitishwa hadi 10 Februari 2026");
+
+    // The phone shows the pause at its next check-in, unlocked.
+    world
+        .advance(std::time::Duration::from_secs(7 * 3600))
+        .await;
+    assert!(
+        !crate::common::locked(&world.phone),
+        "{}",
+        world.phone.render()
+    );
+    world.app.running.stop().await;
+}
+
 on_both_backends!(
+    a_locked_borrower_asks_for_a_pause_from_the_page_in_swahili,
     the_status_page_speaks_the_browsers_language,
     the_switch_chooses_and_a_cookie_remembers,
     which_lock_is_this_in_three_languages,

@@ -45,24 +45,26 @@ async fn a_phone_connected_by_push_is_locked_and_unlocked_without_checking_in(ba
     let server_checkins = app.running.state.metrics.checkins.get();
     let phone_checkins = phone.checkins_sent();
 
-    lock_by_schedule(&app).await;
+    lock_by_schedule(&app, &mut phone).await;
     assert_pushed(&mut phone, true, "the lock is pushed").await;
 
     pay(&app, &key, &device_id, "MPESA-1", 100_000).await;
     assert_pushed(&mut phone, false, "the unlock is pushed").await;
 
-    // The tokens came over the channel; the phone's one check-in is its word back on the
-    // unlock, saying it holds it (a lock waits for the next scheduled check-in).
+    // The tokens came over the channel. The phone checked in four times: once on schedule
+    // after three weeks asleep, then at once to say it holds each new screen it was shown (the
+    // notice, the notice's words once served, the unlock); a lock waits for the next
+    // scheduled check-in.
     assert_eq!(
         phone.tokens_pushed(),
-        3,
-        "the current token at connection, lock, unlock"
+        5,
+        "the current token at connection, the notice, its served words, the lock, the unlock"
     );
     assert_eq!(
         app.running.state.metrics.checkins.get(),
-        server_checkins + 1
+        server_checkins + 4
     );
-    assert_eq!(phone.checkins_sent(), phone_checkins + 1);
+    assert_eq!(phone.checkins_sent(), phone_checkins + 4);
     assert_eq!(phone.push_connects(), 1);
     // The channel stays quiet when nothing changes (a check-in's write is not a new token).
     assert_eq!(phone.next_push(Duration::from_millis(300)).await, None);
@@ -124,7 +126,7 @@ async fn a_payment_on_one_server_reaches_a_phone_connected_to_another(backend: B
         .expect("the push channel opens on B");
 
     // The scheduler runs on A; the lock reaches the phone on B.
-    lock_by_schedule(&a).await;
+    lock_by_schedule(&a, &mut phone).await;
     assert_pushed(&mut phone, true, "the lock crosses servers").await;
 
     let checkins_on_b = b.running.state.metrics.checkins.get();

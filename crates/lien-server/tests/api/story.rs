@@ -77,6 +77,21 @@ async fn the_whole_story(backend: Backend) {
     assert!(app.run_scheduler().await >= 1);
     let claims = checked_in(&app, &keys, &device_id, &credential, claims.sequence).await;
     assert_eq!(claims.state, TokenState::Reminder, "{claims:?}");
+    let status = app.get(&format!("/v1/devices/{device_id}"), &key).await;
+    assert_eq!(status.body["decision"]["notice_pending"], true);
+    assert_eq!(status.body["decision"]["notices_served"], 0);
+
+    // The phone acknowledges the notice at once (its next check-in names the token applied):
+    // the notice is served now, and the screen says when the lock comes, three days on.
+    let served = checked_in(&app, &keys, &device_id, &credential, claims.sequence).await;
+    assert_eq!(
+        served.screen.reason,
+        "An installment payment of KES 1,000.00 is overdue (due 1 February 2026). \
+         Locked on 5 February 2026 at 10:00 unless KES 1,000.00 is paid."
+    );
+    let status = app.get(&format!("/v1/devices/{device_id}"), &key).await;
+    assert_eq!(status.body["decision"]["notices_served"], 1);
+    let claims = served;
 
     // Day 4 past due, in the morning (not in quiet hours): locked, with the amount due.
     app.clock
@@ -149,6 +164,7 @@ async fn the_whole_story(backend: Backend) {
             "enrolled",
             "bound",
             "scheduled",
+            "notice_served",
             "scheduled",
             "payment",
             "payment",

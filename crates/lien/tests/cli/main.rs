@@ -4,5 +4,6 @@
 //! One test binary, with a module per concern.
 
 mod commands;
+mod crash;
 mod phone;
 mod webhooks;

@@ -248,6 +248,8 @@ fn amount_due_now(snapshot: &DeviceSnapshot, now: Timestamp) -> Result<lien_core
         &inputs.payments,
         &inputs.overrides,
         &inputs.policy,
+        // What is due does not depend on which notices reached the phone.
+        &lien_core::Delivery::default(),
         now,
     );
     Ok(decision.amount_due)
