@@ -24,7 +24,7 @@ use lien_server::commands::{hardship, mobile_money, overrides, payments, prepare
 use lien_server::wire::{
     EnrollRequest, EscalationJson, HardshipPauseRequest, InstallmentJson, NoticeJson,
     PaymentRequest, PlanJson, PolicyJson, PolicySettingsJson, RestrictionJson, ReversalRequest,
-    UnlockRequest,
+    SimChangeJson, UnlockRequest,
 };
 use lien_store::{AuditEntry, Financier};
 
@@ -659,6 +659,15 @@ fn without_quiet_hours(preset: Preset) -> PolicySettingsJson {
         hardship_auto_grant_days: s.hardship_auto_grant_days,
         restructure_max_fee_percent: s.restructure_max_fee_percent,
         restructure_by_support: s.restructure_by_support,
+        notice_fallback_days: s.notice_fallback_days,
+        remind_days_before: s.remind_days_before,
+        sim_change: match s.sim_change {
+            lien_core::SimChangeRule::Ignore => SimChangeJson::Ignore,
+            lien_core::SimChangeRule::Remind => SimChangeJson::Remind,
+            lien_core::SimChangeRule::Restrict { after_days } => {
+                SimChangeJson::Restrict { after_days }
+            }
+        },
     }
 }
 

@@ -24,8 +24,6 @@ fn run(seed: u64, plant: Fault) -> Report {
 }
 
 #[test]
-#[ignore = "until the notice rule of issue 20 (branch `notices`) lands on main: on main a notice \
-            counts as served when decided, and overdue enrollments and chargebacks lock at once"]
 fn a_seeded_portfolio_has_no_wrongful_restriction_and_the_same_seed_the_same_report() {
     let first = run(7, Fault::None);
     assert_eq!(first.wrongful_minutes, 0, "{}", first.text);
