@@ -129,6 +129,25 @@ pub async fn simulate_async(config: &Config) -> Result<Report> {
     Ok(report(config, &scenario, &outcome))
 }
 
+/// One device held against the oracle: its zone, what the oracle allowed, and the figures.
+struct Judged {
+    tz: TimeZone,
+    allowed: oracle::Allowed,
+    f: Figures,
+}
+
+/// Holds device `i`'s timeline against the oracle's answer for its borrower.
+fn judge(scenario: &scenario::Scenario, outcome: &run::Outcome, i: usize) -> Judged {
+    let borrower = &scenario.borrowers[i];
+    let settings = borrower.preset.settings();
+    let tz = TimeZone::get(borrower.time_zone).expect("a bundled zone");
+    let (truth, phone) = (&outcome.truths[i], &outcome.phones[i]);
+    let (start, end) = (scenario.start, scenario.end);
+    let allowed = measure::oracle_for(borrower, &settings, &tz, truth, phone, start, end);
+    let f = measure::measure(&settings, &allowed, truth, phone, start, end);
+    Judged { tz, allowed, f }
+}
+
 fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome) -> Report {
     let mut all = Figures::default();
     let mut wrongful_devices = 0u64;
@@ -142,27 +161,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     for (i, borrower) in scenario.borrowers.iter().enumerate() {
         *by_preset.entry(borrower.preset.name()).or_default() += 1;
         *by_habit.entry(borrower.habit.name()).or_default() += 1;
-        let settings = borrower.preset.settings();
-        let tz = TimeZone::get(borrower.time_zone).expect("a bundled zone");
-        let truth = &outcome.truths[i];
-        let phone = &outcome.phones[i];
-        let allowed = measure::oracle_for(
-            borrower,
-            &settings,
-            &tz,
-            truth,
-            phone,
-            scenario.start,
-            scenario.end,
-        );
-        let f = measure::measure(
-            &settings,
-            &allowed,
-            truth,
-            phone,
-            scenario.start,
-            scenario.end,
-        );
+        let Judged { f, .. } = judge(scenario, outcome, i);
         if f.wrongful + f.wrongful_lease > 0 {
             wrongful_devices += 1;
             stories.push((-(f.wrongful + f.wrongful_lease), i));
@@ -362,26 +361,8 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         .map(|(_, i)| *i);
     for i in shown {
         let borrower = &scenario.borrowers[i];
-        let settings = borrower.preset.settings();
-        let tz = TimeZone::get(borrower.time_zone).expect("a bundled zone");
         let (truth, phone) = (&outcome.truths[i], &outcome.phones[i]);
-        let allowed = measure::oracle_for(
-            borrower,
-            &settings,
-            &tz,
-            truth,
-            phone,
-            scenario.start,
-            scenario.end,
-        );
-        let f = measure::measure(
-            &settings,
-            &allowed,
-            truth,
-            phone,
-            scenario.start,
-            scenario.end,
-        );
+        let Judged { tz, allowed, f } = judge(scenario, outcome, i);
         t.push_str(&measure::timeline(&measure::Story {
             seed: config.seed,
             device: i as u32,
