@@ -978,7 +978,11 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 self.notice = None;
                 if self.mode == Mode::Released {
                     self.schedule.stop();
-                } else if self.acknowledge_at_once(held_before, screen_before.as_deref()) {
+                } else if acknowledge_at_once(
+                    self.held.as_ref().map(|h| &h.claims),
+                    held_before,
+                    screen_before.as_deref(),
+                ) {
                     // As for a pushed token: the next check-in, at once, tells the server the
                     // phone holds it, or the unlock would be measured as late as that check-in
                     // and a notice's cure period would start only then.
@@ -1022,7 +1026,7 @@ impl<S: Storage, P: Platform> Agent<S, P> {
     /// key, this device, a sequence never below the highest seen), so a pushed token can never
     /// downgrade the phone; a refused one is reported at the next check-in. Returns whether it
     /// was taken. A new token that lifts a restriction (a payment's unlock) or shows a new
-    /// reminder (a notice) makes a check-in due at once (see [`Agent::acknowledge_at_once`]).
+    /// reminder (a notice) makes a check-in due at once (see `acknowledge_at_once`).
     pub fn on_push(&mut self, pushed: &CheckinResponse, now: Now) -> bool {
         self.tick(now);
         if self.mode != Mode::Bound {
@@ -1035,7 +1039,11 @@ impl<S: Storage, P: Platform> Agent<S, P> {
                 self.anchor = Some((pushed.server_time, now.mono));
                 self.try_wall_clock = false;
                 self.notice = None;
-                if self.acknowledge_at_once(held_before, screen_before.as_deref()) {
+                if acknowledge_at_once(
+                    self.held.as_ref().map(|h| &h.claims),
+                    held_before,
+                    screen_before.as_deref(),
+                ) {
                     self.schedule.at_once(now.mono);
                 }
                 true
@@ -1729,29 +1737,30 @@ impl std::fmt::Display for AgentStatus {
     }
 }
 
-/// How much a token state restricts the phone, for telling a lifted restriction from a new
-/// one (a released phone stops checking in altogether).
-impl<S: Storage, P: Platform> Agent<S, P> {
-    /// Whether the token just taken, after one of state `before` showing `screen_before`, is
-    /// to be acknowledged by a check-in at once. The check-in tells the server the phone holds
-    /// it (its applied sequence): for a token that lifts a restriction, that is how fast a
-    /// payment reached the phone; for a new reminder, it is when the borrower was shown the
-    /// notice, from which its cure period runs, so waiting for the next check-in would only
-    /// put the lock off. Other new tokens (the scheduler's escalations, lease renewals) wait
-    /// for the next check-in, so that a batch of them does not bring every phone to the server
-    /// in the same second.
-    fn acknowledge_at_once(&self, before: Option<TokenState>, screen_before: Option<&str>) -> bool {
-        let Some(now) = self.held.as_ref().map(|h| &h.claims) else {
-            return false;
-        };
-        let lifted = before.is_some_and(|b| severity(now.state) < severity(b));
-        let new_reminder = now.state == TokenState::Reminder
-            && (before != Some(TokenState::Reminder)
-                || screen_before != Some(now.screen.reason.as_str()));
-        lifted || new_reminder
-    }
+/// Whether `now`, the token just taken after one of state `before` showing `screen_before`,
+/// is to be acknowledged by a check-in at once. The check-in tells the server the phone holds
+/// it (its applied sequence): for a token that lifts a restriction, that is how fast a payment
+/// reached the phone; for a new reminder, it is when the borrower was shown the notice, from
+/// which its cure period runs, so waiting for the next check-in would only put the lock off.
+/// Other new tokens (the scheduler's escalations, lease renewals) wait for the next check-in,
+/// so that a batch of them does not bring every phone to the server in the same second.
+fn acknowledge_at_once(
+    now: Option<&StatusClaims>,
+    before: Option<TokenState>,
+    screen_before: Option<&str>,
+) -> bool {
+    let Some(now) = now else {
+        return false;
+    };
+    let lifted = before.is_some_and(|b| severity(now.state) < severity(b));
+    let new_reminder = now.state == TokenState::Reminder
+        && (before != Some(TokenState::Reminder)
+            || screen_before != Some(now.screen.reason.as_str()));
+    lifted || new_reminder
 }
 
+/// How much a token state restricts the phone, for telling a lifted restriction from a new
+/// one (a released phone stops checking in altogether).
 fn severity(state: TokenState) -> u8 {
     match state {
         TokenState::Active | TokenState::Released => 0,
