@@ -94,7 +94,7 @@ pub fn oracle_for(
         end,
         money: &truth.money,
         reprieves: &truth.reprieves,
-        timeline: &phone.timeline,
+        arrears_screens: &phone.arrears_screens,
     })
 }
 

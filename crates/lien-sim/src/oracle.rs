@@ -12,9 +12,10 @@
 //! - an episode of arrears starts when something falls late with nothing late before, and ends
 //!   when nothing is late; each notice of the policy becomes available on its day past due
 //!   (never before the previous notice's cure period has ended), and is *served* when the
-//!   borrower's phone first shows a screen with the arrears at or after that (read from the
-//!   phone's own timeline, not from the server); its cure period ends `cure_days` local days
-//!   after, at the same local time;
+//!   borrower's phone first begins to show a newly received screen with the arrears at or
+//!   after that (read from the phone's own record, not from the server: a screen still on
+//!   display from before cannot tell of a notice that did not exist when it came); its cure
+//!   period ends `cure_days` local days after, at the same local time;
 //! - a step of the policy may restrict only from its day past due, the policy's minimum, the
 //!   end of the grace period and every notice's cure period, and only while the arrears reach
 //!   the policy's percentage of the largest installment; never under a hardship pause or a
@@ -24,15 +25,13 @@
 //!   they end).
 //!
 //! Each choice it must make where the words leave room leans towards the server (a notice
-//! served at the first screen, not at the server's knowledge of it; the earliest availability
+//! served at the first screen, not at the phone's acknowledgement of it; the earliest availability
 //! in the episode): a wrongful minute it reports is one no reading of the rule allows.
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use lien_core::PolicySettings;
-
-use crate::phone::Look;
 
 /// The instant `date` at local `time` in `tz`.
 pub fn local(tz: &TimeZone, date: Date, time: Time) -> Timestamp {
@@ -69,8 +68,8 @@ pub struct Case<'a> {
     pub money: &'a [(Timestamp, i64)],
     /// Spans in which nothing may be restricted (hardship pauses, provisional unlocks).
     pub reprieves: &'a [(Timestamp, Timestamp)],
-    /// What the phone showed, from when.
-    pub timeline: &'a [(Timestamp, Look)],
+    /// Each instant the phone began to show a newly received screen with the arrears.
+    pub arrears_screens: &'a [Timestamp],
 }
 
 /// What holds a phone below what the schedule alone would allow, for the report's breakdown
@@ -140,7 +139,7 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         points.push(*open);
         points.push(*close);
     }
-    points.extend(case.timeline.iter().map(|(t, _)| *t));
+    points.extend(case.arrears_screens.iter().copied());
     points.retain(|t| *t >= case.enrolled && *t <= case.end);
     points.sort_unstable();
     points.dedup();
@@ -211,7 +210,7 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
                         .max(previous_cure)
                         .max(ep.began);
                     if ep.served.len() <= k {
-                        match first_display(case.timeline, available) {
+                        match first_shown(case.arrears_screens, available) {
                             Some(served) => ep.served.push(served),
                             None => break,
                         }
@@ -315,17 +314,11 @@ impl Episode {
     }
 }
 
-/// The first instant at or after `from` at which the phone showed the arrears.
-fn first_display(timeline: &[(Timestamp, Look)], from: Timestamp) -> Option<Timestamp> {
-    // The look in force at `from`.
-    let at = timeline.partition_point(|(t, _)| *t <= from);
-    if at > 0 && timeline[at - 1].1.shows_arrears() {
-        return Some(from);
-    }
-    timeline[at..]
-        .iter()
-        .find(|(_, look)| look.shows_arrears())
-        .map(|(t, _)| *t)
+/// The first instant at or after `from` at which the phone began to show a new screen with
+/// the arrears.
+fn first_shown(arrears_screens: &[Timestamp], from: Timestamp) -> Option<Timestamp> {
+    let at = arrears_screens.partition_point(|t| *t < from);
+    arrears_screens.get(at).copied()
 }
 
 /// The quiet windows that meet the run, in order.
@@ -389,7 +382,7 @@ mod tests {
 
     /// A Kenya plan of one installment due 10 January, never paid, on a phone that shows the
     /// reminder at 09:00 local on the 11th (06:00 UTC).
-    fn kenya(timeline: &[(Timestamp, Look)], reprieves: &[(Timestamp, Timestamp)]) -> Allowed {
+    fn kenya(arrears_screens: &[Timestamp], reprieves: &[(Timestamp, Timestamp)]) -> Allowed {
         let settings = Preset::Kenya.settings();
         let tz = TimeZone::get("Africa/Nairobi").unwrap();
         allowed(&Case {
@@ -400,16 +393,13 @@ mod tests {
             end: at("2027-02-01T00:00:00Z"),
             money: &[],
             reprieves,
-            timeline,
+            arrears_screens,
         })
     }
 
     #[test]
     fn the_cure_period_runs_from_the_screen_and_the_lock_waits_for_the_quiet_hours_to_end() {
-        let shown = [
-            (at("2027-01-01T09:00:00Z"), Look::Normal),
-            (at("2027-01-11T06:00:00Z"), Look::Reminder),
-        ];
+        let shown = [at("2027-01-11T06:00:00Z")];
         let allowed = kenya(&shown, &[]);
         // Day 4 starts at midnight on the 14th, but the notice was served at 09:00 on the
         // 11th: three local days later is 09:00 on the 14th (06:00 UTC), outside quiet hours.
@@ -419,17 +409,28 @@ mod tests {
 
     #[test]
     fn a_phone_that_never_showed_the_notice_may_not_be_locked() {
-        let shown = [(at("2027-01-01T09:00:00Z"), Look::Normal)];
-        let allowed = kenya(&shown, &[]);
+        let allowed = kenya(&[], &[]);
         assert_eq!(super::at(&allowed, at("2027-01-31T12:00:00Z")), 0);
     }
 
     #[test]
+    fn a_screen_received_before_the_notice_existed_does_not_serve_it() {
+        // The phone got a token showing arrears on the 9th (of an earlier episode, say), kept
+        // it on screen, and received nothing newer.
+        let allowed = kenya(&[at("2027-01-09T06:00:00Z")], &[]);
+        assert_eq!(super::at(&allowed, at("2027-01-31T12:00:00Z")), 0);
+        // A new one on the 20th serves it: locked three local days later.
+        let allowed = kenya(
+            &[at("2027-01-09T06:00:00Z"), at("2027-01-20T06:00:00Z")],
+            &[],
+        );
+        assert_eq!(super::at(&allowed, at("2027-01-23T05:59:00Z")), 0);
+        assert_eq!(super::at(&allowed, at("2027-01-23T06:00:00Z")), 3);
+    }
+
+    #[test]
     fn a_pause_frees_the_phone_and_its_end_in_the_quiet_hours_waits_for_the_morning() {
-        let shown = [
-            (at("2027-01-01T09:00:00Z"), Look::Normal),
-            (at("2027-01-11T06:00:00Z"), Look::Reminder),
-        ];
+        let shown = [at("2027-01-11T06:00:00Z")];
         // Paused from the 15th at 09:00 local to the 18th at 22:00 local (19:00 UTC).
         let pause = [(at("2027-01-15T06:00:00Z"), at("2027-01-18T19:00:00Z"))];
         let allowed = kenya(&shown, &pause);

@@ -30,8 +30,11 @@ const MAX_REQUESTS_PER_RUN: usize = 8;
 pub enum Look {
     /// The phone works (setting up, good standing, released, an unlock code or emergency use).
     Normal,
-    /// A reminder: nothing limited.
+    /// A reminder that names an amount overdue (a notice): nothing limited.
     Reminder,
+    /// A reminder with nothing overdue (an installment due soon, a new SIM): it serves no
+    /// notice of arrears, however long it stays on screen.
+    Heads,
     /// Some functions limited, by a signed token.
     Restricted,
     /// The lock screen, by a signed token.
@@ -44,7 +47,7 @@ impl Look {
     /// How restrictive: 0 normal or reminder, 2 restricted, 3 locked (as the oracle counts).
     pub fn severity(self) -> u8 {
         match self {
-            Look::Normal | Look::Reminder => 0,
+            Look::Normal | Look::Reminder | Look::Heads => 0,
             Look::Restricted => 2,
             Look::Locked | Look::LeaseLocked => 3,
         }
@@ -58,6 +61,8 @@ impl Look {
     fn of(screen: &Screen) -> Look {
         match screen {
             Screen::Normal { .. } => Look::Normal,
+            // The token names an amount due only when something is overdue.
+            Screen::Reminder(reminder) if reminder.details.amount_due.is_none() => Look::Heads,
             Screen::Reminder(_) => Look::Reminder,
             Screen::Restricted(_) => Look::Restricted,
             Screen::Locked(lock) => match lock.cause {
@@ -72,6 +77,7 @@ impl Look {
         match self {
             Look::Normal => "normal",
             Look::Reminder => "reminder",
+            Look::Heads => "reminder (nothing overdue)",
             Look::Restricted => "restricted",
             Look::Locked => "locked",
             Look::LeaseLocked => "locked (lease ran out)",
@@ -97,6 +103,12 @@ pub struct SimPhone {
     pub push: bool,
     /// What the borrower saw: each change of [`Look`], at the virtual instant it happened.
     pub timeline: Vec<(Timestamp, Look)>,
+    /// Each instant the phone began to show a newly received token that names an amount
+    /// overdue: the only screens that can serve a notice (one still on screen from before
+    /// the notice existed cannot, even when its look is the same).
+    pub arrears_screens: Vec<Timestamp>,
+    /// The token on screen at the last [`SimPhone::note`], to tell a new one.
+    shown_token: Option<String>,
     /// The last instant the phone had an answer from the server.
     pub last_contact: Option<Timestamp>,
     /// Every instant the phone had an answer from the server.
@@ -138,6 +150,8 @@ impl SimPhone {
             online: true,
             push: true,
             timeline: Vec::new(),
+            arrears_screens: Vec::new(),
+            shown_token: None,
             last_contact: None,
             contacts: Vec::new(),
             lease_locks: Vec::new(),
@@ -175,6 +189,13 @@ impl SimPhone {
     /// Records the screen if it changed.
     fn note(&mut self) {
         let look = self.look();
+        let agent = self.agent.as_ref().expect("the phone is on");
+        if agent.token() != self.shown_token.as_deref() {
+            self.shown_token = agent.token().map(str::to_string);
+            if look.shows_arrears() {
+                self.arrears_screens.push(self.at);
+            }
+        }
         if self.timeline.last().map(|(_, l)| *l) != Some(look) {
             if look == Look::LeaseLocked {
                 self.lease_locks.push((self.at, self.last_contact));
