@@ -579,11 +579,17 @@ fn schedule(
     let mut state = DeviceState::Reminder;
     let mut next_restriction = None;
     if all_served && enough_arrears(standing.arrears) {
-        for (starts, escalated) in escalation_starts(settings, tz, day, earliest_restriction) {
-            if starts <= now {
+        for (due, starts, escalated) in escalations(settings, tz, day, earliest_restriction) {
+            // Due, it holds, even in the quiet hours: their cap (`decide_within`) keeps it from
+            // starting there, but a phone already held at least this hard when they began
+            // stays so (a payment at night that leaves a younger installment due does not free
+            // the phone until morning).
+            if due <= now {
                 state = escalated;
             } else {
-                next.consider(starts);
+                // The decision changes when it falls due; what the phone shows of it is when it
+                // can start.
+                next.consider(due);
                 if next_restriction.is_none() && escalated != state {
                     next_restriction = Some((starts, escalated));
                 }
@@ -651,17 +657,19 @@ fn sim_change(
     })
 }
 
-/// When each escalation starts for an episode whose `n`-th day past due starts at `day(n)`,
-/// given the earliest instant a restriction may start: never in the quiet hours.
-fn escalation_starts(
+/// Each escalation of an episode whose `n`-th day past due starts at `day(n)`, given the
+/// earliest instant a restriction may start: when it is due, when it can start (never in the
+/// quiet hours), and the state it asks for.
+fn escalations(
     settings: &PolicySettings,
     tz: &jiff::tz::TimeZone,
     day: impl Fn(u32) -> Timestamp,
     earliest_restriction: Timestamp,
-) -> impl Iterator<Item = (Timestamp, DeviceState)> {
+) -> impl Iterator<Item = (Timestamp, Timestamp, DeviceState)> {
     settings.escalations.iter().map(move |escalation| {
         let due = day(escalation.at_days_past_due).max(earliest_restriction);
         (
+            due,
             outside_quiet_hours(settings.quiet_hours, tz, due),
             DeviceState::from_restriction(escalation.restriction),
         )
@@ -684,7 +692,9 @@ fn projected_restriction(
             .max(settings.grace_days.saturating_add(1))),
         |earliest, step| step.cure_ends.map(|end| earliest.max(end)),
     )?;
-    escalation_starts(settings, tz, day, earliest).next()
+    escalations(settings, tz, day, earliest)
+        .next()
+        .map(|(_, starts, state)| (starts, state))
 }
 
 /// Moves an instant that falls in the quiet hours to the end of that window.

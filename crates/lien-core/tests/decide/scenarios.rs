@@ -609,6 +609,58 @@ fn arrears_that_reach_the_minimum_at_midnight_restrict_only_after_the_quiet_hour
 }
 
 #[test]
+fn a_payment_in_the_quiet_hours_that_cures_nothing_does_not_free_the_phone_until_morning() {
+    // Found by the portfolio simulation (seed 2, device 2720): a restricted phone, two
+    // installments late. Inside the quiet hours a payment covers the older; the younger,
+    // whose escalation day began at midnight inside the same window, is now the oldest late.
+    // The phone was restricted when the window opened and is owed a restriction still: it
+    // stays restricted, rather than freed for the rest of the window and restricted again
+    // when it closes.
+    let kes = |minor| Money::new(minor, Currency::parse("KES").unwrap());
+    let plan = InstallmentPlan::new(
+        TimeZone::UTC,
+        kes(0),
+        vec![
+            Installment {
+                due: date(2026, 3, 1),
+                amount: kes(1_000),
+            },
+            Installment {
+                due: date(2026, 3, 3),
+                amount: kes(1_000),
+            },
+        ],
+    )
+    .unwrap();
+    let policy = half_hour_after_midnight();
+    let paid_at = utc("2026-03-05T00:10:00Z");
+    let older_paid = PaymentLog::new(
+        plan.currency(),
+        [Payment {
+            reference: PaymentRef::parse("MPESA-1").unwrap(),
+            amount: kes(1_000),
+            received_at: paid_at,
+        }],
+        [],
+    )
+    .unwrap();
+    let at = |t| decide(&plan, &older_paid, &[], &policy, &on_time(), t);
+
+    assert_eq!(
+        at(utc("2026-03-05T00:09:59Z")).state,
+        DeviceState::Restricted
+    );
+    let paid = at(paid_at);
+    assert_eq!(paid.reason, overdue_since(date(2026, 3, 3)));
+    assert_eq!(paid.amount_due, kes(1_000));
+    assert_eq!(paid.state, DeviceState::Restricted);
+    assert_eq!(
+        at(utc("2026-03-05T00:30:00Z")).state,
+        DeviceState::Restricted
+    );
+}
+
+#[test]
 fn a_provisional_unlock_ending_as_the_quiet_hours_open_locks_only_in_the_morning() {
     let borrower = Borrower::kenya(4).with(
         OverrideKind::ProvisionalUnlock,
