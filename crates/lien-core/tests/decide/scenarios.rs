@@ -610,12 +610,14 @@ fn arrears_that_reach_the_minimum_at_midnight_restrict_only_after_the_quiet_hour
 
 #[test]
 fn a_payment_in_the_quiet_hours_that_cures_nothing_does_not_free_the_phone_until_morning() {
-    // Found by the portfolio simulation (seed 2, device 2720): a restricted phone, two
-    // installments late. Inside the quiet hours a payment covers the older; the younger,
-    // whose escalation day began at midnight inside the same window, is now the oldest late.
-    // The phone was restricted when the window opened and is owed a restriction still: it
-    // stays restricted, rather than freed for the rest of the window and restricted again
-    // when it closes.
+    // A restricted phone, two installments late. Inside the quiet hours a payment covers the
+    // older; the younger, whose escalation day began at midnight inside the same window, is
+    // now the oldest late. The phone was restricted when the window opened and is owed a
+    // restriction still: it stays restricted, rather than freed for the rest of the window and
+    // restricted again when it closes. (Seen in the portfolio simulation, seed 2, device 2720;
+    // there the money had been paid two days before and its callback came late, so the ledger
+    // says the phone was owed only a reminder when the window opened, and it is freed until
+    // the window closes: see RELIABILITY.md.)
     let kes = |minor| Money::new(minor, Currency::parse("KES").unwrap());
     let plan = InstallmentPlan::new(
         TimeZone::UTC,
