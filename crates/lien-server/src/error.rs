@@ -123,6 +123,14 @@ impl From<StoreError> for ApiError {
             // A closure's refusal comes back typed through `DevicesExt::update_device_with`;
             // one that reaches here is a change the server built and the store would not take.
             StoreError::Refused(inner) => ApiError::Internal(anyhow::anyhow!(inner)),
+            unavailable @ StoreError::Unavailable(_) => {
+                tracing::warn!(error = %anyhow::Error::new(unavailable), "database unavailable");
+                ApiError::Unavailable(
+                    "the database is unavailable; try again shortly (with the same \
+                     Idempotency-Key, where the request has one)"
+                        .into(),
+                )
+            }
             other @ (StoreError::UnsupportedUrl(_)
             | StoreError::InUse(_)
             | StoreError::Backend(_)) => ApiError::Internal(anyhow::Error::new(other)),

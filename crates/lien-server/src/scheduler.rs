@@ -195,7 +195,7 @@ async fn write_group(state: &AppState, decided: Decided) -> anyhow::Result<()> {
             }
             again
         }
-        Err(err @ StoreError::Backend(_)) => return Err(err.into()),
+        Err(err @ (StoreError::Backend(_) | StoreError::Unavailable(_))) => return Err(err.into()),
         Err(err) => {
             tracing::warn!(
                 error = format!("{err:#}"),
@@ -245,7 +245,7 @@ fn log_failed(id: &str, err: ApiError) {
 fn is_backend(err: &anyhow::Error) -> bool {
     matches!(
         err.downcast_ref::<StoreError>(),
-        Some(StoreError::Backend(_))
+        Some(StoreError::Backend(_) | StoreError::Unavailable(_))
     )
 }
 

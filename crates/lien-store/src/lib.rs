@@ -74,6 +74,11 @@ pub enum StoreError {
     /// The database failed. The source is for logs only.
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached now: no connection came within the pool's wait, or the
+    /// connection broke. A write may or may not have been made; the same request (under the
+    /// same idempotency key) may succeed shortly. The source is for logs only.
+    #[error("storage backend unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The caller's part of a device change: pure code from snapshot to change.

@@ -32,10 +32,17 @@ pub async fn healthz() -> &'static str {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => {
+    // A load balancer asks often and wants an answer soon: a database that does not answer
+    // within this is not ready, whatever the pool would have waited.
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(PATIENCE, state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(err)) => {
             tracing::warn!(error = %err, "database not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("database did not answer within {PATIENCE:?}");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }

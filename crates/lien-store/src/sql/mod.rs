@@ -270,7 +270,9 @@ impl SqlStore {
             Dialect::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    // While the database is away, a request waits this long for a connection
+                    // before it is answered 503.
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect(url)
                     .await
                     .map_err(backend)?;
@@ -415,8 +417,17 @@ fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError>
 }
 
 /// Wraps a driver error: its text goes to the log through the error chain, never to a client.
+/// The database out of reach (the pool's wait over, the connection refused or broken) is told
+/// apart, so that a client hears "try again" (503) rather than "we failed" (500).
 fn backend(err: sqlx::Error) -> StoreError {
-    StoreError::Backend(Box::new(err))
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(err)),
+        _ => StoreError::Backend(Box::new(err)),
+    }
 }
 
 /// A read by a key: [`Found::found`] is the one row the query finds, or

@@ -100,7 +100,8 @@ async fn the_server_reports_errors_while_postgres_is_down_and_recovers_when_it_r
     for outage in &report.outages {
         assert!(outage.server_alive, "{outage:?}");
         assert_eq!(outage.readyz, Some(503), "{outage:?}");
-        assert!(outage.payment.is_some_and(|s| s >= 500), "{outage:?}");
+        // Try again, not "we failed".
+        assert_eq!(outage.payment, Some(503), "{outage:?}");
     }
 }
 
