@@ -103,6 +103,9 @@ pub struct Report {
     pub missed_minutes: i64,
     /// Devices with missed enforcement.
     pub missed_devices: u64,
+    /// Answers of the server's own failure (5xx) to phones: must be 0 for the run to depend on
+    /// its seed alone.
+    pub server_errors: u64,
     /// The report, as printed.
     pub text: String,
 }
@@ -199,6 +202,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     }
     let c = &outcome.counts;
     let requests: u64 = outcome.phones.iter().map(|p| p.requests).sum();
+    let server_errors: u64 = outcome.phones.iter().map(|p| p.server_errors).sum();
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -240,12 +244,13 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     );
     let _ = writeln!(
         t,
-        "phones: {} offline spells, {} wall-clock changes, {} factory resets, {} requests; \
-         server: {} restarts, {} scheduled evaluations, {} steps",
+        "phones: {} offline spells, {} wall-clock changes, {} factory resets, {} requests \
+         ({} answered with a server error); server: {} restarts, {} scheduled evaluations, {} steps",
         c.offline_spells,
         c.wall_clock_changes,
         c.factory_resets,
         requests,
+        server_errors,
         c.restarts,
         c.scheduled,
         c.steps
@@ -381,6 +386,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         late_unlock_minutes: all.late_unlock,
         missed_minutes: all.missed,
         missed_devices,
+        server_errors,
         text: t,
     }
 }

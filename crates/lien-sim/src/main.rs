@@ -28,6 +28,13 @@ fn main() -> ExitCode {
             eprintln!("simulated in {:.1} s", started.elapsed().as_secs_f64());
             if report.wrongful_minutes > 0 {
                 ExitCode::from(2)
+            } else if report.server_errors > 0 {
+                eprintln!(
+                    "the server failed {} phone requests: this run depends on the machine, not \
+                     on its seed alone",
+                    report.server_errors
+                );
+                ExitCode::from(3)
             } else {
                 ExitCode::SUCCESS
             }

@@ -117,6 +117,9 @@ pub struct SimPhone {
     pub lease_locks: Vec<(Timestamp, Option<Timestamp>)>,
     /// Requests sent.
     pub requests: u64,
+    /// Answers of the server's own failure (5xx): a run with any is not to be trusted, for it
+    /// depends on the machine (a pool's wait given up) rather than on the seed alone.
+    pub server_errors: u64,
     /// Print each request and its outcome to standard error (`--trace`).
     pub trace: bool,
 }
@@ -156,6 +159,7 @@ impl SimPhone {
             contacts: Vec::new(),
             lease_locks: Vec::new(),
             requests: 0,
+            server_errors: 0,
             trace: false,
         };
         phone.boot(MemoryStorage::new(), hardware);
@@ -287,9 +291,7 @@ impl SimPhone {
                         continue;
                     };
                     let answer = transport::hello(router, self.peer, &request).await;
-                    if answer.is_ok() {
-                        self.contacted();
-                    }
+                    self.heard(&answer);
                     self.agent().on_hello(answer, now);
                 }
                 Outgoing::Checkin => {
@@ -300,9 +302,7 @@ impl SimPhone {
                         Ok(()) => transport::checkin(router, self.peer, &request).await,
                         Err(e) => Err(e),
                     };
-                    if answer.is_ok() {
-                        self.contacted();
-                    }
+                    self.heard(&answer);
                     if self.trace {
                         eprintln!(
                             "{} check-in: {:?}",
@@ -316,6 +316,17 @@ impl SimPhone {
             self.note();
         }
         self.note();
+    }
+
+    /// Notes an answer: a contact, or a failure of the server's own.
+    fn heard<T>(&mut self, answer: &Result<T, TransportError>) {
+        match answer {
+            Ok(_) => self.contacted(),
+            Err(TransportError::Refused { status, .. }) if *status >= 500 => {
+                self.server_errors += 1
+            }
+            Err(_) => {}
+        }
     }
 
     fn contacted(&mut self) {

@@ -28,6 +28,7 @@ fn a_seeded_portfolio_has_no_wrongful_restriction_and_the_same_seed_the_same_rep
     let first = run(7, Fault::None);
     assert_eq!(first.wrongful_minutes, 0, "{}", first.text);
     assert_eq!(first.missed_minutes, 0, "{}", first.text);
+    assert_eq!(first.server_errors, 0, "{}", first.text);
     let second = run(7, Fault::None);
     assert_eq!(first.text, second.text);
 }
