@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::http::{Conn, post};
 use crate::push::{Payment, PushBench, Since, Unlocks, financier_key};
-use crate::setup::{Plans, backend_name, contract_ref};
+use crate::setup::{backend_name, contract_ref};
 
 /// The target: a connected phone has its unlock within a second of the payment that cured the
 /// debt (the design's promise 2), whoever reports the payment.
@@ -77,16 +77,11 @@ pub fn provider_unlock(args: &ProviderArgs) -> Result<()> {
          CPUs",
         args.phones, args.payments, args.rate
     );
-    let bench = PushBench::start(
+    let bench = PushBench::start_locked(
         args.phones,
-        Plans::Overdue,
         args.data_dir.as_deref(),
         args.database_url.clone(),
     )?;
-    ensure!(
-        bench.fleet.iter().all(|d| d.state == "locked"),
-        "every phone should start locked"
-    );
     let payment = bench.bench.load_rt.block_on(async {
         let key = financier_key(&bench.server).await?;
         if args.signed {

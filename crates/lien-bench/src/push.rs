@@ -112,6 +112,21 @@ impl PushBench {
         })
     }
 
+    /// Enrolls `devices` with overdue plans, as [`PushBench::start`] does, and checks that
+    /// every phone starts locked: the fleet the payment-to-unlock benchmarks pay for.
+    pub fn start_locked(
+        devices: u32,
+        data_dir: Option<&Path>,
+        database_url: Option<String>,
+    ) -> Result<PushBench> {
+        let bench = PushBench::start(devices, Plans::Overdue, data_dir, database_url)?;
+        ensure!(
+            bench.fleet.iter().all(|d| d.state == "locked"),
+            "every phone should start locked"
+        );
+        Ok(bench)
+    }
+
     /// Connects every phone of the fleet by push, in the phones' process, pays for the phones
     /// at `indices` with `payment` (`what` names them in the report) at `rate` per second,
     /// and waits until each has applied its unlock. Fails if a paid phone has not unlocked
@@ -358,16 +373,11 @@ pub fn payment_to_unlock(args: &PaymentArgs) -> Result<()> {
          second, {cpus} CPUs",
         args.phones, args.payments, args.rate
     );
-    let bench = PushBench::start(
+    let bench = PushBench::start_locked(
         args.phones,
-        Plans::Overdue,
         args.data_dir.as_deref(),
         args.database_url.clone(),
     )?;
-    ensure!(
-        bench.fleet.iter().all(|d| d.state == "locked"),
-        "every phone should start locked"
-    );
     let load_rt = &bench.bench.load_rt;
     let key = load_rt.block_on(financier_key(&bench.server))?;
     let fleet = Arc::new(bench.fleet.clone());

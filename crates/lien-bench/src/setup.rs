@@ -17,11 +17,11 @@ use jiff::tz::TimeZone;
 use lien_core::Imei;
 use lien_server::app::{AppState, Running, start};
 use lien_server::clock::Clock;
-use lien_server::commands::prepare_enrollment;
+use lien_server::commands::{financiers, prepare_enrollment};
 use lien_server::config::Settings;
 use lien_server::secrets::Secrets;
 use lien_server::wire::{EnrollRequest, InstallmentJson, PlanJson, PolicyJson};
-use lien_store::{AuditEntry, DeviceChange, Financier, NewDevice, SqlStore};
+use lien_store::{DeviceChange, Financier, NewDevice, SqlStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -221,20 +221,7 @@ async fn enroll_fleet(state: &AppState, count: u32, plans: Plans) -> Result<Vec<
         payment_link: None,
         created_us: now.as_microsecond(),
     };
-    state
-        .store
-        .create_financier(
-            &financier,
-            &AuditEntry {
-                at_us: now.as_microsecond(),
-                actor: "bench".into(),
-                action: "financier_created".into(),
-                reason: "lien bench checkin".into(),
-                before_json: "null".into(),
-                after_json: "null".into(),
-            },
-        )
-        .await?;
+    financiers::create(state, &financier, "bench", "lien bench checkin".into()).await?;
     let today = now.to_zoned(TimeZone::get("Africa/Nairobi")?).date();
     // Enrolled a group per transaction (`enroll_all`, as an import of a book would), not one
     // per transaction as through the API: that took half an hour for 1,000,000 plans. A few

@@ -1,5 +1,5 @@
 //! Checks of what comes from outside, shared by the handlers and the commands: each refusal
-//! is a 422 naming the field.
+//! is a 422 naming the field (but a CSV file whose header cannot be read, a 400).
 
 use lien_core::Imei;
 
@@ -58,4 +58,17 @@ pub fn parse_imeis(imei1: &str, imei2: Option<&str>) -> Result<(Imei, Option<Ime
 pub fn new_id(prefix: &str) -> Result<String, ApiError> {
     let bytes = crate::secrets::random_bytes().map_err(ApiError::Internal)?;
     Ok(format!("{prefix}_{}", hex::encode(&bytes[..8])))
+}
+
+/// Opens an uploaded CSV file (the bulk enrollment, a provider's statement): a reader over its
+/// rows, fields trimmed, and its header row, or a 400 that says the header could not be read.
+pub fn csv_reader(body: &[u8]) -> Result<(csv::Reader<&[u8]>, csv::StringRecord), ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
+        .clone();
+    Ok((reader, headers))
 }

@@ -20,13 +20,15 @@ use lien_server::app::AppState;
 use lien_server::auth::{Actor, Role};
 use lien_server::clock::ManualClock;
 use lien_server::commands::device_change::{Applied, IdempotencyKey};
-use lien_server::commands::{hardship, mobile_money, overrides, payments, prepare_enrollment};
+use lien_server::commands::{
+    financiers, hardship, mobile_money, overrides, payments, prepare_enrollment,
+};
 use lien_server::wire::{
     EnrollRequest, EscalationJson, HardshipPauseRequest, InstallmentJson, NoticeJson,
     PaymentRequest, PlanJson, PolicyJson, PolicySettingsJson, RestrictionJson, ReversalRequest,
     SimChangeJson, UnlockRequest,
 };
-use lien_store::{AuditEntry, Financier};
+use lien_store::Financier;
 
 use crate::phone::{Look, SimPhone};
 use crate::scenario::{Action, Borrower, Scenario};
@@ -575,20 +577,7 @@ async fn create_financier(state: &AppState) -> Result<Financier> {
         payment_link: None,
         created_us: now.as_microsecond(),
     };
-    state
-        .store
-        .create_financier(
-            &financier,
-            &AuditEntry {
-                at_us: now.as_microsecond(),
-                actor: "sim".into(),
-                action: "financier_created".into(),
-                reason: "lien simulate".into(),
-                before_json: "null".into(),
-                after_json: "null".into(),
-            },
-        )
-        .await?;
+    financiers::create(state, &financier, "sim", "lien simulate".into()).await?;
     Ok(financier)
 }
 

@@ -156,23 +156,14 @@ fn policy() -> impl Strategy<Value = LockPolicy> {
                     min_arrears_percent: percent,
                     notices,
                     escalations,
-                    lease_days: 7,
-                    lease_warning_days: 2,
                     quiet_hours: quiet.map(|(s, minute, e)| QuietHours {
                         start: Time::constant(s, minute, 0, 0),
                         end: Time::constant(e, 30, 0, 0),
                     }),
-                    release_at_payoff: lien_core::PayoffRelease::Automatic,
-                    unlock_promise: None,
-                    emergency_use_hours: 0,
-                    emergency_use_every_days: 0,
-                    hardship_days_per_year: 0,
-                    hardship_auto_grant_days: 0,
-                    restructure_max_fee_percent: 0,
-                    restructure_by_support: false,
                     notice_fallback_days: fallback,
                     remind_days_before: remind,
                     sim_change,
+                    ..crate::plain_settings()
                 })
                 .ok()
             },

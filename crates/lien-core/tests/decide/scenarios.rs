@@ -514,31 +514,15 @@ fn a_chargeback_stamped_as_the_quiet_hours_open_waits_for_the_morning() {
 /// Reminder from day 1, restricted from day 2, no restriction 00:00-00:30, in UTC.
 fn half_hour_after_midnight() -> LockPolicy {
     LockPolicy::new(PolicySettings {
-        grace_days: 0,
-        min_days_past_due: 0,
-        min_arrears_percent: 0,
-        notices: vec![],
         escalations: vec![Escalation {
             at_days_past_due: 2,
             restriction: Restriction::Restricted,
         }],
-        lease_days: 7,
-        lease_warning_days: 2,
         quiet_hours: Some(QuietHours {
             start: jiff::civil::Time::constant(0, 0, 0, 0),
             end: jiff::civil::Time::constant(0, 30, 0, 0),
         }),
-        release_at_payoff: lien_core::PayoffRelease::Automatic,
-        unlock_promise: None,
-        emergency_use_hours: 0,
-        emergency_use_every_days: 0,
-        hardship_days_per_year: 0,
-        hardship_auto_grant_days: 0,
-        restructure_max_fee_percent: 0,
-        restructure_by_support: false,
-        notice_fallback_days: Some(0),
-        remind_days_before: 0,
-        sim_change: lien_core::SimChangeRule::Ignore,
+        ..crate::plain_settings()
     })
     .unwrap()
 }

@@ -139,13 +139,7 @@ fn check_bulk_header(headers: &csv::StringRecord) -> Result<(), ApiError> {
 
 /// Opens a bulk CSV body: a reader over its rows, and its header row.
 pub fn bulk_csv_reader(body: &[u8]) -> Result<(csv::Reader<&[u8]>, csv::StringRecord), ApiError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(body);
-    let headers = reader
-        .headers()
-        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
-        .clone();
+    let (reader, headers) = crate::input::csv_reader(body)?;
     check_bulk_header(&headers)?;
     Ok((reader, headers))
 }

@@ -68,18 +68,40 @@ pub struct Mutation {
 }
 
 impl Mutation {
-    /// A mutation that adds one override, audited under `action` with the override's reason.
-    pub fn add_override(action: &'static str, o: lien_store::OverrideRecord) -> Mutation {
+    /// A mutation that writes `change`, audited under `action` and `reason`, answered with the
+    /// device view and releasing nothing at payoff. Most commands build one of these; the few
+    /// that differ set `response` or `releases_at_payoff` on it.
+    pub fn new(action: &'static str, reason: String, change: DeviceChange) -> Mutation {
         Mutation {
             action,
-            reason: o.reason.clone(),
-            change: DeviceChange {
-                new_override: Some(o),
-                ..DeviceChange::default()
-            },
+            reason,
+            change,
             response: None,
             releases_at_payoff: false,
         }
+    }
+
+    /// A mutation that adds one override, audited under `action` with the override's reason.
+    pub fn add_override(action: &'static str, o: lien_store::OverrideRecord) -> Mutation {
+        let reason = o.reason.clone();
+        let change = DeviceChange {
+            new_override: Some(o),
+            ..DeviceChange::default()
+        };
+        Mutation::new(action, reason, change)
+    }
+
+    /// A mutation that ends or cancels overrides (and adds none), audited under `action`.
+    pub fn update_overrides(
+        action: &'static str,
+        reason: String,
+        updates: Vec<lien_store::OverrideUpdate>,
+    ) -> Mutation {
+        let change = DeviceChange {
+            override_updates: updates,
+            ..DeviceChange::default()
+        };
+        Mutation::new(action, reason, change)
     }
 }
 

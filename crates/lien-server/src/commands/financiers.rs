@@ -37,6 +37,27 @@ pub fn checked(id: String, profile: &NewFinancier, created_us: i64) -> Result<Fi
     })
 }
 
+/// Stores a new financier, audited `financier_created` in its chain: by `actor` (an API key's
+/// id, or the tool that made it) for `reason`, with the profile as it was made.
+pub async fn create(
+    state: &AppState,
+    financier: &Financier,
+    actor: &str,
+    reason: String,
+) -> Result<(), ApiError> {
+    let audit = AuditEntry {
+        at_us: financier.created_us,
+        actor: actor.to_string(),
+        action: "financier_created".into(),
+        reason,
+        before_json: "null".into(),
+        after_json: serde_json::to_string(&view(financier.clone()))
+            .map_err(|e| ApiError::Internal(e.into()))?,
+    };
+    state.store.create_financier(financier, &audit).await?;
+    Ok(())
+}
+
 /// Changes the financier's profile, as one of its admins or a platform admin. The phones show
 /// the new one with their next token.
 pub async fn update_profile(

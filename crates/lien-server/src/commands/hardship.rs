@@ -13,8 +13,7 @@
 use jiff::{SignedDuration, Timestamp};
 use lien_core::Imei;
 use lien_store::{
-    DeviceChange, DeviceSnapshot, DevicesExt, OverrideRecord, OverrideUpdate, StoreError,
-    UpdateError,
+    DeviceSnapshot, DevicesExt, OverrideRecord, OverrideUpdate, StoreError, UpdateError,
 };
 
 use super::appeals::{BORROWER, proven_device};
@@ -218,16 +217,7 @@ pub async fn end_pause(
                 "the device has no hardship pause to end".into(),
             ));
         }
-        let mutation = Mutation {
-            action: "hardship_pause_ended",
-            reason,
-            change: DeviceChange {
-                override_updates: updates,
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
-        };
+        let mutation = Mutation::update_overrides("hardship_pause_ended", reason, updates);
         Ok((mutation, ()))
     })
     .await
@@ -286,16 +276,7 @@ pub async fn answer_request(
             m.change.override_updates = closed;
             m
         } else {
-            Mutation {
-                action: "hardship_request_refused",
-                reason,
-                change: DeviceChange {
-                    override_updates: closed,
-                    ..DeviceChange::default()
-                },
-                response: None,
-                releases_at_payoff: false,
-            }
+            Mutation::update_overrides("hardship_request_refused", reason, closed)
         };
         Ok((mutation, ()))
     })

@@ -172,21 +172,13 @@ pub async fn unlock(
                 "the device has no manual lock to lift; give provisional_hours to unlock a phone its schedule restricts".into(),
             ));
         }
-        let mutation = Mutation {
-            action: if provisional.is_some() {
-                "provisional_unlock"
-            } else {
-                "unlock"
-            },
-            reason,
-            change: DeviceChange {
-                new_override: provisional,
-                override_updates: updates,
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
+        let action = if provisional.is_some() {
+            "provisional_unlock"
+        } else {
+            "unlock"
         };
+        let mut mutation = Mutation::update_overrides(action, reason, updates);
+        mutation.change.new_override = provisional;
         Ok((mutation, ()))
     })
     .await
@@ -244,20 +236,16 @@ pub async fn cancel_release(state: &AppState, actor: &Actor, device_id: &str) ->
         not_released(snapshot)?;
         let pending = pending_release(snapshot, now)
             .ok_or_else(|| ApiError::Conflict("no release is pending".into()))?;
-        let mutation = Mutation {
-            action: "release_cancelled",
-            reason: "release cancelled within its window".into(),
-            change: DeviceChange {
-                override_updates: vec![OverrideUpdate {
-                    id: pending.id,
-                    until_us: None,
-                    cancelled_us: Some(micros(now)),
-                }],
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
+        let cancel = OverrideUpdate {
+            id: pending.id,
+            until_us: None,
+            cancelled_us: Some(micros(now)),
         };
+        let mutation = Mutation::update_overrides(
+            "release_cancelled",
+            "release cancelled within its window".into(),
+            vec![cancel],
+        );
         Ok((mutation, ()))
     })
     .await
@@ -313,23 +301,22 @@ pub async fn offline_code(
             unlocked_until: rfc3339(until),
         };
         let body = serde_json::to_value(&code).map_err(|e| ApiError::Internal(e.into()))?;
+        let unlock = new_override(
+            StoredKind::ProvisionalUnlock,
+            reason.clone(),
+            &who,
+            now,
+            Some(until),
+            now,
+        );
+        let change = DeviceChange {
+            new_override: Some(unlock),
+            ocra_counter: Some(counter),
+            ..DeviceChange::default()
+        };
         let mutation = Mutation {
-            action: "offline_unlock_code",
-            reason: reason.clone(),
-            change: DeviceChange {
-                new_override: Some(new_override(
-                    StoredKind::ProvisionalUnlock,
-                    reason,
-                    &who,
-                    now,
-                    Some(until),
-                    now,
-                )),
-                ocra_counter: Some(counter),
-                ..DeviceChange::default()
-            },
             response: Some(body),
-            releases_at_payoff: false,
+            ..Mutation::new("offline_unlock_code", reason, change)
         };
         Ok((mutation, code))
     })
@@ -353,16 +340,11 @@ pub async fn change_policy(
         serde_json::to_string(&req.policy).map_err(|e| ApiError::Internal(e.into()))?;
     change_device(state, actor, device_id, key, move |snapshot, _now| {
         not_released(snapshot)?;
-        let mutation = Mutation {
-            action: "policy_changed",
-            reason,
-            change: DeviceChange {
-                policy_json: Some(policy_json),
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
+        let change = DeviceChange {
+            policy_json: Some(policy_json),
+            ..DeviceChange::default()
         };
+        let mutation = Mutation::new("policy_changed", reason, change);
         Ok((mutation, ()))
     })
     .await

@@ -60,27 +60,26 @@ pub async fn record_payment(
         if received_at > now + CLOCK_TOLERANCE {
             return Err(ApiError::invalid("received_at", "is in the future"));
         }
+        let reason = format!(
+            "payment {} of {} {}",
+            reference.as_str(),
+            req.amount_minor,
+            currency.code()
+        );
+        let change = DeviceChange {
+            payment: Some(PaymentRecord {
+                reference: reference.as_str().to_string(),
+                amount_minor: req.amount_minor,
+                currency: currency.code().to_string(),
+                received_us: micros(received_at),
+                recorded_us: micros(now),
+                acknowledged_us: None,
+            }),
+            ..DeviceChange::default()
+        };
         let mutation = Mutation {
-            action: "payment",
-            reason: format!(
-                "payment {} of {} {}",
-                reference.as_str(),
-                req.amount_minor,
-                currency.code()
-            ),
-            change: DeviceChange {
-                payment: Some(PaymentRecord {
-                    reference: reference.as_str().to_string(),
-                    amount_minor: req.amount_minor,
-                    currency: currency.code().to_string(),
-                    received_us: micros(received_at),
-                    recorded_us: micros(now),
-                    acknowledged_us: None,
-                }),
-                ..DeviceChange::default()
-            },
-            response: None,
             releases_at_payoff,
+            ..Mutation::new("payment", reason, change)
         };
         Ok((mutation, ()))
     })
@@ -115,21 +114,17 @@ pub async fn reverse_payment(
         if at > now + CLOCK_TOLERANCE {
             return Err(ApiError::invalid("at", "is in the future"));
         }
-        let mutation = Mutation {
-            action: "reversal",
-            reason: required_text("reason", &req.reason, 200)?,
-            change: DeviceChange {
-                reversal: Some(ReversalRecord {
-                    reference: reference.clone(),
-                    at_us: micros(at),
-                    recorded_us: micros(now),
-                    reason: req.reason.clone(),
-                }),
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
+        let change = DeviceChange {
+            reversal: Some(ReversalRecord {
+                reference: reference.clone(),
+                at_us: micros(at),
+                recorded_us: micros(now),
+                reason: req.reason.clone(),
+            }),
+            ..DeviceChange::default()
         };
+        let reason = required_text("reason", &req.reason, 200)?;
+        let mutation = Mutation::new("reversal", reason, change);
         Ok((mutation, ()))
     })
     .await

@@ -48,24 +48,20 @@ pub async fn bind(
                 return Err(BindError::StaleChallenge);
             }
             let rebind = snapshot.device.binding.is_some();
-            let mutation = Mutation {
-                action: if rebind { "rebound" } else { "bound" },
-                reason: if rebind {
-                    "attested hello after a reset or a new install: new device key".into()
-                } else {
-                    "first attested hello".into()
-                },
-                change: DeviceChange {
-                    // Never at or before the challenge's issue time: a challenge from a
-                    // server whose clock is ahead must not outlive the binding it made.
-                    binding: Some((device_key, crate::clock::micros(now).max(issued_us + 1))),
-                    ..DeviceChange::default()
-                },
-                response: Some(serde_json::Value::Null),
-                releases_at_payoff: false,
+            let (action, reason) = if rebind {
+                let why = "attested hello after a reset or a new install: new device key";
+                ("rebound", why.into())
+            } else {
+                ("bound", "first attested hello".into())
             };
-            let (change, _, _, _) = complete(&closure_state, snapshot, "device", mutation, now)?;
-            Ok((change, ()))
+            let change = DeviceChange {
+                // Never at or before the challenge's issue time: a challenge from a server
+                // whose clock is ahead must not outlive the binding it made.
+                binding: Some((device_key, crate::clock::micros(now).max(issued_us + 1))),
+                ..DeviceChange::default()
+            };
+            let mutation = Mutation::new(action, reason, change);
+            Ok(complete_for_phone(&closure_state, snapshot, mutation, now)?)
         })
         .await;
     match result {
@@ -140,32 +136,26 @@ pub async fn record_report(
                     };
                     mutation
                 }
-                (None, Some(sim_change)) => Mutation {
-                    action: "sim_change_reported",
-                    reason: sim_change.reason.clone(),
-                    change: DeviceChange {
+                (None, Some(sim_change)) => {
+                    let reason = sim_change.reason.clone();
+                    let change = DeviceChange {
                         new_override: Some(sim_change),
                         ..change
-                    },
-                    response: Some(serde_json::Value::Null),
-                    releases_at_payoff: false,
-                },
-                (None, None) if notices.acknowledges(Some(applied)) => Mutation {
-                    action: "notice_served",
-                    reason: match notices.shown {
+                    };
+                    Mutation::new("sim_change_reported", reason, change)
+                }
+                (None, None) if notices.acknowledges(Some(applied)) => {
+                    let reason = match notices.shown {
                         Some(shown) => {
                             format!("the phone acknowledged notice {}", shown.index + 1)
                         }
                         None => "the phone acknowledged the notice of its SIM change".into(),
-                    },
-                    change,
-                    response: Some(serde_json::Value::Null),
-                    releases_at_payoff: false,
-                },
+                    };
+                    Mutation::new("notice_served", reason, change)
+                }
                 (None, None) => return Ok((change, ())),
             };
-            let (change, _, _, _) = complete(&closure_state, snapshot, "device", mutation, now)?;
-            Ok((change, ()))
+            complete_for_phone(&closure_state, snapshot, mutation, now)
         })
         .await;
     match result {
@@ -173,6 +163,22 @@ pub async fn record_report(
         Err(UpdateError::Refused(e)) => Err(e),
         Err(UpdateError::Store(e)) => Err(e.into()),
     }
+}
+
+/// Completes a change the phone made (its actor is `device`). Hello and check-in answer with
+/// the token, never with a kept body, so none is made.
+fn complete_for_phone(
+    state: &AppState,
+    snapshot: &DeviceSnapshot,
+    mutation: Mutation,
+    now: Timestamp,
+) -> Result<(DeviceChange, ()), ApiError> {
+    let mutation = Mutation {
+        response: Some(serde_json::Value::Null),
+        ..mutation
+    };
+    let (change, _, _, _) = complete(state, snapshot, "device", mutation, now)?;
+    Ok((change, ()))
 }
 
 /// The override that records a SIM change the phone reports among `events`, unless one is

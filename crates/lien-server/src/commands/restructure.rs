@@ -127,23 +127,18 @@ pub async fn restructure(
             ..old
         };
         let plan_json = serde_json::to_string(&plan).map_err(|e| ApiError::Internal(e.into()))?;
-        let mutation = Mutation {
-            action: "plan_restructured",
-            reason: reason.clone(),
-            change: DeviceChange {
-                plan_json: Some(plan_json),
-                superseded_plan: Some(PlanVersionRecord {
-                    version: 0,
-                    plan_json: old_json,
-                    superseded_us: micros(now),
-                    actor: who,
-                    reason,
-                }),
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
+        let change = DeviceChange {
+            plan_json: Some(plan_json),
+            superseded_plan: Some(PlanVersionRecord {
+                version: 0,
+                plan_json: old_json,
+                superseded_us: micros(now),
+                actor: who,
+                reason: reason.clone(),
+            }),
+            ..DeviceChange::default()
         };
+        let mutation = Mutation::new("plan_restructured", reason, change);
         Ok((mutation, ()))
     })
     .await

@@ -20,11 +20,12 @@ pub fn decide(
     now: jiff::Timestamp,
 ) -> Result<(DeviceChange, DeviceStateJson, DeviceStateJson), ApiError> {
     let mutation = Mutation {
-        action: "scheduled",
-        reason: "the schedule reached its next step".into(),
-        change: DeviceChange::default(),
         response: Some(serde_json::Value::Null),
-        releases_at_payoff: false,
+        ..Mutation::new(
+            "scheduled",
+            "the schedule reached its next step".into(),
+            DeviceChange::default(),
+        )
     };
     let (mut change, _, before, after) = complete(state, snapshot, "scheduler", mutation, now)?;
     if before == after {

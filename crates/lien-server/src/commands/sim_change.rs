@@ -5,7 +5,7 @@
 //! now, and the device is decided again in the same change, so a restriction it brought is
 //! lifted at once.
 
-use lien_store::{DeviceChange, OverrideUpdate};
+use lien_store::OverrideUpdate;
 
 use super::device_change::{Applied, Changed, Mutation, change_device};
 use super::overrides::not_released;
@@ -37,22 +37,14 @@ pub async fn accept(
                 "the device has no SIM change waiting to be accepted".into(),
             ));
         };
-        let mutation = Mutation {
-            action: "sim_change_accepted",
-            reason,
-            change: DeviceChange {
-                override_updates: vec![OverrideUpdate {
-                    id: open.id,
-                    // Reported in this very instant: ended one microsecond on, as an end must
-                    // come after its start.
-                    until_us: Some(micros(now).max(open.from_us + 1)),
-                    cancelled_us: None,
-                }],
-                ..DeviceChange::default()
-            },
-            response: None,
-            releases_at_payoff: false,
+        let end = OverrideUpdate {
+            id: open.id,
+            // Reported in this very instant: ended one microsecond on, as an end must come
+            // after its start.
+            until_us: Some(micros(now).max(open.from_us + 1)),
+            cancelled_us: None,
         };
+        let mutation = Mutation::update_overrides("sim_change_accepted", reason, vec![end]);
         Ok((mutation, ()))
     })
     .await

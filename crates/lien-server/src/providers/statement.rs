@@ -69,13 +69,7 @@ pub fn read_statement(
     to: Timestamp,
     default_currency: Option<&str>,
 ) -> Result<Vec<StatementLine>, ApiError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(body);
-    let headers = reader
-        .headers()
-        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
-        .clone();
+    let (mut reader, headers) = crate::input::csv_reader(body)?;
     let column = |name: &str| {
         headers
             .iter()

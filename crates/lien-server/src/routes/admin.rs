@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use lien_store::AuditEntry;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -40,16 +39,8 @@ pub async fn create_financier(
     let Json(body) = body?;
     let now = state.clock.now();
     let financier = financiers::checked(new_id("fin")?, &body, micros(now))?;
-    let audit = AuditEntry {
-        at_us: micros(now),
-        actor: actor.key_id.clone(),
-        action: "financier_created".into(),
-        reason: format!("financier {} created", financier.id),
-        before_json: "null".into(),
-        after_json: serde_json::to_string(&view(financier.clone()))
-            .map_err(|e| ApiError::Internal(e.into()))?,
-    };
-    state.store.create_financier(&financier, &audit).await?;
+    let reason = format!("financier {} created", financier.id);
+    financiers::create(&state, &financier, &actor.key_id, reason).await?;
     json_text(StatusCode::CREATED, &view(financier))
 }
 

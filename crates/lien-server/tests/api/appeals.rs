@@ -45,14 +45,7 @@ impl World {
     /// The code of the device's current token, as the server holds it (a phone in good
     /// standing shows no screen with it).
     async fn current_code(&self) -> String {
-        let device = self
-            .app
-            .running
-            .state
-            .store
-            .device(&self.device_id)
-            .await
-            .unwrap();
+        let device = self.app.stored_device(&self.device_id).await;
         device.token.expect("a token").status_code
     }
 

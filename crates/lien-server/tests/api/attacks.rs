@@ -81,7 +81,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
     assert_eq!(first.status, 200, "{}", first.body);
     app.running.state.flush_last_seen().await;
     let after_first = app.seen(&key, &device_id).await;
-    let row = app.running.state.store.device(&device_id).await.unwrap();
+    let row = app.stored_device(&device_id).await;
     let again = app
         .raw_checkin(&device_id, &credential, original.clone())
         .await;
@@ -98,7 +98,7 @@ async fn a_replayed_checkin_is_refused_before_and_after_it_is_written(backend: B
         "a replay wrote something"
     );
     // The device's row was not written again: the SIM change is recorded once.
-    let row_now = app.running.state.store.device(&device_id).await.unwrap();
+    let row_now = app.stored_device(&device_id).await;
     assert_eq!(
         (row_now.version, row_now.checkin_counter),
         (row.version, row.checkin_counter)
@@ -245,7 +245,7 @@ async fn what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding(backe
     app.running.state.flush_last_seen().await;
     let before = app.seen(&key, &device_id).await;
     let generation = || async {
-        let device = app.running.state.store.device(&device_id).await.unwrap();
+        let device = app.stored_device(&device_id).await;
         device.binding.unwrap().generation
     };
     let bound_as = generation().await;

@@ -633,6 +633,42 @@ impl TestApp {
         snapshot.unwrap().payments
     }
 
+    /// The device's history as (action, reason) pairs, read through the API (as `key`),
+    /// checking that its chain is intact.
+    pub async fn history(&self, key: &str, device_id: &str) -> Vec<(String, String)> {
+        let path = format!("/v1/devices/{device_id}/history");
+        let r = self.call("GET", &path, key, None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["chain_intact"], true);
+        r.body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap().to_string(),
+                    e["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The device's row as stored, read from the store rather than through the API.
+    pub async fn stored_device(&self, device_id: &str) -> lien_store::DeviceRecord {
+        self.running.state.store.device(device_id).await.unwrap()
+    }
+
+    /// The audit records of `chain` (a device id, or `financier:<id>`), oldest first.
+    pub async fn audit_chain(&self, chain: &str) -> Vec<lien_store::AuditRecord> {
+        self.running.state.store.audit_chain(chain).await.unwrap()
+    }
+
+    /// The financier's webhook events as the outbox holds them.
+    pub async fn outbox_events(&self, financier_id: &str) -> Vec<lien_store::StoredEvent> {
+        let store = &self.running.state.store;
+        store.outbox_events(financier_id).await.unwrap()
+    }
+
     /// Locks `device_id`, showing `message` on the phone; returns the answer.
     pub async fn lock(&self, key: &str, device_id: &str, message: &str) -> Reply {
         let body = json!({ "message": message });

@@ -286,13 +286,7 @@ async fn invitations_lead_to_a_financier_admin_who_sees_only_their_devices(backe
     let again = Browser::new(&app).get(&link).await;
     assert_eq!(again.status, 404);
     // The invitation and its acceptance are in Duka's audit chain, by the people who did them.
-    let chain = app
-        .running
-        .state
-        .store
-        .audit_chain(&format!("financier:{duka}"))
-        .await
-        .unwrap();
+    let chain = app.audit_chain(&format!("financier:{duka}")).await;
     let acts: Vec<(&str, bool)> = chain
         .iter()
         .filter(|r| r.entry.action != "api_key_created")
@@ -431,6 +425,16 @@ async fn an_invitation_with_a_bad_password_still_works_and_sign_ins_are_limited(
     assert!(limited.shows("too many sign-in attempts"));
 }
 
+/// The financier's admin, `boss@duka.example`, invited and signed in to the console.
+async fn duka_boss(app: &TestApp, financier_id: &str) -> Browser {
+    financier_person(app, financier_id, "boss@duka.example", "financier-admin").await
+}
+
+/// The financier's agent, `agent@duka.example`, invited and signed in to the console.
+async fn duka_agent(app: &TestApp, financier_id: &str) -> Browser {
+    financier_person(app, financier_id, "agent@duka.example", "financier-agent").await
+}
+
 /// A person of the financier with `role`, invited by the platform admin and signed in.
 async fn financier_person(app: &TestApp, financier_id: &str, email: &str, role: &str) -> Browser {
     let invited = app
@@ -454,13 +458,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     let mut story = LockedOnPush::new(backend).await;
     let app = &story.app;
     let page = format!("/console/devices/{}", story.device_id);
-    let mut agent = financier_person(
-        app,
-        &story.financier_id,
-        "agent@duka.example",
-        "financier-agent",
-    )
-    .await;
+    let mut agent = duka_agent(app, &story.financier_id).await;
     let seen = agent.get(&page).await;
     seen.assert_shows("<strong>locked</strong>");
     assert!(seen.shows("id=\"payment-form\""));
@@ -550,13 +548,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     assert_eq!(lock.status, 403, "{}", lock.body);
 
     // The admin's lock needs its confirmation box; without it nothing is written.
-    let mut admin = financier_person(
-        app,
-        &story.financier_id,
-        "boss@duka.example",
-        "financier-admin",
-    )
-    .await;
+    let mut admin = duka_boss(app, &story.financier_id).await;
     let csrf = admin.get(&page).await.field("csrf");
     let unconfirmed = admin
         .post(
@@ -635,13 +627,7 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
         "{}",
         history.body
     );
-    let chain = app
-        .running
-        .state
-        .store
-        .audit_chain(&story.device_id)
-        .await
-        .unwrap();
+    let chain = app.audit_chain(&story.device_id).await;
     assert!(
         chain
             .iter()
@@ -656,7 +642,7 @@ async fn a_disabled_person_is_signed_out_and_a_lost_link_can_be_sent_again(backe
     let app = spawn_app(backend, START.parse().unwrap()).await;
     let (duka, _) = app.financier("Duka Phones").await;
     let mut admin = platform_admin(&app).await;
-    let mut agent = financier_person(&app, &duka, "agent@duka.example", "financier-agent").await;
+    let mut agent = duka_agent(&app, &duka).await;
     assert_eq!(agent.get("/console/devices").await.status, 200);
 
     // A link that was lost: inviting the same address again sends a new one, and the old stops.
@@ -759,7 +745,7 @@ async fn a_strangers_guesses_do_not_lock_the_owner_out(backend: Backend) {
 async fn devices_are_uploaded_from_a_file_exported_and_filtered(backend: Backend) {
     let app = spawn_app(backend, START.parse().unwrap()).await;
     let (duka, _) = app.financier("Duka Phones").await;
-    let mut boss = financier_person(&app, &duka, "boss@duka.example", "financier-admin").await;
+    let mut boss = duka_boss(&app, &duka).await;
     let form = boss.get("/console/devices/upload").await;
     assert_eq!(form.status, 200, "{}", form.body);
     let csrf = form.field("csrf");
@@ -864,12 +850,8 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
     let reference = opened.body["reference"].as_str().unwrap().to_string();
     let financier = w
         .app
-        .running
-        .state
-        .store
-        .device(&w.device_id)
+        .stored_device(&w.device_id)
         .await
-        .unwrap()
         .enrolled
         .financier_id;
 
@@ -923,8 +905,7 @@ async fn an_appeal_is_answered_from_the_queue_with_its_receipt_in_view(backend: 
     assert_eq!(document.bytes().await.unwrap(), receipt_png(4096));
 
     // The financier's agent rejects without a reason: refused, nothing answered; then accepts.
-    let mut agent =
-        financier_person(&w.app, &financier, "agent@duka.example", "financier-agent").await;
+    let mut agent = duka_agent(&w.app, &financier).await;
     let page = agent.get(&format!("/console/appeals/{reference}")).await;
     let csrf = page.field("csrf");
     let path = format!("/console/appeals/{reference}/decision");
@@ -975,7 +956,7 @@ fn shown_in(body: &str, id: &str) -> String {
 async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) {
     let app = spawn_app(backend, START.parse().unwrap()).await;
     let (duka, key) = app.financier("Duka Phones").await;
-    let mut boss = financier_person(&app, &duka, "boss@duka.example", "financier-admin").await;
+    let mut boss = duka_boss(&app, &duka).await;
     let settings = boss.get("/console/settings").await;
     settings.assert_shows("No endpoints yet.");
     let csrf = settings.field("csrf");
@@ -1041,7 +1022,7 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
     assert!(endpoints().await.body["endpoints"][0]["previous_secret_until"].is_string());
 
     // An agent sees the endpoint's origin, no buttons, and cannot act whatever it sends.
-    let mut agent = financier_person(&app, &duka, "agent@duka.example", "financier-agent").await;
+    let mut agent = duka_agent(&app, &duka).await;
     let theirs = agent.get("/console/settings").await;
     theirs.assert_shows("https://hooks.duka.example<");
     assert!(!theirs.shows("token=t0k") && !theirs.shows("id=\"webhook-form\""));
@@ -1094,13 +1075,7 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
         .await;
     assert_eq!(deleted.status, 303, "{}", deleted.body);
     assert_eq!(endpoints().await.body["endpoints"], json!([]));
-    let chain = app
-        .running
-        .state
-        .store
-        .audit_chain(&format!("financier:{duka}"))
-        .await
-        .unwrap();
+    let chain = app.audit_chain(&format!("financier:{duka}")).await;
     let by_person: Vec<&str> = chain
         .iter()
         .filter(|r| r.entry.actor.starts_with("per_") && r.entry.action.starts_with("webhook"))
@@ -1119,13 +1094,7 @@ async fn webhooks_are_added_rotated_and_deleted_from_settings(backend: Backend) 
 async fn a_statement_reconciled_from_the_console_applies_what_lien_lacked_once(backend: Backend) {
     let mut story = LockedOnPush::new(backend).await;
     let app = &story.app;
-    let mut boss = financier_person(
-        app,
-        &story.financier_id,
-        "boss@duka.example",
-        "financier-admin",
-    )
-    .await;
+    let mut boss = duka_boss(app, &story.financier_id).await;
     let form = boss.get("/console/reconcile").await;
     assert_eq!(form.status, 200, "{}", form.body);
     assert!(
@@ -1187,13 +1156,7 @@ async fn a_statement_reconciled_from_the_console_applies_what_lien_lacked_once(b
     assert_eq!(app.stored_payments(&story.device_id).await.len(), 1);
 
     // An agent neither sees the screen nor can post to it.
-    let mut agent = financier_person(
-        app,
-        &story.financier_id,
-        "agent@duka.example",
-        "financier-agent",
-    )
-    .await;
+    let mut agent = duka_agent(app, &story.financier_id).await;
     assert_eq!(agent.get("/console/reconcile").await.status, 403);
     let theirs = agent.get("/console/overview").await;
     assert!(!theirs.shows("href=\"/console/reconcile\""));
@@ -1204,13 +1167,7 @@ async fn a_statement_reconciled_from_the_console_applies_what_lien_lacked_once(b
 async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(backend: Backend) {
     let story = LockedOnPush::new(backend).await;
     let app = &story.app;
-    let mut boss = financier_person(
-        app,
-        &story.financier_id,
-        "boss@duka.example",
-        "financier-admin",
-    )
-    .await;
+    let mut boss = duka_boss(app, &story.financier_id).await;
     let settings = boss.get("/console/settings").await;
     assert_eq!(settings.status, 200, "{}", settings.body);
     let csrf = settings.field("csrf");
@@ -1342,12 +1299,8 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
     assert_eq!(shown.body[0]["name"], "Duka Phones Ltd", "{}", shown.body);
     assert_eq!(shown.body[0]["payment_link"], "https://pay.duka.example/");
     let chain = app
-        .running
-        .state
-        .store
         .audit_chain(&format!("financier:{}", story.financier_id))
-        .await
-        .unwrap();
+        .await;
     assert!(
         chain
             .iter()
@@ -1368,13 +1321,7 @@ async fn keys_are_issued_and_revoked_and_unmatched_money_assigned_from_settings(
     hooks.assert_shows("https://hooks.duka.example/lien");
     assert!(hooks.shows("payment.applied"));
     // An agent sees no keys, and cannot issue one whatever it sends.
-    let mut agent = financier_person(
-        app,
-        &story.financier_id,
-        "agent@duka.example",
-        "financier-agent",
-    )
-    .await;
+    let mut agent = duka_agent(app, &story.financier_id).await;
     let theirs = agent.get("/console/settings").await;
     assert!(!theirs.shows("id=\"key-form\""), "{}", theirs.body);
     assert!(

@@ -22,24 +22,6 @@ fn held_claims(w: &World) -> StatusClaims {
     keys.verify(&token, &w.device_id, 0).unwrap()
 }
 
-/// The device's history as (action, reason) pairs.
-async fn history(w: &World) -> Vec<(String, String)> {
-    let r = w.on_device("GET", "/history", None).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["chain_intact"], true);
-    r.body["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_string(),
-                e["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 fn refused_too_soon(outcome: EmergencyOutcome) -> bool {
     matches!(outcome, EmergencyOutcome::TooSoon { .. })
 }
@@ -128,7 +110,7 @@ async fn a_locked_phone_offline_for_a_week_takes_its_emergency_window_once(backe
     w.phone.shift_wall_clock(-60 * DAY as i64);
     w.phone.set_online(true);
     w.phone.check_again().await;
-    let history = history(&w).await;
+    let history = w.app.history(&w.key, &w.device_id).await;
     let reported: Vec<_> = history
         .iter()
         .filter(|(action, _)| action == "emergency_use")
@@ -157,7 +139,12 @@ async fn a_locked_phone_offline_for_a_week_takes_its_emergency_window_once(backe
 }
 
 async fn history_count(w: &World, action: &str) -> usize {
-    history(w).await.iter().filter(|(a, _)| a == action).count()
+    w.app
+        .history(&w.key, &w.device_id)
+        .await
+        .iter()
+        .filter(|(a, _)| a == action)
+        .count()
 }
 
 async fn an_expired_lease_is_lifted_by_the_first_check_in(backend: Backend) {

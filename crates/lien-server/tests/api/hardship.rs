@@ -215,12 +215,8 @@ async fn a_short_request_is_granted_at_once_and_the_financier_may_end_it(backend
     // Ending it restricts the phone again, as a lock does: neither an agent nor support may.
     let financier_id = w
         .app
-        .running
-        .state
-        .store
-        .device(&w.device_id)
+        .stored_device(&w.device_id)
         .await
-        .unwrap()
         .enrolled
         .financier_id;
     let end_path = format!("/v1/devices/{}/hardship-pauses/end", w.device_id);
@@ -314,12 +310,8 @@ async fn a_locked_plan_restructured_is_active_at_once_and_the_history_shows_both
     // An agent may not restructure; nor may support under this policy.
     let financier_id = w
         .app
-        .running
-        .state
-        .store
-        .device(&w.device_id)
+        .stored_device(&w.device_id)
         .await
-        .unwrap()
         .enrolled
         .financier_id;
     let agent = w.app.financier_key(&financier_id, "financier-agent").await;

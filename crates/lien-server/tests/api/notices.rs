@@ -107,13 +107,7 @@ async fn a_phone_never_seen_is_served_by_the_fallback_and_one_seen_by_its_acknow
         assert_eq!(d["notices_served"], 0, "{d}");
     }
     // The financier is told, so that it reaches the borrowers by its own means too.
-    let outbox = app
-        .running
-        .state
-        .store
-        .outbox_events(&financier_id)
-        .await
-        .unwrap();
+    let outbox = app.outbox_events(&financier_id).await;
     let pending = outbox
         .iter()
         .filter(|e| e.event.event_type == "notice.pending")

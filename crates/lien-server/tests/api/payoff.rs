@@ -72,26 +72,6 @@ async fn device(app: &TestApp, key: &str, device: &str) -> Value {
     r.body
 }
 
-/// The device's history as (action, reason) pairs, checking the chain is intact.
-async fn history(app: &TestApp, key: &str, device: &str) -> Vec<(String, String)> {
-    let r = app
-        .call("GET", &format!("/v1/devices/{device}/history"), key, None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["chain_intact"], true);
-    r.body["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_string(),
-                e["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 fn actions(history: &[(String, String)]) -> Vec<&str> {
     history.iter().map(|(a, _)| a.as_str()).collect()
 }
@@ -140,7 +120,7 @@ async fn a_paid_off_device_is_released_after_the_window_without_any_call(backend
         device(&app, &key, &id).await["release_final_at"],
         final_at.as_str()
     );
-    let steps = history(&app, &key, &id).await;
+    let steps = app.history(&key, &id).await;
     assert_eq!(
         actions(&steps)[1..],
         ["payment", "payment", "release_requested"],
@@ -169,7 +149,7 @@ async fn a_paid_off_device_is_released_after_the_window_without_any_call(backend
     assert_eq!(released["decision"]["state"], "released", "{released}");
     assert_eq!(released["release_final_at"], Value::Null);
     assert_eq!(imei_check(&app, &phone_imei).await, "released");
-    let steps = history(&app, &key, &id).await;
+    let steps = app.history(&key, &id).await;
     assert_eq!(
         steps.last().unwrap(),
         &(
@@ -200,7 +180,7 @@ async fn a_by_hand_policy_is_not_released_at_payoff(backend: Backend) {
         imei_check(&app, &phone_imei).await,
         "financed_good_standing"
     );
-    let steps = history(&app, &key, &id).await;
+    let steps = app.history(&key, &id).await;
     assert!(
         !actions(&steps).iter().any(|a| a.starts_with("release")),
         "{steps:?}"
@@ -234,7 +214,7 @@ async fn a_reversal_in_the_window_cancels_the_automatic_release(backend: Backend
         "{}",
         reversed.body
     );
-    let steps = history(&app, &key, &id).await;
+    let steps = app.history(&key, &id).await;
     assert_eq!(
         actions(&steps)[1..],
         [
@@ -352,7 +332,7 @@ async fn an_agents_payoff_waits_for_a_financier_admin(backend: Backend) {
     let paid = pay(&app, &agent, &id, "CASH-ALL", WHOLE_PLAN).await;
     assert_eq!(paid.body["decision"]["reason"]["code"], "paid_in_full");
     assert_eq!(paid.body["release_final_at"], Value::Null, "{}", paid.body);
-    let steps = history(&app, &admin, &id).await;
+    let steps = app.history(&admin, &id).await;
     assert_eq!(
         actions(&steps)[1..],
         ["payment", "paid_in_full"],

@@ -255,13 +255,7 @@ async fn each_event_arrives_once_in_order_after_failed_attempts(backend: Backend
         "{:?}",
         receiver.bad_signatures.lock().unwrap()
     );
-    let outbox = app
-        .running
-        .state
-        .store
-        .outbox_events(&financier_id)
-        .await
-        .unwrap();
+    let outbox = app.outbox_events(&financier_id).await;
     let types: Vec<&str> = outbox.iter().map(|e| e.event.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -725,13 +719,7 @@ async fn a_rotated_secret_signs_until_its_overlap_ends_and_every_change_is_audit
     assert_eq!(changed.body["event_types"], json!(["payment.applied"]));
     let deleted = delete_endpoint(&app, &key, &endpoint_id).await;
     assert_eq!(deleted.status, 204);
-    let chain = app
-        .running
-        .state
-        .store
-        .audit_chain(&format!("financier:{financier_id}"))
-        .await
-        .unwrap();
+    let chain = app.audit_chain(&format!("financier:{financier_id}")).await;
     let acts: Vec<&str> = chain
         .iter()
         .map(|r| r.entry.action.as_str())

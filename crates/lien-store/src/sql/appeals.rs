@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Found as _, SqlStore, backend, unique_or_backend};
+use super::{Found as _, ReadAll, SqlStore, backend, unique_or_backend};
 use crate::StoreError;
 use crate::appeals::{
     AppealFilter, AppealRecord, AppealWrite, Appeals, AttachmentRecord, Attachments, ImeiHistory,
@@ -177,12 +177,8 @@ impl Appeals for SqlStore {
         }
         query
             .bind(i64::from(filter.limit.max(1)))
-            .fetch_all(&self.read)
+            .read_all(&self.read, appeal_from)
             .await
-            .map_err(backend)?
-            .iter()
-            .map(appeal_from)
-            .collect()
     }
 }
 

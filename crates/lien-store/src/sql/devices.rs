@@ -10,7 +10,7 @@ use super::checkin_cache::Lookup;
 use super::device_writes::{Versions, apply_all, check};
 use super::rows::{Value, fetch_in, insert_rows};
 use super::tenants::financier_by_id;
-use super::{Found as _, SqlStore, backend, first_column, unique_or_backend};
+use super::{Found as _, ReadAll, SqlStore, backend, first_column, unique_or_backend};
 use crate::{
     ArrearsAge, ArrearsByAge, Binding, ChangeFn, CheckinView, DecisionRecord, DeviceChange,
     DeviceFilter, DeviceRecord, DeviceSnapshot, Devices, NewDevice, OverrideRecord, PaymentRecord,
@@ -518,12 +518,8 @@ impl Devices for SqlStore {
         }
         query
             .bind(i64::from(filter.limit))
-            .fetch_all(&self.read)
+            .read_all(&self.read, device_from)
             .await
-            .map_err(backend)?
-            .iter()
-            .map(device_from)
-            .collect()
     }
 
     #[tracing::instrument(skip(self, change))]
@@ -614,12 +610,8 @@ impl Devices for SqlStore {
             "{STATUS_CODE_MATCHES} ORDER BY t.device_id, t.sequence"
         )))
         .bind(code)
-        .fetch_all(&self.read)
+        .read_all(&self.read, status_code_match_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(status_code_match_from)
-        .collect()
     }
 
     #[tracing::instrument(skip(self, code))]
@@ -637,12 +629,8 @@ impl Devices for SqlStore {
         )))
         .bind(code)
         .bind(superseded_since_us)
-        .fetch_all(&self.read)
+        .read_all(&self.read, status_code_match_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(status_code_match_from)
-        .collect()
     }
 
     #[tracing::instrument(skip(self))]

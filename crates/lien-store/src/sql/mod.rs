@@ -452,6 +452,38 @@ impl<'q> Found<'q> for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
     }
 }
 
+/// A read of many rows: [`ReadAll::read_all`] is every row the query finds, each turned into a
+/// record by `reader`, so that every such read maps a driver error the same way.
+trait ReadAll<'q> {
+    async fn read_all<'e, 'c: 'e, E, T>(
+        self,
+        executor: E,
+        reader: impl Fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        'q: 'e,
+        E: Executor<'c, Database = Any>;
+}
+
+impl<'q> ReadAll<'q> for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    async fn read_all<'e, 'c: 'e, E, T>(
+        self,
+        executor: E,
+        reader: impl Fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        'q: 'e,
+        E: Executor<'c, Database = Any>,
+    {
+        self.fetch_all(executor)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(reader)
+            .collect()
+    }
+}
+
 /// The first column of every row.
 fn first_column<T>(rows: &[AnyRow]) -> Result<Vec<T>, StoreError>
 where

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::audit_log::append_audit;
-use super::{Found as _, SqlStore, backend, unique_or_backend};
+use super::{Found as _, ReadAll, SqlStore, backend, unique_or_backend};
 use crate::{AuditEntry, InvitationRecord, People, PersonRecord, SessionRecord, StoreError};
 
 const PERSON_COLUMNS: &str = "p.id, p.email, p.name, p.role, p.financier_id, p.password_hash, \
@@ -185,13 +185,7 @@ impl People for SqlStore {
                 "SELECT {PERSON_COLUMNS} FROM people p ORDER BY p.created_us, p.id"
             ))),
         };
-        query
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(|row| person_at(row, 0))
-            .collect()
+        query.read_all(&self.read, |row| person_at(row, 0)).await
     }
 
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::devices::{counted_sum, split_sum};
 use super::tenants::{AUDIT_COLUMNS, audit_record_from};
-use super::{SqlStore, backend};
+use super::{ReadAll, SqlStore, backend};
 use crate::reports::{ActivityCursor, DayLocks, DayPayments, PaymentAcks, Reports, UnlockPayment};
 use crate::{AuditRecord, StoreError};
 
@@ -67,12 +67,8 @@ impl Reports for SqlStore {
         .bind(after_at)
         .bind(after_chain)
         .bind(after_seq)
-        .fetch_all(&self.read)
+        .read_all(&self.read, audit_record_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(audit_record_from)
-        .collect()
     }
 
     async fn payments_by_day(

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use super::audit_log::append_audit;
-use super::{Found as _, SqlStore, backend, unique_or_backend};
+use super::{Found as _, ReadAll, SqlStore, backend, unique_or_backend};
 use crate::{
     ApiKeyRecord, AuditEntry, AuditLog, AuditRecord, Financier, Idempotency, IdempotentResponse,
     Store, StoreError, Tenants,
@@ -72,12 +72,8 @@ impl Tenants for SqlStore {
         sqlx::query(
             "SELECT id, name, contact, payment_link, created_us FROM financiers ORDER BY id",
         )
-        .fetch_all(&self.read)
+        .read_all(&self.read, financier_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(financier_from)
-        .collect()
     }
 
     #[tracing::instrument(skip_all, fields(key = %key.id, role = %key.role))]
@@ -300,12 +296,8 @@ impl AuditLog for SqlStore {
             "SELECT {AUDIT_COLUMNS} FROM audit WHERE chain = $1 ORDER BY seq"
         )))
         .bind(chain)
-        .fetch_all(&self.read)
+        .read_all(&self.read, audit_record_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(audit_record_from)
-        .collect()
     }
 }
 

@@ -23,7 +23,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 use super::audit_log::append_audit;
-use super::{Dialect, SqlStore, backend, unique_or_backend};
+use super::{Dialect, ReadAll, SqlStore, backend, unique_or_backend};
 use crate::{
     AttemptOutcome, AuditEntry, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus,
     OutboxEvent, StoreError, StoredEvent, WebhookEndpointRecord, Webhooks,
@@ -252,12 +252,8 @@ impl Webhooks for SqlStore {
              WHERE financier_id = $1 AND deleted_us IS NULL ORDER BY created_us, id"
         )))
         .bind(financier_id)
-        .fetch_all(&self.read)
+        .read_all(&self.read, endpoint_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(endpoint_from)
-        .collect()
     }
 
     #[tracing::instrument(skip(self, audit))]
@@ -591,12 +587,8 @@ impl Webhooks for SqlStore {
         )))
         .bind(endpoint_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.read)
+        .read_all(&self.read, delivery_from)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(delivery_from)
-        .collect()
     }
 
     #[tracing::instrument(skip(self))]
@@ -654,11 +646,7 @@ impl Webhooks for SqlStore {
             "SELECT {EVENT_COLUMNS} FROM outbox o WHERE o.financier_id = $1 ORDER BY o.seq"
         )))
         .bind(financier_id)
-        .fetch_all(&self.read)
+        .read_all(&self.read, |row| event_at(row, 0))
         .await
-        .map_err(backend)?
-        .iter()
-        .map(|row| event_at(row, 0))
-        .collect()
     }
 }

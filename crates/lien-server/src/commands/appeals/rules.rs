@@ -339,28 +339,24 @@ pub fn answer_mutation(
             audit_reason.push_str(" up to the amount due (the financier records the rest)");
         }
     }
-    Ok(Mutation {
-        action: if accept {
-            "appeal_accepted"
-        } else {
-            "appeal_rejected"
-        },
-        reason: audit_reason,
-        change: DeviceChange {
-            payment,
-            override_updates,
-            appeal: Some(AppealWrite::Decide {
-                reference: appeal.reference.clone(),
-                status: status.into(),
-                decided_us: now_us,
-                decided_by,
-                reason,
-            }),
-            ..DeviceChange::default()
-        },
-        response: None,
-        releases_at_payoff: false,
-    })
+    let action = if accept {
+        "appeal_accepted"
+    } else {
+        "appeal_rejected"
+    };
+    let change = DeviceChange {
+        payment,
+        override_updates,
+        appeal: Some(AppealWrite::Decide {
+            reference: appeal.reference.clone(),
+            status: status.into(),
+            decided_us: now_us,
+            decided_by,
+            reason,
+        }),
+        ..DeviceChange::default()
+    };
+    Ok(Mutation::new(action, audit_reason, change))
 }
 
 /// The device change that opens an appeal, decided under the device's lock: the appeal row,
@@ -423,17 +419,15 @@ pub fn open_mutation(
     if let Some(why) = &unlock_withheld_because {
         reason.push_str(&format!("; no provisional unlock: {why}"));
     }
+    let change = DeviceChange {
+        new_override: Some(freeze),
+        more_overrides: unlock.into_iter().collect(),
+        appeal: Some(AppealWrite::Open(Box::new(record.clone()))),
+        ..DeviceChange::default()
+    };
     let mutation = Mutation {
-        action: "appeal_opened",
-        reason,
-        change: DeviceChange {
-            new_override: Some(freeze),
-            more_overrides: unlock.into_iter().collect(),
-            appeal: Some(AppealWrite::Open(Box::new(record.clone()))),
-            ..DeviceChange::default()
-        },
         response: Some(serde_json::Value::Null),
-        releases_at_payoff: false,
+        ..Mutation::new("appeal_opened", reason, change)
     };
     let opened = OpenedAppeal {
         record,
