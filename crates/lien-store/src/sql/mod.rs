@@ -426,6 +426,16 @@ fn backend(err: sqlx::Error) -> StoreError {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(err)),
+        // PostgreSQL's own word that the connection is gone or the server is going: class 08
+        // (connection exception) and 57P01-57P03 (shutting down, crashed, not yet accepting),
+        // which a pooled connection reads on its next query after the server stopped.
+        sqlx::Error::Database(ref db)
+            if db.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")
+            }) =>
+        {
+            StoreError::Unavailable(Box::new(err))
+        }
         _ => StoreError::Backend(Box::new(err)),
     }
 }
