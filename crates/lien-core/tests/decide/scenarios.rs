@@ -559,26 +559,23 @@ fn a_hardship_pause_ending_as_the_quiet_hours_open_restricts_only_when_they_clos
     assert_restricted_from(&ended, at, "2026-04-13T00:30:00Z");
 }
 
+/// A plan in UTC and KES, nothing down: each installment's due date and minor units.
+fn utc_plan(installments: &[(Date, i64)]) -> InstallmentPlan {
+    let plan = installments
+        .iter()
+        .map(|&(due, minor)| Installment {
+            due,
+            amount: kes(minor),
+        })
+        .collect();
+    InstallmentPlan::new(TimeZone::UTC, kes(0), plan).unwrap()
+}
+
 #[test]
 fn arrears_that_reach_the_minimum_at_midnight_restrict_only_after_the_quiet_hours() {
     // Two installments of 1 and 3: the first alone (33% of the largest) is under the policy's
     // 34% minimum, so the phone is only reminded until the second falls late at midnight.
-    let kes = |minor| Money::new(minor, Currency::parse("KES").unwrap());
-    let plan = InstallmentPlan::new(
-        TimeZone::UTC,
-        kes(0),
-        vec![
-            Installment {
-                due: date(2026, 1, 20),
-                amount: kes(1),
-            },
-            Installment {
-                due: date(2026, 2, 27),
-                amount: kes(3),
-            },
-        ],
-    )
-    .unwrap();
+    let plan = utc_plan(&[(date(2026, 1, 20), 1), (date(2026, 2, 27), 3)]);
     let mut settings = half_hour_after_midnight().settings().clone();
     settings.min_arrears_percent = 34;
     let policy = LockPolicy::new(settings).unwrap();
@@ -602,22 +599,7 @@ fn a_payment_in_the_quiet_hours_that_cures_nothing_does_not_free_the_phone_until
     // there the money had been paid two days before and its callback came late, so the ledger
     // says the phone was owed only a reminder when the window opened, and it is freed until
     // the window closes: see RELIABILITY.md.)
-    let kes = |minor| Money::new(minor, Currency::parse("KES").unwrap());
-    let plan = InstallmentPlan::new(
-        TimeZone::UTC,
-        kes(0),
-        vec![
-            Installment {
-                due: date(2026, 3, 1),
-                amount: kes(1_000),
-            },
-            Installment {
-                due: date(2026, 3, 3),
-                amount: kes(1_000),
-            },
-        ],
-    )
-    .unwrap();
+    let plan = utc_plan(&[(date(2026, 3, 1), 1_000), (date(2026, 3, 3), 1_000)]);
     let policy = half_hour_after_midnight();
     let paid_at = utc("2026-03-05T00:10:00Z");
     let older_paid = PaymentLog::new(
