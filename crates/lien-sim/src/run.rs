@@ -28,6 +28,7 @@ use lien_server::wire::{
 };
 use lien_store::{AuditEntry, Financier};
 
+use crate::overrides::{AppealCounts, FinancierCounts};
 use crate::phone::{Look, SimPhone};
 use crate::scenario::{Action, Borrower, Scenario};
 use crate::server::{Heard, Server};
@@ -38,8 +39,20 @@ use crate::{Config, Fault};
 pub struct Truth {
     /// Money the server was told of (see `oracle::Case::money`).
     pub money: Vec<(Timestamp, i64)>,
-    /// Pauses and provisional unlocks the server granted, with their spans.
+    /// Pauses and provisional unlocks the server granted (support's, and those an appeal's
+    /// record promises from its deadline), with their spans.
     pub reprieves: Vec<(Timestamp, Timestamp)>,
+    /// Of them, the provisional unlocks, which lift a manual lock too.
+    pub unlocks: Vec<(Timestamp, Timestamp)>,
+    /// Dispute freezes: from an appeal's opening to its answer, if it had one.
+    pub freezes: Vec<(Timestamp, Option<Timestamp>)>,
+    /// Manual locks: from the lock to the unlock, if there was one.
+    pub manual_locks: Vec<(Timestamp, Option<Timestamp>)>,
+    /// SIM changes: from the new card in the phone to the financier's acceptance, if the
+    /// server took one.
+    pub sim_changes: Vec<(Timestamp, Option<Timestamp>)>,
+    /// The appeal open now, for support to answer.
+    pub open_appeal: Option<crate::overrides::OpenAppeal>,
     /// When the phone went off and on the network.
     pub online: Vec<(Timestamp, bool)>,
     /// What happened, in words, for a timeline.
@@ -63,6 +76,10 @@ pub struct Counts {
     pub pauses: (u64, u64),
     /// Provisional unlocks granted, refused.
     pub provisional_unlocks: (u64, u64),
+    /// Appeals.
+    pub appeals: AppealCounts,
+    /// Manual locks and SIM changes.
+    pub financier: FinancierCounts,
     /// Commands refused that should not have been, by message.
     pub refused: BTreeSet<String>,
     /// Refusals counted.
@@ -355,6 +372,52 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                             if granted { "granted" } else { "refused" }
                         ),
                     ));
+                }
+                Action::Appeal { claim } => {
+                    let phone = phone_mut(&mut phones, d);
+                    phone.advance_to(now);
+                    let currency = scenario.borrowers[d].currency;
+                    crate::overrides::appeal(
+                        &server.state,
+                        phone,
+                        currency,
+                        *claim,
+                        &mut truths[d],
+                        &mut counts,
+                        now,
+                    )
+                    .await;
+                }
+                Action::AnswerAppeal { accept } => {
+                    crate::overrides::answer(
+                        &server.state,
+                        &support,
+                        &ids[d],
+                        *accept,
+                        &mut truths[d],
+                        &mut counts,
+                        now,
+                    )
+                    .await;
+                }
+                Action::ManualLock => {
+                    let (state, id, truth) = (&server.state, &ids[d], &mut truths[d]);
+                    crate::overrides::lock(state, &admin, id, truth, &mut counts, now).await;
+                }
+                Action::ManualUnlock => {
+                    let (state, id, truth) = (&server.state, &ids[d], &mut truths[d]);
+                    crate::overrides::unlock(state, &admin, id, truth, &mut counts, now).await;
+                }
+                Action::SimChange => {
+                    let phone = phone_mut(&mut phones, d);
+                    phone.advance_to(now);
+                    crate::overrides::sim_change(phone, &mut truths[d], &mut counts, now);
+                    woken.insert(event.device);
+                }
+                Action::AcceptSimChange => {
+                    let (state, id, truth) = (&server.state, &ids[d], &mut truths[d]);
+                    crate::overrides::accept_sim_change(state, &admin, id, truth, &mut counts, now)
+                        .await;
                 }
                 Action::Offline => {
                     counts.offline_spells += 1;
