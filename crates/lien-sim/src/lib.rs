@@ -105,6 +105,8 @@ pub struct Report {
     pub missed_minutes: i64,
     /// Devices with missed enforcement.
     pub missed_devices: u64,
+    /// What the run did: events fed, commands refused.
+    pub counts: run::Counts,
     /// The report, as printed.
     pub text: String,
 }
@@ -244,7 +246,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     let _ = writeln!(
         t,
         "disputes: {} appeals opened ({} paid, {} owner, {} wrong lock; {} promising a \
-         provisional unlock at the deadline), {} not opened ({} phones showing no status code), \
+         provisional unlock at the deadline), {} not opened ({} for want of a status code on the screen), \
          {} answered ({} accepted, {} rejected); manual locks {} placed, {} lifted; SIM changes \
          {} on phones, {} accepted, {} acceptances refused",
         a.opened.0 + a.opened.1 + a.opened.2,
@@ -406,6 +408,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         late_unlock_minutes: all.late_unlock,
         missed_minutes: all.missed,
         missed_devices,
+        counts: outcome.counts.clone(),
         text: t,
     }
 }

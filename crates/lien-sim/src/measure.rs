@@ -100,6 +100,7 @@ pub fn oracle_for(
         sim_changes: &truth.sim_changes,
         arrears_screens: &phone.arrears_screens,
         sim_screens: &phone.sim_screens,
+        released: truth.release,
     })
 }
 

@@ -37,6 +37,8 @@
 //!   aside while it lasts (a hardship pause frees the phone from the schedule, not from the
 //!   financier's explicit lock: `lien_core::decide`'s documented precedence, and DESIGN.md's
 //!   "or by an explicit, audited action with a reason").
+//! - once the device's release is final (the payoff's, as the payment's command returned it),
+//!   nothing may be restricted, whatever override stands.
 //!
 //! Each choice it must make where the words leave room leans towards the server (a notice
 //! served at the first screen, not at the phone's acknowledgement of it; the earliest availability
@@ -97,6 +99,9 @@ pub struct Case<'a> {
     pub arrears_screens: &'a [Timestamp],
     /// Each instant the phone began to show a newly received screen telling of a SIM change.
     pub sim_screens: &'a [Timestamp],
+    /// When the device's release became final, if it did: released is final, and frees the
+    /// phone from every override too.
+    pub released: Option<Timestamp>,
 }
 
 /// What holds a phone below what the schedule alone would allow, for the report's breakdown
@@ -166,6 +171,7 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         }
     }
     points.extend(case.sim_screens.iter().copied());
+    points.extend(case.released);
     let mut days: Vec<u32> = vec![floor_day, s.grace_days + 1];
     days.extend(s.escalations.iter().map(|e| e.at_days_past_due));
     days.extend(s.notices.iter().map(|n| n.at_days_past_due));
@@ -212,6 +218,12 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
             extra.pop_first();
         }
         if t >= case.end {
+            break;
+        }
+        if case.released.is_some_and(|r| t >= r) {
+            if out.last().map(|(_, a, _)| *a) != Some(0) {
+                out.push((t, 0, Why::Schedule));
+            }
             break;
         }
 
@@ -506,23 +518,7 @@ mod tests {
     /// A Kenya plan of one installment due 10 January, never paid, on a phone that shows the
     /// reminder at 09:00 local on the 11th (06:00 UTC).
     fn kenya(arrears_screens: &[Timestamp], reprieves: &[(Timestamp, Timestamp)]) -> Allowed {
-        let settings = Preset::Kenya.settings();
-        let tz = TimeZone::get("Africa/Nairobi").unwrap();
-        allowed(&Case {
-            settings: &settings,
-            tz: &tz,
-            installments: &[(date(2027, 1, 10), 100_000)],
-            enrolled: at("2027-01-01T09:00:00Z"),
-            end: at("2027-02-01T00:00:00Z"),
-            money: &[],
-            reprieves,
-            unlocks: &[],
-            freezes: &[],
-            manual_locks: &[],
-            sim_changes: &[],
-            arrears_screens,
-            sim_screens: &[],
-        })
+        kenya_with(arrears_screens, reprieves, &[], &[], &[])
     }
 
     #[test]
@@ -569,8 +565,9 @@ mod tests {
         assert_eq!(super::at(&allowed, at("2027-01-19T04:00:00Z")), 3);
     }
 
-    /// The same Kenya plan with the overrides given, the reminder shown on the 11th.
+    /// The same Kenya plan with the screens and overrides given.
     fn kenya_with(
+        arrears_screens: &[Timestamp],
         reprieves: &[(Timestamp, Timestamp)],
         unlocks: &[(Timestamp, Timestamp)],
         freezes: &[(Timestamp, Option<Timestamp>)],
@@ -590,16 +587,20 @@ mod tests {
             freezes,
             manual_locks,
             sim_changes: &[],
-            arrears_screens: &[at("2027-01-11T06:00:00Z")],
+            arrears_screens,
             sim_screens: &[],
+            released: None,
         })
     }
+
+    /// The reminder shown at 09:00 local on the 11th.
+    const SHOWN: &str = "2027-01-11T06:00:00Z";
 
     #[test]
     fn an_appeal_opened_before_the_lock_holds_it_off_and_one_opened_after_keeps_it() {
         // Opened on the 13th, before the lock of the 14th, answered on the 20th.
         let freeze = [(at("2027-01-13T06:00:00Z"), Some(at("2027-01-20T06:00:00Z")))];
-        let allowed = kenya_with(&[], &[], &freeze, &[]);
+        let allowed = kenya_with(&[at(SHOWN)], &[], &[], &freeze, &[]);
         assert_eq!(super::at(&allowed, at("2027-01-15T12:00:00Z")), 0);
         assert_eq!(
             why_at(&allowed, at("2027-01-15T12:00:00Z")),
@@ -610,7 +611,7 @@ mod tests {
         // appeal's provisional unlock (the 18th to the 19th) while the appeal is open.
         let freeze = [(at("2027-01-15T06:00:00Z"), None)];
         let unlock = [(at("2027-01-18T06:00:00Z"), at("2027-01-19T06:00:00Z"))];
-        let allowed = kenya_with(&unlock, &unlock, &freeze, &[]);
+        let allowed = kenya_with(&[at(SHOWN)], &unlock, &unlock, &freeze, &[]);
         assert_eq!(super::at(&allowed, at("2027-01-16T12:00:00Z")), 3);
         assert_eq!(super::at(&allowed, at("2027-01-18T12:00:00Z")), 0);
         assert_eq!(super::at(&allowed, at("2027-01-19T06:00:00Z")), 3);
@@ -623,7 +624,7 @@ mod tests {
         let lock = [(at("2027-01-02T20:00:00Z"), Some(at("2027-01-06T06:00:00Z")))];
         let pause = (at("2027-01-03T06:00:00Z"), at("2027-01-04T06:00:00Z"));
         let unlock = (at("2027-01-05T06:00:00Z"), at("2027-01-05T12:00:00Z"));
-        let allowed = kenya_with(&[pause, unlock], &[unlock], &[], &lock);
+        let allowed = kenya_with(&[at(SHOWN)], &[pause, unlock], &[unlock], &[], &lock);
         assert_eq!(
             why_at(&allowed, at("2027-01-02T20:00:00Z")),
             (3, Why::ManualLock)
@@ -655,6 +656,7 @@ mod tests {
             sim_changes: &[(at("2027-01-02T15:00:00Z"), Some(at("2027-01-09T15:00:00Z")))],
             arrears_screens: &[],
             sim_screens: &told,
+            released: None,
         });
         assert_eq!(
             why_at(&allowed, at("2027-01-05T14:59:00Z")),

@@ -114,10 +114,9 @@ pub async fn appeal(
                 counts.refusals += 1;
                 counts.refused.insert(e.to_string());
             }
-            truth.log.push((
-                now,
-                format!("appeal ({}) refused: {e}", claim.as_str()),
-            ));
+            truth
+                .log
+                .push((now, format!("appeal ({}) refused: {e}", claim.as_str())));
             return;
         }
     };
@@ -261,7 +260,9 @@ pub async fn answer(
     if let Err(e) = appeals::answer_appeal(state, support, &open.reference, answer).await {
         counts.refusals += 1;
         counts.refused.insert(e.to_string());
-        truth.log.push((now, format!("answering the appeal failed: {e}")));
+        truth
+            .log
+            .push((now, format!("answering the appeal failed: {e}")));
         truth.open_appeal = Some(open);
         return;
     }
@@ -311,65 +312,99 @@ async fn recorded(state: &AppState, device_id: &str, reference: &str) -> Option<
         .map(|p| p.amount_minor)
 }
 
-/// The financier locks the phone by hand.
-pub async fn lock(
-    state: &AppState,
-    admin: &Actor,
-    device_id: &str,
-    truth: &mut Truth,
-    counts: &mut Counts,
-    now: Timestamp,
-) {
-    let result = overrides::lock(
-        state,
-        admin,
-        device_id,
-        LockRequest {
-            message: "Please call us about your account.".into(),
-            note: Some("the borrower does not answer our calls".into()),
-        },
-    )
-    .await;
-    match result {
-        Ok(_) => {
-            counts.financier.manual_locks.0 += 1;
-            truth.manual_locks.push((now, None));
-            truth.log.push((now, "manual lock".into()));
-        }
-        Err(e) => {
-            truth.log.push((now, format!("manual lock refused: {e}")));
+/// What the financier does to a phone by its API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinancierAct {
+    /// Locks it by hand, with a message for its screen and a note for its history.
+    Lock,
+    /// Lifts its manual lock.
+    Unlock,
+    /// Accepts its SIM change, having heard from the borrower.
+    AcceptSimChange,
+}
+
+impl FinancierAct {
+    fn name(self) -> &'static str {
+        match self {
+            FinancierAct::Lock => "manual lock",
+            FinancierAct::Unlock => "manual unlock",
+            FinancierAct::AcceptSimChange => "SIM change accepted",
         }
     }
 }
 
-/// The financier lifts its manual lock.
-pub async fn unlock(
+/// The financier acts on a device; the oracle learns of a lock, an unlock or an acceptance
+/// only once the server has taken it.
+pub async fn financier_act(
     state: &AppState,
     admin: &Actor,
     device_id: &str,
+    act: FinancierAct,
     truth: &mut Truth,
     counts: &mut Counts,
     now: Timestamp,
 ) {
-    let result = overrides::unlock(
-        state,
-        admin,
-        device_id,
-        UnlockRequest {
-            reason: "the borrower called".into(),
-            provisional_hours: None,
-        },
-    )
-    .await;
-    match result {
-        Ok(_) => {
-            counts.financier.manual_locks.1 += 1;
-            for span in truth.manual_locks.iter_mut().filter(|s| s.1.is_none()) {
-                span.1 = Some(now);
-            }
-            truth.log.push((now, "manual lock lifted".into()));
+    let result = match act {
+        FinancierAct::Lock => {
+            let req = LockRequest {
+                message: "Please call us about your account.".into(),
+                note: Some("the borrower does not answer our calls".into()),
+            };
+            overrides::lock(state, admin, device_id, req)
+                .await
+                .map(drop)
         }
-        Err(e) => truth.log.push((now, format!("manual unlock refused: {e}"))),
+        FinancierAct::Unlock => {
+            let req = UnlockRequest {
+                reason: "the borrower called".into(),
+                provisional_hours: None,
+            };
+            overrides::unlock(state, admin, device_id, req)
+                .await
+                .map(drop)
+        }
+        FinancierAct::AcceptSimChange => {
+            let req = SimChangeAcceptRequest {
+                reason: "the borrower called with the new number".into(),
+            };
+            sim_change::accept(state, admin, device_id, req)
+                .await
+                .map(drop)
+        }
+    };
+    let f = &mut counts.financier;
+    match (act, result) {
+        (FinancierAct::Lock, Ok(())) => {
+            f.manual_locks.0 += 1;
+            truth.manual_locks.push((now, None));
+        }
+        (FinancierAct::Unlock, Ok(())) => {
+            f.manual_locks.1 += 1;
+            end_open(&mut truth.manual_locks, now);
+        }
+        (FinancierAct::AcceptSimChange, Ok(())) => {
+            f.sim_accepted.0 += 1;
+            end_open(&mut truth.sim_changes, now);
+        }
+        (_, Err(e)) => {
+            // Expected: an unlock or an acceptance with nothing to end (the phone has not
+            // reported its card yet, its policy ignores new cards), a lock on a released phone.
+            if act == FinancierAct::AcceptSimChange {
+                f.sim_accepted.1 += 1;
+            }
+            truth
+                .log
+                .push((now, format!("{} refused: {e}", act.name())));
+            return;
+        }
+    }
+    truth.log.push((now, act.name().into()));
+}
+
+/// Ends every span of `spans` still open, at `now`.
+fn end_open(spans: &mut [(Timestamp, Option<Timestamp>)], now: Timestamp) {
+    for span in spans.iter_mut().filter(|s| s.1.is_none()) {
+        span.1 = Some(now);
     }
 }
 
@@ -382,39 +417,4 @@ pub fn sim_change(phone: &mut SimPhone, truth: &mut Truth, counts: &mut Counts, 
         truth.sim_changes.push((now, None));
     }
     truth.log.push((now, "new SIM card".into()));
-}
-
-/// The financier accepts the SIM change, if the server has one waiting.
-pub async fn accept_sim_change(
-    state: &AppState,
-    admin: &Actor,
-    device_id: &str,
-    truth: &mut Truth,
-    counts: &mut Counts,
-    now: Timestamp,
-) {
-    let result = sim_change::accept(
-        state,
-        admin,
-        device_id,
-        SimChangeAcceptRequest {
-            reason: "the borrower called with the new number".into(),
-        },
-    )
-    .await;
-    match result {
-        Ok(_) => {
-            counts.financier.sim_accepted.0 += 1;
-            for span in truth.sim_changes.iter_mut().filter(|s| s.1.is_none()) {
-                span.1 = Some(now);
-            }
-            truth.log.push((now, "SIM change accepted".into()));
-        }
-        Err(e) => {
-            counts.financier.sim_accepted.1 += 1;
-            truth
-                .log
-                .push((now, format!("SIM change acceptance refused: {e}")));
-        }
-    }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use axum::Router;
 use jiff::Timestamp;
-use lien_agent::sim::{RecordingPlatform, SimClock, SimHardware};
 use lien_agent::screens::Details;
+use lien_agent::sim::{RecordingPlatform, SimClock, SimHardware};
 use lien_agent::{
     Agent, AgentConfig, Area, Identity, LockCause, MemoryStorage, Outgoing, Screen, SeededEntropy,
     Storage as _, TransportError,

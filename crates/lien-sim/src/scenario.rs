@@ -454,9 +454,7 @@ fn draw_disputes(
     events.push(Event {
         at: at + SignedDuration::from_hours(hours) + SignedDuration::from_mins(rng.i64(0..60)),
         device,
-        action: Action::AnswerAppeal {
-            accept: rng.bool(),
-        },
+        action: Action::AnswerAppeal { accept: rng.bool() },
     });
 }
 
