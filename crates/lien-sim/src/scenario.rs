@@ -467,32 +467,19 @@ fn draw_financier_acts(
     end: Timestamp,
     events: &mut Vec<Event>,
 ) {
+    let mut act = |at, action| events.push(Event { at, device, action });
     if rng.u32(0..100) < 3 {
         let at = between(rng, start, end);
-        events.push(Event {
-            at,
-            device,
-            action: Action::ManualLock,
-        });
-        events.push(Event {
-            at: at + SignedDuration::from_mins(rng.i64(30..=4 * 24 * 60)),
-            device,
-            action: Action::ManualUnlock,
-        });
+        act(at, Action::ManualLock);
+        let lifted = at + SignedDuration::from_mins(rng.i64(30..=4 * 24 * 60));
+        act(lifted, Action::ManualUnlock);
     }
     if rng.u32(0..100) < 5 {
         let at = between(rng, start, end);
-        events.push(Event {
-            at,
-            device,
-            action: Action::SimChange,
-        });
+        act(at, Action::SimChange);
         if rng.u32(0..100) < 60 {
-            events.push(Event {
-                at: at + SignedDuration::from_mins(rng.i64(60..=6 * 24 * 60)),
-                device,
-                action: Action::AcceptSimChange,
-            });
+            let accepted = at + SignedDuration::from_mins(rng.i64(60..=6 * 24 * 60));
+            act(accepted, Action::AcceptSimChange);
         }
     }
 }
