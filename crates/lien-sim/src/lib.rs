@@ -4,8 +4,9 @@
 //!
 //! One seed draws a portfolio (`scenario`): borrowers on the presets, in their time zones, who
 //! pay on time, late, in part, twice, get charged back, are paused for hardship and unlocked
-//! on appeal, pay off; phones that go offline for hours or weeks, have their wall clock moved
-//! and are factory-reset; callbacks that come late, out of order and twice; server restarts.
+//! on appeal, appeal from the borrower's page (a dispute freeze, answered by support), are
+//! locked by hand and unlocked, pay off; phones that go offline for hours or weeks, have their
+//! wall clock moved, are factory-reset and get new SIM cards; callbacks that come late, out of order and twice; server restarts.
 //! The run (`run`) feeds it to the real server in this process, in virtual time: the real
 //! store (SQLite in a temporary directory, or PostgreSQL), the commands layer, the scheduler,
 //! token signing, and each phone's real agent (`phone`) talking to the real router
@@ -25,6 +26,7 @@ use jiff::tz::TimeZone;
 
 pub mod measure;
 pub mod oracle;
+pub mod overrides;
 pub mod phone;
 pub mod run;
 pub mod scenario;
@@ -106,6 +108,8 @@ pub struct Report {
     /// Answers of the server's own failure (5xx) to phones: must be 0 for the run to depend on
     /// its seed alone.
     pub server_errors: u64,
+    /// What the run did: events fed, commands refused.
+    pub counts: run::Counts,
     /// The report, as printed.
     pub text: String,
 }
@@ -242,6 +246,29 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         c.provisional_unlocks.0,
         c.provisional_unlocks.1
     );
+    let (a, f) = (&c.appeals, &c.financier);
+    let _ = writeln!(
+        t,
+        "disputes: {} appeals opened ({} paid, {} owner, {} wrong lock; {} promising a \
+         provisional unlock at the deadline), {} not opened ({} for want of a status code on the screen), \
+         {} answered ({} accepted, {} rejected); manual locks {} placed, {} lifted; SIM changes \
+         {} on phones, {} accepted, {} acceptances refused",
+        a.opened.0 + a.opened.1 + a.opened.2,
+        a.opened.0,
+        a.opened.1,
+        a.opened.2,
+        a.unlock_promised,
+        a.no_code + a.refused,
+        a.no_code,
+        a.answered.0 + a.answered.1,
+        a.answered.0,
+        a.answered.1,
+        f.manual_locks.0,
+        f.manual_locks.1,
+        f.sim_changes,
+        f.sim_accepted.0,
+        f.sim_accepted.1
+    );
     let _ = writeln!(
         t,
         "phones: {} offline spells, {} wall-clock changes, {} factory resets, {} requests \
@@ -329,8 +356,8 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
     }
     let _ = writeln!(
         t,
-        "  lifted by a pause or a provisional unlock: {}; still restricted at the end after a \
-         cure: {}",
+        "  lifted by an override (a pause, a provisional unlock, a manual unlock, an accepted \
+         SIM change): {}; still restricted at the end after a cure: {}",
         all.override_unlocks, all.unresolved
     );
     let _ = writeln!(
@@ -387,6 +414,7 @@ fn report(config: &Config, scenario: &scenario::Scenario, outcome: &run::Outcome
         missed_minutes: all.missed,
         missed_devices,
         server_errors,
+        counts: outcome.counts.clone(),
         text: t,
     }
 }

@@ -94,7 +94,13 @@ pub fn oracle_for(
         end,
         money: &truth.money,
         reprieves: &truth.reprieves,
+        unlocks: &truth.unlocks,
+        freezes: &truth.freezes,
+        manual_locks: &truth.manual_locks,
+        sim_changes: &truth.sim_changes,
         arrears_screens: &phone.arrears_screens,
+        sim_screens: &phone.sim_screens,
+        released: truth.release,
     })
 }
 

@@ -20,9 +20,25 @@
 //!   end of the grace period and every notice's cure period, and only while the arrears reach
 //!   the policy's percentage of the largest installment; never under a hardship pause or a
 //!   provisional unlock, never before enrollment;
+//! - a SIM change, under a policy that restricts for one, allows a restriction (no lock) from
+//!   `after_days` local days after the phone first began to show a newly received screen
+//!   telling of it, at the same local time, until the financier accepts it; under the other
+//!   rules it allows nothing;
+//! - under a dispute freeze (an appeal open) the phone may get better but not worse: nothing
+//!   more than was allowed just before the appeal opened, nor than the schedule has allowed
+//!   since (a cap that only falls; a pause or provisional unlock frees the phone while it
+//!   lasts without lowering the cap, so the lock that stood before the appeal may come back
+//!   when the appeal's provisional unlock ends);
 //! - inside the quiet hours nothing may be more restrictive than the least the rule allowed
 //!   since just before the window opened (so a device enrolled inside them stays free until
-//!   they end).
+//!   they end);
+//! - a manual lock allows a lock while it stands, whatever the schedule, the freeze or the
+//!   quiet hours say, as an explicit act with a reason; only a provisional unlock sets it
+//!   aside while it lasts (a hardship pause frees the phone from the schedule, not from the
+//!   financier's explicit lock: `lien_core::decide`'s documented precedence, and DESIGN.md's
+//!   "or by an explicit, audited action with a reason").
+//! - once the device's release is final (the payoff's, as the payment's command returned it),
+//!   nothing may be restricted, whatever override stands.
 //!
 //! Each choice it must make where the words leave room leans towards the server (a notice
 //! served at the first screen, not at the phone's acknowledgement of it; the earliest availability
@@ -31,7 +47,9 @@
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
-use lien_core::PolicySettings;
+use std::collections::BTreeSet;
+
+use lien_core::{PolicySettings, SimChangeRule};
 
 /// The instant `date` at local `time` in `tz`.
 pub fn local(tz: &TimeZone, date: Date, time: Time) -> Timestamp {
@@ -68,8 +86,22 @@ pub struct Case<'a> {
     pub money: &'a [(Timestamp, i64)],
     /// Spans in which nothing may be restricted (hardship pauses, provisional unlocks).
     pub reprieves: &'a [(Timestamp, Timestamp)],
+    /// Of them, the provisional unlocks: they lift a manual lock too.
+    pub unlocks: &'a [(Timestamp, Timestamp)],
+    /// Dispute freezes, from an appeal's opening to its answer (`None`: still open).
+    pub freezes: &'a [(Timestamp, Option<Timestamp>)],
+    /// Manual locks, from the lock to the unlock (`None`: still in force).
+    pub manual_locks: &'a [(Timestamp, Option<Timestamp>)],
+    /// SIM changes, from the new card in the phone to the financier's acceptance (`None`:
+    /// never accepted).
+    pub sim_changes: &'a [(Timestamp, Option<Timestamp>)],
     /// Each instant the phone began to show a newly received screen with the arrears.
     pub arrears_screens: &'a [Timestamp],
+    /// Each instant the phone began to show a newly received screen telling of a SIM change.
+    pub sim_screens: &'a [Timestamp],
+    /// When the device's release became final, if it did: released is final, and frees the
+    /// phone from every override too.
+    pub released: Option<Timestamp>,
 }
 
 /// What holds a phone below what the schedule alone would allow, for the report's breakdown
@@ -84,6 +116,10 @@ pub enum Why {
     Reprieve,
     /// The quiet hours.
     Quiet,
+    /// A dispute freeze: no worse than before it, nor than since.
+    Freeze,
+    /// Nothing holds it, and a manual lock allows more than the schedule.
+    ManualLock,
 }
 
 impl Why {
@@ -94,6 +130,8 @@ impl Why {
             Why::Notice => "a notice not yet shown or its cure period",
             Why::Reprieve => "a pause or provisional unlock",
             Why::Quiet => "the quiet hours",
+            Why::Freeze => "a dispute freeze",
+            Why::ManualLock => "a manual lock",
         }
     }
 }
@@ -126,6 +164,14 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         points.push(*from);
         points.push(*until);
     }
+    for spans in [case.freezes, case.manual_locks, case.sim_changes] {
+        for (from, until) in spans {
+            points.push(*from);
+            points.extend(*until);
+        }
+    }
+    points.extend(case.sim_screens.iter().copied());
+    points.extend(case.released);
     let mut days: Vec<u32> = vec![floor_day, s.grace_days + 1];
     days.extend(s.escalations.iter().map(|e| e.at_days_past_due));
     days.extend(s.notices.iter().map(|n| n.at_days_past_due));
@@ -144,12 +190,16 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
     points.sort_unstable();
     points.dedup();
 
-    let mut extra: std::collections::BTreeSet<Timestamp> = std::collections::BTreeSet::new();
+    let mut extra: BTreeSet<Timestamp> = BTreeSet::new();
     let mut out: Allowed = Vec::new();
     let mut episode: Option<Episode> = None;
-    let mut previous_raw = 0u8;
+    // What was allowed just before the instant at hand, but for the quiet hours' cap: where
+    // a freeze or a quiet window's cap starts.
+    let mut previous = 0u8;
     let mut window: Option<usize> = None;
     let mut cap = 0u8;
+    let mut freeze: Option<usize> = None;
+    let mut freeze_cap = 0u8;
     let mut next_static = 0;
     loop {
         // The next point: a static one or one found on the way.
@@ -168,6 +218,12 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
             extra.pop_first();
         }
         if t >= case.end {
+            break;
+        }
+        if case.released.is_some_and(|r| t >= r) {
+            if out.last().map(|(_, a, _)| *a) != Some(0) {
+                out.push((t, 0, Why::Schedule));
+            }
             break;
         }
 
@@ -192,10 +248,12 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         }
         let arrears = (late - paid).max(0);
 
-        let raw = match since {
+        // What the arrears allow (`sched`), and what they would with every notice served and
+        // cured (`scheduled`), under no pause or provisional unlock.
+        let (sched, scheduled) = match since {
             None => {
                 episode = None;
-                (0, Why::Schedule)
+                (0, 0)
             }
             Some(since) => {
                 let ep = episode.get_or_insert_with(|| Episode::new(since, t));
@@ -228,9 +286,6 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
                 if ep.served.len() < s.notices.len() {
                     cured_from = None;
                 }
-                let reprieve = case.reprieves.iter().any(|(a, b)| *a <= t && t < *b);
-                // What the schedule would allow with every notice served and cured, to say
-                // what held the phone below it.
                 let mut scheduled = 0;
                 let mut raw = 0;
                 if arrears > 0 && arrears * 100 >= largest * percent {
@@ -247,43 +302,88 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
                         let starts = due.max(cured);
                         if starts > t {
                             extra.insert(starts);
-                        } else if !reprieve {
+                        } else {
                             raw = raw.max(severity);
                         }
                     }
                 }
-                let why = if raw >= scheduled {
-                    Why::Schedule
-                } else if reprieve {
-                    Why::Reprieve
-                } else {
-                    Why::Notice
-                };
-                (raw, why)
+                (raw, scheduled)
             }
         };
-        let (raw, why) = raw;
+        let (sim, sim_scheduled) = sim_change(case, t, &mut extra);
+        let sched = sched.max(sim);
+        let scheduled = scheduled.max(sim_scheduled);
+        let reprieve = in_span(case.reprieves, t);
+        let raw = if reprieve { 0 } else { sched };
+        let why = if raw >= scheduled {
+            Why::Schedule
+        } else if reprieve {
+            Why::Reprieve
+        } else {
+            Why::Notice
+        };
 
-        // The quiet hours' cap.
-        let inside = windows
-            .iter()
-            .position(|(open, close)| *open <= t && t < *close);
-        let allowed = match inside {
-            Some(w) => {
-                if window != Some(w) {
-                    window = Some(w);
-                    cap = previous_raw;
+        // A manual lock stands until it is lifted; a provisional unlock sets it aside while
+        // it lasts. Neither the freeze nor the quiet hours cap it: it is an explicit, audited
+        // act.
+        let lock_stands = in_open_span(case.manual_locks, t).is_some();
+        let manual = if lock_stands && !in_span(case.unlocks, t) {
+            3
+        } else {
+            0
+        };
+
+        // The dispute freeze's cap: what was allowed just before the freeze began, falling
+        // as the schedule (or a manual lock) allows less, never rising. A pause or
+        // provisional unlock lowers what is allowed while it lasts, not the cap: the lock
+        // that stood before the appeal comes back when its provisional unlock ends ("the
+        // lock will not get worse while the appeal is open", as the appeal's page says).
+        let frozen = match in_open_span(case.freezes, t) {
+            Some(f) => {
+                if freeze != Some(f) {
+                    freeze = Some(f);
+                    freeze_cap = previous;
                 }
-                cap = cap.min(raw);
-                raw.min(cap)
+                freeze_cap = freeze_cap.min(sched.max(if lock_stands { 3 } else { 0 }));
+                raw.min(freeze_cap)
             }
             None => {
-                window = None;
+                freeze = None;
                 raw
             }
         };
-        previous_raw = raw;
-        let why = if allowed < raw { Why::Quiet } else { why };
+
+        // The quiet hours' cap: no more than the least allowed since just before the window
+        // opened (a manual lock counts, as it is what the phone showed).
+        let combined = frozen.max(manual);
+        let inside = windows
+            .iter()
+            .position(|(open, close)| *open <= t && t < *close);
+        let scheduled_allowed = match inside {
+            Some(w) => {
+                if window != Some(w) {
+                    window = Some(w);
+                    cap = previous;
+                }
+                cap = cap.min(combined);
+                frozen.min(cap)
+            }
+            None => {
+                window = None;
+                frozen
+            }
+        };
+        previous = combined;
+        let allowed = scheduled_allowed.max(manual);
+        let why = if manual > scheduled_allowed {
+            Why::ManualLock
+        } else if scheduled_allowed < frozen {
+            Why::Quiet
+        } else if frozen < raw {
+            Why::Freeze
+        } else {
+            why
+        };
         if out.last().map(|(_, a, w)| (*a, *w)) != Some((allowed, why)) {
             out.push((t, allowed, why));
         }
@@ -292,6 +392,41 @@ pub fn allowed(case: &Case<'_>) -> Allowed {
         out.push((case.enrolled, 0, Why::Schedule));
     }
     out
+}
+
+/// Whether `t` is inside one of `spans`.
+fn in_span(spans: &[(Timestamp, Timestamp)], t: Timestamp) -> bool {
+    spans.iter().any(|(a, b)| *a <= t && t < *b)
+}
+
+/// Which of `spans` (an end of `None`: open to the end of the run) holds `t`, if any.
+fn in_open_span(spans: &[(Timestamp, Option<Timestamp>)], t: Timestamp) -> Option<usize> {
+    spans
+        .iter()
+        .position(|(a, b)| *a <= t && b.is_none_or(|b| t < b))
+}
+
+/// What a SIM change allows at `t`, and what it would once told: under a restricting rule, a
+/// restriction from `after_days` local days after the phone first began to show a newly
+/// received screen telling of the change, at the same local time, until the financier accepts
+/// it; nothing under the other rules.
+fn sim_change(case: &Case<'_>, t: Timestamp, extra: &mut BTreeSet<Timestamp>) -> (u8, u8) {
+    let SimChangeRule::Restrict { after_days } = case.settings.sim_change else {
+        return (0, 0);
+    };
+    let Some(i) = in_open_span(case.sim_changes, t) else {
+        return (0, 0);
+    };
+    let Some(told) = first_shown(case.sim_screens, case.sim_changes[i].0) else {
+        return (0, 2);
+    };
+    let starts = add_local_days(case.tz, told, after_days);
+    if starts > t {
+        extra.insert(starts);
+        (0, 2)
+    } else {
+        (2, 2)
+    }
 }
 
 /// One episode of arrears, as the walk knows it.
@@ -383,18 +518,7 @@ mod tests {
     /// A Kenya plan of one installment due 10 January, never paid, on a phone that shows the
     /// reminder at 09:00 local on the 11th (06:00 UTC).
     fn kenya(arrears_screens: &[Timestamp], reprieves: &[(Timestamp, Timestamp)]) -> Allowed {
-        let settings = Preset::Kenya.settings();
-        let tz = TimeZone::get("Africa/Nairobi").unwrap();
-        allowed(&Case {
-            settings: &settings,
-            tz: &tz,
-            installments: &[(date(2027, 1, 10), 100_000)],
-            enrolled: at("2027-01-01T09:00:00Z"),
-            end: at("2027-02-01T00:00:00Z"),
-            money: &[],
-            reprieves,
-            arrears_screens,
-        })
+        kenya_with(arrears_screens, reprieves, &[], &[], &[])
     }
 
     #[test]
@@ -439,5 +563,106 @@ mod tests {
         // 22:00 is inside the quiet hours (20:00 to 07:00): locked again only at 07:00.
         assert_eq!(super::at(&allowed, at("2027-01-18T20:00:00Z")), 0);
         assert_eq!(super::at(&allowed, at("2027-01-19T04:00:00Z")), 3);
+    }
+
+    /// The same Kenya plan with the screens and overrides given.
+    fn kenya_with(
+        arrears_screens: &[Timestamp],
+        reprieves: &[(Timestamp, Timestamp)],
+        unlocks: &[(Timestamp, Timestamp)],
+        freezes: &[(Timestamp, Option<Timestamp>)],
+        manual_locks: &[(Timestamp, Option<Timestamp>)],
+    ) -> Allowed {
+        let settings = Preset::Kenya.settings();
+        let tz = TimeZone::get("Africa/Nairobi").unwrap();
+        allowed(&Case {
+            settings: &settings,
+            tz: &tz,
+            installments: &[(date(2027, 1, 10), 100_000)],
+            enrolled: at("2027-01-01T09:00:00Z"),
+            end: at("2027-02-01T00:00:00Z"),
+            money: &[],
+            reprieves,
+            unlocks,
+            freezes,
+            manual_locks,
+            sim_changes: &[],
+            arrears_screens,
+            sim_screens: &[],
+            released: None,
+        })
+    }
+
+    /// The reminder shown at 09:00 local on the 11th.
+    const SHOWN: &str = "2027-01-11T06:00:00Z";
+
+    #[test]
+    fn an_appeal_opened_before_the_lock_holds_it_off_and_one_opened_after_keeps_it() {
+        // Opened on the 13th, before the lock of the 14th, answered on the 20th.
+        let freeze = [(at("2027-01-13T06:00:00Z"), Some(at("2027-01-20T06:00:00Z")))];
+        let allowed = kenya_with(&[at(SHOWN)], &[], &[], &freeze, &[]);
+        assert_eq!(super::at(&allowed, at("2027-01-15T12:00:00Z")), 0);
+        assert_eq!(
+            why_at(&allowed, at("2027-01-15T12:00:00Z")),
+            (0, Why::Freeze)
+        );
+        assert_eq!(super::at(&allowed, at("2027-01-20T06:00:00Z")), 3);
+        // Opened on the 15th, locked already: the lock stays, and comes back after the
+        // appeal's provisional unlock (the 18th to the 19th) while the appeal is open.
+        let freeze = [(at("2027-01-15T06:00:00Z"), None)];
+        let unlock = [(at("2027-01-18T06:00:00Z"), at("2027-01-19T06:00:00Z"))];
+        let allowed = kenya_with(&[at(SHOWN)], &unlock, &unlock, &freeze, &[]);
+        assert_eq!(super::at(&allowed, at("2027-01-16T12:00:00Z")), 3);
+        assert_eq!(super::at(&allowed, at("2027-01-18T12:00:00Z")), 0);
+        assert_eq!(super::at(&allowed, at("2027-01-19T06:00:00Z")), 3);
+    }
+
+    #[test]
+    fn a_manual_lock_holds_in_the_quiet_hours_and_a_pause_but_not_a_provisional_unlock() {
+        // Locked by hand on the 2nd at 23:00 local (20:00 UTC), inside the quiet hours, with
+        // nothing owed; a pause from the 3rd, a provisional unlock on the 5th; lifted the 6th.
+        let lock = [(at("2027-01-02T20:00:00Z"), Some(at("2027-01-06T06:00:00Z")))];
+        let pause = (at("2027-01-03T06:00:00Z"), at("2027-01-04T06:00:00Z"));
+        let unlock = (at("2027-01-05T06:00:00Z"), at("2027-01-05T12:00:00Z"));
+        let allowed = kenya_with(&[at(SHOWN)], &[pause, unlock], &[unlock], &[], &lock);
+        assert_eq!(
+            why_at(&allowed, at("2027-01-02T20:00:00Z")),
+            (3, Why::ManualLock)
+        );
+        assert_eq!(super::at(&allowed, at("2027-01-03T12:00:00Z")), 3);
+        assert_eq!(super::at(&allowed, at("2027-01-05T08:00:00Z")), 0);
+        assert_eq!(super::at(&allowed, at("2027-01-05T12:00:00Z")), 3);
+        assert_eq!(super::at(&allowed, at("2027-01-06T06:00:00Z")), 0);
+    }
+
+    #[test]
+    fn a_sim_change_restricts_only_days_after_a_screen_told_of_it_and_until_accepted() {
+        // Strict dealer (restrict 2 days after), nothing owed: the card changed on the 2nd,
+        // the phone showed the news on the 3rd at 10:00 local (15:00 UTC), accepted the 9th.
+        let settings = Preset::StrictDealer.settings();
+        let tz = TimeZone::get("America/New_York").unwrap();
+        let told = [at("2027-01-03T15:00:00Z")];
+        let allowed = allowed(&Case {
+            settings: &settings,
+            tz: &tz,
+            installments: &[(date(2027, 2, 10), 100_000)],
+            enrolled: at("2027-01-01T15:00:00Z"),
+            end: at("2027-02-01T00:00:00Z"),
+            money: &[],
+            reprieves: &[],
+            unlocks: &[],
+            freezes: &[],
+            manual_locks: &[],
+            sim_changes: &[(at("2027-01-02T15:00:00Z"), Some(at("2027-01-09T15:00:00Z")))],
+            arrears_screens: &[],
+            sim_screens: &told,
+            released: None,
+        });
+        assert_eq!(
+            why_at(&allowed, at("2027-01-05T14:59:00Z")),
+            (0, Why::Notice)
+        );
+        assert_eq!(super::at(&allowed, at("2027-01-05T15:00:00Z")), 2);
+        assert_eq!(super::at(&allowed, at("2027-01-09T15:00:00Z")), 0);
     }
 }

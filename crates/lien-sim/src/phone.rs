@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use jiff::Timestamp;
+use lien_agent::screens::Details;
 use lien_agent::sim::{RecordingPlatform, SimClock, SimHardware};
 use lien_agent::{
     Agent, AgentConfig, Area, Identity, LockCause, MemoryStorage, Outgoing, Screen, SeededEntropy,
@@ -85,6 +86,23 @@ impl Look {
     }
 }
 
+/// The sentence with which the server's screens tell of a SIM change the financier has not
+/// accepted (`lien_server::domain`'s `sim_change_text`). Read from the screen, as the borrower
+/// reads it: were the words to change, no screen would tell of a SIM change here, the oracle
+/// would allow no restriction for one, and the simulation would report the server's as
+/// wrongful, so a change cannot pass unseen.
+pub const SIM_CHANGE_TOLD: &str = "A new SIM card was put in this phone.";
+
+/// What a screen tells the borrower about the financing, if it says anything.
+fn details(screen: &Screen) -> Option<&Details> {
+    match screen {
+        Screen::Normal { .. } => None,
+        Screen::Reminder(reminder) => Some(&reminder.details),
+        Screen::Restricted(restricted) => Some(&restricted.details),
+        Screen::Locked(lock) => Some(&lock.details),
+    }
+}
+
 /// A simulated phone.
 pub struct SimPhone {
     agent: Option<SimAgent>,
@@ -107,6 +125,9 @@ pub struct SimPhone {
     /// overdue: the only screens that can serve a notice (one still on screen from before
     /// the notice existed cannot, even when its look is the same).
     pub arrears_screens: Vec<Timestamp>,
+    /// Each instant the phone began to show a newly received token whose screen tells of a
+    /// SIM change ([`SIM_CHANGE_TOLD`]).
+    pub sim_screens: Vec<Timestamp>,
     /// The token on screen at the last [`SimPhone::note`], to tell a new one.
     shown_token: Option<String>,
     /// The last instant the phone had an answer from the server.
@@ -154,6 +175,7 @@ impl SimPhone {
             push: true,
             timeline: Vec::new(),
             arrears_screens: Vec::new(),
+            sim_screens: Vec::new(),
             shown_token: None,
             last_contact: None,
             contacts: Vec::new(),
@@ -196,8 +218,14 @@ impl SimPhone {
         let agent = self.agent.as_ref().expect("the phone is on");
         if agent.token() != self.shown_token.as_deref() {
             self.shown_token = agent.token().map(str::to_string);
-            if look.shows_arrears() {
+            let told = details(agent.screen());
+            // A screen with the arrears names the amount overdue; a manual lock or a SIM
+            // change's restriction on a phone that owes nothing tells of no arrears.
+            if look.shows_arrears() && told.is_some_and(|d| d.amount_due.is_some()) {
                 self.arrears_screens.push(self.at);
+            }
+            if told.is_some_and(|d| d.reason.contains(SIM_CHANGE_TOLD)) {
+                self.sim_screens.push(self.at);
             }
         }
         if self.timeline.last().map(|(_, l)| *l) != Some(look) {
@@ -206,6 +234,32 @@ impl SimPhone {
             }
             self.timeline.push((self.at, look));
         }
+    }
+
+    /// The 8-digit status code the phone's screen shows, if it shows one (a reminder,
+    /// restricted or lock screen): what a borrower types into the appeal form.
+    pub fn status_code(&self) -> Option<String> {
+        let agent = self.agent.as_ref().expect("the phone is on");
+        details(agent.screen()).map(|d| d.status_code.clone())
+    }
+
+    /// The phone's first IMEI (dial *#06#).
+    pub fn imei(&self) -> &str {
+        &self.identity.imei1
+    }
+
+    /// What the screen says is owed, in minor units, if it names an amount.
+    pub fn amount_due(&self) -> Option<i64> {
+        let agent = self.agent.as_ref().expect("the phone is on");
+        details(agent.screen()).and_then(|d| d.amount_due.as_ref().map(|m| m.minor))
+    }
+
+    /// A new SIM card goes into the phone: the agent reports it at a check-in due at once (the
+    /// run wakes the phone to send it).
+    pub fn change_sim(&mut self) {
+        let now = self.clock.now();
+        self.agent().sim_changed(now, "slot 1");
+        self.note();
     }
 
     /// Time passes for the phone up to `at` (both clocks); the agent counts it.

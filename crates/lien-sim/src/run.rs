@@ -19,7 +19,7 @@ use lien_proto::attestation::DevelopmentRoot;
 use lien_server::app::AppState;
 use lien_server::auth::{Actor, Role};
 use lien_server::clock::ManualClock;
-use lien_server::commands::device_change::{Applied, IdempotencyKey};
+use lien_server::commands::device_change::{Applied, Changed, IdempotencyKey};
 use lien_server::commands::{
     financiers, hardship, mobile_money, overrides, payments, prepare_enrollment,
 };
@@ -30,6 +30,7 @@ use lien_server::wire::{
 };
 use lien_store::Financier;
 
+use crate::overrides::{AppealCounts, FinancierAct, FinancierCounts};
 use crate::phone::{Look, SimPhone};
 use crate::scenario::{Action, Borrower, Scenario};
 use crate::server::{Heard, Server};
@@ -40,8 +41,23 @@ use crate::{Config, Fault};
 pub struct Truth {
     /// Money the server was told of (see `oracle::Case::money`).
     pub money: Vec<(Timestamp, i64)>,
-    /// Pauses and provisional unlocks the server granted, with their spans.
+    /// Pauses and provisional unlocks the server granted (support's, and those an appeal's
+    /// record promises from its deadline), with their spans.
     pub reprieves: Vec<(Timestamp, Timestamp)>,
+    /// Of them, the provisional unlocks, which lift a manual lock too.
+    pub unlocks: Vec<(Timestamp, Timestamp)>,
+    /// Dispute freezes: from an appeal's opening to its answer, if it had one.
+    pub freezes: Vec<(Timestamp, Option<Timestamp>)>,
+    /// Manual locks: from the lock to the unlock, if there was one.
+    pub manual_locks: Vec<(Timestamp, Option<Timestamp>)>,
+    /// SIM changes: from the new card in the phone to the financier's acceptance, if the
+    /// server took one.
+    pub sim_changes: Vec<(Timestamp, Option<Timestamp>)>,
+    /// When the device's release is final, as the last payment or chargeback left it: from
+    /// then nothing may be restricted, whatever override stands.
+    pub release: Option<Timestamp>,
+    /// The appeal open now, for support to answer.
+    pub open_appeal: Option<crate::overrides::OpenAppeal>,
     /// When the phone went off and on the network.
     pub online: Vec<(Timestamp, bool)>,
     /// What happened, in words, for a timeline.
@@ -65,6 +81,10 @@ pub struct Counts {
     pub pauses: (u64, u64),
     /// Provisional unlocks granted, refused.
     pub provisional_unlocks: (u64, u64),
+    /// Appeals.
+    pub appeals: AppealCounts,
+    /// Manual locks and SIM changes.
+    pub financier: FinancierCounts,
     /// Commands refused that should not have been, by message.
     pub refused: BTreeSet<String>,
     /// Refusals counted.
@@ -272,6 +292,7 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                         note_refusal(&mut counts, &result.as_ref().err().map(|e| e.to_string()));
                     }
                     truths[d].log.push((now, what));
+                    note_release(&mut truths[d], &result, now);
                 }
                 Action::Reverse { reference } => {
                     counts.reversals += 1;
@@ -291,6 +312,7 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                     )
                     .await;
                     note_refusal(&mut counts, &result.as_ref().err().map(|e| e.to_string()));
+                    note_release(&mut truths[d], &result, now);
                     if result.is_ok()
                         && let Some(amount) = scenario_amount(scenario, event.device, reference)
                     {
@@ -357,6 +379,57 @@ pub async fn run(config: &Config, scenario: &Scenario) -> Result<Outcome> {
                             if granted { "granted" } else { "refused" }
                         ),
                     ));
+                }
+                Action::Appeal { claim } => {
+                    let phone = phone_mut(&mut phones, d);
+                    phone.advance_to(now);
+                    let currency = scenario.borrowers[d].currency;
+                    crate::overrides::appeal(
+                        &server.state,
+                        phone,
+                        currency,
+                        *claim,
+                        &mut truths[d],
+                        &mut counts,
+                        now,
+                    )
+                    .await;
+                }
+                Action::AnswerAppeal { accept } => {
+                    crate::overrides::answer(
+                        &server.state,
+                        &support,
+                        &ids[d],
+                        *accept,
+                        &mut truths[d],
+                        &mut counts,
+                        now,
+                    )
+                    .await;
+                }
+                Action::ManualLock | Action::ManualUnlock | Action::AcceptSimChange => {
+                    let act = match &event.action {
+                        Action::ManualLock => FinancierAct::Lock,
+                        Action::ManualUnlock => FinancierAct::Unlock,
+                        _ => FinancierAct::AcceptSimChange,
+                    };
+                    let (state, id, truth) = (&server.state, &ids[d], &mut truths[d]);
+                    crate::overrides::financier_act(
+                        state,
+                        &admin,
+                        id,
+                        act,
+                        truth,
+                        &mut counts,
+                        now,
+                    )
+                    .await;
+                }
+                Action::SimChange => {
+                    let phone = phone_mut(&mut phones, d);
+                    phone.advance_to(now);
+                    crate::overrides::sim_change(phone, &mut truths[d], &mut counts, now);
+                    woken.insert(event.device);
                 }
                 Action::Offline => {
                     counts.offline_spells += 1;
@@ -535,6 +608,29 @@ fn on_grid(start: Timestamp, t: Timestamp, step: SignedDuration) -> Timestamp {
     let step_s = step.as_secs();
     let up = since + (step_s - since.rem_euclid(step_s)) % step_s;
     start + SignedDuration::from_secs(up)
+}
+
+/// Keeps the release a change of the ledger scheduled (a payoff) or cancelled (a chargeback
+/// within the window), as the device the command returns says, until it is final.
+fn note_release<E>(truth: &mut Truth, result: &Result<Applied<Changed<()>>, E>, now: Timestamp) {
+    if truth.release.is_some_and(|at| at <= now) {
+        return;
+    }
+    if let Ok(Applied::Fresh(changed)) = result {
+        let release = changed
+            .device
+            .release_final_at
+            .as_deref()
+            .and_then(|at| at.parse().ok());
+        if release != truth.release {
+            let what = match release {
+                Some(at) => format!("release final at {at}"),
+                None => "release cancelled".into(),
+            };
+            truth.log.push((now, what));
+        }
+        truth.release = release;
+    }
 }
 
 fn note_refusal(counts: &mut Counts, error: &Option<String>) {

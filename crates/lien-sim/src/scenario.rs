@@ -9,6 +9,7 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use lien_core::Preset;
+use lien_server::commands::appeals::ClaimKind;
 
 /// What happens at an instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,25 @@ pub enum Action {
         /// Its length.
         hours: u32,
     },
+    /// The borrower opens an appeal on the borrower's page, typing the IMEI and the status
+    /// code the phone shows.
+    Appeal {
+        /// What they claim.
+        claim: ClaimKind,
+    },
+    /// Support answers the borrower's open appeal.
+    AnswerAppeal {
+        /// Accept (else reject).
+        accept: bool,
+    },
+    /// The financier locks the phone by hand, with a message for its screen.
+    ManualLock,
+    /// The financier lifts its manual lock.
+    ManualUnlock,
+    /// A new SIM card goes into the phone, which reports it.
+    SimChange,
+    /// The financier accepts the SIM change, having heard from the borrower.
+    AcceptSimChange,
     /// The phone leaves the network.
     Offline,
     /// The phone is back on the network.
@@ -157,6 +177,8 @@ pub fn draw(seed: u64, devices: u32, days: u32) -> Scenario {
         let borrower = draw_borrower(&mut rng, start);
         draw_payments(&mut rng, device, &borrower, start, end, &mut events);
         draw_overrides(&mut rng, device, &borrower, start, end, &mut events);
+        draw_disputes(&mut rng, device, &borrower, start, &mut events);
+        draw_financier_acts(&mut rng, device, start, end, &mut events);
         draw_phone(&mut rng, device, start, end, &mut events);
         borrowers.push(borrower);
     }
@@ -389,6 +411,76 @@ fn draw_overrides(
                 hours: rng.u32(24..=72),
             },
         });
+    }
+}
+
+/// An appeal, for a few borrowers, opened some days after a due date (when the phone is most
+/// likely to show a reminder or a lock, and with it the status code the form asks for), and
+/// answered some hours or days later: sometimes after the response deadline, so that a payment
+/// appeal's provisional unlock begins.
+fn draw_disputes(
+    rng: &mut fastrand::Rng,
+    device: u32,
+    b: &Borrower,
+    start: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    if rng.u32(0..100) >= 5 {
+        return;
+    }
+    let tz = TimeZone::get(b.time_zone).expect("a bundled time zone");
+    let (due, _) = *choose(rng, &b.installments);
+    let at = local(
+        &tz,
+        due + rng.i64(1..=8).days(),
+        rng.i8(8..=20),
+        rng.i8(0..60),
+    )
+    .max(start + SignedDuration::from_mins(1));
+    let claim = match rng.u32(0..100) {
+        0..50 => ClaimKind::Paid,
+        50..85 => ClaimKind::WrongLock,
+        _ => ClaimKind::Owner,
+    };
+    events.push(Event {
+        at,
+        device,
+        action: Action::Appeal { claim },
+    });
+    let hours = match rng.u32(0..10) {
+        0..7 => rng.i64(2..=48),
+        _ => rng.i64(73..=7 * 24),
+    };
+    events.push(Event {
+        at: at + SignedDuration::from_hours(hours) + SignedDuration::from_mins(rng.i64(0..60)),
+        device,
+        action: Action::AnswerAppeal { accept: rng.bool() },
+    });
+}
+
+/// For a few phones, a manual lock lifted hours or days later; for a few others, a new SIM
+/// card, which the financier accepts days later for most.
+fn draw_financier_acts(
+    rng: &mut fastrand::Rng,
+    device: u32,
+    start: Timestamp,
+    end: Timestamp,
+    events: &mut Vec<Event>,
+) {
+    let mut act = |at, action| events.push(Event { at, device, action });
+    if rng.u32(0..100) < 3 {
+        let at = between(rng, start, end);
+        act(at, Action::ManualLock);
+        let lifted = at + SignedDuration::from_mins(rng.i64(30..=4 * 24 * 60));
+        act(lifted, Action::ManualUnlock);
+    }
+    if rng.u32(0..100) < 5 {
+        let at = between(rng, start, end);
+        act(at, Action::SimChange);
+        if rng.u32(0..100) < 60 {
+            let accepted = at + SignedDuration::from_mins(rng.i64(60..=6 * 24 * 60));
+            act(accepted, Action::AcceptSimChange);
+        }
     }
 }
 

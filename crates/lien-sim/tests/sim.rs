@@ -29,6 +29,19 @@ fn a_seeded_portfolio_has_no_wrongful_restriction_and_the_same_seed_the_same_rep
     assert_eq!(first.wrongful_minutes, 0, "{}", first.text);
     assert_eq!(first.missed_minutes, 0, "{}", first.text);
     assert_eq!(first.server_errors, 0, "{}", first.text);
+    // The portfolio held appeals, manual locks and SIM changes, and the server took them.
+    let c = &first.counts;
+    let (paid, owner, wrong_lock) = c.appeals.opened;
+    assert!(paid + owner + wrong_lock > 0, "{}", first.text);
+    assert!(
+        c.appeals.answered.0 + c.appeals.answered.1 > 0,
+        "{}",
+        first.text
+    );
+    assert!(c.financier.manual_locks.0 > 0, "{}", first.text);
+    assert!(c.financier.manual_locks.1 > 0, "{}", first.text);
+    assert!(c.financier.sim_accepted.0 > 0, "{}", first.text);
+    assert_eq!(c.refusals, 0, "{}", first.text);
     let second = run(7, Fault::None);
     assert_eq!(first.text, second.text);
 }
