@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::checkin_cache::Lookup;
 use super::device_writes::{Versions, apply_all, check};
-use super::rows::{Value, fetch_in, insert_rows};
+use super::rows::{Value, fetch_in, insert_rows, update_from_values};
 use super::tenants::financier_by_id;
 use super::{Found as _, ReadAll, SqlStore, backend, first_column, unique_or_backend};
 use crate::{
@@ -582,22 +582,45 @@ impl Devices for SqlStore {
         if seen.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        // A few statements for a second's check-ins, not one each: every statement is a round
+        // trip to the database, and this runs while phones wait on the same write lock. One
+        // row a device, for an `UPDATE ... FROM` uses one joined row of several: the latest
+        // time, and the highest counter of the newest binding (an older binding's never counts,
+        // as generations only grow). In the order of the ids, the order every writer locks rows.
+        let mut latest: BTreeMap<&str, (i64, (i64, i64))> = BTreeMap::new();
         for s in seen {
-            sqlx::query(
-                "UPDATE devices SET \
-                 last_seen_us = CASE WHEN last_seen_us IS NULL OR last_seen_us < $1 THEN $1 ELSE last_seen_us END, \
-                 checkin_counter = CASE WHEN binding_generation = $3 AND checkin_counter < $4 THEN $4 ELSE checkin_counter END \
-                 WHERE id = $2",
-            )
-            .bind(s.at_us)
-            .bind(&s.device_id)
-            .bind(s.binding_generation)
-            .bind(s.counter)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            let signed = (s.binding_generation, s.counter);
+            let entry = latest.entry(&s.device_id).or_insert((s.at_us, signed));
+            *entry = (entry.0.max(s.at_us), entry.1.max(signed));
         }
+        let rows = latest
+            .into_iter()
+            .map(|(id, (at_us, (generation, counter)))| {
+                vec![
+                    Value::from(id),
+                    Value::from(at_us),
+                    Value::from(generation),
+                    Value::from(counter),
+                ]
+            })
+            .collect();
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        update_from_values(
+            &mut tx,
+            "devices",
+            "id",
+            &[],
+            &[
+                "last_seen_us = CASE WHEN devices.last_seen_us IS NULL \
+                 OR devices.last_seen_us < v.column2 THEN v.column2 ELSE devices.last_seen_us END",
+                "checkin_counter = CASE WHEN devices.binding_generation = v.column3 \
+                 AND devices.checkin_counter < v.column4 THEN v.column4 \
+                 ELSE devices.checkin_counter END",
+            ],
+            None,
+            rows,
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         if let Some(cache) = &self.checkin_cache {
             cache.raise_counters(seen);

@@ -118,8 +118,9 @@ pub(super) async fn insert_rows(
 /// Sets `columns` (and the fixed assignments `also`) of the rows of `table` whose `key` is the
 /// first value of each row of `rows`, from the values that follow it: one
 /// `UPDATE ... FROM (VALUES ...)` per chunk of rows, which both SQLite and PostgreSQL run.
-/// With a `guard` column, each row of `rows` ends with one more value, and the table's row is
-/// set only if its `guard` equals it. Returns the keys of the rows set.
+/// An assignment of `also` may read the values after `columns`'s as `v.column{n}`. With a
+/// `guard` column, each row of `rows` ends with one more value, and the table's row is set only
+/// if its `guard` equals it. Returns the keys of the rows set.
 pub(super) async fn update_from_values(
     tx: &mut Transaction<'_, Any>,
     table: &str,
@@ -137,7 +138,9 @@ pub(super) async fn update_from_values(
         .chain(also.iter().map(|a| a.to_string()))
         .collect::<Vec<_>>()
         .join(", ");
-    let width = columns.len() + 1 + usize::from(guard.is_some());
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(Vec::new());
+    };
     let guard = guard
         .map(|column| format!(" AND {table}.{column} = v.column{width}"))
         .unwrap_or_default();

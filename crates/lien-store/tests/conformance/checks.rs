@@ -1170,6 +1170,20 @@ pub async fn checkin_view_and_last_seen(db: Db) {
         7,
         "lowered, or raised under another binding"
     );
+    db.touch_last_seen(&[
+        sighting("dev_1", T0 + 480, 1, 11),
+        sighting("dev_1", T0 + 490, 1, 10),
+        sighting("dev_2", T0 + 450, 0, 0),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        counter("dev_1").await,
+        11,
+        "the highest of one batch's counters"
+    );
+    assert_eq!(seen("dev_1").await, Some(T0 + 490), "the latest of one batch");
+    assert_eq!(seen("dev_2").await, Some(T0 + 450));
     update(&db, "dev_1", with_binding(b"new key", T0 + 500)).await;
     assert_eq!(
         db.checkin_view("dev_1").await.unwrap().binding_generation,
