@@ -871,9 +871,6 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         })
     }
 
-    /// The next request counter, saved before the request that carries it is built: a
-    /// counter the server has seen is refused, so one must never be sent twice, even across a
-    /// crash. If the save fails the counter is still used; the next save catches up.
     /// Brings the agent to `now` and, if it is bound, takes the next request counter.
     fn bound_request_counter(&mut self, now: Now) -> Option<u64> {
         self.tick(now);
@@ -883,9 +880,13 @@ impl<S: Storage, P: Platform> Agent<S, P> {
         Some(self.next_request_counter())
     }
 
+    /// The next request counter. A counter the server has seen is refused, so one must never be
+    /// sent twice, even across a crash; it is not written here but with the next write of the
+    /// protected record (within `persist_every`, or at the answer's token), because a boot
+    /// moves the counter far past any sent since the last write (`skip_request_counter`). A
+    /// write per request would wear the phone's storage for nothing.
     fn next_request_counter(&mut self) -> u64 {
         self.protected.request_counter = self.protected.request_counter.saturating_add(1);
-        self.save_protected();
         self.protected.request_counter
     }
 
