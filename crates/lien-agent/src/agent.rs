@@ -1764,8 +1764,9 @@ impl std::fmt::Display for AgentStatus {
 /// Whether `now`, the token just taken after one of state `before` showing `screen_before`,
 /// is to be acknowledged by a check-in at once. The check-in tells the server the phone holds
 /// it (its applied sequence): for a token that lifts a restriction, that is how fast a payment
-/// reached the phone; for a new reminder, it is when the borrower was shown the notice, from
-/// which its cure period runs, so waiting for the next check-in would only put the lock off.
+/// reached the phone; for a new reminder, or new words on a standing restriction, it is when
+/// the borrower was shown the notice, from which its cure period runs, so waiting for the next
+/// check-in would only put the lock off.
 /// Other new tokens (the scheduler's escalations, lease renewals) wait for the next check-in,
 /// so that a batch of them does not bring every phone to the server in the same second.
 fn acknowledge_at_once(
@@ -1777,10 +1778,14 @@ fn acknowledge_at_once(
         return false;
     };
     let lifted = before.is_some_and(|b| severity(now.state) < severity(b));
-    let new_reminder = now.state == TokenState::Reminder
-        && (before != Some(TokenState::Reminder)
-            || screen_before != Some(now.screen.reason.as_str()));
-    lifted || new_reminder
+    let new_words = screen_before != Some(now.screen.reason.as_str());
+    let new_reminder =
+        now.state == TokenState::Reminder && (before != Some(TokenState::Reminder) || new_words);
+    // A notice can come on a restricted screen too (one restricted for its SIM card): the
+    // same restriction with new words.
+    let restricted_anew =
+        now.state == TokenState::Restricted && before == Some(TokenState::Restricted) && new_words;
+    lifted || new_reminder || restricted_anew
 }
 
 /// How much a token state restricts the phone, for telling a lifted restriction from a new

@@ -139,6 +139,8 @@ pub struct SimChangeStatus {
     pub served: bool,
     /// When it restricts the phone, under a restricting rule once served; `None` otherwise.
     pub restricts_at: Option<Timestamp>,
+    /// Whether that time has come: the rule restricts the phone now.
+    pub restricting: bool,
 }
 
 /// A notice that is shown and waits to be served.
@@ -269,10 +271,11 @@ fn decide_before_quiet_hours(inputs: Inputs<'_>, now: Timestamp, depth: u8) -> D
         decision.sim_change = Some(sim.status);
         if sim.state.severity() > decision.state.severity() {
             decision.state = sim.state;
+            // An arrears notice still waits to be served: the SIM change's screen tells it
+            // too, so the arrears go on toward their own restriction behind this one.
             decision.reason = Reason::SimChanged {
                 since: sim.status.since,
             };
-            decision.pending_notice = None;
         }
         let restriction = sim.status.restricts_at.filter(|at| *at > now);
         decision.next_restriction = [
@@ -653,6 +656,7 @@ fn sim_change(
             since,
             served: served.is_some(),
             restricts_at,
+            restricting: state == DeviceState::Restricted,
         },
     })
 }

@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use lien_core::{
     Currency, Decision, Delivery, DeviceState, Escalation, Installment, InstallmentPlan,
     LockPolicy, Money, Notice, Override, OverrideKind, Payment, PaymentLog, PaymentRef,
-    PayoffRelease, PolicySettings, Preset, QuietHours, Reason, Restriction, Reversal,
-    SimChangeRule, UnlockPromise, decide,
+    PayoffRelease, PendingNotice, PolicySettings, Preset, QuietHours, Reason, Restriction,
+    Reversal, SimChangeRule, UnlockPromise, decide,
 };
 use lien_proto::{
     DeviceRestriction, EmergencyAllowance, Lease, ScreenText, StatusClaims, TokenSigner,
@@ -440,12 +440,16 @@ fn what_happens(decision: &Decision, amount: Money, tz: &TimeZone) -> Option<Str
 fn sim_change_text(sim: &lien_core::SimChangeStatus, tz: &TimeZone) -> String {
     sentences(
         "A new SIM card was put in this phone. Please contact your financier.".to_string(),
-        sim.restricts_at.map(|at| {
-            format!(
+        match sim.restricts_at {
+            Some(_) if sim.restricting => Some(
+                "Some functions are limited until the financier has heard from you.".to_string(),
+            ),
+            Some(at) => Some(format!(
                 "Some functions will be limited on {} unless the financier has heard from you.",
                 when_text(at, tz)
-            )
-        }),
+            )),
+            None => None,
+        },
     )
 }
 
@@ -493,21 +497,7 @@ fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
                     ),
                     what_happens(decision, due, tz),
                 ),
-                (_, Some(notice)) => format!(
-                    "Notice: {} is overdue (due {}). If it is not paid within {} days of this \
-                     notice, the phone may be restricted or locked.",
-                    amount_text(due),
-                    date_text(*since),
-                    notice.cure_days
-                ),
-                _ => sentences(
-                    format!(
-                        "An installment payment of {} is overdue (due {}).",
-                        amount_text(due),
-                        date_text(*since)
-                    ),
-                    what_happens(decision, due, tz),
-                ),
+                _ => arrears_text(decision, *since, tz),
             },
         ),
         Reason::ManualLock { reason } => (ReasonCode::ManualLock, reason.clone()),
@@ -530,7 +520,14 @@ fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
             ReasonCode::Released,
             "This device is released: it is yours.".to_string(),
         ),
-        Reason::SimChanged { .. } => (ReasonCode::SimChanged, String::new()),
+        // A restriction for the SIM card does not hide the arrears, nor a notice that waits.
+        Reason::SimChanged { .. } => (
+            ReasonCode::SimChanged,
+            decision
+                .overdue_since
+                .map(|since| arrears_text(decision, since, tz))
+                .unwrap_or_default(),
+        ),
     };
     // A SIM change is told on every screen that reminds or restricts, whatever its reason.
     let text = match (&decision.sim_change, decision.state) {
@@ -549,6 +546,37 @@ fn reason_view(decision: &Decision, tz: &TimeZone) -> ReasonView {
         _ => None,
     };
     ReasonView { code, text, due_on }
+}
+
+/// What a screen that neither restricts nor locks for them says of arrears since `since`: the
+/// notice that waits to be served, or else the amount overdue and what comes next.
+fn arrears_text(decision: &Decision, since: Date, tz: &TimeZone) -> String {
+    let due = decision.amount_due;
+    match decision.pending_notice {
+        Some(notice) => notice_text(due, since, notice),
+        None => sentences(
+            format!(
+                "An installment payment of {} is overdue (due {}).",
+                amount_text(due),
+                date_text(since)
+            ),
+            what_happens(decision, due, tz),
+        ),
+    }
+}
+
+/// The notice of arrears, as the screen shows it until the phone acknowledges it.
+fn notice_text(due: Money, since: Date, notice: PendingNotice) -> String {
+    format!(
+        "Notice: {} is overdue (due {}). If it is not paid within {} of this notice, the phone \
+         may be restricted or locked.",
+        amount_text(due),
+        date_text(since),
+        match notice.cure_days {
+            1 => "1 day".to_string(),
+            n => format!("{n} days"),
+        }
+    )
 }
 
 /// The decision as clients see it; dates on the screen are in the plan's time zone `tz`.
@@ -804,9 +832,14 @@ pub fn evaluate(
         reason = m.reason.clone();
     }
     // A notice counts as shown only when the screen shows the decision's words about the
-    // arrears, not a message nor another reason's.
+    // arrears, not a message nor another reason's (a SIM change's restriction tells the notice
+    // first, see `reason_view`).
     let words_on_screen = reason == view.reason.text;
-    let notice_on_screen = words_on_screen && matches!(decision.reason, Reason::Overdue { .. });
+    let notice_on_screen = words_on_screen
+        && matches!(
+            decision.reason,
+            Reason::Overdue { .. } | Reason::SimChanged { .. }
+        );
     // The SIM change is told on every reminder or restricted screen the decision's words make.
     let sim_on_screen = words_on_screen
         && matches!(

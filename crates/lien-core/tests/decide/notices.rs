@@ -287,3 +287,49 @@ fn a_restricting_sim_rule_counts_its_days_from_the_acknowledged_notice() {
         DeviceState::Restricted
     );
 }
+
+#[test]
+fn a_phone_restricted_for_its_sim_still_gets_the_arrears_notice_and_is_locked_after_it() {
+    let policy = LockPolicy::new(PolicySettings {
+        sim_change: SimChangeRule::Restrict { after_days: 2 },
+        ..Preset::Kenya.settings()
+    })
+    .unwrap();
+    let changed = Override::new(OverrideKind::SimChange, local("2026-02-10T10:00"), None).unwrap();
+    let plan = plan();
+    let nothing = PaymentLog::empty(plan.currency());
+    let at = |notices: &[&str], when: &str| {
+        let delivery = Delivery {
+            sim_change_served: Some(local("2026-02-10T12:00")),
+            ..seen(notices)
+        };
+        decide(
+            &plan,
+            &nothing,
+            std::slice::from_ref(&changed),
+            &policy,
+            &delivery,
+            local(when),
+        )
+    };
+    // The first installment (2 March) is a day late: the SIM change keeps the phone
+    // restricted, and the arrears' notice waits to be served all the same.
+    let day_one = at(&[], "2026-03-03T12:00");
+    assert_eq!(day_one.state, DeviceState::Restricted);
+    assert_eq!(
+        day_one.reason,
+        Reason::SimChanged {
+            since: local("2026-02-10T10:00")
+        }
+    );
+    assert_eq!(day_one.pending_notice.map(|n| n.index), Some(0));
+    // Served then, its three days to cure ran out: the arrears lock the phone.
+    let after = at(&["2026-03-03T12:00"], "2026-03-07T12:00");
+    assert_eq!(after.state, DeviceState::Locked);
+    assert_eq!(
+        after.reason,
+        Reason::Overdue {
+            since: date(2026, 3, 2)
+        }
+    );
+}

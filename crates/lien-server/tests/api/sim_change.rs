@@ -1,7 +1,7 @@
 //! SIM changes (issue 20): the phone reports a new SIM card, the policy's rule answers it
 //! (Kenya's preset reminds; the strict dealer's restricts two days after its notice), and the
-//! financier's acceptance ends it. Nothing here is owed: the plan's first installment falls due
-//! on 1 February.
+//! financier's acceptance ends it. Nothing here is owed until the plan's first installment
+//! falls due on 1 February; one story then leaves it unpaid.
 
 use std::time::Duration;
 
@@ -127,7 +127,67 @@ async fn a_sim_change_under_a_restrict_policy_restricts_after_its_notice(backend
     assert_eq!(state(&w).await, ("active".into(), "good_standing".into()));
 }
 
+async fn a_phone_restricted_for_its_sim_is_served_the_arrears_notice_and_locked_after_it(
+    backend: Backend,
+) {
+    let mut w = World::new(backend).await;
+    let changed = w
+        .on_device(
+            "PUT",
+            "/policy",
+            Some(json!({"policy": {"preset": "strict-dealer"}, "reason": "dealer's own terms"})),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    w.advance_to("2026-01-12T10:00:00+03:00").await;
+    w.phone.change_sim(2).await;
+    w.advance_to("2026-01-20T10:00:00+03:00").await;
+    assert_eq!(state(&w).await, ("restricted".into(), "sim_changed".into()));
+
+    // The 1 February installment is a day late and the SIM change is still not accepted: the
+    // restricted screen tells of both, and the phone's acknowledgement serves the notice.
+    w.advance_to("2026-02-02T12:00:00+03:00").await;
+    let d = w.on_device("GET", "", None).await;
+    assert_eq!(d.body["decision"]["notices_served"], 1, "{}", d.body);
+    let history = w.on_device("GET", "/history", None).await;
+    let notice = history.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["action"] == "notice_served" && r["reason"] == "the phone acknowledged notice 1"
+        })
+        .unwrap_or_else(|| panic!("no notice served: {}", history.body));
+    assert!(
+        notice
+            .to_string()
+            .contains("Notice: KES 1,000.00 is overdue (due 1 February 2026)."),
+        "{notice}"
+    );
+    // From then on, the arrears run their own course, a day to cure and then the policy's
+    // days: the screen says when, beside the SIM change.
+    let shown = w.phone.render();
+    assert!(
+        shown.contains(
+            "An installment payment of KES 1,000.00 is overdue (due 1 February 2026). Restricted \
+             on 3 February 2026 at 10:00 unless KES 1,000.00 is paid."
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("A new SIM card was put in this phone."),
+        "{shown}"
+    );
+    assert_eq!(state(&w).await, ("restricted".into(), "sim_changed".into()));
+
+    w.advance_to("2026-02-04T12:00:00+03:00").await;
+    assert_eq!(state(&w).await, ("locked".into(), "overdue".into()));
+    w.advance_to("2026-02-05T12:00:00+03:00").await;
+    assert!(w.locked(), "{}", w.phone.render());
+}
+
 on_both_backends!(
     a_sim_change_under_a_remind_policy_reminds_and_does_not_lock,
     a_sim_change_under_a_restrict_policy_restricts_after_its_notice,
+    a_phone_restricted_for_its_sim_is_served_the_arrears_notice_and_locked_after_it,
 );

@@ -1182,7 +1182,11 @@ pub async fn checkin_view_and_last_seen(db: Db) {
         11,
         "the highest of one batch's counters"
     );
-    assert_eq!(seen("dev_1").await, Some(T0 + 490), "the latest of one batch");
+    assert_eq!(
+        seen("dev_1").await,
+        Some(T0 + 490),
+        "the latest of one batch"
+    );
     assert_eq!(seen("dev_2").await, Some(T0 + 450));
     update(&db, "dev_1", with_binding(b"new key", T0 + 500)).await;
     assert_eq!(
