@@ -241,14 +241,21 @@ fn a_notice_hidden_by_a_dispute_freeze_is_not_pending() {
     assert_eq!(d.pending_notice, None);
 }
 
-#[test]
-fn a_restricting_sim_rule_counts_its_days_from_the_acknowledged_notice() {
+/// The Kenya preset with a SIM rule that restricts two days after its notice, and a SIM change
+/// reported on 10 February at 10:00.
+fn sim_restricting_kenya() -> (LockPolicy, Override) {
     let policy = LockPolicy::new(PolicySettings {
         sim_change: SimChangeRule::Restrict { after_days: 2 },
         ..Preset::Kenya.settings()
     })
     .unwrap();
     let changed = Override::new(OverrideKind::SimChange, local("2026-02-10T10:00"), None).unwrap();
+    (policy, changed)
+}
+
+#[test]
+fn a_restricting_sim_rule_counts_its_days_from_the_acknowledged_notice() {
+    let (policy, changed) = sim_restricting_kenya();
     let plan = plan();
     let nothing = PaymentLog::empty(plan.currency());
     let at = |delivery: &Delivery, when: &str| {
@@ -290,12 +297,7 @@ fn a_restricting_sim_rule_counts_its_days_from_the_acknowledged_notice() {
 
 #[test]
 fn a_phone_restricted_for_its_sim_still_gets_the_arrears_notice_and_is_locked_after_it() {
-    let policy = LockPolicy::new(PolicySettings {
-        sim_change: SimChangeRule::Restrict { after_days: 2 },
-        ..Preset::Kenya.settings()
-    })
-    .unwrap();
-    let changed = Override::new(OverrideKind::SimChange, local("2026-02-10T10:00"), None).unwrap();
+    let (policy, changed) = sim_restricting_kenya();
     let plan = plan();
     let nothing = PaymentLog::empty(plan.currency());
     let at = |notices: &[&str], when: &str| {

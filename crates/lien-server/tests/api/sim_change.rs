@@ -95,8 +95,10 @@ async fn a_sim_change_under_a_remind_policy_reminds_and_does_not_lock(backend: B
     assert_eq!(again.status, 409, "{}", again.body);
 }
 
-async fn a_sim_change_under_a_restrict_policy_restricts_after_its_notice(backend: Backend) {
-    let mut w = World::new(backend).await;
+/// A phone financed on the Kenya preset, moved to the strict dealer's policy, whose SIM rule
+/// restricts two days after its notice.
+async fn strict_dealer(backend: Backend) -> World {
+    let w = World::new(backend).await;
     let changed = w
         .on_device(
             "PUT",
@@ -105,6 +107,11 @@ async fn a_sim_change_under_a_restrict_policy_restricts_after_its_notice(backend
         )
         .await;
     assert_eq!(changed.status, 200, "{}", changed.body);
+    w
+}
+
+async fn a_sim_change_under_a_restrict_policy_restricts_after_its_notice(backend: Backend) {
+    let mut w = strict_dealer(backend).await;
     w.advance_to("2026-01-12T10:00:00+03:00").await;
 
     // Reported at 10:00 on 12 January: a notice saying when, two days on.
@@ -130,15 +137,7 @@ async fn a_sim_change_under_a_restrict_policy_restricts_after_its_notice(backend
 async fn a_phone_restricted_for_its_sim_is_served_the_arrears_notice_and_locked_after_it(
     backend: Backend,
 ) {
-    let mut w = World::new(backend).await;
-    let changed = w
-        .on_device(
-            "PUT",
-            "/policy",
-            Some(json!({"policy": {"preset": "strict-dealer"}, "reason": "dealer's own terms"})),
-        )
-        .await;
-    assert_eq!(changed.status, 200, "{}", changed.body);
+    let mut w = strict_dealer(backend).await;
     w.advance_to("2026-01-12T10:00:00+03:00").await;
     w.phone.change_sim(2).await;
     w.advance_to("2026-01-20T10:00:00+03:00").await;
