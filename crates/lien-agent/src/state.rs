@@ -146,7 +146,8 @@ pub(crate) struct Protected {
     pub last_sync: Option<i64>,
     pub unlock: UnlockRecord,
     /// The counter of the last signed request sent under this binding (see
-    /// `CheckinRequest::counter`); saved before the request leaves, so no counter is sent twice.
+    /// `CheckinRequest::counter`); written with the record's next write, and moved far ahead at
+    /// each boot, so no counter is sent twice (see `Agent::next_request_counter`).
     #[serde(default)]
     pub request_counter: u64,
     /// Emergency use: the trusted clock and the last window (see `emergency.rs`). Records from
