@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{from_micros, micros};
 use crate::error::ApiError;
 use crate::wire::{
-    DecisionView, DeviceStateJson, MoneyJson, PlanJson, PolicyJson, PolicySettingsJson, ReasonCode,
-    ReasonView, ReleaseAtPayoff, RestrictionJson,
+    DecisionView, DeviceStateJson, EscalationJson, MoneyJson, NoticeJson, PlanJson, PolicyJson,
+    PolicySettingsJson, QuietHoursJson, ReasonCode, ReasonView, ReleaseAtPayoff, RestrictionJson,
+    SimChangeJson, UnlockPromiseJson,
 };
 
 /// A stored override's kind. The stored word is [`StoredKind::as_str`]; `message` is Lien's
@@ -244,13 +245,70 @@ fn custom_settings(s: &PolicySettingsJson) -> Result<PolicySettings, ApiError> {
         notice_fallback_days: s.notice_fallback_days,
         remind_days_before: s.remind_days_before,
         sim_change: match s.sim_change {
-            crate::wire::SimChangeJson::Ignore => SimChangeRule::Ignore,
-            crate::wire::SimChangeJson::Remind => SimChangeRule::Remind,
-            crate::wire::SimChangeJson::Restrict { after_days } => {
-                SimChangeRule::Restrict { after_days }
-            }
+            SimChangeJson::Ignore => SimChangeRule::Ignore,
+            SimChangeJson::Remind => SimChangeRule::Remind,
+            SimChangeJson::Restrict { after_days } => SimChangeRule::Restrict { after_days },
         },
     })
+}
+
+/// The settings as the API takes them: the inverse of the custom policy's reading, so that a
+/// client holding `lien-core` settings (the simulation) sends exactly what the server will read.
+/// The appeal hours are not part of the settings, so they are left to the server's defaults.
+pub fn settings_json(s: &PolicySettings) -> PolicySettingsJson {
+    PolicySettingsJson {
+        grace_days: s.grace_days,
+        min_days_past_due: s.min_days_past_due,
+        min_arrears_percent: s.min_arrears_percent,
+        notices: s
+            .notices
+            .iter()
+            .map(|n| NoticeJson {
+                at_days_past_due: n.at_days_past_due,
+                cure_days: n.cure_days,
+            })
+            .collect(),
+        escalations: s
+            .escalations
+            .iter()
+            .map(|e| EscalationJson {
+                at_days_past_due: e.at_days_past_due,
+                restriction: match e.restriction {
+                    Restriction::Restricted => RestrictionJson::Restricted,
+                    Restriction::Locked => RestrictionJson::Locked,
+                },
+            })
+            .collect(),
+        lease_days: s.lease_days,
+        lease_warning_days: s.lease_warning_days,
+        quiet_hours: s.quiet_hours.map(|q| QuietHoursJson {
+            start: q.start.strftime("%H:%M").to_string(),
+            end: q.end.strftime("%H:%M").to_string(),
+        }),
+        appeal_response_hours: None,
+        appeal_unlock_hours: None,
+        release_at_payoff: match s.release_at_payoff {
+            PayoffRelease::Automatic => ReleaseAtPayoff::Automatic,
+            PayoffRelease::ByHand => ReleaseAtPayoff::ByHand,
+        },
+        unlock_promise: s.unlock_promise.map(|p| UnlockPromiseJson {
+            within_minutes: p.within_minutes,
+            compensation_per_day: p.compensation_per_day.map(money),
+        }),
+        emergency_use_hours: s.emergency_use_hours,
+        emergency_use_every_days: s.emergency_use_every_days,
+        hardship_days_per_year: s.hardship_days_per_year,
+        hardship_auto_grant_days: s.hardship_auto_grant_days,
+        restructure_max_fee_percent: s.restructure_max_fee_percent,
+        restructure_by_support: s.restructure_by_support,
+        notice_fallback_days: s.notice_fallback_days,
+        remind_days_before: s.remind_days_before,
+        sim_change: match s.sim_change {
+            SimChangeRule::Ignore => SimChangeJson::Ignore,
+            SimChangeRule::Remind => SimChangeJson::Remind,
+            SimChangeRule::Restrict { after_days } => SimChangeJson::Restrict { after_days },
+        },
+    }
 }
 
 fn parse_time(field: &str, text: &str) -> Result<Time, ApiError> {
@@ -1023,6 +1081,29 @@ pub fn stored_view(record: &DecisionRecord) -> Result<DecisionView, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_presets_settings_read_back_as_the_api_sends_them() {
+        for preset in Preset::ALL {
+            let settings = preset.settings();
+            let mut sent = settings_json(&settings);
+            // Through JSON, as a client sends them.
+            sent = serde_json::from_value(serde_json::to_value(&sent).unwrap()).unwrap();
+            let read = custom_settings(&sent).unwrap();
+            assert_eq!(read, settings, "{}", preset.name());
+        }
+        // Quiet hours, a promise with compensation and a restricting SIM rule are among them.
+        let all: Vec<_> = Preset::ALL.iter().map(|p| p.settings()).collect();
+        assert!(all.iter().any(|s| s.quiet_hours.is_some()));
+        assert!(all.iter().any(|s| {
+            s.unlock_promise
+                .is_some_and(|p| p.compensation_per_day.is_some())
+        }));
+        assert!(
+            all.iter()
+                .any(|s| matches!(s.sim_change, SimChangeRule::Restrict { .. }))
+        );
+    }
 
     #[test]
     fn a_time_is_rendered_to_the_second_below_it_never_above() {

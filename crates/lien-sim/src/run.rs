@@ -23,10 +23,10 @@ use lien_server::commands::device_change::{Applied, Changed, IdempotencyKey};
 use lien_server::commands::{
     financiers, hardship, mobile_money, overrides, payments, prepare_enrollment,
 };
+use lien_server::domain::settings_json;
 use lien_server::wire::{
-    EnrollRequest, EscalationJson, HardshipPauseRequest, InstallmentJson, NoticeJson,
-    PaymentRequest, PlanJson, PolicyJson, PolicySettingsJson, RestrictionJson, ReversalRequest,
-    SimChangeJson, UnlockRequest,
+    EnrollRequest, HardshipPauseRequest, InstallmentJson, PaymentRequest, PlanJson, PolicyJson,
+    PolicySettingsJson, ReversalRequest, UnlockRequest,
 };
 use lien_store::Financier;
 
@@ -735,52 +735,9 @@ fn policy(b: &Borrower, fault: Fault) -> PolicyJson {
 }
 
 fn without_quiet_hours(preset: Preset) -> PolicySettingsJson {
-    let s = preset.settings();
     PolicySettingsJson {
-        grace_days: s.grace_days,
-        min_days_past_due: s.min_days_past_due,
-        min_arrears_percent: s.min_arrears_percent,
-        notices: s
-            .notices
-            .iter()
-            .map(|n| NoticeJson {
-                at_days_past_due: n.at_days_past_due,
-                cure_days: n.cure_days,
-            })
-            .collect(),
-        escalations: s
-            .escalations
-            .iter()
-            .map(|e| EscalationJson {
-                at_days_past_due: e.at_days_past_due,
-                restriction: match e.restriction {
-                    lien_core::Restriction::Restricted => RestrictionJson::Restricted,
-                    lien_core::Restriction::Locked => RestrictionJson::Locked,
-                },
-            })
-            .collect(),
-        lease_days: s.lease_days,
-        lease_warning_days: s.lease_warning_days,
         quiet_hours: None,
-        appeal_response_hours: None,
-        appeal_unlock_hours: None,
-        release_at_payoff: Default::default(),
-        unlock_promise: None,
-        emergency_use_hours: s.emergency_use_hours,
-        emergency_use_every_days: s.emergency_use_every_days,
-        hardship_days_per_year: s.hardship_days_per_year,
-        hardship_auto_grant_days: s.hardship_auto_grant_days,
-        restructure_max_fee_percent: s.restructure_max_fee_percent,
-        restructure_by_support: s.restructure_by_support,
-        notice_fallback_days: s.notice_fallback_days,
-        remind_days_before: s.remind_days_before,
-        sim_change: match s.sim_change {
-            lien_core::SimChangeRule::Ignore => SimChangeJson::Ignore,
-            lien_core::SimChangeRule::Remind => SimChangeJson::Remind,
-            lien_core::SimChangeRule::Restrict { after_days } => {
-                SimChangeJson::Restrict { after_days }
-            }
-        },
+        ..settings_json(&preset.settings())
     }
 }
 

@@ -45,6 +45,27 @@ async fn post(base: &str, path: &str, key: &str, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
+/// A financier admin's key, for a financier made by the platform admin `admin` (with a
+/// payment link, which the lock screen shows).
+async fn financier_admin_key(base: &str, admin: &str) -> String {
+    let financier = post(
+        base,
+        "/v1/financiers",
+        admin,
+        json!({"name": "Duka Phones", "contact": "+254 700 000 000", "payment_link": "https://pay.example/x"}),
+    )
+    .await;
+    let id = financier["id"].as_str().unwrap();
+    let key = post(
+        base,
+        &format!("/v1/financiers/{id}/api-keys"),
+        admin,
+        json!({"role": "financier-admin", "label": "test"}),
+    )
+    .await;
+    key["key"].as_str().unwrap().to_string()
+}
+
 /// Runs `lien phone` with `input` on standard input, its factory identity minted from the
 /// development root in the server's data directory `dir`; returns what it printed.
 fn run_phone(base: &str, dir: &std::path::Path, imei: &str, input: &str) -> String {
@@ -80,22 +101,8 @@ fn run_phone(base: &str, dir: &std::path::Path, imei: &str, input: &str) -> Stri
 async fn the_simulated_phone_shows_the_lock_screen_and_takes_commands() {
     let dir = tempfile::tempdir().unwrap();
     let (base, admin, running) = server(dir.path()).await;
-    let financier = post(
-        &base,
-        "/v1/financiers",
-        &admin,
-        json!({"name": "Duka Phones", "contact": "+254 700 000 000", "payment_link": "https://pay.example/x"}),
-    )
-    .await;
-    let id = financier["id"].as_str().unwrap();
-    let key = post(
-        &base,
-        &format!("/v1/financiers/{id}/api-keys"),
-        &admin,
-        json!({"role": "financier-admin", "label": "test"}),
-    )
-    .await;
-    let key = key["key"].as_str().unwrap();
+    let key = financier_admin_key(&base, &admin).await;
+    let key = key.as_str();
     let imei = "356938035643809";
     let device = post(
         &base,
@@ -196,22 +203,7 @@ fn read_until(
 async fn the_terminal_phone_unlocks_on_a_payment_without_being_told_to_check() {
     let dir = tempfile::tempdir().unwrap();
     let (base, admin, running) = server(dir.path()).await;
-    let financier = post(
-        &base,
-        "/v1/financiers",
-        &admin,
-        json!({"name": "Duka Phones", "contact": "+254 700 000 000"}),
-    )
-    .await;
-    let id = financier["id"].as_str().unwrap();
-    let key = post(
-        &base,
-        &format!("/v1/financiers/{id}/api-keys"),
-        &admin,
-        json!({"role": "financier-admin", "label": "test"}),
-    )
-    .await;
-    let key = key["key"].as_str().unwrap().to_string();
+    let key = financier_admin_key(&base, &admin).await;
     let imei = "356938035643809";
     // An installment long overdue under a policy that locks the day after, with no quiet hours:
     // locked whenever the test runs.
