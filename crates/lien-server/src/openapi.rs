@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{appeals, public};
+use crate::routes::appeals;
 
 /// The document's frame: its info, tags and the schemas every route may name. `routes::api`
 /// adds the paths, then [`complete`] what they share.
@@ -53,11 +53,11 @@ use crate::routes::{appeals, public};
         lien_proto::device_api::CheckinRequest,
         lien_proto::device_api::CheckinResponse,
         lien_proto::device_api::PushRequest,
-        public::ImeiCheck,
-        public::PublicFinancier,
+        crate::commands::imei_check::ImeiCheck,
+        crate::commands::imei_check::PublicFinancier,
         appeals::AppealFormDoc,
         appeals::AppealOpened,
-        appeals::AppealPublicView,
+        crate::commands::appeals::AppealPublicView,
         appeals::AppealView,
         appeals::AttachmentView,
         appeals::AppealDecision,

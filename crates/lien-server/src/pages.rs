@@ -34,11 +34,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, PercentEncode, utf8_percent_e
 use crate::app::AppState;
 use crate::clock::{from_micros, micros};
 use crate::commands::appeals::rules::Stage;
-use crate::commands::appeals::{AppealStatus, ClaimKind};
+use crate::commands::appeals::{AppealStatus, ClaimKind, find_device, public_appeal};
+use crate::commands::imei_check::{ImeiStatus, check_imei};
 use crate::domain::StoredKind;
 use crate::error::ApiError;
 use crate::routes::appeals;
-use crate::routes::public::{ImeiStatus, PublicClient, check_imei};
+use crate::routes::public::PublicClient;
 use crate::wire::{DeviceStateJson, ReasonCode};
 
 mod catalog;
@@ -419,7 +420,7 @@ async fn why(
 }
 
 async fn why_body(state: &AppState, reader: &Reader, q: &str) -> Result<Markup, ApiError> {
-    let device = appeals::find_device(state, q).await?;
+    let device = find_device(state, q).await?;
     let view = crate::domain::stored_view(&device.decision)?;
     let financier = state.store.financier(&device.enrolled.financier_id).await?;
     let zone = time::plan_zone(&device.enrolled.plan_json);
@@ -870,7 +871,7 @@ async fn appeal_status(
     if let Err(limited) = client.check(&state) {
         return limited_page(&reader, limited);
     }
-    let found = match appeals::public_appeal(&state, &reference).await {
+    let found = match public_appeal(&state, &reference).await {
         Ok(found) => found,
         Err(e) => return error_page(&reader, e, &title, follow_form(&reader, &reference)),
     };

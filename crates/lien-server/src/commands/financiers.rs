@@ -7,7 +7,7 @@ use crate::app::AppState;
 use crate::auth::{Action, Actor};
 use crate::clock::micros;
 use crate::error::ApiError;
-use crate::input::{payment_link, required_text};
+use crate::input::{new_id, payment_link, required_text};
 use crate::wire::{FinancierView, NewFinancier};
 
 /// The financier as the API and the console show it.
@@ -56,6 +56,31 @@ pub async fn create(
     };
     state.store.create_financier(financier, &audit).await?;
     Ok(())
+}
+
+/// A new financier made by a platform admin, from its profile as typed.
+pub async fn create_new(
+    state: &AppState,
+    actor: &Actor,
+    profile: &NewFinancier,
+) -> Result<FinancierView, ApiError> {
+    actor.require(Action::ManageFinanciers)?;
+    let financier = checked(new_id("fin")?, profile, micros(state.clock.now()))?;
+    let reason = format!("financier {} created", financier.id);
+    create(state, &financier, &actor.key_id, reason).await?;
+    Ok(view(financier))
+}
+
+/// The financiers the actor sees: every one for the platform's keys, its own for a
+/// financier's.
+pub async fn visible(state: &AppState, actor: &Actor) -> Result<Vec<FinancierView>, ApiError> {
+    actor.require(Action::Read)?;
+    let all = state.store.financiers().await?;
+    Ok(all
+        .into_iter()
+        .filter(|f| actor.sees_financier(&f.id))
+        .map(view)
+        .collect())
 }
 
 /// Changes the financier's profile, as one of its admins or a platform admin. The phones show

@@ -32,6 +32,8 @@ pub mod device_change;
 pub mod enrollment;
 pub mod financiers;
 pub mod hardship;
+pub mod hello;
+pub mod imei_check;
 pub mod keys;
 pub mod late_unlocks;
 pub mod mobile_money;

@@ -11,7 +11,7 @@ use crate::clock::{from_micros, micros};
 use crate::commands::{device_view, pending_release};
 use crate::domain::rfc3339;
 use crate::error::ApiError;
-use crate::wire::{AuditView, DeviceStateJson, DeviceView, HistoryView};
+use crate::wire::{AuditView, DeviceStateJson, DeviceView, HistoryView, StatusCodeView};
 
 /// The largest page of devices.
 pub const MAX_PAGE: u32 = 500;
@@ -233,6 +233,43 @@ fn policy_match(policy: &str) -> Result<lien_store::TextMatch, ApiError> {
             "one of strict-dealer, kenya, india-draft or custom",
         )),
     }
+}
+
+/// The tokens with this status code on the actor's devices, each with its device's current
+/// decision: what support reads off a lock screen to know which token the phone holds.
+pub async fn status_code_tokens(
+    state: &AppState,
+    actor: &Actor,
+    code: &str,
+) -> Result<Vec<StatusCodeView>, ApiError> {
+    actor.require(Action::Read)?;
+    if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("code", "a status code is 8 digits"));
+    }
+    let mut views = Vec::new();
+    for m in state.store.tokens_by_status_code(code).await? {
+        if !actor.sees_financier(&m.financier_id) {
+            continue;
+        }
+        let device = state.store.device(&m.device_id).await?;
+        let token_state = m
+            .state
+            .parse()
+            .map_err(|e: lien_proto::UnknownTokenState| {
+                ApiError::Internal(anyhow::anyhow!("stored token of {}: {e}", m.device_id))
+            })?;
+        views.push(StatusCodeView {
+            device_id: m.device_id,
+            sequence: m.sequence,
+            state: token_state,
+            issued_at: rfc3339(from_micros(m.issued_us)),
+            current: crate::domain::stored_view(&device.decision)?,
+        });
+    }
+    if views.is_empty() {
+        return Err(ApiError::NotFound("status code"));
+    }
+    Ok(views)
 }
 
 /// The actor's devices that `text` names: an IMEI (15 digits, spaces and dashes ignored), a

@@ -105,7 +105,7 @@ async fn request(
     Ok(match outcome {
         RequestOutcome::Granted { until } => {
             // The pause is granted: a look-up that fails now only costs the borrower's zone.
-            let zone = match crate::routes::appeals::find_device(state, &imei).await {
+            let zone = match crate::commands::appeals::find_device(state, &imei).await {
                 Ok(device) => time::plan_zone(&device.enrolled.plan_json),
                 Err(_) => jiff::tz::TimeZone::UTC,
             };

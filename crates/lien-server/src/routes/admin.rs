@@ -10,12 +10,10 @@ use utoipa::IntoParams;
 use super::{JsonText, json_text};
 use crate::api_keys;
 use crate::app::AppState;
-use crate::auth::{Action, Actor, Role};
-use crate::clock::micros;
-use crate::commands::financiers::{self, view};
+use crate::auth::{Actor, Role};
+use crate::commands::financiers;
 use crate::commands::keys;
 use crate::error::{ApiError, ErrorBody};
-use crate::input::new_id;
 use crate::wire::{ApiKeyCreated, ApiKeyView, FinancierView, NewApiKey, NewFinancier};
 
 /// `POST /v1/financiers`: platform admins create financiers.
@@ -35,13 +33,11 @@ pub async fn create_financier(
     actor: Actor,
     body: Result<Json<NewFinancier>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::ManageFinanciers)?;
     let Json(body) = body?;
-    let now = state.clock.now();
-    let financier = financiers::checked(new_id("fin")?, &body, micros(now))?;
-    let reason = format!("financier {} created", financier.id);
-    financiers::create(&state, &financier, &actor.key_id, reason).await?;
-    json_text(StatusCode::CREATED, &view(financier))
+    json_text(
+        StatusCode::CREATED,
+        &financiers::create_new(&state, &actor, &body).await?,
+    )
 }
 
 /// `GET /v1/financiers`.
@@ -59,14 +55,7 @@ pub async fn list_financiers(
     State(state): State<AppState>,
     actor: Actor,
 ) -> Result<Json<Vec<FinancierView>>, ApiError> {
-    actor.require(Action::Read)?;
-    let all = state.store.financiers().await?;
-    Ok(Json(
-        all.into_iter()
-            .filter(|f| actor.sees_financier(&f.id))
-            .map(view)
-            .collect(),
-    ))
+    Ok(Json(financiers::visible(&state, &actor).await?))
 }
 
 /// `POST /v1/financiers/{id}/api-keys`: a key for one of the financier's people.
@@ -90,10 +79,6 @@ pub async fn create_api_key(
     Path(financier_id): Path<String>,
     body: Result<Json<NewApiKey>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::ManageKeys)?;
-    if !actor.sees_financier(&financier_id) {
-        return Err(ApiError::NotFound("financier"));
-    }
     let Json(body) = body?;
     let created = keys::issue(
         &state,
@@ -127,7 +112,6 @@ pub async fn create_platform_key(
     actor: Actor,
     body: Result<Json<NewApiKey>, JsonRejection>,
 ) -> Result<JsonText, ApiError> {
-    actor.require(Action::ManagePlatformKeys)?;
     let Json(body) = body?;
     let created = keys::issue(
         &state,

@@ -8,10 +8,14 @@
 //! anyone calling an API. An answer ends both overrides (cancelling the unlock if it has not
 //! begun); accepting a payment appeal records the payment in the same change.
 //!
-//! [`rules`] holds the appeal rules as pure functions of what was read and `now`; this module
-//! reads the store, calls them and writes.
+//! [`rules`] holds the appeal rules as pure functions of what was read and `now`; [`lookup`]
+//! finds what a borrower means without an account; this module reads the store, calls them
+//! and writes.
 
+pub mod lookup;
 pub mod rules;
+
+pub use lookup::{AppealPublicView, find_device, plausible_reference, public_appeal, public_view};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -36,7 +40,7 @@ use crate::error::ApiError;
 
 // How long a released phone stays "released" on the public IMEI check: an appeal about it
 // meanwhile is a conflict rather than "not proven".
-use crate::routes::public::RELEASE_SHOWN_DAYS;
+use crate::commands::imei_check::RELEASE_SHOWN_DAYS;
 
 /// The actor the audit log records for what the borrower does without an account.
 pub(crate) const BORROWER: &str = "borrower";
@@ -396,7 +400,6 @@ pub async fn attachment(
     reference: &str,
 ) -> Result<(AppealRecord, lien_store::AttachmentRecord, Vec<u8>), ApiError> {
     use crate::attachments::AttachmentStoreKind;
-    actor.require(Action::Read)?;
     let a = visible_appeal(state, actor, reference).await?;
     let file = a
         .attachment
@@ -436,6 +439,7 @@ pub async fn visible_appeal(
     actor: &Actor,
     reference: &str,
 ) -> Result<AppealRecord, ApiError> {
+    actor.require(Action::Read)?;
     match state.store.appeal(reference).await {
         Ok(a) if actor.sees_financier(&a.financier_id) => Ok(a),
         Ok(_) | Err(StoreError::NotFound) => Err(ApiError::NotFound("appeal")),

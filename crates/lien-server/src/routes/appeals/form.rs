@@ -348,15 +348,6 @@ pub fn check_upload(upload: &Upload, max: u64) -> Result<(&'static str, &'static
     Ok((media_type, ext))
 }
 
-/// Whether `text` looks like an appeal reference (before any look-up).
-pub(super) fn plausible_reference(text: &str) -> bool {
-    text.len() == 27
-        && text.starts_with("AP-")
-        && text[3..]
-            .bytes()
-            .all(|b| b == b'-' || b.is_ascii_uppercase() || b.is_ascii_digit())
-}
-
 /// The amount a borrower says they paid, typed as a decimal such as `1000` or `1,000.50`, in
 /// the currency's minor units: read by `lien_money` (no sign, no more decimals than the
 /// currency has, no overflow) and more than zero.
@@ -675,7 +666,7 @@ mod tests {
     #[test]
     fn references_are_long_and_recognisable() {
         let r = crate::commands::appeals::new_reference().unwrap();
-        assert!(plausible_reference(&r), "{r}");
+        assert!(crate::commands::appeals::plausible_reference(&r), "{r}");
         assert_ne!(r, crate::commands::appeals::new_reference().unwrap());
     }
 }
