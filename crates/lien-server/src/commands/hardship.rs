@@ -304,7 +304,7 @@ impl BorrowerRequest {
         days: Option<u32>,
         reason: Option<&str>,
     ) -> Result<BorrowerRequest, ApiError> {
-        let (imei, status_code) = crate::routes::appeals::holder_proof(imei, status_code)?;
+        let (imei, status_code) = crate::input::holder_proof(imei, status_code)?;
         let days = checked_days(
             "days",
             days.ok_or_else(|| ApiError::invalid("days", "say how many days of pause you need"))?,

@@ -28,13 +28,14 @@ pub async fn issue(
     actor.require(Action::ManageKeys)?;
     match &financier_id {
         Some(financier) => {
+            // Another financier's id is "not found" whatever the request says.
+            crate::commands::visible_financier(state, actor, financier).await?;
             if !role.is_financier_role() {
                 return Err(ApiError::invalid(
                     "role",
                     "a financier's key is financier-admin or financier-agent",
                 ));
             }
-            crate::commands::visible_financier(state, actor, financier).await?;
         }
         None => {
             actor.require(Action::ManagePlatformKeys)?;

@@ -292,6 +292,17 @@ async fn financiers_see_only_their_own_devices(backend: Backend) {
         .await;
     assert_eq!(for_a.status, 404, "{}", for_a.body);
     assert_eq!(for_a.body, for_none.body);
+    // Whatever role is asked for: the answer does not wait on the request's content.
+    let platform_role = json!({"role": "support", "label": "a way in"});
+    let odd_for_a = app
+        .post(
+            &format!("/v1/financiers/{fin_a}/api-keys"),
+            &key_b,
+            platform_role,
+        )
+        .await;
+    assert_eq!(odd_for_a.status, 404, "{}", odd_for_a.body);
+    assert_eq!(odd_for_a.body, for_none.body);
 
     // Roles. A's agent records payments and reversals, reads, and may do nothing that locks,
     // unlocks or releases.

@@ -12,6 +12,7 @@ use lien_core::{Currency, Imei, Money, PaymentRef};
 
 use crate::commands::appeals::{AppealRequest, Claim, ClaimKind, Document};
 use crate::error::ApiError;
+use crate::input::holder_proof;
 
 /// The file fields the form accepts: the receipt of a payment, the proof of purchase of a
 /// second-hand phone, any document for a wrong lock.
@@ -361,41 +362,6 @@ pub fn parse_amount(field: &str, text: &str, currency: Currency) -> Result<i64, 
         ));
     }
     Ok(amount.minor())
-}
-
-/// Reads the holder's proof (an appeal's, a hardship request's): the IMEI and the 8-digit status code the lock screen
-/// shows. A missing or malformed field is named (that says nothing about any phone).
-pub fn holder_proof(
-    imei: Option<&str>,
-    status_code: Option<&str>,
-) -> Result<(Imei, String), ApiError> {
-    let compact = |text: &str| -> String { text.chars().filter(|c| !c.is_whitespace()).collect() };
-    let imei_text = imei.ok_or_else(|| {
-        ApiError::invalid(
-            "imei",
-            "enter the IMEI shown on the lock screen (or dial *#06#)",
-        )
-    })?;
-    let imei = Imei::parse(&compact(imei_text)).map_err(|e| {
-        ApiError::invalid(
-            "imei",
-            format!("{e}; enter the 15-digit IMEI shown on the lock screen (or dial *#06#)"),
-        )
-    })?;
-    let code = compact(status_code.ok_or_else(|| {
-        ApiError::invalid(
-            "status_code",
-            "enter the 8-digit status code shown on the phone's lock screen; it shows that you \
-             have the phone",
-        )
-    })?);
-    if code.len() != 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(
-            "status_code",
-            "the status code is the 8 digits shown on the phone's lock screen",
-        ));
-    }
-    Ok((imei, code))
 }
 
 /// Reads the holder's proof from an appeal form (see [`holder_proof`]).

@@ -12,7 +12,7 @@ mod form;
 mod handlers;
 
 pub use form::{
-    AppealForm, MIN_DOCUMENT_BYTES, Upload, check_form, check_upload, checked_request,
-    holder_proof, mib, parse_amount, read_form,
+    AppealForm, MIN_DOCUMENT_BYTES, Upload, check_form, check_upload, checked_request, mib,
+    parse_amount, read_form,
 };
 pub use handlers::*;
