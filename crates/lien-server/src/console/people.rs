@@ -12,9 +12,11 @@ use super::{Person, error_box, error_page, page, when};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::clock::from_micros;
+use crate::commands::financiers;
 use crate::commands::people::{self, Invitation, Invited};
 use crate::domain::rfc3339;
 use crate::error::ApiError;
+use crate::wire::FinancierView;
 
 /// What the invitation form sends.
 #[derive(Debug, Deserialize)]
@@ -113,10 +115,11 @@ async fn render(
         Ok(everyone) => everyone,
         Err(err) => return error_page(Some(me), err),
     };
+    // Only the platform's admin invites for a financier of its choosing.
     let financiers = if me.actor.role == Role::PlatformAdmin {
-        match state.store.financiers().await {
+        match financiers::visible(state, &me.actor).await {
             Ok(all) => all,
-            Err(err) => return error_page(Some(me), err.into()),
+            Err(err) => return error_page(Some(me), err),
         }
     } else {
         Vec::new()
@@ -146,7 +149,7 @@ async fn render(
 fn invite_form(
     me: &crate::commands::people::SignedIn,
     roles: &[Role],
-    financiers: &[lien_store::Financier],
+    financiers: &[FinancierView],
     typed: Option<&InviteForm>,
 ) -> Markup {
     let typed_email = typed.map_or("", |t| t.email.as_str());
