@@ -41,6 +41,16 @@ const STATUS_CODES_PER_MINUTE: u32 = 30;
 /// How many status codes one key may look up at once.
 const STATUS_CODE_BURST: u32 = 20;
 
+/// Holder's proofs (IMEI and lock-screen status code) tried per financed phone and minute, after
+/// a first burst, whoever tries them. The per-address limit alone does not protect a phone: a
+/// /48 of IPv6 is 65,536 addresses, enough to walk the 8-digit codes of a chosen phone within
+/// the hour and open an appeal that frees it. At one a minute the walk takes decades, while a
+/// borrower who mistypes has ten tries at once. A stranger can keep a phone's proofs waiting
+/// by guessing once a minute; the page says so, and the financier and support are not held up.
+const PROOFS_PER_PHONE_PER_MINUTE: u32 = 1;
+/// How many proofs for one phone may be tried at once.
+const PROOF_BURST_PER_PHONE: u32 = 10;
+
 /// Payment-provider callbacks per client address and minute, after a first burst: M-Pesa
 /// calls from a few addresses, twice for every payment to a paybill, so the allowance is far
 /// above the public endpoints' and bounds only a flood (see `routes::providers`).
@@ -122,6 +132,9 @@ pub struct Inner {
     pub hello_limit: crate::rate_limit::RateLimiter,
     /// Per-IMEI limits on hellos: a phone sets up a few times in its life.
     pub hello_imei_limit: crate::rate_limit::RateLimiter<String>,
+    /// Per-phone limits on the holder's proofs (see [`PROOFS_PER_PHONE_PER_MINUTE`]), keyed
+    /// by device id.
+    pub proof_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-API-key limits on status-code look-ups (see [`STATUS_CODES_PER_MINUTE`]).
     pub status_code_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-client limits on payment-provider callbacks (see [`PROVIDER_CALLBACKS_PER_MINUTE`]).
@@ -181,6 +194,11 @@ impl AppState {
         let hello_imei_limit = crate::rate_limit::RateLimiter::new(
             HELLOS_PER_IMEI_PER_MINUTE,
             HELLO_BURST_PER_IMEI,
+            clock.clone(),
+        );
+        let proof_limit = crate::rate_limit::RateLimiter::new(
+            PROOFS_PER_PHONE_PER_MINUTE,
+            PROOF_BURST_PER_PHONE,
             clock.clone(),
         );
         let status_code_limit = crate::rate_limit::RateLimiter::new(
@@ -263,6 +281,7 @@ impl AppState {
             public_limit,
             hello_limit,
             hello_imei_limit,
+            proof_limit,
             status_code_limit,
             provider_limit,
             reconciliation_limit,

@@ -5,7 +5,7 @@
 //! to the log.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lien_store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,15 @@ pub enum ApiError {
     /// The client took too long to send its request.
     #[error("{0}")]
     Timeout(String),
+    /// Too many requests of this kind for now; the client may try again after
+    /// `retry_after_secs` (sent as `Retry-After`).
+    #[error("{what}; try again in {retry_after_secs} seconds")]
+    RateLimited {
+        /// What was too much, e.g. "too many requests from your address".
+        what: String,
+        /// When to come back.
+        retry_after_secs: u64,
+    },
     /// This server cannot serve the request, though another might (an appeal document kept
     /// by the server that received it); the message says why, naming nothing internal.
     #[error("{0}")]
@@ -69,6 +78,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +94,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Timeout(_) => "timeout",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -104,7 +115,16 @@ impl IntoResponse for ApiError {
             error: self.code().to_string(),
             message: self.to_string(),
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

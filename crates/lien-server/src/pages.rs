@@ -252,9 +252,16 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
     let message = match &err {
         ApiError::Internal(_) => reader.t("error-internal"),
         ApiError::NotFound(what) => reader.t(not_found_id(what)),
+        ApiError::RateLimited {
+            what,
+            retry_after_secs,
+        } => reader.t_with(
+            rate_limited_id(what),
+            &[("seconds", &retry_after_secs.to_string())],
+        ),
         other => other.to_string(),
     };
-    page(
+    let mut response = page(
         reader,
         err.status(),
         title,
@@ -262,7 +269,24 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
             p class="box err" id="error" { (message) }
             (form)
         },
-    )
+    );
+    if let ApiError::RateLimited {
+        retry_after_secs, ..
+    } = err
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    }
+    response
+}
+
+/// The catalogue's words for what was too much.
+fn rate_limited_id(what: &str) -> &'static str {
+    match what {
+        crate::commands::appeals::rules::TOO_MANY_PROOFS => "error-too-many-proofs",
+        _ => "error-rate-limited",
+    }
 }
 
 /// The catalogue's words for what a look-up did not find.

@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::Quota;
 use governor::middleware::NoOpMiddleware;
@@ -40,7 +39,7 @@ use governor::state::StateStore;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 
 use crate::clock::{Clock, micros};
-use crate::error::ErrorBody;
+use crate::error::ApiError;
 
 /// How many clients one limiter tracks at most.
 pub const MAX_CLIENTS: usize = 100_000;
@@ -262,16 +261,15 @@ impl IntoResponse for Limited {
 impl Limited {
     /// The 429, with Retry-After, saying `what` was too much.
     pub fn respond(self, what: &str) -> Response {
-        let body = ErrorBody {
-            error: "rate_limited".into(),
-            message: format!("{what}; try again in {} seconds", self.retry_after_secs),
-        };
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(self.retry_after_secs),
-        );
-        response
+        self.error(what).into_response()
+    }
+
+    /// The same as an [`ApiError`], for a command to return.
+    pub fn error(self, what: &str) -> ApiError {
+        ApiError::RateLimited {
+            what: what.to_string(),
+            retry_after_secs: self.retry_after_secs,
+        }
     }
 }
 

@@ -186,7 +186,7 @@ pub struct HardshipRequestAnswer {
         (status = 409, description = "The phone is released; or, to a holder whose proof matches, a pause is already in effect. A new request replaces one still waiting for the financier.", body = ErrorBody),
         (status = 413, description = "The body is over 4 KiB.", body = ErrorBody),
         (status = 422, description = "A field is missing or wrong, or, to a holder whose proof matches, the pause would exceed the policy's `hardship_days_per_year` (the message says how many days remain); the message names the field.", body = ErrorBody),
-        (status = 429, description = "Too many requests from this address; see Retry-After.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address, or too many status codes tried for this phone from anywhere (10 at once, then one a minute); see Retry-After.", body = ErrorBody),
     )
 )]
 pub async fn borrower_request(

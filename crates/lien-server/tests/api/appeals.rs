@@ -707,7 +707,85 @@ async fn superseded_status_codes_stop_matching(backend: Backend) {
     assert_eq!(looked_up[0]["device_id"], w.device_id.as_str());
 }
 
+async fn guesses_from_anywhere_cannot_walk_a_phones_status_codes(backend: Backend) {
+    // Guesses spread over many addresses (a /48 of IPv6 is 65,536 of them) are what the phone's
+    // own limit is for: here every request comes from one address, so that address's limit is
+    // lifted, and what stops the guessing is the phone's.
+    let mut w = World::new_with(backend, |s| {
+        s.public_rate_per_minute = 100_000;
+        s.public_rate_burst = 100_000;
+    })
+    .await;
+    w.advance_to("2026-02-03T10:00:00+03:00").await;
+    let code = w.shown_code();
+    let wrong = w.wrong_code(&code);
+    for _ in 0..10 {
+        let guessed = w.appeal_wrong_lock(&w.imei, &wrong).await;
+        assert_eq!(guessed.status, 404, "{}", guessed.body);
+        assert_eq!(guessed.body, not_proven());
+    }
+
+    // Ten tries are used up: the right code waits too, or a guesser could go on guessing.
+    let held = w.appeal_wrong_lock(&w.imei, &code).await;
+    assert_eq!(held.status, 429, "{}", held.body);
+    assert_eq!(
+        held.body["message"],
+        "too many status codes were tried for this phone; try again in 60 seconds"
+    );
+    let pause = w
+        .app
+        .call(
+            "POST",
+            "/v1/public/hardship-requests",
+            "",
+            Some(json!({"imei": w.imei, "status_code": code, "days": 7, "reason": "lost my job"})),
+        )
+        .await;
+    assert_eq!(
+        pause.status, 429,
+        "the hardship request shares the limit: {}",
+        pause.body
+    );
+    // The borrower's page says so in their words, and when to come back.
+    let (content_type, body) = crate::common::multipart_body(&[
+        Part::Text("imei", &w.imei),
+        Part::Text("status_code", &code),
+        Part::Text("claim", "wrong_lock"),
+        Part::Text("contact", "+254 711 000 111"),
+        Part::Text("statement", "Not my contract"),
+    ]);
+    let page = w
+        .app
+        .client
+        .post(format!("{}/appeal?lang=sw", w.app.base))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+    assert_eq!(page.headers()["retry-after"], "60");
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains(
+            "Namba nyingi mno za hali zimejaribiwa kwa simu hii. Jaribu tena baada ya sekunde 60"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Not my contract"),
+        "the form keeps what was typed: {text}"
+    );
+
+    // Nothing was opened, and a minute later the holder gets one try back.
+    assert_eq!(w.app.get("/v1/appeals", &w.key).await.body, json!([]));
+    w.app.clock.advance(SignedDuration::from_secs(60));
+    let opened = w.appeal_wrong_lock(&w.imei, &code).await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+}
+
 on_both_backends!(
+    guesses_from_anywhere_cannot_walk_a_phones_status_codes,
     accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release,
     support_accepting_a_payment_appeal_records_no_more_than_is_due,
     a_stranger_with_the_imei_is_refused_and_escalation_proceeds,

@@ -318,6 +318,8 @@ async fn write_open(
 /// `status_code_grace_hours` (a phone shows its new code only after it has checked in), and is
 /// compared with each in constant time. Anything else is [`not_proven`], except a phone whose
 /// release the public IMEI check shows: that is a conflict, as nobody holds a claim to appeal.
+/// Each try on a financed phone counts against the phone's own limit (`AppState::proof_limit`),
+/// right or wrong, so that guesses from many addresses cannot walk its codes.
 pub(crate) async fn proven_device(
     state: &AppState,
     imei: &Imei,
@@ -339,6 +341,10 @@ pub(crate) async fn proven_device(
     if device.released_us.is_some() {
         return Err(released());
     }
+    state
+        .proof_limit
+        .check(device.enrolled.id.clone())
+        .map_err(|limited| limited.error(rules::TOO_MANY_PROOFS))?;
     let shown = state
         .store
         .recent_status_codes(&device.enrolled.id, superseded_cutoff_us(state))

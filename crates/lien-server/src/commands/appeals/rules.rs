@@ -35,6 +35,10 @@ pub fn not_proven() -> ApiError {
     ApiError::NotFound("phone with this IMEI and status code")
 }
 
+/// What a holder's proof refused for the phone's own limit says was too much: the pages find
+/// their words by it.
+pub const TOO_MANY_PROOFS: &str = "too many status codes were tried for this phone";
+
 /// Whether `code` is one of the status codes the phone may be showing (`shown`): compared with
 /// each in constant time, and with all of them, so the time taken says nothing about which
 /// came close.
