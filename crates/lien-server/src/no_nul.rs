@@ -1,8 +1,9 @@
 //! No text Lien stores may hold a NUL character: PostgreSQL's text cannot, SQLite's can, and the
 //! two backends must answer alike. So a NUL is refused at the edge, before any handler runs,
-//! with an error that names the field: in the path, in a query parameter, in a JSON body.
+//! with an error that names the field: in the path, in a query parameter, in a JSON body, in a
+//! URL-encoded form (the console's and the borrower's pages).
 //!
-//! Forms and CSV files (whose bodies are larger) check their own fields (see `routes::appeals::read_form` and the bulk
+//! Multipart forms and CSV files (whose bodies are larger) check their own fields (see `routes::appeals::read_form` and the bulk
 //! enrollment), and the phone's endpoints check their few text fields themselves, so that the
 //! check-in path does not read its body twice.
 
@@ -11,6 +12,7 @@ use axum::extract::Request;
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode;
 
 use crate::error::ApiError;
 
@@ -51,7 +53,20 @@ pub async fn refuse_nul(request: Request, next: Next) -> Response {
                 .into_response();
         }
     };
-    if let Some(field) = json_field_with_nul(&bytes) {
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let with_nul = if is_form {
+        form_field_with_nul(&bytes)
+    } else {
+        json_field_with_nul(&bytes)
+    };
+    if let Some(field) = with_nul {
         return ApiError::invalid(&field, NUL_PROBLEM).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -65,14 +80,25 @@ fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
     if uri.path().contains("%00") {
         return Err(ApiError::BadRequest(format!("the path {NUL_PROBLEM}")));
     }
-    if let Some(pair) = uri
+    if let Some(name) = uri
         .query()
-        .and_then(|query| query.split('&').find(|p| p.contains("%00")))
+        .and_then(|query| form_field_with_nul(query.as_bytes()))
     {
-        let name = pair.split('=').next().unwrap_or(pair).replace("%00", "");
         return Err(ApiError::invalid(&name, NUL_PROBLEM));
     }
     Ok(())
+}
+
+/// The name of the first field of URL-encoded `pairs` (a query, or a form's body) whose name or
+/// value holds a NUL, written `%00` or sent as a raw byte; `None` if none does.
+fn form_field_with_nul(pairs: &[u8]) -> Option<String> {
+    pairs.split(|&b| b == b'&').find_map(|pair| {
+        percent_decode(pair).any(|b| b == 0).then(|| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+            let name: Vec<u8> = percent_decode(name).filter(|&b| b != 0).collect();
+            String::from_utf8_lossy(&name).replace('+', " ")
+        })
+    })
 }
 
 /// The dotted path of the first string (or object key) in `body` that holds a NUL; `None` if
@@ -133,6 +159,20 @@ mod tests {
         // An escaped backslash followed by `u0000` is six ordinary characters, not a NUL.
         assert_eq!(at(r#"{"name":"\\u0000"}"#), None);
         assert_eq!(at("not json \\u0000"), None);
+    }
+
+    #[test]
+    fn a_nul_in_a_form_field_is_named() {
+        let at = |s: &[u8]| form_field_with_nul(s);
+        assert_eq!(at(b"csrf=x&message=a%00b").as_deref(), Some("message"));
+        assert_eq!(at(b"csrf=x&note=a\0b").as_deref(), Some("note"));
+        assert_eq!(at(b"csrf=x&ab%00c=1").as_deref(), Some("abc"));
+        assert_eq!(
+            at(b"csrf=x&message=a+b%2500"),
+            None,
+            "an escaped percent sign"
+        );
+        assert_eq!(at(b""), None);
     }
 
     #[test]

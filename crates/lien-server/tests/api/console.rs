@@ -560,6 +560,20 @@ async fn a_payment_from_the_console_unlocks_the_phone_once(backend: Backend) {
     assert!(unconfirmed.shows("confirm: tick the box"));
     assert!(unconfirmed.shows("value=\"Call us\""));
     assert!(!locked(&story.phone));
+    // A NUL in a field is named and refused on both databases alike; nothing is written.
+    let with_nul = admin
+        .post(
+            &format!("{page}/lock"),
+            &[("csrf", &csrf), ("message", "Call\0 us"), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(with_nul.status, 422, "{}", with_nul.body);
+    assert!(
+        with_nul.shows("message: contains a NUL"),
+        "{}",
+        with_nul.body
+    );
+    assert!(!locked(&story.phone));
     let locked_now = admin
         .post(
             &format!("{page}/lock"),
