@@ -46,11 +46,22 @@ pub async fn own_endpoint(
     }
 }
 
-/// The actor's financier's endpoints.
+/// The actor's financier's endpoints, as the actor may read them (see [`shown_to`]): the path or
+/// query of a URL often carries the receiver's own token.
 pub async fn list(state: &AppState, actor: &Actor) -> Result<Vec<WebhookEndpointRecord>, ApiError> {
     actor.require(Action::Read)?;
     let financier = own_financier(actor)?;
-    Ok(state.store.webhook_endpoints(financier).await?)
+    let endpoints = state.store.webhook_endpoints(financier).await?;
+    Ok(endpoints.into_iter().map(|e| shown_to(actor, e)).collect())
+}
+
+/// The endpoint as `actor` may read it: whole for a role that manages the financier's secrets,
+/// otherwise with only its URL's origin.
+fn shown_to(actor: &Actor, mut endpoint: WebhookEndpointRecord) -> WebhookEndpointRecord {
+    if !actor.role.may(Action::ManageKeys) {
+        endpoint.url = url_origin(&endpoint.url);
+    }
+    endpoint
 }
 
 /// The endpoint's latest deliveries, newest first, at most `limit`.
@@ -63,7 +74,7 @@ pub async fn deliveries(
     actor.require(Action::Read)?;
     let endpoint = own_endpoint(state, actor, id).await?;
     let log = state.store.webhook_deliveries(&endpoint.id, limit).await?;
-    Ok((endpoint, log))
+    Ok((shown_to(actor, endpoint), log))
 }
 
 /// The financier whose endpoints the caller may manage (make, change, delete, rotate): its

@@ -61,8 +61,8 @@ pub(super) fn section(
         @for (endpoint, log) in webhooks {
             div class="box" id={ "endpoint-" (endpoint.id) } {
                 p {
-                    // The path may carry the receiver's own token: only admins see it.
-                    code { @if manages { (endpoint.url) } @else { (origin(&endpoint.url)) } } " — "
+                    // Whole for admins; others get only its origin (see `webhook_endpoints::list`).
+                    code { (endpoint.url) } " — "
                     @if endpoint.event_types.is_empty() { "every event" } @else { (endpoint.event_types.join(", ")) }
                     @if endpoint.disabled_us.is_some() { strong { " — disabled (it answered 410 Gone)" } }
                 }
@@ -126,13 +126,6 @@ fn deliveries(log: &[DeliveryRecord]) -> Markup {
             }
         }
     }
-}
-
-/// A URL's origin (`https://hooks.example.com`), or nothing when it cannot be read.
-fn origin(url: &str) -> String {
-    url::Url::parse(url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
 }
 
 /// The page that shows an endpoint's secret, this once.

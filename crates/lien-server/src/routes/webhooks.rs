@@ -38,7 +38,9 @@ pub struct EndpointRequest {
 pub struct EndpointView {
     /// Id, `whe_` and hex.
     pub id: String,
-    /// Where events are posted.
+    /// Where events are posted: the whole URL to a role that manages the financier's secrets
+    /// (a financier admin), to any other only its origin, as the path or query may carry the
+    /// receiver's own token.
     pub url: String,
     /// The event types sent there; empty for all.
     pub event_types: Vec<String>,

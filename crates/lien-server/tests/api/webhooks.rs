@@ -374,6 +374,20 @@ async fn gone_disables_the_endpoint_and_http_is_refused_by_default(backend: Back
     let listed = app.call("GET", "/v1/webhook-endpoints", &key, None).await;
     assert_eq!(listed.body["endpoints"][0]["id"], endpoint_id.as_str());
     assert!(listed.body["endpoints"][0]["disabled_at"].is_string());
+    assert_eq!(listed.body["endpoints"][0]["url"], format!("{url}gone"));
+    // An agent reads the endpoints but not their paths, which may hold the receiver's token.
+    let financier_id = app.call("GET", "/v1/financiers", &key, None).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = app.financier_key(&financier_id, "financier-agent").await;
+    let seen = app.call("GET", "/v1/webhook-endpoints", &agent, None).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(
+        seen.body["endpoints"][0]["url"],
+        url.split("/hook/").next().unwrap(),
+        "the origin only"
+    );
     app.enroll_device(&key, "C-2", &imei("35693803564381"), "SN2")
         .await;
     assert_eq!(deliver(&app).await, 0, "nothing more is sent there");
