@@ -163,6 +163,8 @@ pub struct Inner {
     pub bulk_jobs: crate::commands::bulk_jobs::Jobs,
     /// Sends webhooks (see [`crate::webhooks`]): no redirects followed, each attempt bounded.
     pub webhook_client: reqwest::Client,
+    /// The attestation certificates hellos may no longer use (`attestation_status`).
+    pub attestation_status: crate::attestation_status::AttestationStatus,
 }
 
 impl std::ops::Deref for AppState {
@@ -235,6 +237,8 @@ impl AppState {
             SIGN_IN_BURST_PER_ACCOUNT,
             clock.clone(),
         );
+        let attestation_status =
+            crate::attestation_status::AttestationStatus::new(settings.attestation_status.clone());
         let password_hashing = tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
         );
@@ -294,6 +298,7 @@ impl AppState {
             reconciliations: Default::default(),
             bulk_jobs: Default::default(),
             webhook_client,
+            attestation_status,
         }))
     }
 
@@ -487,6 +492,11 @@ pub async fn start(
         tokio::spawn(crate::scheduler::run(state.clone(), stopping.clone()));
         tokio::spawn(crate::webhooks::run(state.clone(), stopping.clone()));
     }
+    // Every server answers hellos, so every one keeps its own status list.
+    tokio::spawn(crate::attestation_status::run(
+        state.clone(),
+        stopping.clone(),
+    ));
     // Push is fed whether or not the scheduler runs here: changes come from every writer.
     state.push.open();
     tokio::spawn(crate::push::run(state.clone(), stopping.clone()));

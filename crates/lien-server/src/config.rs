@@ -63,6 +63,10 @@ pub struct Settings {
     /// attestation roots, or a phone maker's). Empty: a development root in the data directory,
     /// for simulated phones only.
     pub attestation_roots: Vec<PathBuf>,
+    /// Where Google's attestation status list (revoked and suspended attestation certificates)
+    /// is read, every hour: `https://android.googleapis.com/attestation/status`, or a file
+    /// kept up to date by other means. Unset: revocation is not checked.
+    pub attestation_status: Option<String>,
     /// How long a client may take to send a whole request (headers and body) and get the
     /// start of its answer, in seconds; a slower one gets a 408 and is disconnected.
     pub request_timeout_secs: u64,
@@ -138,6 +142,7 @@ impl Default for Settings {
             hello_rate_per_minute: 60,
             hello_rate_burst: 30,
             attestation_roots: Vec::new(),
+            attestation_status: None,
             request_timeout_secs: 30,
             max_connections: 50_000,
             max_connections_per_client: 1_000,

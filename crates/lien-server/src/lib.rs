@@ -6,6 +6,7 @@
 pub mod api_keys;
 pub mod app;
 pub mod attachments;
+pub mod attestation_status;
 pub mod auth;
 pub mod client_addr;
 pub mod clock;
@@ -97,6 +98,11 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         );
     } else {
         secrets.trust_only(&settings.attestation_roots)?;
+        if settings.attestation_status.is_none() {
+            tracing::warn!(
+                "hellos are not checked against revoked attestation keys: a leaked factory key                  could bind any phone (set attestation_status)"
+            );
+        }
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

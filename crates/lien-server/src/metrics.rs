@@ -34,6 +34,8 @@ pub struct Metrics {
     pub webhooks_delivered: Counter,
     /// Webhook attempts that failed (to be retried or given up).
     pub webhook_failures: Counter,
+    /// When the attestation status list in force was read (Unix seconds; 0: never).
+    pub attestation_status_read: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,8 +97,15 @@ impl Default for Metrics {
             "Webhook attempts that failed",
             webhook_failures.clone(),
         );
+        let attestation_status_read = Gauge::default();
+        registry.register(
+            "attestation_status_read_timestamp_seconds",
+            "When the attestation status list in force was read (0: never)",
+            attestation_status_read.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            attestation_status_read,
             webhooks_delivered,
             webhook_failures,
             push_connections,

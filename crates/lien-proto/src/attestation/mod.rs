@@ -31,7 +31,7 @@ pub use key_description::{AuthorizationField, KeyDescriptionFields};
 pub use mint::{AttestedKey, DevelopmentRoot, FactoryIdentity, MintError};
 pub use verify::{
     AttestationError, Attested, MAX_CERTIFICATE_LEN, MAX_CHAIN_LEN, TrustedRoots,
-    TrustedRootsError, verify,
+    TrustedRootsError, certificate_serial, verify,
 };
 
 /// The arcs of the attestation extension's OID, 1.3.6.1.4.1.11129.2.1.17.

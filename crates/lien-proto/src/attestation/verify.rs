@@ -220,6 +220,9 @@ pub struct Attested {
     pub security_level: SecurityLevel,
     /// The leaf's DER SubjectPublicKeyInfo: the device key the server binds to the phone.
     pub public_key_spki: Vec<u8>,
+    /// Every certificate's serial number, leaf first, as Google's attestation status list
+    /// names them (see [`certificate_serial`]): the server refuses a chain holding a revoked one.
+    pub certificate_serials: Vec<String>,
 }
 
 /// Verifies an attestation `chain` (DER certificates, leaf first) for `challenge` at `now`
@@ -253,7 +256,7 @@ pub struct Attested {
 /// 10. `hardwareEnforced` holds an IMEI ([`AttestationError::NoImei`]).
 ///
 /// Revocation (Google's status list) is not checked here: it needs the network, so it is the
-/// server's to fetch and apply to the certificates' serial numbers.
+/// server's to fetch and apply to [`Attested::certificate_serials`].
 pub fn verify(
     chain: &[Vec<u8>],
     roots: &TrustedRoots,
@@ -337,7 +340,18 @@ pub fn verify(
         serial: identifiers.serial,
         security_level: description.attestation_security_level,
         public_key_spki: leaf.public_key().raw.to_vec(),
+        certificate_serials: certificates.iter().map(serial_of).collect(),
     })
+}
+
+/// A DER certificate's serial number as Google's attestation status list writes it: lower-case
+/// hex without leading zeros. `None` if `der` is not one certificate.
+pub fn certificate_serial(der: &[u8]) -> Option<String> {
+    parse_certificate(der).as_ref().map(serial_of)
+}
+
+fn serial_of(certificate: &X509Certificate) -> String {
+    certificate.serial.to_str_radix(16)
 }
 
 /// Parses one DER certificate, refusing bytes after it.

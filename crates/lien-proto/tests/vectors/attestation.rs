@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use lien_proto::attestation::{
     ATTESTATION_EXTENSION_OID, AttestationError, Attested, AttestedKey, AuthorizationField,
     DevelopmentRoot, FactoryIdentity, KeyDescriptionFields, MAX_CERTIFICATE_LEN, MintError,
-    SecurityLevel, TrustedRoots, TrustedRootsError, verify,
+    SecurityLevel, TrustedRoots, TrustedRootsError, certificate_serial, verify,
 };
 use rcgen::{CertificateParams, CustomExtension, Issuer, KeyPair, PublicKeyData};
 use serde_json::{Value, json};
@@ -128,8 +128,30 @@ fn a_good_chain_gives_the_phone_identifiers_and_its_key() {
             serial: Some(SERIAL.into()),
             security_level: SecurityLevel::TrustedEnvironment,
             public_key_spki: spki_of(&attested.device_key_pkcs8),
+            certificate_serials: attested.chain.iter().map(|c| serial_hex(c)).collect(),
         }
     );
+    // The factory certificate's serial as Google's status list would name it, for the server's
+    // revocation check: no leading zeros, lower case.
+    let factory = &result.certificate_serials[1];
+    assert!(!factory.starts_with('0') && *factory == factory.to_lowercase());
+    assert_eq!(
+        certificate_serial(&attested.chain[1]).as_ref(),
+        Some(factory)
+    );
+    assert_eq!(certificate_serial(b"not a certificate"), None);
+}
+
+/// A certificate's serial from its raw bytes: hex, leading zeros dropped.
+fn serial_hex(der: &[u8]) -> String {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).expect("a certificate");
+    let hex = hex::encode(certificate.raw_serial());
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
 }
 
 #[test]
@@ -645,6 +667,8 @@ fn mint_cases(root: &DevelopmentRoot) -> Vec<Case> {
         serial: Some(serial.into()),
         security_level: level,
         public_key_spki: spki_of(&key.device_key_pkcs8),
+        // Not in the vector file (see `attested_json`): a verifier's serials are its own.
+        certificate_serials: Vec::new(),
     };
     let valid = |key: &AttestedKey| {
         Ok(attested(

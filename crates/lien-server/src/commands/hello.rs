@@ -118,6 +118,15 @@ pub async fn hello(state: &AppState, req: HelloRequest) -> Result<Hello, ApiErro
         now.as_second(),
     )
     .map_err(|e| hello_refused(e.code()))?;
+    // A leaked factory key attests whatever it is told to: Google's list names them.
+    if let Some(serial) = state
+        .attestation_status
+        .revoked(&attested.certificate_serials)
+    {
+        return Err(hello_refused(format_args!(
+            "attestation certificate {serial} is revoked"
+        )));
+    }
     // The hardware's word goes: the IMEIs the body names must be the attested ones.
     let attested_imei1 =
         Imei::parse(&attested.imei1).map_err(|_| hello_refused("attested IMEI malformed"))?;

@@ -13,7 +13,7 @@ use crate::common::{
 };
 use jiff::{SignedDuration, Timestamp};
 use lien_proto::PinnedKeys;
-use lien_proto::attestation::DevelopmentRoot;
+use lien_proto::attestation::{DevelopmentRoot, certificate_serial};
 use lien_proto::hello::Verdict;
 use lien_server::app::Sighting;
 use serde_json::{Value, json};
@@ -382,7 +382,68 @@ async fn an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written(backend
     app.running.stop().await;
 }
 
+async fn a_chain_from_a_leaked_factory_key_is_refused_once_google_lists_it(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("attestation-status.json");
+    std::fs::write(&list, r#"{"entries": {}}"#).unwrap();
+    let app = spawn_app_with(
+        backend,
+        "2026-01-10T09:00:00Z".parse::<Timestamp>().unwrap(),
+        |s| s.attestation_status = Some(list.display().to_string()),
+    )
+    .await;
+    let (_, key) = app.financier("Duka Phones").await;
+    let phone_imei = imei("35693803564380");
+    let device_id = app
+        .enroll_device(&key, "C-1001", &phone_imei, "SN1001")
+        .await;
+    let now = app.clock_now().as_second();
+    let status = &app.running.state.attestation_status;
+    let now_us = now * 1_000_000;
+
+    // The factory key that attests this phone leaks; anyone holding it can attest its IMEI
+    // and serial. Google lists the factory certificate.
+    let leaked = app
+        .dev_root()
+        .mint_factory_identity(&phone_imei, None, "SN1001", now)
+        .unwrap();
+    let challenge = app.hello_challenge().await;
+    let chain = leaked.attest(&bytes(&challenge), now).unwrap().chain;
+    let serial = certificate_serial(&chain[1]).unwrap();
+    let listed =
+        json!({"entries": {serial.clone(): {"status": "REVOKED", "reason": "KEY_COMPROMISE"}}});
+    std::fs::write(&list, listed.to_string()).unwrap();
+    assert_eq!(status.refresh(now_us).await.unwrap(), 1);
+    let hello = app
+        .hello_with(&phone_imei, "SN1001", &challenge, &chain)
+        .await;
+    refused(&hello, 401, &["hello refused"]);
+    assert!(app.stored_device(&device_id).await.binding.is_none());
+
+    // A list that cannot be read leaves the last one in force.
+    std::fs::write(&list, "<html>Service Unavailable</html>").unwrap();
+    assert!(status.refresh(now_us).await.is_err());
+    let challenge = app.hello_challenge().await;
+    let chain = leaked.attest(&bytes(&challenge), now).unwrap().chain;
+    let hello = app
+        .hello_with(&phone_imei, "SN1001", &challenge, &chain)
+        .await;
+    refused(&hello, 401, &["hello refused"]);
+
+    // Taken off the list (a suspension lifted), the same chain binds the phone.
+    std::fs::write(&list, r#"{"entries": {}}"#).unwrap();
+    assert_eq!(status.refresh(now_us).await.unwrap(), 0);
+    let challenge = app.hello_challenge().await;
+    let chain = leaked.attest(&bytes(&challenge), now).unwrap().chain;
+    let hello = app
+        .hello_with(&phone_imei, "SN1001", &challenge, &chain)
+        .await;
+    assert_eq!(hello.status, 200, "{}", hello.body);
+    assert!(app.stored_device(&device_id).await.binding.is_some());
+}
+
 on_both_backends!(
+    a_chain_from_a_leaked_factory_key_is_refused_once_google_lists_it,
     a_challenge_from_a_server_whose_clock_is_ahead_is_still_used_once,
     what_is_printed_on_the_box_is_not_enough_to_take_a_phones_binding,
     an_unfinanced_phone_gets_a_signed_answer_and_nothing_is_written,

@@ -1,0 +1,241 @@
+//! Google's attestation status list: the serial numbers of attestation certificates that were
+//! revoked or suspended, leaked factory keys among them. With a leaked key anyone can attest any
+//! IMEI and serial, so a hello whose chain holds a listed certificate is refused.
+//!
+//! The list is read from the `attestation_status` setting, an `https://` URL (Google publishes
+//! it at <https://android.googleapis.com/attestation/status>) or a file, when the server starts
+//! and then every [`REFRESH_EVERY`]. A read that fails keeps the last list in force and is
+//! logged. Until a first list has been read no chain is refused for revocation (and every
+//! refusal of a hello for another reason still holds): phones being sold must still bind when
+//! Google cannot be reached at start. The metric
+//! `lien_attestation_status_read_timestamp_seconds` says when the list in force was read.
+//!
+//! The format is Google's: `{"entries": {"<serial, lower-case hex>": {"status": "REVOKED",
+//! ...}, ...}}`; every listed serial is refused, whatever its status (`REVOKED` or
+//! `SUSPENDED`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::app::{AppState, until_stopped};
+use crate::clock::micros;
+
+/// How often the list is read again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(3600);
+
+/// The largest list read: Google's is a few hundred kilobytes.
+pub const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
+
+/// How long a fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The list in force, and where it is read from.
+pub struct AttestationStatus {
+    source: Option<String>,
+    /// The revoked serials and when they were read (Unix microseconds); `None` until a first
+    /// list has been read.
+    list: RwLock<Option<(Arc<HashSet<String>>, i64)>>,
+}
+
+#[derive(Deserialize)]
+struct StatusFile {
+    entries: HashMap<String, serde_json::Value>,
+}
+
+/// The serials a status list names, lower-cased.
+pub fn parse(bytes: &[u8]) -> anyhow::Result<HashSet<String>> {
+    let file: StatusFile =
+        serde_json::from_slice(bytes).context("not an attestation status list")?;
+    Ok(file
+        .entries
+        .into_keys()
+        .map(|serial| serial.to_ascii_lowercase())
+        .collect())
+}
+
+impl AttestationStatus {
+    /// The list read from `source` (the `attestation_status` setting); none when unset.
+    pub fn new(source: Option<String>) -> AttestationStatus {
+        AttestationStatus {
+            source: source.filter(|s| !s.trim().is_empty()),
+            list: RwLock::new(None),
+        }
+    }
+
+    /// Whether a list is configured at all.
+    pub fn configured(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// The first of `serials` the list in force names, if any.
+    pub fn revoked<'a>(&self, serials: &'a [String]) -> Option<&'a str> {
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
+        let (revoked, _) = list.as_ref()?;
+        serials
+            .iter()
+            .find(|serial| revoked.contains(serial.as_str()))
+            .map(String::as_str)
+    }
+
+    /// When the list in force was read (Unix microseconds), if one was.
+    pub fn read_at_us(&self) -> Option<i64> {
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
+        list.as_ref().map(|(_, at)| *at)
+    }
+
+    /// Reads the list again from its source at `now_us`; on success it is the one in force.
+    /// Returns how many serials it names.
+    pub async fn refresh(&self, now_us: i64) -> anyhow::Result<usize> {
+        let Some(source) = &self.source else {
+            bail!("no attestation_status is set");
+        };
+        let bytes = if source.starts_with("https://") || source.starts_with("http://") {
+            fetch(source).await?
+        } else {
+            read_file(source).await?
+        };
+        let revoked = parse(&bytes).with_context(|| format!("reading {source}"))?;
+        let count = revoked.len();
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(revoked), now_us));
+        Ok(count)
+    }
+}
+
+/// Reads the list at start and then every [`REFRESH_EVERY`] until the server stops; does
+/// nothing when no list is set.
+pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
+    if !state.attestation_status.configured() {
+        return;
+    }
+    loop {
+        let now_us = micros(state.clock.now());
+        match state.attestation_status.refresh(now_us).await {
+            Ok(count) => {
+                tracing::info!(revoked = count, "attestation status list read");
+                state
+                    .metrics
+                    .attestation_status_read
+                    .set(now_us / 1_000_000);
+            }
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "attestation status list not read; the last one read stays in force"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH_EVERY) => {}
+            _ = until_stopped(&mut stopping) => break,
+        }
+    }
+}
+
+async fn read_file(path: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("reading attestation_status file {path}"))?;
+    if bytes.len() > MAX_LIST_BYTES {
+        bail!("attestation_status file {path} is over {MAX_LIST_BYTES} bytes");
+    }
+    Ok(bytes)
+}
+
+async fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    crate::tls::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .context("building the attestation status client")?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("fetching {url}"))?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
+        if bytes.len() + chunk.len() > MAX_LIST_BYTES {
+            bail!("{url} sent more than {MAX_LIST_BYTES} bytes");
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_serial_is_read_in_lower_case() {
+        let list = parse(
+            br#"{"entries": {
+                "2c8cdddfd5e03bfc": {"status": "REVOKED", "reason": "KEY_COMPROMISE"},
+                "C35747A084470C3135AEEFE2B8D40CD6": {"status": "SUSPENDED"}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list.contains("c35747a084470c3135aeefe2b8d40cd6"));
+        assert!(
+            parse(b"{}").is_err(),
+            "a file without entries is not a list"
+        );
+        assert!(parse(b"<html>").is_err());
+    }
+
+    /// Serves `body` once, as Google's server would, and returns its URL.
+    async fn serve_once(status: &'static str, body: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/attestation/status",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).await.unwrap();
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_fetched_list_is_put_in_force_and_a_failed_fetch_keeps_the_last() {
+        let body = r#"{"entries": {"2c8cdddfd5e03bfc": {"status": "REVOKED"}}}"#.to_string();
+        let status = AttestationStatus::new(Some(serve_once("200 OK", body).await));
+        let chain = vec!["1".to_string(), "2c8cdddfd5e03bfc".to_string()];
+        assert_eq!(
+            status.revoked(&chain),
+            None,
+            "nothing is refused before a list is read"
+        );
+        assert_eq!(status.refresh(7).await.unwrap(), 1);
+        assert_eq!(status.revoked(&chain), Some("2c8cdddfd5e03bfc"));
+        assert_eq!(status.read_at_us(), Some(7));
+
+        let failing = AttestationStatus {
+            source: Some(serve_once("503 Service Unavailable", String::new()).await),
+            list: RwLock::new(status.list.read().unwrap().clone()),
+        };
+        let err = failing.refresh(8).await.unwrap_err();
+        assert!(format!("{err:#}").contains("503"), "{err:#}");
+        assert_eq!(failing.revoked(&chain), Some("2c8cdddfd5e03bfc"));
+        assert_eq!(failing.read_at_us(), Some(7));
+    }
+}
