@@ -835,7 +835,7 @@ async fn appeal_submit(
     if let Err(limited) = client.check(&state) {
         return limited_page(&reader, limited);
     }
-    let form = match appeals::read_form(multipart, max).await {
+    let form = match appeals::read_form(&state, multipart).await {
         Ok(form) => form,
         Err(e) => {
             let form = appeal_form_html(lang, &HashMap::new(), max, today(&state));

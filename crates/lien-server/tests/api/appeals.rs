@@ -784,7 +784,36 @@ async fn guesses_from_anywhere_cannot_walk_a_phones_status_codes(backend: Backen
     assert_eq!(opened.status, 201, "{}", opened.body);
 }
 
+async fn uploads_past_the_servers_budget_wait_and_nothing_is_written(backend: Backend) {
+    let mut w = World::new(backend).await;
+    w.advance_to("2026-02-05T10:00:00+03:00").await;
+    let code = w.shown_code();
+    // Slow uploads from many addresses hold the server's whole budget for appeal forms.
+    let budget = w.app.running.state.appeal_uploads.clone();
+    let held = budget
+        .clone()
+        .try_acquire_many_owned(budget.available_permits() as u32)
+        .unwrap();
+    let refused = w.appeal_paid_with(&code, "1000.00", "KES").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(
+        refused.body["message"],
+        "too many documents are being uploaded at once; try again in a minute"
+    );
+    assert_eq!(w.app.get("/v1/appeals", &w.key).await.body, json!([]));
+    // One finishes: the borrower's form is read.
+    drop(held);
+    let opened = w.appeal_paid_with(&code, "1000.00", "KES").await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    assert_eq!(
+        budget.available_permits() as u64,
+        lien_server::app::APPEAL_UPLOAD_BYTES_IN_FLIGHT / 1024,
+        "the form's share is given back"
+    );
+}
+
 on_both_backends!(
+    uploads_past_the_servers_budget_wait_and_nothing_is_written,
     guesses_from_anywhere_cannot_walk_a_phones_status_codes,
     accepting_a_payment_appeal_that_pays_the_plan_off_schedules_the_release,
     support_accepting_a_payment_appeal_records_no_more_than_is_due,

@@ -9,7 +9,9 @@ use axum::extract::Multipart;
 use axum::http::StatusCode;
 use jiff::civil::Date;
 use lien_core::{Currency, Imei, Money, PaymentRef};
+use tokio::sync::OwnedSemaphorePermit;
 
+use crate::app::AppState;
 use crate::commands::appeals::{AppealRequest, Claim, ClaimKind, Document};
 use crate::error::ApiError;
 use crate::input::holder_proof;
@@ -36,12 +38,14 @@ pub struct Upload {
 }
 
 /// A multipart appeal form, read but not yet checked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct AppealForm {
     /// Text fields by name (the last value wins).
     pub fields: HashMap<String, String>,
     /// The one file, if any was chosen.
     pub file: Option<Upload>,
+    /// The form's share of [`AppState::appeal_uploads`], held as long as its bytes are.
+    _in_flight: Option<OwnedSemaphorePermit>,
 }
 
 impl AppealForm {
@@ -75,10 +79,26 @@ fn unreadable_form(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
-/// Reads a multipart form, stopping as soon as a file passes `max_file` bytes or a text field
-/// passes its bound, so a huge upload costs the server no more than the limit.
-pub async fn read_form(mut multipart: Multipart, max_file: u64) -> Result<AppealForm, ApiError> {
-    let mut form = AppealForm::default();
+/// Reads a multipart form, stopping as soon as a file passes `appeal_upload_max_bytes` or a text
+/// field passes its bound, so a huge upload costs the server no more than the limit. Forms are
+/// read at once only up to the server's budget ([`crate::app::APPEAL_UPLOAD_BYTES_IN_FLIGHT`],
+/// counting each at its limit): past it a form is refused before it is read (503), as many slow
+/// uploads from many addresses would otherwise hold that limit in memory each.
+pub async fn read_form(state: &AppState, mut multipart: Multipart) -> Result<AppealForm, ApiError> {
+    let max_file = state.settings.appeal_upload_max_bytes;
+    let in_flight = state
+        .appeal_uploads
+        .clone()
+        .try_acquire_many_owned(crate::app::appeal_upload_share(max_file))
+        .map_err(|_| {
+            ApiError::Unavailable(
+                "too many documents are being uploaded at once; try again in a minute".into(),
+            )
+        })?;
+    let mut form = AppealForm {
+        _in_flight: Some(in_flight),
+        ..AppealForm::default()
+    };
     let mut count = 0;
     loop {
         let field = match multipart.next_field().await {
