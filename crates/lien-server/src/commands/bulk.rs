@@ -3,6 +3,8 @@
 //! one by one. Each row is its own enrollment: a refused row writes nothing and does not stop
 //! the others.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -176,15 +178,26 @@ pub fn bulk_csv_row(
 /// The most rows one bulk request may carry.
 const BULK_MAX_ROWS: usize = 20_000;
 
+/// Whether the actor may start a bulk enrollment now: a role that enrolls, and room among the
+/// server's bulk jobs (see [`super::bulk_jobs`]). Asked before the file is read, so neither a
+/// role that may not enroll nor a financier already enrolling a file makes the server hold one.
+pub fn admit(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    actor.require(Action::Enroll)?;
+    state.bulk_jobs.room_for(actor)
+}
+
 /// Enrolls every row of a bulk CSV for the actor's financier; returns each row's outcome.
-/// The header is checked first: a header that would fail every row is refused as a whole.
+/// The header is checked first: a header that would fail every row is refused as a whole. It
+/// runs as one of the server's bulk jobs, so the API and the console share their limits (one
+/// file per financier at a time, a few per server), and a client that goes away does not stop
+/// it halfway.
 pub async fn enroll_csv(
     state: &AppState,
     actor: &Actor,
     body: &[u8],
-) -> Result<BulkResult, ApiError> {
-    let file = read_csv(state, actor, body).await?;
-    enroll_rows(state, actor, file, |_| {}).await
+) -> Result<Arc<BulkResult>, ApiError> {
+    let id = state.bulk_jobs.start(state, actor, body).await?;
+    state.bulk_jobs.finished(actor, &id).await
 }
 
 /// A bulk CSV read and checked as a whole, its rows not yet enrolled.

@@ -138,6 +138,27 @@ impl Jobs {
         }
     }
 
+    /// Waits for the actor's job `id` to end; its rows' outcomes, or why it stopped.
+    pub async fn finished(&self, actor: &Actor, id: &str) -> Result<Arc<BulkResult>, ApiError> {
+        let receiver = {
+            let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            match jobs.get(id) {
+                Some(job) if job.owner == actor.key_id => job.progress.clone(),
+                _ => return Err(ApiError::NotFound("upload")),
+            }
+        };
+        let mut receiver = receiver;
+        // An error means the task ended without a word: it panicked.
+        let ended = receiver.wait_for(|p| !p.running()).await.map(|p| p.clone());
+        match ended {
+            Ok(Progress::Finished(result)) => Ok(result),
+            Ok(Progress::Failed(why)) => Err(ApiError::Internal(anyhow::anyhow!(why))),
+            Ok(Progress::Running { .. }) | Err(_) => Err(ApiError::Internal(anyhow::anyhow!(
+                "the bulk enrollment stopped unexpectedly"
+            ))),
+        }
+    }
+
     /// Waits up to `within` for job `id` to finish (a small file is done before its page is
     /// first shown).
     pub async fn settle(&self, id: &str, within: Duration) {
@@ -154,7 +175,7 @@ impl Jobs {
 impl Jobs {
     /// Refuses a new job when the actor's financier has one running, or the server has as
     /// many as it takes.
-    fn room_for(&self, actor: &Actor) -> Result<(), ApiError> {
+    pub fn room_for(&self, actor: &Actor) -> Result<(), ApiError> {
         refuse_when_full(&self.0.lock().unwrap_or_else(|e| e.into_inner()), actor)
     }
 }

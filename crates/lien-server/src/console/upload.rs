@@ -54,6 +54,11 @@ pub async fn upload(State(state): State<AppState>, person: Person, form: Multipa
     if let Err(err) = me.actor.require(Action::Enroll) {
         return error_page(Some(me), err);
     }
+    // Room among the server's bulk jobs is asked before the file is read (and again when the
+    // job starts).
+    if let Err(err) = crate::commands::bulk::admit(&state, &me.actor) {
+        return again(me, err.status(), err);
+    }
     let signed = match signed_upload(&person, form).await {
         Ok(signed) => signed,
         Err(refused) => return refused,

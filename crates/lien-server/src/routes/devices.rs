@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse as _;
@@ -59,17 +59,21 @@ pub async fn enroll(
         (status = 200, description = "Each row's outcome. A refused row writes nothing and does not stop the others.", body = BulkResult),
         (status = 400, description = "The CSV header cannot be read, or there are too many rows.", body = ErrorBody),
         (status = 403, description = "The role may not enroll, or the key is not a financier's.", body = ErrorBody),
+        (status = 409, description = "A file for this financier is still being enrolled (from the API or the console); wait for it to finish.", body = ErrorBody),
+        (status = 503, description = "This server is enrolling as many files as it takes at once; try again in a minute.", body = ErrorBody),
     )
 )]
 pub async fn bulk_enroll(
     State(state): State<AppState>,
     actor: Actor,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<JsonText, ApiError> {
-    let body = body?;
+    // Asked before the file is read: the server holds no file it would refuse.
+    commands::bulk::admit(&state, &actor)?;
+    let body = Bytes::from_request(request, &state).await?;
     json_text(
         StatusCode::OK,
-        &commands::bulk::enroll_csv(&state, &actor, &body).await?,
+        &*commands::bulk::enroll_csv(&state, &actor, &body).await?,
     )
 }
 

@@ -856,6 +856,21 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
             response.body
         );
     }
+    // A role that may not enroll is refused before its file is read: the server holds none.
+    let financier_id = app.call("GET", "/v1/financiers", &key, None).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = app.financier_key(&financier_id, "financier-agent").await;
+    let response = app
+        .post_as(
+            &agent,
+            "/v1/devices/bulk",
+            &[typed("text/csv")],
+            big.clone(),
+        )
+        .await;
+    assert_eq!(response.status, 403, "{}", response.body);
     let csv = "contract,imei,serial\nC-1,356938035643809,SN1\n".to_string();
     let wrong = app
         .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], csv)
@@ -863,6 +878,18 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
     assert_eq!(wrong.status, 400);
     assert_documented("POST", "/v1/devices/bulk", 400);
     assert!(wrong.message().contains("CSV header"), "{}", wrong.body);
+    // A good file is enrolled (as one of the server's bulk jobs) and its rows answered.
+    let good = format!(
+        "contract_ref,imei1,serial,model,currency,time_zone,installments,policy\n\
+         C-8,{},SN8,Phone X,KES,Africa/Nairobi,2026-02-01:100,kenya\n",
+        imei("35693803564383")
+    );
+    let enrolled = app
+        .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], good)
+        .await;
+    assert_eq!(enrolled.status, 200, "{}", enrolled.body);
+    assert_eq!(enrolled.body["enrolled"], 1, "{}", enrolled.body);
+    assert_eq!(enrolled.body["rows"][0]["contract_ref"], "C-8");
     app.running.stop().await;
 }
 
