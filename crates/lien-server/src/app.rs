@@ -576,7 +576,13 @@ pub async fn serve(
         let slot = match limits.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(why) => {
-                tokio::spawn(connections::refuse(stream, why));
+                // Past the refusals being answered, a refused connection is just closed.
+                if let Some(answering) = limits.refusal_slot() {
+                    tokio::spawn(async move {
+                        connections::refuse(stream, why).await;
+                        drop(answering);
+                    });
+                }
                 continue;
             }
         };

@@ -40,11 +40,16 @@ pub struct ConnectionLimits(Arc<Limits>);
 
 struct Limits {
     total: Arc<Semaphore>,
+    /// Refused connections being answered (see [`ConnectionLimits::refusal_slot`]).
+    refusing: Arc<Semaphore>,
     per_client: u32,
     open: Mutex<HashMap<ClientKey, u32>>,
     uncounted: Vec<TrustedProxy>,
     write_stall: Duration,
 }
+
+/// The most refused connections answered at once.
+pub const MAX_REFUSING: usize = 64;
 
 /// Why a connection was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,7 @@ impl ConnectionLimits {
     ) -> ConnectionLimits {
         ConnectionLimits(Arc::new(Limits {
             total: Arc::new(Semaphore::new(total.max(1) as usize)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             per_client,
             open: Mutex::new(HashMap::new()),
             uncounted,
@@ -123,6 +129,15 @@ impl ConnectionLimits {
             _slot: slot,
             client: Some((self.clone(), key)),
         })
+    }
+
+    /// A place among the refused connections being answered, or `None` when [`MAX_REFUSING`]
+    /// are: then the connection is closed at once, unanswered. Each answer holds its socket for
+    /// up to a second, so one address reconnecting thousands of times a second would otherwise
+    /// hold as many descriptors, beyond the few kept spare, and the server's own files and
+    /// database connections could not open.
+    pub fn refusal_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.refusing.clone().try_acquire_owned().ok()
     }
 
     /// `stream`, cut off once a write to it has waited longer than these limits allow.
@@ -376,5 +391,19 @@ mod tests {
         });
         guarded.write_all(&[7u8; 1024]).await.unwrap();
         assert_eq!(reader.await.unwrap(), vec![7u8; 1024]);
+    }
+
+    #[test]
+    fn only_so_many_refusals_are_answered_at_once() {
+        let limits = ConnectionLimits::only_total(1, Duration::from_secs(1));
+        let held: Vec<_> = (0..MAX_REFUSING)
+            .map(|_| limits.refusal_slot().expect("a place"))
+            .collect();
+        assert!(
+            limits.refusal_slot().is_none(),
+            "the next is closed unanswered"
+        );
+        drop(held);
+        assert!(limits.refusal_slot().is_some(), "places come back");
     }
 }
