@@ -61,11 +61,10 @@ pub async fn refuse_nul(request: Request, next: Next) -> Response {
             v.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    let with_nul = if is_form {
-        form_field_with_nul(&bytes)
-    } else {
-        json_field_with_nul(&bytes)
-    };
+    // Looked at as JSON whatever it is labelled (a JSON body sent as a form must not pass), and
+    // as a form too when it says it is one.
+    let with_nul = json_field_with_nul(&bytes)
+        .or_else(|| is_form.then(|| form_field_with_nul(&bytes)).flatten());
     if let Some(field) = with_nul {
         return ApiError::invalid(&field, NUL_PROBLEM).into_response();
     }

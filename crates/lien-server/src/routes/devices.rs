@@ -214,6 +214,11 @@ impl<S: Send + Sync> FromRequest<S> for KeyedRequest {
             req.headers().clone(),
         );
         let body = Bytes::from_request(req, state).await?;
+        // Read as JSON whatever its declared type, so checked here too whatever the edge made
+        // of that type (see `no_nul`).
+        if let Some(field) = crate::no_nul::json_field_with_nul(&body) {
+            return Err(ApiError::invalid(&field, crate::no_nul::NUL_PROBLEM));
+        }
         let key = optional_idempotency_key(&headers, &method, &uri, &body)?;
         Ok(KeyedRequest { key, body })
     }

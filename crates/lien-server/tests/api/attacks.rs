@@ -992,7 +992,14 @@ async fn a_nul_character_in_any_text_field_is_refused_without_a_server_error(bac
         }
     }
     // Whatever the body says it is: some handlers parse JSON from any body.
-    for content_type in ["text/plain", "Application/JSON", "application/x+json"] {
+    for content_type in [
+        "text/plain",
+        "Application/JSON",
+        "application/x+json",
+        "application/x-www-form-urlencoded",
+        "text/csv",
+        "multipart/form-data; boundary=x",
+    ] {
         let headers = [
             typed(content_type),
             ("Idempotency-Key".into(), "nul-typed".into()),
