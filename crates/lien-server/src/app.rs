@@ -51,17 +51,9 @@ const PROOFS_PER_PHONE_PER_MINUTE: u32 = 1;
 /// How many proofs for one phone may be tried at once.
 const PROOF_BURST_PER_PHONE: u32 = 10;
 
-/// How many bytes of appeal forms the server reads at once, each counted at its limit
-/// (`appeal_upload_max_bytes` and the form's margin): about 25 forms at the default 5 MiB.
+/// How many bytes of appeal forms the server holds at once, counted as they arrive: about 25
+/// whole forms at the default 5 MiB (see `routes::appeals::read_form`).
 pub const APPEAL_UPLOAD_BYTES_IN_FLIGHT: u64 = 128 * 1024 * 1024;
-
-/// One appeal form's share of [`APPEAL_UPLOAD_BYTES_IN_FLIGHT`], in the KiB the budget counts;
-/// never more than the whole, so that one form can always be read.
-pub fn appeal_upload_share(max_file: u64) -> u32 {
-    let form = max_file.saturating_add(crate::routes::APPEAL_FORM_MARGIN_BYTES);
-    let whole = APPEAL_UPLOAD_BYTES_IN_FLIGHT / 1024;
-    u32::try_from(form.div_ceil(1024).min(whole)).expect("the budget fits in u32")
-}
 
 /// Payment-provider callbacks per client address and minute, after a first burst: M-Pesa
 /// calls from a few addresses, twice for every payment to a paybill, so the allowance is far

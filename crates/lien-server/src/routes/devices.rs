@@ -60,7 +60,7 @@ pub async fn enroll(
         (status = 400, description = "The CSV header cannot be read, or there are too many rows.", body = ErrorBody),
         (status = 403, description = "The role may not enroll, or the key is not a financier's.", body = ErrorBody),
         (status = 409, description = "A file for this financier is still being enrolled (from the API or the console); wait for it to finish.", body = ErrorBody),
-        (status = 503, description = "This server is enrolling as many files as it takes at once; try again in a minute.", body = ErrorBody),
+        (status = 503, description = "This server is enrolling as many files as it takes at once, or every connection it takes (`max_connections`) is open; try again shortly.", body = ErrorBody),
     )
 )]
 pub async fn bulk_enroll(

@@ -4,12 +4,13 @@
 //! fuzz targets (crates/lien-fuzz) call these through `lien_server::fuzzing`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::Multipart;
 use axum::http::StatusCode;
 use jiff::civil::Date;
 use lien_core::{Currency, Imei, Money, PaymentRef};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::AppState;
 use crate::commands::appeals::{AppealRequest, Claim, ClaimKind, Document};
@@ -44,11 +45,37 @@ pub struct AppealForm {
     pub fields: HashMap<String, String>,
     /// The one file, if any was chosen.
     pub file: Option<Upload>,
-    /// The form's share of [`AppState::appeal_uploads`], held as long as its bytes are.
-    _in_flight: Option<OwnedSemaphorePermit>,
+    /// The form's share of [`AppState::appeal_uploads`], a KiB for each KiB it holds, kept as
+    /// long as its bytes are.
+    in_flight: Option<OwnedSemaphorePermit>,
 }
 
 impl AppealForm {
+    /// Takes from `budget` (KiB) what the form's `held` bytes need beyond what it holds already.
+    fn cover(&mut self, budget: &Arc<Semaphore>, held: usize) -> Result<(), ApiError> {
+        let wanted = u32::try_from(held.div_ceil(1024)).unwrap_or(u32::MAX);
+        let holding = self
+            .in_flight
+            .as_ref()
+            .map_or(0, |p| p.num_permits() as u32);
+        if wanted <= holding {
+            return Ok(());
+        }
+        let more = budget
+            .clone()
+            .try_acquire_many_owned(wanted - holding)
+            .map_err(|_| {
+                ApiError::Unavailable(
+                    "too many documents are being uploaded at once; try again in a minute".into(),
+                )
+            })?;
+        match &mut self.in_flight {
+            Some(permit) => permit.merge(more),
+            None => self.in_flight = Some(more),
+        }
+        Ok(())
+    }
+
     fn text(&self, name: &str) -> Option<&str> {
         self.fields
             .get(name)
@@ -80,25 +107,16 @@ fn unreadable_form(e: axum::extract::multipart::MultipartError) -> ApiError {
 }
 
 /// Reads a multipart form, stopping as soon as a file passes `appeal_upload_max_bytes` or a text
-/// field passes its bound, so a huge upload costs the server no more than the limit. Forms are
-/// read at once only up to the server's budget ([`crate::app::APPEAL_UPLOAD_BYTES_IN_FLIGHT`],
-/// counting each at its limit): past it a form is refused before it is read (503), as many slow
-/// uploads from many addresses would otherwise hold that limit in memory each.
+/// field passes its bound, so a huge upload costs the server no more than the limit. The bytes
+/// held are counted, as they arrive, against the server's budget for all forms
+/// ([`crate::app::APPEAL_UPLOAD_BYTES_IN_FLIGHT`]): many slow uploads from many addresses may
+/// not hold more than that in memory together, and a form that finds the budget spent is
+/// refused (503). Counting what arrived, not what a form may hold, means that holding the
+/// budget takes sending that many bytes.
 pub async fn read_form(state: &AppState, mut multipart: Multipart) -> Result<AppealForm, ApiError> {
     let max_file = state.settings.appeal_upload_max_bytes;
-    let in_flight = state
-        .appeal_uploads
-        .clone()
-        .try_acquire_many_owned(crate::app::appeal_upload_share(max_file))
-        .map_err(|_| {
-            ApiError::Unavailable(
-                "too many documents are being uploaded at once; try again in a minute".into(),
-            )
-        })?;
-    let mut form = AppealForm {
-        _in_flight: Some(in_flight),
-        ..AppealForm::default()
-    };
+    let mut form = AppealForm::default();
+    let mut held = 0usize;
     let mut count = 0;
     loop {
         let field = match multipart.next_field().await {
@@ -143,6 +161,8 @@ pub async fn read_form(state: &AppState, mut multipart: Multipart) -> Result<App
                             ApiError::invalid(&name, format!("at most {MAX_TEXT_BYTES} bytes"))
                         });
                     }
+                    held += chunk.len();
+                    form.cover(&state.appeal_uploads, held)?;
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,

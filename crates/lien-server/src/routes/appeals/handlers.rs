@@ -178,7 +178,7 @@ pub struct AppealOpened {
         (status = 409, description = "The phone is released; or, to an appellant whose IMEI and status code match, an appeal about this phone is already open (the message names its reference) or the last one was rejected less than `appeal_cooldown_hours` ago (the message says from when a new one can be opened).", body = ErrorBody),
         (status = 422, description = "A field is missing or wrong (the currency must be the plan's), or the document is empty, too small, too big, or not a whole PDF, JPEG or PNG; the message names the field.", body = ErrorBody),
         (status = 429, description = "Too many requests from this address, or too many status codes tried for this phone from anywhere (10 at once, then one a minute); see Retry-After.", body = ErrorBody),
-        (status = 503, description = "Too many appeal forms are being uploaded to this server at once; try again in a minute.", body = ErrorBody),
+        (status = 503, description = "The appeal forms being uploaded to this server at once hold its whole budget (128 MiB), or every connection the server takes (`max_connections`) is open; try again shortly.", body = ErrorBody),
     )
 )]
 pub async fn open(
