@@ -45,11 +45,25 @@ const STATUS_CODE_BURST: u32 = 20;
 /// a first burst, whoever tries them. The per-address limit alone does not protect a phone: a
 /// /48 of IPv6 is 65,536 addresses, enough to walk the 8-digit codes of a chosen phone within
 /// the hour and open an appeal that frees it. At one a minute the walk takes decades, while a
-/// borrower who mistypes has ten tries at once. A stranger can keep a phone's proofs waiting
-/// by guessing once a minute; the page says so, and the financier and support are not held up.
+/// borrower who mistypes has ten tries at once. The price: a stranger who knows the IMEI can
+/// keep that phone's proofs waiting by guessing once a minute; the page then sends the
+/// borrower to support, who can look the phone up by its code and act for them.
 const PROOFS_PER_PHONE_PER_MINUTE: u32 = 1;
 /// How many proofs for one phone may be tried at once.
 const PROOF_BURST_PER_PHONE: u32 = 10;
+/// How many phones the proof limit tracks: only financed phones are counted, so this is sized
+/// for a large fleet (a phone's entry is some tens of bytes). Past it, newcomers share one
+/// bucket (see `rate_limit`), which limits more, never less.
+const PROOF_LIMIT_PHONES: usize = 1_000_000;
+
+/// Look-ups by status code alone (the `/why` page), per server and minute, after a first burst,
+/// whoever asks. One code is tried against every phone at once, so the per-address limit would
+/// let a /48 walk all 100 million codes in an hour and learn which phones of which financier
+/// show which; at this rate the walk takes months. Past it the page asks for the IMEI, which is
+/// not limited this way.
+const CODE_LOOKUPS_PER_MINUTE: u32 = 1_000;
+/// How many look-ups by code may come at once.
+const CODE_LOOKUP_BURST: u32 = 1_000;
 
 /// How many bytes of appeal forms the server holds at once, counted as they arrive: about 25
 /// whole forms at the default 5 MiB (see `routes::appeals::read_form`).
@@ -137,8 +151,10 @@ pub struct Inner {
     /// Per-IMEI limits on hellos: a phone sets up a few times in its life.
     pub hello_imei_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-phone limits on the holder's proofs (see [`PROOFS_PER_PHONE_PER_MINUTE`]), keyed
-    /// by device id.
-    pub proof_limit: crate::rate_limit::RateLimiter<String>,
+    /// by IMEI.
+    pub proof_limit: crate::rate_limit::RateLimiter<u64>,
+    /// The server's limit on look-ups by status code alone (see [`CODE_LOOKUPS_PER_MINUTE`]).
+    pub code_lookup_limit: crate::rate_limit::RateLimiter<()>,
     /// Per-API-key limits on status-code look-ups (see [`STATUS_CODES_PER_MINUTE`]).
     pub status_code_limit: crate::rate_limit::RateLimiter<String>,
     /// Per-client limits on payment-provider callbacks (see [`PROVIDER_CALLBACKS_PER_MINUTE`]).
@@ -204,9 +220,15 @@ impl AppState {
             HELLO_BURST_PER_IMEI,
             clock.clone(),
         );
-        let proof_limit = crate::rate_limit::RateLimiter::new(
+        let proof_limit = crate::rate_limit::RateLimiter::bounded(
             PROOFS_PER_PHONE_PER_MINUTE,
             PROOF_BURST_PER_PHONE,
+            clock.clone(),
+            PROOF_LIMIT_PHONES,
+        );
+        let code_lookup_limit = crate::rate_limit::RateLimiter::new(
+            CODE_LOOKUPS_PER_MINUTE,
+            CODE_LOOKUP_BURST,
             clock.clone(),
         );
         let status_code_limit = crate::rate_limit::RateLimiter::new(
@@ -292,6 +314,7 @@ impl AppState {
             hello_limit,
             hello_imei_limit,
             proof_limit,
+            code_lookup_limit,
             status_code_limit,
             provider_limit,
             reconciliation_limit,

@@ -118,12 +118,17 @@ struct Reader {
     path: String,
     /// The page's query without `lang`, as the browser sent it (still percent-encoded).
     query: String,
+    /// Whom a borrower the pages cannot help calls (`support_contact`).
+    support: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Reader {
+impl FromRequestParts<AppState> for Reader {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Reader, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Reader, Self::Rejection> {
         let raw = parts.uri.query().unwrap_or_default();
         let query = if raw.len() > MAX_SWITCH_QUERY {
             String::new()
@@ -137,6 +142,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Reader {
             lang: PageLang::of(parts.uri.query(), &parts.headers),
             path: parts.uri.path().to_string(),
             query,
+            support: state.settings.support_contact.clone(),
         })
     }
 }
@@ -257,7 +263,10 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
             retry_after_secs,
         } => reader.t_with(
             rate_limited_id(what),
-            &[("seconds", &retry_after_secs.to_string())],
+            &[
+                ("seconds", &retry_after_secs.to_string()),
+                ("support", &reader.support),
+            ],
         ),
         other => other.to_string(),
     };
@@ -285,6 +294,7 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
 fn rate_limited_id(what: &str) -> &'static str {
     match what {
         crate::commands::appeals::rules::TOO_MANY_PROOFS => "error-too-many-proofs",
+        crate::commands::appeals::rules::TOO_MANY_CODE_LOOKUPS => "error-too-many-code-lookups",
         _ => "error-rate-limited",
     }
 }

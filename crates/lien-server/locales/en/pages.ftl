@@ -32,7 +32,8 @@ error-no-financed-imei = No financed phone with this IMEI found. Check the numbe
 error-no-appeal = No appeal with this reference found. Check the reference and try again.
 error-wait-title = Please wait
 error-rate-limited = Too many requests from your connection. Try again in { $seconds } seconds.
-error-too-many-proofs = Too many status codes were tried for this phone. Try again in { $seconds } seconds with the code on the lock screen; if this keeps happening, call the financier.
+error-too-many-proofs = Too many status codes were tried for this phone. Try again in { $seconds } seconds with the code on the lock screen; if this keeps happening, call support on { $support }: they can find the phone by its code.
+error-too-many-code-lookups = Too many look-ups by status code right now. Enter the IMEI instead (dial *#06#).
 
 ## The home page and the look-up forms
 index-title = Financed phones

@@ -31,7 +31,8 @@ error-no-financed-imei = Hakuna simu ya mkopo yenye IMEI hii. Angalia namba (pig
 error-no-appeal = Hakuna rufaa yenye namba hii. Angalia namba ya rufaa na ujaribu tena.
 error-wait-title = Tafadhali subiri
 error-rate-limited = Maombi mengi mno kutoka kwenye muunganisho wako. Jaribu tena baada ya sekunde { $seconds }.
-error-too-many-proofs = Namba nyingi mno za hali zimejaribiwa kwa simu hii. Jaribu tena baada ya sekunde { $seconds } ukitumia namba iliyo kwenye skrini ya kufuli; hali hii ikiendelea, mpigie mkopeshaji.
+error-too-many-proofs = Namba nyingi mno za hali zimejaribiwa kwa simu hii. Jaribu tena baada ya sekunde { $seconds } ukitumia namba iliyo kwenye skrini ya kufuli; hali hii ikiendelea, piga huduma kwa wateja kwa { $support }: wanaweza kuipata simu kwa namba yake.
+error-too-many-code-lookups = Utafutaji mwingi mno kwa namba ya hali kwa sasa. Weka IMEI badala yake (piga *#06#).
 
 ## Ukurasa wa mwanzo na fomu za kutafuta
 index-title = Simu za mkopo

@@ -782,6 +782,22 @@ async fn guesses_from_anywhere_cannot_walk_a_phones_status_codes(backend: Backen
     w.app.clock.advance(SignedDuration::from_secs(60));
     let opened = w.appeal_wrong_lock(&w.imei, &code).await;
     assert_eq!(opened.status, 201, "{}", opened.body);
+
+    // Look-ups by the code alone try it against every phone, so they are limited for the whole
+    // server: past the limit the page asks for the IMEI, which still answers.
+    while w.app.running.state.code_lookup_limit.check(()).is_ok() {}
+    let page = |q: String| {
+        let request = w.app.client.get(format!("{}/why?q={q}", w.app.base));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, text) = page(code.clone()).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("Enter the IMEI instead"), "{text}");
+    let (status, text) = page(w.imei.clone()).await;
+    assert_eq!(status, 200, "{text}");
 }
 
 async fn uploads_past_the_servers_budget_wait_and_nothing_is_written(backend: Backend) {

@@ -19,6 +19,11 @@ use crate::error::ApiError;
 pub async fn find_device(state: &AppState, query: &str) -> Result<DeviceRecord, ApiError> {
     let query: String = query.chars().filter(|c| !c.is_whitespace()).collect();
     if query.len() == 8 && query.bytes().all(|b| b.is_ascii_digit()) {
+        // Every look-up by code counts, hit or miss: a refused one must tell nothing.
+        state
+            .code_lookup_limit
+            .check(())
+            .map_err(|limited| limited.error(super::rules::TOO_MANY_CODE_LOOKUPS))?;
         // Only codes a phone may still be showing match: an old token's code would otherwise
         // keep matching for ever, and a large fleet's old codes fill the code space.
         let mut ids: Vec<String> = state

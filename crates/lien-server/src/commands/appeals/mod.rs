@@ -341,9 +341,10 @@ pub(crate) async fn proven_device(
     if device.released_us.is_some() {
         return Err(released());
     }
+    let key = imei.as_str().parse::<u64>().expect("an IMEI is 15 digits");
     state
         .proof_limit
-        .check(device.enrolled.id.clone())
+        .check(key)
         .map_err(|limited| limited.error(rules::TOO_MANY_PROOFS))?;
     let shown = state
         .store

@@ -39,6 +39,10 @@ pub fn not_proven() -> ApiError {
 /// their words by it.
 pub const TOO_MANY_PROOFS: &str = "too many status codes were tried for this phone";
 
+/// What a look-up by status code refused for the server's limit says (see `find_device`).
+pub const TOO_MANY_CODE_LOOKUPS: &str =
+    "too many look-ups by status code on this server; enter the IMEI instead";
+
 /// Whether `code` is one of the status codes the phone may be showing (`shown`): compared with
 /// each in constant time, and with all of them, so the time taken says nothing about which
 /// came close.
