@@ -453,7 +453,7 @@ fn enrollment_checks(
 /// the file under the limit); every field-level refusal names a field of the form.
 pub fn appeal_form(data: &[u8]) {
     use axum::extract::{FromRequest, Multipart};
-    use lien_server::fuzzing::{check_form, check_upload, read_form};
+    use lien_server::fuzzing::{check_form, check_upload, read_form_within};
     let (boundary, body) = match data.iter().position(|b| *b == b'\n') {
         Some(at) => (&data[..at], &data[at + 1..]),
         None => (&b"lienfuzz"[..], data),
@@ -480,7 +480,9 @@ pub fn appeal_form(data: &[u8]) {
     let read = RUNTIME.with(|runtime| {
         runtime.block_on(async {
             let multipart = Multipart::from_request(request, &()).await.ok()?;
-            Some(read_form(multipart, APPEAL_MAX_FILE).await)
+            // A budget of its own, larger than any one form: the fuzzed form is alone.
+            let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(1024));
+            Some(read_form_within(multipart, APPEAL_MAX_FILE, &budget).await)
         })
     });
     let form = match read {

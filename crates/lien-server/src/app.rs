@@ -265,8 +265,10 @@ impl AppState {
             SIGN_IN_BURST_PER_ACCOUNT,
             clock.clone(),
         );
-        let attestation_status =
-            crate::attestation_status::AttestationStatus::new(settings.attestation_status.clone());
+        let attestation_status = crate::attestation_status::AttestationStatus::new(
+            settings.attestation_status.clone(),
+            Some(&settings.data_dir),
+        );
         let password_hashing = tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
         );

@@ -5,9 +5,11 @@
 //! The list is read from the `attestation_status` setting, an `https://` URL (Google publishes
 //! it at <https://android.googleapis.com/attestation/status>) or a file, when the server starts
 //! and then every [`REFRESH_EVERY`]. A read that fails keeps the last list in force and is
-//! logged. Until a first list has been read no chain is refused for revocation (and every
-//! refusal of a hello for another reason still holds): phones being sold must still bind when
-//! Google cannot be reached at start. The metric
+//! logged. The last list read is kept in the data directory (`attestation-status.json`) and put
+//! in force at start before the source is read, so a restart while Google cannot be reached does
+//! not lift the check. Only a server that never read a list refuses no chain for revocation
+//! (every refusal of a hello for another reason still holds): phones being sold must still bind
+//! when Google cannot be reached. The metric
 //! `lien_attestation_status_read_timestamp_seconds` says when the list in force was read.
 //!
 //! The format is Google's: `{"entries": {"<serial, lower-case hex>": {"status": "REVOKED",
@@ -34,9 +36,14 @@ pub const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 /// How long a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The last list read, in the data directory.
+pub const CACHE_FILE: &str = "attestation-status.json";
+
 /// The list in force, and where it is read from.
 pub struct AttestationStatus {
     source: Option<String>,
+    /// Where the last list read is kept (`None`: not kept).
+    cache: Option<std::path::PathBuf>,
     /// The revoked serials and when they were read (Unix microseconds); `None` until a first
     /// list has been read.
     list: RwLock<Option<(Arc<HashSet<String>>, i64)>>,
@@ -59,12 +66,27 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<HashSet<String>> {
 }
 
 impl AttestationStatus {
-    /// The list read from `source` (the `attestation_status` setting); none when unset.
-    pub fn new(source: Option<String>) -> AttestationStatus {
+    /// The list read from `source` (the `attestation_status` setting; none when unset), the
+    /// last one kept in `data_dir`.
+    pub fn new(source: Option<String>, data_dir: Option<&std::path::Path>) -> AttestationStatus {
         AttestationStatus {
             source: source.filter(|s| !s.trim().is_empty()),
+            cache: data_dir.map(|dir| dir.join(CACHE_FILE)),
             list: RwLock::new(None),
         }
+    }
+
+    /// Puts the list kept by an earlier run in force, read at `read_us`, unless a list is in
+    /// force already; returns how many serials it names, `None` when none was kept.
+    pub async fn load_kept(&self, read_us: i64) -> Option<usize> {
+        let bytes = tokio::fs::read(self.cache.as_ref()?).await.ok()?;
+        let revoked = parse(&bytes).ok()?;
+        let count = revoked.len();
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        if list.is_none() {
+            *list = Some((Arc::new(revoked), read_us));
+        }
+        Some(count)
     }
 
     /// Whether a list is configured at all.
@@ -101,6 +123,17 @@ impl AttestationStatus {
         };
         let revoked = parse(&bytes).with_context(|| format!("reading {source}"))?;
         let count = revoked.len();
+        if let Some(cache) = &self.cache {
+            // Written whole, then renamed: a crash leaves the old list or the new one.
+            let partial = cache.with_extension("json.partial");
+            let kept = async {
+                tokio::fs::write(&partial, &bytes).await?;
+                tokio::fs::rename(&partial, cache).await
+            };
+            if let Err(err) = kept.await {
+                tracing::warn!(error = %err, "the attestation status list could not be kept");
+            }
+        }
         *self.list.write().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(revoked), now_us));
         Ok(count)
     }
@@ -111,6 +144,16 @@ impl AttestationStatus {
 pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
     if !state.attestation_status.configured() {
         return;
+    }
+    if let Some(count) = state
+        .attestation_status
+        .load_kept(micros(state.clock.now()))
+        .await
+    {
+        tracing::info!(
+            revoked = count,
+            "attestation status list kept from the last run"
+        );
     }
     loop {
         let now_us = micros(state.clock.now());
@@ -216,9 +259,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_fetched_list_is_put_in_force_and_a_failed_fetch_keeps_the_last() {
+    async fn a_fetched_list_is_put_in_force_kept_and_outlives_a_failed_fetch_and_a_restart() {
         let body = r#"{"entries": {"2c8cdddfd5e03bfc": {"status": "REVOKED"}}}"#.to_string();
-        let status = AttestationStatus::new(Some(serve_once("200 OK", body).await));
+        let dir = tempfile::tempdir().unwrap();
+        let status =
+            AttestationStatus::new(Some(serve_once("200 OK", body).await), Some(dir.path()));
         let chain = vec!["1".to_string(), "2c8cdddfd5e03bfc".to_string()];
         assert_eq!(
             status.revoked(&chain),
@@ -229,13 +274,15 @@ mod tests {
         assert_eq!(status.revoked(&chain), Some("2c8cdddfd5e03bfc"));
         assert_eq!(status.read_at_us(), Some(7));
 
-        let failing = AttestationStatus {
-            source: Some(serve_once("503 Service Unavailable", String::new()).await),
-            list: RwLock::new(status.list.read().unwrap().clone()),
-        };
-        let err = failing.refresh(8).await.unwrap_err();
+        // After a restart, with the source failing, the list kept from the last run holds.
+        let restarted = AttestationStatus::new(
+            Some(serve_once("503 Service Unavailable", String::new()).await),
+            Some(dir.path()),
+        );
+        assert_eq!(restarted.load_kept(9).await, Some(1));
+        let err = restarted.refresh(10).await.unwrap_err();
         assert!(format!("{err:#}").contains("503"), "{err:#}");
-        assert_eq!(failing.revoked(&chain), Some("2c8cdddfd5e03bfc"));
-        assert_eq!(failing.read_at_us(), Some(7));
+        assert_eq!(restarted.revoked(&chain), Some("2c8cdddfd5e03bfc"));
+        assert_eq!(restarted.read_at_us(), Some(9));
     }
 }

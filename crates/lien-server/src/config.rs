@@ -64,8 +64,10 @@ pub struct Settings {
     /// for simulated phones only.
     pub attestation_roots: Vec<PathBuf>,
     /// Where Google's attestation status list (revoked and suspended attestation certificates)
-    /// is read, every hour: `https://android.googleapis.com/attestation/status`, or a file
-    /// kept up to date by other means. Unset: revocation is not checked.
+    /// is read, every hour: `https://android.googleapis.com/attestation/status` (an `http://`
+    /// URL only for a mirror on a network the operator trusts), or a file kept up to date by
+    /// other means. The last list read is kept in the data directory. Unset: revocation is not
+    /// checked.
     pub attestation_status: Option<String>,
     /// How long a client may take to send a whole request (headers and body) and get the
     /// start of its answer, in seconds; a slower one gets a 408 and is disconnected.

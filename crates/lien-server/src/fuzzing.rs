@@ -5,5 +5,5 @@
 pub use crate::commands::bulk::{bulk_csv_reader, bulk_csv_row};
 pub use crate::commands::check_enrollment;
 pub use crate::input::parse_imei;
-pub use crate::routes::appeals::{AppealForm, Upload, check_form, check_upload, read_form};
+pub use crate::routes::appeals::{AppealForm, Upload, check_form, check_upload, read_form_within};
 pub use crate::routes::phone::validate_checkin;

@@ -100,7 +100,8 @@ pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         secrets.trust_only(&settings.attestation_roots)?;
         if settings.attestation_status.is_none() {
             tracing::warn!(
-                "hellos are not checked against revoked attestation keys: a leaked factory key                  could bind any phone (set attestation_status)"
+                "hellos are not checked against revoked attestation keys: a leaked factory key \
+                 could bind any phone (set attestation_status)"
             );
         }
     }

@@ -213,7 +213,7 @@ fn appeal_form(
             None
         }
     };
-    AppealForm { fields, file }
+    AppealForm::new(fields, file)
 }
 
 /// A whole PDF of a couple of kilobytes, as a mobile-money statement is: a header, an object,

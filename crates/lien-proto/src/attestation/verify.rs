@@ -351,7 +351,22 @@ pub fn certificate_serial(der: &[u8]) -> Option<String> {
 }
 
 fn serial_of(certificate: &X509Certificate) -> String {
-    certificate.serial.to_str_radix(16)
+    signed_hex(certificate.raw_serial())
+}
+
+/// A DER INTEGER's content octets as Java's `BigInteger.toString(16)` writes the number, which
+/// Google's list is written with: lower-case hex without leading zeros, and for a negative one
+/// (first bit set: RFC 5280 forbids it, some factories wrote it) `-` and its magnitude.
+/// x509-parser's own `serial` reads the octets as unsigned, which would miss those.
+fn signed_hex(octets: &[u8]) -> String {
+    use x509_parser::num_bigint::BigUint;
+    let unsigned = BigUint::from_bytes_be(octets);
+    if octets.first().is_some_and(|b| b & 0x80 != 0) {
+        let whole = BigUint::from(1u8) << (8 * octets.len());
+        format!("-{}", (whole - unsigned).to_str_radix(16))
+    } else {
+        unsigned.to_str_radix(16)
+    }
 }
 
 /// Parses one DER certificate, refusing bytes after it.
@@ -371,4 +386,19 @@ fn signed_by(certificate: &X509Certificate, key: &SubjectPublicKeyInfo) -> bool 
         return false;
     }
     certificate.verify_signature(Some(key)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signed_hex;
+
+    #[test]
+    fn serials_are_written_as_javas_big_integer_writes_them() {
+        assert_eq!(signed_hex(&[0x00, 0xab, 0x01]), "ab01", "no leading zeros");
+        assert_eq!(signed_hex(&[0x2c, 0x8c]), "2c8c");
+        assert_eq!(signed_hex(&[0x00]), "0");
+        assert_eq!(signed_hex(&[0xff]), "-1");
+        assert_eq!(signed_hex(&[0xff, 0x01]), "-ff");
+        assert_eq!(signed_hex(&[0x80, 0x00]), "-8000");
+    }
 }

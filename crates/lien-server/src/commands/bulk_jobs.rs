@@ -121,7 +121,8 @@ impl Jobs {
             sender.send_replace(match outcome {
                 Ok(result) => Progress::Finished(Arc::new(result)),
                 Err(err) => {
-                    tracing::error!(error = %err, "a bulk enrollment stopped");
+                    // Debug, so that an internal error's cause reaches the log.
+                    tracing::error!(error = ?err, "a bulk enrollment stopped");
                     Progress::Failed(err.to_string())
                 }
             });

@@ -862,15 +862,16 @@ async fn bodies_over_the_limit_and_bad_csv_headers_get_their_documented_answers(
         .unwrap()
         .to_string();
     let agent = app.financier_key(&financier_id, "financier-agent").await;
-    let response = app
-        .post_as(
-            &agent,
-            "/v1/devices/bulk",
-            &[typed("text/csv")],
-            big.clone(),
-        )
-        .await;
-    assert_eq!(response.status, 403, "{}", response.body);
+    let head = format!(
+        "POST /v1/devices/bulk HTTP/1.1\r\nhost: lien\r\nauthorization: Bearer {agent}\r\n\
+         content-type: text/csv\r\ncontent-length: {}\r\n\r\n",
+        big.len()
+    );
+    let (status, _) = push_body(app.running.addr, &head, &[b'a'; 65_536], big.len()).await;
+    assert_eq!(
+        status, 403,
+        "refused before the body is read, which would end in a 413"
+    );
     let csv = "contract,imei,serial\nC-1,356938035643809,SN1\n".to_string();
     let wrong = app
         .post_as(&key, "/v1/devices/bulk", &[typed("text/csv")], csv)

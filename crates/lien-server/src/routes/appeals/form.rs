@@ -51,6 +51,16 @@ pub struct AppealForm {
 }
 
 impl AppealForm {
+    /// A form made in memory, not read from a client (the simulation's borrowers): it holds no
+    /// share of the upload budget.
+    pub fn new(fields: HashMap<String, String>, file: Option<Upload>) -> AppealForm {
+        AppealForm {
+            fields,
+            file,
+            in_flight: None,
+        }
+    }
+
     /// Takes from `budget` (KiB) what the form's `held` bytes need beyond what it holds already.
     fn cover(&mut self, budget: &Arc<Semaphore>, held: usize) -> Result<(), ApiError> {
         let wanted = u32::try_from(held.div_ceil(1024)).unwrap_or(u32::MAX);
@@ -113,8 +123,17 @@ fn unreadable_form(e: axum::extract::multipart::MultipartError) -> ApiError {
 /// not hold more than that in memory together, and a form that finds the budget spent is
 /// refused (503). Counting what arrived, not what a form may hold, means that holding the
 /// budget takes sending that many bytes.
-pub async fn read_form(state: &AppState, mut multipart: Multipart) -> Result<AppealForm, ApiError> {
+pub async fn read_form(state: &AppState, multipart: Multipart) -> Result<AppealForm, ApiError> {
     let max_file = state.settings.appeal_upload_max_bytes;
+    read_form_within(multipart, max_file, &state.appeal_uploads).await
+}
+
+/// [`read_form`] with its limit and budget given (the fuzzing harness has no server).
+pub async fn read_form_within(
+    mut multipart: Multipart,
+    max_file: u64,
+    budget: &Arc<Semaphore>,
+) -> Result<AppealForm, ApiError> {
     let mut form = AppealForm::default();
     let mut held = 0usize;
     let mut count = 0;
@@ -162,7 +181,7 @@ pub async fn read_form(state: &AppState, mut multipart: Multipart) -> Result<App
                         });
                     }
                     held += chunk.len();
-                    form.cover(&state.appeal_uploads, held)?;
+                    form.cover(budget, held)?;
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,

@@ -13,6 +13,6 @@ mod handlers;
 
 pub use form::{
     AppealForm, MIN_DOCUMENT_BYTES, Upload, check_form, check_upload, checked_request, mib,
-    parse_amount, read_form,
+    parse_amount, read_form, read_form_within,
 };
 pub use handlers::*;
