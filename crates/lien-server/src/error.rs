@@ -116,15 +116,23 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (self.status(), Json(body)).into_response();
+        self.tell_when(&mut response);
+        response
+    }
+}
+
+impl ApiError {
+    /// Adds `Retry-After` to `response` when this error says when to come back (a page that
+    /// shows the error answers with it too).
+    pub fn tell_when(&self, response: &mut Response) {
         if let ApiError::RateLimited {
             retry_after_secs, ..
         } = self
         {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
-        response
     }
 }
 

@@ -279,14 +279,7 @@ fn error_page(reader: &Reader, err: ApiError, title: &str, form: Markup) -> Resp
             (form)
         },
     );
-    if let ApiError::RateLimited {
-        retry_after_secs, ..
-    } = err
-    {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-    }
+    err.tell_when(&mut response);
     response
 }
 
