@@ -267,7 +267,7 @@ impl AppState {
         );
         let attestation_status = crate::attestation_status::AttestationStatus::new(
             settings.attestation_status.clone(),
-            Some(&settings.data_dir),
+            &settings.data_dir,
         );
         let password_hashing = tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),

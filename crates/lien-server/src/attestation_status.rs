@@ -17,6 +17,7 @@
 //! `SUSPENDED`).
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -42,8 +43,8 @@ pub const CACHE_FILE: &str = "attestation-status.json";
 /// The list in force, and where it is read from.
 pub struct AttestationStatus {
     source: Option<String>,
-    /// Where the last list read is kept (`None`: not kept).
-    cache: Option<std::path::PathBuf>,
+    /// Where the last list read is kept.
+    cache: PathBuf,
     /// The revoked serials and when they were read (Unix microseconds); `None` until a first
     /// list has been read.
     list: RwLock<Option<(Arc<HashSet<String>>, i64)>>,
@@ -68,18 +69,29 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<HashSet<String>> {
 impl AttestationStatus {
     /// The list read from `source` (the `attestation_status` setting; none when unset), the
     /// last one kept in `data_dir`.
-    pub fn new(source: Option<String>, data_dir: Option<&std::path::Path>) -> AttestationStatus {
+    pub fn new(source: Option<String>, data_dir: &Path) -> AttestationStatus {
         AttestationStatus {
             source: source.filter(|s| !s.trim().is_empty()),
-            cache: data_dir.map(|dir| dir.join(CACHE_FILE)),
+            cache: data_dir.join(CACHE_FILE),
             list: RwLock::new(None),
         }
+    }
+
+    /// When the kept list was written (Unix microseconds), if one was kept.
+    async fn kept_at_us(&self) -> Option<i64> {
+        let written = tokio::fs::metadata(&self.cache)
+            .await
+            .ok()?
+            .modified()
+            .ok()?;
+        let since = written.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(since.as_micros()).ok()
     }
 
     /// Puts the list kept by an earlier run in force, read at `read_us`, unless a list is in
     /// force already; returns how many serials it names, `None` when none was kept.
     pub async fn load_kept(&self, read_us: i64) -> Option<usize> {
-        let bytes = tokio::fs::read(self.cache.as_ref()?).await.ok()?;
+        let bytes = tokio::fs::read(&self.cache).await.ok()?;
         let revoked = parse(&bytes).ok()?;
         let count = revoked.len();
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
@@ -123,16 +135,14 @@ impl AttestationStatus {
         };
         let revoked = parse(&bytes).with_context(|| format!("reading {source}"))?;
         let count = revoked.len();
-        if let Some(cache) = &self.cache {
-            // Written whole, then renamed: a crash leaves the old list or the new one.
-            let partial = cache.with_extension("json.partial");
-            let kept = async {
-                tokio::fs::write(&partial, &bytes).await?;
-                tokio::fs::rename(&partial, cache).await
-            };
-            if let Err(err) = kept.await {
-                tracing::warn!(error = %err, "the attestation status list could not be kept");
-            }
+        // Written whole, then renamed: a crash leaves the old list or the new one.
+        let partial = self.cache.with_extension("json.partial");
+        let kept = async {
+            tokio::fs::write(&partial, &bytes).await?;
+            tokio::fs::rename(&partial, &self.cache).await
+        };
+        if let Err(err) = kept.await {
+            tracing::warn!(error = %err, "the attestation status list could not be kept");
         }
         *self.list.write().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(revoked), now_us));
         Ok(count)
@@ -145,30 +155,29 @@ pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
     if !state.attestation_status.configured() {
         return;
     }
-    if let Some(count) = state
-        .attestation_status
-        .load_kept(micros(state.clock.now()))
-        .await
-    {
+    let status = &state.attestation_status;
+    // The kept list is as old as its file, which the metric must not hide.
+    let kept_at_us = status.kept_at_us().await;
+    let kept_at_us = kept_at_us.unwrap_or_else(|| micros(state.clock.now()));
+    if let Some(count) = status.load_kept(kept_at_us).await {
         tracing::info!(
             revoked = count,
             "attestation status list kept from the last run"
         );
     }
     loop {
-        let now_us = micros(state.clock.now());
-        match state.attestation_status.refresh(now_us).await {
-            Ok(count) => {
-                tracing::info!(revoked = count, "attestation status list read");
-                state
-                    .metrics
-                    .attestation_status_read
-                    .set(now_us / 1_000_000);
-            }
+        match status.refresh(micros(state.clock.now())).await {
+            Ok(count) => tracing::info!(revoked = count, "attestation status list read"),
             Err(err) => tracing::warn!(
                 error = format!("{err:#}"),
                 "attestation status list not read; the last one read stays in force"
             ),
+        }
+        if let Some(read_us) = status.read_at_us() {
+            state
+                .metrics
+                .attestation_status_read
+                .set(read_us / 1_000_000);
         }
         tokio::select! {
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
@@ -262,8 +271,7 @@ mod tests {
     async fn a_fetched_list_is_put_in_force_kept_and_outlives_a_failed_fetch_and_a_restart() {
         let body = r#"{"entries": {"2c8cdddfd5e03bfc": {"status": "REVOKED"}}}"#.to_string();
         let dir = tempfile::tempdir().unwrap();
-        let status =
-            AttestationStatus::new(Some(serve_once("200 OK", body).await), Some(dir.path()));
+        let status = AttestationStatus::new(Some(serve_once("200 OK", body).await), dir.path());
         let chain = vec!["1".to_string(), "2c8cdddfd5e03bfc".to_string()];
         assert_eq!(
             status.revoked(&chain),
@@ -277,7 +285,7 @@ mod tests {
         // After a restart, with the source failing, the list kept from the last run holds.
         let restarted = AttestationStatus::new(
             Some(serve_once("503 Service Unavailable", String::new()).await),
-            Some(dir.path()),
+            dir.path(),
         );
         assert_eq!(restarted.load_kept(9).await, Some(1));
         let err = restarted.refresh(10).await.unwrap_err();

@@ -304,22 +304,8 @@ fn not_found_id(what: &str) -> &'static str {
 }
 
 fn limited_page(reader: &Reader, limited: crate::rate_limit::Limited) -> Response {
-    let seconds = limited.retry_after_secs.to_string();
-    let mut response = page(
-        reader,
-        StatusCode::TOO_MANY_REQUESTS,
-        &reader.t("error-wait-title"),
-        html! {
-            p class="box err" id="error" {
-                (reader.t_with("error-rate-limited", &[("seconds", &seconds)]))
-            }
-        },
-    );
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(limited.retry_after_secs),
-    );
-    response
+    let err = limited.error("too many requests from your address");
+    error_page(reader, err, &reader.t("error-wait-title"), html! {})
 }
 
 /// A look-up form; it carries the reader's language, so the answer comes in it.

@@ -141,14 +141,13 @@ impl Jobs {
 
     /// Waits for the actor's job `id` to end; its rows' outcomes, or why it stopped.
     pub async fn finished(&self, actor: &Actor, id: &str) -> Result<Arc<BulkResult>, ApiError> {
-        let receiver = {
+        let mut receiver = {
             let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
             match jobs.get(id) {
                 Some(job) if job.owner == actor.key_id => job.progress.clone(),
                 _ => return Err(ApiError::NotFound("upload")),
             }
         };
-        let mut receiver = receiver;
         // An error means the task ended without a word: it panicked.
         let ended = receiver.wait_for(|p| !p.running()).await.map(|p| p.clone());
         match ended {
