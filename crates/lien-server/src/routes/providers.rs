@@ -57,8 +57,7 @@ async fn endpoint(
 
 fn callback(body: Result<Bytes, BytesRejection>) -> Result<C2bCallback, ApiError> {
     let body = body?;
-    let Json(callback) = Json::<C2bCallback>::from_bytes(&body)?;
-    Ok(callback)
+    crate::no_nul::json_without_nul(&body)
 }
 
 /// Daraja's validation: whether M-Pesa may take this payment.
@@ -408,7 +407,7 @@ pub async fn generic_payment(
             };
         }
     };
-    let Json(callback) = Json::<PaymentCallback>::from_bytes(&body)?;
+    let callback: PaymentCallback = crate::no_nul::json_without_nul(&body)?;
     let outcome = match mobile_money::signed_payment(&state, &provider, &message, &callback).await?
     {
         Confirmed::Recorded { device_id } => {

@@ -322,6 +322,27 @@ async fn a_wrong_token_is_not_found_and_writes_nothing(backend: Backend) {
     assert_eq!(written(&app, &device_id).await, before);
     assert!(unmatched(&app, &key, "").await.is_empty());
 
+    // A NUL in the account, beside a field only a typed reader skips, sent as any label (a CSV
+    // label keeps the edge's check away): named and refused, and nothing is written.
+    let mut with_nul = daraja(&app, "RKTNUL0001", "C-1001\u{0}", "1000.00").to_string();
+    with_nul.insert_str(with_nul.len() - 1, r#","Zz":1e400"#);
+    for label in ["application/json", "text/csv"] {
+        for which in ["validation", "confirmation"] {
+            let reply = app
+                .send(
+                    "POST",
+                    &format!("/v1/providers/mpesa/{rotated}/{which}"),
+                    &[("content-type".into(), label.into())],
+                    Some(with_nul.clone()),
+                )
+                .await;
+            assert_eq!(reply.status, 422, "{which} as {label}: {}", reply.body);
+            assert!(reply.body.to_string().contains("NUL"), "{}", reply.body);
+        }
+    }
+    assert_eq!(written(&app, &device_id).await, before);
+    assert!(unmatched(&app, &key, "").await.is_empty());
+
     // The endpoint shows no token.
     let shown = app
         .call(
