@@ -526,7 +526,9 @@ pub async fn start(
         tokio::spawn(crate::scheduler::run(state.clone(), stopping.clone()));
         tokio::spawn(crate::webhooks::run(state.clone(), stopping.clone()));
     }
-    // Every server answers hellos, so every one keeps its own status list.
+    // Every server answers hellos, so every one keeps its own status list, the kept one in
+    // force before the first hello is answered.
+    crate::attestation_status::load_kept_list(&state).await;
     tokio::spawn(crate::attestation_status::run(
         state.clone(),
         stopping.clone(),

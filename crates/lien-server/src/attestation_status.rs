@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::app::{AppState, until_stopped};
@@ -92,7 +93,14 @@ impl AttestationStatus {
     /// force already; returns how many serials it names, `None` when none was kept.
     pub async fn load_kept(&self, read_us: i64) -> Option<usize> {
         let bytes = tokio::fs::read(&self.cache).await.ok()?;
-        let revoked = parse(&bytes).ok()?;
+        let revoked = match parse(&bytes) {
+            Ok(revoked) => revoked,
+            Err(err) => {
+                let file = self.cache.display();
+                tracing::warn!(error = format!("{err:#}"), %file, "the kept attestation status list is unreadable");
+                return None;
+            }
+        };
         let count = revoked.len();
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
         if list.is_none() {
@@ -135,10 +143,15 @@ impl AttestationStatus {
         };
         let revoked = parse(&bytes).with_context(|| format!("reading {source}"))?;
         let count = revoked.len();
-        // Written whole, then renamed: a crash leaves the old list or the new one.
-        let partial = self.cache.with_extension("json.partial");
+        // Written whole and synced, then renamed: a crash or a power cut leaves the old list
+        // or the new one.
+        let partial = self
+            .cache
+            .with_extension(format!("json.{}.partial", std::process::id()));
         let kept = async {
-            tokio::fs::write(&partial, &bytes).await?;
+            let mut file = tokio::fs::File::create(&partial).await?;
+            file.write_all(&bytes).await?;
+            file.sync_all().await?;
             tokio::fs::rename(&partial, &self.cache).await
         };
         if let Err(err) = kept.await {
@@ -149,13 +162,13 @@ impl AttestationStatus {
     }
 }
 
-/// Reads the list at start and then every [`REFRESH_EVERY`] until the server stops; does
-/// nothing when no list is set.
-pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
-    if !state.attestation_status.configured() {
+/// Puts the list kept by the last run in force, before the server answers its first hello;
+/// does nothing when no list is set.
+pub async fn load_kept_list(state: &AppState) {
+    let status = &state.attestation_status;
+    if !status.configured() {
         return;
     }
-    let status = &state.attestation_status;
     // The kept list is as old as its file, which the metric must not hide.
     let kept_at_us = status.kept_at_us().await;
     let kept_at_us = kept_at_us.unwrap_or_else(|| micros(state.clock.now()));
@@ -165,12 +178,25 @@ pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
             "attestation status list kept from the last run"
         );
     }
+}
+
+/// Reads the list now and then every [`REFRESH_EVERY`] until the server stops; does nothing
+/// when no list is set.
+pub async fn run(state: AppState, mut stopping: watch::Receiver<bool>) {
+    let status = &state.attestation_status;
+    if !status.configured() {
+        return;
+    }
     loop {
         match status.refresh(micros(state.clock.now())).await {
             Ok(count) => tracing::info!(revoked = count, "attestation status list read"),
-            Err(err) => tracing::warn!(
+            Err(err) if status.read_at_us().is_some() => tracing::warn!(
                 error = format!("{err:#}"),
                 "attestation status list not read; the last one read stays in force"
+            ),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "attestation status list not read, and none is in force: no hello is refused for revocation"
             ),
         }
         if let Some(read_us) = status.read_at_us() {

@@ -341,7 +341,12 @@ pub(crate) async fn proven_device(
     if device.released_us.is_some() {
         return Err(released());
     }
-    let key = imei.as_str().parse::<u64>().expect("an IMEI is 15 digits");
+    // Keyed by the phone's first IMEI, whichever was typed: a dual-SIM phone has one limit.
+    let key = device
+        .enrolled
+        .imei1
+        .parse::<u64>()
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("a stored IMEI is not digits")))?;
     state
         .proof_limit
         .check(key)
